@@ -1,0 +1,135 @@
+/**
+ * The error contract of writ: one base class, one subclass per failure family, a stable
+ * string code from a literal union. `switch (err.code)` on an `AnyWritError` narrows.
+ * Codes are documented in docs/errors.md and mapped to gRPC status in src/server/status.ts;
+ * test/errors.test.ts keeps the three in step.
+ */
+
+export const ERROR_CODES = [
+  'ERR_SPIFFE_ID_INVALID',
+  'ERR_TRUST_DOMAIN_MISMATCH',
+  'ERR_BUNDLE_INVALID',
+  'ERR_DER_MALFORMED',
+  'ERR_PEM_MALFORMED',
+  'ERR_X509_SVID_INVALID',
+  'ERR_JWT_SVID_INVALID',
+  'ERR_CSR_INVALID',
+  'ERR_KEY_UNSUPPORTED',
+  'ERR_EVIDENCE_TYPE_UNKNOWN',
+  'ERR_EVIDENCE_INVALID',
+  'ERR_JOIN_TOKEN_INVALID',
+  'ERR_NO_MATCHING_ENTRY',
+  'ERR_ENTRY_INVALID',
+  'ERR_ENTRY_NOT_FOUND',
+  'ERR_PROTOCOL',
+  'ERR_LIMIT_EXCEEDED',
+  'ERR_CA_UNAVAILABLE',
+  'ERR_KEY_DECRYPT',
+  'ERR_CONFIG_INVALID',
+  'ERR_STORE',
+] as const;
+
+export type WritErrorCode = (typeof ERROR_CODES)[number];
+
+/** Base class of every error writ raises on purpose. */
+export class WritError<C extends WritErrorCode = WritErrorCode> extends Error {
+  readonly code: C;
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'WritError';
+  }
+}
+
+/** A SPIFFE ID or trust domain failed the SPIFFE-ID spec rules. */
+export class SpiffeIdError extends WritError<'ERR_SPIFFE_ID_INVALID'> {
+  constructor(message: string) {
+    super('ERR_SPIFFE_ID_INVALID', message);
+    this.name = 'SpiffeIdError';
+  }
+}
+
+/** Bytes that should be DER, PEM, a CSR, a key, a certificate or a bundle are not acceptable. */
+export class FormatError extends WritError<
+  'ERR_DER_MALFORMED' | 'ERR_PEM_MALFORMED' | 'ERR_CSR_INVALID' | 'ERR_KEY_UNSUPPORTED' | 'ERR_BUNDLE_INVALID'
+> {
+  constructor(code: FormatError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'FormatError';
+  }
+}
+
+/** A credential (X.509-SVID or JWT-SVID) failed validation. */
+export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID_INVALID' | 'ERR_TRUST_DOMAIN_MISMATCH'> {
+  constructor(code: SvidError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'SvidError';
+  }
+}
+
+/** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream. */
+export class AttestationError extends WritError<
+  'ERR_EVIDENCE_TYPE_UNKNOWN' | 'ERR_EVIDENCE_INVALID' | 'ERR_JOIN_TOKEN_INVALID' | 'ERR_NO_MATCHING_ENTRY' | 'ERR_PROTOCOL'
+> {
+  constructor(code: AttestationError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'AttestationError';
+  }
+}
+
+/** A registration entry request was invalid or named an entry that does not exist. */
+export class EntryError extends WritError<'ERR_ENTRY_INVALID' | 'ERR_ENTRY_NOT_FOUND'> {
+  constructor(code: EntryError['code'], message: string) {
+    super(code, message);
+    this.name = 'EntryError';
+  }
+}
+
+/** A named security limit was exceeded (sizes, counts, depths, rates). */
+export class LimitError extends WritError<'ERR_LIMIT_EXCEEDED'> {
+  constructor(message: string) {
+    super('ERR_LIMIT_EXCEEDED', message);
+    this.name = 'LimitError';
+  }
+}
+
+/** The CA or its keys cannot be used: no active key, key decryption failed. */
+export class CaError extends WritError<'ERR_CA_UNAVAILABLE' | 'ERR_KEY_DECRYPT'> {
+  constructor(code: CaError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'CaError';
+  }
+}
+
+/** Configuration was invalid; `problems` lists every error found, not only the first. */
+export class ConfigError extends WritError<'ERR_CONFIG_INVALID'> {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super('ERR_CONFIG_INVALID', `config: ${problems.length} problem(s): ${problems.join('; ')}`);
+    this.problems = problems;
+    this.name = 'ConfigError';
+  }
+}
+
+/** The datastore failed; the transaction was rolled back. */
+export class StoreError extends WritError<'ERR_STORE'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STORE', message, options);
+    this.name = 'StoreError';
+  }
+}
+
+export type AnyWritError =
+  | SpiffeIdError
+  | FormatError
+  | SvidError
+  | AttestationError
+  | EntryError
+  | LimitError
+  | CaError
+  | ConfigError
+  | StoreError;
+
+export function isWritError(e: unknown): e is AnyWritError {
+  return e instanceof WritError;
+}

@@ -1,0 +1,181 @@
+/**
+ * JWT-SVIDs (JWT-SVID spec): compact JWS, RS/ES/PS only, `kid` always, `typ` JWT, `sub` a
+ * SPIFFE ID, `aud` required, `exp` required. Minted and verified with Node's crypto.
+ * Validation error strings follow go-spiffe's jwtsvid package. UNTRUSTED input enters here.
+ */
+import { constants, sign, verify, type KeyObject } from 'node:crypto';
+import { SvidError } from '../errors.js';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
+import type { BundleSet } from '../spiffe/bundle.js';
+
+/** Largest token we look at. */
+export const MAX_JWT_BYTES = 16 * 1024;
+/** Most audiences in one token. */
+export const MAX_AUDIENCES = 16;
+
+export type JwtAlg = 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'PS256' | 'PS384' | 'PS512';
+
+interface AlgSpec {
+  readonly hash: string;
+  readonly kty: 'ec' | 'rsa';
+  readonly curve?: string;
+  readonly pss?: boolean;
+}
+
+/** JWT-SVID §3: the only algorithms a JWT-SVID may use. Anything else (none, HS*, EdDSA) is refused. */
+export const JWT_ALGORITHMS: ReadonlyMap<string, AlgSpec> = new Map<string, AlgSpec>([
+  ['RS256', { hash: 'sha256', kty: 'rsa' }],
+  ['RS384', { hash: 'sha384', kty: 'rsa' }],
+  ['RS512', { hash: 'sha512', kty: 'rsa' }],
+  ['PS256', { hash: 'sha256', kty: 'rsa', pss: true }],
+  ['PS384', { hash: 'sha384', kty: 'rsa', pss: true }],
+  ['PS512', { hash: 'sha512', kty: 'rsa', pss: true }],
+  ['ES256', { hash: 'sha256', kty: 'ec', curve: 'prime256v1' }],
+  ['ES384', { hash: 'sha384', kty: 'ec', curve: 'secp384r1' }],
+  ['ES512', { hash: 'sha512', kty: 'ec', curve: 'secp521r1' }],
+]);
+
+function keyFits(spec: AlgSpec, key: KeyObject): boolean {
+  if (key.asymmetricKeyType !== spec.kty) return false;
+  if (spec.curve) return key.asymmetricKeyDetails?.namedCurve === spec.curve;
+  return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048;
+}
+
+function signOpts(spec: AlgSpec, key: KeyObject) {
+  if (spec.kty === 'ec') return { key, dsaEncoding: 'ieee-p1363' as const };
+  if (spec.pss) return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
+  return { key, padding: constants.RSA_PKCS1_PADDING };
+}
+
+export interface JwtSvidSigner {
+  readonly kid: string;
+  readonly alg: JwtAlg;
+  readonly privateKey: KeyObject;
+}
+
+export interface JwtSvidClaims {
+  readonly sub: string;
+  readonly aud: readonly string[];
+  readonly exp: number;
+  readonly iat: number;
+  readonly [k: string]: unknown;
+}
+
+export interface JwtSvid {
+  readonly token: string;
+  readonly id: SpiffeId;
+  readonly audience: readonly string[];
+  readonly expiresAt: Date;
+  readonly claims: Record<string, unknown>;
+  readonly header: Record<string, unknown>;
+}
+
+const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+/** Mints a JWT-SVID, then parses our own output before returning it. */
+export function mintJwtSvid(
+  signer: JwtSvidSigner,
+  req: { spiffeId: SpiffeId; audience: readonly string[]; issuedAt: Date; expiresAt: Date },
+): JwtSvid {
+  const spec = JWT_ALGORITHMS.get(signer.alg);
+  if (!spec || !keyFits(spec, signer.privateKey)) throw new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: signing key does not fit ${signer.alg}`);
+  if (req.audience.length === 0) throw new SvidError('ERR_JWT_SVID_INVALID', 'jwtsvid: audience is required');
+  const header = { alg: signer.alg, kid: signer.kid, typ: 'JWT' };
+  const claims = {
+    aud: [...req.audience],
+    exp: Math.floor(req.expiresAt.getTime() / 1000),
+    iat: Math.floor(req.issuedAt.getTime() / 1000),
+    sub: req.spiffeId.uri,
+  };
+  const input = `${b64(header)}.${b64(claims)}`;
+  const sig = sign(spec.hash, Buffer.from(input), signOpts(spec, signer.privateKey));
+  const token = `${input}.${sig.toString('base64url')}`;
+  const parsed = decodeJwt(token);
+  if (parsed.claims.sub !== req.spiffeId.uri || parsed.header.kid !== signer.kid) {
+    throw new SvidError('ERR_JWT_SVID_INVALID', 'jwtsvid: minted token failed validation');
+  }
+  return { token, id: req.spiffeId, audience: claims.aud, expiresAt: new Date(claims.exp * 1000), claims, header };
+}
+
+function fail(msg: string, cause?: unknown): SvidError {
+  return new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: ${msg}`, { cause });
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+function decodeJson(part: string): Record<string, unknown> {
+  if (!B64URL.test(part)) throw new Error('not base64url');
+  const v: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+  return v as Record<string, unknown>;
+}
+
+/** Splits and decodes a compact JWS, enforcing the JWT-SVID algorithm allow-list. No signature check. */
+export function decodeJwt(token: string): { header: Record<string, unknown>; claims: Record<string, unknown>; input: string; signature: Buffer } {
+  if (token.length > MAX_JWT_BYTES) throw fail(`unable to parse JWT token: longer than ${MAX_JWT_BYTES} bytes`);
+  const parts = token.split('.');
+  if (parts.length !== 3) throw fail('unable to parse JWT token');
+  let header: Record<string, unknown>;
+  let claims: Record<string, unknown>;
+  try {
+    header = decodeJson(parts[0]!);
+    claims = decodeJson(parts[1]!);
+    if (!B64URL.test(parts[2]!)) throw new Error('signature not base64url');
+  } catch (e) {
+    throw fail('unable to parse JWT token', e);
+  }
+  if (typeof header.alg !== 'string' || !JWT_ALGORITHMS.has(header.alg)) throw fail('unable to parse JWT token');
+  if ('crit' in header) throw fail('unable to parse JWT token: crit header parameters are not supported');
+  return { header, claims, input: `${parts[0]}.${parts[1]}`, signature: Buffer.from(parts[2]!, 'base64url') };
+}
+
+function audienceList(aud: unknown): string[] | undefined {
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud) && aud.length <= MAX_AUDIENCES && aud.every((a) => typeof a === 'string')) return aud as string[];
+  return undefined;
+}
+
+/**
+ * Validates a JWT-SVID (go-spiffe `jwtsvid.ParseAndValidate`): allowed algorithm, `typ`,
+ * `kid` from the bundle of the subject's trust domain, signature, `exp` at instant `at`,
+ * and one of `audiences`.
+ */
+export function validateJwtSvid(token: string, bundles: BundleSet, audiences: readonly string[], at: Date): JwtSvid {
+  const { header, claims, input, signature } = decodeJwt(token);
+  if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') throw fail('token header type not equal to either JWT or JOSE');
+  const kid = header.kid;
+  if (typeof kid !== 'string' || kid === '') throw fail('token header missing key id');
+  if (claims.sub === undefined || claims.sub === '') throw fail('token missing subject claim');
+  if (typeof claims.sub !== 'string') throw fail('token has an invalid subject claim: not a string');
+  let id: SpiffeId;
+  try {
+    id = parseSpiffeId(claims.sub);
+  } catch (e) {
+    throw fail(`token has an invalid subject claim: ${(e as Error).message}`, e);
+  }
+  const bundle = bundles.get(id.trustDomain);
+  if (!bundle) throw fail(`no bundle found for trust domain "${id.trustDomain}"`);
+  const key = bundle.jwtAuthorities.get(kid);
+  if (!key) throw fail(`no JWT authority "${kid}" found for trust domain "${id.trustDomain}"`);
+  const spec = JWT_ALGORITHMS.get(header.alg as string)!;
+  // No algorithm confusion: the bundle key's type and curve must be the ones `alg` names.
+  if (!keyFits(spec, key)) throw fail(`unable to get claims from token: key "${kid}" cannot verify ${String(header.alg)}`);
+  let ok = false;
+  try {
+    ok = verify(spec.hash, Buffer.from(input), signOpts(spec, key), signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw fail('unable to get claims from token: signature verification failed');
+  if (claims.exp === undefined) throw fail('token missing exp claim');
+  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) throw fail('token has an invalid exp claim');
+  const nowSec = at.getTime() / 1000;
+  if (nowSec >= claims.exp) throw fail('token has expired');
+  if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || nowSec < claims.nbf)) throw fail('token is not valid yet');
+  const aud = audienceList(claims.aud);
+  if (!aud || aud.length === 0) throw fail('token has an invalid aud claim');
+  if (!aud.some((a) => audiences.includes(a))) {
+    throw fail(`expected audience in ${JSON.stringify(audiences)} (audience=${JSON.stringify(aud)})`);
+  }
+  return { token, id, audience: aud, expiresAt: new Date(claims.exp * 1000), claims, header };
+}

@@ -1,0 +1,101 @@
+/**
+ * Which agent keys writ certifies, and PKCS#10 CSR parsing (RFC 2986) with the signature
+ * checked by Node's crypto. UNTRUSTED input enters here.
+ */
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { FormatError } from '../errors.js';
+import { SeqReader, TAG, decodeBitString, decodeOid, decodeSmallInt, parseOne, MAX_DER_BYTES } from '../der/der.js';
+import { SIGNATURE_ALGORITHMS } from '../x509/oids.js';
+
+export type KeyKind = 'ec-p256' | 'ec-p384' | 'rsa';
+
+/** RSA keys below this many bits are refused (NIST SP 800-57). */
+export const MIN_RSA_BITS = 2048;
+/** RSA keys above this are refused: no benefit, and they make verification a CPU sink. */
+export const MAX_RSA_BITS = 8192;
+
+export interface AgentPublicKey {
+  readonly key: KeyObject;
+  /** Normalised DER SubjectPublicKeyInfo, as it goes into the certificate. */
+  readonly spki: Buffer;
+  readonly kind: KeyKind;
+}
+
+/** Classifies a public key or throws ERR_KEY_UNSUPPORTED. */
+export function classifyKey(key: KeyObject): KeyKind {
+  const type = key.asymmetricKeyType;
+  const d = key.asymmetricKeyDetails ?? {};
+  if (type === 'ec') {
+    if (d.namedCurve === 'prime256v1') return 'ec-p256';
+    if (d.namedCurve === 'secp384r1') return 'ec-p384';
+    throw new FormatError('ERR_KEY_UNSUPPORTED', `key: unsupported EC curve ${d.namedCurve ?? 'unknown'} (want P-256 or P-384)`);
+  }
+  if (type === 'rsa') {
+    const bits = d.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
+      throw new FormatError('ERR_KEY_UNSUPPORTED', `key: RSA modulus of ${bits} bits (want ${MIN_RSA_BITS}..${MAX_RSA_BITS})`);
+    }
+    return 'rsa';
+  }
+  throw new FormatError('ERR_KEY_UNSUPPORTED', `key: unsupported key type ${type ?? 'unknown'} (want EC P-256/P-384 or RSA)`);
+}
+
+/** Parses and accepts a DER SubjectPublicKeyInfo. */
+export function parsePublicKey(spkiDer: Uint8Array): AgentPublicKey {
+  const buf = Buffer.from(spkiDer);
+  if (buf.length === 0) throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: empty public key');
+  if (buf.length > MAX_DER_BYTES) throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: public key too large');
+  let key: KeyObject;
+  try {
+    parseOne(buf, TAG.SEQUENCE);
+    key = createPublicKey({ key: buf, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: not a DER SubjectPublicKeyInfo', { cause: e });
+  }
+  const kind = classifyKey(key);
+  return { key, kind, spki: key.export({ format: 'der', type: 'spki' }) };
+}
+
+/** Parses a DER PKCS#10 CSR, checks its self-signature, and returns the accepted key. */
+export function parseCsr(der: Uint8Array): AgentPublicKey {
+  const buf = Buffer.from(der);
+  try {
+    const req = new SeqReader(parseOne(buf, TAG.SEQUENCE), 'certificationRequest');
+    const infoTlv = req.next(TAG.SEQUENCE, 'certificationRequestInfo');
+    const algTlv = req.next(TAG.SEQUENCE, 'signatureAlgorithm');
+    const sig = decodeBitString(req.next(TAG.BIT_STRING, 'signature'));
+    req.end('certificationRequest');
+    const info = new SeqReader(infoTlv, 'certificationRequestInfo');
+    if (decodeSmallInt(info.next(TAG.INTEGER, 'version')) !== 0) throw csrError('version must be 0');
+    info.next(TAG.SEQUENCE, 'subject');
+    const spkiTlv = info.next(TAG.SEQUENCE, 'subjectPKInfo');
+    info.next(0xa0, 'attributes');
+    info.end('certificationRequestInfo');
+    const alg = new SeqReader(algTlv, 'signatureAlgorithm');
+    const algOid = decodeOid(alg.next(TAG.OID, 'algorithm'));
+    const scheme = SIGNATURE_ALGORITHMS.get(algOid);
+    if (!scheme) throw csrError(`unsupported signature algorithm ${algOid}`);
+    const pk = parsePublicKey(spkiTlv.bytes);
+    if ((scheme.key === 'ec') !== (pk.kind !== 'rsa')) throw csrError('signature algorithm does not match the key type');
+    if (sig.unused !== 0 || !verify(scheme.hash, infoTlv.bytes, pk.key, sig.bytes)) throw csrError('signature does not verify');
+    return pk;
+  } catch (e) {
+    if (e instanceof FormatError && (e.code === 'ERR_CSR_INVALID' || e.code === 'ERR_KEY_UNSUPPORTED')) throw e;
+    throw csrError(e instanceof Error ? e.message : 'malformed', e);
+  }
+}
+
+function csrError(msg: string, cause?: unknown): FormatError {
+  return new FormatError('ERR_CSR_INVALID', `csr: ${msg}`, { cause });
+}
+
+/** RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key. */
+export function jwkThumbprint(key: KeyObject): string {
+  const jwk = key.export({ format: 'jwk' }) as Record<string, string>;
+  let canonical: string;
+  if (jwk.kty === 'EC') canonical = JSON.stringify({ crv: jwk.crv, kty: 'EC', x: jwk.x, y: jwk.y });
+  else if (jwk.kty === 'RSA') canonical = JSON.stringify({ e: jwk.e, kty: 'RSA', n: jwk.n });
+  else if (jwk.kty === 'OKP') canonical = JSON.stringify({ crv: jwk.crv, kty: 'OKP', x: jwk.x });
+  else throw new FormatError('ERR_KEY_UNSUPPORTED', `key: no thumbprint for kty ${jwk.kty}`);
+  return createHash('sha256').update(canonical).digest('base64url');
+}

@@ -1,0 +1,114 @@
+/**
+ * X.509-SVID minting: template → sign → validate our own output → return (SPIRE
+ * credtemplate + credvalidator). Profile per X509-SVID §4: one URI SAN, cA=false, keyUsage
+ * critical digitalSignature only, EKU serverAuth+clientAuth, random serial.
+ */
+import type { KeyObject } from 'node:crypto';
+import { SvidError } from '../errors.js';
+import type { SpiffeId } from '../spiffe/id.js';
+import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
+import { checkLeafProfile } from './x509-svid.js';
+import { KEY_USAGE, OID } from '../x509/oids.js';
+import * as t from './template.js';
+
+/** The CA that signs SVIDs: its certificate, private key and the chain to send after the leaf. */
+export interface SigningAuthority {
+  readonly certificate: ParsedCertificate;
+  readonly privateKey: KeyObject;
+  /** Certificates to append after the leaf (this CA and any intermediates above it, never the root). */
+  readonly chain: readonly Buffer[];
+}
+
+export interface X509SvidRequest {
+  readonly spiffeId: SpiffeId;
+  /** DER SubjectPublicKeyInfo, already accepted by parsePublicKey. */
+  readonly spki: Buffer;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  /** Extra SANs, used only for the issuer's own serving certificate. */
+  readonly dnsNames?: readonly string[];
+  readonly ipAddresses?: readonly string[];
+}
+
+export interface MintedX509Svid {
+  readonly spiffeId: SpiffeId;
+  readonly serial: Buffer;
+  readonly leaf: Buffer;
+  /** Leaf first, then the CA chain. */
+  readonly chain: readonly Buffer[];
+  readonly notAfter: Date;
+}
+
+const SVID_SUBJECT = t.encodeName([
+  { oid: OID.countryName, value: 'US' },
+  { oid: OID.organizationName, value: 'writ' },
+]);
+const LEAF_CONSTRAINTS = t.basicConstraints(false);
+const LEAF_KEY_USAGE = t.keyUsage([KEY_USAGE.digitalSignature]);
+const LEAF_EKU = t.extKeyUsage([OID.serverAuth, OID.clientAuth]);
+
+/** Mints X.509-SVIDs under one signing authority; constant DER is precomputed. */
+export class X509SvidMinter {
+  private readonly algorithm: Buffer;
+  private readonly hash: string;
+  private readonly aki: Buffer;
+
+  constructor(private readonly ca: SigningAuthority) {
+    const scheme = t.signatureSchemeFor(ca.privateKey);
+    this.algorithm = scheme.algorithm;
+    this.hash = scheme.hash;
+    this.aki = t.authorityKeyId(ca.certificate.spki);
+  }
+
+  get notAfter(): Date {
+    return this.ca.certificate.notAfter;
+  }
+
+  mint(req: X509SvidRequest): MintedX509Svid {
+    // SVIDs never outlive their signing CA.
+    const notAfter = req.notAfter > this.ca.certificate.notAfter ? this.ca.certificate.notAfter : req.notAfter;
+    const serial = t.randomSerial();
+    const tbs = t.encodeTbs({
+      serial,
+      algorithm: this.algorithm,
+      issuer: this.ca.certificate.subject,
+      notBefore: req.notBefore,
+      notAfter,
+      subject: SVID_SUBJECT,
+      spki: req.spki,
+      extensions: [
+        LEAF_CONSTRAINTS,
+        LEAF_KEY_USAGE,
+        LEAF_EKU,
+        t.subjectKeyId(req.spki),
+        this.aki,
+        t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses),
+      ],
+    });
+    const leaf = t.signCertificate(tbs, this.algorithm, this.hash, this.ca.privateKey);
+    this.validate(leaf, req, notAfter);
+    return { spiffeId: req.spiffeId, serial, leaf, chain: [leaf, ...this.ca.chain], notAfter };
+  }
+
+  /** Our own output must pass our own validator before it leaves (SPIRE credvalidator). */
+  private validate(leafDer: Buffer, req: X509SvidRequest, notAfter: Date): void {
+    const fail = (m: string): never => {
+      throw new SvidError('ERR_X509_SVID_INVALID', `x509svid: minted certificate failed validation: ${m}`);
+    };
+    let leaf: ParsedCertificate;
+    let id: SpiffeId;
+    try {
+      leaf = parseCertificate(leafDer);
+      id = checkLeafProfile(leaf);
+    } catch (e) {
+      return fail((e as Error).message);
+    }
+    if (id.uri !== req.spiffeId.uri) fail('SPIFFE ID differs from the request');
+    if (!leaf.spki.equals(req.spki)) fail('public key differs from the request');
+    if (!leaf.issuer.equals(this.ca.certificate.subject)) fail('issuer differs from the signing CA');
+    if (leaf.notAfter.getTime() !== Math.floor(notAfter.getTime() / 1000) * 1000) fail('notAfter differs from the request');
+    if (leaf.notAfter > this.ca.certificate.notAfter || leaf.notBefore >= leaf.notAfter) fail('validity outside the signing CA');
+    const eku = leaf.extKeyUsage ?? [];
+    if (!eku.includes(OID.serverAuth) || !eku.includes(OID.clientAuth)) fail('missing serverAuth/clientAuth');
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * X.509-SVID validation (X509-SVID spec §3–§5): the structural profile of leaf and signing
+ * certificates, and path validation to a trust bundle at a given instant. Signatures are
+ * checked with Node's crypto (OpenSSL). Error strings follow go-spiffe's x509svid package.
+ */
+import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { SvidError, WritError } from '../errors.js';
+import { decodePem } from '../der/pem.js';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
+import type { BundleSet } from '../spiffe/bundle.js';
+import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
+import { KEY_USAGE, SIGNATURE_ALGORITHMS } from '../x509/oids.js';
+
+/** Longest chain (leaf + intermediates) we accept. */
+export const MAX_CHAIN_LENGTH = 8;
+
+export interface X509Svid {
+  readonly id: SpiffeId;
+  /** Leaf first, then intermediates. */
+  readonly certificates: readonly ParsedCertificate[];
+  readonly privateKey?: KeyObject;
+}
+
+function fail(msg: string, cause?: unknown): SvidError {
+  return new SvidError('ERR_X509_SVID_INVALID', `x509svid: ${msg}`, { cause });
+}
+
+/** The single SPIFFE ID of a leaf (X509-SVID §2: exactly one URI SAN). */
+export function leafSpiffeId(leaf: ParsedCertificate): SpiffeId {
+  if (leaf.uris.length === 0) throw new Error('certificate contains no URI SAN');
+  if (leaf.uris.length > 1) throw new Error('certificate contains more than one URI SAN');
+  return parseSpiffeId(leaf.uris[0]!);
+}
+
+/** Checks the leaf profile (X509-SVID §4) and returns its SPIFFE ID. Throws plain Errors; callers prefix. */
+export function checkLeafProfile(leaf: ParsedCertificate): SpiffeId {
+  let id: SpiffeId;
+  try {
+    id = leafSpiffeId(leaf);
+  } catch (e) {
+    throw new Error(`cannot get leaf certificate SPIFFE ID: ${(e as Error).message}`);
+  }
+  if (id.path === '') throw new Error('leaf certificate SPIFFE ID must have a non-root path');
+  if (leaf.basicConstraints?.ca) throw new Error('leaf certificate must not have CA flag set to true');
+  const ku = leaf.keyUsage;
+  if (!ku || !ku.has(KEY_USAGE.digitalSignature)) throw new Error("leaf certificate must have 'digitalSignature' set as key usage");
+  if (ku.has(KEY_USAGE.keyCertSign)) throw new Error("leaf certificate must not have 'keyCertSign' set as key usage");
+  if (ku.has(KEY_USAGE.cRLSign)) throw new Error("leaf certificate must not have 'cRLSign' set as key usage");
+  if (leaf.unknownCritical.length) throw new Error(`leaf certificate has unknown critical extension ${leaf.unknownCritical[0]}`);
+  return id;
+}
+
+/** Checks a signing certificate (X509-SVID §4.1, §4.3). */
+export function checkSigningProfile(cert: ParsedCertificate): void {
+  if (!cert.basicConstraints?.ca) throw new Error('signing certificate must have CA flag set to true');
+  if (!cert.keyUsage?.has(KEY_USAGE.keyCertSign)) throw new Error("signing certificate must have 'keyCertSign' set as key usage");
+  if (cert.unknownCritical.length) throw new Error(`signing certificate has unknown critical extension ${cert.unknownCritical[0]}`);
+}
+
+function parseCertsPem(pem: string | Uint8Array): ParsedCertificate[] {
+  const text = typeof pem === 'string' ? pem : Buffer.from(pem).toString('utf8');
+  let blocks;
+  try {
+    blocks = decodePem(text);
+  } catch (e) {
+    throw fail(`cannot parse PEM encoded certificate: ${(e as Error).message}`, e);
+  }
+  if (blocks.length === 0) throw fail('cannot parse PEM encoded certificate: no PEM blocks found');
+  const certs = blocks.filter((b) => b.label === 'CERTIFICATE');
+  if (certs.length > MAX_CHAIN_LENGTH) throw fail(`chain longer than ${MAX_CHAIN_LENGTH} certificates`);
+  return certs.map((b) => {
+    try {
+      return parseCertificate(b.der);
+    } catch (e) {
+      throw fail('cannot parse PEM encoded certificate: x509: malformed certificate', e);
+    }
+  });
+}
+
+function parseKeyPem(pem: string | Uint8Array): KeyObject {
+  const text = typeof pem === 'string' ? pem : Buffer.from(pem).toString('utf8');
+  let blocks;
+  try {
+    blocks = decodePem(text);
+  } catch (e) {
+    throw fail(`cannot parse PEM encoded private key: ${(e as Error).message}`, e);
+  }
+  if (blocks.length === 0) throw fail('cannot parse PEM encoded private key: no PEM blocks found');
+  const keyBlock = blocks.find((b) => b.label === 'PRIVATE KEY');
+  if (!keyBlock) throw fail('private key validation failed: no private key found');
+  try {
+    return createPrivateKey({ key: keyBlock.der, format: 'der', type: 'pkcs8' });
+  } catch (e) {
+    throw fail('cannot parse PEM encoded private key: asn1: structure error: not a PKCS#8 private key', e);
+  }
+}
+
+/**
+ * Structural parse of an X.509-SVID and its key (go-spiffe `x509svid.Parse`): chain shape,
+ * SPIFFE ID, leaf and signing profiles, key match. Does not check time or signatures.
+ */
+export function parseX509Svid(certsPem: string | Uint8Array, keyPem: string | Uint8Array): X509Svid {
+  const certs = parseCertsPem(certsPem);
+  if (certs.length === 0) throw fail('certificate validation failed: no certificates found');
+  const privateKey = parseKeyPem(keyPem);
+  const id = validateChainProfile(certs);
+  const leafKey = createPublicKey({ key: certs[0]!.spki, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'der' });
+  const derived = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  if (!leafKey.equals(derived)) throw fail('private key validation failed: leaf certificate does not match private key');
+  return { id, certificates: certs, privateKey };
+}
+
+/** Profile checks over a whole chain (leaf + signing certs); returns the leaf's SPIFFE ID. */
+export function validateChainProfile(certs: readonly ParsedCertificate[]): SpiffeId {
+  try {
+    const id = checkLeafProfile(certs[0]!);
+    for (const c of certs.slice(1)) checkSigningProfile(c);
+    return id;
+  } catch (e) {
+    if (e instanceof WritError) throw fail(`certificate validation failed: ${e.message}`, e);
+    throw fail(`certificate validation failed: ${(e as Error).message}`, e);
+  }
+}
+
+/** Verifies `cert` was signed by `issuerKey` with an allowed algorithm (Node crypto / OpenSSL). */
+function signedBy(cert: ParsedCertificate, issuer: X509Certificate): boolean {
+  const alg = SIGNATURE_ALGORITHMS.get(cert.signatureAlgorithm);
+  if (!alg) return false;
+  const type = issuer.publicKey.asymmetricKeyType;
+  if ((alg.key === 'ec' && type !== 'ec') || (alg.key === 'rsa' && type !== 'rsa')) return false;
+  try {
+    return new X509Certificate(cert.der).verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+// Bundles hold the same Buffer objects for their lifetime, so parsed roots are cached per Buffer.
+const x509Cache = new WeakMap<Buffer, X509Certificate>();
+const parsedCache = new WeakMap<Buffer, ParsedCertificate>();
+function x509Of(der: Buffer): X509Certificate {
+  let c = x509Cache.get(der);
+  if (!c) {
+    c = new X509Certificate(der);
+    x509Cache.set(der, c);
+  }
+  return c;
+}
+function parsedOf(der: Buffer): ParsedCertificate {
+  let c = parsedCache.get(der);
+  if (!c) {
+    c = parseCertificate(der);
+    parsedCache.set(der, c);
+  }
+  return c;
+}
+
+/**
+ * Verifies an X.509-SVID chain (leaf first, DER) against the bundle of the leaf's trust
+ * domain at instant `at` (go-spiffe `x509svid.Verify`). Returns the SPIFFE ID.
+ */
+export function verifyX509Svid(chainDer: readonly Uint8Array[], bundles: BundleSet, at: Date): { id: SpiffeId; chain: ParsedCertificate[] } {
+  if (chainDer.length === 0) throw fail('empty certificates chain');
+  if (chainDer.length > MAX_CHAIN_LENGTH) throw fail(`chain longer than ${MAX_CHAIN_LENGTH} certificates`);
+  let chain: ParsedCertificate[];
+  try {
+    chain = chainDer.map((d) => parseCertificate(Buffer.from(d)));
+  } catch (e) {
+    throw fail(`cannot parse certificate: ${(e as Error).message}`, e);
+  }
+  const leaf = chain[0]!;
+  let id: SpiffeId;
+  try {
+    id = leafSpiffeId(leaf);
+  } catch (e) {
+    throw fail(`could not get leaf SPIFFE ID: ${(e as Error).message}`, e);
+  }
+  if (leaf.basicConstraints?.ca) throw fail('leaf certificate with CA flag set to true');
+  if (leaf.keyUsage?.has(KEY_USAGE.keyCertSign)) throw fail('leaf certificate with KeyCertSign key usage');
+  if (leaf.keyUsage?.has(KEY_USAGE.cRLSign)) throw fail('leaf certificate with KeyCrlSign key usage');
+  const bundle = bundles.get(id.trustDomain);
+  if (!bundle) throw fail(`could not get X509 bundle: x509bundle: no X.509 bundle found for trust domain: "${id.trustDomain}"`);
+  const verr = (msg: string): SvidError => fail(`could not verify leaf certificate: x509: ${msg}`);
+  try {
+    checkLeafProfile(leaf);
+  } catch (e) {
+    throw fail((e as Error).message, e);
+  }
+  const atMs = at.getTime();
+  for (let i = 0; i < chain.length; i++) {
+    const c = chain[i]!;
+    if (atMs > c.notAfter.getTime()) throw verr('certificate has expired or is not yet valid: current time is after notAfter');
+    if (atMs < c.notBefore.getTime()) throw verr('certificate has expired or is not yet valid: current time is before notBefore');
+    if (i === 0) continue;
+    try {
+      checkSigningProfile(c);
+    } catch (e) {
+      throw verr((e as Error).message);
+    }
+    // RFC 5280 §4.2.1.9: pathLenConstraint counts the intermediates below this one.
+    const below = i - 1;
+    if (c.basicConstraints?.pathLen !== undefined && below > c.basicConstraints.pathLen) throw verr('too many intermediates for path length constraint');
+    const child = chain[i - 1]!;
+    if (!child.issuer.equals(c.subject) || !signedBy(child, x509Of(c.der))) throw verr('certificate signed by unknown authority');
+  }
+  const top = chain[chain.length - 1]!;
+  for (const rootDer of bundle.x509Authorities) {
+    const root = x509Of(rootDer);
+    if (top.der.equals(rootDer)) return { id, chain };
+    let parsedRoot: ParsedCertificate;
+    try {
+      parsedRoot = parsedOf(rootDer);
+    } catch {
+      continue;
+    }
+    if (!top.issuer.equals(parsedRoot.subject)) continue;
+    if (atMs > parsedRoot.notAfter.getTime() || atMs < parsedRoot.notBefore.getTime()) continue;
+    // A v3 root that states basicConstraints must be a CA whose path length allows this chain.
+    const bc = parsedRoot.basicConstraints;
+    if (parsedRoot.version === 3 && bc && (!bc.ca || (bc.pathLen !== undefined && chain.length - 1 > bc.pathLen))) continue;
+    if (signedBy(top, root)) return { id, chain };
+  }
+  throw verr('certificate signed by unknown authority');
+}

@@ -1,0 +1,15 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** ../shared beside the checkout (vectors from outside the project). */
+export const SHARED = process.env.WRIT_SHARED ?? resolve(REPO_ROOT, '../shared');
+export const HAVE_SHARED = existsSync(join(SHARED, 'vectors'));
+if (!HAVE_SHARED) {
+  console.warn(`\n*** ../shared not found at ${SHARED}: conformance tests against outside vectors are SKIPPED ***\n`);
+}
+
+export function vector(rel: string): Buffer {
+  return readFileSync(join(SHARED, 'vectors', rel));
+}
