@@ -1,0 +1,133 @@
+/**
+ * The sidecar's side of the spawn handshake over gRPC: TLS to the issuer checked against the
+ * trust bundle and the issuer's SPIFFE ID (not a host name), hello with the agent key,
+ * evidence for each challenge, and the issued SVIDs.
+ */
+import { create } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { AttestRequestSchema, AttestationService, type AttestRequest, type AttestResponse } from '../gen/writ/v1/attestation_pb.js';
+import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
+import { decodePem } from '../der/pem.js';
+import { parseCertificate } from '../x509/certificate.js';
+import { parseSpiffeId } from '../spiffe/id.js';
+
+/** The issuer's SPIFFE ID path; must match server/server.ts. */
+const ISSUER_ID_PATH = '/writ/server';
+
+export interface AttestOptions {
+  /** host:port of the issuer's public port. */
+  readonly server: string;
+  /** The issuer's trust bundle, PEM (X.509 authorities). */
+  readonly bundlePem: string;
+  readonly evidenceType: string;
+  /** DER SubjectPublicKeyInfo of the agent key. */
+  readonly publicKey: Buffer;
+  /** Answers each challenge with evidence. */
+  readonly respond: (challenge: { nonce: Uint8Array; payload: Uint8Array }) => Promise<Buffer> | Buffer;
+  readonly jwtAudiences?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+export interface AttestOutcome {
+  readonly spiffeId: string;
+  readonly svidChain: Buffer[];
+  readonly bundleJwks: string;
+  readonly bundlePem: string;
+  readonly jwtSvids: Array<{ audience: string; token: string }>;
+}
+
+/** The trust domain the bundle's first root names in its URI SAN. */
+export function bundleTrustDomain(bundlePem: string): string {
+  const certs = decodePem(bundlePem).filter((b) => b.label === 'CERTIFICATE');
+  for (const c of certs) {
+    const uri = parseCertificate(c.der).uris[0];
+    if (uri) return parseSpiffeId(uri).trustDomain;
+  }
+  throw new Error('bundle: no certificate in the bundle names a SPIFFE trust domain');
+}
+
+/** TLS channel credentials that accept only the issuer's SVID under `bundlePem`. */
+export function issuerChannelCredentials(bundlePem: string): grpc.ChannelCredentials {
+  const expected = `URI:spiffe://${bundleTrustDomain(bundlePem)}${ISSUER_ID_PATH}`;
+  return grpc.credentials.createSsl(Buffer.from(bundlePem), null, null, {
+    // The chain was already verified against the bundle; the name to check is the SPIFFE ID.
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+      const sans = (cert.subjectaltname ?? '').split(', ');
+      return sans.includes(expected) ? undefined : new Error(`issuer presented ${cert.subjectaltname ?? 'no SAN'}, expected ${expected}`);
+    },
+  });
+}
+
+export class GrpcCallError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly writCode?: string,
+  ) {
+    super(details);
+    this.name = 'GrpcCallError';
+  }
+}
+
+export function asCallError(e: grpc.ServiceError): GrpcCallError {
+  const wc = e.metadata?.get('writ-error-code')[0];
+  return new GrpcCallError(e.code, e.details || e.message, typeof wc === 'string' ? wc : undefined);
+}
+
+export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
+  const Client = grpcClientConstructor(AttestationService);
+  const client = new Client(opts.server, issuerChannelCredentials(opts.bundlePem), {
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // SNI must not be an IP (RFC 6066); the name checked is the SPIFFE ID, not this.
+    'grpc.ssl_target_name_override': 'writ-issuer',
+  });
+  const deadline = new Date(Date.now() + (opts.timeoutMs ?? 30_000));
+  try {
+    return await new Promise<AttestOutcome>((resolve, reject) => {
+      const call = (client as unknown as { attest(o: grpc.CallOptions): grpc.ClientDuplexStream<AttestRequest, AttestResponse> }).attest({ deadline });
+      let settled = false;
+      const done = (f: () => void) => {
+        if (!settled) {
+          settled = true;
+          f();
+        }
+      };
+      call.on('data', (res: AttestResponse) => {
+        const step = res.step;
+        if (step.case === 'challenge') {
+          Promise.resolve(opts.respond(step.value)).then(
+            (payload) => call.write(create(AttestRequestSchema, { step: { case: 'evidence', value: { payload } } })),
+            (e) => {
+              call.cancel();
+              done(() => reject(e));
+            },
+          );
+          return;
+        }
+        if (step.case === 'result') {
+          const r = step.value;
+          call.end();
+          done(() =>
+            resolve({
+              spiffeId: r.spiffeId,
+              svidChain: r.svidChain.map((c) => Buffer.from(c)),
+              bundleJwks: r.bundleJwks,
+              bundlePem: r.bundlePem,
+              jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
+            }),
+          );
+        }
+      });
+      call.on('error', (e: grpc.ServiceError) => done(() => reject(asCallError(e))));
+      call.on('end', () => done(() => reject(new Error('attest: the issuer closed the stream without a result'))));
+      call.write(
+        create(AttestRequestSchema, {
+          step: { case: 'hello', value: { evidenceType: opts.evidenceType, publicKey: opts.publicKey, jwtAudiences: [...(opts.jwtAudiences ?? [])] } },
+        }),
+      );
+    });
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,12 @@
+/** The one place that lists every evidence type writ verifies (SPIRE catalog). */
+import type { StoreTx } from '../store/store.js';
+import { joinTokenVerifier } from './join-token/join-token.js';
+import { VerifierRegistry } from './registry.js';
+
+export interface BuiltinDeps {
+  readonly store: Pick<StoreTx, 'getJoinToken'>;
+}
+
+export function builtinVerifiers(deps: BuiltinDeps): VerifierRegistry {
+  return new VerifierRegistry([joinTokenVerifier({ tokens: deps.store })]);
+}

@@ -1,0 +1,46 @@
+/**
+ * The evidence plug-in contract (SPIRE node attestors). One verifier per evidence type;
+ * `builtins.ts` is the one file that lists them. A verifier sees the handshake's nonce and
+ * the agent's key, may send further challenges, and ends with selectors.
+ */
+import type { Selector } from '../registration/entry.js';
+import type { AgentPublicKey } from '../svid/public-key.js';
+import type { StoreTx } from '../store/store.js';
+
+export interface AttestationContext {
+  /** Fresh issuer nonce for this handshake (the binding digest, once grants are bound). */
+  readonly nonce: Buffer;
+  readonly agentKey: AgentPublicKey;
+  readonly now: Date;
+}
+
+export interface AttestationResult {
+  /** What the evidence proved, for registration entry matching. */
+  readonly selectors: readonly Selector[];
+  /** SHA-256 of the evidence that was verified. */
+  readonly evidenceDigest: Buffer;
+  /**
+   * Runs inside the issuance transaction (e.g. consuming a one-time token). Throwing aborts
+   * the issuance and rolls back every write.
+   */
+  readonly commit?: (tx: StoreTx, now: Date) => Promise<void>;
+}
+
+export type VerifyStep = { readonly kind: 'challenge'; readonly payload: Buffer } | { readonly kind: 'attested'; readonly result: AttestationResult };
+
+/** One handshake's state inside a verifier. */
+export interface AttestationSession {
+  /** Payload of the first challenge sent to the agent. */
+  readonly challenge: Buffer;
+  respond(evidence: Buffer): Promise<VerifyStep>;
+}
+
+export interface EvidenceVerifier {
+  /** The evidence type agents name in their hello, e.g. "join_token". */
+  readonly type: string;
+  /** Largest evidence payload this type accepts, bytes. */
+  readonly maxEvidenceBytes: number;
+  /** Most evidence rounds in one handshake. */
+  readonly maxRounds: number;
+  begin(ctx: AttestationContext): Promise<AttestationSession>;
+}

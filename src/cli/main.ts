@@ -1,0 +1,335 @@
+/**
+ * The `writ` executable: argv → settings → server, agent or operator call. No domain logic.
+ * Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
+ */
+import 'reflect-metadata';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { create } from '@bufbuild/protobuf';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { ConfigError, isWritError } from '../errors.js';
+import { buildServerSettings, loadRawConfig } from '../config/config.js';
+import { parseDuration } from '../config/duration.js';
+import { WritServer } from '../server/server.js';
+import { AdminService, CreateEntryRequestSchema, type CreateEntryResponse, type CreateJoinTokenResponse, type Entry, type GetEntryResponse, type ListEntriesResponse } from '../gen/writ/v1/admin_pb.js';
+import { BundleService, type GetBundleResponse } from '../gen/writ/v1/bundle_pb.js';
+import { parseSelector } from '../registration/entry.js';
+import { encodePem } from '../der/pem.js';
+import { attest, GrpcCallError } from '../agent/attest-client.js';
+import { adminCall, adminSocketPath } from './admin-client.js';
+
+class UsageError extends Error {}
+
+const VERSION = '0.1.0';
+
+const USAGE = `writ ${VERSION} — attestation-bound credentials for AI agents
+
+Usage:
+  writ server [--config FILE] [--data-dir DIR] [--listen HOST:PORT] [--trust-domain TD]
+              [--admin-socket PATH] [--metrics-listen HOST:PORT] [--log-level LEVEL]
+  writ entry create --spiffe-id ID --selector TYPE:VALUE... [--x509-ttl D] [--jwt-ttl D]
+                    [--scope PATTERN...] [--hint TEXT] [--json]
+  writ entry list [--json]
+  writ entry show ID [--json]
+  writ entry delete ID
+  writ token create [--spiffe-id ID] [--ttl D]
+  writ bundle show [--format pem|jwks]
+  writ agent attest --server HOST:PORT --bundle FILE --join-token TOKEN --out DIR
+                    [--jwt-audience AUD...]
+
+Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
+WRIT_DATA_DIR) or --admin-socket PATH. Durations look like 90s, 5m, 1h.
+`;
+
+const adminOpts = {
+  'data-dir': { type: 'string' },
+  'admin-socket': { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals = 0) {
+  try {
+    const r = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: positionals > 0, strict: true });
+    if (r.positionals.length > positionals) throw new UsageError(`unexpected argument ${r.positionals[positionals]}`);
+    return r;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError((e as Error).message);
+  }
+}
+
+function need<T>(v: T | undefined, flag: string): T {
+  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
+  return v;
+}
+
+function seconds(d: string | undefined, flag: string): number {
+  if (d === undefined) return 0;
+  try {
+    return Math.round(parseDuration(d) / 1000);
+  } catch (e) {
+    throw new UsageError(`${flag}: ${(e as Error).message}`);
+  }
+}
+
+function printEntry(e: Entry): void {
+  process.stdout.write(
+    [
+      `Entry ID      : ${e.id}`,
+      `SPIFFE ID     : ${e.spiffeId}`,
+      ...e.selectors.map((s) => `Selector      : ${s.type}:${s.value}`),
+      `X509-SVID TTL : ${e.x509SvidTtl ? `${e.x509SvidTtl}s` : 'default'}`,
+      `JWT-SVID TTL  : ${e.jwtSvidTtl ? `${e.jwtSvidTtl}s` : 'default'}`,
+      ...(e.scopeCeiling.length ? [`Scope ceiling : ${e.scopeCeiling.join(', ')}`] : []),
+      ...(e.hint ? [`Hint          : ${e.hint}`] : []),
+      `Created       : ${new Date(Number(e.createdAt) * 1000).toISOString()}`,
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
+function entryJson(e: Entry): Record<string, unknown> {
+  return {
+    id: e.id,
+    spiffe_id: e.spiffeId,
+    selectors: e.selectors.map((s) => `${s.type}:${s.value}`),
+    x509_svid_ttl: e.x509SvidTtl,
+    jwt_svid_ttl: e.jwtSvidTtl,
+    scope_ceiling: e.scopeCeiling,
+    hint: e.hint,
+    created_at: Number(e.createdAt),
+  };
+}
+
+async function cmdServer(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    config: { type: 'string' },
+    'data-dir': { type: 'string' },
+    listen: { type: 'string' },
+    'trust-domain': { type: 'string' },
+    'admin-socket': { type: 'string' },
+    'metrics-listen': { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  if (values.help) return usage();
+  const { raw, problems } = loadRawConfig(
+    {
+      config: values.config,
+      dataDir: values['data-dir'],
+      listen: values.listen,
+      trustDomain: values['trust-domain'],
+      adminSocket: values['admin-socket'],
+      metricsListen: values['metrics-listen'],
+      logLevel: values['log-level'],
+    },
+    process.env,
+  );
+  const settings = buildServerSettings(raw, problems);
+  const server = await WritServer.start(settings);
+  process.stderr.write(
+    `\nwrit server is running for trust domain ${settings.trustDomain}\n` +
+      `  public gRPC (TLS) : ${server.address}\n` +
+      `  admin socket      : ${settings.adminSocket}\n` +
+      `  trust bundle      : ${server.bundlePemPath} (SPIFFE JWKS: ${server.bundleJwksPath})\n` +
+      (server.metricsPort ? `  metrics           : http://${settings.metricsListen!.host}:${server.metricsPort}/metrics\n` : '') +
+      `\nNext, in another shell:\n` +
+      `  ./bin/writ token create --data-dir ${settings.dataDir} --spiffe-id spiffe://${settings.trustDomain}/agent/demo\n` +
+      `  ./bin/writ agent attest --server ${server.address} --bundle ${server.bundlePemPath} --join-token <TOKEN> --out ./svid\n\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await server.stop();
+  return 0;
+}
+
+async function cmdEntry(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const env = process.env;
+  switch (sub) {
+    case 'create': {
+      const { values } = parse(rest, {
+        ...adminOpts,
+        'spiffe-id': { type: 'string' },
+        selector: { type: 'string', multiple: true },
+        'x509-ttl': { type: 'string' },
+        'jwt-ttl': { type: 'string' },
+        scope: { type: 'string', multiple: true },
+        hint: { type: 'string' },
+        json: { type: 'boolean' },
+      });
+      if (values.help) return usage();
+      const selectors = need(values.selector, '--selector').map((s) => {
+        try {
+          return parseSelector(s);
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+      });
+      const res = await adminCall<CreateEntryResponse>(adminSocketPath(values, env), AdminService, 'createEntry', create(CreateEntryRequestSchema, {
+        entry: {
+          spiffeId: need(values['spiffe-id'], '--spiffe-id'),
+          selectors,
+          x509SvidTtl: seconds(values['x509-ttl'], '--x509-ttl'),
+          jwtSvidTtl: seconds(values['jwt-ttl'], '--jwt-ttl'),
+          scopeCeiling: values.scope ?? [],
+          hint: values.hint ?? '',
+        },
+      }));
+      if (values.json) process.stdout.write(JSON.stringify(entryJson(res.entry!)) + '\n');
+      else printEntry(res.entry!);
+      return 0;
+    }
+    case 'list': {
+      const { values } = parse(rest, { ...adminOpts, json: { type: 'boolean' } });
+      if (values.help) return usage();
+      const res = await adminCall<ListEntriesResponse>(adminSocketPath(values, env), AdminService, 'listEntries', {});
+      if (values.json) process.stdout.write(JSON.stringify(res.entries.map(entryJson)) + '\n');
+      else {
+        process.stdout.write(`Found ${res.entries.length} ${res.entries.length === 1 ? 'entry' : 'entries'}\n\n`);
+        res.entries.forEach(printEntry);
+      }
+      return 0;
+    }
+    case 'show': {
+      const { values, positionals } = parse(rest, { ...adminOpts, json: { type: 'boolean' } }, 1);
+      if (values.help) return usage();
+      const res = await adminCall<GetEntryResponse>(adminSocketPath(values, env), AdminService, 'getEntry', { id: need(positionals[0], 'entry ID') });
+      if (values.json) process.stdout.write(JSON.stringify(entryJson(res.entry!)) + '\n');
+      else printEntry(res.entry!);
+      return 0;
+    }
+    case 'delete': {
+      const { values, positionals } = parse(rest, adminOpts, 1);
+      if (values.help) return usage();
+      const id = need(positionals[0], 'entry ID');
+      await adminCall(adminSocketPath(values, env), AdminService, 'deleteEntry', { id });
+      process.stderr.write(`deleted entry ${id}\n`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown entry command ${sub ?? '(none)'}; want create, list, show or delete`);
+  }
+}
+
+async function cmdToken(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'create') throw new UsageError(`unknown token command ${sub ?? '(none)'}; want create`);
+  const { values } = parse(rest, { ...adminOpts, 'spiffe-id': { type: 'string' }, ttl: { type: 'string' } });
+  if (values.help) return usage();
+  const res = await adminCall<CreateJoinTokenResponse>(adminSocketPath(values, process.env), AdminService, 'createJoinToken', {
+    ttl: seconds(values.ttl, '--ttl'),
+    spiffeId: values['spiffe-id'] ?? '',
+  });
+  process.stdout.write(`${res.token}\n`);
+  process.stderr.write(
+    `join token ${res.id} expires ${new Date(Number(res.expiresAt) * 1000).toISOString()}; selector join_token:${res.id}` +
+      (res.entryId ? `; entry ${res.entryId} maps it to ${values['spiffe-id']}` : '') +
+      '\n',
+  );
+  return 0;
+}
+
+async function cmdBundle(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'show') throw new UsageError(`unknown bundle command ${sub ?? '(none)'}; want show`);
+  const { values } = parse(rest, { ...adminOpts, format: { type: 'string' } });
+  if (values.help) return usage();
+  const format = values.format ?? 'pem';
+  if (format !== 'pem' && format !== 'jwks') throw new UsageError('--format must be pem or jwks');
+  const res = await adminCall<GetBundleResponse>(adminSocketPath(values, process.env), BundleService, 'getBundle', {});
+  process.stdout.write(format === 'pem' ? res.pem : res.jwks);
+  return 0;
+}
+
+async function cmdAgent(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'attest') throw new UsageError(`unknown agent command ${sub ?? '(none)'}; want attest`);
+  const { values } = parse(rest, {
+    server: { type: 'string' },
+    bundle: { type: 'string' },
+    'join-token': { type: 'string' },
+    out: { type: 'string' },
+    'jwt-audience': { type: 'string', multiple: true },
+  });
+  if (values.help) return usage();
+  const server = need(values.server, '--server');
+  const bundlePem = readFileSync(need(values.bundle, '--bundle'), 'utf8');
+  const token = need(values['join-token'], '--join-token');
+  const out = need(values.out, '--out');
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const res = await attest({
+    server,
+    bundlePem,
+    evidenceType: 'join_token',
+    publicKey: publicKey.export({ type: 'spki', format: 'der' }),
+    respond: () => Buffer.from(token),
+    jwtAudiences: values['jwt-audience'] ?? [],
+  });
+  mkdirSync(out, { recursive: true, mode: 0o700 });
+  writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));
+  writeFileSync(join(out, 'bundle.pem'), res.bundlePem);
+  writeFileSync(join(out, 'bundle.jwks'), res.bundleJwks);
+  if (res.jwtSvids.length) writeFileSync(join(out, 'jwt-svid.txt'), res.jwtSvids.map((j) => j.token).join('\n') + '\n', { mode: 0o600 });
+  process.stdout.write(`${res.spiffeId}\n`);
+  return 0;
+}
+
+function usage(): number {
+  process.stdout.write(USAGE);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'server':
+        return await cmdServer(rest);
+      case 'entry':
+        return await cmdEntry(rest);
+      case 'token':
+        return await cmdToken(rest);
+      case 'bundle':
+        return await cmdBundle(rest);
+      case 'agent':
+        return await cmdAgent(rest);
+      case '--version':
+      case 'version':
+        process.stdout.write(`writ ${VERSION}\n`);
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        return usage();
+      default:
+        throw new UsageError(`unknown command ${cmd}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`writ: ${e.message}\nRun 'writ help' for usage.\n`);
+      return 2;
+    }
+    if (e instanceof ConfigError) {
+      process.stderr.write(`writ: invalid configuration: ${e.problems.join('; ')}\n`);
+      return 1;
+    }
+    const msg = e instanceof GrpcCallError ? e.details : isWritError(e) ? e.message : (e as Error)?.message ?? String(e);
+    process.stderr.write(`writ: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`writ: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

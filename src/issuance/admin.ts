@@ -1,0 +1,75 @@
+/** Operator actions on registration entries and join tokens, independent of gRPC. */
+import { randomUUID } from 'node:crypto';
+import { EntryError, LimitError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import { newJoinToken, JOIN_TOKEN_TYPE } from '../attestation/join-token/join-token.js';
+import { selectorsKey, validateEntry, type Entry } from '../registration/entry.js';
+import type { Store, StoreTx } from '../store/store.js';
+
+export interface AdminSettings {
+  readonly trustDomain: string;
+  readonly joinTokenDefaultTtlMs: number;
+  readonly joinTokenMaxTtlMs: number;
+}
+
+export type EntryInput = Omit<Entry, 'id' | 'createdAt'>;
+
+export class Admin {
+  constructor(private readonly deps: { store: Store; clock: Clock; settings: AdminSettings }) {}
+
+  async createEntry(input: EntryInput): Promise<Entry> {
+    return this.deps.store.transaction((tx) => this.insertEntry(tx, input));
+  }
+
+  private async insertEntry(tx: StoreTx, input: EntryInput): Promise<Entry> {
+    const valid = validateEntry(input, this.deps.settings.trustDomain);
+    const key = selectorsKey(valid.selectors);
+    if (await tx.entryExists(valid.spiffeId, key)) {
+      throw new EntryError('ERR_ENTRY_INVALID', `entry: an entry for ${valid.spiffeId} with the same selectors already exists`);
+    }
+    const entry: Entry = { ...valid, id: randomUUID(), createdAt: this.deps.clock.now().getTime() };
+    await tx.createEntry(entry, key);
+    return entry;
+  }
+
+  listEntries(): Promise<Entry[]> {
+    return this.deps.store.listEntries();
+  }
+
+  async getEntry(id: string): Promise<Entry> {
+    const e = await this.deps.store.getEntry(id);
+    if (!e) throw new EntryError('ERR_ENTRY_NOT_FOUND', `entry: no entry with id ${JSON.stringify(id.slice(0, 64))}`);
+    return e;
+  }
+
+  async deleteEntry(id: string): Promise<void> {
+    if (!(await this.deps.store.deleteEntry(id))) throw new EntryError('ERR_ENTRY_NOT_FOUND', `entry: no entry with id ${JSON.stringify(id.slice(0, 64))}`);
+  }
+
+  /**
+   * Creates a one-time join token; with `spiffeId`, also the entry that maps its selector to
+   * that ID, in the same transaction.
+   */
+  async createJoinToken(ttlMs: number | undefined, spiffeId?: string): Promise<{ token: string; id: string; expiresAt: Date; entryId?: string }> {
+    const s = this.deps.settings;
+    const ttl = ttlMs || s.joinTokenDefaultTtlMs;
+    if (ttl <= 0 || ttl > s.joinTokenMaxTtlMs) throw new LimitError(`token: ttl must be between 1s and ${s.joinTokenMaxTtlMs / 1000}s`);
+    const { token, record } = newJoinToken(this.deps.clock.now(), ttl);
+    return this.deps.store.transaction(async (tx) => {
+      await tx.createJoinToken(record);
+      let entryId: string | undefined;
+      if (spiffeId) {
+        const entry = await this.insertEntry(tx, {
+          spiffeId,
+          selectors: [{ type: JOIN_TOKEN_TYPE, value: record.id }],
+          x509SvidTtl: 0,
+          jwtSvidTtl: 0,
+          scopeCeiling: [],
+          hint: 'created with join token',
+        });
+        entryId = entry.id;
+      }
+      return { token, id: record.id, expiresAt: new Date(record.expiresAt), ...(entryId ? { entryId } : {}) };
+    });
+  }
+}

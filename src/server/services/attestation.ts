@@ -1,0 +1,108 @@
+/** gRPC AttestationService: drives the domain Handshake over a bidirectional stream. */
+import { create } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { AttestResponseSchema, type AttestRequest, type AttestResponse } from '../../gen/writ/v1/attestation_pb.js';
+import { AttestationError } from '../../errors.js';
+import { marshalSpiffeBundle, marshalX509Pem } from '../../spiffe/bundle.js';
+import type { Handshake, HandshakeStep, Issuer } from '../../issuance/issuer.js';
+import type { Metrics } from '../metrics.js';
+import { toGrpcFailure } from '../status.js';
+
+/** A handshake that has not finished after this long is cut off. */
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+export function attestationService(deps: { issuer: Issuer; logger: Logger; metrics: Metrics; timeoutMs?: number }): grpc.UntypedServiceImplementation {
+  return {
+    attest(call: grpc.ServerDuplexStream<AttestRequest, AttestResponse>) {
+      const started = process.hrtime.bigint();
+      let handshake: Handshake | undefined;
+      let evidenceType = 'unknown';
+      let finished = false;
+      let queue: Promise<void> = Promise.resolve();
+
+      const finish = (result: string): void => {
+        finished = true;
+        clearTimeout(timer);
+        const secs = Number(process.hrtime.bigint() - started) / 1e9;
+        deps.metrics.handshakes.inc({ evidence_type: evidenceType, result });
+        deps.metrics.handshakeSeconds.observe({ evidence_type: evidenceType, result }, secs);
+      };
+      const fail = (e: unknown): void => {
+        if (finished) return;
+        const f = toGrpcFailure(e);
+        finish(f.writCode);
+        deps.logger.warn({ evidenceType, code: f.writCode, reason: f.internal, peer: call.getPeer() }, 'attestation failed');
+        const metadata = new grpc.Metadata();
+        metadata.set('writ-error-code', f.writCode);
+        call.emit('error', { code: f.code, details: f.details, metadata });
+      };
+      const send = (step: HandshakeStep): void => {
+        if (step.kind === 'challenge') {
+          call.write(create(AttestResponseSchema, { step: { case: 'challenge', value: { nonce: step.nonce, payload: step.payload } } }));
+          return;
+        }
+        const r = step.result;
+        call.write(
+          create(AttestResponseSchema, {
+            step: {
+              case: 'result',
+              value: {
+                spiffeId: r.spiffeId,
+                svidChain: [...r.svidChain],
+                bundleJwks: marshalSpiffeBundle(r.bundle),
+                bundlePem: marshalX509Pem(r.bundle),
+                jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
+              },
+            },
+          }),
+        );
+        finish('ok');
+        deps.logger.info({ evidenceType, spiffeId: r.spiffeId, entryId: r.entryId, jwtSvids: r.jwtSvids.length }, 'svid issued');
+        call.end();
+      };
+      const timer = setTimeout(
+        () => fail(new AttestationError('ERR_PROTOCOL', 'attestation: handshake timed out')),
+        deps.timeoutMs ?? HANDSHAKE_TIMEOUT_MS,
+      );
+
+      const handle = async (req: AttestRequest): Promise<void> => {
+        if (finished) return;
+        const step = req.step;
+        if (step.case === 'hello') {
+          if (handshake) throw new AttestationError('ERR_PROTOCOL', 'attestation: hello sent twice');
+          evidenceType = step.value.evidenceType.slice(0, 64) || 'unknown';
+          const begun = await deps.issuer.begin({
+            evidenceType: step.value.evidenceType,
+            publicKey: step.value.publicKey,
+            csr: step.value.csr,
+            grants: step.value.grants,
+            jwtAudiences: step.value.jwtAudiences,
+          });
+          handshake = begun.handshake;
+          evidenceType = handshake.evidenceType;
+          send(begun.challenge);
+          return;
+        }
+        if (step.case === 'evidence') {
+          if (!handshake) throw new AttestationError('ERR_PROTOCOL', 'attestation: evidence before hello');
+          send(await handshake.respond(step.value.payload));
+          return;
+        }
+        throw new AttestationError('ERR_PROTOCOL', 'attestation: empty request');
+      };
+
+      call.on('data', (req: AttestRequest) => {
+        queue = queue.then(() => handle(req)).catch(fail);
+      });
+      call.on('end', () => {
+        queue = queue.then(() => {
+          if (!finished) fail(new AttestationError('ERR_PROTOCOL', 'attestation: stream closed before the handshake finished'));
+        });
+      });
+      call.on('cancelled', () => {
+        if (!finished) finish('cancelled');
+      });
+    },
+  };
+}

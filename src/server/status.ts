@@ -1,0 +1,56 @@
+/**
+ * The one place where writ errors become gRPC statuses, with a per-code leak policy:
+ * invalid input says what was wrong; evidence and credential failures say little to the
+ * caller (the full reason goes to the log).
+ */
+import { status } from '@grpc/grpc-js';
+import { isWritError, type WritErrorCode } from '../errors.js';
+
+interface Mapping {
+  readonly status: status;
+  /** When false, the caller gets `publicMessage`, never the internal message. */
+  readonly showMessage: boolean;
+  readonly publicMessage?: string;
+}
+
+export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
+  ERR_SPIFFE_ID_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_TRUST_DOMAIN_MISMATCH: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_BUNDLE_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_DER_MALFORMED: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_PEM_MALFORMED: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_X509_SVID_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_JWT_SVID_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_CSR_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_KEY_UNSUPPORTED: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_EVIDENCE_TYPE_UNKNOWN: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_EVIDENCE_INVALID: { status: status.PERMISSION_DENIED, showMessage: false, publicMessage: 'attestation failed: evidence rejected' },
+  // Join-token messages carry no secret and only distinguish expired/used for holders of the real secret.
+  ERR_JOIN_TOKEN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_NO_MATCHING_ENTRY: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_ENTRY_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_ENTRY_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
+  ERR_PROTOCOL: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_LIMIT_EXCEEDED: { status: status.RESOURCE_EXHAUSTED, showMessage: true },
+  ERR_CA_UNAVAILABLE: { status: status.UNAVAILABLE, showMessage: false, publicMessage: 'issuer CA unavailable' },
+  ERR_KEY_DECRYPT: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
+  ERR_CONFIG_INVALID: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
+  ERR_STORE: { status: status.UNAVAILABLE, showMessage: false, publicMessage: 'datastore unavailable' },
+};
+
+export interface GrpcFailure {
+  readonly code: status;
+  readonly details: string;
+  /** The writ error code, sent as the `writ-error-code` trailer. */
+  readonly writCode: WritErrorCode | 'ERR_INTERNAL';
+  /** The full message, for the log only. */
+  readonly internal: string;
+}
+
+export function toGrpcFailure(e: unknown): GrpcFailure {
+  if (isWritError(e)) {
+    const m = STATUS_BY_CODE[e.code];
+    return { code: m.status, details: m.showMessage ? e.message : m.publicMessage!, writCode: e.code, internal: e.message };
+  }
+  return { code: status.INTERNAL, details: 'internal error', writCode: 'ERR_INTERNAL', internal: (e as Error)?.stack ?? String(e) };
+}

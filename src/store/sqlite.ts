@@ -1,0 +1,305 @@
+/**
+ * SQLite implementation of Store (better-sqlite3): WAL, foreign keys, numbered migrations,
+ * one connection, and an async mutex so that a transaction's statements never interleave
+ * with another caller's.
+ */
+import Database from 'better-sqlite3';
+import { StoreError } from '../errors.js';
+import type { Entry, Selector } from '../registration/entry.js';
+import type { CaKeyRecord, CaKeyState, IssuedSvidRecord, JoinTokenRecord, Store, StoreTx } from './store.js';
+
+/** Numbered migrations; append only. Each runs in its own transaction. */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+   INSERT INTO meta (key, value) VALUES ('bundle_sequence', '0');
+   CREATE TABLE entries (
+     id TEXT PRIMARY KEY,
+     spiffe_id TEXT NOT NULL,
+     selectors_key TEXT NOT NULL,
+     selectors TEXT NOT NULL,
+     x509_svid_ttl INTEGER NOT NULL,
+     jwt_svid_ttl INTEGER NOT NULL,
+     scope_ceiling TEXT NOT NULL,
+     hint TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     UNIQUE (spiffe_id, selectors_key)
+   ) STRICT;
+   CREATE TABLE join_tokens (
+     id TEXT PRIMARY KEY,
+     secret_hash BLOB NOT NULL,
+     expires_at INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     used_at INTEGER
+   ) STRICT;
+   CREATE TABLE ca_keys (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt')),
+     state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der BLOB NOT NULL,
+     public_key_der BLOB NOT NULL,
+     sealed_key BLOB NOT NULL,
+     not_before INTEGER NOT NULL,
+     not_after INTEGER NOT NULL
+   ) STRICT;
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE issued_svids (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL,
+     spiffe_id TEXT NOT NULL,
+     entry_id TEXT NOT NULL,
+     evidence_type TEXT NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX issued_svids_expires ON issued_svids (expires_at);`,
+];
+
+interface EntryRow {
+  id: string;
+  spiffe_id: string;
+  selectors: string;
+  x509_svid_ttl: number;
+  jwt_svid_ttl: number;
+  scope_ceiling: string;
+  hint: string;
+  created_at: number;
+}
+
+function rowToEntry(r: EntryRow): Entry {
+  return {
+    id: r.id,
+    spiffeId: r.spiffe_id,
+    selectors: JSON.parse(r.selectors) as Selector[],
+    x509SvidTtl: r.x509_svid_ttl,
+    jwtSvidTtl: r.jwt_svid_ttl,
+    scopeCeiling: JSON.parse(r.scope_ceiling) as string[],
+    hint: r.hint,
+    createdAt: r.created_at,
+  };
+}
+
+/** A FIFO async mutex. */
+class Mutex {
+  private tail: Promise<void> = Promise.resolve();
+  async lock(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((r) => (release = r));
+    const prev = this.tail;
+    this.tail = prev.then(() => next);
+    await prev;
+    return release;
+  }
+}
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly mutex = new Mutex();
+  private readonly ops: StoreTx;
+  private closed = false;
+
+  /** Opens (creating if needed) the database at `path` and applies pending migrations. */
+  constructor(path: string) {
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('foreign_keys = ON');
+      this.db.pragma('busy_timeout = 5000');
+      this.migrate();
+    } catch (e) {
+      throw new StoreError(`store(sqlite): cannot open ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    this.ops = this.makeOps();
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+    const row = this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+    const current = row.v ?? 0;
+    if (current > MIGRATIONS.length) throw new Error(`database schema version ${current} is newer than this binary (${MIGRATIONS.length})`);
+    for (let v = current + 1; v <= MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v - 1]!);
+        this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v, Date.now());
+      })();
+    }
+  }
+
+  get schemaVersion(): number {
+    return (this.db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v;
+  }
+
+  private makeOps(): StoreTx {
+    const db = this.db;
+    const q = {
+      insertEntry: db.prepare(
+        `INSERT INTO entries (id, spiffe_id, selectors_key, selectors, x509_svid_ttl, jwt_svid_ttl, scope_ceiling, hint, created_at)
+         VALUES (@id, @spiffe_id, @selectors_key, @selectors, @x509_svid_ttl, @jwt_svid_ttl, @scope_ceiling, @hint, @created_at)`,
+      ),
+      getEntry: db.prepare('SELECT * FROM entries WHERE id = ?'),
+      listEntries: db.prepare('SELECT * FROM entries ORDER BY created_at, id'),
+      entryExists: db.prepare('SELECT 1 FROM entries WHERE spiffe_id = ? AND selectors_key = ?'),
+      deleteEntry: db.prepare('DELETE FROM entries WHERE id = ?'),
+      insertToken: db.prepare('INSERT INTO join_tokens (id, secret_hash, expires_at, created_at, used_at) VALUES (?, ?, ?, ?, NULL)'),
+      getToken: db.prepare('SELECT * FROM join_tokens WHERE id = ?'),
+      consumeToken: db.prepare('UPDATE join_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?'),
+      pruneTokens: db.prepare('DELETE FROM join_tokens WHERE expires_at < ?'),
+      listKeys: db.prepare('SELECT * FROM ca_keys ORDER BY not_before, id'),
+      putKey: db.prepare(
+        `INSERT INTO ca_keys (id, kind, state, cert_der, public_key_der, sealed_key, not_before, not_after)
+         VALUES (@id, @kind, @state, @cert_der, @public_key_der, @sealed_key, @not_before, @not_after)`,
+      ),
+      setKeyState: db.prepare('UPDATE ca_keys SET state = ? WHERE id = ?'),
+      deleteKey: db.prepare('DELETE FROM ca_keys WHERE id = ?'),
+      getSeq: db.prepare("SELECT value FROM meta WHERE key = 'bundle_sequence'"),
+      bumpSeq: db.prepare("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'bundle_sequence'"),
+      insertIssued: db.prepare(
+        `INSERT INTO issued_svids (id, kind, spiffe_id, entry_id, evidence_type, issued_at, expires_at)
+         VALUES (@id, @kind, @spiffe_id, @entry_id, @evidence_type, @issued_at, @expires_at)`,
+      ),
+      countIssued: db.prepare('SELECT COUNT(*) AS n FROM issued_svids'),
+      pruneIssued: db.prepare('DELETE FROM issued_svids WHERE expires_at < ?'),
+    };
+    return {
+      createEntry: async (e, selectorsKey) => {
+        q.insertEntry.run({
+          id: e.id,
+          spiffe_id: e.spiffeId,
+          selectors_key: selectorsKey,
+          selectors: JSON.stringify(e.selectors),
+          x509_svid_ttl: e.x509SvidTtl,
+          jwt_svid_ttl: e.jwtSvidTtl,
+          scope_ceiling: JSON.stringify(e.scopeCeiling),
+          hint: e.hint,
+          created_at: e.createdAt,
+        });
+      },
+      getEntry: async (id) => {
+        const r = q.getEntry.get(id) as EntryRow | undefined;
+        return r && rowToEntry(r);
+      },
+      listEntries: async () => (q.listEntries.all() as EntryRow[]).map(rowToEntry),
+      entryExists: async (spiffeId, key) => q.entryExists.get(spiffeId, key) !== undefined,
+      deleteEntry: async (id) => q.deleteEntry.run(id).changes === 1,
+      createJoinToken: async (t) => {
+        q.insertToken.run(t.id, t.secretHash, t.expiresAt, t.createdAt);
+      },
+      getJoinToken: async (id) => {
+        const r = q.getToken.get(id) as { id: string; secret_hash: Buffer; expires_at: number; created_at: number; used_at: number | null } | undefined;
+        return r && { id: r.id, secretHash: r.secret_hash, expiresAt: r.expires_at, createdAt: r.created_at, usedAt: r.used_at };
+      },
+      consumeJoinToken: async (id, now) => q.consumeToken.run(now, id, now).changes === 1,
+      pruneJoinTokens: async (before) => q.pruneTokens.run(before).changes,
+      listCaKeys: async () =>
+        (q.listKeys.all() as Array<Record<string, unknown>>).map((r) => ({
+          id: r.id as string,
+          kind: r.kind as CaKeyRecord['kind'],
+          state: r.state as CaKeyState,
+          certDer: r.cert_der as Buffer,
+          publicKeyDer: r.public_key_der as Buffer,
+          sealedKey: r.sealed_key as Buffer,
+          notBefore: r.not_before as number,
+          notAfter: r.not_after as number,
+        })),
+      putCaKey: async (k) => {
+        q.putKey.run({
+          id: k.id,
+          kind: k.kind,
+          state: k.state,
+          cert_der: k.certDer,
+          public_key_der: k.publicKeyDer,
+          sealed_key: k.sealedKey,
+          not_before: k.notBefore,
+          not_after: k.notAfter,
+        });
+      },
+      setCaKeyState: async (id, state) => {
+        q.setKeyState.run(state, id);
+      },
+      deleteCaKey: async (id) => {
+        q.deleteKey.run(id);
+      },
+      getBundleSequence: async () => Number((q.getSeq.get() as { value: string }).value),
+      bumpBundleSequence: async () => {
+        q.bumpSeq.run();
+        return Number((q.getSeq.get() as { value: string }).value);
+      },
+      recordIssued: async (r: IssuedSvidRecord) => {
+        q.insertIssued.run({
+          id: r.id,
+          kind: r.kind,
+          spiffe_id: r.spiffeId,
+          entry_id: r.entryId,
+          evidence_type: r.evidenceType,
+          issued_at: r.issuedAt,
+          expires_at: r.expiresAt,
+        });
+      },
+      countIssued: async () => (q.countIssued.get() as { n: number }).n,
+      pruneIssued: async (before) => q.pruneIssued.run(before).changes,
+    };
+  }
+
+  private async locked<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreError('store(sqlite): closed');
+    const release = await this.mutex.lock();
+    try {
+      return await fn();
+    } catch (e) {
+      throw wrap(e);
+    } finally {
+      release();
+    }
+  }
+
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.locked(async () => {
+      this.db.exec('BEGIN IMMEDIATE');
+      try {
+        const out = await fn(this.ops);
+        this.db.exec('COMMIT');
+        return out;
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        throw e;
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    const release = await this.mutex.lock();
+    try {
+      if (!this.closed) this.db.close();
+      this.closed = true;
+    } finally {
+      release();
+    }
+  }
+
+  // Single operations: each is atomic on its own.
+  createEntry = (e: Entry, k: string) => this.locked(() => this.ops.createEntry(e, k));
+  getEntry = (id: string) => this.locked(() => this.ops.getEntry(id));
+  listEntries = () => this.locked(() => this.ops.listEntries());
+  entryExists = (s: string, k: string) => this.locked(() => this.ops.entryExists(s, k));
+  deleteEntry = (id: string) => this.locked(() => this.ops.deleteEntry(id));
+  createJoinToken = (t: JoinTokenRecord) => this.locked(() => this.ops.createJoinToken(t));
+  getJoinToken = (id: string) => this.locked(() => this.ops.getJoinToken(id));
+  consumeJoinToken = (id: string, now: number) => this.locked(() => this.ops.consumeJoinToken(id, now));
+  pruneJoinTokens = (before: number) => this.locked(() => this.ops.pruneJoinTokens(before));
+  listCaKeys = () => this.locked(() => this.ops.listCaKeys());
+  putCaKey = (k: CaKeyRecord) => this.locked(() => this.ops.putCaKey(k));
+  setCaKeyState = (id: string, s: CaKeyState) => this.locked(() => this.ops.setCaKeyState(id, s));
+  deleteCaKey = (id: string) => this.locked(() => this.ops.deleteCaKey(id));
+  getBundleSequence = () => this.locked(() => this.ops.getBundleSequence());
+  bumpBundleSequence = () => this.locked(() => this.ops.bumpBundleSequence());
+  recordIssued = (r: IssuedSvidRecord) => this.locked(() => this.ops.recordIssued(r));
+  countIssued = () => this.locked(() => this.ops.countIssued());
+  pruneIssued = (before: number) => this.locked(() => this.ops.pruneIssued(before));
+}
+
+function wrap(e: unknown): unknown {
+  if (e instanceof Error && (e as { code?: string }).code?.startsWith('SQLITE_')) {
+    return new StoreError(`store(sqlite): ${e.message}`, { cause: e });
+  }
+  return e;
+}

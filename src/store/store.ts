@@ -1,0 +1,81 @@
+/**
+ * The datastore contract (SPIRE datastore). Every method is async so that a networked
+ * implementation (PostgreSQL) fits; every state change that spans rows runs inside
+ * `transaction`, which commits all or nothing.
+ */
+import type { Entry } from '../registration/entry.js';
+
+export type CaKeyKind = 'x509-root' | 'x509-intermediate' | 'jwt';
+export type CaKeyState = 'prepared' | 'active' | 'retired';
+
+export interface CaKeyRecord {
+  readonly id: string;
+  readonly kind: CaKeyKind;
+  readonly state: CaKeyState;
+  /** DER certificate for X.509 kinds; empty for JWT keys. */
+  readonly certDer: Buffer;
+  /** DER SubjectPublicKeyInfo. */
+  readonly publicKeyDer: Buffer;
+  /** PKCS#8 private key sealed by the key encryptor. */
+  readonly sealedKey: Buffer;
+  /** Unix milliseconds. */
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+export interface JoinTokenRecord {
+  readonly id: string;
+  /** SHA-256 of the secret part; the secret itself is never stored. */
+  readonly secretHash: Buffer;
+  readonly expiresAt: number;
+  readonly createdAt: number;
+  readonly usedAt: number | null;
+}
+
+export interface IssuedSvidRecord {
+  /** Hex serial (X.509) or token hash (JWT). */
+  readonly id: string;
+  readonly kind: 'x509' | 'jwt';
+  readonly spiffeId: string;
+  readonly entryId: string;
+  readonly evidenceType: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** Operations available inside and outside a transaction. */
+export interface StoreTx {
+  createEntry(e: Entry, selectorsKey: string): Promise<void>;
+  getEntry(id: string): Promise<Entry | undefined>;
+  listEntries(): Promise<Entry[]>;
+  /** True when an entry with this SPIFFE ID and exactly these selectors exists. */
+  entryExists(spiffeId: string, selectorsKey: string): Promise<boolean>;
+  deleteEntry(id: string): Promise<boolean>;
+
+  createJoinToken(t: JoinTokenRecord): Promise<void>;
+  getJoinToken(id: string): Promise<JoinTokenRecord | undefined>;
+  /** Marks the token used if it is unused and unexpired at `now`; false if it was not. */
+  consumeJoinToken(id: string, now: number): Promise<boolean>;
+  /** Deletes tokens that expired before `before`; returns how many. */
+  pruneJoinTokens(before: number): Promise<number>;
+
+  listCaKeys(): Promise<CaKeyRecord[]>;
+  putCaKey(k: CaKeyRecord): Promise<void>;
+  setCaKeyState(id: string, state: CaKeyState): Promise<void>;
+  deleteCaKey(id: string): Promise<void>;
+
+  getBundleSequence(): Promise<number>;
+  /** Increments and returns the bundle sequence. */
+  bumpBundleSequence(): Promise<number>;
+
+  recordIssued(r: IssuedSvidRecord): Promise<void>;
+  countIssued(): Promise<number>;
+  /** Deletes issuance records that expired before `before`. */
+  pruneIssued(before: number): Promise<number>;
+}
+
+export interface Store extends StoreTx {
+  /** Runs `fn` atomically: all of its writes commit, or none do. */
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
