@@ -103,9 +103,16 @@ function fail(msg: string, cause?: unknown): SvidError {
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
 
-function decodeJson(part: string): Record<string, unknown> {
+/** Strict base64url: alphabet, no padding, and canonical (unused trailing bits zero). */
+function b64urlDecode(part: string): Buffer {
   if (!B64URL.test(part)) throw new Error('not base64url');
-  const v: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  const bytes = Buffer.from(part, 'base64url');
+  if (bytes.toString('base64url') !== part) throw new Error('non-canonical base64url');
+  return bytes;
+}
+
+function decodeJson(part: string): Record<string, unknown> {
+  const v: unknown = JSON.parse(b64urlDecode(part).toString('utf8'));
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
   return v as Record<string, unknown>;
 }
@@ -120,7 +127,7 @@ export function decodeJwt(token: string): { header: Record<string, unknown>; cla
   try {
     header = decodeJson(parts[0]!);
     claims = decodeJson(parts[1]!);
-    if (!B64URL.test(parts[2]!)) throw new Error('signature not base64url');
+    b64urlDecode(parts[2]!);
   } catch (e) {
     throw fail('unable to parse JWT token', e);
   }

@@ -1,0 +1,39 @@
+# writ — the front door. `make run` starts the issuer; `make test` runs every test.
+SHELL := /bin/bash
+NPM ?= npm
+export npm_config_fund = false
+export npm_config_audit = false
+
+.PHONY: help setup build run test bench generate generate-check lint-proto clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+node_modules/.stamp: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+setup: node_modules/.stamp ## install npm dependencies (from package-lock.json)
+
+build: setup ## compile TypeScript to dist/
+	$(NPM) run --silent build
+
+run: build ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start)
+	./bin/writ server
+
+test: build ## install test tools (openssl, python3-jwt) where possible, then run every test
+	bash scripts/install-test-deps.sh
+	$(NPM) run --silent test -- --reporter=default --reporter=json --outputFile.json=test-results.json
+
+bench: build ## benchmarks: prints a table, writes $${BENCH_OUT:-bench-results.json}
+	node dist/test/bench/run.js
+
+generate: setup ## regenerate src/gen from proto/ with buf + protoc-gen-es
+	npx buf lint
+	npx buf generate
+
+generate-check: generate ## fail if src/gen differs from what proto/ generates
+	git diff --exit-code -- src/gen
+
+clean: ## remove build output
+	rm -rf dist test-results.json bench-results.json

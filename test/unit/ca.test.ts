@@ -1,0 +1,152 @@
+import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { CaManager, type CaSettings } from '../../src/ca/manager.js';
+import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { BundleSet } from '../../src/spiffe/bundle.js';
+import { verifyX509Svid } from '../../src/svid/x509-svid.js';
+import { CaError } from '../../src/errors.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const H = 3600_000;
+const settings: CaSettings = { trustDomain: 'example.org', caTtlMs: 24 * H, rootTtlMs: 240 * H, keyType: 'ec-p256', jwtAlg: 'ES256', refreshHintSeconds: 300 };
+const agentSpki = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
+
+async function setup(clock: ManualClock, dir = tmpDir(), kek = Buffer.alloc(32, 7)) {
+  const store = new SqliteStore(join(dir, 'writ.db'));
+  const ca = new CaManager({ store, clock, encryptor: new KeyEncryptor(kek), settings });
+  await ca.init();
+  return { store, ca, dir };
+}
+
+const states = (ca: CaManager, kind: string) => ca.describe().filter((k) => k.kind === kind).map((k) => k.state).sort();
+
+describe('CA rotation (prepared at 1/2, active at 5/6, retired until expiry)', () => {
+  it('creates a root, an intermediate and a JWT key on first start', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const { ca, store } = await setup(clock);
+    expect(states(ca, 'x509-root')).toEqual(['active']);
+    expect(states(ca, 'x509-intermediate')).toEqual(['active']);
+    expect(states(ca, 'jwt')).toEqual(['active']);
+    const b = ca.bundle();
+    expect(b.x509Authorities.length).toBe(1);
+    expect(b.jwtAuthorities.size).toBe(1);
+    expect(b.sequence).toBe(1);
+    const root = new X509Certificate(b.x509Authorities[0]!);
+    expect(root.ca).toBe(true);
+    expect(root.subjectAltName).toBe('URI:spiffe://example.org');
+    await store.close();
+  });
+
+  it('walks an intermediate and a JWT key through prepared → active → retired → gone', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const { ca, store } = await setup(clock);
+    const firstJwt = ca.jwtSigner().kid;
+    const firstSeq = ca.bundle().sequence!;
+
+    clock.set(t0 + 11 * H);
+    expect(await ca.rotate()).toBe(false);
+    clock.set(t0 + 12 * H + 60_000);
+    expect(await ca.rotate()).toBe(true);
+    expect(states(ca, 'x509-intermediate')).toEqual(['active', 'prepared']);
+    expect(states(ca, 'jwt')).toEqual(['active', 'prepared']);
+    // The prepared JWT key is published before it is used.
+    expect(ca.bundle().jwtAuthorities.size).toBe(2);
+    expect(ca.bundle().sequence).toBe(firstSeq + 1);
+    expect(ca.jwtSigner().kid).toBe(firstJwt);
+
+    clock.set(t0 + 20 * H + 60_000);
+    expect(await ca.rotate()).toBe(true);
+    expect(states(ca, 'x509-intermediate')).toEqual(['active', 'retired']);
+    expect(ca.jwtSigner().kid).not.toBe(firstJwt);
+    expect(ca.bundle().jwtAuthorities.has(firstJwt)).toBe(true);
+
+    clock.set(t0 + 24 * H + 1);
+    expect(await ca.rotate()).toBe(true);
+    expect(states(ca, 'x509-intermediate')).toEqual(['active']);
+    expect(ca.bundle().jwtAuthorities.has(firstJwt)).toBe(false);
+    expect(ca.bundle().sequence).toBe(firstSeq + 3);
+    await store.close();
+  });
+
+  it('never mints an SVID that outlives its signing CA, and SVIDs chain to the bundle across a rotation', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const { ca, store } = await setup(clock);
+    const id = parseSpiffeId('spiffe://example.org/agent');
+    clock.set(t0 + 23 * H);
+    await ca.rotate();
+    const minter = ca.x509Minter();
+    const svid = minter.mint({ spiffeId: id, spki: agentSpki, notBefore: clock.now(), notAfter: new Date(clock.now().getTime() + 10 * H) });
+    expect(svid.notAfter.getTime()).toBeLessThanOrEqual(minter.notAfter.getTime());
+    const bundles = new BundleSet([ca.bundle()]);
+    expect(verifyX509Svid(svid.chain.slice(0, 2), bundles, clock.now()).id.uri).toBe(id.uri);
+    await store.close();
+  });
+
+  it('rotates the root too, keeping the old root in the bundle while intermediates it signed live', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const { ca, store } = await setup(clock);
+    for (let h = 1; h <= 201; h++) {
+      clock.set(t0 + h * H);
+      await ca.rotate();
+    }
+    expect(states(ca, 'x509-root')).toEqual(['active', 'retired']);
+    expect(ca.bundle().x509Authorities.length).toBe(2);
+    const svid = ca.x509Minter().mint({ spiffeId: parseSpiffeId('spiffe://example.org/a'), spki: agentSpki, notBefore: clock.now(), notAfter: new Date(clock.now().getTime() + H) });
+    expect(verifyX509Svid(svid.chain.slice(0, 2), new BundleSet([ca.bundle()]), clock.now()).id.uri).toBe('spiffe://example.org/a');
+    await store.close();
+  });
+
+  it('recovers after downtime longer than a key lifetime', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const { ca, store } = await setup(clock);
+    clock.set(t0 + 100 * H);
+    await ca.rotate();
+    expect(states(ca, 'x509-intermediate')).toEqual(['active']);
+    expect(ca.describe().every((k) => k.notAfter.getTime() > clock.now().getTime())).toBe(true);
+    await store.close();
+  });
+});
+
+describe('CA keys at rest', () => {
+  it('stores no private key in the clear and reloads the same keys after a restart', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const dir = tmpDir();
+    const a = await setup(clock, dir);
+    const before = a.ca.describe().map((k) => k.id);
+    const jwt = a.ca.jwtSigner();
+    const pkcs8 = jwt.privateKey.export({ type: 'pkcs8', format: 'der' });
+    for (const r of await a.store.listCaKeys()) {
+      expect(r.sealedKey.includes(pkcs8.subarray(-32))).toBe(false);
+    }
+    await a.store.close();
+    const b = await setup(clock, dir);
+    expect(b.ca.describe().map((k) => k.id)).toEqual(before);
+    expect(b.ca.jwtSigner().privateKey.export({ type: 'pkcs8', format: 'der' }).equals(pkcs8)).toBe(true);
+    await b.store.close();
+  });
+
+  it('refuses to start with the wrong key-encryption key', async () => {
+    const clock = new ManualClock(Date.UTC(2030, 0, 1));
+    const dir = tmpDir();
+    const a = await setup(clock, dir);
+    await a.store.close();
+    const err = await setup(clock, dir, Buffer.alloc(32, 8)).catch((e) => e);
+    expect(err).toBeInstanceOf(CaError);
+    expect((err as CaError).code).toBe('ERR_KEY_DECRYPT');
+  });
+
+  it('a sealed key cannot be moved onto another record', () => {
+    const enc = new KeyEncryptor(Buffer.alloc(32, 1));
+    const sealed = enc.seal(Buffer.from('secret'), 'key-a');
+    expect(enc.open(sealed, 'key-a').toString()).toBe('secret');
+    expect(() => enc.open(sealed, 'key-b')).toThrow(/cannot decrypt/);
+  });
+});

@@ -1,0 +1,66 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildServerSettings, loadRawConfig } from '../../src/config/config.js';
+import { parseDuration } from '../../src/config/duration.js';
+import { ConfigError } from '../../src/errors.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+function settingsFrom(yaml: string | undefined, flags = {}, env: NodeJS.ProcessEnv = {}) {
+  const f: Record<string, string> = { ...flags };
+  if (yaml !== undefined) {
+    const p = join(tmpDir(), 'writ.yaml');
+    writeFileSync(p, yaml);
+    f.config = p;
+  }
+  const { raw, problems } = loadRawConfig(f, env);
+  return buildServerSettings(raw, problems);
+}
+
+describe('config', () => {
+  it('has working defaults', () => {
+    const s = settingsFrom(undefined);
+    expect(s.trustDomain).toBe('writ.local');
+    expect(s.listen).toEqual({ host: '127.0.0.1', port: 8443 });
+    expect(s.svid.x509TtlMs).toBe(3600_000);
+    expect(s.svid.jwtTtlMs).toBe(300_000);
+    expect(s.ca.ttlMs).toBe(24 * 3600_000);
+    expect(s.adminSocket.endsWith('/.writ/admin.sock')).toBe(true);
+  });
+
+  it('reports every problem at once', () => {
+    let err: ConfigError | undefined;
+    try {
+      settingsFrom('trust_domain: Bad_TD!\nlisten: nowhere\nsvid:\n  x509_ttl: forever\n  jwt_alg: HS256\nca:\n  key_type: rsa\nbogus: 1\n');
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const text = err!.problems.join('\n');
+    for (const needle of ['trust_domain', 'listen', 'svid.x509_ttl', 'svid.jwt_alg', 'ca.key_type', 'unknown key bogus']) expect(text).toContain(needle);
+    expect(err!.problems.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('flags override the environment, which overrides the file', () => {
+    const yaml = 'trust_domain: file.example\nlisten: 127.0.0.1:1000\nlog_level: warn\n';
+    const s = settingsFrom(yaml, { listen: '127.0.0.1:3000' }, { WRIT_LISTEN: '127.0.0.1:2000', WRIT_TRUST_DOMAIN: 'env.example' });
+    expect(s.listen.port).toBe(3000);
+    expect(s.trustDomain).toBe('env.example');
+    expect(s.logLevel).toBe('warn');
+  });
+
+  it('refuses SVID TTLs longer than the CA TTL', () => {
+    expect(() => settingsFrom('ca:\n  ttl: 1h\nsvid:\n  x509_ttl: 2h\n')).toThrow(/never outlive/);
+  });
+
+  it('rejects unknown nested keys', () => {
+    expect(() => settingsFrom('svid:\n  x509ttl: 1h\n')).toThrow(/unknown key svid.x509ttl/);
+  });
+
+  it('parses durations', () => {
+    expect(parseDuration('1h30m')).toBe(5400_000);
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(() => parseDuration('1d')).toThrow();
+    expect(() => parseDuration('')).toThrow();
+  });
+});

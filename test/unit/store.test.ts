@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { SqliteStore, MIGRATIONS } from '../../src/store/sqlite.js';
+import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
+import { StoreError } from '../../src/errors.js';
+import type { Entry } from '../../src/registration/entry.js';
+import { tmpDir } from '../helpers/tmp.js';
+
+const entry = (id: string, spiffeId = 'spiffe://example.org/a'): Entry => ({
+  id,
+  spiffeId,
+  selectors: [{ type: 'join_token', value: id }],
+  x509SvidTtl: 0,
+  jwtSvidTtl: 0,
+  scopeCeiling: ['read:docs/*'],
+  hint: '',
+  createdAt: 1,
+});
+
+describe('SqliteStore', () => {
+  it('applies migrations once and records the schema version', async () => {
+    const dir = tmpDir();
+    const s1 = new SqliteStore(join(dir, 'w.db'));
+    expect(s1.schemaVersion).toBe(MIGRATIONS.length);
+    await s1.close();
+    const s2 = new SqliteStore(join(dir, 'w.db'));
+    expect(s2.schemaVersion).toBe(MIGRATIONS.length);
+    await s2.close();
+  });
+
+  it('refuses a database from a newer binary', async () => {
+    const dir = tmpDir();
+    const s = new SqliteStore(join(dir, 'w.db'));
+    await s.close();
+    const raw = new Database(join(dir, 'w.db'));
+    raw.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)').run(MIGRATIONS.length + 5);
+    raw.close();
+    expect(() => new SqliteStore(join(dir, 'w.db'))).toThrow(/newer than this binary/);
+  });
+
+  it('uses WAL journaling', async () => {
+    const dir = tmpDir();
+    const s = new SqliteStore(join(dir, 'w.db'));
+    await s.close();
+    const raw = new Database(join(dir, 'w.db'));
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    raw.close();
+  });
+
+  it('rolls back every write of a failed transaction', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    const { record } = newJoinToken(new Date(0), 60_000);
+    await expect(
+      s.transaction(async (tx) => {
+        await tx.createJoinToken(record);
+        await tx.createEntry(entry('e1'), 'k1');
+        await tx.bumpBundleSequence();
+        throw new Error('crash in the middle');
+      }),
+    ).rejects.toThrow('crash in the middle');
+    expect(await s.getJoinToken(record.id)).toBeUndefined();
+    expect(await s.listEntries()).toEqual([]);
+    expect(await s.getBundleSequence()).toBe(0);
+    await s.close();
+  });
+
+  it('a constraint violation inside a transaction rolls back and surfaces as ERR_STORE', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    await s.createEntry(entry('e1'), 'k1');
+    const err = await s
+      .transaction(async (tx) => {
+        await tx.createEntry(entry('e2', 'spiffe://example.org/b'), 'k2');
+        await tx.createEntry(entry('e1'), 'k3');
+      })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((await s.listEntries()).map((e) => e.id)).toEqual(['e1']);
+    await s.close();
+  });
+
+  it('consumes a join token exactly once, even under concurrent attempts', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    const { record } = newJoinToken(new Date(1000), 60_000);
+    await s.createJoinToken(record);
+    const results = await Promise.all(Array.from({ length: 20 }, () => s.transaction((tx) => tx.consumeJoinToken(record.id, 2000))));
+    expect(results.filter(Boolean).length).toBe(1);
+    expect((await s.getJoinToken(record.id))!.usedAt).toBe(2000);
+    await s.close();
+  });
+
+  it('does not consume an expired token', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    const { record } = newJoinToken(new Date(1000), 1000);
+    await s.createJoinToken(record);
+    expect(await s.consumeJoinToken(record.id, 2000)).toBe(false);
+    await s.close();
+  });
+
+  it('round-trips entries with their selectors and scope ceiling', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    await s.createEntry(entry('e1'), 'k1');
+    expect(await s.getEntry('e1')).toEqual(entry('e1'));
+    expect(await s.entryExists('spiffe://example.org/a', 'k1')).toBe(true);
+    expect(await s.deleteEntry('e1')).toBe(true);
+    expect(await s.deleteEntry('e1')).toBe(false);
+    await s.close();
+  });
+});
