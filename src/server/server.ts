@@ -151,8 +151,11 @@ export class WritServer {
     const logger = opts.logger ?? pino({ level: settings.logLevel, base: { svc: 'writ-server' } });
     mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
     chmodSync(settings.dataDir, 0o700);
+    // First, before anything binds or opens: one server per data directory.
+    await claimSocket(settings.adminSocket);
     const encryptor = keyEncryptor(settings, env, logger);
     const store = new SqliteStore(join(settings.dataDir, 'writ.db'));
+    const servers: grpc.Server[] = [];
     try {
       const metrics = new Metrics();
       const upstream = loadUpstream(settings);
@@ -191,6 +194,7 @@ export class WritServer {
       const tls = new RotatingServerCredentials({});
       const publicServer = new grpc.Server(SERVER_OPTIONS);
       const adminServer = new grpc.Server(SERVER_OPTIONS);
+      servers.push(publicServer, adminServer);
       const publicServices: Array<[DescService, grpc.UntypedServiceImplementation]> = [
         [AttestationService, attestationService({ issuer, logger, metrics })],
         [BundleService, bundleService({ ca })],
@@ -213,7 +217,6 @@ export class WritServer {
       server.renewServingCert();
       server.writeBundleFiles();
       server.port = await bind(publicServer, `${settings.listen.host.includes(':') ? `[${settings.listen.host}]` : settings.listen.host}:${settings.listen.port}`, tls);
-      await claimSocket(settings.adminSocket);
       await bind(adminServer, `unix:${settings.adminSocket}`, grpc.ServerCredentials.createInsecure());
       chmodSync(settings.adminSocket, 0o600);
       if (settings.metricsListen) {
@@ -230,6 +233,7 @@ export class WritServer {
       );
       return server;
     } catch (e) {
+      for (const srv of servers) srv.forceShutdown();
       await store.close();
       throw e;
     }

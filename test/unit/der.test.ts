@@ -32,7 +32,7 @@ describe('strict DER', () => {
     expect(() => der.decodeBoolean(der.parseOne(Buffer.from('010101', 'hex')))).toThrow(/non-DER/);
   });
   it('rejects nesting deeper than the limit', () => {
-    let b = Buffer.from('3000', 'hex');
+    let b: Buffer = Buffer.from('3000', 'hex');
     for (let i = 0; i < der.MAX_DER_DEPTH + 5; i++) b = der.seq(b);
     let t = der.parseOne(b);
     expect(() => {
