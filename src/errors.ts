@@ -7,7 +7,6 @@
 
 export const ERROR_CODES = [
   'ERR_SPIFFE_ID_INVALID',
-  'ERR_TRUST_DOMAIN_MISMATCH',
   'ERR_BUNDLE_INVALID',
   'ERR_DER_MALFORMED',
   'ERR_PEM_MALFORMED',
@@ -60,7 +59,7 @@ export class FormatError extends WritError<
 }
 
 /** A credential (X.509-SVID or JWT-SVID) failed validation. */
-export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID_INVALID' | 'ERR_TRUST_DOMAIN_MISMATCH'> {
+export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID_INVALID'> {
   constructor(code: SvidError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'SvidError';

@@ -15,7 +15,6 @@ interface Mapping {
 
 export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_SPIFFE_ID_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
-  ERR_TRUST_DOMAIN_MISMATCH: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_BUNDLE_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_DER_MALFORMED: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_PEM_MALFORMED: { status: status.INVALID_ARGUMENT, showMessage: true },

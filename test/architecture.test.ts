@@ -1,0 +1,82 @@
+/** Imports point one way (STYLE.md §2); time is injected below server/ and agent/. */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, dirname, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from './helpers/shared.js';
+
+const SRC = join(REPO_ROOT, 'src');
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** The top-level module of a src file: 'errors', 'spiffe', 'attestation', ... */
+const moduleOf = (file: string) => relative(SRC, file).split('/')[0]!.replace(/\.(ts|js)$/, '');
+
+/** What each module may import from src/ (besides itself). */
+const ALLOWED: Record<string, string[]> = {
+  errors: [],
+  clock: [],
+  der: ['errors'],
+  x509: ['der', 'errors'],
+  spiffe: ['der', 'x509', 'errors'],
+  svid: ['spiffe', 'x509', 'der', 'errors'],
+  registration: ['spiffe', 'errors'],
+  store: ['registration', 'errors'],
+  ca: ['svid', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
+  attestation: ['registration', 'svid', 'store', 'errors'],
+  issuance: ['attestation', 'registration', 'ca', 'svid', 'spiffe', 'store', 'clock', 'errors'],
+  config: ['spiffe', 'svid', 'ca', 'errors'],
+  gen: [],
+  rpc: ['gen'],
+  server: ['rpc', 'gen', 'issuance', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'x509', 'der', 'store', 'config', 'clock', 'errors'],
+  agent: ['rpc', 'gen', 'svid', 'spiffe', 'x509', 'der', 'errors'],
+  cli: ['server', 'agent', 'rpc', 'gen', 'config', 'registration', 'der', 'errors'],
+};
+/** Only these may use gRPC or protobuf runtime packages. */
+const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);
+
+const imports = files(SRC).map((f) => {
+  const text = readFileSync(f, 'utf8');
+  const specs = [...text.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'/gm)].map((m) => m[1] ?? m[2]!);
+  return { f, mod: moduleOf(f), specs, text };
+});
+
+describe('architecture', () => {
+  it('every src module is in the allow-list', () => {
+    expect([...new Set(imports.map((i) => i.mod))].filter((m) => !(m in ALLOWED))).toEqual([]);
+  });
+
+  it.each(imports.map((i) => [relative(REPO_ROOT, i.f), i] as const))('%s imports only what its layer allows', (_n, i) => {
+    for (const spec of i.specs) {
+      if (spec.startsWith('.')) {
+        const target = moduleOf(resolve(dirname(i.f), spec));
+        if (target !== i.mod) expect(ALLOWED[i.mod], `${i.mod} → ${target} (${spec})`).toContain(target);
+      } else if (/^@grpc\/|^@bufbuild\//.test(spec)) {
+        expect(WIRE.has(i.mod), `${i.mod} must not import ${spec}`).toBe(true);
+      }
+    }
+  });
+
+  it('evidence plug-ins never import each other; only builtins.ts lists them', () => {
+    for (const i of imports.filter((x) => x.mod === 'attestation')) {
+      const rel = relative(join(SRC, 'attestation'), i.f);
+      const own = rel.includes('/') ? rel.split('/')[0] : undefined;
+      for (const spec of i.specs.filter((s) => s.startsWith('.'))) {
+        const t = relative(join(SRC, 'attestation'), resolve(dirname(i.f), spec));
+        if (!t.includes('/') || t.startsWith('..')) continue;
+        const plugin = t.split('/')[0];
+        if (plugin !== own) expect(rel, `${rel} imports plug-in ${plugin}`).toBe('builtins.ts');
+      }
+    }
+  });
+
+  it('nothing below server/, agent/ and cli/ reads the wall clock', () => {
+    for (const i of imports.filter((x) => !['server', 'agent', 'cli', 'clock', 'store'].includes(x.mod))) {
+      expect(/Date\.now\(\)|new Date\(\)/.test(i.text), relative(REPO_ROOT, i.f)).toBe(false);
+    }
+  });
+});
