@@ -37,9 +37,30 @@ function bad(msg: string): never {
   throw new FormatError('ERR_DER_MALFORMED', `der: ${msg}`);
 }
 
-/** Reads one TLV at `offset`; returns it and the offset after it. */
-export function readTlv(buf: Buffer, offset: number): { tlv: Tlv; next: number } {
-  if (offset + 2 > buf.length) bad('truncated header');
+/**
+ * A TLV located by offsets in its source buffer; `bytes` and `value` are views made only when
+ * asked for, so walking a certificate allocates little.
+ */
+class LazyTlv implements Tlv {
+  private v?: Buffer;
+  private b?: Buffer;
+  constructor(
+    readonly tag: number,
+    readonly buf: Buffer,
+    readonly start: number,
+    readonly valueStart: number,
+    readonly end: number,
+  ) {}
+  get value(): Buffer {
+    return (this.v ??= this.buf.subarray(this.valueStart, this.end));
+  }
+  get bytes(): Buffer {
+    return (this.b ??= this.buf.subarray(this.start, this.end));
+  }
+}
+
+function readAt(buf: Buffer, offset: number, limit: number): LazyTlv {
+  if (offset + 2 > limit) bad('truncated header');
   const tag = buf[offset]!;
   if ((tag & 0x1f) === 0x1f) bad('multi-byte tags are not supported');
   let len = buf[offset + 1]!;
@@ -48,24 +69,30 @@ export function readTlv(buf: Buffer, offset: number): { tlv: Tlv; next: number }
     const n = len & 0x7f;
     if (n === 0) bad('indefinite length');
     if (n > 3) bad('length too large');
-    if (p + n > buf.length) bad('truncated length');
+    if (p + n > limit) bad('truncated length');
     if (buf[p] === 0) bad('non-minimal length');
     len = 0;
     for (let i = 0; i < n; i++) len = (len << 8) | buf[p + i]!;
     if (len < 0x80) bad('non-minimal length');
     p += n;
   }
-  if (p + len > buf.length) bad('truncated value');
-  return { tlv: { tag, bytes: buf.subarray(offset, p + len), value: buf.subarray(p, p + len) }, next: p + len };
+  if (p + len > limit) bad('truncated value');
+  return new LazyTlv(tag, buf, offset, p, p + len);
+}
+
+/** Reads one TLV at `offset`; returns it and the offset after it. */
+export function readTlv(buf: Buffer, offset: number): { tlv: Tlv; next: number } {
+  const t = readAt(buf, offset, buf.length);
+  return { tlv: t, next: t.end };
 }
 
 /** Parses exactly one TLV filling the whole buffer (no trailing bytes). */
 export function parseOne(buf: Buffer, expectTag?: number): Tlv {
   if (buf.length > MAX_DER_BYTES) bad(`object larger than ${MAX_DER_BYTES} bytes`);
-  const { tlv, next } = readTlv(buf, 0);
-  if (next !== buf.length) bad('trailing bytes');
-  if (expectTag !== undefined && tlv.tag !== expectTag) bad(`expected tag 0x${expectTag.toString(16)}, got 0x${tlv.tag.toString(16)}`);
-  return tlv;
+  const t = readAt(buf, 0, buf.length);
+  if (t.end !== buf.length) bad('trailing bytes');
+  if (expectTag !== undefined && t.tag !== expectTag) bad(`expected tag 0x${expectTag.toString(16)}, got 0x${t.tag.toString(16)}`);
+  return t;
 }
 
 /** The children of a constructed TLV, parsed strictly. */
@@ -73,11 +100,21 @@ export function children(t: Tlv, depth = 0): Tlv[] {
   if (depth > MAX_DER_DEPTH) bad('nesting too deep');
   if ((t.tag & 0x20) === 0) bad('expected a constructed value');
   const out: Tlv[] = [];
+  if (t instanceof LazyTlv) {
+    let off = t.valueStart;
+    while (off < t.end) {
+      const c = readAt(t.buf, off, t.end);
+      out.push(c);
+      off = c.end;
+    }
+    return out;
+  }
   let off = 0;
-  while (off < t.value.length) {
-    const { tlv, next } = readTlv(t.value, off);
-    out.push(tlv);
-    off = next;
+  const v = t.value;
+  while (off < v.length) {
+    const c = readAt(v, off, v.length);
+    out.push(c);
+    off = c.end;
   }
   return out;
 }
@@ -113,10 +150,22 @@ export class SeqReader {
   }
 }
 
+// Decoded OIDs by their content bytes; bounded so hostile input cannot grow it without limit.
+const oidCache = new Map<string, string>();
+const OID_CACHE_MAX = 512;
+
 /** Decodes an OBJECT IDENTIFIER to dotted form, strictly (minimal base-128). */
 export function decodeOid(t: Tlv): string {
   if (t.tag !== TAG.OID) bad('expected OID');
-  const v = t.value;
+  const key = t.value.toString('latin1');
+  const hit = oidCache.get(key);
+  if (hit !== undefined) return hit;
+  const dotted = decodeOidValue(t.value);
+  if (oidCache.size < OID_CACHE_MAX) oidCache.set(key, dotted);
+  return dotted;
+}
+
+function decodeOidValue(v: Buffer): string {
   if (v.length === 0 || v.length > 64) bad('bad OID length');
   const parts: number[] = [];
   let acc = 0;
@@ -175,41 +224,61 @@ export function decodeBitString(t: Tlv): { bytes: Buffer; unused: number } {
   return { bytes, unused };
 }
 
-/** UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), DER forms only. */
+function digits(v: Buffer, off: number, n: number): number {
+  let x = 0;
+  for (let i = off; i < off + n; i++) {
+    const c = v[i]! - 0x30;
+    if (c < 0 || c > 9) bad('non-digit in time');
+    x = x * 10 + c;
+  }
+  return x;
+}
+
+/** UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), DER forms only (RFC 5280 §4.1.2.5). */
 export function decodeTime(t: Tlv): Date {
-  const s = t.value.toString('latin1');
-  let m: RegExpExecArray | null;
+  const v = t.value;
   let year: number;
+  let p: number;
   if (t.tag === TAG.UTC_TIME) {
-    m = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
-    if (!m) bad('bad UTCTime');
-    const yy = Number(m[1]);
+    if (v.length !== 13) bad('bad UTCTime');
+    const yy = digits(v, 0, 2);
     year = yy >= 50 ? 1900 + yy : 2000 + yy;
+    p = 2;
   } else if (t.tag === TAG.GENERALIZED_TIME) {
-    m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
-    if (!m) bad('bad GeneralizedTime');
-    year = Number(m[1]);
+    if (v.length !== 15) bad('bad GeneralizedTime');
+    year = digits(v, 0, 4);
+    p = 4;
   } else bad('expected a time');
-  const [mo, d, h, mi, se] = [2, 3, 4, 5, 6].map((i) => Number(m![i]));
-  const ms = Date.UTC(year, mo! - 1, d, h, mi, se);
-  const back = new Date(ms);
-  if (back.getUTCMonth() !== mo! - 1 || back.getUTCDate() !== d || h! > 23 || mi! > 59 || se! > 59) bad('invalid date');
+  if (v[v.length - 1] !== 0x5a) bad('time must end in Z');
+  const mo = digits(v, p, 2);
+  const d = digits(v, p + 2, 2);
+  const h = digits(v, p + 4, 2);
+  const mi = digits(v, p + 6, 2);
+  const se = digits(v, p + 8, 2);
+  const back = new Date(Date.UTC(year, mo - 1, d, h, mi, se));
+  if (mo < 1 || mo > 12 || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || se > 59) bad('invalid date');
   return back;
 }
 
 // ---------------------------------------------------------------- writer
 
-function lengthBytes(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  if (n < 0x100) return Buffer.from([0x81, n]);
-  if (n < 0x10000) return Buffer.from([0x82, n >> 8, n & 0xff]);
-  return Buffer.from([0x83, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
-}
-
-/** Encodes one TLV from already-encoded contents. */
+/** Encodes one TLV from already-encoded contents, in a single allocation. */
 export function tlv(tag: number, ...contents: Buffer[]): Buffer {
-  const body = contents.length === 1 ? contents[0]! : Buffer.concat(contents);
-  return Buffer.concat([Buffer.from([tag]), lengthBytes(body.length), body]);
+  let n = 0;
+  for (const c of contents) n += c.length;
+  const hl = n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
+  const out = Buffer.allocUnsafe(hl + n);
+  out[0] = tag;
+  if (hl === 2) out[1] = n;
+  else if (hl === 3) (out[1] = 0x81), (out[2] = n);
+  else if (hl === 4) (out[1] = 0x82), (out[2] = n >> 8), (out[3] = n & 0xff);
+  else (out[1] = 0x83), (out[2] = (n >> 16) & 0xff), (out[3] = (n >> 8) & 0xff), (out[4] = n & 0xff);
+  let off = hl;
+  for (const c of contents) {
+    c.copy(out, off);
+    off += c.length;
+  }
+  return out;
 }
 
 export const seq = (...items: Buffer[]): Buffer => tlv(TAG.SEQUENCE, ...items);
@@ -242,7 +311,18 @@ export function smallInt(n: number): Buffer {
   return uint(Buffer.from(bytes));
 }
 
+const oidEncCache = new Map<string, Buffer>();
+/** Encodes a dotted OID (memoised: writ encodes a small fixed set). */
 export function oid(dotted: string): Buffer {
+  let b = oidEncCache.get(dotted);
+  if (!b) {
+    b = encodeOid(dotted);
+    if (oidEncCache.size < 256) oidEncCache.set(dotted, b);
+  }
+  return b;
+}
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map(Number);
   const out: number[] = [40 * arcs[0]! + arcs[1]!];
   for (const a of arcs.slice(2)) {
@@ -265,10 +345,26 @@ export function oid(dotted: string): Buffer {
 
 /** Time per RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after. Seconds precision. */
 export function time(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const y = iso.slice(0, 4);
-  const rest = iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z';
   const year = d.getUTCFullYear();
-  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(y.slice(2) + rest, 'latin1'));
-  return tlv(TAG.GENERALIZED_TIME, Buffer.from(y + rest, 'latin1'));
+  const utc = year >= 1950 && year < 2050;
+  const out = Buffer.allocUnsafe(utc ? 15 : 17);
+  out[0] = utc ? TAG.UTC_TIME : TAG.GENERALIZED_TIME;
+  out[1] = utc ? 13 : 15;
+  let p = 2;
+  const put = (n: number, width: number) => {
+    for (let i = width - 1; i >= 0; i--) {
+      out[p + i] = 0x30 + (n % 10);
+      n = Math.floor(n / 10);
+    }
+    p += width;
+  };
+  if (utc) put(year % 100, 2);
+  else put(year, 4);
+  put(d.getUTCMonth() + 1, 2);
+  put(d.getUTCDate(), 2);
+  put(d.getUTCHours(), 2);
+  put(d.getUTCMinutes(), 2);
+  put(d.getUTCSeconds(), 2);
+  out[p] = 0x5a;
+  return out;
 }

@@ -13,7 +13,7 @@ import { mintJwtSvid } from '../svid/jwt-svid.js';
 import type { CaManager } from '../ca/manager.js';
 import type { VerifierRegistry } from '../attestation/registry.js';
 import type { AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
-import { matchEntry } from '../registration/entry.js';
+import { formatSelector, matchEntry } from '../registration/entry.js';
 import type { Store } from '../store/store.js';
 
 /** Most JWT-SVIDs one handshake may ask for. */
@@ -127,7 +127,8 @@ export class Handshake {
     const { ca, store, clock, settings, observer } = this.deps;
     const result = step.result;
 
-    const entry = matchEntry(await store.listEntries(), result.selectors);
+    const candidates = await store.listEntriesBySelectors(result.selectors.map(formatSelector));
+    const entry = matchEntry(candidates, result.selectors);
     if (entry === undefined) throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: no registration entry matches the attested selectors');
     if (entry === 'ambiguous') throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: the attested selectors match entries for different SPIFFE IDs equally');
     const spiffeId = parseSpiffeId(entry.spiffeId);

@@ -52,6 +52,14 @@ export const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL
    ) STRICT;
    CREATE INDEX issued_svids_expires ON issued_svids (expires_at);`,
+  // Selector index, so a handshake reads only the entries that can match (SPIRE does the same).
+  `CREATE TABLE entry_selectors (
+     entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+     selector TEXT NOT NULL,
+     PRIMARY KEY (selector, entry_id)
+   ) STRICT;
+   INSERT INTO entry_selectors (entry_id, selector)
+     SELECT e.id, json_extract(s.value, '$.type') || ':' || json_extract(s.value, '$.value') FROM entries e, json_each(e.selectors) s;`,
 ];
 
 interface EntryRow {
@@ -137,6 +145,10 @@ export class SqliteStore implements Store {
          VALUES (@id, @spiffe_id, @selectors_key, @selectors, @x509_svid_ttl, @jwt_svid_ttl, @scope_ceiling, @hint, @created_at)`,
       ),
       getEntry: db.prepare('SELECT * FROM entries WHERE id = ?'),
+      insertSelector: db.prepare('INSERT INTO entry_selectors (entry_id, selector) VALUES (?, ?)'),
+      entriesBySelectors: db.prepare(
+        `SELECT * FROM entries WHERE id IN (SELECT entry_id FROM entry_selectors WHERE selector IN (SELECT value FROM json_each(?))) ORDER BY created_at, id`,
+      ),
       listEntries: db.prepare('SELECT * FROM entries ORDER BY created_at, id'),
       entryExists: db.prepare('SELECT 1 FROM entries WHERE spiffe_id = ? AND selectors_key = ?'),
       deleteEntry: db.prepare('DELETE FROM entries WHERE id = ?'),
@@ -173,12 +185,14 @@ export class SqliteStore implements Store {
           hint: e.hint,
           created_at: e.createdAt,
         });
+        for (const sel of e.selectors) q.insertSelector.run(e.id, `${sel.type}:${sel.value}`);
       },
       getEntry: async (id) => {
         const r = q.getEntry.get(id) as EntryRow | undefined;
         return r && rowToEntry(r);
       },
       listEntries: async () => (q.listEntries.all() as EntryRow[]).map(rowToEntry),
+      listEntriesBySelectors: async (selectors) => (q.entriesBySelectors.all(JSON.stringify(selectors)) as EntryRow[]).map(rowToEntry),
       entryExists: async (spiffeId, key) => q.entryExists.get(spiffeId, key) !== undefined,
       deleteEntry: async (id) => q.deleteEntry.run(id).changes === 1,
       createJoinToken: async (t) => {
@@ -280,6 +294,7 @@ export class SqliteStore implements Store {
   createEntry = (e: Entry, k: string) => this.locked(() => this.ops.createEntry(e, k));
   getEntry = (id: string) => this.locked(() => this.ops.getEntry(id));
   listEntries = () => this.locked(() => this.ops.listEntries());
+  listEntriesBySelectors = (s: readonly string[]) => this.locked(() => this.ops.listEntriesBySelectors(s));
   entryExists = (s: string, k: string) => this.locked(() => this.ops.entryExists(s, k));
   deleteEntry = (id: string) => this.locked(() => this.ops.deleteEntry(id));
   createJoinToken = (t: JoinTokenRecord) => this.locked(() => this.ops.createJoinToken(t));

@@ -48,6 +48,8 @@ export interface StoreTx {
   createEntry(e: Entry, selectorsKey: string): Promise<void>;
   getEntry(id: string): Promise<Entry | undefined>;
   listEntries(): Promise<Entry[]>;
+  /** Entries that have at least one of these selectors ("type:value"); callers check the rest. */
+  listEntriesBySelectors(selectors: readonly string[]): Promise<Entry[]>;
   /** True when an entry with this SPIFFE ID and exactly these selectors exists. */
   entryExists(spiffeId: string, selectorsKey: string): Promise<boolean>;
   deleteEntry(id: string): Promise<boolean>;

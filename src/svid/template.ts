@@ -3,16 +3,29 @@
  * (X509-SVID §4, RFC 5280). Purpose-built: the constant parts of an SVID are encoded once
  * per signing CA, so minting costs one signature plus a few small buffer copies.
  */
-import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, randomFillSync, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as der from '../der/der.js';
 import { OID } from '../x509/oids.js';
 
 /** Serial numbers: 16 random bytes, positive, non-zero first byte (RFC 5280 §4.1.2.2: ≤ 20 octets). */
 export function randomSerial(): Buffer {
-  const b = randomBytes(16);
+  const b = Buffer.from(randomChunk(16));
   b[0] = (b[0]! & 0x7f) | 0x01;
   return b;
+}
+
+// CSPRNG bytes drawn from a pool refilled 4 KiB at a time (one syscall per 256 serials).
+const pool = Buffer.alloc(4096);
+let poolOff = pool.length;
+function randomChunk(n: number): Buffer {
+  if (poolOff + n > pool.length) {
+    randomFillSync(pool);
+    poolOff = 0;
+  }
+  const out = pool.subarray(poolOff, poolOff + n);
+  poolOff += n;
+  return out;
 }
 
 /** The signature algorithm and hash that a CA key implies. */

@@ -51,13 +51,14 @@ const LEAF_EKU = t.extKeyUsage([OID.serverAuth, OID.clientAuth]);
 export class X509SvidMinter {
   private readonly algorithm: Buffer;
   private readonly hash: string;
-  private readonly aki: Buffer;
+  /** basicConstraints, keyUsage, extKeyUsage and authorityKeyIdentifier, encoded once. */
+  private readonly constantExtensions: Buffer;
 
   constructor(private readonly ca: SigningAuthority) {
     const scheme = t.signatureSchemeFor(ca.privateKey);
     this.algorithm = scheme.algorithm;
     this.hash = scheme.hash;
-    this.aki = t.authorityKeyId(ca.certificate.spki);
+    this.constantExtensions = Buffer.concat([LEAF_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EKU, t.authorityKeyId(ca.certificate.spki)]);
   }
 
   get notAfter(): Date {
@@ -76,14 +77,7 @@ export class X509SvidMinter {
       notAfter,
       subject: SVID_SUBJECT,
       spki: req.spki,
-      extensions: [
-        LEAF_CONSTRAINTS,
-        LEAF_KEY_USAGE,
-        LEAF_EKU,
-        t.subjectKeyId(req.spki),
-        this.aki,
-        t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses),
-      ],
+      extensions: [this.constantExtensions, t.subjectKeyId(req.spki), t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses)],
     });
     const leaf = t.signCertificate(tbs, this.algorithm, this.hash, this.ca.privateKey);
     this.validate(leaf, req, notAfter);

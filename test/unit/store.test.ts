@@ -107,3 +107,17 @@ describe('SqliteStore', () => {
     await s.close();
   });
 });
+
+describe('SqliteStore selector index', () => {
+  it('finds entries by any of their selectors and forgets deleted ones', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    await s.createEntry({ ...entry('e1'), selectors: [{ type: 'a', value: '1' }, { type: 'b', value: '2' }] }, 'k1');
+    await s.createEntry({ ...entry('e2', 'spiffe://example.org/b'), selectors: [{ type: 'c', value: '3' }] }, 'k2');
+    expect((await s.listEntriesBySelectors(['b:2'])).map((e) => e.id)).toEqual(['e1']);
+    expect((await s.listEntriesBySelectors(['a:1', 'c:3'])).map((e) => e.id)).toEqual(['e1', 'e2']);
+    expect(await s.listEntriesBySelectors(['z:9'])).toEqual([]);
+    await s.deleteEntry('e1');
+    expect(await s.listEntriesBySelectors(['a:1', 'b:2'])).toEqual([]);
+    await s.close();
+  });
+});

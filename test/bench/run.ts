@@ -1,0 +1,202 @@
+/**
+ * `make bench`: rates of writ's hot paths as ratios to raw-crypto floors measured in the same
+ * run, and end-to-end handshakes over gRPC on loopback. Prints a table; writes JSON to
+ * $BENCH_OUT (default bench-results.json): { name: { value, unit, floor?, ratio? } }.
+ * For rates, ratio = value / floor (1.0 = as fast as the raw floor).
+ */
+import 'reflect-metadata';
+import { createPublicKey, generateKeyPairSync, sign, verify, webcrypto, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import * as px509 from '@peculiar/x509';
+import pino from 'pino';
+import { X509SvidMinter } from '../../src/svid/x509-mint.js';
+import { mintJwtSvid, validateJwtSvid } from '../../src/svid/jwt-svid.js';
+import { verifyX509Svid } from '../../src/svid/x509-svid.js';
+import { BundleSet } from '../../src/spiffe/bundle.js';
+import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { buildServerSettings } from '../../src/config/config.js';
+import { WritServer } from '../../src/server/server.js';
+import { attest } from '../../src/agent/attest-client.js';
+import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
+import { selectorsKey } from '../../src/registration/entry.js';
+import { makeCert } from '../helpers/testca.js';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+px509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px509.cryptoProvider.set>[0]);
+
+interface Result {
+  value: number;
+  unit: string;
+  floor?: number;
+  ratio?: number;
+}
+const results: Record<string, Result> = {};
+const RUN_MS = Number(process.env.BENCH_MS ?? 1000);
+
+/** Best of three timed runs of a synchronous op, ops/s. */
+function rate(fn: () => unknown): number {
+  for (let i = 0; i < 200; i++) fn();
+  let best = 0;
+  for (let r = 0; r < 3; r++) {
+    let n = 0;
+    const end = performance.now() + RUN_MS;
+    while (performance.now() < end) {
+      for (let i = 0; i < 20; i++) fn();
+      n += 20;
+    }
+    best = Math.max(best, n / (RUN_MS / 1000));
+  }
+  return best;
+}
+
+async function rateAsync(fn: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 50; i++) await fn();
+  let best = 0;
+  for (let r = 0; r < 3; r++) {
+    let n = 0;
+    const start = performance.now();
+    const end = start + RUN_MS;
+    while (performance.now() < end) {
+      await fn();
+      n++;
+    }
+    best = Math.max(best, n / ((performance.now() - start) / 1000));
+  }
+  return best;
+}
+
+function record(name: string, value: number, unit: string, floor?: number): void {
+  results[name] = floor === undefined ? { value: round(value), unit } : { value: round(value), unit, floor: round(floor), ratio: round(value / floor, 3) };
+}
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+async function cryptoBenches(): Promise<void> {
+  const ca = makeCert({ subjectCn: 'bench signing CA', ca: true, pathLen: 0, uris: ['spiffe://example.org'], notAfter: new Date(Date.now() + 86400_000) });
+  const root = ca; // self-signed: acts as its own root for verification
+  const minter = new X509SvidMinter({ certificate: ca.parsed, privateKey: ca.key, chain: [ca.der] });
+  const agent = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const spki = createPublicKey(agent.privateKey).export({ type: 'spki', format: 'der' });
+  const id = parseSpiffeId('spiffe://example.org/agent/bench');
+  const now = new Date();
+  const later = new Date(now.getTime() + 3600_000);
+
+  // Floors: one raw ECDSA P-256 signature / verification over a certificate-sized message.
+  const msg = randomBytes(450);
+  const sig = sign('sha256', msg, ca.key);
+  const signFloor = rate(() => sign('sha256', msg, ca.key));
+  const caPub = createPublicKey(ca.key);
+  const verifyFloor = rate(() => verify('sha256', msg, caPub, sig));
+  record('floor_ecdsa_p256_sign', signFloor, 'ops/s');
+  record('floor_ecdsa_p256_verify', verifyFloor, 'ops/s');
+
+  record('x509_svid_mint', rate(() => minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })), 'ops/s', signFloor);
+
+  // The generic generator, for comparison (WebCrypto, async).
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const caKeys = await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify']);
+  const agentKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const caCert = await px509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: 'CN=bench', keys: caKeys, signingAlgorithm: alg });
+  const generic = await rateAsync(() =>
+    px509.X509CertificateGenerator.create({
+      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+      subject: 'O=writ',
+      issuer: caCert.subject,
+      notBefore: now,
+      notAfter: later,
+      signingAlgorithm: alg,
+      publicKey: agentKeys.publicKey,
+      signingKey: caKeys.privateKey,
+      extensions: [
+        new px509.BasicConstraintsExtension(false, undefined, true),
+        new px509.KeyUsagesExtension(px509.KeyUsageFlags.digitalSignature, true),
+        new px509.ExtendedKeyUsageExtension(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']),
+        new px509.SubjectAlternativeNameExtension([{ type: 'url', value: id.uri }]),
+      ],
+    }),
+  );
+  record('x509_generic_peculiar_create', generic, 'ops/s', signFloor);
+
+  const signer = { kid: 'k1', alg: 'ES256' as const, privateKey: ca.key };
+  const p1363 = sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' });
+  const jwtSignFloor = rate(() => sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' }));
+  const jwtVerifyFloor = rate(() => verify('sha256', msg, { key: caPub, dsaEncoding: 'ieee-p1363' }, p1363));
+  record('jwt_svid_sign', rate(() => mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })), 'ops/s', jwtSignFloor);
+  const token = mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later }).token;
+  const bundles = new BundleSet([{ trustDomain: 'example.org', x509Authorities: [root.der], jwtAuthorities: new Map([['k1', caPub]]) }]);
+  record('jwt_svid_verify', rate(() => validateJwtSvid(token, bundles, ['https://rp.example'], now)), 'ops/s', jwtVerifyFloor);
+
+  const leaf = minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later }).leaf;
+  record('x509_svid_verify', rate(() => verifyX509Svid([leaf], bundles, now)), 'ops/s', verifyFloor);
+}
+
+async function handshakeBench(): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
+  const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org' });
+  const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
+  try {
+    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
+    const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
+    const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
+    const tokens: string[] = [];
+    await server.store.transaction(async (tx) => {
+      for (let i = 0; i < total + 20; i++) {
+        const { token, record: rec } = newJoinToken(new Date(), 3600_000);
+        await tx.createJoinToken(rec);
+        const sels = [{ type: 'join_token', value: rec.id }];
+        await tx.createEntry({ id: `e${i}`, spiffeId: `spiffe://example.org/agent/${i}`, selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: i }, selectorsKey(sels));
+        tokens.push(token);
+      }
+    });
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const publicKey = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
+    const one = async (tok: string): Promise<number> => {
+      const t0 = performance.now();
+      await attest({ server: server.address, bundlePem, evidenceType: 'join_token', publicKey, respond: () => Buffer.from(tok), jwtAudiences: ['https://rp.example'] });
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 20; i++) await one(tokens.pop()!); // warm-up
+    const latencies: number[] = [];
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          const tok = tokens[next++]!;
+          latencies.push(await one(tok));
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
+    record('handshake_join_token_grpc', latencies.length / secs, 'handshakes/s');
+    record('handshake_join_token_grpc_p50', pct(50), 'ms');
+    record('handshake_join_token_grpc_p99', pct(99), 'ms');
+    results.handshake_join_token_grpc!.unit += ` (${concurrency} concurrent clients, each a new TLS channel, in-process server, 1 X.509 + 1 JWT-SVID)`;
+  } finally {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  await cryptoBenches();
+  await handshakeBench();
+  const rows = Object.entries(results).map(([k, r]) => [k, `${r.value}`, r.unit, r.floor === undefined ? '' : `${r.floor}`, r.ratio === undefined ? '' : `${r.ratio}`]);
+  const head = ['benchmark', 'value', 'unit', 'floor', 'ratio'];
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => Math.min(r[i]!.length, 40))));
+  const line = (r: string[]) => r.map((c, i) => (i === 2 ? c : c.padEnd(w[i]!))).join('  ');
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+  const out = process.env.BENCH_OUT || 'bench-results.json';
+  writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+  console.log(`\nwrote ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
