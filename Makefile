@@ -10,7 +10,9 @@ help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 node_modules/.stamp: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	@# npm install, not npm ci: the registry here lacks some platform builds of @bufbuild/buf that
+	@# the lock file names as optional, and npm ci refuses such a lock; versions still come from it.
+	$(NPM) install --no-audit --no-fund --no-save
 	@touch $@
 
 setup: node_modules/.stamp ## install npm dependencies (from package-lock.json)
