@@ -127,13 +127,20 @@ export function parseSpiffeBundle(trustDomain: string, input: string | Uint8Arra
   };
 }
 
+/**
+ * Parses a plain JWKS whose every key is an authority named by its `kid` (JWT-SVID keys; the
+ * experimental WIT-SVID bundles have the same shape). `prefix` names the bundle kind in errors.
+ */
+export function parseKeyedJwks(prefix: string, input: string | Uint8Array): Map<string, KeyObject> {
+  const keys = keysOf(prefix, parseJson(prefix, input));
+  const out = new Map<string, KeyObject>();
+  keys.forEach((jwk, i) => addJwtAuthority(prefix, out, jwk, i));
+  return out;
+}
+
 /** Parses a plain JWKS of JWT authorities (every key needs a `kid`). */
 export function parseJwtBundle(trustDomain: string, input: string | Uint8Array): Bundle {
-  const P = 'jwtbundle';
-  const keys = keysOf(P, parseJson(P, input));
-  const jwt = new Map<string, KeyObject>();
-  keys.forEach((jwk, i) => addJwtAuthority(P, jwt, jwk, i));
-  return { trustDomain, x509Authorities: [], jwtAuthorities: jwt };
+  return { trustDomain, x509Authorities: [], jwtAuthorities: parseKeyedJwks('jwtbundle', input) };
 }
 
 /** Parses PEM X.509 authorities. Empty input is an empty bundle; CA flags are not checked here. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HAVE_SHARED, vector } from '../helpers/shared.js';
-import { marshalX509Pem, parseJwtBundle, parseSpiffeBundle, parseX509BundlePem } from '../../src/spiffe/bundle.js';
+import { marshalX509Pem, parseJwtBundle, parseKeyedJwks, parseSpiffeBundle, parseX509BundlePem } from '../../src/spiffe/bundle.js';
 import { FormatError } from '../../src/errors.js';
 
 const V = (p: string) => (HAVE_SHARED ? vector(`spiffe/bundle/${p}`) : Buffer.alloc(0));
@@ -50,6 +50,17 @@ describe.skipIf(!HAVE_SHARED)('bundle vectors (go-spiffe bundle/*)', () => {
     });
     it('rejects empty input', () => {
       expect(errOf(() => parseJwtBundle('example.org', '')).message).toContain('jwtbundle: unable to parse JWKS: unexpected end of JSON input');
+    });
+  });
+
+  describe('exp/witbundle (experimental WIT-SVID keys: a keyed JWKS)', () => {
+    const W = (p: string) => (HAVE_SHARED ? vector(`spiffe/exp/bundle/witbundle/${p}`) : Buffer.alloc(0));
+    it('parses one and two authorities', () => {
+      expect(parseKeyedJwks('witbundle', W('jwks_valid_1.json')).size).toBe(1);
+      expect(parseKeyedJwks('witbundle', W('jwks_valid_2.json')).size).toBe(2);
+    });
+    it('rejects a key without kid', () => {
+      expect(errOf(() => parseKeyedJwks('witbundle', W('jwks_missing_kid.json'))).message).toContain('witbundle: error adding authority 1 of JWKS: keyID cannot be empty');
     });
   });
 
