@@ -30,6 +30,8 @@ export interface ServerSettings {
   readonly joinToken: { defaultTtlMs: number; maxTtlMs: number };
   /** Extra names on the issuer's serving certificate. */
   readonly servingNames: { dns: string[]; ips: string[] };
+  /** Handshakes each peer address may start per second, and the burst it may save up. */
+  readonly limits: { attestationsPerSecond: number; attestationBurst: number };
 }
 
 /** What flags contribute (undefined = not given). */
@@ -52,6 +54,7 @@ export const DEFAULTS = {
   svid: { x509_ttl: '1h', jwt_ttl: '5m', jwt_alg: 'ES256' },
   join_token: { default_ttl: '10m', max_ttl: '24h' },
   serving_names: { dns: ['localhost'], ips: ['127.0.0.1'] },
+  limits: { attestations_per_second: 200, attestation_burst: 400 },
 } as const;
 
 const KNOWN: Record<string, readonly string[] | null> = {
@@ -65,6 +68,7 @@ const KNOWN: Record<string, readonly string[] | null> = {
   svid: ['x509_ttl', 'jwt_ttl', 'jwt_alg'],
   join_token: ['default_ttl', 'max_ttl'],
   serving_names: ['dns', 'ips'],
+  limits: ['attestations_per_second', 'attestation_burst'],
 };
 
 type Raw = Record<string, unknown>;
@@ -220,6 +224,20 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     servingNames.ips.push(listen.host);
   }
 
+  const lim = section('limits');
+  const num = (v: unknown, name: string, dflt: number): number => {
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      p.push(`${name} must be a positive number`);
+      return dflt;
+    }
+    return v;
+  };
+  const limits = {
+    attestationsPerSecond: num(lim.attestations_per_second, 'limits.attestations_per_second', DEFAULTS.limits.attestations_per_second),
+    attestationBurst: num(lim.attestation_burst, 'limits.attestation_burst', DEFAULTS.limits.attestation_burst),
+  };
+
   if (p.length) throw new ConfigError(p);
   return {
     trustDomain,
@@ -239,5 +257,6 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     svid: { x509TtlMs: x509Ttl, jwtTtlMs: jwtTtl, jwtAlg: jwtAlg as JwtAlg },
     joinToken: { defaultTtlMs: jtDefault, maxTtlMs: jtMax },
     servingNames,
+    limits,
   };
 }

@@ -32,6 +32,7 @@ import { ServerReflection, file_grpc_reflection_v1_reflection } from '../gen/grp
 import { grpcServiceDefinition } from '../rpc/grpc-adapter.js';
 import { Metrics } from './metrics.js';
 import { RotatingServerCredentials } from './tls.js';
+import { PeerRateLimiter } from './rate-limit.js';
 import { attestationService } from './services/attestation.js';
 import { bundleService } from './services/bundle.js';
 import { adminService } from './services/admin.js';
@@ -196,7 +197,7 @@ export class WritServer {
       const adminServer = new grpc.Server(SERVER_OPTIONS);
       servers.push(publicServer, adminServer);
       const publicServices: Array<[DescService, grpc.UntypedServiceImplementation]> = [
-        [AttestationService, attestationService({ issuer, logger, metrics })],
+        [AttestationService, attestationService({ issuer, logger, metrics, limiter: new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst) })],
         [BundleService, bundleService({ ca })],
         [Health, healthService(health)],
       ];

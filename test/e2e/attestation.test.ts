@@ -282,6 +282,32 @@ describe('operability', () => {
     }
   });
 
+  it('limits how many handshakes one peer may start', async () => {
+    const limited = await startServer({ limits: { attestations_per_second: 1, attestation_burst: 2 } });
+    try {
+      const errs: Array<grpc.ServiceError | undefined> = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await new Promise<grpc.ServiceError | undefined>((resolve) => {
+          const Client = grpcClientConstructor(AttestationService);
+          const c = new Client(limited.address, issuerChannelCredentials(limited.bundlePem), { 'grpc.ssl_target_name_override': 'writ-issuer' });
+          const call = (c as unknown as { attest(): grpc.ClientDuplexStream<AttestRequest, AttestResponse> }).attest();
+          call.on('data', () => call.end());
+          call.on('error', (e: grpc.ServiceError) => {
+            c.close();
+            resolve(e);
+          });
+          call.write(hello({ publicKey: spkiOf(ecKey()) }));
+        });
+        errs.push(r);
+      }
+      expect(errs.slice(0, 2).map((e) => e?.details)).toEqual([expect.stringMatching(/stream closed/), expect.stringMatching(/stream closed/)]);
+      expect(errs[2]!.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(errs[2]!.details).toMatch(/too many handshakes from this peer/);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('the admin socket is private to its owner', () => {
     const mode = execFileSync('stat', ['-c', '%a', s.adminSocket]).toString().trim();
     expect(mode).toBe('600');

@@ -3,16 +3,23 @@ import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AttestResponseSchema, type AttestRequest, type AttestResponse } from '../../gen/writ/v1/attestation_pb.js';
-import { AttestationError } from '../../errors.js';
+import { AttestationError, LimitError } from '../../errors.js';
 import { marshalSpiffeBundle, marshalX509Pem } from '../../spiffe/bundle.js';
 import type { Handshake, HandshakeStep, Issuer } from '../../issuance/issuer.js';
 import type { Metrics } from '../metrics.js';
 import { toGrpcFailure } from '../status.js';
+import { peerHost, type PeerRateLimiter } from '../rate-limit.js';
 
 /** A handshake that has not finished after this long is cut off. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 
-export function attestationService(deps: { issuer: Issuer; logger: Logger; metrics: Metrics; timeoutMs?: number }): grpc.UntypedServiceImplementation {
+export function attestationService(deps: {
+  issuer: Issuer;
+  logger: Logger;
+  metrics: Metrics;
+  limiter: PeerRateLimiter;
+  timeoutMs?: number;
+}): grpc.UntypedServiceImplementation {
   return {
     attest(call: grpc.ServerDuplexStream<AttestRequest, AttestResponse>) {
       const started = process.hrtime.bigint();
@@ -65,6 +72,11 @@ export function attestationService(deps: { issuer: Issuer; logger: Logger; metri
         () => fail(new AttestationError('ERR_PROTOCOL', 'attestation: handshake timed out')),
         deps.timeoutMs ?? HANDSHAKE_TIMEOUT_MS,
       );
+
+      if (!deps.limiter.take(peerHost(call.getPeer()))) {
+        fail(new LimitError('attestation: too many handshakes from this peer; retry later'));
+        return;
+      }
 
       const handle = async (req: AttestRequest): Promise<void> => {
         if (finished) return;
