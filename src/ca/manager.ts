@@ -79,8 +79,12 @@ export class CaManager {
     return this.deps.settings.trustDomain;
   }
 
-  /** Loads keys, creates what is missing, and applies any rotation that is due. */
+  /**
+   * Loads keys, creates what is missing, and applies any rotation that is due. Every stored key
+   * is unsealed first, so a wrong key-encryption key fails before anything is written.
+   */
   async init(): Promise<void> {
+    await this.load();
     await this.rotate();
   }
 
@@ -94,7 +98,7 @@ export class CaManager {
       if (changed) await tx.bumpBundleSequence();
       return changed;
     });
-    await this.load();
+    if (changed || this.keys.length === 0) await this.load();
     return changed;
   }
 
