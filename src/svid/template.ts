@@ -139,3 +139,91 @@ export function encodeTbs(p: TbsParts): Buffer {
 export function signCertificate(tbs: Buffer, algorithm: Buffer, hash: string, key: KeyObject): Buffer {
   return der.seq(tbs, algorithm, der.bitString(sign(hash, tbs, key)));
 }
+
+// ------------------------------------------------------------ single-pass leaf template
+
+/** Bytes a DER header takes for contents of length n (one-byte tags). */
+function headerLen(n: number): number {
+  return n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
+}
+
+function writeHeader(out: Buffer, off: number, tag: number, n: number): number {
+  out[off++] = tag;
+  if (n < 0x80) out[off++] = n;
+  else if (n < 0x100) (out[off++] = 0x81), (out[off++] = n);
+  else if (n < 0x10000) (out[off++] = 0x82), (out[off++] = n >> 8), (out[off++] = n & 0xff);
+  else (out[off++] = 0x83), (out[off++] = (n >> 16) & 0xff), (out[off++] = (n >> 8) & 0xff), (out[off++] = n & 0xff);
+  return off;
+}
+
+function writeUtcTime(out: Buffer, off: number, d: Date): number {
+  out[off++] = der.TAG.UTC_TIME;
+  out[off++] = 13;
+  for (const v of [d.getUTCFullYear() % 100, d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()]) {
+    out[off++] = 0x30 + Math.floor(v / 10);
+    out[off++] = 0x30 + (v % 10);
+  }
+  out[off++] = 0x5a;
+  return off;
+}
+
+const SKI_EXT_HEAD = Buffer.from('301d0603551d0e04160414', 'hex');
+const SAN_OID = Buffer.from('0603551d11', 'hex');
+const UTC_MAX = Date.UTC(2050, 0, 1);
+const UTC_MIN = Date.UTC(1950, 0, 1);
+
+/** The parts of a leaf TBSCertificate that are the same for every SVID under one CA. */
+export interface LeafTemplate {
+  readonly algorithm: Buffer;
+  readonly issuer: Buffer;
+  readonly subject: Buffer;
+  /** Encoded extensions that never change (constraints, key usages, AKI). */
+  readonly constantExtensions: Buffer;
+}
+
+/**
+ * Encodes a leaf TBSCertificate in one allocation: version 3, a 16-byte positive serial,
+ * UTCTime validity, the subject key, and extensions = constant ‖ SKI ‖ SAN(one URI).
+ * Returns undefined when a field falls outside the fast path (the caller uses encodeTbs).
+ */
+export function encodeLeafTbs(tpl: LeafTemplate, serial: Buffer, notBefore: Date, notAfter: Date, spki: Buffer, uri: string): Buffer | undefined {
+  const nb = notBefore.getTime();
+  const na = notAfter.getTime();
+  if (serial.length !== 16 || serial[0]! & 0x80 || serial[0] === 0) return undefined;
+  if (nb < UTC_MIN || nb >= UTC_MAX || na < UTC_MIN || na >= UTC_MAX) return undefined;
+  const uriLen = Buffer.byteLength(uri, 'latin1');
+  const uriTlv = headerLen(uriLen) + uriLen;
+  const gnSeq = headerLen(uriTlv) + uriTlv;
+  const octet = headerLen(gnSeq) + gnSeq;
+  const sanBody = SAN_OID.length + octet;
+  const sanExt = headerLen(sanBody) + sanBody;
+  const extsBody = tpl.constantExtensions.length + SKI_EXT_HEAD.length + 20 + sanExt;
+  const extsSeq = headerLen(extsBody) + extsBody;
+  const ctx3 = headerLen(extsSeq) + extsSeq;
+  const body = 5 + 18 + tpl.algorithm.length + tpl.issuer.length + 32 + tpl.subject.length + spki.length + ctx3;
+  const out = Buffer.allocUnsafe(headerLen(body) + body);
+  let o = writeHeader(out, 0, der.TAG.SEQUENCE, body);
+  out[o++] = 0xa0, out[o++] = 0x03, out[o++] = 0x02, out[o++] = 0x01, out[o++] = 0x02;
+  out[o++] = der.TAG.INTEGER, out[o++] = 16;
+  o += serial.copy(out, o);
+  o += tpl.algorithm.copy(out, o);
+  o += tpl.issuer.copy(out, o);
+  out[o++] = der.TAG.SEQUENCE, out[o++] = 30;
+  o = writeUtcTime(out, o, notBefore);
+  o = writeUtcTime(out, o, notAfter);
+  o += tpl.subject.copy(out, o);
+  o += spki.copy(out, o);
+  o = writeHeader(out, o, 0xa3, extsSeq);
+  o = writeHeader(out, o, der.TAG.SEQUENCE, extsBody);
+  o += tpl.constantExtensions.copy(out, o);
+  o += SKI_EXT_HEAD.copy(out, o);
+  o += keyIdentifier(spki).copy(out, o);
+  o = writeHeader(out, o, der.TAG.SEQUENCE, sanBody);
+  o += SAN_OID.copy(out, o);
+  o = writeHeader(out, o, der.TAG.OCTET_STRING, gnSeq);
+  o = writeHeader(out, o, der.TAG.SEQUENCE, uriTlv);
+  o = writeHeader(out, o, 0x86, uriLen);
+  o += out.write(uri, o, 'latin1');
+  if (o !== out.length) throw new Error('template: leaf TBS length mismatch');
+  return out;
+}

@@ -53,12 +53,14 @@ export class X509SvidMinter {
   private readonly hash: string;
   /** basicConstraints, keyUsage, extKeyUsage and authorityKeyIdentifier, encoded once. */
   private readonly constantExtensions: Buffer;
+  private readonly template: t.LeafTemplate;
 
   constructor(private readonly ca: SigningAuthority) {
     const scheme = t.signatureSchemeFor(ca.privateKey);
     this.algorithm = scheme.algorithm;
     this.hash = scheme.hash;
     this.constantExtensions = Buffer.concat([LEAF_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EKU, t.authorityKeyId(ca.certificate.spki)]);
+    this.template = { algorithm: this.algorithm, issuer: ca.certificate.subject, subject: SVID_SUBJECT, constantExtensions: this.constantExtensions };
   }
 
   get notAfter(): Date {
@@ -69,16 +71,19 @@ export class X509SvidMinter {
     // SVIDs never outlive their signing CA.
     const notAfter = req.notAfter > this.ca.certificate.notAfter ? this.ca.certificate.notAfter : req.notAfter;
     const serial = t.randomSerial();
-    const tbs = t.encodeTbs({
-      serial,
-      algorithm: this.algorithm,
-      issuer: this.ca.certificate.subject,
-      notBefore: req.notBefore,
-      notAfter,
-      subject: SVID_SUBJECT,
-      spki: req.spki,
-      extensions: [this.constantExtensions, t.subjectKeyId(req.spki), t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses)],
-    });
+    const plain = !req.dnsNames?.length && !req.ipAddresses?.length;
+    const tbs =
+      (plain && t.encodeLeafTbs(this.template, serial, req.notBefore, notAfter, req.spki, req.spiffeId.uri)) ||
+      t.encodeTbs({
+        serial,
+        algorithm: this.algorithm,
+        issuer: this.ca.certificate.subject,
+        notBefore: req.notBefore,
+        notAfter,
+        subject: SVID_SUBJECT,
+        spki: req.spki,
+        extensions: [this.constantExtensions, t.subjectKeyId(req.spki), t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses)],
+      });
     const leaf = t.signCertificate(tbs, this.algorithm, this.hash, this.ca.privateKey);
     this.validate(leaf, req, notAfter);
     return { spiffeId: req.spiffeId, serial, leaf, chain: [leaf, ...this.ca.chain], notAfter };

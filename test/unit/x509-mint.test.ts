@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { X509SvidMinter } from '../../src/svid/x509-mint.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { makeCert } from '../helpers/testca.js';
+import * as t from '../../src/svid/template.js';
 
 const ca = makeCert({ subjectCn: 'signing', ca: true, pathLen: 0, uris: ['spiffe://example.org'] });
 const minter = new X509SvidMinter({ certificate: ca.parsed, privateKey: ca.key, chain: [ca.der] });
@@ -61,5 +62,34 @@ describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
   });
   it('refuses to return an SVID whose ID has no path (validator runs on our own output)', () => {
     expect(() => minter.mint({ spiffeId: parseSpiffeId('spiffe://example.org'), spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) })).toThrow(/non-root path/);
+  });
+});
+
+describe('single-pass leaf template', () => {
+  const t0 = new Date(Date.UTC(2031, 4, 6, 7, 8, 9));
+  const t1 = new Date(Date.UTC(2031, 4, 6, 8, 8, 9));
+  const keys = [
+    createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey),
+    createPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey),
+    createPublicKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey),
+  ].map((k) => k.export({ type: 'spki', format: 'der' }));
+  const consts = Buffer.concat([t.basicConstraints(false), t.keyUsage([0]), t.extKeyUsage(['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'])]);
+  const tpl = { algorithm: t.signatureSchemeFor(ca.key).algorithm, issuer: ca.parsed.subject, subject: ca.parsed.subject, constantExtensions: consts };
+
+  it('is byte-identical to the generic encoder across length boundaries and key types', () => {
+    for (const spk of keys) {
+      for (const pathLen of [1, 60, 90, 100, 110, 200, 230, 240, 300, 1000, 2020]) {
+        const uri = `spiffe://example.org/${'a'.repeat(pathLen)}`;
+        const serial = t.randomSerial();
+        const fast = t.encodeLeafTbs(tpl, serial, t0, t1, spk, uri)!;
+        const generic = t.encodeTbs({ serial, algorithm: tpl.algorithm, issuer: tpl.issuer, notBefore: t0, notAfter: t1, subject: tpl.subject, spki: spk, extensions: [consts, t.subjectKeyId(spk), t.subjectAltName([uri])] });
+        expect(fast.toString('hex'), `path ${pathLen}`).toBe(generic.toString('hex'));
+      }
+    }
+  });
+  it('declines what it does not cover (GeneralizedTime, odd serials) so the generic path is used', () => {
+    expect(t.encodeLeafTbs(tpl, t.randomSerial(), t0, new Date(Date.UTC(2050, 0, 1)), keys[0]!, 'spiffe://example.org/a')).toBeUndefined();
+    expect(t.encodeLeafTbs(tpl, Buffer.alloc(16, 0x80), t0, t1, keys[0]!, 'spiffe://example.org/a')).toBeUndefined();
+    expect(t.encodeLeafTbs(tpl, Buffer.alloc(8, 1), t0, t1, keys[0]!, 'spiffe://example.org/a')).toBeUndefined();
   });
 });
