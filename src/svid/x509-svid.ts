@@ -3,13 +3,13 @@
  * certificates, and path validation to a trust bundle at a given instant. Signatures are
  * checked with Node's crypto (OpenSSL). Error strings follow go-spiffe's x509svid package.
  */
-import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { SvidError, WritError } from '../errors.js';
 import { decodePem } from '../der/pem.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import type { BundleSet } from '../spiffe/bundle.js';
 import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
-import { KEY_USAGE, SIGNATURE_ALGORITHMS } from '../x509/oids.js';
+import { KEY_USAGE, SIGNATURE_ALGORITHM_DER } from '../x509/oids.js';
 
 /** Longest chain (leaf + intermediates) we accept. */
 export const MAX_CHAIN_LENGTH = 8;
@@ -122,37 +122,39 @@ export function validateChainProfile(certs: readonly ParsedCertificate[]): Spiff
   }
 }
 
-/** Verifies `cert` was signed by `issuerKey` with an allowed algorithm (Node crypto / OpenSSL). */
-function signedBy(cert: ParsedCertificate, issuer: X509Certificate): boolean {
-  const alg = SIGNATURE_ALGORITHMS.get(cert.signatureAlgorithm);
-  if (!alg) return false;
-  const type = issuer.publicKey.asymmetricKeyType;
-  if ((alg.key === 'ec' && type !== 'ec') || (alg.key === 'rsa' && type !== 'rsa')) return false;
+/**
+ * Verifies that `issuerKey` signed `cert`'s TBSCertificate, with Node's crypto (OpenSSL). Only
+ * the exact AlgorithmIdentifier encodings of SIGNATURE_ALGORITHM_DER pass, and the algorithm
+ * must fit the key type: no algorithm confusion.
+ */
+function signedBy(cert: ParsedCertificate, issuerKey: KeyObject): boolean {
+  const alg = SIGNATURE_ALGORITHM_DER.get(cert.signatureAlgorithmDer.toString('hex'));
+  if (!alg || issuerKey.asymmetricKeyType !== alg.key) return false;
   try {
-    return new X509Certificate(cert.der).verify(issuer.publicKey);
+    return verify(alg.hash, cert.tbs, issuerKey, cert.signature);
   } catch {
     return false;
   }
 }
 
-// Bundles hold the same Buffer objects for their lifetime, so parsed roots are cached per Buffer.
-const x509Cache = new WeakMap<Buffer, X509Certificate>();
-const parsedCache = new WeakMap<Buffer, ParsedCertificate>();
-function x509Of(der: Buffer): X509Certificate {
-  let c = x509Cache.get(der);
-  if (!c) {
-    c = new X509Certificate(der);
-    x509Cache.set(der, c);
+// Bundles hold the same Buffer objects for their lifetime, so roots are parsed once per Buffer.
+const rootCache = new WeakMap<Buffer, { cert: ParsedCertificate; key: KeyObject } | null>();
+function rootOf(der: Buffer): { cert: ParsedCertificate; key: KeyObject } | null {
+  let r = rootCache.get(der);
+  if (r === undefined) {
+    try {
+      const cert = parseCertificate(der);
+      r = { cert, key: createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }) };
+    } catch {
+      r = null;
+    }
+    rootCache.set(der, r);
   }
-  return c;
+  return r;
 }
-function parsedOf(der: Buffer): ParsedCertificate {
-  let c = parsedCache.get(der);
-  if (!c) {
-    c = parseCertificate(der);
-    parsedCache.set(der, c);
-  }
-  return c;
+
+function keyOf(cert: ParsedCertificate): KeyObject {
+  return createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
 }
 
 /**
@@ -201,24 +203,18 @@ export function verifyX509Svid(chainDer: readonly Uint8Array[], bundles: BundleS
     const below = i - 1;
     if (c.basicConstraints?.pathLen !== undefined && below > c.basicConstraints.pathLen) throw verr('too many intermediates for path length constraint');
     const child = chain[i - 1]!;
-    if (!child.issuer.equals(c.subject) || !signedBy(child, x509Of(c.der))) throw verr('certificate signed by unknown authority');
+    if (!child.issuer.equals(c.subject) || !signedBy(child, keyOf(c))) throw verr('certificate signed by unknown authority');
   }
   const top = chain[chain.length - 1]!;
   for (const rootDer of bundle.x509Authorities) {
-    const root = x509Of(rootDer);
     if (top.der.equals(rootDer)) return { id, chain };
-    let parsedRoot: ParsedCertificate;
-    try {
-      parsedRoot = parsedOf(rootDer);
-    } catch {
-      continue;
-    }
-    if (!top.issuer.equals(parsedRoot.subject)) continue;
-    if (atMs > parsedRoot.notAfter.getTime() || atMs < parsedRoot.notBefore.getTime()) continue;
+    const root = rootOf(rootDer);
+    if (!root || !top.issuer.equals(root.cert.subject)) continue;
+    if (atMs > root.cert.notAfter.getTime() || atMs < root.cert.notBefore.getTime()) continue;
     // A v3 root that states basicConstraints must be a CA whose path length allows this chain.
-    const bc = parsedRoot.basicConstraints;
-    if (parsedRoot.version === 3 && bc && (!bc.ca || (bc.pathLen !== undefined && chain.length - 1 > bc.pathLen))) continue;
-    if (signedBy(top, root)) return { id, chain };
+    const bc = root.cert.basicConstraints;
+    if (root.cert.version === 3 && bc && (!bc.ca || (bc.pathLen !== undefined && chain.length - 1 > bc.pathLen))) continue;
+    if (signedBy(top, root.key)) return { id, chain };
   }
   throw verr('certificate signed by unknown authority');
 }

@@ -25,6 +25,8 @@ export interface ParsedCertificate {
   readonly version: number;
   readonly serial: Buffer;
   readonly signatureAlgorithm: string;
+  /** The whole signatureAlgorithm AlgorithmIdentifier, DER. */
+  readonly signatureAlgorithmDer: Buffer;
   readonly signature: Buffer;
   readonly issuer: Buffer;
   readonly subject: Buffer;
@@ -94,6 +96,7 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
     version,
     serial,
     signatureAlgorithm,
+    signatureAlgorithmDer: outerAlg.bytes,
     signature: sigBits.bytes,
     issuer,
     subject,

@@ -1,3 +1,5 @@
+import { oid, seq, tlv, TAG } from '../der/der.js';
+
 /** Object identifiers used by the SVID profile (RFC 5280, RFC 5480, RFC 4055). */
 export const OID = {
   ecPublicKey: '1.2.840.10045.2.1',
@@ -50,3 +52,15 @@ export const KEY_USAGE = {
   encipherOnly: 7,
   decipherOnly: 8,
 } as const;
+
+/**
+ * Signature AlgorithmIdentifiers accepted on certificates, by their exact DER (hex): ECDSA with
+ * absent parameters (RFC 5758 §3.2), RSA PKCS#1 v1.5 with NULL or absent parameters (RFC 4055
+ * §5). Matching the whole encoding leaves no parameters for an attacker to play with.
+ */
+export const SIGNATURE_ALGORITHM_DER: ReadonlyMap<string, { hash: string; key: 'ec' | 'rsa' }> = new Map(
+  [...SIGNATURE_ALGORITHMS].flatMap(([o, spec]) => {
+    const forms = spec.key === 'ec' ? [seq(oid(o))] : [seq(oid(o), tlv(TAG.NULL)), seq(oid(o))];
+    return forms.map((f) => [f.toString('hex'), spec] as const);
+  }),
+);

@@ -3,7 +3,7 @@ import { verifyX509Svid } from '../../src/svid/x509-svid.js';
 import { BundleSet, type Bundle } from '../../src/spiffe/bundle.js';
 import { SvidError } from '../../src/errors.js';
 import { KEY_USAGE } from '../../src/x509/oids.js';
-import { makeCert, rootAndLeaf } from '../helpers/testca.js';
+import { ecKey, makeCert, rootAndLeaf } from '../helpers/testca.js';
 import * as t from '../../src/svid/template.js';
 import * as der from '../../src/der/der.js';
 
@@ -107,6 +107,23 @@ describe('verifyX509Svid (go-spiffe verify_test.go cases)', () => {
     const bad = makeCert({ subjectCn: 'l', issuer: root, uris: [ID], extraExtensions: [fixed] });
     expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain('unknown critical extension');
   });
+  it('an ECDSA signature algorithm with explicit NULL parameters is refused even when the signature is good', () => {
+    const alg = der.seq(der.oid('1.2.840.10045.4.3.2'), der.tlv(der.TAG.NULL));
+    const key = ecKey();
+    const tbs = t.encodeTbs({
+      serial: t.randomSerial(),
+      algorithm: alg,
+      issuer: root.parsed.subject,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + 60_000),
+      subject: t.encodeName([{ oid: '2.5.4.3', value: 'odd' }]),
+      spki: key.spki,
+      extensions: [t.basicConstraints(false), t.keyUsage([0]), t.subjectAltName([ID])],
+    });
+    const odd = t.signCertificate(tbs, alg, 'sha256', root.key);
+    expect(errOf(() => verifyX509Svid([odd], bundleOf(TD, [root.der]), now))).toContain('certificate signed by unknown authority');
+  });
+
   it('every single-bit flip anywhere in a valid leaf is rejected, never a crash', () => {
     const bundles = bundleOf(TD, [root.der]);
     let rejected = 0;
