@@ -21,7 +21,6 @@ import { Issuer } from '../issuance/issuer.js';
 import { Admin } from '../issuance/admin.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
-import { marshalSpiffeBundle, marshalX509Pem } from '../spiffe/bundle.js';
 import { spiffeIdFromParts } from '../spiffe/id.js';
 import { decodePem, encodePem } from '../der/pem.js';
 import { AttestationService, file_writ_v1_attestation } from '../gen/writ/v1/attestation_pb.js';
@@ -33,6 +32,7 @@ import { grpcServiceDefinition } from '../rpc/grpc-adapter.js';
 import { Metrics } from './metrics.js';
 import { RotatingServerCredentials } from './tls.js';
 import { PeerRateLimiter } from './rate-limit.js';
+import { bundleDocuments } from './bundle-documents.js';
 import { attestationService } from './services/attestation.js';
 import { bundleService } from './services/bundle.js';
 import { adminService } from './services/admin.js';
@@ -262,9 +262,9 @@ export class WritServer {
   private servingCertIssuedAt = 0;
 
   private writeBundleFiles(): void {
-    const b = this.ca.bundle();
-    writeFileAtomic(this.bundlePemPath, marshalX509Pem(b), 0o644);
-    writeFileAtomic(this.bundleJwksPath, marshalSpiffeBundle(b), 0o644);
+    const d = bundleDocuments(this.ca.bundle());
+    writeFileAtomic(this.bundlePemPath, d.pem, 0o644);
+    writeFileAtomic(this.bundleJwksPath, d.jwks, 0o644);
   }
 
   /** Applies due rotations, renews the serving certificate at half-life, prunes expired records. */

@@ -4,22 +4,11 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AttestResponseSchema, type AttestRequest, type AttestResponse } from '../../gen/writ/v1/attestation_pb.js';
 import { AttestationError, LimitError } from '../../errors.js';
-import { marshalSpiffeBundle, marshalX509Pem, type Bundle } from '../../spiffe/bundle.js';
+import { bundleDocuments } from '../bundle-documents.js';
 import type { Handshake, HandshakeStep, Issuer } from '../../issuance/issuer.js';
 import type { Metrics } from '../metrics.js';
 import { toGrpcFailure } from '../status.js';
 import { peerHost, type PeerRateLimiter } from '../rate-limit.js';
-
-// The CA hands out the same Bundle object until the bundle changes: serialise it once per change.
-const documents = new WeakMap<Bundle, { jwks: string; pem: string }>();
-function bundleDocuments(b: Bundle): { jwks: string; pem: string } {
-  let d = documents.get(b);
-  if (!d) {
-    d = { jwks: marshalSpiffeBundle(b), pem: marshalX509Pem(b) };
-    documents.set(b, d);
-  }
-  return d;
-}
 
 /** A handshake that has not finished after this long is cut off. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;

@@ -3,13 +3,14 @@ import { create } from '@bufbuild/protobuf';
 import type * as grpc from '@grpc/grpc-js';
 import { GetBundleResponseSchema, type GetBundleRequest, type GetBundleResponse } from '../../gen/writ/v1/bundle_pb.js';
 import type { CaManager } from '../../ca/manager.js';
-import { marshalSpiffeBundle, marshalX509Pem } from '../../spiffe/bundle.js';
+import { bundleDocuments } from '../bundle-documents.js';
 
 export function bundleService(deps: { ca: CaManager }): grpc.UntypedServiceImplementation {
   return {
     getBundle(_call: grpc.ServerUnaryCall<GetBundleRequest, GetBundleResponse>, cb: grpc.sendUnaryData<GetBundleResponse>) {
       const b = deps.ca.bundle();
-      cb(null, create(GetBundleResponseSchema, { trustDomain: b.trustDomain, jwks: marshalSpiffeBundle(b), pem: marshalX509Pem(b), sequence: BigInt(b.sequence ?? 0) }));
+      const d = bundleDocuments(b);
+      cb(null, create(GetBundleResponseSchema, { trustDomain: b.trustDomain, jwks: d.jwks, pem: d.pem, sequence: BigInt(b.sequence ?? 0) }));
     },
   };
 }
