@@ -26,6 +26,8 @@ export const ERROR_CODES = [
   'ERR_KEY_DECRYPT',
   'ERR_CONFIG_INVALID',
   'ERR_STORE',
+  'ERR_TPM_COMMAND',
+  'ERR_TPM_TRANSPORT',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -118,6 +120,16 @@ export class StoreError extends WritError<'ERR_STORE'> {
   }
 }
 
+/** A TPM command failed (`rc` is the TPM response code) or the TPM could not be reached. */
+export class TpmError extends WritError<'ERR_TPM_COMMAND' | 'ERR_TPM_TRANSPORT'> {
+  readonly rc: number;
+  constructor(code: TpmError['code'], message: string, rc = 0, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.rc = rc;
+    this.name = 'TpmError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -127,7 +139,8 @@ export type AnyWritError =
   | LimitError
   | CaError
   | ConfigError
-  | StoreError;
+  | StoreError
+  | TpmError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

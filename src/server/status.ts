@@ -35,6 +35,9 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_KEY_DECRYPT: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
   ERR_CONFIG_INVALID: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
   ERR_STORE: { status: status.UNAVAILABLE, showMessage: false, publicMessage: 'datastore unavailable' },
+  // Raised on the agent side; never expected inside the issuer.
+  ERR_TPM_COMMAND: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
+  ERR_TPM_TRANSPORT: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
 };
 
 export interface GrpcFailure {

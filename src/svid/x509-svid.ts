@@ -3,16 +3,16 @@
  * certificates, and path validation to a trust bundle at a given instant. Signatures are
  * checked with Node's crypto (OpenSSL). Error strings follow go-spiffe's x509svid package.
  */
-import { createPrivateKey, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { SvidError, WritError } from '../errors.js';
 import { decodePem } from '../der/pem.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import type { BundleSet } from '../spiffe/bundle.js';
 import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
-import { KEY_USAGE, SIGNATURE_ALGORITHM_DER } from '../x509/oids.js';
+import { KEY_USAGE } from '../x509/oids.js';
+import { MAX_CHAIN_LENGTH, pathProblem, signingProblem } from '../x509/path.js';
 
-/** Longest chain (leaf + intermediates) we accept. */
-export const MAX_CHAIN_LENGTH = 8;
+export { MAX_CHAIN_LENGTH };
 
 export interface X509Svid {
   readonly id: SpiffeId;
@@ -52,9 +52,8 @@ export function checkLeafProfile(leaf: ParsedCertificate): SpiffeId {
 
 /** Checks a signing certificate (X509-SVID §4.1, §4.3). */
 export function checkSigningProfile(cert: ParsedCertificate): void {
-  if (!cert.basicConstraints?.ca) throw new Error('signing certificate must have CA flag set to true');
-  if (!cert.keyUsage?.has(KEY_USAGE.keyCertSign)) throw new Error("signing certificate must have 'keyCertSign' set as key usage");
-  if (cert.unknownCritical.length) throw new Error(`signing certificate has unknown critical extension ${cert.unknownCritical[0]}`);
+  const problem = signingProblem(cert);
+  if (problem) throw new Error(problem);
 }
 
 function parseCertsPem(pem: string | Uint8Array): ParsedCertificate[] {
@@ -123,41 +122,6 @@ export function validateChainProfile(certs: readonly ParsedCertificate[]): Spiff
 }
 
 /**
- * Verifies that `issuerKey` signed `cert`'s TBSCertificate, with Node's crypto (OpenSSL). Only
- * the exact AlgorithmIdentifier encodings of SIGNATURE_ALGORITHM_DER pass, and the algorithm
- * must fit the key type: no algorithm confusion.
- */
-function signedBy(cert: ParsedCertificate, issuerKey: KeyObject): boolean {
-  const alg = SIGNATURE_ALGORITHM_DER.get(cert.signatureAlgorithmDer.toString('hex'));
-  if (!alg || issuerKey.asymmetricKeyType !== alg.key) return false;
-  try {
-    return verify(alg.hash, cert.tbs, issuerKey, cert.signature);
-  } catch {
-    return false;
-  }
-}
-
-// Bundles hold the same Buffer objects for their lifetime, so roots are parsed once per Buffer.
-const rootCache = new WeakMap<Buffer, { cert: ParsedCertificate; key: KeyObject } | null>();
-function rootOf(der: Buffer): { cert: ParsedCertificate; key: KeyObject } | null {
-  let r = rootCache.get(der);
-  if (r === undefined) {
-    try {
-      const cert = parseCertificate(der);
-      r = { cert, key: createPublicKey({ key: cert.spki, format: 'der', type: 'spki' }) };
-    } catch {
-      r = null;
-    }
-    rootCache.set(der, r);
-  }
-  return r;
-}
-
-function keyOf(cert: ParsedCertificate): KeyObject {
-  return createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
-}
-
-/**
  * Verifies an X.509-SVID chain (leaf first, DER) against the bundle of the leaf's trust
  * domain at instant `at` (go-spiffe `x509svid.Verify`). Returns the SPIFFE ID.
  */
@@ -188,33 +152,7 @@ export function verifyX509Svid(chainDer: readonly Uint8Array[], bundles: BundleS
   } catch (e) {
     throw fail((e as Error).message, e);
   }
-  const atMs = at.getTime();
-  for (let i = 0; i < chain.length; i++) {
-    const c = chain[i]!;
-    if (atMs > c.notAfter.getTime()) throw verr('certificate has expired or is not yet valid: current time is after notAfter');
-    if (atMs < c.notBefore.getTime()) throw verr('certificate has expired or is not yet valid: current time is before notBefore');
-    if (i === 0) continue;
-    try {
-      checkSigningProfile(c);
-    } catch (e) {
-      throw verr((e as Error).message);
-    }
-    // RFC 5280 §4.2.1.9: pathLenConstraint counts the intermediates below this one.
-    const below = i - 1;
-    if (c.basicConstraints?.pathLen !== undefined && below > c.basicConstraints.pathLen) throw verr('too many intermediates for path length constraint');
-    const child = chain[i - 1]!;
-    if (!child.issuer.equals(c.subject) || !signedBy(child, keyOf(c))) throw verr('certificate signed by unknown authority');
-  }
-  const top = chain[chain.length - 1]!;
-  for (const rootDer of bundle.x509Authorities) {
-    if (top.der.equals(rootDer)) return { id, chain };
-    const root = rootOf(rootDer);
-    if (!root || !top.issuer.equals(root.cert.subject)) continue;
-    if (atMs > root.cert.notAfter.getTime() || atMs < root.cert.notBefore.getTime()) continue;
-    // A v3 root that states basicConstraints must be a CA whose path length allows this chain.
-    const bc = root.cert.basicConstraints;
-    if (root.cert.version === 3 && bc && (!bc.ca || (bc.pathLen !== undefined && chain.length - 1 > bc.pathLen))) continue;
-    if (signedBy(top, root.key)) return { id, chain };
-  }
-  throw verr('certificate signed by unknown authority');
+  const problem = pathProblem(chain, bundle.x509Authorities, at.getTime());
+  if (problem) throw verr(problem);
+  return { id, chain };
 }
