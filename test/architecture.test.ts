@@ -25,15 +25,16 @@ const ALLOWED: Record<string, string[]> = {
   spiffe: ['der', 'x509', 'errors'],
   svid: ['spiffe', 'x509', 'der', 'errors'],
   registration: ['spiffe', 'errors'],
+  tpm: ['errors'],
   store: ['registration', 'errors'],
   ca: ['svid', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
-  attestation: ['registration', 'svid', 'store', 'errors'],
+  attestation: ['registration', 'svid', 'x509', 'der', 'tpm', 'store', 'errors'],
   issuance: ['attestation', 'registration', 'ca', 'svid', 'spiffe', 'store', 'clock', 'errors'],
   config: ['spiffe', 'svid', 'ca', 'errors'],
   gen: [],
   rpc: ['gen'],
   server: ['rpc', 'gen', 'issuance', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'x509', 'der', 'store', 'config', 'clock', 'errors'],
-  agent: ['rpc', 'gen', 'svid', 'spiffe', 'x509', 'der', 'errors'],
+  agent: ['rpc', 'gen', 'tpm', 'svid', 'spiffe', 'x509', 'der', 'errors'],
   cli: ['server', 'agent', 'rpc', 'gen', 'config', 'registration', 'der', 'errors'],
 };
 /** Only these may use gRPC or protobuf runtime packages. */
