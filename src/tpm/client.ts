@@ -242,10 +242,15 @@ export class Tpm {
    * TPM2_ActivateCredential: recovers the secret the verifier bound to (EK, AK Name). The EK
    * is authorised by a fresh PolicySecret session, which the TPM flushes after use.
    */
-  async activateCredential(akHandle: number, ekHandle: number, credentialBlob: Buffer, secret: Buffer): Promise<Buffer> {
+  async activateCredential(akHandle: number, ekHandle: number, credentialBlob: Buffer, secret: Buffer, ekUserWithAuth = false): Promise<Buffer> {
+    const params = new TpmWriter().tpm2b(credentialBlob).tpm2b(secret).done();
+    // High-range EK templates set userWithAuth (empty password); the low-range ones need the policy.
+    if (ekUserWithAuth) {
+      const { params: r } = await this.command(TPM_CC.ActivateCredential, [akHandle, ekHandle], [PASSWORD, PASSWORD], params);
+      return Buffer.from(r.tpm2b('certInfo', 64));
+    }
     const session = await this.ekPolicySession();
     try {
-      const params = new TpmWriter().tpm2b(credentialBlob).tpm2b(secret).done();
       const { params: r } = await this.command(TPM_CC.ActivateCredential, [akHandle, ekHandle], [PASSWORD, { kind: 'policy', session }], params);
       return Buffer.from(r.tpm2b('certInfo', 64));
     } catch (e) {
