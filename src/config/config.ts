@@ -10,6 +10,7 @@ import { parseTrustDomain } from '../spiffe/id.js';
 import { JWT_ALGORITHMS, type JwtAlg } from '../svid/jwt-svid.js';
 import type { CaKeyType } from '../ca/manager.js';
 import { parseDuration } from './duration.js';
+import { parsePcrSelectionSpec } from '../tpm/structures.js';
 
 export interface ServerSettings {
   readonly trustDomain: string;
@@ -30,6 +31,10 @@ export interface ServerSettings {
   readonly joinToken: { defaultTtlMs: number; maxTtlMs: number };
   /** Extra names on the issuer's serving certificate. */
   readonly servingNames: { dns: string[]; ips: string[] };
+  /** Evidence plug-in settings. */
+  readonly attestation: {
+    readonly tpm: { readonly manufacturerRoots: string[]; readonly intermediates: string[]; readonly pcrSelection: string };
+  };
   /** Handshakes each peer address may start per second, and the burst it may save up. */
   readonly limits: { attestationsPerSecond: number; attestationBurst: number };
 }
@@ -55,6 +60,7 @@ export const DEFAULTS = {
   join_token: { default_ttl: '10m', max_ttl: '24h' },
   serving_names: { dns: ['localhost'], ips: ['127.0.0.1'] },
   limits: { attestations_per_second: 200, attestation_burst: 400 },
+  tpm_pcr_selection: 'sha256:0,1,2,3,4,5,6,7',
 } as const;
 
 const KNOWN: Record<string, readonly string[] | null> = {
@@ -69,6 +75,7 @@ const KNOWN: Record<string, readonly string[] | null> = {
   join_token: ['default_ttl', 'max_ttl'],
   serving_names: ['dns', 'ips'],
   limits: ['attestations_per_second', 'attestation_burst'],
+  attestation: ['tpm'],
 };
 
 type Raw = Record<string, unknown>;
@@ -238,6 +245,28 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     attestationBurst: num(lim.attestation_burst, 'limits.attestation_burst', DEFAULTS.limits.attestation_burst),
   };
 
+  const att = section('attestation');
+  const tpmRaw = att.tpm === undefined || att.tpm === null ? {} : (att.tpm as Raw);
+  for (const k of Object.keys(tpmRaw)) if (!['manufacturer_roots', 'intermediates', 'pcr_selection'].includes(k)) p.push(`unknown key attestation.tpm.${k}`);
+  const files = (v: unknown, name: string): string[] => {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+      p.push(`${name} must be a list of file paths`);
+      return [];
+    }
+    return (v as string[]).map((f) => resolve(f));
+  };
+  const tpmSettings = {
+    manufacturerRoots: files(tpmRaw.manufacturer_roots, 'attestation.tpm.manufacturer_roots'),
+    intermediates: files(tpmRaw.intermediates, 'attestation.tpm.intermediates'),
+    pcrSelection: str(tpmRaw.pcr_selection, 'attestation.tpm.pcr_selection', DEFAULTS.tpm_pcr_selection),
+  };
+  try {
+    parsePcrSelectionSpec(tpmSettings.pcrSelection);
+  } catch (e) {
+    p.push(`attestation.tpm.pcr_selection: ${(e as Error).message}`);
+  }
+
   if (p.length) throw new ConfigError(p);
   return {
     trustDomain,
@@ -258,5 +287,6 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     joinToken: { defaultTtlMs: jtDefault, maxTtlMs: jtMax },
     servingNames,
     limits,
+    attestation: { tpm: tpmSettings },
   };
 }

@@ -94,6 +94,16 @@ function loadUpstream(settings: ServerSettings): UpstreamCa | undefined {
   return loadUpstreamCa(chain, key, roots);
 }
 
+/** Certificates from PEM or DER files. */
+function readCertificates(files: readonly string[]): Buffer[] {
+  return files.flatMap((f) => {
+    const data = readFileSync(f);
+    const text = data.toString('latin1');
+    if (text.includes('-----BEGIN')) return decodePem(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+    return [data];
+  });
+}
+
 /** Refuses to start if another server answers on the admin socket; removes a stale one. */
 async function claimSocket(path: string): Promise<void> {
   if (!existsSync(path)) return;
@@ -175,7 +185,14 @@ export class WritServer {
         },
       });
       await ca.init();
-      const verifiers = builtinVerifiers({ store });
+      const verifiers = builtinVerifiers({
+        store,
+        tpm: {
+          roots: readCertificates(settings.attestation.tpm.manufacturerRoots),
+          intermediates: readCertificates(settings.attestation.tpm.intermediates),
+          pcrSelection: settings.attestation.tpm.pcrSelection,
+        },
+      });
       const issuer = new Issuer({
         ca,
         store,

@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { StoreError } from '../errors.js';
 import type { Entry, Selector } from '../registration/entry.js';
-import type { CaKeyRecord, CaKeyState, IssuedSvidRecord, JoinTokenRecord, Store, StoreTx } from './store.js';
+import type { CaKeyRecord, CaKeyState, IssuedSvidRecord, JoinTokenRecord, Store, StoreTx, TpmRecord } from './store.js';
 
 /** Numbered migrations; append only. Each runs in its own transaction. */
 export const MIGRATIONS: readonly string[] = [
@@ -60,6 +60,17 @@ export const MIGRATIONS: readonly string[] = [
    ) STRICT;
    INSERT INTO entry_selectors (entry_id, selector)
      SELECT e.id, json_extract(s.value, '$.type') || ':' || json_extract(s.value, '$.value') FROM entries e, json_each(e.selectors) s;`,
+  // TPMs: the AK activated per EK, the firmware version at enrolment, and the last quote's counters.
+  `CREATE TABLE tpm_endorsements (
+     ek_hash TEXT PRIMARY KEY,
+     ak_name BLOB NOT NULL,
+     firmware_version TEXT NOT NULL,
+     reset_count INTEGER NOT NULL,
+     restart_count INTEGER NOT NULL,
+     clock TEXT NOT NULL,
+     activated_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;`,
 ];
 
 interface EntryRow {
@@ -170,6 +181,11 @@ export class SqliteStore implements Store {
          VALUES (@id, @kind, @spiffe_id, @entry_id, @evidence_type, @issued_at, @expires_at)`,
       ),
       countIssued: db.prepare('SELECT COUNT(*) AS n FROM issued_svids'),
+      getTpm: db.prepare('SELECT * FROM tpm_endorsements WHERE ek_hash = ?'),
+      putTpm: db.prepare(
+        `INSERT OR REPLACE INTO tpm_endorsements (ek_hash, ak_name, firmware_version, reset_count, restart_count, clock, activated_at, updated_at)
+         VALUES (@ek_hash, @ak_name, @firmware_version, @reset_count, @restart_count, @clock, @activated_at, @updated_at)`,
+      ),
       pruneIssued: db.prepare('DELETE FROM issued_svids WHERE expires_at < ?'),
     };
     return {
@@ -250,6 +266,33 @@ export class SqliteStore implements Store {
         });
       },
       countIssued: async () => (q.countIssued.get() as { n: number }).n,
+      getTpmRecord: async (ekHash) => {
+        const r = q.getTpm.get(ekHash) as Record<string, unknown> | undefined;
+        return (
+          r && {
+            ekHash: r.ek_hash as string,
+            akName: r.ak_name as Buffer,
+            firmwareVersion: r.firmware_version as string,
+            resetCount: r.reset_count as number,
+            restartCount: r.restart_count as number,
+            clock: r.clock as string,
+            activatedAt: r.activated_at as number,
+            updatedAt: r.updated_at as number,
+          }
+        );
+      },
+      putTpmRecord: async (t) => {
+        q.putTpm.run({
+          ek_hash: t.ekHash,
+          ak_name: t.akName,
+          firmware_version: t.firmwareVersion,
+          reset_count: t.resetCount,
+          restart_count: t.restartCount,
+          clock: t.clock,
+          activated_at: t.activatedAt,
+          updated_at: t.updatedAt,
+        });
+      },
       pruneIssued: async (before) => q.pruneIssued.run(before).changes,
     };
   }
@@ -309,6 +352,8 @@ export class SqliteStore implements Store {
   bumpBundleSequence = () => this.locked(() => this.ops.bumpBundleSequence());
   recordIssued = (r: IssuedSvidRecord) => this.locked(() => this.ops.recordIssued(r));
   countIssued = () => this.locked(() => this.ops.countIssued());
+  getTpmRecord = (h: string) => this.locked(() => this.ops.getTpmRecord(h));
+  putTpmRecord = (r: TpmRecord) => this.locked(() => this.ops.putTpmRecord(r));
   pruneIssued = (before: number) => this.locked(() => this.ops.pruneIssued(before));
 }
 

@@ -43,6 +43,22 @@ export interface IssuedSvidRecord {
   readonly expiresAt: number;
 }
 
+/** What the issuer remembers about a TPM, keyed by its EK. */
+export interface TpmRecord {
+  /** SHA-256 of the EK SubjectPublicKeyInfo, hex. */
+  readonly ekHash: string;
+  /** Name of the AK activated against this EK. */
+  readonly akName: Buffer;
+  /** Firmware version seen at enrolment (decimal of the u64). */
+  readonly firmwareVersion: string;
+  /** Counters of the last accepted quote (clock as decimal of the u64). */
+  readonly resetCount: number;
+  readonly restartCount: number;
+  readonly clock: string;
+  readonly activatedAt: number;
+  readonly updatedAt: number;
+}
+
 /** Operations available inside and outside a transaction. */
 export interface StoreTx {
   createEntry(e: Entry, selectorsKey: string): Promise<void>;
@@ -69,6 +85,10 @@ export interface StoreTx {
   getBundleSequence(): Promise<number>;
   /** Increments and returns the bundle sequence. */
   bumpBundleSequence(): Promise<number>;
+
+  getTpmRecord(ekHash: string): Promise<TpmRecord | undefined>;
+  /** Inserts or replaces the record of one EK. */
+  putTpmRecord(r: TpmRecord): Promise<void>;
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
   countIssued(): Promise<number>;

@@ -37,7 +37,10 @@ export interface ParsedCertificate {
   /** keyUsage bits set, or undefined when the extension is absent. */
   readonly keyUsage?: ReadonlySet<number>;
   readonly extKeyUsage?: readonly string[];
+  readonly subjectAltNameCritical?: boolean;
   readonly uris: readonly string[];
+  /** directoryName entries of subjectAltName (raw Name DER), e.g. the TPM identity of an EK certificate. */
+  readonly directoryNames: readonly Buffer[];
   readonly subjectKeyId?: Buffer;
   readonly authorityKeyId?: Buffer;
   readonly unknownCritical: readonly string[];
@@ -104,6 +107,7 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
     notAfter: decodeTime(na),
     spki,
     uris: [],
+    directoryNames: [],
     unknownCritical: [],
   };
   if (!extsWrap) return out;
@@ -156,7 +160,14 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
         if (names.length === 0) bad('empty subjectAltName');
         if (names.length > MAX_SAN_NAMES) bad(`more than ${MAX_SAN_NAMES} subjectAltNames`);
         const uris: string[] = [];
+        const dirs: Buffer[] = [];
         for (const n of names) {
+          // directoryName [4] EXPLICIT Name
+          if (n.tag === 0xa4) {
+            const inner = children(n);
+            if (inner.length !== 1 || inner[0]!.tag !== TAG.SEQUENCE) bad('bad directoryName in subjectAltName');
+            dirs.push(inner[0]!.bytes);
+          }
           if (n.tag === 0x86) {
             // uniformResourceIdentifier [6] IA5String: ASCII only.
             for (const b of n.value) if (b > 0x7e || b < 0x20) bad('non-IA5 URI in subjectAltName');
@@ -164,6 +175,8 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
           }
         }
         out.uris = uris;
+        out.directoryNames = dirs;
+        out.subjectAltNameCritical = critical;
         break;
       }
       case OID.subjectKeyId:

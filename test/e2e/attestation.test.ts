@@ -138,7 +138,7 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
     ['an Ed25519 key', async () => [hello({ publicKey: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }) })], grpc.status.INVALID_ARGUMENT, /unsupported key type ed25519/],
     ['garbage instead of a key', async () => [hello({ publicKey: Buffer.from('not a key') })], grpc.status.INVALID_ARGUMENT, /not a DER SubjectPublicKeyInfo/],
     ['both a key and a CSR', async () => [hello({ publicKey: spkiOf(ecKey()), csr: Buffer.from([1]) })], grpc.status.INVALID_ARGUMENT, /exactly one of public_key and csr/],
-    ['an unknown evidence type', async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })], grpc.status.INVALID_ARGUMENT, /unknown evidence type "magic_beans" \(supported: join_token\)/],
+    ['an unknown evidence type', async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })], grpc.status.INVALID_ARGUMENT, /unknown evidence type "magic_beans" \(supported: join_token, tpm\)/],
     ['a grant chain (not accepted yet)', async () => [hello({ publicKey: spkiOf(ecKey()), grants: ['x.y.z'] })], grpc.status.INVALID_ARGUMENT, /grant chains are not accepted/],
     ['too many JWT audiences', async () => [hello({ publicKey: spkiOf(ecKey()), jwtAudiences: Array.from({ length: 9 }, (_, i) => `a${i}`) })], grpc.status.RESOURCE_EXHAUSTED, /at most 8/],
     ['evidence before hello', async () => [evidence(Buffer.from('x'))], grpc.status.INVALID_ARGUMENT, /evidence before hello/],

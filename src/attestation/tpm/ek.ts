@@ -1,0 +1,126 @@
+/**
+ * Endorsement keys: the EK public area must be one of the TCG default templates, must equal the
+ * key in the EK certificate, and the certificate must chain to a configured manufacturer root,
+ * recognised by its key (TCG EK Credential Profile 2.0). UNTRUSTED input.
+ */
+import { createHash } from 'node:crypto';
+import { AttestationError } from '../../errors.js';
+import { TAG, children, decodeOid, parseOne } from '../../der/der.js';
+import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
+import { pathProblem } from '../../x509/path.js';
+import { EK_POLICY_SHA256, TPM_ALG, TPM_ECC } from '../../tpm/constants.js';
+import { marshalPublic, publicKeyOf, type PublicTemplate, type TpmPublic } from '../../tpm/structures.js';
+
+const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
+
+/** TCG EK certificate EKU (tcg-kp-EKCertificate). */
+export const OID_TCG_EK_CERTIFICATE = '2.23.133.8.1';
+const OID_TPM_MANUFACTURER = '2.23.133.2.1';
+const OID_TPM_MODEL = '2.23.133.2.2';
+const OID_TPM_VERSION = '2.23.133.2.3';
+
+/** PolicyB digest (SHA-384) of the high-range EK templates (TCG EK Credential Profile 2.0, B.4). */
+export const EK_POLICY_B_SHA384 = Buffer.from(
+  'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12',
+  'hex',
+);
+
+/** The TCG templates writ accepts: L-1 (RSA 2048) and H-3 (ECC P-384). */
+export const EK_TEMPLATES: ReadonlyArray<{ name: string; nvIndex: number; template: PublicTemplate }> = [
+  {
+    name: 'rsa2048',
+    nvIndex: 0x01c00002,
+    template: {
+      type: TPM_ALG.RSA,
+      nameAlg: TPM_ALG.SHA256,
+      attributes: 0x000300b2,
+      authPolicy: EK_POLICY_SHA256,
+      symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+      scheme: { scheme: TPM_ALG.NULL },
+      keyBits: 2048,
+      exponent: 0,
+      modulus: Buffer.alloc(256),
+    },
+  },
+  {
+    name: 'ecc384',
+    nvIndex: 0x01c00016,
+    template: {
+      type: TPM_ALG.ECC,
+      nameAlg: TPM_ALG.SHA384,
+      attributes: 0x000300f2,
+      authPolicy: EK_POLICY_B_SHA384,
+      symmetric: { algorithm: TPM_ALG.AES, keyBits: 256, mode: TPM_ALG.CFB },
+      scheme: { scheme: TPM_ALG.NULL },
+      curve: TPM_ECC.NIST_P384,
+      kdf: { scheme: TPM_ALG.NULL },
+      x: Buffer.alloc(0),
+      y: Buffer.alloc(0),
+    },
+  },
+];
+
+/** True when `ek` was made from a TCG default template (everything but the unique field matches). */
+export function matchesEkTemplate(ek: TpmPublic): boolean {
+  return EK_TEMPLATES.some(({ template: t }) => {
+    if (t.type !== ek.type) return false;
+    // Compare everything before `unique` by marshalling the template with the EK's unique value.
+    const same = t.type === TPM_ALG.RSA && ek.type === TPM_ALG.RSA ? { ...t, modulus: ek.modulus } : t.type === TPM_ALG.ECC && ek.type === TPM_ALG.ECC ? { ...t, x: ek.x, y: ek.y } : undefined;
+    return same !== undefined && marshalPublic(same).equals(ek.bytes);
+  });
+}
+
+export interface EkIdentity {
+  /** SHA-256 of the EK's SubjectPublicKeyInfo, hex: the TPM's stable identity. */
+  readonly ekHash: string;
+  readonly manufacturer?: string;
+  readonly model?: string;
+  readonly version?: string;
+  readonly certificate: ParsedCertificate;
+}
+
+function tpmIdentity(cert: ParsedCertificate): { manufacturer?: string; model?: string; version?: string } {
+  const out: { manufacturer?: string; model?: string; version?: string } = {};
+  for (const dn of cert.directoryNames) {
+    for (const rdn of children(parseOne(dn, TAG.SEQUENCE))) {
+      for (const atv of children(rdn)) {
+        const [oidTlv, value] = children(atv);
+        if (!oidTlv || !value || oidTlv.tag !== TAG.OID) continue;
+        const oid = decodeOid(oidTlv);
+        const text = value.value.toString('utf8');
+        if (!/^[\x20-\x7e]{1,64}$/.test(text)) continue;
+        if (oid === OID_TPM_MANUFACTURER) out.manufacturer = text;
+        else if (oid === OID_TPM_MODEL) out.model = text;
+        else if (oid === OID_TPM_VERSION) out.version = text;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Verifies an EK: TCG template, certificate key equality, EK profile, and the chain to one of
+ * `roots` through `intermediates` at `at`.
+ */
+export function verifyEk(ek: TpmPublic, certDer: Buffer, intermediates: readonly Buffer[], roots: readonly Buffer[], at: Date): EkIdentity {
+  if (!matchesEkTemplate(ek)) throw fail('EK public area does not match a TCG default EK template');
+  let cert: ParsedCertificate;
+  let chain: ParsedCertificate[];
+  try {
+    cert = parseCertificate(certDer);
+    chain = [cert, ...intermediates.map((d) => parseCertificate(d))];
+  } catch (e) {
+    throw fail(`EK certificate is malformed: ${(e as Error).message}`);
+  }
+  const ekSpki = publicKeyOf(ek).export({ type: 'spki', format: 'der' });
+  if (!ekSpki.equals(cert.spki)) throw fail('EK certificate is for another key than the EK public area');
+  if (cert.basicConstraints?.ca) throw fail('EK certificate is a CA certificate');
+  if (cert.extKeyUsage && !cert.extKeyUsage.includes(OID_TCG_EK_CERTIFICATE)) throw fail('EK certificate EKU lacks tcg-kp-EKCertificate');
+  // TCG profile: the SAN (TPM manufacturer/model/version) is critical when the subject is empty; other
+  // unknown critical extensions are still refused.
+  if (cert.unknownCritical.length) throw fail(`EK certificate has unknown critical extension ${cert.unknownCritical[0]}`);
+  if (roots.length === 0) throw fail('no TPM manufacturer roots are configured');
+  const problem = pathProblem(chain, roots, at.getTime());
+  if (problem) throw fail(`EK certificate does not chain to a trusted manufacturer root: ${problem}`);
+  return { ekHash: createHash('sha256').update(ekSpki).digest('hex'), ...tpmIdentity(cert), certificate: cert };
+}

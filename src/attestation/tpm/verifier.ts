@@ -1,0 +1,119 @@
+/**
+ * Evidence type `tpm`: a TPM 2.0 proves itself with its EK certificate (chained to a pinned
+ * manufacturer root), an AK activated against that EK by MakeCredential/ActivateCredential on
+ * first contact, and a quote by that AK over the handshake nonce and the configured PCRs.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AttestationError } from '../../errors.js';
+import type { Selector } from '../../registration/entry.js';
+import type { StoreTx, TpmRecord } from '../../store/store.js';
+import { HASHES } from '../../tpm/constants.js';
+import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2 } from '../../tpm/evidence.js';
+import { objectName, parsePcrSelectionSpec, parsePublic, formatPcrSelection, type PcrSelection } from '../../tpm/structures.js';
+import type { AttestationResult, AttestationSession, EvidenceVerifier, VerifyStep } from '../verifier.js';
+import { makeCredential } from './credential.js';
+import { verifyEk, type EkIdentity } from './ek.js';
+import { checkCounters, verifyQuote } from './quote.js';
+
+export const TPM_TYPE = 'tpm';
+/** Size of the activation secret, bytes. */
+export const ACTIVATION_SECRET_BYTES = 32;
+
+export interface TpmVerifierSettings {
+  /** Trust anchors for EK certificates (DER), e.g. the manufacturer's root CA. */
+  readonly roots: readonly Buffer[];
+  /** Intermediates the operator trusts to complete EK chains (DER). */
+  readonly intermediates: readonly Buffer[];
+  /** The PCRs every quote must cover, tpm2-tools syntax ("sha256:0,1,2,3,7"). */
+  readonly pcrSelection: string;
+}
+
+export interface TpmVerifierDeps {
+  readonly records: Pick<StoreTx, 'getTpmRecord'>;
+  readonly settings: TpmVerifierSettings;
+}
+
+const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
+
+function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>): Selector[] {
+  const out: Selector[] = [{ type: 'tpm', value: `ek_hash:${ek.ekHash}` }];
+  if (ek.manufacturer) out.push({ type: 'tpm', value: `manufacturer:${ek.manufacturer}` });
+  if (ek.model) out.push({ type: 'tpm', value: `model:${ek.model}` });
+  if (ek.version) out.push({ type: 'tpm', value: `version:${ek.version}` });
+  for (const bank of selection) {
+    const name = HASHES.get(bank.hash)!.name;
+    for (const p of bank.pcrs) out.push({ type: 'tpm', value: `pcr:${name}:${p}:${pcrs.get(bank.hash)!.get(p)!.toString('hex')}` });
+  }
+  return out;
+}
+
+export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
+  const selection = parsePcrSelectionSpec(deps.settings.pcrSelection);
+  const spec = formatPcrSelection(selection);
+  const anchors = [...deps.settings.roots];
+  return {
+    type: TPM_TYPE,
+    maxEvidenceBytes: MAX_TPM_EVIDENCE_BYTES,
+    maxRounds: 2,
+    async begin(ctx): Promise<AttestationSession> {
+      let pending: { secret: Buffer; result: AttestationResult } | undefined;
+      let round = 0;
+      return {
+        challenge: encodeChallenge1(spec),
+        async respond(evidence: Buffer): Promise<VerifyStep> {
+          round++;
+          if (round === 2) {
+            if (!pending) throw fail('unexpected second evidence message');
+            const { activatedSecret } = parseEvidence2(evidence);
+            const { secret, result } = pending;
+            pending = undefined; // single use, whatever the outcome
+            if (activatedSecret.length !== secret.length || !timingSafeEqual(activatedSecret, secret)) {
+              throw fail('credential activation failed: the AK is not resident in the TPM that holds this EK');
+            }
+            return { kind: 'attested', result };
+          }
+          const e = parseEvidence1(evidence);
+          const ek = parsePublic(e.ekPublic);
+          const ak = parsePublic(e.akPublic);
+          const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, ctx.now);
+          const { attest } = verifyQuote(ak, e.attest, e.signature, ctx.nonce, selection, e.pcrs);
+          const akName = objectName(ak);
+          const record = await deps.records.getTpmRecord(identity.ekHash);
+          const known = record !== undefined && record.akName.length === akName.length && timingSafeEqual(record.akName, akName);
+          const counters = { resetCount: attest.clockInfo.resetCount, restartCount: attest.clockInfo.restartCount, clock: attest.clockInfo.clock };
+          if (known) checkCounters({ ...record!, clock: BigInt(record!.clock) }, counters);
+          const firmware = attest.firmwareVersion.toString();
+          if (record && record.firmwareVersion !== firmware && known) {
+            throw fail(`TPM firmware version ${firmware} differs from the enrolled ${record.firmwareVersion}`);
+          }
+          const result: AttestationResult = {
+            selectors: selectorsOf(identity, selection, e.pcrs),
+            evidenceDigest: createHash('sha256').update(evidence).digest(),
+            commit: async (tx, now) => {
+              // Re-read inside the transaction: a concurrent handshake may have moved the counters.
+              const latest = await tx.getTpmRecord(identity.ekHash);
+              if (latest && latest.akName.equals(akName)) checkCounters({ ...latest, clock: BigInt(latest.clock) }, counters);
+              const next: TpmRecord = {
+                ekHash: identity.ekHash,
+                akName,
+                firmwareVersion: known && latest ? latest.firmwareVersion : firmware,
+                resetCount: counters.resetCount,
+                restartCount: counters.restartCount,
+                clock: counters.clock.toString(),
+                activatedAt: known && latest ? latest.activatedAt : now.getTime(),
+                updatedAt: now.getTime(),
+              };
+              await tx.putTpmRecord(next);
+            },
+          };
+          if (known) return { kind: 'attested', result };
+          // First contact, or a changed AK: prove the AK lives in the TPM that holds this EK.
+          const secret = randomBytes(ACTIVATION_SECRET_BYTES);
+          const cred = makeCredential(ek, akName, secret);
+          pending = { secret, result };
+          return { kind: 'challenge', payload: encodeChallenge2(cred.credentialBlob, cred.secret) };
+        },
+      };
+    },
+  };
+}
