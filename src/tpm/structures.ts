@@ -5,7 +5,7 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { AttestationError } from '../errors.js';
-import { EK_POLICY_SHA256, HASHES, TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_GENERATED_VALUE, TPM_ST } from './constants.js';
+import { HASHES, TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_GENERATED_VALUE, TPM_ST } from './constants.js';
 import { TpmReader, TpmWriter } from './marshal.js';
 
 const bad = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `tpm: ${msg}`);
@@ -157,24 +157,6 @@ export function publicKeyOf(p: TpmPublic): KeyObject {
 }
 
 // ------------------------------------------------------------------ templates
-
-const EK_ATTRS =
-  TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.adminWithPolicy | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt;
-
-/** TCG EK Credential Profile 2.0 template L-1: RSA 2048, AES-128-CFB, PolicySecret(endorsement). */
-export function ekTemplateRsa2048(): PublicTemplate {
-  return {
-    type: TPM_ALG.RSA,
-    nameAlg: TPM_ALG.SHA256,
-    attributes: EK_ATTRS,
-    authPolicy: EK_POLICY_SHA256,
-    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
-    scheme: { scheme: TPM_ALG.NULL },
-    keyBits: 2048,
-    exponent: 0,
-    modulus: Buffer.alloc(256),
-  };
-}
 
 /** The attributes every attestation key must have: a restricted, TPM-bound signing key. */
 export const AK_ATTRS =

@@ -1,0 +1,72 @@
+/**
+ * The sidecar's TPM side of the handshake: recreate the EK from its TCG template and read its
+ * certificate, recreate the AK (a primary in the owner hierarchy: the same template always
+ * yields the same key, so it persists without NV), quote the requested PCRs over the issuer's
+ * nonce, and activate the credential on first contact.
+ */
+import { TpmError } from '../errors.js';
+import type { Tpm } from '../tpm/client.js';
+import { TPMA_OBJECT, TPM_RH } from '../tpm/constants.js';
+import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
+import { akTemplate, marshalPublic, parsePcrSelectionSpec, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
+import { EK_TEMPLATES } from '../tpm/ek-templates.js';
+
+export interface TpmAttestorOptions {
+  /** Which EK to use: the TCG RSA-2048 (L-1, default) or ECC P-384 (H-3) template. */
+  readonly ek?: 'rsa2048' | 'ecc384';
+  /** AK key type (default ECC P-256). */
+  readonly ak?: 'ecc' | 'rsa';
+  /** AK template override (tests use it to try keys the verifier must refuse). */
+  readonly akTemplate?: PublicTemplate;
+  /** Extra EK chain certificates to send (DER). */
+  readonly ekIntermediates?: readonly Buffer[];
+}
+
+export class TpmAttestor {
+  private ek?: { handle: number; public: TpmPublic };
+  private ak?: { handle: number; public: TpmPublic };
+  /** Evidence rounds answered so far (1 = known AK, 2 = activation happened). */
+  rounds = 0;
+
+  constructor(
+    private readonly tpm: Tpm,
+    private readonly opts: TpmAttestorOptions = {},
+  ) {}
+
+  /** Answers one challenge of the `tpm` evidence type. */
+  async respond(challenge: { nonce: Uint8Array; payload: Uint8Array }): Promise<Buffer> {
+    this.rounds++;
+    if (this.rounds === 1) return this.firstEvidence(Buffer.from(challenge.nonce), Buffer.from(challenge.payload));
+    const { credentialBlob, secret } = parseChallenge2(challenge.payload);
+    if (!this.ek || !this.ak) throw new TpmError('ERR_TPM_COMMAND', 'tpm: activation challenge before the first evidence');
+    const userWithAuth = (this.ek.public.attributes & TPMA_OBJECT.userWithAuth) !== 0;
+    const recovered = await this.tpm.activateCredential(this.ak.handle, this.ek.handle, credentialBlob, secret, userWithAuth);
+    return encodeEvidence2(recovered);
+  }
+
+  private async firstEvidence(nonce: Buffer, payload: Buffer): Promise<Buffer> {
+    const { pcrSelection } = parseChallenge1(payload);
+    const selection = parsePcrSelectionSpec(pcrSelection);
+    const which = EK_TEMPLATES.find((t) => t.name === (this.opts.ek ?? 'rsa2048'))!;
+    const ekCertificate = await this.tpm.nvRead(which.nvIndex);
+    this.ek = await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template);
+    this.ak = await this.tpm.createPrimary(TPM_RH.OWNER, this.opts.akTemplate ?? akTemplate(this.opts.ak ?? 'ecc'));
+    const pcrs = await this.tpm.pcrRead(selection);
+    const quote = await this.tpm.quote(this.ak.handle, nonce, selection);
+    return encodeEvidence1({
+      ekPublic: marshalPublic(this.ek.public),
+      ekCertificate,
+      ekIntermediates: [...(this.opts.ekIntermediates ?? [])],
+      akPublic: marshalPublic(this.ak.public),
+      attest: quote.attest,
+      signature: quote.signature,
+      pcrs,
+    });
+  }
+
+  /** Flushes the transient EK and AK. */
+  async close(): Promise<void> {
+    for (const h of [this.ak?.handle, this.ek?.handle]) if (h !== undefined) await this.tpm.flush(h).catch(() => undefined);
+    this.ak = this.ek = undefined;
+  }
+}
