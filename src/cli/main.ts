@@ -17,6 +17,8 @@ import { BundleService, type GetBundleResponse } from '../gen/writ/v1/bundle_pb.
 import { parseSelector } from '../registration/entry.js';
 import { encodePem } from '../der/pem.js';
 import { attest, GrpcCallError } from '../agent/attest-client.js';
+import { TpmAttestor } from '../agent/tpm-attestor.js';
+import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
 class UsageError extends Error {}
@@ -35,8 +37,9 @@ Usage:
   writ entry delete ID
   writ token create [--spiffe-id ID] [--ttl D]
   writ bundle show [--format pem|jwks]
-  writ agent attest --server HOST:PORT --bundle FILE --join-token TOKEN --out DIR
-                    [--jwt-audience AUD...]
+  writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
+                    [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
+                    (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
 
 Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
 WRIT_DATA_DIR) or --admin-socket PATH. Durations look like 90s, 5m, 1h.
@@ -251,23 +254,35 @@ async function cmdAgent(args: string[]): Promise<number> {
     server: { type: 'string' },
     bundle: { type: 'string' },
     'join-token': { type: 'string' },
+    tpm: { type: 'string' },
+    ek: { type: 'string' },
+    ak: { type: 'string' },
     out: { type: 'string' },
     'jwt-audience': { type: 'string', multiple: true },
   });
   if (values.help) return usage();
   const server = need(values.server, '--server');
   const bundlePem = readFileSync(need(values.bundle, '--bundle'), 'utf8');
-  const token = need(values['join-token'], '--join-token');
   const out = need(values.out, '--out');
+  const token = values['join-token'];
+  if ((token === undefined) === (values.tpm === undefined)) throw new UsageError('give exactly one of --join-token and --tpm');
+  if (values.ek !== undefined && values.ek !== 'rsa2048' && values.ek !== 'ecc384') throw new UsageError('--ek must be rsa2048 or ecc384');
+  if (values.ak !== undefined && values.ak !== 'ecc' && values.ak !== 'rsa') throw new UsageError('--ak must be ecc or rsa');
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const res = await attest({
-    server,
-    bundlePem,
-    evidenceType: 'join_token',
-    publicKey: publicKey.export({ type: 'spki', format: 'der' }),
-    respond: () => Buffer.from(token),
-    jwtAudiences: values['jwt-audience'] ?? [],
-  });
+  const common = { server, bundlePem, publicKey: publicKey.export({ type: 'spki', format: 'der' }), jwtAudiences: values['jwt-audience'] ?? [] };
+  let res;
+  if (token !== undefined) {
+    res = await attest({ ...common, evidenceType: 'join_token', respond: () => Buffer.from(token) });
+  } else {
+    const tpm = await Tpm.open(values.tpm!);
+    const attestor = new TpmAttestor(tpm, { ek: values.ek as 'rsa2048' | undefined, ak: values.ak as 'ecc' | undefined });
+    try {
+      res = await attest({ ...common, evidenceType: 'tpm', respond: (c) => attestor.respond(c) });
+    } finally {
+      await attestor.close();
+      await tpm.close();
+    }
+  }
   mkdirSync(out, { recursive: true, mode: 0o700 });
   writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));

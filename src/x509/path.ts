@@ -83,3 +83,27 @@ export function pathProblem(chain: readonly ParsedCertificate[], anchors: readon
   }
   return 'certificate signed by unknown authority';
 }
+
+/**
+ * Builds and validates a path from `leaf` through any of `pool` (untrusted candidates, in any
+ * order, duplicates allowed) to one of `anchors`. Depth-first over issuers whose subject names
+ * the current issuer and whose key verifies its signature; bounded by MAX_CHAIN_LENGTH.
+ * Returns undefined when a valid path exists, else the reason the best attempt failed.
+ */
+export function buildPathProblem(leaf: ParsedCertificate, pool: readonly ParsedCertificate[], anchors: readonly Buffer[], atMs: number): string | undefined {
+  const unique = pool.filter((c, i) => pool.findIndex((d) => d.der.equals(c.der)) === i);
+  let lastProblem: string | undefined = 'certificate signed by unknown authority';
+  const walk = (chain: ParsedCertificate[]): boolean => {
+    const problem = pathProblem(chain, anchors, atMs);
+    if (problem === undefined) return true;
+    lastProblem = problem;
+    if (chain.length >= MAX_CHAIN_LENGTH) return false;
+    const top = chain[chain.length - 1]!;
+    for (const c of unique) {
+      if (chain.includes(c) || !top.issuer.equals(c.subject)) continue;
+      if (walk([...chain, c])) return true;
+    }
+    return false;
+  };
+  return walk([leaf]) ? undefined : lastProblem;
+}

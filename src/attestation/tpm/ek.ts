@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { AttestationError } from '../../errors.js';
 import { TAG, children, decodeOid, parseOne } from '../../der/der.js';
 import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
-import { pathProblem } from '../../x509/path.js';
+import { buildPathProblem } from '../../x509/path.js';
 import { TPM_ALG } from '../../tpm/constants.js';
 import { EK_TEMPLATES } from '../../tpm/ek-templates.js';
 import { marshalPublic, publicKeyOf, type TpmPublic } from '../../tpm/structures.js';
@@ -59,16 +59,16 @@ function tpmIdentity(cert: ParsedCertificate): { manufacturer?: string; model?: 
 }
 
 /**
- * Verifies an EK: TCG template, certificate key equality, EK profile, and the chain to one of
- * `roots` through `intermediates` at `at`.
+ * Verifies an EK: TCG template, certificate key equality, EK profile, and a path to one of
+ * `roots` through any of `intermediates` (the agent's and the operator's) at `at`.
  */
 export function verifyEk(ek: TpmPublic, certDer: Buffer, intermediates: readonly Buffer[], roots: readonly Buffer[], at: Date): EkIdentity {
   if (!matchesEkTemplate(ek)) throw fail('EK public area does not match a TCG default EK template');
   let cert: ParsedCertificate;
-  let chain: ParsedCertificate[];
+  let pool: ParsedCertificate[];
   try {
     cert = parseCertificate(certDer);
-    chain = [cert, ...intermediates.map((d) => parseCertificate(d))];
+    pool = intermediates.map((d) => parseCertificate(d));
   } catch (e) {
     throw fail(`EK certificate is malformed: ${(e as Error).message}`);
   }
@@ -80,7 +80,7 @@ export function verifyEk(ek: TpmPublic, certDer: Buffer, intermediates: readonly
   // unknown critical extensions are still refused.
   if (cert.unknownCritical.length) throw fail(`EK certificate has unknown critical extension ${cert.unknownCritical[0]}`);
   if (roots.length === 0) throw fail('no TPM manufacturer roots are configured');
-  const problem = pathProblem(chain, roots, at.getTime());
+  const problem = buildPathProblem(cert, pool, roots, at.getTime());
   if (problem) throw fail(`EK certificate does not chain to a trusted manufacturer root: ${problem}`);
   return { ekHash: createHash('sha256').update(ekSpki).digest('hex'), ...tpmIdentity(cert), certificate: cert };
 }
