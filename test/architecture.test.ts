@@ -35,7 +35,7 @@ const ALLOWED: Record<string, string[]> = {
   rpc: ['gen'],
   server: ['rpc', 'gen', 'issuance', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'x509', 'der', 'store', 'config', 'clock', 'errors'],
   agent: ['rpc', 'gen', 'tpm', 'svid', 'spiffe', 'x509', 'der', 'errors'],
-  cli: ['server', 'agent', 'rpc', 'gen', 'config', 'registration', 'tpm', 'der', 'errors'],
+  cli: ['server', 'agent', 'attestation', 'rpc', 'gen', 'config', 'registration', 'tpm', 'der', 'errors'],
 };
 /** Only these may use gRPC or protobuf runtime packages. */
 const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);

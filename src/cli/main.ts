@@ -15,7 +15,9 @@ import { WritServer } from '../server/server.js';
 import { AdminService, CreateEntryRequestSchema, type CreateEntryResponse, type CreateJoinTokenResponse, type Entry, type GetEntryResponse, type ListEntriesResponse } from '../gen/writ/v1/admin_pb.js';
 import { BundleService, type GetBundleResponse } from '../gen/writ/v1/bundle_pb.js';
 import { parseSelector } from '../registration/entry.js';
-import { encodePem } from '../der/pem.js';
+import { decodePem, encodePem } from '../der/pem.js';
+import { parsePcrSelectionSpec } from '../tpm/structures.js';
+import { checkQuoteOffline } from '../attestation/tpm/check-quote.js';
 import { attest, GrpcCallError } from '../agent/attest-client.js';
 import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { Tpm } from '../tpm/client.js';
@@ -37,6 +39,8 @@ Usage:
   writ entry delete ID
   writ token create [--spiffe-id ID] [--ttl D]
   writ bundle show [--format pem|jwks]
+  writ tpm check-quote --ak-pub F --attest F --sig F --pcrs F --pcr-selection SEL --nonce HEX
+                      [--ek-cert F --ek-pub F --roots F [--intermediates F]]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
                     (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
@@ -293,6 +297,63 @@ async function cmdAgent(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Reads certificates from a PEM (any number) or DER file. */
+function certificatesIn(path: string): Buffer[] {
+  const data = readFileSync(path);
+  const text = data.toString('latin1');
+  return text.includes('-----BEGIN') ? decodePem(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der) : [data];
+}
+
+async function cmdTpm(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub !== 'check-quote') throw new UsageError(`unknown tpm command ${sub ?? '(none)'}; want check-quote`);
+  const { values } = parse(rest, {
+    'ak-pub': { type: 'string' },
+    attest: { type: 'string' },
+    sig: { type: 'string' },
+    pcrs: { type: 'string' },
+    'pcr-selection': { type: 'string' },
+    nonce: { type: 'string' },
+    'ek-cert': { type: 'string' },
+    'ek-pub': { type: 'string' },
+    roots: { type: 'string' },
+    intermediates: { type: 'string' },
+  });
+  if (values.help) return usage();
+  const nonceHex = need(values.nonce, '--nonce');
+  if (!/^(?:[0-9a-fA-F]{2})+$/.test(nonceHex)) throw new UsageError('--nonce must be hex');
+  let selection;
+  try {
+    selection = parsePcrSelectionSpec(need(values['pcr-selection'], '--pcr-selection'));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const ekGiven = [values['ek-cert'], values['ek-pub'], values.roots].filter((v) => v !== undefined).length;
+  if (ekGiven !== 0 && ekGiven !== 3) throw new UsageError('--ek-cert, --ek-pub and --roots go together');
+  const report = checkQuoteOffline({
+    akPublic: readFileSync(need(values['ak-pub'], '--ak-pub')),
+    attest: readFileSync(need(values.attest, '--attest')),
+    signature: readFileSync(need(values.sig, '--sig')),
+    pcrValues: readFileSync(need(values.pcrs, '--pcrs')),
+    selection,
+    nonce: Buffer.from(nonceHex, 'hex'),
+    ...(ekGiven === 3
+      ? {
+          ek: {
+            certificate: certificatesIn(values['ek-cert']!)[0]!,
+            public: readFileSync(values['ek-pub']!),
+            roots: certificatesIn(values.roots!),
+            intermediates: values.intermediates ? certificatesIn(values.intermediates) : [],
+            at: new Date(),
+          },
+        }
+      : {}),
+  });
+  process.stdout.write(report.checks.map((c) => `ok       ${c}`).join('\n') + '\n');
+  process.stdout.write(report.notChecked.map((c) => `unchecked ${c}`).join('\n') + '\n');
+  return 0;
+}
+
 function usage(): number {
   process.stdout.write(USAGE);
   return 0;
@@ -312,6 +373,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdBundle(rest);
       case 'agent':
         return await cmdAgent(rest);
+      case 'tpm':
+        return await cmdTpm(rest);
       case '--version':
       case 'version':
         process.stdout.write(`writ ${VERSION}\n`);
