@@ -10,6 +10,7 @@ import { TPMA_OBJECT, TPM_RH } from '../tpm/constants.js';
 import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
 import { akTemplate, marshalPublic, parsePcrSelectionSpec, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
 import { EK_TEMPLATES } from '../tpm/ek-templates.js';
+import { measureAgent, type MeasureOptions } from './measure.js';
 
 export interface TpmAttestorOptions {
   /** Which EK to use: the TCG RSA-2048 (L-1, default) or ECC P-384 (H-3) template. */
@@ -20,6 +21,10 @@ export interface TpmAttestorOptions {
   readonly akTemplate?: PublicTemplate;
   /** Extra EK chain certificates to send (DER). */
   readonly ekIntermediates?: readonly Buffer[];
+  /** Measure the agent's code into the application PCR and send the log. */
+  readonly measure?: MeasureOptions;
+  /** The firmware's TCG event log to send (e.g. /sys/kernel/security/tpm0/binary_bios_measurements). */
+  readonly eventLog?: Buffer;
 }
 
 export class TpmAttestor {
@@ -51,6 +56,8 @@ export class TpmAttestor {
     const ekCertificate = await this.tpm.nvRead(which.nvIndex);
     this.ek = await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template);
     this.ak = await this.tpm.createPrimary(TPM_RH.OWNER, this.opts.akTemplate ?? akTemplate(this.opts.ak ?? 'ecc'));
+    // Measure before reading and quoting, so the quote covers the measurement.
+    const appLog = this.opts.measure ? (await measureAgent(this.tpm, this.opts.measure)).log : undefined;
     const pcrs = await this.tpm.pcrRead(selection);
     const quote = await this.tpm.quote(this.ak.handle, nonce, selection);
     return encodeEvidence1({
@@ -61,6 +68,8 @@ export class TpmAttestor {
       attest: quote.attest,
       signature: quote.signature,
       pcrs,
+      ...(appLog ? { appLog } : {}),
+      ...(this.opts.eventLog ? { eventLog: this.opts.eventLog } : {}),
     });
   }
 

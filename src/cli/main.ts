@@ -43,6 +43,7 @@ Usage:
                       [--ek-cert F --ek-pub F --roots F [--intermediates F]]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
+                    [--measure AGENT_PATH --measure-log FILE] [--event-log FILE]
                     (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
 
 Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
@@ -261,6 +262,9 @@ async function cmdAgent(args: string[]): Promise<number> {
     tpm: { type: 'string' },
     ek: { type: 'string' },
     ak: { type: 'string' },
+    measure: { type: 'string' },
+    'measure-log': { type: 'string' },
+    'event-log': { type: 'string' },
     out: { type: 'string' },
     'jwt-audience': { type: 'string', multiple: true },
   });
@@ -279,7 +283,13 @@ async function cmdAgent(args: string[]): Promise<number> {
     res = await attest({ ...common, evidenceType: 'join_token', respond: () => Buffer.from(token) });
   } else {
     const tpm = await Tpm.open(values.tpm!);
-    const attestor = new TpmAttestor(tpm, { ek: values.ek as 'rsa2048' | undefined, ak: values.ak as 'ecc' | undefined });
+    if ((values.measure === undefined) !== (values['measure-log'] === undefined)) throw new UsageError('--measure and --measure-log go together');
+    const attestor = new TpmAttestor(tpm, {
+      ...(values.ek ? { ek: values.ek as 'rsa2048' } : {}),
+      ...(values.ak ? { ak: values.ak as 'ecc' } : {}),
+      ...(values.measure ? { measure: { path: values.measure, logFile: values['measure-log']! } } : {}),
+      ...(values['event-log'] ? { eventLog: readFileSync(values['event-log']) } : {}),
+    });
     try {
       res = await attest({ ...common, evidenceType: 'tpm', respond: (c) => attestor.respond(c) });
     } finally {

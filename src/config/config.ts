@@ -33,7 +33,7 @@ export interface ServerSettings {
   readonly servingNames: { dns: string[]; ips: string[] };
   /** Evidence plug-in settings. */
   readonly attestation: {
-    readonly tpm: { readonly manufacturerRoots: string[]; readonly intermediates: string[]; readonly pcrSelection: string };
+    readonly tpm: { readonly manufacturerRoots: string[]; readonly intermediates: string[]; readonly pcrSelection: string; readonly agentPcr: number };
   };
   /** Handshakes each peer address may start per second, and the burst it may save up. */
   readonly limits: { attestationsPerSecond: number; attestationBurst: number };
@@ -247,7 +247,7 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
 
   const att = section('attestation');
   const tpmRaw = att.tpm === undefined || att.tpm === null ? {} : (att.tpm as Raw);
-  for (const k of Object.keys(tpmRaw)) if (!['manufacturer_roots', 'intermediates', 'pcr_selection'].includes(k)) p.push(`unknown key attestation.tpm.${k}`);
+  for (const k of Object.keys(tpmRaw)) if (!['manufacturer_roots', 'intermediates', 'pcr_selection', 'agent_pcr'].includes(k)) p.push(`unknown key attestation.tpm.${k}`);
   const files = (v: unknown, name: string): string[] => {
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
@@ -260,7 +260,12 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     manufacturerRoots: files(tpmRaw.manufacturer_roots, 'attestation.tpm.manufacturer_roots'),
     intermediates: files(tpmRaw.intermediates, 'attestation.tpm.intermediates'),
     pcrSelection: str(tpmRaw.pcr_selection, 'attestation.tpm.pcr_selection', DEFAULTS.tpm_pcr_selection),
+    agentPcr: 23,
   };
+  if (tpmRaw.agent_pcr !== undefined) {
+    if (!Number.isInteger(tpmRaw.agent_pcr) || (tpmRaw.agent_pcr as number) < 16 || (tpmRaw.agent_pcr as number) > 23) p.push('attestation.tpm.agent_pcr must be an integer 16..23');
+    else tpmSettings.agentPcr = tpmRaw.agent_pcr as number;
+  }
   try {
     parsePcrSelectionSpec(tpmSettings.pcrSelection);
   } catch (e) {

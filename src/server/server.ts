@@ -191,6 +191,7 @@ export class WritServer {
           roots: readCertificates(settings.attestation.tpm.manufacturerRoots),
           intermediates: readCertificates(settings.attestation.tpm.intermediates),
           pcrSelection: settings.attestation.tpm.pcrSelection,
+          agentPcr: settings.attestation.tpm.agentPcr,
         },
       });
       const issuer = new Issuer({

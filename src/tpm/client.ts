@@ -205,6 +205,11 @@ export class Tpm {
     await this.command(TPM_CC.PCR_Extend, [pcr], [PASSWORD], new TpmWriter().u32(1).u16(hash).bytes(digest).done());
   }
 
+  /** Resets a resettable PCR (16 and 23 at locality 0 on PC-client TPMs). */
+  async pcrReset(pcr: number): Promise<void> {
+    await this.command(TPM_CC.PCR_Reset, [pcr], [PASSWORD], Buffer.alloc(0));
+  }
+
   /** TPM2_Quote with the key's own scheme over a PCR selection and caller-given qualifying data. */
   async quote(akHandle: number, qualifyingData: Buffer, sel: readonly PcrSelection[]): Promise<Quote> {
     const params = new TpmWriter().tpm2b(qualifyingData).u16(TPM_ALG.NULL).bytes(marshalPcrSelection(sel)).done();

@@ -23,6 +23,7 @@ export const TPM_CC = {
   GetCapability: 0x17a,
   PCR_Read: 0x17e,
   PCR_Extend: 0x182,
+  PCR_Reset: 0x13d,
   CreatePrimary: 0x131,
 } as const;
 

@@ -4,7 +4,8 @@
  *
  *   challenge 1  { "pcr_selection": "sha256:0,1,2,3,7" }
  *   evidence 1   { "ek_public", "ek_certificate", "ek_intermediates": [], "ak_public",
- *                  "attest", "signature", "pcrs": { "sha256": { "0": "<hex>", ... } } }
+ *                  "attest", "signature", "pcrs": { "sha256": { "0": "<hex>", ... } },
+ *                  "event_log"?, "app_log"? }   (TCG crypto-agile logs: firmware, and the sidecar's)
  *   challenge 2  { "credential_blob", "secret" }        (only when the AK is not yet activated)
  *   evidence 2   { "activated_secret" }
  */
@@ -12,8 +13,10 @@ import { AttestationError } from '../errors.js';
 import { HASH_BY_NAME, HASHES } from './constants.js';
 import { PCR_COUNT } from './structures.js';
 
-/** Largest TPM evidence message. */
-export const MAX_TPM_EVIDENCE_BYTES = 64 * 1024;
+/** Largest TPM evidence message (firmware event logs run to a few hundred KiB). */
+export const MAX_TPM_EVIDENCE_BYTES = 768 * 1024;
+/** Largest event log carried in evidence. */
+export const MAX_EVENT_LOG_BYTES = 512 * 1024;
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): evidence: ${msg}`);
 
@@ -25,6 +28,10 @@ export interface TpmEvidence {
   readonly attest: Buffer;
   readonly signature: Buffer;
   readonly pcrs: Map<number, Map<number, Buffer>>;
+  /** The firmware's TCG event log, if the sidecar sent it. */
+  readonly eventLog?: Buffer;
+  /** The sidecar's log of what it measured into the agent PCR. */
+  readonly appLog?: Buffer;
 }
 
 const b64 = (b: Buffer) => b.toString('base64');
@@ -75,6 +82,8 @@ export function encodeEvidence1(e: TpmEvidence): Buffer {
       attest: b64(e.attest),
       signature: b64(e.signature),
       pcrs,
+      ...(e.eventLog ? { event_log: b64(e.eventLog) } : {}),
+      ...(e.appLog ? { app_log: b64(e.appLog) } : {}),
     }),
   );
 }
@@ -83,7 +92,7 @@ export function encodeEvidence1(e: TpmEvidence): Buffer {
 const MAX_EK_INTERMEDIATES = 4;
 
 export function parseEvidence1(b: Buffer): TpmEvidence {
-  const o = obj(b, ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs'], 'evidence');
+  const o = obj(b, ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs', 'event_log', 'app_log'], 'evidence');
   const inter = o.ek_intermediates ?? [];
   if (!Array.isArray(inter) || inter.length > MAX_EK_INTERMEDIATES) throw fail(`ek_intermediates must be a list of at most ${MAX_EK_INTERMEDIATES}`);
   const pcrsRaw = o.pcrs;
@@ -110,6 +119,8 @@ export function parseEvidence1(b: Buffer): TpmEvidence {
     attest: bytes(o.attest, 'attest', 2048),
     signature: bytes(o.signature, 'signature', 1024),
     pcrs,
+    ...(o.event_log !== undefined ? { eventLog: bytes(o.event_log, 'event_log', MAX_EVENT_LOG_BYTES) } : {}),
+    ...(o.app_log !== undefined ? { appLog: bytes(o.app_log, 'app_log', MAX_EVENT_LOG_BYTES) } : {}),
   };
 }
 

@@ -7,8 +7,10 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AttestationError } from '../../errors.js';
 import type { Selector } from '../../registration/entry.js';
 import type { StoreTx, TpmRecord } from '../../store/store.js';
-import { HASHES } from '../../tpm/constants.js';
-import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2 } from '../../tpm/evidence.js';
+import { HASHES, TPM_ALG } from '../../tpm/constants.js';
+import { parseEventLog } from '../../tpm/eventlog.js';
+import { agentCodeDigest, replayLog } from './replay.js';
+import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2, type TpmEvidence } from '../../tpm/evidence.js';
 import { objectName, parsePcrSelectionSpec, parsePublic, formatPcrSelection, type PcrSelection } from '../../tpm/structures.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier, VerifyStep } from '../verifier.js';
 import { makeCredential } from './credential.js';
@@ -26,6 +28,8 @@ export interface TpmVerifierSettings {
   readonly intermediates: readonly Buffer[];
   /** The PCRs every quote must cover, tpm2-tools syntax ("sha256:0,1,2,3,7"). */
   readonly pcrSelection: string;
+  /** The application PCR the sidecar measures agent code into. */
+  readonly agentPcr: number;
 }
 
 export interface TpmVerifierDeps {
@@ -35,8 +39,9 @@ export interface TpmVerifierDeps {
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
 
-function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>): Selector[] {
+function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>, agentCode?: Buffer): Selector[] {
   const out: Selector[] = [{ type: 'tpm', value: `ek_hash:${ek.ekHash}` }];
+  if (agentCode) out.push({ type: 'tpm', value: `agent_code:sha256:${agentCode.toString('hex')}` });
   if (ek.manufacturer) out.push({ type: 'tpm', value: `manufacturer:${ek.manufacturer}` });
   if (ek.model) out.push({ type: 'tpm', value: `model:${ek.model}` });
   if (ek.version) out.push({ type: 'tpm', value: `version:${ek.version}` });
@@ -45,6 +50,19 @@ function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: R
     for (const p of bank.pcrs) out.push({ type: 'tpm', value: `pcr:${name}:${p}:${pcrs.get(bank.hash)!.get(p)!.toString('hex')}` });
   }
   return out;
+}
+
+/**
+ * Replays the firmware log and the sidecar's agent log against the quote; returns the agent
+ * code digest when the agent PCR is quoted and its log names one.
+ */
+function measuredAgentCode(e: TpmEvidence, selection: readonly PcrSelection[], agentPcr: number): Buffer | undefined {
+  if (e.eventLog) replayLog(e.eventLog, selection, e.pcrs);
+  if (!e.appLog) return undefined;
+  const { events } = parseEventLog(e.appLog);
+  if (events.some((ev) => ev.pcr !== agentPcr)) throw fail(`the agent measurement log may only hold events for PCR ${agentPcr}`);
+  const trusted = replayLog(e.appLog, selection, e.pcrs);
+  return agentCodeDigest(trusted, agentPcr, TPM_ALG.SHA256);
 }
 
 export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
@@ -77,6 +95,7 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
           const ak = parsePublic(e.akPublic);
           const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, ctx.now);
           const { attest } = verifyQuote(ak, e.attest, e.signature, ctx.nonce, selection, e.pcrs);
+          const agentCode = measuredAgentCode(e, selection, deps.settings.agentPcr);
           const akName = objectName(ak);
           const record = await deps.records.getTpmRecord(identity.ekHash);
           const known = record !== undefined && record.akName.length === akName.length && timingSafeEqual(record.akName, akName);
@@ -87,7 +106,7 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
             throw fail(`TPM firmware version ${firmware} differs from the enrolled ${record.firmwareVersion}`);
           }
           const result: AttestationResult = {
-            selectors: selectorsOf(identity, selection, e.pcrs),
+            selectors: selectorsOf(identity, selection, e.pcrs, agentCode),
             evidenceDigest: createHash('sha256').update(evidence).digest(),
             commit: async (tx, now) => {
               // Re-read inside the transaction: a concurrent handshake may have moved the counters.
