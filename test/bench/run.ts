@@ -20,6 +20,12 @@ import { attest } from '../../src/agent/attest-client.js';
 import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
 import { selectorsKey } from '../../src/registration/entry.js';
 import { makeCert } from '../helpers/testca.js';
+import { HAVE_SWTPM, startSwtpm } from '../helpers/swtpm.js';
+import { TpmAttestor } from '../../src/agent/tpm-attestor.js';
+import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from '../../src/tpm/constants.js';
+import { TpmWriter } from '../../src/tpm/marshal.js';
+import { akTemplate, marshalPcrSelection, marshalPublic, marshalSignature, objectName, parsePublic, type PublicTemplate } from '../../src/tpm/structures.js';
+import { pcrDigest, verifyQuote } from '../../src/attestation/tpm/quote.js';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +137,81 @@ async function cryptoBenches(): Promise<void> {
   record('x509_svid_verify', rate(() => verifyX509Svid([leaf], bundles, now)), 'ops/s', verifyFloor);
 }
 
+async function tpmQuoteBench(): Promise<void> {
+  // A quote exactly as a TPM makes it, signed by a P-256 key in software (the verifier's work is
+  // the same); the floor is one raw ECDSA P-256 verification (p1363) over the same bytes.
+  const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const jwk = key.publicKey.export({ format: 'jwk' }) as { x: string; y: string };
+  const ak = parsePublic(marshalPublic({ ...akTemplate('ecc'), x: Buffer.from(jwk.x, 'base64url'), y: Buffer.from(jwk.y, 'base64url') } as PublicTemplate));
+  const sel = [{ hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7] }];
+  const values = new Map([[TPM_ALG.SHA256, new Map(sel[0]!.pcrs.map((p) => [p, randomBytes(32)]))]]);
+  const nonce = randomBytes(32);
+  const attest = new TpmWriter()
+    .u32(TPM_GENERATED_VALUE)
+    .u16(TPM_ST.ATTEST_QUOTE)
+    .tpm2b(objectName(ak))
+    .tpm2b(nonce)
+    .bytes(Buffer.alloc(8, 1))
+    .u32(3)
+    .u32(0)
+    .u8(1)
+    .bytes(Buffer.alloc(8, 2))
+    .bytes(marshalPcrSelection(sel))
+    .tpm2b(pcrDigest(TPM_ALG.SHA256, sel, values))
+    .done();
+  const p1363 = sign('sha256', attest, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+  const signature = marshalSignature({ sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, r: p1363.subarray(0, 32), s: p1363.subarray(32) });
+  const floor = rate(() => verify('sha256', attest, { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, p1363));
+  record('tpm_quote_verify', rate(() => verifyQuote(ak, attest, signature, nonce, sel, values)), 'ops/s', floor);
+}
+
+async function tpmHandshakeBench(): Promise<void> {
+  if (!HAVE_SWTPM) {
+    console.warn('swtpm not installed: tpm_handshake_swtpm skipped');
+    return;
+  }
+  const tpm = await startSwtpm();
+  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-tpm-'));
+  const settings = buildServerSettings({
+    data_dir: dataDir,
+    listen: '127.0.0.1:0',
+    trust_domain: 'example.org',
+    attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,4,5,6,7' } },
+  });
+  const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
+  try {
+    const sels = [{ type: 'tpm', value: 'model:swtpm' }];
+    await server.store.createEntry({ id: 'tpm', spiffeId: 'spiffe://example.org/agent/tpm', selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: 0 }, selectorsKey(sels));
+    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
+    const publicKey = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
+    const one = async (): Promise<{ ms: number; rounds: number }> => {
+      const t0 = performance.now();
+      const t = await tpm.open();
+      const a = new TpmAttestor(t);
+      try {
+        await attest({ server: server.address, bundlePem, evidenceType: 'tpm', publicKey, respond: (c) => a.respond(c) });
+      } finally {
+        await a.close();
+        await t.close();
+      }
+      return { ms: performance.now() - t0, rounds: a.rounds };
+    };
+    const first = await one();
+    const n = Number(process.env.BENCH_TPM_HANDSHAKES ?? 60);
+    const lat: number[] = [];
+    for (let i = 0; i < n; i++) lat.push((await one()).ms);
+    lat.sort((a, b) => a - b);
+    const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!;
+    record('tpm_handshake_first_contact', first.ms, `ms (with credential activation, ${first.rounds} rounds)`);
+    record('tpm_handshake_swtpm_p50', pct(50), `ms (spawn to SVID: EK+AK recreated, quote, gRPC/TLS; ${n} sequential)`);
+    record('tpm_handshake_swtpm_p99', pct(99), 'ms');
+  } finally {
+    await server.stop();
+    await tpm.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 async function handshakeBench(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
   const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org' });
@@ -184,7 +265,9 @@ async function handshakeBench(): Promise<void> {
 async function main(): Promise<void> {
   const t0 = performance.now();
   await cryptoBenches();
+  await tpmQuoteBench();
   await handshakeBench();
+  await tpmHandshakeBench();
   const rows = Object.entries(results).map(([k, r]) => [k, `${r.value}`, r.unit, r.floor === undefined ? '' : `${r.floor}`, r.ratio === undefined ? '' : `${r.ratio}`]);
   const head = ['benchmark', 'value', 'unit', 'floor', 'ratio'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => Math.min(r[i]!.length, 40))));

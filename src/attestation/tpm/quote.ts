@@ -58,6 +58,20 @@ export function verifyTpmSignature(ak: TpmPublic, key: KeyObject, message: Buffe
   if (!ok) throw fail('signature does not verify with the AK');
 }
 
+/** AK public keys already converted to KeyObjects, by their TPMT_PUBLIC bytes (bounded). */
+const akKeys = new Map<string, KeyObject>();
+const AK_KEY_CACHE_SIZE = 4096;
+function akKey(ak: TpmPublic): KeyObject {
+  const id = ak.bytes.toString('base64');
+  let k = akKeys.get(id);
+  if (!k) {
+    k = publicKeyOf(ak);
+    if (akKeys.size >= AK_KEY_CACHE_SIZE) akKeys.delete(akKeys.keys().next().value!);
+    akKeys.set(id, k);
+  }
+  return k;
+}
+
 /** PCR values by bank hash, then index. */
 export type PcrValues = ReadonlyMap<number, ReadonlyMap<number, Buffer>>;
 
@@ -89,7 +103,7 @@ export function verifyQuote(ak: TpmPublic, attestBytes: Buffer, signatureBytes: 
   checkAk(ak);
   const attest = parseAttest(attestBytes);
   if (attest.type !== TPM_ST.ATTEST_QUOTE) throw fail('attest is not a quote');
-  verifyTpmSignature(ak, publicKeyOf(ak), attestBytes, signatureBytes);
+  verifyTpmSignature(ak, akKey(ak), attestBytes, signatureBytes);
   if (attest.extraData.length !== nonce.length || !timingSafeEqual(attest.extraData, nonce)) throw fail('quote nonce mismatch');
   if (!samePcrSelection(attest.pcrSelect, selection)) {
     throw fail(`quote covers ${formatPcrSelection(attest.pcrSelect)}, not the requested ${formatPcrSelection(selection)}`);

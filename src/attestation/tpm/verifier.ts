@@ -11,7 +11,7 @@ import { HASHES, TPM_ALG } from '../../tpm/constants.js';
 import { parseEventLog } from '../../tpm/eventlog.js';
 import { agentCodeDigest, replayLog } from './replay.js';
 import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2, type TpmEvidence } from '../../tpm/evidence.js';
-import { objectName, parsePcrSelectionSpec, parsePublic, formatPcrSelection, type PcrSelection } from '../../tpm/structures.js';
+import { objectName, parsePcrSelectionSpec, parsePublic, formatPcrSelection, type PcrSelection, type TpmPublic } from '../../tpm/structures.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier, VerifyStep } from '../verifier.js';
 import { makeCredential } from './credential.js';
 import { verifyEk, type EkIdentity } from './ek.js';
@@ -65,7 +65,28 @@ function measuredAgentCode(e: TpmEvidence, selection: readonly PcrSelection[], a
   return agentCodeDigest(trusted, agentPcr, TPM_ALG.SHA256);
 }
 
+/** EK chains verified recently, by digest of (EK public, certificate, intermediates). */
+export const EK_CACHE_SIZE = 4096;
+/** How long a verified EK chain is reused before it is verified again (intermediates may expire). */
+export const EK_CACHE_TTL_MS = 10 * 60_000;
+
 export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
+  // A verified EK chain stays verified while every certificate in it is valid; the template and
+  // key checks are part of the cached verification because the cache key covers the EK public.
+  const ekCache = new Map<string, { identity: EkIdentity; from: number; until: number }>();
+  const verifyEkCached = (e: TpmEvidence, ek: TpmPublic, at: Date): EkIdentity => {
+    const h = createHash('sha256');
+    for (const b of [e.ekPublic, e.ekCertificate, ...e.ekIntermediates]) h.update(createHash('sha256').update(b).digest());
+    const key = h.digest('hex');
+    const hit = ekCache.get(key);
+    const t = at.getTime();
+    if (hit && t >= hit.from && t <= hit.until) return hit.identity;
+    const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, at);
+    if (ekCache.size >= EK_CACHE_SIZE) ekCache.delete(ekCache.keys().next().value!);
+    // Valid for the window of the EK certificate itself; intermediates and roots are re-checked on expiry of that.
+    ekCache.set(key, { identity, from: identity.certificate.notBefore.getTime(), until: Math.min(identity.certificate.notAfter.getTime(), t + EK_CACHE_TTL_MS) });
+    return identity;
+  };
   const selection = parsePcrSelectionSpec(deps.settings.pcrSelection);
   const spec = formatPcrSelection(selection);
   const anchors = [...deps.settings.roots];
@@ -93,7 +114,7 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
           const e = parseEvidence1(evidence);
           const ek = parsePublic(e.ekPublic);
           const ak = parsePublic(e.akPublic);
-          const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, ctx.now);
+          const identity = verifyEkCached(e, ek, ctx.now);
           const { attest } = verifyQuote(ak, e.attest, e.signature, ctx.nonce, selection, e.pcrs);
           const agentCode = measuredAgentCode(e, selection, deps.settings.agentPcr);
           const akName = objectName(ak);
