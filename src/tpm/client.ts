@@ -57,7 +57,8 @@ export interface Quote {
 }
 
 export class Tpm {
-  private constructor(private readonly transport: TpmTransport) {}
+  /** Wraps a transport (tests give a scripted one; `open` is the usual way in). */
+  constructor(private readonly transport: TpmTransport) {}
 
   /** Opens `/dev/tpmrm0` or `swtpm:host=H,port=N`. */
   static async open(spec: string): Promise<Tpm> {

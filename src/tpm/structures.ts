@@ -88,6 +88,9 @@ function readScheme(r: TpmReader, field: string): { scheme: number; hashAlg?: nu
   return { scheme, hashAlg: r.u16(`${field}.hashAlg`) };
 }
 
+/** TPMA_OBJECT bits that are reserved (Part 2, Table 31): a TPM never sets them. */
+export const TPMA_OBJECT_RESERVED = (1 << 0) | (1 << 3) | (0xf << 12) | (0xfff << 20);
+
 /** Parses one TPMT_PUBLIC filling `buf` exactly (RSA or ECC keys only). */
 export function parsePublic(buf: Buffer): TpmPublic {
   const r = new TpmReader(buf, 'TPMT_PUBLIC');
@@ -95,6 +98,7 @@ export function parsePublic(buf: Buffer): TpmPublic {
   const nameAlg = r.u16('nameAlg');
   if (!HASHES.has(nameAlg)) throw bad(`unsupported nameAlg 0x${nameAlg.toString(16)}`);
   const attributes = r.u32('objectAttributes');
+  if ((attributes & TPMA_OBJECT_RESERVED) >>> 0 !== 0) throw bad(`reserved objectAttributes bits set (0x${attributes.toString(16)})`);
   const authPolicy = r.tpm2b('authPolicy', 64);
   const symmetric = readSym(r);
   const scheme = readScheme(r, 'scheme');
