@@ -8,7 +8,7 @@ import { TpmError } from '../errors.js';
 import type { Tpm } from '../tpm/client.js';
 import { TPMA_OBJECT, TPM_RH } from '../tpm/constants.js';
 import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
-import { akTemplate, marshalPublic, parsePcrSelectionSpec, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
+import { akTemplate, marshalPublic, parsePcrSelectionSpec, parsePublic, publicKeyOf, residentKeyTemplate, srkTemplate, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
 import { EK_TEMPLATES } from '../tpm/ek-templates.js';
 import { measureAgent, type MeasureOptions } from './measure.js';
 
@@ -30,6 +30,7 @@ export interface TpmAttestorOptions {
 export class TpmAttestor {
   private ek?: { handle: number; public: TpmPublic };
   private ak?: { handle: number; public: TpmPublic };
+  private residentKey?: { handle: number; public: TpmPublic };
   /** Evidence rounds answered so far (1 = known AK, 2 = activation happened). */
   rounds = 0;
 
@@ -37,6 +38,37 @@ export class TpmAttestor {
     private readonly tpm: Tpm,
     private readonly opts: TpmAttestorOptions = {},
   ) {}
+
+  /**
+   * Creates the agent's SVID key inside the TPM (under the SRK, never exportable) and keeps it
+   * loaded; the first evidence then carries TPM2_Certify of it by the AK. Returns its SPKI (for
+   * the hello) and the blobs to reload it later with `loadResidentKey`.
+   */
+  async createResidentKey(): Promise<{ spki: Buffer; public: Buffer; private: Buffer }> {
+    const srk = await this.tpm.createPrimary(TPM_RH.OWNER, srkTemplate());
+    try {
+      const made = await this.tpm.create(srk.handle, residentKeyTemplate());
+      const loaded = await this.tpm.load(srk.handle, made.private, made.public);
+      this.residentKey = { handle: loaded.handle, public: made.public };
+      return { spki: publicKeyOf(made.public).export({ type: 'spki', format: 'der' }), public: made.public.bytes, private: made.private };
+    } finally {
+      // Children stay loaded when their parent is flushed; this frees an object slot.
+      await this.tpm.flush(srk.handle);
+    }
+  }
+
+  /** Reloads a resident key made by `createResidentKey` (the SRK is a primary: recreated alike). */
+  async loadResidentKey(pub: Buffer, priv: Buffer): Promise<Buffer> {
+    const publicArea = parsePublic(pub);
+    const srk = await this.tpm.createPrimary(TPM_RH.OWNER, srkTemplate());
+    try {
+      const loaded = await this.tpm.load(srk.handle, priv, publicArea);
+      this.residentKey = { handle: loaded.handle, public: publicArea };
+      return publicKeyOf(publicArea).export({ type: 'spki', format: 'der' });
+    } finally {
+      await this.tpm.flush(srk.handle);
+    }
+  }
 
   /** Answers one challenge of the `tpm` evidence type. */
   async respond(challenge: { nonce: Uint8Array; payload: Uint8Array }): Promise<Buffer> {
@@ -60,6 +92,7 @@ export class TpmAttestor {
     const appLog = this.opts.measure ? (await measureAgent(this.tpm, this.opts.measure)).log : undefined;
     const pcrs = await this.tpm.pcrRead(selection);
     const quote = await this.tpm.quote(this.ak.handle, nonce, selection);
+    const certify = this.residentKey ? await this.tpm.certify(this.residentKey.handle, this.ak.handle, nonce) : undefined;
     return encodeEvidence1({
       ekPublic: marshalPublic(this.ek.public),
       ekCertificate,
@@ -70,12 +103,13 @@ export class TpmAttestor {
       pcrs,
       ...(appLog ? { appLog } : {}),
       ...(this.opts.eventLog ? { eventLog: this.opts.eventLog } : {}),
+      ...(certify && this.residentKey ? { certify: { public: this.residentKey.public.bytes, attest: certify.attest, signature: certify.signature } } : {}),
     });
   }
 
-  /** Flushes the transient EK and AK. */
+  /** Flushes the transient EK, AK and resident key. */
   async close(): Promise<void> {
-    for (const h of [this.ak?.handle, this.ek?.handle]) if (h !== undefined) await this.tpm.flush(h).catch(() => undefined);
-    this.ak = this.ek = undefined;
+    for (const h of [this.ak?.handle, this.ek?.handle, this.residentKey?.handle]) if (h !== undefined) await this.tpm.flush(h).catch(() => undefined);
+    this.ak = this.ek = this.residentKey = undefined;
   }
 }

@@ -19,6 +19,8 @@ export interface AttestationResult {
   readonly selectors: readonly Selector[];
   /** SHA-256 of the evidence that was verified. */
   readonly evidenceDigest: Buffer;
+  /** Set when the evidence proved the agent key is resident in (and cannot leave) a TPM. */
+  readonly keyResidency?: 'tpm';
   /**
    * Runs inside the issuance transaction (e.g. consuming a one-time token). Throwing aborts
    * the issuance and rolls back every write.

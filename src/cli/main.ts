@@ -43,7 +43,7 @@ Usage:
                       [--ek-cert F --ek-pub F --roots F [--intermediates F]]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
-                    [--measure AGENT_PATH --measure-log FILE] [--event-log FILE]
+                    [--measure AGENT_PATH --measure-log FILE] [--event-log FILE] [--tpm-key]
                     (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
 
 Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
@@ -265,6 +265,7 @@ async function cmdAgent(args: string[]): Promise<number> {
     measure: { type: 'string' },
     'measure-log': { type: 'string' },
     'event-log': { type: 'string' },
+    'tpm-key': { type: 'boolean' },
     out: { type: 'string' },
     'jwt-audience': { type: 'string', multiple: true },
   });
@@ -276,9 +277,16 @@ async function cmdAgent(args: string[]): Promise<number> {
   if ((token === undefined) === (values.tpm === undefined)) throw new UsageError('give exactly one of --join-token and --tpm');
   if (values.ek !== undefined && values.ek !== 'rsa2048' && values.ek !== 'ecc384') throw new UsageError('--ek must be rsa2048 or ecc384');
   if (values.ak !== undefined && values.ak !== 'ecc' && values.ak !== 'rsa') throw new UsageError('--ak must be ecc or rsa');
+  if (values['tpm-key'] && values.tpm === undefined) throw new UsageError('--tpm-key needs --tpm');
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const common = { server, bundlePem, publicKey: publicKey.export({ type: 'spki', format: 'der' }), jwtAudiences: values['jwt-audience'] ?? [] };
+  const common: { server: string; bundlePem: string; publicKey: Buffer; jwtAudiences: string[] } = {
+    server,
+    bundlePem,
+    publicKey: publicKey.export({ type: 'spki', format: 'der' }),
+    jwtAudiences: values['jwt-audience'] ?? [],
+  };
   let res;
+  let residentBlob: string | undefined;
   if (token !== undefined) {
     res = await attest({ ...common, evidenceType: 'join_token', respond: () => Buffer.from(token) });
   } else {
@@ -291,6 +299,11 @@ async function cmdAgent(args: string[]): Promise<number> {
       ...(values['event-log'] ? { eventLog: readFileSync(values['event-log']) } : {}),
     });
     try {
+      if (values['tpm-key']) {
+        const k = await attestor.createResidentKey();
+        common.publicKey = k.spki;
+        residentBlob = JSON.stringify({ parent: 'srk:ecc-p256', public: k.public.toString('base64'), private: k.private.toString('base64') }) + '\n';
+      }
       res = await attest({ ...common, evidenceType: 'tpm', respond: (c) => attestor.respond(c) });
     } finally {
       await attestor.close();
@@ -298,7 +311,9 @@ async function cmdAgent(args: string[]): Promise<number> {
     }
   }
   mkdirSync(out, { recursive: true, mode: 0o700 });
-  writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  // A TPM-resident key never leaves the TPM: only its wrapped blob (loadable by this TPM alone) is written.
+  if (residentBlob) writeFileSync(join(out, 'svid.key.tpm'), residentBlob, { mode: 0o600 });
+  else writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));
   writeFileSync(join(out, 'bundle.pem'), res.bundlePem);
   writeFileSync(join(out, 'bundle.jwks'), res.bundleJwks);

@@ -165,25 +165,27 @@ export function decodeOid(t: Tlv): string {
   return dotted;
 }
 
+/** Longest OID arc, in encoded bytes (a 128-bit UUID arc under 2.25 takes 19). */
+const MAX_OID_ARC_BYTES = 20;
+
 function decodeOidValue(v: Buffer): string {
   if (v.length === 0 || v.length > 64) bad('bad OID length');
-  const parts: number[] = [];
-  let acc = 0;
-  let started = false;
+  const parts: bigint[] = [];
+  let acc = 0n;
+  let n = 0;
   for (let i = 0; i < v.length; i++) {
     const b = v[i]!;
-    if (!started && b === 0x80) bad('non-minimal OID arc');
-    started = true;
-    if (acc > 0x1ffffff) bad('OID arc too large');
-    acc = acc * 128 + (b & 0x7f);
+    if (n === 0 && b === 0x80) bad('non-minimal OID arc');
+    if (++n > MAX_OID_ARC_BYTES) bad('OID arc too large');
+    acc = (acc << 7n) | BigInt(b & 0x7f);
     if ((b & 0x80) === 0) {
       parts.push(acc);
-      acc = 0;
-      started = false;
+      acc = 0n;
+      n = 0;
     } else if (i === v.length - 1) bad('truncated OID');
   }
   const first = parts[0]!;
-  const head = first < 40 ? [0, first] : first < 80 ? [1, first - 40] : [2, first - 80];
+  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
   return [...head, ...parts.slice(1)].join('.');
 }
 
@@ -323,22 +325,17 @@ export function oid(dotted: string): Buffer {
 }
 
 function encodeOid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const out: number[] = [40 * arcs[0]! + arcs[1]!];
-  for (const a of arcs.slice(2)) {
+  const arcs = dotted.split('.').map((a) => BigInt(a));
+  const out: number[] = [];
+  for (const sub of [40n * arcs[0]! + arcs[1]!, ...arcs.slice(2)]) {
     const stack: number[] = [];
-    let v = a;
+    let v = sub;
     do {
-      stack.unshift(v & 0x7f);
-      v = Math.floor(v / 128);
-    } while (v > 0);
+      stack.unshift(Number(v & 0x7fn));
+      v >>= 7n;
+    } while (v > 0n);
     for (let i = 0; i < stack.length - 1; i++) stack[i]! |= 0x80;
     out.push(...stack);
-  }
-  // first arc pair may exceed 127 (2.x); encode base-128 as well
-  if (out[0]! > 127) {
-    const first = out.shift()!;
-    out.unshift(0x80 | (first >> 7), first & 0x7f);
   }
   return tlv(TAG.OID, Buffer.from(out));
 }

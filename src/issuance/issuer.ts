@@ -141,6 +141,7 @@ export class Handshake {
       spki: this.agentKey.spki,
       notBefore: new Date(now.getTime() - SVID_BACKDATE_MS),
       notAfter: new Date(now.getTime() + x509Ttl),
+      ...(result.keyResidency ? { keyResidency: result.keyResidency } : {}),
     });
     const jwtTtl = entry.jwtSvidTtl ? entry.jwtSvidTtl * 1000 : settings.jwtSvidTtlMs;
     const signer = ca.jwtSigner();

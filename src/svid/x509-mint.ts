@@ -10,6 +10,7 @@ import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js
 import { checkLeafProfile } from './x509-svid.js';
 import { KEY_USAGE, OID } from '../x509/oids.js';
 import * as t from './template.js';
+import { utf8 } from '../der/der.js';
 
 /** The CA that signs SVIDs: its certificate, private key and the chain to send after the leaf. */
 export interface SigningAuthority {
@@ -28,6 +29,8 @@ export interface X509SvidRequest {
   /** Extra SANs, used only for the issuer's own serving certificate. */
   readonly dnsNames?: readonly string[];
   readonly ipAddresses?: readonly string[];
+  /** Where the private key lives when not in the agent's memory ("tpm"): writ's residency extension. */
+  readonly keyResidency?: 'tpm';
 }
 
 export interface MintedX509Svid {
@@ -71,7 +74,7 @@ export class X509SvidMinter {
     // SVIDs never outlive their signing CA.
     const notAfter = req.notAfter > this.ca.certificate.notAfter ? this.ca.certificate.notAfter : req.notAfter;
     const serial = t.randomSerial();
-    const plain = !req.dnsNames?.length && !req.ipAddresses?.length;
+    const plain = !req.dnsNames?.length && !req.ipAddresses?.length && !req.keyResidency;
     const tbs =
       (plain && t.encodeLeafTbs(this.template, serial, req.notBefore, notAfter, req.spki, req.spiffeId.uri)) ||
       t.encodeTbs({
@@ -82,7 +85,12 @@ export class X509SvidMinter {
         notAfter,
         subject: SVID_SUBJECT,
         spki: req.spki,
-        extensions: [this.constantExtensions, t.subjectKeyId(req.spki), t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses)],
+        extensions: [
+          this.constantExtensions,
+          t.subjectKeyId(req.spki),
+          t.subjectAltName([req.spiffeId.uri], req.dnsNames, req.ipAddresses),
+          ...(req.keyResidency ? [t.extension(OID.writKeyResidency, false, utf8(req.keyResidency))] : []),
+        ],
       });
     const leaf = t.signCertificate(tbs, this.algorithm, this.hash, this.ca.privateKey);
     this.validate(leaf, req, notAfter);
@@ -109,5 +117,6 @@ export class X509SvidMinter {
     if (leaf.notAfter > this.ca.certificate.notAfter || leaf.notBefore >= leaf.notAfter) fail('validity outside the signing CA');
     const eku = leaf.extKeyUsage ?? [];
     if (!eku.includes(OID.serverAuth) || !eku.includes(OID.clientAuth)) fail('missing serverAuth/clientAuth');
+    if (leaf.keyResidency !== req.keyResidency) fail('key residency differs from the request');
   }
 }

@@ -143,6 +143,27 @@ export class Tpm {
     return { handle: handles[0]!, public: pub, name };
   }
 
+  /** TPM2_Create under `parent` (empty auth); returns the private blob and public area. */
+  async create(parent: number, template: PublicTemplate): Promise<{ private: Buffer; public: TpmPublic }> {
+    const params = new TpmWriter()
+      .tpm2b(new TpmWriter().tpm2b(Buffer.alloc(0)).tpm2b(Buffer.alloc(0)).done())
+      .tpm2b(marshalPublic(template))
+      .tpm2b(Buffer.alloc(0))
+      .u32(0)
+      .done();
+    const { params: r } = await this.command(TPM_CC.Create, [parent], [PASSWORD], params);
+    const priv = Buffer.from(r.tpm2b('outPrivate', 4096));
+    const pub = parsePublic(Buffer.from(r.tpm2b('outPublic', 2048)));
+    return { private: priv, public: pub };
+  }
+
+  /** TPM2_Load of a blob made by `create` under the same parent. */
+  async load(parent: number, priv: Buffer, pub: TpmPublic): Promise<{ handle: number; name: Buffer }> {
+    const params = new TpmWriter().tpm2b(priv).tpm2b(pub.bytes).done();
+    const { handles, params: r } = await this.command(TPM_CC.Load, [parent], [PASSWORD], params, 1);
+    return { handle: handles[0]!, name: Buffer.from(r.tpm2b('name', 66)) };
+  }
+
   async readPublic(handle: number): Promise<{ public: TpmPublic; name: Buffer }> {
     const { params: r } = await this.command(TPM_CC.ReadPublic, [handle], null, Buffer.alloc(0));
     const pub = parsePublic(Buffer.from(r.tpm2b('outPublic', 2048)));

@@ -5,7 +5,8 @@
  *   challenge 1  { "pcr_selection": "sha256:0,1,2,3,7" }
  *   evidence 1   { "ek_public", "ek_certificate", "ek_intermediates": [], "ak_public",
  *                  "attest", "signature", "pcrs": { "sha256": { "0": "<hex>", ... } },
- *                  "event_log"?, "app_log"? }   (TCG crypto-agile logs: firmware, and the sidecar's)
+ *                  "event_log"?, "app_log"?,    (TCG crypto-agile logs: firmware, and the sidecar's)
+ *                  "certify"?: { "public", "attest", "signature" } }   (TPM2_Certify of a TPM-resident agent key)
  *   challenge 2  { "credential_blob", "secret" }        (only when the AK is not yet activated)
  *   evidence 2   { "activated_secret" }
  */
@@ -32,6 +33,8 @@ export interface TpmEvidence {
   readonly eventLog?: Buffer;
   /** The sidecar's log of what it measured into the agent PCR. */
   readonly appLog?: Buffer;
+  /** TPM2_Certify by the AK of the TPM-resident agent key (TPMT_PUBLIC, TPMS_ATTEST, TPMT_SIGNATURE). */
+  readonly certify?: { readonly public: Buffer; readonly attest: Buffer; readonly signature: Buffer };
 }
 
 const b64 = (b: Buffer) => b.toString('base64');
@@ -84,6 +87,7 @@ export function encodeEvidence1(e: TpmEvidence): Buffer {
       pcrs,
       ...(e.eventLog ? { event_log: b64(e.eventLog) } : {}),
       ...(e.appLog ? { app_log: b64(e.appLog) } : {}),
+      ...(e.certify ? { certify: { public: b64(e.certify.public), attest: b64(e.certify.attest), signature: b64(e.certify.signature) } } : {}),
     }),
   );
 }
@@ -92,7 +96,7 @@ export function encodeEvidence1(e: TpmEvidence): Buffer {
 const MAX_EK_INTERMEDIATES = 4;
 
 export function parseEvidence1(b: Buffer): TpmEvidence {
-  const o = obj(b, ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs', 'event_log', 'app_log'], 'evidence');
+  const o = obj(b, ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs', 'event_log', 'app_log', 'certify'], 'evidence');
   const inter = o.ek_intermediates ?? [];
   if (!Array.isArray(inter) || inter.length > MAX_EK_INTERMEDIATES) throw fail(`ek_intermediates must be a list of at most ${MAX_EK_INTERMEDIATES}`);
   const pcrsRaw = o.pcrs;
@@ -121,7 +125,13 @@ export function parseEvidence1(b: Buffer): TpmEvidence {
     pcrs,
     ...(o.event_log !== undefined ? { eventLog: bytes(o.event_log, 'event_log', MAX_EVENT_LOG_BYTES) } : {}),
     ...(o.app_log !== undefined ? { appLog: bytes(o.app_log, 'app_log', MAX_EVENT_LOG_BYTES) } : {}),
+    ...(o.certify !== undefined ? { certify: parseCertify(o.certify) } : {}),
   };
+}
+
+function parseCertify(v: unknown): { public: Buffer; attest: Buffer; signature: Buffer } {
+  const o = obj(JSON.stringify(v ?? null), ['public', 'attest', 'signature'], 'certify');
+  return { public: bytes(o.public, 'certify.public', 1024), attest: bytes(o.attest, 'certify.attest', 2048), signature: bytes(o.signature, 'certify.signature', 1024) };
 }
 
 export function encodeChallenge2(credentialBlob: Buffer, secret: Buffer): Buffer {

@@ -172,6 +172,39 @@ export const AK_ATTRS =
   TPMA_OBJECT.restricted |
   TPMA_OBJECT.sign;
 
+/** A storage root key: ECC P-256 restricted decryption key, AES-128-CFB (TCG "SRK" template). */
+export function srkTemplate(): PublicTemplate {
+  return {
+    type: TPM_ALG.ECC,
+    nameAlg: TPM_ALG.SHA256,
+    attributes:
+      TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt,
+    authPolicy: Buffer.alloc(0),
+    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+    scheme: { scheme: TPM_ALG.NULL },
+    curve: TPM_ECC.NIST_P256,
+    kdf: { scheme: TPM_ALG.NULL },
+    x: Buffer.alloc(0),
+    y: Buffer.alloc(0),
+  };
+}
+
+/** A TPM-resident signing key for the agent's SVID: ECC P-256, ECDSA-SHA256, not restricted. */
+export function residentKeyTemplate(): PublicTemplate {
+  return {
+    type: TPM_ALG.ECC,
+    nameAlg: TPM_ALG.SHA256,
+    attributes: TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.sign,
+    authPolicy: Buffer.alloc(0),
+    symmetric: { algorithm: TPM_ALG.NULL },
+    scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+    curve: TPM_ECC.NIST_P256,
+    kdf: { scheme: TPM_ALG.NULL },
+    x: Buffer.alloc(0),
+    y: Buffer.alloc(0),
+  };
+}
+
 /** AK template: ECC P-256 with ECDSA-SHA256, or RSA 2048 with RSASSA-SHA256. */
 export function akTemplate(kind: 'ecc' | 'rsa'): PublicTemplate {
   if (kind === 'ecc') {

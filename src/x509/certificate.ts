@@ -44,6 +44,8 @@ export interface ParsedCertificate {
   readonly subjectKeyId?: Buffer;
   readonly authorityKeyId?: Buffer;
   readonly unknownCritical: readonly string[];
+  /** writ's key-residency extension value ("tpm"), when present. */
+  readonly keyResidency?: string;
 }
 
 function bad(msg: string): never {
@@ -189,6 +191,10 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
         if (kid) out.authorityKeyId = kid.value;
         break;
       }
+      case OID.writKeyResidency:
+        if (value.tag !== TAG.UTF8_STRING || value.value.length > 32) bad('bad key residency extension');
+        out.keyResidency = value.value.toString('utf8');
+        break;
       default:
         if (critical) unknownCritical.push(id);
     }

@@ -28,6 +28,11 @@ export const OID = {
   commonName: '2.5.4.3',
   countryName: '2.5.4.6',
   extensionRequest: '1.2.840.113549.1.9.14',
+  /**
+   * writ key residency (UUID OID f029a8e5-3653-4e45-97c2-eb5bdbdda18a under 2.25): a
+   * non-critical extension whose UTF8String value says where the SVID's private key lives ("tpm").
+   */
+  writKeyResidency: '2.25.319231028764455267678575191352458191242',
 } as const;
 
 /** Signature algorithms accepted on certificates and CSRs, with the hash each uses. */

@@ -1,6 +1,8 @@
 /** Measured boot and measured agent code, against a real swtpm. */
-import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { parseCertificate } from '../../src/x509/certificate.js';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
@@ -14,6 +16,8 @@ import { HAVE_SWTPM, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
 import { startServer } from '../helpers/server.js';
 
 type Started = Awaited<ReturnType<typeof startServer>>;
+
+const key = () => createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
 
 describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', () => {
   let T: Swtpm;
@@ -40,8 +44,6 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     await s?.stop();
     await T?.stop();
   });
-
-  const key = () => createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
 
   async function run(opts: TpmAttestorOptions, mutate?: (ev: Buffer) => Buffer): Promise<string | GrpcCallError> {
     const tpm = await T.open();
@@ -125,5 +127,93 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     expect(r).toBeInstanceOf(GrpcCallError);
     const dropped = await run({ eventLog: encodeEventLog(algs, events.filter((_, i) => i !== 1)) });
     expect(dropped).toBeInstanceOf(GrpcCallError);
+  });
+});
+
+describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
+  let T: Swtpm;
+  let s: Started;
+  beforeAll(async () => {
+    T = await startSwtpm();
+    s = await startServer({ attestation: { tpm: { manufacturer_roots: [T.rootPem], intermediates: [T.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } } });
+    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+      entry: { spiffeId: 'spiffe://example.org/agent/hw-key', selectors: [{ type: 'tpm', value: 'model:swtpm' }, { type: 'tpm', value: 'key:resident' }] },
+    });
+    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+      entry: { spiffeId: 'spiffe://example.org/agent/sw-key', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await s?.stop();
+    await T?.stop();
+  });
+
+  async function go(mutate?: (ev: Buffer, spki: Buffer) => { ev: Buffer; hello?: Buffer }) {
+    const tpm = await T.open();
+    const a = new TpmAttestor(tpm);
+    try {
+      const k = await a.createResidentKey();
+      let hello = k.spki;
+      if (mutate) hello = mutate(Buffer.alloc(0), k.spki).hello ?? hello;
+      const r = await attest({
+        server: s.address,
+        bundlePem: s.bundlePem,
+        evidenceType: 'tpm',
+        publicKey: hello,
+        respond: async (c) => {
+          const first = a.rounds === 0;
+          const out = await a.respond(c);
+          return first && mutate ? mutate(out, k.spki).ev : out;
+        },
+      });
+      return { r, spki: k.spki };
+    } catch (e) {
+      if (e instanceof GrpcCallError) return { err: e };
+      throw e;
+    } finally {
+      await a.close();
+      await tpm.close();
+    }
+  }
+
+  it('a certified TPM-resident key gets an SVID that says so', async () => {
+    const { r, spki } = await go();
+    expect(r!.spiffeId).toBe('spiffe://example.org/agent/hw-key');
+    const leaf = parseCertificate(r!.svidChain[0]!);
+    expect(leaf.keyResidency).toBe('tpm');
+    expect(leaf.spki.equals(spki!)).toBe(true);
+    // openssl shows it as a non-critical extension it does not know
+    const text = execFileSync('openssl', ['x509', '-inform', 'DER', '-noout', '-text'], { input: r!.svidChain[0]! }).toString();
+    expect(text).toMatch(/2\.25\.319231028764455267678575191352458191242:\s*\n\s*\.\.tpm/);
+    expect(new X509Certificate(r!.svidChain[0]!).subjectAltName).toBe('URI:spiffe://example.org/agent/hw-key');
+  });
+
+  it('a software key gets the software identity and no residency claim', async () => {
+    const tpm = await T.open();
+    const a = new TpmAttestor(tpm);
+    try {
+      const r = await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', publicKey: key(), respond: (c) => a.respond(c) });
+      expect(r.spiffeId).toBe('spiffe://example.org/agent/sw-key');
+      expect(parseCertificate(r.svidChain[0]!).keyResidency).toBeUndefined();
+    } finally {
+      await a.close();
+      await tpm.close();
+    }
+  });
+
+  it('certify evidence for one key with another key in the hello is refused', async () => {
+    const res = await go((ev) => ({ ev, hello: key() }));
+    expect(res.err?.writCode).toBe('ERR_EVIDENCE_INVALID');
+  });
+
+  it('a tampered certify attest is refused', async () => {
+    const res = await go((ev) => {
+      if (ev.length === 0) return { ev };
+      const e = parseEvidence1(ev);
+      const attest = Buffer.from(e.certify!.attest);
+      attest[attest.length - 1]! ^= 1;
+      return { ev: encodeEvidence1({ ...e, certify: { ...e.certify!, attest } }) };
+    });
+    expect(res.err?.writCode).toBe('ERR_EVIDENCE_INVALID');
   });
 });

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -100,6 +100,10 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation end to end (swtpm)', () => {
     ]);
     expect(r.stdout.trim()).toBe('spiffe://example.org/agent/tpm-a');
     expect(existsSync(join(out, 'svid.pem'))).toBe(true);
+    const hw = await run(join(REPO_ROOT, 'bin', 'writ'), ['agent', 'attest', '--server', s.address, '--bundle', s.server.bundlePemPath, '--tpm', tpmA.spec, '--tpm-key', '--out', join(tpmA.dir, 'cli-hw')]);
+    expect(hw.stdout.trim()).toBe('spiffe://example.org/agent/tpm-a');
+    expect(existsSync(join(tpmA.dir, 'cli-hw', 'svid.key'))).toBe(false);
+    expect(Object.keys(JSON.parse(readFileSync(join(tpmA.dir, 'cli-hw', 'svid.key.tpm'), 'utf8')))).toEqual(['parent', 'public', 'private']);
     const bad = await run(join(REPO_ROOT, 'bin', 'writ'), ['agent', 'attest', '--server', s.address, '--bundle', s.server.bundlePemPath, '--tpm', 'swtpm:host=127.0.0.1,port=1', '--out', out]).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^writ: tpm: cannot connect to swtpm at 127.0.0.1:1/);

@@ -40,9 +40,17 @@ describe('strict DER', () => {
     }).toThrow(/too deep|constructed/);
   });
   it('round-trips OIDs, including large arcs', () => {
-    for (const o of ['1.2.840.10045.4.3.2', '2.5.29.17', '1.3.6.1.4.1.311.21.20', '2.999.1234567']) {
+    for (const o of ['1.2.840.10045.4.3.2', '2.5.29.17', '1.3.6.1.4.1.311.21.20', '2.999.1234567', '2.25.319231028764455267678575191352458191242']) {
       expect(der.decodeOid(der.parseOne(der.oid(o)))).toBe(o);
     }
+  });
+  it('encodes OIDs as OpenSSL does', () => {
+    expect(der.oid('2.999.3').toString('hex')).toBe('0603883703');
+    expect(der.oid('1.2.840.113549.1.1.11').toString('hex')).toBe('06092a864886f70d01010b');
+  });
+  it('rejects an OID arc longer than 20 bytes', () => {
+    const arc = Buffer.concat([Buffer.alloc(21, 0x81), Buffer.from([0x01])]);
+    expect(() => der.decodeOid(der.parseOne(der.tlv(der.TAG.OID, Buffer.concat([Buffer.from([0x2a]), arc]))))).toThrow(/arc too large/);
   });
   it('round-trips times across the UTCTime/GeneralizedTime boundary', () => {
     for (const d of [new Date('2049-12-31T23:59:59Z'), new Date('2050-01-01T00:00:00Z'), new Date('1999-06-01T12:00:00Z')]) {

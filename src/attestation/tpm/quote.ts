@@ -6,7 +6,7 @@
 import { constants, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { AttestationError } from '../../errors.js';
 import { HASHES, TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_ST } from '../../tpm/constants.js';
-import { parseAttest, parseSignature, publicKeyOf, samePcrSelection, formatPcrSelection, type PcrSelection, type TpmAttest, type TpmPublic } from '../../tpm/structures.js';
+import { objectName, parseAttest, parseSignature, publicKeyOf, samePcrSelection, formatPcrSelection, type PcrSelection, type TpmAttest, type TpmPublic } from '../../tpm/structures.js';
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
 
@@ -131,4 +131,21 @@ export function checkCounters(prev: QuoteCounters | undefined, now: QuoteCounter
   if (now.restartCount < prev.restartCount) throw fail('TPM restartCount went backwards (replayed quote)');
   if (now.restartCount > prev.restartCount) return;
   if (now.clock < prev.clock) throw fail('TPM clock went backwards (replayed quote)');
+}
+
+/**
+ * Checks TPM2_Certify evidence that the agent key is resident in the same TPM as the AK:
+ * signature by the AK with its scheme, type TPM_ST_ATTEST_CERTIFY, certified Name equals the
+ * Name computed from the key's public area, extraData equals the nonce; the key is fixedTPM,
+ * fixedParent, sensitiveDataOrigin and sign, and neither restricted nor decrypt.
+ */
+export function verifyCertify(ak: TpmPublic, key: TpmPublic, attestBytes: Buffer, signatureBytes: Buffer, nonce: Buffer): void {
+  const required = TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.sign;
+  if ((key.attributes & required) !== required) throw fail('TPM-resident key must be fixedTPM, fixedParent, sensitiveDataOrigin and sign');
+  if (key.attributes & (TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt)) throw fail('TPM-resident agent key must be neither restricted nor decrypt');
+  const attest = parseAttest(attestBytes);
+  if (attest.type !== TPM_ST.ATTEST_CERTIFY) throw fail('certify evidence is not a TPMS_CERTIFY_INFO');
+  verifyTpmSignature(ak, akKey(ak), attestBytes, signatureBytes);
+  if (attest.extraData.length !== nonce.length || !timingSafeEqual(attest.extraData, nonce)) throw fail('certify nonce mismatch');
+  if (!attest.name.equals(objectName(key))) throw fail('certified Name is not the Name of the presented key');
 }

@@ -11,11 +11,11 @@ import { HASHES, TPM_ALG } from '../../tpm/constants.js';
 import { parseEventLog } from '../../tpm/eventlog.js';
 import { agentCodeDigest, replayLog } from './replay.js';
 import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2, type TpmEvidence } from '../../tpm/evidence.js';
-import { objectName, parsePcrSelectionSpec, parsePublic, formatPcrSelection, type PcrSelection, type TpmPublic } from '../../tpm/structures.js';
+import { objectName, parsePcrSelectionSpec, parsePublic, publicKeyOf, formatPcrSelection, type PcrSelection, type TpmPublic } from '../../tpm/structures.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier, VerifyStep } from '../verifier.js';
 import { makeCredential } from './credential.js';
 import { verifyEk, type EkIdentity } from './ek.js';
-import { checkCounters, verifyQuote } from './quote.js';
+import { checkCounters, verifyCertify, verifyQuote } from './quote.js';
 
 export const TPM_TYPE = 'tpm';
 /** Size of the activation secret, bytes. */
@@ -117,6 +117,15 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
           const identity = verifyEkCached(e, ek, ctx.now);
           const { attest } = verifyQuote(ak, e.attest, e.signature, ctx.nonce, selection, e.pcrs);
           const agentCode = measuredAgentCode(e, selection, deps.settings.agentPcr);
+          let resident = false;
+          if (e.certify) {
+            const keyPub = parsePublic(e.certify.public);
+            verifyCertify(ak, keyPub, e.certify.attest, e.certify.signature, ctx.nonce);
+            if (!publicKeyOf(keyPub).export({ type: 'spki', format: 'der' }).equals(ctx.agentKey.spki)) {
+              throw fail('the certified TPM key is not the key in the hello');
+            }
+            resident = true;
+          }
           const akName = objectName(ak);
           const record = await deps.records.getTpmRecord(identity.ekHash);
           const known = record !== undefined && record.akName.length === akName.length && timingSafeEqual(record.akName, akName);
@@ -127,7 +136,8 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
             throw fail(`TPM firmware version ${firmware} differs from the enrolled ${record.firmwareVersion}`);
           }
           const result: AttestationResult = {
-            selectors: selectorsOf(identity, selection, e.pcrs, agentCode),
+            selectors: [...selectorsOf(identity, selection, e.pcrs, agentCode), ...(resident ? [{ type: 'tpm', value: 'key:resident' }] : [])],
+            ...(resident ? { keyResidency: 'tpm' as const } : {}),
             evidenceDigest: createHash('sha256').update(evidence).digest(),
             commit: async (tx, now) => {
               // Re-read inside the transaction: a concurrent handshake may have moved the counters.
