@@ -30,7 +30,7 @@ const ALLOWED: Record<string, string[]> = {
   ca: ['svid', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
   attestation: ['registration', 'svid', 'x509', 'der', 'tpm', 'store', 'errors'],
   issuance: ['attestation', 'registration', 'ca', 'svid', 'spiffe', 'store', 'clock', 'errors'],
-  config: ['spiffe', 'svid', 'ca', 'tpm', 'errors'],
+  config: ['spiffe', 'svid', 'ca', 'tpm', 'der', 'errors'],
   gen: [],
   rpc: ['gen'],
   server: ['rpc', 'gen', 'issuance', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'x509', 'der', 'store', 'config', 'clock', 'errors'],

@@ -11,11 +11,12 @@ import { generateKeyPairSync } from 'node:crypto';
 import { ConfigError, isWritError } from '../errors.js';
 import { buildServerSettings, loadRawConfig } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
+import { certificatesInFile } from '../config/files.js';
 import { WritServer } from '../server/server.js';
 import { AdminService, CreateEntryRequestSchema, type CreateEntryResponse, type CreateJoinTokenResponse, type Entry, type GetEntryResponse, type ListEntriesResponse } from '../gen/writ/v1/admin_pb.js';
 import { BundleService, type GetBundleResponse } from '../gen/writ/v1/bundle_pb.js';
 import { parseSelector } from '../registration/entry.js';
-import { decodePem, encodePem } from '../der/pem.js';
+import { encodePem } from '../der/pem.js';
 import { parsePcrSelectionSpec } from '../tpm/structures.js';
 import { checkQuoteOffline } from '../attestation/tpm/check-quote.js';
 import { attest, GrpcCallError } from '../agent/attest-client.js';
@@ -322,13 +323,6 @@ async function cmdAgent(args: string[]): Promise<number> {
   return 0;
 }
 
-/** Reads certificates from a PEM (any number) or DER file. */
-function certificatesIn(path: string): Buffer[] {
-  const data = readFileSync(path);
-  const text = data.toString('latin1');
-  return text.includes('-----BEGIN') ? decodePem(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der) : [data];
-}
-
 async function cmdTpm(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'check-quote') throw new UsageError(`unknown tpm command ${sub ?? '(none)'}; want check-quote`);
@@ -365,10 +359,10 @@ async function cmdTpm(args: string[]): Promise<number> {
     ...(ekGiven === 3
       ? {
           ek: {
-            certificate: certificatesIn(values['ek-cert']!)[0]!,
+            certificate: certificatesInFile(values['ek-cert']!)[0]!,
             public: readFileSync(values['ek-pub']!),
-            roots: certificatesIn(values.roots!),
-            intermediates: values.intermediates ? certificatesIn(values.intermediates) : [],
+            roots: certificatesInFile(values.roots!),
+            intermediates: values.intermediates ? certificatesInFile(values.intermediates) : [],
             at: new Date(),
           },
         }

@@ -14,6 +14,7 @@ import type { DescService } from '@bufbuild/protobuf';
 import { systemClock, type Clock } from '../clock.js';
 import { CaError } from '../errors.js';
 import type { ServerSettings } from '../config/config.js';
+import { certificatesInFile } from '../config/files.js';
 import { KeyEncryptor } from '../ca/key-encryptor.js';
 import { CaManager, loadUpstreamCa, type UpstreamCa } from '../ca/manager.js';
 import { builtinVerifiers } from '../attestation/builtins.js';
@@ -22,7 +23,7 @@ import { Admin } from '../issuance/admin.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { spiffeIdFromParts } from '../spiffe/id.js';
-import { decodePem, encodePem } from '../der/pem.js';
+import { encodePem } from '../der/pem.js';
 import { AttestationService, file_writ_v1_attestation } from '../gen/writ/v1/attestation_pb.js';
 import { BundleService, file_writ_v1_bundle } from '../gen/writ/v1/bundle_pb.js';
 import { AdminService, file_writ_v1_admin } from '../gen/writ/v1/admin_pb.js';
@@ -88,20 +89,10 @@ function keyEncryptor(settings: ServerSettings, env: NodeJS.ProcessEnv, logger: 
 function loadUpstream(settings: ServerSettings): UpstreamCa | undefined {
   const u = settings.ca.upstream;
   if (!u) return undefined;
-  const chain = decodePem(readFileSync(u.certFile, 'utf8')).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  const chain = certificatesInFile(u.certFile);
   const key = createPrivateKey(readFileSync(u.keyFile));
-  const roots = decodePem(readFileSync(u.bundleFile, 'utf8')).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  const roots = certificatesInFile(u.bundleFile);
   return loadUpstreamCa(chain, key, roots);
-}
-
-/** Certificates from PEM or DER files. */
-function readCertificates(files: readonly string[]): Buffer[] {
-  return files.flatMap((f) => {
-    const data = readFileSync(f);
-    const text = data.toString('latin1');
-    if (text.includes('-----BEGIN')) return decodePem(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
-    return [data];
-  });
 }
 
 /** Refuses to start if another server answers on the admin socket; removes a stale one. */
@@ -188,8 +179,8 @@ export class WritServer {
       const verifiers = builtinVerifiers({
         store,
         tpm: {
-          roots: readCertificates(settings.attestation.tpm.manufacturerRoots),
-          intermediates: readCertificates(settings.attestation.tpm.intermediates),
+          roots: settings.attestation.tpm.manufacturerRoots.flatMap(certificatesInFile),
+          intermediates: settings.attestation.tpm.intermediates.flatMap(certificatesInFile),
           pcrSelection: settings.attestation.tpm.pcrSelection,
           agentPcr: settings.attestation.tpm.agentPcr,
         },
