@@ -9,12 +9,14 @@ import type { Tpm } from '../tpm/client.js';
 import { TPMA_OBJECT, TPM_RH } from '../tpm/constants.js';
 import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
 import { akTemplate, marshalPublic, parsePcrSelectionSpec, parsePublic, publicKeyOf, residentKeyTemplate, srkTemplate, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
-import { EK_TEMPLATES } from '../tpm/ek-templates.js';
+import { EK_TEMPLATES, isInstanceOf } from '../tpm/ek-templates.js';
 import { measureAgent, type MeasureOptions } from './measure.js';
 
 export interface TpmAttestorOptions {
   /** Which EK to use: the TCG RSA-2048 (L-1, default) or ECC P-384 (H-3) template. */
   readonly ek?: 'rsa2048' | 'ecc384';
+  /** Always recreate the EK from its template, even when a persistent copy exists. */
+  readonly recreateEk?: boolean;
   /** AK key type (default ECC P-256). */
   readonly ak?: 'ecc' | 'rsa';
   /** AK template override (tests use it to try keys the verifier must refuse). */
@@ -28,7 +30,7 @@ export interface TpmAttestorOptions {
 }
 
 export class TpmAttestor {
-  private ek?: { handle: number; public: TpmPublic };
+  private ek?: { handle: number; public: TpmPublic; persistent: boolean };
   private ak?: { handle: number; public: TpmPublic };
   private residentKey?: { handle: number; public: TpmPublic };
   /** Evidence rounds answered so far (1 = known AK, 2 = activation happened). */
@@ -86,7 +88,7 @@ export class TpmAttestor {
     const selection = parsePcrSelectionSpec(pcrSelection);
     const which = EK_TEMPLATES.find((t) => t.name === (this.opts.ek ?? 'rsa2048'))!;
     const ekCertificate = await this.tpm.nvRead(which.nvIndex);
-    this.ek = await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template);
+    this.ek = await this.loadEk(which);
     this.ak = await this.tpm.createPrimary(TPM_RH.OWNER, this.opts.akTemplate ?? akTemplate(this.opts.ak ?? 'ecc'));
     // Measure before reading and quoting, so the quote covers the measurement.
     const appLog = this.opts.measure ? (await measureAgent(this.tpm, this.opts.measure)).log : undefined;
@@ -107,9 +109,23 @@ export class TpmAttestor {
     });
   }
 
-  /** Flushes the transient EK, AK and resident key. */
+  /**
+   * The EK: the persistent copy at its TCG handle when it is an instance of the template (most
+   * TPMs keep one; recreating an RSA EK costs a key generation), else recreated from the template.
+   */
+  private async loadEk(which: (typeof EK_TEMPLATES)[number]): Promise<{ handle: number; public: TpmPublic; persistent: boolean }> {
+    const persisted = this.opts.recreateEk ? undefined : await this.tpm.readPublic(which.persistentHandle).catch((e: unknown) => {
+      if (e instanceof TpmError && e.code === 'ERR_TPM_COMMAND') return undefined; // no such handle
+      throw e;
+    });
+    if (persisted && isInstanceOf(persisted.public, which.template)) return { handle: which.persistentHandle, public: persisted.public, persistent: true };
+    return { ...(await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template)), persistent: false };
+  }
+
+  /** Flushes the transient EK, AK and resident key (never a persistent EK). */
   async close(): Promise<void> {
-    for (const h of [this.ak?.handle, this.ek?.handle, this.residentKey?.handle]) if (h !== undefined) await this.tpm.flush(h).catch(() => undefined);
+    const ek = this.ek && !this.ek.persistent ? this.ek.handle : undefined;
+    for (const h of [this.ak?.handle, ek, this.residentKey?.handle]) if (h !== undefined) await this.tpm.flush(h).catch(() => undefined);
     this.ak = this.ek = this.residentKey = undefined;
   }
 }

@@ -15,6 +15,7 @@ import { HAVE_SWTPM, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
 import { TPM_ALG, TPM_RH } from '../../src/tpm/constants.js';
 import { akTemplate, objectName, parsePublic } from '../../src/tpm/structures.js';
 import { verifyQuote } from '../../src/attestation/tpm/quote.js';
+import { parseEvidence1 } from '../../src/tpm/evidence.js';
 import { WritError } from '../../src/errors.js';
 import { startServer } from '../helpers/server.js';
 
@@ -68,6 +69,21 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation end to end (swtpm)', () => {
     expect(second.rounds).toBe(1);
     const rec = await s.server.store.getTpmRecord(ekHashA);
     expect(rec).toBeDefined();
+  });
+
+  it('the EK recreated from the TCG template is the persistent one the sidecar uses by default', async () => {
+    const ekPublic = async (recreateEk: boolean) => {
+      const t = await tpmA.open();
+      const a = new TpmAttestor(t, { recreateEk });
+      try {
+        return parseEvidence1(await a.respond({ nonce: Buffer.alloc(32), payload: Buffer.from('{"pcr_selection":"sha256:0"}') })).ekPublic;
+      } finally {
+        await a.close();
+        await t.close();
+      }
+    };
+    expect((await ekPublic(true)).equals(await ekPublic(false))).toBe(true);
+    expect((await attestWith(tpmA, { recreateEk: true })).res.spiffeId).toBe('spiffe://example.org/agent/tpm-a');
   });
 
   it('a changed AK (RSA instead of ECC) is activated again', async () => {

@@ -8,9 +8,8 @@ import { AttestationError } from '../../errors.js';
 import { TAG, children, decodeOid, parseOne } from '../../der/der.js';
 import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
 import { buildPathProblem } from '../../x509/path.js';
-import { TPM_ALG } from '../../tpm/constants.js';
-import { EK_TEMPLATES } from '../../tpm/ek-templates.js';
-import { marshalPublic, publicKeyOf, type TpmPublic } from '../../tpm/structures.js';
+import { matchesEkTemplate } from '../../tpm/ek-templates.js';
+import { publicKeyOf, type TpmPublic } from '../../tpm/structures.js';
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
 
@@ -19,16 +18,6 @@ export const OID_TCG_EK_CERTIFICATE = '2.23.133.8.1';
 const OID_TPM_MANUFACTURER = '2.23.133.2.1';
 const OID_TPM_MODEL = '2.23.133.2.2';
 const OID_TPM_VERSION = '2.23.133.2.3';
-
-/** True when `ek` was made from a TCG default template (everything but the unique field matches). */
-export function matchesEkTemplate(ek: TpmPublic): boolean {
-  return EK_TEMPLATES.some(({ template: t }) => {
-    if (t.type !== ek.type) return false;
-    // Compare everything before `unique` by marshalling the template with the EK's unique value.
-    const same = t.type === TPM_ALG.RSA && ek.type === TPM_ALG.RSA ? { ...t, modulus: ek.modulus } : t.type === TPM_ALG.ECC && ek.type === TPM_ALG.ECC ? { ...t, x: ek.x, y: ek.y } : undefined;
-    return same !== undefined && marshalPublic(same).equals(ek.bytes);
-  });
-}
 
 export interface EkIdentity {
   /** SHA-256 of the EK's SubjectPublicKeyInfo, hex: the TPM's stable identity. */
