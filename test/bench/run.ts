@@ -203,7 +203,7 @@ async function tpmHandshakeBench(): Promise<void> {
     lat.sort((a, b) => a - b);
     const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!;
     record('tpm_handshake_first_contact', first.ms, `ms (with credential activation, ${first.rounds} rounds)`);
-    record('tpm_handshake_swtpm_p50', pct(50), `ms (spawn to SVID: EK+AK recreated, quote, gRPC/TLS; ${n} sequential)`);
+    record('tpm_handshake_swtpm_p50', pct(50), `ms (spawn to SVID: persistent EK, AK recreated, PCR read, quote, gRPC/TLS; ${n} sequential)`);
     record('tpm_handshake_swtpm_p99', pct(99), 'ms');
   } finally {
     await server.stop();
