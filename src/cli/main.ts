@@ -41,7 +41,7 @@ Usage:
   writ token create [--spiffe-id ID] [--ttl D]
   writ bundle show [--format pem|jwks]
   writ tpm check-quote --ak-pub F --attest F --sig F --pcrs F --pcr-selection SEL --nonce HEX
-                      [--ek-cert F --ek-pub F --roots F [--intermediates F]]
+                      [--ek-cert F --ek-pub F --roots F [--intermediates F]] [--eventlog F]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
                     [--measure AGENT_PATH --measure-log FILE] [--event-log FILE] [--tpm-key]
@@ -337,6 +337,7 @@ async function cmdTpm(args: string[]): Promise<number> {
     'ek-pub': { type: 'string' },
     roots: { type: 'string' },
     intermediates: { type: 'string' },
+    eventlog: { type: 'string' },
   });
   if (values.help) return usage();
   const nonceHex = need(values.nonce, '--nonce');
@@ -356,6 +357,7 @@ async function cmdTpm(args: string[]): Promise<number> {
     pcrValues: readFileSync(need(values.pcrs, '--pcrs')),
     selection,
     nonce: Buffer.from(nonceHex, 'hex'),
+    ...(values.eventlog ? { eventLog: readFileSync(values.eventlog) } : {}),
     ...(ekGiven === 3
       ? {
           ek: {

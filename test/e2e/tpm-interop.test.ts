@@ -13,6 +13,7 @@ import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../../src/tpm/constants.js';
 import { TpmWriter } from '../../src/tpm/marshal.js';
 import { akTemplate, marshalPublic, objectName, type PublicTemplate } from '../../src/tpm/structures.js';
 import { EK_TEMPLATES } from '../../src/tpm/ek-templates.js';
+import { encodeEventLog } from '../../src/tpm/eventlog.js';
 import { makeCredential } from '../../src/attestation/tpm/credential.js';
 import { readPublicFile } from '../../src/attestation/tpm/check-quote.js';
 import { HAVE_SWTPM, HAVE_TPM2_TOOLS, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
@@ -30,6 +31,10 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     return r;
   };
   const f = (n: string) => join(T.dir, n);
+  const writeTmp = (n: string, b: Buffer) => {
+    writeFileSync(f(n), b);
+    return f(n);
+  };
 
   beforeAll(async () => {
     T = await startSwtpm();
@@ -53,6 +58,17 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     const bad = await run(WRIT, [...args, '--nonce', 'c0ffee00c0ffee01']).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe('writ: attestation(tpm): quote nonce mismatch\n');
+    // An event log that replays to the quoted PCRs passes; one that does not is refused.
+    const pcrs = readFileSync(f('pcrs.bin'));
+    const algs = new Map([[TPM_ALG.SHA256, 32]]);
+    const zeroLog = encodeEventLog(algs, []);
+    const withLog = await run(WRIT, [...args, '--nonce', 'c0ffee00c0ffee00', '--eventlog', writeTmp('empty.log', zeroLog)]);
+    expect(withLog.stdout).toContain('ok       event log replays');
+    const liar = encodeEventLog(algs, [{ pcr: 7, type: 0xd, digests: new Map([[TPM_ALG.SHA256, Buffer.alloc(32, 7)]]), data: Buffer.from('x') }]);
+    const lied = await run(WRIT, [...args, '--nonce', 'c0ffee00c0ffee00', '--eventlog', writeTmp('liar.log', liar)]).catch((e) => e);
+    expect(pcrs.subarray(4 * 32).equals(Buffer.alloc(32))).toBe(true); // swtpm: PCR 7 is still zero
+    expect(lied.code).toBe(1);
+    expect(lied.stderr).toBe('writ: attestation(tpm): event log replay does not match quoted PCR sha256:7\n');
     // And the tool's own checker agrees on the genuine quote.
     await tools('tpm2_checkquote', '-u', 'ak.pub', '-m', 'quote.msg', '-s', 'quote.sig', '-f', 'pcrs.bin', '-l', SEL, '-g', 'sha256', '-q', 'c0ffee00c0ffee00');
   });

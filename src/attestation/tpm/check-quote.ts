@@ -9,6 +9,7 @@ import { TpmReader } from '../../tpm/marshal.js';
 import { formatPcrSelection, objectName, parsePublic, type PcrSelection, type TpmPublic } from '../../tpm/structures.js';
 import { verifyEk } from './ek.js';
 import { verifyQuote } from './quote.js';
+import { replayLog } from './replay.js';
 
 export interface OfflineQuoteInput {
   /** TPM2B_PUBLIC (tpm2-tools `-u`) or a bare TPMT_PUBLIC. */
@@ -21,6 +22,8 @@ export interface OfflineQuoteInput {
   readonly pcrValues: Buffer;
   readonly selection: readonly PcrSelection[];
   readonly nonce: Buffer;
+  /** A TCG crypto-agile event log to replay against the quoted PCRs. */
+  readonly eventLog?: Buffer;
   readonly ek?: { readonly certificate: Buffer; readonly public: Buffer; readonly roots: readonly Buffer[]; readonly intermediates: readonly Buffer[]; readonly at: Date };
 }
 
@@ -70,6 +73,11 @@ export function checkQuoteOffline(i: OfflineQuoteInput): OfflineQuoteReport {
     'clock is safe',
     `TPM counters: resetCount ${attest.clockInfo.resetCount}, restartCount ${attest.clockInfo.restartCount}, clock ${attest.clockInfo.clock}, firmware ${attest.firmwareVersion}`,
   );
+  if (i.eventLog) {
+    const trusted = replayLog(i.eventLog, i.selection, values);
+    const pcrs = [...new Set(trusted.map((e) => e.pcr))].sort((a, b) => a - b);
+    checks.push(`event log replays to the quoted values of PCRs ${pcrs.join(',') || '(none with events)'}; ${trusted.length} events trusted, events in unquoted PCRs ignored`);
+  }
   const notChecked = ['AK-to-EK binding: only the online credential activation (MakeCredential/ActivateCredential) proves the AK lives in the TPM that holds the EK'];
   if (i.ek) {
     const id = verifyEk(readPublicFile(i.ek.public), i.ek.certificate, i.ek.intermediates, i.ek.roots, i.ek.at);
