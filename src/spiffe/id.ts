@@ -119,8 +119,3 @@ export function spiffeIdFromParts(trustDomain: string, path: string): SpiffeId {
 export function trustDomainId(trustDomain: string): string {
   return `${SCHEME_PREFIX}${parseTrustDomain(trustDomain).name}`;
 }
-
-/** True when `id` is in `trustDomain`. */
-export function memberOf(id: SpiffeId, trustDomain: string): boolean {
-  return id.trustDomain === trustDomain;
-}

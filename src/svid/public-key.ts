@@ -2,7 +2,7 @@
  * Which agent keys writ certifies, and PKCS#10 CSR parsing (RFC 2986) with the signature
  * checked by Node's crypto. UNTRUSTED input enters here.
  */
-import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { FormatError } from '../errors.js';
 import { SeqReader, TAG, decodeBitString, decodeOid, decodeSmallInt, parseOne, MAX_DER_BYTES } from '../der/der.js';
 import { SIGNATURE_ALGORITHMS } from '../x509/oids.js';
@@ -87,15 +87,4 @@ export function parseCsr(der: Uint8Array): AgentPublicKey {
 
 function csrError(msg: string, cause?: unknown): FormatError {
   return new FormatError('ERR_CSR_INVALID', `csr: ${msg}`, { cause });
-}
-
-/** RFC 7638 JWK thumbprint (SHA-256, base64url) of a public key. */
-export function jwkThumbprint(key: KeyObject): string {
-  const jwk = key.export({ format: 'jwk' }) as Record<string, string>;
-  let canonical: string;
-  if (jwk.kty === 'EC') canonical = JSON.stringify({ crv: jwk.crv, kty: 'EC', x: jwk.x, y: jwk.y });
-  else if (jwk.kty === 'RSA') canonical = JSON.stringify({ e: jwk.e, kty: 'RSA', n: jwk.n });
-  else if (jwk.kty === 'OKP') canonical = JSON.stringify({ crv: jwk.crv, kty: 'OKP', x: jwk.x });
-  else throw new FormatError('ERR_KEY_UNSUPPORTED', `key: no thumbprint for kty ${jwk.kty}`);
-  return createHash('sha256').update(canonical).digest('base64url');
 }

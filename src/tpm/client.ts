@@ -294,4 +294,3 @@ export class Tpm {
   }
 }
 
-export { PASSWORD };

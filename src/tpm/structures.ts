@@ -10,9 +10,6 @@ import { TpmReader, TpmWriter } from './marshal.js';
 
 const bad = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `tpm: ${msg}`);
 
-/** Largest digest, name, key or signature part writ reads. */
-const MAX_PART = 1024;
-
 export interface SymDef {
   readonly algorithm: number;
   readonly keyBits?: number;
@@ -382,4 +379,3 @@ export function marshalSignature(s: TpmSignature): Buffer {
   return w.done();
 }
 
-export { MAX_PART };
