@@ -118,6 +118,7 @@ export class WritServer {
   private rotationTimer?: NodeJS.Timeout;
   private metricsServer?: HttpServer;
   private servingCertNotAfter = 0;
+  private servingCertIssuedAt = 0;
   private stopped = false;
 
   private constructor(
@@ -268,7 +269,6 @@ export class WritServer {
     this.servingCertNotAfter = svid.notAfter.getTime();
     this.servingCertIssuedAt = now;
   }
-  private servingCertIssuedAt = 0;
 
   private writeBundleFiles(): void {
     const d = bundleDocuments(this.ca.bundle());

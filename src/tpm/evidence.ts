@@ -39,17 +39,23 @@ export interface TpmEvidence {
 
 const b64 = (b: Buffer) => b.toString('base64');
 
-function obj(text: Buffer | string, keys: readonly string[], what: string): Record<string, unknown> {
-  if (text.length > MAX_TPM_EVIDENCE_BYTES) throw fail(`${what} larger than ${MAX_TPM_EVIDENCE_BYTES} bytes`);
-  let v: unknown;
-  try {
-    v = JSON.parse(typeof text === 'string' ? text : text.toString('utf8'));
-  } catch {
-    throw fail(`${what} is not JSON`);
-  }
+/** An object with only the given members (nested values are checked by the caller). */
+function members(v: unknown, keys: readonly string[], what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail(`${what} is not an object`);
   for (const k of Object.keys(v)) if (!keys.includes(k)) throw fail(`${what} has unknown member ${JSON.stringify(k.slice(0, 40))}`);
   return v as Record<string, unknown>;
+}
+
+/** Parses one bounded JSON message into an object with only the given members. */
+function obj(text: Buffer, keys: readonly string[], what: string): Record<string, unknown> {
+  if (text.length > MAX_TPM_EVIDENCE_BYTES) throw fail(`${what} larger than ${MAX_TPM_EVIDENCE_BYTES} bytes`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text.toString('utf8'));
+  } catch {
+    throw fail(`${what} is not JSON`);
+  }
+  return members(v, keys, what);
 }
 
 function bytes(v: unknown, name: string, max: number): Buffer {
@@ -130,7 +136,7 @@ export function parseEvidence1(b: Buffer): TpmEvidence {
 }
 
 function parseCertify(v: unknown): { public: Buffer; attest: Buffer; signature: Buffer } {
-  const o = obj(JSON.stringify(v ?? null), ['public', 'attest', 'signature'], 'certify');
+  const o = members(v, ['public', 'attest', 'signature'], 'certify');
   return { public: bytes(o.public, 'certify.public', 1024), attest: bytes(o.attest, 'certify.attest', 2048), signature: bytes(o.signature, 'certify.signature', 1024) };
 }
 

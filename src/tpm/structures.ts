@@ -169,55 +169,43 @@ export const AK_ATTRS =
   TPMA_OBJECT.restricted |
   TPMA_OBJECT.sign;
 
-/** A storage root key: ECC P-256 restricted decryption key, AES-128-CFB (TCG "SRK" template). */
-export function srkTemplate(): PublicTemplate {
+/** An ECC P-256, SHA-256 key template with empty auth policy and unique field. */
+function eccP256(attributes: number, symmetric: SymDef, scheme: { scheme: number; hashAlg?: number }): PublicTemplate {
   return {
     type: TPM_ALG.ECC,
     nameAlg: TPM_ALG.SHA256,
-    attributes:
-      TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt,
+    attributes,
     authPolicy: Buffer.alloc(0),
-    symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
-    scheme: { scheme: TPM_ALG.NULL },
+    symmetric,
+    scheme,
     curve: TPM_ECC.NIST_P256,
     kdf: { scheme: TPM_ALG.NULL },
     x: Buffer.alloc(0),
     y: Buffer.alloc(0),
   };
+}
+
+/** A storage root key: ECC P-256 restricted decryption key, AES-128-CFB (TCG "SRK" template). */
+export function srkTemplate(): PublicTemplate {
+  return eccP256(
+    TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt,
+    { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
+    { scheme: TPM_ALG.NULL },
+  );
 }
 
 /** A TPM-resident signing key for the agent's SVID: ECC P-256, ECDSA-SHA256, not restricted. */
 export function residentKeyTemplate(): PublicTemplate {
-  return {
-    type: TPM_ALG.ECC,
-    nameAlg: TPM_ALG.SHA256,
-    attributes: TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.sign,
-    authPolicy: Buffer.alloc(0),
-    symmetric: { algorithm: TPM_ALG.NULL },
-    scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-    curve: TPM_ECC.NIST_P256,
-    kdf: { scheme: TPM_ALG.NULL },
-    x: Buffer.alloc(0),
-    y: Buffer.alloc(0),
-  };
+  return eccP256(
+    TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.sign,
+    { algorithm: TPM_ALG.NULL },
+    { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
+  );
 }
 
 /** AK template: ECC P-256 with ECDSA-SHA256, or RSA 2048 with RSASSA-SHA256. */
 export function akTemplate(kind: 'ecc' | 'rsa'): PublicTemplate {
-  if (kind === 'ecc') {
-    return {
-      type: TPM_ALG.ECC,
-      nameAlg: TPM_ALG.SHA256,
-      attributes: AK_ATTRS,
-      authPolicy: Buffer.alloc(0),
-      symmetric: { algorithm: TPM_ALG.NULL },
-      scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 },
-      curve: TPM_ECC.NIST_P256,
-      kdf: { scheme: TPM_ALG.NULL },
-      x: Buffer.alloc(0),
-      y: Buffer.alloc(0),
-    };
-  }
+  if (kind === 'ecc') return eccP256(AK_ATTRS, { algorithm: TPM_ALG.NULL }, { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 });
   return {
     type: TPM_ALG.RSA,
     nameAlg: TPM_ALG.SHA256,

@@ -12,9 +12,9 @@ import { Tpm } from '../../src/tpm/client.js';
 
 export const HAVE_SWTPM = ['swtpm', 'swtpm_setup', 'swtpm_localca'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
 export const HAVE_TPM2_TOOLS = spawnSync('sh', ['-c', 'command -v tpm2_checkquote']).status === 0;
-if (!HAVE_SWTPM) {
+if (!HAVE_SWTPM || !HAVE_TPM2_TOOLS) {
   if (process.env.CI) throw new Error('CI requires swtpm, swtpm-tools and tpm2-tools (scripts/install-test-deps.sh)');
-  console.warn('\n*** swtpm not installed: TPM end-to-end tests are SKIPPED (apt-get install swtpm swtpm-tools tpm2-tools) ***\n');
+  console.warn('\n*** swtpm or tpm2-tools not installed: TPM end-to-end or interop tests are SKIPPED (apt-get install swtpm swtpm-tools tpm2-tools) ***\n');
 }
 
 async function freePortPair(): Promise<number> {
