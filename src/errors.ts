@@ -28,6 +28,16 @@ export const ERROR_CODES = [
   'ERR_STORE',
   'ERR_TPM_COMMAND',
   'ERR_TPM_TRANSPORT',
+  'ERR_JWS_INVALID',
+  'ERR_GRANT_INVALID',
+  'ERR_WRIT_INVALID',
+  'ERR_PROOF_INVALID',
+  'ERR_PROOF_REPLAYED',
+  'ERR_PRINCIPAL_INVALID',
+  'ERR_POLICY_INVALID',
+  'ERR_POLICY_NOT_FOUND',
+  'ERR_POLICY_DENIED',
+  'ERR_ESCALATION_REQUIRED',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -130,6 +140,46 @@ export class TpmError extends WritError<'ERR_TPM_COMMAND' | 'ERR_TPM_TRANSPORT'>
   }
 }
 
+/** A JWS is malformed, uses a refused algorithm, or its JSON is not strict (duplicate keys, depth). */
+export class JwsError extends WritError<'ERR_JWS_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_JWS_INVALID', message, options);
+    this.name = 'JwsError';
+  }
+}
+
+/** A grant or a grant chain breaks a delegation rule (signature, attenuation, depth, cycle, binding). */
+export class DelegationError extends WritError<'ERR_GRANT_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_GRANT_INVALID', message, options);
+    this.name = 'DelegationError';
+  }
+}
+
+/** A writ or its proof of possession failed relying-party verification. */
+export class WritVerifyError extends WritError<'ERR_WRIT_INVALID' | 'ERR_PROOF_INVALID' | 'ERR_PROOF_REPLAYED'> {
+  constructor(code: WritVerifyError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'WritVerifyError';
+  }
+}
+
+/** A principal's OpenID Connect token was not accepted. */
+export class PrincipalError extends WritError<'ERR_PRINCIPAL_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_PRINCIPAL_INVALID', message, options);
+    this.name = 'PrincipalError';
+  }
+}
+
+/** A policy set is invalid or unknown, or a policy decision refused the request. */
+export class PolicyError extends WritError<'ERR_POLICY_INVALID' | 'ERR_POLICY_NOT_FOUND' | 'ERR_POLICY_DENIED' | 'ERR_ESCALATION_REQUIRED'> {
+  constructor(code: PolicyError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'PolicyError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -140,7 +190,12 @@ export type AnyWritError =
   | CaError
   | ConfigError
   | StoreError
-  | TpmError;
+  | TpmError
+  | JwsError
+  | DelegationError
+  | WritVerifyError
+  | PrincipalError
+  | PolicyError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

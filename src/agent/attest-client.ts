@@ -26,6 +26,9 @@ export interface AttestOptions {
   /** Answers each challenge with evidence. */
   readonly respond: (challenge: { nonce: Uint8Array; payload: Uint8Array }) => Promise<Buffer> | Buffer;
   readonly jwtAudiences?: readonly string[];
+  /** Grant chain, root first; with it the result carries a writ. */
+  readonly grants?: readonly string[];
+  readonly writAudiences?: readonly string[];
   readonly timeoutMs?: number;
 }
 
@@ -35,6 +38,8 @@ export interface AttestOutcome {
   readonly bundleJwks: string;
   readonly bundlePem: string;
   readonly jwtSvids: Array<{ audience: string; token: string }>;
+  /** The writ, when grants were sent. */
+  readonly writ?: string;
 }
 
 /** The trust domain the bundle's first root names in its URI SAN. */
@@ -115,6 +120,7 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
               bundleJwks: r.bundleJwks,
               bundlePem: r.bundlePem,
               jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
+              ...(r.writ ? { writ: r.writ } : {}),
             }),
           );
         }
@@ -123,7 +129,16 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
       call.on('end', () => done(() => reject(new Error('attest: the issuer closed the stream without a result'))));
       call.write(
         create(AttestRequestSchema, {
-          step: { case: 'hello', value: { evidenceType: opts.evidenceType, publicKey: opts.publicKey, jwtAudiences: [...(opts.jwtAudiences ?? [])] } },
+          step: {
+            case: 'hello',
+            value: {
+              evidenceType: opts.evidenceType,
+              publicKey: opts.publicKey,
+              jwtAudiences: [...(opts.jwtAudiences ?? [])],
+              grants: [...(opts.grants ?? [])],
+              writAudiences: [...(opts.writAudiences ?? [])],
+            },
+          },
         }),
       );
     });

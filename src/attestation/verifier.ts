@@ -19,6 +19,11 @@ export interface AttestationResult {
   readonly selectors: readonly Selector[];
   /** SHA-256 of the evidence that was verified. */
   readonly evidenceDigest: Buffer;
+  /**
+   * Evidence a relying party can re-verify offline, to embed in the writ; absent when the
+   * evidence is secret (a join token) or cannot be checked without the issuer.
+   */
+  readonly publicEvidence?: Buffer;
   /** Set when the evidence proved the agent key is resident in (and cannot leave) a TPM. */
   readonly keyResidency?: 'tpm';
   /**
@@ -35,6 +40,33 @@ export interface AttestationSession {
   /** Payload of the first challenge sent to the agent. */
   readonly challenge: Buffer;
   respond(evidence: Buffer): Promise<VerifyStep>;
+}
+
+/** What a relying party supplies to re-verify evidence: hardware roots per evidence type. */
+export interface ReverifyContext {
+  /** The binding digest recomputed from the writ: what the evidence must have signed. */
+  readonly binding: Buffer;
+  /** The agent key's RFC 7638 thumbprint (the writ's `cnf.jkt`). */
+  readonly agentJkt: string;
+  readonly at: Date;
+  /** Trust anchors (DER) and intermediates for this evidence type, e.g. TPM manufacturer roots. */
+  readonly roots: readonly Buffer[];
+  readonly intermediates: readonly Buffer[];
+}
+
+export interface ReverifiedEvidence {
+  /** Selectors recomputed from the evidence alone. */
+  readonly selectors: readonly Selector[];
+  /** What the relying party has now checked itself. */
+  readonly checked: readonly string[];
+  /** What the evidence cannot show and the relying party takes on the issuer's word. */
+  readonly takenFromIssuer: readonly string[];
+}
+
+/** Offline re-verification of embedded evidence by a relying party (deep verification). */
+export interface EvidenceReverifier {
+  readonly type: string;
+  reverify(evidence: Buffer, ctx: ReverifyContext): ReverifiedEvidence;
 }
 
 export interface EvidenceVerifier {

@@ -93,7 +93,7 @@ export class CaManager {
     const now = this.deps.clock.now().getTime();
     const changed = await this.deps.store.transaction(async (tx) => {
       let changed = false;
-      const kinds: CaKeyKind[] = this.deps.settings.upstream ? ['x509-intermediate', 'jwt'] : ['x509-root', 'x509-intermediate', 'jwt'];
+      const kinds: CaKeyKind[] = this.deps.settings.upstream ? ['x509-intermediate', 'jwt', 'writ'] : ['x509-root', 'x509-intermediate', 'jwt', 'writ'];
       for (const kind of kinds) changed = (await this.rotateKind(tx, kind, now)) || changed;
       if (changed) await tx.bumpBundleSequence();
       return changed;
@@ -144,7 +144,8 @@ export class CaManager {
   private async createKey(tx: StoreTx, kind: CaKeyKind, state: 'active' | 'prepared', now: number): Promise<CaKeyRecord> {
     const s = this.deps.settings;
     const id = `${kind}-${randomBytes(8).toString('hex')}`;
-    const privateKey = generateKey(kind === 'jwt' ? 'jwt' : s.keyType, s.jwtAlg);
+    // Writ keys sign grants and writs: always ES256, the algorithm every JOSE library verifies.
+    const privateKey = kind === 'writ' ? generateKey('ec-p256', s.jwtAlg) : generateKey(kind === 'jwt' ? 'jwt' : s.keyType, s.jwtAlg);
     const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
     const notBefore = now - CA_BACKDATE_MS;
     let notAfter = now + (kind === 'x509-root' ? s.rootTtlMs : s.caTtlMs);
@@ -253,6 +254,12 @@ export class CaManager {
     return { kid: k.record.id, alg: this.deps.settings.jwtAlg, privateKey: k.privateKey, notAfter: new Date(k.record.notAfter) };
   }
 
+  /** The active writ key: signs root grants and writs (never JWT-SVIDs; its bundle `use` is "writ"). */
+  writSigner(): { kid: string; privateKey: KeyObject; notAfter: Date } {
+    const k = this.activeOf('writ');
+    return { kid: k.record.id, privateKey: k.privateKey, notAfter: new Date(k.record.notAfter) };
+  }
+
   /** The trust bundle: roots and JWT keys that are prepared, active, or retired but unexpired. */
   bundle(): Bundle {
     if (this.bundleCache) return this.bundleCache;
@@ -262,10 +269,15 @@ export class CaManager {
     for (const k of this.keys.filter((k) => k.record.kind === 'jwt')) {
       jwt.set(k.record.id, createPublicKey({ key: k.record.publicKeyDer, format: 'der', type: 'spki' }));
     }
+    const writ = new Map<string, KeyObject>();
+    for (const k of this.keys.filter((k) => k.record.kind === 'writ')) {
+      writ.set(k.record.id, createPublicKey({ key: k.record.publicKeyDer, format: 'der', type: 'spki' }));
+    }
     this.bundleCache = {
       trustDomain: this.deps.settings.trustDomain,
       x509Authorities: x509,
       jwtAuthorities: jwt,
+      writAuthorities: writ,
       sequence: this.sequence,
       refreshHint: this.deps.settings.refreshHintSeconds,
     };

@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { create } from '@bufbuild/protobuf';
 import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { ConfigError, isWritError } from '../errors.js';
 import { buildServerSettings, loadRawConfig } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
@@ -24,7 +24,9 @@ import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
-class UsageError extends Error {}
+import { CliUsageError as UsageError, agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, verifyCommand } from './writ-commands.js';
+import { jwkThumbprint } from '../jose/jws.js';
+import { parseWrit } from '../writ/writ.js';
 
 const VERSION = '0.1.0';
 
@@ -43,9 +45,24 @@ Usage:
   writ tpm check-quote --ak-pub F --attest F --sig F --pcrs F --pcr-selection SEL --nonce HEX
                       [--ek-cert F --ek-pub F --roots F [--intermediates F]] [--eventlog F]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
+                    [--key FILE] [--grant FILE...] [--writ-audience AUD...]
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
                     [--measure AGENT_PATH --measure-log FILE] [--event-log FILE] [--tpm-key]
                     (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
+  writ agent keygen --out DIR [--type ec-p256|ec-p384]
+  writ grant create --server HOST:PORT --bundle FILE --token-file F [--token-type id_token|jwt]
+                    --task-id ID --goal TEXT [--ttl D] --scope ACTION=RESOURCE...
+                    [--boundary ACTION=RESOURCE...] [--escalate ACTION=RESOURCE...]
+                    [--max-depth N] --delegate THUMBPRINT --out FILE
+  writ grant delegate --writ F --key F --child THUMBPRINT [--scope A=R...] [--boundary A=R...]
+                      [--escalate A=R...] [--ttl D] --out FILE
+  writ policy push DIR | show [DIGEST] [--json] | list [--json] | decisions [--limit N] [--json]
+  writ proof create --writ F --key F --audience A --method M [--ttl D]
+  writ verify --bundle JWKS --audience A --writ F --proof F [--method M] [--deep]
+              [--tpm-roots F...] [--tpm-intermediates F...] [--trust-domain TD]
+              [--require-evidence T...] [--require-selector S...] [--max-policy-age D]
+              [--require-principal-issuer ISS] [--replay-cache FILE]
+              [--action A --resource R] [--json]
 
 Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
 WRIT_DATA_DIR) or --admin-socket PATH. Durations look like 90s, 5m, 1h.
@@ -255,8 +272,16 @@ async function cmdBundle(args: string[]): Promise<number> {
 
 async function cmdAgent(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'attest') throw new UsageError(`unknown agent command ${sub ?? '(none)'}; want attest`);
+  if (sub === 'keygen') {
+    const { values } = parse(rest, { out: { type: 'string' }, type: { type: 'string' } });
+    if (values.help) return usage();
+    return agentKeygen(values);
+  }
+  if (sub !== 'attest') throw new UsageError(`unknown agent command ${sub ?? '(none)'}; want attest or keygen`);
   const { values } = parse(rest, {
+    key: { type: 'string' },
+    grant: { type: 'string', multiple: true },
+    'writ-audience': { type: 'string', multiple: true },
     server: { type: 'string' },
     bundle: { type: 'string' },
     'join-token': { type: 'string' },
@@ -279,12 +304,18 @@ async function cmdAgent(args: string[]): Promise<number> {
   if (values.ek !== undefined && values.ek !== 'rsa2048' && values.ek !== 'ecc384') throw new UsageError('--ek must be rsa2048 or ecc384');
   if (values.ak !== undefined && values.ak !== 'ecc' && values.ak !== 'rsa') throw new UsageError('--ak must be ecc or rsa');
   if (values['tpm-key'] && values.tpm === undefined) throw new UsageError('--tpm-key needs --tpm');
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  const common: { server: string; bundlePem: string; publicKey: Buffer; jwtAudiences: string[] } = {
+  if (values['tpm-key'] && values.key !== undefined) throw new UsageError('--tpm-key and --key are exclusive');
+  const grants = readGrantFiles(values.grant ?? []);
+  if (values['writ-audience'] && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
+  const privateKey = values.key ? readPrivateKey(values.key) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  const publicKey = createPublicKey(privateKey);
+  const common: { server: string; bundlePem: string; publicKey: Buffer; jwtAudiences: string[]; grants: string[]; writAudiences: string[] } = {
     server,
     bundlePem,
     publicKey: publicKey.export({ type: 'spki', format: 'der' }),
     jwtAudiences: values['jwt-audience'] ?? [],
+    grants,
+    writAudiences: values['writ-audience'] ?? [],
   };
   let res;
   let residentBlob: string | undefined;
@@ -314,7 +345,13 @@ async function cmdAgent(args: string[]): Promise<number> {
   mkdirSync(out, { recursive: true, mode: 0o700 });
   // A TPM-resident key never leaves the TPM: only its wrapped blob (loadable by this TPM alone) is written.
   if (residentBlob) writeFileSync(join(out, 'svid.key.tpm'), residentBlob, { mode: 0o600 });
-  else writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  else if (!values.key) writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  if (grants.length) {
+    if (!res.writ) throw new Error('the issuer returned no writ for the grant chain');
+    // The writ must be bound to the key we hold; refuse to store one that is not.
+    if (parseWrit(res.writ).claims.cnf.jkt !== jwkThumbprint(publicKey)) throw new Error('the issued writ is bound to another key');
+    writeFileSync(join(out, 'writ.jws'), `${res.writ}\n`, { mode: 0o600 });
+  }
   writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));
   writeFileSync(join(out, 'bundle.pem'), res.bundlePem);
   writeFileSync(join(out, 'bundle.jwks'), res.bundleJwks);
@@ -375,6 +412,76 @@ async function cmdTpm(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdGrant(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const perm = { type: 'string', multiple: true } as const;
+  if (sub === 'create') {
+    const { values } = parse(rest, {
+      server: { type: 'string' },
+      bundle: { type: 'string' },
+      'token-file': { type: 'string' },
+      'token-type': { type: 'string' },
+      'task-id': { type: 'string' },
+      goal: { type: 'string' },
+      ttl: { type: 'string' },
+      scope: perm,
+      boundary: perm,
+      escalate: perm,
+      'max-depth': { type: 'string' },
+      delegate: { type: 'string' },
+      out: { type: 'string' },
+    });
+    if (values.help) return usage();
+    return grantCreate(values);
+  }
+  if (sub === 'delegate') {
+    const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, child: { type: 'string' }, scope: perm, boundary: perm, escalate: perm, ttl: { type: 'string' }, out: { type: 'string' } });
+    if (values.help) return usage();
+    return grantDelegate(values, new Date());
+  }
+  throw new UsageError(`unknown grant command ${sub ?? '(none)'}; want create or delegate`);
+}
+
+async function cmdPolicy(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parse(rest, { json: { type: 'boolean' }, limit: { type: 'string' }, 'data-dir': { type: 'string' }, 'admin-socket': { type: 'string' } }, 1);
+  if (values.help) return usage();
+  return policyCommand(sub, positionals, values, adminSocketPath(values, process.env));
+}
+
+function cmdProof(args: string[]): number {
+  const [sub, ...rest] = args;
+  if (sub !== 'create') throw new UsageError(`unknown proof command ${sub ?? '(none)'}; want create`);
+  const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, audience: { type: 'string' }, method: { type: 'string' }, ttl: { type: 'string' } });
+  if (values.help) return usage();
+  return proofCreate(values, new Date());
+}
+
+function cmdVerify(args: string[]): number {
+  const many = { type: 'string', multiple: true } as const;
+  const { values } = parse(args, {
+    bundle: { type: 'string' },
+    audience: { type: 'string' },
+    writ: { type: 'string' },
+    proof: { type: 'string' },
+    method: { type: 'string' },
+    deep: { type: 'boolean' },
+    json: { type: 'boolean' },
+    'tpm-roots': many,
+    'tpm-intermediates': many,
+    'trust-domain': { type: 'string' },
+    'require-evidence': many,
+    'require-selector': many,
+    'max-policy-age': { type: 'string' },
+    'require-principal-issuer': { type: 'string' },
+    'replay-cache': { type: 'string' },
+    action: { type: 'string' },
+    resource: { type: 'string' },
+  });
+  if (values.help) return usage();
+  return verifyCommand(values, new Date());
+}
+
 function usage(): number {
   process.stdout.write(USAGE);
   return 0;
@@ -396,6 +503,14 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdAgent(rest);
       case 'tpm':
         return await cmdTpm(rest);
+      case 'grant':
+        return await cmdGrant(rest);
+      case 'policy':
+        return await cmdPolicy(rest);
+      case 'proof':
+        return cmdProof(rest);
+      case 'verify':
+        return cmdVerify(rest);
       case '--version':
       case 'version':
         process.stdout.write(`writ ${VERSION}\n`);

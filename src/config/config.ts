@@ -37,6 +37,10 @@ export interface ServerSettings {
   };
   /** Handshakes each peer address may start per second, and the burst it may save up. */
   readonly limits: { attestationsPerSecond: number; attestationBurst: number };
+  /** Trusted OpenID Connect issuers whose users may create root grants. */
+  readonly principals: ReadonlyArray<{ issuer: string; audience: string; jwksFile?: string; groupsClaim: string }>;
+  /** Task lifetimes a root grant may ask for. */
+  readonly grants: { defaultTtlMs: number; maxTtlMs: number };
 }
 
 /** What flags contribute (undefined = not given). */
@@ -61,6 +65,7 @@ export const DEFAULTS = {
   serving_names: { dns: ['localhost'], ips: ['127.0.0.1'] },
   limits: { attestations_per_second: 200, attestation_burst: 400 },
   tpm_pcr_selection: 'sha256:0,1,2,3,4,5,6,7',
+  grants: { default_ttl: '1h', max_ttl: '24h' },
 } as const;
 
 const KNOWN: Record<string, readonly string[] | null> = {
@@ -76,6 +81,8 @@ const KNOWN: Record<string, readonly string[] | null> = {
   serving_names: ['dns', 'ips'],
   limits: ['attestations_per_second', 'attestation_burst'],
   attestation: ['tpm'],
+  principals: null,
+  grants: ['default_ttl', 'max_ttl'],
 };
 
 type Raw = Record<string, unknown>;
@@ -272,8 +279,41 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     p.push(`attestation.tpm.pcr_selection: ${(e as Error).message}`);
   }
 
+  const principals: Array<ServerSettings['principals'][number]> = [];
+  const pr = raw.principals;
+  if (pr !== undefined && pr !== null && !Array.isArray(pr)) p.push('principals must be a list');
+  (Array.isArray(pr) ? pr : []).forEach((v: unknown, i) => {
+    const name = `principals[${i}]`;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return void p.push(`${name} must be a mapping`);
+    const r = v as Raw;
+    for (const k of Object.keys(r)) if (!['issuer', 'audience', 'jwks_file', 'groups_claim'].includes(k)) p.push(`unknown key ${name}.${k}`);
+    const issuer = str(r.issuer, `${name}.issuer`, '');
+    const audience = str(r.audience, `${name}.audience`, '');
+    if (!issuer || !audience) p.push(`${name} needs issuer and audience`);
+    const jwksFile = str(r.jwks_file, `${name}.jwks_file`, '');
+    if (issuer && !jwksFile) {
+      try {
+        const u = new URL(issuer);
+        const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
+        if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) p.push(`${name}.issuer must be https (http only on loopback) for discovery, or give jwks_file`);
+      } catch {
+        p.push(`${name}.issuer must be a URL`);
+      }
+    }
+    if (principals.some((x) => x.issuer === issuer)) p.push(`${name}.issuer ${issuer} is listed twice`);
+    principals.push({ issuer, audience, ...(jwksFile ? { jwksFile: resolve(jwksFile) } : {}), groupsClaim: str(r.groups_claim, `${name}.groups_claim`, 'groups') });
+  });
+  const gr = section('grants');
+  const grants = {
+    defaultTtlMs: dur(gr.default_ttl, 'grants.default_ttl', DEFAULTS.grants.default_ttl),
+    maxTtlMs: dur(gr.max_ttl, 'grants.max_ttl', DEFAULTS.grants.max_ttl),
+  };
+  if (grants.defaultTtlMs > grants.maxTtlMs) p.push('grants.default_ttl must not exceed grants.max_ttl');
+
   if (p.length) throw new ConfigError(p);
   return {
+    principals,
+    grants,
     trustDomain,
     dataDir,
     listen,

@@ -4,15 +4,22 @@
  * effects such as consuming a join token, and the issuance records) or not at all.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { AttestationError, EntryError, LimitError } from '../errors.js';
+import { AttestationError, DelegationError, EntryError, LimitError } from '../errors.js';
 import type { Clock } from '../clock.js';
-import { parseSpiffeId } from '../spiffe/id.js';
+import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
+import { jwkThumbprint } from '../jose/jws.js';
+import { verifyChain, type VerifiedChain } from '../delegation/chain.js';
+import { refusal, type PolicyEngine } from '../policy/engine.js';
+import { receiveRequests } from '../policy/requests.js';
+import { bindingDigest } from '../writ/binding.js';
+import { parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
+import type { PolicySnapshots, StoredSnapshot } from './policies.js';
 import type { Bundle } from '../spiffe/bundle.js';
 import { parseCsr, parsePublicKey, type AgentPublicKey } from '../svid/public-key.js';
 import { mintJwtSvid } from '../svid/jwt-svid.js';
 import type { CaManager } from '../ca/manager.js';
 import type { VerifierRegistry } from '../attestation/registry.js';
-import type { AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
+import type { AttestationResult, AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
 import { formatSelector, matchEntry } from '../registration/entry.js';
 import type { Store } from '../store/store.js';
 
@@ -24,6 +31,10 @@ export const MAX_AUDIENCE_BYTES = 256;
 export const SVID_BACKDATE_MS = 10_000;
 /** Nonce length, bytes. */
 export const NONCE_BYTES = 32;
+/** Evidence larger than this is not embedded in a writ (only its digest). */
+export const MAX_EMBEDDED_EVIDENCE_BYTES = 40 * 1024;
+/** Most audiences a writ may name. */
+export const MAX_WRIT_AUDIENCES = 8;
 
 export interface IssuerSettings {
   readonly x509SvidTtlMs: number;
@@ -36,6 +47,8 @@ export interface HelloInput {
   readonly csr: Uint8Array;
   readonly grants: readonly string[];
   readonly jwtAudiences: readonly string[];
+  /** Audiences for the writ (`aud`); empty means none (any relying party, with a proof). */
+  readonly writAudiences?: readonly string[];
 }
 
 export interface IssuedResult {
@@ -45,6 +58,8 @@ export interface IssuedResult {
   readonly bundle: Bundle;
   readonly jwtSvids: ReadonlyArray<{ audience: string; token: string }>;
   readonly selectors: ReadonlyArray<{ type: string; value: string }>;
+  /** The writ, when the hello carried a grant chain. */
+  readonly writ?: string;
 }
 
 export type HandshakeStep = { kind: 'challenge'; nonce: Buffer; payload: Buffer } | { kind: 'result'; result: IssuedResult };
@@ -60,6 +75,18 @@ export interface IssuerDeps {
   readonly clock: Clock;
   readonly settings: IssuerSettings;
   readonly observer?: IssuanceObserver;
+  readonly policies: PolicySnapshots;
+  readonly engine: PolicyEngine;
+}
+
+/** What a grant chain binds into a handshake. */
+interface Delegation {
+  readonly chain: VerifiedChain;
+  readonly jkt: string;
+  readonly snapshot: StoredSnapshot;
+  readonly issuerNonce: Buffer;
+  readonly binding: Buffer;
+  readonly audiences: readonly string[];
 }
 
 export class Issuer {
@@ -73,10 +100,58 @@ export class Issuer {
       throw new AttestationError('ERR_PROTOCOL', 'attestation: grant chains are not accepted by this issuer version; send none');
     }
     const audiences = checkAudiences(hello.jwtAudiences);
-    const nonce = randomBytes(NONCE_BYTES);
+    const writAudiences = checkAudiences(hello.writAudiences ?? [], MAX_WRIT_AUDIENCES);
+    const issuerNonce = randomBytes(NONCE_BYTES);
+    const delegation = hello.grants.length > 0 ? await this.bindGrants(hello.grants, agentKey, issuerNonce, writAudiences) : undefined;
+    if (!delegation && writAudiences.length > 0) throw new AttestationError('ERR_PROTOCOL', 'attestation: writ audiences need a grant chain');
+    // With a grant chain, the evidence must sign the binding digest, not the bare nonce.
+    const nonce = delegation ? delegation.binding : issuerNonce;
     const session = await verifier.begin({ nonce, agentKey, now: this.deps.clock.now() });
-    const handshake = new Handshake(this.deps, verifier, session, agentKey, audiences, nonce);
+    const handshake = new Handshake(this.deps, verifier, session, agentKey, audiences, nonce, delegation);
     return { handshake, challenge: { kind: 'challenge', nonce, payload: session.challenge } };
+  }
+
+  /**
+   * Checks a grant chain before any evidence is asked for: every signature, link and
+   * attenuation rule (delegation/chain.ts), that the root is one this issuer signed and nothing
+   * in the lineage is revoked, that each delegating agent held a writ for its SPIFFE ID with
+   * the key it signed with, and pins the active policy snapshot into the binding digest.
+   */
+  private async bindGrants(grants: readonly string[], agentKey: AgentPublicKey, issuerNonce: Buffer, audiences: readonly string[]): Promise<Delegation> {
+    const { ca, store, clock, policies } = this.deps;
+    const jkt = jwkThumbprint(agentKey.key);
+    const now = clock.now();
+    const chain = verifyChain({
+      grants,
+      issuer: trustDomainId(ca.trustDomain),
+      issuerKeys: ca.bundle().writAuthorities ?? new Map(),
+      now: Math.floor(now.getTime() / 1000),
+      leafJkt: jkt,
+    });
+    const root = await store.getGrant(chain.root.claims.jti);
+    if (!root || root.compact !== grants[0]) throw new DelegationError('delegation: the root grant is not one this issuer created');
+    for (let i = 0; i < chain.grants.length; i++) {
+      const g = chain.grants[i]!;
+      const known = i === 0 ? root : await store.getGrant(g.claims.jti);
+      if (known?.revokedAt) throw new DelegationError(`delegation: grant ${i} (${g.claims.jti}) is revoked`);
+      if (known && known.compact !== grants[i]) throw new DelegationError(`delegation: grant ${i} reuses the id of another grant`);
+      if (i === 0) continue;
+      const from = g.claims.from!;
+      const parentWrit = await store.getWrit(from.writ);
+      if (!parentWrit) throw new DelegationError(`delegation: grant ${i} names a delegator writ this issuer did not issue`);
+      const parentLineage = chain.lineage.slice(0, i);
+      if (
+        parentWrit.spiffeId !== from.sub ||
+        parentWrit.jkt !== chain.grants[i - 1]!.claims.dlg.jkt ||
+        parentWrit.lineage.length !== parentLineage.length ||
+        parentWrit.lineage.some((id, k) => id !== parentLineage[k])
+      ) {
+        throw new DelegationError(`delegation: grant ${i} was not made by the holder of the writ it names (SPIFFE ID, key or lineage differ)`);
+      }
+    }
+    const snapshot = await policies.active();
+    const binding = bindingDigest({ jkt, chainDigest: chain.digest, policySnapshot: snapshot.digest, taskId: chain.root.claims.task.id, nonce: issuerNonce });
+    return { chain, jkt, snapshot, issuerNonce, binding, audiences };
   }
 }
 
@@ -87,8 +162,8 @@ function agentKeyOf(hello: HelloInput): AgentPublicKey {
   return hasCsr ? parseCsr(hello.csr) : parsePublicKey(hello.publicKey);
 }
 
-function checkAudiences(auds: readonly string[]): string[] {
-  if (auds.length > MAX_JWT_AUDIENCES) throw new LimitError(`attestation: at most ${MAX_JWT_AUDIENCES} JWT-SVID audiences per handshake`);
+function checkAudiences(auds: readonly string[], max = MAX_JWT_AUDIENCES): string[] {
+  if (auds.length > max) throw new LimitError(`attestation: at most ${max} audiences per handshake`);
   for (const a of auds) {
     if (a === '' || Buffer.byteLength(a) > MAX_AUDIENCE_BYTES || /[\x00-\x20\x7f]/.test(a)) {
       throw new AttestationError('ERR_PROTOCOL', `attestation: JWT-SVID audience must be 1..${MAX_AUDIENCE_BYTES} bytes without spaces or control characters`);
@@ -108,6 +183,7 @@ export class Handshake {
     private readonly agentKey: AgentPublicKey,
     private readonly audiences: readonly string[],
     private readonly nonce: Buffer,
+    private readonly delegation?: Delegation,
   ) {}
 
   get evidenceType(): string {
@@ -151,8 +227,37 @@ export class Handshake {
       svid: mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }),
     }));
 
+    const writ = this.delegation ? this.mintWrit(this.delegation, spiffeId.uri, result, svid.chain[0]!, svid.notAfter, now) : undefined;
+    if (writ?.refused) {
+      await store.recordDecision(writ.decisionRecord);
+      throw writ.refused;
+    }
+
     await store.transaction(async (tx) => {
       await result.commit?.(tx, now);
+      if (writ && this.delegation) {
+        await tx.recordDecision(writ.decisionRecord);
+        await tx.recordWrit(writ.record);
+        const { chain } = this.delegation;
+        for (const g of chain.grants.slice(1)) {
+          if (await tx.getGrant(g.claims.jti)) continue;
+          const c = g.claims;
+          await tx.putGrant({
+            jti: c.jti,
+            issuer: c.iss,
+            rid: c.rid,
+            depth: c.depth,
+            taskId: c.task.id,
+            principalIss: c.principal.iss,
+            principalSub: c.principal.sub,
+            delegateJkt: c.dlg.jkt,
+            expiresAt: c.exp * 1000,
+            compact: g.jws.compact,
+            createdAt: now.getTime(),
+            revokedAt: null,
+          });
+        }
+      }
       const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: this.verifier.type, issuedAt: now.getTime() };
       await tx.recordIssued({ ...base, id: svid.serial.toString('hex'), kind: 'x509', expiresAt: svid.notAfter.getTime() });
       for (const j of jwts) {
@@ -171,7 +276,93 @@ export class Handshake {
         bundle: ca.bundle(),
         jwtSvids: jwts.map((j) => ({ audience: j.audience, token: j.svid.token })),
         selectors: result.selectors,
+        ...(writ?.compact ? { writ: writ.compact } : {}),
       },
     };
+  }
+
+  /**
+   * The policy decision for this agent and the writ. Returns the refusal instead of the writ
+   * when policy does not allow (the decision is recorded either way).
+   */
+  private mintWrit(d: Delegation, spiffeId: string, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
+    const { ca, engine } = this.deps;
+    const { chain, snapshot } = d;
+    const root = chain.root.claims;
+    const leaf = chain.leaf.claims;
+    const nowS = Math.floor(now.getTime() / 1000);
+    const sel = result.selectors.map(formatSelector);
+    const id = parseSpiffeId(spiffeId);
+    const decision = engine.decideAll(
+      snapshot,
+      receiveRequests(
+        { spiffeId, trustDomain: id.trustDomain, path: id.path, selectors: sel, evidenceType: this.verifier.type },
+        { iss: root.principal.iss, sub: root.principal.sub, groups: [] },
+        leaf.scope,
+        { id: root.task.id, goal: root.task.goal, lifetimeSeconds: Math.max(0, root.task.exp - nowS) },
+        leaf.depth,
+        leaf.max_depth,
+      ),
+    );
+    const decisionRecord = {
+      at: now.getTime(),
+      actor: spiffeId,
+      principal: `${root.principal.iss}#${root.principal.sub}`,
+      action: `receive task ${root.task.id} at depth ${leaf.depth}`,
+      decision: decision.decision,
+      snapshot: snapshot.digest,
+      policies: decision.policies,
+      reason: decision.reason,
+    };
+    if (decision.decision !== 'allow') return { refused: refusal(decision, `issuing a writ to ${spiffeId}`), decisionRecord } as const;
+    const signer = ca.writSigner();
+    const exp = Math.min(
+      Math.floor(svidNotAfter.getTime() / 1000),
+      root.task.exp,
+      leaf.exp,
+      Math.floor(signer.notAfter.getTime() / 1000),
+    );
+    let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
+    for (const g of chain.grants.slice(1)) act = { sub: g.claims.from!.sub, act };
+    const ev = result.publicEvidence && result.publicEvidence.length <= MAX_EMBEDDED_EVIDENCE_BYTES ? result.publicEvidence.toString('base64url') : undefined;
+    const claims: WritClaims = {
+      iss: trustDomainId(ca.trustDomain),
+      sub: spiffeId,
+      ...(d.audiences.length ? { aud: d.audiences } : {}),
+      jti: randomBytes(16).toString('base64url'),
+      iat: nowS,
+      exp,
+      cnf: { jkt: d.jkt },
+      svid: { 'x5t#S256': createHash('sha256').update(leafDer).digest('base64url') },
+      principal: root.principal,
+      act,
+      task: root.task,
+      grants: chain.grants.map((g) => g.jws.compact),
+      lineage: chain.lineage,
+      att: {
+        type: this.verifier.type,
+        sel,
+        bind: d.binding.toString('base64url'),
+        nonce: d.issuerNonce.toString('base64url'),
+        ev_sha256: result.evidenceDigest.toString('base64url'),
+        ...(ev ? { ev } : {}),
+      },
+      pol: { snap: snapshot.digest, decision: 'allow', policies: decision.policies, iat: Math.floor(snapshot.createdAt / 1000) },
+    };
+    if (exp <= nowS) throw new DelegationError('delegation: the task or a grant ends before a writ could be valid');
+    const compact = signWrit(claims, signer.privateKey, signer.kid);
+    parseWrit(compact); // validate our own output before it leaves
+    const record = {
+      jti: claims.jti,
+      spiffeId,
+      jkt: d.jkt,
+      chainDigest: chain.digest,
+      lineage: chain.lineage,
+      taskId: root.task.id,
+      evidenceDigest: result.evidenceDigest,
+      issuedAt: now.getTime(),
+      expiresAt: exp * 1000,
+    };
+    return { compact, record, decisionRecord, refused: undefined } as const;
   }
 }

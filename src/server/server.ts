@@ -17,8 +17,12 @@ import type { ServerSettings } from '../config/config.js';
 import { certificatesInFile } from '../config/files.js';
 import { KeyEncryptor } from '../ca/key-encryptor.js';
 import { CaManager, loadUpstreamCa, type UpstreamCa } from '../ca/manager.js';
-import { builtinVerifiers } from '../attestation/builtins.js';
+import { builtinReverifiers, builtinVerifiers } from '../attestation/builtins.js';
 import { Issuer } from '../issuance/issuer.js';
+import { GrantIssuer } from '../issuance/grants.js';
+import { PolicySnapshots } from '../issuance/policies.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { PrincipalVerifier, type Fetcher } from '../principal/oidc.js';
 import { Admin } from '../issuance/admin.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
@@ -27,6 +31,8 @@ import { encodePem } from '../der/pem.js';
 import { AttestationService, file_writ_v1_attestation } from '../gen/writ/v1/attestation_pb.js';
 import { BundleService, file_writ_v1_bundle } from '../gen/writ/v1/bundle_pb.js';
 import { AdminService, file_writ_v1_admin } from '../gen/writ/v1/admin_pb.js';
+import { GrantService, file_writ_v1_grant } from '../gen/writ/v1/grant_pb.js';
+import { VerifyService, file_writ_v1_verify } from '../gen/writ/v1/verify_pb.js';
 import { Health, file_grpc_health_v1_health } from '../gen/grpc/health/v1/health_pb.js';
 import { ServerReflection, file_grpc_reflection_v1_reflection } from '../gen/grpc/reflection/v1/reflection_pb.js';
 import { grpcServiceDefinition } from '../rpc/grpc-adapter.js';
@@ -37,6 +43,8 @@ import { bundleDocuments } from './bundle-documents.js';
 import { attestationService } from './services/attestation.js';
 import { bundleService } from './services/bundle.js';
 import { adminService } from './services/admin.js';
+import { grantService } from './services/grant.js';
+import { verifyService } from './services/verify.js';
 import { HealthState, Serving, healthService } from './services/health.js';
 import { reflectionService } from './services/reflection.js';
 
@@ -57,6 +65,8 @@ export interface StartOptions {
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** HTTP GET used for OIDC discovery and JWKS (tests inject one). */
+  readonly fetcher?: Fetcher;
   /** Rotation tick, ms (tests shorten it). */
   readonly rotationIntervalMs?: number;
 }
@@ -177,20 +187,28 @@ export class WritServer {
         },
       });
       await ca.init();
+      const tpmRoots = settings.attestation.tpm.manufacturerRoots.flatMap(certificatesInFile);
+      const tpmIntermediates = settings.attestation.tpm.intermediates.flatMap(certificatesInFile);
       const verifiers = builtinVerifiers({
         store,
         tpm: {
-          roots: settings.attestation.tpm.manufacturerRoots.flatMap(certificatesInFile),
-          intermediates: settings.attestation.tpm.intermediates.flatMap(certificatesInFile),
+          roots: tpmRoots,
+          intermediates: tpmIntermediates,
           pcrSelection: settings.attestation.tpm.pcrSelection,
           agentPcr: settings.attestation.tpm.agentPcr,
         },
       });
+      const policies = new PolicySnapshots({ store, clock });
+      const engine = new PolicyEngine();
+      const principals = new PrincipalVerifier(settings.principals, { now: () => clock.now().getTime(), ...(opts.fetcher ? { fetcher: opts.fetcher } : {}) });
+      const grants = new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: settings.grants });
       const issuer = new Issuer({
         ca,
         store,
         verifiers,
         clock,
+        policies,
+        engine,
         settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
         observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
       });
@@ -209,18 +227,34 @@ export class WritServer {
       const publicServices: Array<[DescService, grpc.UntypedServiceImplementation]> = [
         [AttestationService, attestationService({ issuer, logger, metrics, limiter: new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst) })],
         [BundleService, bundleService({ ca })],
+        [GrantService, grantService({ grants, logger })],
+        [
+          VerifyService,
+          verifyService({
+            ca,
+            clock,
+            logger,
+            reverifiers: builtinReverifiers(),
+            hardware: new Map([['tpm', { roots: tpmRoots, intermediates: tpmIntermediates }]]),
+            revokedAmong: async (ids) => {
+              const out = new Set<string>();
+              for (const id of ids.slice(0, 16)) if ((await store.getGrant(id))?.revokedAt) out.add(id);
+              return out;
+            },
+          }),
+        ],
         [Health, healthService(health)],
       ];
       const reflect = reflectionService(
-        [file_writ_v1_attestation, file_writ_v1_bundle, file_writ_v1_admin, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
-        () => [AttestationService.typeName, BundleService.typeName, Health.typeName, ServerReflection.typeName],
+        [file_writ_v1_attestation, file_writ_v1_bundle, file_writ_v1_admin, file_writ_v1_grant, file_writ_v1_verify, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
+        () => [AttestationService.typeName, BundleService.typeName, GrantService.typeName, VerifyService.typeName, Health.typeName, ServerReflection.typeName],
       );
       for (const [svc, impl] of publicServices) publicServer.addService(grpcServiceDefinition(svc), impl);
       publicServer.addService(grpcServiceDefinition(ServerReflection), reflect);
       // v1alpha has the same messages on the wire; older clients (grpcurl < 1.9) ask for it.
       const v1alpha = { ...ServerReflection, typeName: 'grpc.reflection.v1alpha.ServerReflection' } as DescService;
       publicServer.addService(grpcServiceDefinition(v1alpha), reflect);
-      adminServer.addService(grpcServiceDefinition(AdminService), adminService({ admin, logger }));
+      adminServer.addService(grpcServiceDefinition(AdminService), adminService({ admin, logger, policies, store }));
       adminServer.addService(grpcServiceDefinition(BundleService), bundleService({ ca }));
       adminServer.addService(grpcServiceDefinition(Health), healthService(health));
 
@@ -235,7 +269,9 @@ export class WritServer {
         server.metricsServer = m.server;
         server.metricsPort = m.port;
       }
-      for (const name of ['', AttestationService.typeName, BundleService.typeName, AdminService.typeName]) health.set(name, Serving.SERVING);
+      for (const name of ['', AttestationService.typeName, BundleService.typeName, GrantService.typeName, VerifyService.typeName, AdminService.typeName]) {
+        health.set(name, Serving.SERVING);
+      }
       server.rotationTimer = setInterval(() => void server.tick(), opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
       server.rotationTimer.unref();
       logger.info(

@@ -38,6 +38,17 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   // Raised on the agent side; never expected inside the issuer.
   ERR_TPM_COMMAND: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
   ERR_TPM_TRANSPORT: { status: status.INTERNAL, showMessage: false, publicMessage: 'internal error' },
+  ERR_JWS_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  // Delegation failures name the broken rule: the caller holds every grant it sent.
+  ERR_GRANT_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_WRIT_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_PROOF_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_PROOF_REPLAYED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_PRINCIPAL_INVALID: { status: status.UNAUTHENTICATED, showMessage: false, publicMessage: 'principal token rejected' },
+  ERR_POLICY_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_POLICY_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
+  ERR_POLICY_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_ESCALATION_REQUIRED: { status: status.PERMISSION_DENIED, showMessage: true },
 };
 
 export interface GrpcFailure {

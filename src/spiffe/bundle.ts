@@ -21,6 +21,11 @@ export interface Bundle {
   readonly x509Authorities: readonly Buffer[];
   /** JWT-SVID keys by `kid`. Empty means no JWT-SVID is trusted. */
   readonly jwtAuthorities: ReadonlyMap<string, KeyObject>;
+  /**
+   * writ's own keys (`use` "writ", `kid` required): they sign grants and writs. SPIFFE
+   * consumers ignore this `use`, so a writ key is never accepted for a JWT-SVID.
+   */
+  readonly writAuthorities?: ReadonlyMap<string, KeyObject>;
   readonly sequence?: number;
   /** Seconds. */
   readonly refreshHint?: number;
@@ -80,8 +85,12 @@ export function parseSpiffeBundle(trustDomain: string, input: string | Uint8Arra
   const x509: Buffer[] = [];
   const seenX509 = new Set<string>();
   const jwt = new Map<string, KeyObject>();
+  const writ = new Map<string, KeyObject>();
   keys.forEach((jwk, i) => {
     switch (jwk.use) {
+      case 'writ':
+        addJwtAuthority(P, writ, jwk, i);
+        break;
       case 'x509-svid': {
         const x5c = jwk.x5c;
         if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== 'string') {
@@ -122,6 +131,7 @@ export function parseSpiffeBundle(trustDomain: string, input: string | Uint8Arra
     trustDomain,
     x509Authorities: x509,
     jwtAuthorities: jwt,
+    ...(writ.size ? { writAuthorities: writ } : {}),
     ...(seq !== undefined ? { sequence: seq as number } : {}),
     ...(hint !== undefined ? { refreshHint: hint as number } : {}),
   };
@@ -180,6 +190,9 @@ export function marshalSpiffeBundle(b: Bundle): string {
   }
   for (const [kid, key] of b.jwtAuthorities) {
     keys.push({ use: 'jwt-svid', kid, ...(key.export({ format: 'jwk' }) as Jwk) });
+  }
+  for (const [kid, key] of b.writAuthorities ?? []) {
+    keys.push({ use: 'writ', kid, alg: 'ES256', ...(key.export({ format: 'jwk' }) as Jwk) });
   }
   const doc: Record<string, unknown> = { keys };
   if (b.refreshHint !== undefined) doc.spiffe_refresh_hint = b.refreshHint;

@@ -6,7 +6,20 @@
 import Database from 'better-sqlite3';
 import { StoreError } from '../errors.js';
 import type { Entry, Selector } from '../registration/entry.js';
-import type { CaKeyRecord, CaKeyState, IssuedSvidRecord, JoinTokenRecord, Store, StoreTx, TpmRecord } from './store.js';
+import type {
+  ActivePolicyRecord,
+  CaKeyRecord,
+  CaKeyState,
+  DecisionRecord,
+  GrantRecord,
+  IssuedSvidRecord,
+  JoinTokenRecord,
+  PolicySnapshotRecord,
+  Store,
+  StoreTx,
+  TpmRecord,
+  WritRecord,
+} from './store.js';
 
 /** Numbered migrations; append only. Each runs in its own transaction. */
 export const MIGRATIONS: readonly string[] = [
@@ -70,6 +83,68 @@ export const MIGRATIONS: readonly string[] = [
      clock TEXT NOT NULL,
      activated_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL
+   ) STRICT;`,
+  // Writ keys (a kind of their own), policy snapshots, grants, writs and policy decisions.
+  `CREATE TABLE ca_keys_v4 (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt', 'writ')),
+     state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der BLOB NOT NULL,
+     public_key_der BLOB NOT NULL,
+     sealed_key BLOB NOT NULL,
+     not_before INTEGER NOT NULL,
+     not_after INTEGER NOT NULL
+   ) STRICT;
+   INSERT INTO ca_keys_v4 SELECT * FROM ca_keys;
+   DROP TABLE ca_keys;
+   ALTER TABLE ca_keys_v4 RENAME TO ca_keys;
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE policy_snapshots (
+     digest TEXT PRIMARY KEY,
+     policies TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE policy_active (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     digest TEXT NOT NULL REFERENCES policy_snapshots (digest),
+     activated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE grants (
+     jti TEXT PRIMARY KEY,
+     issuer TEXT NOT NULL,
+     rid TEXT NOT NULL,
+     depth INTEGER NOT NULL,
+     task_id TEXT NOT NULL,
+     principal_iss TEXT NOT NULL,
+     principal_sub TEXT NOT NULL,
+     delegate_jkt TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     compact TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   ) STRICT;
+   CREATE INDEX grants_rid ON grants (rid);
+   CREATE TABLE writs (
+     jti TEXT PRIMARY KEY,
+     spiffe_id TEXT NOT NULL,
+     jkt TEXT NOT NULL,
+     chain_digest BLOB NOT NULL,
+     lineage TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     evidence_digest BLOB NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE policy_decisions (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     action TEXT NOT NULL,
+     decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'escalate')),
+     snapshot TEXT NOT NULL,
+     policies TEXT NOT NULL,
+     reason TEXT NOT NULL
    ) STRICT;`,
 ];
 
@@ -187,7 +262,32 @@ export class SqliteStore implements Store {
          VALUES (@ek_hash, @ak_name, @firmware_version, @reset_count, @restart_count, @clock, @activated_at, @updated_at)`,
       ),
       pruneIssued: db.prepare('DELETE FROM issued_svids WHERE expires_at < ?'),
+      putSnapshot: db.prepare('INSERT OR IGNORE INTO policy_snapshots (digest, policies, created_at) VALUES (?, ?, ?)'),
+      getSnapshot: db.prepare('SELECT * FROM policy_snapshots WHERE digest = ?'),
+      listSnapshots: db.prepare('SELECT * FROM policy_snapshots ORDER BY created_at DESC, digest'),
+      setActive: db.prepare('INSERT OR REPLACE INTO policy_active (id, digest, activated_at) VALUES (1, ?, ?)'),
+      getActive: db.prepare('SELECT digest, activated_at FROM policy_active WHERE id = 1'),
+      putGrant: db.prepare(
+        `INSERT INTO grants (jti, issuer, rid, depth, task_id, principal_iss, principal_sub, delegate_jkt, expires_at, compact, created_at, revoked_at)
+         VALUES (@jti, @issuer, @rid, @depth, @task_id, @principal_iss, @principal_sub, @delegate_jkt, @expires_at, @compact, @created_at, @revoked_at)`,
+      ),
+      getGrant: db.prepare('SELECT * FROM grants WHERE jti = ?'),
+      putWrit: db.prepare(
+        `INSERT INTO writs (jti, spiffe_id, jkt, chain_digest, lineage, task_id, evidence_digest, issued_at, expires_at)
+         VALUES (@jti, @spiffe_id, @jkt, @chain_digest, @lineage, @task_id, @evidence_digest, @issued_at, @expires_at)`,
+      ),
+      getWrit: db.prepare('SELECT * FROM writs WHERE jti = ?'),
+      putDecision: db.prepare(
+        `INSERT INTO policy_decisions (at, actor, principal, action, decision, snapshot, policies, reason)
+         VALUES (@at, @actor, @principal, @action, @decision, @snapshot, @policies, @reason)`,
+      ),
+      listDecisions: db.prepare('SELECT * FROM policy_decisions ORDER BY id DESC LIMIT ?'),
     };
+    const snapshotOf = (r: Record<string, unknown>): PolicySnapshotRecord => ({
+      digest: r.digest as string,
+      policies: JSON.parse(r.policies as string) as PolicySnapshotRecord['policies'],
+      createdAt: r.created_at as number,
+    });
     return {
       createEntry: async (e, selectorsKey) => {
         q.insertEntry.run({
@@ -294,6 +394,99 @@ export class SqliteStore implements Store {
         });
       },
       pruneIssued: async (before) => q.pruneIssued.run(before).changes,
+      putPolicySnapshot: async (r) => {
+        q.putSnapshot.run(r.digest, JSON.stringify(r.policies), r.createdAt);
+      },
+      getPolicySnapshot: async (digest) => {
+        const r = q.getSnapshot.get(digest) as Record<string, unknown> | undefined;
+        return r && snapshotOf(r);
+      },
+      listPolicySnapshots: async () => (q.listSnapshots.all() as Record<string, unknown>[]).map(snapshotOf),
+      setActivePolicy: async (r) => {
+        q.setActive.run(r.digest, r.activatedAt);
+      },
+      getActivePolicy: async () => {
+        const r = q.getActive.get() as { digest: string; activated_at: number } | undefined;
+        return r && { digest: r.digest, activatedAt: r.activated_at };
+      },
+      putGrant: async (g) => {
+        q.putGrant.run({
+          jti: g.jti,
+          issuer: g.issuer,
+          rid: g.rid,
+          depth: g.depth,
+          task_id: g.taskId,
+          principal_iss: g.principalIss,
+          principal_sub: g.principalSub,
+          delegate_jkt: g.delegateJkt,
+          expires_at: g.expiresAt,
+          compact: g.compact,
+          created_at: g.createdAt,
+          revoked_at: g.revokedAt,
+        });
+      },
+      getGrant: async (jti) => {
+        const r = q.getGrant.get(jti) as Record<string, unknown> | undefined;
+        return (
+          r && {
+            jti: r.jti as string,
+            issuer: r.issuer as string,
+            rid: r.rid as string,
+            depth: r.depth as number,
+            taskId: r.task_id as string,
+            principalIss: r.principal_iss as string,
+            principalSub: r.principal_sub as string,
+            delegateJkt: r.delegate_jkt as string,
+            expiresAt: r.expires_at as number,
+            compact: r.compact as string,
+            createdAt: r.created_at as number,
+            revokedAt: r.revoked_at as number | null,
+          }
+        );
+      },
+      recordWrit: async (w) => {
+        q.putWrit.run({
+          jti: w.jti,
+          spiffe_id: w.spiffeId,
+          jkt: w.jkt,
+          chain_digest: w.chainDigest,
+          lineage: JSON.stringify(w.lineage),
+          task_id: w.taskId,
+          evidence_digest: w.evidenceDigest,
+          issued_at: w.issuedAt,
+          expires_at: w.expiresAt,
+        });
+      },
+      getWrit: async (jti) => {
+        const r = q.getWrit.get(jti) as Record<string, unknown> | undefined;
+        return (
+          r && {
+            jti: r.jti as string,
+            spiffeId: r.spiffe_id as string,
+            jkt: r.jkt as string,
+            chainDigest: r.chain_digest as Buffer,
+            lineage: JSON.parse(r.lineage as string) as string[],
+            taskId: r.task_id as string,
+            evidenceDigest: r.evidence_digest as Buffer,
+            issuedAt: r.issued_at as number,
+            expiresAt: r.expires_at as number,
+          }
+        );
+      },
+      recordDecision: async (d) => {
+        q.putDecision.run({ ...d, policies: JSON.stringify(d.policies) });
+      },
+      listDecisions: async (limit) =>
+        (q.listDecisions.all(limit) as Record<string, unknown>[]).map((r) => ({
+          at: r.at as number,
+          actor: r.actor as string,
+          principal: r.principal as string,
+          action: r.action as string,
+          decision: r.decision as DecisionRecord['decision'],
+          snapshot: r.snapshot as string,
+          policies: JSON.parse(r.policies as string) as string[],
+          reason: r.reason as string,
+        })),
     };
   }
 
@@ -355,6 +548,17 @@ export class SqliteStore implements Store {
   getTpmRecord = (h: string) => this.locked(() => this.ops.getTpmRecord(h));
   putTpmRecord = (r: TpmRecord) => this.locked(() => this.ops.putTpmRecord(r));
   pruneIssued = (before: number) => this.locked(() => this.ops.pruneIssued(before));
+  putPolicySnapshot = (r: PolicySnapshotRecord) => this.locked(() => this.ops.putPolicySnapshot(r));
+  getPolicySnapshot = (d: string) => this.locked(() => this.ops.getPolicySnapshot(d));
+  listPolicySnapshots = () => this.locked(() => this.ops.listPolicySnapshots());
+  setActivePolicy = (r: ActivePolicyRecord) => this.locked(() => this.ops.setActivePolicy(r));
+  getActivePolicy = () => this.locked(() => this.ops.getActivePolicy());
+  putGrant = (r: GrantRecord) => this.locked(() => this.ops.putGrant(r));
+  getGrant = (jti: string) => this.locked(() => this.ops.getGrant(jti));
+  recordWrit = (r: WritRecord) => this.locked(() => this.ops.recordWrit(r));
+  getWrit = (jti: string) => this.locked(() => this.ops.getWrit(jti));
+  recordDecision = (r: DecisionRecord) => this.locked(() => this.ops.recordDecision(r));
+  listDecisions = (limit: number) => this.locked(() => this.ops.listDecisions(limit));
 }
 
 function wrap(e: unknown): unknown {

@@ -5,7 +5,7 @@
  */
 import type { Entry } from '../registration/entry.js';
 
-export type CaKeyKind = 'x509-root' | 'x509-intermediate' | 'jwt';
+export type CaKeyKind = 'x509-root' | 'x509-intermediate' | 'jwt' | 'writ';
 export type CaKeyState = 'prepared' | 'active' | 'retired';
 
 export interface CaKeyRecord {
@@ -59,6 +59,65 @@ export interface TpmRecord {
   readonly updatedAt: number;
 }
 
+/** An immutable Cedar policy set, addressed by its digest. */
+export interface PolicySnapshotRecord {
+  /** Hex SHA-256 of the snapshot's canonical encoding (policy/snapshot.ts). */
+  readonly digest: string;
+  readonly policies: ReadonlyArray<{ readonly id: string; readonly text: string }>;
+  readonly createdAt: number;
+}
+
+export interface ActivePolicyRecord {
+  readonly digest: string;
+  readonly activatedAt: number;
+}
+
+/** A grant the issuer signed or accepted in a chain. */
+export interface GrantRecord {
+  readonly jti: string;
+  /** Trust domain ID of the issuer that anchors the chain. */
+  readonly issuer: string;
+  readonly rid: string;
+  readonly depth: number;
+  readonly taskId: string;
+  readonly principalIss: string;
+  readonly principalSub: string;
+  readonly delegateJkt: string;
+  readonly expiresAt: number;
+  readonly compact: string;
+  readonly createdAt: number;
+  readonly revokedAt: number | null;
+}
+
+/** A writ the issuer minted. */
+export interface WritRecord {
+  readonly jti: string;
+  readonly spiffeId: string;
+  /** The writ's cnf key thumbprint. */
+  readonly jkt: string;
+  readonly chainDigest: Buffer;
+  /** Grant ids, root first. */
+  readonly lineage: readonly string[];
+  readonly taskId: string;
+  readonly evidenceDigest: Buffer;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** One policy decision, with the actor apart from the principal. */
+export interface DecisionRecord {
+  readonly at: number;
+  /** Who asked: the principal (`iss#sub`) at grant creation, the agent's SPIFFE ID at a handshake. */
+  readonly actor: string;
+  /** The human on whose behalf: `iss#sub`. */
+  readonly principal: string;
+  readonly action: string;
+  readonly decision: 'allow' | 'deny' | 'escalate';
+  readonly snapshot: string;
+  readonly policies: readonly string[];
+  readonly reason: string;
+}
+
 /** Operations available inside and outside a transaction. */
 export interface StoreTx {
   createEntry(e: Entry, selectorsKey: string): Promise<void>;
@@ -89,6 +148,22 @@ export interface StoreTx {
   getTpmRecord(ekHash: string): Promise<TpmRecord | undefined>;
   /** Inserts or replaces the record of one EK. */
   putTpmRecord(r: TpmRecord): Promise<void>;
+
+  putPolicySnapshot(r: PolicySnapshotRecord): Promise<void>;
+  getPolicySnapshot(digest: string): Promise<PolicySnapshotRecord | undefined>;
+  /** Newest first. */
+  listPolicySnapshots(): Promise<PolicySnapshotRecord[]>;
+  setActivePolicy(r: ActivePolicyRecord): Promise<void>;
+  getActivePolicy(): Promise<ActivePolicyRecord | undefined>;
+
+  /** Inserts a grant; throws if the id exists. */
+  putGrant(r: GrantRecord): Promise<void>;
+  getGrant(jti: string): Promise<GrantRecord | undefined>;
+  recordWrit(r: WritRecord): Promise<void>;
+  getWrit(jti: string): Promise<WritRecord | undefined>;
+  recordDecision(r: DecisionRecord): Promise<void>;
+  /** Newest first. */
+  listDecisions(limit: number): Promise<DecisionRecord[]>;
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
   countIssued(): Promise<number>;

@@ -3,7 +3,8 @@
  * SPIFFE ID, `aud` required, `exp` required. Minted and verified with Node's crypto.
  * Validation error strings follow go-spiffe's jwtsvid package. UNTRUSTED input enters here.
  */
-import { constants, sign, verify, type KeyObject } from 'node:crypto';
+import { sign, verify, type KeyObject } from 'node:crypto';
+import { JWS_ALGORITHMS, b64urlDecode, keyFits, signOpts, type JwsAlg } from '../jose/jws.js';
 import { SvidError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import type { BundleSet } from '../spiffe/bundle.js';
@@ -13,39 +14,10 @@ export const MAX_JWT_BYTES = 16 * 1024;
 /** Most audiences in one token. */
 export const MAX_AUDIENCES = 16;
 
-export type JwtAlg = 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512' | 'PS256' | 'PS384' | 'PS512';
+export type JwtAlg = JwsAlg;
 
-interface AlgSpec {
-  readonly hash: string;
-  readonly kty: 'ec' | 'rsa';
-  readonly curve?: string;
-  readonly pss?: boolean;
-}
-
-/** JWT-SVID §3: the only algorithms a JWT-SVID may use. Anything else (none, HS*, EdDSA) is refused. */
-export const JWT_ALGORITHMS: ReadonlyMap<string, AlgSpec> = new Map<string, AlgSpec>([
-  ['RS256', { hash: 'sha256', kty: 'rsa' }],
-  ['RS384', { hash: 'sha384', kty: 'rsa' }],
-  ['RS512', { hash: 'sha512', kty: 'rsa' }],
-  ['PS256', { hash: 'sha256', kty: 'rsa', pss: true }],
-  ['PS384', { hash: 'sha384', kty: 'rsa', pss: true }],
-  ['PS512', { hash: 'sha512', kty: 'rsa', pss: true }],
-  ['ES256', { hash: 'sha256', kty: 'ec', curve: 'prime256v1' }],
-  ['ES384', { hash: 'sha384', kty: 'ec', curve: 'secp384r1' }],
-  ['ES512', { hash: 'sha512', kty: 'ec', curve: 'secp521r1' }],
-]);
-
-function keyFits(spec: AlgSpec, key: KeyObject): boolean {
-  if (key.asymmetricKeyType !== spec.kty) return false;
-  if (spec.curve) return key.asymmetricKeyDetails?.namedCurve === spec.curve;
-  return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048;
-}
-
-function signOpts(spec: AlgSpec, key: KeyObject) {
-  if (spec.kty === 'ec') return { key, dsaEncoding: 'ieee-p1363' as const };
-  if (spec.pss) return { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
-  return { key, padding: constants.RSA_PKCS1_PADDING };
-}
+/** JWT-SVID §3: the only algorithms a JWT-SVID may use (writ's JWS allow-list). */
+export const JWT_ALGORITHMS = JWS_ALGORITHMS;
 
 export interface JwtSvidSigner {
   readonly kid: string;
@@ -99,16 +71,6 @@ export function mintJwtSvid(
 
 function fail(msg: string, cause?: unknown): SvidError {
   return new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: ${msg}`, { cause });
-}
-
-const B64URL = /^[A-Za-z0-9_-]*$/;
-
-/** Strict base64url: alphabet, no padding, and canonical (unused trailing bits zero). */
-function b64urlDecode(part: string): Buffer {
-  if (!B64URL.test(part)) throw new Error('not base64url');
-  const bytes = Buffer.from(part, 'base64url');
-  if (bytes.toString('base64url') !== part) throw new Error('non-canonical base64url');
-  return bytes;
 }
 
 function decodeJson(part: string): Record<string, unknown> {

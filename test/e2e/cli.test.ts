@@ -157,8 +157,12 @@ print(claims["sub"])
     const jwks = JSON.parse((await writ('bundle', 'show', '--format', 'jwks')).stdout);
     expect(jwks.spiffe_sequence).toBeGreaterThanOrEqual(1);
     expect(jwks.spiffe_refresh_hint).toBe(300);
-    expect(jwks.keys.map((k: { use: string }) => k.use).sort()).toEqual(['jwt-svid', 'x509-svid']);
+    expect(jwks.keys.map((k: { use: string }) => k.use).sort()).toEqual(['jwt-svid', 'writ', 'x509-svid']);
     expect(jwks.keys.find((k: { use: string }) => k.use === 'jwt-svid').kid).toBeTruthy();
+    // The writ key is its own kind: a kid distinct from every JWT-SVID key, ES256, P-256.
+    const w = jwks.keys.find((k: { use: string }) => k.use === 'writ');
+    expect(w).toMatchObject({ alg: 'ES256', kty: 'EC', crv: 'P-256' });
+    expect(jwks.keys.filter((k: { kid?: string }) => k.kid === w.kid)).toHaveLength(1);
   });
 
   it('exits 2 with a usage error for bad flags and 1 when the server is unreachable', async () => {

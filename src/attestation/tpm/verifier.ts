@@ -5,17 +5,14 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AttestationError } from '../../errors.js';
-import type { Selector } from '../../registration/entry.js';
 import type { StoreTx, TpmRecord } from '../../store/store.js';
-import { HASHES, TPM_ALG } from '../../tpm/constants.js';
-import { parseEventLog } from '../../tpm/eventlog.js';
-import { agentCodeDigest, replayLog } from './replay.js';
 import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2, type TpmEvidence } from '../../tpm/evidence.js';
-import { objectName, parsePcrSelectionSpec, parsePublic, publicKeyOf, formatPcrSelection, type PcrSelection, type TpmPublic } from '../../tpm/structures.js';
+import { objectName, parsePcrSelectionSpec, formatPcrSelection, type TpmPublic } from '../../tpm/structures.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier, VerifyStep } from '../verifier.js';
 import { makeCredential } from './credential.js';
 import { verifyEk, type EkIdentity } from './ek.js';
-import { checkCounters, verifyCertify, verifyQuote } from './quote.js';
+import { checkCounters } from './quote.js';
+import { checkTpmEvidence } from './evidence-check.js';
 
 export const TPM_TYPE = 'tpm';
 /** Size of the activation secret, bytes. */
@@ -38,32 +35,6 @@ export interface TpmVerifierDeps {
 }
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
-
-function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>, agentCode?: Buffer): Selector[] {
-  const out: Selector[] = [{ type: 'tpm', value: `ek_hash:${ek.ekHash}` }];
-  if (agentCode) out.push({ type: 'tpm', value: `agent_code:sha256:${agentCode.toString('hex')}` });
-  if (ek.manufacturer) out.push({ type: 'tpm', value: `manufacturer:${ek.manufacturer}` });
-  if (ek.model) out.push({ type: 'tpm', value: `model:${ek.model}` });
-  if (ek.version) out.push({ type: 'tpm', value: `version:${ek.version}` });
-  for (const bank of selection) {
-    const name = HASHES.get(bank.hash)!.name;
-    for (const p of bank.pcrs) out.push({ type: 'tpm', value: `pcr:${name}:${p}:${pcrs.get(bank.hash)!.get(p)!.toString('hex')}` });
-  }
-  return out;
-}
-
-/**
- * Replays the firmware log and the sidecar's agent log against the quote; returns the agent
- * code digest when the agent PCR is quoted and its log names one.
- */
-function measuredAgentCode(e: TpmEvidence, selection: readonly PcrSelection[], agentPcr: number): Buffer | undefined {
-  if (e.eventLog) replayLog(e.eventLog, selection, e.pcrs);
-  if (!e.appLog) return undefined;
-  const { events } = parseEventLog(e.appLog);
-  if (events.some((ev) => ev.pcr !== agentPcr)) throw fail(`the agent measurement log may only hold events for PCR ${agentPcr}`);
-  const trusted = replayLog(e.appLog, selection, e.pcrs);
-  return agentCodeDigest(trusted, agentPcr, TPM_ALG.SHA256);
-}
 
 /** EK chains verified recently, by digest of (EK public, certificate, intermediates). */
 export const EK_CACHE_SIZE = 4096;
@@ -112,20 +83,14 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
             return { kind: 'attested', result };
           }
           const e = parseEvidence1(evidence);
-          const ek = parsePublic(e.ekPublic);
-          const ak = parsePublic(e.akPublic);
-          const identity = verifyEkCached(e, ek, ctx.now);
-          const { attest } = verifyQuote(ak, e.attest, e.signature, ctx.nonce, selection, e.pcrs);
-          const agentCode = measuredAgentCode(e, selection, deps.settings.agentPcr);
-          let resident = false;
-          if (e.certify) {
-            const keyPub = parsePublic(e.certify.public);
-            verifyCertify(ak, keyPub, e.certify.attest, e.certify.signature, ctx.nonce);
-            if (!publicKeyOf(keyPub).export({ type: 'spki', format: 'der' }).equals(ctx.agentKey.spki)) {
-              throw fail('the certified TPM key is not the key in the hello');
-            }
-            resident = true;
-          }
+          const checked = checkTpmEvidence(e, {
+            nonce: ctx.nonce,
+            selection,
+            agentPcr: deps.settings.agentPcr,
+            verifyEk: (ek) => verifyEkCached(e, ek, ctx.now),
+            residentKeyIs: (k) => k.export({ type: 'spki', format: 'der' }).equals(ctx.agentKey.spki),
+          });
+          const { identity, ak, ek, attest, resident } = checked;
           const akName = objectName(ak);
           const record = await deps.records.getTpmRecord(identity.ekHash);
           const known = record !== undefined && record.akName.length === akName.length && timingSafeEqual(record.akName, akName);
@@ -136,9 +101,10 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
             throw fail(`TPM firmware version ${firmware} differs from the enrolled ${record.firmwareVersion}`);
           }
           const result: AttestationResult = {
-            selectors: [...selectorsOf(identity, selection, e.pcrs, agentCode), ...(resident ? [{ type: 'tpm', value: 'key:resident' }] : [])],
+            selectors: checked.selectors,
             ...(resident ? { keyResidency: 'tpm' as const } : {}),
             evidenceDigest: createHash('sha256').update(evidence).digest(),
+            publicEvidence: evidence,
             commit: async (tx, now) => {
               // Re-read inside the transaction: a concurrent handshake may have moved the counters.
               const latest = await tx.getTpmRecord(identity.ekHash);

@@ -1,9 +1,14 @@
-/** gRPC AdminService (admin socket only): registration entries and join tokens. */
+/** gRPC AdminService (admin socket only): registration entries, join tokens, policies, decisions. */
 import { create } from '@bufbuild/protobuf';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
   CreateEntryResponseSchema,
+  GetPolicyResponseSchema,
+  ListDecisionsResponseSchema,
+  ListPoliciesResponseSchema,
+  PushPolicyResponseSchema,
+  type PolicyFile,
   CreateJoinTokenResponseSchema,
   DeleteEntryResponseSchema,
   EntrySchema,
@@ -14,7 +19,9 @@ import {
 import { EntryError } from '../../errors.js';
 import type { Admin } from '../../issuance/admin.js';
 import type { Entry } from '../../registration/entry.js';
-import { toGrpcFailure } from '../status.js';
+import { unary } from '../unary.js';
+import type { PolicySnapshots } from '../../issuance/policies.js';
+import type { Store } from '../../store/store.js';
 
 function toPb(e: Entry): PbEntry {
   return create(EntrySchema, {
@@ -29,26 +36,37 @@ function toPb(e: Entry): PbEntry {
   });
 }
 
-type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
+/** Most decisions one ListDecisions call returns. */
+export const MAX_DECISIONS_LISTED = 1000;
 
-function unary<Req, Res>(logger: Logger, name: string, fn: (req: Req) => Promise<Res>): Unary<Req, Res> {
-  return (call, cb) => {
-    fn(call.request).then(
-      (res) => cb(null, res),
-      (e) => {
-        const f = toGrpcFailure(e);
-        logger.warn({ rpc: name, code: f.writCode, reason: f.internal }, 'admin call failed');
-        const metadata = new grpc.Metadata();
-        metadata.set('writ-error-code', f.writCode);
-        cb({ code: f.code, details: f.details, metadata });
-      },
-    );
-  };
-}
-
-export function adminService(deps: { admin: Admin; logger: Logger }): grpc.UntypedServiceImplementation {
-  const { admin, logger } = deps;
+export function adminService(deps: { admin: Admin; logger: Logger; policies: PolicySnapshots; store: Store }): grpc.UntypedServiceImplementation {
+  const { admin, logger, policies, store } = deps;
   return {
+    pushPolicy: unary(logger, 'PushPolicy', async (req: { files: PolicyFile[] }) => {
+      const r = await policies.push(req.files.map((f) => ({ name: f.name, text: f.text })));
+      logger.info({ digest: r.digest, created: r.created, policies: r.policies }, 'policy snapshot activated');
+      return create(PushPolicyResponseSchema, { digest: r.digest, created: r.created, policies: r.policies });
+    }),
+    getPolicy: unary(logger, 'GetPolicy', async (req: { digest: string }) => {
+      const active = await store.getActivePolicy();
+      const snap = req.digest ? await policies.get(req.digest) : await policies.active();
+      return create(GetPolicyResponseSchema, {
+        digest: snap.digest,
+        createdAt: BigInt(Math.floor(snap.createdAt / 1000)),
+        active: active?.digest === snap.digest,
+        policies: snap.policies.map((p) => ({ id: p.id, text: p.text, effect: p.effect, escalate: p.escalate ?? '' })),
+      });
+    }),
+    listPolicies: unary(logger, 'ListPolicies', async () =>
+      create(ListPoliciesResponseSchema, {
+        snapshots: (await policies.list()).map((s) => ({ digest: s.digest, createdAt: BigInt(Math.floor(s.createdAt / 1000)), policies: s.policies, active: s.active })),
+      }),
+    ),
+    listDecisions: unary(logger, 'ListDecisions', async (req: { limit: number }) =>
+      create(ListDecisionsResponseSchema, {
+        decisions: (await store.listDecisions(Math.min(req.limit || 50, MAX_DECISIONS_LISTED))).map((d) => ({ ...d, at: BigInt(d.at), policies: [...d.policies] })),
+      }),
+    ),
     createEntry: unary(logger, 'CreateEntry', async (req: { entry?: PbEntry }) => {
       const e = req.entry;
       if (!e) throw new EntryError('ERR_ENTRY_INVALID', 'entry: missing entry');

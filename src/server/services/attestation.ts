@@ -61,12 +61,13 @@ export function attestationService(deps: {
                 bundleJwks: docs.jwks,
                 bundlePem: docs.pem,
                 jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
+                writ: r.writ ?? '',
               },
             },
           }),
         );
         finish('ok');
-        deps.logger.info({ evidenceType, spiffeId: r.spiffeId, entryId: r.entryId, jwtSvids: r.jwtSvids.length }, 'svid issued');
+        deps.logger.info({ evidenceType, spiffeId: r.spiffeId, entryId: r.entryId, jwtSvids: r.jwtSvids.length, writ: r.writ !== undefined }, 'svid issued');
         call.end();
       };
       const timer = setTimeout(
@@ -91,6 +92,7 @@ export function attestationService(deps: {
             csr: step.value.csr,
             grants: step.value.grants,
             jwtAudiences: step.value.jwtAudiences,
+            writAudiences: step.value.writAudiences,
           });
           handshake = begun.handshake;
           evidenceType = handshake.evidenceType;

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/admin.proto.
  */
 export const file_writ_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChN3cml0L3YxL2FkbWluLnByb3RvEgd3cml0LnYxIicKCFNlbGVjdG9yEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkisgEKBUVudHJ5EgoKAmlkGAEgASgJEhEKCXNwaWZmZV9pZBgCIAEoCRIkCglzZWxlY3RvcnMYAyADKAsyES53cml0LnYxLlNlbGVjdG9yEhUKDXg1MDlfc3ZpZF90dGwYBCABKA0SFAoMand0X3N2aWRfdHRsGAUgASgNEhUKDXNjb3BlX2NlaWxpbmcYBiADKAkSDAoEaGludBgHIAEoCRISCgpjcmVhdGVkX2F0GAggASgDIjMKEkNyZWF0ZUVudHJ5UmVxdWVzdBIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiNAoTQ3JlYXRlRW50cnlSZXNwb25zZRIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiFAoSTGlzdEVudHJpZXNSZXF1ZXN0IjYKE0xpc3RFbnRyaWVzUmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLndyaXQudjEuRW50cnkiHQoPR2V0RW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEVudHJ5UmVzcG9uc2USHQoFZW50cnkYASABKAsyDi53cml0LnYxLkVudHJ5IiAKEkRlbGV0ZUVudHJ5UmVxdWVzdBIKCgJpZBgBIAEoCSIVChNEZWxldGVFbnRyeVJlc3BvbnNlIjgKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSCwoDdHRsGAEgASgNEhEKCXNwaWZmZV9pZBgCIAEoCSJaChdDcmVhdGVKb2luVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIKCgJpZBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEhAKCGVudHJ5X2lkGAQgASgJMoMDCgxBZG1pblNlcnZpY2USSAoLQ3JlYXRlRW50cnkSGy53cml0LnYxLkNyZWF0ZUVudHJ5UmVxdWVzdBocLndyaXQudjEuQ3JlYXRlRW50cnlSZXNwb25zZRJICgtMaXN0RW50cmllcxIbLndyaXQudjEuTGlzdEVudHJpZXNSZXF1ZXN0Ghwud3JpdC52MS5MaXN0RW50cmllc1Jlc3BvbnNlEj8KCEdldEVudHJ5Ehgud3JpdC52MS5HZXRFbnRyeVJlcXVlc3QaGS53cml0LnYxLkdldEVudHJ5UmVzcG9uc2USSAoLRGVsZXRlRW50cnkSGy53cml0LnYxLkRlbGV0ZUVudHJ5UmVxdWVzdBocLndyaXQudjEuRGVsZXRlRW50cnlSZXNwb25zZRJUCg9DcmVhdGVKb2luVG9rZW4SHy53cml0LnYxLkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QaIC53cml0LnYxLkNyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChN3cml0L3YxL2FkbWluLnByb3RvEgd3cml0LnYxIicKCFNlbGVjdG9yEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkisgEKBUVudHJ5EgoKAmlkGAEgASgJEhEKCXNwaWZmZV9pZBgCIAEoCRIkCglzZWxlY3RvcnMYAyADKAsyES53cml0LnYxLlNlbGVjdG9yEhUKDXg1MDlfc3ZpZF90dGwYBCABKA0SFAoMand0X3N2aWRfdHRsGAUgASgNEhUKDXNjb3BlX2NlaWxpbmcYBiADKAkSDAoEaGludBgHIAEoCRISCgpjcmVhdGVkX2F0GAggASgDIjMKEkNyZWF0ZUVudHJ5UmVxdWVzdBIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiNAoTQ3JlYXRlRW50cnlSZXNwb25zZRIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiFAoSTGlzdEVudHJpZXNSZXF1ZXN0IjYKE0xpc3RFbnRyaWVzUmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLndyaXQudjEuRW50cnkiHQoPR2V0RW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEVudHJ5UmVzcG9uc2USHQoFZW50cnkYASABKAsyDi53cml0LnYxLkVudHJ5IiAKEkRlbGV0ZUVudHJ5UmVxdWVzdBIKCgJpZBgBIAEoCSIVChNEZWxldGVFbnRyeVJlc3BvbnNlIjgKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSCwoDdHRsGAEgASgNEhEKCXNwaWZmZV9pZBgCIAEoCSJaChdDcmVhdGVKb2luVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIKCgJpZBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEhAKCGVudHJ5X2lkGAQgASgJIigKClBvbGljeUZpbGUSDAoEbmFtZRgBIAEoCRIMCgR0ZXh0GAIgASgJIjcKEVB1c2hQb2xpY3lSZXF1ZXN0EiIKBWZpbGVzGAEgAygLMhMud3JpdC52MS5Qb2xpY3lGaWxlIkcKElB1c2hQb2xpY3lSZXNwb25zZRIOCgZkaWdlc3QYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIQCghwb2xpY2llcxgDIAEoDSJECgZQb2xpY3kSCgoCaWQYASABKAkSDAoEdGV4dBgCIAEoCRIOCgZlZmZlY3QYAyABKAkSEAoIZXNjYWxhdGUYBCABKAkiIgoQR2V0UG9saWN5UmVxdWVzdBIOCgZkaWdlc3QYASABKAkiagoRR2V0UG9saWN5UmVzcG9uc2USDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSDgoGYWN0aXZlGAMgASgIEiEKCHBvbGljaWVzGAQgAygLMg8ud3JpdC52MS5Qb2xpY3kiFQoTTGlzdFBvbGljaWVzUmVxdWVzdCJaChJQb2xpY3lTbmFwc2hvdEluZm8SDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSEAoIcG9saWNpZXMYAyABKA0SDgoGYWN0aXZlGAQgASgIIkYKFExpc3RQb2xpY2llc1Jlc3BvbnNlEi4KCXNuYXBzaG90cxgBIAMoCzIbLndyaXQudjEuUG9saWN5U25hcHNob3RJbmZvIiUKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIo4BCghEZWNpc2lvbhIKCgJhdBgBIAEoAxINCgVhY3RvchgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSDgoGYWN0aW9uGAQgASgJEhAKCGRlY2lzaW9uGAUgASgJEhAKCHNuYXBzaG90GAYgASgJEhAKCHBvbGljaWVzGAcgAygJEg4KBnJlYXNvbhgIIAEoCSI9ChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJAoJZGVjaXNpb25zGAEgAygLMhEud3JpdC52MS5EZWNpc2lvbjKrBQoMQWRtaW5TZXJ2aWNlEkgKC0NyZWF0ZUVudHJ5Ehsud3JpdC52MS5DcmVhdGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkNyZWF0ZUVudHJ5UmVzcG9uc2USSAoLTGlzdEVudHJpZXMSGy53cml0LnYxLkxpc3RFbnRyaWVzUmVxdWVzdBocLndyaXQudjEuTGlzdEVudHJpZXNSZXNwb25zZRI/CghHZXRFbnRyeRIYLndyaXQudjEuR2V0RW50cnlSZXF1ZXN0Ghkud3JpdC52MS5HZXRFbnRyeVJlc3BvbnNlEkgKC0RlbGV0ZUVudHJ5Ehsud3JpdC52MS5EZWxldGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkRlbGV0ZUVudHJ5UmVzcG9uc2USVAoPQ3JlYXRlSm9pblRva2VuEh8ud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0GiAud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJFCgpQdXNoUG9saWN5Ehoud3JpdC52MS5QdXNoUG9saWN5UmVxdWVzdBobLndyaXQudjEuUHVzaFBvbGljeVJlc3BvbnNlEkIKCUdldFBvbGljeRIZLndyaXQudjEuR2V0UG9saWN5UmVxdWVzdBoaLndyaXQudjEuR2V0UG9saWN5UmVzcG9uc2USSwoMTGlzdFBvbGljaWVzEhwud3JpdC52MS5MaXN0UG9saWNpZXNSZXF1ZXN0Gh0ud3JpdC52MS5MaXN0UG9saWNpZXNSZXNwb25zZRJOCg1MaXN0RGVjaXNpb25zEh0ud3JpdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBoeLndyaXQudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message writ.v1.Selector
@@ -279,6 +279,311 @@ export const CreateJoinTokenResponseSchema: GenMessage<CreateJoinTokenResponse> 
   messageDesc(file_writ_v1_admin, 11);
 
 /**
+ * @generated from message writ.v1.PolicyFile
+ */
+export type PolicyFile = Message<"writ.v1.PolicyFile"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message writ.v1.PolicyFile.
+ * Use `create(PolicyFileSchema)` to create a new message.
+ */
+export const PolicyFileSchema: GenMessage<PolicyFile> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 12);
+
+/**
+ * @generated from message writ.v1.PushPolicyRequest
+ */
+export type PushPolicyRequest = Message<"writ.v1.PushPolicyRequest"> & {
+  /**
+   * @generated from field: repeated writ.v1.PolicyFile files = 1;
+   */
+  files: PolicyFile[];
+};
+
+/**
+ * Describes the message writ.v1.PushPolicyRequest.
+ * Use `create(PushPolicyRequestSchema)` to create a new message.
+ */
+export const PushPolicyRequestSchema: GenMessage<PushPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 13);
+
+/**
+ * @generated from message writ.v1.PushPolicyResponse
+ */
+export type PushPolicyResponse = Message<"writ.v1.PushPolicyResponse"> & {
+  /**
+   * Hex SHA-256 of the snapshot.
+   *
+   * @generated from field: string digest = 1;
+   */
+  digest: string;
+
+  /**
+   * False when an identical snapshot already existed (it is re-activated).
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+
+  /**
+   * @generated from field: uint32 policies = 3;
+   */
+  policies: number;
+};
+
+/**
+ * Describes the message writ.v1.PushPolicyResponse.
+ * Use `create(PushPolicyResponseSchema)` to create a new message.
+ */
+export const PushPolicyResponseSchema: GenMessage<PushPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 14);
+
+/**
+ * @generated from message writ.v1.Policy
+ */
+export type Policy = Message<"writ.v1.Policy"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * "permit" or "forbid".
+   *
+   * @generated from field: string effect = 3;
+   */
+  effect: string;
+
+  /**
+   * The reason of an escalatable forbid; empty otherwise.
+   *
+   * @generated from field: string escalate = 4;
+   */
+  escalate: string;
+};
+
+/**
+ * Describes the message writ.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export const PolicySchema: GenMessage<Policy> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 15);
+
+/**
+ * @generated from message writ.v1.GetPolicyRequest
+ */
+export type GetPolicyRequest = Message<"writ.v1.GetPolicyRequest"> & {
+  /**
+   * Empty: the active snapshot.
+   *
+   * @generated from field: string digest = 1;
+   */
+  digest: string;
+};
+
+/**
+ * Describes the message writ.v1.GetPolicyRequest.
+ * Use `create(GetPolicyRequestSchema)` to create a new message.
+ */
+export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 16);
+
+/**
+ * @generated from message writ.v1.GetPolicyResponse
+ */
+export type GetPolicyResponse = Message<"writ.v1.GetPolicyResponse"> & {
+  /**
+   * @generated from field: string digest = 1;
+   */
+  digest: string;
+
+  /**
+   * @generated from field: int64 created_at = 2;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: bool active = 3;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: repeated writ.v1.Policy policies = 4;
+   */
+  policies: Policy[];
+};
+
+/**
+ * Describes the message writ.v1.GetPolicyResponse.
+ * Use `create(GetPolicyResponseSchema)` to create a new message.
+ */
+export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 17);
+
+/**
+ * @generated from message writ.v1.ListPoliciesRequest
+ */
+export type ListPoliciesRequest = Message<"writ.v1.ListPoliciesRequest"> & {
+};
+
+/**
+ * Describes the message writ.v1.ListPoliciesRequest.
+ * Use `create(ListPoliciesRequestSchema)` to create a new message.
+ */
+export const ListPoliciesRequestSchema: GenMessage<ListPoliciesRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 18);
+
+/**
+ * @generated from message writ.v1.PolicySnapshotInfo
+ */
+export type PolicySnapshotInfo = Message<"writ.v1.PolicySnapshotInfo"> & {
+  /**
+   * @generated from field: string digest = 1;
+   */
+  digest: string;
+
+  /**
+   * @generated from field: int64 created_at = 2;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: uint32 policies = 3;
+   */
+  policies: number;
+
+  /**
+   * @generated from field: bool active = 4;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message writ.v1.PolicySnapshotInfo.
+ * Use `create(PolicySnapshotInfoSchema)` to create a new message.
+ */
+export const PolicySnapshotInfoSchema: GenMessage<PolicySnapshotInfo> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 19);
+
+/**
+ * @generated from message writ.v1.ListPoliciesResponse
+ */
+export type ListPoliciesResponse = Message<"writ.v1.ListPoliciesResponse"> & {
+  /**
+   * @generated from field: repeated writ.v1.PolicySnapshotInfo snapshots = 1;
+   */
+  snapshots: PolicySnapshotInfo[];
+};
+
+/**
+ * Describes the message writ.v1.ListPoliciesResponse.
+ * Use `create(ListPoliciesResponseSchema)` to create a new message.
+ */
+export const ListPoliciesResponseSchema: GenMessage<ListPoliciesResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 20);
+
+/**
+ * @generated from message writ.v1.ListDecisionsRequest
+ */
+export type ListDecisionsRequest = Message<"writ.v1.ListDecisionsRequest"> & {
+  /**
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message writ.v1.ListDecisionsRequest.
+ * Use `create(ListDecisionsRequestSchema)` to create a new message.
+ */
+export const ListDecisionsRequestSchema: GenMessage<ListDecisionsRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 21);
+
+/**
+ * @generated from message writ.v1.Decision
+ */
+export type Decision = Message<"writ.v1.Decision"> & {
+  /**
+   * @generated from field: int64 at = 1;
+   */
+  at: bigint;
+
+  /**
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: string principal = 3;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string decision = 5;
+   */
+  decision: string;
+
+  /**
+   * @generated from field: string snapshot = 6;
+   */
+  snapshot: string;
+
+  /**
+   * @generated from field: repeated string policies = 7;
+   */
+  policies: string[];
+
+  /**
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message writ.v1.Decision.
+ * Use `create(DecisionSchema)` to create a new message.
+ */
+export const DecisionSchema: GenMessage<Decision> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 22);
+
+/**
+ * @generated from message writ.v1.ListDecisionsResponse
+ */
+export type ListDecisionsResponse = Message<"writ.v1.ListDecisionsResponse"> & {
+  /**
+   * @generated from field: repeated writ.v1.Decision decisions = 1;
+   */
+  decisions: Decision[];
+};
+
+/**
+ * Describes the message writ.v1.ListDecisionsResponse.
+ * Use `create(ListDecisionsResponseSchema)` to create a new message.
+ */
+export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 23);
+
+/**
  * AdminService is for operators. It is served only on the admin Unix socket.
  *
  * @generated from service writ.v1.AdminService
@@ -323,6 +628,43 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof CreateJoinTokenRequestSchema;
     output: typeof CreateJoinTokenResponseSchema;
+  },
+  /**
+   * Validates a Cedar policy set against writ's schema, stores it as an immutable snapshot
+   * addressed by its digest, and activates it.
+   *
+   * @generated from rpc writ.v1.AdminService.PushPolicy
+   */
+  pushPolicy: {
+    methodKind: "unary";
+    input: typeof PushPolicyRequestSchema;
+    output: typeof PushPolicyResponseSchema;
+  },
+  /**
+   * @generated from rpc writ.v1.AdminService.GetPolicy
+   */
+  getPolicy: {
+    methodKind: "unary";
+    input: typeof GetPolicyRequestSchema;
+    output: typeof GetPolicyResponseSchema;
+  },
+  /**
+   * @generated from rpc writ.v1.AdminService.ListPolicies
+   */
+  listPolicies: {
+    methodKind: "unary";
+    input: typeof ListPoliciesRequestSchema;
+    output: typeof ListPoliciesResponseSchema;
+  },
+  /**
+   * Recent policy decisions, newest first.
+   *
+   * @generated from rpc writ.v1.AdminService.ListDecisions
+   */
+  listDecisions: {
+    methodKind: "unary";
+    input: typeof ListDecisionsRequestSchema;
+    output: typeof ListDecisionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_v1_admin, 0);

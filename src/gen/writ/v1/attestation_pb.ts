@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/attestation.proto.
  */
 export const file_writ_v1_attestation: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCJmCgVIZWxsbxIVCg1ldmlkZW5jZV90eXBlGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSCwoDY3NyGAMgASgMEg4KBmdyYW50cxgEIAMoCRIVCg1qd3RfYXVkaWVuY2VzGAUgAygJIisKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMIhsKCEV2aWRlbmNlEg8KB3BheWxvYWQYASABKAwigwEKDEF0dGVzdFJlc3VsdBIRCglzcGlmZmVfaWQYASABKAkSEgoKc3ZpZF9jaGFpbhgCIAMoDBITCgtidW5kbGVfandrcxgDIAEoCRISCgpidW5kbGVfcGVtGAQgASgJEiMKCWp3dF9zdmlkcxgFIAMoCzIQLndyaXQudjEuSnd0U3ZpZCIqCgdKd3RTdmlkEhAKCGF1ZGllbmNlGAEgASgJEg0KBXRva2VuGAIgASgJMlMKEkF0dGVzdGF0aW9uU2VydmljZRI9CgZBdHRlc3QSFi53cml0LnYxLkF0dGVzdFJlcXVlc3QaFy53cml0LnYxLkF0dGVzdFJlc3BvbnNlKAEwAWIGcHJvdG8z");
+  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCJ+CgVIZWxsbxIVCg1ldmlkZW5jZV90eXBlGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSCwoDY3NyGAMgASgMEg4KBmdyYW50cxgEIAMoCRIVCg1qd3RfYXVkaWVuY2VzGAUgAygJEhYKDndyaXRfYXVkaWVuY2VzGAYgAygJIisKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMIhsKCEV2aWRlbmNlEg8KB3BheWxvYWQYASABKAwikQEKDEF0dGVzdFJlc3VsdBIRCglzcGlmZmVfaWQYASABKAkSEgoKc3ZpZF9jaGFpbhgCIAMoDBITCgtidW5kbGVfandrcxgDIAEoCRISCgpidW5kbGVfcGVtGAQgASgJEiMKCWp3dF9zdmlkcxgFIAMoCzIQLndyaXQudjEuSnd0U3ZpZBIMCgR3cml0GAYgASgJIioKB0p3dFN2aWQSEAoIYXVkaWVuY2UYASABKAkSDQoFdG9rZW4YAiABKAkyUwoSQXR0ZXN0YXRpb25TZXJ2aWNlEj0KBkF0dGVzdBIWLndyaXQudjEuQXR0ZXN0UmVxdWVzdBoXLndyaXQudjEuQXR0ZXN0UmVzcG9uc2UoATABYgZwcm90bzM");
 
 /**
  * @generated from message writ.v1.AttestRequest
@@ -96,7 +96,8 @@ export type Hello = Message<"writ.v1.Hello"> & {
   csr: Uint8Array;
 
   /**
-   * Signed grants from the principal down to this agent (compact JWS each). Empty for now.
+   * Signed grants from the principal down to this agent (compact JWS each), root first. When
+   * present, the challenge nonce is the binding digest and the result carries a writ.
    *
    * @generated from field: repeated string grants = 4;
    */
@@ -108,6 +109,13 @@ export type Hello = Message<"writ.v1.Hello"> & {
    * @generated from field: repeated string jwt_audiences = 5;
    */
   jwtAudiences: string[];
+
+  /**
+   * Audiences the writ names in `aud` (at most 8); empty: no `aud` (a proof is always needed).
+   *
+   * @generated from field: repeated string writ_audiences = 6;
+   */
+  writAudiences: string[];
 };
 
 /**
@@ -122,7 +130,8 @@ export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
  */
 export type Challenge = Message<"writ.v1.Challenge"> & {
   /**
-   * Fresh issuer nonce. It becomes the binding digest once grants and policy are bound.
+   * What the evidence must sign: a fresh issuer nonce, or with grants the binding digest
+   * (docs/writ-format.md), which commits to that nonce, the key, the grants, the policy and the task.
    *
    * @generated from field: bytes nonce = 1;
    */
@@ -196,6 +205,13 @@ export type AttestResult = Message<"writ.v1.AttestResult"> & {
    * @generated from field: repeated writ.v1.JwtSvid jwt_svids = 5;
    */
   jwtSvids: JwtSvid[];
+
+  /**
+   * The writ (compact JWS, docs/writ-format.md), when the hello carried grants.
+   *
+   * @generated from field: string writ = 6;
+   */
+  writ: string;
 };
 
 /**

@@ -1,0 +1,121 @@
+/**
+ * CreateGrant: a principal, proven by an OIDC token (RFC 8693 subject_token), asks for a root
+ * grant for a task. Policy (Cedar, the active snapshot) decides whether this principal may
+ * delegate each permission of the scope; every decision is recorded, allowed or not. The
+ * grant is signed by the issuer's writ key and stored in the same transaction as the decision.
+ */
+import { LimitError, DelegationError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import type { CaManager } from '../ca/manager.js';
+import { parsePermissions, type Permission } from '../delegation/scope.js';
+import { MAX_DELEGATION_DEPTH, MAX_GOAL_BYTES, TASK_ID, newGrantId, parseGrant, signRootGrant, type GrantClaims } from '../delegation/grant.js';
+import { refusal, type PolicyEngine } from '../policy/engine.js';
+import { delegateRequests } from '../policy/requests.js';
+import type { PrincipalVerifier } from '../principal/oidc.js';
+import { trustDomainId } from '../spiffe/id.js';
+import type { Store } from '../store/store.js';
+import type { PolicySnapshots } from './policies.js';
+
+export interface CreateGrantRequest {
+  readonly subjectToken: string;
+  readonly subjectTokenType: string;
+  readonly taskId: string;
+  readonly goal: string;
+  /** Seconds; 0 means the configured default. */
+  readonly ttlSeconds: number;
+  readonly scope: readonly Permission[];
+  readonly boundaries: readonly Permission[];
+  readonly escalate: readonly Permission[];
+  readonly maxDepth: number;
+  readonly delegateJkt: string;
+}
+
+export interface CreatedGrant {
+  readonly grant: string;
+  readonly jti: string;
+  readonly expiresAt: number;
+  readonly principal: { iss: string; sub: string };
+  readonly policies: readonly string[];
+  readonly snapshot: string;
+}
+
+export class GrantIssuer {
+  constructor(
+    private readonly deps: {
+      ca: CaManager;
+      store: Store;
+      clock: Clock;
+      principals: PrincipalVerifier;
+      policies: PolicySnapshots;
+      engine: PolicyEngine;
+      settings: { defaultTtlMs: number; maxTtlMs: number };
+    },
+  ) {}
+
+  async create(r: CreateGrantRequest): Promise<CreatedGrant> {
+    const { ca, store, clock, principals, policies, engine, settings } = this.deps;
+    if (!principals.configured) throw new DelegationError('delegation: no principal issuers are configured (principals: in the server config)');
+    const principal = await principals.verify(r.subjectToken, r.subjectTokenType);
+    if (!TASK_ID.test(r.taskId)) throw new DelegationError('delegation: task id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)');
+    if (r.goal === '' || Buffer.byteLength(r.goal) > MAX_GOAL_BYTES) throw new DelegationError(`delegation: task goal must be 1..${MAX_GOAL_BYTES} bytes`);
+    const ttlMs = r.ttlSeconds === 0 ? settings.defaultTtlMs : r.ttlSeconds * 1000;
+    if (!Number.isSafeInteger(r.ttlSeconds) || r.ttlSeconds < 0 || ttlMs > settings.maxTtlMs) throw new LimitError(`delegation: task lifetime must be at most ${settings.maxTtlMs / 1000}s`);
+    const scope = parsePermissions(r.scope, 'scope');
+    if (scope.length === 0) throw new DelegationError('delegation: the scope must hold at least one permission');
+    const boundaries = parsePermissions(r.boundaries, 'boundaries');
+    const escalate = parsePermissions(r.escalate, 'escalate');
+    if (!Number.isInteger(r.maxDepth) || r.maxDepth < 0 || r.maxDepth > MAX_DELEGATION_DEPTH) throw new LimitError(`delegation: max depth must be 0..${MAX_DELEGATION_DEPTH}`);
+    if (!/^[A-Za-z0-9_-]{43}$/.test(r.delegateJkt)) throw new DelegationError("delegation: the delegate key must be an RFC 7638 SHA-256 thumbprint (43 base64url characters; `writ agent keygen` prints it)");
+
+    const snapshot = await policies.active();
+    const now = clock.now();
+    const nowS = Math.floor(now.getTime() / 1000);
+    const signer = ca.writSigner();
+    const exp = Math.min(Math.floor((now.getTime() + ttlMs) / 1000), Math.floor(signer.notAfter.getTime() / 1000));
+    const task = { id: r.taskId, goal: r.goal, exp };
+    const decision = engine.decideAll(snapshot, delegateRequests(principal, scope, { id: task.id, goal: task.goal, lifetimeSeconds: exp - nowS }, r.maxDepth));
+    const who = `${principal.iss}#${principal.sub}`;
+    const record = { at: now.getTime(), actor: who, principal: who, action: `delegate task ${task.id}`, decision: decision.decision, snapshot: snapshot.digest, policies: decision.policies, reason: decision.reason };
+    if (decision.decision !== 'allow') {
+      await store.recordDecision(record);
+      throw refusal(decision, `delegating this scope for task ${task.id}`);
+    }
+    const jti = newGrantId();
+    const claims: GrantClaims = {
+      iss: trustDomainId(ca.trustDomain),
+      jti,
+      iat: nowS,
+      exp,
+      rid: jti,
+      depth: 0,
+      max_depth: r.maxDepth,
+      task,
+      principal: { iss: principal.iss, sub: principal.sub },
+      dlg: { jkt: r.delegateJkt },
+      scope,
+      boundaries,
+      escalate,
+      pol: { snap: snapshot.digest, decision: 'allow', policies: decision.policies },
+    };
+    const grant = signRootGrant(claims, signer.privateKey, signer.kid);
+    parseGrant(grant); // validate our own output before it leaves
+    await store.transaction(async (tx) => {
+      await tx.recordDecision(record);
+      await tx.putGrant({
+        jti,
+        issuer: claims.iss,
+        rid: jti,
+        depth: 0,
+        taskId: task.id,
+        principalIss: principal.iss,
+        principalSub: principal.sub,
+        delegateJkt: r.delegateJkt,
+        expiresAt: exp * 1000,
+        compact: grant,
+        createdAt: now.getTime(),
+        revokedAt: null,
+      });
+    });
+    return { grant, jti, expiresAt: exp, principal: claims.principal, policies: decision.policies, snapshot: snapshot.digest };
+  }
+}

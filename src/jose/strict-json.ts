@@ -1,0 +1,134 @@
+/**
+ * A strict JSON parser (RFC 8259) for UNTRUSTED JOSE payloads: duplicate member names,
+ * lone surrogates, nesting deeper than `maxDepth` and numbers outside the safe-integer
+ * range are refused. `JSON.parse` keeps the last of two duplicate names while other parsers
+ * keep the first; refusing them closes that gap between what is signed and what is read.
+ */
+
+/** Deepest nesting we parse. writ's own documents need 6. */
+export const MAX_JSON_DEPTH = 16;
+
+export class StrictJsonError extends Error {}
+
+const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const ESC: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+
+export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
+  let i = 0;
+  const fail = (msg: string): never => {
+    throw new StrictJsonError(`${msg} at offset ${i}`);
+  };
+  const ws = () => {
+    while (i < text.length && WS.has(text.charCodeAt(i))) i++;
+  };
+  const str = (): string => {
+    i++; // opening quote
+    let out = '';
+    for (;;) {
+      if (i >= text.length) fail('unterminated string');
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        i++;
+        break;
+      }
+      if (c < 0x20) fail('control character in string');
+      if (c === 0x5c) {
+        const e = text[i + 1];
+        if (e === 'u') {
+          const hex = text.slice(i + 2, i + 6);
+          if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
+          out += String.fromCharCode(parseInt(hex, 16));
+          i += 6;
+        } else if (e !== undefined && e in ESC) {
+          out += ESC[e];
+          i += 2;
+        } else fail('bad escape');
+        continue;
+      }
+      out += text[i];
+      i++;
+    }
+    if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(out)) fail('lone surrogate in string');
+    return out;
+  };
+  const value = (depth: number): unknown => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      if (depth >= maxDepth) fail('nesting too deep');
+      i++;
+      const obj: Record<string, unknown> = Object.create(null);
+      const seen = new Set<string>();
+      ws();
+      if (text[i] === '}') {
+        i++;
+        return { ...obj };
+      }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail('expected member name');
+        const k = str();
+        if (seen.has(k)) fail(`duplicate member name "${k.slice(0, 40)}"`);
+        seen.add(k);
+        ws();
+        if (text[i] !== ':') fail('expected ":"');
+        i++;
+        obj[k] = value(depth + 1);
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') {
+          i++;
+          break;
+        }
+        fail('expected "," or "}"');
+      }
+      // A plain object (not null-prototype) so callers can use it normally; "__proto__" stays an own key.
+      const plain: Record<string, unknown> = {};
+      for (const k of Object.keys(obj)) Object.defineProperty(plain, k, { value: obj[k], enumerable: true, writable: true, configurable: true });
+      return plain;
+    }
+    if (c === '[') {
+      if (depth >= maxDepth) fail('nesting too deep');
+      i++;
+      const arr: unknown[] = [];
+      ws();
+      if (text[i] === ']') {
+        i++;
+        return arr;
+      }
+      for (;;) {
+        arr.push(value(depth + 1));
+        ws();
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') {
+          i++;
+          break;
+        }
+        fail('expected "," or "]"');
+      }
+      return arr;
+    }
+    if (c === '"') return str();
+    if (text.startsWith('true', i)) return (i += 4), true;
+    if (text.startsWith('false', i)) return (i += 5), false;
+    if (text.startsWith('null', i)) return (i += 4), null;
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (!m) return fail('unexpected token');
+    i += m[0].length;
+    const n = Number(m[0]);
+    if (!Number.isFinite(n) || (Number.isInteger(n) && !Number.isSafeInteger(n))) fail('number out of range');
+    return n;
+  };
+  const v = value(0);
+  ws();
+  if (i !== text.length) fail('trailing characters');
+  return v;
+}

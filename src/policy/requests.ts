@@ -1,0 +1,73 @@
+/** Builds the Cedar requests writ asks (schema in policy/schema.ts). */
+import type { PolicyRequest, CedarEntity } from './engine.js';
+
+export interface PrincipalInfo {
+  readonly iss: string;
+  readonly sub: string;
+  readonly groups: readonly string[];
+}
+
+export interface AgentInfo {
+  readonly spiffeId: string;
+  readonly trustDomain: string;
+  readonly path: string;
+  readonly selectors: readonly string[];
+  readonly evidenceType: string;
+}
+
+export interface TaskInfo {
+  readonly id: string;
+  readonly goal: string;
+  readonly lifetimeSeconds: number;
+}
+
+const principalEntity = (p: PrincipalInfo): CedarEntity => ({
+  uid: { type: 'Writ::Principal', id: `${p.iss}#${p.sub}` },
+  attrs: { iss: p.iss, sub: p.sub, groups: [...p.groups] },
+  parents: [],
+});
+
+const permissionEntity = (action: string, resource: string, n: number): CedarEntity => ({
+  uid: { type: 'Writ::Permission', id: `${n}:${action}=${resource}` },
+  attrs: { action, resource },
+  parents: [],
+});
+
+const task = (t: TaskInfo) => ({ id: t.id, goal: t.goal, lifetimeSeconds: t.lifetimeSeconds });
+
+/** One `delegate` request per permission: may this principal delegate it? */
+export function delegateRequests(
+  p: PrincipalInfo,
+  scope: ReadonlyArray<{ action: string; resource: string }>,
+  t: TaskInfo,
+  maxDepth: number,
+): PolicyRequest[] {
+  return scope.map((perm, n) => ({
+    principal: principalEntity(p),
+    action: 'delegate',
+    resource: permissionEntity(perm.action, perm.resource, n),
+    context: { task: task(t), depth: 0, maxDepth },
+  }));
+}
+
+/** One `receive` request per permission: may this attested agent hold it? */
+export function receiveRequests(
+  a: AgentInfo,
+  p: PrincipalInfo,
+  scope: ReadonlyArray<{ action: string; resource: string }>,
+  t: TaskInfo,
+  depth: number,
+  maxDepth: number,
+): PolicyRequest[] {
+  const agent: CedarEntity = {
+    uid: { type: 'Writ::Agent', id: a.spiffeId },
+    attrs: { spiffeId: a.spiffeId, trustDomain: a.trustDomain, path: a.path, selectors: [...a.selectors], evidenceType: a.evidenceType },
+    parents: [],
+  };
+  return scope.map((perm, n) => ({
+    principal: agent,
+    action: 'receive',
+    resource: permissionEntity(perm.action, perm.resource, n),
+    context: { task: task(t), depth, maxDepth, principal: { iss: p.iss, sub: p.sub, groups: [...p.groups] } },
+  }));
+}

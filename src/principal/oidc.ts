@@ -1,0 +1,169 @@
+/**
+ * Principals: humans proven by an OpenID Connect token from an issuer the operator trusts
+ * (RFC 8693 token exchange: the token is the subject_token). Keys come from a static JWKS
+ * file or from discovery (`/.well-known/openid-configuration` → `jwks_uri`), cached, and
+ * refetched when a token names an unknown `kid` (key rotation), at most once per
+ * JWKS_MIN_REFRESH_MS. Signatures are checked with Node's crypto through jose/jws.ts.
+ * UNTRUSTED input enters in `verify`.
+ */
+import { readFileSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { PrincipalError, isWritError } from '../errors.js';
+import { decodeJws, publicKeyFromJwk, verifyJws, type DecodedJws } from '../jose/jws.js';
+import { parseStrictJson } from '../jose/strict-json.js';
+
+/** Largest token accepted, bytes. */
+export const MAX_TOKEN_BYTES = 16 * 1024;
+/** Largest discovery or JWKS document fetched, bytes. */
+export const MAX_DOCUMENT_BYTES = 256 * 1024;
+/** How long fetched keys are used before they are fetched again. */
+export const JWKS_TTL_MS = 5 * 60_000;
+/** An unknown kid triggers a refetch at most this often per issuer. */
+export const JWKS_MIN_REFRESH_MS = 30_000;
+/** HTTP timeout for discovery and JWKS fetches. */
+export const FETCH_TIMEOUT_MS = 5_000;
+/** Clock skew tolerated on exp/nbf/iat, seconds. */
+export const TOKEN_SKEW_S = 30;
+/** Most groups kept from a token. */
+export const MAX_GROUPS = 64;
+
+export interface PrincipalIssuerSettings {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly jwksFile?: string;
+  readonly groupsClaim: string;
+}
+
+export interface Principal {
+  readonly iss: string;
+  readonly sub: string;
+  readonly groups: readonly string[];
+}
+
+/** Subject token types accepted (RFC 8693 §3). */
+export const SUBJECT_TOKEN_TYPES = ['urn:ietf:params:oauth:token-type:id_token', 'urn:ietf:params:oauth:token-type:jwt'] as const;
+
+export type Fetcher = (url: string) => Promise<string>;
+
+/** GET with a timeout and a size limit; redirects are not followed. */
+export const httpFetch: Fetcher = async (url) => {
+  const res = await fetch(url, { redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
+  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  const text = await res.text();
+  if (Buffer.byteLength(text) > MAX_DOCUMENT_BYTES) throw new Error(`GET ${url}: larger than ${MAX_DOCUMENT_BYTES} bytes`);
+  return text;
+};
+
+function parseJwks(text: string): Map<string, KeyObject> {
+  const doc = parseStrictJson(text) as { keys?: unknown };
+  if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.keys)) throw new Error('not a JWK Set');
+  const out = new Map<string, KeyObject>();
+  for (const k of doc.keys as Array<Record<string, unknown>>) {
+    if (typeof k !== 'object' || k === null || typeof k.kid !== 'string') continue; // keys without kid cannot be selected
+    if (k.use !== undefined && k.use !== 'sig') continue;
+    const { kid, use: _u, alg: _a, key_ops: _o, x5c: _x, x5t: _t, 'x5t#S256': _t2, ...material } = k;
+    try {
+      out.set(kid as string, publicKeyFromJwk(material));
+    } catch {
+      // A key type writ does not accept (e.g. an HMAC or OKP key) is skipped, not fatal.
+    }
+  }
+  return out;
+}
+
+class IssuerKeys {
+  private keys = new Map<string, KeyObject>();
+  private fetchedAt = -Infinity;
+  private inflight?: Promise<void>;
+
+  constructor(
+    readonly settings: PrincipalIssuerSettings,
+    private readonly fetcher: Fetcher,
+    private readonly now: () => number,
+  ) {
+    if (settings.jwksFile) {
+      this.keys = parseJwks(readFileSync(settings.jwksFile, 'utf8'));
+      this.fetchedAt = Infinity;
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    this.inflight = (async () => {
+      const base = this.settings.issuer.replace(/\/$/, '');
+      const disco = parseStrictJson(await this.fetcher(`${base}/.well-known/openid-configuration`)) as Record<string, unknown>;
+      // OpenID Connect Discovery §4.3: the document's issuer must be exactly the configured one.
+      if (disco.issuer !== this.settings.issuer) throw new Error('discovery document names another issuer');
+      if (typeof disco.jwks_uri !== 'string') throw new Error('discovery document has no jwks_uri');
+      this.keys = parseJwks(await this.fetcher(disco.jwks_uri));
+      this.fetchedAt = this.now();
+    })().finally(() => {
+      this.inflight = undefined;
+    });
+    return this.inflight;
+  }
+
+  async key(kid: string): Promise<KeyObject | undefined> {
+    if (this.settings.jwksFile) return this.keys.get(kid);
+    const t = this.now();
+    const stale = t - this.fetchedAt > JWKS_TTL_MS;
+    if (stale || (!this.keys.has(kid) && t - this.fetchedAt > JWKS_MIN_REFRESH_MS)) {
+      try {
+        await this.refresh();
+      } catch (e) {
+        // Keep serving known keys if the provider is briefly unreachable; fail only without them.
+        if (this.keys.size === 0) throw new PrincipalError(`principal: cannot fetch keys of ${this.settings.issuer}: ${(e as Error).message}`, { cause: e });
+      }
+    }
+    return this.keys.get(kid);
+  }
+}
+
+export class PrincipalVerifier {
+  private readonly issuers = new Map<string, IssuerKeys>();
+
+  constructor(settings: readonly PrincipalIssuerSettings[], deps: { fetcher?: Fetcher; now: () => number }) {
+    for (const s of settings) this.issuers.set(s.issuer, new IssuerKeys(s, deps.fetcher ?? httpFetch, deps.now));
+    this.now = deps.now;
+  }
+  private readonly now: () => number;
+
+  get configured(): boolean {
+    return this.issuers.size > 0;
+  }
+
+  /** Verifies a subject token; returns the principal or throws ERR_PRINCIPAL_INVALID. */
+  async verify(token: string, tokenType: string): Promise<Principal> {
+    const fail = (msg: string): never => {
+      throw new PrincipalError(`principal: ${msg}`);
+    };
+    if (!(SUBJECT_TOKEN_TYPES as readonly string[]).includes(tokenType)) fail(`subject_token_type must be one of ${SUBJECT_TOKEN_TYPES.join(', ')}`);
+    if (typeof token !== 'string' || token.length > MAX_TOKEN_BYTES) fail('token too large');
+    let d: DecodedJws;
+    try {
+      // OIDC ID tokens are typed "JWT" or not typed at all.
+      d = decodeJws(token, ['JWT', undefined], MAX_TOKEN_BYTES);
+    } catch (e) {
+      if (isWritError(e)) throw new PrincipalError(`principal: ${e.message}`, { cause: e });
+      throw new PrincipalError('principal: token is not a JWS', { cause: e });
+    }
+    const c = d!.payload;
+    if (typeof c.iss !== 'string') fail('token has no iss');
+    const issuer = this.issuers.get(c.iss as string);
+    if (!issuer) fail(`issuer ${String(c.iss).slice(0, 100)} is not trusted`);
+    if (typeof d!.header.kid !== 'string') fail('token header has no kid');
+    const key = await issuer!.key(d!.header.kid as string);
+    if (!key) fail('token is signed by a key the issuer does not publish');
+    if (!verifyJws(d!, key!)) fail('token signature does not verify');
+    const aud = typeof c.aud === 'string' ? [c.aud] : Array.isArray(c.aud) ? c.aud : [];
+    if (!aud.includes(issuer!.settings.audience)) fail('token is not for this audience');
+    const now = Math.floor(this.now() / 1000);
+    if (typeof c.exp !== 'number' || c.exp <= now - TOKEN_SKEW_S) fail('token expired or has no exp');
+    if (typeof c.nbf === 'number' && c.nbf > now + TOKEN_SKEW_S) fail('token not valid yet');
+    if (typeof c.iat === 'number' && c.iat > now + TOKEN_SKEW_S) fail('token issued in the future');
+    if (typeof c.sub !== 'string' || c.sub === '' || c.sub.length > 255) fail('token has no valid sub');
+    const g = c[issuer!.settings.groupsClaim];
+    const groups = Array.isArray(g) ? g.filter((x): x is string => typeof x === 'string' && x.length <= 256).slice(0, MAX_GROUPS) : [];
+    return { iss: c.iss as string, sub: c.sub as string, groups };
+  }
+}

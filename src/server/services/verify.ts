@@ -1,0 +1,87 @@
+/**
+ * gRPC VerifyService (public port): verifyWrit for relying parties in other languages,
+ * against this issuer's bundle, its revocation knowledge and its clock. A verification
+ * failure is an answer (valid=false with the code), not a call error.
+ */
+import { create } from '@bufbuild/protobuf';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { VerifyResponseSchema, type VerifyRequest } from '../../gen/writ/v1/verify_pb.js';
+import { isWritError, LimitError } from '../../errors.js';
+import type { Clock } from '../../clock.js';
+import type { CaManager } from '../../ca/manager.js';
+import type { EvidenceReverifier } from '../../attestation/verifier.js';
+import { trustDomainId } from '../../spiffe/id.js';
+import { ProofReplayCache } from '../../writ/proof.js';
+import { parseWrit } from '../../writ/writ.js';
+import { verifyWrit, type HardwareRoots, type WritRequirements } from '../../writ/verify.js';
+import { unary } from '../unary.js';
+
+/** Largest writ or proof accepted by Verify, bytes. */
+const MAX_INPUT = 64 * 1024;
+
+export function verifyService(deps: {
+  ca: CaManager;
+  clock: Clock;
+  logger: Logger;
+  /** Revoked grant ids among `ids`, as far as the issuer knows. */
+  revokedAmong: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
+  reverifiers: ReadonlyMap<string, EvidenceReverifier>;
+  hardware: ReadonlyMap<string, HardwareRoots>;
+}): grpc.UntypedServiceImplementation {
+  const cache = new ProofReplayCache();
+  return {
+    verify: unary(deps.logger, 'Verify', async (req: VerifyRequest) => {
+      if (req.writ.length > MAX_INPUT || req.proof.length > MAX_INPUT) throw new LimitError(`verify: writ and proof are limited to ${MAX_INPUT} bytes`);
+      const r = req.requirements;
+      const requirements: WritRequirements = {
+        ...(r?.evidenceTypes.length ? { evidenceTypes: r.evidenceTypes } : {}),
+        ...(r?.selectors.length ? { selectors: r.selectors } : {}),
+        ...(r?.maxPolicyAgeSeconds ? { maxPolicyAgeSeconds: r.maxPolicyAgeSeconds } : {}),
+        ...(r?.policySnapshots.length ? { policySnapshots: r.policySnapshots } : {}),
+        ...(r?.principalIssuer ? { principalIssuer: r.principalIssuer } : {}),
+      };
+      let lineage: readonly string[] = [];
+      try {
+        lineage = parseWrit(req.writ).claims.lineage;
+      } catch {
+        // verifyWrit reports the malformed writ below.
+      }
+      const revoked = await deps.revokedAmong(lineage);
+      try {
+        const v = verifyWrit({
+          writ: req.writ,
+          proof: req.proof,
+          trust: { issuer: trustDomainId(deps.ca.trustDomain), writKeys: deps.ca.bundle().writAuthorities ?? new Map() },
+          audience: req.audience,
+          ...(req.method ? { method: req.method } : {}),
+          now: deps.clock.now(),
+          level: req.deep ? 'deep' : 'standard',
+          replayCache: cache,
+          isRevoked: (id) => revoked.has(id),
+          requirements,
+          reverifiers: deps.reverifiers,
+          hardware: deps.hardware,
+        });
+        return create(VerifyResponseSchema, {
+          valid: true,
+          level: v.level,
+          spiffeId: v.spiffeId,
+          principalIss: v.principal.iss,
+          principalSub: v.principal.sub,
+          chain: [...v.chain],
+          taskId: v.task.id,
+          lineage: [...v.lineage],
+          evidenceType: v.evidenceType,
+          selectors: [...v.selectors],
+          policySnapshot: v.policy.snap,
+          checks: v.checks.map((c) => ({ check: c.check, by: c.by })),
+          expiresAt: BigInt(v.expiresAt),
+        });
+      } catch (e) {
+        if (!isWritError(e)) throw e;
+        return create(VerifyResponseSchema, { valid: false, errorCode: e.code, error: e.message, level: req.deep ? 'deep' : 'standard' });
+      }
+    }),
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Proof of possession (docs/writ-format.md §Proof of possession): a short-lived JWS with
+ * `typ` "writ-pop+jwt", signed by the writ's `cnf` key and carrying that public key in its
+ * `jwk` header, bound to the audience, the method or RPC name, the time, a one-time id and
+ * the hash of the writ (DPoP, RFC 9449, adapted). A writ without a proof is refused.
+ * UNTRUSTED input enters in `verifyProof`.
+ */
+import { randomBytes, createPublicKey, type KeyObject } from 'node:crypto';
+import { WritVerifyError } from '../errors.js';
+import { decodeJws, jwkThumbprint, publicJwk, publicKeyFromJwk, sha256b64url, signJws, verifyJws } from '../jose/jws.js';
+
+export const PROOF_TYP = 'writ-pop+jwt';
+/** Longest lifetime a proof may claim (exp − iat), seconds. */
+export const MAX_PROOF_LIFETIME_S = 300;
+/** Default lifetime of a proof we create, seconds. */
+export const DEFAULT_PROOF_LIFETIME_S = 60;
+/** Clock skew tolerated on `iat`, seconds. */
+export const PROOF_SKEW_S = 5;
+/** Largest proof parsed, bytes. */
+export const MAX_PROOF_BYTES = 4096;
+
+export interface ProofRequest {
+  readonly audience: string;
+  /** The HTTP method and target, or the gRPC method name, the proof is for. */
+  readonly method: string;
+  readonly now: Date;
+  readonly lifetimeS?: number;
+}
+
+/** Signs a proof of possession for `writCompact` with the writ's private key. */
+export function createProof(writCompact: string, key: KeyObject, r: ProofRequest): string {
+  const iat = Math.floor(r.now.getTime() / 1000);
+  const life = Math.min(r.lifetimeS ?? DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S);
+  return signJws(
+    { typ: PROOF_TYP, jwk: publicJwk(createPublicKey(key)) },
+    { aud: r.audience, htm: r.method, iat, exp: iat + life, jti: randomBytes(16).toString('base64url'), wth: sha256b64url(writCompact) },
+    key,
+  );
+}
+
+/** Remembers proof ids until they expire, so each is accepted once. Bounded; full means refuse. */
+export class ProofReplayCache {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly max = 100_000) {}
+
+  /** Records `id` valid until `expS`; false if it was already recorded. */
+  checkAndRecord(id: string, expS: number, nowS: number): boolean {
+    if (this.seen.has(id)) return false;
+    if (this.seen.size >= this.max) {
+      for (const [k, exp] of this.seen) if (exp <= nowS) this.seen.delete(k);
+      if (this.seen.size >= this.max) throw new WritVerifyError('ERR_PROOF_INVALID', 'proof: replay cache is full; refusing rather than forgetting');
+    }
+    this.seen.set(id, expS);
+    return true;
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  /** Recorded ids and their expiries (Unix seconds), e.g. to persist the cache. */
+  entries(): IterableIterator<[string, number]> {
+    return this.seen.entries();
+  }
+}
+
+export interface ProofCheck {
+  /** The writ exactly as presented. */
+  readonly writCompact: string;
+  readonly jkt: string;
+  readonly audience: string;
+  /** When given, the proof's `htm` must equal it. */
+  readonly method?: string;
+  readonly now: Date;
+  readonly cache: ProofReplayCache;
+}
+
+const fail = (msg: string): never => {
+  throw new WritVerifyError('ERR_PROOF_INVALID', `proof: ${msg}`);
+};
+
+const ONLY = ['aud', 'htm', 'iat', 'exp', 'jti', 'wth'];
+
+/** Verifies a proof of possession for a writ and records its one-time id. */
+export function verifyProof(proof: string, c: ProofCheck): { jti: string; method: string } {
+  if (typeof proof !== 'string' || proof === '') fail('a proof of possession is required: writs are never accepted as bearer tokens');
+  const d = decodeJws(proof, PROOF_TYP, MAX_PROOF_BYTES);
+  if ('kid' in d.header || 'x5c' in d.header) fail('the proof names its key only in the jwk header');
+  const key = publicKeyFromJwk(d.header.jwk);
+  // Key first: a proof by any other key is someone else's, whatever it says.
+  if (jwkThumbprint(key) !== c.jkt) fail("signed by a key other than the writ's cnf key");
+  if (!verifyJws(d, key)) fail('signature does not verify');
+  const p = d.payload;
+  const extra = Object.keys(p).filter((k) => !ONLY.includes(k));
+  if (extra.length) fail(`unknown claims ${extra.join(', ').slice(0, 60)}`);
+  if (p.wth !== sha256b64url(c.writCompact)) fail('made for another writ (wth does not match)');
+  if (p.aud !== c.audience) fail('made for another audience');
+  if (typeof p.htm !== 'string' || p.htm === '' || p.htm.length > 256) fail('htm (method) is missing');
+  if (c.method !== undefined && p.htm !== c.method) fail('made for another method');
+  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isSafeInteger(p.iat) || !Number.isSafeInteger(p.exp)) fail('iat and exp must be integers');
+  const iat = p.iat as number;
+  const exp = p.exp as number;
+  const now = Math.floor(c.now.getTime() / 1000);
+  if (exp <= iat || exp - iat > MAX_PROOF_LIFETIME_S) fail(`lifetime must be 1..${MAX_PROOF_LIFETIME_S} seconds`);
+  if (iat > now + PROOF_SKEW_S) fail('issued in the future');
+  if (exp <= now) fail('expired');
+  if (typeof p.jti !== 'string' || !/^[A-Za-z0-9_-]{22,64}$/.test(p.jti)) fail('jti must be 22..64 base64url characters (at least 128 random bits)');
+  if (!c.cache.checkAndRecord(`${c.jkt}:${p.jti}`, exp + PROOF_SKEW_S, now)) {
+    throw new WritVerifyError('ERR_PROOF_REPLAYED', 'proof: this proof was already used (one-time id seen before)');
+  }
+  return { jti: p.jti as string, method: p.htm as string };
+}

@@ -1,0 +1,240 @@
+/**
+ * Relying-party verification of a writ and its proof of possession, offline
+ * (docs/writ-format.md §Verification). Two levels:
+ *   standard — issuer signature, proof of possession (replay cache), times, audience, task,
+ *              lineage not revoked as far as the verifier knows, attenuation of the chain,
+ *              binding digest recomputed from the writ's own contents;
+ *   deep     — also every grant signature, and the embedded evidence re-verified against the
+ *              hardware roots the relying party trusts, over that recomputed binding digest.
+ * The report lists every check with who made it: the verifier itself, or the issuer (taken on
+ * its word, because the writ is signed by it). UNTRUSTED input enters here.
+ */
+import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { WritVerifyError, isWritError } from '../errors.js';
+import { verifyJws } from '../jose/jws.js';
+import { verifyChain } from '../delegation/chain.js';
+import { authorizeAction, type Authorization, type Constraints } from '../delegation/scope.js';
+import type { PrincipalRef, Task } from '../delegation/grant.js';
+import type { EvidenceReverifier } from '../attestation/verifier.js';
+import { bindingDigest } from './binding.js';
+import { verifyProof, type ProofReplayCache } from './proof.js';
+import { parseWrit, type ActClaim, type WritClaims } from './writ.js';
+
+/** Clock skew tolerated on writ and grant times, seconds. */
+export const WRIT_SKEW_S = 5;
+
+export interface WritTrust {
+  /** The issuer's trust domain ID, `spiffe://<td>`. */
+  readonly issuer: string;
+  /** The issuer's writ keys by kid (`use` "writ" in its SPIFFE bundle). */
+  readonly writKeys: ReadonlyMap<string, KeyObject>;
+}
+
+export interface WritRequirements {
+  /** The evidence type must be one of these. */
+  readonly evidenceTypes?: readonly string[];
+  /** Every one of these selectors ("type:value") must be in the writ. */
+  readonly selectors?: readonly string[];
+  /** The policy snapshot must have been created at most this many seconds ago. */
+  readonly maxPolicyAgeSeconds?: number;
+  /** The policy snapshot must be one of these digests. */
+  readonly policySnapshots?: readonly string[];
+  /** The principal must come from this OIDC issuer. */
+  readonly principalIssuer?: string;
+}
+
+export interface HardwareRoots {
+  readonly roots: readonly Buffer[];
+  readonly intermediates: readonly Buffer[];
+}
+
+export interface VerifyWritOptions {
+  readonly writ: string;
+  readonly proof: string;
+  readonly trust: WritTrust;
+  /** This relying party: the proof's `aud`, and a member of the writ's `aud` when it has one. */
+  readonly audience: string;
+  /** When given, the proof's method must be this. */
+  readonly method?: string;
+  readonly now: Date;
+  readonly level?: 'standard' | 'deep';
+  readonly replayCache: ProofReplayCache;
+  /** Revocation as far as this verifier knows: true for a revoked grant id. */
+  readonly isRevoked?: (grantId: string) => boolean;
+  readonly requirements?: WritRequirements;
+  /** Deep level: hardware roots per evidence type. */
+  readonly hardware?: ReadonlyMap<string, HardwareRoots>;
+  /** Deep level: offline re-verifiers per evidence type. */
+  readonly reverifiers?: ReadonlyMap<string, EvidenceReverifier>;
+}
+
+export interface Check {
+  readonly check: string;
+  readonly by: 'verifier' | 'issuer';
+}
+
+export interface VerifiedWrit {
+  readonly level: 'standard' | 'deep';
+  readonly spiffeId: string;
+  readonly principal: PrincipalRef;
+  /** From the principal down to this agent: the principal's `iss#sub`, then each agent's SPIFFE ID. */
+  readonly chain: readonly string[];
+  readonly task: Task;
+  readonly lineage: readonly string[];
+  readonly jti: string;
+  readonly expiresAt: number;
+  readonly evidenceType: string;
+  readonly selectors: readonly string[];
+  readonly policy: WritClaims['pol'];
+  /** What the last grant allows: what `authorize` answers from. */
+  readonly constraints: Constraints;
+  readonly checks: readonly Check[];
+  readonly claims: WritClaims;
+}
+
+const fail = (msg: string, cause?: unknown): never => {
+  throw new WritVerifyError('ERR_WRIT_INVALID', `writ: ${msg}`, { cause });
+};
+
+/** The act chain, outermost first, as a list; checks nesting matches the grants. */
+function actList(act: ActClaim): ActClaim[] {
+  const out: ActClaim[] = [];
+  for (let a: ActClaim | undefined = act; a; a = a.act) out.push(a);
+  return out;
+}
+
+export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
+  const level = o.level ?? 'standard';
+  const checks: Check[] = [];
+  const mine = (check: string) => checks.push({ check, by: 'verifier' });
+  const theirs = (check: string) => checks.push({ check, by: 'issuer' });
+  const now = Math.floor(o.now.getTime() / 1000);
+
+  const writ = parseWrit(o.writ);
+  const c = writ.claims;
+  if (c.iss !== o.trust.issuer) fail(`issued by ${c.iss.slice(0, 80)}, not the trusted issuer ${o.trust.issuer}`);
+  const key = o.trust.writKeys.get(writ.jws.header.kid as string);
+  if (!key) fail('signed by a key the trust bundle does not hold (kid unknown)');
+  if (!verifyJws(writ.jws, key!)) fail('issuer signature does not verify');
+  mine(`issuer signature by writ key ${writ.jws.header.kid as string} of ${o.trust.issuer}`);
+
+  verifyProof(o.proof, { writCompact: o.writ, jkt: c.cnf.jkt, audience: o.audience, ...(o.method !== undefined ? { method: o.method } : {}), now: o.now, cache: o.replayCache });
+  mine(`proof of possession by the cnf key, for audience ${o.audience}${o.method ? ` and method ${o.method}` : ''}, one-time id recorded`);
+
+  if (c.iat > now + WRIT_SKEW_S) fail('issued in the future');
+  if (c.exp <= now - WRIT_SKEW_S) fail('expired');
+  if (c.task.exp <= now - WRIT_SKEW_S) fail(`the task ${c.task.id} has ended`);
+  if (c.exp > c.task.exp) fail('outlives its task');
+  mine('times: issued, not expired, task not ended, writ within the task');
+  if (c.aud !== undefined) {
+    if (!c.aud.includes(o.audience)) fail('not issued for this audience');
+    mine('audience listed in the writ');
+  }
+
+  let chain;
+  try {
+    chain = verifyChain({
+      grants: c.grants,
+      issuer: o.trust.issuer,
+      ...(level === 'deep' ? { issuerKeys: o.trust.writKeys } : {}),
+      now,
+      leafJkt: c.cnf.jkt,
+      skew: WRIT_SKEW_S,
+    });
+  } catch (e) {
+    if (isWritError(e)) throw new WritVerifyError('ERR_WRIT_INVALID', `writ: ${e.message}`, { cause: e });
+    throw e;
+  }
+  if (chain.lineage.length !== c.lineage.length || chain.lineage.some((id, i) => id !== c.lineage[i])) fail('lineage does not list the grants it carries');
+  const root = chain.root.claims;
+  if (root.principal.iss !== c.principal.iss || root.principal.sub !== c.principal.sub) fail('principal differs from the root grant');
+  if (root.task.id !== c.task.id || root.task.goal !== c.task.goal || root.task.exp !== c.task.exp) fail('task differs from the root grant');
+  if (c.exp > chain.leaf.claims.exp) fail('outlives its last grant');
+  // act: outermost is the direct delegator; innermost is the principal.
+  const acts = actList(c.act);
+  const delegators = chain.grants.slice(1).map((g) => g.claims.from!.sub).reverse();
+  const expected = [...delegators, c.principal.sub];
+  if (acts.length !== expected.length || acts.some((a, i) => a.sub !== expected[i])) fail('act chain does not match the grants');
+  const inner = acts[acts.length - 1]!;
+  if (inner.iss !== c.principal.iss || acts.slice(0, -1).some((a) => a.iss !== undefined)) fail('act chain does not end at the principal');
+  mine(`delegation chain of ${chain.grants.length} grant(s): links, attenuation, depth ≤ ${root.max_depth}, expiry, no cycles, last grant bound to the cnf key`);
+  if (level === 'deep') mine('every grant signature: the root by the issuer writ key, each hop by its parent agent key');
+  else theirs('grant signatures (checked at issuance; verify with --deep)');
+  theirs('each delegating agent held a writ for its SPIFFE ID (from.sub) when it delegated');
+
+  if (o.isRevoked) {
+    const hit = c.lineage.find((id) => o.isRevoked!(id));
+    if (hit) fail(`grant ${hit} in its lineage is revoked`);
+    mine('lineage not revoked, as far as this verifier knows');
+  } else {
+    theirs('lineage not revoked (no revocation source given to the verifier)');
+  }
+
+  const B = bindingDigest({ jkt: c.cnf.jkt, chainDigest: chain.digest, policySnapshot: c.pol.snap, taskId: c.task.id, nonce: Buffer.from(c.att.nonce, 'base64url') });
+  const claimed = Buffer.from(c.att.bind, 'base64url');
+  if (claimed.length !== B.length || !timingSafeEqual(claimed, B)) fail('binding digest does not match the key, grants, policy snapshot, task and nonce it carries');
+  mine('binding digest recomputed from the key, grant chain, policy snapshot, task and nonce');
+
+  const r = o.requirements ?? {};
+  if (r.evidenceTypes && !r.evidenceTypes.includes(c.att.type)) fail(`evidence type ${c.att.type} is not one this relying party accepts`);
+  if (r.selectors) {
+    const missing = r.selectors.find((s) => !c.att.sel.includes(s));
+    if (missing) fail(`required selector ${missing} is not in the writ`);
+  }
+  if (r.maxPolicyAgeSeconds !== undefined && now - c.pol.iat > r.maxPolicyAgeSeconds) fail(`policy snapshot is ${now - c.pol.iat}s old; at most ${r.maxPolicyAgeSeconds}s accepted`);
+  if (r.policySnapshots && !r.policySnapshots.includes(c.pol.snap)) fail('policy snapshot is not one this relying party accepts');
+  if (r.principalIssuer !== undefined && c.principal.iss !== r.principalIssuer) fail('principal comes from another OIDC issuer');
+  if (Object.keys(r).length) mine('relying-party requirements');
+
+  let selectors = c.att.sel;
+  if (level === 'deep') {
+    if (c.att.ev === undefined) {
+      theirs(`evidence (${c.att.type}) verified by the issuer; it is not embedded (secret or not re-verifiable offline)`);
+    } else {
+      const ev = Buffer.from(c.att.ev, 'base64url');
+      if (createHash('sha256').update(ev).digest('base64url') !== c.att.ev_sha256) fail('embedded evidence does not match its digest');
+      const rv = o.reverifiers?.get(c.att.type);
+      if (!rv) fail(`no offline verifier for evidence type ${c.att.type}`);
+      const hw = o.hardware?.get(c.att.type) ?? { roots: [], intermediates: [] };
+      let out;
+      try {
+        out = rv!.reverify(ev, { binding: B, agentJkt: c.cnf.jkt, at: o.now, roots: hw.roots, intermediates: hw.intermediates });
+      } catch (e) {
+        fail(`embedded evidence fails re-verification: ${(e as Error).message}`, e);
+      }
+      const recomputed = new Set(out!.selectors.map((s) => `${s.type}:${s.value}`));
+      if (recomputed.size !== c.att.sel.length || c.att.sel.some((s) => !recomputed.has(s))) fail('selectors differ from those the evidence proves');
+      out!.checked.forEach(mine);
+      mine('selectors recomputed from the evidence equal the writ');
+      out!.takenFromIssuer.forEach(theirs);
+      selectors = [...recomputed];
+    }
+  } else {
+    theirs(`evidence (${c.att.type}) and the selectors it proves (re-verify with --deep)`);
+  }
+  theirs(`registration: selectors map to ${c.sub}`);
+  theirs(`policy snapshot ${c.pol.snap.slice(0, 16)}… allowed this agent (${c.pol.policies.join(', ') || 'no ids'})`);
+
+  const leaf = chain.leaf.claims;
+  return {
+    level,
+    spiffeId: c.sub,
+    principal: c.principal,
+    chain: [`${c.principal.iss}#${c.principal.sub}`, ...chain.grants.slice(1).map((g) => g.claims.from!.sub), c.sub],
+    task: c.task,
+    lineage: c.lineage,
+    jti: c.jti,
+    expiresAt: c.exp,
+    evidenceType: c.att.type,
+    selectors,
+    policy: c.pol,
+    constraints: { scope: leaf.scope, boundaries: leaf.boundaries, escalate: leaf.escalate },
+    checks,
+    claims: c,
+  };
+}
+
+/** Is `action` on `resource` inside the writ's scope, outside its boundaries, and not an escalation? */
+export function authorize(w: Pick<VerifiedWrit, 'constraints'>, action: string, resource: string): Authorization {
+  return authorizeAction(w.constraints, action, resource);
+}

@@ -1,0 +1,154 @@
+/**
+ * The writ (docs/writ-format.md §The writ): a JWS with `typ` "writ+jwt", signed by the
+ * issuer's writ key, binding an attested SPIFFE identity to its delegation chain and the
+ * policy decision that allowed it. Minted by the issuer; parsed strictly by every verifier.
+ * UNTRUSTED input enters in `parseWrit`.
+ */
+import type { KeyObject } from 'node:crypto';
+import { WritVerifyError } from '../errors.js';
+import { decodeJws, signJws, type DecodedJws } from '../jose/jws.js';
+import { parsePolicyRef, parsePrincipal, parseTask, type PolicyRef, type PrincipalRef, type Task } from '../delegation/grant.js';
+
+export const WRIT_TYP = 'writ+jwt';
+
+/** RFC 8693 §4.1 actor claim: the delegator, with the actors before it nested inside. */
+export interface ActClaim {
+  readonly sub: string;
+  /** Present on the innermost actor, the human principal: the OIDC issuer. */
+  readonly iss?: string;
+  readonly act?: ActClaim;
+}
+
+export interface WritAttestation {
+  /** Evidence type. */
+  readonly type: string;
+  /** Selectors the issuer derived, "type:value". */
+  readonly sel: readonly string[];
+  /** Binding digest B, base64url. */
+  readonly bind: string;
+  /** The issuer's nonce that went into B, base64url. */
+  readonly nonce: string;
+  /** SHA-256 of the verified evidence, base64url. */
+  readonly ev_sha256: string;
+  /** The evidence itself, base64url, when it can be re-verified by a relying party. */
+  readonly ev?: string;
+}
+
+export interface WritPolicy extends PolicyRef {
+  /** When the snapshot was created (Unix seconds), for relying parties' maximum policy age. */
+  readonly iat: number;
+}
+
+export interface WritClaims {
+  readonly iss: string;
+  readonly sub: string;
+  readonly aud?: readonly string[];
+  readonly jti: string;
+  readonly iat: number;
+  readonly exp: number;
+  readonly cnf: { readonly jkt: string };
+  /** The X.509-SVID issued in the same handshake: SHA-256 thumbprint of its DER, base64url. */
+  readonly svid: { readonly 'x5t#S256': string };
+  readonly principal: PrincipalRef;
+  readonly act: ActClaim;
+  readonly task: Task;
+  /** Compact grants, root first. */
+  readonly grants: readonly string[];
+  /** Grant ids, root first. */
+  readonly lineage: readonly string[];
+  readonly att: WritAttestation;
+  readonly pol: WritPolicy;
+}
+
+export interface Writ {
+  readonly jws: DecodedJws;
+  readonly claims: WritClaims;
+}
+
+const fail = (msg: string): never => {
+  throw new WritVerifyError('ERR_WRIT_INVALID', `writ: ${msg}`);
+};
+
+const B64U = /^[A-Za-z0-9_-]+$/;
+const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principal', 'act', 'task', 'grants', 'lineage', 'att', 'pol'];
+/** Deepest act nesting: a root plus MAX_DELEGATION_DEPTH hops, and the principal. */
+const MAX_ACT_DEPTH = 10;
+
+function only(v: unknown, what: string, keys: readonly string[]): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${what} must be an object`);
+  const extra = Object.keys(v as object).filter((k) => !keys.includes(k));
+  if (extra.length) fail(`${what} has unknown members ${extra.join(', ').slice(0, 80)}`);
+  return v as Record<string, unknown>;
+}
+const str = (v: unknown, what: string, max = 2048, re?: RegExp): string => {
+  if (typeof v !== 'string' || v.length === 0 || v.length > max || (re && !re.test(v))) fail(`${what} is missing or malformed`);
+  return v as string;
+};
+const int = (v: unknown, what: string): number => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${what} must be a non-negative integer`);
+  return v as number;
+};
+const strings = (v: unknown, what: string, max: number): string[] => {
+  if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0)) fail(`${what} must be an array of at most ${max} strings`);
+  return v as string[];
+};
+
+function parseAct(v: unknown, depth: number): ActClaim {
+  if (depth > MAX_ACT_DEPTH) fail('act is nested too deeply');
+  const a = only(v, 'act', ['sub', 'iss', 'act']);
+  return {
+    sub: str(a.sub, 'act.sub'),
+    ...(a.iss !== undefined ? { iss: str(a.iss, 'act.iss') } : {}),
+    ...(a.act !== undefined ? { act: parseAct(a.act, depth + 1) } : {}),
+  };
+}
+
+/** Decodes a writ and checks its structure. No signature or semantic check. */
+export function parseWrit(compact: string): Writ {
+  const jws = decodeJws(compact, WRIT_TYP);
+  if (typeof jws.header.kid !== 'string' || jws.header.kid === '') fail('the header has no kid');
+  if ('jwk' in jws.header || 'x5c' in jws.header || 'jku' in jws.header || 'x5u' in jws.header) fail('the header may not carry keys or key locations: the issuer key comes from the trust bundle');
+  let claims: WritClaims;
+  try {
+    const c = only(jws.payload, 'claims', KEYS);
+    const cnf = only(c.cnf, 'cnf', ['jkt']);
+    const svid = only(c.svid, 'svid', ['x5t#S256']);
+    const att = only(c.att, 'att', ['type', 'sel', 'bind', 'nonce', 'ev_sha256', 'ev']);
+    const pol = only(c.pol, 'pol', ['snap', 'decision', 'policies', 'iat']);
+    claims = {
+      iss: str(c.iss, 'iss'),
+      sub: str(c.sub, 'sub'),
+      ...(c.aud !== undefined ? { aud: strings(c.aud, 'aud', 16) } : {}),
+      jti: str(c.jti, 'jti', 64, B64U),
+      iat: int(c.iat, 'iat'),
+      exp: int(c.exp, 'exp'),
+      cnf: { jkt: str(cnf.jkt, 'cnf.jkt', 43, /^[A-Za-z0-9_-]{43}$/) },
+      svid: { 'x5t#S256': str(svid['x5t#S256'], 'svid.x5t#S256', 43, /^[A-Za-z0-9_-]{43}$/) },
+      principal: parsePrincipal(c.principal),
+      act: parseAct(c.act, 0),
+      task: parseTask(c.task),
+      grants: strings(c.grants, 'grants', 9),
+      lineage: strings(c.lineage, 'lineage', 9),
+      att: {
+        type: str(att.type, 'att.type', 64),
+        sel: strings(att.sel, 'att.sel', 256),
+        bind: str(att.bind, 'att.bind', 43, /^[A-Za-z0-9_-]{43}$/),
+        nonce: str(att.nonce, 'att.nonce', 43, /^[A-Za-z0-9_-]{43}$/),
+        ev_sha256: str(att.ev_sha256, 'att.ev_sha256', 43, /^[A-Za-z0-9_-]{43}$/),
+        ...(att.ev !== undefined ? { ev: str(att.ev, 'att.ev', 64 * 1024, B64U) } : {}),
+      },
+      pol: { ...parsePolicyRef({ snap: pol.snap, decision: pol.decision, policies: pol.policies }), iat: int(pol.iat, 'pol.iat') },
+    };
+  } catch (e) {
+    if (e instanceof WritVerifyError) throw e;
+    throw new WritVerifyError('ERR_WRIT_INVALID', `writ: ${(e as Error).message}`, { cause: e });
+  }
+  if (claims.exp <= claims.iat) fail('exp must be after iat');
+  if (claims.grants.length === 0 || claims.grants.length !== claims.lineage.length) fail('grants and lineage must be non-empty and of equal length');
+  return { jws, claims };
+}
+
+/** Signs writ claims with the issuer's writ key. */
+export function signWrit(claims: WritClaims, key: KeyObject, kid: string): string {
+  return signJws({ typ: WRIT_TYP, kid }, { ...claims }, key);
+}
