@@ -96,9 +96,6 @@ export class Issuer {
   async begin(hello: HelloInput): Promise<{ handshake: Handshake; challenge: HandshakeStep }> {
     const verifier = this.deps.verifiers.get(hello.evidenceType);
     const agentKey = agentKeyOf(hello);
-    if (hello.grants.length > 0) {
-      throw new AttestationError('ERR_PROTOCOL', 'attestation: grant chains are not accepted by this issuer version; send none');
-    }
     const audiences = checkAudiences(hello.jwtAudiences);
     const writAudiences = checkAudiences(hello.writAudiences ?? [], MAX_WRIT_AUDIENCES);
     const issuerNonce = randomBytes(NONCE_BYTES);

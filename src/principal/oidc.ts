@@ -80,6 +80,7 @@ class IssuerKeys {
     readonly settings: PrincipalIssuerSettings,
     private readonly fetcher: Fetcher,
     private readonly now: () => number,
+    private readonly cooldownMs: number,
   ) {
     if (settings.jwksFile) {
       this.keys = parseJwks(readFileSync(settings.jwksFile, 'utf8'));
@@ -107,7 +108,7 @@ class IssuerKeys {
     if (this.settings.jwksFile) return this.keys.get(kid);
     const t = this.now();
     const stale = t - this.fetchedAt > JWKS_TTL_MS;
-    if (stale || (!this.keys.has(kid) && t - this.fetchedAt > JWKS_MIN_REFRESH_MS)) {
+    if (stale || (!this.keys.has(kid) && t - this.fetchedAt > this.cooldownMs)) {
       try {
         await this.refresh();
       } catch (e) {
@@ -122,8 +123,8 @@ class IssuerKeys {
 export class PrincipalVerifier {
   private readonly issuers = new Map<string, IssuerKeys>();
 
-  constructor(settings: readonly PrincipalIssuerSettings[], deps: { fetcher?: Fetcher; now: () => number }) {
-    for (const s of settings) this.issuers.set(s.issuer, new IssuerKeys(s, deps.fetcher ?? httpFetch, deps.now));
+  constructor(settings: readonly PrincipalIssuerSettings[], deps: { fetcher?: Fetcher; now: () => number; refetchCooldownMs?: number }) {
+    for (const s of settings) this.issuers.set(s.issuer, new IssuerKeys(s, deps.fetcher ?? httpFetch, deps.now, deps.refetchCooldownMs ?? JWKS_MIN_REFRESH_MS));
     this.now = deps.now;
   }
   private readonly now: () => number;

@@ -67,6 +67,8 @@ export interface StartOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** HTTP GET used for OIDC discovery and JWKS (tests inject one). */
   readonly fetcher?: Fetcher;
+  /** Least time between JWKS refetches for an unknown kid, ms (tests shorten it). */
+  readonly jwksRefetchCooldownMs?: number;
   /** Rotation tick, ms (tests shorten it). */
   readonly rotationIntervalMs?: number;
 }
@@ -200,7 +202,11 @@ export class WritServer {
       });
       const policies = new PolicySnapshots({ store, clock });
       const engine = new PolicyEngine();
-      const principals = new PrincipalVerifier(settings.principals, { now: () => clock.now().getTime(), ...(opts.fetcher ? { fetcher: opts.fetcher } : {}) });
+      const principals = new PrincipalVerifier(settings.principals, {
+        now: () => clock.now().getTime(),
+        ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+        ...(opts.jwksRefetchCooldownMs !== undefined ? { refetchCooldownMs: opts.jwksRefetchCooldownMs } : {}),
+      });
       const grants = new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: settings.grants });
       const issuer = new Issuer({
         ca,

@@ -1,0 +1,236 @@
+/**
+ * The writ end to end: a real issuer, a real OpenID Connect provider over HTTP, agents that
+ * attest over gRPC/TLS and delegate across three hops, and relying parties that verify with
+ * the library and with the gRPC Verify call.
+ */
+import { createHmac, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
+import { createGrant, verifyRemote } from '../../src/agent/grant-client.js';
+import { adminCall } from '../../src/cli/admin-client.js';
+import { AdminService, type CreateJoinTokenResponse, type ListDecisionsResponse, type ListPoliciesResponse, type PushPolicyResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { jwkThumbprint } from '../../src/jose/jws.js';
+import { delegateGrant } from '../../src/delegation/grant.js';
+import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
+import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
+import { authorize, verifyWrit } from '../../src/writ/verify.js';
+import { parseWrit } from '../../src/writ/writ.js';
+import { startOidc, type TestOidc } from '../helpers/oidc.js';
+import { startServer } from '../helpers/server.js';
+import { FakeIssuer } from '../helpers/writ-fixture.js';
+
+export const POLICY = `
+@id("eng-may-delegate-acme")
+permit(principal, action == Writ::Action::"delegate", resource)
+when { principal.groups.contains("eng") && resource.resource like "repo://acme/*" };
+
+@id("acme-agents-receive")
+permit(principal, action == Writ::Action::"receive", resource)
+when { principal.trustDomain == "example.org" && resource.resource like "repo://acme/*" };
+
+@id("no-untrusted-agents")
+forbid(principal, action == Writ::Action::"receive", resource)
+when { principal.path like "/untrusted/*" };
+
+@id("prod-deploys-need-approval") @escalate("production deploys need approval")
+forbid(principal, action == Writ::Action::"delegate", resource)
+when { resource.action == "deploy:prod" };
+`;
+
+const AUD = 'spiffe://example.org/tool/github';
+
+/** Re-signs a token's payload with HS256 keyed by its own header (an algorithm-confusion attempt). */
+function hs256(token: string): string {
+  const [h, p] = token.split('.');
+  const header = { ...JSON.parse(Buffer.from(h!, 'base64url').toString()), alg: 'HS256' };
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${p}`;
+  return `${input}.${createHmac('sha256', h!).update(input).digest('base64url')}`;
+}
+
+describe('writ end to end (issuer, OIDC provider, three hops, relying party)', () => {
+  let w: Awaited<ReturnType<typeof startServer>>;
+  let oidc: TestOidc;
+  let bundleJwks = '';
+
+  beforeAll(async () => {
+    oidc = await startOidc();
+    w = await startServer({ principals: [{ issuer: oidc.issuer, audience: 'writ' }] }, { jwksRefetchCooldownMs: 300 });
+    await adminCall<PushPolicyResponse>(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'acme.cedar', text: POLICY }] });
+  });
+  afterAll(async () => {
+    await w?.stop();
+    await oidc?.stop();
+  });
+
+  const newKey = () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    return { key, jkt: jwkThumbprint(createPublicKey(key)) };
+  };
+
+  async function spawn(path: string, key: KeyObject, grants: string[]) {
+    const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', { ttl: 600, spiffeId: `spiffe://example.org${path}` });
+    const res = await attest({
+      server: w.address,
+      bundlePem: w.bundlePem,
+      evidenceType: 'join_token',
+      publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+      respond: () => Buffer.from(tok.token),
+      grants,
+    });
+    bundleJwks = res.bundleJwks;
+    return res;
+  }
+
+  async function rootGrant(jkt: string, over: Partial<Parameters<typeof createGrant>[2]> = {}, token = oidc.token('alice', { groups: ['eng'] })) {
+    return createGrant(w.address, w.bundlePem, {
+      subjectToken: token,
+      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+      taskId: 'triage-42',
+      goal: 'triage the open issues of acme/widgets',
+      ttlSeconds: 1800,
+      scope: [{ action: 'repo:*', resource: 'repo://acme/*' }],
+      boundaries: [{ action: '*', resource: 'repo://acme/secrets*' }],
+      escalate: [{ action: 'repo:delete', resource: '*' }],
+      maxDepth: 2,
+      delegateJkt: jkt,
+      ...over,
+    });
+  }
+
+  const trust = () => {
+    const b = parseSpiffeBundle('example.org', bundleJwks);
+    return { issuer: 'spiffe://example.org', writKeys: b.writAuthorities! };
+  };
+
+  it('a principal delegates, the agent delegates twice, and a relying party verifies the third hop back to the human', async () => {
+    const A = newKey();
+    const B = newKey();
+    const C = newKey();
+    const root = await rootGrant(A.jkt);
+    expect(root.policies).toEqual(['eng-may-delegate-acme']);
+    const a = await spawn('/agent/planner', A.key, [root.grant]);
+    const wa = parseWrit(a.writ!).claims;
+    expect(wa).toMatchObject({ sub: 'spiffe://example.org/agent/planner', cnf: { jkt: A.jkt }, principal: { iss: oidc.issuer, sub: 'alice' }, act: { sub: 'alice', iss: oidc.issuer } });
+    expect(wa.pol.policies).toEqual(['acme-agents-receive']);
+
+    const now = Math.floor(Date.now() / 1000);
+    const g1 = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: wa.jti }, scope: [{ action: 'repo:read', resource: 'repo://acme/*' }, { action: 'repo:comment', resource: 'repo://acme/widgets' }] });
+    const b = await spawn('/agent/researcher', B.key, [root.grant, g1]);
+    const wb = parseWrit(b.writ!).claims;
+    const g2 = delegateGrant(g1, B.key, { childJkt: C.jkt, now, from: { sub: wb.sub, writ: wb.jti }, scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }] });
+    const c = await spawn('/agent/reader', C.key, [root.grant, g1, g2]);
+    const wc = parseWrit(c.writ!).claims;
+    expect(wc.act).toEqual({ sub: 'spiffe://example.org/agent/researcher', act: { sub: 'spiffe://example.org/agent/planner', act: { sub: 'alice', iss: oidc.issuer } } });
+    expect(wc.exp).toBeLessThanOrEqual(wc.task.exp);
+
+    const cache = new ProofReplayCache();
+    for (const level of ['standard', 'deep'] as const) {
+      const v = verifyWrit({ writ: c.writ!, proof: createProof(c.writ!, C.key, { audience: AUD, method: 'GET /repos/acme/widgets', now: new Date() }), trust: trust(), audience: AUD, now: new Date(), level, replayCache: cache });
+      expect(v.chain).toEqual([`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/researcher', 'spiffe://example.org/agent/reader']);
+      expect(v.lineage).toEqual(wc.lineage);
+      expect(authorize(v, 'repo:read', 'repo://acme/widgets-api').decision).toBe('allow');
+      expect(authorize(v, 'repo:comment', 'repo://acme/widgets').decision).toBe('deny');
+      if (level === 'deep') expect(v.checks).toContainEqual({ by: 'issuer', check: expect.stringMatching(/evidence \(join_token\) verified by the issuer; it is not embedded/) });
+    }
+
+    // The same through the gRPC Verify call, with its own replay cache.
+    const proof = createProof(c.writ!, C.key, { audience: AUD, method: 'Verify', now: new Date() });
+    const remote = await verifyRemote(w.address, w.bundlePem, { writ: c.writ!, proof, audience: AUD, deep: true });
+    expect(remote).toMatchObject({ valid: true, spiffeId: 'spiffe://example.org/agent/reader', chain: [`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/researcher', 'spiffe://example.org/agent/reader'] });
+    expect(remote.checks.length).toBeGreaterThan(5);
+    const replay = await verifyRemote(w.address, w.bundlePem, { writ: c.writ!, proof, audience: AUD });
+    expect(replay).toMatchObject({ valid: false, errorCode: 'ERR_PROOF_REPLAYED' });
+    const bearer = await verifyRemote(w.address, w.bundlePem, { writ: c.writ!, proof: '', audience: AUD });
+    expect(bearer).toMatchObject({ valid: false, errorCode: 'ERR_PROOF_INVALID' });
+
+    // Depth limit 2: C cannot delegate further, at the issuer.
+    const D = newKey();
+    const g3 = delegateGrant.bind(null, g2, C.key, { childJkt: D.jkt, now, from: { sub: wc.sub, writ: wc.jti } });
+    expect(g3).toThrow(/would exceed the root's limit of 2/);
+  });
+
+  async function refused(p: Promise<unknown>): Promise<GrpcCallError> {
+    const e = await p.then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect(e, 'must be refused').toBeInstanceOf(GrpcCallError);
+    return e as GrpcCallError;
+  }
+
+  it('the issuer refuses a stolen grant, a forged hop, a foreign root and an untrusted agent, and issues nothing', async () => {
+    const A = newKey();
+    const B = newKey();
+    const M = newKey();
+    const root = await rootGrant(A.jkt);
+    const a = await spawn('/agent/owner', A.key, [root.grant]);
+    const wa = parseWrit(a.writ!).claims;
+    const count = async () => (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1000 })).decisions.length;
+    const before = await count();
+
+    const stolen = await refused(spawn('/agent/thief', M.key, [root.grant]));
+    expect(stolen).toMatchObject({ code: grpc.status.PERMISSION_DENIED, writCode: 'ERR_GRANT_INVALID', details: expect.stringMatching(/delegated to another key/) });
+
+    const now = Math.floor(Date.now() / 1000);
+    const forged = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: 'AAAAAAAAAAAAAAAAAAAAAA' } });
+    expect((await refused(spawn('/agent/b', B.key, [root.grant, forged]))).details).toMatch(/delegator writ this issuer did not issue/);
+
+    const liar = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: 'spiffe://example.org/agent/someone-else', writ: wa.jti } });
+    expect((await refused(spawn('/agent/b', B.key, [root.grant, liar]))).details).toMatch(/not made by the holder of the writ/);
+
+    const foreign = new FakeIssuer('example.org').rootGrant({ jkt: M.jkt, key: M.key, spiffeId: '' }, { now });
+    expect((await refused(spawn('/agent/m', M.key, [foreign]))).details).toMatch(/key the trust bundle does not hold/);
+
+    const good = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: wa.jti } });
+    const untrusted = await refused(spawn('/untrusted/b', B.key, [root.grant, good]));
+    expect(untrusted).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/forbidden by no-untrusted-agents/) });
+    // The denial is recorded (actor apart from principal); the grant refusals never reached policy.
+    const ds = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1 })).decisions[0]!;
+    expect(ds).toMatchObject({ decision: 'deny', actor: 'spiffe://example.org/untrusted/b', principal: `${oidc.issuer}#alice`, policies: ['no-untrusted-agents'] });
+    expect(await count()).toBe(before + 1);
+  });
+
+  it('CreateGrant: policy allows, denies and escalates; bad tokens are refused; key rotation is followed', async () => {
+    const A = newKey();
+    const denied = await refused(rootGrant(A.jkt, {}, oidc.token('bob', { groups: ['sales'] })));
+    expect(denied).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/no policy permits this/) });
+    const esc = await refused(rootGrant(A.jkt, { scope: [{ action: 'deploy:prod', resource: 'repo://acme/widgets' }] }));
+    expect(esc).toMatchObject({ writCode: 'ERR_ESCALATION_REQUIRED', details: expect.stringMatching(/requires approval: production deploys need approval/) });
+    const decisions = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 2 })).decisions;
+    expect(decisions.map((d) => d.decision)).toEqual(['escalate', 'deny']);
+    const snap = (await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots[0]!;
+    expect(decisions.every((d) => d.snapshot === snap.digest)).toBe(true);
+
+    const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    for (const [token, why] of [
+      [oidc.token('alice', { groups: ['eng'] }, { key: other }), 'signed by another key'],
+      [oidc.token('alice', { groups: ['eng'], aud: 'someone-else' }), 'other audience'],
+      [oidc.token('alice', { groups: ['eng'], exp: Math.floor(Date.now() / 1000) - 3600 }), 'expired'],
+      [oidc.token('alice', { groups: ['eng'], iss: 'https://evil.example' }), 'untrusted issuer'],
+      [hs256(oidc.token('alice', { groups: ['eng'] })), 'HS256 keyed with a public value'],
+    ] as const) {
+      const e = await refused(rootGrant(A.jkt, {}, token));
+      expect(e, why).toMatchObject({ code: grpc.status.UNAUTHENTICATED, writCode: 'ERR_PRINCIPAL_INVALID', details: 'principal token rejected' });
+    }
+
+    await new Promise((r) => setTimeout(r, 350));
+    const jwksBefore = oidc.fetches.jwks;
+    oidc.rotate();
+    await rootGrant(A.jkt);
+    expect(oidc.fetches.jwks).toBe(jwksBefore + 1);
+    // An unknown kid right after a refetch does not trigger another (cooldown).
+    await refused(rootGrant(A.jkt, {}, oidc.token('alice', { groups: ['eng'] }, { kid: 'unknown' })));
+    expect(oidc.fetches.jwks).toBe(jwksBefore + 1);
+  });
+
+  it('policy push validates against the schema and leaves the active snapshot alone on failure', async () => {
+    const before = (await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots;
+    const e = await refused(adminCall(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'bad.cedar', text: 'permit(principal, action, resource) when { principal.nope };' }] }));
+    expect(e).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, writCode: 'ERR_POLICY_INVALID', details: expect.stringMatching(/nope/) });
+    expect((await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots).toEqual(before);
+    // The same policies again: same digest, nothing new stored.
+    const again = await adminCall<PushPolicyResponse>(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'acme.cedar', text: POLICY }] });
+    expect(again).toMatchObject({ digest: before.find((s) => s.active)!.digest, created: false });
+  });
+});
