@@ -1,6 +1,6 @@
 /** CreateGrant over the issuer's public port (TLS checked against the bundle and the issuer's SPIFFE ID). */
 import * as grpc from '@grpc/grpc-js';
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { CreateGrantRequestSchema, GrantService, type CreateGrantResponse } from '../gen/writ/v1/grant_pb.js';
 import { VerifyRequestSchema, VerifyService, type VerifyResponse } from '../gen/writ/v1/verify_pb.js';
 import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
@@ -19,13 +19,13 @@ async function unaryCall<Res>(server: string, bundlePem: string, svc: typeof Gra
   }
 }
 
-export type CreateGrantInput = Parameters<typeof create<typeof CreateGrantRequestSchema>>[1];
+export type CreateGrantInput = MessageInitShape<typeof CreateGrantRequestSchema>;
 
 export function createGrant(server: string, bundlePem: string, req: CreateGrantInput): Promise<CreateGrantResponse> {
   return unaryCall(server, bundlePem, GrantService, 'createGrant', create(CreateGrantRequestSchema, req));
 }
 
-export type VerifyInput = Parameters<typeof create<typeof VerifyRequestSchema>>[1];
+export type VerifyInput = MessageInitShape<typeof VerifyRequestSchema>;
 
 export function verifyRemote(server: string, bundlePem: string, req: VerifyInput): Promise<VerifyResponse> {
   return unaryCall(server, bundlePem, VerifyService, 'verify', create(VerifyRequestSchema, req));

@@ -188,12 +188,14 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
 
   let selectors = c.att.sel;
   if (level === 'deep') {
+    const rv = o.reverifiers?.get(c.att.type);
     if (c.att.ev === undefined) {
-      theirs(`evidence (${c.att.type}) verified by the issuer; it is not embedded (secret or not re-verifiable offline)`);
+      // A type that can be re-verified must carry its evidence: a writ without it is a component dropped.
+      if (rv) fail(`deep verification needs the ${c.att.type} evidence, and the writ does not embed it`);
+      theirs(`evidence (${c.att.type}) verified by the issuer; it is not embedded (a secret, or not re-verifiable offline)`);
     } else {
       const ev = Buffer.from(c.att.ev, 'base64url');
       if (createHash('sha256').update(ev).digest('base64url') !== c.att.ev_sha256) fail('embedded evidence does not match its digest');
-      const rv = o.reverifiers?.get(c.att.type);
       if (!rv) fail(`no offline verifier for evidence type ${c.att.type}`);
       const hw = o.hardware?.get(c.att.type) ?? { roots: [], intermediates: [] };
       let out;

@@ -19,24 +19,8 @@ import { parseWrit } from '../../src/writ/writ.js';
 import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
+import { POLICY } from '../helpers/policies.js';
 
-export const POLICY = `
-@id("eng-may-delegate-acme")
-permit(principal, action == Writ::Action::"delegate", resource)
-when { principal.groups.contains("eng") && resource.resource like "repo://acme/*" };
-
-@id("acme-agents-receive")
-permit(principal, action == Writ::Action::"receive", resource)
-when { principal.trustDomain == "example.org" && resource.resource like "repo://acme/*" };
-
-@id("no-untrusted-agents")
-forbid(principal, action == Writ::Action::"receive", resource)
-when { principal.path like "/untrusted/*" };
-
-@id("prod-deploys-need-approval") @escalate("production deploys need approval")
-forbid(principal, action == Writ::Action::"delegate", resource)
-when { resource.action == "deploy:prod" };
-`;
 
 const AUD = 'spiffe://example.org/tool/github';
 
