@@ -66,7 +66,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     return res;
   }
 
-  async function rootGrant(jkt: string, over: Partial<Parameters<typeof createGrant>[2]> = {}, token = oidc.token('alice', { groups: ['eng'] })) {
+  async function rootGrant(jkt: string, over: { scope?: Array<{ action: string; resource: string }> } = {}, token = oidc.token('alice', { groups: ['eng'] })) {
     return createGrant(w.address, w.bundlePem, {
       subjectToken: token,
       subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
