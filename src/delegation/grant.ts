@@ -6,7 +6,7 @@
  */
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
-import { decodeJws, jwkThumbprint, publicJwk, publicKeyFromJwk, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, jwkThumbprint, publicJwk, publicKeyFromJwk, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
 import { parsePermissions, type Constraints, type Permission } from './scope.js';
 
 /** JWS `typ` of a grant. */
@@ -18,7 +18,6 @@ export const MAX_GOAL_BYTES = 1024;
 /** Task ids: ASCII only, so that what is shown is what is hashed (no Unicode look-alikes). */
 export const TASK_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const GRANT_ID = /^[A-Za-z0-9_-]{22}$/;
-const JKT = /^[A-Za-z0-9_-]{43}$/;
 const MAX_PRINCIPAL_BYTES = 512;
 
 export interface Task {
@@ -120,7 +119,7 @@ export function parseGrant(compact: string): Grant {
   const jti = str(c.jti, 'jti', 22);
   if (!GRANT_ID.test(jti)) fail('jti must be 22 base64url characters (128 random bits)');
   const dlg = obj(c.dlg, 'dlg', ['jkt']);
-  if (typeof dlg.jkt !== 'string' || !JKT.test(dlg.jkt)) fail('dlg.jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)');
+  if (!isJkt(dlg.jkt)) fail('dlg.jkt must be an RFC 7638 SHA-256 thumbprint (43 canonical base64url characters)');
   const depth = int(c.depth, 'depth');
   const claims: GrantClaims = {
     iss: str(c.iss, 'iss'),
@@ -188,7 +187,7 @@ export interface HopRequest {
 export function delegateGrant(parentCompact: string, parentKey: KeyObject, req: HopRequest): string {
   const parent = parseGrant(parentCompact).claims;
   if (parentKey.type !== 'private') fail("delegating needs the parent agent's private key");
-  if (!JKT.test(req.childJkt)) fail('the child key thumbprint must be 43 base64url characters');
+  if (!isJkt(req.childJkt)) fail('the child key thumbprint must be 43 canonical base64url characters');
   if (parent.depth + 1 > parent.max_depth) fail(`delegation depth ${parent.depth + 1} would exceed the root's limit of ${parent.max_depth}`);
   const exp = Math.min(req.exp ?? parent.exp, parent.exp);
   if (exp <= req.now) fail('the parent grant has expired');

@@ -13,6 +13,7 @@ import { refusal, type PolicyEngine } from '../policy/engine.js';
 import { delegateRequests } from '../policy/requests.js';
 import type { PrincipalVerifier } from '../principal/oidc.js';
 import { trustDomainId } from '../spiffe/id.js';
+import { isJkt } from '../jose/jws.js';
 import type { Store } from '../store/store.js';
 import type { PolicySnapshots } from './policies.js';
 
@@ -65,7 +66,7 @@ export class GrantIssuer {
     const boundaries = parsePermissions(r.boundaries, 'boundaries');
     const escalate = parsePermissions(r.escalate, 'escalate');
     if (!Number.isInteger(r.maxDepth) || r.maxDepth < 0 || r.maxDepth > MAX_DELEGATION_DEPTH) throw new LimitError(`delegation: max depth must be 0..${MAX_DELEGATION_DEPTH}`);
-    if (!/^[A-Za-z0-9_-]{43}$/.test(r.delegateJkt)) throw new DelegationError("delegation: the delegate key must be an RFC 7638 SHA-256 thumbprint (43 base64url characters; `writ agent keygen` prints it)");
+    if (!isJkt(r.delegateJkt)) throw new DelegationError("delegation: the delegate key must be an RFC 7638 SHA-256 thumbprint (43 base64url characters; `writ agent keygen` prints it)");
 
     const snapshot = await policies.active();
     const now = clock.now();

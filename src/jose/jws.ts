@@ -146,6 +146,15 @@ export function jwkThumbprint(key: KeyObject): string {
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }
 
+/**
+ * True for a well-formed RFC 7638 SHA-256 thumbprint: 43 base64url characters that decode to
+ * 32 bytes and re-encode to themselves. The last character carries 2 unused bits, so without
+ * the round trip four spellings would name the same key.
+ */
+export function isJkt(s: unknown): s is string {
+  return typeof s === 'string' && /^[A-Za-z0-9_-]{43}$/.test(s) && Buffer.from(s, 'base64url').toString('base64url') === s;
+}
+
 /** SHA-256 of a string's UTF-8 bytes, base64url (e.g. the hash of a writ in a proof). */
 export function sha256b64url(s: string | Buffer): string {
   return createHash('sha256').update(s).digest('base64url');

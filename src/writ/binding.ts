@@ -14,6 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
+import { isJkt } from '../jose/jws.js';
 
 export const BINDING_LABEL = 'writ-binding-v1\0';
 
@@ -34,7 +35,7 @@ function fixed(b: Buffer, what: string): Buffer {
 
 /** The canonical byte string B hashes; exported for the test vectors in docs/writ-format.md. */
 export function bindingPreimage(i: BindingInput): Buffer {
-  if (!/^[A-Za-z0-9_-]{43}$/.test(i.jkt)) throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: key thumbprint must be 43 base64url characters');
+  if (!isJkt(i.jkt)) throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: key thumbprint must be 43 canonical base64url characters');
   if (!/^[0-9a-f]{64}$/.test(i.policySnapshot)) throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: policy snapshot digest must be 64 lower-case hex characters');
   const fields = [
     fixed(Buffer.from(i.jkt, 'base64url'), 'key thumbprint'),

@@ -6,7 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
-import { decodeJws, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, signJws, type DecodedJws } from '../jose/jws.js';
 import { parsePolicyRef, parsePrincipal, parseTask, type PolicyRef, type PrincipalRef, type Task } from '../delegation/grant.js';
 
 export const WRIT_TYP = 'writ+jwt';
@@ -122,7 +122,7 @@ export function parseWrit(compact: string): Writ {
       jti: str(c.jti, 'jti', 64, B64U),
       iat: int(c.iat, 'iat'),
       exp: int(c.exp, 'exp'),
-      cnf: { jkt: str(cnf.jkt, 'cnf.jkt', 43, /^[A-Za-z0-9_-]{43}$/) },
+      cnf: { jkt: isJkt(cnf.jkt) ? cnf.jkt : fail('cnf.jkt must be an RFC 7638 thumbprint (43 canonical base64url characters)') },
       svid: { 'x5t#S256': str(svid['x5t#S256'], 'svid.x5t#S256', 43, /^[A-Za-z0-9_-]{43}$/) },
       principal: parsePrincipal(c.principal),
       act: parseAct(c.act, 0),
