@@ -5,8 +5,8 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
-import { sha256b64url, verifyJws } from '../jose/jws.js';
-import { parseGrant, MAX_DELEGATION_DEPTH, type Grant } from './grant.js';
+import { verifyJws } from '../jose/jws.js';
+import { parseGrantCached, MAX_DELEGATION_DEPTH, type Grant } from './grant.js';
 import { checkAttenuation } from './scope.js';
 
 export interface ChainCheck {
@@ -68,7 +68,7 @@ export function verifyChain(c: ChainCheck): VerifiedChain {
   const skew = c.skew ?? 0;
   const grants = c.grants.map((g, i) => {
     try {
-      return parseGrant(g);
+      return parseGrantCached(g);
     } catch (e) {
       throw new DelegationError(`delegation: grant ${i}: ${(e as Error).message}`, { cause: e });
     }
@@ -99,7 +99,7 @@ export function verifyChain(c: ChainCheck): VerifiedChain {
     }
     const parent = grants[i - 1]!;
     const pc = parent.claims;
-    if (cl.prev !== sha256b64url(parent.jws.compact)) fail(`grant ${i} does not link to grant ${i - 1} (prev is another grant's hash)`);
+    if (cl.prev !== parent.hash) fail(`grant ${i} does not link to grant ${i - 1} (prev is another grant's hash)`);
     if (g.signerJkt !== pc.dlg.jkt) fail(`grant ${i} is signed by a key other than the one grant ${i - 1} delegated to`);
     if (c.issuerKeys && !verifyJws(g.jws, g.signerKey!)) fail(`grant ${i} signature does not verify`);
     if (cl.task.id !== pc.task.id || cl.task.goal !== pc.task.goal || cl.task.exp !== pc.task.exp) fail(`grant ${i} changes the task`);

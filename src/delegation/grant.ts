@@ -6,7 +6,7 @@
  */
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
-import { decodeJws, isJkt, jwkThumbprint, publicJwk, publicKeyFromJwk, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
 import { parsePermissions, type Constraints, type Permission } from './scope.js';
 
 /** JWS `typ` of a grant. */
@@ -66,6 +66,8 @@ export interface GrantClaims extends Constraints {
 export interface Grant {
   readonly jws: DecodedJws;
   readonly claims: GrantClaims;
+  /** base64url SHA-256 of the compact grant: what a child's `prev` names. */
+  readonly hash: string;
   /** Thumbprint of the key that signed a hop grant (from its `jwk` header). */
   readonly signerJkt?: string;
   readonly signerKey?: KeyObject;
@@ -149,11 +151,25 @@ export function parseGrant(compact: string): Grant {
   if (root && claims.rid !== claims.jti) fail('a root grant is its own rid');
   if (root) {
     if (typeof jws.header.kid !== 'string' || 'jwk' in jws.header) fail('a root grant is signed by the issuer: kid header, no jwk');
-    return { jws, claims };
+    return { jws, claims, hash: sha256b64url(compact) };
   }
   if ('kid' in jws.header) fail('a hop grant is signed by the parent agent: jwk header, no kid');
-  const signerKey = publicKeyFromJwk(jws.header.jwk);
-  return { jws, claims, signerKey, signerJkt: jwkThumbprint(signerKey) };
+  const signer = keyFromJwk(jws.header.jwk);
+  return { jws, claims, hash: sha256b64url(compact), signerKey: signer.key, signerJkt: signer.jkt };
+}
+
+/** Grants parsed recently, by their exact compact serialisation (a grant is immutable). */
+const GRANT_CACHE_SIZE = 4096;
+const grantCache = new Map<string, Grant>();
+
+/** `parseGrant`, cached by the exact bytes: chains repeat across the writs of one task. */
+export function parseGrantCached(compact: string): Grant {
+  const hit = grantCache.get(compact);
+  if (hit) return hit;
+  const g = parseGrant(compact);
+  if (grantCache.size >= GRANT_CACHE_SIZE) grantCache.delete(grantCache.keys().next().value!);
+  grantCache.set(compact, g);
+  return g;
 }
 
 function parseFrom(v: unknown): { sub: string; writ: string } {

@@ -192,6 +192,28 @@ export function publicKeyFromJwk(v: unknown): KeyObject {
   throw new JwsError('jws: jwk kty must be EC or RSA');
 }
 
+/** Keys made from JWKs recently, by their RFC 7638 members: creating a KeyObject validates the point and costs ~0.1 ms. */
+const JWK_CACHE_SIZE = 4096;
+const jwkCache = new Map<string, { key: KeyObject; jkt: string }>();
+
+/**
+ * `publicKeyFromJwk` and the key's thumbprint, cached by the thumbprint members (the same
+ * members always make the same key, so a hit is exact). Agents present the same key in every
+ * proof and hop grant.
+ */
+export function keyFromJwk(v: unknown): { key: KeyObject; jkt: string } {
+  const j = v as Record<string, unknown> | null;
+  const id = j && typeof j === 'object' ? JSON.stringify([j.kty, j.crv, j.x, j.y, j.n, j.e]) : '';
+  const hit = id ? jwkCache.get(id) : undefined;
+  // A hit still needs the same members only: private or unknown members are refused every time.
+  if (hit && !['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'].some((m) => m in j!)) return hit;
+  const key = publicKeyFromJwk(v);
+  const out = { key, jkt: jwkThumbprint(key) };
+  if (jwkCache.size >= JWK_CACHE_SIZE) jwkCache.delete(jwkCache.keys().next().value!);
+  jwkCache.set(id, out);
+  return out;
+}
+
 /** The public JWK of a key with only the members RFC 7638 names. */
 export function publicJwk(key: KeyObject): Record<string, string> {
   const jwk = key.export({ format: 'jwk' }) as Record<string, string>;

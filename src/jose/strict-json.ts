@@ -12,6 +12,9 @@ export class StrictJsonError extends Error {}
 
 const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+/** Characters a string may hold without an escape. */
+const PLAIN = /[^"\\\x00-\x1f]*/y;
+const SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const ESC: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 
 export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknown {
@@ -26,6 +29,13 @@ export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknow
     i++; // opening quote
     let out = '';
     for (;;) {
+      // Fast path: a run of plain characters, taken in one slice.
+      PLAIN.lastIndex = i;
+      PLAIN.test(text);
+      if (PLAIN.lastIndex > i) {
+        out += text.slice(i, PLAIN.lastIndex);
+        i = PLAIN.lastIndex;
+      }
       if (i >= text.length) fail('unterminated string');
       const c = text.charCodeAt(i);
       if (c === 0x22) {
@@ -33,23 +43,19 @@ export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknow
         break;
       }
       if (c < 0x20) fail('control character in string');
-      if (c === 0x5c) {
-        const e = text[i + 1];
-        if (e === 'u') {
-          const hex = text.slice(i + 2, i + 6);
-          if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
-          out += String.fromCharCode(parseInt(hex, 16));
-          i += 6;
-        } else if (e !== undefined && e in ESC) {
-          out += ESC[e];
-          i += 2;
-        } else fail('bad escape');
-        continue;
-      }
-      out += text[i];
-      i++;
+      // c is a backslash
+      const e = text[i + 1];
+      if (e === 'u') {
+        const hex = text.slice(i + 2, i + 6);
+        if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
+        out += String.fromCharCode(parseInt(hex, 16));
+        i += 6;
+      } else if (e !== undefined && e in ESC) {
+        out += ESC[e];
+        i += 2;
+      } else fail('bad escape');
     }
-    if (/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(out)) fail('lone surrogate in string');
+    if (SURROGATE.test(out)) fail('lone surrogate in string');
     return out;
   };
   const value = (depth: number): unknown => {
@@ -58,23 +64,24 @@ export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknow
     if (c === '{') {
       if (depth >= maxDepth) fail('nesting too deep');
       i++;
-      const obj: Record<string, unknown> = Object.create(null);
-      const seen = new Set<string>();
+      const obj: Record<string, unknown> = {};
       ws();
       if (text[i] === '}') {
         i++;
-        return { ...obj };
+        return obj;
       }
       for (;;) {
         ws();
         if (text[i] !== '"') fail('expected member name');
         const k = str();
-        if (seen.has(k)) fail(`duplicate member name "${k.slice(0, 40)}"`);
-        seen.add(k);
+        if (Object.hasOwn(obj, k)) fail(`duplicate member name "${k.slice(0, 40)}"`);
         ws();
         if (text[i] !== ':') fail('expected ":"');
         i++;
-        obj[k] = value(depth + 1);
+        const v = value(depth + 1);
+        // "__proto__" stays an own data member; plain assignment would set the prototype.
+        if (k === '__proto__') Object.defineProperty(obj, k, { value: v, enumerable: true, writable: true, configurable: true });
+        else obj[k] = v;
         ws();
         if (text[i] === ',') {
           i++;
@@ -86,10 +93,7 @@ export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknow
         }
         fail('expected "," or "}"');
       }
-      // A plain object (not null-prototype) so callers can use it normally; "__proto__" stays an own key.
-      const plain: Record<string, unknown> = {};
-      for (const k of Object.keys(obj)) Object.defineProperty(plain, k, { value: obj[k], enumerable: true, writable: true, configurable: true });
-      return plain;
+      return obj;
     }
     if (c === '[') {
       if (depth >= maxDepth) fail('nesting too deep');

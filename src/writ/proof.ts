@@ -7,7 +7,7 @@
  */
 import { randomBytes, createPublicKey, type KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
-import { decodeJws, jwkThumbprint, publicJwk, publicKeyFromJwk, sha256b64url, signJws, verifyJws } from '../jose/jws.js';
+import { decodeJws, keyFromJwk, publicJwk, sha256b64url, signJws, verifyJws } from '../jose/jws.js';
 
 export const PROOF_TYP = 'writ-pop+jwt';
 /** Longest lifetime a proof may claim (exp − iat), seconds. */
@@ -86,9 +86,9 @@ export function verifyProof(proof: string, c: ProofCheck): { jti: string; method
   if (typeof proof !== 'string' || proof === '') fail('a proof of possession is required: writs are never accepted as bearer tokens');
   const d = decodeJws(proof, PROOF_TYP, MAX_PROOF_BYTES);
   if ('kid' in d.header || 'x5c' in d.header) fail('the proof names its key only in the jwk header');
-  const key = publicKeyFromJwk(d.header.jwk);
+  const { key, jkt } = keyFromJwk(d.header.jwk);
   // Key first: a proof by any other key is someone else's, whatever it says.
-  if (jwkThumbprint(key) !== c.jkt) fail("signed by a key other than the writ's cnf key");
+  if (jkt !== c.jkt) fail("signed by a key other than the writ's cnf key");
   if (!verifyJws(d, key)) fail('signature does not verify');
   const p = d.payload;
   const extra = Object.keys(p).filter((k) => !ONLY.includes(k));

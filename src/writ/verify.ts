@@ -18,7 +18,7 @@ import type { PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
 import { verifyProof, type ProofReplayCache } from './proof.js';
-import { parseWrit, type ActClaim, type WritClaims } from './writ.js';
+import { parseWritCached, type ActClaim, type WritClaims } from './writ.js';
 
 /** Clock skew tolerated on writ and grant times, seconds. */
 export const WRIT_SKEW_S = 5;
@@ -110,7 +110,7 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   const theirs = (check: string) => checks.push({ check, by: 'issuer' });
   const now = Math.floor(o.now.getTime() / 1000);
 
-  const writ = parseWrit(o.writ);
+  const writ = parseWritCached(o.writ);
   const c = writ.claims;
   if (c.iss !== o.trust.issuer) fail(`issued by ${c.iss.slice(0, 80)}, not the trusted issuer ${o.trust.issuer}`);
   const key = o.trust.writKeys.get(writ.jws.header.kid as string);

@@ -148,6 +148,20 @@ export function parseWrit(compact: string): Writ {
   return { jws, claims };
 }
 
+/** Writs parsed recently, by their exact compact serialisation. Parsing only: signatures are checked on every use. */
+const WRIT_CACHE_SIZE = 1024;
+const writCache = new Map<string, Writ>();
+
+/** `parseWrit`, cached by the exact bytes: an agent presents the same writ with a fresh proof each time. */
+export function parseWritCached(compact: string): Writ {
+  const hit = writCache.get(compact);
+  if (hit) return hit;
+  const w = parseWrit(compact);
+  if (writCache.size >= WRIT_CACHE_SIZE) writCache.delete(writCache.keys().next().value!);
+  writCache.set(compact, w);
+  return w;
+}
+
 /** Signs writ claims with the issuer's writ key. */
 export function signWrit(claims: WritClaims, key: KeyObject, kid: string): string {
   return signJws({ typ: WRIT_TYP, kid }, { ...claims }, key);

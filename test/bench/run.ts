@@ -27,6 +27,18 @@ import { TpmWriter } from '../../src/tpm/marshal.js';
 import { akTemplate, marshalPcrSelection, marshalPublic, marshalSignature, objectName, parsePublic, type PublicTemplate } from '../../src/tpm/structures.js';
 import { pcrDigest, verifyQuote } from '../../src/attestation/tpm/quote.js';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { FakeIssuer, agent, hop } from '../helpers/writ-fixture.js';
+import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
+import { verifyWrit } from '../../src/writ/verify.js';
+import { parseWrit } from '../../src/writ/writ.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { buildSnapshot, splitPolicies } from '../../src/policy/snapshot.js';
+import { delegateRequests } from '../../src/policy/requests.js';
+import { delegateGrant } from '../../src/delegation/grant.js';
+import { jwkThumbprint } from '../../src/jose/jws.js';
+import { POLICY } from '../helpers/policies.js';
+import { startOidc } from '../helpers/oidc.js';
+import { createGrant } from '../../src/agent/grant-client.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -262,11 +274,122 @@ async function handshakeBench(): Promise<void> {
   }
 }
 
+/** Writ verification (3-hop chain, warm caches) against two raw ES256 verifications; Cedar decisions. */
+async function writBenches(): Promise<void> {
+  const iss = new FakeIssuer();
+  const [A, B, C] = [agent('a'), agent('b'), agent('c')];
+  const now = Math.floor(Date.now() / 1000);
+  const root = iss.rootGrant(A, { now: now - 10 });
+  const g1 = hop(root, A, B, now - 9, { scope: [{ action: 'repo:read', resource: 'repo://acme/*' }] });
+  const g2 = hop(g1, B, C, now - 8, { scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }] });
+  const { writ } = iss.writ(C, [root, g1, g2], { now: now - 5 });
+  const at = new Date();
+  const pub = createPublicKey(iss.key);
+  const msg = Buffer.from(writ.split('.').slice(0, 2).join('.'));
+  const sig = sign('sha256', msg, { key: iss.key, dsaEncoding: 'ieee-p1363' });
+  const one = rate(() => verify('sha256', msg, { key: pub, dsaEncoding: 'ieee-p1363' }, sig));
+  record('floor_two_es256_verifications', one / 2, 'ops/s');
+  // Proofs are made ahead (each has its own one-time id); only verification is timed.
+  const proofs: string[] = [];
+  const more = () => {
+    while (proofs.length < 60_000) proofs.push(createProof(writ, C.key, { audience: 'rp', method: 'GET /x', now: at }));
+  };
+  more();
+  const cache = new ProofReplayCache(1_000_000);
+  const base = { writ, trust: iss.trust, audience: 'rp', method: 'GET /x', now: at, replayCache: cache };
+  record('writ_verify_standard_3hop', rate(() => verifyWrit({ ...base, proof: proofs.pop()! })), 'ops/s', one / 2);
+  more();
+  record('writ_verify_deep_3hop', rate(() => verifyWrit({ ...base, proof: proofs.pop()!, level: 'deep' })), 'ops/s', one / 2);
+  results.writ_verify_deep_3hop!.unit += ' (5 signatures: writ, proof, 3 grants; floor = 2 verifications)';
+  const engine = new PolicyEngine();
+  const snap = buildSnapshot(splitPolicies([{ name: 'acme.cedar', text: POLICY }]));
+  const alice = { iss: 'https://idp', sub: 'alice', groups: ['eng'] };
+  const task = { id: 't', goal: 'g', lifetimeSeconds: 600 };
+  const allow = delegateRequests(alice, [{ action: 'repo:read', resource: 'repo://acme/w' }], task, 2);
+  const esc = delegateRequests(alice, [{ action: 'deploy:prod', resource: 'repo://acme/w' }], task, 2);
+  if (engine.decideAll(snap, allow).decision !== 'allow' || engine.decideAll(snap, esc).decision !== 'escalate') throw new Error('bench policy answers changed');
+  record('cedar_decision_allow', rate(() => engine.decideAll(snap, allow)), 'decisions/s');
+  record('cedar_decision_escalate', rate(() => engine.decideAll(snap, esc)), 'decisions/s (two evaluations)');
+}
+
+/** Handshakes presenting a 3-grant chain (root → A → B → this agent), over gRPC/TLS. */
+async function chainHandshakeBench(): Promise<void> {
+  const oidc = await startOidc();
+  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
+  const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org', principals: [{ issuer: oidc.issuer, audience: 'writ' }] });
+  const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
+  try {
+    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
+    await server.store.transaction(async () => undefined);
+    const { PolicySnapshots } = await import('../../src/issuance/policies.js');
+    await new PolicySnapshots({ store: server.store, clock: { now: () => new Date() } }).push([{ name: 'acme.cedar', text: POLICY }]);
+    const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
+    const tokens: string[] = [];
+    await server.store.transaction(async (tx) => {
+      for (let i = 0; i < total + 40; i++) {
+        const { token, record: rec } = newJoinToken(new Date(), 3600_000);
+        await tx.createJoinToken(rec);
+        const sels = [{ type: 'join_token', value: rec.id }];
+        await tx.createEntry({ id: `c${i}`, spiffeId: `spiffe://example.org/agent/c${i}`, selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: i }, selectorsKey(sels));
+        tokens.push(token);
+      }
+    });
+    const keys = [0, 1, 2].map(() => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+    const spki = (k: (typeof keys)[number]) => createPublicKey(k).export({ type: 'spki', format: 'der' });
+    const jkt = (k: (typeof keys)[number]) => jwkThumbprint(createPublicKey(k));
+    const root = await createGrant(server.address, bundlePem, {
+      subjectToken: oidc.token('alice', { groups: ['eng'] }),
+      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+      taskId: 'bench',
+      goal: 'bench',
+      ttlSeconds: 3600,
+      scope: [{ action: 'repo:*', resource: 'repo://acme/*' }],
+      maxDepth: 3,
+      delegateJkt: jkt(keys[0]!),
+    });
+    const hs = (k: (typeof keys)[number], grants: string[]) =>
+      attest({ server: server.address, bundlePem, evidenceType: 'join_token', publicKey: spki(k), respond: () => Buffer.from(tokens.pop()!), grants });
+    const wa = parseWrit((await hs(keys[0]!, [root.grant])).writ!).claims;
+    const now = Math.floor(Date.now() / 1000);
+    const g1 = delegateGrant(root.grant, keys[0]!, { childJkt: jkt(keys[1]!), now, from: { sub: wa.sub, writ: wa.jti } });
+    const wb = parseWrit((await hs(keys[1]!, [root.grant, g1])).writ!).claims;
+    const g2 = delegateGrant(g1, keys[1]!, { childJkt: jkt(keys[2]!), now, from: { sub: wb.sub, writ: wb.jti } });
+    const chain = [root.grant, g1, g2];
+    for (let i = 0; i < 20; i++) await hs(keys[2]!, chain); // warm-up
+    const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
+    const latencies: number[] = [];
+    const t0 = performance.now();
+    let left = total;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (left-- > 0) {
+          const s0 = performance.now();
+          const r = await hs(keys[2]!, chain);
+          if (!r.writ) throw new Error('no writ');
+          latencies.push(performance.now() - s0);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
+    record('handshake_3grant_chain_grpc', latencies.length / secs, `handshakes/s (${concurrency} concurrent clients, new TLS channel each, chain verified, Cedar decision, writ minted)`);
+    record('handshake_3grant_chain_grpc_p50', pct(50), 'ms');
+    record('handshake_3grant_chain_grpc_p99', pct(99), 'ms');
+  } finally {
+    await server.stop();
+    await oidc.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   await cryptoBenches();
+  await writBenches();
   await tpmQuoteBench();
   await handshakeBench();
+  await chainHandshakeBench();
   await tpmHandshakeBench();
   const rows = Object.entries(results).map(([k, r]) => [k, `${r.value}`, r.unit, r.floor === undefined ? '' : `${r.floor}`, r.ratio === undefined ? '' : `${r.ratio}`]);
   const head = ['benchmark', 'value', 'unit', 'floor', 'ratio'];
