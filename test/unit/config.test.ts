@@ -64,3 +64,25 @@ describe('config', () => {
     expect(() => parseDuration('')).toThrow();
   });
 });
+
+describe('config: principals and grants', () => {
+  it('accepts https issuers, http on loopback, and static JWKS files', () => {
+    const s = settingsFrom('principals:\n  - { issuer: https://idp.example.com, audience: writ }\n  - { issuer: http://127.0.0.1:9000, audience: writ, groups_claim: roles }\n  - { issuer: corp, audience: writ, jwks_file: /etc/writ/corp.jwks }\ngrants: { default_ttl: 30m, max_ttl: 8h }\n');
+    expect(s.principals).toEqual([
+      { issuer: 'https://idp.example.com', audience: 'writ', groupsClaim: 'groups' },
+      { issuer: 'http://127.0.0.1:9000', audience: 'writ', groupsClaim: 'roles' },
+      { issuer: 'corp', audience: 'writ', jwksFile: '/etc/writ/corp.jwks', groupsClaim: 'groups' },
+    ]);
+    expect(s.grants).toEqual({ defaultTtlMs: 1800_000, maxTtlMs: 8 * 3600_000 });
+  });
+  it('refuses plain http discovery off loopback, missing audiences, duplicates and unknown keys, all at once', () => {
+    let err: ConfigError | undefined;
+    try {
+      settingsFrom('principals:\n  - { issuer: http://idp.example.com, audience: writ }\n  - { issuer: https://a.example }\n  - { issuer: https://b.example, audience: w, colour: red }\n  - { issuer: https://b.example, audience: w }\ngrants: { default_ttl: 2d, max_ttl: 1h }\n');
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    const text = err!.problems.join('\n');
+    for (const needle of ['principals[0].issuer must be https', 'principals[1] needs issuer and audience', 'unknown key principals[2].colour', 'listed twice', 'grants.default_ttl']) expect(text).toContain(needle);
+  });
+});

@@ -121,3 +121,43 @@ describe('SqliteStore selector index', () => {
     await s.close();
   });
 });
+
+describe('SqliteStore: policies, grants, writs, decisions (migration 4)', () => {
+  it('keeps CA keys across the migration that adds the writ key kind', async () => {
+    const dir = tmpDir();
+    const db = new Database(join(dir, 'w.db'));
+    db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+    MIGRATIONS.slice(0, 3).forEach((m, i) => {
+      db.exec(m);
+      db.prepare('INSERT INTO schema_migrations VALUES (?, 0)').run(i + 1);
+    });
+    db.prepare("INSERT INTO ca_keys VALUES ('jwt-1', 'jwt', 'active', x'', x'01', x'02', 1, 2)").run();
+    db.close();
+    const s = new SqliteStore(join(dir, 'w.db'));
+    expect(s.schemaVersion).toBe(MIGRATIONS.length);
+    expect((await s.listCaKeys()).map((k) => k.id)).toEqual(['jwt-1']);
+    await s.putCaKey({ id: 'writ-1', kind: 'writ', state: 'active', certDer: Buffer.alloc(0), publicKeyDer: Buffer.from([1]), sealedKey: Buffer.from([2]), notBefore: 1, notAfter: 2 });
+    expect((await s.listCaKeys()).map((k) => k.kind).sort()).toEqual(['jwt', 'writ']);
+    await s.close();
+  });
+
+  it('stores immutable snapshots, one active; grants once; writs and decisions', async () => {
+    const s = new SqliteStore(join(tmpDir(), 'w.db'));
+    await s.putPolicySnapshot({ digest: 'a'.repeat(64), policies: [{ id: 'p', text: 'permit(principal, action, resource);' }], createdAt: 5 });
+    await s.putPolicySnapshot({ digest: 'a'.repeat(64), policies: [{ id: 'other', text: 'x' }], createdAt: 6 }); // same address: ignored
+    expect((await s.getPolicySnapshot('a'.repeat(64)))!.policies[0]!.id).toBe('p');
+    await expect(s.setActivePolicy({ digest: 'b'.repeat(64), activatedAt: 1 })).rejects.toThrow(StoreError); // no such snapshot
+    await s.setActivePolicy({ digest: 'a'.repeat(64), activatedAt: 7 });
+    expect(await s.getActivePolicy()).toEqual({ digest: 'a'.repeat(64), activatedAt: 7 });
+    const g = { jti: 'g1', issuer: 'spiffe://example.org', rid: 'g1', depth: 0, taskId: 't', principalIss: 'i', principalSub: 's', delegateJkt: 'k', expiresAt: 9, compact: 'a.b.c', createdAt: 1, revokedAt: null };
+    await s.putGrant(g);
+    await expect(s.putGrant({ ...g, compact: 'x.y.z' })).rejects.toThrow(StoreError);
+    expect(await s.getGrant('g1')).toEqual(g);
+    const w = { jti: 'w1', spiffeId: 'spiffe://example.org/a', jkt: 'k', chainDigest: Buffer.alloc(32, 1), lineage: ['g1'], taskId: 't', evidenceDigest: Buffer.alloc(32, 2), issuedAt: 1, expiresAt: 2 };
+    await s.recordWrit(w);
+    expect(await s.getWrit('w1')).toEqual(w);
+    await s.recordDecision({ at: 1, actor: 'a', principal: 'p', action: 'x', decision: 'escalate', snapshot: 'a'.repeat(64), policies: ['p1'], reason: 'r' });
+    expect(await s.listDecisions(10)).toEqual([{ at: 1, actor: 'a', principal: 'p', action: 'x', decision: 'escalate', snapshot: 'a'.repeat(64), policies: ['p1'], reason: 'r' }]);
+    await s.close();
+  });
+});
