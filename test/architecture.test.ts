@@ -39,7 +39,7 @@ const ALLOWED: Record<string, string[]> = {
   gen: [],
   rpc: ['gen'],
   server: ['rpc', 'gen', 'issuance', 'writ', 'delegation', 'policy', 'principal', 'jose', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'x509', 'der', 'store', 'config', 'clock', 'errors'],
-  agent: ['rpc', 'gen', 'tpm', 'svid', 'spiffe', 'x509', 'der', 'errors'],
+  agent: ['rpc', 'gen', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors'],
   cli: ['server', 'agent', 'writ', 'delegation', 'jose', 'spiffe', 'x509', 'attestation', 'rpc', 'gen', 'config', 'registration', 'tpm', 'der', 'errors'],
 };
 /** Only these may use gRPC or protobuf runtime packages. */

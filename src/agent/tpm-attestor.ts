@@ -6,7 +6,9 @@
  */
 import { TpmError } from '../errors.js';
 import type { Tpm } from '../tpm/client.js';
-import { TPMA_OBJECT, TPM_RH } from '../tpm/constants.js';
+import { createHash } from 'node:crypto';
+import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../tpm/constants.js';
+import type { JwsSigner } from '../jose/jws.js';
 import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
 import { akTemplate, marshalPublic, parsePcrSelectionSpec, parsePublic, publicKeyOf, residentKeyTemplate, srkTemplate, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
 import { EK_TEMPLATES, isInstanceOf } from '../tpm/ek-templates.js';
@@ -70,6 +72,26 @@ export class TpmAttestor {
     } finally {
       await this.tpm.flush(srk.handle);
     }
+  }
+
+  /**
+   * A JWS signer over the loaded TPM-resident key (ES256 by TPM2_Sign): proofs of possession and
+   * hop grants for a writ whose key never leaves the TPM.
+   */
+  residentSigner(): JwsSigner {
+    const k = this.residentKey;
+    if (!k) throw new TpmError('ERR_TPM_COMMAND', 'tpm: no resident key is loaded (createResidentKey or loadResidentKey first)');
+    const tpm = this.tpm;
+    return {
+      alg: 'ES256',
+      publicKey: publicKeyOf(k.public),
+      async sign(input) {
+        const sig = await tpm.sign(k.handle, createHash('sha256').update(input).digest());
+        if (sig.sigAlg !== TPM_ALG.ECDSA || !sig.r || !sig.s || sig.r.length > 32 || sig.s.length > 32) throw new TpmError('ERR_TPM_COMMAND', 'tpm: the resident key did not return a P-256 ECDSA signature');
+        // IEEE P1363: r and s, each left-padded to the curve size.
+        return Buffer.concat([Buffer.alloc(32 - sig.r.length), sig.r, Buffer.alloc(32 - sig.s.length), sig.s]);
+      },
+    };
   }
 
   /** Answers one challenge of the `tpm` evidence type. */

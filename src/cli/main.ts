@@ -24,7 +24,7 @@ import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
-import { CliUsageError as UsageError, agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, verifyCommand } from './writ-commands.js';
+import { CliUsageError as UsageError, agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, readResidentBlob, residentBlobText, verifyCommand } from './writ-commands.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { parseWrit } from '../writ/writ.js';
 
@@ -45,19 +45,19 @@ Usage:
   writ tpm check-quote --ak-pub F --attest F --sig F --pcrs F --pcr-selection SEL --nonce HEX
                       [--ek-cert F --ek-pub F --roots F [--intermediates F]] [--eventlog F]
   writ agent attest --server HOST:PORT --bundle FILE (--join-token TOKEN | --tpm SPEC) --out DIR
-                    [--key FILE] [--grant FILE...] [--writ-audience AUD...]
+                    [--key FILE | --tpm-key | --tpm-key-file FILE] [--grant FILE...] [--writ-audience AUD...]
                     [--jwt-audience AUD...] [--ek rsa2048|ecc384] [--ak ecc|rsa]
                     [--measure AGENT_PATH --measure-log FILE] [--event-log FILE] [--tpm-key]
                     (SPEC: /dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321)
-  writ agent keygen --out DIR [--type ec-p256|ec-p384]
+  writ agent keygen --out DIR [--type ec-p256|ec-p384] [--tpm SPEC]
   writ grant create --server HOST:PORT --bundle FILE --token-file F [--token-type id_token|jwt]
                     --task-id ID --goal TEXT [--ttl D] --scope ACTION=RESOURCE...
                     [--boundary ACTION=RESOURCE...] [--escalate ACTION=RESOURCE...]
                     [--max-depth N] --delegate THUMBPRINT --out FILE
-  writ grant delegate --writ F --key F --child THUMBPRINT [--scope A=R...] [--boundary A=R...]
-                      [--escalate A=R...] [--ttl D] --out FILE
+  writ grant delegate --writ F (--key F | --tpm SPEC --tpm-key-file F) --child THUMBPRINT
+                      [--scope A=R...] [--boundary A=R...] [--escalate A=R...] [--ttl D] --out FILE
   writ policy push DIR | show [DIGEST] [--json] | list [--json] | decisions [--limit N] [--json]
-  writ proof create --writ F --key F --audience A --method M [--ttl D]
+  writ proof create --writ F (--key F | --tpm SPEC --tpm-key-file F) --audience A --method M [--ttl D]
   writ verify --bundle JWKS --audience A --writ F --proof F [--method M] [--deep]
               [--tpm-roots F...] [--tpm-intermediates F...] [--trust-domain TD]
               [--require-evidence T...] [--require-selector S...] [--max-policy-age D]
@@ -273,13 +273,14 @@ async function cmdBundle(args: string[]): Promise<number> {
 async function cmdAgent(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'keygen') {
-    const { values } = parse(rest, { out: { type: 'string' }, type: { type: 'string' } });
+    const { values } = parse(rest, { out: { type: 'string' }, type: { type: 'string' }, tpm: { type: 'string' } });
     if (values.help) return usage();
-    return agentKeygen(values);
+    return await agentKeygen(values);
   }
   if (sub !== 'attest') throw new UsageError(`unknown agent command ${sub ?? '(none)'}; want attest or keygen`);
   const { values } = parse(rest, {
     key: { type: 'string' },
+    'tpm-key-file': { type: 'string' },
     grant: { type: 'string', multiple: true },
     'writ-audience': { type: 'string', multiple: true },
     server: { type: 'string' },
@@ -304,7 +305,9 @@ async function cmdAgent(args: string[]): Promise<number> {
   if (values.ek !== undefined && values.ek !== 'rsa2048' && values.ek !== 'ecc384') throw new UsageError('--ek must be rsa2048 or ecc384');
   if (values.ak !== undefined && values.ak !== 'ecc' && values.ak !== 'rsa') throw new UsageError('--ak must be ecc or rsa');
   if (values['tpm-key'] && values.tpm === undefined) throw new UsageError('--tpm-key needs --tpm');
-  if (values['tpm-key'] && values.key !== undefined) throw new UsageError('--tpm-key and --key are exclusive');
+  // A software key is generated (and written) only when neither --key nor --tpm-key names one.
+  if ([values['tpm-key'], values.key, values['tpm-key-file']].filter((x) => x !== undefined && x !== false).length > 1) throw new UsageError('--tpm-key, --tpm-key-file and --key are exclusive');
+  if (values['tpm-key-file'] && values.tpm === undefined) throw new UsageError('--tpm-key-file needs --tpm');
   const grants = readGrantFiles(values.grant ?? []);
   if (values['writ-audience'] && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
   const privateKey = values.key ? readPrivateKey(values.key) : generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
@@ -334,7 +337,10 @@ async function cmdAgent(args: string[]): Promise<number> {
       if (values['tpm-key']) {
         const k = await attestor.createResidentKey();
         common.publicKey = k.spki;
-        residentBlob = JSON.stringify({ parent: 'srk:ecc-p256', public: k.public.toString('base64'), private: k.private.toString('base64') }) + '\n';
+        residentBlob = residentBlobText(k);
+      } else if (values['tpm-key-file']) {
+        const blob = readResidentBlob(values['tpm-key-file']);
+        common.publicKey = await attestor.loadResidentKey(blob.public, blob.private);
       }
       res = await attest({ ...common, evidenceType: 'tpm', respond: (c) => attestor.respond(c) });
     } finally {
@@ -345,11 +351,12 @@ async function cmdAgent(args: string[]): Promise<number> {
   mkdirSync(out, { recursive: true, mode: 0o700 });
   // A TPM-resident key never leaves the TPM: only its wrapped blob (loadable by this TPM alone) is written.
   if (residentBlob) writeFileSync(join(out, 'svid.key.tpm'), residentBlob, { mode: 0o600 });
-  else if (!values.key) writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  else if (!values.key && !values['tpm-key-file']) writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   if (grants.length) {
     if (!res.writ) throw new Error('the issuer returned no writ for the grant chain');
     // The writ must be bound to the key we hold; refuse to store one that is not.
-    if (parseWrit(res.writ).claims.cnf.jkt !== jwkThumbprint(publicKey)) throw new Error('the issued writ is bound to another key');
+    const sent = createPublicKey({ key: common.publicKey, format: 'der', type: 'spki' });
+    if (parseWrit(res.writ).claims.cnf.jkt !== jwkThumbprint(sent)) throw new Error('the issued writ is bound to another key');
     writeFileSync(join(out, 'writ.jws'), `${res.writ}\n`, { mode: 0o600 });
   }
   writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));
@@ -435,7 +442,18 @@ async function cmdGrant(args: string[]): Promise<number> {
     return grantCreate(values);
   }
   if (sub === 'delegate') {
-    const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, child: { type: 'string' }, scope: perm, boundary: perm, escalate: perm, ttl: { type: 'string' }, out: { type: 'string' } });
+    const { values } = parse(rest, {
+      writ: { type: 'string' },
+      key: { type: 'string' },
+      tpm: { type: 'string' },
+      'tpm-key-file': { type: 'string' },
+      child: { type: 'string' },
+      scope: perm,
+      boundary: perm,
+      escalate: perm,
+      ttl: { type: 'string' },
+      out: { type: 'string' },
+    });
     if (values.help) return usage();
     return grantDelegate(values, new Date());
   }
@@ -449,10 +467,10 @@ async function cmdPolicy(args: string[]): Promise<number> {
   return policyCommand(sub, positionals, values, adminSocketPath(values, process.env));
 }
 
-function cmdProof(args: string[]): number {
+async function cmdProof(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'create') throw new UsageError(`unknown proof command ${sub ?? '(none)'}; want create`);
-  const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, audience: { type: 'string' }, method: { type: 'string' }, ttl: { type: 'string' } });
+  const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, tpm: { type: 'string' }, 'tpm-key-file': { type: 'string' }, audience: { type: 'string' }, method: { type: 'string' }, ttl: { type: 'string' } });
   if (values.help) return usage();
   return proofCreate(values, new Date());
 }
@@ -508,7 +526,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'policy':
         return await cmdPolicy(rest);
       case 'proof':
-        return cmdProof(rest);
+        return await cmdProof(rest);
       case 'verify':
         return cmdVerify(rest);
       case '--version':

@@ -2,11 +2,14 @@
  * CLI verbs of the writ itself: agent keys, grants, policies, proofs and offline
  * verification. argv → library calls; no domain logic here.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { jwkThumbprint } from '../jose/jws.js';
-import { delegateGrant } from '../delegation/grant.js';
+import { delegateGrantWith } from '../delegation/grant.js';
+import { keySigner, type JwsSigner } from '../jose/jws.js';
+import { Tpm } from '../tpm/client.js';
+import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { parsePermissionFlag } from '../delegation/scope.js';
 import { parseSpiffeBundle } from '../spiffe/bundle.js';
 import { trustDomainId } from '../spiffe/id.js';
@@ -14,7 +17,7 @@ import { parseCertificate } from '../x509/certificate.js';
 import { builtinReverifiers } from '../attestation/builtins.js';
 import { certificatesInFile } from '../config/files.js';
 import { parseDuration } from '../config/duration.js';
-import { createProof, ProofReplayCache } from '../writ/proof.js';
+import { createProofWith, ProofReplayCache } from '../writ/proof.js';
 import { authorize, verifyWrit, type WritRequirements } from '../writ/verify.js';
 import { parseWrit } from '../writ/writ.js';
 import { isWritError } from '../errors.js';
@@ -50,14 +53,65 @@ const writeAtomic = (file: string, text: string, mode = 0o644) => {
   renameSync(tmp, file);
 };
 
-/** `writ agent keygen --out DIR [--type ec-p256|ec-p384]`: prints the key's RFC 7638 thumbprint. */
-export function agentKeygen(values: { out?: string; type?: string }): number {
+/**
+ * Runs `fn` with the writ key: a PKCS#8 file (`--key`), or a TPM-resident key (`--tpm SPEC
+ * --tpm-key svid.key.tpm`, as `writ agent attest --tpm-key` wrote it) signing inside the TPM.
+ */
+export async function withSigner<T>(values: { key?: string; tpm?: string; 'tpm-key-file'?: string }, fn: (s: JwsSigner) => Promise<T>): Promise<T> {
+  if ((values.key === undefined) === (values['tpm-key-file'] === undefined)) throw new CliUsageError('give exactly one of --key and --tpm-key-file');
+  if (values.key) return fn(keySigner(readPrivateKey(values.key)));
+  const blob = readResidentBlob(values['tpm-key-file']!);
+  const tpm = await Tpm.open(need(values.tpm, '--tpm'));
+  const attestor = new TpmAttestor(tpm);
+  try {
+    await attestor.loadResidentKey(blob.public, blob.private);
+    return await fn(attestor.residentSigner());
+  } finally {
+    await attestor.close();
+    await tpm.close();
+  }
+}
+
+/** The wrapped TPM-resident key (loadable by its TPM alone) as `writ agent keygen --tpm` writes it. */
+export function readResidentBlob(file: string): { public: Buffer; private: Buffer } {
+  const blob = JSON.parse(readFileSync(file, 'utf8')) as { public?: string; private?: string };
+  if (typeof blob.public !== 'string' || typeof blob.private !== 'string') throw new CliUsageError(`${file} is not a TPM key blob (writ agent keygen --tpm writes one)`);
+  return { public: Buffer.from(blob.public, 'base64'), private: Buffer.from(blob.private, 'base64') };
+}
+
+export const residentBlobText = (k: { public: Buffer; private: Buffer }): string =>
+  JSON.stringify({ parent: 'srk:ecc-p256', public: k.public.toString('base64'), private: k.private.toString('base64') }) + '\n';
+
+/**
+ * `writ agent keygen --out DIR [--type ec-p256|ec-p384] [--tpm SPEC]`: prints the key's RFC
+ * 7638 thumbprint. With --tpm the key is made inside the TPM (never exportable) and only its
+ * wrapped blob is written.
+ */
+export async function agentKeygen(values: { out?: string; type?: string; tpm?: string }): Promise<number> {
   const out = need(values.out, '--out');
   const type = values.type ?? 'ec-p256';
   if (type !== 'ec-p256' && type !== 'ec-p384') throw new CliUsageError('--type must be ec-p256 or ec-p384');
+  if (values.tpm && type !== 'ec-p256') throw new CliUsageError('TPM-resident keys are ec-p256');
   mkdirSync(out, { recursive: true, mode: 0o700 });
-  const keyFile = join(out, 'agent.key');
+  const keyFile = join(out, values.tpm ? 'agent.key.tpm' : 'agent.key');
   if (existsSync(keyFile)) throw new CliUsageError(`${keyFile} exists; refusing to overwrite a key`);
+  if (values.tpm) {
+    const tpm = await Tpm.open(values.tpm);
+    const attestor = new TpmAttestor(tpm);
+    try {
+      const k = await attestor.createResidentKey();
+      writeFileSync(keyFile, residentBlobText(k), { mode: 0o600, flag: 'wx' });
+      const pub = attestor.residentSigner().publicKey;
+      writeFileSync(join(out, 'agent.pub'), pub.export({ type: 'spki', format: 'pem' }) as string);
+      const jkt = jwkThumbprint(pub);
+      writeFileSync(join(out, 'agent.jkt'), `${jkt}\n`);
+      process.stdout.write(`${jkt}\n`);
+      return 0;
+    } finally {
+      await attestor.close();
+      await tpm.close();
+    }
+  }
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: type === 'ec-p256' ? 'prime256v1' : 'secp384r1' });
   writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600, flag: 'wx' });
   writeFileSync(join(out, 'agent.pub'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
@@ -92,23 +146,24 @@ export async function grantCreate(values: Record<string, string | string[] | boo
   return 0;
 }
 
-/** `writ grant delegate --writ F --key F --child JKT ...`: a hop grant signed by this agent's key. */
-export function grantDelegate(values: Record<string, string | string[] | boolean | undefined>, now: Date): number {
+/** `writ grant delegate --writ F (--key F | --tpm SPEC --tpm-key-file F) --child JKT ...`: a hop grant signed by this agent's key. */
+export async function grantDelegate(values: Record<string, string | string[] | boolean | undefined>, now: Date): Promise<number> {
   const writ = parseWrit(readFileSync(need(values.writ as string | undefined, '--writ'), 'utf8').trim()).claims;
-  const key = readPrivateKey(need(values.key as string | undefined, '--key'));
-  if (jwkThumbprint(createPublicKey(key)) !== writ.cnf.jkt) throw new CliUsageError('--key is not the key this writ is bound to (cnf)');
   const perms = (flag: string) => ((values[flag] as string[] | undefined) ?? []).map(parsePermissionFlag);
   const scope = perms('scope');
   const ttl = values.ttl as string | undefined;
   const nowS = Math.floor(now.getTime() / 1000);
-  const hop = delegateGrant(writ.grants[writ.grants.length - 1]!, key, {
+  const hop = await withSigner(values as { key?: string; tpm?: string; 'tpm-key-file'?: string }, async (signer) => {
+    if (jwkThumbprint(signer.publicKey) !== writ.cnf.jkt) throw new CliUsageError('the key is not the one this writ is bound to (cnf)');
+    return delegateGrantWith(writ.grants[writ.grants.length - 1]!, signer, {
     childJkt: need(values.child as string | undefined, '--child'),
     ...(scope.length ? { scope } : {}),
     boundaries: perms('boundary'),
     escalate: perms('escalate'),
     ...(ttl ? { exp: nowS + Math.round(parseDuration(ttl) / 1000) } : {}),
-    now: nowS,
-    from: { sub: writ.sub, writ: writ.jti },
+      now: nowS,
+      from: { sub: writ.sub, writ: writ.jti },
+    });
   });
   writeAtomic(need(values.out as string | undefined, '--out'), [...writ.grants, hop].join('\n') + '\n');
   process.stdout.write(`delegated to ${values.child as string} at depth ${writ.grants.length} (chain of ${writ.grants.length + 1} grants)\n`);
@@ -157,16 +212,16 @@ export async function policyCommand(sub: string | undefined, positionals: string
   }
 }
 
-/** `writ proof create --writ F --key F --audience A --method M [--ttl D]`. */
-export function proofCreate(values: { writ?: string; key?: string; audience?: string; method?: string; ttl?: string }, now: Date): number {
+/** `writ proof create --writ F (--key F | --tpm SPEC --tpm-key-file F) --audience A --method M [--ttl D]`. */
+export async function proofCreate(values: { writ?: string; key?: string; tpm?: string; 'tpm-key-file'?: string; audience?: string; method?: string; ttl?: string }, now: Date): Promise<number> {
   const writ = readFileSync(need(values.writ, '--writ'), 'utf8').trim();
-  const key = readPrivateKey(need(values.key, '--key'));
-  const proof = createProof(writ, key, {
+  const req = {
     audience: need(values.audience, '--audience'),
     method: need(values.method, '--method'),
     now,
     ...(values.ttl ? { lifetimeS: Math.round(parseDuration(values.ttl) / 1000) } : {}),
-  });
+  };
+  const proof = await withSigner(values, (signer) => createProofWith(writ, signer, req));
   process.stdout.write(`${proof}\n`);
   return 0;
 }

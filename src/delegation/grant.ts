@@ -6,7 +6,7 @@
  */
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
-import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
 import { parsePermissions, type Constraints, type Permission } from './scope.js';
 
 /** JWS `typ` of a grant. */
@@ -196,18 +196,14 @@ export interface HopRequest {
   readonly from: { readonly sub: string; readonly writ: string };
 }
 
-/**
- * Signs a hop grant below `parent` with the parent agent's private key (library form of
- * `writ grant delegate`). Attenuation is applied here and checked again by every verifier.
- */
-export function delegateGrant(parentCompact: string, parentKey: KeyObject, req: HopRequest): string {
+/** The claims of a hop grant below `parent`: attenuation applied here, checked again by every verifier. */
+function hopClaims(parentCompact: string, req: HopRequest): GrantClaims {
   const parent = parseGrant(parentCompact).claims;
-  if (parentKey.type !== 'private') fail("delegating needs the parent agent's private key");
   if (!isJkt(req.childJkt)) fail('the child key thumbprint must be 43 canonical base64url characters');
   if (parent.depth + 1 > parent.max_depth) fail(`delegation depth ${parent.depth + 1} would exceed the root's limit of ${parent.max_depth}`);
   const exp = Math.min(req.exp ?? parent.exp, parent.exp);
   if (exp <= req.now) fail('the parent grant has expired');
-  const claims: GrantClaims = {
+  return {
     iss: parent.iss,
     jti: newGrantId(),
     iat: req.now,
@@ -224,7 +220,17 @@ export function delegateGrant(parentCompact: string, parentKey: KeyObject, req: 
     boundaries: [...parent.boundaries, ...(req.boundaries ?? [])],
     escalate: [...parent.escalate, ...(req.escalate ?? [])],
   };
-  return signJws({ typ: GRANT_TYP, jwk: publicJwk(createPublicKey(parentKey)) }, { ...claims }, parentKey);
+}
+
+/** Signs a hop grant below `parent` with the parent agent's private key (library form of `writ grant delegate`). */
+export function delegateGrant(parentCompact: string, parentKey: KeyObject, req: HopRequest): string {
+  if (parentKey.type !== 'private') fail("delegating needs the parent agent's private key");
+  return signJws({ typ: GRANT_TYP, jwk: publicJwk(createPublicKey(parentKey)) }, { ...hopClaims(parentCompact, req) }, parentKey);
+}
+
+/** `delegateGrant` with a signer whose key may live in a TPM. */
+export function delegateGrantWith(parentCompact: string, signer: JwsSigner, req: HopRequest): Promise<string> {
+  return signJwsWith({ typ: GRANT_TYP, jwk: publicJwk(signer.publicKey) }, { ...hopClaims(parentCompact, req) }, signer);
 }
 
 /** Signs a root grant with the issuer's writ key. */

@@ -78,6 +78,32 @@ export function signJws(header: Record<string, unknown>, payload: Record<string,
   return `${input}.${sign(spec.hash, Buffer.from(input), signOpts(spec, key)).toString('base64url')}`;
 }
 
+/** A signer whose private key may live elsewhere (a TPM): signs the JWS signing input. */
+export interface JwsSigner {
+  readonly alg: JwsAlg;
+  /** The public key, as it goes into a `jwk` header and a thumbprint. */
+  readonly publicKey: KeyObject;
+  /** The JWS signature over `input` (for EC: IEEE P1363 r‖s). */
+  sign(input: Buffer): Promise<Buffer>;
+}
+
+/** A JwsSigner for a private key held in this process. */
+export function keySigner(privateKey: KeyObject): JwsSigner {
+  const alg = algForKey(privateKey);
+  const spec = JWS_ALGORITHMS.get(alg)!;
+  return { alg, publicKey: createPublicKey(privateKey), sign: async (input) => sign(spec.hash, input, signOpts(spec, privateKey)) };
+}
+
+/** Signs with a JwsSigner, then checks the signature with its public key before returning. */
+export async function signJwsWith(header: Record<string, unknown>, payload: Record<string, unknown>, signer: JwsSigner): Promise<string> {
+  const spec = JWS_ALGORITHMS.get(signer.alg);
+  if (!spec || !keyFits(spec, signer.publicKey)) throw new JwsError(`jws: signing key does not fit ${signer.alg}`);
+  const input = `${b64json({ ...header, alg: signer.alg })}.${b64json(payload)}`;
+  const signature = await signer.sign(Buffer.from(input));
+  if (!verify(spec.hash, Buffer.from(input), signOpts(spec, signer.publicKey), signature)) throw new JwsError('jws: the signer produced a signature that does not verify');
+  return `${input}.${signature.toString('base64url')}`;
+}
+
 export interface DecodedJws {
   readonly header: Record<string, unknown>;
   readonly payload: Record<string, unknown>;

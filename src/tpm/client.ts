@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AttestationError, TpmError } from '../errors.js';
 import { HASHES, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU } from './constants.js';
 import { TpmReader, TpmWriter } from './marshal.js';
-import { marshalPcrSelection, marshalPublic, parsePublic, type PcrSelection, type PublicTemplate, type TpmPublic } from './structures.js';
+import { marshalPcrSelection, marshalPublic, parsePublic, parseSignature, type PcrSelection, type PublicTemplate, type TpmPublic, type TpmSignature } from './structures.js';
 import { openTransport, type TpmTransport } from './transport.js';
 
 /** Retries of a command that answered with a transient code (RETRY, YIELDED, TESTING, ...). */
@@ -248,6 +248,16 @@ export class Tpm {
     const attest = Buffer.from(r.tpm2b('certifyInfo', 2048));
     const signature = Buffer.from(r.bytes(r.remaining, 'signature'));
     return { attest, signature };
+  }
+
+  /**
+   * TPM2_Sign with the key's own scheme over a digest the caller computed. The NULL hash-check
+   * ticket is enough for an unrestricted signing key (TPM 2.0 Part 3 §20.2).
+   */
+  async sign(keyHandle: number, digest: Buffer): Promise<TpmSignature> {
+    const params = new TpmWriter().tpm2b(digest).u16(TPM_ALG.NULL).u16(TPM_ST.HASHCHECK).u32(TPM_RH.NULL).u16(0).done();
+    const { params: r } = await this.command(TPM_CC.Sign, [keyHandle], [PASSWORD], params);
+    return parseSignature(Buffer.from(r.bytes(r.remaining, 'signature')));
   }
 
   /** A policy session that satisfies the TCG EK policy: PolicySecret(TPM_RH_ENDORSEMENT). */

@@ -1,6 +1,6 @@
 /** TPM 2.0 constants (TPM 2.0 Library, Part 2: Structures). */
 
-export const TPM_ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002, ATTEST_QUOTE: 0x8018, ATTEST_CERTIFY: 0x8017 } as const;
+export const TPM_ST = { NO_SESSIONS: 0x8001, SESSIONS: 0x8002, ATTEST_QUOTE: 0x8018, ATTEST_CERTIFY: 0x8017, HASHCHECK: 0x8024 } as const;
 
 export const TPM_CC = {
   EvictControl: 0x120,

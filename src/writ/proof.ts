@@ -7,7 +7,7 @@
  */
 import { randomBytes, createPublicKey, type KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
-import { decodeJws, keyFromJwk, publicJwk, sha256b64url, signJws, verifyJws } from '../jose/jws.js';
+import { decodeJws, keyFromJwk, publicJwk, sha256b64url, signJws, signJwsWith, verifyJws, type JwsSigner } from '../jose/jws.js';
 
 export const PROOF_TYP = 'writ-pop+jwt';
 /** Longest lifetime a proof may claim (exp − iat), seconds. */
@@ -27,15 +27,20 @@ export interface ProofRequest {
   readonly lifetimeS?: number;
 }
 
-/** Signs a proof of possession for `writCompact` with the writ's private key. */
-export function createProof(writCompact: string, key: KeyObject, r: ProofRequest): string {
+function proofClaims(writCompact: string, r: ProofRequest): Record<string, unknown> {
   const iat = Math.floor(r.now.getTime() / 1000);
   const life = Math.min(r.lifetimeS ?? DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S);
-  return signJws(
-    { typ: PROOF_TYP, jwk: publicJwk(createPublicKey(key)) },
-    { aud: r.audience, htm: r.method, iat, exp: iat + life, jti: randomBytes(16).toString('base64url'), wth: sha256b64url(writCompact) },
-    key,
-  );
+  return { aud: r.audience, htm: r.method, iat, exp: iat + life, jti: randomBytes(16).toString('base64url'), wth: sha256b64url(writCompact) };
+}
+
+/** Signs a proof of possession for `writCompact` with the writ's private key. */
+export function createProof(writCompact: string, key: KeyObject, r: ProofRequest): string {
+  return signJws({ typ: PROOF_TYP, jwk: publicJwk(createPublicKey(key)) }, proofClaims(writCompact, r), key);
+}
+
+/** `createProof` with a signer whose key may live in a TPM. */
+export function createProofWith(writCompact: string, signer: JwsSigner, r: ProofRequest): Promise<string> {
+  return signJwsWith({ typ: PROOF_TYP, jwk: publicJwk(signer.publicKey) }, proofClaims(writCompact, r), signer);
 }
 
 /** Remembers proof ids until they expire, so each is accepted once. Bounded; full means refuse. */

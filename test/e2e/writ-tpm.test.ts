@@ -154,6 +154,40 @@ describe.skipIf(!HAVE_SWTPM || !BUILT)('writs on TPM evidence (swtpm): the walkt
     expect(bad).toMatchObject({ code: 1, stderr: expect.stringMatching(/not signed by the writ's cnf key/) });
   }, 120_000);
 
+  it('a TPM-resident writ key: the writ binds it, proofs and hop grants are signed inside the TPM, deep verification checks its certification', async () => {
+    const jkt = (await writ('agent', 'keygen', '--tpm', tpmA.spec, '--out', f('resident'))).stdout.trim();
+    expect(jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(existsSync(f('resident', 'agent.key'))).toBe(false);
+    const g = await writ('grant', 'create', '--server', s.address, '--bundle', f('bundle.pem'), '--token-file', f('alice.jwt'), '--task-id', 'resident-1', '--goal', 'read with a TPM key', '--scope', 'repo:read=repo://acme/*', '--max-depth', '1', '--delegate', jkt, '--out', f('root-resident.grant'));
+    expect(g.code, g.stderr).toBe(0);
+    const tpmKey = ['--tpm', tpmA.spec, '--tpm-key-file', f('resident', 'agent.key.tpm')];
+    const a = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), ...tpmKey, '--grant', f('root-resident.grant'), '--out', f('resident', 'creds'));
+    expect(a.code, a.stderr).toBe(0);
+    const claims = parseWrit(readFileSync(f('resident', 'creds', 'writ.jws'), 'utf8').trim()).claims;
+    expect(claims.cnf.jkt).toBe(jkt);
+    expect(claims.att.sel).toContain('tpm:key:resident');
+
+    // A hop grant signed inside TPM A, for a child with a file key on TPM B.
+    const jktC = (await writ('agent', 'keygen', '--out', f('resident-child'))).stdout.trim();
+    const d = await writ('grant', 'delegate', '--writ', f('resident', 'creds', 'writ.jws'), ...tpmKey, '--child', jktC, '--scope', 'repo:read=repo://acme/widgets', '--out', f('resident-child.chain'));
+    expect(d.code, d.stderr).toBe(0);
+    const c = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), '--tpm', tpmB.spec, '--key', f('resident-child', 'agent.key'), '--grant', f('resident-child.chain'), '--out', f('resident-child', 'creds'));
+    expect(c.code, c.stderr).toBe(0);
+
+    const deep = ['--deep', '--tpm-roots', tpmA.rootPem, '--tpm-roots', tpmB.rootPem, '--tpm-intermediates', tpmA.intermediatePem, '--tpm-intermediates', tpmB.intermediatePem, '--json'];
+    const p1 = await writ('proof', 'create', '--writ', f('resident', 'creds', 'writ.jws'), ...tpmKey, '--audience', AUD, '--method', METHOD);
+    expect(p1.code, p1.stderr).toBe(0);
+    writeFileSync(f('proof-resident'), p1.stdout);
+    const v1 = await writ('verify', '--bundle', f('resident', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('resident', 'creds', 'writ.jws'), '--proof', f('proof-resident'), ...deep);
+    expect(v1.code, v1.stdout + v1.stderr).toBe(0);
+    expect(JSON.parse(v1.stdout).checks).toContainEqual({ by: 'verifier', check: 'tpm: the writ key is TPM-resident, certified by the AK' });
+    const p2 = await writ('proof', 'create', '--writ', f('resident-child', 'creds', 'writ.jws'), '--key', f('resident-child', 'agent.key'), '--audience', AUD, '--method', METHOD);
+    writeFileSync(f('proof-resident-child'), p2.stdout);
+    const v2 = await writ('verify', '--bundle', f('resident-child', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('resident-child', 'creds', 'writ.jws'), '--proof', f('proof-resident-child'), ...deep);
+    expect(v2.code, v2.stdout + v2.stderr).toBe(0);
+    expect(JSON.parse(v2.stdout).chain).toEqual([`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/reader']);
+  }, 60_000);
+
   it("deep verification catches evidence spliced from another handshake, which standard verification must take on the issuer's word", async () => {
     const reader = readFileSync(f('reader', 'creds', 'writ.jws'), 'utf8').trim();
     const planner = readFileSync(f('planner', 'creds', 'writ.jws'), 'utf8').trim();
