@@ -230,10 +230,12 @@ export class WritServer {
       const publicServer = new grpc.Server(SERVER_OPTIONS);
       const adminServer = new grpc.Server(SERVER_OPTIONS);
       servers.push(publicServer, adminServer);
+      // CreateGrant and Verify share one per-peer budget, apart from handshakes.
+      const callLimiter = new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst);
       const publicServices: Array<[DescService, grpc.UntypedServiceImplementation]> = [
         [AttestationService, attestationService({ issuer, logger, metrics, limiter: new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst) })],
         [BundleService, bundleService({ ca })],
-        [GrantService, grantService({ grants, logger })],
+        [GrantService, grantService({ grants, logger, limiter: callLimiter })],
         [
           VerifyService,
           verifyService({
@@ -242,6 +244,7 @@ export class WritServer {
             logger,
             reverifiers: builtinReverifiers(),
             hardware: new Map([['tpm', { roots: tpmRoots, intermediates: tpmIntermediates }]]),
+            limiter: callLimiter,
             revokedAmong: async (ids) => {
               const out = new Set<string>();
               for (const id of ids.slice(0, 16)) if ((await store.getGrant(id))?.revokedAt) out.add(id);

@@ -5,8 +5,9 @@ import type { Logger } from 'pino';
 import { CreateGrantResponseSchema, type CreateGrantRequest } from '../../gen/writ/v1/grant_pb.js';
 import type { GrantIssuer } from '../../issuance/grants.js';
 import { unary } from '../unary.js';
+import type { PeerRateLimiter } from '../rate-limit.js';
 
-export function grantService(deps: { grants: GrantIssuer; logger: Logger }): grpc.UntypedServiceImplementation {
+export function grantService(deps: { grants: GrantIssuer; logger: Logger; limiter?: PeerRateLimiter }): grpc.UntypedServiceImplementation {
   const { grants, logger } = deps;
   return {
     createGrant: unary(logger, 'CreateGrant', async (req: CreateGrantRequest) => {
@@ -33,6 +34,6 @@ export function grantService(deps: { grants: GrantIssuer; logger: Logger }): grp
         policySnapshot: g.snapshot,
         policies: [...g.policies],
       });
-    }),
+    }, deps.limiter),
   };
 }

@@ -16,6 +16,7 @@ import { ProofReplayCache } from '../../writ/proof.js';
 import { parseWrit } from '../../writ/writ.js';
 import { verifyWrit, type HardwareRoots, type WritRequirements } from '../../writ/verify.js';
 import { unary } from '../unary.js';
+import type { PeerRateLimiter } from '../rate-limit.js';
 
 /** Largest writ or proof accepted by Verify, bytes. */
 const MAX_INPUT = 64 * 1024;
@@ -28,6 +29,7 @@ export function verifyService(deps: {
   revokedAmong: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
   reverifiers: ReadonlyMap<string, EvidenceReverifier>;
   hardware: ReadonlyMap<string, HardwareRoots>;
+  limiter?: PeerRateLimiter;
 }): grpc.UntypedServiceImplementation {
   const cache = new ProofReplayCache();
   return {
@@ -82,6 +84,6 @@ export function verifyService(deps: {
         if (!isWritError(e)) throw e;
         return create(VerifyResponseSchema, { valid: false, errorCode: e.code, error: e.message, level: req.deep ? 'deep' : 'standard' });
       }
-    }),
+    }, deps.limiter),
   };
 }
