@@ -62,7 +62,7 @@ Usage:
               [--tpm-roots F...] [--tpm-intermediates F...] [--trust-domain TD]
               [--require-evidence T...] [--require-selector S...] [--max-policy-age D]
               [--require-principal-issuer ISS] [--replay-cache FILE]
-              [--action A --resource R] [--json]
+              [--action A --resource R] [--at INSTANT] [--json]
 
 Operator verbs reach the running server through --data-dir DIR (default ./.writ, or
 WRIT_DATA_DIR) or --admin-socket PATH. Durations look like 90s, 5m, 1h.
@@ -495,9 +495,12 @@ function cmdVerify(args: string[]): number {
     'replay-cache': { type: 'string' },
     action: { type: 'string' },
     resource: { type: 'string' },
+    at: { type: 'string' },
   });
   if (values.help) return usage();
-  return verifyCommand(values, new Date());
+  const at = values.at === undefined ? new Date() : new Date(values.at);
+  if (Number.isNaN(at.getTime())) throw new UsageError('--at must be an ISO 8601 instant, e.g. 2026-11-23T10:00:00Z');
+  return verifyCommand(values, at);
 }
 
 function usage(): number {

@@ -163,7 +163,7 @@ function checkAudiences(auds: readonly string[], max = MAX_JWT_AUDIENCES): strin
   if (auds.length > max) throw new LimitError(`attestation: at most ${max} audiences per handshake`);
   for (const a of auds) {
     if (a === '' || Buffer.byteLength(a) > MAX_AUDIENCE_BYTES || /[\x00-\x20\x7f]/.test(a)) {
-      throw new AttestationError('ERR_PROTOCOL', `attestation: JWT-SVID audience must be 1..${MAX_AUDIENCE_BYTES} bytes without spaces or control characters`);
+      throw new AttestationError('ERR_PROTOCOL', `attestation: an audience must be 1..${MAX_AUDIENCE_BYTES} bytes without spaces or control characters`);
     }
   }
   return [...new Set(auds)];

@@ -137,6 +137,10 @@ describe.skipIf(!HAVE_SWTPM || !BUILT)('writs on TPM evidence (swtpm): the walkt
     const noRoots = await writ('verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof2'), '--deep');
     expect(noRoots.code).toBe(1);
     expect(noRoots.stderr).toMatch(/needs the TPM manufacturer roots/);
+    // Verified at another instant (--at): long after the task, it is refused.
+    const later = await writ('verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof2'), '--at', '2099-01-01T00:00:00Z');
+    expect(later.code).toBe(1);
+    expect(later.stderr).toMatch(/expired/);
     // Authorization answers from the last grant.
     const proof3 = (await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD)).stdout;
     writeFileSync(f('proof3'), proof3);
