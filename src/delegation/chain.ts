@@ -51,8 +51,20 @@ const u32 = (n: number): Buffer => {
   return b;
 };
 
+/** Digests of chains seen before, by the array that holds them (a cached writ's `grants`). */
+const digests = new WeakMap<readonly string[], Buffer>();
+
 /** The grant-chain digest: SHA-256("writ-grant-chain-v1\0" ‖ u32 n ‖ (u32 len ‖ ASCII JWS)…). */
 export function chainDigest(grants: readonly string[]): Buffer {
+  const hit = digests.get(grants);
+  if (hit) return hit;
+  const d = computeChainDigest(grants);
+  // Only frozen arrays are memoised: a caller's mutable array could change under the cache.
+  if (Object.isFrozen(grants)) digests.set(grants, d);
+  return d;
+}
+
+function computeChainDigest(grants: readonly string[]): Buffer {
   const h = createHash('sha256').update(CHAIN_LABEL).update(u32(grants.length));
   for (const g of grants) {
     const b = Buffer.from(g, 'latin1');

@@ -110,6 +110,8 @@ export interface DecodedJws {
   readonly alg: JwsAlg;
   /** The exact signing input: ASCII of `header.payload`. */
   readonly input: string;
+  /** The same, as bytes (made once; a cached document reuses them). */
+  readonly inputBytes: Buffer;
   readonly signature: Buffer;
   /** The compact serialisation as received. */
   readonly compact: string;
@@ -149,14 +151,15 @@ export function decodeJws(compact: string, typ: string | readonly (string | unde
   if ('b64' in header) throw new JwsError('jws: unencoded payloads (b64) are not supported');
   const accepted = typeof typ === 'string' ? [typ] : typ;
   if (!accepted.includes(header.typ as string | undefined)) throw new JwsError(`jws: typ must be ${accepted.map((t) => (t === undefined ? 'absent' : `"${t}"`)).join(' or ')}`);
-  return { header, payload, alg: alg as JwsAlg, input: `${parts[0]}.${parts[1]}`, signature, compact };
+  const input = `${parts[0]}.${parts[1]}`;
+  return { header, payload, alg: alg as JwsAlg, input, inputBytes: Buffer.from(input, 'latin1'), signature, compact };
 }
 
 /** Checks the signature of a decoded JWS with `key`; false when the key does not fit the algorithm. */
 export function verifyJws(d: DecodedJws, key: KeyObject): boolean {
   const spec = JWS_ALGORITHMS.get(d.alg)!;
   if (!keyFits(spec, key)) return false;
-  return verify(spec.hash, Buffer.from(d.input), signOpts(spec, key), d.signature);
+  return verify(spec.hash, d.inputBytes, signOpts(spec, key), d.signature);
 }
 
 /** RFC 7638 JWK SHA-256 thumbprint of a public key, base64url. */

@@ -72,6 +72,8 @@ export class ProofReplayCache {
 export interface ProofCheck {
   /** The writ exactly as presented. */
   readonly writCompact: string;
+  /** base64url SHA-256 of `writCompact`, when the caller has it already. */
+  readonly writHash?: string;
   readonly jkt: string;
   readonly audience: string;
   /** When given, the proof's `htm` must equal it. */
@@ -98,7 +100,7 @@ export function verifyProof(proof: string, c: ProofCheck): { jti: string; method
   const p = d.payload;
   const extra = Object.keys(p).filter((k) => !ONLY.includes(k));
   if (extra.length) fail(`unknown claims ${extra.join(', ').slice(0, 60)}`);
-  if (p.wth !== sha256b64url(c.writCompact)) fail('made for another writ (wth does not match)');
+  if (p.wth !== (c.writHash ?? sha256b64url(c.writCompact))) fail('made for another writ (wth does not match)');
   if (p.aud !== c.audience) fail('made for another audience');
   if (typeof p.htm !== 'string' || p.htm === '' || p.htm.length > 256) fail('htm (method) is missing');
   if (c.method !== undefined && p.htm !== c.method) fail('made for another method');

@@ -103,6 +103,9 @@ function actList(act: ActClaim): ActClaim[] {
   return out;
 }
 
+/** Binding digests recomputed before, by the (cached, immutable) claims they come from. */
+const bindings = new WeakMap<WritClaims, Buffer>();
+
 export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   const level = o.level ?? 'standard';
   const checks: Check[] = [];
@@ -118,7 +121,7 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   if (!verifyJws(writ.jws, key!)) fail('issuer signature does not verify');
   mine(`issuer signature by writ key ${writ.jws.header.kid as string} of ${o.trust.issuer}`);
 
-  verifyProof(o.proof, { writCompact: o.writ, jkt: c.cnf.jkt, audience: o.audience, ...(o.method !== undefined ? { method: o.method } : {}), now: o.now, cache: o.replayCache });
+  verifyProof(o.proof, { writCompact: o.writ, writHash: writ.hash, jkt: c.cnf.jkt, audience: o.audience, ...(o.method !== undefined ? { method: o.method } : {}), now: o.now, cache: o.replayCache });
   mine(`proof of possession by the cnf key, for audience ${o.audience}${o.method ? ` and method ${o.method}` : ''}, one-time id recorded`);
 
   if (c.iat > now + WRIT_SKEW_S) fail('issued in the future');
@@ -170,7 +173,11 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     theirs('lineage not revoked (no revocation source given to the verifier)');
   }
 
-  const B = bindingDigest({ jkt: c.cnf.jkt, chainDigest: chain.digest, policySnapshot: c.pol.snap, taskId: c.task.id, nonce: Buffer.from(c.att.nonce, 'base64url') });
+  let B = bindings.get(c);
+  if (!B) {
+    B = bindingDigest({ jkt: c.cnf.jkt, chainDigest: chain.digest, policySnapshot: c.pol.snap, taskId: c.task.id, nonce: Buffer.from(c.att.nonce, 'base64url') });
+    bindings.set(c, B);
+  }
   const claimed = Buffer.from(c.att.bind, 'base64url');
   if (claimed.length !== B.length || !timingSafeEqual(claimed, B)) fail('binding digest does not match the key, grants, policy snapshot, task and nonce it carries');
   mine('binding digest recomputed from the key, grant chain, policy snapshot, task and nonce');

@@ -6,7 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
-import { decodeJws, isJkt, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
 import { parsePolicyRef, parsePrincipal, parseTask, type PolicyRef, type PrincipalRef, type Task } from '../delegation/grant.js';
 
 export const WRIT_TYP = 'writ+jwt';
@@ -63,6 +63,8 @@ export interface WritClaims {
 export interface Writ {
   readonly jws: DecodedJws;
   readonly claims: WritClaims;
+  /** base64url SHA-256 of the compact writ: what a proof's `wth` must be. */
+  readonly hash: string;
 }
 
 const fail = (msg: string): never => {
@@ -127,7 +129,7 @@ export function parseWrit(compact: string): Writ {
       principal: parsePrincipal(c.principal),
       act: parseAct(c.act, 0),
       task: parseTask(c.task),
-      grants: strings(c.grants, 'grants', 9),
+      grants: Object.freeze(strings(c.grants, 'grants', 9)),
       lineage: strings(c.lineage, 'lineage', 9),
       att: {
         type: str(att.type, 'att.type', 64),
@@ -145,7 +147,7 @@ export function parseWrit(compact: string): Writ {
   }
   if (claims.exp <= claims.iat) fail('exp must be after iat');
   if (claims.grants.length === 0 || claims.grants.length !== claims.lineage.length) fail('grants and lineage must be non-empty and of equal length');
-  return { jws, claims };
+  return { jws, claims, hash: sha256b64url(compact) };
 }
 
 /** Writs parsed recently, by their exact compact serialisation. Parsing only: signatures are checked on every use. */
