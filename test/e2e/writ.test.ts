@@ -152,6 +152,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const wa = parseWrit(a.writ!).claims;
     const count = async () => (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1000 })).decisions.length;
     const before = await count();
+    const issuedBefore = await w.server.store.countIssued();
 
     const stolen = await refused(spawn('/agent/thief', M.key, [root.grant]));
     expect(stolen).toMatchObject({ code: grpc.status.PERMISSION_DENIED, writCode: 'ERR_GRANT_INVALID', details: expect.stringMatching(/delegated to another key/) });
@@ -173,6 +174,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const ds = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1 })).decisions[0]!;
     expect(ds).toMatchObject({ decision: 'deny', actor: 'spiffe://example.org/untrusted/b', principal: `${oidc.issuer}#alice`, policies: ['no-untrusted-agents'] });
     expect(await count()).toBe(before + 1);
+    expect(await w.server.store.countIssued()).toBe(issuedBefore);
   });
 
   it('CreateGrant: policy allows, denies and escalates; bad tokens are refused; key rotation is followed', async () => {
