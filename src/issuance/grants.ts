@@ -110,6 +110,7 @@ export class GrantIssuer {
         taskId: task.id,
         principalIss: principal.iss,
         principalSub: principal.sub,
+        principalGroups: principal.groups,
         delegateJkt: r.delegateJkt,
         expiresAt: exp * 1000,
         compact: grant,

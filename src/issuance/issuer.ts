@@ -87,6 +87,8 @@ interface Delegation {
   readonly issuerNonce: Buffer;
   readonly binding: Buffer;
   readonly audiences: readonly string[];
+  /** The principal's groups as recorded with the root grant (from its OIDC token). */
+  readonly principalGroups: readonly string[];
 }
 
 export class Issuer {
@@ -148,7 +150,7 @@ export class Issuer {
     }
     const snapshot = await policies.active();
     const binding = bindingDigest({ jkt, chainDigest: chain.digest, policySnapshot: snapshot.digest, taskId: chain.root.claims.task.id, nonce: issuerNonce });
-    return { chain, jkt, snapshot, issuerNonce, binding, audiences };
+    return { chain, jkt, snapshot, issuerNonce, binding, audiences, principalGroups: root.principalGroups };
   }
 }
 
@@ -247,6 +249,7 @@ export class Handshake {
             taskId: c.task.id,
             principalIss: c.principal.iss,
             principalSub: c.principal.sub,
+            principalGroups: [],
             delegateJkt: c.dlg.jkt,
             expiresAt: c.exp * 1000,
             compact: g.jws.compact,
@@ -294,7 +297,7 @@ export class Handshake {
       snapshot,
       receiveRequests(
         { spiffeId, trustDomain: id.trustDomain, path: id.path, selectors: sel, evidenceType: this.verifier.type },
-        { iss: root.principal.iss, sub: root.principal.sub, groups: [] },
+        { iss: root.principal.iss, sub: root.principal.sub, groups: d.principalGroups },
         leaf.scope,
         { id: root.task.id, goal: root.task.goal, lifetimeSeconds: Math.max(0, root.task.exp - nowS) },
         leaf.depth,

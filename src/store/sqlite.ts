@@ -117,6 +117,7 @@ export const MIGRATIONS: readonly string[] = [
      task_id TEXT NOT NULL,
      principal_iss TEXT NOT NULL,
      principal_sub TEXT NOT NULL,
+     principal_groups TEXT NOT NULL,
      delegate_jkt TEXT NOT NULL,
      expires_at INTEGER NOT NULL,
      compact TEXT NOT NULL,
@@ -268,8 +269,8 @@ export class SqliteStore implements Store {
       setActive: db.prepare('INSERT OR REPLACE INTO policy_active (id, digest, activated_at) VALUES (1, ?, ?)'),
       getActive: db.prepare('SELECT digest, activated_at FROM policy_active WHERE id = 1'),
       putGrant: db.prepare(
-        `INSERT INTO grants (jti, issuer, rid, depth, task_id, principal_iss, principal_sub, delegate_jkt, expires_at, compact, created_at, revoked_at)
-         VALUES (@jti, @issuer, @rid, @depth, @task_id, @principal_iss, @principal_sub, @delegate_jkt, @expires_at, @compact, @created_at, @revoked_at)`,
+        `INSERT INTO grants (jti, issuer, rid, depth, task_id, principal_iss, principal_sub, principal_groups, delegate_jkt, expires_at, compact, created_at, revoked_at)
+         VALUES (@jti, @issuer, @rid, @depth, @task_id, @principal_iss, @principal_sub, @principal_groups, @delegate_jkt, @expires_at, @compact, @created_at, @revoked_at)`,
       ),
       getGrant: db.prepare('SELECT * FROM grants WHERE jti = ?'),
       putWrit: db.prepare(
@@ -418,6 +419,7 @@ export class SqliteStore implements Store {
           task_id: g.taskId,
           principal_iss: g.principalIss,
           principal_sub: g.principalSub,
+          principal_groups: JSON.stringify(g.principalGroups),
           delegate_jkt: g.delegateJkt,
           expires_at: g.expiresAt,
           compact: g.compact,
@@ -436,6 +438,7 @@ export class SqliteStore implements Store {
             taskId: r.task_id as string,
             principalIss: r.principal_iss as string,
             principalSub: r.principal_sub as string,
+            principalGroups: JSON.parse(r.principal_groups as string) as string[],
             delegateJkt: r.delegate_jkt as string,
             expiresAt: r.expires_at as number,
             compact: r.compact as string,

@@ -82,6 +82,8 @@ export interface GrantRecord {
   readonly taskId: string;
   readonly principalIss: string;
   readonly principalSub: string;
+  /** The principal's groups when it created the root grant (empty on hop grants). */
+  readonly principalGroups: readonly string[];
   readonly delegateJkt: string;
   readonly expiresAt: number;
   readonly compact: string;

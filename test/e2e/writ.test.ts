@@ -177,6 +177,16 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     expect(await w.server.store.countIssued()).toBe(issuedBefore);
   });
 
+  it("the principal's groups from the token reach the agent's policy decision at the handshake", async () => {
+    const A = newKey();
+    const root = await rootGrant(A.jkt, {}, oidc.token('carol', { groups: ['eng', 'contractors'] }));
+    const e = await refused(spawn('/agent/carol-helper', A.key, [root.grant]));
+    expect(e).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/forbidden by no-agents-for-contractors/) });
+    const B = newKey();
+    const ok = await spawn('/agent/alice-helper', B.key, [(await rootGrant(B.jkt)).grant]);
+    expect(ok.writ).toBeDefined();
+  });
+
   it('CreateGrant: policy allows, denies and escalates; bad tokens are refused; key rotation is followed', async () => {
     const A = newKey();
     const denied = await refused(rootGrant(A.jkt, {}, oidc.token('bob', { groups: ['sales'] })));

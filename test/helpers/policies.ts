@@ -12,6 +12,10 @@ when { principal.trustDomain == "example.org" && resource.resource like "repo://
 forbid(principal, action == Writ::Action::"receive", resource)
 when { principal.path like "/untrusted/*" };
 
+@id("no-agents-for-contractors")
+forbid(principal, action == Writ::Action::"receive", resource)
+when { context.principal.groups.contains("contractors") };
+
 @id("prod-deploys-need-approval") @escalate("production deploys need approval")
 forbid(principal, action == Writ::Action::"delegate", resource)
 when { resource.action == "deploy:prod" };

@@ -149,7 +149,7 @@ describe('SqliteStore: policies, grants, writs, decisions (migration 4)', () => 
     await expect(s.setActivePolicy({ digest: 'b'.repeat(64), activatedAt: 1 })).rejects.toThrow(StoreError); // no such snapshot
     await s.setActivePolicy({ digest: 'a'.repeat(64), activatedAt: 7 });
     expect(await s.getActivePolicy()).toEqual({ digest: 'a'.repeat(64), activatedAt: 7 });
-    const g = { jti: 'g1', issuer: 'spiffe://example.org', rid: 'g1', depth: 0, taskId: 't', principalIss: 'i', principalSub: 's', delegateJkt: 'k', expiresAt: 9, compact: 'a.b.c', createdAt: 1, revokedAt: null };
+    const g = { jti: 'g1', issuer: 'spiffe://example.org', rid: 'g1', depth: 0, taskId: 't', principalIss: 'i', principalSub: 's', principalGroups: ['eng'], delegateJkt: 'k', expiresAt: 9, compact: 'a.b.c', createdAt: 1, revokedAt: null };
     await s.putGrant(g);
     await expect(s.putGrant({ ...g, compact: 'x.y.z' })).rejects.toThrow(StoreError);
     expect(await s.getGrant('g1')).toEqual(g);
