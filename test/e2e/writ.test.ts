@@ -230,3 +230,25 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     expect(again).toMatchObject({ digest: before.find((s) => s.active)!.digest, created: false });
   });
 });
+
+describe('public unary calls are rate limited per peer', () => {
+  it('Verify past the burst is refused with RESOURCE_EXHAUSTED, and handshakes keep their own budget', async () => {
+    const w = await startServer({ limits: { attestations_per_second: 0.001, attestation_burst: 2 } });
+    try {
+      const call = () => verifyRemote(w.address, w.bundlePem, { writ: 'x', proof: 'y', audience: 'a' });
+      expect(await call()).toMatchObject({ valid: false, errorCode: 'ERR_JWS_INVALID' });
+      expect(await call()).toMatchObject({ valid: false });
+      const e = await call().then(
+        () => undefined,
+        (x: unknown) => x,
+      );
+      expect(e).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, writCode: 'ERR_LIMIT_EXCEEDED' });
+      const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', { ttl: 60, spiffeId: 'spiffe://example.org/agent/x' });
+      const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+      const r = await attest({ server: w.address, bundlePem: w.bundlePem, evidenceType: 'join_token', publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }), respond: () => Buffer.from(tok.token) });
+      expect(r.spiffeId).toBe('spiffe://example.org/agent/x');
+    } finally {
+      await w.stop();
+    }
+  });
+});
