@@ -132,8 +132,9 @@ function jsonPart(part: string, what: string): Record<string, unknown> {
  * Splits and decodes a compact JWS without checking its signature: size, three parts,
  * strict JSON, an allow-listed `alg`, no `crit`, and `typ` exactly as expected (RFC 8725
  * §3.11: explicit typing keeps one kind of writ document from being accepted as another).
+ * `typ: null` leaves the `typ` check to a caller with its own rule and message (JWT-SVIDs).
  */
-export function decodeJws(compact: string, typ: string | readonly (string | undefined)[], maxBytes = MAX_JWS_BYTES): DecodedJws {
+export function decodeJws(compact: string, typ: string | readonly (string | undefined)[] | null, maxBytes = MAX_JWS_BYTES): DecodedJws {
   if (typeof compact !== 'string' || compact.length > maxBytes) throw new JwsError(`jws: longer than ${maxBytes} bytes`);
   const parts = compact.split('.');
   if (parts.length !== 3) throw new JwsError('jws: not a compact JWS (three dot-separated parts)');
@@ -150,7 +151,7 @@ export function decodeJws(compact: string, typ: string | readonly (string | unde
   if ('crit' in header) throw new JwsError('jws: crit header parameters are not supported');
   if ('b64' in header) throw new JwsError('jws: unencoded payloads (b64) are not supported');
   const accepted = typeof typ === 'string' ? [typ] : typ;
-  if (!accepted.includes(header.typ as string | undefined)) throw new JwsError(`jws: typ must be ${accepted.map((t) => (t === undefined ? 'absent' : `"${t}"`)).join(' or ')}`);
+  if (accepted !== null && !accepted.includes(header.typ as string | undefined)) throw new JwsError(`jws: typ must be ${accepted.map((t) => (t === undefined ? 'absent' : `"${t}"`)).join(' or ')}`);
   const input = `${parts[0]}.${parts[1]}`;
   return { header, payload, alg: alg as JwsAlg, input, inputBytes: Buffer.from(input, 'latin1'), signature, compact };
 }

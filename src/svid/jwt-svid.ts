@@ -4,7 +4,7 @@
  * Validation error strings follow go-spiffe's jwtsvid package. UNTRUSTED input enters here.
  */
 import { sign, verify, type KeyObject } from 'node:crypto';
-import { JWS_ALGORITHMS, b64urlDecode, keyFits, signOpts, type JwsAlg } from '../jose/jws.js';
+import { JWS_ALGORITHMS, decodeJws, keyFits, signOpts, type DecodedJws, type JwsAlg } from '../jose/jws.js';
 import { SvidError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import type { BundleSet } from '../spiffe/bundle.js';
@@ -73,29 +73,16 @@ function fail(msg: string, cause?: unknown): SvidError {
   return new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: ${msg}`, { cause });
 }
 
-function decodeJson(part: string): Record<string, unknown> {
-  const v: unknown = JSON.parse(b64urlDecode(part).toString('utf8'));
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-  return v as Record<string, unknown>;
-}
-
-/** Splits and decodes a compact JWS, enforcing the JWT-SVID algorithm allow-list. No signature check. */
+/** Splits and decodes a compact JWS, enforcing the JWT-SVID algorithm allow-list (strict JSON, no `crit`). No signature check. */
 export function decodeJwt(token: string): { header: Record<string, unknown>; claims: Record<string, unknown>; input: string; signature: Buffer } {
-  if (token.length > MAX_JWT_BYTES) throw fail(`unable to parse JWT token: longer than ${MAX_JWT_BYTES} bytes`);
-  const parts = token.split('.');
-  if (parts.length !== 3) throw fail('unable to parse JWT token');
-  let header: Record<string, unknown>;
-  let claims: Record<string, unknown>;
+  let d: DecodedJws;
   try {
-    header = decodeJson(parts[0]!);
-    claims = decodeJson(parts[1]!);
-    b64urlDecode(parts[2]!);
+    // JWT-SVID §3 checks typ with its own rule and message, in validateJwtSvid.
+    d = decodeJws(token, null, MAX_JWT_BYTES);
   } catch (e) {
-    throw fail('unable to parse JWT token', e);
+    throw fail(`unable to parse JWT token: ${(e as Error).message.replace(/^jws: /, '')}`, e);
   }
-  if (typeof header.alg !== 'string' || !JWT_ALGORITHMS.has(header.alg)) throw fail('unable to parse JWT token');
-  if ('crit' in header) throw fail('unable to parse JWT token: crit header parameters are not supported');
-  return { header, claims, input: `${parts[0]}.${parts[1]}`, signature: Buffer.from(parts[2]!, 'base64url') };
+  return { header: d.header, claims: d.payload, input: d.input, signature: d.signature };
 }
 
 function audienceList(aud: unknown): string[] | undefined {

@@ -139,6 +139,12 @@ describe('JWT-SVID algorithm confusion', () => {
   it('an ES384 header naming a P-256 key is refused', () => {
     expect(errOf(() => validateJwtSvid(forge({ alg: 'ES384', kid: 'k1' }, goodClaims()), trusted, ['audience'], now))).toContain('cannot verify ES384');
   });
+  it('duplicate claim names are refused (strict JSON), not read as the first or the last', () => {
+    const claims = JSON.stringify(goodClaims()).replace(/^\{/, '{"sub":"spiffe://trustdomain/other",');
+    const input = `${b64({ alg: 'ES256', kid: 'k1', typ: 'JWT' })}.${Buffer.from(claims).toString('base64url')}`;
+    const tok = `${input}.${sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+    expect(errOf(() => validateJwtSvid(tok, trusted, ['audience'], now))).toContain('unable to parse JWT token: payload is not strict base64url JSON: duplicate member name "sub"');
+  });
   it('a crit header is refused', () => {
     expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1', crit: ['b64'], b64: false }, goodClaims()), trusted, ['audience'], now))).toContain('crit');
   });
