@@ -26,7 +26,7 @@ const ALLOWED: Record<string, string[]> = {
   jose: ['errors'],
   svid: ['jose', 'spiffe', 'x509', 'der', 'errors'],
   registration: ['spiffe', 'errors'],
-  tpm: ['errors'],
+  tpm: ['jose', 'errors'],
   store: ['registration', 'errors'],
   ca: ['svid', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
   attestation: ['registration', 'jose', 'svid', 'x509', 'der', 'tpm', 'store', 'errors'],

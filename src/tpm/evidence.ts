@@ -11,6 +11,7 @@
  *   evidence 2   { "activated_secret" }
  */
 import { AttestationError } from '../errors.js';
+import { parseStrictJson, StrictJsonError } from '../jose/strict-json.js';
 import { HASH_BY_NAME, HASHES } from './constants.js';
 import { PCR_COUNT } from './structures.js';
 
@@ -51,9 +52,10 @@ function obj(text: Buffer, keys: readonly string[], what: string): Record<string
   if (text.length > MAX_TPM_EVIDENCE_BYTES) throw fail(`${what} larger than ${MAX_TPM_EVIDENCE_BYTES} bytes`);
   let v: unknown;
   try {
-    v = JSON.parse(text.toString('utf8'));
-  } catch {
-    throw fail(`${what} is not JSON`);
+    // Strict: a duplicate member would let two readers of the same evidence see different values.
+    v = parseStrictJson(text.toString('utf8'));
+  } catch (e) {
+    throw fail(`${what} is not strict JSON${e instanceof StrictJsonError ? `: ${e.message}` : ''}`);
   }
   return members(v, keys, what);
 }
@@ -61,6 +63,7 @@ function obj(text: Buffer, keys: readonly string[], what: string): Record<string
 function bytes(v: unknown, name: string, max: number): Buffer {
   if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) throw fail(`${name} must be standard base64`);
   const b = Buffer.from(v, 'base64');
+  if (b.toString('base64') !== v) throw fail(`${name} must be canonical base64 (unused bits zero)`);
   if (b.length === 0 || b.length > max) throw fail(`${name} must be 1..${max} bytes`);
   return b;
 }
