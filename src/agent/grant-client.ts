@@ -1,32 +1,29 @@
-/** CreateGrant over the issuer's public port (TLS checked against the bundle and the issuer's SPIFFE ID). */
-import * as grpc from '@grpc/grpc-js';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { CreateGrantRequestSchema, GrantService, type CreateGrantResponse } from '../gen/writ/v1/grant_pb.js';
-import { VerifyRequestSchema, VerifyService, type VerifyResponse } from '../gen/writ/v1/verify_pb.js';
-import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
+/** CreateGrant and Verify over the issuer's public port (TLS checked against the bundle and the issuer's SPIFFE ID). */
+import type * as grpc from '@grpc/grpc-js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { GrantService, type CreateGrantRequestSchema, type CreateGrantResponse } from '../gen/writ/v1/grant_pb.js';
+import { VerifyService, type VerifyRequestSchema, type VerifyResponse } from '../gen/writ/v1/verify_pb.js';
+import { unaryCall } from '../rpc/grpc-adapter.js';
 import { asCallError, issuerChannelCredentials } from './attest-client.js';
 
-async function unaryCall<Res>(server: string, bundlePem: string, svc: typeof GrantService | typeof VerifyService, method: string, message: unknown): Promise<Res> {
-  const Client = grpcClientConstructor(svc);
-  const client = new Client(server, issuerChannelCredentials(bundlePem), { 'grpc.ssl_target_name_override': 'writ-issuer' });
+async function issuerCall<Res>(server: string, bundlePem: string, svc: typeof GrantService | typeof VerifyService, method: string, req: unknown): Promise<Res> {
   try {
-    return await new Promise<Res>((resolve, reject) => {
-      const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!;
-      fn.call(client, message, { deadline: new Date(Date.now() + 15_000) }, (e, r) => (e ? reject(asCallError(e)) : resolve(r)));
-    });
-  } finally {
-    client.close();
+    // SNI must not be an IP (RFC 6066); the name checked is the SPIFFE ID, not this.
+    return await unaryCall<Res>(server, issuerChannelCredentials(bundlePem), svc, method, req, { deadlineMs: 15_000, channelOptions: { 'grpc.ssl_target_name_override': 'writ-issuer' } });
+  } catch (e) {
+    const err = e as grpc.ServiceError;
+    throw typeof err.code === 'number' ? asCallError(err) : e;
   }
 }
 
 export type CreateGrantInput = MessageInitShape<typeof CreateGrantRequestSchema>;
 
 export function createGrant(server: string, bundlePem: string, req: CreateGrantInput): Promise<CreateGrantResponse> {
-  return unaryCall(server, bundlePem, GrantService, 'createGrant', create(CreateGrantRequestSchema, req));
+  return issuerCall(server, bundlePem, GrantService, 'createGrant', req);
 }
 
 export type VerifyInput = MessageInitShape<typeof VerifyRequestSchema>;
 
 export function verifyRemote(server: string, bundlePem: string, req: VerifyInput): Promise<VerifyResponse> {
-  return unaryCall(server, bundlePem, VerifyService, 'verify', create(VerifyRequestSchema, req));
+  return issuerCall(server, bundlePem, VerifyService, 'verify', req);
 }

@@ -24,7 +24,8 @@ import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
-import { CliUsageError as UsageError, agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, readResidentBlob, residentBlobText, verifyCommand } from './writ-commands.js';
+import { UsageError, need } from './args.js';
+import { agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, readResidentBlob, residentBlobText, verifyCommand } from './writ-commands.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { parseWrit } from '../writ/writ.js';
 
@@ -82,11 +83,6 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
     if (e instanceof UsageError) throw e;
     throw new UsageError((e as Error).message);
   }
-}
-
-function need<T>(v: T | undefined, flag: string): T {
-  if (v === undefined || v === '') throw new UsageError(`${flag} is required`);
-  return v;
 }
 
 function seconds(d: string | undefined, flag: string): number {

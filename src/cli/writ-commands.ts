@@ -23,14 +23,9 @@ import { parseWrit } from '../writ/writ.js';
 import { isWritError } from '../errors.js';
 import { createGrant } from '../agent/grant-client.js';
 import { adminCall } from './admin-client.js';
+import { UsageError, need } from './args.js';
 import { AdminService, type GetPolicyResponse, type ListDecisionsResponse, type ListPoliciesResponse, type PushPolicyResponse } from '../gen/writ/v1/admin_pb.js';
 
-export class CliUsageError extends Error {}
-
-const need = <T>(v: T | undefined, flag: string): T => {
-  if (v === undefined) throw new CliUsageError(`${flag} is required`);
-  return v;
-};
 
 /** Reads a private key file (PKCS#8 PEM). */
 export function readPrivateKey(file: string): KeyObject {
@@ -58,7 +53,7 @@ const writeAtomic = (file: string, text: string, mode = 0o644) => {
  * --tpm-key svid.key.tpm`, as `writ agent attest --tpm-key` wrote it) signing inside the TPM.
  */
 export async function withSigner<T>(values: { key?: string; tpm?: string; 'tpm-key-file'?: string }, fn: (s: JwsSigner) => Promise<T>): Promise<T> {
-  if ((values.key === undefined) === (values['tpm-key-file'] === undefined)) throw new CliUsageError('give exactly one of --key and --tpm-key-file');
+  if ((values.key === undefined) === (values['tpm-key-file'] === undefined)) throw new UsageError('give exactly one of --key and --tpm-key-file');
   if (values.key) return fn(keySigner(readPrivateKey(values.key)));
   const blob = readResidentBlob(values['tpm-key-file']!);
   const tpm = await Tpm.open(need(values.tpm, '--tpm'));
@@ -75,7 +70,7 @@ export async function withSigner<T>(values: { key?: string; tpm?: string; 'tpm-k
 /** The wrapped TPM-resident key (loadable by its TPM alone) as `writ agent keygen --tpm` writes it. */
 export function readResidentBlob(file: string): { public: Buffer; private: Buffer } {
   const blob = JSON.parse(readFileSync(file, 'utf8')) as { public?: string; private?: string };
-  if (typeof blob.public !== 'string' || typeof blob.private !== 'string') throw new CliUsageError(`${file} is not a TPM key blob (writ agent keygen --tpm writes one)`);
+  if (typeof blob.public !== 'string' || typeof blob.private !== 'string') throw new UsageError(`${file} is not a TPM key blob (writ agent keygen --tpm writes one)`);
   return { public: Buffer.from(blob.public, 'base64'), private: Buffer.from(blob.private, 'base64') };
 }
 
@@ -90,30 +85,12 @@ export const residentBlobText = (k: { public: Buffer; private: Buffer }): string
 export async function agentKeygen(values: { out?: string; type?: string; tpm?: string }): Promise<number> {
   const out = need(values.out, '--out');
   const type = values.type ?? 'ec-p256';
-  if (type !== 'ec-p256' && type !== 'ec-p384') throw new CliUsageError('--type must be ec-p256 or ec-p384');
-  if (values.tpm && type !== 'ec-p256') throw new CliUsageError('TPM-resident keys are ec-p256');
+  if (type !== 'ec-p256' && type !== 'ec-p384') throw new UsageError('--type must be ec-p256 or ec-p384');
+  if (values.tpm && type !== 'ec-p256') throw new UsageError('TPM-resident keys are ec-p256');
   mkdirSync(out, { recursive: true, mode: 0o700 });
   const keyFile = join(out, values.tpm ? 'agent.key.tpm' : 'agent.key');
-  if (existsSync(keyFile)) throw new CliUsageError(`${keyFile} exists; refusing to overwrite a key`);
-  if (values.tpm) {
-    const tpm = await Tpm.open(values.tpm);
-    const attestor = new TpmAttestor(tpm);
-    try {
-      const k = await attestor.createResidentKey();
-      writeFileSync(keyFile, residentBlobText(k), { mode: 0o600, flag: 'wx' });
-      const pub = attestor.residentSigner().publicKey;
-      writeFileSync(join(out, 'agent.pub'), pub.export({ type: 'spki', format: 'pem' }) as string);
-      const jkt = jwkThumbprint(pub);
-      writeFileSync(join(out, 'agent.jkt'), `${jkt}\n`);
-      process.stdout.write(`${jkt}\n`);
-      return 0;
-    } finally {
-      await attestor.close();
-      await tpm.close();
-    }
-  }
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: type === 'ec-p256' ? 'prime256v1' : 'secp384r1' });
-  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600, flag: 'wx' });
+  if (existsSync(keyFile)) throw new UsageError(`${keyFile} exists; refusing to overwrite a key`);
+  const publicKey = values.tpm ? await residentKeygen(values.tpm, keyFile) : softwareKeygen(type, keyFile);
   writeFileSync(join(out, 'agent.pub'), publicKey.export({ type: 'spki', format: 'pem' }) as string);
   const jkt = jwkThumbprint(publicKey);
   writeFileSync(join(out, 'agent.jkt'), `${jkt}\n`);
@@ -121,14 +98,34 @@ export async function agentKeygen(values: { out?: string; type?: string; tpm?: s
   return 0;
 }
 
+/** A PKCS#8 key written to `keyFile` (0600, never over an existing file); returns its public key. */
+function softwareKeygen(type: 'ec-p256' | 'ec-p384', keyFile: string): KeyObject {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: type === 'ec-p256' ? 'prime256v1' : 'secp384r1' });
+  writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600, flag: 'wx' });
+  return publicKey;
+}
+
+/** A key made inside the TPM under the SRK; only its wrapped blob is written. Returns its public key. */
+async function residentKeygen(spec: string, keyFile: string): Promise<KeyObject> {
+  const tpm = await Tpm.open(spec);
+  const attestor = new TpmAttestor(tpm);
+  try {
+    writeFileSync(keyFile, residentBlobText(await attestor.createResidentKey()), { mode: 0o600, flag: 'wx' });
+    return attestor.residentSigner().publicKey;
+  } finally {
+    await attestor.close();
+    await tpm.close();
+  }
+}
+
 /** `writ grant create ...`: a root grant from the issuer, for a principal's OIDC token. */
 export async function grantCreate(values: Record<string, string | string[] | boolean | undefined>): Promise<number> {
   const tokenType = (values['token-type'] as string | undefined) ?? 'id_token';
-  if (tokenType !== 'id_token' && tokenType !== 'jwt') throw new CliUsageError('--token-type must be id_token or jwt');
+  if (tokenType !== 'id_token' && tokenType !== 'jwt') throw new UsageError('--token-type must be id_token or jwt');
   const perms = (flag: string) => ((values[flag] as string[] | undefined) ?? []).map(parsePermissionFlag);
   const ttl = values.ttl as string | undefined;
   const maxDepth = values['max-depth'] === undefined ? 0 : Number(values['max-depth']);
-  if (!Number.isInteger(maxDepth) || maxDepth < 0) throw new CliUsageError('--max-depth must be a non-negative integer');
+  if (!Number.isInteger(maxDepth) || maxDepth < 0) throw new UsageError('--max-depth must be a non-negative integer');
   const res = await createGrant(need(values.server as string | undefined, '--server'), readFileSync(need(values.bundle as string | undefined, '--bundle'), 'utf8'), {
     subjectToken: readFileSync(need(values['token-file'] as string | undefined, '--token-file'), 'utf8').trim(),
     subjectTokenType: `urn:ietf:params:oauth:token-type:${tokenType}`,
@@ -154,7 +151,7 @@ export async function grantDelegate(values: Record<string, string | string[] | b
   const ttl = values.ttl as string | undefined;
   const nowS = Math.floor(now.getTime() / 1000);
   const hop = await withSigner(values as { key?: string; tpm?: string; 'tpm-key-file'?: string }, async (signer) => {
-    if (jwkThumbprint(signer.publicKey) !== writ.cnf.jkt) throw new CliUsageError('the key is not the one this writ is bound to (cnf)');
+    if (jwkThumbprint(signer.publicKey) !== writ.cnf.jkt) throw new UsageError('the key is not the one this writ is bound to (cnf)');
     return delegateGrantWith(writ.grants[writ.grants.length - 1]!, signer, {
     childJkt: need(values.child as string | undefined, '--child'),
     ...(scope.length ? { scope } : {}),
@@ -177,7 +174,7 @@ export async function policyCommand(sub: string | undefined, positionals: string
     case 'push': {
       const dir = need(positionals[0], 'DIR');
       const names = readdirSync(dir).filter((n) => n.endsWith('.cedar')).sort();
-      if (names.length === 0) throw new CliUsageError(`${dir} holds no .cedar files`);
+      if (names.length === 0) throw new UsageError(`${dir} holds no .cedar files`);
       const files = names.map((n) => ({ name: basename(n), text: readFileSync(join(dir, n), 'utf8') }));
       const r = await adminCall<PushPolicyResponse>(socket, AdminService, 'pushPolicy', { files });
       process.stdout.write(json ? JSON.stringify({ digest: r.digest, created: r.created, policies: r.policies }) + '\n' : `${r.digest}\n`);
@@ -208,7 +205,7 @@ export async function policyCommand(sub: string | undefined, positionals: string
       return 0;
     }
     default:
-      throw new CliUsageError(`unknown policy command ${sub ?? '(none)'}; want push, show, list or decisions`);
+      throw new UsageError(`unknown policy command ${sub ?? '(none)'}; want push, show, list or decisions`);
   }
 }
 
@@ -255,7 +252,7 @@ function fileCache(file: string | undefined, now: number): { cache: ProofReplayC
 export function verifyCommand(values: Record<string, string | string[] | boolean | undefined>, now: Date): number {
   const jwks = readFileSync(need(values.bundle as string | undefined, '--bundle'), 'utf8');
   const td = (values['trust-domain'] as string | undefined) ?? bundleTrustDomain(jwks);
-  if (!td) throw new CliUsageError('--trust-domain is required: the bundle names no SPIFFE trust domain');
+  if (!td) throw new UsageError('--trust-domain is required: the bundle names no SPIFFE trust domain');
   const bundle = parseSpiffeBundle(td, jwks);
   const roots = ((values['tpm-roots'] as string[] | undefined) ?? []).flatMap(certificatesInFile);
   const intermediates = ((values['tpm-intermediates'] as string[] | undefined) ?? []).flatMap(certificatesInFile);
@@ -271,7 +268,7 @@ export function verifyCommand(values: Record<string, string | string[] | boolean
   const json = values.json === true;
   const action = values.action as string | undefined;
   const resource = values.resource as string | undefined;
-  if ((action === undefined) !== (resource === undefined)) throw new CliUsageError('--action and --resource go together');
+  if ((action === undefined) !== (resource === undefined)) throw new UsageError('--action and --resource go together');
   try {
     const v = verifyWrit({
       writ: readFileSync(need(values.writ as string | undefined, '--writ'), 'utf8').trim(),

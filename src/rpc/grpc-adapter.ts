@@ -2,7 +2,7 @@
  * protobuf-es v2 does not emit grpc-js service definitions (protobuf-es issue 252): this turns
  * a generated service descriptor into a grpc-js ServiceDefinition with toBinary/fromBinary.
  */
-import { fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 
 export function grpcServiceDefinition(svc: DescService): grpc.ServiceDefinition {
@@ -35,4 +35,32 @@ function deserializer<D extends DescMessage>(desc: D): (b: Buffer) => MessageSha
 /** A typed grpc-js client constructor for a generated service. */
 export function grpcClientConstructor(svc: DescService): grpc.ServiceClientConstructor {
   return grpc.makeGenericClientConstructor(grpcServiceDefinition(svc), svc.name);
+}
+
+/**
+ * One unary call on a fresh channel to `target`: the request is built from `req` with the
+ * method's input schema, the channel is closed afterwards, and failures reject with the
+ * grpc-js ServiceError (callers map it to their own error).
+ */
+export async function unaryCall<Res>(
+  target: string,
+  credentials: grpc.ChannelCredentials,
+  svc: DescService,
+  method: string,
+  req: unknown,
+  opts: { deadlineMs: number; channelOptions?: grpc.ChannelOptions },
+): Promise<Res> {
+  const m = svc.methods.find((x) => x.localName === method);
+  if (!m || m.methodKind !== 'unary') throw new Error(`rpc: no unary method ${method} on ${svc.typeName}`);
+  const message = create(m.input, req as never);
+  const Client = grpcClientConstructor(svc);
+  const client = new Client(target, credentials, opts.channelOptions);
+  try {
+    return await new Promise<Res>((resolve, reject) => {
+      const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!;
+      fn.call(client, message, { deadline: new Date(Date.now() + opts.deadlineMs) }, (e, r) => (e ? reject(e) : resolve(r)));
+    });
+  } finally {
+    client.close();
+  }
 }
