@@ -14,7 +14,7 @@ import { delegateRequests } from '../policy/requests.js';
 import type { PrincipalVerifier } from '../principal/oidc.js';
 import { trustDomainId } from '../spiffe/id.js';
 import { isJkt } from '../jose/jws.js';
-import type { Store } from '../store/store.js';
+import type { GrantRecord, Store } from '../store/store.js';
 import type { PolicySnapshots } from './policies.js';
 
 export interface CreateGrantRequest {
@@ -38,6 +38,25 @@ export interface CreatedGrant {
   readonly principal: { iss: string; sub: string };
   readonly policies: readonly string[];
   readonly snapshot: string;
+}
+
+/** The store's record of a grant the issuer signed or accepted in a chain. */
+export function grantRecord(claims: GrantClaims, compact: string, principalGroups: readonly string[], now: Date): GrantRecord {
+  return {
+    jti: claims.jti,
+    issuer: claims.iss,
+    rid: claims.rid,
+    depth: claims.depth,
+    taskId: claims.task.id,
+    principalIss: claims.principal.iss,
+    principalSub: claims.principal.sub,
+    principalGroups,
+    delegateJkt: claims.dlg.jkt,
+    expiresAt: claims.exp * 1000,
+    compact,
+    createdAt: now.getTime(),
+    revokedAt: null,
+  };
 }
 
 export class GrantIssuer {
@@ -102,21 +121,7 @@ export class GrantIssuer {
     parseGrant(grant); // validate our own output before it leaves
     await store.transaction(async (tx) => {
       await tx.recordDecision(record);
-      await tx.putGrant({
-        jti,
-        issuer: claims.iss,
-        rid: jti,
-        depth: 0,
-        taskId: task.id,
-        principalIss: principal.iss,
-        principalSub: principal.sub,
-        principalGroups: principal.groups,
-        delegateJkt: r.delegateJkt,
-        expiresAt: exp * 1000,
-        compact: grant,
-        createdAt: now.getTime(),
-        revokedAt: null,
-      });
+      await tx.putGrant(grantRecord(claims, grant, principal.groups, now));
     });
     return { grant, jti, expiresAt: exp, principal: claims.principal, policies: decision.policies, snapshot: snapshot.digest };
   }

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { AttestationError, DelegationError, EntryError, LimitError } from '../errors.js';
 import type { Clock } from '../clock.js';
-import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
+import { parseSpiffeId, trustDomainId, type SpiffeId } from '../spiffe/id.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { verifyChain, type VerifiedChain } from '../delegation/chain.js';
 import { refusal, type PolicyEngine } from '../policy/engine.js';
@@ -14,6 +14,7 @@ import { receiveRequests } from '../policy/requests.js';
 import { bindingDigest } from '../writ/binding.js';
 import { parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
 import type { PolicySnapshots, StoredSnapshot } from './policies.js';
+import { grantRecord } from './grants.js';
 import type { Bundle } from '../spiffe/bundle.js';
 import { parseCsr, parsePublicKey, type AgentPublicKey } from '../svid/public-key.js';
 import { mintJwtSvid } from '../svid/jwt-svid.js';
@@ -226,7 +227,7 @@ export class Handshake {
       svid: mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }),
     }));
 
-    const writ = this.delegation ? this.mintWrit(this.delegation, spiffeId.uri, result, svid.chain[0]!, svid.notAfter, now) : undefined;
+    const writ = this.delegation ? this.mintWrit(this.delegation, spiffeId, result, svid.chain[0]!, svid.notAfter, now) : undefined;
     if (writ?.refused) {
       await store.recordDecision(writ.decisionRecord);
       throw writ.refused;
@@ -240,22 +241,7 @@ export class Handshake {
         const { chain } = this.delegation;
         for (const g of chain.grants.slice(1)) {
           if (await tx.getGrant(g.claims.jti)) continue;
-          const c = g.claims;
-          await tx.putGrant({
-            jti: c.jti,
-            issuer: c.iss,
-            rid: c.rid,
-            depth: c.depth,
-            taskId: c.task.id,
-            principalIss: c.principal.iss,
-            principalSub: c.principal.sub,
-            principalGroups: [],
-            delegateJkt: c.dlg.jkt,
-            expiresAt: c.exp * 1000,
-            compact: g.jws.compact,
-            createdAt: now.getTime(),
-            revokedAt: null,
-          });
+          await tx.putGrant(grantRecord(g.claims, g.jws.compact, [], now));
         }
       }
       const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: this.verifier.type, issuedAt: now.getTime() };
@@ -285,14 +271,14 @@ export class Handshake {
    * The policy decision for this agent and the writ. Returns the refusal instead of the writ
    * when policy does not allow (the decision is recorded either way).
    */
-  private mintWrit(d: Delegation, spiffeId: string, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
+  private mintWrit(d: Delegation, id: SpiffeId, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
     const { ca, engine } = this.deps;
     const { chain, snapshot } = d;
     const root = chain.root.claims;
     const leaf = chain.leaf.claims;
     const nowS = Math.floor(now.getTime() / 1000);
     const sel = result.selectors.map(formatSelector);
-    const id = parseSpiffeId(spiffeId);
+    const spiffeId = id.uri;
     const decision = engine.decideAll(
       snapshot,
       receiveRequests(

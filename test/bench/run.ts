@@ -39,6 +39,7 @@ import { jwkThumbprint } from '../../src/jose/jws.js';
 import { POLICY } from '../helpers/policies.js';
 import { startOidc } from '../helpers/oidc.js';
 import { createGrant } from '../../src/agent/grant-client.js';
+import { PolicySnapshots } from '../../src/issuance/policies.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -320,8 +321,6 @@ async function chainHandshakeBench(): Promise<void> {
   const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
   try {
     const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
-    await server.store.transaction(async () => undefined);
-    const { PolicySnapshots } = await import('../../src/issuance/policies.js');
     await new PolicySnapshots({ store: server.store, clock: { now: () => new Date() } }).push([{ name: 'acme.cedar', text: POLICY }]);
     const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
     const tokens: string[] = [];

@@ -109,7 +109,7 @@ describe('writ verification (standard and deep)', () => {
 describe('algorithm confusion', () => {
   const w = world();
   const { writ, claims } = iss.writ(alice.C, w.chain, { now: NOW - 10 });
-  const [h, p] = writ.split('.');
+  const p = writ.split('.')[1];
   const pub = createPublicKey(iss.key);
   const forge = (header: Record<string, unknown>, sig: Buffer) => `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${p}.${sig.toString('base64url')}`;
   const cases: Array<[string, string]> = [
@@ -134,7 +134,6 @@ describe('algorithm confusion', () => {
       if (mutated === writ) continue;
       expect(() => verifyWrit({ ...opts(mutated), replayCache: cache }), `offset ${i}`).toThrow();
     }
-    expect(h).toBeDefined();
   });
 });
 
@@ -199,8 +198,8 @@ describe('delegation rules (issuer and verifier alike)', () => {
   });
 
   it('a canonicalization trick: a look-alike task id cannot be minted (ASCII only), and fields cannot shift between length-prefixed parts', () => {
-    expect(() => iss.rootGrant(alice.A, { now: NOW, taskId: 'tаsk-1' })).not.toThrow(); // the fixture signs anything…
-    expect(() => chainOf([iss.rootGrant(alice.A, { now: NOW, taskId: 'tаsk-1' })], alice.A.jkt)).toThrow(/task.id must be/); // …verifiers refuse it
+    // 'tаsk-1' has a Cyrillic 'а': the fixture signs it, verifiers refuse it.
+    expect(() => chainOf([iss.rootGrant(alice.A, { now: NOW, taskId: 'tаsk-1' })], alice.A.jkt)).toThrow(/task.id must be/);
     const nonce = randomBytes(32);
     const d = Buffer.alloc(32, 1);
     expect(bindingDigest({ jkt: alice.A.jkt, chainDigest: d, policySnapshot: SNAP, taskId: 'ab', nonce })).not.toEqual(

@@ -13,7 +13,7 @@ import type { CaManager } from '../../ca/manager.js';
 import type { EvidenceReverifier } from '../../attestation/verifier.js';
 import { trustDomainId } from '../../spiffe/id.js';
 import { ProofReplayCache } from '../../writ/proof.js';
-import { parseWrit } from '../../writ/writ.js';
+import { parseWritCached } from '../../writ/writ.js';
 import { verifyWrit, type HardwareRoots, type WritRequirements } from '../../writ/verify.js';
 import { unary } from '../unary.js';
 import type { PeerRateLimiter } from '../rate-limit.js';
@@ -45,7 +45,7 @@ export function verifyService(deps: {
       };
       let lineage: readonly string[] = [];
       try {
-        lineage = parseWrit(req.writ).claims.lineage;
+        lineage = parseWritCached(req.writ).claims.lineage;
       } catch {
         // verifyWrit reports the malformed writ below.
       }
