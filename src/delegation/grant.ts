@@ -7,6 +7,7 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
 import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
+import { claimReader } from '../jose/claims.js';
 import { parsePermissions, type Constraints, type Permission } from './scope.js';
 
 /** JWS `typ` of a grant. */
@@ -77,20 +78,10 @@ const fail = (msg: string): never => {
   throw new DelegationError(`delegation: ${msg}`);
 };
 
-function str(v: unknown, what: string, max = 512): string {
-  if (typeof v !== 'string' || v.length === 0 || Buffer.byteLength(v) > max) fail(`${what} must be a non-empty string of at most ${max} bytes`);
-  return v as string;
-}
-function int(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${what} must be a non-negative integer`);
-  return v as number;
-}
-function obj(v: unknown, what: string, keys: readonly string[]): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${what} must be an object`);
-  const extra = Object.keys(v as object).filter((k) => !keys.includes(k));
-  if (extra.length) fail(`${what} has unknown members ${extra.join(', ')}`);
-  return v as Record<string, unknown>;
-}
+const read = claimReader(fail);
+const str = (v: unknown, what: string, max = 512): string => read.string(v, what, max);
+const int = read.int;
+const obj = (v: unknown, what: string, keys: readonly string[]) => read.object(v, what, keys);
 
 export function parseTask(v: unknown): Task {
   const t = obj(v, 'task', ['id', 'goal', 'exp']);

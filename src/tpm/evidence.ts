@@ -11,6 +11,7 @@
  *   evidence 2   { "activated_secret" }
  */
 import { AttestationError } from '../errors.js';
+import { claimReader } from '../jose/claims.js';
 import { parseStrictJson, StrictJsonError } from '../jose/strict-json.js';
 import { HASH_BY_NAME, HASHES } from './constants.js';
 import { PCR_COUNT } from './structures.js';
@@ -40,12 +41,12 @@ export interface TpmEvidence {
 
 const b64 = (b: Buffer) => b.toString('base64');
 
+const read = claimReader((msg) => {
+  throw fail(msg);
+});
+
 /** An object with only the given members (nested values are checked by the caller). */
-function members(v: unknown, keys: readonly string[], what: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail(`${what} is not an object`);
-  for (const k of Object.keys(v)) if (!keys.includes(k)) throw fail(`${what} has unknown member ${JSON.stringify(k.slice(0, 40))}`);
-  return v as Record<string, unknown>;
-}
+const members = (v: unknown, keys: readonly string[], what: string): Record<string, unknown> => read.object(v, what, keys);
 
 /** Parses one bounded JSON message into an object with only the given members. */
 function obj(text: Buffer, keys: readonly string[], what: string): Record<string, unknown> {

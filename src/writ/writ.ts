@@ -6,6 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
+import { claimReader } from '../jose/claims.js';
 import { decodeJws, isJkt, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
 import { parsePolicyRef, parsePrincipal, parseTask, type PolicyRef, type PrincipalRef, type Task } from '../delegation/grant.js';
 
@@ -76,24 +77,11 @@ const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principa
 /** Deepest act nesting: a root plus MAX_DELEGATION_DEPTH hops, and the principal. */
 const MAX_ACT_DEPTH = 10;
 
-function only(v: unknown, what: string, keys: readonly string[]): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(`${what} must be an object`);
-  const extra = Object.keys(v as object).filter((k) => !keys.includes(k));
-  if (extra.length) fail(`${what} has unknown members ${extra.join(', ').slice(0, 80)}`);
-  return v as Record<string, unknown>;
-}
-const str = (v: unknown, what: string, max = 2048, re?: RegExp): string => {
-  if (typeof v !== 'string' || v.length === 0 || v.length > max || (re && !re.test(v))) fail(`${what} is missing or malformed`);
-  return v as string;
-};
-const int = (v: unknown, what: string): number => {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${what} must be a non-negative integer`);
-  return v as number;
-};
-const strings = (v: unknown, what: string, max: number): string[] => {
-  if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0)) fail(`${what} must be an array of at most ${max} strings`);
-  return v as string[];
-};
+const read = claimReader(fail);
+const only = read.object;
+const str = read.string;
+const int = read.int;
+const strings = read.strings;
 
 function parseAct(v: unknown, depth: number): ActClaim {
   if (depth > MAX_ACT_DEPTH) fail('act is nested too deeply');
