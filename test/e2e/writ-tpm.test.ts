@@ -33,6 +33,7 @@ const WRIT = join(REPO_ROOT, 'bin', 'writ');
 const BUILT = existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'));
 const PY = '/usr/bin/python3';
 const HAVE_PY = spawnSync(PY, ['-c', 'import jwt, cryptography'], { stdio: 'ignore' }).status === 0;
+if (!BUILT) throw new Error('dist/ is missing: run `make build` (make test does) before the CLI tests');
 if (process.env.CI && !HAVE_PY) throw new Error('CI requires python3-jwt and python3-cryptography (scripts/install-test-deps.sh)');
 const AUD = 'spiffe://example.org/tool/github';
 const METHOD = 'GET /repos/acme/widgets';
@@ -47,7 +48,7 @@ async function writ(...args: string[]): Promise<{ code: number; stdout: string; 
   }
 }
 
-describe.skipIf(!HAVE_SWTPM || !BUILT)('writs on TPM evidence (swtpm): the walkthrough, deep verification, splicing', () => {
+describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, deep verification, splicing', () => {
   let tpmA: Swtpm;
   let tpmB: Swtpm;
   let oidc: TestOidc;
