@@ -15,7 +15,7 @@ export function adminSocketPath(opts: { 'data-dir'?: string; 'admin-socket'?: st
 /** Calls one unary method on the admin socket. */
 export async function adminCall<Res>(socket: string, svc: DescService, method: string, req: unknown): Promise<Res> {
   try {
-    return await unaryCall<Res>(`unix:${socket}`, grpc.credentials.createInsecure(), svc, method, req, { deadlineMs: 10_000 });
+    return await unaryCall<Res>(`unix:${socket}`, grpc.credentials.createInsecure(), svc, method, req, { deadline: new Date(Date.now() + 10_000) });
   } catch (e) {
     const err = e as grpc.ServiceError;
     if (err.code === grpc.status.UNAVAILABLE) throw new Error(`cannot reach the writ server admin socket at ${socket} (is \`writ server\` running with this --data-dir?)`);

@@ -190,6 +190,9 @@ export function sha256b64url(s: string | Buffer): string {
   return createHash('sha256').update(s).digest('base64url');
 }
 
+/** JWK members that carry private or symmetric key material (RFC 7518 §6). */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'];
+
 const EC_CURVES: Record<string, number> = { 'P-256': 32, 'P-384': 48, 'P-521': 66 };
 
 /**
@@ -199,7 +202,7 @@ const EC_CURVES: Record<string, number> = { 'P-256': 32, 'P-384': 48, 'P-521': 6
 export function publicKeyFromJwk(v: unknown): KeyObject {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new JwsError('jws: jwk is not an object');
   const j = v as Record<string, unknown>;
-  for (const priv of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']) if (priv in j) throw new JwsError('jws: jwk carries private key material');
+  if (PRIVATE_MEMBERS.some((m) => m in j)) throw new JwsError('jws: jwk carries private key material');
   try {
     if (j.kty === 'EC') {
       const len = EC_CURVES[String(j.crv)];
@@ -236,7 +239,7 @@ export function keyFromJwk(v: unknown): { key: KeyObject; jkt: string } {
   const id = j && typeof j === 'object' ? JSON.stringify([j.kty, j.crv, j.x, j.y, j.n, j.e]) : '';
   const hit = id ? jwkCache.get(id) : undefined;
   // A hit still needs the same members only: private or unknown members are refused every time.
-  if (hit && !['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'].some((m) => m in j!)) return hit;
+  if (hit && !PRIVATE_MEMBERS.some((m) => m in j!)) return hit;
   const key = publicKeyFromJwk(v);
   const out = { key, jkt: jwkThumbprint(key) };
   if (jwkCache.size >= JWK_CACHE_SIZE) jwkCache.delete(jwkCache.keys().next().value!);

@@ -48,7 +48,7 @@ export async function unaryCall<Res>(
   svc: DescService,
   method: string,
   req: unknown,
-  opts: { deadlineMs: number; channelOptions?: grpc.ChannelOptions },
+  opts: { deadline: Date; channelOptions?: grpc.ChannelOptions },
 ): Promise<Res> {
   const m = svc.methods.find((x) => x.localName === method);
   if (!m || m.methodKind !== 'unary') throw new Error(`rpc: no unary method ${method} on ${svc.typeName}`);
@@ -58,7 +58,7 @@ export async function unaryCall<Res>(
   try {
     return await new Promise<Res>((resolve, reject) => {
       const fn = (client as unknown as Record<string, (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!;
-      fn.call(client, message, { deadline: new Date(Date.now() + opts.deadlineMs) }, (e, r) => (e ? reject(e) : resolve(r)));
+      fn.call(client, message, { deadline: opts.deadline }, (e, r) => (e ? reject(e) : resolve(r)));
     });
   } finally {
     client.close();
