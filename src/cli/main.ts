@@ -24,7 +24,7 @@ import { TpmAttestor } from '../agent/tpm-attestor.js';
 import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
-import { UsageError, need } from './args.js';
+import { UsageError, bindValues, need } from './args.js';
 import { agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, readResidentBlob, residentBlobText, verifyCommand } from './writ-commands.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { parseWrit } from '../writ/writ.js';
@@ -416,7 +416,8 @@ async function cmdTpm(args: string[]): Promise<number> {
 }
 
 async function cmdGrant(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
+  const [sub, ...raw] = args;
+  const rest = bindValues(raw, ['--delegate', '--child']);
   const perm = { type: 'string', multiple: true } as const;
   if (sub === 'create') {
     const { values } = parse(rest, {
