@@ -4,7 +4,7 @@ NPM ?= npm
 export npm_config_fund = false
 export npm_config_audit = false
 
-.PHONY: help setup build run test bench generate generate-check lint-proto clean
+.PHONY: help setup build run test lint format bench generate generate-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -27,7 +27,14 @@ test: build ## install test tools (openssl, python3-jwt) where possible, then ru
 	bash scripts/install-test-deps.sh
 	$(NPM) run --silent test -- --reporter=default --reporter=json --outputFile.json=test-results.json
 
-bench: build ## benchmarks: prints a table, writes $${BENCH_OUT:-bench-results.json}
+lint: setup ## formatter and linter check (Biome; src/gen ignored) and buf lint of proto/
+	npx biome check .
+	npx buf lint
+
+format: setup ## rewrite files in the project's format (Biome)
+	npx biome format --write .
+
+bench: build ## benchmarks: prints a table, writes $$BENCH_OUT (default bench-results.json)
 	node dist/test/bench/run.js
 
 generate: setup ## regenerate src/gen from proto/ with buf + protoc-gen-es

@@ -61,9 +61,7 @@ export class SpiffeIdError extends WritError<'ERR_SPIFFE_ID_INVALID'> {
 }
 
 /** Bytes that should be DER, PEM, a CSR, a key, a certificate or a bundle are not acceptable. */
-export class FormatError extends WritError<
-  'ERR_DER_MALFORMED' | 'ERR_PEM_MALFORMED' | 'ERR_CSR_INVALID' | 'ERR_KEY_UNSUPPORTED' | 'ERR_BUNDLE_INVALID'
-> {
+export class FormatError extends WritError<'ERR_DER_MALFORMED' | 'ERR_PEM_MALFORMED' | 'ERR_CSR_INVALID' | 'ERR_KEY_UNSUPPORTED' | 'ERR_BUNDLE_INVALID'> {
   constructor(code: FormatError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'FormatError';

@@ -9,7 +9,10 @@ import { asCallError, issuerChannelCredentials } from './attest-client.js';
 async function issuerCall<Res>(server: string, bundlePem: string, svc: typeof GrantService | typeof VerifyService, method: string, req: unknown): Promise<Res> {
   try {
     // SNI must not be an IP (RFC 6066); the name checked is the SPIFFE ID, not this.
-    return await unaryCall<Res>(server, issuerChannelCredentials(bundlePem), svc, method, req, { deadline: new Date(Date.now() + 15_000), channelOptions: { 'grpc.ssl_target_name_override': 'writ-issuer' } });
+    return await unaryCall<Res>(server, issuerChannelCredentials(bundlePem), svc, method, req, {
+      deadline: new Date(Date.now() + 15_000),
+      channelOptions: { 'grpc.ssl_target_name_override': 'writ-issuer' },
+    });
   } catch (e) {
     const err = e as grpc.ServiceError;
     throw typeof err.code === 'number' ? asCallError(err) : e;

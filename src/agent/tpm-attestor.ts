@@ -10,7 +10,17 @@ import { createHash } from 'node:crypto';
 import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../tpm/constants.js';
 import type { JwsSigner } from '../jose/jws.js';
 import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
-import { akTemplate, marshalPublic, parsePcrSelectionSpec, parsePublic, publicKeyOf, residentKeyTemplate, srkTemplate, type PublicTemplate, type TpmPublic } from '../tpm/structures.js';
+import {
+  akTemplate,
+  marshalPublic,
+  parsePcrSelectionSpec,
+  parsePublic,
+  publicKeyOf,
+  residentKeyTemplate,
+  srkTemplate,
+  type PublicTemplate,
+  type TpmPublic,
+} from '../tpm/structures.js';
 import { EK_TEMPLATES, isInstanceOf } from '../tpm/ek-templates.js';
 import { measureAgent, type MeasureOptions } from './measure.js';
 
@@ -87,7 +97,8 @@ export class TpmAttestor {
       publicKey: publicKeyOf(k.public),
       async sign(input) {
         const sig = await tpm.sign(k.handle, createHash('sha256').update(input).digest());
-        if (sig.sigAlg !== TPM_ALG.ECDSA || !sig.r || !sig.s || sig.r.length > 32 || sig.s.length > 32) throw new TpmError('ERR_TPM_COMMAND', 'tpm: the resident key did not return a P-256 ECDSA signature');
+        if (sig.sigAlg !== TPM_ALG.ECDSA || !sig.r || !sig.s || sig.r.length > 32 || sig.s.length > 32)
+          throw new TpmError('ERR_TPM_COMMAND', 'tpm: the resident key did not return a P-256 ECDSA signature');
         // IEEE P1363: r and s, each left-padded to the curve size.
         return Buffer.concat([Buffer.alloc(32 - sig.r.length), sig.r, Buffer.alloc(32 - sig.s.length), sig.s]);
       },
@@ -136,10 +147,12 @@ export class TpmAttestor {
    * TPMs keep one; recreating an RSA EK costs a key generation), else recreated from the template.
    */
   private async loadEk(which: (typeof EK_TEMPLATES)[number]): Promise<{ handle: number; public: TpmPublic; persistent: boolean }> {
-    const persisted = this.opts.recreateEk ? undefined : await this.tpm.readPublic(which.persistentHandle).catch((e: unknown) => {
-      if (e instanceof TpmError && e.code === 'ERR_TPM_COMMAND') return undefined; // no such handle
-      throw e;
-    });
+    const persisted = this.opts.recreateEk
+      ? undefined
+      : await this.tpm.readPublic(which.persistentHandle).catch((e: unknown) => {
+          if (e instanceof TpmError && e.code === 'ERR_TPM_COMMAND') return undefined; // no such handle
+          throw e;
+        });
     if (persisted && isInstanceOf(persisted.public, which.template)) return { handle: which.persistentHandle, public: persisted.public, persistent: true };
     return { ...(await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template)), persistent: false };
   }

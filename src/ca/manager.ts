@@ -71,9 +71,7 @@ export class CaManager {
   private bundleCache?: Bundle;
   private sequence = 0;
 
-  constructor(
-    private readonly deps: { store: Store; clock: Clock; encryptor: KeyEncryptor; settings: CaSettings },
-  ) {}
+  constructor(private readonly deps: { store: Store; clock: Clock; encryptor: KeyEncryptor; settings: CaSettings }) {}
 
   get trustDomain(): string {
     return this.deps.settings.trustDomain;
@@ -286,7 +284,13 @@ export class CaManager {
 
   /** Key records with their states, for operators and tests. */
   describe(): Array<{ id: string; kind: CaKeyKind; state: string; notBefore: Date; notAfter: Date }> {
-    return this.keys.map((k) => ({ id: k.record.id, kind: k.record.kind, state: k.record.state, notBefore: new Date(k.record.notBefore), notAfter: new Date(k.record.notAfter) }));
+    return this.keys.map((k) => ({
+      id: k.record.id,
+      kind: k.record.kind,
+      state: k.record.state,
+      notBefore: new Date(k.record.notBefore),
+      notAfter: new Date(k.record.notAfter),
+    }));
   }
 }
 

@@ -18,7 +18,8 @@ export async function adminCall<Res>(socket: string, svc: DescService, method: s
     return await unaryCall<Res>(`unix:${socket}`, grpc.credentials.createInsecure(), svc, method, req, { deadline: new Date(Date.now() + 10_000) });
   } catch (e) {
     const err = e as grpc.ServiceError;
-    if (err.code === grpc.status.UNAVAILABLE) throw new Error(`cannot reach the writ server admin socket at ${socket} (is \`writ server\` running with this --data-dir?)`);
+    if (err.code === grpc.status.UNAVAILABLE)
+      throw new Error(`cannot reach the writ server admin socket at ${socket} (is \`writ server\` running with this --data-dir?)`);
     if (typeof err.code === 'number') throw asCallError(err);
     throw e;
   }

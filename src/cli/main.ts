@@ -13,7 +13,15 @@ import { buildServerSettings, loadRawConfig } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
 import { certificatesInFile } from '../config/files.js';
 import { WritServer } from '../server/server.js';
-import { AdminService, CreateEntryRequestSchema, type CreateEntryResponse, type CreateJoinTokenResponse, type Entry, type GetEntryResponse, type ListEntriesResponse } from '../gen/writ/v1/admin_pb.js';
+import {
+  AdminService,
+  CreateEntryRequestSchema,
+  type CreateEntryResponse,
+  type CreateJoinTokenResponse,
+  type Entry,
+  type GetEntryResponse,
+  type ListEntriesResponse,
+} from '../gen/writ/v1/admin_pb.js';
 import { BundleService, type GetBundleResponse } from '../gen/writ/v1/bundle_pb.js';
 import { parseSelector } from '../registration/entry.js';
 import { encodePem } from '../der/pem.js';
@@ -25,7 +33,18 @@ import { Tpm } from '../tpm/client.js';
 import { adminCall, adminSocketPath } from './admin-client.js';
 
 import { UsageError, bindValues, need } from './args.js';
-import { agentKeygen, grantCreate, grantDelegate, policyCommand, proofCreate, readGrantFiles, readPrivateKey, readResidentBlob, residentBlobText, verifyCommand } from './writ-commands.js';
+import {
+  agentKeygen,
+  grantCreate,
+  grantDelegate,
+  policyCommand,
+  proofCreate,
+  readGrantFiles,
+  readPrivateKey,
+  readResidentBlob,
+  residentBlobText,
+  verifyCommand,
+} from './writ-commands.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { parseWrit } from '../writ/writ.js';
 
@@ -96,7 +115,7 @@ function seconds(d: string | undefined, flag: string): number {
 
 function printEntry(e: Entry): void {
   process.stdout.write(
-    [
+    `${[
       `Entry ID      : ${e.id}`,
       `SPIFFE ID     : ${e.spiffeId}`,
       ...e.selectors.map((s) => `Selector      : ${s.type}:${s.value}`),
@@ -106,7 +125,7 @@ function printEntry(e: Entry): void {
       ...(e.hint ? [`Hint          : ${e.hint}`] : []),
       `Created       : ${new Date(Number(e.createdAt) * 1000).toISOString()}`,
       '',
-    ].join('\n') + '\n',
+    ].join('\n')}\n`,
   );
 }
 
@@ -190,17 +209,22 @@ async function cmdEntry(args: string[]): Promise<number> {
           throw new UsageError((e as Error).message);
         }
       });
-      const res = await adminCall<CreateEntryResponse>(adminSocketPath(values, env), AdminService, 'createEntry', create(CreateEntryRequestSchema, {
-        entry: {
-          spiffeId: need(values['spiffe-id'], '--spiffe-id'),
-          selectors,
-          x509SvidTtl: seconds(values['x509-ttl'], '--x509-ttl'),
-          jwtSvidTtl: seconds(values['jwt-ttl'], '--jwt-ttl'),
-          scopeCeiling: values.scope ?? [],
-          hint: values.hint ?? '',
-        },
-      }));
-      if (values.json) process.stdout.write(JSON.stringify(entryJson(res.entry!)) + '\n');
+      const res = await adminCall<CreateEntryResponse>(
+        adminSocketPath(values, env),
+        AdminService,
+        'createEntry',
+        create(CreateEntryRequestSchema, {
+          entry: {
+            spiffeId: need(values['spiffe-id'], '--spiffe-id'),
+            selectors,
+            x509SvidTtl: seconds(values['x509-ttl'], '--x509-ttl'),
+            jwtSvidTtl: seconds(values['jwt-ttl'], '--jwt-ttl'),
+            scopeCeiling: values.scope ?? [],
+            hint: values.hint ?? '',
+          },
+        }),
+      );
+      if (values.json) process.stdout.write(`${JSON.stringify(entryJson(res.entry!))}\n`);
       else printEntry(res.entry!);
       return 0;
     }
@@ -208,7 +232,7 @@ async function cmdEntry(args: string[]): Promise<number> {
       const { values } = parse(rest, { ...adminOpts, json: { type: 'boolean' } });
       if (values.help) return usage();
       const res = await adminCall<ListEntriesResponse>(adminSocketPath(values, env), AdminService, 'listEntries', {});
-      if (values.json) process.stdout.write(JSON.stringify(res.entries.map(entryJson)) + '\n');
+      if (values.json) process.stdout.write(`${JSON.stringify(res.entries.map(entryJson))}\n`);
       else {
         process.stdout.write(`Found ${res.entries.length} ${res.entries.length === 1 ? 'entry' : 'entries'}\n\n`);
         res.entries.forEach(printEntry);
@@ -219,7 +243,7 @@ async function cmdEntry(args: string[]): Promise<number> {
       const { values, positionals } = parse(rest, { ...adminOpts, json: { type: 'boolean' } }, 1);
       if (values.help) return usage();
       const res = await adminCall<GetEntryResponse>(adminSocketPath(values, env), AdminService, 'getEntry', { id: need(positionals[0], 'entry ID') });
-      if (values.json) process.stdout.write(JSON.stringify(entryJson(res.entry!)) + '\n');
+      if (values.json) process.stdout.write(`${JSON.stringify(entryJson(res.entry!))}\n`);
       else printEntry(res.entry!);
       return 0;
     }
@@ -302,7 +326,8 @@ async function cmdAgent(args: string[]): Promise<number> {
   if (values.ak !== undefined && values.ak !== 'ecc' && values.ak !== 'rsa') throw new UsageError('--ak must be ecc or rsa');
   if (values['tpm-key'] && values.tpm === undefined) throw new UsageError('--tpm-key needs --tpm');
   // A software key is generated (and written) only when neither --key nor --tpm-key names one.
-  if ([values['tpm-key'], values.key, values['tpm-key-file']].filter((x) => x !== undefined && x !== false).length > 1) throw new UsageError('--tpm-key, --tpm-key-file and --key are exclusive');
+  if ([values['tpm-key'], values.key, values['tpm-key-file']].filter((x) => x !== undefined && x !== false).length > 1)
+    throw new UsageError('--tpm-key, --tpm-key-file and --key are exclusive');
   if (values['tpm-key-file'] && values.tpm === undefined) throw new UsageError('--tpm-key-file needs --tpm');
   const grants = readGrantFiles(values.grant ?? []);
   if (values['writ-audience'] && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
@@ -347,7 +372,8 @@ async function cmdAgent(args: string[]): Promise<number> {
   mkdirSync(out, { recursive: true, mode: 0o700 });
   // A TPM-resident key never leaves the TPM: only its wrapped blob (loadable by this TPM alone) is written.
   if (residentBlob) writeFileSync(join(out, 'svid.key.tpm'), residentBlob, { mode: 0o600 });
-  else if (!values.key && !values['tpm-key-file']) writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  else if (!values.key && !values['tpm-key-file'])
+    writeFileSync(join(out, 'svid.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   if (grants.length) {
     if (!res.writ) throw new Error('the issuer returned no writ for the grant chain');
     // The writ must be bound to the key we hold; refuse to store one that is not.
@@ -358,7 +384,7 @@ async function cmdAgent(args: string[]): Promise<number> {
   writeFileSync(join(out, 'svid.pem'), res.svidChain.map((c) => encodePem('CERTIFICATE', c)).join(''));
   writeFileSync(join(out, 'bundle.pem'), res.bundlePem);
   writeFileSync(join(out, 'bundle.jwks'), res.bundleJwks);
-  if (res.jwtSvids.length) writeFileSync(join(out, 'jwt-svid.txt'), res.jwtSvids.map((j) => j.token).join('\n') + '\n', { mode: 0o600 });
+  if (res.jwtSvids.length) writeFileSync(join(out, 'jwt-svid.txt'), `${res.jwtSvids.map((j) => j.token).join('\n')}\n`, { mode: 0o600 });
   process.stdout.write(`${res.spiffeId}\n`);
   return 0;
 }
@@ -410,8 +436,8 @@ async function cmdTpm(args: string[]): Promise<number> {
         }
       : {}),
   });
-  process.stdout.write(report.checks.map((c) => `ok       ${c}`).join('\n') + '\n');
-  process.stdout.write(report.notChecked.map((c) => `unchecked ${c}`).join('\n') + '\n');
+  process.stdout.write(`${report.checks.map((c) => `ok       ${c}`).join('\n')}\n`);
+  process.stdout.write(`${report.notChecked.map((c) => `unchecked ${c}`).join('\n')}\n`);
   return 0;
 }
 
@@ -459,7 +485,11 @@ async function cmdGrant(args: string[]): Promise<number> {
 
 async function cmdPolicy(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parse(rest, { json: { type: 'boolean' }, limit: { type: 'string' }, 'data-dir': { type: 'string' }, 'admin-socket': { type: 'string' } }, 1);
+  const { values, positionals } = parse(
+    rest,
+    { json: { type: 'boolean' }, limit: { type: 'string' }, 'data-dir': { type: 'string' }, 'admin-socket': { type: 'string' } },
+    1,
+  );
   if (values.help) return usage();
   return policyCommand(sub, positionals, values, adminSocketPath(values, process.env));
 }
@@ -467,7 +497,15 @@ async function cmdPolicy(args: string[]): Promise<number> {
 async function cmdProof(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   if (sub !== 'create') throw new UsageError(`unknown proof command ${sub ?? '(none)'}; want create`);
-  const { values } = parse(rest, { writ: { type: 'string' }, key: { type: 'string' }, tpm: { type: 'string' }, 'tpm-key-file': { type: 'string' }, audience: { type: 'string' }, method: { type: 'string' }, ttl: { type: 'string' } });
+  const { values } = parse(rest, {
+    writ: { type: 'string' },
+    key: { type: 'string' },
+    tpm: { type: 'string' },
+    'tpm-key-file': { type: 'string' },
+    audience: { type: 'string' },
+    method: { type: 'string' },
+    ttl: { type: 'string' },
+  });
   if (values.help) return usage();
   return proofCreate(values, new Date());
 }
@@ -550,7 +588,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`writ: invalid configuration: ${e.problems.join('; ')}\n`);
       return 1;
     }
-    const msg = e instanceof GrpcCallError ? e.details : isWritError(e) ? e.message : (e as Error)?.message ?? String(e);
+    const msg = e instanceof GrpcCallError ? e.details : isWritError(e) ? e.message : ((e as Error)?.message ?? String(e));
     process.stderr.write(`writ: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
     return 1;
   }

@@ -24,8 +24,13 @@ import { isWritError } from '../errors.js';
 import { createGrant } from '../agent/grant-client.js';
 import { adminCall } from './admin-client.js';
 import { UsageError, need } from './args.js';
-import { AdminService, type GetPolicyResponse, type ListDecisionsResponse, type ListPoliciesResponse, type PushPolicyResponse } from '../gen/writ/v1/admin_pb.js';
-
+import {
+  AdminService,
+  type GetPolicyResponse,
+  type ListDecisionsResponse,
+  type ListPoliciesResponse,
+  type PushPolicyResponse,
+} from '../gen/writ/v1/admin_pb.js';
 
 /** Reads a private key file (PKCS#8 PEM). */
 export function readPrivateKey(file: string): KeyObject {
@@ -70,12 +75,13 @@ export async function withSigner<T>(values: { key?: string; tpm?: string; 'tpm-k
 /** The wrapped TPM-resident key (loadable by its TPM alone) as `writ agent keygen --tpm` writes it. */
 export function readResidentBlob(file: string): { public: Buffer; private: Buffer } {
   const blob = JSON.parse(readFileSync(file, 'utf8')) as { public?: string; private?: string };
-  if (typeof blob.public !== 'string' || typeof blob.private !== 'string') throw new UsageError(`${file} is not a TPM key blob (writ agent keygen --tpm writes one)`);
+  if (typeof blob.public !== 'string' || typeof blob.private !== 'string')
+    throw new UsageError(`${file} is not a TPM key blob (writ agent keygen --tpm writes one)`);
   return { public: Buffer.from(blob.public, 'base64'), private: Buffer.from(blob.private, 'base64') };
 }
 
 export const residentBlobText = (k: { public: Buffer; private: Buffer }): string =>
-  JSON.stringify({ parent: 'srk:ecc-p256', public: k.public.toString('base64'), private: k.private.toString('base64') }) + '\n';
+  `${JSON.stringify({ parent: 'srk:ecc-p256', public: k.public.toString('base64'), private: k.private.toString('base64') })}\n`;
 
 /**
  * `writ agent keygen --out DIR [--type ec-p256|ec-p384] [--tpm SPEC]`: prints the key's RFC
@@ -126,20 +132,26 @@ export async function grantCreate(values: Record<string, string | string[] | boo
   const ttl = values.ttl as string | undefined;
   const maxDepth = values['max-depth'] === undefined ? 0 : Number(values['max-depth']);
   if (!Number.isInteger(maxDepth) || maxDepth < 0) throw new UsageError('--max-depth must be a non-negative integer');
-  const res = await createGrant(need(values.server as string | undefined, '--server'), readFileSync(need(values.bundle as string | undefined, '--bundle'), 'utf8'), {
-    subjectToken: readFileSync(need(values['token-file'] as string | undefined, '--token-file'), 'utf8').trim(),
-    subjectTokenType: `urn:ietf:params:oauth:token-type:${tokenType}`,
-    taskId: need(values['task-id'] as string | undefined, '--task-id'),
-    goal: need(values.goal as string | undefined, '--goal'),
-    ttlSeconds: ttl ? Math.round(parseDuration(ttl) / 1000) : 0,
-    scope: perms('scope'),
-    boundaries: perms('boundary'),
-    escalate: perms('escalate'),
-    maxDepth,
-    delegateJkt: need(values.delegate as string | undefined, '--delegate'),
-  });
+  const res = await createGrant(
+    need(values.server as string | undefined, '--server'),
+    readFileSync(need(values.bundle as string | undefined, '--bundle'), 'utf8'),
+    {
+      subjectToken: readFileSync(need(values['token-file'] as string | undefined, '--token-file'), 'utf8').trim(),
+      subjectTokenType: `urn:ietf:params:oauth:token-type:${tokenType}`,
+      taskId: need(values['task-id'] as string | undefined, '--task-id'),
+      goal: need(values.goal as string | undefined, '--goal'),
+      ttlSeconds: ttl ? Math.round(parseDuration(ttl) / 1000) : 0,
+      scope: perms('scope'),
+      boundaries: perms('boundary'),
+      escalate: perms('escalate'),
+      maxDepth,
+      delegateJkt: need(values.delegate as string | undefined, '--delegate'),
+    },
+  );
   writeAtomic(need(values.out as string | undefined, '--out'), `${res.grant}\n`);
-  process.stdout.write(`grant ${res.grantId} for ${res.principalIss}#${res.principalSub}, task ends ${new Date(Number(res.expiresAt) * 1000).toISOString()}, policy ${res.policySnapshot.slice(0, 16)} (${res.policies.join(', ')})\n`);
+  process.stdout.write(
+    `grant ${res.grantId} for ${res.principalIss}#${res.principalSub}, task ends ${new Date(Number(res.expiresAt) * 1000).toISOString()}, policy ${res.policySnapshot.slice(0, 16)} (${res.policies.join(', ')})\n`,
+  );
   return 0;
 }
 
@@ -153,16 +165,16 @@ export async function grantDelegate(values: Record<string, string | string[] | b
   const hop = await withSigner(values as { key?: string; tpm?: string; 'tpm-key-file'?: string }, async (signer) => {
     if (jwkThumbprint(signer.publicKey) !== writ.cnf.jkt) throw new UsageError('the key is not the one this writ is bound to (cnf)');
     return delegateGrantWith(writ.grants[writ.grants.length - 1]!, signer, {
-    childJkt: need(values.child as string | undefined, '--child'),
-    ...(scope.length ? { scope } : {}),
-    boundaries: perms('boundary'),
-    escalate: perms('escalate'),
-    ...(ttl ? { exp: nowS + Math.round(parseDuration(ttl) / 1000) } : {}),
+      childJkt: need(values.child as string | undefined, '--child'),
+      ...(scope.length ? { scope } : {}),
+      boundaries: perms('boundary'),
+      escalate: perms('escalate'),
+      ...(ttl ? { exp: nowS + Math.round(parseDuration(ttl) / 1000) } : {}),
       now: nowS,
       from: { sub: writ.sub, writ: writ.jti },
     });
   });
-  writeAtomic(need(values.out as string | undefined, '--out'), [...writ.grants, hop].join('\n') + '\n');
+  writeAtomic(need(values.out as string | undefined, '--out'), `${[...writ.grants, hop].join('\n')}\n`);
   process.stdout.write(`delegated to ${values.child as string} at depth ${writ.grants.length} (chain of ${writ.grants.length + 1} grants)\n`);
   return 0;
 }
@@ -173,17 +185,21 @@ export async function policyCommand(sub: string | undefined, positionals: string
   switch (sub) {
     case 'push': {
       const dir = need(positionals[0], 'DIR');
-      const names = readdirSync(dir).filter((n) => n.endsWith('.cedar')).sort();
+      const names = readdirSync(dir)
+        .filter((n) => n.endsWith('.cedar'))
+        .sort();
       if (names.length === 0) throw new UsageError(`${dir} holds no .cedar files`);
       const files = names.map((n) => ({ name: basename(n), text: readFileSync(join(dir, n), 'utf8') }));
       const r = await adminCall<PushPolicyResponse>(socket, AdminService, 'pushPolicy', { files });
-      process.stdout.write(json ? JSON.stringify({ digest: r.digest, created: r.created, policies: r.policies }) + '\n' : `${r.digest}\n`);
+      process.stdout.write(json ? `${JSON.stringify({ digest: r.digest, created: r.created, policies: r.policies })}\n` : `${r.digest}\n`);
       return 0;
     }
     case 'show': {
       const r = await adminCall<GetPolicyResponse>(socket, AdminService, 'getPolicy', { digest: positionals[0] ?? '' });
       if (json) {
-        process.stdout.write(JSON.stringify({ digest: r.digest, createdAt: Number(r.createdAt), active: r.active, policies: r.policies.map((p) => ({ id: p.id, effect: p.effect, escalate: p.escalate || undefined, text: p.text })) }, null, 2) + '\n');
+        process.stdout.write(
+          `${JSON.stringify({ digest: r.digest, createdAt: Number(r.createdAt), active: r.active, policies: r.policies.map((p) => ({ id: p.id, effect: p.effect, escalate: p.escalate || undefined, text: p.text })) }, null, 2)}\n`,
+        );
       } else {
         process.stdout.write(`# snapshot ${r.digest}${r.active ? ' (active)' : ''}, created ${new Date(Number(r.createdAt) * 1000).toISOString()}\n`);
         for (const p of r.policies) process.stdout.write(`\n// ${p.id}\n${p.text}\n`);
@@ -192,15 +208,33 @@ export async function policyCommand(sub: string | undefined, positionals: string
     }
     case 'list': {
       const r = await adminCall<ListPoliciesResponse>(socket, AdminService, 'listPolicies', {});
-      if (json) process.stdout.write(JSON.stringify(r.snapshots.map((s) => ({ digest: s.digest, createdAt: Number(s.createdAt), policies: s.policies, active: s.active }))) + '\n');
-      else for (const s of r.snapshots) process.stdout.write(`${s.digest}  ${new Date(Number(s.createdAt) * 1000).toISOString()}  ${s.policies} policies${s.active ? '  active' : ''}\n`);
+      if (json)
+        process.stdout.write(
+          `${JSON.stringify(r.snapshots.map((s) => ({ digest: s.digest, createdAt: Number(s.createdAt), policies: s.policies, active: s.active })))}\n`,
+        );
+      else
+        for (const s of r.snapshots)
+          process.stdout.write(`${s.digest}  ${new Date(Number(s.createdAt) * 1000).toISOString()}  ${s.policies} policies${s.active ? '  active' : ''}\n`);
       return 0;
     }
     case 'decisions': {
       const r = await adminCall<ListDecisionsResponse>(socket, AdminService, 'listDecisions', { limit: Number(values.limit ?? 50) });
       for (const d of r.decisions) {
-        const line = { at: new Date(Number(d.at)).toISOString(), actor: d.actor, principal: d.principal, action: d.action, decision: d.decision, snapshot: d.snapshot, policies: d.policies, reason: d.reason };
-        process.stdout.write(json ? JSON.stringify(line) + '\n' : `${line.at} ${d.decision.padEnd(8)} ${d.actor} for ${d.principal}: ${d.action} (${d.policies.join(', ') || '-'}) ${d.reason}\n`);
+        const line = {
+          at: new Date(Number(d.at)).toISOString(),
+          actor: d.actor,
+          principal: d.principal,
+          action: d.action,
+          decision: d.decision,
+          snapshot: d.snapshot,
+          policies: d.policies,
+          reason: d.reason,
+        };
+        process.stdout.write(
+          json
+            ? `${JSON.stringify(line)}\n`
+            : `${line.at} ${d.decision.padEnd(8)} ${d.actor} for ${d.principal}: ${d.action} (${d.policies.join(', ') || '-'}) ${d.reason}\n`,
+        );
       }
       return 0;
     }
@@ -210,7 +244,10 @@ export async function policyCommand(sub: string | undefined, positionals: string
 }
 
 /** `writ proof create --writ F (--key F | --tpm SPEC --tpm-key-file F) --audience A --method M [--ttl D]`. */
-export async function proofCreate(values: { writ?: string; key?: string; tpm?: string; 'tpm-key-file'?: string; audience?: string; method?: string; ttl?: string }, now: Date): Promise<number> {
+export async function proofCreate(
+  values: { writ?: string; key?: string; tpm?: string; 'tpm-key-file'?: string; audience?: string; method?: string; ttl?: string },
+  now: Date,
+): Promise<number> {
   const writ = readFileSync(need(values.writ, '--writ'), 'utf8').trim();
   const req = {
     audience: need(values.audience, '--audience'),
@@ -301,7 +338,7 @@ export function verifyCommand(values: Record<string, string | string[] | boolean
       checks: v.checks,
       ...(authz ? { authorization: { action, resource, ...authz } } : {}),
     };
-    if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+    if (json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else {
       process.stdout.write(`valid (${v.level}): ${v.chain.join(' -> ')}\ntask ${v.task.id}: ${v.task.goal}\n`);
       for (const c of v.checks) process.stdout.write(`  [${c.by === 'verifier' ? 'checked' : 'issuer '}] ${c.check}\n`);
@@ -311,7 +348,7 @@ export function verifyCommand(values: Record<string, string | string[] | boolean
   } catch (e) {
     if (!isWritError(e)) throw e;
     save();
-    if (json) process.stdout.write(JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2) + '\n');
+    if (json) process.stdout.write(`${JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2)}\n`);
     else process.stderr.write(`writ: invalid: ${e.message}\n`);
     return 1;
   }

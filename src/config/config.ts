@@ -233,7 +233,10 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     }
     return v as string[];
   };
-  const servingNames = { dns: list(sn.dns, 'serving_names.dns', DEFAULTS.serving_names.dns), ips: list(sn.ips, 'serving_names.ips', DEFAULTS.serving_names.ips) };
+  const servingNames = {
+    dns: list(sn.dns, 'serving_names.dns', DEFAULTS.serving_names.dns),
+    ips: list(sn.ips, 'serving_names.ips', DEFAULTS.serving_names.ips),
+  };
   if (listen.host !== '0.0.0.0' && listen.host !== '::' && /^[\d.]+$|:/.test(listen.host) && !servingNames.ips.includes(listen.host)) {
     servingNames.ips.push(listen.host);
   }
@@ -254,7 +257,8 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
 
   const att = section('attestation');
   const tpmRaw = att.tpm === undefined || att.tpm === null ? {} : (att.tpm as Raw);
-  for (const k of Object.keys(tpmRaw)) if (!['manufacturer_roots', 'intermediates', 'pcr_selection', 'agent_pcr'].includes(k)) p.push(`unknown key attestation.tpm.${k}`);
+  for (const k of Object.keys(tpmRaw))
+    if (!['manufacturer_roots', 'intermediates', 'pcr_selection', 'agent_pcr'].includes(k)) p.push(`unknown key attestation.tpm.${k}`);
   const files = (v: unknown, name: string): string[] => {
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
@@ -270,7 +274,8 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
     agentPcr: 23,
   };
   if (tpmRaw.agent_pcr !== undefined) {
-    if (!Number.isInteger(tpmRaw.agent_pcr) || (tpmRaw.agent_pcr as number) < 16 || (tpmRaw.agent_pcr as number) > 23) p.push('attestation.tpm.agent_pcr must be an integer 16..23');
+    if (!Number.isInteger(tpmRaw.agent_pcr) || (tpmRaw.agent_pcr as number) < 16 || (tpmRaw.agent_pcr as number) > 23)
+      p.push('attestation.tpm.agent_pcr must be an integer 16..23');
     else tpmSettings.agentPcr = tpmRaw.agent_pcr as number;
   }
   try {
@@ -284,7 +289,10 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
   if (pr !== undefined && pr !== null && !Array.isArray(pr)) p.push('principals must be a list');
   (Array.isArray(pr) ? pr : []).forEach((v: unknown, i) => {
     const name = `principals[${i}]`;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return void p.push(`${name} must be a mapping`);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      p.push(`${name} must be a mapping`);
+      return;
+    }
     const r = v as Raw;
     for (const k of Object.keys(r)) if (!['issuer', 'audience', 'jwks_file', 'groups_claim'].includes(k)) p.push(`unknown key ${name}.${k}`);
     const issuer = str(r.issuer, `${name}.issuer`, '');
@@ -295,13 +303,19 @@ export function buildServerSettings(raw: Raw, problems: string[] = []): ServerSe
       try {
         const u = new URL(issuer);
         const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
-        if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback)) p.push(`${name}.issuer must be https (http only on loopback) for discovery, or give jwks_file`);
+        if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback))
+          p.push(`${name}.issuer must be https (http only on loopback) for discovery, or give jwks_file`);
       } catch {
         p.push(`${name}.issuer must be a URL`);
       }
     }
     if (principals.some((x) => x.issuer === issuer)) p.push(`${name}.issuer ${issuer} is listed twice`);
-    principals.push({ issuer, audience, ...(jwksFile ? { jwksFile: resolve(jwksFile) } : {}), groupsClaim: str(r.groups_claim, `${name}.groups_claim`, 'groups') });
+    principals.push({
+      issuer,
+      audience,
+      ...(jwksFile ? { jwksFile: resolve(jwksFile) } : {}),
+      groupsClaim: str(r.groups_claim, `${name}.groups_claim`, 'groups'),
+    });
   });
   const gr = section('grants');
   const grants = {

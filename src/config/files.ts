@@ -5,5 +5,9 @@ import { decodePem } from '../der/pem.js';
 export function certificatesInFile(path: string): Buffer[] {
   const data = readFileSync(path);
   const text = data.toString('latin1');
-  return text.includes('-----BEGIN') ? decodePem(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der) : [data];
+  return text.includes('-----BEGIN')
+    ? decodePem(text)
+        .filter((b) => b.label === 'CERTIFICATE')
+        .map((b) => b.der)
+    : [data];
 }

@@ -99,11 +99,29 @@ export function parsePolicyRef(v: unknown): PolicyRef {
   const p = obj(v, 'pol', ['snap', 'decision', 'policies']);
   if (typeof p.snap !== 'string' || !/^[0-9a-f]{64}$/.test(p.snap)) fail('pol.snap must be a hex SHA-256');
   if (p.decision !== 'allow') fail('pol.decision must be "allow"');
-  if (!Array.isArray(p.policies) || p.policies.length > 64 || !p.policies.every((x) => typeof x === 'string' && x.length <= 128)) fail('pol.policies must be up to 64 policy ids');
+  if (!Array.isArray(p.policies) || p.policies.length > 64 || !p.policies.every((x) => typeof x === 'string' && x.length <= 128))
+    fail('pol.policies must be up to 64 policy ids');
   return { snap: p.snap as string, decision: 'allow', policies: p.policies as string[] };
 }
 
-const GRANT_KEYS = ['iss', 'jti', 'iat', 'exp', 'rid', 'prev', 'depth', 'max_depth', 'task', 'principal', 'from', 'dlg', 'scope', 'boundaries', 'escalate', 'pol'];
+const GRANT_KEYS = [
+  'iss',
+  'jti',
+  'iat',
+  'exp',
+  'rid',
+  'prev',
+  'depth',
+  'max_depth',
+  'task',
+  'principal',
+  'from',
+  'dlg',
+  'scope',
+  'boundaries',
+  'escalate',
+  'pol',
+];
 
 /** Decodes and structurally checks one grant. Signatures and chain rules are checked by the chain. */
 export function parseGrant(compact: string): Grant {

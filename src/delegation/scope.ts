@@ -49,7 +49,10 @@ export function parsePermissions(v: unknown, what: string): Permission[] {
       throw new DelegationError(`delegation: each of ${what} must be {"action", "resource"}`);
     }
     const r = p as Record<string, unknown>;
-    return { action: checkPattern(r.action, ACTION, MAX_ACTION_BYTES, `${what} action`), resource: checkPattern(r.resource, RESOURCE, MAX_RESOURCE_BYTES, `${what} resource`) };
+    return {
+      action: checkPattern(r.action, ACTION, MAX_ACTION_BYTES, `${what} action`),
+      resource: checkPattern(r.resource, RESOURCE, MAX_RESOURCE_BYTES, `${what} resource`),
+    };
   });
 }
 
@@ -111,7 +114,8 @@ const CONCRETE_RESOURCE = /^[\x21-\x29\x2b-\x7e]+$/;
  */
 export function authorizeAction(c: Constraints, action: string, resource: string): Authorization {
   if (!CONCRETE_ACTION.test(action) || action.length > MAX_ACTION_BYTES) throw new DelegationError('delegation: the action must be a concrete action name');
-  if (!CONCRETE_RESOURCE.test(resource) || resource.length > MAX_RESOURCE_BYTES) throw new DelegationError('delegation: the resource must be concrete (printable ASCII, no spaces, no "*")');
+  if (!CONCRETE_RESOURCE.test(resource) || resource.length > MAX_RESOURCE_BYTES)
+    throw new DelegationError('delegation: the resource must be concrete (printable ASCII, no spaces, no "*")');
   const hit = (p: Permission) => patternMatches(p.action, action) && patternMatches(p.resource, resource);
   const boundary = c.boundaries.find(hit);
   if (boundary) return { decision: 'deny', reason: 'boundary', matched: boundary };

@@ -52,10 +52,12 @@ class LazyTlv implements Tlv {
     readonly end: number,
   ) {}
   get value(): Buffer {
-    return (this.v ??= this.buf.subarray(this.valueStart, this.end));
+    this.v ??= this.buf.subarray(this.valueStart, this.end);
+    return this.v;
   }
   get bytes(): Buffer {
-    return (this.b ??= this.buf.subarray(this.start, this.end));
+    this.b ??= this.buf.subarray(this.start, this.end);
+    return this.b;
   }
 }
 
@@ -272,9 +274,19 @@ export function tlv(tag: number, ...contents: Buffer[]): Buffer {
   const out = Buffer.allocUnsafe(hl + n);
   out[0] = tag;
   if (hl === 2) out[1] = n;
-  else if (hl === 3) (out[1] = 0x81), (out[2] = n);
-  else if (hl === 4) (out[1] = 0x82), (out[2] = n >> 8), (out[3] = n & 0xff);
-  else (out[1] = 0x83), (out[2] = (n >> 16) & 0xff), (out[3] = (n >> 8) & 0xff), (out[4] = n & 0xff);
+  else if (hl === 3) {
+    out[1] = 0x81;
+    out[2] = n;
+  } else if (hl === 4) {
+    out[1] = 0x82;
+    out[2] = n >> 8;
+    out[3] = n & 0xff;
+  } else {
+    out[1] = 0x83;
+    out[2] = (n >> 16) & 0xff;
+    out[3] = (n >> 8) & 0xff;
+    out[4] = n & 0xff;
+  }
   let off = hl;
   for (const c of contents) {
     c.copy(out, off);
@@ -292,8 +304,7 @@ export const ia5 = (s: string): Buffer => tlv(TAG.IA5_STRING, Buffer.from(s, 'la
 export const utf8 = (s: string): Buffer => tlv(TAG.UTF8_STRING, Buffer.from(s, 'utf8'));
 export const printable = (s: string): Buffer => tlv(TAG.PRINTABLE_STRING, Buffer.from(s, 'latin1'));
 /** Context-specific tag [n], constructed or primitive. */
-export const ctx = (n: number, constructed: boolean, ...contents: Buffer[]): Buffer =>
-  tlv(0x80 | (constructed ? 0x20 : 0) | n, ...contents);
+export const ctx = (n: number, constructed: boolean, ...contents: Buffer[]): Buffer => tlv(0x80 | (constructed ? 0x20 : 0) | n, ...contents);
 
 /** An unsigned big-endian magnitude as a DER INTEGER (adds a 0x00 pad where needed). */
 export function uint(bytes: Buffer): Buffer {

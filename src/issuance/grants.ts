@@ -76,16 +76,20 @@ export class GrantIssuer {
     const { ca, store, clock, principals, policies, engine, settings } = this.deps;
     if (!principals.configured) throw new DelegationError('delegation: no principal issuers are configured (principals: in the server config)');
     const principal = await principals.verify(r.subjectToken, r.subjectTokenType);
-    if (!TASK_ID.test(r.taskId)) throw new DelegationError('delegation: task id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)');
+    if (!TASK_ID.test(r.taskId))
+      throw new DelegationError('delegation: task id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)');
     if (r.goal === '' || Buffer.byteLength(r.goal) > MAX_GOAL_BYTES) throw new DelegationError(`delegation: task goal must be 1..${MAX_GOAL_BYTES} bytes`);
     const ttlMs = r.ttlSeconds === 0 ? settings.defaultTtlMs : r.ttlSeconds * 1000;
-    if (!Number.isSafeInteger(r.ttlSeconds) || r.ttlSeconds < 0 || ttlMs > settings.maxTtlMs) throw new LimitError(`delegation: task lifetime must be at most ${settings.maxTtlMs / 1000}s`);
+    if (!Number.isSafeInteger(r.ttlSeconds) || r.ttlSeconds < 0 || ttlMs > settings.maxTtlMs)
+      throw new LimitError(`delegation: task lifetime must be at most ${settings.maxTtlMs / 1000}s`);
     const scope = parsePermissions(r.scope, 'scope');
     if (scope.length === 0) throw new DelegationError('delegation: the scope must hold at least one permission');
     const boundaries = parsePermissions(r.boundaries, 'boundaries');
     const escalate = parsePermissions(r.escalate, 'escalate');
-    if (!Number.isInteger(r.maxDepth) || r.maxDepth < 0 || r.maxDepth > MAX_DELEGATION_DEPTH) throw new LimitError(`delegation: max depth must be 0..${MAX_DELEGATION_DEPTH}`);
-    if (!isJkt(r.delegateJkt)) throw new DelegationError("delegation: the delegate key must be an RFC 7638 SHA-256 thumbprint (43 base64url characters; `writ agent keygen` prints it)");
+    if (!Number.isInteger(r.maxDepth) || r.maxDepth < 0 || r.maxDepth > MAX_DELEGATION_DEPTH)
+      throw new LimitError(`delegation: max depth must be 0..${MAX_DELEGATION_DEPTH}`);
+    if (!isJkt(r.delegateJkt))
+      throw new DelegationError('delegation: the delegate key must be an RFC 7638 SHA-256 thumbprint (43 base64url characters; `writ agent keygen` prints it)');
 
     const snapshot = await policies.active();
     const now = clock.now();
@@ -95,7 +99,16 @@ export class GrantIssuer {
     const task = { id: r.taskId, goal: r.goal, exp };
     const decision = engine.decideAll(snapshot, delegateRequests(principal, scope, { id: task.id, goal: task.goal, lifetimeSeconds: exp - nowS }, r.maxDepth));
     const who = `${principal.iss}#${principal.sub}`;
-    const record = { at: now.getTime(), actor: who, principal: who, action: `delegate task ${task.id}`, decision: decision.decision, snapshot: snapshot.digest, policies: decision.policies, reason: decision.reason };
+    const record = {
+      at: now.getTime(),
+      actor: who,
+      principal: who,
+      action: `delegate task ${task.id}`,
+      decision: decision.decision,
+      snapshot: snapshot.digest,
+      policies: decision.policies,
+      reason: decision.reason,
+    };
     if (decision.decision !== 'allow') {
       await store.recordDecision(record);
       throw refusal(decision, `delegating this scope for task ${task.id}`);

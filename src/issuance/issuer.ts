@@ -193,7 +193,8 @@ export class Handshake {
   /** Feeds one evidence message; returns another challenge or the issued result. */
   async respond(evidence: Uint8Array): Promise<HandshakeStep> {
     if (this.done) throw new AttestationError('ERR_PROTOCOL', 'attestation: handshake already finished');
-    if (++this.rounds > this.verifier.maxRounds) throw new AttestationError('ERR_PROTOCOL', `attestation: more than ${this.verifier.maxRounds} evidence rounds`);
+    if (++this.rounds > this.verifier.maxRounds)
+      throw new AttestationError('ERR_PROTOCOL', `attestation: more than ${this.verifier.maxRounds} evidence rounds`);
     if (evidence.length > this.verifier.maxEvidenceBytes) {
       throw new LimitError(`attestation(${this.verifier.type}): evidence of ${evidence.length} bytes exceeds ${this.verifier.maxEvidenceBytes}`);
     }
@@ -206,7 +207,8 @@ export class Handshake {
     const candidates = await store.listEntriesBySelectors(result.selectors.map(formatSelector));
     const entry = matchEntry(candidates, result.selectors);
     if (entry === undefined) throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: no registration entry matches the attested selectors');
-    if (entry === 'ambiguous') throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: the attested selectors match entries for different SPIFFE IDs equally');
+    if (entry === 'ambiguous')
+      throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: the attested selectors match entries for different SPIFFE IDs equally');
     const spiffeId = parseSpiffeId(entry.spiffeId);
     if (spiffeId.trustDomain !== ca.trustDomain) throw new EntryError('ERR_ENTRY_INVALID', 'entry: SPIFFE ID outside the trust domain');
 
@@ -302,12 +304,7 @@ export class Handshake {
     };
     if (decision.decision !== 'allow') return { refused: refusal(decision, `issuing a writ to ${spiffeId}`), decisionRecord } as const;
     const signer = ca.writSigner();
-    const exp = Math.min(
-      Math.floor(svidNotAfter.getTime() / 1000),
-      root.task.exp,
-      leaf.exp,
-      Math.floor(signer.notAfter.getTime() / 1000),
-    );
+    const exp = Math.min(Math.floor(svidNotAfter.getTime() / 1000), root.task.exp, leaf.exp, Math.floor(signer.notAfter.getTime() / 1000));
     let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
     for (const g of chain.grants.slice(1)) act = { sub: g.claims.from!.sub, act };
     const ev = result.publicEvidence && result.publicEvidence.length <= MAX_EMBEDDED_EVIDENCE_BYTES ? result.publicEvidence.toString('base64url') : undefined;

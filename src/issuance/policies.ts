@@ -57,6 +57,11 @@ export class PolicySnapshots {
 
   async list(): Promise<Array<{ digest: string; createdAt: number; policies: number; active: boolean }>> {
     const a = await this.deps.store.getActivePolicy();
-    return (await this.deps.store.listPolicySnapshots()).map((r) => ({ digest: r.digest, createdAt: r.createdAt, policies: r.policies.length, active: r.digest === a?.digest }));
+    return (await this.deps.store.listPolicySnapshots()).map((r) => ({
+      digest: r.digest,
+      createdAt: r.createdAt,
+      policies: r.policies.length,
+      active: r.digest === a?.digest,
+    }));
   }
 }

@@ -33,7 +33,8 @@ export function claimReader(fail: (msg: string) => never): ClaimReader {
       return v as number;
     },
     strings(v, what, max) {
-      if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0)) fail(`${what} must be an array of at most ${max} non-empty strings`);
+      if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0))
+        fail(`${what} must be an array of at most ${max} non-empty strings`);
       return v as string[];
     },
   };

@@ -100,7 +100,8 @@ export async function signJwsWith(header: Record<string, unknown>, payload: Reco
   if (!spec || !keyFits(spec, signer.publicKey)) throw new JwsError(`jws: signing key does not fit ${signer.alg}`);
   const input = `${b64json({ ...header, alg: signer.alg })}.${b64json(payload)}`;
   const signature = await signer.sign(Buffer.from(input));
-  if (!verify(spec.hash, Buffer.from(input), signOpts(spec, signer.publicKey), signature)) throw new JwsError('jws: the signer produced a signature that does not verify');
+  if (!verify(spec.hash, Buffer.from(input), signOpts(spec, signer.publicKey), signature))
+    throw new JwsError('jws: the signer produced a signature that does not verify');
   return `${input}.${signature.toString('base64url')}`;
 }
 
@@ -151,7 +152,8 @@ export function decodeJws(compact: string, typ: string | readonly (string | unde
   if ('crit' in header) throw new JwsError('jws: crit header parameters are not supported');
   if ('b64' in header) throw new JwsError('jws: unencoded payloads (b64) are not supported');
   const accepted = typeof typ === 'string' ? [typ] : typ;
-  if (accepted !== null && !accepted.includes(header.typ as string | undefined)) throw new JwsError(`jws: typ must be ${accepted.map((t) => (t === undefined ? 'absent' : `"${t}"`)).join(' or ')}`);
+  if (accepted !== null && !accepted.includes(header.typ as string | undefined))
+    throw new JwsError(`jws: typ must be ${accepted.map((t) => (t === undefined ? 'absent' : `"${t}"`)).join(' or ')}`);
   const input = `${parts[0]}.${parts[1]}`;
   return { header, payload, alg: alg as JwsAlg, input, inputBytes: Buffer.from(input, 'latin1'), signature, compact };
 }
@@ -166,12 +168,7 @@ export function verifyJws(d: DecodedJws, key: KeyObject): boolean {
 /** RFC 7638 JWK SHA-256 thumbprint of a public key, base64url. */
 export function jwkThumbprint(key: KeyObject): string {
   const jwk = key.export({ format: 'jwk' });
-  const members =
-    jwk.kty === 'EC'
-      ? { crv: jwk.crv, kty: 'EC', x: jwk.x, y: jwk.y }
-      : jwk.kty === 'RSA'
-        ? { e: jwk.e, kty: 'RSA', n: jwk.n }
-        : undefined;
+  const members = jwk.kty === 'EC' ? { crv: jwk.crv, kty: 'EC', x: jwk.x, y: jwk.y } : jwk.kty === 'RSA' ? { e: jwk.e, kty: 'RSA', n: jwk.n } : undefined;
   if (!members) throw new JwsError(`jws: no thumbprint for a ${String(jwk.kty)} key`);
   return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }

@@ -11,6 +11,11 @@ export const MAX_JSON_DEPTH = 16;
 export class StrictJsonError extends Error {}
 
 const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+const LITERALS: ReadonlyArray<readonly [string, boolean | null]> = [
+  ['true', true],
+  ['false', false],
+  ['null', null],
+];
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 /** Characters a string may hold without an escape. */
 const PLAIN = /[^"\\\x00-\x1f]*/y;
@@ -120,9 +125,12 @@ export function parseStrictJson(text: string, maxDepth = MAX_JSON_DEPTH): unknow
       return arr;
     }
     if (c === '"') return str();
-    if (text.startsWith('true', i)) return (i += 4), true;
-    if (text.startsWith('false', i)) return (i += 5), false;
-    if (text.startsWith('null', i)) return (i += 4), null;
+    for (const [word, value] of LITERALS) {
+      if (text.startsWith(word, i)) {
+        i += word.length;
+        return value;
+      }
+    }
     NUMBER.lastIndex = i;
     const m = NUMBER.exec(text);
     if (!m) return fail('unexpected token');

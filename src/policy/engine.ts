@@ -50,7 +50,8 @@ export class PolicyEngine {
 
   constructor() {
     const r = cedar.preparseSchema(SCHEMA_NAME, CEDAR_SCHEMA);
-    if (r.type === 'failure') throw new PolicyError('ERR_POLICY_INVALID', `policy: the built-in schema does not parse: ${r.errors.map((e) => e.message).join('; ')}`);
+    if (r.type === 'failure')
+      throw new PolicyError('ERR_POLICY_INVALID', `policy: the built-in schema does not parse: ${r.errors.map((e) => e.message).join('; ')}`);
   }
 
   /** Parses a snapshot once; later calls with the same digest reuse it. */
@@ -68,7 +69,8 @@ export class PolicyEngine {
     const esc = snapshot.policies.filter((p) => p.escalate !== undefined);
     const parse = (id: string, policies: Record<string, string>) => {
       const r = cedar.preparsePolicySet(id, { staticPolicies: policies });
-      if (r.type === 'failure') throw new PolicyError('ERR_POLICY_INVALID', `policy: snapshot ${snapshot.digest} does not parse: ${r.errors.map((e) => e.message).join('; ')}`);
+      if (r.type === 'failure')
+        throw new PolicyError('ERR_POLICY_INVALID', `policy: snapshot ${snapshot.digest} does not parse: ${r.errors.map((e) => e.message).join('; ')}`);
     };
     parse(`s${slot}`, all);
     let reducedId: string | undefined;
@@ -106,7 +108,12 @@ export class PolicyEngine {
     if (full.decision === 'allow') return { ...base, decision: 'allow', policies: full.reason, reason: 'permitted' };
     const escalatable = full.reason.filter((id) => l.escalateReason.has(id));
     if (!l.reducedId || escalatable.length === 0) {
-      return { ...base, decision: 'deny', policies: full.reason, reason: full.reason.length ? `forbidden by ${full.reason.join(', ')}` : 'no policy permits this' };
+      return {
+        ...base,
+        decision: 'deny',
+        policies: full.reason,
+        reason: full.reason.length ? `forbidden by ${full.reason.join(', ')}` : 'no policy permits this',
+      };
     }
     const reduced = this.evaluate(l.reducedId, req);
     if (reduced.errors.length > 0) return { ...base, decision: 'deny', policies: [], reason: `policy evaluation failed, denied: ${reduced.errors.join('; ')}` };
@@ -132,7 +139,10 @@ export class PolicyEngine {
 /** A decision that is not allow, as the error the caller sees. */
 export function refusal(d: PolicyDecision, what: string): PolicyError {
   if (d.decision === 'escalate') {
-    return new PolicyError('ERR_ESCALATION_REQUIRED', `policy: ${what} requires approval: ${d.reason} (snapshot ${d.snapshot.slice(0, 16)}, policies ${d.policies.join(', ')})`);
+    return new PolicyError(
+      'ERR_ESCALATION_REQUIRED',
+      `policy: ${what} requires approval: ${d.reason} (snapshot ${d.snapshot.slice(0, 16)}, policies ${d.policies.join(', ')})`,
+    );
   }
   return new PolicyError('ERR_POLICY_DENIED', `policy: ${what} denied: ${d.reason} (snapshot ${d.snapshot.slice(0, 16)})`);
 }

@@ -36,12 +36,7 @@ const permissionEntity = (action: string, resource: string, n: number): CedarEnt
 const task = (t: TaskInfo) => ({ id: t.id, goal: t.goal, lifetimeSeconds: t.lifetimeSeconds });
 
 /** One `delegate` request per permission: may this principal delegate it? */
-export function delegateRequests(
-  p: PrincipalInfo,
-  scope: ReadonlyArray<{ action: string; resource: string }>,
-  t: TaskInfo,
-  maxDepth: number,
-): PolicyRequest[] {
+export function delegateRequests(p: PrincipalInfo, scope: ReadonlyArray<{ action: string; resource: string }>, t: TaskInfo, maxDepth: number): PolicyRequest[] {
   return scope.map((perm, n) => ({
     principal: principalEntity(p),
     action: 'delegate',

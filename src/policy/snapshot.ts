@@ -103,7 +103,8 @@ export function buildSnapshot(policies: readonly PolicyText[]): Snapshot {
     }
     const esc = json.json.annotations?.[ESCALATE_ANNOTATION];
     if (esc !== undefined && json.json.effect !== 'forbid') problems.push(`${p.id}: @${ESCALATE_ANNOTATION} applies only to forbid policies`);
-    if (esc !== undefined && esc.trim() === '') problems.push(`${p.id}: @${ESCALATE_ANNOTATION} needs a reason, e.g. @escalate("production deploys need approval")`);
+    if (esc !== undefined && esc.trim() === '')
+      problems.push(`${p.id}: @${ESCALATE_ANNOTATION} needs a reason, e.g. @escalate("production deploys need approval")`);
     out.push({ id: p.id, text: p.text, effect: json.json.effect, ...(esc !== undefined ? { escalate: esc } : {}) });
   }
   if (problems.length === 0) {

@@ -50,7 +50,8 @@ export function parseSelector(text: string): Selector {
 }
 
 function checkSelector(s: Selector): Selector {
-  if (!SELECTOR_TYPE.test(s.type)) throw new EntryError('ERR_ENTRY_INVALID', `entry: selector type ${JSON.stringify(s.type)} must match ${SELECTOR_TYPE.source}`);
+  if (!SELECTOR_TYPE.test(s.type))
+    throw new EntryError('ERR_ENTRY_INVALID', `entry: selector type ${JSON.stringify(s.type)} must match ${SELECTOR_TYPE.source}`);
   if (!PRINTABLE.test(s.value) || Buffer.byteLength(s.value) > MAX_SELECTOR_VALUE_BYTES) {
     throw new EntryError('ERR_ENTRY_INVALID', `entry: selector value for ${s.type} must be 1..${MAX_SELECTOR_VALUE_BYTES} printable ASCII characters`);
   }
@@ -66,10 +67,7 @@ export function selectorsKey(selectors: readonly Selector[]): string {
  * Validates an entry request against the server's trust domain; returns the normalised
  * fields. Every problem is reported, not only the first.
  */
-export function validateEntry(
-  input: Omit<Entry, 'id' | 'createdAt'>,
-  trustDomain: string,
-): Omit<Entry, 'id' | 'createdAt'> {
+export function validateEntry(input: Omit<Entry, 'id' | 'createdAt'>, trustDomain: string): Omit<Entry, 'id' | 'createdAt'> {
   const problems: string[] = [];
   try {
     const id = parseSpiffeId(input.spiffeId);
@@ -90,14 +88,19 @@ export function validateEntry(
     }
   }
   if (new Set(selectors.map(formatSelector)).size !== selectors.length) problems.push('duplicate selectors');
-  for (const [name, v] of [['x509 ttl', input.x509SvidTtl], ['jwt ttl', input.jwtSvidTtl]] as const) {
+  for (const [name, v] of [
+    ['x509 ttl', input.x509SvidTtl],
+    ['jwt ttl', input.jwtSvidTtl],
+  ] as const) {
     if (!Number.isInteger(v) || v < 0 || v > MAX_SVID_TTL_SECONDS) problems.push(`${name} must be 0..${MAX_SVID_TTL_SECONDS} seconds`);
   }
   if (input.scopeCeiling.length > MAX_SCOPE_CEILING_ITEMS) problems.push(`at most ${MAX_SCOPE_CEILING_ITEMS} scope ceiling items`);
   for (const s of input.scopeCeiling) {
-    if (!PRINTABLE.test(s) || Buffer.byteLength(s) > MAX_SCOPE_ITEM_BYTES) problems.push(`scope ceiling item ${JSON.stringify(s.slice(0, 40))} must be 1..${MAX_SCOPE_ITEM_BYTES} printable ASCII characters`);
+    if (!PRINTABLE.test(s) || Buffer.byteLength(s) > MAX_SCOPE_ITEM_BYTES)
+      problems.push(`scope ceiling item ${JSON.stringify(s.slice(0, 40))} must be 1..${MAX_SCOPE_ITEM_BYTES} printable ASCII characters`);
   }
-  if (Buffer.byteLength(input.hint) > MAX_HINT_BYTES || /[\x00-\x1f\x7f]/.test(input.hint)) problems.push(`hint must be at most ${MAX_HINT_BYTES} bytes without control characters`);
+  if (Buffer.byteLength(input.hint) > MAX_HINT_BYTES || /[\x00-\x1f\x7f]/.test(input.hint))
+    problems.push(`hint must be at most ${MAX_HINT_BYTES} bytes without control characters`);
   if (problems.length) throw new EntryError('ERR_ENTRY_INVALID', `entry: ${problems.join('; ')}`);
   return { ...input, selectors };
 }

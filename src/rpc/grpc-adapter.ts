@@ -51,7 +51,7 @@ export async function unaryCall<Res>(
   opts: { deadline: Date; channelOptions?: grpc.ChannelOptions },
 ): Promise<Res> {
   const m = svc.methods.find((x) => x.localName === method);
-  if (!m || m.methodKind !== 'unary') throw new Error(`rpc: no unary method ${method} on ${svc.typeName}`);
+  if (m?.methodKind !== 'unary') throw new Error(`rpc: no unary method ${method} on ${svc.typeName}`);
   const message = create(m.input, req as never);
   const Client = grpcClientConstructor(svc);
   const client = new Client(target, credentials, opts.channelOptions);

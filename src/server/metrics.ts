@@ -25,7 +25,7 @@ export class Metrics {
   });
   readonly mintSeconds = new Histogram({
     name: 'writ_svid_mint_duration_seconds',
-    help: 'Time to mint and validate one handshake\'s SVIDs, seconds',
+    help: "Time to mint and validate one handshake's SVIDs, seconds",
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
     registers: [this.registry],
   });

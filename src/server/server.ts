@@ -91,7 +91,10 @@ function keyEncryptor(settings: ServerSettings, env: NodeJS.ProcessEnv, logger: 
   const kekPath = join(settings.dataDir, 'kek');
   if (!existsSync(kekPath)) {
     writeFileAtomic(kekPath, KeyEncryptor.randomKek(), 0o600);
-    logger.warn({ kekPath }, 'generated a key-encryption key file beside the database (development default); set WRIT_KEY_PASSPHRASE or ca.key_passphrase_file in production');
+    logger.warn(
+      { kekPath },
+      'generated a key-encryption key file beside the database (development default); set WRIT_KEY_PASSPHRASE or ca.key_passphrase_file in production',
+    );
   }
   const st = statSync(kekPath);
   if ((st.mode & 0o077) !== 0) throw new CaError('ERR_KEY_DECRYPT', `ca: ${kekPath} is readable by group or others; chmod 600 it`);
@@ -233,7 +236,15 @@ export class WritServer {
       // CreateGrant and Verify share one per-peer budget, apart from handshakes.
       const callLimiter = new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst);
       const publicServices: Array<[DescService, grpc.UntypedServiceImplementation]> = [
-        [AttestationService, attestationService({ issuer, logger, metrics, limiter: new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst) })],
+        [
+          AttestationService,
+          attestationService({
+            issuer,
+            logger,
+            metrics,
+            limiter: new PeerRateLimiter(settings.limits.attestationsPerSecond, settings.limits.attestationBurst),
+          }),
+        ],
         [BundleService, bundleService({ ca })],
         [GrantService, grantService({ grants, logger, limiter: callLimiter })],
         [
@@ -255,7 +266,15 @@ export class WritServer {
         [Health, healthService(health)],
       ];
       const reflect = reflectionService(
-        [file_writ_v1_attestation, file_writ_v1_bundle, file_writ_v1_admin, file_writ_v1_grant, file_writ_v1_verify, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection],
+        [
+          file_writ_v1_attestation,
+          file_writ_v1_bundle,
+          file_writ_v1_admin,
+          file_writ_v1_grant,
+          file_writ_v1_verify,
+          file_grpc_health_v1_health,
+          file_grpc_reflection_v1_reflection,
+        ],
         () => [AttestationService.typeName, BundleService.typeName, GrantService.typeName, VerifyService.typeName, Health.typeName, ServerReflection.typeName],
       );
       for (const [svc, impl] of publicServices) publicServer.addService(grpcServiceDefinition(svc), impl);
@@ -270,7 +289,11 @@ export class WritServer {
       const server = new WritServer(settings, logger, store, ca, metrics, clock, publicServer, adminServer, health, tls, servingKey);
       server.renewServingCert();
       server.writeBundleFiles();
-      server.port = await bind(publicServer, `${settings.listen.host.includes(':') ? `[${settings.listen.host}]` : settings.listen.host}:${settings.listen.port}`, tls);
+      server.port = await bind(
+        publicServer,
+        `${settings.listen.host.includes(':') ? `[${settings.listen.host}]` : settings.listen.host}:${settings.listen.port}`,
+        tls,
+      );
       await bind(adminServer, `unix:${settings.adminSocket}`, grpc.ServerCredentials.createInsecure());
       chmodSync(settings.adminSocket, 0o600);
       if (settings.metricsListen) {
@@ -284,7 +307,13 @@ export class WritServer {
       server.rotationTimer = setInterval(() => void server.tick(), opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
       server.rotationTimer.unref();
       logger.info(
-        { trustDomain: settings.trustDomain, address: server.address, adminSocket: settings.adminSocket, bundle: server.bundlePemPath, keys: ca.describe().map((k) => `${k.kind}:${k.state}`) },
+        {
+          trustDomain: settings.trustDomain,
+          address: server.address,
+          adminSocket: settings.adminSocket,
+          bundle: server.bundlePemPath,
+          keys: ca.describe().map((k) => `${k.kind}:${k.state}`),
+        },
         'writ server started',
       );
       return server;

@@ -14,7 +14,10 @@ export function unary<Req, Res>(
   limiter?: PeerRateLimiter,
 ): Unary<Req, Res> {
   return (call, cb) => {
-    const run = limiter && !limiter.take(peerHost(call.getPeer())) ? Promise.reject(new LimitError(`${name}: too many calls from this peer; retry later`)) : fn(call.request, call);
+    const run =
+      limiter && !limiter.take(peerHost(call.getPeer()))
+        ? Promise.reject(new LimitError(`${name}: too many calls from this peer; retry later`))
+        : fn(call.request, call);
     run.then(
       (res) => cb(null, res),
       (e) => {

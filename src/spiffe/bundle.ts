@@ -144,7 +144,7 @@ export function parseSpiffeBundle(trustDomain: string, input: string | Uint8Arra
 export function parseKeyedJwks(prefix: string, input: string | Uint8Array): Map<string, KeyObject> {
   const keys = keysOf(prefix, parseJson(prefix, input));
   const out = new Map<string, KeyObject>();
-  keys.forEach((jwk, i) => addJwtAuthority(prefix, out, jwk, i));
+  for (let i = 0; i < keys.length; i++) addJwtAuthority(prefix, out, keys[i]!, i);
   return out;
 }
 
@@ -163,7 +163,7 @@ export function parseX509BundlePem(trustDomain: string, pem: string | Uint8Array
   try {
     blocks = decodePem(text);
   } catch (e) {
-    throw bundleError(P, 'cannot parse certificate: ' + (e as Error).message, e);
+    throw bundleError(P, `cannot parse certificate: ${(e as Error).message}`, e);
   }
   if (blocks.length === 0) throw bundleError(P, 'cannot parse certificate: no PEM blocks found');
   const out: Buffer[] = [];
@@ -197,7 +197,7 @@ export function marshalSpiffeBundle(b: Bundle): string {
   const doc: Record<string, unknown> = { keys };
   if (b.refreshHint !== undefined) doc.spiffe_refresh_hint = b.refreshHint;
   if (b.sequence !== undefined) doc.spiffe_sequence = b.sequence;
-  return JSON.stringify(doc, null, 2) + '\n';
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 /** Serialises the X.509 authorities as PEM. */

@@ -41,14 +41,7 @@ function isTrustDomainChar(c: number): boolean {
 }
 
 function isPathChar(c: number): boolean {
-  return (
-    (c >= 0x61 && c <= 0x7a) ||
-    (c >= 0x41 && c <= 0x5a) ||
-    (c >= 0x30 && c <= 0x39) ||
-    c === 0x2e ||
-    c === 0x2d ||
-    c === 0x5f
-  );
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f;
 }
 
 /** Validates a SPIFFE ID path ('' or '/seg/seg'). Throws SpiffeIdError. */

@@ -45,10 +45,7 @@ export interface JwtSvid {
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 /** Mints a JWT-SVID, then parses our own output before returning it. */
-export function mintJwtSvid(
-  signer: JwtSvidSigner,
-  req: { spiffeId: SpiffeId; audience: readonly string[]; issuedAt: Date; expiresAt: Date },
-): JwtSvid {
+export function mintJwtSvid(signer: JwtSvidSigner, req: { spiffeId: SpiffeId; audience: readonly string[]; issuedAt: Date; expiresAt: Date }): JwtSvid {
   const spec = JWT_ALGORITHMS.get(signer.alg);
   if (!spec || !keyFits(spec, signer.privateKey)) throw new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: signing key does not fit ${signer.alg}`);
   if (req.audience.length === 0) throw new SvidError('ERR_JWT_SVID_INVALID', 'jwtsvid: audience is required');

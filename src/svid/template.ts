@@ -43,9 +43,7 @@ export interface NameAttr {
 
 /** A Name (RDNSequence), one attribute per RDN, UTF8String values (PrintableString for C). */
 export function encodeName(attrs: readonly NameAttr[]): Buffer {
-  return der.seq(
-    ...attrs.map((a) => der.set(der.seq(der.oid(a.oid), a.oid === OID.countryName ? der.printable(a.value) : der.utf8(a.value)))),
-  );
+  return der.seq(...attrs.map((a) => der.set(der.seq(der.oid(a.oid), a.oid === OID.countryName ? der.printable(a.value) : der.utf8(a.value)))));
 }
 
 export function extension(id: string, critical: boolean, value: Buffer): Buffer {
@@ -92,7 +90,7 @@ function ipBytes(ip: string): Buffer {
     const t = tail ? tail.split(':') : [];
     const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
     const out = Buffer.alloc(16);
-    groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+    for (let i = 0; i < groups.length; i++) out.writeUInt16BE(parseInt(groups[i]!, 16), i * 2);
     return out;
   }
   throw new Error(`template: not an IP address: ${ip}`);
@@ -106,8 +104,7 @@ export function keyIdentifier(spki: Buffer): Buffer {
 }
 
 export const subjectKeyId = (spki: Buffer): Buffer => extension(OID.subjectKeyId, false, der.octets(keyIdentifier(spki)));
-export const authorityKeyId = (issuerSpki: Buffer): Buffer =>
-  extension(OID.authorityKeyId, false, der.seq(der.tlv(0x80, keyIdentifier(issuerSpki))));
+export const authorityKeyId = (issuerSpki: Buffer): Buffer => extension(OID.authorityKeyId, false, der.seq(der.tlv(0x80, keyIdentifier(issuerSpki))));
 
 const VERSION_3 = der.ctx(0, true, der.smallInt(2));
 
@@ -150,9 +147,19 @@ function headerLen(n: number): number {
 function writeHeader(out: Buffer, off: number, tag: number, n: number): number {
   out[off++] = tag;
   if (n < 0x80) out[off++] = n;
-  else if (n < 0x100) (out[off++] = 0x81), (out[off++] = n);
-  else if (n < 0x10000) (out[off++] = 0x82), (out[off++] = n >> 8), (out[off++] = n & 0xff);
-  else (out[off++] = 0x83), (out[off++] = (n >> 16) & 0xff), (out[off++] = (n >> 8) & 0xff), (out[off++] = n & 0xff);
+  else if (n < 0x100) {
+    out[off++] = 0x81;
+    out[off++] = n;
+  } else if (n < 0x10000) {
+    out[off++] = 0x82;
+    out[off++] = n >> 8;
+    out[off++] = n & 0xff;
+  } else {
+    out[off++] = 0x83;
+    out[off++] = (n >> 16) & 0xff;
+    out[off++] = (n >> 8) & 0xff;
+    out[off++] = n & 0xff;
+  }
   return off;
 }
 
@@ -203,12 +210,13 @@ export function encodeLeafTbs(tpl: LeafTemplate, serial: Buffer, notBefore: Date
   const body = 5 + 18 + tpl.algorithm.length + tpl.issuer.length + 32 + tpl.subject.length + spki.length + ctx3;
   const out = Buffer.allocUnsafe(headerLen(body) + body);
   let o = writeHeader(out, 0, der.TAG.SEQUENCE, body);
-  out[o++] = 0xa0, out[o++] = 0x03, out[o++] = 0x02, out[o++] = 0x01, out[o++] = 0x02;
-  out[o++] = der.TAG.INTEGER, out[o++] = 16;
+  // [0] EXPLICIT version v3, then the 16-byte serial's INTEGER header.
+  for (const b of [0xa0, 0x03, 0x02, 0x01, 0x02, der.TAG.INTEGER, 16]) out[o++] = b;
   o += serial.copy(out, o);
   o += tpl.algorithm.copy(out, o);
   o += tpl.issuer.copy(out, o);
-  out[o++] = der.TAG.SEQUENCE, out[o++] = 30;
+  out[o++] = der.TAG.SEQUENCE;
+  out[o++] = 30;
   o = writeUtcTime(out, o, notBefore);
   o = writeUtcTime(out, o, notAfter);
   o += tpl.subject.copy(out, o);

@@ -72,7 +72,7 @@ export class X509SvidMinter {
 
   mint(req: X509SvidRequest): MintedX509Svid {
     // SVIDs never outlive their signing CA.
-    const notAfter = req.notAfter > this.ca.certificate.notAfter ? this.ca.certificate.notAfter : req.notAfter;
+    const notAfter = req.notAfter.getTime() > this.ca.certificate.notAfter.getTime() ? this.ca.certificate.notAfter : req.notAfter;
     const serial = t.randomSerial();
     const plain = !req.dnsNames?.length && !req.ipAddresses?.length && !req.keyResidency;
     const tbs =
@@ -108,7 +108,8 @@ export class X509SvidMinter {
       leaf = parseCertificate(leafDer);
       id = checkLeafProfile(leaf);
     } catch (e) {
-      return fail((e as Error).message);
+      fail((e as Error).message);
+      return;
     }
     if (id.uri !== req.spiffeId.uri) fail('SPIFFE ID differs from the request');
     if (!leaf.spki.equals(req.spki)) fail('public key differs from the request');

@@ -43,7 +43,7 @@ export function checkLeafProfile(leaf: ParsedCertificate): SpiffeId {
   if (id.path === '') throw new Error('leaf certificate SPIFFE ID must have a non-root path');
   if (leaf.basicConstraints?.ca) throw new Error('leaf certificate must not have CA flag set to true');
   const ku = leaf.keyUsage;
-  if (!ku || !ku.has(KEY_USAGE.digitalSignature)) throw new Error("leaf certificate must have 'digitalSignature' set as key usage");
+  if (!ku?.has(KEY_USAGE.digitalSignature)) throw new Error("leaf certificate must have 'digitalSignature' set as key usage");
   if (ku.has(KEY_USAGE.keyCertSign)) throw new Error("leaf certificate must not have 'keyCertSign' set as key usage");
   if (ku.has(KEY_USAGE.cRLSign)) throw new Error("leaf certificate must not have 'cRLSign' set as key usage");
   if (leaf.unknownCritical.length) throw new Error(`leaf certificate has unknown critical extension ${leaf.unknownCritical[0]}`);

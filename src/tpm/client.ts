@@ -8,7 +8,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AttestationError, TpmError } from '../errors.js';
 import { HASHES, TPM_ALG, TPM_CC, TPM_RC, TPM_RH, TPM_SE, TPM_ST, TPM_SU } from './constants.js';
 import { TpmReader, TpmWriter } from './marshal.js';
-import { marshalPcrSelection, marshalPublic, parsePublic, parseSignature, type PcrSelection, type PublicTemplate, type TpmPublic, type TpmSignature } from './structures.js';
+import {
+  marshalPcrSelection,
+  marshalPublic,
+  parsePublic,
+  parseSignature,
+  type PcrSelection,
+  type PublicTemplate,
+  type TpmPublic,
+  type TpmSignature,
+} from './structures.js';
 import { openTransport, type TpmTransport } from './transport.js';
 
 /** Retries of a command that answered with a transient code (RETRY, YIELDED, TESTING, ...). */
@@ -25,7 +34,20 @@ export function describeRc(rc: number): string {
   if (rc & 0x80) {
     const n = (rc >> 8) & 0xf;
     const where = rc & 0x40 ? `parameter ${n}` : n & 0x8 ? `session ${n & 7}` : `handle ${n}`;
-    const names: Record<number, string> = { 0x01: 'ASYMMETRIC', 0x02: 'ATTRIBUTES', 0x03: 'HASH', 0x04: 'VALUE', 0x0b: 'HANDLE', 0x0e: 'AUTH_FAIL', 0x15: 'SIZE', 0x18: 'SCHEME', 0x1a: 'SIGNATURE', 0x1d: 'POLICY_FAIL', 0x1f: 'INTEGRITY', 0x22: 'BAD_AUTH' };
+    const names: Record<number, string> = {
+      0x01: 'ASYMMETRIC',
+      0x02: 'ATTRIBUTES',
+      0x03: 'HASH',
+      0x04: 'VALUE',
+      0x0b: 'HANDLE',
+      0x0e: 'AUTH_FAIL',
+      0x15: 'SIZE',
+      0x18: 'SCHEME',
+      0x1a: 'SIGNATURE',
+      0x1d: 'POLICY_FAIL',
+      0x1f: 'INTEGRITY',
+      0x22: 'BAD_AUTH',
+    };
     const code = rc & 0x3f;
     return `TPM_RC_${names[code] ?? `0x${code.toString(16)}`} (${where})`;
   }
@@ -66,14 +88,25 @@ export class Tpm {
   }
 
   /** Sends one command; retries transient response codes; returns the response handles and parameters. */
-  async command(cc: number, handles: readonly number[], auths: readonly Auth[] | null, params: Buffer, responseHandles = 0): Promise<{ handles: number[]; params: TpmReader }> {
+  async command(
+    cc: number,
+    handles: readonly number[],
+    auths: readonly Auth[] | null,
+    params: Buffer,
+    responseHandles = 0,
+  ): Promise<{ handles: number[]; params: TpmReader }> {
     const tag = auths ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS;
     const body = new TpmWriter();
     for (const h of handles) body.u32(h);
     if (auths) body.bytes(authArea(auths));
     body.bytes(params);
     const b = body.done();
-    const cmd = new TpmWriter().u16(tag).u32(10 + b.length).u32(cc).bytes(b).done();
+    const cmd = new TpmWriter()
+      .u16(tag)
+      .u32(10 + b.length)
+      .u32(cc)
+      .bytes(b)
+      .done();
     for (let attempt = 0; ; attempt++) {
       const res = await this.transport.transmit(cmd);
       const r = new TpmReader(res, `${ccName.get(cc) ?? cc} response`);
@@ -303,4 +336,3 @@ export class Tpm {
     return handles[0]!;
   }
 }
-

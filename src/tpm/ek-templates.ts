@@ -3,10 +3,7 @@ import { EK_POLICY_SHA256, TPM_ALG, TPM_ECC } from './constants.js';
 import { marshalPublic, type PublicTemplate, type TpmPublic } from './structures.js';
 
 /** PolicyB digest (SHA-384) of the high-range EK templates (TCG EK Credential Profile 2.0, B.4). */
-export const EK_POLICY_B_SHA384 = Buffer.from(
-  'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12',
-  'hex',
-);
+export const EK_POLICY_B_SHA384 = Buffer.from('b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12', 'hex');
 
 /** The TCG templates writ accepts: L-1 (RSA 2048) and H-3 (ECC P-384). */
 export const EK_TEMPLATES: ReadonlyArray<{ name: 'rsa2048' | 'ecc384'; nvIndex: number; persistentHandle: number; template: PublicTemplate }> = [
@@ -44,7 +41,6 @@ export const EK_TEMPLATES: ReadonlyArray<{ name: 'rsa2048' | 'ecc384'; nvIndex: 
     },
   },
 ];
-
 
 /** True when `pub` is an instance of `template`: everything but the unique field is equal. */
 export function isInstanceOf(pub: TpmPublic, t: PublicTemplate): boolean {

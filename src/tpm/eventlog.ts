@@ -128,7 +128,14 @@ export function encodeEventLog(algorithms: ReadonlyMap<number, number>, events: 
     b.writeUInt16LE(v);
     return b;
   };
-  const spec = Buffer.concat([SPEC_ID, u32(0), Buffer.from([0, 2, 0, 2]), u32(algorithms.size), ...[...algorithms].flatMap(([a, s]) => [u16(a), u16(s)]), Buffer.from([0])]);
+  const spec = Buffer.concat([
+    SPEC_ID,
+    u32(0),
+    Buffer.from([0, 2, 0, 2]),
+    u32(algorithms.size),
+    ...[...algorithms].flatMap(([a, s]) => [u16(a), u16(s)]),
+    Buffer.from([0]),
+  ]);
   parts.push(u32(0), u32(EV_NO_ACTION), Buffer.alloc(20), u32(spec.length), spec);
   for (const e of events) {
     parts.push(u32(e.pcr), u32(e.type), u32(e.digests.size));

@@ -106,7 +106,11 @@ export function encodeEvidence1(e: TpmEvidence): Buffer {
 const MAX_EK_INTERMEDIATES = 4;
 
 export function parseEvidence1(b: Buffer): TpmEvidence {
-  const o = obj(b, ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs', 'event_log', 'app_log', 'certify'], 'evidence');
+  const o = obj(
+    b,
+    ['ek_public', 'ek_certificate', 'ek_intermediates', 'ak_public', 'attest', 'signature', 'pcrs', 'event_log', 'app_log', 'certify'],
+    'evidence',
+  );
   const inter = o.ek_intermediates ?? [];
   if (!Array.isArray(inter) || inter.length > MAX_EK_INTERMEDIATES) throw fail(`ek_intermediates must be a list of at most ${MAX_EK_INTERMEDIATES}`);
   const pcrsRaw = o.pcrs;
@@ -120,7 +124,8 @@ export function parseEvidence1(b: Buffer): TpmEvidence {
     const m = new Map<number, Buffer>();
     for (const [idx, hex] of Object.entries(bank as Record<string, unknown>)) {
       if (!/^(?:[0-9]|1[0-9]|2[0-3])$/.test(idx) || Number(idx) >= PCR_COUNT) throw fail(`bad PCR index ${JSON.stringify(idx.slice(0, 8))}`);
-      if (typeof hex !== 'string' || !/^[0-9a-f]*$/.test(hex) || hex.length !== size * 2) throw fail(`pcrs.${bankName}.${idx} must be ${size * 2} lower-case hex digits`);
+      if (typeof hex !== 'string' || !/^[0-9a-f]*$/.test(hex) || hex.length !== size * 2)
+        throw fail(`pcrs.${bankName}.${idx} must be ${size * 2} lower-case hex digits`);
       m.set(Number(idx), Buffer.from(hex, 'hex'));
     }
     pcrs.set(hash, m);
@@ -141,7 +146,11 @@ export function parseEvidence1(b: Buffer): TpmEvidence {
 
 function parseCertify(v: unknown): { public: Buffer; attest: Buffer; signature: Buffer } {
   const o = members(v, ['public', 'attest', 'signature'], 'certify');
-  return { public: bytes(o.public, 'certify.public', 1024), attest: bytes(o.attest, 'certify.attest', 2048), signature: bytes(o.signature, 'certify.signature', 1024) };
+  return {
+    public: bytes(o.public, 'certify.public', 1024),
+    attest: bytes(o.attest, 'certify.attest', 2048),
+    signature: bytes(o.signature, 'certify.signature', 1024),
+  };
 }
 
 export function encodeChallenge2(credentialBlob: Buffer, secret: Buffer): Buffer {

@@ -188,7 +188,13 @@ function eccP256(attributes: number, symmetric: SymDef, scheme: { scheme: number
 /** A storage root key: ECC P-256 restricted decryption key, AES-128-CFB (TCG "SRK" template). */
 export function srkTemplate(): PublicTemplate {
   return eccP256(
-    TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.noDA | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt,
+    TPMA_OBJECT.fixedTPM |
+      TPMA_OBJECT.fixedParent |
+      TPMA_OBJECT.sensitiveDataOrigin |
+      TPMA_OBJECT.userWithAuth |
+      TPMA_OBJECT.noDA |
+      TPMA_OBJECT.restricted |
+      TPMA_OBJECT.decrypt,
     { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB },
     { scheme: TPM_ALG.NULL },
   );
@@ -277,7 +283,9 @@ export function formatPcrSelection(sel: readonly PcrSelection[]): string {
 }
 
 export function samePcrSelection(a: readonly PcrSelection[], b: readonly PcrSelection[]): boolean {
-  return a.length === b.length && a.every((s, i) => s.hash === b[i]!.hash && s.pcrs.length === b[i]!.pcrs.length && s.pcrs.every((p, j) => p === b[i]!.pcrs[j]));
+  return (
+    a.length === b.length && a.every((s, i) => s.hash === b[i]!.hash && s.pcrs.length === b[i]!.pcrs.length && s.pcrs.every((p, j) => p === b[i]!.pcrs[j]))
+  );
 }
 
 // ------------------------------------------------------------------ attestation structures
@@ -366,4 +374,3 @@ export function marshalSignature(s: TpmSignature): Buffer {
   else w.tpm2b(s.sig);
   return w.done();
 }
-

@@ -22,7 +22,13 @@ const transportError = (msg: string, cause?: unknown) => new TpmError('ERR_TPM_T
 /** Parses `swtpm:host=H,port=N` (or a device path) into a transport. */
 export async function openTransport(spec: string): Promise<TpmTransport> {
   if (spec.startsWith('swtpm:')) {
-    const opts = Object.fromEntries(spec.slice(6).split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    const opts = Object.fromEntries(
+      spec
+        .slice(6)
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => kv.split('=') as [string, string]),
+    );
     const port = Number(opts.port ?? 2321);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw transportError(`bad swtpm port in ${JSON.stringify(spec)}`);
     return SocketTransport.connect(opts.host ?? '127.0.0.1', port);
@@ -61,10 +67,16 @@ export class SocketTransport implements TpmTransport {
 
   private onData(d: Buffer): void {
     this.pending = Buffer.concat([this.pending, d]);
-    if (this.pending.length > MAX_RESPONSE_BYTES) return this.fail(transportError('response too large'));
+    if (this.pending.length > MAX_RESPONSE_BYTES) {
+      this.fail(transportError('response too large'));
+      return;
+    }
     if (this.pending.length < 10) return;
     const size = this.pending.readUInt32BE(2);
-    if (size < 10 || size > MAX_RESPONSE_BYTES) return this.fail(transportError(`bad response size ${size}`));
+    if (size < 10 || size > MAX_RESPONSE_BYTES) {
+      this.fail(transportError(`bad response size ${size}`));
+      return;
+    }
     if (this.pending.length < size) return;
     const frame = this.pending.subarray(0, size);
     this.pending = this.pending.subarray(size);

@@ -36,7 +36,8 @@ function fixed(b: Buffer, what: string): Buffer {
 /** The canonical byte string B hashes; exported for the test vectors in docs/writ-format.md. */
 export function bindingPreimage(i: BindingInput): Buffer {
   if (!isJkt(i.jkt)) throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: key thumbprint must be 43 canonical base64url characters');
-  if (!/^[0-9a-f]{64}$/.test(i.policySnapshot)) throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: policy snapshot digest must be 64 lower-case hex characters');
+  if (!/^[0-9a-f]{64}$/.test(i.policySnapshot))
+    throw new WritVerifyError('ERR_WRIT_INVALID', 'writ: policy snapshot digest must be 64 lower-case hex characters');
   const fields = [
     fixed(Buffer.from(i.jkt, 'base64url'), 'key thumbprint'),
     fixed(i.chainDigest, 'grant-chain digest'),

@@ -104,7 +104,8 @@ export function verifyProof(proof: string, c: ProofCheck): { jti: string; method
   if (p.aud !== c.audience) fail('made for another audience');
   if (typeof p.htm !== 'string' || p.htm === '' || p.htm.length > 256) fail('htm (method) is missing');
   if (c.method !== undefined && p.htm !== c.method) fail('made for another method');
-  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isSafeInteger(p.iat) || !Number.isSafeInteger(p.exp)) fail('iat and exp must be integers');
+  if (typeof p.iat !== 'number' || typeof p.exp !== 'number' || !Number.isSafeInteger(p.iat) || !Number.isSafeInteger(p.exp))
+    fail('iat and exp must be integers');
   const iat = p.iat as number;
   const exp = p.exp as number;
   const now = Math.floor(c.now.getTime() / 1000);

@@ -121,7 +121,15 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   if (!verifyJws(writ.jws, key!)) fail('issuer signature does not verify');
   mine(`issuer signature by writ key ${writ.jws.header.kid as string} of ${o.trust.issuer}`);
 
-  verifyProof(o.proof, { writCompact: o.writ, writHash: writ.hash, jkt: c.cnf.jkt, audience: o.audience, ...(o.method !== undefined ? { method: o.method } : {}), now: o.now, cache: o.replayCache });
+  verifyProof(o.proof, {
+    writCompact: o.writ,
+    writHash: writ.hash,
+    jkt: c.cnf.jkt,
+    audience: o.audience,
+    ...(o.method !== undefined ? { method: o.method } : {}),
+    now: o.now,
+    cache: o.replayCache,
+  });
   mine(`proof of possession by the cnf key, for audience ${o.audience}${o.method ? ` and method ${o.method}` : ''}, one-time id recorded`);
 
   if (c.iat > now + WRIT_SKEW_S) fail('issued in the future');
@@ -155,12 +163,17 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   if (c.exp > chain.leaf.claims.exp) fail('outlives its last grant');
   // act: outermost is the direct delegator; innermost is the principal.
   const acts = actList(c.act);
-  const delegators = chain.grants.slice(1).map((g) => g.claims.from!.sub).reverse();
+  const delegators = chain.grants
+    .slice(1)
+    .map((g) => g.claims.from!.sub)
+    .reverse();
   const expected = [...delegators, c.principal.sub];
   if (acts.length !== expected.length || acts.some((a, i) => a.sub !== expected[i])) fail('act chain does not match the grants');
   const inner = acts[acts.length - 1]!;
   if (inner.iss !== c.principal.iss || acts.slice(0, -1).some((a) => a.iss !== undefined)) fail('act chain does not end at the principal');
-  mine(`delegation chain of ${chain.grants.length} grant(s): links, attenuation, depth ≤ ${root.max_depth}, expiry, no cycles, last grant bound to the cnf key`);
+  mine(
+    `delegation chain of ${chain.grants.length} grant(s): links, attenuation, depth ≤ ${root.max_depth}, expiry, no cycles, last grant bound to the cnf key`,
+  );
   if (level === 'deep') mine('every grant signature: the root by the issuer writ key, each hop by its parent agent key');
   else theirs('grant signatures (checked at issuance; verify with --deep)');
   theirs('each delegating agent held a writ for its SPIFFE ID (from.sub) when it delegated');
@@ -175,11 +188,18 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
 
   let B = bindings.get(c);
   if (!B) {
-    B = bindingDigest({ jkt: c.cnf.jkt, chainDigest: chain.digest, policySnapshot: c.pol.snap, taskId: c.task.id, nonce: Buffer.from(c.att.nonce, 'base64url') });
+    B = bindingDigest({
+      jkt: c.cnf.jkt,
+      chainDigest: chain.digest,
+      policySnapshot: c.pol.snap,
+      taskId: c.task.id,
+      nonce: Buffer.from(c.att.nonce, 'base64url'),
+    });
     bindings.set(c, B);
   }
   const claimed = Buffer.from(c.att.bind, 'base64url');
-  if (claimed.length !== B.length || !timingSafeEqual(claimed, B)) fail('binding digest does not match the key, grants, policy snapshot, task and nonce it carries');
+  if (claimed.length !== B.length || !timingSafeEqual(claimed, B))
+    fail('binding digest does not match the key, grants, policy snapshot, task and nonce it carries');
   mine('binding digest recomputed from the key, grant chain, policy snapshot, task and nonce');
 
   const r = o.requirements ?? {};
@@ -188,7 +208,8 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     const missing = r.selectors.find((s) => !c.att.sel.includes(s));
     if (missing) fail(`required selector ${missing} is not in the writ`);
   }
-  if (r.maxPolicyAgeSeconds !== undefined && now - c.pol.iat > r.maxPolicyAgeSeconds) fail(`policy snapshot is ${now - c.pol.iat}s old; at most ${r.maxPolicyAgeSeconds}s accepted`);
+  if (r.maxPolicyAgeSeconds !== undefined && now - c.pol.iat > r.maxPolicyAgeSeconds)
+    fail(`policy snapshot is ${now - c.pol.iat}s old; at most ${r.maxPolicyAgeSeconds}s accepted`);
   if (r.policySnapshots && !r.policySnapshots.includes(c.pol.snap)) fail('policy snapshot is not one this relying party accepts');
   if (r.principalIssuer !== undefined && c.principal.iss !== r.principalIssuer) fail('principal comes from another OIDC issuer');
   if (Object.keys(r).length) mine('relying-party requirements');

@@ -97,7 +97,8 @@ function parseAct(v: unknown, depth: number): ActClaim {
 export function parseWrit(compact: string): Writ {
   const jws = decodeJws(compact, WRIT_TYP);
   if (typeof jws.header.kid !== 'string' || jws.header.kid === '') fail('the header has no kid');
-  if ('jwk' in jws.header || 'x5c' in jws.header || 'jku' in jws.header || 'x5u' in jws.header) fail('the header may not carry keys or key locations: the issuer key comes from the trust bundle');
+  if ('jwk' in jws.header || 'x5c' in jws.header || 'jku' in jws.header || 'x5u' in jws.header)
+    fail('the header may not carry keys or key locations: the issuer key comes from the trust bundle');
   let claims: WritClaims;
   try {
     const c = only(jws.payload, 'claims', KEYS);

@@ -110,7 +110,12 @@ async function cryptoBenches(): Promise<void> {
   record('floor_ecdsa_p256_sign', signFloor, 'ops/s');
   record('floor_ecdsa_p256_verify', verifyFloor, 'ops/s');
 
-  record('x509_svid_mint', rate(() => minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })), 'ops/s', signFloor);
+  record(
+    'x509_svid_mint',
+    rate(() => minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })),
+    'ops/s',
+    signFloor,
+  );
 
   // The generic generator, for comparison (WebCrypto, async).
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -119,7 +124,9 @@ async function cryptoBenches(): Promise<void> {
   const caCert = await px509.X509CertificateGenerator.createSelfSigned({ serialNumber: '01', name: 'CN=bench', keys: caKeys, signingAlgorithm: alg });
   const generic = await rateAsync(() =>
     px509.X509CertificateGenerator.create({
-      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'),
+      serialNumber: randomBytes(16)
+        .toString('hex')
+        .replace(/^[89a-f]/, '1'),
       subject: 'O=writ',
       issuer: caCert.subject,
       notBefore: now,
@@ -141,13 +148,28 @@ async function cryptoBenches(): Promise<void> {
   const p1363 = sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' });
   const jwtSignFloor = rate(() => sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' }));
   const jwtVerifyFloor = rate(() => verify('sha256', msg, { key: caPub, dsaEncoding: 'ieee-p1363' }, p1363));
-  record('jwt_svid_sign', rate(() => mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })), 'ops/s', jwtSignFloor);
+  record(
+    'jwt_svid_sign',
+    rate(() => mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })),
+    'ops/s',
+    jwtSignFloor,
+  );
   const token = mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later }).token;
   const bundles = new BundleSet([{ trustDomain: 'example.org', x509Authorities: [root.der], jwtAuthorities: new Map([['k1', caPub]]) }]);
-  record('jwt_svid_verify', rate(() => validateJwtSvid(token, bundles, ['https://rp.example'], now)), 'ops/s', jwtVerifyFloor);
+  record(
+    'jwt_svid_verify',
+    rate(() => validateJwtSvid(token, bundles, ['https://rp.example'], now)),
+    'ops/s',
+    jwtVerifyFloor,
+  );
 
   const leaf = minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later }).leaf;
-  record('x509_svid_verify', rate(() => verifyX509Svid([leaf], bundles, now)), 'ops/s', verifyFloor);
+  record(
+    'x509_svid_verify',
+    rate(() => verifyX509Svid([leaf], bundles, now)),
+    'ops/s',
+    verifyFloor,
+  );
 }
 
 async function tpmQuoteBench(): Promise<void> {
@@ -175,7 +197,12 @@ async function tpmQuoteBench(): Promise<void> {
   const p1363 = sign('sha256', attest, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
   const signature = marshalSignature({ sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, r: p1363.subarray(0, 32), s: p1363.subarray(32) });
   const floor = rate(() => verify('sha256', attest, { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, p1363));
-  record('tpm_quote_verify', rate(() => verifyQuote(ak, attest, signature, nonce, sel, values)), 'ops/s', floor);
+  record(
+    'tpm_quote_verify',
+    rate(() => verifyQuote(ak, attest, signature, nonce, sel, values)),
+    'ops/s',
+    floor,
+  );
 }
 
 async function tpmHandshakeBench(): Promise<void> {
@@ -194,7 +221,10 @@ async function tpmHandshakeBench(): Promise<void> {
   const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
   try {
     const sels = [{ type: 'tpm', value: 'model:swtpm' }];
-    await server.store.createEntry({ id: 'tpm', spiffeId: 'spiffe://example.org/agent/tpm', selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: 0 }, selectorsKey(sels));
+    await server.store.createEntry(
+      { id: 'tpm', spiffeId: 'spiffe://example.org/agent/tpm', selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: 0 },
+      selectorsKey(sels),
+    );
     const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
     const publicKey = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
     const one = async (): Promise<{ ms: number; rounds: number }> => {
@@ -239,7 +269,19 @@ async function handshakeBench(): Promise<void> {
         const { token, record: rec } = newJoinToken(new Date(), 3600_000);
         await tx.createJoinToken(rec);
         const sels = [{ type: 'join_token', value: rec.id }];
-        await tx.createEntry({ id: `e${i}`, spiffeId: `spiffe://example.org/agent/${i}`, selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: i }, selectorsKey(sels));
+        await tx.createEntry(
+          {
+            id: `e${i}`,
+            spiffeId: `spiffe://example.org/agent/${i}`,
+            selectors: sels,
+            x509SvidTtl: 0,
+            jwtSvidTtl: 0,
+            scopeCeiling: [],
+            hint: '',
+            createdAt: i,
+          },
+          selectorsKey(sels),
+        );
         tokens.push(token);
       }
     });
@@ -247,7 +289,14 @@ async function handshakeBench(): Promise<void> {
     const publicKey = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
     const one = async (tok: string): Promise<number> => {
       const t0 = performance.now();
-      await attest({ server: server.address, bundlePem, evidenceType: 'join_token', publicKey, respond: () => Buffer.from(tok), jwtAudiences: ['https://rp.example'] });
+      await attest({
+        server: server.address,
+        bundlePem,
+        evidenceType: 'join_token',
+        publicKey,
+        respond: () => Buffer.from(tok),
+        jwtAudiences: ['https://rp.example'],
+      });
       return performance.now() - t0;
     };
     for (let i = 0; i < 20; i++) await one(tokens.pop()!); // warm-up
@@ -298,9 +347,19 @@ async function writBenches(): Promise<void> {
   more();
   const cache = new ProofReplayCache(1_000_000);
   const base = { writ, trust: iss.trust, audience: 'rp', method: 'GET /x', now: at, replayCache: cache };
-  record('writ_verify_standard_3hop', rate(() => verifyWrit({ ...base, proof: proofs.pop()! })), 'ops/s', one / 2);
+  record(
+    'writ_verify_standard_3hop',
+    rate(() => verifyWrit({ ...base, proof: proofs.pop()! })),
+    'ops/s',
+    one / 2,
+  );
   more();
-  record('writ_verify_deep_3hop', rate(() => verifyWrit({ ...base, proof: proofs.pop()!, level: 'deep' })), 'ops/s', one / 2);
+  record(
+    'writ_verify_deep_3hop',
+    rate(() => verifyWrit({ ...base, proof: proofs.pop()!, level: 'deep' })),
+    'ops/s',
+    one / 2,
+  );
   results.writ_verify_deep_3hop!.unit += ' (5 signatures: writ, proof, 3 grants; floor = 2 verifications)';
   const engine = new PolicyEngine();
   const snap = buildSnapshot(splitPolicies([{ name: 'acme.cedar', text: POLICY }]));
@@ -308,16 +367,30 @@ async function writBenches(): Promise<void> {
   const task = { id: 't', goal: 'g', lifetimeSeconds: 600 };
   const allow = delegateRequests(alice, [{ action: 'repo:read', resource: 'repo://acme/w' }], task, 2);
   const esc = delegateRequests(alice, [{ action: 'deploy:prod', resource: 'repo://acme/w' }], task, 2);
-  if (engine.decideAll(snap, allow).decision !== 'allow' || engine.decideAll(snap, esc).decision !== 'escalate') throw new Error('bench policy answers changed');
-  record('cedar_decision_allow', rate(() => engine.decideAll(snap, allow)), 'decisions/s');
-  record('cedar_decision_escalate', rate(() => engine.decideAll(snap, esc)), 'decisions/s (two evaluations)');
+  if (engine.decideAll(snap, allow).decision !== 'allow' || engine.decideAll(snap, esc).decision !== 'escalate')
+    throw new Error('bench policy answers changed');
+  record(
+    'cedar_decision_allow',
+    rate(() => engine.decideAll(snap, allow)),
+    'decisions/s',
+  );
+  record(
+    'cedar_decision_escalate',
+    rate(() => engine.decideAll(snap, esc)),
+    'decisions/s (two evaluations)',
+  );
 }
 
 /** Handshakes presenting a 3-grant chain (root → A → B → this agent), over gRPC/TLS. */
 async function chainHandshakeBench(): Promise<void> {
   const oidc = await startOidc();
   const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
-  const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org', principals: [{ issuer: oidc.issuer, audience: 'writ' }] });
+  const settings = buildServerSettings({
+    data_dir: dataDir,
+    listen: '127.0.0.1:0',
+    trust_domain: 'example.org',
+    principals: [{ issuer: oidc.issuer, audience: 'writ' }],
+  });
   const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
   try {
     const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
@@ -329,7 +402,19 @@ async function chainHandshakeBench(): Promise<void> {
         const { token, record: rec } = newJoinToken(new Date(), 3600_000);
         await tx.createJoinToken(rec);
         const sels = [{ type: 'join_token', value: rec.id }];
-        await tx.createEntry({ id: `c${i}`, spiffeId: `spiffe://example.org/agent/c${i}`, selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: i }, selectorsKey(sels));
+        await tx.createEntry(
+          {
+            id: `c${i}`,
+            spiffeId: `spiffe://example.org/agent/c${i}`,
+            selectors: sels,
+            x509SvidTtl: 0,
+            jwtSvidTtl: 0,
+            scopeCeiling: [],
+            hint: '',
+            createdAt: i,
+          },
+          selectorsKey(sels),
+        );
         tokens.push(token);
       }
     });
@@ -372,7 +457,11 @@ async function chainHandshakeBench(): Promise<void> {
     const secs = (performance.now() - t0) / 1000;
     latencies.sort((a, b) => a - b);
     const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
-    record('handshake_3grant_chain_grpc', latencies.length / secs, `handshakes/s (${concurrency} concurrent clients, new TLS channel each, chain verified, Cedar decision, writ minted)`);
+    record(
+      'handshake_3grant_chain_grpc',
+      latencies.length / secs,
+      `handshakes/s (${concurrency} concurrent clients, new TLS channel each, chain verified, Cedar decision, writ minted)`,
+    );
     record('handshake_3grant_chain_grpc_p50', pct(50), 'ms');
     record('handshake_3grant_chain_grpc_p99', pct(99), 'ms');
   } finally {
@@ -390,14 +479,20 @@ async function main(): Promise<void> {
   await handshakeBench();
   await chainHandshakeBench();
   await tpmHandshakeBench();
-  const rows = Object.entries(results).map(([k, r]) => [k, `${r.value}`, r.unit, r.floor === undefined ? '' : `${r.floor}`, r.ratio === undefined ? '' : `${r.ratio}`]);
+  const rows = Object.entries(results).map(([k, r]) => [
+    k,
+    `${r.value}`,
+    r.unit,
+    r.floor === undefined ? '' : `${r.floor}`,
+    r.ratio === undefined ? '' : `${r.ratio}`,
+  ]);
   const head = ['benchmark', 'value', 'unit', 'floor', 'ratio'];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => Math.min(r[i]!.length, 40))));
   const line = (r: string[]) => r.map((c, i) => (i === 2 ? c : c.padEnd(w[i]!))).join('  ');
   console.log(line(head));
   for (const r of rows) console.log(line(r));
   const out = process.env.BENCH_OUT || 'bench-results.json';
-  writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 

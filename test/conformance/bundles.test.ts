@@ -30,7 +30,9 @@ describe.skipIf(!HAVE_SHARED)('bundle vectors (go-spiffe bundle/*)', () => {
       expect(parseX509BundlePem('domain1.test', V('x509bundle/empty.pem')).x509Authorities.length).toBe(0);
     });
     it('rejects non-PEM bytes', () => {
-      expect(errOf(() => parseX509BundlePem('domain1.test', V('x509bundle/not-pem.pem'))).message).toContain('x509bundle: cannot parse certificate: no PEM blocks found');
+      expect(errOf(() => parseX509BundlePem('domain1.test', V('x509bundle/not-pem.pem'))).message).toContain(
+        'x509bundle: cannot parse certificate: no PEM blocks found',
+      );
     });
     it('rejects a corrupted certificate', () => {
       expect(errOf(() => parseX509BundlePem('domain1.test', V('x509bundle/corrupted.pem'))).message).toContain('x509bundle: cannot parse certificate');
@@ -46,7 +48,9 @@ describe.skipIf(!HAVE_SHARED)('bundle vectors (go-spiffe bundle/*)', () => {
       expect(parseJwtBundle('example.org', V('jwtbundle/jwks_valid_2.json')).jwtAuthorities.size).toBe(2);
     });
     it('rejects a key without kid', () => {
-      expect(errOf(() => parseJwtBundle('example.org', V('jwtbundle/jwks_missing_kid.json'))).message).toContain('jwtbundle: error adding authority 1 of JWKS: keyID cannot be empty');
+      expect(errOf(() => parseJwtBundle('example.org', V('jwtbundle/jwks_missing_kid.json'))).message).toContain(
+        'jwtbundle: error adding authority 1 of JWKS: keyID cannot be empty',
+      );
     });
     it('rejects empty input', () => {
       expect(errOf(() => parseJwtBundle('example.org', '')).message).toContain('jwtbundle: unable to parse JWKS: unexpected end of JSON input');
@@ -60,7 +64,9 @@ describe.skipIf(!HAVE_SHARED)('bundle vectors (go-spiffe bundle/*)', () => {
       expect(parseKeyedJwks('witbundle', W('jwks_valid_2.json')).size).toBe(2);
     });
     it('rejects a key without kid', () => {
-      expect(errOf(() => parseKeyedJwks('witbundle', W('jwks_missing_kid.json'))).message).toContain('witbundle: error adding authority 1 of JWKS: keyID cannot be empty');
+      expect(errOf(() => parseKeyedJwks('witbundle', W('jwks_missing_kid.json'))).message).toContain(
+        'witbundle: error adding authority 1 of JWKS: keyID cannot be empty',
+      );
     });
   });
 
@@ -87,13 +93,19 @@ describe.skipIf(!HAVE_SHARED)('bundle vectors (go-spiffe bundle/*)', () => {
       expect(b.sequence).toBe(1);
     });
     it('rejects a jwt-svid key without kid', () => {
-      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_missing_kid.json'))).message).toContain('spiffebundle: error adding authority 1 of JWKS: keyID cannot be empty');
+      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_missing_kid.json'))).message).toContain(
+        'spiffebundle: error adding authority 1 of JWKS: keyID cannot be empty',
+      );
     });
     it('rejects a document without keys', () => {
-      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_no_keys.json'))).message).toContain('spiffebundle: no authorities found');
+      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_no_keys.json'))).message).toContain(
+        'spiffebundle: no authorities found',
+      );
     });
     it('rejects an x509-svid entry with two certificates', () => {
-      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_multiple_x509.json'))).message).toContain('spiffebundle: expected a single certificate in x509-svid entry 0; got 2');
+      expect(errOf(() => parseSpiffeBundle('domain.test', V('spiffebundle/spiffebundle_multiple_x509.json'))).message).toContain(
+        'spiffebundle: expected a single certificate in x509-svid entry 0; got 2',
+      );
     });
     it('rejects empty input', () => {
       expect(errOf(() => parseSpiffeBundle('domain.test', '')).message).toContain('spiffebundle: unable to parse JWKS: unexpected end of JSON input');

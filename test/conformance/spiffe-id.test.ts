@@ -56,7 +56,7 @@ describe('SPIFFE ID rules the vectors do not cover', () => {
     const prefix = 'spiffe://example.org/';
     const ok = prefix + 'a'.repeat(MAX_SPIFFE_ID_BYTES - prefix.length);
     expect(parseSpiffeId(ok).uri.length).toBe(MAX_SPIFFE_ID_BYTES);
-    expect(() => parseSpiffeId(ok + 'a')).toThrow(/longer than 2048/);
+    expect(() => parseSpiffeId(`${ok}a`)).toThrow(/longer than 2048/);
   });
 
   it('rejects a trust domain longer than 255 bytes', () => {

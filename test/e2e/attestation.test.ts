@@ -41,7 +41,10 @@ async function token(spiffeId?: string, ttl = 0): Promise<CreateJoinTokenRespons
 /** Runs a raw handshake with arbitrary messages and returns the gRPC error (or result). */
 function rawAttest(messages: AttestRequest[], opts: { endAfter?: boolean } = {}): Promise<{ err?: grpc.ServiceError; responses: AttestResponse[] }> {
   const Client = grpcClientConstructor(AttestationService);
-  const client = new Client(s.address, issuerChannelCredentials(s.bundlePem), { 'grpc.ssl_target_name_override': 'writ-issuer', 'grpc.max_send_message_length': 8 * MAX_MESSAGE_BYTES });
+  const client = new Client(s.address, issuerChannelCredentials(s.bundlePem), {
+    'grpc.ssl_target_name_override': 'writ-issuer',
+    'grpc.max_send_message_length': 8 * MAX_MESSAGE_BYTES,
+  });
   return new Promise((resolve) => {
     const responses: AttestResponse[] = [];
     const call = (client as unknown as { attest(): grpc.ClientDuplexStream<AttestRequest, AttestResponse> }).attest();
@@ -133,17 +136,62 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
       grpc.status.INVALID_ARGUMENT,
       /csr: signature does not verify/,
     ],
-    ['an RSA-1024 key', async () => [hello({ publicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'der' }) })], grpc.status.INVALID_ARGUMENT, /RSA modulus of 1024 bits/],
-    ['a secp256k1 key', async () => [hello({ publicKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ type: 'spki', format: 'der' }) })], grpc.status.INVALID_ARGUMENT, /unsupported EC curve secp256k1/],
-    ['an Ed25519 key', async () => [hello({ publicKey: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }) })], grpc.status.INVALID_ARGUMENT, /unsupported key type ed25519/],
+    [
+      'an RSA-1024 key',
+      async () => [hello({ publicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'der' }) })],
+      grpc.status.INVALID_ARGUMENT,
+      /RSA modulus of 1024 bits/,
+    ],
+    [
+      'a secp256k1 key',
+      async () => [hello({ publicKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey.export({ type: 'spki', format: 'der' }) })],
+      grpc.status.INVALID_ARGUMENT,
+      /unsupported EC curve secp256k1/,
+    ],
+    [
+      'an Ed25519 key',
+      async () => [hello({ publicKey: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }) })],
+      grpc.status.INVALID_ARGUMENT,
+      /unsupported key type ed25519/,
+    ],
     ['garbage instead of a key', async () => [hello({ publicKey: Buffer.from('not a key') })], grpc.status.INVALID_ARGUMENT, /not a DER SubjectPublicKeyInfo/],
-    ['both a key and a CSR', async () => [hello({ publicKey: spkiOf(ecKey()), csr: Buffer.from([1]) })], grpc.status.INVALID_ARGUMENT, /exactly one of public_key and csr/],
-    ['an unknown evidence type', async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })], grpc.status.INVALID_ARGUMENT, /unknown evidence type "magic_beans" \(supported: join_token, tpm\)/],
-    ['a malformed grant chain', async () => [hello({ publicKey: spkiOf(ecKey()), grants: ['x.y.z'] })], grpc.status.PERMISSION_DENIED, /delegation: grant 0: jws: header is not strict base64url JSON/],
-    ['too many JWT audiences', async () => [hello({ publicKey: spkiOf(ecKey()), jwtAudiences: Array.from({ length: 9 }, (_, i) => `a${i}`) })], grpc.status.RESOURCE_EXHAUSTED, /at most 8/],
+    [
+      'both a key and a CSR',
+      async () => [hello({ publicKey: spkiOf(ecKey()), csr: Buffer.from([1]) })],
+      grpc.status.INVALID_ARGUMENT,
+      /exactly one of public_key and csr/,
+    ],
+    [
+      'an unknown evidence type',
+      async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })],
+      grpc.status.INVALID_ARGUMENT,
+      /unknown evidence type "magic_beans" \(supported: join_token, tpm\)/,
+    ],
+    [
+      'a malformed grant chain',
+      async () => [hello({ publicKey: spkiOf(ecKey()), grants: ['x.y.z'] })],
+      grpc.status.PERMISSION_DENIED,
+      /delegation: grant 0: jws: header is not strict base64url JSON/,
+    ],
+    [
+      'too many JWT audiences',
+      async () => [hello({ publicKey: spkiOf(ecKey()), jwtAudiences: Array.from({ length: 9 }, (_, i) => `a${i}`) })],
+      grpc.status.RESOURCE_EXHAUSTED,
+      /at most 8/,
+    ],
     ['evidence before hello', async () => [evidence(Buffer.from('x'))], grpc.status.INVALID_ARGUMENT, /evidence before hello/],
-    ['hello twice', async () => [hello({ publicKey: spkiOf(ecKey()) }), hello({ publicKey: spkiOf(ecKey()) })], grpc.status.INVALID_ARGUMENT, /hello sent twice/],
-    ['a malformed join token', async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from('nope'))], grpc.status.PERMISSION_DENIED, /token is malformed/],
+    [
+      'hello twice',
+      async () => [hello({ publicKey: spkiOf(ecKey()) }), hello({ publicKey: spkiOf(ecKey()) })],
+      grpc.status.INVALID_ARGUMENT,
+      /hello sent twice/,
+    ],
+    [
+      'a malformed join token',
+      async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from('nope'))],
+      grpc.status.PERMISSION_DENIED,
+      /token is malformed/,
+    ],
     [
       'a join token with the wrong secret',
       async () => {
@@ -153,7 +201,12 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
       grpc.status.PERMISSION_DENIED,
       /token is not valid$/,
     ],
-    ['oversized evidence for the type', async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.alloc(4096, 0x41))], grpc.status.RESOURCE_EXHAUSTED, /exceeds 128/],
+    [
+      'oversized evidence for the type',
+      async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.alloc(4096, 0x41))],
+      grpc.status.RESOURCE_EXHAUSTED,
+      /exceeds 128/,
+    ],
     [
       'a token that maps to no entry',
       async () => {
@@ -222,8 +275,9 @@ describe('operability', () => {
     const Client = grpcClientConstructor(Health);
     const c = new Client(s.address, issuerChannelCredentials(s.bundlePem), { 'grpc.ssl_target_name_override': 'writ-issuer' });
     const res = await new Promise<HealthCheckResponse>((resolve, reject) =>
-      (c as unknown as { check(r: unknown, cb: (e: Error | null, r: HealthCheckResponse) => void): void }).check(create(HealthCheckRequestSchema, { service: '' }), (e, r) =>
-        e ? reject(e) : resolve(r),
+      (c as unknown as { check(r: unknown, cb: (e: Error | null, r: HealthCheckResponse) => void): void }).check(
+        create(HealthCheckRequestSchema, { service: '' }),
+        (e, r) => (e ? reject(e) : resolve(r)),
       ),
     );
     c.close();
@@ -265,16 +319,24 @@ describe('operability', () => {
     const Client = grpcClientConstructor(AdminService);
     const c = new Client(s.address, issuerChannelCredentials(s.bundlePem), { 'grpc.ssl_target_name_override': 'writ-issuer' });
     const err = await new Promise<grpc.ServiceError>((resolve) =>
-      (c as unknown as { listEntries(r: unknown, cb: (e: grpc.ServiceError) => void): void }).listEntries(create((AdminService.method.listEntries.input)), (e) => resolve(e)),
+      (c as unknown as { listEntries(r: unknown, cb: (e: grpc.ServiceError) => void): void }).listEntries(create(AdminService.method.listEntries.input), (e) =>
+        resolve(e),
+      ),
     );
     c.close();
     expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
   });
 
-  it('refuses a TLS peer whose SPIFFE ID is not the issuer\'s', async () => {
+  it("refuses a TLS peer whose SPIFFE ID is not the issuer's", async () => {
     const other = await startServer({ trust_domain: 'other.org' });
     try {
-      const err = await attest({ server: other.address, bundlePem: s.bundlePem, evidenceType: 'join_token', publicKey: spkiOf(ecKey()), respond: () => Buffer.from('x') }).catch((e) => e);
+      const err = await attest({
+        server: other.address,
+        bundlePem: s.bundlePem,
+        evidenceType: 'join_token',
+        publicKey: spkiOf(ecKey()),
+        respond: () => Buffer.from('x'),
+      }).catch((e) => e);
       expect(err).toBeInstanceOf(GrpcCallError);
       expect((err as GrpcCallError).code).toBe(grpc.status.UNAVAILABLE);
     } finally {

@@ -38,7 +38,10 @@ async function writ(...args: string[]): Promise<{ code: number; stdout: string; 
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'writ-cli-'));
-  server = spawn(WRIT, ['server', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--trust-domain', 'example.org'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  server = spawn(WRIT, ['server', '--data-dir', join(dir, 'data'), '--listen', '127.0.0.1:0', '--trust-domain', 'example.org'], {
+    cwd: dir,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   address = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 20_000);
     server.stderr!.on('data', (d: Buffer) => {
@@ -74,7 +77,20 @@ describe('writ CLI end to end', () => {
     const token = tok.stdout.trim();
     expect(token).toMatch(/^[0-9a-f]{16}\.[A-Za-z0-9_-]{43}$/);
     const out = join(dir, 'svid');
-    const r = await writ('agent', 'attest', '--server', address, '--bundle', join(dir, 'data', 'bundle.pem'), '--join-token', token, '--out', out, '--jwt-audience', 'https://rp.example');
+    const r = await writ(
+      'agent',
+      'attest',
+      '--server',
+      address,
+      '--bundle',
+      join(dir, 'data', 'bundle.pem'),
+      '--join-token',
+      token,
+      '--out',
+      out,
+      '--jwt-audience',
+      'https://rp.example',
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('spiffe://example.org/agent/cli');
@@ -87,7 +103,17 @@ describe('writ CLI end to end', () => {
     expect(pems.length).toBe(2);
     writeFileSync(join(dir, 'leaf.pem'), pems[0]!);
     writeFileSync(join(dir, 'inter.pem'), pems[1]!);
-    const v = await run('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', join(dir, 'data', 'bundle.pem'), '-untrusted', join(dir, 'inter.pem'), join(dir, 'leaf.pem')]);
+    const v = await run('openssl', [
+      'verify',
+      '-x509_strict',
+      '-purpose',
+      'sslclient',
+      '-CAfile',
+      join(dir, 'data', 'bundle.pem'),
+      '-untrusted',
+      join(dir, 'inter.pem'),
+      join(dir, 'leaf.pem'),
+    ]);
     expect(v.stdout.trim()).toBe(`${join(dir, 'leaf.pem')}: OK`);
     const text = (await run('openssl', ['x509', '-in', join(dir, 'leaf.pem'), '-noout', '-text'])).stdout;
     expect(text).toMatch(/X509v3 Basic Constraints: critical\s+CA:FALSE/);
@@ -118,7 +144,12 @@ print(claims["sub"])
 `;
     const r = await run(PY, ['-c', script, join(dir, 'data', 'bundle.jwks'), join(dir, 'svid', 'jwt-svid.txt')]);
     expect(r.stdout.trim()).toBe('spiffe://example.org/agent/cli');
-    const bad = await run(PY, ['-c', script.replace('https://rp.example', 'https://other.example'), join(dir, 'data', 'bundle.jwks'), join(dir, 'svid', 'jwt-svid.txt')]).catch((e) => e);
+    const bad = await run(PY, [
+      '-c',
+      script.replace('https://rp.example', 'https://other.example'),
+      join(dir, 'data', 'bundle.jwks'),
+      join(dir, 'svid', 'jwt-svid.txt'),
+    ]).catch((e) => e);
     expect((bad as { stderr: string }).stderr).toContain('InvalidAudienceError');
   });
 
@@ -132,10 +163,32 @@ print(claims["sub"])
   });
 
   it('manages entries: create, list, show, delete (JSON output)', async () => {
-    const c = await writ('entry', 'create', '--spiffe-id', 'spiffe://example.org/svc/x', '--selector', 'join_token:abc', '--selector', 'unix:uid:1000', '--x509-ttl', '10m', '--scope', 'read:docs/*', '--hint', 'demo', '--json');
+    const c = await writ(
+      'entry',
+      'create',
+      '--spiffe-id',
+      'spiffe://example.org/svc/x',
+      '--selector',
+      'join_token:abc',
+      '--selector',
+      'unix:uid:1000',
+      '--x509-ttl',
+      '10m',
+      '--scope',
+      'read:docs/*',
+      '--hint',
+      'demo',
+      '--json',
+    );
     expect(c.code).toBe(0);
     const e = JSON.parse(c.stdout);
-    expect(e).toMatchObject({ spiffe_id: 'spiffe://example.org/svc/x', selectors: ['join_token:abc', 'unix:uid:1000'], x509_svid_ttl: 600, scope_ceiling: ['read:docs/*'], hint: 'demo' });
+    expect(e).toMatchObject({
+      spiffe_id: 'spiffe://example.org/svc/x',
+      selectors: ['join_token:abc', 'unix:uid:1000'],
+      x509_svid_ttl: 600,
+      scope_ceiling: ['read:docs/*'],
+      hint: 'demo',
+    });
     const list = JSON.parse((await writ('entry', 'list', '--json')).stdout);
     expect(list.map((x: { id: string }) => x.id)).toContain(e.id);
     const show = await writ('entry', 'show', e.id);

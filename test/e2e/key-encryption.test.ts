@@ -13,7 +13,9 @@ import { writeFileSync } from 'node:fs';
 import { makeCert } from '../helpers/testca.js';
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 async function start(dataDir: string, env: NodeJS.ProcessEnv, clock?: ManualClock, extra: Record<string, unknown> = {}): Promise<WritServer> {
   const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org', ...extra });

@@ -32,7 +32,9 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
   beforeAll(async () => {
     [A, B] = await Promise.all([startSwtpm(), startSwtpm()]);
     s = await startServer({
-      attestation: { tpm: { manufacturer_roots: [A.rootPem, B.rootPem], intermediates: [A.intermediatePem, B.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
+      attestation: {
+        tpm: { manufacturer_roots: [A.rootPem, B.rootPem], intermediates: [A.intermediatePem, B.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' },
+      },
     });
     // Any attested swtpm maps to an entry, so refusals below come from the evidence checks.
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
@@ -95,11 +97,20 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
   });
 
   it('a quote over another nonce', async () => {
-    rejected(await mutated(() => undefined, (c) => ({ ...c, nonce: randomBytes(32) })));
+    rejected(
+      await mutated(
+        () => undefined,
+        (c) => ({ ...c, nonce: randomBytes(32) }),
+      ),
+    );
   });
 
   it('a flipped byte anywhere in the attest (sampled across its length)', async () => {
-    const len = await withAttestor(A, {}, async (a) => parseEvidence1(await a.respond({ nonce: randomBytes(32), payload: Buffer.from('{"pcr_selection":"sha256:0,1,2,3,7"}') })).attest.length);
+    const len = await withAttestor(
+      A,
+      {},
+      async (a) => parseEvidence1(await a.respond({ nonce: randomBytes(32), payload: Buffer.from('{"pcr_selection":"sha256:0,1,2,3,7"}') })).attest.length,
+    );
     for (const i of [0, 4, 6, 10, 40, len - 40, len - 1]) {
       rejected(await mutated((e) => (e.attest[i]! ^= 0x01)));
     }
@@ -110,7 +121,12 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
   });
 
   it('a quote over a different PCR selection', async () => {
-    rejected(await mutated(() => undefined, (c) => ({ ...c, payload: Buffer.from('{"pcr_selection":"sha256:0,1,2,3"}') })));
+    rejected(
+      await mutated(
+        () => undefined,
+        (c) => ({ ...c, payload: Buffer.from('{"pcr_selection":"sha256:0,1,2,3"}') }),
+      ),
+    );
   });
 
   it('truncated and padded structures', async () => {
@@ -183,46 +199,46 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
       await tpm.close();
     });
     async function forge(c: Challenge): Promise<Buffer> {
-        if (a.rounds === 0) {
-          const honest = parseEvidence1(await a.respond(c));
-          const sel = [{ hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 7] }];
-          const attest = new TpmWriter()
-            .u32(TPM_GENERATED_VALUE)
-            .u16(TPM_ST.ATTEST_QUOTE)
-            .tpm2b(objectName(fakeAk))
-            .tpm2b(Buffer.from(c.nonce))
-            .bytes(Buffer.alloc(8))
-            .u32(1)
-            .u32(0)
-            .u8(1)
-            .bytes(Buffer.alloc(8))
-            .bytes(marshalPcrSelection(sel))
-            .tpm2b(pcrDigest(TPM_ALG.SHA256, sel, honest.pcrs))
-            .done();
-          const p1363 = sign('sha256', attest, { key: soft.privateKey, dsaEncoding: 'ieee-p1363' });
-          const signature = marshalSignature({ sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, r: p1363.subarray(0, 32), s: p1363.subarray(32) });
-          return encodeEvidence1({ ...honest, akPublic: fakeAk.bytes, attest, signature });
+      if (a.rounds === 0) {
+        const honest = parseEvidence1(await a.respond(c));
+        const sel = [{ hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 7] }];
+        const attest = new TpmWriter()
+          .u32(TPM_GENERATED_VALUE)
+          .u16(TPM_ST.ATTEST_QUOTE)
+          .tpm2b(objectName(fakeAk))
+          .tpm2b(Buffer.from(c.nonce))
+          .bytes(Buffer.alloc(8))
+          .u32(1)
+          .u32(0)
+          .u8(1)
+          .bytes(Buffer.alloc(8))
+          .bytes(marshalPcrSelection(sel))
+          .tpm2b(pcrDigest(TPM_ALG.SHA256, sel, honest.pcrs))
+          .done();
+        const p1363 = sign('sha256', attest, { key: soft.privateKey, dsaEncoding: 'ieee-p1363' });
+        const signature = marshalSignature({ sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, r: p1363.subarray(0, 32), s: p1363.subarray(32) });
+        return encodeEvidence1({ ...honest, akPublic: fakeAk.bytes, attest, signature });
+      }
+      // The forger gets a credential bound to the fake AK's Name. Its best move: load the fake
+      // AK's public area into the genuine TPM with LoadExternal and ask for activation.
+      const { credentialBlob, secret } = parseChallenge2(c.payload);
+      reachedActivation = true; // the forged quote itself passed: only activation stands in the way
+      await a.close(); // free the TPM's object slots: the forger does not need the honest AK
+      {
+        const h = await tpm.loadExternalPublic(fakeTemplate, TPM_RH.NULL);
+        const ek = await tpm.createPrimary(TPM_RH.ENDORSEMENT, EK_TEMPLATES[0]!.template);
+        try {
+          const got = await tpm.activateCredential(h, ek.handle, credentialBlob, secret);
+          activationViaLoadExternal = 'activated';
+          return encodeEvidence2(got);
+        } catch (e) {
+          expect(e).toBeInstanceOf(TpmError);
+          return encodeEvidence2(randomBytes(32));
+        } finally {
+          await tpm.flush(h).catch(() => undefined);
+          await tpm.flush(ek.handle).catch(() => undefined);
         }
-        // The forger gets a credential bound to the fake AK's Name. Its best move: load the fake
-        // AK's public area into the genuine TPM with LoadExternal and ask for activation.
-        const { credentialBlob, secret } = parseChallenge2(c.payload);
-        reachedActivation = true; // the forged quote itself passed: only activation stands in the way
-        await a.close(); // free the TPM's object slots: the forger does not need the honest AK
-        {
-          const h = await tpm.loadExternalPublic(fakeTemplate, TPM_RH.NULL);
-          const ek = await tpm.createPrimary(TPM_RH.ENDORSEMENT, EK_TEMPLATES[0]!.template);
-          try {
-            const got = await tpm.activateCredential(h, ek.handle, credentialBlob, secret);
-            activationViaLoadExternal = 'activated';
-            return encodeEvidence2(got);
-          } catch (e) {
-            expect(e).toBeInstanceOf(TpmError);
-            return encodeEvidence2(randomBytes(32));
-          } finally {
-            await tpm.flush(h).catch(() => undefined);
-            await tpm.flush(ek.handle).catch(() => undefined);
-          }
-        }
+      }
     }
     rejected(r);
     // The TPM lets a public area with AK attributes be loaded externally...
@@ -286,7 +302,9 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
     const tp = await A.open();
     const cert = new X509Certificate(await tp.nvRead(0x01c00002));
     await tp.close();
-    const ekHash = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+    const ekHash = createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     const rec = await s.server.store.getTpmRecord(ekHash);
     expect(rec, 'the control handshake enrolled A').toBeDefined();
     await s.server.store.putTpmRecord({ ...rec!, resetCount: rec!.resetCount + 1 });
@@ -294,5 +312,4 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
     await s.server.store.putTpmRecord(rec!);
     expect(await withAttestor(A, {}, (a) => handshake((c) => a.respond(c)))).toBe('spiffe://example.org/agent/any-swtpm');
   });
-
 });

@@ -50,8 +50,33 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     await tools('tpm2_quote', '-c', 'ak.ctx', '-l', SEL, '-q', 'c0ffee00c0ffee00', '-m', 'quote.msg', '-s', 'quote.sig', '-g', 'sha256');
     await tools('tpm2_pcrread', SEL, '-o', 'pcrs.bin');
     await tools('tpm2_nvread', '0x1c00002', '-C', '0x1c00002', '-o', 'ek.der');
-    const args = ['tpm', 'check-quote', '--ak-pub', f('ak.pub'), '--attest', f('quote.msg'), '--sig', f('quote.sig'), '--pcrs', f('pcrs.bin'), '--pcr-selection', SEL];
-    const ok = await run(WRIT, [...args, '--nonce', 'c0ffee00c0ffee00', '--ek-cert', f('ek.der'), '--ek-pub', f('ek.pub'), '--roots', T.rootPem, '--intermediates', T.intermediatePem]);
+    const args = [
+      'tpm',
+      'check-quote',
+      '--ak-pub',
+      f('ak.pub'),
+      '--attest',
+      f('quote.msg'),
+      '--sig',
+      f('quote.sig'),
+      '--pcrs',
+      f('pcrs.bin'),
+      '--pcr-selection',
+      SEL,
+    ];
+    const ok = await run(WRIT, [
+      ...args,
+      '--nonce',
+      'c0ffee00c0ffee00',
+      '--ek-cert',
+      f('ek.der'),
+      '--ek-pub',
+      f('ek.pub'),
+      '--roots',
+      T.rootPem,
+      '--intermediates',
+      T.intermediatePem,
+    ]);
     expect(ok.stdout).toContain('ok       extraData equals the nonce');
     expect(ok.stdout).toContain('ok       EK certificate chains to a given root');
     expect(ok.stdout).toContain('unchecked AK-to-EK binding');
@@ -86,9 +111,41 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     writeFileSync(f('our-quote.msg'), q.attest);
     writeFileSync(f('our-quote.sig'), q.signature);
     writeFileSync(f('our-pcrs.bin'), Buffer.concat([0, 1, 2, 3, 7].map((p) => values.get(p)!)));
-    const r = await tools('tpm2_checkquote', '-u', 'our-ak.pub', '-m', 'our-quote.msg', '-s', 'our-quote.sig', '-f', 'our-pcrs.bin', '-l', SEL, '-g', 'sha256', '-q', nonce.toString('hex'));
+    const r = await tools(
+      'tpm2_checkquote',
+      '-u',
+      'our-ak.pub',
+      '-m',
+      'our-quote.msg',
+      '-s',
+      'our-quote.sig',
+      '-f',
+      'our-pcrs.bin',
+      '-l',
+      SEL,
+      '-g',
+      'sha256',
+      '-q',
+      nonce.toString('hex'),
+    );
     expect(r.stdout).toContain('pcrs:');
-    const wrong = await tools('tpm2_checkquote', '-u', 'our-ak.pub', '-m', 'our-quote.msg', '-s', 'our-quote.sig', '-f', 'our-pcrs.bin', '-l', SEL, '-g', 'sha256', '-q', randomBytes(16).toString('hex')).catch((e) => e);
+    const wrong = await tools(
+      'tpm2_checkquote',
+      '-u',
+      'our-ak.pub',
+      '-m',
+      'our-quote.msg',
+      '-s',
+      'our-quote.sig',
+      '-f',
+      'our-pcrs.bin',
+      '-l',
+      SEL,
+      '-g',
+      'sha256',
+      '-q',
+      randomBytes(16).toString('hex'),
+    ).catch((e) => e);
     expect(wrong.code).not.toBe(0);
   });
 
@@ -107,7 +164,22 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     writeFileSync(f('nr.sig'), q.signature);
     writeFileSync(f('nr.pcrs'), Buffer.concat([0, 1, 2, 3, 7].map((p) => values.get(p)!)));
     await tools('tpm2_checkquote', '-u', 'nr.pub', '-m', 'nr.msg', '-s', 'nr.sig', '-f', 'nr.pcrs', '-l', SEL, '-g', 'sha256', '-q', nonce.toString('hex'));
-    const ours = await run(WRIT, ['tpm', 'check-quote', '--ak-pub', f('nr.pub'), '--attest', f('nr.msg'), '--sig', f('nr.sig'), '--pcrs', f('nr.pcrs'), '--pcr-selection', SEL, '--nonce', nonce.toString('hex')]).catch((e) => e);
+    const ours = await run(WRIT, [
+      'tpm',
+      'check-quote',
+      '--ak-pub',
+      f('nr.pub'),
+      '--attest',
+      f('nr.msg'),
+      '--sig',
+      f('nr.sig'),
+      '--pcrs',
+      f('nr.pcrs'),
+      '--pcr-selection',
+      SEL,
+      '--nonce',
+      nonce.toString('hex'),
+    ]).catch((e) => e);
     expect(ours.code).toBe(1);
     expect(ours.stderr).toBe('writ: attestation(tpm): AK lacks required attributes: restricted\n');
   });
@@ -125,7 +197,10 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     const env = { ...process.env, TPM2TOOLS_TCTI: T.spec };
     await run('tpm2_startauthsession', ['--policy-session', '-S', 'session.ctx'], { cwd: T.dir, env });
     await run('tpm2_policysecret', ['-S', 'session.ctx', '-c', 'e'], { cwd: T.dir, env });
-    await run('tpm2_activatecredential', ['-c', 'ak2.ctx', '-C', 'ek2.ctx', '-i', 'cred.bin', '-o', 'recovered.bin', '-P', 'session:session.ctx'], { cwd: T.dir, env });
+    await run('tpm2_activatecredential', ['-c', 'ak2.ctx', '-C', 'ek2.ctx', '-i', 'cred.bin', '-o', 'recovered.bin', '-P', 'session:session.ctx'], {
+      cwd: T.dir,
+      env,
+    });
     await run('tpm2_flushcontext', ['-t'], { cwd: T.dir, env }).catch(() => undefined);
     await run('tpm2_flushcontext', ['-s'], { cwd: T.dir, env }).catch(() => undefined);
     expect(readFileSync(f('recovered.bin')).equals(secret)).toBe(true);
@@ -140,7 +215,9 @@ describe.skipIf(!HAVE_SWTPM || !HAVE_TPM2_TOOLS)('TPM interoperability with tpm2
     writeFileSync(f('ak3.name'), objectName(ak.public));
     const secret = randomBytes(24);
     writeFileSync(f('secret.bin'), secret);
-    await run('tpm2_makecredential', ['-T', 'none', '-u', 'ek3.pub', '-s', 'secret.bin', '-n', ak.name.toString('hex'), '-o', 'cred3.bin', '-G', 'rsa'], { cwd: T.dir }).catch(async () =>
+    await run('tpm2_makecredential', ['-T', 'none', '-u', 'ek3.pub', '-s', 'secret.bin', '-n', ak.name.toString('hex'), '-o', 'cred3.bin', '-G', 'rsa'], {
+      cwd: T.dir,
+    }).catch(async () =>
       run('tpm2_makecredential', ['-T', 'none', '-e', 'ek3.pub', '-s', 'secret.bin', '-n', ak.name.toString('hex'), '-o', 'cred3.bin'], { cwd: T.dir }),
     );
     const file = readFileSync(f('cred3.bin'));

@@ -34,7 +34,13 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     writeFileSync(agentPath, 'pretend this is the agent executable\n');
     agentDigest = createHash('sha256').update(readFileSync(agentPath)).digest('hex');
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
-      entry: { spiffeId: 'spiffe://example.org/agent/measured', selectors: [{ type: 'tpm', value: 'model:swtpm' }, { type: 'tpm', value: `agent_code:sha256:${agentDigest}` }] },
+      entry: {
+        spiffeId: 'spiffe://example.org/agent/measured',
+        selectors: [
+          { type: 'tpm', value: 'model:swtpm' },
+          { type: 'tpm', value: `agent_code:sha256:${agentDigest}` },
+        ],
+      },
     });
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
       entry: { spiffeId: 'spiffe://example.org/agent/unmeasured', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },
@@ -114,7 +120,12 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     await tpm.close();
     const algs = new Map([[TPM_ALG.SHA256, 32]]);
     const events = [
-      { pcr: 0, type: EV_NO_ACTION, digests: new Map([[TPM_ALG.SHA256, Buffer.alloc(32)]]), data: Buffer.concat([Buffer.from('StartupLocality\0', 'latin1'), Buffer.from([0])]) },
+      {
+        pcr: 0,
+        type: EV_NO_ACTION,
+        digests: new Map([[TPM_ALG.SHA256, Buffer.alloc(32)]]),
+        data: Buffer.concat([Buffer.from('StartupLocality\0', 'latin1'), Buffer.from([0])]),
+      },
       { pcr: 4, type: EV_IPL, digests: new Map([[TPM_ALG.SHA256, d1]]), data: Buffer.from('bootloader') },
       { pcr: 4, type: EV_IPL, digests: new Map([[TPM_ALG.SHA256, d2]]), data: Buffer.from('kernel') },
       // An event in an unquoted PCR (9) is not trusted and not replayed.
@@ -125,7 +136,12 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     tampered[2] = { ...events[2]!, digests: new Map([[TPM_ALG.SHA256, createHash('sha256').update('evil kernel').digest()]]) };
     const r = await run({ eventLog: encodeEventLog(algs, tampered) });
     expect(r).toBeInstanceOf(GrpcCallError);
-    const dropped = await run({ eventLog: encodeEventLog(algs, events.filter((_, i) => i !== 1)) });
+    const dropped = await run({
+      eventLog: encodeEventLog(
+        algs,
+        events.filter((_, i) => i !== 1),
+      ),
+    });
     expect(dropped).toBeInstanceOf(GrpcCallError);
   });
 });
@@ -137,7 +153,13 @@ describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
     T = await startSwtpm();
     s = await startServer({ attestation: { tpm: { manufacturer_roots: [T.rootPem], intermediates: [T.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } } });
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
-      entry: { spiffeId: 'spiffe://example.org/agent/hw-key', selectors: [{ type: 'tpm', value: 'model:swtpm' }, { type: 'tpm', value: 'key:resident' }] },
+      entry: {
+        spiffeId: 'spiffe://example.org/agent/hw-key',
+        selectors: [
+          { type: 'tpm', value: 'model:swtpm' },
+          { type: 'tpm', value: 'key:resident' },
+        ],
+      },
     });
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
       entry: { spiffeId: 'spiffe://example.org/agent/sw-key', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },

@@ -35,9 +35,17 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation end to end (swtpm)', () => {
     const t = await tpmA.open();
     const cert = new X509Certificate(await t.nvRead(0x01c00002));
     await t.close();
-    ekHashA = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+    ekHashA = createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
-      entry: { spiffeId: 'spiffe://example.org/agent/tpm-a', selectors: [{ type: 'tpm', value: `ek_hash:${ekHashA}` }, { type: 'tpm', value: 'model:swtpm' }] },
+      entry: {
+        spiffeId: 'spiffe://example.org/agent/tpm-a',
+        selectors: [
+          { type: 'tpm', value: `ek_hash:${ekHashA}` },
+          { type: 'tpm', value: 'model:swtpm' },
+        ],
+      },
     });
   }, 60_000);
 
@@ -97,7 +105,9 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation end to end (swtpm)', () => {
     const t = await tpmA.open();
     const cert = new X509Certificate(await t.nvRead(0x01c00016));
     await t.close();
-    const eccHash = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+    const eccHash = createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     const before = await attestWith(tpmA, { ek: 'ecc384' }).catch((e) => e);
     expect((before as GrpcCallError).details).toMatch(/no registration entry matches/);
     await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
@@ -111,16 +121,51 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation end to end (swtpm)', () => {
   it('`writ agent attest --tpm` does the same from the command line, measuring an agent binary', async () => {
     const out = join(tpmA.dir, 'cli-out');
     const r = await run(join(REPO_ROOT, 'bin', 'writ'), [
-      'agent', 'attest', '--server', s.address, '--bundle', s.server.bundlePemPath, '--tpm', tpmA.spec, '--out', out,
-      '--measure', join(REPO_ROOT, 'package.json'), '--measure-log', join(tpmA.dir, 'cli-pcr23.log'),
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      s.server.bundlePemPath,
+      '--tpm',
+      tpmA.spec,
+      '--out',
+      out,
+      '--measure',
+      join(REPO_ROOT, 'package.json'),
+      '--measure-log',
+      join(tpmA.dir, 'cli-pcr23.log'),
     ]);
     expect(r.stdout.trim()).toBe('spiffe://example.org/agent/tpm-a');
     expect(existsSync(join(out, 'svid.pem'))).toBe(true);
-    const hw = await run(join(REPO_ROOT, 'bin', 'writ'), ['agent', 'attest', '--server', s.address, '--bundle', s.server.bundlePemPath, '--tpm', tpmA.spec, '--tpm-key', '--out', join(tpmA.dir, 'cli-hw')]);
+    const hw = await run(join(REPO_ROOT, 'bin', 'writ'), [
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      s.server.bundlePemPath,
+      '--tpm',
+      tpmA.spec,
+      '--tpm-key',
+      '--out',
+      join(tpmA.dir, 'cli-hw'),
+    ]);
     expect(hw.stdout.trim()).toBe('spiffe://example.org/agent/tpm-a');
     expect(existsSync(join(tpmA.dir, 'cli-hw', 'svid.key'))).toBe(false);
     expect(Object.keys(JSON.parse(readFileSync(join(tpmA.dir, 'cli-hw', 'svid.key.tpm'), 'utf8')))).toEqual(['parent', 'public', 'private']);
-    const bad = await run(join(REPO_ROOT, 'bin', 'writ'), ['agent', 'attest', '--server', s.address, '--bundle', s.server.bundlePemPath, '--tpm', 'swtpm:host=127.0.0.1,port=1', '--out', out]).catch((e) => e);
+    const bad = await run(join(REPO_ROOT, 'bin', 'writ'), [
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      s.server.bundlePemPath,
+      '--tpm',
+      'swtpm:host=127.0.0.1,port=1',
+      '--out',
+      out,
+    ]).catch((e) => e);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^writ: tpm: cannot connect to swtpm at 127.0.0.1:1/);
   });
@@ -164,7 +209,11 @@ describe.skipIf(!HAVE_SWTPM)('TPM structures from a real swtpm, mutated', () => 
         }
       }
       let skipped = 0;
-      for (const [name, buf] of [['attest', q.attest], ['signature', q.signature], ['ak', ak.public.bytes]] as const) {
+      for (const [name, buf] of [
+        ['attest', q.attest],
+        ['signature', q.signature],
+        ['ak', ak.public.bytes],
+      ] as const) {
         for (let i = 0; i < buf.length; i++) {
           if (name === 'ak' && ATTRS.includes(i)) {
             skipped += 2;

@@ -48,8 +48,8 @@ describe('upstream CA loaded from files', () => {
     const root = makeCert({ subjectCn: 'r', ca: true });
     writeFileSync(join(dir, 'm.pem'), encodePem('CERTIFICATE', root.der));
     writeFileSync(join(dir, 'm.key'), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    await expect(startServer({ ca: { upstream: { cert_file: join(dir, 'm.pem'), key_file: join(dir, 'm.key'), bundle_file: join(dir, 'm.pem') } } })).rejects.toThrow(
-      /upstream key does not match/,
-    );
+    await expect(
+      startServer({ ca: { upstream: { cert_file: join(dir, 'm.pem'), key_file: join(dir, 'm.key'), bundle_file: join(dir, 'm.pem') } } }),
+    ).rejects.toThrow(/upstream key does not match/);
   });
 });

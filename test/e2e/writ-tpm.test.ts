@@ -58,7 +58,9 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     const tpm = await t.open();
     const cert = new X509Certificate(await tpm.nvRead(0x01c00002));
     await tpm.close();
-    return createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+    return createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
   };
 
   beforeAll(async () => {
@@ -66,14 +68,22 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     oidc = await startOidc();
     s = await startServer({
       principals: [{ issuer: oidc.issuer, audience: 'writ' }],
-      attestation: { tpm: { manufacturer_roots: [tpmA.rootPem, tpmB.rootPem], intermediates: [tpmA.intermediatePem, tpmB.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
+      attestation: {
+        tpm: {
+          manufacturer_roots: [tpmA.rootPem, tpmB.rootPem],
+          intermediates: [tpmA.intermediatePem, tpmB.intermediatePem],
+          pcr_selection: 'sha256:0,1,2,3,7',
+        },
+      },
     });
     dir = mkdtempSync(join(tmpdir(), 'writ-walk-'));
     for (const [t, path] of [
       [tpmA, '/agent/planner'],
       [tpmB, '/agent/reader'],
     ] as const) {
-      await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', { entry: { spiffeId: `spiffe://example.org${path}`, selectors: [{ type: 'tpm', value: `ek_hash:${await ekHash(t)}` }] } });
+      await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+        entry: { spiffeId: `spiffe://example.org${path}`, selectors: [{ type: 'tpm', value: `ek_hash:${await ekHash(t)}` }] },
+      });
     }
     mkdirSync(join(dir, 'policies'));
     writeFileSync(join(dir, 'policies', 'acme.cedar'), POLICY);
@@ -98,17 +108,85 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
 
     const jktA = (await writ('agent', 'keygen', '--out', f('planner'))).stdout.trim();
     expect(jktA).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const g = await writ('grant', 'create', '--server', s.address, '--bundle', f('bundle.pem'), '--token-file', f('alice.jwt'), '--task-id', 'triage-42', '--goal', 'triage the open issues of acme/widgets', '--ttl', '30m', '--scope', 'repo:*=repo://acme/*', '--boundary', '*=repo://acme/secrets*', '--max-depth', '2', '--delegate', jktA, '--out', f('root.grant'));
+    const g = await writ(
+      'grant',
+      'create',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--token-file',
+      f('alice.jwt'),
+      '--task-id',
+      'triage-42',
+      '--goal',
+      'triage the open issues of acme/widgets',
+      '--ttl',
+      '30m',
+      '--scope',
+      'repo:*=repo://acme/*',
+      '--boundary',
+      '*=repo://acme/secrets*',
+      '--max-depth',
+      '2',
+      '--delegate',
+      jktA,
+      '--out',
+      f('root.grant'),
+    );
     expect(g.code, g.stderr).toBe(0);
-    const a = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), '--tpm', tpmA.spec, '--key', f('planner', 'agent.key'), '--grant', f('root.grant'), '--out', f('planner', 'creds'));
+    const a = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--tpm',
+      tpmA.spec,
+      '--key',
+      f('planner', 'agent.key'),
+      '--grant',
+      f('root.grant'),
+      '--out',
+      f('planner', 'creds'),
+    );
     expect(a.code, a.stderr).toBe(0);
     expect(a.stdout.trim()).toBe('spiffe://example.org/agent/planner');
     expect(existsSync(f('planner', 'creds', 'svid.key'))).toBe(false); // the agent's own key is used, never copied
 
     const jktB = (await writ('agent', 'keygen', '--out', f('reader'))).stdout.trim();
-    const d = await writ('grant', 'delegate', '--writ', f('planner', 'creds', 'writ.jws'), '--key', f('planner', 'agent.key'), '--child', jktB, '--scope', 'repo:read=repo://acme/widgets*', '--out', f('reader.chain'));
+    const d = await writ(
+      'grant',
+      'delegate',
+      '--writ',
+      f('planner', 'creds', 'writ.jws'),
+      '--key',
+      f('planner', 'agent.key'),
+      '--child',
+      jktB,
+      '--scope',
+      'repo:read=repo://acme/widgets*',
+      '--out',
+      f('reader.chain'),
+    );
     expect(d.code, d.stderr).toBe(0);
-    const b = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), '--tpm', tpmB.spec, '--key', f('reader', 'agent.key'), '--grant', f('reader.chain'), '--out', f('reader', 'creds'));
+    const b = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--tpm',
+      tpmB.spec,
+      '--key',
+      f('reader', 'agent.key'),
+      '--grant',
+      f('reader.chain'),
+      '--out',
+      f('reader', 'creds'),
+    );
     expect(b.code, b.stderr).toBe(0);
 
     // The quote's qualifying data is the binding digest the writ carries.
@@ -116,13 +194,53 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     const ev = parseEvidence1(Buffer.from(claims.att.ev!, 'base64url'));
     expect(parseAttest(ev.attest).extraData.toString('base64url')).toBe(claims.att.bind);
 
-    const proof = await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD);
+    const proof = await writ(
+      'proof',
+      'create',
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--key',
+      f('reader', 'agent.key'),
+      '--audience',
+      AUD,
+      '--method',
+      METHOD,
+    );
     writeFileSync(f('proof'), proof.stdout);
-    const verifyArgs = ['verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--method', METHOD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof'), '--deep', '--tpm-roots', tpmA.rootPem, '--tpm-roots', tpmB.rootPem, '--tpm-intermediates', tpmA.intermediatePem, '--tpm-intermediates', tpmB.intermediatePem, '--replay-cache', f('seen.json'), '--json'];
+    const verifyArgs = [
+      'verify',
+      '--bundle',
+      f('reader', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--method',
+      METHOD,
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof'),
+      '--deep',
+      '--tpm-roots',
+      tpmA.rootPem,
+      '--tpm-roots',
+      tpmB.rootPem,
+      '--tpm-intermediates',
+      tpmA.intermediatePem,
+      '--tpm-intermediates',
+      tpmB.intermediatePem,
+      '--replay-cache',
+      f('seen.json'),
+      '--json',
+    ];
     const v = await writ(...verifyArgs);
     expect(v.code, v.stderr + v.stdout).toBe(0);
     const report = JSON.parse(v.stdout);
-    expect(report).toMatchObject({ valid: true, level: 'deep', chain: [`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/reader'], task: { id: 'triage-42' } });
+    expect(report).toMatchObject({
+      valid: true,
+      level: 'deep',
+      chain: [`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/reader'],
+      task: { id: 'triage-42' },
+    });
     expect(report.checks).toContainEqual({ by: 'verifier', check: 'tpm: quote signed by the AK over the binding digest recomputed from the writ' });
     expect(report.checks).toContainEqual({ by: 'verifier', check: 'every grant signature: the root by the issuer writ key, each hop by its parent agent key' });
     expect(report.checks).toContainEqual({ by: 'issuer', check: expect.stringMatching(/^tpm: the AK lives in the TPM that holds this EK/) });
@@ -132,29 +250,95 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     expect(again.code).toBe(1);
     expect(JSON.parse(again.stdout)).toMatchObject({ valid: false, code: 'ERR_PROOF_REPLAYED' });
     // Deep verification without the manufacturer roots cannot be done, and says so.
-    const proof2 = (await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD)).stdout;
+    const proof2 = (
+      await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD)
+    ).stdout;
     writeFileSync(f('proof2'), proof2);
-    const noRoots = await writ('verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof2'), '--deep');
+    const noRoots = await writ(
+      'verify',
+      '--bundle',
+      f('reader', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof2'),
+      '--deep',
+    );
     expect(noRoots.code).toBe(1);
     expect(noRoots.stderr).toMatch(/needs the TPM manufacturer roots/);
     // Verified at another instant (--at): long after the task, it is refused.
-    const later = await writ('verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof2'), '--at', '2099-01-01T00:00:00Z');
+    const later = await writ(
+      'verify',
+      '--bundle',
+      f('reader', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof2'),
+      '--at',
+      '2099-01-01T00:00:00Z',
+    );
     expect(later.code).toBe(1);
     expect(later.stderr).toMatch(/expired/);
     // Authorization answers from the last grant.
-    const proof3 = (await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD)).stdout;
+    const proof3 = (
+      await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('reader', 'agent.key'), '--audience', AUD, '--method', METHOD)
+    ).stdout;
     writeFileSync(f('proof3'), proof3);
-    const authz = await writ('verify', '--bundle', f('reader', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('reader', 'creds', 'writ.jws'), '--proof', f('proof3'), '--action', 'repo:write', '--resource', 'repo://acme/widgets');
+    const authz = await writ(
+      'verify',
+      '--bundle',
+      f('reader', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof3'),
+      '--action',
+      'repo:write',
+      '--resource',
+      'repo://acme/widgets',
+    );
     expect(authz.code).toBe(1);
     expect(authz.stdout).toMatch(/repo:write on repo:\/\/acme\/widgets: deny/);
 
     if (!HAVE_PY) return console.warn('*** python3-jwt missing: the independent Python check is SKIPPED ***');
-    const py = await run(PY, [join(REPO_ROOT, 'test', 'interop', 'verify_writ.py'), f('reader', 'creds', 'bundle.jwks'), f('reader', 'creds', 'writ.jws'), f('proof2'), AUD, METHOD]);
+    const py = await run(PY, [
+      join(REPO_ROOT, 'test', 'interop', 'verify_writ.py'),
+      f('reader', 'creds', 'bundle.jwks'),
+      f('reader', 'creds', 'writ.jws'),
+      f('proof2'),
+      AUD,
+      METHOD,
+    ]);
     expect(py.stdout.split('\n')).toEqual(['spiffe://example.org/agent/reader', `spiffe://example.org/agent/planner <- alice`, '']);
     // …and it refuses someone else's proof.
-    const planner = await writ('proof', 'create', '--writ', f('reader', 'creds', 'writ.jws'), '--key', f('planner', 'agent.key'), '--audience', AUD, '--method', METHOD);
+    const planner = await writ(
+      'proof',
+      'create',
+      '--writ',
+      f('reader', 'creds', 'writ.jws'),
+      '--key',
+      f('planner', 'agent.key'),
+      '--audience',
+      AUD,
+      '--method',
+      METHOD,
+    );
     writeFileSync(f('proof-planner'), planner.stdout);
-    const bad = await run(PY, [join(REPO_ROOT, 'test', 'interop', 'verify_writ.py'), f('reader', 'creds', 'bundle.jwks'), f('reader', 'creds', 'writ.jws'), f('proof-planner'), AUD, METHOD]).catch((e: { code: number; stderr: string }) => e);
+    const bad = await run(PY, [
+      join(REPO_ROOT, 'test', 'interop', 'verify_writ.py'),
+      f('reader', 'creds', 'bundle.jwks'),
+      f('reader', 'creds', 'writ.jws'),
+      f('proof-planner'),
+      AUD,
+      METHOD,
+    ]).catch((e: { code: number; stderr: string }) => e);
     expect(bad).toMatchObject({ code: 1, stderr: expect.stringMatching(/not signed by the writ's cnf key/) });
   }, 120_000);
 
@@ -162,10 +346,43 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     const jkt = (await writ('agent', 'keygen', '--tpm', tpmA.spec, '--out', f('resident'))).stdout.trim();
     expect(jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(existsSync(f('resident', 'agent.key'))).toBe(false);
-    const g = await writ('grant', 'create', '--server', s.address, '--bundle', f('bundle.pem'), '--token-file', f('alice.jwt'), '--task-id', 'resident-1', '--goal', 'read with a TPM key', '--scope', 'repo:read=repo://acme/*', '--max-depth', '1', '--delegate', jkt, '--out', f('root-resident.grant'));
+    const g = await writ(
+      'grant',
+      'create',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--token-file',
+      f('alice.jwt'),
+      '--task-id',
+      'resident-1',
+      '--goal',
+      'read with a TPM key',
+      '--scope',
+      'repo:read=repo://acme/*',
+      '--max-depth',
+      '1',
+      '--delegate',
+      jkt,
+      '--out',
+      f('root-resident.grant'),
+    );
     expect(g.code, g.stderr).toBe(0);
     const tpmKey = ['--tpm', tpmA.spec, '--tpm-key-file', f('resident', 'agent.key.tpm')];
-    const a = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), ...tpmKey, '--grant', f('root-resident.grant'), '--out', f('resident', 'creds'));
+    const a = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      ...tpmKey,
+      '--grant',
+      f('root-resident.grant'),
+      '--out',
+      f('resident', 'creds'),
+    );
     expect(a.code, a.stderr).toBe(0);
     const claims = parseWrit(readFileSync(f('resident', 'creds', 'writ.jws'), 'utf8').trim()).claims;
     expect(claims.cnf.jkt).toBe(jkt);
@@ -173,21 +390,92 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
 
     // A hop grant signed inside TPM A, for a child with a file key on TPM B.
     const jktC = (await writ('agent', 'keygen', '--out', f('resident-child'))).stdout.trim();
-    const d = await writ('grant', 'delegate', '--writ', f('resident', 'creds', 'writ.jws'), ...tpmKey, '--child', jktC, '--scope', 'repo:read=repo://acme/widgets', '--out', f('resident-child.chain'));
+    const d = await writ(
+      'grant',
+      'delegate',
+      '--writ',
+      f('resident', 'creds', 'writ.jws'),
+      ...tpmKey,
+      '--child',
+      jktC,
+      '--scope',
+      'repo:read=repo://acme/widgets',
+      '--out',
+      f('resident-child.chain'),
+    );
     expect(d.code, d.stderr).toBe(0);
-    const c = await writ('agent', 'attest', '--server', s.address, '--bundle', f('bundle.pem'), '--tpm', tpmB.spec, '--key', f('resident-child', 'agent.key'), '--grant', f('resident-child.chain'), '--out', f('resident-child', 'creds'));
+    const c = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--tpm',
+      tpmB.spec,
+      '--key',
+      f('resident-child', 'agent.key'),
+      '--grant',
+      f('resident-child.chain'),
+      '--out',
+      f('resident-child', 'creds'),
+    );
     expect(c.code, c.stderr).toBe(0);
 
-    const deep = ['--deep', '--tpm-roots', tpmA.rootPem, '--tpm-roots', tpmB.rootPem, '--tpm-intermediates', tpmA.intermediatePem, '--tpm-intermediates', tpmB.intermediatePem, '--json'];
+    const deep = [
+      '--deep',
+      '--tpm-roots',
+      tpmA.rootPem,
+      '--tpm-roots',
+      tpmB.rootPem,
+      '--tpm-intermediates',
+      tpmA.intermediatePem,
+      '--tpm-intermediates',
+      tpmB.intermediatePem,
+      '--json',
+    ];
     const p1 = await writ('proof', 'create', '--writ', f('resident', 'creds', 'writ.jws'), ...tpmKey, '--audience', AUD, '--method', METHOD);
     expect(p1.code, p1.stderr).toBe(0);
     writeFileSync(f('proof-resident'), p1.stdout);
-    const v1 = await writ('verify', '--bundle', f('resident', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('resident', 'creds', 'writ.jws'), '--proof', f('proof-resident'), ...deep);
+    const v1 = await writ(
+      'verify',
+      '--bundle',
+      f('resident', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--writ',
+      f('resident', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof-resident'),
+      ...deep,
+    );
     expect(v1.code, v1.stdout + v1.stderr).toBe(0);
     expect(JSON.parse(v1.stdout).checks).toContainEqual({ by: 'verifier', check: 'tpm: the writ key is TPM-resident, certified by the AK' });
-    const p2 = await writ('proof', 'create', '--writ', f('resident-child', 'creds', 'writ.jws'), '--key', f('resident-child', 'agent.key'), '--audience', AUD, '--method', METHOD);
+    const p2 = await writ(
+      'proof',
+      'create',
+      '--writ',
+      f('resident-child', 'creds', 'writ.jws'),
+      '--key',
+      f('resident-child', 'agent.key'),
+      '--audience',
+      AUD,
+      '--method',
+      METHOD,
+    );
     writeFileSync(f('proof-resident-child'), p2.stdout);
-    const v2 = await writ('verify', '--bundle', f('resident-child', 'creds', 'bundle.jwks'), '--audience', AUD, '--writ', f('resident-child', 'creds', 'writ.jws'), '--proof', f('proof-resident-child'), ...deep);
+    const v2 = await writ(
+      'verify',
+      '--bundle',
+      f('resident-child', 'creds', 'bundle.jwks'),
+      '--audience',
+      AUD,
+      '--writ',
+      f('resident-child', 'creds', 'writ.jws'),
+      '--proof',
+      f('proof-resident-child'),
+      ...deep,
+    );
     expect(v2.code, v2.stdout + v2.stderr).toBe(0);
     expect(JSON.parse(v2.stdout).chain).toEqual([`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/reader']);
   }, 60_000);
@@ -211,7 +499,15 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
         level,
         replayCache: new ProofReplayCache(),
         reverifiers: builtinReverifiers(),
-        hardware: new Map([['tpm', { roots: [...certificatesInFile(tpmA.rootPem), ...certificatesInFile(tpmB.rootPem)], intermediates: [...certificatesInFile(tpmA.intermediatePem), ...certificatesInFile(tpmB.intermediatePem)] }]]),
+        hardware: new Map([
+          [
+            'tpm',
+            {
+              roots: [...certificatesInFile(tpmA.rootPem), ...certificatesInFile(tpmB.rootPem)],
+              intermediates: [...certificatesInFile(tpmA.intermediatePem), ...certificatesInFile(tpmB.intermediatePem)],
+            },
+          ],
+        ]),
       };
       return () => verifyWrit(o);
     };

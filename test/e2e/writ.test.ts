@@ -9,7 +9,13 @@ import * as grpc from '@grpc/grpc-js';
 import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
 import { createGrant, verifyRemote } from '../../src/agent/grant-client.js';
 import { adminCall } from '../../src/cli/admin-client.js';
-import { AdminService, type CreateJoinTokenResponse, type ListDecisionsResponse, type ListPoliciesResponse, type PushPolicyResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import {
+  AdminService,
+  type CreateJoinTokenResponse,
+  type ListDecisionsResponse,
+  type ListPoliciesResponse,
+  type PushPolicyResponse,
+} from '../../src/gen/writ/v1/admin_pb.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
@@ -20,7 +26,6 @@ import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
-
 
 const AUD = 'spiffe://example.org/tool/github';
 
@@ -95,33 +100,72 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     expect(root.policies).toEqual(['eng-may-delegate-acme']);
     const a = await spawn('/agent/planner', A.key, [root.grant]);
     const wa = parseWrit(a.writ!).claims;
-    expect(wa).toMatchObject({ sub: 'spiffe://example.org/agent/planner', cnf: { jkt: A.jkt }, principal: { iss: oidc.issuer, sub: 'alice' }, act: { sub: 'alice', iss: oidc.issuer } });
+    expect(wa).toMatchObject({
+      sub: 'spiffe://example.org/agent/planner',
+      cnf: { jkt: A.jkt },
+      principal: { iss: oidc.issuer, sub: 'alice' },
+      act: { sub: 'alice', iss: oidc.issuer },
+    });
     expect(wa.pol.policies).toEqual(['acme-agents-receive']);
 
     const now = Math.floor(Date.now() / 1000);
-    const g1 = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: wa.jti }, scope: [{ action: 'repo:read', resource: 'repo://acme/*' }, { action: 'repo:comment', resource: 'repo://acme/widgets' }] });
+    const g1 = delegateGrant(root.grant, A.key, {
+      childJkt: B.jkt,
+      now,
+      from: { sub: wa.sub, writ: wa.jti },
+      scope: [
+        { action: 'repo:read', resource: 'repo://acme/*' },
+        { action: 'repo:comment', resource: 'repo://acme/widgets' },
+      ],
+    });
     const b = await spawn('/agent/researcher', B.key, [root.grant, g1]);
     const wb = parseWrit(b.writ!).claims;
-    const g2 = delegateGrant(g1, B.key, { childJkt: C.jkt, now, from: { sub: wb.sub, writ: wb.jti }, scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }] });
+    const g2 = delegateGrant(g1, B.key, {
+      childJkt: C.jkt,
+      now,
+      from: { sub: wb.sub, writ: wb.jti },
+      scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }],
+    });
     const c = await spawn('/agent/reader', C.key, [root.grant, g1, g2]);
     const wc = parseWrit(c.writ!).claims;
-    expect(wc.act).toEqual({ sub: 'spiffe://example.org/agent/researcher', act: { sub: 'spiffe://example.org/agent/planner', act: { sub: 'alice', iss: oidc.issuer } } });
+    expect(wc.act).toEqual({
+      sub: 'spiffe://example.org/agent/researcher',
+      act: { sub: 'spiffe://example.org/agent/planner', act: { sub: 'alice', iss: oidc.issuer } },
+    });
     expect(wc.exp).toBeLessThanOrEqual(wc.task.exp);
 
     const cache = new ProofReplayCache();
     for (const level of ['standard', 'deep'] as const) {
-      const v = verifyWrit({ writ: c.writ!, proof: createProof(c.writ!, C.key, { audience: AUD, method: 'GET /repos/acme/widgets', now: new Date() }), trust: trust(), audience: AUD, now: new Date(), level, replayCache: cache });
-      expect(v.chain).toEqual([`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/researcher', 'spiffe://example.org/agent/reader']);
+      const v = verifyWrit({
+        writ: c.writ!,
+        proof: createProof(c.writ!, C.key, { audience: AUD, method: 'GET /repos/acme/widgets', now: new Date() }),
+        trust: trust(),
+        audience: AUD,
+        now: new Date(),
+        level,
+        replayCache: cache,
+      });
+      expect(v.chain).toEqual([
+        `${oidc.issuer}#alice`,
+        'spiffe://example.org/agent/planner',
+        'spiffe://example.org/agent/researcher',
+        'spiffe://example.org/agent/reader',
+      ]);
       expect(v.lineage).toEqual(wc.lineage);
       expect(authorize(v, 'repo:read', 'repo://acme/widgets-api').decision).toBe('allow');
       expect(authorize(v, 'repo:comment', 'repo://acme/widgets').decision).toBe('deny');
-      if (level === 'deep') expect(v.checks).toContainEqual({ by: 'issuer', check: expect.stringMatching(/evidence \(join_token\) verified by the issuer; it is not embedded/) });
+      if (level === 'deep')
+        expect(v.checks).toContainEqual({ by: 'issuer', check: expect.stringMatching(/evidence \(join_token\) verified by the issuer; it is not embedded/) });
     }
 
     // The same through the gRPC Verify call, with its own replay cache.
     const proof = createProof(c.writ!, C.key, { audience: AUD, method: 'Verify', now: new Date() });
     const remote = await verifyRemote(w.address, w.bundlePem, { writ: c.writ!, proof, audience: AUD, deep: true });
-    expect(remote).toMatchObject({ valid: true, spiffeId: 'spiffe://example.org/agent/reader', chain: [`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/researcher', 'spiffe://example.org/agent/reader'] });
+    expect(remote).toMatchObject({
+      valid: true,
+      spiffeId: 'spiffe://example.org/agent/reader',
+      chain: [`${oidc.issuer}#alice`, 'spiffe://example.org/agent/planner', 'spiffe://example.org/agent/researcher', 'spiffe://example.org/agent/reader'],
+    });
     expect(remote.checks.length).toBeGreaterThan(5);
     const replay = await verifyRemote(w.address, w.bundlePem, { writ: c.writ!, proof, audience: AUD });
     expect(replay).toMatchObject({ valid: false, errorCode: 'ERR_PROOF_REPLAYED' });
@@ -155,7 +199,11 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const issuedBefore = await w.server.store.countIssued();
 
     const stolen = await refused(spawn('/agent/thief', M.key, [root.grant]));
-    expect(stolen).toMatchObject({ code: grpc.status.PERMISSION_DENIED, writCode: 'ERR_GRANT_INVALID', details: expect.stringMatching(/delegated to another key/) });
+    expect(stolen).toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+      writCode: 'ERR_GRANT_INVALID',
+      details: expect.stringMatching(/delegated to another key/),
+    });
 
     const now = Math.floor(Date.now() / 1000);
     const forged = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: 'AAAAAAAAAAAAAAAAAAAAAA' } });
@@ -172,7 +220,12 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     expect(untrusted).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/forbidden by no-untrusted-agents/) });
     // The denial is recorded (actor apart from principal); the grant refusals never reached policy.
     const ds = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1 })).decisions[0]!;
-    expect(ds).toMatchObject({ decision: 'deny', actor: 'spiffe://example.org/untrusted/b', principal: `${oidc.issuer}#alice`, policies: ['no-untrusted-agents'] });
+    expect(ds).toMatchObject({
+      decision: 'deny',
+      actor: 'spiffe://example.org/untrusted/b',
+      principal: `${oidc.issuer}#alice`,
+      policies: ['no-untrusted-agents'],
+    });
     expect(await count()).toBe(before + 1);
     expect(await w.server.store.countIssued()).toBe(issuedBefore);
   });
@@ -222,7 +275,11 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
 
   it('policy push validates against the schema and leaves the active snapshot alone on failure', async () => {
     const before = (await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots;
-    const e = await refused(adminCall(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'bad.cedar', text: 'permit(principal, action, resource) when { principal.nope };' }] }));
+    const e = await refused(
+      adminCall(w.adminSocket, AdminService, 'pushPolicy', {
+        files: [{ name: 'bad.cedar', text: 'permit(principal, action, resource) when { principal.nope };' }],
+      }),
+    );
     expect(e).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, writCode: 'ERR_POLICY_INVALID', details: expect.stringMatching(/nope/) });
     expect((await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots).toEqual(before);
     // The same policies again: same digest, nothing new stored.
@@ -243,9 +300,18 @@ describe('public unary calls are rate limited per peer', () => {
         (x: unknown) => x,
       );
       expect(e).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, writCode: 'ERR_LIMIT_EXCEEDED' });
-      const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', { ttl: 60, spiffeId: 'spiffe://example.org/agent/x' });
+      const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', {
+        ttl: 60,
+        spiffeId: 'spiffe://example.org/agent/x',
+      });
       const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-      const r = await attest({ server: w.address, bundlePem: w.bundlePem, evidenceType: 'join_token', publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }), respond: () => Buffer.from(tok.token) });
+      const r = await attest({
+        server: w.address,
+        bundlePem: w.bundlePem,
+        evidenceType: 'join_token',
+        publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+        respond: () => Buffer.from(tok.token),
+      });
       expect(r.spiffeId).toBe('spiffe://example.org/agent/x');
     } finally {
       await w.stop();

@@ -18,7 +18,8 @@ if (typeof Object.groupBy !== 'function') {
     let i = 0;
     for (const it of items) {
       const k = key(it, i++);
-      (o[k] ??= []).push(it);
+      o[k] ??= [];
+      o[k].push(it);
     }
     return o;
   };

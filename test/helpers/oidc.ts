@@ -17,7 +17,9 @@ export interface TestOidc {
 }
 
 export async function startOidc(audience = 'writ'): Promise<TestOidc> {
-  let keys: Array<{ kid: string; key: KeyObject }> = [{ kid: randomBytes(4).toString('hex'), key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey }];
+  let keys: Array<{ kid: string; key: KeyObject }> = [
+    { kid: randomBytes(4).toString('hex'), key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey },
+  ];
   const fetches = { discovery: 0, jwks: 0 };
   let issuer = '';
   const server: Server = createServer((req, res) => {
@@ -42,7 +44,11 @@ export async function startOidc(audience = 'writ'): Promise<TestOidc> {
     token(sub, extra = {}, opts = {}) {
       const k = keys[keys.length - 1]!;
       const now = Math.floor(Date.now() / 1000);
-      return signJws({ typ: 'JWT', kid: opts.kid ?? k.kid, ...opts.header }, { iss: issuer, sub, aud: audience, iat: now, exp: now + 300, ...extra }, opts.key ?? k.key);
+      return signJws(
+        { typ: 'JWT', kid: opts.kid ?? k.kid, ...opts.header },
+        { iss: issuer, sub, aud: audience, iat: now, exp: now + 300, ...extra },
+        opts.key ?? k.key,
+      );
     },
     rotate() {
       keys = [{ kid: randomBytes(4).toString('hex'), key: generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey }];

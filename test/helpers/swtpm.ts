@@ -81,12 +81,27 @@ export async function startSwtpm(): Promise<Swtpm> {
     join(dir, 'swtpm_setup.conf'),
     `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${dir}/swtpm-localca.conf\ncreate_certs_tool_options = ${dir}/swtpm-localca.options\n`,
   );
-  const setup = spawnSync('swtpm_setup', ['--tpm2', '--tpmstate', join(dir, 'state'), '--create-ek-cert', '--config', join(dir, 'swtpm_setup.conf'), '--overwrite'], { encoding: 'utf8' });
+  const setup = spawnSync(
+    'swtpm_setup',
+    ['--tpm2', '--tpmstate', join(dir, 'state'), '--create-ek-cert', '--config', join(dir, 'swtpm_setup.conf'), '--overwrite'],
+    { encoding: 'utf8' },
+  );
   if (setup.status !== 0) throw new Error(`swtpm_setup failed: ${setup.stderr || setup.stdout}`);
   const port = await freePortPair();
   const child: ChildProcess = spawn(
     'swtpm',
-    ['socket', '--tpm2', '--tpmstate', `dir=${join(dir, 'state')}`, '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`, '--flags', 'not-need-init,startup-clear'],
+    [
+      'socket',
+      '--tpm2',
+      '--tpmstate',
+      `dir=${join(dir, 'state')}`,
+      '--server',
+      `type=tcp,port=${port},bindaddr=127.0.0.1`,
+      '--ctrl',
+      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
+      '--flags',
+      'not-need-init,startup-clear',
+    ],
     { stdio: 'ignore' },
   );
   await waitForPort(port, 10_000);

@@ -42,7 +42,7 @@ export function makeCert(o: CertOpts): TestCert {
   if (!o.omitBasicConstraints) exts.push(t.basicConstraints(!!o.ca, o.pathLen));
   exts.push(t.keyUsage(o.keyUsage ?? (o.ca ? [KEY_USAGE.digitalSignature, KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign] : [KEY_USAGE.digitalSignature])));
   exts.push(t.subjectKeyId(key.spki));
-  if (o.uris && o.uris.length) exts.push(t.subjectAltName(o.uris));
+  if (o.uris?.length) exts.push(t.subjectAltName(o.uris));
   exts.push(...(o.extraExtensions ?? []));
   const now = Date.now();
   const tbs = t.encodeTbs({

@@ -37,7 +37,20 @@ export class FakeIssuer {
     return { issuer: this.issuer, writKeys: new Map([[this.kid, createPublicKey(this.key)]]) };
   }
 
-  rootGrant(to: Agent, o: { now: number; ttl?: number; scope?: Permission[]; boundaries?: Permission[]; escalate?: Permission[]; maxDepth?: number; taskId?: string; override?: Partial<GrantClaims>; jti?: string } ): string {
+  rootGrant(
+    to: Agent,
+    o: {
+      now: number;
+      ttl?: number;
+      scope?: Permission[];
+      boundaries?: Permission[];
+      escalate?: Permission[];
+      maxDepth?: number;
+      taskId?: string;
+      override?: Partial<GrantClaims>;
+      jti?: string;
+    },
+  ): string {
     const jti = o.jti ?? newGrantId();
     const exp = o.now + (o.ttl ?? 3600);
     const claims: GrantClaims = {
@@ -61,7 +74,11 @@ export class FakeIssuer {
   }
 
   /** A writ for `holder` over `grants`, consistent in every field unless `override` says otherwise. */
-  writ(holder: Agent, grants: string[], o: { now: number; ttl?: number; nonce?: Buffer; ev?: Buffer; type?: string; sel?: string[]; override?: Partial<WritClaims>; polIat?: number }): { writ: string; claims: WritClaims; binding: Buffer } {
+  writ(
+    holder: Agent,
+    grants: string[],
+    o: { now: number; ttl?: number; nonce?: Buffer; ev?: Buffer; type?: string; sel?: string[]; override?: Partial<WritClaims>; polIat?: number },
+  ): { writ: string; claims: WritClaims; binding: Buffer } {
     const parsed = grants.map(parseGrant);
     const root = parsed[0]!.claims;
     const nonce = o.nonce ?? randomBytes(32);
@@ -99,7 +116,13 @@ export class FakeIssuer {
 }
 
 /** A hop grant from `parent` (holding `parentWritJti`) to `child`. */
-export function hop(parentGrant: string, parent: Agent, child: Agent, now: number, req: { scope?: Permission[]; boundaries?: Permission[]; escalate?: Permission[]; exp?: number; writ?: string } = {}): string {
+export function hop(
+  parentGrant: string,
+  parent: Agent,
+  child: Agent,
+  now: number,
+  req: { scope?: Permission[]; boundaries?: Permission[]; escalate?: Permission[]; exp?: number; writ?: string } = {},
+): string {
   return delegateGrant(parentGrant, parent.key, {
     childJkt: child.jkt,
     now,
@@ -115,7 +138,13 @@ import { publicJwk, sha256b64url, signJws } from '../../src/jose/jws.js';
 import { GRANT_TYP } from '../../src/delegation/grant.js';
 
 /** A hop grant with arbitrary claims over a valid link, signed by `signer` (default: the parent). */
-export function rawHop(parentGrant: string, signer: KeyObject, override: Record<string, unknown>, child: Agent, fromSub = 'spiffe://example.org/agent/a'): string {
+export function rawHop(
+  parentGrant: string,
+  signer: KeyObject,
+  override: Record<string, unknown>,
+  child: Agent,
+  fromSub = 'spiffe://example.org/agent/a',
+): string {
   const p = parseGrant(parentGrant).claims;
   const claims = {
     iss: p.iss,

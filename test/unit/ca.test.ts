@@ -22,7 +22,12 @@ async function setup(clock: ManualClock, dir = tmpDir(), kek = Buffer.alloc(32, 
   return { store, ca, dir };
 }
 
-const states = (ca: CaManager, kind: string) => ca.describe().filter((k) => k.kind === kind).map((k) => k.state).sort();
+const states = (ca: CaManager, kind: string) =>
+  ca
+    .describe()
+    .filter((k) => k.kind === kind)
+    .map((k) => k.state)
+    .sort();
 
 describe('CA rotation (prepared at 1/2, active at 5/6, retired until expiry)', () => {
   it('creates a root, an intermediate and a JWT key on first start', async () => {
@@ -98,7 +103,9 @@ describe('CA rotation (prepared at 1/2, active at 5/6, retired until expiry)', (
     }
     expect(states(ca, 'x509-root')).toEqual(['active', 'retired']);
     expect(ca.bundle().x509Authorities.length).toBe(2);
-    const svid = ca.x509Minter().mint({ spiffeId: parseSpiffeId('spiffe://example.org/a'), spki: agentSpki, notBefore: clock.now(), notAfter: new Date(clock.now().getTime() + H) });
+    const svid = ca
+      .x509Minter()
+      .mint({ spiffeId: parseSpiffeId('spiffe://example.org/a'), spki: agentSpki, notBefore: clock.now(), notAfter: new Date(clock.now().getTime() + H) });
     expect(verifyX509Svid(svid.chain.slice(0, 2), new BundleSet([ca.bundle()]), clock.now()).id.uri).toBe('spiffe://example.org/a');
     await store.close();
   });

@@ -67,7 +67,9 @@ describe('config', () => {
 
 describe('config: principals and grants', () => {
   it('accepts https issuers, http on loopback, and static JWKS files', () => {
-    const s = settingsFrom('principals:\n  - { issuer: https://idp.example.com, audience: writ }\n  - { issuer: http://127.0.0.1:9000, audience: writ, groups_claim: roles }\n  - { issuer: corp, audience: writ, jwks_file: /etc/writ/corp.jwks }\ngrants: { default_ttl: 30m, max_ttl: 8h }\n');
+    const s = settingsFrom(
+      'principals:\n  - { issuer: https://idp.example.com, audience: writ }\n  - { issuer: http://127.0.0.1:9000, audience: writ, groups_claim: roles }\n  - { issuer: corp, audience: writ, jwks_file: /etc/writ/corp.jwks }\ngrants: { default_ttl: 30m, max_ttl: 8h }\n',
+    );
     expect(s.principals).toEqual([
       { issuer: 'https://idp.example.com', audience: 'writ', groupsClaim: 'groups' },
       { issuer: 'http://127.0.0.1:9000', audience: 'writ', groupsClaim: 'roles' },
@@ -78,11 +80,20 @@ describe('config: principals and grants', () => {
   it('refuses plain http discovery off loopback, missing audiences, duplicates and unknown keys, all at once', () => {
     let err: ConfigError | undefined;
     try {
-      settingsFrom('principals:\n  - { issuer: http://idp.example.com, audience: writ }\n  - { issuer: https://a.example }\n  - { issuer: https://b.example, audience: w, colour: red }\n  - { issuer: https://b.example, audience: w }\ngrants: { default_ttl: 2d, max_ttl: 1h }\n');
+      settingsFrom(
+        'principals:\n  - { issuer: http://idp.example.com, audience: writ }\n  - { issuer: https://a.example }\n  - { issuer: https://b.example, audience: w, colour: red }\n  - { issuer: https://b.example, audience: w }\ngrants: { default_ttl: 2d, max_ttl: 1h }\n',
+      );
     } catch (e) {
       err = e as ConfigError;
     }
     const text = err!.problems.join('\n');
-    for (const needle of ['principals[0].issuer must be https', 'principals[1] needs issuer and audience', 'unknown key principals[2].colour', 'listed twice', 'grants.default_ttl']) expect(text).toContain(needle);
+    for (const needle of [
+      'principals[0].issuer must be https',
+      'principals[1] needs issuer and audience',
+      'unknown key principals[2].colour',
+      'listed twice',
+      'grants.default_ttl',
+    ])
+      expect(text).toContain(needle);
   });
 });

@@ -16,7 +16,15 @@ describe('registration entries', () => {
     [{ spiffeId: 'http://example.org/a' }, 'scheme'],
     [{ selectors: [] }, 'at least one selector'],
     [{ selectors: [{ type: 'Bad Type', value: 'x' }] }, 'selector type'],
-    [{ selectors: [{ type: 'a', value: 'x' }, { type: 'a', value: 'x' }] }, 'duplicate selectors'],
+    [
+      {
+        selectors: [
+          { type: 'a', value: 'x' },
+          { type: 'a', value: 'x' },
+        ],
+      },
+      'duplicate selectors',
+    ],
     [{ x509SvidTtl: -1 }, 'x509 ttl'],
     [{ jwtSvidTtl: 10 ** 9 }, 'jwt ttl'],
     [{ hint: 'a\nb' }, 'hint'],
@@ -31,7 +39,7 @@ describe('registration entries', () => {
     expect(parseSelector('tpm:pcr:7:abc')).toEqual({ type: 'tpm', value: 'pcr:7:abc' });
     expect(() => parseSelector('novalue:')).toThrow(EntryError);
   });
-  it('matches when all of an entry\'s selectors are attested, most specific first', () => {
+  it("matches when all of an entry's selectors are attested, most specific first", () => {
     const entries = [mk('1', 'spiffe://example.org/a', ['t:1']), mk('2', 'spiffe://example.org/b', ['t:1', 'u:2'])];
     expect(matchEntry(entries, [parseSelector('t:1')])!).toMatchObject({ id: '1' });
     expect(matchEntry(entries, [parseSelector('t:1'), parseSelector('u:2')])!).toMatchObject({ id: '2' });

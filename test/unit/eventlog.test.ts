@@ -9,8 +9,24 @@ const algs = new Map([
   [TPM_ALG.SHA1, 20],
 ]);
 const log = encodeEventLog(algs, [
-  { pcr: 4, type: EV_IPL, digests: new Map([[TPM_ALG.SHA256, Buffer.alloc(32, 1)], [TPM_ALG.SHA1, Buffer.alloc(20, 2)]]), data: Buffer.from('a') },
-  { pcr: 7, type: EV_IPL, digests: new Map([[TPM_ALG.SHA256, Buffer.alloc(32, 3)], [TPM_ALG.SHA1, Buffer.alloc(20, 4)]]), data: Buffer.from('bb') },
+  {
+    pcr: 4,
+    type: EV_IPL,
+    digests: new Map([
+      [TPM_ALG.SHA256, Buffer.alloc(32, 1)],
+      [TPM_ALG.SHA1, Buffer.alloc(20, 2)],
+    ]),
+    data: Buffer.from('a'),
+  },
+  {
+    pcr: 7,
+    type: EV_IPL,
+    digests: new Map([
+      [TPM_ALG.SHA256, Buffer.alloc(32, 3)],
+      [TPM_ALG.SHA1, Buffer.alloc(20, 4)],
+    ]),
+    data: Buffer.from('bb'),
+  },
 ]);
 
 describe('TCG crypto-agile event log', () => {
@@ -37,7 +53,9 @@ describe('TCG crypto-agile event log', () => {
     expect(boundaries.size).toBe(2);
   });
   it('rejects a digest of an undeclared algorithm and a wrong declared size', () => {
-    const bad = encodeEventLog(new Map([[TPM_ALG.SHA256, 32]]), [{ pcr: 1, type: EV_IPL, digests: new Map([[TPM_ALG.SHA384, Buffer.alloc(48)]]), data: Buffer.alloc(0) }]);
+    const bad = encodeEventLog(new Map([[TPM_ALG.SHA256, 32]]), [
+      { pcr: 1, type: EV_IPL, digests: new Map([[TPM_ALG.SHA384, Buffer.alloc(48)]]), data: Buffer.alloc(0) },
+    ]);
     expect(() => parseEventLog(bad)).toThrow(/not declared/);
     expect(() => parseEventLog(encodeEventLog(new Map([[TPM_ALG.SHA256, 20]]), []))).toThrow(/digest size/);
   });

@@ -50,7 +50,13 @@ describe('strict JSON', () => {
   });
   // Integers beyond 2^53 are refused on purpose (they do not round-trip); everything else must agree.
   const safe = (v: unknown): boolean =>
-    typeof v === 'number' ? !Number.isInteger(v) || Number.isSafeInteger(v) : Array.isArray(v) ? v.every(safe) : v !== null && typeof v === 'object' ? Object.values(v).every(safe) : true;
+    typeof v === 'number'
+      ? !Number.isInteger(v) || Number.isSafeInteger(v)
+      : Array.isArray(v)
+        ? v.every(safe)
+        : v !== null && typeof v === 'object'
+          ? Object.values(v).every(safe)
+          : true;
   it('agrees with JSON.parse on every JSON value without duplicate keys', () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 5 }).filter(safe), (v) => {
@@ -94,7 +100,11 @@ describe('scope language', () => {
     );
   });
   it('attenuation: narrowing passes; widening, dropping a boundary or an escalation rule fails', () => {
-    const parent = { scope: parsePermissions([{ action: 'repo:*', resource: 'repo://acme/*' }], 's'), boundaries: [{ action: '*', resource: 'repo://acme/secrets*' }], escalate: [] };
+    const parent = {
+      scope: parsePermissions([{ action: 'repo:*', resource: 'repo://acme/*' }], 's'),
+      boundaries: [{ action: '*', resource: 'repo://acme/secrets*' }],
+      escalate: [],
+    };
     expect(() => checkAttenuation(parent, { ...parent, scope: [{ action: 'repo:read', resource: 'repo://acme/w' }] }, 1)).not.toThrow();
     expect(() => checkAttenuation(parent, { ...parent, scope: [{ action: 'repo:*', resource: 'repo://*' }] }, 1)).toThrow(/widens/);
     expect(() => checkAttenuation(parent, { ...parent, boundaries: [] }, 1)).toThrow(/drops the boundary/);

@@ -57,10 +57,14 @@ describe('JWT-SVID minting', () => {
     expect(payload.sub).toBe(ID.uri);
   });
   it('refuses to mint with a key that does not fit the algorithm', () => {
-    expect(() => mintJwtSvid({ kid: 'x', alg: 'ES256', privateKey: rsa.privateKey }, { spiffeId: ID, audience: ['a'], issuedAt: now, expiresAt: later })).toThrow(SvidError);
+    expect(() =>
+      mintJwtSvid({ kid: 'x', alg: 'ES256', privateKey: rsa.privateKey }, { spiffeId: ID, audience: ['a'], issuedAt: now, expiresAt: later }),
+    ).toThrow(SvidError);
   });
   it('refuses to mint without an audience', () => {
-    expect(() => mintJwtSvid({ kid: 'x', alg: 'ES256', privateKey: ec.privateKey }, { spiffeId: ID, audience: [], issuedAt: now, expiresAt: later })).toThrow(/audience/);
+    expect(() => mintJwtSvid({ kid: 'x', alg: 'ES256', privateKey: ec.privateKey }, { spiffeId: ID, audience: [], issuedAt: now, expiresAt: later })).toThrow(
+      /audience/,
+    );
   });
 });
 
@@ -75,7 +79,9 @@ describe('JWT-SVID validation (go-spiffe cases)', () => {
   });
   it('no sub', () => {
     const { sub: _s, ...c } = goodClaims();
-    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1', typ: 'JWT' }, c), trusted, ['audience'], now))).toContain('jwtsvid: token missing subject claim');
+    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1', typ: 'JWT' }, c), trusted, ['audience'], now))).toContain(
+      'jwtsvid: token missing subject claim',
+    );
   });
   it('no exp', () => {
     const { exp: _e, ...c } = goodClaims();
@@ -92,14 +98,18 @@ describe('JWT-SVID validation (go-spiffe cases)', () => {
   });
   it('sub not a SPIFFE ID', () => {
     const c = { ...goodClaims(), sub: 'not-spiffe' };
-    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1' }, c), trusted, ['audience'], now))).toContain('jwtsvid: token has an invalid subject claim: scheme is missing or invalid');
+    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1' }, c), trusted, ['audience'], now))).toContain(
+      'jwtsvid: token has an invalid subject claim: scheme is missing or invalid',
+    );
   });
   it('header without kid', () => {
     expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256' }, goodClaims()), trusted, ['audience'], now))).toContain('jwtsvid: token header missing key id');
   });
   it('no bundle for the trust domain', () => {
     const c = { ...goodClaims(), sub: 'spiffe://another.domain/host' };
-    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1' }, c), trusted, ['audience'], now))).toContain('jwtsvid: no bundle found for trust domain "another.domain"');
+    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1' }, c), trusted, ['audience'], now))).toContain(
+      'jwtsvid: no bundle found for trust domain "another.domain"',
+    );
   });
   it('kid not in the bundle', () => {
     expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'noKey' }, goodClaims()), trusted, ['audience'], now))).toContain(
@@ -143,13 +153,20 @@ describe('JWT-SVID algorithm confusion', () => {
     const claims = JSON.stringify(goodClaims()).replace(/^\{/, '{"sub":"spiffe://trustdomain/other",');
     const input = `${b64({ alg: 'ES256', kid: 'k1', typ: 'JWT' })}.${Buffer.from(claims).toString('base64url')}`;
     const tok = `${input}.${sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
-    expect(errOf(() => validateJwtSvid(tok, trusted, ['audience'], now))).toContain('unable to parse JWT token: payload is not strict base64url JSON: duplicate member name "sub"');
+    expect(errOf(() => validateJwtSvid(tok, trusted, ['audience'], now))).toContain(
+      'unable to parse JWT token: payload is not strict base64url JSON: duplicate member name "sub"',
+    );
   });
   it('a crit header is refused', () => {
-    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1', crit: ['b64'], b64: false }, goodClaims()), trusted, ['audience'], now))).toContain('crit');
+    expect(errOf(() => validateJwtSvid(forge({ alg: 'ES256', kid: 'k1', crit: ['b64'], b64: false }, goodClaims()), trusted, ['audience'], now))).toContain(
+      'crit',
+    );
   });
   it('every single-character change of a valid token is rejected', () => {
-    const tok = mintJwtSvid({ kid: 'k1', alg: 'ES256', privateKey: ec.privateKey }, { spiffeId: ID, audience: ['audience'], issuedAt: now, expiresAt: later }).token;
+    const tok = mintJwtSvid(
+      { kid: 'k1', alg: 'ES256', privateKey: ec.privateKey },
+      { spiffeId: ID, audience: ['audience'], issuedAt: now, expiresAt: later },
+    ).token;
     const alphabet = ['A', 'Q', 'g', 'w', '_', '-'];
     for (let i = 0; i < tok.length; i++) {
       if (tok[i] === '.') continue;

@@ -44,13 +44,20 @@ describe('policy snapshots', () => {
     ['@escalate on a permit', '@escalate("x") permit(principal, action, resource);', /only to forbid/],
     ['a duplicate id', '@id("a") permit(principal, action, resource);\n@id("a") forbid(principal, action, resource);', /used twice/],
   ])('refuses %s at push, listing it', (_n, text, re) => {
-    expect(() => buildSnapshot(splitPolicies([{ name: 'x.cedar', text }]))).toThrow(expect.objectContaining({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(re) }));
+    expect(() => buildSnapshot(splitPolicies([{ name: 'x.cedar', text }]))).toThrow(
+      expect.objectContaining({ code: 'ERR_POLICY_INVALID', message: expect.stringMatching(re) }),
+    );
   });
 });
 
 describe('policy decisions', () => {
   it('permit = scope: allowed, with the determining policy and the snapshot', () => {
-    expect(decide(alice, 'repo:read', 'repo://acme/widgets')).toEqual({ decision: 'allow', snapshot: snap.digest, policies: ['eng-may-delegate'], reason: 'permitted' });
+    expect(decide(alice, 'repo:read', 'repo://acme/widgets')).toEqual({
+      decision: 'allow',
+      snapshot: snap.digest,
+      policies: ['eng-may-delegate'],
+      reason: 'permitted',
+    });
   });
 
   it('forbid = boundary: denied, naming the forbid', () => {
@@ -58,7 +65,11 @@ describe('policy decisions', () => {
   });
 
   it('escalatable forbid: escalate with its reason', () => {
-    expect(decide(alice, 'deploy:prod', 'repo://acme/widgets')).toMatchObject({ decision: 'escalate', policies: ['prod-needs-approval'], reason: 'production deploys need approval' });
+    expect(decide(alice, 'deploy:prod', 'repo://acme/widgets')).toMatchObject({
+      decision: 'escalate',
+      policies: ['prod-needs-approval'],
+      reason: 'production deploys need approval',
+    });
   });
 
   it('a request no permit covers is a deny, not an escalation, even when an escalatable forbid matches', () => {
@@ -93,7 +104,18 @@ describe('policy decisions', () => {
   });
 
   it('the strictest answer wins across permissions', () => {
-    const d = engine.decideAll(snap, delegateRequests(alice, [{ action: 'repo:read', resource: 'repo://acme/w' }, { action: 'deploy:prod', resource: 'repo://acme/w' }], task, 2));
+    const d = engine.decideAll(
+      snap,
+      delegateRequests(
+        alice,
+        [
+          { action: 'repo:read', resource: 'repo://acme/w' },
+          { action: 'deploy:prod', resource: 'repo://acme/w' },
+        ],
+        task,
+        2,
+      ),
+    );
     expect(d.decision).toBe('escalate');
   });
 });

@@ -111,7 +111,16 @@ describe('SqliteStore', () => {
 describe('SqliteStore selector index', () => {
   it('finds entries by any of their selectors and forgets deleted ones', async () => {
     const s = new SqliteStore(join(tmpDir(), 'w.db'));
-    await s.createEntry({ ...entry('e1'), selectors: [{ type: 'a', value: '1' }, { type: 'b', value: '2' }] }, 'k1');
+    await s.createEntry(
+      {
+        ...entry('e1'),
+        selectors: [
+          { type: 'a', value: '1' },
+          { type: 'b', value: '2' },
+        ],
+      },
+      'k1',
+    );
     await s.createEntry({ ...entry('e2', 'spiffe://example.org/b'), selectors: [{ type: 'c', value: '3' }] }, 'k2');
     expect((await s.listEntriesBySelectors(['b:2'])).map((e) => e.id)).toEqual(['e1']);
     expect((await s.listEntriesBySelectors(['a:1', 'c:3'])).map((e) => e.id)).toEqual(['e1', 'e2']);
@@ -136,7 +145,16 @@ describe('SqliteStore: policies, grants, writs, decisions (migration 4)', () => 
     const s = new SqliteStore(join(dir, 'w.db'));
     expect(s.schemaVersion).toBe(MIGRATIONS.length);
     expect((await s.listCaKeys()).map((k) => k.id)).toEqual(['jwt-1']);
-    await s.putCaKey({ id: 'writ-1', kind: 'writ', state: 'active', certDer: Buffer.alloc(0), publicKeyDer: Buffer.from([1]), sealedKey: Buffer.from([2]), notBefore: 1, notAfter: 2 });
+    await s.putCaKey({
+      id: 'writ-1',
+      kind: 'writ',
+      state: 'active',
+      certDer: Buffer.alloc(0),
+      publicKeyDer: Buffer.from([1]),
+      sealedKey: Buffer.from([2]),
+      notBefore: 1,
+      notAfter: 2,
+    });
     expect((await s.listCaKeys()).map((k) => k.kind).sort()).toEqual(['jwt', 'writ']);
     await s.close();
   });
@@ -149,15 +167,41 @@ describe('SqliteStore: policies, grants, writs, decisions (migration 4)', () => 
     await expect(s.setActivePolicy({ digest: 'b'.repeat(64), activatedAt: 1 })).rejects.toThrow(StoreError); // no such snapshot
     await s.setActivePolicy({ digest: 'a'.repeat(64), activatedAt: 7 });
     expect(await s.getActivePolicy()).toEqual({ digest: 'a'.repeat(64), activatedAt: 7 });
-    const g = { jti: 'g1', issuer: 'spiffe://example.org', rid: 'g1', depth: 0, taskId: 't', principalIss: 'i', principalSub: 's', principalGroups: ['eng'], delegateJkt: 'k', expiresAt: 9, compact: 'a.b.c', createdAt: 1, revokedAt: null };
+    const g = {
+      jti: 'g1',
+      issuer: 'spiffe://example.org',
+      rid: 'g1',
+      depth: 0,
+      taskId: 't',
+      principalIss: 'i',
+      principalSub: 's',
+      principalGroups: ['eng'],
+      delegateJkt: 'k',
+      expiresAt: 9,
+      compact: 'a.b.c',
+      createdAt: 1,
+      revokedAt: null,
+    };
     await s.putGrant(g);
     await expect(s.putGrant({ ...g, compact: 'x.y.z' })).rejects.toThrow(StoreError);
     expect(await s.getGrant('g1')).toEqual(g);
-    const w = { jti: 'w1', spiffeId: 'spiffe://example.org/a', jkt: 'k', chainDigest: Buffer.alloc(32, 1), lineage: ['g1'], taskId: 't', evidenceDigest: Buffer.alloc(32, 2), issuedAt: 1, expiresAt: 2 };
+    const w = {
+      jti: 'w1',
+      spiffeId: 'spiffe://example.org/a',
+      jkt: 'k',
+      chainDigest: Buffer.alloc(32, 1),
+      lineage: ['g1'],
+      taskId: 't',
+      evidenceDigest: Buffer.alloc(32, 2),
+      issuedAt: 1,
+      expiresAt: 2,
+    };
     await s.recordWrit(w);
     expect(await s.getWrit('w1')).toEqual(w);
     await s.recordDecision({ at: 1, actor: 'a', principal: 'p', action: 'x', decision: 'escalate', snapshot: 'a'.repeat(64), policies: ['p1'], reason: 'r' });
-    expect(await s.listDecisions(10)).toEqual([{ at: 1, actor: 'a', principal: 'p', action: 'x', decision: 'escalate', snapshot: 'a'.repeat(64), policies: ['p1'], reason: 'r' }]);
+    expect(await s.listDecisions(10)).toEqual([
+      { at: 1, actor: 'a', principal: 'p', action: 'x', decision: 'escalate', snapshot: 'a'.repeat(64), policies: ['p1'], reason: 'r' },
+    ]);
     await s.close();
   });
 });

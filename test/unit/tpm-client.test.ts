@@ -37,7 +37,9 @@ describe('TPM command client', () => {
   it('explains lockout and parameter errors', async () => {
     const err = await new Tpm(new ScriptedTransport([response(TPM_RC.LOCKOUT)])).shutdown().catch((e) => e);
     expect((err as TpmError).code).toBe('ERR_TPM_COMMAND');
-    expect((err as Error).message).toBe('tpm: Shutdown failed: TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout; wait or reset the lockout (tpm2_dictionarylockout -c)');
+    expect((err as Error).message).toBe(
+      'tpm: Shutdown failed: TPM_RC_LOCKOUT: the TPM is in dictionary-attack lockout; wait or reset the lockout (tpm2_dictionarylockout -c)',
+    );
     expect(describeRc(0x1d5)).toBe('TPM_RC_SIZE (parameter 1)');
     expect(describeRc(0x98e)).toBe('TPM_RC_AUTH_FAIL (session 1)');
   });

@@ -18,13 +18,17 @@ describe('TPM evidence wire format', () => {
     expect(parseEvidence1(encodeEvidence1(ev))).toEqual(ev);
   });
   it('refuses a duplicate member (which JSON.parse would read as the last)', () => {
-    const text = encodeEvidence1(ev).toString().replace(/^\{/, `{"attest":"${Buffer.from([0xff]).toString('base64')}",`);
+    const text = encodeEvidence1(ev)
+      .toString()
+      .replace(/^\{/, `{"attest":"${Buffer.from([0xff]).toString('base64')}",`);
     expect(JSON.parse(text).attest).toBe(Buffer.from([7, 8, 9]).toString('base64'));
     expect(() => parseEvidence1(Buffer.from(text))).toThrow(/not strict JSON: duplicate member name "attest"/);
   });
   it('refuses non-canonical base64 (other text, same bytes)', () => {
     // "Bg==" is [6]; "Bh==" sets bits base64 decoding drops, so it decodes to the same byte.
-    const text = encodeEvidence1(ev).toString().replace(`"ak_public":"${Buffer.from([6]).toString('base64')}"`, '"ak_public":"Bh=="');
+    const text = encodeEvidence1(ev)
+      .toString()
+      .replace(`"ak_public":"${Buffer.from([6]).toString('base64')}"`, '"ak_public":"Bh=="');
     expect(Buffer.from('Bh==', 'base64')).toEqual(Buffer.from([6]));
     expect(() => parseEvidence1(Buffer.from(text))).toThrow(/ak_public must be canonical base64/);
   });

@@ -10,7 +10,13 @@ import { REPO_ROOT } from '../helpers/shared.js';
 const doc = readFileSync(join(REPO_ROOT, 'docs', 'writ-format.md'), 'utf8');
 const block = /```json writ-vectors\n([\s\S]*?)```/.exec(doc)![1]!;
 const v = JSON.parse(block) as Record<string, string> & { grants: string[] };
-const input = () => ({ jkt: v.jkt, chainDigest: chainDigest(v.grants), policySnapshot: v.policySnapshot, taskId: v.taskId, nonce: Buffer.from(v.nonce, 'hex') });
+const input = () => ({
+  jkt: v.jkt,
+  chainDigest: chainDigest(v.grants),
+  policySnapshot: v.policySnapshot,
+  taskId: v.taskId,
+  nonce: Buffer.from(v.nonce, 'hex'),
+});
 
 describe('docs/writ-format.md test vectors', () => {
   it('writ reproduces the chain digest, the preimage and B byte for byte', () => {
@@ -39,7 +45,9 @@ describe('docs/writ-format.md test vectors', () => {
 
   const py = spawnSync('/usr/bin/python3', ['-c', 'pass']).status === 0;
   it.skipIf(!py && !process.env.CI)('an independent Python implementation of the text agrees', () => {
-    const out = execFileSync('/usr/bin/python3', [join(REPO_ROOT, 'test', 'interop', 'binding.py'), block], { encoding: 'utf8' }).trim().split('\n');
+    const out = execFileSync('/usr/bin/python3', [join(REPO_ROOT, 'test', 'interop', 'binding.py'), block], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
     expect(out).toEqual([v.chainDigest, v.binding]);
   });
 });

@@ -48,7 +48,10 @@ describe('writ verification (standard and deep)', () => {
       const v = verifyWrit({ ...opts(writ), level });
       expect(v.chain).toEqual(['https://idp.example.com#alice', alice.A.spiffeId, alice.B.spiffeId, alice.C.spiffeId]);
       expect(v.lineage).toHaveLength(3);
-      const mine = v.checks.filter((c) => c.by === 'verifier').map((c) => c.check).join('\n');
+      const mine = v.checks
+        .filter((c) => c.by === 'verifier')
+        .map((c) => c.check)
+        .join('\n');
       if (level === 'deep') expect(mine).toMatch(/every grant signature/);
       else expect(v.checks.some((c) => c.by === 'issuer' && /grant signatures/.test(c.check))).toBe(true);
     }
@@ -67,19 +70,52 @@ describe('writ verification (standard and deep)', () => {
   const bad: Array<[string, () => VerifyWritOptions, RegExp, string?]> = [
     ['a writ without a proof (bearer use)', () => ({ ...opts(writ), proof: '' }), /proof of possession is required/, 'ERR_PROOF_INVALID'],
     ["a writ with someone else's proof", () => opts(writ, alice.B.key), /key other than the writ's cnf key/, 'ERR_PROOF_INVALID'],
-    ['a proof made for another writ', () => ({ ...opts(writ), proof: createProof(iss.writ(alice.C, w.chain, { now: NOW - 9 }).writ, alice.C.key, { audience: AUD, method: 'GET /repos', now: at }) }), /another writ/],
+    [
+      'a proof made for another writ',
+      () => ({
+        ...opts(writ),
+        proof: createProof(iss.writ(alice.C, w.chain, { now: NOW - 9 }).writ, alice.C.key, { audience: AUD, method: 'GET /repos', now: at }),
+      }),
+      /another writ/,
+    ],
     ['a proof for another audience', () => ({ ...opts(writ), audience: 'spiffe://example.org/tool/other' }), /another audience/],
     ['a proof for another method', () => ({ ...opts(writ), method: 'DELETE /repos' }), /another method/],
     ['an expired proof', () => ({ ...opts(writ), now: new Date((NOW + 61) * 1000) }), /expired/],
     ['a writ from another trust domain', () => ({ ...opts(writ), trust: new FakeIssuer('other.org').trust }), /not the trusted issuer/],
-    ['a writ signed by a key the bundle does not hold', () => ({ ...opts(writ), trust: { issuer: iss.issuer, writKeys: new FakeIssuer().trust.writKeys } }), /kid unknown/],
-    ['a writ past its task end', () => opts(iss.writ(alice.C, [iss.rootGrant(alice.C, { now: NOW - 4000, ttl: 3990 })], { now: NOW - 3990 }).writ, alice.C.key, { now: new Date((NOW + 20) * 1000) }), /expired|task/],
-    ['a policy snapshot older than accepted', () => ({ ...opts(iss.writ(alice.C, w.chain, { now: NOW - 10, polIat: NOW - 7200 }).writ), requirements: { maxPolicyAgeSeconds: 3600 } }), /policy snapshot is 7200s old/],
-    ['a policy snapshot not in the accepted list', () => ({ ...opts(writ), requirements: { policySnapshots: ['b'.repeat(64)] } }), /not one this relying party accepts/],
+    [
+      'a writ signed by a key the bundle does not hold',
+      () => ({ ...opts(writ), trust: { issuer: iss.issuer, writKeys: new FakeIssuer().trust.writKeys } }),
+      /kid unknown/,
+    ],
+    [
+      'a writ past its task end',
+      () =>
+        opts(iss.writ(alice.C, [iss.rootGrant(alice.C, { now: NOW - 4000, ttl: 3990 })], { now: NOW - 3990 }).writ, alice.C.key, {
+          now: new Date((NOW + 20) * 1000),
+        }),
+      /expired|task/,
+    ],
+    [
+      'a policy snapshot older than accepted',
+      () => ({ ...opts(iss.writ(alice.C, w.chain, { now: NOW - 10, polIat: NOW - 7200 }).writ), requirements: { maxPolicyAgeSeconds: 3600 } }),
+      /policy snapshot is 7200s old/,
+    ],
+    [
+      'a policy snapshot not in the accepted list',
+      () => ({ ...opts(writ), requirements: { policySnapshots: ['b'.repeat(64)] } }),
+      /not one this relying party accepts/,
+    ],
     ['an evidence type not accepted', () => ({ ...opts(writ), requirements: { evidenceTypes: ['tpm'] } }), /evidence type join_token/],
     ['a required selector missing', () => ({ ...opts(writ), requirements: { selectors: ['tpm:model:x'] } }), /required selector/],
     ['a principal from another OIDC issuer', () => ({ ...opts(writ), requirements: { principalIssuer: 'https://other' } }), /another OIDC issuer/],
-    ['a revoked grant in the lineage', () => ({ ...opts(writ), isRevoked: (id: string) => id === (JSON.parse(Buffer.from(w.g1.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti }), /revoked/],
+    [
+      'a revoked grant in the lineage',
+      () => ({
+        ...opts(writ),
+        isRevoked: (id: string) => id === (JSON.parse(Buffer.from(w.g1.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti,
+      }),
+      /revoked/,
+    ],
   ];
   it.each(bad)('rejects %s', (_n, make, re, code) => {
     let err: unknown;
@@ -111,10 +147,19 @@ describe('algorithm confusion', () => {
   const { writ, claims } = iss.writ(alice.C, w.chain, { now: NOW - 10 });
   const p = writ.split('.')[1];
   const pub = createPublicKey(iss.key);
-  const forge = (header: Record<string, unknown>, sig: Buffer) => `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${p}.${sig.toString('base64url')}`;
+  const forge = (header: Record<string, unknown>, sig: Buffer) =>
+    `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${p}.${sig.toString('base64url')}`;
   const cases: Array<[string, string]> = [
     ['alg none', forge({ alg: 'none', typ: WRIT_TYP, kid: iss.kid }, Buffer.alloc(0))],
-    ['HS256 keyed with the public key', forge({ alg: 'HS256', typ: WRIT_TYP, kid: iss.kid }, createHash('sha256').update(pub.export({ type: 'spki', format: 'pem' })).digest())],
+    [
+      'HS256 keyed with the public key',
+      forge(
+        { alg: 'HS256', typ: WRIT_TYP, kid: iss.kid },
+        createHash('sha256')
+          .update(pub.export({ type: 'spki', format: 'pem' }))
+          .digest(),
+      ),
+    ],
     ['ES384 claimed for a P-256 key', forge({ alg: 'ES384', typ: WRIT_TYP, kid: iss.kid }, Buffer.from(writ.split('.')[2]!, 'base64url'))],
     ['RS256 claimed for an EC key', forge({ alg: 'RS256', typ: WRIT_TYP, kid: iss.kid }, Buffer.from(writ.split('.')[2]!, 'base64url'))],
     ['a JWT-SVID typ', forge({ alg: 'ES256', typ: 'JWT', kid: iss.kid }, Buffer.from(writ.split('.')[2]!, 'base64url'))],
@@ -150,20 +195,64 @@ describe('delegation rules (issuer and verifier alike)', () => {
   const shallowHop = hop(root, alice.A, alice.B, NOW - 90);
   const hopAB = hop(base.root, alice.A, alice.B, NOW - 90);
   const cases: Array<[string, () => string[], RegExp, string?]> = [
-    ['scope widening at the first hop', () => [root, rawHop(root, alice.A.key, { scope: [{ action: 'repo:*', resource: 'repo://*' }] }, alice.B)], /widens the scope/, alice.B.jkt],
-    ['scope widening at the second hop', () => [base.root, base.g1, rawHop(base.g1, alice.B.key, { scope: [{ action: 'repo:write', resource: 'repo://acme/*' }] }, alice.C)], /grant 2 widens the scope/],
+    [
+      'scope widening at the first hop',
+      () => [root, rawHop(root, alice.A.key, { scope: [{ action: 'repo:*', resource: 'repo://*' }] }, alice.B)],
+      /widens the scope/,
+      alice.B.jkt,
+    ],
+    [
+      'scope widening at the second hop',
+      () => [base.root, base.g1, rawHop(base.g1, alice.B.key, { scope: [{ action: 'repo:write', resource: 'repo://acme/*' }] }, alice.C)],
+      /grant 2 widens the scope/,
+    ],
     ['a boundary dropped at a hop', () => [base.root, rawHop(base.root, alice.A.key, { boundaries: [] }, alice.B)], /drops the boundary/, alice.B.jkt],
-    ['an escalation rule dropped at a hop', () => [base.root, rawHop(base.root, alice.A.key, { escalate: [] }, alice.B)], /drops the escalation rule/, alice.B.jkt],
-    ['expiry extended', () => [base.root, rawHop(base.root, alice.A.key, { exp: parseG(base.root).exp + 10 }, alice.B)], /extends the expiry|outlives its task/, alice.B.jkt],
+    [
+      'an escalation rule dropped at a hop',
+      () => [base.root, rawHop(base.root, alice.A.key, { escalate: [] }, alice.B)],
+      /drops the escalation rule/,
+      alice.B.jkt,
+    ],
+    [
+      'expiry extended',
+      () => [base.root, rawHop(base.root, alice.A.key, { exp: parseG(base.root).exp + 10 }, alice.B)],
+      /extends the expiry|outlives its task/,
+      alice.B.jkt,
+    ],
     ['depth over the limit', () => [root, shallowHop, rawHop(shallowHop, alice.B.key, {}, alice.C)], /grant 2 is deeper than the root's limit of 1/],
-    ['a cycle (a key delegated to twice)', () => [base.root, hopAB, rawHop(hopAB, alice.B.key, {}, alice.A)], /already holds a grant in this chain \(a cycle\)/, alice.A.jkt],
+    [
+      'a cycle (a key delegated to twice)',
+      () => [base.root, hopAB, rawHop(hopAB, alice.B.key, {}, alice.A)],
+      /already holds a grant in this chain \(a cycle\)/,
+      alice.A.jkt,
+    ],
     ['a grant signed by the wrong key', () => [base.root, rawHop(base.root, alice.C.key, {}, alice.B)], /signed by a key other than/, alice.B.jkt],
     ['a grant stolen for another key', () => [base.root, base.g1], /delegated to another key/, alice.C.jkt],
     ['a hop linked to another parent', () => [base.root, rawHop(base.root, alice.A.key, { prev: 'x'.repeat(43) }, alice.B)], /does not link/, alice.B.jkt],
-    ['a hop that changes the task', () => [base.root, rawHop(base.root, alice.A.key, { task: { ...parseG(base.root).task, goal: 'something else' } }, alice.B)], /changes the task/, alice.B.jkt],
-    ['a hop that changes the principal', () => [base.root, rawHop(base.root, alice.A.key, { principal: { iss: 'https://idp.example.com', sub: 'mallory' } }, alice.B)], /changes the principal/, alice.B.jkt],
-    ['a root grant from another issuer with a colliding id', () => [new FakeIssuer('other.org').rootGrant(alice.A, { now: NOW - 100, jti: parseG(base.root).jti })], /issued by spiffe:\/\/other.org/, alice.A.jkt],
-    ['a same-trust-domain root signed by another key with a colliding id', () => [new FakeIssuer().rootGrant(alice.A, { now: NOW - 100, jti: parseG(base.root).jti })], /key the trust bundle does not hold/, alice.A.jkt],
+    [
+      'a hop that changes the task',
+      () => [base.root, rawHop(base.root, alice.A.key, { task: { ...parseG(base.root).task, goal: 'something else' } }, alice.B)],
+      /changes the task/,
+      alice.B.jkt,
+    ],
+    [
+      'a hop that changes the principal',
+      () => [base.root, rawHop(base.root, alice.A.key, { principal: { iss: 'https://idp.example.com', sub: 'mallory' } }, alice.B)],
+      /changes the principal/,
+      alice.B.jkt,
+    ],
+    [
+      'a root grant from another issuer with a colliding id',
+      () => [new FakeIssuer('other.org').rootGrant(alice.A, { now: NOW - 100, jti: parseG(base.root).jti })],
+      /issued by spiffe:\/\/other.org/,
+      alice.A.jkt,
+    ],
+    [
+      'a same-trust-domain root signed by another key with a colliding id',
+      () => [new FakeIssuer().rootGrant(alice.A, { now: NOW - 100, jti: parseG(base.root).jti })],
+      /key the trust bundle does not hold/,
+      alice.A.jkt,
+    ],
     ['a grant chain with the root dropped', () => [base.g1, base.g2], /depth|root/],
     ['a grant chain with a middle hop dropped', () => [base.root, base.g2], /does not link|depth/],
     ['an expired grant', () => [iss.rootGrant(alice.A, { now: NOW - 4000, ttl: 3000 })], /expired/, alice.A.jkt],

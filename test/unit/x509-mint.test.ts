@@ -61,7 +61,9 @@ describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
     expect(svid.chain[1]!.equals(ca.der)).toBe(true);
   });
   it('refuses to return an SVID whose ID has no path (validator runs on our own output)', () => {
-    expect(() => minter.mint({ spiffeId: parseSpiffeId('spiffe://example.org'), spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) })).toThrow(/non-root path/);
+    expect(() => minter.mint({ spiffeId: parseSpiffeId('spiffe://example.org'), spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) })).toThrow(
+      /non-root path/,
+    );
   });
 });
 
@@ -82,7 +84,16 @@ describe('single-pass leaf template', () => {
         const uri = `spiffe://example.org/${'a'.repeat(pathLen)}`;
         const serial = t.randomSerial();
         const fast = t.encodeLeafTbs(tpl, serial, t0, t1, spk, uri)!;
-        const generic = t.encodeTbs({ serial, algorithm: tpl.algorithm, issuer: tpl.issuer, notBefore: t0, notAfter: t1, subject: tpl.subject, spki: spk, extensions: [consts, t.subjectKeyId(spk), t.subjectAltName([uri])] });
+        const generic = t.encodeTbs({
+          serial,
+          algorithm: tpl.algorithm,
+          issuer: tpl.issuer,
+          notBefore: t0,
+          notAfter: t1,
+          subject: tpl.subject,
+          spki: spk,
+          extensions: [consts, t.subjectKeyId(spk), t.subjectAltName([uri])],
+        });
         expect(fast.toString('hex'), `path ${pathLen}`).toBe(generic.toString('hex'));
       }
     }

@@ -47,11 +47,15 @@ describe('verifyX509Svid (go-spiffe verify_test.go cases)', () => {
     );
   });
   it('bundle with no roots', () => {
-    expect(errOf(() => verifyX509Svid([leaf.der], bundleOf(TD, []), now))).toContain('x509svid: could not verify leaf certificate: x509: certificate signed by unknown authority');
+    expect(errOf(() => verifyX509Svid([leaf.der], bundleOf(TD, []), now))).toContain(
+      'x509svid: could not verify leaf certificate: x509: certificate signed by unknown authority',
+    );
   });
   it('leaf URI scheme sparfe://', () => {
     const bad = makeCert({ subjectCn: 'l', issuer: root, uris: ['sparfe://domain1.test/workload'] });
-    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain('x509svid: could not get leaf SPIFFE ID: scheme is missing or invalid');
+    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain(
+      'x509svid: could not get leaf SPIFFE ID: scheme is missing or invalid',
+    );
   });
   it('signed by a different CA', () => {
     const other = rootAndLeaf(TD, ID);
@@ -64,11 +68,15 @@ describe('verifyX509Svid (go-spiffe verify_test.go cases)', () => {
   });
   it('no URI SAN', () => {
     const bad = makeCert({ subjectCn: 'l', issuer: root });
-    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain('x509svid: could not get leaf SPIFFE ID: certificate contains no URI SAN');
+    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain(
+      'x509svid: could not get leaf SPIFFE ID: certificate contains no URI SAN',
+    );
   });
   it('two URI SANs', () => {
     const bad = makeCert({ subjectCn: 'l', issuer: root, uris: [ID, 'spiffe://domain1.test/other'] });
-    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain('x509svid: could not get leaf SPIFFE ID: certificate contains more than one URI SAN');
+    expect(errOf(() => verifyX509Svid([bad.der], bundleOf(TD, [root.der]), now))).toContain(
+      'x509svid: could not get leaf SPIFFE ID: certificate contains more than one URI SAN',
+    );
   });
   it('leaf with CA flag', () => {
     const bad = makeCert({ subjectCn: 'l', issuer: root, uris: [ID], ca: true, keyUsage: [KEY_USAGE.digitalSignature] });

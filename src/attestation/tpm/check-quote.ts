@@ -24,7 +24,13 @@ export interface OfflineQuoteInput {
   readonly nonce: Buffer;
   /** A TCG crypto-agile event log to replay against the quoted PCRs. */
   readonly eventLog?: Buffer;
-  readonly ek?: { readonly certificate: Buffer; readonly public: Buffer; readonly roots: readonly Buffer[]; readonly intermediates: readonly Buffer[]; readonly at: Date };
+  readonly ek?: {
+    readonly certificate: Buffer;
+    readonly public: Buffer;
+    readonly roots: readonly Buffer[];
+    readonly intermediates: readonly Buffer[];
+    readonly at: Date;
+  };
 }
 
 /** Accepts a TPM2B_PUBLIC or a bare TPMT_PUBLIC. */
@@ -65,7 +71,7 @@ export function checkQuoteOffline(i: OfflineQuoteInput): OfflineQuoteReport {
   const { attest } = verifyQuote(ak, i.attest, i.signature, i.nonce, i.selection, values);
   checks.push(
     'AK is fixedTPM, fixedParent, sensitiveDataOrigin, restricted, sign, not decrypt; SHA-256+ scheme (tpm2_checkquote does not check this)',
-    'signature by the AK over the exact TPMS_ATTEST, with the AK\'s own scheme and hash',
+    "signature by the AK over the exact TPMS_ATTEST, with the AK's own scheme and hash",
     'magic TPM_GENERATED_VALUE and type TPM_ST_ATTEST_QUOTE',
     'extraData equals the nonce',
     `PCR selection is exactly ${formatPcrSelection(i.selection)}`,
@@ -76,9 +82,13 @@ export function checkQuoteOffline(i: OfflineQuoteInput): OfflineQuoteReport {
   if (i.eventLog) {
     const trusted = replayLog(i.eventLog, i.selection, values);
     const pcrs = [...new Set(trusted.map((e) => e.pcr))].sort((a, b) => a - b);
-    checks.push(`event log replays to the quoted values of PCRs ${pcrs.join(',') || '(none with events)'}; ${trusted.length} events trusted, events in unquoted PCRs ignored`);
+    checks.push(
+      `event log replays to the quoted values of PCRs ${pcrs.join(',') || '(none with events)'}; ${trusted.length} events trusted, events in unquoted PCRs ignored`,
+    );
   }
-  const notChecked = ['AK-to-EK binding: only the online credential activation (MakeCredential/ActivateCredential) proves the AK lives in the TPM that holds the EK'];
+  const notChecked = [
+    'AK-to-EK binding: only the online credential activation (MakeCredential/ActivateCredential) proves the AK lives in the TPM that holds the EK',
+  ];
   if (i.ek) {
     const id = verifyEk(readPublicFile(i.ek.public), i.ek.certificate, i.ek.intermediates, i.ek.roots, i.ek.at);
     checks.push(

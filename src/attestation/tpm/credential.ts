@@ -69,7 +69,10 @@ export function makeCredential(ek: TpmPublic, akName: Buffer, credential: Buffer
   let secret: Buffer;
   if (ek.type === TPM_ALG.RSA) {
     seed = randomBytes(hash.size);
-    secret = publicEncrypt({ key: publicKeyOf(ek), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash.name, oaepLabel: Buffer.from('IDENTITY\0', 'latin1') }, seed);
+    secret = publicEncrypt(
+      { key: publicKeyOf(ek), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash.name, oaepLabel: Buffer.from('IDENTITY\0', 'latin1') },
+      seed,
+    );
   } else {
     const curve = CURVE_NAMES.get(ek.curve);
     if (!curve) throw new AttestationError('ERR_EVIDENCE_INVALID', 'attestation(tpm): EK curve unsupported');

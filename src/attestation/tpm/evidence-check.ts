@@ -36,7 +36,12 @@ export interface CheckedTpmEvidence {
   readonly selectors: Selector[];
 }
 
-function selectorsOf(ek: EkIdentity, selection: readonly PcrSelection[], pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>, agentCode?: Buffer): Selector[] {
+function selectorsOf(
+  ek: EkIdentity,
+  selection: readonly PcrSelection[],
+  pcrs: ReadonlyMap<number, ReadonlyMap<number, Buffer>>,
+  agentCode?: Buffer,
+): Selector[] {
   const out: Selector[] = [{ type: 'tpm', value: `ek_hash:${ek.ekHash}` }];
   if (agentCode) out.push({ type: 'tpm', value: `agent_code:sha256:${agentCode.toString('hex')}` });
   if (ek.manufacturer) out.push({ type: 'tpm', value: `manufacturer:${ek.manufacturer}` });

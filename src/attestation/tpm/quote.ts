@@ -6,7 +6,17 @@
 import { constants, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { AttestationError } from '../../errors.js';
 import { HASHES, TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_ST } from '../../tpm/constants.js';
-import { objectName, parseAttest, parseSignature, publicKeyOf, samePcrSelection, formatPcrSelection, type PcrSelection, type TpmAttest, type TpmPublic } from '../../tpm/structures.js';
+import {
+  objectName,
+  parseAttest,
+  parseSignature,
+  publicKeyOf,
+  samePcrSelection,
+  formatPcrSelection,
+  type PcrSelection,
+  type TpmAttest,
+  type TpmPublic,
+} from '../../tpm/structures.js';
 
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
 
@@ -37,7 +47,7 @@ export function checkAk(ak: TpmPublic): void {
 /** Verifies a TPMT_SIGNATURE over `message` with `ak`, requiring the AK's own scheme and hash. */
 export function verifyTpmSignature(ak: TpmPublic, key: KeyObject, message: Buffer, signatureBytes: Buffer): void {
   const sig = parseSignature(signatureBytes);
-  if (sig.sigAlg !== ak.scheme.scheme || sig.hash !== ak.scheme.hashAlg) throw fail('signature scheme or hash differs from the AK\'s');
+  if (sig.sigAlg !== ak.scheme.scheme || sig.hash !== ak.scheme.hashAlg) throw fail("signature scheme or hash differs from the AK's");
   const hashName = HASHES.get(sig.hash)!.name;
   let ok = false;
   try {
@@ -99,7 +109,14 @@ export interface VerifiedQuote {
  * magic and type; extraData equals `nonce` (constant time); the PCR selection is exactly the
  * requested one; pcrDigest recomputed from the reported values; clock `safe`.
  */
-export function verifyQuote(ak: TpmPublic, attestBytes: Buffer, signatureBytes: Buffer, nonce: Buffer, selection: readonly PcrSelection[], values: PcrValues): VerifiedQuote {
+export function verifyQuote(
+  ak: TpmPublic,
+  attestBytes: Buffer,
+  signatureBytes: Buffer,
+  nonce: Buffer,
+  selection: readonly PcrSelection[],
+  values: PcrValues,
+): VerifiedQuote {
   checkAk(ak);
   const attest = parseAttest(attestBytes);
   if (attest.type !== TPM_ST.ATTEST_QUOTE) throw fail('attest is not a quote');

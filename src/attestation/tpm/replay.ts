@@ -40,7 +40,7 @@ export function replayLog(log: Buffer, selection: readonly PcrSelection[], value
         value = createHash(h.name).update(value).update(d).digest();
       }
       const quoted = values.get(bank.hash)?.get(pcr);
-      if (!quoted || !quoted.equals(value)) throw fail(`event log replay does not match quoted PCR ${h.name}:${pcr}`);
+      if (!quoted?.equals(value)) throw fail(`event log replay does not match quoted PCR ${h.name}:${pcr}`);
       trusted.push(...mine.filter((e) => e.type !== EV_NO_ACTION && e.digests.has(bank.hash)));
     }
   }

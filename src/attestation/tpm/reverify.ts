@@ -22,7 +22,8 @@ export function tpmReverifier(agentPcr = DEFAULT_AGENT_PCR): EvidenceReverifier 
   return {
     type: TPM_TYPE,
     reverify(evidence, ctx) {
-      if (ctx.roots.length === 0) throw new AttestationError('ERR_EVIDENCE_INVALID', 'attestation(tpm): deep verification needs the TPM manufacturer roots (--tpm-roots)');
+      if (ctx.roots.length === 0)
+        throw new AttestationError('ERR_EVIDENCE_INVALID', 'attestation(tpm): deep verification needs the TPM manufacturer roots (--tpm-roots)');
       const e = parseEvidence1(evidence);
       const attest = parseAttest(e.attest);
       if (attest.type !== TPM_ST.ATTEST_QUOTE) throw new AttestationError('ERR_EVIDENCE_INVALID', 'attestation(tpm): attest is not a quote');

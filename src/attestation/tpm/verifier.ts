@@ -55,7 +55,11 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
     const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, at);
     if (ekCache.size >= EK_CACHE_SIZE) ekCache.delete(ekCache.keys().next().value!);
     // Valid for the window of the EK certificate itself; intermediates and roots are re-checked on expiry of that.
-    ekCache.set(key, { identity, from: identity.certificate.notBefore.getTime(), until: Math.min(identity.certificate.notAfter.getTime(), t + EK_CACHE_TTL_MS) });
+    ekCache.set(key, {
+      identity,
+      from: identity.certificate.notBefore.getTime(),
+      until: Math.min(identity.certificate.notAfter.getTime(), t + EK_CACHE_TTL_MS),
+    });
     return identity;
   };
   const selection = parsePcrSelectionSpec(deps.settings.pcrSelection);
@@ -108,7 +112,7 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
             commit: async (tx, now) => {
               // Re-read inside the transaction: a concurrent handshake may have moved the counters.
               const latest = await tx.getTpmRecord(identity.ekHash);
-              if (latest && latest.akName.equals(akName)) checkCounters({ ...latest, clock: BigInt(latest.clock) }, counters);
+              if (latest?.akName.equals(akName)) checkCounters({ ...latest, clock: BigInt(latest.clock) }, counters);
               const next: TpmRecord = {
                 ekHash: identity.ekHash,
                 akName,

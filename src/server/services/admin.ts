@@ -59,12 +59,21 @@ export function adminService(deps: { admin: Admin; logger: Logger; policies: Pol
     }),
     listPolicies: unary(logger, 'ListPolicies', async () =>
       create(ListPoliciesResponseSchema, {
-        snapshots: (await policies.list()).map((s) => ({ digest: s.digest, createdAt: BigInt(Math.floor(s.createdAt / 1000)), policies: s.policies, active: s.active })),
+        snapshots: (await policies.list()).map((s) => ({
+          digest: s.digest,
+          createdAt: BigInt(Math.floor(s.createdAt / 1000)),
+          policies: s.policies,
+          active: s.active,
+        })),
       }),
     ),
     listDecisions: unary(logger, 'ListDecisions', async (req: { limit: number }) =>
       create(ListDecisionsResponseSchema, {
-        decisions: (await store.listDecisions(Math.min(req.limit || 50, MAX_DECISIONS_LISTED))).map((d) => ({ ...d, at: BigInt(d.at), policies: [...d.policies] })),
+        decisions: (await store.listDecisions(Math.min(req.limit || 50, MAX_DECISIONS_LISTED))).map((d) => ({
+          ...d,
+          at: BigInt(d.at),
+          policies: [...d.policies],
+        })),
       }),
     ),
     createEntry: unary(logger, 'CreateEntry', async (req: { entry?: PbEntry }) => {

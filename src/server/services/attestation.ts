@@ -70,10 +70,7 @@ export function attestationService(deps: {
         deps.logger.info({ evidenceType, spiffeId: r.spiffeId, entryId: r.entryId, jwtSvids: r.jwtSvids.length, writ: r.writ !== undefined }, 'svid issued');
         call.end();
       };
-      const timer = setTimeout(
-        () => fail(new AttestationError('ERR_PROTOCOL', 'attestation: handshake timed out')),
-        deps.timeoutMs ?? HANDSHAKE_TIMEOUT_MS,
-      );
+      const timer = setTimeout(() => fail(new AttestationError('ERR_PROTOCOL', 'attestation: handshake timed out')), deps.timeoutMs ?? HANDSHAKE_TIMEOUT_MS);
 
       if (!deps.limiter.take(peerHost(call.getPeer()))) {
         fail(new LimitError('attestation: too many handshakes from this peer; retry later'));

@@ -5,11 +5,7 @@
 import { create, toBinary, type DescFile, type DescMessage, type DescEnum } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type * as grpc from '@grpc/grpc-js';
-import {
-  ServerReflectionResponseSchema,
-  type ServerReflectionRequest,
-  type ServerReflectionResponse,
-} from '../../gen/grpc/reflection/v1/reflection_pb.js';
+import { ServerReflectionResponseSchema, type ServerReflectionRequest, type ServerReflectionResponse } from '../../gen/grpc/reflection/v1/reflection_pb.js';
 
 export function reflectionService(files: readonly DescFile[], serviceNames: () => string[]): grpc.UntypedServiceImplementation {
   const byName = new Map<string, DescFile>();
@@ -49,7 +45,10 @@ export function reflectionService(files: readonly DescFile[], serviceNames: () =
   const answer = (req: ServerReflectionRequest): ServerReflectionResponse => {
     const base = { validHost: req.host, originalRequest: req };
     const notFound = (what: string) =>
-      create(ServerReflectionResponseSchema, { ...base, messageResponse: { case: 'errorResponse', value: { errorCode: 5, errorMessage: `${what} not found` } } });
+      create(ServerReflectionResponseSchema, {
+        ...base,
+        messageResponse: { case: 'errorResponse', value: { errorCode: 5, errorMessage: `${what} not found` } },
+      });
     const files = (f: DescFile | undefined, what: string) =>
       f
         ? create(ServerReflectionResponseSchema, { ...base, messageResponse: { case: 'fileDescriptorResponse', value: { fileDescriptorProto: withDeps(f) } } })
@@ -71,7 +70,10 @@ export function reflectionService(files: readonly DescFile[], serviceNames: () =
           messageResponse: { case: 'allExtensionNumbersResponse', value: { baseTypeName: r.value, extensionNumber: [] } },
         });
       default:
-        return create(ServerReflectionResponseSchema, { ...base, messageResponse: { case: 'errorResponse', value: { errorCode: 12, errorMessage: 'not implemented' } } });
+        return create(ServerReflectionResponseSchema, {
+          ...base,
+          messageResponse: { case: 'errorResponse', value: { errorCode: 12, errorMessage: 'not implemented' } },
+        });
     }
   };
 

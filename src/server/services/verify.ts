@@ -33,57 +33,62 @@ export function verifyService(deps: {
 }): grpc.UntypedServiceImplementation {
   const cache = new ProofReplayCache();
   return {
-    verify: unary(deps.logger, 'Verify', async (req: VerifyRequest) => {
-      if (req.writ.length > MAX_INPUT || req.proof.length > MAX_INPUT) throw new LimitError(`verify: writ and proof are limited to ${MAX_INPUT} bytes`);
-      const r = req.requirements;
-      const requirements: WritRequirements = {
-        ...(r?.evidenceTypes.length ? { evidenceTypes: r.evidenceTypes } : {}),
-        ...(r?.selectors.length ? { selectors: r.selectors } : {}),
-        ...(r?.maxPolicyAgeSeconds ? { maxPolicyAgeSeconds: r.maxPolicyAgeSeconds } : {}),
-        ...(r?.policySnapshots.length ? { policySnapshots: r.policySnapshots } : {}),
-        ...(r?.principalIssuer ? { principalIssuer: r.principalIssuer } : {}),
-      };
-      let lineage: readonly string[] = [];
-      try {
-        lineage = parseWritCached(req.writ).claims.lineage;
-      } catch {
-        // verifyWrit reports the malformed writ below.
-      }
-      const revoked = await deps.revokedAmong(lineage);
-      try {
-        const v = verifyWrit({
-          writ: req.writ,
-          proof: req.proof,
-          trust: { issuer: trustDomainId(deps.ca.trustDomain), writKeys: deps.ca.bundle().writAuthorities ?? new Map() },
-          audience: req.audience,
-          ...(req.method ? { method: req.method } : {}),
-          now: deps.clock.now(),
-          level: req.deep ? 'deep' : 'standard',
-          replayCache: cache,
-          isRevoked: (id) => revoked.has(id),
-          requirements,
-          reverifiers: deps.reverifiers,
-          hardware: deps.hardware,
-        });
-        return create(VerifyResponseSchema, {
-          valid: true,
-          level: v.level,
-          spiffeId: v.spiffeId,
-          principalIss: v.principal.iss,
-          principalSub: v.principal.sub,
-          chain: [...v.chain],
-          taskId: v.task.id,
-          lineage: [...v.lineage],
-          evidenceType: v.evidenceType,
-          selectors: [...v.selectors],
-          policySnapshot: v.policy.snap,
-          checks: v.checks.map((c) => ({ check: c.check, by: c.by })),
-          expiresAt: BigInt(v.expiresAt),
-        });
-      } catch (e) {
-        if (!isWritError(e)) throw e;
-        return create(VerifyResponseSchema, { valid: false, errorCode: e.code, error: e.message, level: req.deep ? 'deep' : 'standard' });
-      }
-    }, deps.limiter),
+    verify: unary(
+      deps.logger,
+      'Verify',
+      async (req: VerifyRequest) => {
+        if (req.writ.length > MAX_INPUT || req.proof.length > MAX_INPUT) throw new LimitError(`verify: writ and proof are limited to ${MAX_INPUT} bytes`);
+        const r = req.requirements;
+        const requirements: WritRequirements = {
+          ...(r?.evidenceTypes.length ? { evidenceTypes: r.evidenceTypes } : {}),
+          ...(r?.selectors.length ? { selectors: r.selectors } : {}),
+          ...(r?.maxPolicyAgeSeconds ? { maxPolicyAgeSeconds: r.maxPolicyAgeSeconds } : {}),
+          ...(r?.policySnapshots.length ? { policySnapshots: r.policySnapshots } : {}),
+          ...(r?.principalIssuer ? { principalIssuer: r.principalIssuer } : {}),
+        };
+        let lineage: readonly string[] = [];
+        try {
+          lineage = parseWritCached(req.writ).claims.lineage;
+        } catch {
+          // verifyWrit reports the malformed writ below.
+        }
+        const revoked = await deps.revokedAmong(lineage);
+        try {
+          const v = verifyWrit({
+            writ: req.writ,
+            proof: req.proof,
+            trust: { issuer: trustDomainId(deps.ca.trustDomain), writKeys: deps.ca.bundle().writAuthorities ?? new Map() },
+            audience: req.audience,
+            ...(req.method ? { method: req.method } : {}),
+            now: deps.clock.now(),
+            level: req.deep ? 'deep' : 'standard',
+            replayCache: cache,
+            isRevoked: (id) => revoked.has(id),
+            requirements,
+            reverifiers: deps.reverifiers,
+            hardware: deps.hardware,
+          });
+          return create(VerifyResponseSchema, {
+            valid: true,
+            level: v.level,
+            spiffeId: v.spiffeId,
+            principalIss: v.principal.iss,
+            principalSub: v.principal.sub,
+            chain: [...v.chain],
+            taskId: v.task.id,
+            lineage: [...v.lineage],
+            evidenceType: v.evidenceType,
+            selectors: [...v.selectors],
+            policySnapshot: v.policy.snap,
+            checks: v.checks.map((c) => ({ check: c.check, by: c.by })),
+            expiresAt: BigInt(v.expiresAt),
+          });
+        } catch (e) {
+          if (!isWritError(e)) throw e;
+          return create(VerifyResponseSchema, { valid: false, errorCode: e.code, error: e.message, level: req.deep ? 'deep' : 'standard' });
+        }
+      },
+      deps.limiter,
+    ),
   };
 }
