@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'ERR_KEY_UNSUPPORTED',
   'ERR_EVIDENCE_TYPE_UNKNOWN',
   'ERR_EVIDENCE_INVALID',
+  'ERR_KEY_PROOF_INVALID',
   'ERR_JOIN_TOKEN_INVALID',
   'ERR_NO_MATCHING_ENTRY',
   'ERR_ENTRY_INVALID',
@@ -78,7 +79,7 @@ export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID
 
 /** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream. */
 export class AttestationError extends WritError<
-  'ERR_EVIDENCE_TYPE_UNKNOWN' | 'ERR_EVIDENCE_INVALID' | 'ERR_JOIN_TOKEN_INVALID' | 'ERR_NO_MATCHING_ENTRY' | 'ERR_PROTOCOL'
+  'ERR_EVIDENCE_TYPE_UNKNOWN' | 'ERR_EVIDENCE_INVALID' | 'ERR_KEY_PROOF_INVALID' | 'ERR_JOIN_TOKEN_INVALID' | 'ERR_NO_MATCHING_ENTRY' | 'ERR_PROTOCOL'
 > {
   constructor(code: AttestationError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);

@@ -3,6 +3,9 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from './helpers/shared.js';
+import { BUILTIN_EVIDENCE } from '../src/attestation/builtins.js';
+import { BUILTIN_PRODUCERS } from '../src/agent/builtins.js';
+import { FAKE_TYPE } from './fakes/evidence-fake/plugin.js';
 
 const SRC = join(REPO_ROOT, 'src');
 
@@ -31,16 +34,19 @@ const ALLOWED: Record<string, string[]> = {
   registration: ['spiffe', 'errors'],
   tpm: ['jose', 'errors'],
   store: ['registration', 'errors'],
-  ca: ['svid', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
-  attestation: ['registration', 'jose', 'svid', 'x509', 'der', 'tpm', 'store', 'errors'],
+  ca: ['svid', 'jose', 'spiffe', 'x509', 'der', 'store', 'clock', 'errors'],
+  // Raw input → validated values: knows the core settings' types, never a capability's.
+  config: ['spiffe', 'svid', 'ca', 'der', 'errors'],
+  // Evidence plug-ins parse their own config sections and declare their own CLI options.
+  attestation: ['config', 'registration', 'jose', 'svid', 'x509', 'der', 'tpm', 'store', 'errors'],
   delegation: ['jose', 'errors'],
   policy: ['errors'],
   principal: ['jose', 'errors'],
   writ: ['delegation', 'attestation', 'jose', 'errors'],
-  issuance: ['writ', 'delegation', 'policy', 'principal', 'jose', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'store', 'clock', 'errors'],
-  config: ['spiffe', 'svid', 'ca', 'tpm', 'der', 'errors'],
+  issuance: ['writ', 'delegation', 'policy', 'principal', 'jose', 'attestation', 'registration', 'ca', 'svid', 'spiffe', 'store', 'config', 'clock', 'errors'],
   gen: [],
   rpc: ['gen'],
+  // prettier-ignore
   server: [
     'rpc',
     'gen',
@@ -62,8 +68,8 @@ const ALLOWED: Record<string, string[]> = {
     'clock',
     'errors',
   ],
-  agent: ['rpc', 'gen', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors'],
-  cli: ['server', 'agent', 'writ', 'delegation', 'jose', 'spiffe', 'x509', 'attestation', 'rpc', 'gen', 'config', 'registration', 'tpm', 'der', 'errors'],
+  agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors'],
+  cli: ['server', 'agent', 'writ', 'delegation', 'jose', 'spiffe', 'x509', 'attestation', 'rpc', 'gen', 'config', 'registration', 'der', 'errors'],
 };
 /** Only these may use gRPC or protobuf runtime packages. */
 const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);
@@ -99,6 +105,39 @@ describe('architecture', () => {
         if (!t.includes('/') || t.startsWith('..')) continue;
         const plugin = t.split('/')[0];
         if (plugin !== own) expect(rel, `${rel} imports plug-in ${plugin}`).toBe('builtins.ts');
+      }
+    }
+  });
+
+  it('only the two builtins lists import an evidence plug-in folder', () => {
+    const lists = ['attestation/builtins.ts', 'agent/builtins.ts'];
+    for (const i of imports) {
+      const from = relative(SRC, i.f);
+      for (const spec of i.specs.filter((x) => x.startsWith('.'))) {
+        const t = relative(join(SRC, 'attestation'), resolve(dirname(i.f), spec));
+        if (!t.includes('/') || t.startsWith('..')) continue;
+        const plugin = t.split('/')[0]!;
+        if (from.startsWith(`attestation/${plugin}/`)) continue;
+        // Join tokens are minted by the operator API (as in SPIRE); the plug-in only verifies them.
+        if (from === 'issuance/admin.ts' && plugin === 'join-token') continue;
+        expect(lists, `${from} imports the ${plugin} plug-in`).toContain(from);
+      }
+    }
+  });
+
+  it('server/, config/ and cli/ name no evidence type: each type owns its whole vertical', () => {
+    const types = [...new Set([...BUILTIN_EVIDENCE.map((p) => p.type), ...BUILTIN_PRODUCERS.map((p) => p.type), FAKE_TYPE])];
+    // Flags a plug-in adds (--join-token, --tpm-roots, ...) name it as much as its type does.
+    const words = [...types, ...types.map((t) => t.replace(/_/g, '-'))];
+    const literal = /'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|`(?:[^`\\]|\\.)*`/g;
+    for (const i of imports.filter((x) => ['server', 'config', 'cli'].includes(x.mod))) {
+      const code = i.text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+      for (const m of code.matchAll(literal)) {
+        for (const w of words) {
+          expect(new RegExp(`(^|[^a-z_-])${w}($|[^a-z_])`).test(m[0].slice(1, -1)), `${relative(REPO_ROOT, i.f)} names ${w} in ${m[0].slice(0, 80)}`).toBe(
+            false,
+          );
+        }
       }
     }
   });

@@ -5,7 +5,12 @@
  */
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import type { KeyObject } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { signKeyProof } from '../attestation/key-proof.js';
+import { parseHostPort } from '../config/config.js';
+import { UsageError } from '../config/options.js';
+import { keySigner, type JwsSigner } from '../jose/jws.js';
 import { AttestRequestSchema, AttestationService, type AttestRequest, type AttestResponse } from '../gen/writ/v1/attestation_pb.js';
 import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
 import { decodePem } from '../der/pem.js';
@@ -21,8 +26,12 @@ export interface AttestOptions {
   /** The issuer's trust bundle, PEM (X.509 authorities). */
   readonly bundlePem: string;
   readonly evidenceType: string;
-  /** DER SubjectPublicKeyInfo of the agent key. */
-  readonly publicKey: Buffer;
+  /**
+   * The agent key: a private key in this process, or a signer whose key lives elsewhere (a
+   * TPM). The hello names its public key and the first evidence carries its key proof
+   * (attestation/key-proof.ts).
+   */
+  readonly key: KeyObject | JwsSigner;
   /** Answers each challenge with evidence. */
   readonly respond: (challenge: { nonce: Uint8Array; payload: Uint8Array }) => Promise<Buffer> | Buffer;
   readonly jwtAudiences?: readonly string[];
@@ -80,7 +89,40 @@ export function asCallError(e: grpc.ServiceError): GrpcCallError {
   return new GrpcCallError(e.code, e.details || e.message, typeof wc === 'string' ? wc : undefined);
 }
 
+/** Why grpc-js could not reach a server, in words (its own text carries resolver and connection internals). */
+export function unreachableReason(details: string): string {
+  if (/ECONNREFUSED/.test(details)) return 'connection refused (is `writ server` listening there?)';
+  if (/ENOTFOUND|EAI_AGAIN|Name resolution failed|DNS resolution failed/i.test(details)) return 'unknown host';
+  if (/EHOSTUNREACH|ENETUNREACH/.test(details)) return 'host unreachable';
+  if (/ETIMEDOUT|Deadline exceeded|DEADLINE_EXCEEDED/i.test(details)) return 'timed out';
+  if (/certificate|SSL|TLS|handshake|issuer presented/i.test(details))
+    return 'TLS handshake failed: the server there is not the writ issuer of this bundle (wrong port, or another trust domain)';
+  return details.split(/\. Resolution note|\. Last error/)[0]!.slice(0, 200);
+}
+
+/** A call failure as the CLI shows it: unreachable issuers in words, everything else as the issuer said. */
+export function issuerCallError(server: string, e: grpc.ServiceError): GrpcCallError {
+  if (e.code === grpc.status.UNAVAILABLE && !e.metadata?.get('writ-error-code').length) {
+    return new GrpcCallError(e.code, `cannot reach the issuer at ${server}: ${unreachableReason(e.details || e.message)}`);
+  }
+  if (e.code === grpc.status.DEADLINE_EXCEEDED) return new GrpcCallError(e.code, `the issuer at ${server} did not answer in time`);
+  return asCallError(e);
+}
+
+/** `--server` must be HOST:PORT; a bare port or host is refused before anything is sent. */
+export function checkServerAddress(server: string): string {
+  try {
+    parseHostPort(server);
+  } catch {
+    throw new UsageError(`--server must be HOST:PORT, e.g. 127.0.0.1:8443 (got ${JSON.stringify(server.slice(0, 80))})`);
+  }
+  return server;
+}
+
 export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
+  const signer = 'sign' in opts.key ? opts.key : keySigner(opts.key);
+  const publicKey = signer.publicKey.export({ type: 'spki', format: 'der' });
+  let first = true;
   const Client = grpcClientConstructor(AttestationService);
   const client = new Client(opts.server, issuerChannelCredentials(opts.bundlePem), {
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
@@ -101,8 +143,12 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
       call.on('data', (res: AttestResponse) => {
         const step = res.step;
         if (step.case === 'challenge') {
-          Promise.resolve(opts.respond(step.value)).then(
-            (payload) => call.write(create(AttestRequestSchema, { step: { case: 'evidence', value: { payload } } })),
+          const challenge = step.value;
+          const proof = first ? signKeyProof(signer, challenge.nonce) : undefined;
+          first = false;
+          Promise.all([opts.respond(challenge), proof]).then(
+            ([payload, keyProof]) =>
+              call.write(create(AttestRequestSchema, { step: { case: 'evidence', value: { payload, ...(keyProof ? { keyProof } : {}) } } })),
             (e) => {
               call.cancel();
               done(() => reject(e));
@@ -125,7 +171,7 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
           );
         }
       });
-      call.on('error', (e: grpc.ServiceError) => done(() => reject(asCallError(e))));
+      call.on('error', (e: grpc.ServiceError) => done(() => reject(issuerCallError(opts.server, e))));
       call.on('end', () => done(() => reject(new Error('attest: the issuer closed the stream without a result'))));
       call.write(
         create(AttestRequestSchema, {
@@ -133,7 +179,7 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
             case: 'hello',
             value: {
               evidenceType: opts.evidenceType,
-              publicKey: opts.publicKey,
+              publicKey,
               jwtAudiences: [...(opts.jwtAudiences ?? [])],
               grants: [...(opts.grants ?? [])],
               writAudiences: [...(opts.writAudiences ?? [])],

@@ -4,7 +4,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { GrantService, type CreateGrantRequestSchema, type CreateGrantResponse } from '../gen/writ/v1/grant_pb.js';
 import { VerifyService, type VerifyRequestSchema, type VerifyResponse } from '../gen/writ/v1/verify_pb.js';
 import { unaryCall } from '../rpc/grpc-adapter.js';
-import { asCallError, issuerChannelCredentials } from './attest-client.js';
+import { issuerCallError, issuerChannelCredentials } from './attest-client.js';
 
 async function issuerCall<Res>(server: string, bundlePem: string, svc: typeof GrantService | typeof VerifyService, method: string, req: unknown): Promise<Res> {
   try {
@@ -15,7 +15,7 @@ async function issuerCall<Res>(server: string, bundlePem: string, svc: typeof Gr
     });
   } catch (e) {
     const err = e as grpc.ServiceError;
-    throw typeof err.code === 'number' ? asCallError(err) : e;
+    throw typeof err.code === 'number' ? issuerCallError(server, err) : e;
   }
 }
 

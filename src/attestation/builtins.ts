@@ -1,24 +1,9 @@
-/** The one place that lists every evidence type writ verifies (SPIRE catalog). */
-import type { StoreTx } from '../store/store.js';
-import { joinTokenVerifier } from './join-token/join-token.js';
-import { TPM_TYPE, tpmVerifier, type TpmVerifierSettings } from './tpm/verifier.js';
-import { tpmReverifier } from './tpm/reverify.js';
-import type { EvidenceReverifier } from './verifier.js';
-import { VerifierRegistry } from './registry.js';
-
-export interface BuiltinDeps {
-  readonly store: Pick<StoreTx, 'getJoinToken' | 'getTpmRecord'>;
-  readonly tpm: TpmVerifierSettings;
-}
-
-export function builtinVerifiers(deps: BuiltinDeps): VerifierRegistry {
-  return new VerifierRegistry([joinTokenVerifier({ tokens: deps.store }), tpmVerifier({ records: deps.store, settings: deps.tpm })]);
-}
-
 /**
- * Evidence types a relying party can re-verify offline, by type. A join token is a secret
- * and is never embedded, so it has no re-verifier: its writs are taken on the issuer's word.
+ * The one place that lists every evidence type the issuer verifies and relying parties
+ * re-verify (SPIRE catalog). The agent side of each type is listed in `agent/builtins.ts`.
  */
-export function builtinReverifiers(): ReadonlyMap<string, EvidenceReverifier> {
-  return new Map([[TPM_TYPE, tpmReverifier()]]);
-}
+import { joinTokenPlugin } from './join-token/plugin.js';
+import type { EvidencePlugin } from './plugin.js';
+import { tpmPlugin } from './tpm/plugin.js';
+
+export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [joinTokenPlugin, tpmPlugin as EvidencePlugin];

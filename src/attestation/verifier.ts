@@ -24,8 +24,12 @@ export interface AttestationResult {
    * evidence is secret (a join token) or cannot be checked without the issuer.
    */
   readonly publicEvidence?: Buffer;
-  /** Set when the evidence proved the agent key is resident in (and cannot leave) a TPM. */
-  readonly keyResidency?: 'tpm';
+  /**
+   * Set when the evidence proved the agent key cannot leave the hardware that holds it: a short
+   * label (`[a-z0-9_-]{1,32}`, e.g. "tpm") that the X.509-SVID carries in writ's key-residency
+   * extension and registration can select on.
+   */
+  readonly keyResidency?: string;
   /**
    * Runs inside the issuance transaction (e.g. consuming a one-time token). Throwing aborts
    * the issuance and rolls back every write.
@@ -42,16 +46,13 @@ export interface AttestationSession {
   respond(evidence: Buffer): Promise<VerifyStep>;
 }
 
-/** What a relying party supplies to re-verify evidence: hardware roots per evidence type. */
+/** What the writ says the evidence must show. The re-verifier holds its own trust anchors. */
 export interface ReverifyContext {
   /** The binding digest recomputed from the writ: what the evidence must have signed. */
   readonly binding: Buffer;
   /** The agent key's RFC 7638 thumbprint (the writ's `cnf.jkt`). */
   readonly agentJkt: string;
   readonly at: Date;
-  /** Trust anchors (DER) and intermediates for this evidence type, e.g. TPM manufacturer roots. */
-  readonly roots: readonly Buffer[];
-  readonly intermediates: readonly Buffer[];
 }
 
 export interface ReverifiedEvidence {
@@ -63,7 +64,10 @@ export interface ReverifiedEvidence {
   readonly takenFromIssuer: readonly string[];
 }
 
-/** Offline re-verification of embedded evidence by a relying party (deep verification). */
+/**
+ * Offline re-verification of embedded evidence by a relying party (deep verification), bound to
+ * that relying party's trust anchors (see `RelyingPartySide` in plugin.ts).
+ */
 export interface EvidenceReverifier {
   readonly type: string;
   reverify(evidence: Buffer, ctx: ReverifyContext): ReverifiedEvidence;

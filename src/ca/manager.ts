@@ -1,21 +1,22 @@
 /**
  * The issuer's CA: a root and an intermediate signing CA (or an upstream CA loaded from
- * files), and JWT signing keys, each rotating SPIRE-style: a next key is prepared at half
- * of the active key's lifetime (and published in the bundle), activated at five sixths,
- * and the old one stays in the bundle as retired until everything it signed has expired.
+ * files), JWT signing keys and writ keys, each rotating SPIRE-style (rotation.ts). Keys are
+ * held by a `KeyCustody` (custody.ts) and used only through signers; CA certificates are built
+ * in certificates.ts. Keys and the bundle are reloaded whenever the store's bundle sequence
+ * differs from the one loaded (another replica rotated).
  */
-import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { CaError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Bundle } from '../spiffe/bundle.js';
-import { trustDomainId } from '../spiffe/id.js';
+import { algForKey, keyFits, JWS_ALGORITHMS, type JwsAlg, type JwsSigner } from '../jose/jws.js';
 import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
-import { KEY_USAGE, OID } from '../x509/oids.js';
-import * as t from '../svid/template.js';
 import { X509SvidMinter } from '../svid/x509-mint.js';
 import type { JwtAlg, JwtSvidSigner } from '../svid/jwt-svid.js';
 import type { CaKeyKind, CaKeyRecord, Store, StoreTx } from '../store/store.js';
-import type { KeyEncryptor } from './key-encryptor.js';
+import { buildCaCertificate } from './certificates.js';
+import { fileKeySigner, type KeyCustody, type KeySpec } from './custody.js';
+import { planRotation } from './rotation.js';
 
 export type CaKeyType = 'ec-p256' | 'ec-p384';
 
@@ -45,45 +46,55 @@ export const CA_BACKDATE_MS = 60_000;
 
 interface LoadedKey {
   readonly record: CaKeyRecord;
-  readonly privateKey: KeyObject;
+  readonly signer: JwsSigner;
   readonly cert?: ParsedCertificate;
 }
 
-function generateKey(type: CaKeyType | 'jwt', jwtAlg: JwtAlg): KeyObject {
-  if (type === 'jwt') {
-    if (jwtAlg.startsWith('ES')) {
-      const curve = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' }[jwtAlg as 'ES256'];
-      return generateKeyPairSync('ec', { namedCurve: curve }).privateKey;
-    }
-    return generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey;
+/** The key a kind needs, by configuration. Writ keys are always ES256, the algorithm every JOSE library verifies. */
+function specFor(kind: CaKeyKind, s: CaSettings): KeySpec {
+  if (kind === 'writ') return { kty: 'ec', curve: 'P-256' };
+  if (kind === 'jwt') {
+    if (s.jwtAlg.startsWith('ES')) return { kty: 'ec', curve: ({ ES256: 'P-256', ES384: 'P-384', ES512: 'P-521' } as const)[s.jwtAlg as 'ES256'] };
+    return { kty: 'rsa', bits: 3072 };
   }
-  return generateKeyPairSync('ec', { namedCurve: type === 'ec-p256' ? 'prime256v1' : 'secp384r1' }).privateKey;
+  return { kty: 'ec', curve: s.keyType === 'ec-p256' ? 'P-256' : 'P-384' };
 }
-
-/** The portion of a lifetime after which a key is prepared / activated. */
-const PREPARE_AT = 1 / 2;
-const ACTIVATE_AT = 5 / 6;
 
 export class CaManager {
   private keys: LoadedKey[] = [];
   private minter?: X509SvidMinter;
   private minterFor?: string;
   private bundleCache?: Bundle;
-  private sequence = 0;
+  private sequence = -1;
+  private upstreamSigner?: JwsSigner;
 
-  constructor(private readonly deps: { store: Store; clock: Clock; encryptor: KeyEncryptor; settings: CaSettings }) {}
+  constructor(private readonly deps: { store: Store; clock: Clock; custody: KeyCustody; settings: CaSettings }) {
+    if (deps.settings.upstream) this.upstreamSigner = fileKeySigner(deps.settings.upstream.privateKey);
+  }
 
   get trustDomain(): string {
     return this.deps.settings.trustDomain;
   }
 
+  /** The bundle sequence of the keys loaded now. */
+  get loadedSequence(): number {
+    return this.sequence;
+  }
+
   /**
    * Loads keys, creates what is missing, and applies any rotation that is due. Every stored key
-   * is unsealed first, so a wrong key-encryption key fails before anything is written.
+   * is opened first, so a wrong key-encryption key fails before anything is written.
    */
   async init(): Promise<void> {
     await this.load();
     await this.rotate();
+  }
+
+  /** Reloads keys and bundle when the store's bundle sequence moved (another replica rotated); true if it did. */
+  async refresh(): Promise<boolean> {
+    if ((await this.deps.store.getBundleSequence()) === this.sequence) return false;
+    await this.load();
+    return true;
   }
 
   /** Applies every due state change in one transaction; returns true if the bundle changed. */
@@ -101,127 +112,78 @@ export class CaManager {
   }
 
   private async rotateKind(tx: StoreTx, kind: CaKeyKind, now: number): Promise<boolean> {
-    let changed = false;
-    const all = (await tx.listCaKeys()).filter((k) => k.kind === kind);
-    // Retired keys leave once nothing they signed can still be valid (SVIDs never outlive them).
-    for (const k of all.filter((k) => k.state === 'retired' && k.notAfter <= now)) {
-      await tx.deleteCaKey(k.id);
-      changed = true;
+    const steps = planRotation(
+      (await tx.listCaKeys()).filter((k) => k.kind === kind),
+      now,
+    );
+    for (const step of steps) {
+      if (step.op === 'delete') await tx.deleteCaKey(step.id);
+      else if (step.op === 'retire') await tx.setCaKeyState(step.id, 'retired');
+      else if (step.op === 'activate') await tx.setCaKeyState(step.id, 'active');
+      else await this.createKey(tx, kind, step.state, now);
     }
-    let active = all.find((k) => k.state === 'active' && k.notAfter > now);
-    const expiredActive = all.find((k) => k.state === 'active' && k.notAfter <= now);
-    if (expiredActive) {
-      await tx.deleteCaKey(expiredActive.id);
-      changed = true;
-    }
-    let prepared = all.find((k) => k.state === 'prepared' && k.notAfter > now);
-    if (!active) {
-      // First start, or the issuer was down past the active key's life.
-      if (prepared) {
-        await tx.setCaKeyState(prepared.id, 'active');
-        active = { ...prepared, state: 'active' };
-        prepared = undefined;
-      } else {
-        active = await this.createKey(tx, kind, 'active', now);
-      }
-      return true;
-    }
-    const life = active.notAfter - active.notBefore;
-    if (!prepared && now >= active.notBefore + life * PREPARE_AT) {
-      prepared = await this.createKey(tx, kind, 'prepared', now);
-      changed = true;
-    }
-    if (prepared && now >= active.notBefore + life * ACTIVATE_AT) {
-      await tx.setCaKeyState(active.id, 'retired');
-      await tx.setCaKeyState(prepared.id, 'active');
-      changed = true;
-    }
-    return changed;
+    return steps.length > 0;
   }
 
   private async createKey(tx: StoreTx, kind: CaKeyKind, state: 'active' | 'prepared', now: number): Promise<CaKeyRecord> {
     const s = this.deps.settings;
     const id = `${kind}-${randomBytes(8).toString('hex')}`;
-    // Writ keys sign grants and writs: always ES256, the algorithm every JOSE library verifies.
-    const privateKey = kind === 'writ' ? generateKey('ec-p256', s.jwtAlg) : generateKey(kind === 'jwt' ? 'jwt' : s.keyType, s.jwtAlg);
-    const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+    const made = await this.deps.custody.create(id, specFor(kind, s));
     const notBefore = now - CA_BACKDATE_MS;
     let notAfter = now + (kind === 'x509-root' ? s.rootTtlMs : s.caTtlMs);
     let certDer: Buffer = Buffer.alloc(0);
-    if (kind === 'x509-root') {
-      certDer = this.buildCaCert({ id, spki, notBefore, notAfter, issuer: undefined, signer: privateKey });
-    } else if (kind === 'x509-intermediate') {
-      const parent = await this.signingParent(tx, now);
+    if (kind === 'x509-root' || kind === 'x509-intermediate') {
+      const own = await this.deps.custody.signer({ id, sealedKey: made.sealedKey }, this.algFor(kind, made.publicKeyDer));
+      const parent = kind === 'x509-root' ? undefined : await this.signingParent(tx, now);
       // A CA never outlives the CA above it.
-      notAfter = Math.min(notAfter, parent.cert.notAfter.getTime());
-      certDer = this.buildCaCert({ id, spki, notBefore, notAfter, issuer: parent.cert, signer: parent.key });
+      if (parent) notAfter = Math.min(notAfter, parent.cert.notAfter.getTime());
+      certDer = await buildCaCertificate({
+        id,
+        trustDomain: s.trustDomain,
+        spki: made.publicKeyDer,
+        notBefore,
+        notAfter,
+        ...(parent ? { issuer: parent.cert } : {}),
+        signer: parent ? parent.signer : own,
+      });
     }
-    const record: CaKeyRecord = {
-      id,
-      kind,
-      state,
-      certDer,
-      publicKeyDer: spki,
-      sealedKey: this.deps.encryptor.seal(privateKey.export({ type: 'pkcs8', format: 'der' }), id),
-      notBefore,
-      notAfter,
-    };
+    const record: CaKeyRecord = { id, kind, state, certDer, publicKeyDer: made.publicKeyDer, sealedKey: made.sealedKey, notBefore, notAfter };
     await tx.putCaKey(record);
     return record;
   }
 
+  /** The algorithm a stored key signs with: by key type; for JWT keys the configured one when it fits the key. */
+  private algFor(kind: CaKeyKind, publicKeyDer: Buffer): JwsAlg {
+    const pub = createPublicKey({ key: publicKeyDer, format: 'der', type: 'spki' });
+    if (kind === 'jwt') {
+      const configured = JWS_ALGORITHMS.get(this.deps.settings.jwtAlg);
+      // A key made for another svid.jwt_alg keeps its own algorithm until it rotates out.
+      if (configured && keyFits(configured, pub)) return this.deps.settings.jwtAlg;
+    }
+    return algForKey(pub);
+  }
+
   /** The CA that signs a new intermediate: the upstream CA, or our active root. */
-  private async signingParent(tx: StoreTx, now: number): Promise<{ cert: ParsedCertificate; key: KeyObject }> {
+  private async signingParent(tx: StoreTx, now: number): Promise<{ cert: ParsedCertificate; signer: JwsSigner }> {
     const up = this.deps.settings.upstream;
-    if (up) return { cert: parseCertificate(up.chain[0]!), key: up.privateKey };
+    if (up) return { cert: parseCertificate(up.chain[0]!), signer: this.upstreamSigner! };
     const root = (await tx.listCaKeys()).find((k) => k.kind === 'x509-root' && k.state === 'active' && k.notAfter > now);
     if (!root) throw new CaError('ERR_CA_UNAVAILABLE', 'ca: no active root to sign the intermediate');
-    return { cert: parseCertificate(root.certDer), key: this.unseal(root) };
-  }
-
-  private buildCaCert(p: { id: string; spki: Buffer; notBefore: number; notAfter: number; issuer?: ParsedCertificate; signer: KeyObject }): Buffer {
-    const td = this.deps.settings.trustDomain;
-    const role = p.issuer ? 'signing' : 'root';
-    const subject = t.encodeName([
-      { oid: OID.organizationName, value: 'writ' },
-      { oid: OID.organizationalUnitName, value: td.slice(0, 64) },
-      { oid: OID.commonName, value: `writ ${role} CA ${p.id.slice(-16)}` },
-    ]);
-    const scheme = t.signatureSchemeFor(p.signer);
-    const issuerSpki = p.issuer ? p.issuer.spki : p.spki;
-    const tbs = t.encodeTbs({
-      serial: t.randomSerial(),
-      algorithm: scheme.algorithm,
-      issuer: p.issuer ? p.issuer.subject : subject,
-      notBefore: new Date(p.notBefore),
-      notAfter: new Date(p.notAfter),
-      subject,
-      spki: p.spki,
-      extensions: [
-        p.issuer ? t.basicConstraints(true, 0) : t.basicConstraints(true),
-        t.keyUsage([KEY_USAGE.digitalSignature, KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign]),
-        t.subjectKeyId(p.spki),
-        t.authorityKeyId(issuerSpki),
-        t.subjectAltName([trustDomainId(td)]),
-      ],
-    });
-    return t.signCertificate(tbs, scheme.algorithm, scheme.hash, p.signer);
-  }
-
-  private unseal(r: CaKeyRecord): KeyObject {
-    const pkcs8 = this.deps.encryptor.open(r.sealedKey, r.id);
-    return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+    return { cert: parseCertificate(root.certDer), signer: await this.deps.custody.signer(root, this.algFor(root.kind, root.publicKeyDer)) };
   }
 
   private async load(): Promise<void> {
+    const sequence = await this.deps.store.getBundleSequence();
     const records = await this.deps.store.listCaKeys();
     const previous = new Map(this.keys.map((k) => [k.record.id, k]));
-    this.keys = records.map((r) => {
+    const keys: LoadedKey[] = [];
+    for (const r of records) {
       const had = previous.get(r.id);
-      if (had && had.record.state === r.state) return had;
-      return { record: r, privateKey: had?.privateKey ?? this.unseal(r), ...(r.certDer.length ? { cert: parseCertificate(r.certDer) } : {}) };
-    });
-    this.sequence = await this.deps.store.getBundleSequence();
+      const signer = had?.signer ?? (await this.deps.custody.signer(r, this.algFor(r.kind, r.publicKeyDer)));
+      keys.push({ record: r, signer, ...(r.certDer.length ? { cert: had?.cert ?? parseCertificate(r.certDer) } : {}) });
+    }
+    this.keys = keys;
+    this.sequence = sequence;
     this.bundleCache = undefined;
   }
 
@@ -236,7 +198,7 @@ export class CaManager {
     const active = this.activeOf('x509-intermediate');
     if (this.minter && this.minterFor === active.record.id) return this.minter;
     const chain = [active.record.certDer, ...(this.deps.settings.upstream ? this.upstreamIntermediates() : [])];
-    this.minter = new X509SvidMinter({ certificate: active.cert!, privateKey: active.privateKey, chain });
+    this.minter = new X509SvidMinter({ certificate: active.cert!, signer: active.signer, chain });
     this.minterFor = active.record.id;
     return this.minter;
   }
@@ -249,13 +211,13 @@ export class CaManager {
 
   jwtSigner(): JwtSvidSigner & { notAfter: Date } {
     const k = this.activeOf('jwt');
-    return { kid: k.record.id, alg: this.deps.settings.jwtAlg, privateKey: k.privateKey, notAfter: new Date(k.record.notAfter) };
+    return { kid: k.record.id, signer: k.signer, notAfter: new Date(k.record.notAfter) };
   }
 
   /** The active writ key: signs root grants and writs (never JWT-SVIDs; its bundle `use` is "writ"). */
-  writSigner(): { kid: string; privateKey: KeyObject; notAfter: Date } {
+  writSigner(): { kid: string; signer: JwsSigner; notAfter: Date } {
     const k = this.activeOf('writ');
-    return { kid: k.record.id, privateKey: k.privateKey, notAfter: new Date(k.record.notAfter) };
+    return { kid: k.record.id, signer: k.signer, notAfter: new Date(k.record.notAfter) };
   }
 
   /** The trust bundle: roots and JWT keys that are prepared, active, or retired but unexpired. */

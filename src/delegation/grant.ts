@@ -8,7 +8,7 @@ import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import { DelegationError } from '../errors.js';
 import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
 import { claimReader } from '../jose/claims.js';
-import { parsePermissions, type Constraints, type Permission } from './scope.js';
+import { checkAttenuation, parsePermissions, type Constraints, type Permission } from './scope.js';
 
 /** JWS `typ` of a grant. */
 export const GRANT_TYP = 'writ-grant+jwt';
@@ -210,8 +210,15 @@ function hopClaims(parentCompact: string, req: HopRequest): GrantClaims {
   const parent = parseGrant(parentCompact).claims;
   if (!isJkt(req.childJkt)) fail('the child key thumbprint must be 43 canonical base64url characters');
   if (parent.depth + 1 > parent.max_depth) fail(`delegation depth ${parent.depth + 1} would exceed the root's limit of ${parent.max_depth}`);
-  const exp = Math.min(req.exp ?? parent.exp, parent.exp);
+  if (req.exp !== undefined && req.exp > parent.exp)
+    fail(`the grant would end after its parent (${new Date(parent.exp * 1000).toISOString()}); ask for a shorter lifetime`);
+  const exp = req.exp ?? parent.exp;
   if (exp <= req.now) fail('the parent grant has expired');
+  const scope = [...(req.scope ?? parent.scope)];
+  const boundaries = [...parent.boundaries, ...(req.boundaries ?? [])];
+  const escalate = [...parent.escalate, ...(req.escalate ?? [])];
+  // Refuse before signing what every verifier would refuse: a child never gets more than its parent.
+  checkAttenuation(parent, { scope, boundaries, escalate }, parent.depth + 1);
   return {
     iss: parent.iss,
     jti: newGrantId(),
@@ -225,9 +232,9 @@ function hopClaims(parentCompact: string, req: HopRequest): GrantClaims {
     principal: parent.principal,
     from: req.from,
     dlg: { jkt: req.childJkt },
-    scope: [...(req.scope ?? parent.scope)],
-    boundaries: [...parent.boundaries, ...(req.boundaries ?? [])],
-    escalate: [...parent.escalate, ...(req.escalate ?? [])],
+    scope,
+    boundaries,
+    escalate,
   };
 }
 
@@ -242,7 +249,7 @@ export function delegateGrantWith(parentCompact: string, signer: JwsSigner, req:
   return signJwsWith({ typ: GRANT_TYP, jwk: publicJwk(signer.publicKey) }, { ...hopClaims(parentCompact, req) }, signer);
 }
 
-/** Signs a root grant with the issuer's writ key. */
-export function signRootGrant(claims: GrantClaims, key: KeyObject, kid: string): string {
-  return signJws({ typ: GRANT_TYP, kid }, { ...claims }, key);
+/** Signs a root grant with the issuer's writ key (held wherever its custody keeps it). */
+export function signRootGrant(claims: GrantClaims, signer: JwsSigner, kid: string): Promise<string> {
+  return signJwsWith({ typ: GRANT_TYP, kid }, { ...claims }, signer);
 }

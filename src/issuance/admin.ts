@@ -2,9 +2,28 @@
 import { randomUUID } from 'node:crypto';
 import { EntryError, LimitError } from '../errors.js';
 import type { Clock } from '../clock.js';
+import type { ConfigSection } from '../config/config.js';
 import { newJoinToken, JOIN_TOKEN_TYPE } from '../attestation/join-token/join-token.js';
 import { selectorsKey, validateEntry, type Entry } from '../registration/entry.js';
 import type { Store, StoreTx } from '../store/store.js';
+
+/** How long the join tokens an operator makes may live. */
+export interface JoinTokenSettings {
+  readonly defaultTtlMs: number;
+  readonly maxTtlMs: number;
+}
+
+/** The `join_token:` key of the server configuration (token TTLs for `writ token create`). */
+export const joinTokenSection: ConfigSection<JoinTokenSettings> = {
+  key: 'join_token',
+  parse(top) {
+    const s = top.section('join_token').only(['default_ttl', 'max_ttl']);
+    const defaultTtlMs = s.duration('default_ttl', '10m');
+    const maxTtlMs = s.duration('max_ttl', '24h');
+    if (defaultTtlMs > maxTtlMs) s.problem('join_token.default_ttl must not exceed join_token.max_ttl');
+    return { defaultTtlMs, maxTtlMs };
+  },
+};
 
 export interface AdminSettings {
   readonly trustDomain: string;
@@ -50,7 +69,10 @@ export class Admin {
    * Creates a one-time join token; with `spiffeId`, also the entry that maps its selector to
    * that ID, in the same transaction.
    */
-  async createJoinToken(ttlMs: number | undefined, spiffeId?: string): Promise<{ token: string; id: string; expiresAt: Date; entryId?: string }> {
+  async createJoinToken(
+    ttlMs: number | undefined,
+    spiffeId?: string,
+  ): Promise<{ token: string; id: string; selector: string; expiresAt: Date; entryId?: string }> {
     const s = this.deps.settings;
     const ttl = ttlMs || s.joinTokenDefaultTtlMs;
     if (ttl <= 0 || ttl > s.joinTokenMaxTtlMs) throw new LimitError(`token: ttl must be between 1s and ${s.joinTokenMaxTtlMs / 1000}s`);
@@ -69,7 +91,7 @@ export class Admin {
         });
         entryId = entry.id;
       }
-      return { token, id: record.id, expiresAt: new Date(record.expiresAt), ...(entryId ? { entryId } : {}) };
+      return { token, id: record.id, selector: `${JOIN_TOKEN_TYPE}:${record.id}`, expiresAt: new Date(record.expiresAt), ...(entryId ? { entryId } : {}) };
     });
   }
 }

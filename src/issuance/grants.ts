@@ -130,7 +130,7 @@ export class GrantIssuer {
       escalate,
       pol: { snap: snapshot.digest, decision: 'allow', policies: decision.policies },
     };
-    const grant = signRootGrant(claims, signer.privateKey, signer.kid);
+    const grant = await signRootGrant(claims, signer.signer, signer.kid);
     parseGrant(grant); // validate our own output before it leaves
     await store.transaction(async (tx) => {
       await tx.recordDecision(record);

@@ -17,10 +17,11 @@ import type { PolicySnapshots, StoredSnapshot } from './policies.js';
 import { grantRecord } from './grants.js';
 import type { Bundle } from '../spiffe/bundle.js';
 import { parseCsr, parsePublicKey, type AgentPublicKey } from '../svid/public-key.js';
-import { mintJwtSvid } from '../svid/jwt-svid.js';
+import { mintJwtSvid, type JwtSvid } from '../svid/jwt-svid.js';
 import type { CaManager } from '../ca/manager.js';
 import type { VerifierRegistry } from '../attestation/registry.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
+import { verifyKeyProof } from '../attestation/key-proof.js';
 import { formatSelector, matchEntry } from '../registration/entry.js';
 import type { Store } from '../store/store.js';
 
@@ -107,7 +108,9 @@ export class Issuer {
     // With a grant chain, the evidence must sign the binding digest, not the bare nonce.
     const nonce = delegation ? delegation.binding : issuerNonce;
     const session = await verifier.begin({ nonce, agentKey, now: this.deps.clock.now() });
-    const handshake = new Handshake(this.deps, verifier, session, agentKey, audiences, nonce, delegation);
+    // A bare public key must be shown to be held: its signature over this nonce comes with the first evidence.
+    const keyProven = hello.csr.length > 0;
+    const handshake = new Handshake(this.deps, verifier, session, agentKey, audiences, nonce, keyProven, delegation);
     return { handshake, challenge: { kind: 'challenge', nonce, payload: session.challenge } };
   }
 
@@ -155,6 +158,14 @@ export class Issuer {
   }
 }
 
+/** Longest list of attested selectors a refusal shows (the agent proved them; it may see them). */
+export const MAX_SHOWN_SELECTORS_BYTES = 2048;
+
+function shownSelectors(selectors: readonly { type: string; value: string }[]): string {
+  const all = selectors.map(formatSelector).join(', ');
+  return `(${all.length > MAX_SHOWN_SELECTORS_BYTES ? `${all.slice(0, MAX_SHOWN_SELECTORS_BYTES)}…` : all})`;
+}
+
 function agentKeyOf(hello: HelloInput): AgentPublicKey {
   const hasKey = hello.publicKey.length > 0;
   const hasCsr = hello.csr.length > 0;
@@ -183,6 +194,7 @@ export class Handshake {
     private readonly agentKey: AgentPublicKey,
     private readonly audiences: readonly string[],
     private readonly nonce: Buffer,
+    private keyProven: boolean,
     private readonly delegation?: Delegation,
   ) {}
 
@@ -190,13 +202,24 @@ export class Handshake {
     return this.verifier.type;
   }
 
-  /** Feeds one evidence message; returns another challenge or the issued result. */
-  async respond(evidence: Uint8Array): Promise<HandshakeStep> {
+  /**
+   * Feeds one evidence message; returns another challenge or the issued result. `keyProof` is the
+   * agent key's signature over the nonce (attestation/key-proof.ts): required with the first
+   * evidence when the hello named a bare public key, refused otherwise.
+   */
+  async respond(evidence: Uint8Array, keyProof: Uint8Array = new Uint8Array(0)): Promise<HandshakeStep> {
     if (this.done) throw new AttestationError('ERR_PROTOCOL', 'attestation: handshake already finished');
     if (++this.rounds > this.verifier.maxRounds)
       throw new AttestationError('ERR_PROTOCOL', `attestation: more than ${this.verifier.maxRounds} evidence rounds`);
     if (evidence.length > this.verifier.maxEvidenceBytes) {
       throw new LimitError(`attestation(${this.verifier.type}): evidence of ${evidence.length} bytes exceeds ${this.verifier.maxEvidenceBytes}`);
+    }
+    if (this.keyProven) {
+      if (keyProof.length > 0)
+        throw new AttestationError('ERR_PROTOCOL', 'attestation: key_proof belongs only in the first evidence of a hello with a bare public key');
+    } else {
+      verifyKeyProof(this.agentKey.key, this.nonce, keyProof);
+      this.keyProven = true;
     }
     const step = await this.session.respond(Buffer.from(evidence));
     if (step.kind === 'challenge') return { kind: 'challenge', nonce: this.nonce, payload: step.payload };
@@ -206,7 +229,12 @@ export class Handshake {
 
     const candidates = await store.listEntriesBySelectors(result.selectors.map(formatSelector));
     const entry = matchEntry(candidates, result.selectors);
-    if (entry === undefined) throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: no registration entry matches the attested selectors');
+    if (entry === undefined) {
+      throw new AttestationError(
+        'ERR_NO_MATCHING_ENTRY',
+        `attestation: no registration entry matches the attested selectors ${shownSelectors(result.selectors)}`,
+      );
+    }
     if (entry === 'ambiguous')
       throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: the attested selectors match entries for different SPIFFE IDs equally');
     const spiffeId = parseSpiffeId(entry.spiffeId);
@@ -214,7 +242,7 @@ export class Handshake {
 
     const now = clock.now();
     const x509Ttl = entry.x509SvidTtl ? entry.x509SvidTtl * 1000 : settings.x509SvidTtlMs;
-    const svid = ca.x509Minter().mint({
+    const svid = await ca.x509Minter().mint({
       spiffeId,
       spki: this.agentKey.spki,
       notBefore: new Date(now.getTime() - SVID_BACKDATE_MS),
@@ -224,12 +252,11 @@ export class Handshake {
     const jwtTtl = entry.jwtSvidTtl ? entry.jwtSvidTtl * 1000 : settings.jwtSvidTtlMs;
     const signer = ca.jwtSigner();
     const jwtExp = new Date(Math.min(now.getTime() + jwtTtl, signer.notAfter.getTime()));
-    const jwts = this.audiences.map((audience) => ({
-      audience,
-      svid: mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }),
-    }));
+    const jwts: Array<{ audience: string; svid: JwtSvid }> = [];
+    for (const audience of this.audiences)
+      jwts.push({ audience, svid: await mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }) });
 
-    const writ = this.delegation ? this.mintWrit(this.delegation, spiffeId, result, svid.chain[0]!, svid.notAfter, now) : undefined;
+    const writ = this.delegation ? await this.mintWrit(this.delegation, spiffeId, result, svid.chain[0]!, svid.notAfter, now) : undefined;
     if (writ?.refused) {
       await store.recordDecision(writ.decisionRecord);
       throw writ.refused;
@@ -273,7 +300,7 @@ export class Handshake {
    * The policy decision for this agent and the writ. Returns the refusal instead of the writ
    * when policy does not allow (the decision is recorded either way).
    */
-  private mintWrit(d: Delegation, id: SpiffeId, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
+  private async mintWrit(d: Delegation, id: SpiffeId, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
     const { ca, engine } = this.deps;
     const { chain, snapshot } = d;
     const root = chain.root.claims;
@@ -333,7 +360,7 @@ export class Handshake {
       pol: { snap: snapshot.digest, decision: 'allow', policies: decision.policies, iat: Math.floor(snapshot.createdAt / 1000) },
     };
     if (exp <= nowS) throw new DelegationError('delegation: the task or a grant ends before a writ could be valid');
-    const compact = signWrit(claims, signer.privateKey, signer.kid);
+    const compact = await signWrit(claims, signer.signer, signer.kid);
     parseWrit(compact); // validate our own output before it leaves
     const record = {
       jti: claims.jti,

@@ -87,11 +87,12 @@ export interface JwsSigner {
   sign(input: Buffer): Promise<Buffer>;
 }
 
-/** A JwsSigner for a private key held in this process. */
-export function keySigner(privateKey: KeyObject): JwsSigner {
-  const alg = algForKey(privateKey);
-  const spec = JWS_ALGORITHMS.get(alg)!;
-  return { alg, publicKey: createPublicKey(privateKey), sign: async (input) => sign(spec.hash, input, signOpts(spec, privateKey)) };
+/** A JwsSigner for a private key held in this process; `alg` defaults to the one writ uses for its type. */
+export function keySigner(privateKey: KeyObject, alg: JwsAlg = algForKey(privateKey)): JwsSigner {
+  const spec = JWS_ALGORITHMS.get(alg);
+  if (!spec || !keyFits(spec, privateKey)) throw new JwsError(`jws: the key does not fit ${alg}`);
+  const opts = signOpts(spec, privateKey);
+  return { alg, publicKey: createPublicKey(privateKey), sign: async (input) => sign(spec.hash, input, opts) };
 }
 
 /** Signs with a JwsSigner, then checks the signature with its public key before returning. */

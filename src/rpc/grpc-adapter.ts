@@ -2,7 +2,17 @@
  * protobuf-es v2 does not emit grpc-js service definitions (protobuf-es issue 252): this turns
  * a generated service descriptor into a grpc-js ServiceDefinition with toBinary/fromBinary.
  */
-import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from '@bufbuild/protobuf';
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
+import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 import * as grpc from '@grpc/grpc-js';
 
 export function grpcServiceDefinition(svc: DescService): grpc.ServiceDefinition {
@@ -63,4 +73,19 @@ export async function unaryCall<Res>(
   } finally {
     client.close();
   }
+}
+
+/** The unary methods of a generated service, typed from its descriptor: a misspelled method or a wrong response type does not compile. */
+export type UnaryClient<S extends GenServiceMethods> = {
+  [K in keyof S as S[K]['methodKind'] extends 'unary' ? K : never]: (req: MessageInitShape<S[K]['input']>) => Promise<MessageShape<S[K]['output']>>;
+};
+
+/**
+ * A typed client over `call`, which performs one unary call of a method (e.g. `unaryCall` on a
+ * fresh channel, with the caller's deadline and error mapping).
+ */
+export function unaryClient<S extends GenServiceMethods>(svc: GenService<S>, call: (method: DescMethod, req: unknown) => Promise<unknown>): UnaryClient<S> {
+  const out: Record<string, (req: unknown) => Promise<unknown>> = {};
+  for (const m of svc.methods) if (m.methodKind === 'unary') out[m.localName] = (req) => call(m, req);
+  return out as UnaryClient<S>;
 }

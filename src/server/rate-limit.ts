@@ -3,7 +3,13 @@
 /** Most peers tracked at once; beyond it the least recently seen are forgotten. */
 export const MAX_TRACKED_PEERS = 10_000;
 
-export class PeerRateLimiter {
+/** Per-key admission (per replica; a shared implementation would span replicas). */
+export interface RateLimiter {
+  /** Takes one unit for `key`; false when its budget is spent. */
+  take(key: string): boolean;
+}
+
+export class PeerRateLimiter implements RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(

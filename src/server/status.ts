@@ -3,6 +3,7 @@
  * invalid input says what was wrong; evidence and credential failures say little to the
  * caller (the full reason goes to the log).
  */
+import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { isWritError, type WritErrorCode } from '../errors.js';
 
@@ -24,6 +25,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_KEY_UNSUPPORTED: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_EVIDENCE_TYPE_UNKNOWN: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_EVIDENCE_INVALID: { status: status.PERMISSION_DENIED, showMessage: false, publicMessage: 'attestation failed: evidence rejected' },
+  // The agent holds the key it named; telling it its own signature failed teaches nothing.
+  ERR_KEY_PROOF_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   // Join-token messages carry no secret and only distinguish expired/used for holders of the real secret.
   ERR_JOIN_TOKEN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_NO_MATCHING_ENTRY: { status: status.PERMISSION_DENIED, showMessage: true },
@@ -51,6 +54,11 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_ESCALATION_REQUIRED: { status: status.PERMISSION_DENIED, showMessage: true },
 };
 
+/** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */
+export function newRequestId(): string {
+  return randomBytes(6).toString('hex');
+}
+
 export interface GrpcFailure {
   readonly code: status;
   readonly details: string;
@@ -58,12 +66,15 @@ export interface GrpcFailure {
   readonly writCode: WritErrorCode | 'ERR_INTERNAL';
   /** The full message, for the log only. */
   readonly internal: string;
+  /** Logged with `internal`; in `details` too when the reason is hidden, so an operator can find it. */
+  readonly requestId: string;
 }
 
-export function toGrpcFailure(e: unknown): GrpcFailure {
+export function toGrpcFailure(e: unknown, requestId = newRequestId()): GrpcFailure {
+  const hidden = (text: string) => `${text} (the server log has the reason under request id ${requestId})`;
   if (isWritError(e)) {
     const m = STATUS_BY_CODE[e.code];
-    return { code: m.status, details: m.showMessage ? e.message : m.publicMessage!, writCode: e.code, internal: e.message };
+    return { code: m.status, details: m.showMessage ? e.message : hidden(m.publicMessage!), writCode: e.code, internal: e.message, requestId };
   }
-  return { code: status.INTERNAL, details: 'internal error', writCode: 'ERR_INTERNAL', internal: (e as Error)?.stack ?? String(e) };
+  return { code: status.INTERNAL, details: hidden('internal error'), writCode: 'ERR_INTERNAL', internal: (e as Error)?.stack ?? String(e), requestId };
 }

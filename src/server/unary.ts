@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { LimitError } from '../errors.js';
-import { peerHost, type PeerRateLimiter } from './rate-limit.js';
+import { peerHost, type RateLimiter } from './rate-limit.js';
 import { toGrpcFailure } from './status.js';
 
 export type Unary<Req, Res> = (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => void;
@@ -11,7 +11,7 @@ export function unary<Req, Res>(
   logger: Logger,
   name: string,
   fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-  limiter?: PeerRateLimiter,
+  limiter?: RateLimiter,
 ): Unary<Req, Res> {
   return (call, cb) => {
     const run =
@@ -22,7 +22,7 @@ export function unary<Req, Res>(
       (res) => cb(null, res),
       (e) => {
         const f = toGrpcFailure(e);
-        logger.warn({ rpc: name, code: f.writCode, reason: f.internal }, 'call failed');
+        logger.warn({ rpc: name, code: f.writCode, reason: f.internal, requestId: f.requestId }, 'call failed');
         const metadata = new grpc.Metadata();
         metadata.set('writ-error-code', f.writCode);
         cb({ code: f.code, details: f.details, metadata });

@@ -3,8 +3,8 @@
  * SPIFFE ID, `aud` required, `exp` required. Minted and verified with Node's crypto.
  * Validation error strings follow go-spiffe's jwtsvid package. UNTRUSTED input enters here.
  */
-import { sign, verify, type KeyObject } from 'node:crypto';
-import { JWS_ALGORITHMS, decodeJws, keyFits, signOpts, type DecodedJws, type JwsAlg } from '../jose/jws.js';
+import { verify } from 'node:crypto';
+import { JWS_ALGORITHMS, decodeJws, keyFits, signOpts, type DecodedJws, type JwsAlg, type JwsSigner } from '../jose/jws.js';
 import { SvidError } from '../errors.js';
 import { parseSpiffeId, type SpiffeId } from '../spiffe/id.js';
 import type { BundleSet } from '../spiffe/bundle.js';
@@ -21,8 +21,8 @@ export const JWT_ALGORITHMS = JWS_ALGORITHMS;
 
 export interface JwtSvidSigner {
   readonly kid: string;
-  readonly alg: JwtAlg;
-  readonly privateKey: KeyObject;
+  /** The JWT key, wherever it is held; its `alg` is the configured JWT-SVID algorithm. */
+  readonly signer: JwsSigner;
 }
 
 export interface JwtSvidClaims {
@@ -45,11 +45,15 @@ export interface JwtSvid {
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 
 /** Mints a JWT-SVID, then parses our own output before returning it. */
-export function mintJwtSvid(signer: JwtSvidSigner, req: { spiffeId: SpiffeId; audience: readonly string[]; issuedAt: Date; expiresAt: Date }): JwtSvid {
+export async function mintJwtSvid(
+  key: JwtSvidSigner,
+  req: { spiffeId: SpiffeId; audience: readonly string[]; issuedAt: Date; expiresAt: Date },
+): Promise<JwtSvid> {
+  const { signer } = key;
   const spec = JWT_ALGORITHMS.get(signer.alg);
-  if (!spec || !keyFits(spec, signer.privateKey)) throw new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: signing key does not fit ${signer.alg}`);
+  if (!spec || !keyFits(spec, signer.publicKey)) throw new SvidError('ERR_JWT_SVID_INVALID', `jwtsvid: signing key does not fit ${signer.alg}`);
   if (req.audience.length === 0) throw new SvidError('ERR_JWT_SVID_INVALID', 'jwtsvid: audience is required');
-  const header = { alg: signer.alg, kid: signer.kid, typ: 'JWT' };
+  const header = { alg: signer.alg, kid: key.kid, typ: 'JWT' };
   const claims = {
     aud: [...req.audience],
     exp: Math.floor(req.expiresAt.getTime() / 1000),
@@ -57,10 +61,10 @@ export function mintJwtSvid(signer: JwtSvidSigner, req: { spiffeId: SpiffeId; au
     sub: req.spiffeId.uri,
   };
   const input = `${b64(header)}.${b64(claims)}`;
-  const sig = sign(spec.hash, Buffer.from(input), signOpts(spec, signer.privateKey));
+  const sig = await signer.sign(Buffer.from(input));
   const token = `${input}.${sig.toString('base64url')}`;
   const parsed = decodeJwt(token);
-  if (parsed.claims.sub !== req.spiffeId.uri || parsed.header.kid !== signer.kid) {
+  if (parsed.claims.sub !== req.spiffeId.uri || parsed.header.kid !== key.kid) {
     throw new SvidError('ERR_JWT_SVID_INVALID', 'jwtsvid: minted token failed validation');
   }
   return { token, id: req.spiffeId, audience: claims.aud, expiresAt: new Date(claims.exp * 1000), claims, header };

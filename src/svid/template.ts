@@ -36,6 +36,13 @@ export function signatureSchemeFor(key: KeyObject): { algorithm: Buffer; hash: s
   throw new Error(`template: unsupported CA key ${key.asymmetricKeyType}/${curve}`);
 }
 
+/** The certificate signature algorithm for a signer's JWS algorithm (the CA's key type fixes it). */
+export function signatureSchemeForAlg(alg: string): { algorithm: Buffer; hash: string } {
+  if (alg === 'ES256') return { algorithm: der.seq(der.oid(OID.ecdsaSha256)), hash: 'sha256' };
+  if (alg === 'ES384') return { algorithm: der.seq(der.oid(OID.ecdsaSha384)), hash: 'sha384' };
+  throw new Error(`template: unsupported CA signing algorithm ${alg}`);
+}
+
 export interface NameAttr {
   readonly oid: string;
   readonly value: string;
@@ -135,6 +142,22 @@ export function encodeTbs(p: TbsParts): Buffer {
 /** Signs a TBSCertificate and returns the DER certificate. */
 export function signCertificate(tbs: Buffer, algorithm: Buffer, hash: string, key: KeyObject): Buffer {
   return der.seq(tbs, algorithm, der.bitString(sign(hash, tbs, key)));
+}
+
+/**
+ * Signs a TBSCertificate with a signer whose key may live outside this process (a KMS, a TPM):
+ * its JWS signature (IEEE P1363 r‖s for ECDSA) becomes the X.509 ECDSA-Sig-Value (RFC 3279).
+ */
+export async function signCertificateWith(
+  tbs: Buffer,
+  algorithm: Buffer,
+  signer: { readonly alg: string; sign(input: Buffer): Promise<Buffer> },
+): Promise<Buffer> {
+  const p1363 = await signer.sign(tbs);
+  const n = signer.alg === 'ES256' ? 32 : signer.alg === 'ES384' ? 48 : 0;
+  if (n === 0 || p1363.length !== 2 * n) throw new Error(`template: a ${signer.alg} signer returned ${p1363.length} signature bytes`);
+  const ecdsaSig = der.seq(der.uint(p1363.subarray(0, n)), der.uint(p1363.subarray(n)));
+  return der.seq(tbs, algorithm, der.bitString(ecdsaSig));
 }
 
 // ------------------------------------------------------------ single-pass leaf template

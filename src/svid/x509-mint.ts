@@ -3,7 +3,7 @@
  * credtemplate + credvalidator). Profile per X509-SVID §4: one URI SAN, cA=false, keyUsage
  * critical digitalSignature only, EKU serverAuth+clientAuth, random serial.
  */
-import type { KeyObject } from 'node:crypto';
+import type { JwsSigner } from '../jose/jws.js';
 import { SvidError } from '../errors.js';
 import type { SpiffeId } from '../spiffe/id.js';
 import { parseCertificate, type ParsedCertificate } from '../x509/certificate.js';
@@ -12,10 +12,11 @@ import { KEY_USAGE, OID } from '../x509/oids.js';
 import * as t from './template.js';
 import { utf8 } from '../der/der.js';
 
-/** The CA that signs SVIDs: its certificate, private key and the chain to send after the leaf. */
+/** The CA that signs SVIDs: its certificate, its signer and the chain to send after the leaf. */
 export interface SigningAuthority {
   readonly certificate: ParsedCertificate;
-  readonly privateKey: KeyObject;
+  /** The signing CA's key, wherever it is held (ca/custody.ts). */
+  readonly signer: JwsSigner;
   /** Certificates to append after the leaf (this CA and any intermediates above it, never the root). */
   readonly chain: readonly Buffer[];
 }
@@ -29,9 +30,15 @@ export interface X509SvidRequest {
   /** Extra SANs, used only for the issuer's own serving certificate. */
   readonly dnsNames?: readonly string[];
   readonly ipAddresses?: readonly string[];
-  /** Where the private key lives when not in the agent's memory ("tpm"): writ's residency extension. */
-  readonly keyResidency?: 'tpm';
+  /**
+   * Where the private key lives when not in the agent's memory, a label the evidence plug-in
+   * chose (`KEY_RESIDENCY`, e.g. "tpm"): writ's key-residency extension.
+   */
+  readonly keyResidency?: string;
 }
+
+/** What a key-residency label may be. */
+export const KEY_RESIDENCY = /^[a-z0-9_-]{1,32}$/;
 
 export interface MintedX509Svid {
   readonly spiffeId: SpiffeId;
@@ -53,15 +60,13 @@ const LEAF_EKU = t.extKeyUsage([OID.serverAuth, OID.clientAuth]);
 /** Mints X.509-SVIDs under one signing authority; constant DER is precomputed. */
 export class X509SvidMinter {
   private readonly algorithm: Buffer;
-  private readonly hash: string;
   /** basicConstraints, keyUsage, extKeyUsage and authorityKeyIdentifier, encoded once. */
   private readonly constantExtensions: Buffer;
   private readonly template: t.LeafTemplate;
 
   constructor(private readonly ca: SigningAuthority) {
-    const scheme = t.signatureSchemeFor(ca.privateKey);
+    const scheme = t.signatureSchemeForAlg(ca.signer.alg);
     this.algorithm = scheme.algorithm;
-    this.hash = scheme.hash;
     this.constantExtensions = Buffer.concat([LEAF_CONSTRAINTS, LEAF_KEY_USAGE, LEAF_EKU, t.authorityKeyId(ca.certificate.spki)]);
     this.template = { algorithm: this.algorithm, issuer: ca.certificate.subject, subject: SVID_SUBJECT, constantExtensions: this.constantExtensions };
   }
@@ -70,7 +75,9 @@ export class X509SvidMinter {
     return this.ca.certificate.notAfter;
   }
 
-  mint(req: X509SvidRequest): MintedX509Svid {
+  async mint(req: X509SvidRequest): Promise<MintedX509Svid> {
+    if (req.keyResidency !== undefined && !KEY_RESIDENCY.test(req.keyResidency))
+      throw new SvidError('ERR_X509_SVID_INVALID', 'x509svid: a key residency label is 1..32 of a-z, 0-9, _ and -');
     // SVIDs never outlive their signing CA.
     const notAfter = req.notAfter.getTime() > this.ca.certificate.notAfter.getTime() ? this.ca.certificate.notAfter : req.notAfter;
     const serial = t.randomSerial();
@@ -92,7 +99,7 @@ export class X509SvidMinter {
           ...(req.keyResidency ? [t.extension(OID.writKeyResidency, false, utf8(req.keyResidency))] : []),
         ],
       });
-    const leaf = t.signCertificate(tbs, this.algorithm, this.hash, this.ca.privateKey);
+    const leaf = await t.signCertificateWith(tbs, this.algorithm, this.ca.signer);
     this.validate(leaf, req, notAfter);
     return { spiffeId: req.spiffeId, serial, leaf, chain: [leaf, ...this.ca.chain], notAfter };
   }

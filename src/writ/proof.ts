@@ -29,7 +29,9 @@ export interface ProofRequest {
 
 function proofClaims(writCompact: string, r: ProofRequest): Record<string, unknown> {
   const iat = Math.floor(r.now.getTime() / 1000);
-  const life = Math.min(r.lifetimeS ?? DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S);
+  const life = r.lifetimeS ?? DEFAULT_PROOF_LIFETIME_S;
+  // Refused, not cut: a caller asking for more than a verifier accepts should learn it here.
+  if (!Number.isSafeInteger(life) || life < 1 || life > MAX_PROOF_LIFETIME_S) fail(`a proof lives 1..${MAX_PROOF_LIFETIME_S} seconds; ${life} asked for`);
   return { aud: r.audience, htm: r.method, iat, exp: iat + life, jti: randomBytes(16).toString('base64url'), wth: sha256b64url(writCompact) };
 }
 
@@ -43,8 +45,18 @@ export function createProofWith(writCompact: string, signer: JwsSigner, r: Proof
   return signJwsWith({ typ: PROOF_TYP, jwk: publicJwk(signer.publicKey) }, proofClaims(writCompact, r), signer);
 }
 
+/**
+ * Where a verifier remembers proof ids until they expire, so that each proof is accepted once.
+ * In memory per process by default (`ProofReplayCache`); a relying party with several replicas
+ * plugs in a shared one.
+ */
+export interface ReplayCache {
+  /** Records `id` as used until `expS` (Unix seconds); false if it was recorded before. */
+  checkAndRecord(id: string, expS: number, nowS: number): boolean;
+}
+
 /** Remembers proof ids until they expire, so each is accepted once. Bounded; full means refuse. */
-export class ProofReplayCache {
+export class ProofReplayCache implements ReplayCache {
   private readonly seen = new Map<string, number>();
   constructor(private readonly max = 100_000) {}
 
@@ -79,7 +91,7 @@ export interface ProofCheck {
   /** When given, the proof's `htm` must equal it. */
   readonly method?: string;
   readonly now: Date;
-  readonly cache: ProofReplayCache;
+  readonly cache: ReplayCache;
 }
 
 const fail = (msg: string): never => {

@@ -17,7 +17,7 @@ import { authorizeAction, type Authorization, type Constraints } from '../delega
 import type { PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
-import { verifyProof, type ProofReplayCache } from './proof.js';
+import { verifyProof, type ReplayCache } from './proof.js';
 import { parseWritCached, type ActClaim, type WritClaims } from './writ.js';
 
 /** Clock skew tolerated on writ and grant times, seconds. */
@@ -43,11 +43,6 @@ export interface WritRequirements {
   readonly principalIssuer?: string;
 }
 
-export interface HardwareRoots {
-  readonly roots: readonly Buffer[];
-  readonly intermediates: readonly Buffer[];
-}
-
 export interface VerifyWritOptions {
   readonly writ: string;
   readonly proof: string;
@@ -58,13 +53,11 @@ export interface VerifyWritOptions {
   readonly method?: string;
   readonly now: Date;
   readonly level?: 'standard' | 'deep';
-  readonly replayCache: ProofReplayCache;
+  readonly replayCache: ReplayCache;
   /** Revocation as far as this verifier knows: true for a revoked grant id. */
   readonly isRevoked?: (grantId: string) => boolean;
   readonly requirements?: WritRequirements;
-  /** Deep level: hardware roots per evidence type. */
-  readonly hardware?: ReadonlyMap<string, HardwareRoots>;
-  /** Deep level: offline re-verifiers per evidence type. */
+  /** Deep level: offline re-verifiers per evidence type, each bound to this relying party's trust anchors. */
   readonly reverifiers?: ReadonlyMap<string, EvidenceReverifier>;
 }
 
@@ -225,10 +218,9 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
       const ev = Buffer.from(c.att.ev, 'base64url');
       if (createHash('sha256').update(ev).digest('base64url') !== c.att.ev_sha256) fail('embedded evidence does not match its digest');
       if (!rv) fail(`no offline verifier for evidence type ${c.att.type}`);
-      const hw = o.hardware?.get(c.att.type) ?? { roots: [], intermediates: [] };
       let out;
       try {
-        out = rv!.reverify(ev, { binding: B, agentJkt: c.cnf.jkt, at: o.now, roots: hw.roots, intermediates: hw.intermediates });
+        out = rv!.reverify(ev, { binding: B, agentJkt: c.cnf.jkt, at: o.now });
       } catch (e) {
         fail(`embedded evidence fails re-verification: ${(e as Error).message}`, e);
       }

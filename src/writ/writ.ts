@@ -4,10 +4,9 @@
  * policy decision that allowed it. Minted by the issuer; parsed strictly by every verifier.
  * UNTRUSTED input enters in `parseWrit`.
  */
-import type { KeyObject } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
 import { claimReader } from '../jose/claims.js';
-import { decodeJws, isJkt, sha256b64url, signJws, type DecodedJws } from '../jose/jws.js';
+import { decodeJws, isJkt, sha256b64url, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
 import { parsePolicyRef, parsePrincipal, parseTask, type PolicyRef, type PrincipalRef, type Task } from '../delegation/grant.js';
 
 export const WRIT_TYP = 'writ+jwt';
@@ -153,7 +152,7 @@ export function parseWritCached(compact: string): Writ {
   return w;
 }
 
-/** Signs writ claims with the issuer's writ key. */
-export function signWrit(claims: WritClaims, key: KeyObject, kid: string): string {
-  return signJws({ typ: WRIT_TYP, kid }, { ...claims }, key);
+/** Signs writ claims with the issuer's writ key (held wherever its custody keeps it). */
+export function signWrit(claims: WritClaims, signer: JwsSigner, kid: string): Promise<string> {
+  return signJwsWith({ typ: WRIT_TYP, kid }, { ...claims }, signer);
 }

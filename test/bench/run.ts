@@ -14,14 +14,14 @@ import { mintJwtSvid, validateJwtSvid } from '../../src/svid/jwt-svid.js';
 import { verifyX509Svid } from '../../src/svid/x509-svid.js';
 import { BundleSet } from '../../src/spiffe/bundle.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
-import { buildServerSettings } from '../../src/config/config.js';
+import { serverSettings as buildServerSettings } from '../../src/server/settings.js';
 import { WritServer } from '../../src/server/server.js';
 import { attest } from '../../src/agent/attest-client.js';
 import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
 import { selectorsKey } from '../../src/registration/entry.js';
 import { makeCert } from '../helpers/testca.js';
 import { HAVE_SWTPM, startSwtpm } from '../helpers/swtpm.js';
-import { TpmAttestor } from '../../src/agent/tpm-attestor.js';
+import { TpmAttestor } from '../../src/attestation/tpm/attestor.js';
 import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from '../../src/tpm/constants.js';
 import { TpmWriter } from '../../src/tpm/marshal.js';
 import { akTemplate, marshalPcrSelection, marshalPublic, marshalSignature, objectName, parsePublic, type PublicTemplate } from '../../src/tpm/structures.js';
@@ -35,7 +35,7 @@ import { PolicyEngine } from '../../src/policy/engine.js';
 import { buildSnapshot, splitPolicies } from '../../src/policy/snapshot.js';
 import { delegateRequests } from '../../src/policy/requests.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
-import { jwkThumbprint } from '../../src/jose/jws.js';
+import { jwkThumbprint, keySigner } from '../../src/jose/jws.js';
 import { POLICY } from '../helpers/policies.js';
 import { startOidc } from '../helpers/oidc.js';
 import { createGrant } from '../../src/agent/grant-client.js';
@@ -94,7 +94,7 @@ const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 async function cryptoBenches(): Promise<void> {
   const ca = makeCert({ subjectCn: 'bench signing CA', ca: true, pathLen: 0, uris: ['spiffe://example.org'], notAfter: new Date(Date.now() + 86400_000) });
   const root = ca; // self-signed: acts as its own root for verification
-  const minter = new X509SvidMinter({ certificate: ca.parsed, privateKey: ca.key, chain: [ca.der] });
+  const minter = new X509SvidMinter({ certificate: ca.parsed, signer: keySigner(ca.key), chain: [ca.der] });
   const agent = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const spki = createPublicKey(agent.privateKey).export({ type: 'spki', format: 'der' });
   const id = parseSpiffeId('spiffe://example.org/agent/bench');
@@ -110,12 +110,7 @@ async function cryptoBenches(): Promise<void> {
   record('floor_ecdsa_p256_sign', signFloor, 'ops/s');
   record('floor_ecdsa_p256_verify', verifyFloor, 'ops/s');
 
-  record(
-    'x509_svid_mint',
-    rate(() => minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })),
-    'ops/s',
-    signFloor,
-  );
+  record('x509_svid_mint', await rateAsync(() => minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })), 'ops/s', signFloor);
 
   // The generic generator, for comparison (WebCrypto, async).
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -144,17 +139,17 @@ async function cryptoBenches(): Promise<void> {
   );
   record('x509_generic_peculiar_create', generic, 'ops/s', signFloor);
 
-  const signer = { kid: 'k1', alg: 'ES256' as const, privateKey: ca.key };
+  const signer = { kid: 'k1', signer: keySigner(ca.key) };
   const p1363 = sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' });
   const jwtSignFloor = rate(() => sign('sha256', msg, { key: ca.key, dsaEncoding: 'ieee-p1363' }));
   const jwtVerifyFloor = rate(() => verify('sha256', msg, { key: caPub, dsaEncoding: 'ieee-p1363' }, p1363));
   record(
     'jwt_svid_sign',
-    rate(() => mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })),
+    await rateAsync(() => mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })),
     'ops/s',
     jwtSignFloor,
   );
-  const token = mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later }).token;
+  const token = (await mintJwtSvid(signer, { spiffeId: id, audience: ['https://rp.example'], issuedAt: now, expiresAt: later })).token;
   const bundles = new BundleSet([{ trustDomain: 'example.org', x509Authorities: [root.der], jwtAuthorities: new Map([['k1', caPub]]) }]);
   record(
     'jwt_svid_verify',
@@ -163,7 +158,7 @@ async function cryptoBenches(): Promise<void> {
     jwtVerifyFloor,
   );
 
-  const leaf = minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later }).leaf;
+  const leaf = (await minter.mint({ spiffeId: id, spki, notBefore: now, notAfter: later })).leaf;
   record(
     'x509_svid_verify',
     rate(() => verifyX509Svid([leaf], bundles, now)),
@@ -226,13 +221,13 @@ async function tpmHandshakeBench(): Promise<void> {
       selectorsKey(sels),
     );
     const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
-    const publicKey = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
+    const agentKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
     const one = async (): Promise<{ ms: number; rounds: number }> => {
       const t0 = performance.now();
       const t = await tpm.open();
       const a = new TpmAttestor(t);
       try {
-        await attest({ server: server.address, bundlePem, evidenceType: 'tpm', publicKey, respond: (c) => a.respond(c) });
+        await attest({ server: server.address, bundlePem, evidenceType: 'tpm', key: agentKey, respond: (c) => a.respond(c) });
       } finally {
         await a.close();
         await t.close();
@@ -286,14 +281,13 @@ async function handshakeBench(): Promise<void> {
       }
     });
     const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const publicKey = createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' });
     const one = async (tok: string): Promise<number> => {
       const t0 = performance.now();
       await attest({
         server: server.address,
         bundlePem,
         evidenceType: 'join_token',
-        publicKey,
+        key: key.privateKey,
         respond: () => Buffer.from(tok),
         jwtAudiences: ['https://rp.example'],
       });
@@ -419,7 +413,6 @@ async function chainHandshakeBench(): Promise<void> {
       }
     });
     const keys = [0, 1, 2].map(() => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
-    const spki = (k: (typeof keys)[number]) => createPublicKey(k).export({ type: 'spki', format: 'der' });
     const jkt = (k: (typeof keys)[number]) => jwkThumbprint(createPublicKey(k));
     const root = await createGrant(server.address, bundlePem, {
       subjectToken: oidc.token('alice', { groups: ['eng'] }),
@@ -432,7 +425,7 @@ async function chainHandshakeBench(): Promise<void> {
       delegateJkt: jkt(keys[0]!),
     });
     const hs = (k: (typeof keys)[number], grants: string[]) =>
-      attest({ server: server.address, bundlePem, evidenceType: 'join_token', publicKey: spki(k), respond: () => Buffer.from(tokens.pop()!), grants });
+      attest({ server: server.address, bundlePem, evidenceType: 'join_token', key: k, respond: () => Buffer.from(tokens.pop()!), grants });
     const wa = parseWrit((await hs(keys[0]!, [root.grant])).writ!).claims;
     const now = Math.floor(Date.now() / 1000);
     const g1 = delegateGrant(root.grant, keys[0]!, { childJkt: jkt(keys[1]!), now, from: { sub: wa.sub, writ: wa.jti } });

@@ -1,14 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, createPublicKey, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, createPublicKey, sign, X509Certificate } from 'node:crypto';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, issuerChannelCredentials, GrpcCallError } from '../../src/agent/attest-client.js';
-import { adminCall } from '../../src/cli/admin-client.js';
+import { signKeyProofWith } from '../../src/attestation/key-proof.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
-import { AdminService, type CreateJoinTokenResponse, type CreateEntryResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { AdminService, type CreateJoinTokenResponse } from '../../src/gen/writ/v1/admin_pb.js';
 import { AttestRequestSchema, AttestationService, type AttestRequest, type AttestResponse } from '../../src/gen/writ/v1/attestation_pb.js';
 import { Health, HealthCheckRequestSchema, type HealthCheckResponse } from '../../src/gen/grpc/health/v1/health_pb.js';
 import { ServerReflection, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection_pb.js';
@@ -35,11 +36,14 @@ const ecKey = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 const spkiOf = (k: ReturnType<typeof ecKey>) => createPublicKey(k.privateKey).export({ type: 'spki', format: 'der' });
 
 async function token(spiffeId?: string, ttl = 0): Promise<CreateJoinTokenResponse> {
-  return adminCall<CreateJoinTokenResponse>(s.adminSocket, AdminService, 'createJoinToken', { ttl, spiffeId: spiffeId ?? '' });
+  return adminClients(s.adminSocket).admin.createJoinToken({ ttl, spiffeId: spiffeId ?? '' });
 }
 
+/** A message, or one made from the challenge nonce once it arrives (evidence with its key proof). */
+type Msg = AttestRequest | ((nonce: Uint8Array) => AttestRequest);
+
 /** Runs a raw handshake with arbitrary messages and returns the gRPC error (or result). */
-function rawAttest(messages: AttestRequest[], opts: { endAfter?: boolean } = {}): Promise<{ err?: grpc.ServiceError; responses: AttestResponse[] }> {
+function rawAttest(messages: Msg[], opts: { endAfter?: boolean } = {}): Promise<{ err?: grpc.ServiceError; responses: AttestResponse[] }> {
   const Client = grpcClientConstructor(AttestationService);
   const client = new Client(s.address, issuerChannelCredentials(s.bundlePem), {
     'grpc.ssl_target_name_override': 'writ-issuer',
@@ -47,8 +51,16 @@ function rawAttest(messages: AttestRequest[], opts: { endAfter?: boolean } = {})
   });
   return new Promise((resolve) => {
     const responses: AttestResponse[] = [];
+    const challenges: Uint8Array[] = [];
+    let waiting: ((n: Uint8Array) => void) | undefined;
     const call = (client as unknown as { attest(): grpc.ClientDuplexStream<AttestRequest, AttestResponse> }).attest();
-    call.on('data', (r: AttestResponse) => responses.push(r));
+    call.on('data', (r: AttestResponse) => {
+      responses.push(r);
+      if (r.step.case !== 'challenge') return;
+      if (waiting) waiting(r.step.value.nonce);
+      else challenges.push(r.step.value.nonce);
+      waiting = undefined;
+    });
     call.on('error', (err: grpc.ServiceError) => {
       client.close();
       resolve({ err, responses });
@@ -57,14 +69,26 @@ function rawAttest(messages: AttestRequest[], opts: { endAfter?: boolean } = {})
       client.close();
       resolve({ responses });
     });
-    for (const m of messages) call.write(m);
-    if (opts.endAfter) call.end();
+    void (async () => {
+      for (const m of messages) {
+        if (typeof m !== 'function') call.write(m);
+        else call.write(m(challenges.shift() ?? (await new Promise<Uint8Array>((r) => (waiting = r)))));
+      }
+      if (opts.endAfter) call.end();
+    })();
   });
 }
 
 const hello = (v: Partial<{ evidenceType: string; publicKey: Uint8Array; csr: Uint8Array; grants: string[]; jwtAudiences: string[] }>) =>
   create(AttestRequestSchema, { step: { case: 'hello', value: { evidenceType: 'join_token', ...v } } });
-const evidence = (payload: Uint8Array) => create(AttestRequestSchema, { step: { case: 'evidence', value: { payload } } });
+const evidence = (payload: Uint8Array, keyProof?: Uint8Array) =>
+  create(AttestRequestSchema, { step: { case: 'evidence', value: { payload, ...(keyProof ? { keyProof } : {}) } } });
+
+/** A hello naming a fresh bare key, and evidence that proves possession of it over the challenge. */
+function bare(payload: Uint8Array, v: Parameters<typeof hello>[0] = {}): [AttestRequest, Msg] {
+  const k = ecKey();
+  return [hello({ publicKey: spkiOf(k), ...v }), (nonce) => evidence(payload, signKeyProofWith(k.privateKey, nonce))];
+}
 
 async function expectNothingStored<T>(f: () => Promise<T>): Promise<T> {
   const before = await s.server.store.countIssued();
@@ -81,7 +105,7 @@ describe('attestation over gRPC on loopback', () => {
       server: s.address,
       bundlePem: s.bundlePem,
       evidenceType: 'join_token',
-      publicKey: spkiOf(key),
+      key: key.privateKey,
       respond: () => Buffer.from(t.token),
       jwtAudiences: ['https://rp.example', 'spiffe://example.org/rp'],
     });
@@ -111,9 +135,9 @@ describe('attestation over gRPC on loopback', () => {
 
   it('answers a second handshake with a new token without re-using the first', async () => {
     const t1 = await token('spiffe://example.org/agent/b');
-    const ok = await rawAttest([hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t1.token))]);
+    const ok = await rawAttest(bare(Buffer.from(t1.token)));
     expect(ok.err).toBeUndefined();
-    const again = await expectNothingStored(() => rawAttest([hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t1.token))]));
+    const again = await expectNothingStored(() => rawAttest(bare(Buffer.from(t1.token))));
     expect(again.err!.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(again.err!.details).toBe('attestation(join_token): token has already been used');
     expect(again.err!.metadata.get('writ-error-code')).toEqual(['ERR_JOIN_TOKEN_INVALID']);
@@ -121,7 +145,7 @@ describe('attestation over gRPC on loopback', () => {
 });
 
 describe('bad input: a clear gRPC error and nothing stored', () => {
-  const cases: Array<[string, () => Promise<AttestRequest[]>, grpc.status, RegExp]> = [
+  const cases: Array<[string, () => Promise<Msg[]>, grpc.status, RegExp]> = [
     ['malformed CSR', async () => [hello({ csr: Buffer.from('3003020100', 'hex') })], grpc.status.INVALID_ARGUMENT, /^csr: /],
     [
       'a CSR whose signature does not verify',
@@ -186,32 +210,64 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
       grpc.status.INVALID_ARGUMENT,
       /hello sent twice/,
     ],
-    [
-      'a malformed join token',
-      async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from('nope'))],
-      grpc.status.PERMISSION_DENIED,
-      /token is malformed/,
-    ],
+    ['a malformed join token', async () => bare(Buffer.from('nope')), grpc.status.PERMISSION_DENIED, /token is malformed/],
     [
       'a join token with the wrong secret',
       async () => {
         const t = await token('spiffe://example.org/agent/w');
-        return [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t.token.slice(0, -1) + (t.token.endsWith('A') ? 'B' : 'A')))];
+        return bare(Buffer.from(t.token.slice(0, -1) + (t.token.endsWith('A') ? 'B' : 'A')));
       },
       grpc.status.PERMISSION_DENIED,
       /token is not valid$/,
     ],
+    ['oversized evidence for the type', async () => bare(Buffer.alloc(4096, 0x41)), grpc.status.RESOURCE_EXHAUSTED, /exceeds 128/],
     [
-      'oversized evidence for the type',
-      async () => [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.alloc(4096, 0x41))],
-      grpc.status.RESOURCE_EXHAUSTED,
-      /exceeds 128/,
+      'a bare public key without a key proof',
+      async () => {
+        const t = await token('spiffe://example.org/agent/nokp');
+        return [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t.token))];
+      },
+      grpc.status.PERMISSION_DENIED,
+      /must carry key_proof/,
+    ],
+    [
+      'a key proof by another key than the hello names',
+      async () => {
+        const t = await token('spiffe://example.org/agent/otherkp');
+        const thief = ecKey();
+        return [hello({ publicKey: spkiOf(ecKey()) }), (nonce: Uint8Array) => evidence(Buffer.from(t.token), signKeyProofWith(thief.privateKey, nonce))];
+      },
+      grpc.status.PERMISSION_DENIED,
+      /key_proof does not verify/,
+    ],
+    [
+      'a key proof over another nonce (replayed from another handshake)',
+      async () => {
+        const t = await token('spiffe://example.org/agent/replaykp');
+        const k = ecKey();
+        return [hello({ publicKey: spkiOf(k) }), evidence(Buffer.from(t.token), signKeyProofWith(k.privateKey, Buffer.alloc(32, 7)))];
+      },
+      grpc.status.PERMISSION_DENIED,
+      /key_proof does not verify/,
+    ],
+    [
+      'a key proof signed over the bare nonce without the domain-separation context',
+      async () => {
+        const t = await token('spiffe://example.org/agent/ctxkp');
+        const k = ecKey();
+        return [
+          hello({ publicKey: spkiOf(k) }),
+          (nonce: Uint8Array) => evidence(Buffer.from(t.token), sign('sha256', nonce, { key: k.privateKey, dsaEncoding: 'ieee-p1363' })),
+        ];
+      },
+      grpc.status.PERMISSION_DENIED,
+      /key_proof does not verify/,
     ],
     [
       'a token that maps to no entry',
       async () => {
         const t = await token();
-        return [hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t.token))];
+        return bare(Buffer.from(t.token));
       },
       grpc.status.PERMISSION_DENIED,
       /no registration entry matches/,
@@ -235,7 +291,7 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
     const t = await token('spiffe://example.org/agent/late', 60);
     clock.advance(61_000);
     try {
-      const r = await expectNothingStored(() => rawAttest([hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t.token))]));
+      const r = await expectNothingStored(() => rawAttest(bare(Buffer.from(t.token))));
       expect(r.err!.code).toBe(grpc.status.PERMISSION_DENIED);
       expect(r.err!.details).toBe('attestation(join_token): token has expired');
       expect((await s.server.store.getJoinToken(t.id))?.usedAt ?? null).toBeNull();
@@ -246,7 +302,7 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
 
   it('a token is not consumed when issuance fails after attestation (no matching entry)', async () => {
     const t = await token();
-    await rawAttest([hello({ publicKey: spkiOf(ecKey()) }), evidence(Buffer.from(t.token))]);
+    await rawAttest(bare(Buffer.from(t.token)));
     expect((await s.server.store.getJoinToken(t.id))!.usedAt).toBeNull();
   });
 
@@ -258,9 +314,11 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
 
   it('SPIFFE IDs outside the trust domain are refused at entry creation, and nothing is stored', async () => {
     const before = (await s.server.store.listEntries()).length;
-    const err = await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
-      entry: { spiffeId: 'spiffe://evil.org/agent', selectors: [{ type: 'join_token', value: 'x' }] },
-    }).catch((e) => e);
+    const err = await adminClients(s.adminSocket)
+      .admin.createEntry({
+        entry: { spiffeId: 'spiffe://evil.org/agent', selectors: [{ type: 'join_token', value: 'x' }] },
+      })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(GrpcCallError);
     expect((err as GrpcCallError).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((err as GrpcCallError).details).toMatch(/outside the trust domain example.org/);
@@ -334,7 +392,7 @@ describe('operability', () => {
         server: other.address,
         bundlePem: s.bundlePem,
         evidenceType: 'join_token',
-        publicKey: spkiOf(ecKey()),
+        key: ecKey().privateKey,
         respond: () => Buffer.from('x'),
       }).catch((e) => e);
       expect(err).toBeInstanceOf(GrpcCallError);

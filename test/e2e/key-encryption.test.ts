@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildServerSettings } from '../../src/config/config.js';
+import { serverSettings as buildServerSettings } from '../../src/server/settings.js';
 import { WritServer } from '../../src/server/server.js';
 import { CaError } from '../../src/errors.js';
 import { ManualClock } from '../../src/clock.js';

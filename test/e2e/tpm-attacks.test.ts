@@ -6,9 +6,8 @@ import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign, X5
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
-import { TpmAttestor } from '../../src/agent/tpm-attestor.js';
-import { adminCall } from '../../src/cli/admin-client.js';
-import { AdminService, type CreateEntryResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { TpmAttestor } from '../../src/attestation/tpm/attestor.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { TpmError } from '../../src/errors.js';
 import { TPMA_OBJECT, TPM_ALG, TPM_RH, TPM_ST, TPM_GENERATED_VALUE } from '../../src/tpm/constants.js';
 import { TpmWriter } from '../../src/tpm/marshal.js';
@@ -37,7 +36,7 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
       },
     });
     // Any attested swtpm maps to an entry, so refusals below come from the evidence checks.
-    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+    await adminClients(s.adminSocket).admin.createEntry({
       entry: { spiffeId: 'spiffe://example.org/agent/any-swtpm', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },
     });
   }, 60_000);
@@ -47,12 +46,12 @@ describe.skipIf(!HAVE_SWTPM)('TPM attestation refuses attacks (swtpm)', () => {
     await Promise.all([A?.stop(), B?.stop()]);
   });
 
-  const agentKey = () => createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
+  const agentKey = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 
   /** Runs a handshake whose answers come from `respond`; returns the error or the SPIFFE ID. */
   async function handshake(respond: (c: Challenge) => Promise<Buffer>): Promise<GrpcCallError | string> {
     try {
-      const r = await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', publicKey: agentKey(), respond });
+      const r = await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', key: agentKey(), respond });
       return r.spiffeId;
     } catch (e) {
       if (e instanceof GrpcCallError) return e;

@@ -1,14 +1,13 @@
 /** Measured boot and measured agent code, against a real swtpm. */
-import { createHash, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { parseCertificate } from '../../src/x509/certificate.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
-import { TpmAttestor, type TpmAttestorOptions } from '../../src/agent/tpm-attestor.js';
-import { adminCall } from '../../src/cli/admin-client.js';
-import { AdminService, type CreateEntryResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { TpmAttestor, type TpmAttestorOptions } from '../../src/attestation/tpm/attestor.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { TPM_ALG } from '../../src/tpm/constants.js';
 import { encodeEventLog, parseEventLog, EV_IPL, EV_NO_ACTION } from '../../src/tpm/eventlog.js';
 import { encodeEvidence1, parseEvidence1 } from '../../src/tpm/evidence.js';
@@ -17,7 +16,7 @@ import { startServer } from '../helpers/server.js';
 
 type Started = Awaited<ReturnType<typeof startServer>>;
 
-const key = () => createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
+const key = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
 
 describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', () => {
   let T: Swtpm;
@@ -33,7 +32,7 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
     agentPath = join(T.dir, 'agent-bin');
     writeFileSync(agentPath, 'pretend this is the agent executable\n');
     agentDigest = createHash('sha256').update(readFileSync(agentPath)).digest('hex');
-    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+    await adminClients(s.adminSocket).admin.createEntry({
       entry: {
         spiffeId: 'spiffe://example.org/agent/measured',
         selectors: [
@@ -42,7 +41,7 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
         ],
       },
     });
-    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+    await adminClients(s.adminSocket).admin.createEntry({
       entry: { spiffeId: 'spiffe://example.org/agent/unmeasured', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },
     });
   }, 60_000);
@@ -59,7 +58,7 @@ describe.skipIf(!HAVE_SWTPM)('measured boot and measured agent code (swtpm)', ()
         server: s.address,
         bundlePem: s.bundlePem,
         evidenceType: 'tpm',
-        publicKey: key(),
+        key: key(),
         respond: async (c) => {
           const first = a.rounds === 0;
           const out = await a.respond(c);
@@ -152,7 +151,7 @@ describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
   beforeAll(async () => {
     T = await startSwtpm();
     s = await startServer({ attestation: { tpm: { manufacturer_roots: [T.rootPem], intermediates: [T.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } } });
-    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+    await adminClients(s.adminSocket).admin.createEntry({
       entry: {
         spiffeId: 'spiffe://example.org/agent/hw-key',
         selectors: [
@@ -161,7 +160,7 @@ describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
         ],
       },
     });
-    await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+    await adminClients(s.adminSocket).admin.createEntry({
       entry: { spiffeId: 'spiffe://example.org/agent/sw-key', selectors: [{ type: 'tpm', value: 'model:swtpm' }] },
     });
   }, 60_000);
@@ -170,18 +169,18 @@ describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
     await T?.stop();
   });
 
-  async function go(mutate?: (ev: Buffer, spki: Buffer) => { ev: Buffer; hello?: Buffer }) {
+  async function go(mutate?: (ev: Buffer, spki: Buffer) => { ev: Buffer; hello?: KeyObject }) {
     const tpm = await T.open();
     const a = new TpmAttestor(tpm);
     try {
       const k = await a.createResidentKey();
-      let hello = k.spki;
-      if (mutate) hello = mutate(Buffer.alloc(0), k.spki).hello ?? hello;
+      // The hello names the resident key (signing its key proof inside the TPM), or another key the agent holds.
+      const other = mutate?.(Buffer.alloc(0), k.spki).hello;
       const r = await attest({
         server: s.address,
         bundlePem: s.bundlePem,
         evidenceType: 'tpm',
-        publicKey: hello,
+        key: other ?? a.residentSigner(),
         respond: async (c) => {
           const first = a.rounds === 0;
           const out = await a.respond(c);
@@ -214,7 +213,7 @@ describe.skipIf(!HAVE_SWTPM)('TPM-resident agent keys (TPM2_Certify)', () => {
     const tpm = await T.open();
     const a = new TpmAttestor(tpm);
     try {
-      const r = await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', publicKey: key(), respond: (c) => a.respond(c) });
+      const r = await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', key: key(), respond: (c) => a.respond(c) });
       expect(r.spiffeId).toBe('spiffe://example.org/agent/sw-key');
       expect(parseCertificate(r.svidChain[0]!).keyResidency).toBeUndefined();
     } finally {

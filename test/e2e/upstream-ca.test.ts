@@ -1,12 +1,11 @@
-import { generateKeyPairSync, createPublicKey } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodePem } from '../../src/der/pem.js';
 import { attest } from '../../src/agent/attest-client.js';
-import { adminCall } from '../../src/cli/admin-client.js';
-import { AdminService, type CreateJoinTokenResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { BundleSet, parseSpiffeBundle } from '../../src/spiffe/bundle.js';
 import { verifyX509Svid } from '../../src/svid/x509-svid.js';
 import { makeCert } from '../helpers/testca.js';
@@ -25,13 +24,13 @@ describe('upstream CA loaded from files', () => {
     const s = await startServer({ ca: { upstream: { cert_file: join(dir, 'up.pem'), key_file: join(dir, 'up.key'), bundle_file: join(dir, 'roots.pem') } } });
     try {
       expect(s.bundlePem).toBe(encodePem('CERTIFICATE', root.der));
-      const t = await adminCall<CreateJoinTokenResponse>(s.adminSocket, AdminService, 'createJoinToken', { spiffeId: 'spiffe://example.org/agent/u' });
+      const t = await adminClients(s.adminSocket).admin.createJoinToken({ spiffeId: 'spiffe://example.org/agent/u' });
       const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
       const res = await attest({
         server: s.address,
         bundlePem: s.bundlePem,
         evidenceType: 'join_token',
-        publicKey: createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' }),
+        key: key.privateKey,
         respond: () => Buffer.from(t.token),
       });
       // leaf, writ's intermediate, the upstream issuing CA (the root is not sent).

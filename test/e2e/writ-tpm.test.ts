@@ -12,12 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall } from '../../src/cli/admin-client.js';
-import { AdminService, type CreateEntryResponse } from '../../src/gen/writ/v1/admin_pb.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
 import { parseEvidence1 } from '../../src/tpm/evidence.js';
 import { parseAttest } from '../../src/tpm/structures.js';
-import { builtinReverifiers } from '../../src/attestation/builtins.js';
+import { tpmReverifier } from '../../src/attestation/tpm/reverify.js';
 import { certificatesInFile } from '../../src/config/files.js';
 import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
 import { verifyWrit, type VerifyWritOptions } from '../../src/writ/verify.js';
@@ -81,7 +80,7 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
       [tpmA, '/agent/planner'],
       [tpmB, '/agent/reader'],
     ] as const) {
-      await adminCall<CreateEntryResponse>(s.adminSocket, AdminService, 'createEntry', {
+      await adminClients(s.adminSocket).admin.createEntry({
         entry: { spiffeId: `spiffe://example.org${path}`, selectors: [{ type: 'tpm', value: `ek_hash:${await ekHash(t)}` }] },
       });
     }
@@ -304,8 +303,10 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
       '--resource',
       'repo://acme/widgets',
     );
+    // A refused action is a failure: nothing on stdout, one line on stderr saying why (the CLI contract).
     expect(authz.code).toBe(1);
-    expect(authz.stdout).toMatch(/repo:write on repo:\/\/acme\/widgets: deny/);
+    expect(authz.stdout).toBe('');
+    expect(authz.stderr).toBe('writ: repo:write on repo://acme/widgets is not allowed: deny, outside the scope (the writ itself is valid)\n');
 
     if (!HAVE_PY) return console.warn('*** python3-jwt missing: the independent Python check is SKIPPED ***');
     const py = await run(PY, [
@@ -317,7 +318,7 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
       METHOD,
     ]);
     expect(py.stdout.split('\n')).toEqual(['spiffe://example.org/agent/reader', `spiffe://example.org/agent/planner <- alice`, '']);
-    // …and it refuses someone else's proof.
+    // …and it refuses someone else's proof. `writ proof create` will not make one (the key is not the writ's cnf key)…
     const planner = await writ(
       'proof',
       'create',
@@ -330,7 +331,14 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
       '--method',
       METHOD,
     );
-    writeFileSync(f('proof-planner'), planner.stdout);
+    expect(planner.code).toBe(1);
+    expect(planner.stderr).toMatch(/^writ: the key is not the one this writ is bound to \(cnf\.jkt /);
+    // …so the attacker makes it with the library, and the independent relying party must refuse it.
+    const readerWrit = readFileSync(f('reader', 'creds', 'writ.jws'), 'utf8').trim();
+    writeFileSync(
+      f('proof-planner'),
+      `${createProof(readerWrit, createPrivateKey(readFileSync(f('planner', 'agent.key'))), { audience: AUD, method: METHOD, now: new Date() })}\n`,
+    );
     const bad = await run(PY, [
       join(REPO_ROOT, 'test', 'interop', 'verify_writ.py'),
       f('reader', 'creds', 'bundle.jwks'),
@@ -486,7 +494,7 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     const rc = parseWrit(reader).claims;
     const pc = parseWrit(planner).claims;
     const signer = s.server.ca.writSigner();
-    const resign = (c: WritClaims) => signWrit(c, signer.privateKey, signer.kid);
+    const resign = (c: WritClaims) => signWrit(c, signer.signer, signer.kid);
     const key = createPrivateKey(readFileSync(f('reader', 'agent.key')));
     const bundle = parseSpiffeBundle('example.org', readFileSync(f('reader', 'creds', 'bundle.jwks'), 'utf8'));
     const check = (w: string, level: 'standard' | 'deep') => {
@@ -498,14 +506,13 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
         now: new Date(),
         level,
         replayCache: new ProofReplayCache(),
-        reverifiers: builtinReverifiers(),
-        hardware: new Map([
+        reverifiers: new Map([
           [
             'tpm',
-            {
+            tpmReverifier({
               roots: [...certificatesInFile(tpmA.rootPem), ...certificatesInFile(tpmB.rootPem)],
               intermediates: [...certificatesInFile(tpmA.intermediatePem), ...certificatesInFile(tpmB.intermediatePem)],
-            },
+            }),
           ],
         ]),
       };
@@ -514,15 +521,15 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm): the walkthrough, de
     expect(check(reader, 'deep')).not.toThrow();
 
     // The planner's evidence under the reader's writ, binding left consistent with the reader's contents.
-    const spliced = resign({ ...rc, att: { ...rc.att, ev: pc.att.ev!, ev_sha256: pc.att.ev_sha256, sel: pc.att.sel } });
+    const spliced = await resign({ ...rc, att: { ...rc.att, ev: pc.att.ev!, ev_sha256: pc.att.ev_sha256, sel: pc.att.sel } });
     expect(check(spliced, 'standard')).not.toThrow();
     expect(check(spliced, 'deep')).toThrow(/embedded evidence fails re-verification: .*quote nonce mismatch/);
     // The planner's whole attestation (its own binding) under the reader's grants: the binding no longer adds up.
-    expect(check(resign({ ...rc, att: pc.att }), 'standard')).toThrow(/binding digest does not match/);
+    expect(check(await resign({ ...rc, att: pc.att }), 'standard')).toThrow(/binding digest does not match/);
     // Evidence dropped from a TPM writ: deep verification refuses rather than trusting the issuer.
     const { ev: _dropped, ...withoutEv } = rc.att;
-    expect(check(resign({ ...rc, att: withoutEv }), 'deep')).toThrow(/needs the tpm evidence, and the writ does not embed it/);
+    expect(check(await resign({ ...rc, att: withoutEv }), 'deep')).toThrow(/needs the tpm evidence, and the writ does not embed it/);
     // Selectors the evidence does not prove.
-    expect(check(resign({ ...rc, att: { ...rc.att, sel: [...rc.att.sel, 'tpm:model:other'] } }), 'deep')).toThrow(/selectors differ/);
+    expect(check(await resign({ ...rc, att: { ...rc.att, sel: [...rc.att.sel, 'tpm:model:other'] } }), 'deep')).toThrow(/selectors differ/);
   });
 });

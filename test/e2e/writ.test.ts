@@ -8,14 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { attest, GrpcCallError } from '../../src/agent/attest-client.js';
 import { createGrant, verifyRemote } from '../../src/agent/grant-client.js';
-import { adminCall } from '../../src/cli/admin-client.js';
-import {
-  AdminService,
-  type CreateJoinTokenResponse,
-  type ListDecisionsResponse,
-  type ListPoliciesResponse,
-  type PushPolicyResponse,
-} from '../../src/gen/writ/v1/admin_pb.js';
+import { adminClients } from '../../src/cli/admin-client.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
@@ -45,7 +38,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
   beforeAll(async () => {
     oidc = await startOidc();
     w = await startServer({ principals: [{ issuer: oidc.issuer, audience: 'writ' }] }, { jwksRefetchCooldownMs: 300 });
-    await adminCall<PushPolicyResponse>(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'acme.cedar', text: POLICY }] });
+    await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
   });
   afterAll(async () => {
     await w?.stop();
@@ -58,12 +51,12 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
   };
 
   async function spawn(path: string, key: KeyObject, grants: string[]) {
-    const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', { ttl: 600, spiffeId: `spiffe://example.org${path}` });
+    const tok = await adminClients(w.adminSocket).admin.createJoinToken({ ttl: 600, spiffeId: `spiffe://example.org${path}` });
     const res = await attest({
       server: w.address,
       bundlePem: w.bundlePem,
       evidenceType: 'join_token',
-      publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+      key,
       respond: () => Buffer.from(tok.token),
       grants,
     });
@@ -194,7 +187,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const root = await rootGrant(A.jkt);
     const a = await spawn('/agent/owner', A.key, [root.grant]);
     const wa = parseWrit(a.writ!).claims;
-    const count = async () => (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1000 })).decisions.length;
+    const count = async () => (await adminClients(w.adminSocket).admin.listDecisions({ limit: 1000 })).decisions.length;
     const before = await count();
     const issuedBefore = await w.server.store.countIssued();
 
@@ -219,7 +212,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const untrusted = await refused(spawn('/untrusted/b', B.key, [root.grant, good]));
     expect(untrusted).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/forbidden by no-untrusted-agents/) });
     // The denial is recorded (actor apart from principal); the grant refusals never reached policy.
-    const ds = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 1 })).decisions[0]!;
+    const ds = (await adminClients(w.adminSocket).admin.listDecisions({ limit: 1 })).decisions[0]!;
     expect(ds).toMatchObject({
       decision: 'deny',
       actor: 'spiffe://example.org/untrusted/b',
@@ -246,9 +239,9 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     expect(denied).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/no policy permits this/) });
     const esc = await refused(rootGrant(A.jkt, { scope: [{ action: 'deploy:prod', resource: 'repo://acme/widgets' }] }));
     expect(esc).toMatchObject({ writCode: 'ERR_ESCALATION_REQUIRED', details: expect.stringMatching(/requires approval: production deploys need approval/) });
-    const decisions = (await adminCall<ListDecisionsResponse>(w.adminSocket, AdminService, 'listDecisions', { limit: 2 })).decisions;
+    const decisions = (await adminClients(w.adminSocket).admin.listDecisions({ limit: 2 })).decisions;
     expect(decisions.map((d) => d.decision)).toEqual(['escalate', 'deny']);
-    const snap = (await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots[0]!;
+    const snap = (await adminClients(w.adminSocket).admin.listPolicies({})).snapshots[0]!;
     expect(decisions.every((d) => d.snapshot === snap.digest)).toBe(true);
 
     const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
@@ -260,7 +253,11 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       [hs256(oidc.token('alice', { groups: ['eng'] })), 'HS256 keyed with a public value'],
     ] as const) {
       const e = await refused(rootGrant(A.jkt, {}, token));
-      expect(e, why).toMatchObject({ code: grpc.status.UNAUTHENTICATED, writCode: 'ERR_PRINCIPAL_INVALID', details: 'principal token rejected' });
+      expect(e, why).toMatchObject({
+        code: grpc.status.UNAUTHENTICATED,
+        writCode: 'ERR_PRINCIPAL_INVALID',
+        details: expect.stringMatching(/^principal token rejected \(the server log has the reason under request id [0-9a-f]{12}\)$/),
+      });
     }
 
     await new Promise((r) => setTimeout(r, 350));
@@ -274,16 +271,16 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
   });
 
   it('policy push validates against the schema and leaves the active snapshot alone on failure', async () => {
-    const before = (await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots;
+    const before = (await adminClients(w.adminSocket).admin.listPolicies({})).snapshots;
     const e = await refused(
-      adminCall(w.adminSocket, AdminService, 'pushPolicy', {
+      adminClients(w.adminSocket).admin.pushPolicy({
         files: [{ name: 'bad.cedar', text: 'permit(principal, action, resource) when { principal.nope };' }],
       }),
     );
     expect(e).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, writCode: 'ERR_POLICY_INVALID', details: expect.stringMatching(/nope/) });
-    expect((await adminCall<ListPoliciesResponse>(w.adminSocket, AdminService, 'listPolicies', {})).snapshots).toEqual(before);
+    expect((await adminClients(w.adminSocket).admin.listPolicies({})).snapshots).toEqual(before);
     // The same policies again: same digest, nothing new stored.
-    const again = await adminCall<PushPolicyResponse>(w.adminSocket, AdminService, 'pushPolicy', { files: [{ name: 'acme.cedar', text: POLICY }] });
+    const again = await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
     expect(again).toMatchObject({ digest: before.find((s) => s.active)!.digest, created: false });
   });
 });
@@ -300,7 +297,7 @@ describe('public unary calls are rate limited per peer', () => {
         (x: unknown) => x,
       );
       expect(e).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, writCode: 'ERR_LIMIT_EXCEEDED' });
-      const tok = await adminCall<CreateJoinTokenResponse>(w.adminSocket, AdminService, 'createJoinToken', {
+      const tok = await adminClients(w.adminSocket).admin.createJoinToken({
         ttl: 60,
         spiffeId: 'spiffe://example.org/agent/x',
       });
@@ -309,7 +306,7 @@ describe('public unary calls are rate limited per peer', () => {
         server: w.address,
         bundlePem: w.bundlePem,
         evidenceType: 'join_token',
-        publicKey: createPublicKey(key).export({ type: 'spki', format: 'der' }),
+        key,
         respond: () => Buffer.from(tok.token),
       });
       expect(r.spiffeId).toBe('spiffe://example.org/agent/x');

@@ -4,12 +4,12 @@
  * writs, including ones the real issuer would refuse to make.
  */
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { jwkThumbprint } from '../../src/jose/jws.js';
+import { jwkThumbprint, publicJwk, sha256b64url, signJws } from '../../src/jose/jws.js';
 import { chainDigest } from '../../src/delegation/chain.js';
-import { delegateGrant, newGrantId, parseGrant, signRootGrant, type GrantClaims } from '../../src/delegation/grant.js';
+import { GRANT_TYP, delegateGrant, newGrantId, parseGrant, type GrantClaims } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
 import { bindingDigest } from '../../src/writ/binding.js';
-import { signWrit, type ActClaim, type WritClaims } from '../../src/writ/writ.js';
+import { WRIT_TYP, type ActClaim, type WritClaims } from '../../src/writ/writ.js';
 import type { WritTrust } from '../../src/writ/verify.js';
 
 export const SNAP = 'a'.repeat(64);
@@ -70,7 +70,8 @@ export class FakeIssuer {
       pol: { snap: SNAP, decision: 'allow', policies: ['eng-may-delegate'] },
       ...o.override,
     };
-    return signRootGrant(claims, this.key, this.kid);
+    // Signed in one step with the key itself (the issuer signs through its custody's async signer; the bytes are the same).
+    return signJws({ typ: GRANT_TYP, kid: this.kid }, { ...claims }, this.key);
   }
 
   /** A writ for `holder` over `grants`, consistent in every field unless `override` says otherwise. */
@@ -111,7 +112,7 @@ export class FakeIssuer {
       pol: { snap: SNAP, decision: 'allow', policies: ['agents-receive'], iat: o.polIat ?? o.now - 60 },
       ...o.override,
     };
-    return { writ: signWrit(claims, this.key, this.kid), claims, binding };
+    return { writ: signJws({ typ: WRIT_TYP, kid: this.kid }, { ...claims }, this.key), claims, binding };
   }
 }
 
@@ -133,9 +134,6 @@ export function hop(
     ...(req.exp ? { exp: req.exp } : {}),
   });
 }
-
-import { publicJwk, sha256b64url, signJws } from '../../src/jose/jws.js';
-import { GRANT_TYP } from '../../src/delegation/grant.js';
 
 /** A hop grant with arbitrary claims over a valid link, signed by `signer` (default: the parent). */
 export function rawHop(

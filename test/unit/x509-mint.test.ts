@@ -3,20 +3,21 @@ import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:cryp
 import * as px509 from '@peculiar/x509';
 import { describe, expect, it } from 'vitest';
 import { X509SvidMinter } from '../../src/svid/x509-mint.js';
+import { keySigner } from '../../src/jose/jws.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { makeCert } from '../helpers/testca.js';
 import * as t from '../../src/svid/template.js';
 
 const ca = makeCert({ subjectCn: 'signing', ca: true, pathLen: 0, uris: ['spiffe://example.org'] });
-const minter = new X509SvidMinter({ certificate: ca.parsed, privateKey: ca.key, chain: [ca.der] });
+const minter = new X509SvidMinter({ certificate: ca.parsed, signer: keySigner(ca.key), chain: [ca.der] });
 const spki = createPublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey).export({ type: 'spki', format: 'der' });
 const id = parseSpiffeId('spiffe://example.org/agent/one');
 const now = Date.now();
 
-describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
-  const svid = minter.mint({ spiffeId: id, spki, notBefore: new Date(now - 10_000), notAfter: new Date(now + 3600_000) });
-  const cert = new X509Certificate(svid.leaf);
+const svid = await minter.mint({ spiffeId: id, spki, notBefore: new Date(now - 10_000), notAfter: new Date(now + 3600_000) });
+const cert = new X509Certificate(svid.leaf);
 
+describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
   it('is signed by the CA (checked by OpenSSL through Node)', () => {
     expect(cert.verify(new X509Certificate(ca.der).publicKey)).toBe(true);
     expect(cert.checkIssued(new X509Certificate(ca.der))).toBe(true);
@@ -41,18 +42,18 @@ describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
     expect(Date.parse(cert.validFrom)).toBeLessThan(now);
     expect(cert.publicKey.export({ type: 'spki', format: 'der' }).equals(spki)).toBe(true);
   });
-  it('uses a fresh random positive serial each time', () => {
+  it('uses a fresh random positive serial each time', async () => {
     const serials = new Set<string>();
     for (let i = 0; i < 200; i++) {
-      const s = minter.mint({ spiffeId: id, spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) }).serial;
+      const s = (await minter.mint({ spiffeId: id, spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) })).serial;
       expect(s.length).toBe(16);
       expect(s[0]! & 0x80).toBe(0);
       serials.add(s.toString('hex'));
     }
     expect(serials.size).toBe(200);
   });
-  it('caps notAfter at the signing CA notAfter', () => {
-    const s = minter.mint({ spiffeId: id, spki, notBefore: new Date(now), notAfter: new Date(now + 100 * 3600_000) });
+  it('caps notAfter at the signing CA notAfter', async () => {
+    const s = await minter.mint({ spiffeId: id, spki, notBefore: new Date(now), notAfter: new Date(now + 100 * 3600_000) });
     expect(s.notAfter.getTime()).toBe(ca.parsed.notAfter.getTime());
     expect(Date.parse(new X509Certificate(s.leaf).validTo)).toBe(ca.parsed.notAfter.getTime());
   });
@@ -60,10 +61,10 @@ describe('X.509-SVID minting (X509-SVID §4 profile)', () => {
     expect(svid.chain.length).toBe(2);
     expect(svid.chain[1]!.equals(ca.der)).toBe(true);
   });
-  it('refuses to return an SVID whose ID has no path (validator runs on our own output)', () => {
-    expect(() => minter.mint({ spiffeId: parseSpiffeId('spiffe://example.org'), spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) })).toThrow(
-      /non-root path/,
-    );
+  it('refuses to return an SVID whose ID has no path (validator runs on our own output)', async () => {
+    await expect(
+      minter.mint({ spiffeId: parseSpiffeId('spiffe://example.org'), spki, notBefore: new Date(now), notAfter: new Date(now + 60_000) }),
+    ).rejects.toThrow(/non-root path/);
   });
 });
 

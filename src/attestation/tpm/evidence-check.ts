@@ -15,13 +15,22 @@ import type { EkIdentity } from './ek.js';
 import { verifyCertify, verifyQuote, type VerifiedQuote } from './quote.js';
 import { agentCodeDigest, replayLog } from './replay.js';
 
+/** The application PCRs agent code may be measured into (the TCG reserves 16..23 for applications). */
+export const AGENT_PCR_RANGE = [16, 23] as const;
+/** The application PCR the sidecar measures agent code into unless configured otherwise. */
+export const DEFAULT_AGENT_PCR = 23;
+
 const fail = (msg: string) => new AttestationError('ERR_EVIDENCE_INVALID', `attestation(tpm): ${msg}`);
 
 export interface TpmEvidenceCheck {
   /** What the quote's qualifying data must equal: the handshake nonce or binding digest. */
   readonly nonce: Buffer;
   readonly selection: readonly PcrSelection[];
-  readonly agentPcr: number;
+  /**
+   * The application PCR the agent is measured into. Undefined (a relying party not told the
+   * issuer's setting): the one PCR the agent log's events name, which must be in 16..23.
+   */
+  readonly agentPcr?: number;
   readonly verifyEk: (ek: TpmPublic) => EkIdentity;
   /** True when a certified TPM-resident key is the agent's key. */
   readonly residentKeyIs: (key: KeyObject) => boolean;
@@ -58,10 +67,13 @@ function selectorsOf(
  * Replays the firmware log and the sidecar's agent log against the quote; returns the agent
  * code digest when the agent PCR is quoted and its log names one.
  */
-function measuredAgentCode(e: TpmEvidence, selection: readonly PcrSelection[], agentPcr: number): Buffer | undefined {
+function measuredAgentCode(e: TpmEvidence, selection: readonly PcrSelection[], configured: number | undefined): Buffer | undefined {
   if (e.eventLog) replayLog(e.eventLog, selection, e.pcrs);
   if (!e.appLog) return undefined;
   const { events } = parseEventLog(e.appLog);
+  const agentPcr = configured ?? events[0]?.pcr ?? AGENT_PCR_RANGE[1];
+  if (agentPcr < AGENT_PCR_RANGE[0] || agentPcr > AGENT_PCR_RANGE[1])
+    throw fail(`the agent measurement log names PCR ${agentPcr}, outside ${AGENT_PCR_RANGE.join('..')}`);
   if (events.some((ev) => ev.pcr !== agentPcr)) throw fail(`the agent measurement log may only hold events for PCR ${agentPcr}`);
   const trusted = replayLog(e.appLog, selection, e.pcrs);
   return agentCodeDigest(trusted, agentPcr, TPM_ALG.SHA256);

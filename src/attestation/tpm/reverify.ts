@@ -15,14 +15,24 @@ import { verifyEk } from './ek.js';
 import { checkTpmEvidence } from './evidence-check.js';
 import { TPM_TYPE } from './verifier.js';
 
-/** The application PCR the sidecar measures agent code into, unless configured otherwise. */
-export const DEFAULT_AGENT_PCR = 23;
+/** What a relying party trusts for TPM evidence. */
+export interface TpmTrust {
+  /** EK certificate trust anchors (DER): the manufacturers' roots. */
+  readonly roots: readonly Buffer[];
+  /** Intermediates the relying party supplies to complete EK chains (DER). */
+  readonly intermediates: readonly Buffer[];
+  /**
+   * The application PCR the issuer measures agent code into; undefined: the one PCR (16..23)
+   * the agent log names (the issuer enforced its own setting when it accepted the evidence).
+   */
+  readonly agentPcr?: number;
+}
 
-export function tpmReverifier(agentPcr = DEFAULT_AGENT_PCR): EvidenceReverifier {
+export function tpmReverifier(trust: TpmTrust): EvidenceReverifier {
   return {
     type: TPM_TYPE,
     reverify(evidence, ctx) {
-      if (ctx.roots.length === 0)
+      if (trust.roots.length === 0)
         throw new AttestationError('ERR_EVIDENCE_INVALID', 'attestation(tpm): deep verification needs the TPM manufacturer roots (--tpm-roots)');
       const e = parseEvidence1(evidence);
       const attest = parseAttest(e.attest);
@@ -30,8 +40,8 @@ export function tpmReverifier(agentPcr = DEFAULT_AGENT_PCR): EvidenceReverifier 
       const checked = checkTpmEvidence(e, {
         nonce: ctx.binding,
         selection: attest.pcrSelect,
-        agentPcr,
-        verifyEk: (ek) => verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...ctx.intermediates], ctx.roots, ctx.at),
+        ...(trust.agentPcr !== undefined ? { agentPcr: trust.agentPcr } : {}),
+        verifyEk: (ek) => verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...trust.intermediates], trust.roots, ctx.at),
         residentKeyIs: (k) => jwkThumbprint(k) === ctx.agentJkt,
       });
       return {

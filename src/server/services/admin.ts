@@ -105,6 +105,7 @@ export function adminService(deps: { admin: Admin; logger: Logger; policies: Pol
         id: t.id,
         expiresAt: BigInt(Math.floor(t.expiresAt.getTime() / 1000)),
         entryId: t.entryId ?? '',
+        selector: t.selector,
       });
     }),
   };

@@ -8,7 +8,7 @@ import { bundleDocuments } from '../bundle-documents.js';
 import type { Handshake, HandshakeStep, Issuer } from '../../issuance/issuer.js';
 import type { Metrics } from '../metrics.js';
 import { toGrpcFailure } from '../status.js';
-import { peerHost, type PeerRateLimiter } from '../rate-limit.js';
+import { peerHost, type RateLimiter } from '../rate-limit.js';
 
 /** A handshake that has not finished after this long is cut off. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -17,7 +17,7 @@ export function attestationService(deps: {
   issuer: Issuer;
   logger: Logger;
   metrics: Metrics;
-  limiter: PeerRateLimiter;
+  limiter: RateLimiter;
   timeoutMs?: number;
 }): grpc.UntypedServiceImplementation {
   return {
@@ -39,7 +39,7 @@ export function attestationService(deps: {
         if (finished) return;
         const f = toGrpcFailure(e);
         finish(f.writCode);
-        deps.logger.warn({ evidenceType, code: f.writCode, reason: f.internal, peer: call.getPeer() }, 'attestation failed');
+        deps.logger.warn({ evidenceType, code: f.writCode, reason: f.internal, requestId: f.requestId, peer: call.getPeer() }, 'attestation failed');
         const metadata = new grpc.Metadata();
         metadata.set('writ-error-code', f.writCode);
         call.emit('error', { code: f.code, details: f.details, metadata });
@@ -98,7 +98,7 @@ export function attestationService(deps: {
         }
         if (step.case === 'evidence') {
           if (!handshake) throw new AttestationError('ERR_PROTOCOL', 'attestation: evidence before hello');
-          send(await handshake.respond(step.value.payload));
+          send(await handshake.respond(step.value.payload, step.value.keyProof));
           return;
         }
         throw new AttestationError('ERR_PROTOCOL', 'attestation: empty request');

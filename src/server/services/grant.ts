@@ -5,9 +5,9 @@ import type { Logger } from 'pino';
 import { CreateGrantResponseSchema, type CreateGrantRequest } from '../../gen/writ/v1/grant_pb.js';
 import type { GrantIssuer } from '../../issuance/grants.js';
 import { unary } from '../unary.js';
-import type { PeerRateLimiter } from '../rate-limit.js';
+import type { RateLimiter } from '../rate-limit.js';
 
-export function grantService(deps: { grants: GrantIssuer; logger: Logger; limiter?: PeerRateLimiter }): grpc.UntypedServiceImplementation {
+export function grantService(deps: { grants: GrantIssuer; logger: Logger; limiter?: RateLimiter }): grpc.UntypedServiceImplementation {
   const { grants, logger } = deps;
   return {
     createGrant: unary(

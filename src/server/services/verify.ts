@@ -12,11 +12,11 @@ import type { Clock } from '../../clock.js';
 import type { CaManager } from '../../ca/manager.js';
 import type { EvidenceReverifier } from '../../attestation/verifier.js';
 import { trustDomainId } from '../../spiffe/id.js';
-import { ProofReplayCache } from '../../writ/proof.js';
+import { ProofReplayCache, type ReplayCache } from '../../writ/proof.js';
 import { parseWritCached } from '../../writ/writ.js';
-import { verifyWrit, type HardwareRoots, type WritRequirements } from '../../writ/verify.js';
+import { verifyWrit, type WritRequirements } from '../../writ/verify.js';
 import { unary } from '../unary.js';
-import type { PeerRateLimiter } from '../rate-limit.js';
+import type { RateLimiter } from '../rate-limit.js';
 
 /** Largest writ or proof accepted by Verify, bytes. */
 const MAX_INPUT = 64 * 1024;
@@ -27,11 +27,13 @@ export function verifyService(deps: {
   logger: Logger;
   /** Revoked grant ids among `ids`, as far as the issuer knows. */
   revokedAmong: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Re-verifiers with the issuer's own trust anchors (the same settings its verifiers use). */
   reverifiers: ReadonlyMap<string, EvidenceReverifier>;
-  hardware: ReadonlyMap<string, HardwareRoots>;
-  limiter?: PeerRateLimiter;
+  /** Where proof ids are remembered (per replica by default). */
+  replayCache?: ReplayCache;
+  limiter?: RateLimiter;
 }): grpc.UntypedServiceImplementation {
-  const cache = new ProofReplayCache();
+  const cache = deps.replayCache ?? new ProofReplayCache();
   return {
     verify: unary(
       deps.logger,
@@ -66,7 +68,6 @@ export function verifyService(deps: {
             isRevoked: (id) => revoked.has(id),
             requirements,
             reverifiers: deps.reverifiers,
-            hardware: deps.hardware,
           });
           return create(VerifyResponseSchema, {
             valid: true,

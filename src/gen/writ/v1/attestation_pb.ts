@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/attestation.proto.
  */
 export const file_writ_v1_attestation: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCJ+CgVIZWxsbxIVCg1ldmlkZW5jZV90eXBlGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSCwoDY3NyGAMgASgMEg4KBmdyYW50cxgEIAMoCRIVCg1qd3RfYXVkaWVuY2VzGAUgAygJEhYKDndyaXRfYXVkaWVuY2VzGAYgAygJIisKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMIhsKCEV2aWRlbmNlEg8KB3BheWxvYWQYASABKAwikQEKDEF0dGVzdFJlc3VsdBIRCglzcGlmZmVfaWQYASABKAkSEgoKc3ZpZF9jaGFpbhgCIAMoDBITCgtidW5kbGVfandrcxgDIAEoCRISCgpidW5kbGVfcGVtGAQgASgJEiMKCWp3dF9zdmlkcxgFIAMoCzIQLndyaXQudjEuSnd0U3ZpZBIMCgR3cml0GAYgASgJIioKB0p3dFN2aWQSEAoIYXVkaWVuY2UYASABKAkSDQoFdG9rZW4YAiABKAkyUwoSQXR0ZXN0YXRpb25TZXJ2aWNlEj0KBkF0dGVzdBIWLndyaXQudjEuQXR0ZXN0UmVxdWVzdBoXLndyaXQudjEuQXR0ZXN0UmVzcG9uc2UoATABYgZwcm90bzM");
+  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCJ+CgVIZWxsbxIVCg1ldmlkZW5jZV90eXBlGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSCwoDY3NyGAMgASgMEg4KBmdyYW50cxgEIAMoCRIVCg1qd3RfYXVkaWVuY2VzGAUgAygJEhYKDndyaXRfYXVkaWVuY2VzGAYgAygJIisKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMIi4KCEV2aWRlbmNlEg8KB3BheWxvYWQYASABKAwSEQoJa2V5X3Byb29mGAIgASgMIpEBCgxBdHRlc3RSZXN1bHQSEQoJc3BpZmZlX2lkGAEgASgJEhIKCnN2aWRfY2hhaW4YAiADKAwSEwoLYnVuZGxlX2p3a3MYAyABKAkSEgoKYnVuZGxlX3BlbRgEIAEoCRIjCglqd3Rfc3ZpZHMYBSADKAsyEC53cml0LnYxLkp3dFN2aWQSDAoEd3JpdBgGIAEoCSIqCgdKd3RTdmlkEhAKCGF1ZGllbmNlGAEgASgJEg0KBXRva2VuGAIgASgJMlMKEkF0dGVzdGF0aW9uU2VydmljZRI9CgZBdHRlc3QSFi53cml0LnYxLkF0dGVzdFJlcXVlc3QaFy53cml0LnYxLkF0dGVzdFJlc3BvbnNlKAEwAWIGcHJvdG8z");
 
 /**
  * @generated from message writ.v1.AttestRequest
@@ -162,6 +162,16 @@ export type Evidence = Message<"writ.v1.Evidence"> & {
    * @generated from field: bytes payload = 1;
    */
   payload: Uint8Array;
+
+  /**
+   * Proof that the agent holds the key its hello named: required in the first Evidence when the
+   * hello carried a bare public_key (not a CSR), absent otherwise. The agent key's signature,
+   * with the JWS algorithm writ uses for that key type (ES256 for P-256, ES384 for P-384, PS256
+   * for RSA; IEEE P1363 r||s for ECDSA), over "writ-key-proof-v1" || 0x00 || Challenge.nonce.
+   *
+   * @generated from field: bytes key_proof = 2;
+   */
+  keyProof: Uint8Array;
 };
 
 /**
@@ -248,7 +258,7 @@ export const JwtSvidSchema: GenMessage<JwtSvid> = /*@__PURE__*/
  * receives its X.509-SVID, the trust bundle and any JWT-SVIDs it asked for.
  *
  * Message order on the stream:
- *   client Hello -> server Challenge -> client Evidence -> (server Challenge -> client Evidence)* -> server Result
+ *   client Hello -> server Challenge -> client Evidence (with key_proof) -> (server Challenge -> client Evidence)* -> server Result
  * Any failure ends the stream with a gRPC status; nothing is issued or stored.
  *
  * @generated from service writ.v1.AttestationService

@@ -4,12 +4,12 @@
  * yields the same key, so it persists without NV), quote the requested PCRs over the issuer's
  * nonce, and activate the credential on first contact.
  */
-import { TpmError } from '../errors.js';
-import type { Tpm } from '../tpm/client.js';
+import { TpmError } from '../../errors.js';
+import type { Tpm } from '../../tpm/client.js';
 import { createHash } from 'node:crypto';
-import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../tpm/constants.js';
-import type { JwsSigner } from '../jose/jws.js';
-import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../tpm/evidence.js';
+import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../../tpm/constants.js';
+import type { JwsSigner } from '../../jose/jws.js';
+import { encodeEvidence1, encodeEvidence2, parseChallenge1, parseChallenge2 } from '../../tpm/evidence.js';
 import {
   akTemplate,
   marshalPublic,
@@ -20,8 +20,8 @@ import {
   srkTemplate,
   type PublicTemplate,
   type TpmPublic,
-} from '../tpm/structures.js';
-import { EK_TEMPLATES, isInstanceOf } from '../tpm/ek-templates.js';
+} from '../../tpm/structures.js';
+import { EK_TEMPLATES, isInstanceOf } from '../../tpm/ek-templates.js';
 import { measureAgent, type MeasureOptions } from './measure.js';
 
 export interface TpmAttestorOptions {
@@ -105,6 +105,17 @@ export class TpmAttestor {
     };
   }
 
+  /**
+   * The EK this attestor would present and its hash: SHA-256 of its SubjectPublicKeyInfo, hex,
+   * the value of the `tpm:ek_hash:` selector (`writ tpm ek-hash`).
+   */
+  async endorsementKey(): Promise<{ spki: Buffer; ekHash: string }> {
+    const which = EK_TEMPLATES.find((t) => t.name === (this.opts.ek ?? 'rsa2048'))!;
+    this.ek ??= await this.loadEk(which);
+    const spki = publicKeyOf(this.ek.public).export({ type: 'spki', format: 'der' });
+    return { spki, ekHash: createHash('sha256').update(spki).digest('hex') };
+  }
+
   /** Answers one challenge of the `tpm` evidence type. */
   async respond(challenge: { nonce: Uint8Array; payload: Uint8Array }): Promise<Buffer> {
     this.rounds++;
@@ -121,7 +132,7 @@ export class TpmAttestor {
     const selection = parsePcrSelectionSpec(pcrSelection);
     const which = EK_TEMPLATES.find((t) => t.name === (this.opts.ek ?? 'rsa2048'))!;
     const ekCertificate = await this.tpm.nvRead(which.nvIndex);
-    this.ek = await this.loadEk(which);
+    this.ek ??= await this.loadEk(which);
     this.ak = await this.tpm.createPrimary(TPM_RH.OWNER, this.opts.akTemplate ?? akTemplate(this.opts.ak ?? 'ecc'));
     // Measure before reading and quoting, so the quote covers the measurement.
     const appLog = this.opts.measure ? (await measureAgent(this.tpm, this.opts.measure)).log : undefined;

@@ -6,9 +6,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import type { Tpm } from '../tpm/client.js';
-import { TPM_ALG } from '../tpm/constants.js';
-import { AGENT_CODE_EVENT, EV_IPL, encodeEventLog, parseEventLog, type LogEvent } from '../tpm/eventlog.js';
+import type { Tpm } from '../../tpm/client.js';
+import { TPM_ALG } from '../../tpm/constants.js';
+import { AGENT_CODE_EVENT, EV_IPL, encodeEventLog, parseEventLog, type LogEvent } from '../../tpm/eventlog.js';
 
 export interface MeasureOptions {
   /** The agent executable or image to measure. */

@@ -1,0 +1,9 @@
+/**
+ * The one place that lists the evidence types an agent can produce (the agent side of each
+ * plug-in; the issuer side is listed in `attestation/builtins.ts`).
+ */
+import { joinTokenProducer } from '../attestation/join-token/plugin.js';
+import type { EvidenceProducer } from '../attestation/plugin.js';
+import { tpmProducer } from '../attestation/tpm/producer.js';
+
+export const BUILTIN_PRODUCERS: readonly EvidenceProducer[] = [joinTokenProducer, tpmProducer];

@@ -1,0 +1,60 @@
+/**
+ * Every verb of the `writ` executable, one per line; evidence plug-ins add their own verbs
+ * (e.g. `writ tpm check-quote`) through the agent builtins list.
+ */
+import type { CliCatalog, Verb } from '../verb.js';
+import { agentAttestVerb } from './agent/attest.js';
+import { agentKeygenVerb } from './agent/keygen.js';
+import { bundleShowVerb } from './bundle-show.js';
+import { entryCreateVerb } from './entry/create.js';
+import { entryDeleteVerb } from './entry/delete.js';
+import { entryListVerb } from './entry/list.js';
+import { entryShowVerb } from './entry/show.js';
+import { grantCreateVerb } from './grant/create.js';
+import { grantDelegateVerb } from './grant/delegate.js';
+import { healthcheckVerb } from './healthcheck.js';
+import { policyDecisionsVerb } from './policy/decisions.js';
+import { policyListVerb } from './policy/list.js';
+import { policyPushVerb } from './policy/push.js';
+import { policyShowVerb } from './policy/show.js';
+import { proofCreateVerb } from './proof-create.js';
+import { serverVerb } from './server.js';
+import { tokenCreateVerb } from './token-create.js';
+import { verifyVerb } from './verify.js';
+
+export const CORE_VERBS: readonly Verb[] = [
+  serverVerb,
+  healthcheckVerb,
+  entryCreateVerb,
+  entryListVerb,
+  entryShowVerb,
+  entryDeleteVerb,
+  tokenCreateVerb,
+  bundleShowVerb,
+  policyPushVerb,
+  policyShowVerb,
+  policyListVerb,
+  policyDecisionsVerb,
+  agentAttestVerb,
+  agentKeygenVerb,
+  grantCreateVerb,
+  grantDelegateVerb,
+  proofCreateVerb,
+  verifyVerb,
+];
+
+/** The core verbs and those the evidence types add. */
+export function allVerbs(catalog: CliCatalog): Verb[] {
+  const plugin: Verb[] = catalog.producers.flatMap((p) =>
+    (p.commands ?? []).map(
+      (c): Verb => ({
+        name: c.name,
+        summary: c.summary,
+        options: c.options,
+        ...(c.positionals ? { positionals: c.positionals, maxPositionals: 1 } : {}),
+        run: (ctx) => c.run(ctx),
+      }),
+    ),
+  );
+  return [...CORE_VERBS, ...plugin];
+}

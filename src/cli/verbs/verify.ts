@@ -1,0 +1,155 @@
+/** `writ verify`: relying-party verification of a writ and its proof, offline, against the SPIFFE bundle. */
+import { EvidenceCatalog } from '../../attestation/catalog.js';
+import { parseDuration } from '../../config/duration.js';
+import { readInputFile } from '../../config/files.js';
+import { listOption, stringOption, UsageError, type OptionSpecs } from '../../config/options.js';
+import { isWritError } from '../../errors.js';
+import { parseSpiffeBundle } from '../../spiffe/bundle.js';
+import { trustDomainId } from '../../spiffe/id.js';
+import { parseCertificate } from '../../x509/certificate.js';
+import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
+import { fileReplayCache } from '../replay-file.js';
+import { required, type CliCatalog, type Verb } from '../verb.js';
+
+const CORE: OptionSpecs = {
+  bundle: { type: 'string', value: 'JWKS', help: "the issuer's SPIFFE bundle, JWKS (bundle.jwks, or `writ bundle show --format jwks`)" },
+  audience: { type: 'string', value: 'A', help: 'this relying party (the proof must be for it)' },
+  writ: { type: 'string', value: 'F', help: 'the writ presented' },
+  proof: { type: 'string', value: 'F', help: 'its proof of possession' },
+  method: { type: 'string', value: 'M', help: 'the method the proof must be for' },
+  deep: { type: 'boolean', help: 'also check every grant signature and re-verify the embedded evidence against your roots' },
+  'trust-domain': { type: 'string', value: 'TD', help: "the issuer's trust domain (default: the one the bundle names)" },
+  'require-evidence': { type: 'string', multiple: true, value: 'T', help: 'accept only these evidence types' },
+  'require-selector': { type: 'string', multiple: true, value: 'S', help: 'require this selector' },
+  'max-policy-age': { type: 'string', value: 'D', help: 'refuse policy snapshots older than this' },
+  'require-principal-issuer': { type: 'string', value: 'ISS', help: "the principal's OIDC issuer must be this" },
+  'replay-cache': { type: 'string', value: 'FILE', help: 'remember proof ids across runs in this file' },
+  action: { type: 'string', value: 'A', help: 'also decide this action (with --resource)' },
+  resource: { type: 'string', value: 'R', help: 'on this resource' },
+  at: { type: 'string', value: 'INSTANT', help: 'verify at this ISO 8601 instant instead of now' },
+  json: { type: 'boolean', help: 'print the report as JSON' },
+};
+
+function options(catalog: CliCatalog): OptionSpecs {
+  return { ...CORE, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
+}
+
+/** The trust domain a SPIFFE bundle document's X.509 authorities name. */
+function bundleTrustDomain(doc: { keys?: Array<{ use?: string; x5c?: string[] }> }): string | undefined {
+  for (const k of doc.keys ?? []) {
+    if (k.use !== 'x509-svid' || !k.x5c?.[0]) continue;
+    const uri = parseCertificate(Buffer.from(k.x5c[0], 'base64')).uris.find((u) => u.startsWith('spiffe://'));
+    if (uri) return new URL(uri).host;
+  }
+  return undefined;
+}
+
+/** The bundle file as a SPIFFE JWKS, with the mistakes people make named. */
+function readBundle(file: string): { text: string; doc: { keys?: Array<{ use?: string; x5c?: string[] }> } } {
+  const text = readInputFile(file, '--bundle').toString('utf8');
+  if (text.includes('-----BEGIN')) {
+    throw new UsageError(
+      `--bundle: ${file} is PEM; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks beside it, or \`writ bundle show --format jwks\`)`,
+    );
+  }
+  try {
+    return { text, doc: JSON.parse(text) as { keys?: Array<{ use?: string; x5c?: string[] }> } };
+  } catch {
+    throw new UsageError(`--bundle: ${file} is not JSON; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks)`);
+  }
+}
+
+export const verifyVerb: Verb = {
+  name: ['verify'],
+  summary: 'verify a writ and its proof offline; exit 0 only when both are valid (and, with --action/--resource, the action is allowed)',
+  required: ['bundle', 'audience', 'writ', 'proof'],
+  options,
+  async run({ values, catalog, io, now }) {
+    const atText = stringOption(values, 'at');
+    const at = atText === undefined ? now() : new Date(atText);
+    if (Number.isNaN(at.getTime())) throw new UsageError('--at must be an ISO 8601 instant, e.g. 2026-11-23T10:00:00Z');
+    const { text, doc } = readBundle(required(values, 'bundle'));
+    const td = stringOption(values, 'trust-domain') ?? bundleTrustDomain(doc);
+    if (!td) throw new UsageError('--trust-domain is required: the bundle names no SPIFFE trust domain');
+    const bundle = parseSpiffeBundle(td, text);
+    const maxAge = stringOption(values, 'max-policy-age');
+    let maxAgeS: number | undefined;
+    if (maxAge) {
+      try {
+        maxAgeS = Math.round(parseDuration(maxAge) / 1000);
+      } catch (e) {
+        throw new UsageError(`--max-policy-age: ${(e as Error).message}`);
+      }
+    }
+    const requirements: WritRequirements = {
+      ...(values['require-evidence'] ? { evidenceTypes: listOption(values, 'require-evidence') } : {}),
+      ...(values['require-selector'] ? { selectors: listOption(values, 'require-selector') } : {}),
+      ...(maxAgeS !== undefined ? { maxPolicyAgeSeconds: maxAgeS } : {}),
+      ...(values['require-principal-issuer'] ? { principalIssuer: stringOption(values, 'require-principal-issuer')! } : {}),
+    };
+    const action = stringOption(values, 'action');
+    const resource = stringOption(values, 'resource');
+    if ((action === undefined) !== (resource === undefined)) throw new UsageError('--action and --resource go together');
+    const deep = values.deep === true;
+    const reverifiers = deep ? new EvidenceCatalog(catalog.evidence).reverifiersFromOptions(values) : new Map();
+    const { cache, save } = fileReplayCache(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000));
+    const json = values.json === true;
+    try {
+      const method = stringOption(values, 'method');
+      const v = verifyWrit({
+        writ: readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim(),
+        proof: readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim(),
+        trust: { issuer: trustDomainId(td), writKeys: bundle.writAuthorities ?? new Map() },
+        audience: required(values, 'audience'),
+        ...(method ? { method } : {}),
+        now: at,
+        level: deep ? 'deep' : 'standard',
+        replayCache: cache,
+        requirements,
+        reverifiers,
+      });
+      save();
+      const authz = action ? authorize(v, action, resource!) : undefined;
+      if (json) {
+        const report = {
+          valid: true,
+          level: v.level,
+          spiffeId: v.spiffeId,
+          principal: v.principal,
+          chain: v.chain,
+          task: v.task,
+          lineage: v.lineage,
+          expiresAt: v.expiresAt,
+          evidenceType: v.evidenceType,
+          selectors: v.selectors,
+          policy: v.policy,
+          constraints: v.constraints,
+          checks: v.checks,
+          ...(authz ? { authorization: { action, resource, ...authz } } : {}),
+        };
+        io.out(`${JSON.stringify(report, null, 2)}\n`);
+      } else if (!authz || authz.decision === 'allow') {
+        io.out(`valid (${v.level}): ${v.chain.join(' -> ')}\ntask ${v.task.id}: ${v.task.goal}\n`);
+        for (const c of v.checks) io.out(`  [${c.by === 'verifier' ? 'checked' : 'issuer '}] ${c.check}\n`);
+        if (authz?.decision === 'allow') io.out(`${action} on ${resource}: allow\n`);
+      }
+      if (authz && authz.decision !== 'allow') {
+        const why =
+          authz.decision === 'escalate'
+            ? 'needs an approver (an escalation rule matches)'
+            : authz.reason === 'boundary'
+              ? 'a boundary forbids it'
+              : 'outside the scope';
+        io.err(`writ: ${action} on ${resource} is not allowed: ${authz.decision}, ${why} (the writ itself is valid)\n`);
+        return 1;
+      }
+      return 0;
+    } catch (e) {
+      if (!isWritError(e)) throw e;
+      save();
+      if (json) io.out(`${JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2)}\n`);
+      else io.err(`writ: invalid: ${e.message}\n`);
+      return 1;
+    }
+  },
+};

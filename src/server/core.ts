@@ -1,0 +1,121 @@
+/**
+ * The issuer's domain objects, built once from validated settings: what every service in the
+ * table (services/index.ts) may use. Nothing here knows about gRPC listeners or files.
+ */
+import { createPrivateKey } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { sectionSettings, type ServerSettings } from '../config/config.js';
+import { certificatesInFile, readInputFile } from '../config/files.js';
+import { CaManager, loadUpstreamCa, type UpstreamCa } from '../ca/manager.js';
+import type { KeyCustody } from '../ca/custody.js';
+import type { EvidenceCatalog } from '../attestation/catalog.js';
+import { Admin, joinTokenSection, type JoinTokenSettings } from '../issuance/admin.js';
+import { GrantIssuer } from '../issuance/grants.js';
+import { Issuer } from '../issuance/issuer.js';
+import { PolicySnapshots } from '../issuance/policies.js';
+import { PolicyEngine } from '../policy/engine.js';
+import { PrincipalVerifier, type Fetcher } from '../principal/oidc.js';
+import type { Store } from '../store/store.js';
+import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
+import type { Metrics } from './metrics.js';
+import { PeerRateLimiter, type RateLimiter } from './rate-limit.js';
+
+export interface ServerCore {
+  readonly settings: ServerSettings;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly ca: CaManager;
+  readonly evidence: EvidenceCatalog;
+  readonly issuer: Issuer;
+  readonly grants: GrantIssuer;
+  readonly policies: PolicySnapshots;
+  readonly admin: Admin;
+  /** Per-replica state, behind interfaces so a shared implementation can replace it. */
+  readonly limits: { readonly handshakes: RateLimiter; readonly calls: RateLimiter };
+  readonly replayCache: ReplayCache;
+}
+
+export interface CoreOptions {
+  readonly settings: ServerSettings;
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly custody: KeyCustody;
+  readonly evidence: EvidenceCatalog;
+  /** HTTP GET used for OIDC discovery and JWKS (tests inject one). */
+  readonly fetcher?: Fetcher;
+  readonly jwksRefetchCooldownMs?: number;
+}
+
+function loadUpstream(settings: ServerSettings): UpstreamCa | undefined {
+  const u = settings.ca.upstream;
+  if (!u) return undefined;
+  const chain = certificatesInFile(u.certFile, 'ca.upstream.cert_file');
+  const key = createPrivateKey(readInputFile(u.keyFile, 'ca.upstream.key_file'));
+  const roots = certificatesInFile(u.bundleFile, 'ca.upstream.bundle_file');
+  return loadUpstreamCa(chain, key, roots);
+}
+
+const joinTokenTtls = (t: JoinTokenSettings) => ({ joinTokenDefaultTtlMs: t.defaultTtlMs, joinTokenMaxTtlMs: t.maxTtlMs });
+
+export async function buildCore(o: CoreOptions): Promise<ServerCore> {
+  const { settings, store, clock, logger, metrics } = o;
+  const upstream = loadUpstream(settings);
+  const ca = new CaManager({
+    store,
+    clock,
+    custody: o.custody,
+    settings: {
+      trustDomain: settings.trustDomain,
+      caTtlMs: settings.ca.ttlMs,
+      rootTtlMs: settings.ca.rootTtlMs,
+      keyType: settings.ca.keyType,
+      jwtAlg: settings.svid.jwtAlg,
+      refreshHintSeconds: settings.ca.refreshHintSeconds,
+      ...(upstream ? { upstream } : {}),
+    },
+  });
+  await ca.init();
+  const policies = new PolicySnapshots({ store, clock });
+  const engine = new PolicyEngine();
+  const principals = new PrincipalVerifier(settings.principals, {
+    now: () => clock.now().getTime(),
+    ...(o.fetcher ? { fetcher: o.fetcher } : {}),
+    ...(o.jwksRefetchCooldownMs !== undefined ? { refetchCooldownMs: o.jwksRefetchCooldownMs } : {}),
+  });
+  const issuer = new Issuer({
+    ca,
+    store,
+    verifiers: o.evidence.verifiers({ store }),
+    clock,
+    policies,
+    engine,
+    settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
+    observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+  });
+  const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
+  return {
+    settings,
+    logger,
+    clock,
+    store,
+    metrics,
+    ca,
+    evidence: o.evidence,
+    issuer,
+    grants: new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: settings.grants }),
+    policies,
+    admin: new Admin({
+      store,
+      clock,
+      settings: { trustDomain: settings.trustDomain, ...joinTokenTtls(sectionSettings<JoinTokenSettings>(settings, joinTokenSection.key)) },
+    }),
+    // Handshakes have their own per-peer budget; CreateGrant and Verify share another.
+    limits: { handshakes: new PeerRateLimiter(rate, burst), calls: new PeerRateLimiter(rate, burst) },
+    replayCache: new ProofReplayCache(),
+  };
+}

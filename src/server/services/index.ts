@@ -1,0 +1,53 @@
+/**
+ * The issuer's services, one row each (descriptor, implementation, listeners). Registration,
+ * reflection and health are derived from this list (service-table.ts).
+ */
+import { AdminService, file_writ_v1_admin } from '../../gen/writ/v1/admin_pb.js';
+import { AttestationService, file_writ_v1_attestation } from '../../gen/writ/v1/attestation_pb.js';
+import { BundleService, file_writ_v1_bundle } from '../../gen/writ/v1/bundle_pb.js';
+import { GrantService, file_writ_v1_grant } from '../../gen/writ/v1/grant_pb.js';
+import { VerifyService, file_writ_v1_verify } from '../../gen/writ/v1/verify_pb.js';
+import type { ServerCore } from '../core.js';
+import type { ServiceEntry } from '../service-table.js';
+import { adminService } from './admin.js';
+import { attestationService } from './attestation.js';
+import { bundleService } from './bundle.js';
+import { grantService } from './grant.js';
+import { verifyService } from './verify.js';
+
+export function serviceTable(c: ServerCore): ServiceEntry[] {
+  return [
+    {
+      service: AttestationService,
+      file: file_writ_v1_attestation,
+      on: ['public'],
+      impl: attestationService({ issuer: c.issuer, logger: c.logger, metrics: c.metrics, limiter: c.limits.handshakes }),
+    },
+    { service: BundleService, file: file_writ_v1_bundle, on: ['public', 'admin'], impl: bundleService({ ca: c.ca }) },
+    { service: GrantService, file: file_writ_v1_grant, on: ['public'], impl: grantService({ grants: c.grants, logger: c.logger, limiter: c.limits.calls }) },
+    {
+      service: VerifyService,
+      file: file_writ_v1_verify,
+      on: ['public'],
+      impl: verifyService({
+        ca: c.ca,
+        clock: c.clock,
+        logger: c.logger,
+        reverifiers: c.evidence.reverifiersFromSettings(),
+        replayCache: c.replayCache,
+        limiter: c.limits.calls,
+        revokedAmong: async (ids) => {
+          const out = new Set<string>();
+          for (const id of ids.slice(0, 16)) if ((await c.store.getGrant(id))?.revokedAt) out.add(id);
+          return out;
+        },
+      }),
+    },
+    {
+      service: AdminService,
+      file: file_writ_v1_admin,
+      on: ['admin'],
+      impl: adminService({ admin: c.admin, logger: c.logger, policies: c.policies, store: c.store }),
+    },
+  ];
+}
