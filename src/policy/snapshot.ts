@@ -2,7 +2,9 @@
  * Policy snapshots: a Cedar policy set, split into single policies with stable ids, validated
  * against writ's schema (strict mode, every error reported), and addressed by the SHA-256 of
  * its canonical encoding so that the same policies always have the same digest.
- * UNTRUSTED input (operator-supplied policy text) enters here.
+ * UNTRUSTED input (operator-supplied policy text) enters here. Errors name the file, line and
+ * column (`acme.cedar:3:12: …`), from the UTF-8 byte offsets cedar-wasm reports; lines and
+ * columns count from 1, columns in characters (Unicode code points).
  */
 import { createHash } from 'node:crypto';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
@@ -20,6 +22,15 @@ const POLICY_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 export interface PolicyText {
   readonly id: string;
   readonly text: string;
+  /** Where the policy starts in the file it came from (set by splitPolicies), for error positions. */
+  readonly source?: PolicySource;
+}
+
+/** A position in a policy file: line and column from 1, columns in characters. */
+export interface PolicySource {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
 }
 
 export interface SnapshotPolicy extends PolicyText {
@@ -35,6 +46,77 @@ export interface Snapshot {
 
 const messages = (errors: ReadonlyArray<{ message: string }>): string => errors.map((e) => e.message).join('; ');
 
+/** Line and column of UTF-8 byte offsets into one text (cedar-wasm's source locations are byte offsets). */
+class Locator {
+  private readonly bytes: Buffer;
+  /** Byte offset at which each line starts. */
+  private readonly lines: number[] = [0];
+  constructor(text: string) {
+    this.bytes = Buffer.from(text, 'utf8');
+    for (let i = this.bytes.indexOf(0x0a); i !== -1; i = this.bytes.indexOf(0x0a, i + 1)) this.lines.push(i + 1);
+  }
+  at(byteOffset: number): { line: number; column: number } {
+    const off = Math.min(Math.max(0, Math.trunc(byteOffset)), this.bytes.length);
+    let lo = 0;
+    let hi = this.lines.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.lines[mid]! <= off) lo = mid;
+      else hi = mid - 1;
+    }
+    return { line: lo + 1, column: [...this.bytes.subarray(this.lines[lo]!, off).toString('utf8')].length + 1 };
+  }
+}
+
+/** One cedar-wasm error as `<where>: message (label)`; `place` turns its first source offset into `<where>`. */
+function describe(e: cedar.DetailedError, place: (byteOffset: number) => string, fallback: string): string {
+  const loc = e.sourceLocations?.[0];
+  const label = loc?.label ? ` (${loc.label})` : '';
+  return `${loc ? place(loc.start) : fallback}: ${e.message}${label}`;
+}
+
+/** `<where>` for an offset into a policy's own text: its file position when known, else within the policy. */
+function placeInPolicy(p: PolicyText, at: Locator, byteOffset: number): string {
+  const { line, column } = at.at(byteOffset);
+  if (!p.source) return `${p.id} (line ${line}, column ${column})`;
+  const fileLine = p.source.line + line - 1;
+  const fileColumn = line === 1 ? p.source.column + column - 1 : column;
+  return `${p.source.file}:${fileLine}:${fileColumn}: ${p.id}`;
+}
+
+/**
+ * Where each of a file's policies (verbatim substrings, in order) starts: the first character
+ * after the previous policy that is neither whitespace nor inside a `//` comment, which is
+ * all Cedar allows between policies. Undefined from the first part not found there.
+ */
+function partSources(file: string, text: string, parts: readonly string[]): Array<PolicySource | undefined> {
+  const at = new Locator(text);
+  const out: Array<PolicySource | undefined> = [];
+  let pos = 0;
+  let byte = 0;
+  let lost = false;
+  for (const part of parts) {
+    let q = pos;
+    for (;;) {
+      if (q < text.length && /\s/.test(text[q]!)) q++;
+      else if (text.startsWith('//', q)) {
+        const nl = text.indexOf('\n', q);
+        q = nl === -1 ? text.length : nl + 1;
+      } else break;
+    }
+    lost ||= !text.startsWith(part, q);
+    if (lost) {
+      out.push(undefined);
+      continue;
+    }
+    byte += Buffer.byteLength(text.slice(pos, q));
+    out.push({ file, ...at.at(byte) });
+    byte += Buffer.byteLength(part);
+    pos = q + part.length;
+  }
+  return out;
+}
+
 /**
  * Splits policy source files into policies. A policy's id is its `@id("…")` annotation, or
  * `<file>.<n>` (n counting from 0 within the file).
@@ -47,14 +129,27 @@ export function splitPolicies(files: ReadonlyArray<{ name: string; text: string 
   for (const f of files) {
     const parts = cedar.policySetTextToParts(f.text);
     if (parts.type === 'failure') {
-      problems.push(`${f.name}: ${messages(parts.errors)}`);
+      const at = new Locator(f.text);
+      for (const e of parts.errors)
+        problems.push(
+          describe(
+            e,
+            (off) => {
+              const { line, column } = at.at(off);
+              return `${f.name}:${line}:${column}`;
+            },
+            f.name,
+          ),
+        );
       continue;
     }
     if (parts.policy_templates.length > 0) problems.push(`${f.name}: policy templates are not supported`);
+    const sources = partSources(f.name, f.text, parts.policies);
     parts.policies.forEach((text, n) => {
       const json = cedar.policyToJson(text);
       const id = json.type === 'success' ? json.json.annotations?.id : undefined;
-      out.push({ id: id ?? `${f.name.replace(/\.cedar$/, '')}.${n}`, text });
+      const source = sources[n];
+      out.push({ id: id ?? `${f.name.replace(/\.cedar$/, '')}.${n}`, text, ...(source ? { source } : {}) });
     });
   }
   if (problems.length) throw new PolicyError('ERR_POLICY_INVALID', `policy: ${problems.join('; ')}`);
@@ -98,7 +193,8 @@ export function buildSnapshot(policies: readonly PolicyText[]): Snapshot {
     seen.add(p.id);
     const json = cedar.policyToJson(p.text);
     if (json.type === 'failure') {
-      problems.push(`${p.id}: ${messages(json.errors)}`);
+      const at = new Locator(p.text);
+      for (const e of json.errors) problems.push(describe(e, (off) => placeInPolicy(p, at, off), p.id));
       continue;
     }
     const esc = json.json.annotations?.[ESCALATE_ANNOTATION];
@@ -114,7 +210,13 @@ export function buildSnapshot(policies: readonly PolicyText[]): Snapshot {
       validationSettings: { mode: 'strict' },
     });
     if (v.type === 'failure') problems.push(messages(v.errors));
-    else for (const e of v.validationErrors) problems.push(`${e.policyId}: ${e.error.message}`);
+    else {
+      const byId = new Map(policies.map((p) => [p.id, p]));
+      for (const e of v.validationErrors) {
+        const p = byId.get(e.policyId);
+        problems.push(p ? describe(e.error, (off) => placeInPolicy(p, new Locator(p.text), off), p.id) : `${e.policyId}: ${e.error.message}`);
+      }
+    }
   }
   if (problems.length) throw new PolicyError('ERR_POLICY_INVALID', `policy: ${problems.length} problem(s): ${problems.join('; ')}`);
   return { digest: snapshotDigest(out), policies: out };

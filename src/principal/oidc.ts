@@ -4,7 +4,12 @@
  * file or from discovery (`/.well-known/openid-configuration` → `jwks_uri`), cached, and
  * refetched when a token names an unknown `kid` (key rotation), at most once per
  * JWKS_MIN_REFRESH_MS. Signatures are checked with Node's crypto through jose/jws.ts.
- * UNTRUSTED input enters in `verify`.
+ * UNTRUSTED input enters in `verify` (the token) and in `IssuerKeys.refresh` (the provider's
+ * discovery and JWKS documents: the `jwks_uri` must be https, http only on loopback, and on
+ * the issuer's origin or one the operator listed, so a discovery document cannot point the
+ * issuer at an internal address such as http://169.254.169.254/).
+ * Fetched keys are used at most `maxKeyAgeMs` after the last successful fetch (a provider
+ * that cannot be reached cannot revoke a rotated-out key; past that bound, tokens fail).
  */
 import { readFileSync } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
@@ -26,12 +31,26 @@ export const FETCH_TIMEOUT_MS = 5_000;
 export const TOKEN_SKEW_S = 30;
 /** Most groups kept from a token. */
 export const MAX_GROUPS = 64;
+/**
+ * Default longest time keys fetched from a provider are used after the last successful fetch,
+ * while the provider cannot be reached: a provider's key rotation (or revocation of a leaked
+ * key) must reach writ within this bound. Keys from a static `jwksFile` have no maximum age.
+ */
+export const DEFAULT_MAX_KEY_AGE_MS = 24 * 3_600_000;
 
 export interface PrincipalIssuerSettings {
   readonly issuer: string;
   readonly audience: string;
+  /** A static JWK Set instead of discovery; its keys have no maximum age. */
   readonly jwksFile?: string;
   readonly groupsClaim: string;
+  /**
+   * Origins (`https://host[:port]`) the discovery document's `jwks_uri` may be on, instead of
+   * the issuer's own origin. Absent: only the issuer's origin.
+   */
+  readonly jwksOrigins?: readonly string[];
+  /** Longest use of fetched keys after the last successful fetch (default DEFAULT_MAX_KEY_AGE_MS). */
+  readonly maxKeyAgeMs?: number;
 }
 
 export interface Principal {
@@ -45,14 +64,79 @@ export const SUBJECT_TOKEN_TYPES = ['urn:ietf:params:oauth:token-type:id_token',
 
 export type Fetcher = (url: string) => Promise<string>;
 
-/** GET with a timeout and a size limit; redirects are not followed. */
+/** 127.0.0.0/8, ::1 or localhost, as a WHATWG URL's `hostname` spells them (IPv6 in brackets). */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/** https, or http on a loopback host. */
+export function isSecureOrLoopback(u: URL): boolean {
+  return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname));
+}
+
+/** Go-style duration text for messages: 86400000 → "24h", 5400000 → "1h30m". */
+export function formatDuration(ms: number): string {
+  const parts: string[] = [];
+  let rest = Math.max(0, Math.round(ms));
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+    ['ms', 1],
+  ] as const) {
+    if (rest >= size) parts.push(`${Math.floor(rest / size)}${unit}`);
+    rest %= size;
+  }
+  return parts.length ? parts.join('') : '0s';
+}
+
+/**
+ * GET with a timeout and a size limit; redirects are not followed. The body is streamed and
+ * the connection closed as soon as more than MAX_DOCUMENT_BYTES arrived (a Content-Length
+ * above the limit is refused before any of the body is read, but never trusted alone: a
+ * compressed body is counted as it decompresses). The body must be UTF-8.
+ */
 export const httpFetch: Fetcher = async (url) => {
-  const res = await fetch(url, { redirect: 'error', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  const text = await res.text();
-  if (Buffer.byteLength(text) > MAX_DOCUMENT_BYTES) throw new Error(`GET ${url}: larger than ${MAX_DOCUMENT_BYTES} bytes`);
-  return text;
+  const abort = new AbortController();
+  const res = await fetch(url, {
+    redirect: 'error',
+    signal: AbortSignal.any([abort.signal, AbortSignal.timeout(FETCH_TIMEOUT_MS)]),
+    headers: { accept: 'application/json', 'accept-encoding': 'identity' },
+  });
+  try {
+    if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+    const declared = res.headers.get('content-length');
+    if (declared !== null && Number(declared) > MAX_DOCUMENT_BYTES)
+      throw new Error(`GET ${url}: Content-Length ${declared.slice(0, 20)} is larger than ${MAX_DOCUMENT_BYTES} bytes`);
+    return await readBounded(res.body, url);
+  } catch (e) {
+    // Closes the connection: an unread or oversized body is never drained.
+    abort.abort();
+    throw e;
+  }
 };
+
+async function readBounded(body: ReadableStream<Uint8Array> | null, url: string): Promise<string> {
+  if (!body) return '';
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > MAX_DOCUMENT_BYTES) {
+      await reader.cancel();
+      throw new Error(`GET ${url}: larger than ${MAX_DOCUMENT_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new Error(`GET ${url}: body is not UTF-8`);
+  }
+}
 
 function parseJwks(text: string): Map<string, KeyObject> {
   const doc = parseStrictJson(text) as { keys?: unknown };
@@ -73,8 +157,11 @@ function parseJwks(text: string): Map<string, KeyObject> {
 
 class IssuerKeys {
   private keys = new Map<string, KeyObject>();
+  /** When the last successful fetch ended; -Infinity before the first. */
   private fetchedAt = -Infinity;
   private inflight?: Promise<void>;
+  private readonly maxKeyAgeMs: number;
+  private readonly jwksOrigins?: readonly string[];
 
   constructor(
     readonly settings: PrincipalIssuerSettings,
@@ -82,10 +169,32 @@ class IssuerKeys {
     private readonly now: () => number,
     private readonly cooldownMs: number,
   ) {
+    this.maxKeyAgeMs = settings.maxKeyAgeMs ?? DEFAULT_MAX_KEY_AGE_MS;
+    if (settings.jwksOrigins) this.jwksOrigins = settings.jwksOrigins.map((o) => new URL(o).origin);
     if (settings.jwksFile) {
       this.keys = parseJwks(readFileSync(settings.jwksFile, 'utf8'));
       this.fetchedAt = Infinity;
     }
+  }
+
+  /** UNTRUSTED: the discovery document's jwks_uri. Returns the URL to fetch, or throws naming the rule. */
+  private jwksUrl(raw: string): string {
+    const shown = raw.slice(0, 200);
+    let u: URL;
+    try {
+      u = new URL(raw);
+    } catch {
+      throw new Error(`discovery jwks_uri ${shown} is not an absolute URL`);
+    }
+    if (!isSecureOrLoopback(u)) throw new Error(`discovery jwks_uri ${shown} must be https (http only on loopback)`);
+    if (this.jwksOrigins) {
+      if (!this.jwksOrigins.includes(u.origin))
+        throw new Error(`discovery jwks_uri ${shown} is not on an origin listed in jwks_origins (${this.jwksOrigins.join(', ')})`);
+    } else {
+      const own = new URL(this.settings.issuer).origin;
+      if (u.origin !== own) throw new Error(`discovery jwks_uri ${shown} is not on the issuer's origin ${own} (list other origins in jwks_origins)`);
+    }
+    return u.href;
   }
 
   private async refresh(): Promise<void> {
@@ -96,7 +205,7 @@ class IssuerKeys {
       // OpenID Connect Discovery §4.3: the document's issuer must be exactly the configured one.
       if (disco.issuer !== this.settings.issuer) throw new Error('discovery document names another issuer');
       if (typeof disco.jwks_uri !== 'string') throw new Error('discovery document has no jwks_uri');
-      this.keys = parseJwks(await this.fetcher(disco.jwks_uri));
+      this.keys = parseJwks(await this.fetcher(this.jwksUrl(disco.jwks_uri)));
       this.fetchedAt = this.now();
     })().finally(() => {
       this.inflight = undefined;
@@ -107,14 +216,26 @@ class IssuerKeys {
   async key(kid: string): Promise<KeyObject | undefined> {
     if (this.settings.jwksFile) return this.keys.get(kid);
     const t = this.now();
-    const stale = t - this.fetchedAt > JWKS_TTL_MS;
-    if (stale || (!this.keys.has(kid) && t - this.fetchedAt > this.cooldownMs)) {
+    const age = t - this.fetchedAt;
+    // Refreshed every JWKS_TTL_MS, and always before the keys would be too old to use.
+    const stale = age > Math.min(JWKS_TTL_MS, this.maxKeyAgeMs);
+    let failure: Error | undefined;
+    if (stale || (!this.keys.has(kid) && age > this.cooldownMs)) {
       try {
         await this.refresh();
       } catch (e) {
-        // Keep serving known keys if the provider is briefly unreachable; fail only without them.
-        if (this.keys.size === 0) throw new PrincipalError(`principal: cannot fetch keys of ${this.settings.issuer}: ${(e as Error).message}`, { cause: e });
+        failure = e as Error;
       }
+    }
+    // Known keys serve a short outage of the provider; without keys, or past the maximum age
+    // since the last successful fetch, verification fails closed.
+    if (failure && this.keys.size === 0)
+      throw new PrincipalError(`principal: cannot fetch keys of ${this.settings.issuer}: ${failure.message}`, { cause: failure });
+    if (t - this.fetchedAt > this.maxKeyAgeMs) {
+      throw new PrincipalError(
+        `principal: keys of ${this.settings.issuer} are older than max_key_age ${formatDuration(this.maxKeyAgeMs)} and the provider is unreachable: ${failure?.message ?? 'no refresh'}`,
+        { cause: failure },
+      );
     }
     return this.keys.get(kid);
   }
