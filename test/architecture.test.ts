@@ -70,7 +70,24 @@ const ALLOWED: Record<string, string[]> = {
     'errors',
   ],
   agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors'],
-  cli: ['server', 'agent', 'writ', 'delegation', 'jose', 'spiffe', 'x509', 'attestation', 'rpc', 'gen', 'config', 'registration', 'der', 'errors'],
+  cli: [
+    'server',
+    'agent',
+    'dev',
+    'writ',
+    'delegation',
+    'jose',
+    'spiffe',
+    'x509',
+    'attestation',
+    'rpc',
+    'gen',
+    'config',
+    'registration',
+    'der',
+    'clock',
+    'errors',
+  ],
 };
 /** Only these may use gRPC or protobuf runtime packages. */
 const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);

@@ -31,8 +31,6 @@ export interface ServerSettings {
   readonly servingNames: { dns: string[]; ips: string[] };
   /** Handshakes each peer address may start per second, and the burst it may save up. */
   readonly limits: { attestationsPerSecond: number; attestationBurst: number };
-  /** Trusted OpenID Connect issuers whose users may create root grants. */
-  readonly principals: ReadonlyArray<{ issuer: string; audience: string; jwksFile?: string; groupsClaim: string }>;
   /** Task lifetimes a root grant may ask for. */
   readonly grants: { defaultTtlMs: number; maxTtlMs: number };
   /** Validated settings of the capability sections the composition root registered, by key. */
@@ -88,7 +86,6 @@ const KNOWN: Record<string, readonly string[] | null> = {
   svid: ['x509_ttl', 'jwt_ttl', 'jwt_alg'],
   serving_names: ['dns', 'ips'],
   limits: ['attestations_per_second', 'attestation_burst'],
-  principals: null,
   grants: ['default_ttl', 'max_ttl'],
 };
 
@@ -215,36 +212,6 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
     attestationBurst: lim.positive('attestation_burst', DEFAULTS.limits.attestation_burst),
   };
 
-  const principals: Array<ServerSettings['principals'][number]> = [];
-  top.list('principals').forEach((v: unknown, i) => {
-    const name = `principals[${i}]`;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-      p.push(`${name} must be a mapping`);
-      return;
-    }
-    const r = new Section(name, v as Raw, p).only(['issuer', 'audience', 'jwks_file', 'groups_claim']);
-    const issuer = r.str('issuer', '');
-    const audience = r.str('audience', '');
-    if (!issuer || !audience) p.push(`${name} needs issuer and audience`);
-    const jwksFile = r.str('jwks_file', '');
-    if (issuer && !jwksFile) {
-      try {
-        const u = new URL(issuer);
-        const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
-        if (u.protocol !== 'https:' && !(u.protocol === 'http:' && loopback))
-          p.push(`${name}.issuer must be https (http only on loopback) for discovery, or give jwks_file`);
-      } catch {
-        p.push(`${name}.issuer must be a URL`);
-      }
-    }
-    if (principals.some((x) => x.issuer === issuer)) p.push(`${name}.issuer ${issuer} is listed twice`);
-    principals.push({
-      issuer,
-      audience,
-      ...(jwksFile ? { jwksFile: resolve(jwksFile) } : {}),
-      groupsClaim: r.str('groups_claim', 'groups'),
-    });
-  });
   const gr = top.section('grants');
   const grants = {
     defaultTtlMs: gr.duration('default_ttl', DEFAULTS.grants.default_ttl),
@@ -256,7 +223,6 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
 
   if (p.length) throw new ConfigError(p);
   return {
-    principals,
     grants,
     trustDomain,
     dataDir,

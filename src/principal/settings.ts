@@ -5,6 +5,7 @@
  * against the working directory, as every other path in the configuration).
  */
 import { resolve } from 'node:path';
+import type { ConfigSection } from '../config/config.js';
 import { parseDuration } from '../config/duration.js';
 import { JWKS_TTL_MS, formatDuration, isSecureOrLoopback, type PrincipalIssuerSettings } from './oidc.js';
 
@@ -123,3 +124,9 @@ function maxKeyAge(v: unknown, name: string, p: string[]): number | undefined {
   }
   return ms;
 }
+
+/** The `principals:` key of the server configuration. */
+export const principalsSection: ConfigSection<PrincipalIssuerSettings[]> = {
+  key: 'principals',
+  parse: (top) => parsePrincipals(top.raw.principals, top.problems),
+};

@@ -15,7 +15,8 @@ import { GrantIssuer } from '../issuance/grants.js';
 import { Issuer } from '../issuance/issuer.js';
 import { PolicySnapshots } from '../issuance/policies.js';
 import { PolicyEngine } from '../policy/engine.js';
-import { PrincipalVerifier, type Fetcher } from '../principal/oidc.js';
+import { PrincipalVerifier, type Fetcher, type PrincipalIssuerSettings } from '../principal/oidc.js';
+import { principalsSection } from '../principal/settings.js';
 import type { Store } from '../store/store.js';
 import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
 import type { Metrics } from './metrics.js';
@@ -82,7 +83,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   await ca.init();
   const policies = new PolicySnapshots({ store, clock });
   const engine = new PolicyEngine();
-  const principals = new PrincipalVerifier(settings.principals, {
+  const principals = new PrincipalVerifier(sectionSettings<PrincipalIssuerSettings[]>(settings, principalsSection.key), {
     now: () => clock.now().getTime(),
     ...(o.fetcher ? { fetcher: o.fetcher } : {}),
     ...(o.jwksRefetchCooldownMs !== undefined ? { refetchCooldownMs: o.jwksRefetchCooldownMs } : {}),

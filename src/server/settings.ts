@@ -8,10 +8,11 @@ import type { EvidencePlugin } from '../attestation/plugin.js';
 import { buildServerSettings, sectionSettings, type ConfigSection, type ServerSettings } from '../config/config.js';
 import type { Raw } from '../config/section.js';
 import { joinTokenSection } from '../issuance/admin.js';
+import { principalsSection } from '../principal/settings.js';
 
 /** The capability sections of the server configuration, for a given evidence catalog. */
 export function serverSections(evidence: readonly EvidencePlugin[] = BUILTIN_EVIDENCE): ConfigSection[] {
-  return [attestationSection(evidence), joinTokenSection];
+  return [attestationSection(evidence), joinTokenSection, principalsSection];
 }
 
 /** Raw config → validated server settings, capability sections included; throws ConfigError with every problem. */

@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildServerSettings, loadRawConfig } from '../../src/config/config.js';
+import { loadRawConfig, sectionSettings } from '../../src/config/config.js';
+import { serverSettings } from '../../src/server/settings.js';
 import { parseDuration } from '../../src/config/duration.js';
 import { ConfigError } from '../../src/errors.js';
 import { tmpDir } from '../helpers/tmp.js';
@@ -14,7 +15,7 @@ function settingsFrom(yaml: string | undefined, flags = {}, env: NodeJS.ProcessE
     f.config = p;
   }
   const { raw, problems } = loadRawConfig(f, env);
-  return buildServerSettings(raw, problems);
+  return serverSettings(raw, problems);
 }
 
 describe('config', () => {
@@ -70,7 +71,7 @@ describe('config: principals and grants', () => {
     const s = settingsFrom(
       'principals:\n  - { issuer: https://idp.example.com, audience: writ }\n  - { issuer: http://127.0.0.1:9000, audience: writ, groups_claim: roles }\n  - { issuer: corp, audience: writ, jwks_file: /etc/writ/corp.jwks }\ngrants: { default_ttl: 30m, max_ttl: 8h }\n',
     );
-    expect(s.principals).toEqual([
+    expect(sectionSettings(s, 'principals')).toEqual([
       { issuer: 'https://idp.example.com', audience: 'writ', groupsClaim: 'groups' },
       { issuer: 'http://127.0.0.1:9000', audience: 'writ', groupsClaim: 'roles' },
       { issuer: 'corp', audience: 'writ', jwksFile: '/etc/writ/corp.jwks', groupsClaim: 'groups' },

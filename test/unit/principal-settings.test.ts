@@ -6,8 +6,9 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { buildServerSettings } from '../../src/config/config.js';
-import { parsePrincipals } from '../../src/principal/settings.js';
+import { sectionSettings } from '../../src/config/config.js';
+import { serverSettings } from '../../src/server/settings.js';
+import { parsePrincipals, principalsSection } from '../../src/principal/settings.js';
 
 const parse = (yaml: string) => {
   const problems: string[] = [];
@@ -53,13 +54,18 @@ describe('principal settings: parsePrincipals', () => {
     for (const y of ['{ issuer: https://a }', 'https://a', '3']) expect(problemsOf(y), y).toEqual(['principals must be a list']);
   });
 
-  it('gives the same settings as config.ts for the configurations it accepts', () => {
+  it('is what the server configuration reads for principals: (the principals section)', () => {
     const yaml = `
 - { issuer: https://idp.example.com, audience: writ }
 - { issuer: http://127.0.0.1:9000, audience: writ, groups_claim: roles }
 - { issuer: corp, audience: writ, jwks_file: /etc/writ/corp.jwks }
 `;
-    expect(parse(yaml).out).toEqual(buildServerSettings({ principals: parseYaml(yaml) }).principals);
+    expect(parse(yaml).out).toEqual(sectionSettings(serverSettings({ principals: parseYaml(yaml) }), principalsSection.key));
+    expect(parse(yaml).out).toEqual([
+      { issuer: 'https://idp.example.com', audience: 'writ', groupsClaim: 'groups' },
+      { issuer: 'http://127.0.0.1:9000', audience: 'writ', groupsClaim: 'roles' },
+      { issuer: 'corp', audience: 'writ', jwksFile: '/etc/writ/corp.jwks', groupsClaim: 'groups' },
+    ]);
   });
 
   it.each([

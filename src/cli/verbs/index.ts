@@ -6,6 +6,8 @@ import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
 import { bundleShowVerb } from './bundle-show.js';
+import { devIdpVerb } from './dev/idp.js';
+import { devIdpTokenVerb } from './dev/idp-token.js';
 import { entryCreateVerb } from './entry/create.js';
 import { entryDeleteVerb } from './entry/delete.js';
 import { entryListVerb } from './entry/list.js';
@@ -41,6 +43,8 @@ export const CORE_VERBS: readonly Verb[] = [
   grantDelegateVerb,
   proofCreateVerb,
   verifyVerb,
+  devIdpVerb,
+  devIdpTokenVerb,
 ];
 
 /** The core verbs and those the evidence types add. */
