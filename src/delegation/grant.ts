@@ -5,6 +5,7 @@
  * in its `jwk` header so the link can be checked offline. UNTRUSTED input enters here.
  */
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { BoundedCache, deepFreeze } from '../cache/bounded.js';
 import { DelegationError } from '../errors.js';
 import { decodeJws, isJkt, keyFromJwk, publicJwk, sha256b64url, signJws, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
 import { claimReader } from '../jose/claims.js';
@@ -169,16 +170,11 @@ export function parseGrant(compact: string): Grant {
 
 /** Grants parsed recently, by their exact compact serialisation (a grant is immutable). */
 const GRANT_CACHE_SIZE = 4096;
-const grantCache = new Map<string, Grant>();
+const grantCache = new BoundedCache<string, Grant>(GRANT_CACHE_SIZE);
 
-/** `parseGrant`, cached by the exact bytes: chains repeat across the writs of one task. */
+/** `parseGrant`, cached by the exact bytes: chains repeat across the writs of one task. Deep-frozen, as every cached parse. */
 export function parseGrantCached(compact: string): Grant {
-  const hit = grantCache.get(compact);
-  if (hit) return hit;
-  const g = parseGrant(compact);
-  if (grantCache.size >= GRANT_CACHE_SIZE) grantCache.delete(grantCache.keys().next().value!);
-  grantCache.set(compact, g);
-  return g;
+  return grantCache.getOrSet(compact, () => deepFreeze(parseGrant(compact)));
 }
 
 function parseFrom(v: unknown): { sub: string; writ: string } {

@@ -3,6 +3,7 @@
  * digest, activated in one transaction), fetched by digest, and the active one. Snapshots are
  * immutable, so a parsed snapshot is cached by digest for good (bounded).
  */
+import { BoundedCache, deepFreeze } from '../cache/bounded.js';
 import { PolicyError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { buildSnapshot, splitPolicies, type Snapshot } from '../policy/snapshot.js';
@@ -16,7 +17,7 @@ export interface StoredSnapshot extends Snapshot {
 const CACHE = 64;
 
 export class PolicySnapshots {
-  private readonly cache = new Map<string, StoredSnapshot>();
+  private readonly cache = new BoundedCache<string, StoredSnapshot>(CACHE);
 
   constructor(private readonly deps: { store: Store; clock: Clock }) {}
 
@@ -42,8 +43,7 @@ export class PolicySnapshots {
     const snap = buildSnapshot(r.policies);
     // Stored bytes that no longer hash to their address mean tampering or a schema change.
     if (snap.digest !== digest) throw new PolicyError('ERR_POLICY_INVALID', `policy: stored snapshot ${digest} hashes to ${snap.digest}`);
-    const out = { ...snap, createdAt: r.createdAt };
-    if (this.cache.size >= CACHE) this.cache.delete(this.cache.keys().next().value!);
+    const out = deepFreeze({ ...snap, createdAt: r.createdAt });
     this.cache.set(digest, out);
     return out;
   }

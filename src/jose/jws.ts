@@ -6,6 +6,7 @@
  * (RFC 8725 §3.1, §3.2). UNTRUSTED input enters here.
  */
 import { constants, createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../cache/bounded.js';
 import { JwsError } from '../errors.js';
 import { parseStrictJson, StrictJsonError } from './strict-json.js';
 
@@ -225,7 +226,7 @@ export function publicKeyFromJwk(v: unknown): KeyObject {
 
 /** Keys made from JWKs recently, by their RFC 7638 members: creating a KeyObject validates the point and costs ~0.1 ms. */
 const JWK_CACHE_SIZE = 4096;
-const jwkCache = new Map<string, { key: KeyObject; jkt: string }>();
+const jwkCache = new BoundedCache<string, { readonly key: KeyObject; readonly jkt: string }>(JWK_CACHE_SIZE);
 
 /**
  * `publicKeyFromJwk` and the key's thumbprint, cached by the thumbprint members (the same
@@ -239,8 +240,7 @@ export function keyFromJwk(v: unknown): { key: KeyObject; jkt: string } {
   // A hit still needs the same members only: private or unknown members are refused every time.
   if (hit && !PRIVATE_MEMBERS.some((m) => m in j!)) return hit;
   const key = publicKeyFromJwk(v);
-  const out = { key, jkt: jwkThumbprint(key) };
-  if (jwkCache.size >= JWK_CACHE_SIZE) jwkCache.delete(jwkCache.keys().next().value!);
+  const out = Object.freeze({ key, jkt: jwkThumbprint(key) });
   jwkCache.set(id, out);
   return out;
 }

@@ -1,4 +1,5 @@
 /** Per-peer token buckets, bounded in the number of peers they remember. */
+import { BoundedCache } from '../cache/bounded.js';
 
 /** Most peers tracked at once; beyond it the least recently seen are forgotten. */
 export const MAX_TRACKED_PEERS = 10_000;
@@ -10,7 +11,8 @@ export interface RateLimiter {
 }
 
 export class PeerRateLimiter implements RateLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** The least recently seen peers are forgotten first (a forgotten peer starts with a full bucket). */
+  private readonly buckets = new BoundedCache<string, { tokens: number; at: number }>(MAX_TRACKED_PEERS);
 
   constructor(
     private readonly perSecond: number,
@@ -23,14 +25,12 @@ export class PeerRateLimiter implements RateLimiter {
     const t = this.now();
     let b = this.buckets.get(peer);
     if (b) {
-      this.buckets.delete(peer);
       b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) / 1000) * this.perSecond);
       b.at = t;
     } else {
       b = { tokens: this.burst, at: t };
-      if (this.buckets.size >= MAX_TRACKED_PEERS) this.buckets.delete(this.buckets.keys().next().value!);
+      this.buckets.set(peer, b);
     }
-    this.buckets.set(peer, b);
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;

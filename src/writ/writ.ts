@@ -4,6 +4,7 @@
  * policy decision that allowed it. Minted by the issuer; parsed strictly by every verifier.
  * UNTRUSTED input enters in `parseWrit`.
  */
+import { BoundedCache, deepFreeze } from '../cache/bounded.js';
 import { WritVerifyError } from '../errors.js';
 import { claimReader } from '../jose/claims.js';
 import { decodeJws, isJkt, sha256b64url, signJwsWith, type DecodedJws, type JwsSigner } from '../jose/jws.js';
@@ -140,16 +141,14 @@ export function parseWrit(compact: string): Writ {
 
 /** Writs parsed recently, by their exact compact serialisation. Parsing only: signatures are checked on every use. */
 const WRIT_CACHE_SIZE = 1024;
-const writCache = new Map<string, Writ>();
+const writCache = new BoundedCache<string, Writ>(WRIT_CACHE_SIZE);
 
-/** `parseWrit`, cached by the exact bytes: an agent presents the same writ with a fresh proof each time. */
+/**
+ * `parseWrit`, cached by the exact bytes: an agent presents the same writ with a fresh proof each
+ * time. The result is deep-frozen: a caller that changes it cannot change what later readers see.
+ */
 export function parseWritCached(compact: string): Writ {
-  const hit = writCache.get(compact);
-  if (hit) return hit;
-  const w = parseWrit(compact);
-  if (writCache.size >= WRIT_CACHE_SIZE) writCache.delete(writCache.keys().next().value!);
-  writCache.set(compact, w);
-  return w;
+  return writCache.getOrSet(compact, () => deepFreeze(parseWrit(compact)));
 }
 
 /** Signs writ claims with the issuer's writ key (held wherever its custody keeps it). */

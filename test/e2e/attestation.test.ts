@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, createPublicKey, sign, X509Certificate } from 'node:crypto';
-import { writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
@@ -425,6 +425,35 @@ describe('operability', () => {
       expect(errs[2]!.details).toMatch(/too many handshakes from this peer/);
     } finally {
       await limited.stop();
+    }
+  });
+
+  it('the admin socket never appears at its path with looser permissions than 0600, not even between bind and chmod', async () => {
+    const dir = tmpDir();
+    const path = join(dir, 'admin.sock');
+    const atBind: Array<number | null> = [];
+    const original = grpc.Server.prototype.bindAsync;
+    const previous = process.umask(0o000); // the worst case: a bare bind makes the socket 0777
+    grpc.Server.prototype.bindAsync = function (this: grpc.Server, port, creds, cb) {
+      return original.call(this, port, creds, (err, p) => {
+        if (port.startsWith('unix:')) atBind.push(existsSync(path) ? statSync(path).mode & 0o777 : null);
+        cb(err, p);
+      });
+    };
+    let t: Awaited<ReturnType<typeof startServer>> | undefined;
+    try {
+      t = await startServer({ admin_socket: path });
+    } finally {
+      grpc.Server.prototype.bindAsync = original;
+      process.umask(previous);
+    }
+    try {
+      // When the bind completed nothing was at the final path yet (the socket is renamed there after chmod).
+      expect(atBind).toEqual([null]);
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(readdirSync(dir)).toEqual(['admin.sock']);
+    } finally {
+      await t.stop();
     }
   });
 

@@ -5,6 +5,7 @@ import { ManualClock } from '../../src/clock.js';
 import { CaManager, type CaSettings } from '../../src/ca/manager.js';
 import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
 import { SealedKeyCustody } from '../../src/ca/custody.js';
+import { planRotation } from '../../src/ca/rotation.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { BundleSet } from '../../src/spiffe/bundle.js';
@@ -161,5 +162,58 @@ describe('CA keys at rest', () => {
     const sealed = enc.seal(Buffer.from('secret'), 'key-a');
     expect(enc.open(sealed, 'key-a').toString()).toBe('secret');
     expect(() => enc.open(sealed, 'key-b')).toThrow(/cannot decrypt/);
+  });
+});
+
+describe('CA keys shared by replicas', () => {
+  it('a manager reloads keys and bundle when another one on the same store rotated (the bundle sequence moved)', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const dir = tmpDir();
+    const a = await setup(clock, dir);
+    const b = await setup(clock, dir);
+    const jwtIds = (ca: CaManager) => [...ca.bundle().jwtAuthorities.keys()].sort();
+    expect(jwtIds(b.ca)).toEqual(jwtIds(a.ca));
+    clock.set(t0 + 13 * H); // past half of the 24 h JWT key: B prepares the next one
+    expect(await b.ca.rotate()).toBe(true);
+    expect(jwtIds(b.ca).length).toBe(2);
+    // A has not looked yet; its bundle is the old one until it sees the sequence move.
+    expect(jwtIds(a.ca).length).toBe(1);
+    expect(await a.ca.refresh()).toBe(true);
+    expect(jwtIds(a.ca)).toEqual(jwtIds(b.ca));
+    expect(a.ca.bundle().sequence).toBe(b.ca.bundle().sequence);
+    // Nothing moved since: refresh is a no-op.
+    expect(await a.ca.refresh()).toBe(false);
+    await a.store.close();
+    await b.store.close();
+  });
+});
+
+describe('rotation policy (planRotation)', () => {
+  const key = (id: string, state: 'active' | 'prepared' | 'retired', notBefore: number, notAfter: number) => ({ id, state, notBefore, notAfter });
+  it('creates an active key when there is none, and activates a prepared one instead when there is', () => {
+    expect(planRotation([], 0)).toEqual([{ op: 'create', state: 'active' }]);
+    expect(planRotation([key('p', 'prepared', 0, 100)], 10)).toEqual([{ op: 'activate', id: 'p' }]);
+  });
+  it('prepares at one half, activates at five sixths, deletes retired keys once expired', () => {
+    const a = key('a', 'active', 0, 600);
+    expect(planRotation([a], 299)).toEqual([]);
+    expect(planRotation([a], 300)).toEqual([{ op: 'create', state: 'prepared' }]);
+    expect(planRotation([a, key('p', 'prepared', 300, 900)], 499)).toEqual([]);
+    expect(planRotation([a, key('p', 'prepared', 300, 900)], 500)).toEqual([
+      { op: 'retire', id: 'a' },
+      { op: 'activate', id: 'p' },
+    ]);
+    expect(planRotation([key('r', 'retired', 0, 600), key('n', 'active', 500, 1100)], 600)).toEqual([{ op: 'delete', id: 'r', why: 'retired key expired' }]);
+  });
+  it('after downtime past the activation point, the next key becomes active at once; an expired active key goes', () => {
+    expect(planRotation([key('a', 'active', 0, 600)], 550)).toEqual([
+      { op: 'retire', id: 'a' },
+      { op: 'create', state: 'active' },
+    ]);
+    expect(planRotation([key('a', 'active', 0, 600)], 700)).toEqual([
+      { op: 'delete', id: 'a', why: 'active key expired' },
+      { op: 'create', state: 'active' },
+    ]);
   });
 });

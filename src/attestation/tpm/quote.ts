@@ -4,6 +4,7 @@
  * restricted key, so the TPM itself produced the TPMS_ATTEST. UNTRUSTED input.
  */
 import { constants, createHash, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import { AttestationError } from '../../errors.js';
 import { HASHES, TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_ST } from '../../tpm/constants.js';
 import {
@@ -69,17 +70,10 @@ export function verifyTpmSignature(ak: TpmPublic, key: KeyObject, message: Buffe
 }
 
 /** AK public keys already converted to KeyObjects, by their TPMT_PUBLIC bytes (bounded). */
-const akKeys = new Map<string, KeyObject>();
 const AK_KEY_CACHE_SIZE = 4096;
+const akKeys = new BoundedCache<string, KeyObject>(AK_KEY_CACHE_SIZE);
 function akKey(ak: TpmPublic): KeyObject {
-  const id = ak.bytes.toString('base64');
-  let k = akKeys.get(id);
-  if (!k) {
-    k = publicKeyOf(ak);
-    if (akKeys.size >= AK_KEY_CACHE_SIZE) akKeys.delete(akKeys.keys().next().value!);
-    akKeys.set(id, k);
-  }
-  return k;
+  return akKeys.getOrSet(ak.bytes.toString('base64'), () => publicKeyOf(ak));
 }
 
 /** PCR values by bank hash, then index. */

@@ -4,6 +4,7 @@
  * first contact, and a quote by that AK over the handshake nonce and the configured PCRs.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import { AttestationError } from '../../errors.js';
 import type { StoreTx, TpmRecord } from '../../store/store.js';
 import { encodeChallenge1, encodeChallenge2, MAX_TPM_EVIDENCE_BYTES, parseEvidence1, parseEvidence2, type TpmEvidence } from '../../tpm/evidence.js';
@@ -44,7 +45,7 @@ export const EK_CACHE_TTL_MS = 10 * 60_000;
 export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
   // A verified EK chain stays verified while every certificate in it is valid; the template and
   // key checks are part of the cached verification because the cache key covers the EK public.
-  const ekCache = new Map<string, { identity: EkIdentity; from: number; until: number }>();
+  const ekCache = new BoundedCache<string, { identity: EkIdentity; from: number; until: number }>(EK_CACHE_SIZE);
   const verifyEkCached = (e: TpmEvidence, ek: TpmPublic, at: Date): EkIdentity => {
     const h = createHash('sha256');
     for (const b of [e.ekPublic, e.ekCertificate, ...e.ekIntermediates]) h.update(createHash('sha256').update(b).digest());
@@ -53,7 +54,6 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
     const t = at.getTime();
     if (hit && t >= hit.from && t <= hit.until) return hit.identity;
     const identity = verifyEk(ek, e.ekCertificate, [...e.ekIntermediates, ...deps.settings.intermediates], anchors, at);
-    if (ekCache.size >= EK_CACHE_SIZE) ekCache.delete(ekCache.keys().next().value!);
     // Valid for the window of the EK certificate itself; intermediates and roots are re-checked on expiry of that.
     ekCache.set(key, {
       identity,
