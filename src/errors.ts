@@ -39,6 +39,8 @@ export const ERROR_CODES = [
   'ERR_POLICY_NOT_FOUND',
   'ERR_POLICY_DENIED',
   'ERR_ESCALATION_REQUIRED',
+  'ERR_REVOCATION_INVALID',
+  'ERR_STATUS_LIST_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -179,6 +181,14 @@ export class PolicyError extends WritError<'ERR_POLICY_INVALID' | 'ERR_POLICY_NO
   }
 }
 
+/** A revocation request or a revocation source (watch stream, status list) was refused or is unusable. */
+export class RevocationError extends WritError<'ERR_REVOCATION_INVALID' | 'ERR_STATUS_LIST_INVALID'> {
+  constructor(code: RevocationError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'RevocationError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -194,7 +204,8 @@ export type AnyWritError =
   | DelegationError
   | WritVerifyError
   | PrincipalError
-  | PolicyError;
+  | PolicyError
+  | RevocationError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

@@ -46,6 +46,8 @@ const ALLOWED: Record<string, string[]> = {
   principal: ['jose', 'config', 'errors', 'cache'],
   dev: ['jose', 'errors', 'cache'],
   writ: ['delegation', 'attestation', 'jose', 'errors', 'cache'],
+  // Revocation targets, matching and status lists: below the issuer, beside the verifier.
+  revocation: ['writ', 'delegation', 'jose', 'spiffe', 'errors', 'cache'],
   issuance: [
     'writ',
     'delegation',
