@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   'ERR_WRIT_INVALID',
   'ERR_PROOF_INVALID',
   'ERR_PROOF_REPLAYED',
+  'ERR_WRIT_REVOKED',
   'ERR_PRINCIPAL_INVALID',
   'ERR_POLICY_INVALID',
   'ERR_POLICY_NOT_FOUND',
@@ -158,7 +159,7 @@ export class DelegationError extends WritError<'ERR_GRANT_INVALID'> {
 }
 
 /** A writ or its proof of possession failed relying-party verification. */
-export class WritVerifyError extends WritError<'ERR_WRIT_INVALID' | 'ERR_PROOF_INVALID' | 'ERR_PROOF_REPLAYED'> {
+export class WritVerifyError extends WritError<'ERR_WRIT_INVALID' | 'ERR_WRIT_REVOKED' | 'ERR_PROOF_INVALID' | 'ERR_PROOF_REPLAYED'> {
   constructor(code: WritVerifyError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'WritVerifyError';

@@ -45,6 +45,7 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   // Delegation failures name the broken rule: the caller holds every grant it sent.
   ERR_GRANT_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_WRIT_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_WRIT_REVOKED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_PROOF_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_PROOF_REPLAYED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_PRINCIPAL_INVALID: { status: status.UNAUTHENTICATED, showMessage: false, publicMessage: 'principal token rejected' },

@@ -48,36 +48,71 @@ export function createProofWith(writCompact: string, signer: JwsSigner, r: Proof
 /**
  * Where a verifier remembers proof ids until they expire, so that each proof is accepted once.
  * In memory per process by default (`ProofReplayCache`); a relying party with several replicas
- * plugs in a shared one.
+ * plugs in a shared one. Ids are recorded only once everything else about a presentation has
+ * been checked, so a proof presented with an expired or revoked writ is not used up.
  */
 export interface ReplayCache {
-  /** Records `id` as used until `expS` (Unix seconds); false if it was recorded before. */
-  checkAndRecord(id: string, expS: number, nowS: number): boolean;
+  /**
+   * Records `id` as used until `expS` (Unix seconds) on behalf of `owner` (the writ's cnf key
+   * thumbprint); false if it was recorded before. Throws when `owner` has no room left.
+   */
+  checkAndRecord(id: string, expS: number, nowS: number, owner?: string): boolean;
 }
 
-/** Remembers proof ids until they expire, so each is accepted once. Bounded; full means refuse. */
-export class ProofReplayCache implements ReplayCache {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly max = 100_000) {}
+/** Most live proof ids one key may have in a cache: 100 proofs a second, for 5 minutes. */
+export const MAX_PROOFS_PER_KEY = 30_000;
 
-  /** Records `id` valid until `expS`; false if it was already recorded. */
-  checkAndRecord(id: string, expS: number, nowS: number): boolean {
-    if (this.seen.has(id)) return false;
-    if (this.seen.size >= this.max) {
-      for (const [k, exp] of this.seen) if (exp <= nowS) this.seen.delete(k);
-      if (this.seen.size >= this.max) throw new WritVerifyError('ERR_PROOF_INVALID', 'proof: replay cache is full; refusing rather than forgetting');
+/**
+ * Remembers proof ids until they expire, each key (`owner`) with its own quota, so one key's
+ * flood of proofs cannot fill the cache for everyone else. Full means refuse, never forget.
+ */
+export class ProofReplayCache implements ReplayCache {
+  private readonly byOwner = new Map<string, Map<string, number>>();
+  private total = 0;
+
+  constructor(
+    private readonly max = 1_000_000,
+    private readonly perOwner = MAX_PROOFS_PER_KEY,
+  ) {}
+
+  checkAndRecord(id: string, expS: number, nowS: number, owner = ''): boolean {
+    let mine = this.byOwner.get(owner);
+    if (mine?.has(id)) return false;
+    if (mine && mine.size >= this.perOwner) {
+      this.prune(owner, mine, nowS);
+      if (mine.size >= this.perOwner)
+        throw new WritVerifyError('ERR_PROOF_INVALID', `proof: this key has ${this.perOwner} live proofs in the replay cache; refusing rather than forgetting`);
     }
-    this.seen.set(id, expS);
+    if (this.total >= this.max) {
+      for (const [o, m] of this.byOwner) this.prune(o, m, nowS);
+      if (this.total >= this.max) throw new WritVerifyError('ERR_PROOF_INVALID', 'proof: replay cache is full; refusing rather than forgetting');
+    }
+    if (!mine) {
+      mine = new Map();
+      this.byOwner.set(owner, mine);
+    }
+    mine.set(id, expS);
+    this.total++;
     return true;
   }
 
-  get size(): number {
-    return this.seen.size;
+  private prune(owner: string, m: Map<string, number>, nowS: number): void {
+    for (const [k, exp] of m) {
+      if (exp <= nowS) {
+        m.delete(k);
+        this.total--;
+      }
+    }
+    if (m.size === 0) this.byOwner.delete(owner);
   }
 
-  /** Recorded ids and their expiries (Unix seconds), e.g. to persist the cache. */
-  entries(): IterableIterator<[string, number]> {
-    return this.seen.entries();
+  get size(): number {
+    return this.total;
+  }
+
+  /** Recorded ids with their owner and expiry (Unix seconds), e.g. to persist the cache. */
+  *entries(): IterableIterator<[string, number, string]> {
+    for (const [owner, m] of this.byOwner) for (const [id, exp] of m) yield [id, exp, owner];
   }
 }
 
@@ -91,7 +126,15 @@ export interface ProofCheck {
   /** When given, the proof's `htm` must equal it. */
   readonly method?: string;
   readonly now: Date;
-  readonly cache: ReplayCache;
+}
+
+/** A proof that passed every check; its one-time id is recorded by `recordProof`, last. */
+export interface CheckedProof {
+  readonly jti: string;
+  readonly method: string;
+  /** Until when the id must be remembered (Unix seconds). */
+  readonly rememberUntil: number;
+  readonly owner: string;
 }
 
 const fail = (msg: string): never => {
@@ -100,8 +143,8 @@ const fail = (msg: string): never => {
 
 const ONLY = ['aud', 'htm', 'iat', 'exp', 'jti', 'wth'];
 
-/** Verifies a proof of possession for a writ and records its one-time id. */
-export function verifyProof(proof: string, c: ProofCheck): { jti: string; method: string } {
+/** Checks a proof of possession for a writ; does not record its one-time id (see `recordProof`). */
+export function checkProof(proof: string, c: ProofCheck): CheckedProof {
   if (typeof proof !== 'string' || proof === '') fail('a proof of possession is required: writs are never accepted as bearer tokens');
   const d = decodeJws(proof, PROOF_TYP, MAX_PROOF_BYTES);
   if ('kid' in d.header || 'x5c' in d.header) fail('the proof names its key only in the jwk header');
@@ -125,8 +168,19 @@ export function verifyProof(proof: string, c: ProofCheck): { jti: string; method
   if (iat > now + PROOF_SKEW_S) fail('issued in the future');
   if (exp <= now) fail('expired');
   if (typeof p.jti !== 'string' || !/^[A-Za-z0-9_-]{22,64}$/.test(p.jti)) fail('jti must be 22..64 base64url characters (at least 128 random bits)');
-  if (!c.cache.checkAndRecord(`${c.jkt}:${p.jti}`, exp + PROOF_SKEW_S, now)) {
+  return { jti: p.jti as string, method: p.htm as string, rememberUntil: exp + PROOF_SKEW_S, owner: c.jkt };
+}
+
+/** Records a checked proof's one-time id: ERR_PROOF_REPLAYED if it was used before. */
+export function recordProof(p: CheckedProof, cache: ReplayCache, now: Date): void {
+  if (!cache.checkAndRecord(`${p.owner}:${p.jti}`, p.rememberUntil, Math.floor(now.getTime() / 1000), p.owner)) {
     throw new WritVerifyError('ERR_PROOF_REPLAYED', 'proof: this proof was already used (one-time id seen before)');
   }
-  return { jti: p.jti as string, method: p.htm as string };
+}
+
+/** `checkProof` then `recordProof`: for callers with nothing else to check in between. */
+export function verifyProof(proof: string, c: ProofCheck & { readonly cache: ReplayCache }): { jti: string; method: string } {
+  const p = checkProof(proof, c);
+  recordProof(p, c.cache, c.now);
+  return { jti: p.jti, method: p.method };
 }

@@ -14,10 +14,10 @@ import { WritVerifyError, isWritError } from '../errors.js';
 import { verifyJws } from '../jose/jws.js';
 import { verifyChain } from '../delegation/chain.js';
 import { authorizeAction, type Authorization, type Constraints } from '../delegation/scope.js';
-import type { PrincipalRef, Task } from '../delegation/grant.js';
+import type { Grant, PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
-import { verifyProof, type ReplayCache } from './proof.js';
+import { checkProof, recordProof, type ReplayCache } from './proof.js';
 import { parseWritCached, type ActClaim, type WritClaims } from './writ.js';
 
 /** Clock skew tolerated on writ and grant times, seconds. */
@@ -53,9 +53,13 @@ export interface VerifyWritOptions {
   readonly method?: string;
   readonly now: Date;
   readonly level?: 'standard' | 'deep';
-  readonly replayCache: ReplayCache;
-  /** Revocation as far as this verifier knows: true for a revoked grant id. */
-  readonly isRevoked?: (grantId: string) => boolean;
+  /**
+   * Where proof ids are remembered so each proof is accepted once; without one the report says
+   * the replay check was not made (a replayed proof would pass).
+   */
+  readonly replayCache?: ReplayCache;
+  /** What this verifier knows of revocations (a watch stream, status lists, the issuer's store). */
+  readonly revocation?: RevocationSource;
   readonly requirements?: WritRequirements;
   /** Deep level: offline re-verifiers per evidence type, each bound to this relying party's trust anchors. */
   readonly reverifiers?: ReadonlyMap<string, EvidenceReverifier>;
@@ -63,7 +67,26 @@ export interface VerifyWritOptions {
 
 export interface Check {
   readonly check: string;
-  readonly by: 'verifier' | 'issuer';
+  /** Checked here; taken on the issuer's word; or not checked at all. */
+  readonly by: 'verifier' | 'issuer' | 'unchecked';
+}
+
+/** One revocation answer, with where it comes from and how fresh it is. */
+export interface RevocationStatus {
+  readonly revoked: boolean;
+  /** What matched, when revoked (e.g. "grant 3xA… revoked by operator: compromised"). */
+  readonly reason?: string;
+  /** The source and its freshness: "watch stream at sequence 42 (…)", "status list <uri> issued …". */
+  readonly source: string;
+}
+
+/**
+ * What a verifier knows of revocations. `check` answers from what the source holds now and
+ * throws when it cannot answer (never synced, or older than its maximum age): a verifier that
+ * was given a source fails closed rather than report a check it did not make.
+ */
+export interface RevocationSource {
+  check(writ: { readonly claims: WritClaims; readonly grants: readonly Grant[] }, now: Date): RevocationStatus;
 }
 
 export interface VerifiedWrit {
@@ -104,6 +127,7 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   const checks: Check[] = [];
   const mine = (check: string) => checks.push({ check, by: 'verifier' });
   const theirs = (check: string) => checks.push({ check, by: 'issuer' });
+  const unchecked = (check: string) => checks.push({ check, by: 'unchecked' });
   const now = Math.floor(o.now.getTime() / 1000);
 
   const writ = parseWritCached(o.writ);
@@ -114,16 +138,16 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   if (!verifyJws(writ.jws, key!)) fail('issuer signature does not verify');
   mine(`issuer signature by writ key ${writ.jws.header.kid as string} of ${o.trust.issuer}`);
 
-  verifyProof(o.proof, {
+  // Checked now, recorded last: a proof presented with a writ that fails any other check is not used up.
+  const proof = checkProof(o.proof, {
     writCompact: o.writ,
     writHash: writ.hash,
     jkt: c.cnf.jkt,
     audience: o.audience,
     ...(o.method !== undefined ? { method: o.method } : {}),
     now: o.now,
-    cache: o.replayCache,
   });
-  mine(`proof of possession by the cnf key, for audience ${o.audience}${o.method ? ` and method ${o.method}` : ''}, one-time id recorded`);
+  mine(`proof of possession by the cnf key, for audience ${o.audience}${o.method ? ` and method ${o.method}` : ''}`);
 
   if (c.iat > now + WRIT_SKEW_S) fail('issued in the future');
   if (c.exp <= now - WRIT_SKEW_S) fail('expired');
@@ -171,12 +195,17 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   else theirs('grant signatures (checked at issuance; verify with --deep)');
   theirs('each delegating agent held a writ for its SPIFFE ID (from.sub) when it delegated');
 
-  if (o.isRevoked) {
-    const hit = c.lineage.find((id) => o.isRevoked!(id));
-    if (hit) fail(`grant ${hit} in its lineage is revoked`);
-    mine('lineage not revoked, as far as this verifier knows');
+  if (o.revocation) {
+    let st: RevocationStatus;
+    try {
+      st = o.revocation.check({ claims: c, grants: chain.grants }, o.now);
+    } catch (e) {
+      return fail(`revocation status unknown: ${(e as Error).message}`, e);
+    }
+    if (st.revoked) throw new WritVerifyError('ERR_WRIT_REVOKED', `writ: revoked: ${st.reason ?? 'a revocation matches it'} (${st.source})`);
+    mine(`not revoked: not the writ, its lineage, task, principal, agents, keys or platform (${st.source})`);
   } else {
-    theirs('lineage not revoked (no revocation source given to the verifier)');
+    unchecked('revocation: no revocation source was given (a watch stream or a status list)');
   }
 
   let B = bindings.get(c);
@@ -236,6 +265,13 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   }
   theirs(`registration: selectors map to ${c.sub}`);
   theirs(`policy snapshot ${c.pol.snap.slice(0, 16)}… allowed this agent (${c.pol.policies.join(', ') || 'no ids'})`);
+
+  if (o.replayCache) {
+    recordProof(proof, o.replayCache, o.now);
+    mine('proof one-time id recorded (not seen before)');
+  } else {
+    unchecked('proof one-time id: no replay cache was given (a replayed proof would be accepted)');
+  }
 
   const leaf = chain.leaf.claims;
   return {

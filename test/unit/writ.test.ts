@@ -112,9 +112,28 @@ describe('writ verification (standard and deep)', () => {
       'a revoked grant in the lineage',
       () => ({
         ...opts(writ),
-        isRevoked: (id: string) => id === (JSON.parse(Buffer.from(w.g1.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti,
+        revocation: {
+          check: ({ claims }: { claims: { lineage: readonly string[] } }) => {
+            const g1 = (JSON.parse(Buffer.from(w.g1.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
+            return { revoked: claims.lineage.includes(g1), reason: `grant ${g1} revoked`, source: 'test source' };
+          },
+        },
       }),
-      /revoked/,
+      /revoked: grant .* revoked \(test source\)/,
+      'ERR_WRIT_REVOKED',
+    ],
+    [
+      'a revocation source that cannot answer (fails closed)',
+      () => ({
+        ...opts(writ),
+        revocation: {
+          check: () => {
+            throw new Error('never synced');
+          },
+        },
+      }),
+      /revocation status unknown: never synced/,
+      'ERR_WRIT_INVALID',
     ],
   ];
   it.each(bad)('rejects %s', (_n, make, re, code) => {

@@ -8,7 +8,7 @@ import { parseSpiffeBundle } from '../../spiffe/bundle.js';
 import { trustDomainId } from '../../spiffe/id.js';
 import { parseCertificate } from '../../x509/certificate.js';
 import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
-import { fileReplayCache } from '../replay-file.js';
+import { withReplayFile } from '../replay-file.js';
 import { required, type CliCatalog, type Verb } from '../verb.js';
 
 const CORE: OptionSpecs = {
@@ -92,23 +92,25 @@ export const verifyVerb: Verb = {
     if ((action === undefined) !== (resource === undefined)) throw new UsageError('--action and --resource go together');
     const deep = values.deep === true;
     const reverifiers = deep ? new EvidenceCatalog(catalog.evidence).reverifiersFromOptions(values) : new Map();
-    const { cache, save } = fileReplayCache(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000));
     const json = values.json === true;
+    const method = stringOption(values, 'method');
+    const writ = readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim();
+    const proof = readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim();
     try {
-      const method = stringOption(values, 'method');
-      const v = verifyWrit({
-        writ: readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim(),
-        proof: readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim(),
-        trust: { issuer: trustDomainId(td), writKeys: bundle.writAuthorities ?? new Map() },
-        audience: required(values, 'audience'),
-        ...(method ? { method } : {}),
-        now: at,
-        level: deep ? 'deep' : 'standard',
-        replayCache: cache,
-        requirements,
-        reverifiers,
-      });
-      save();
+      const v = withReplayFile(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000), (cache) =>
+        verifyWrit({
+          writ,
+          proof,
+          trust: { issuer: trustDomainId(td), writKeys: bundle.writAuthorities ?? new Map() },
+          audience: required(values, 'audience'),
+          ...(method ? { method } : {}),
+          now: at,
+          level: deep ? 'deep' : 'standard',
+          ...(cache ? { replayCache: cache } : {}),
+          requirements,
+          reverifiers,
+        }),
+      );
       const authz = action ? authorize(v, action, resource!) : undefined;
       if (json) {
         const report = {
@@ -130,7 +132,7 @@ export const verifyVerb: Verb = {
         io.out(`${JSON.stringify(report, null, 2)}\n`);
       } else if (!authz || authz.decision === 'allow') {
         io.out(`valid (${v.level}): ${v.chain.join(' -> ')}\ntask ${v.task.id}: ${v.task.goal}\n`);
-        for (const c of v.checks) io.out(`  [${c.by === 'verifier' ? 'checked' : 'issuer '}] ${c.check}\n`);
+        for (const c of v.checks) io.out(`  [${c.by === 'verifier' ? 'checked  ' : c.by === 'issuer' ? 'issuer   ' : 'unchecked'}] ${c.check}\n`);
         if (authz?.decision === 'allow') io.out(`${action} on ${resource}: allow\n`);
       }
       if (authz && authz.decision !== 'allow') {
@@ -146,7 +148,6 @@ export const verifyVerb: Verb = {
       return 0;
     } catch (e) {
       if (!isWritError(e)) throw e;
-      save();
       if (json) io.out(`${JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2)}\n`);
       else io.err(`writ: invalid: ${e.message}\n`);
       return 1;

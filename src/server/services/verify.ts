@@ -65,7 +65,12 @@ export function verifyService(deps: {
             now: deps.clock.now(),
             level: req.deep ? 'deep' : 'standard',
             replayCache: cache,
-            isRevoked: (id) => revoked.has(id),
+            revocation: {
+              check: ({ claims }) => {
+                const hit = claims.lineage.find((id) => revoked.has(id));
+                return { revoked: hit !== undefined, ...(hit ? { reason: `grant ${hit} in its lineage is revoked` } : {}), source: "the issuer's own store" };
+              },
+            },
             requirements,
             reverifiers: deps.reverifiers,
           });
