@@ -148,6 +148,38 @@ export function gate(): { wait: Promise<void>; open: () => void } {
   return { wait, open };
 }
 
+/**
+ * Resolves each caller once `n` have arrived, or `ms` after the first arrived: on a backend
+ * that runs transactions one at a time nobody waits for ever, and on one that runs them at
+ * once every transaction reads before any writes.
+ */
+export function barrier(n: number, ms = 50): () => Promise<void> {
+  let arrived = 0;
+  const all = gate();
+  let timer: NodeJS.Timeout | undefined;
+  return () => {
+    if (++arrived >= n) {
+      clearTimeout(timer);
+      all.open();
+    }
+    timer ??= setTimeout(all.open, ms);
+    return all.wait;
+  };
+}
+
+/** Runs `n` transactions at once, so that a pooled backend has `n` connections open before a race. */
+export async function warm(s: Store, n: number): Promise<void> {
+  const all = barrier(n, 20);
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      s.transaction(async (tx) => {
+        await tx.getBundleSequence();
+        await all();
+      }),
+    ),
+  );
+}
+
 /** The rejection of `p`, which must reject. */
 export async function rejection(p: Promise<unknown>): Promise<unknown> {
   return p.then(
@@ -294,16 +326,19 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
 
       it('runs concurrent transactions as if one after another (no lost update)', async () => {
         // Each reads the counter, yields, writes counter + 1: interleaving would lose increments.
-        const N = 12;
+        const N = 10;
         await s.putTpmRecord(tpm('ek', { resetCount: 0 }));
+        await warm(s, N);
+        const allRead = barrier(N);
         await Promise.all(
-          Array.from({ length: N }, () =>
-            s.transaction(async (tx) => {
+          Array.from({ length: N }, () => {
+            let runs = 0;
+            return s.transaction(async (tx) => {
               const r = await tx.getTpmRecord('ek');
-              await new Promise((res) => setTimeout(res, 1));
+              if (++runs === 1) await allRead();
               await tx.putTpmRecord({ ...r!, resetCount: r!.resetCount + 1 });
-            }),
-          ),
+            });
+          }),
         );
         expect((await s.getTpmRecord('ek'))!.resetCount).toBe(N);
       });
@@ -550,16 +585,19 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         await s.putTpmRecord(tpm('ek', { clock: '0' }));
         const clocks = [5, 3, 9, 7, 1, 8, 2, 6, 4, 10];
         const accepted: number[] = [];
+        await warm(s, clocks.length);
+        const allRead = barrier(clocks.length);
         const results = await Promise.allSettled(
-          clocks.map((c) =>
-            s.transaction(async (tx) => {
+          clocks.map((c) => {
+            let runs = 0;
+            return s.transaction(async (tx) => {
               const r = (await tx.getTpmRecord('ek'))!;
-              await new Promise((res) => setTimeout(res, 1));
+              if (++runs === 1) await allRead();
               if (BigInt(r.clock) >= BigInt(c)) throw new Error(`clock ${c} is not after ${r.clock}`);
               await tx.putTpmRecord({ ...r, clock: String(c) });
               return c;
-            }),
-          ),
+            });
+          }),
         );
         for (const r of results) {
           if (r.status === 'fulfilled') accepted.push(r.value);
