@@ -197,13 +197,16 @@ describe('SqliteStore: two processes on one file', () => {
   if (!existsSync(MODULE)) throw new Error('dist/ is missing: run `make build` (make test does) before the SQLite multi-process tests');
 
   const CHILD = `
+    import { writeSync } from 'node:fs';
     import { createInterface } from 'node:readline';
     const { SqliteStore } = await import(process.argv[1]);
+    // Written synchronously: the constructor below may block this thread on the file's lock.
+    const say = (line) => writeSync(1, line + '\\n');
     const [path, idsJson] = process.argv.slice(2);
     const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-    console.log('ready');
+    say('ready');
     const s = new SqliteStore(path);
-    console.log('open ' + s.schemaVersion);
+    say('open ' + s.schemaVersion);
     await lines.next();
     const won = [];
     for (const id of JSON.parse(idsJson)) {
@@ -215,7 +218,7 @@ describe('SqliteStore: two processes on one file', () => {
       if (ok) won.push(id);
     }
     await s.close();
-    console.log(JSON.stringify(won));
+    say(JSON.stringify(won));
     process.exit(0);
   `;
 
