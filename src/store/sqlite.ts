@@ -110,22 +110,22 @@ class SqliteDriver implements SqlDriver {
     return p;
   }
 
-  // The three ways to run a statement, synchronously; errors become StoreError.
-  private allNow(s: Statement, params: readonly SqlValue[]): Row[] {
+  // The three ways to run a statement, synchronously (also for SqliteTx); errors become StoreError.
+  allNow(s: Statement, params: readonly SqlValue[]): Row[] {
     try {
       return this.prepared(s).all(...(params as unknown[])) as Row[];
     } catch (e) {
       throw sqliteError(e);
     }
   }
-  private getNow(s: Statement, params: readonly SqlValue[]): Row | undefined {
+  getNow(s: Statement, params: readonly SqlValue[]): Row | undefined {
     try {
       return this.prepared(s).get(...(params as unknown[])) as Row | undefined;
     } catch (e) {
       throw sqliteError(e);
     }
   }
-  private runNow(s: Statement, params: readonly SqlValue[]): number {
+  runNow(s: Statement, params: readonly SqlValue[]): number {
     try {
       return this.prepared(s).run(...(params as unknown[])).changes;
     } catch (e) {
@@ -138,21 +138,21 @@ class SqliteDriver implements SqlDriver {
    * (better-sqlite3 is synchronous, so nothing can interleave with it), else in turn.
    */
   private directExecutor(): SqlExecutor {
-    const inTurn = async <T>(fn: () => T): Promise<T> => {
+    const inTurn = async <R>(now: (s: Statement, p: readonly SqlValue[]) => R, s: Statement, p: readonly SqlValue[]): Promise<R> => {
       this.assertOpen();
-      if (this.mutex.idle) return fn();
+      if (this.mutex.idle) return now.call(this, s, p);
       const release = await this.mutex.lock();
       try {
         this.assertOpen();
-        return fn();
+        return now.call(this, s, p);
       } finally {
         release();
       }
     };
     return {
-      all: (s, p) => inTurn(() => this.allNow(s, p)),
-      get: (s, p) => inTurn(() => this.getNow(s, p)),
-      run: (s, p) => inTurn(() => this.runNow(s, p)),
+      all: (s, p) => inTurn(this.allNow, s, p),
+      get: (s, p) => inTurn(this.getNow, s, p),
+      run: (s, p) => inTurn(this.runNow, s, p),
     };
   }
 
@@ -168,23 +168,7 @@ class SqliteDriver implements SqlDriver {
   }
 
   private async inTransaction<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<T> {
-    const tx = new TxState();
-    const guard = <R>(run: () => R): Promise<R> => {
-      if (tx.ended) return Promise.reject(new StoreError('store(sqlite): statement on a transaction that has ended'));
-      // One failed statement ends the transaction (as PostgreSQL does): it can only roll back.
-      if (tx.failure) return Promise.reject(rolledBack(tx.failure));
-      try {
-        return Promise.resolve(run());
-      } catch (e) {
-        tx.failure ??= e as StoreError;
-        return Promise.reject(e);
-      }
-    };
-    const x: SqlExecutor = {
-      all: (s, p) => guard(() => this.allNow(s, p)),
-      get: (s, p) => guard(() => this.getNow(s, p)),
-      run: (s, p) => guard(() => this.runNow(s, p)),
-    };
+    const tx = new SqliteTx(this);
     try {
       this.begin.run();
     } catch (e) {
@@ -192,7 +176,7 @@ class SqliteDriver implements SqlDriver {
     }
     let out: T;
     try {
-      out = await fn(x);
+      out = await fn(tx);
     } catch (e) {
       tx.ended = true;
       this.abort();
@@ -230,9 +214,45 @@ class SqliteDriver implements SqlDriver {
 const rolledBack = (failure: StoreError) =>
   new StoreError(`store(sqlite): transaction rolled back: a statement in it failed (${failure.message})`, { cause: failure });
 
-class TxState {
+/** The executor of one transaction; the driver holds the mutex for as long as it lives. */
+class SqliteTx implements SqlExecutor {
   ended = false;
   failure: StoreError | undefined;
+  constructor(private readonly driver: SqliteDriver) {}
+
+  private check(): void {
+    if (this.ended) throw new StoreError('store(sqlite): statement on a transaction that has ended');
+    // One failed statement ends the transaction (as PostgreSQL does): it can only roll back.
+    if (this.failure) throw rolledBack(this.failure);
+  }
+  private failed(e: unknown): never {
+    this.failure ??= e as StoreError;
+    throw e;
+  }
+  async all(s: Statement, params: readonly SqlValue[]): Promise<Row[]> {
+    this.check();
+    try {
+      return this.driver.allNow(s, params);
+    } catch (e) {
+      return this.failed(e);
+    }
+  }
+  async get(s: Statement, params: readonly SqlValue[]): Promise<Row | undefined> {
+    this.check();
+    try {
+      return this.driver.getNow(s, params);
+    } catch (e) {
+      return this.failed(e);
+    }
+  }
+  async run(s: Statement, params: readonly SqlValue[]): Promise<number> {
+    this.check();
+    try {
+      return this.driver.runNow(s, params);
+    } catch (e) {
+      return this.failed(e);
+    }
+  }
 }
 
 /** Applies pending migrations, each in its own IMMEDIATE transaction that re-reads the version. */
