@@ -1,7 +1,12 @@
 /**
  * The datastore contract (SPIRE datastore). Every method is async so that a networked
  * implementation (PostgreSQL) fits; every state change that spans rows runs inside
- * `transaction`, which commits all or nothing.
+ * `transaction`, which commits all or nothing. Implementations: sqlite.ts, postgres.ts (both
+ * over sql-store.ts); test/store/conformance.ts is the executable form of this contract.
+ *
+ * Failures of the datastore are StoreError (ERR_STORE), the message prefixed with the backend
+ * (`store(sqlite): ...`, `store(postgres): ...`); a violated unique, foreign-key or check
+ * constraint says so (`store(sqlite): unique constraint violated: ...`) and writes nothing.
  */
 import type { Entry } from '../registration/entry.js';
 
@@ -120,7 +125,10 @@ export interface DecisionRecord {
   readonly reason: string;
 }
 
-/** Operations available inside and outside a transaction. */
+/**
+ * Operations available inside and outside a transaction. Called on the Store (outside a
+ * transaction) each one is atomic on its own.
+ */
 export interface StoreTx {
   createEntry(e: Entry, selectorsKey: string): Promise<void>;
   getEntry(id: string): Promise<Entry | undefined>;
@@ -133,7 +141,11 @@ export interface StoreTx {
 
   createJoinToken(t: JoinTokenRecord): Promise<void>;
   getJoinToken(id: string): Promise<JoinTokenRecord | undefined>;
-  /** Marks the token used if it is unused and unexpired at `now`; false if it was not. */
+  /**
+   * Marks the token used if it is unused and unexpired (`expiresAt > now`) at `now`; false if it
+   * was not. Once only: of any number of concurrent callers, on any number of stores sharing the
+   * database, exactly one gets true.
+   */
   consumeJoinToken(id: string, now: number): Promise<boolean>;
   /** Deletes tokens that expired before `before`; returns how many. */
   pruneJoinTokens(before: number): Promise<number>;
@@ -158,13 +170,13 @@ export interface StoreTx {
   setActivePolicy(r: ActivePolicyRecord): Promise<void>;
   getActivePolicy(): Promise<ActivePolicyRecord | undefined>;
 
-  /** Inserts a grant; throws if the id exists. */
+  /** Inserts a grant; throws StoreError if the id exists. */
   putGrant(r: GrantRecord): Promise<void>;
   getGrant(jti: string): Promise<GrantRecord | undefined>;
   recordWrit(r: WritRecord): Promise<void>;
   getWrit(jti: string): Promise<WritRecord | undefined>;
   recordDecision(r: DecisionRecord): Promise<void>;
-  /** Newest first. */
+  /** Newest first (by insertion), at most `limit` (an integer from 0 to MAX_DECISIONS_PER_READ). */
   listDecisions(limit: number): Promise<DecisionRecord[]>;
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
@@ -174,7 +186,22 @@ export interface StoreTx {
 }
 
 export interface Store extends StoreTx {
-  /** Runs `fn` atomically: all of its writes commit, or none do. */
+  /**
+   * Runs `fn` atomically: all of its writes commit, or none do, and `transaction` resolves to
+   * what `fn` resolved to.
+   * - Serializable: concurrent transactions, also from other stores on the same database, have
+   *   the effect of running one after another (a read-check-write such as the TPM counters'
+   *   cannot lose an update).
+   * - `fn` may run more than once: PostgreSQL retries a transaction that failed to serialize. It
+   *   must act only through `tx`, or do nothing outside it that is unsafe to repeat; the result
+   *   is that of the run that committed.
+   * - If `fn` throws, everything rolls back and that same error comes out. If a statement fails,
+   *   the transaction is over: later statements and the commit are refused, it rolls back, and
+   *   a StoreError comes out even if `fn` caught the first one.
+   * - `tx` is valid only until `fn` settles; inside `fn` use `tx`, never the Store itself (on
+   *   SQLite that waits for this very transaction; on PostgreSQL it runs outside it).
+   */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /** Waits for the transactions in progress, then releases the database; every later call fails. */
   close(): Promise<void>;
 }

@@ -1,0 +1,313 @@
+/**
+ * Records ↔ rows, once for every backend. Each table's columns are listed here in the order
+ * its statements bind them (queries.ts builds INSERTs and SELECTs from these lists), and each
+ * encoder returns a row keyed by exactly those columns, so a column added to one side and not
+ * the other does not type-check. Decoders accept what either driver returns for a column
+ * (SQLite numbers, PostgreSQL BIGINT as decimal strings) and refuse anything else: a value of
+ * the wrong type means a schema or driver mismatch, and guessing would hide it.
+ */
+import { StoreError } from '../errors.js';
+import type { Entry, Selector } from '../registration/entry.js';
+import type {
+  CaKeyRecord,
+  CaKeyState,
+  DecisionRecord,
+  GrantRecord,
+  IssuedSvidRecord,
+  JoinTokenRecord,
+  PolicySnapshotRecord,
+  TpmRecord,
+  WritRecord,
+} from './store.js';
+
+/** What a driver binds. */
+export type SqlValue = string | number | Buffer | null | readonly string[];
+/** What a driver returns for one row. */
+export type Row = Readonly<Record<string, unknown>>;
+
+export interface Table<C extends string = string> {
+  readonly name: string;
+  readonly columns: readonly C[];
+}
+export type RowOf<T extends Table> = { readonly [K in T['columns'][number]]: SqlValue };
+
+const table = <const C extends string>(name: string, columns: readonly C[]): Table<C> => ({ name, columns });
+
+/** A row's values in the table's column order. */
+export function bind<T extends Table>(t: T, row: RowOf<T>): SqlValue[] {
+  return t.columns.map((c) => row[c as keyof RowOf<T>]);
+}
+
+const bad = (column: string, v: unknown) => new StoreError(`store: column ${column} holds ${v === null ? 'null' : typeof v}, not the expected type`);
+
+export function int(v: unknown, column: string): number {
+  if (typeof v === 'number') {
+    if (Number.isSafeInteger(v)) return v;
+  } else if (typeof v === 'string' && /^-?[0-9]{1,16}$/.test(v)) {
+    const n = Number(v);
+    if (Number.isSafeInteger(n)) return n;
+  } else if (typeof v === 'bigint' && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) {
+    return Number(v);
+  }
+  throw bad(column, v);
+}
+const intOrNull = (v: unknown, column: string): number | null => (v === null ? null : int(v, column));
+function str(v: unknown, column: string): string {
+  if (typeof v !== 'string') throw bad(column, v);
+  return v;
+}
+function bytes(v: unknown, column: string): Buffer {
+  if (!Buffer.isBuffer(v)) throw bad(column, v);
+  return v;
+}
+function json<T>(v: unknown, column: string): T {
+  try {
+    return JSON.parse(str(v, column)) as T;
+  } catch (e) {
+    if (e instanceof StoreError) throw e;
+    throw new StoreError(`store: column ${column} is not JSON`, { cause: e });
+  }
+}
+
+export const ENTRIES = table('entries', [
+  'id',
+  'spiffe_id',
+  'selectors_key',
+  'selectors',
+  'x509_svid_ttl',
+  'jwt_svid_ttl',
+  'scope_ceiling',
+  'hint',
+  'created_at',
+]);
+
+export const encodeEntry = (e: Entry, selectorsKey: string): RowOf<typeof ENTRIES> => ({
+  id: e.id,
+  spiffe_id: e.spiffeId,
+  selectors_key: selectorsKey,
+  selectors: JSON.stringify(e.selectors),
+  x509_svid_ttl: e.x509SvidTtl,
+  jwt_svid_ttl: e.jwtSvidTtl,
+  scope_ceiling: JSON.stringify(e.scopeCeiling),
+  hint: e.hint,
+  created_at: e.createdAt,
+});
+
+export const decodeEntry = (r: Row): Entry => ({
+  id: str(r.id, 'entries.id'),
+  spiffeId: str(r.spiffe_id, 'entries.spiffe_id'),
+  selectors: json<Selector[]>(r.selectors, 'entries.selectors'),
+  x509SvidTtl: int(r.x509_svid_ttl, 'entries.x509_svid_ttl'),
+  jwtSvidTtl: int(r.jwt_svid_ttl, 'entries.jwt_svid_ttl'),
+  scopeCeiling: json<string[]>(r.scope_ceiling, 'entries.scope_ceiling'),
+  hint: str(r.hint, 'entries.hint'),
+  createdAt: int(r.created_at, 'entries.created_at'),
+});
+
+/** The index row of one selector ("type:value") of an entry. */
+export const selectorKey = (s: Selector): string => `${s.type}:${s.value}`;
+
+export const JOIN_TOKENS = table('join_tokens', ['id', 'secret_hash', 'expires_at', 'created_at', 'used_at']);
+
+export const encodeJoinToken = (t: JoinTokenRecord): RowOf<typeof JOIN_TOKENS> => ({
+  id: t.id,
+  secret_hash: t.secretHash,
+  expires_at: t.expiresAt,
+  created_at: t.createdAt,
+  used_at: t.usedAt,
+});
+
+export const decodeJoinToken = (r: Row): JoinTokenRecord => ({
+  id: str(r.id, 'join_tokens.id'),
+  secretHash: bytes(r.secret_hash, 'join_tokens.secret_hash'),
+  expiresAt: int(r.expires_at, 'join_tokens.expires_at'),
+  createdAt: int(r.created_at, 'join_tokens.created_at'),
+  usedAt: intOrNull(r.used_at, 'join_tokens.used_at'),
+});
+
+export const CA_KEYS = table('ca_keys', ['id', 'kind', 'state', 'cert_der', 'public_key_der', 'sealed_key', 'not_before', 'not_after']);
+
+export const encodeCaKey = (k: CaKeyRecord): RowOf<typeof CA_KEYS> => ({
+  id: k.id,
+  kind: k.kind,
+  state: k.state,
+  cert_der: k.certDer,
+  public_key_der: k.publicKeyDer,
+  sealed_key: k.sealedKey,
+  not_before: k.notBefore,
+  not_after: k.notAfter,
+});
+
+export const decodeCaKey = (r: Row): CaKeyRecord => ({
+  id: str(r.id, 'ca_keys.id'),
+  kind: str(r.kind, 'ca_keys.kind') as CaKeyRecord['kind'],
+  state: str(r.state, 'ca_keys.state') as CaKeyState,
+  certDer: bytes(r.cert_der, 'ca_keys.cert_der'),
+  publicKeyDer: bytes(r.public_key_der, 'ca_keys.public_key_der'),
+  sealedKey: bytes(r.sealed_key, 'ca_keys.sealed_key'),
+  notBefore: int(r.not_before, 'ca_keys.not_before'),
+  notAfter: int(r.not_after, 'ca_keys.not_after'),
+});
+
+export const ISSUED_SVIDS = table('issued_svids', ['id', 'kind', 'spiffe_id', 'entry_id', 'evidence_type', 'issued_at', 'expires_at']);
+
+export const encodeIssued = (r: IssuedSvidRecord): RowOf<typeof ISSUED_SVIDS> => ({
+  id: r.id,
+  kind: r.kind,
+  spiffe_id: r.spiffeId,
+  entry_id: r.entryId,
+  evidence_type: r.evidenceType,
+  issued_at: r.issuedAt,
+  expires_at: r.expiresAt,
+});
+
+export const TPM_ENDORSEMENTS = table('tpm_endorsements', [
+  'ek_hash',
+  'ak_name',
+  'firmware_version',
+  'reset_count',
+  'restart_count',
+  'clock',
+  'activated_at',
+  'updated_at',
+]);
+
+export const encodeTpm = (t: TpmRecord): RowOf<typeof TPM_ENDORSEMENTS> => ({
+  ek_hash: t.ekHash,
+  ak_name: t.akName,
+  firmware_version: t.firmwareVersion,
+  reset_count: t.resetCount,
+  restart_count: t.restartCount,
+  clock: t.clock,
+  activated_at: t.activatedAt,
+  updated_at: t.updatedAt,
+});
+
+export const decodeTpm = (r: Row): TpmRecord => ({
+  ekHash: str(r.ek_hash, 'tpm_endorsements.ek_hash'),
+  akName: bytes(r.ak_name, 'tpm_endorsements.ak_name'),
+  firmwareVersion: str(r.firmware_version, 'tpm_endorsements.firmware_version'),
+  resetCount: int(r.reset_count, 'tpm_endorsements.reset_count'),
+  restartCount: int(r.restart_count, 'tpm_endorsements.restart_count'),
+  clock: str(r.clock, 'tpm_endorsements.clock'),
+  activatedAt: int(r.activated_at, 'tpm_endorsements.activated_at'),
+  updatedAt: int(r.updated_at, 'tpm_endorsements.updated_at'),
+});
+
+export const POLICY_SNAPSHOTS = table('policy_snapshots', ['digest', 'policies', 'created_at']);
+
+export const encodeSnapshot = (s: PolicySnapshotRecord): RowOf<typeof POLICY_SNAPSHOTS> => ({
+  digest: s.digest,
+  policies: JSON.stringify(s.policies),
+  created_at: s.createdAt,
+});
+
+export const decodeSnapshot = (r: Row): PolicySnapshotRecord => ({
+  digest: str(r.digest, 'policy_snapshots.digest'),
+  policies: json<PolicySnapshotRecord['policies']>(r.policies, 'policy_snapshots.policies'),
+  createdAt: int(r.created_at, 'policy_snapshots.created_at'),
+});
+
+export const decodeActivePolicy = (r: Row) => ({
+  digest: str(r.digest, 'policy_active.digest'),
+  activatedAt: int(r.activated_at, 'policy_active.activated_at'),
+});
+
+export const GRANTS = table('grants', [
+  'jti',
+  'issuer',
+  'rid',
+  'depth',
+  'task_id',
+  'principal_iss',
+  'principal_sub',
+  'principal_groups',
+  'delegate_jkt',
+  'expires_at',
+  'compact',
+  'created_at',
+  'revoked_at',
+]);
+
+export const encodeGrant = (g: GrantRecord): RowOf<typeof GRANTS> => ({
+  jti: g.jti,
+  issuer: g.issuer,
+  rid: g.rid,
+  depth: g.depth,
+  task_id: g.taskId,
+  principal_iss: g.principalIss,
+  principal_sub: g.principalSub,
+  principal_groups: JSON.stringify(g.principalGroups),
+  delegate_jkt: g.delegateJkt,
+  expires_at: g.expiresAt,
+  compact: g.compact,
+  created_at: g.createdAt,
+  revoked_at: g.revokedAt,
+});
+
+export const decodeGrant = (r: Row): GrantRecord => ({
+  jti: str(r.jti, 'grants.jti'),
+  issuer: str(r.issuer, 'grants.issuer'),
+  rid: str(r.rid, 'grants.rid'),
+  depth: int(r.depth, 'grants.depth'),
+  taskId: str(r.task_id, 'grants.task_id'),
+  principalIss: str(r.principal_iss, 'grants.principal_iss'),
+  principalSub: str(r.principal_sub, 'grants.principal_sub'),
+  principalGroups: json<string[]>(r.principal_groups, 'grants.principal_groups'),
+  delegateJkt: str(r.delegate_jkt, 'grants.delegate_jkt'),
+  expiresAt: int(r.expires_at, 'grants.expires_at'),
+  compact: str(r.compact, 'grants.compact'),
+  createdAt: int(r.created_at, 'grants.created_at'),
+  revokedAt: intOrNull(r.revoked_at, 'grants.revoked_at'),
+});
+
+export const WRITS = table('writs', ['jti', 'spiffe_id', 'jkt', 'chain_digest', 'lineage', 'task_id', 'evidence_digest', 'issued_at', 'expires_at']);
+
+export const encodeWrit = (w: WritRecord): RowOf<typeof WRITS> => ({
+  jti: w.jti,
+  spiffe_id: w.spiffeId,
+  jkt: w.jkt,
+  chain_digest: w.chainDigest,
+  lineage: JSON.stringify(w.lineage),
+  task_id: w.taskId,
+  evidence_digest: w.evidenceDigest,
+  issued_at: w.issuedAt,
+  expires_at: w.expiresAt,
+});
+
+export const decodeWrit = (r: Row): WritRecord => ({
+  jti: str(r.jti, 'writs.jti'),
+  spiffeId: str(r.spiffe_id, 'writs.spiffe_id'),
+  jkt: str(r.jkt, 'writs.jkt'),
+  chainDigest: bytes(r.chain_digest, 'writs.chain_digest'),
+  lineage: json<string[]>(r.lineage, 'writs.lineage'),
+  taskId: str(r.task_id, 'writs.task_id'),
+  evidenceDigest: bytes(r.evidence_digest, 'writs.evidence_digest'),
+  issuedAt: int(r.issued_at, 'writs.issued_at'),
+  expiresAt: int(r.expires_at, 'writs.expires_at'),
+});
+
+/** Without `id`: the engine assigns it, in insertion order (listDecisions sorts on it). */
+export const POLICY_DECISIONS = table('policy_decisions', ['at', 'actor', 'principal', 'action', 'decision', 'snapshot', 'policies', 'reason']);
+
+export const encodeDecision = (d: DecisionRecord): RowOf<typeof POLICY_DECISIONS> => ({
+  at: d.at,
+  actor: d.actor,
+  principal: d.principal,
+  action: d.action,
+  decision: d.decision,
+  snapshot: d.snapshot,
+  policies: JSON.stringify(d.policies),
+  reason: d.reason,
+});
+
+export const decodeDecision = (r: Row): DecisionRecord => ({
+  at: int(r.at, 'policy_decisions.at'),
+  actor: str(r.actor, 'policy_decisions.actor'),
+  principal: str(r.principal, 'policy_decisions.principal'),
+  action: str(r.action, 'policy_decisions.action'),
+  decision: str(r.decision, 'policy_decisions.decision') as DecisionRecord['decision'],
+  snapshot: str(r.snapshot, 'policy_decisions.snapshot'),
+  policies: json<string[]>(r.policies, 'policy_decisions.policies'),
+  reason: str(r.reason, 'policy_decisions.reason'),
+});

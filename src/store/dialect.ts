@@ -1,0 +1,83 @@
+/**
+ * What differs between the SQL engines writ stores its state in, and nothing else: the shared
+ * schema (schema.ts) and statements (queries.ts) are written once against these hooks.
+ * Every other piece of SQL is written in the subset both engines read the same way.
+ */
+
+export type Backend = 'sqlite' | 'postgres';
+
+export interface Dialect {
+  readonly backend: Backend;
+  /** A 64-bit signed integer column (Unix milliseconds do not fit in 32 bits). */
+  readonly int: string;
+  readonly blob: string;
+  /**
+   * A text column. PostgreSQL's default collation follows the database's locale; writ wants
+   * byte order (SQLite's BINARY), so every ORDER BY on text sorts the same on both engines.
+   */
+  readonly text: string;
+  /** What follows a CREATE TABLE's closing parenthesis (SQLite: STRICT typing). */
+  readonly tableOptions: string;
+  /** An increasing integer primary key the engine assigns. */
+  readonly autoId: string;
+  /** `x IN <textSet>`: a set of strings bound as one parameter (see `encodeTextSet`). */
+  readonly textSet: string;
+  /** The parameter value for `textSet`. */
+  encodeTextSet(values: readonly string[]): string | readonly string[];
+  /** A FROM item naming `alias` for each element of the JSON array in `column`. */
+  jsonElements(column: string, alias: string): string;
+  /** The text of member `key` of the JSON object element `alias`. */
+  jsonMember(alias: string, key: string): string;
+  /** Renders the `?` placeholders of a shared statement in the engine's syntax. */
+  placeholders(sql: string): string;
+}
+
+export const SQLITE: Dialect = {
+  backend: 'sqlite',
+  int: 'INTEGER',
+  blob: 'BLOB',
+  text: 'TEXT',
+  tableOptions: ' STRICT',
+  autoId: 'INTEGER PRIMARY KEY AUTOINCREMENT',
+  textSet: '(SELECT value FROM json_each(?))',
+  encodeTextSet: (values) => JSON.stringify(values),
+  jsonElements: (column, alias) => `json_each(${column}) ${alias}`,
+  jsonMember: (alias, key) => `json_extract(${alias}.value, '$.${key}')`,
+  placeholders: (sql) => sql,
+};
+
+export const POSTGRES: Dialect = {
+  backend: 'postgres',
+  int: 'BIGINT',
+  blob: 'BYTEA',
+  text: 'TEXT COLLATE "C"',
+  tableOptions: '',
+  autoId: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
+  textSet: '(SELECT unnest(?::text[]))',
+  encodeTextSet: (values) => values,
+  jsonElements: (column, alias) => `jsonb_array_elements(${column}::jsonb) AS ${alias} (value)`,
+  jsonMember: (alias, key) => `(${alias}.value ->> '${key}')`,
+  placeholders: numberPlaceholders,
+};
+
+/** `?` → `$1`, `$2`, ... outside string literals and quoted identifiers. */
+function numberPlaceholders(sql: string): string {
+  let out = '';
+  let n = 0;
+  let quote: string | undefined;
+  for (const ch of sql) {
+    if (quote) {
+      if (ch === quote) quote = undefined;
+      out += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      out += ch;
+    } else if (ch === '?') {
+      out += `$${++n}`;
+    } else {
+      out += ch;
+    }
+  }
+  if (quote) throw new Error(`store: unterminated quote in statement: ${sql}`);
+  return out;
+}

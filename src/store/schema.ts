@@ -1,0 +1,166 @@
+/**
+ * The schema, written once for every backend: numbered migrations, append only, each a
+ * function of the dialect (dialect.ts). For SQLite they render to exactly the texts writ
+ * shipped before PostgreSQL existed (test/store/sqlite.test.ts pins that), so databases in the
+ * field keep upgrading the way they always did. Every backend applies each pending migration
+ * in its own transaction, recorded in `schema_migrations`, under a lock that makes two
+ * processes starting at once migrate once (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+ * transaction lock).
+ */
+import { StoreError } from '../errors.js';
+import type { Dialect } from './dialect.js';
+
+export type Migration = (d: Dialect) => string;
+
+export const MIGRATIONS: readonly Migration[] = [
+  ({ int, blob, text, tableOptions }) => `CREATE TABLE meta (key ${text} PRIMARY KEY, value ${text} NOT NULL)${tableOptions};
+   INSERT INTO meta (key, value) VALUES ('bundle_sequence', '0');
+   CREATE TABLE entries (
+     id ${text} PRIMARY KEY,
+     spiffe_id ${text} NOT NULL,
+     selectors_key ${text} NOT NULL,
+     selectors ${text} NOT NULL,
+     x509_svid_ttl ${int} NOT NULL,
+     jwt_svid_ttl ${int} NOT NULL,
+     scope_ceiling ${text} NOT NULL,
+     hint ${text} NOT NULL,
+     created_at ${int} NOT NULL,
+     UNIQUE (spiffe_id, selectors_key)
+   )${tableOptions};
+   CREATE TABLE join_tokens (
+     id ${text} PRIMARY KEY,
+     secret_hash ${blob} NOT NULL,
+     expires_at ${int} NOT NULL,
+     created_at ${int} NOT NULL,
+     used_at ${int}
+   )${tableOptions};
+   CREATE TABLE ca_keys (
+     id ${text} PRIMARY KEY,
+     kind ${text} NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt')),
+     state ${text} NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der ${blob} NOT NULL,
+     public_key_der ${blob} NOT NULL,
+     sealed_key ${blob} NOT NULL,
+     not_before ${int} NOT NULL,
+     not_after ${int} NOT NULL
+   )${tableOptions};
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE issued_svids (
+     id ${text} PRIMARY KEY,
+     kind ${text} NOT NULL,
+     spiffe_id ${text} NOT NULL,
+     entry_id ${text} NOT NULL,
+     evidence_type ${text} NOT NULL,
+     issued_at ${int} NOT NULL,
+     expires_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE INDEX issued_svids_expires ON issued_svids (expires_at);`,
+  // Selector index, so a handshake reads only the entries that can match (SPIRE does the same).
+  ({ text, tableOptions, jsonElements, jsonMember }) => `CREATE TABLE entry_selectors (
+     entry_id ${text} NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+     selector ${text} NOT NULL,
+     PRIMARY KEY (selector, entry_id)
+   )${tableOptions};
+   INSERT INTO entry_selectors (entry_id, selector)
+     SELECT e.id, ${jsonMember('s', 'type')} || ':' || ${jsonMember('s', 'value')} FROM entries e, ${jsonElements('e.selectors', 's')};`,
+  // TPMs: the AK activated per EK, the firmware version at enrolment, and the last quote's counters.
+  ({ int, blob, text, tableOptions }) => `CREATE TABLE tpm_endorsements (
+     ek_hash ${text} PRIMARY KEY,
+     ak_name ${blob} NOT NULL,
+     firmware_version ${text} NOT NULL,
+     reset_count ${int} NOT NULL,
+     restart_count ${int} NOT NULL,
+     clock ${text} NOT NULL,
+     activated_at ${int} NOT NULL,
+     updated_at ${int} NOT NULL
+   )${tableOptions};`,
+  // Writ keys (a kind of their own), policy snapshots, grants, writs and policy decisions.
+  ({ int, blob, text, tableOptions, autoId }) => `CREATE TABLE ca_keys_v4 (
+     id ${text} PRIMARY KEY,
+     kind ${text} NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt', 'writ')),
+     state ${text} NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der ${blob} NOT NULL,
+     public_key_der ${blob} NOT NULL,
+     sealed_key ${blob} NOT NULL,
+     not_before ${int} NOT NULL,
+     not_after ${int} NOT NULL
+   )${tableOptions};
+   INSERT INTO ca_keys_v4 SELECT * FROM ca_keys;
+   DROP TABLE ca_keys;
+   ALTER TABLE ca_keys_v4 RENAME TO ca_keys;
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE policy_snapshots (
+     digest ${text} PRIMARY KEY,
+     policies ${text} NOT NULL,
+     created_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE TABLE policy_active (
+     id ${int} PRIMARY KEY CHECK (id = 1),
+     digest ${text} NOT NULL REFERENCES policy_snapshots (digest),
+     activated_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE TABLE grants (
+     jti ${text} PRIMARY KEY,
+     issuer ${text} NOT NULL,
+     rid ${text} NOT NULL,
+     depth ${int} NOT NULL,
+     task_id ${text} NOT NULL,
+     principal_iss ${text} NOT NULL,
+     principal_sub ${text} NOT NULL,
+     principal_groups ${text} NOT NULL,
+     delegate_jkt ${text} NOT NULL,
+     expires_at ${int} NOT NULL,
+     compact ${text} NOT NULL,
+     created_at ${int} NOT NULL,
+     revoked_at ${int}
+   )${tableOptions};
+   CREATE INDEX grants_rid ON grants (rid);
+   CREATE TABLE writs (
+     jti ${text} PRIMARY KEY,
+     spiffe_id ${text} NOT NULL,
+     jkt ${text} NOT NULL,
+     chain_digest ${blob} NOT NULL,
+     lineage ${text} NOT NULL,
+     task_id ${text} NOT NULL,
+     evidence_digest ${blob} NOT NULL,
+     issued_at ${int} NOT NULL,
+     expires_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE TABLE policy_decisions (
+     id ${autoId},
+     at ${int} NOT NULL,
+     actor ${text} NOT NULL,
+     principal ${text} NOT NULL,
+     action ${text} NOT NULL,
+     decision ${text} NOT NULL CHECK (decision IN ('allow', 'deny', 'escalate')),
+     snapshot ${text} NOT NULL,
+     policies ${text} NOT NULL,
+     reason ${text} NOT NULL
+   )${tableOptions};`,
+];
+
+/** The schema version this binary migrates to. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** The table that records applied migrations; created before the first one runs. */
+export const migrationsTable = ({ int, tableOptions }: Dialect): string =>
+  `CREATE TABLE IF NOT EXISTS schema_migrations (version ${int} PRIMARY KEY, applied_at ${int} NOT NULL)${tableOptions}`;
+
+export const CURRENT_VERSION = 'SELECT MAX(version) AS v FROM schema_migrations';
+export const RECORD_VERSION = 'INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)';
+
+/** Every migration rendered for one dialect, version 1 first. */
+export function renderMigrations(d: Dialect): string[] {
+  return MIGRATIONS.map((m) => m(d));
+}
+
+/**
+ * The next migration to apply to a database at `current`, or undefined when it is up to date.
+ * A database from a newer binary is refused: this one would misread it.
+ */
+export function nextMigration(d: Dialect, current: number): { version: number; sql: string } | undefined {
+  if (!Number.isSafeInteger(current) || current < 0) throw new StoreError(`store(${d.backend}): schema version ${current} is not a version`);
+  if (current > SCHEMA_VERSION) throw new StoreError(`store(${d.backend}): database schema version ${current} is newer than this binary (${SCHEMA_VERSION})`);
+  if (current === SCHEMA_VERSION) return undefined;
+  return { version: current + 1, sql: MIGRATIONS[current]!(d) };
+}

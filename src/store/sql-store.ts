@@ -1,0 +1,279 @@
+/**
+ * The Store, once, over a small driver interface: a backend supplies a dialect, a way to run
+ * one statement, and transactions; this file maps every Store method to statements
+ * (queries.ts) and rows to records (codecs.ts). See README.md for how to add a backend.
+ */
+import { StoreError } from '../errors.js';
+import type { Entry } from '../registration/entry.js';
+import {
+  bind,
+  CA_KEYS,
+  decodeActivePolicy,
+  decodeCaKey,
+  decodeDecision,
+  decodeEntry,
+  decodeGrant,
+  decodeJoinToken,
+  decodeSnapshot,
+  decodeTpm,
+  decodeWrit,
+  ENTRIES,
+  encodeCaKey,
+  encodeDecision,
+  encodeEntry,
+  encodeGrant,
+  encodeIssued,
+  encodeJoinToken,
+  encodeSnapshot,
+  encodeTpm,
+  encodeWrit,
+  GRANTS,
+  int,
+  ISSUED_SVIDS,
+  JOIN_TOKENS,
+  POLICY_DECISIONS,
+  POLICY_SNAPSHOTS,
+  type Row,
+  selectorKey,
+  type SqlValue,
+  TPM_ENDORSEMENTS,
+  WRITS,
+} from './codecs.js';
+import type { Dialect } from './dialect.js';
+import { buildQueries, type Queries, type Statement } from './queries.js';
+import type {
+  ActivePolicyRecord,
+  CaKeyRecord,
+  CaKeyState,
+  DecisionRecord,
+  GrantRecord,
+  IssuedSvidRecord,
+  JoinTokenRecord,
+  PolicySnapshotRecord,
+  Store,
+  StoreTx,
+  TpmRecord,
+  WritRecord,
+} from './store.js';
+
+/**
+ * Runs statements. Every call is one statement; a driver turns its own failures into
+ * StoreError (`store(<backend>): ...`) and never lets the connection string or a password
+ * into a message.
+ */
+export interface SqlExecutor {
+  /** Every row of a statement that returns rows. */
+  all(s: Statement, params: readonly SqlValue[]): Promise<Row[]>;
+  /** The first row, or undefined. */
+  get(s: Statement, params: readonly SqlValue[]): Promise<Row | undefined>;
+  /** A statement that returns no rows; resolves to the number of rows it changed. */
+  run(s: Statement, params: readonly SqlValue[]): Promise<number>;
+}
+
+export interface SqlDriver {
+  readonly dialect: Dialect;
+  /**
+   * Statements outside any transaction: each one atomic on its own, and never inside another
+   * caller's transaction.
+   */
+  readonly direct: SqlExecutor;
+  /**
+   * Runs `fn` in one transaction with the guarantees Store.transaction documents. The executor
+   * passed to `fn` refuses statements once the transaction has ended, and a transaction in which
+   * any statement failed never commits (rolled back, StoreError), even if `fn` caught the error.
+   */
+  transaction<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A named limit: more than this many decisions are never read at once. */
+export const MAX_DECISIONS_PER_READ = 10_000;
+
+/** StoreTx over one executor: a transaction's, or the driver's direct one. */
+class SqlOps implements StoreTx {
+  constructor(
+    private readonly x: SqlExecutor,
+    private readonly q: Queries,
+    private readonly d: Dialect,
+  ) {}
+
+  async createEntry(e: Entry, selectorsKey: string): Promise<void> {
+    await this.x.run(this.q.insertEntry, bind(ENTRIES, encodeEntry(e, selectorsKey)));
+    for (const s of e.selectors) await this.x.run(this.q.insertSelector, [e.id, selectorKey(s)]);
+  }
+  async getEntry(id: string): Promise<Entry | undefined> {
+    const r = await this.x.get(this.q.getEntry, [id]);
+    return r && decodeEntry(r);
+  }
+  async listEntries(): Promise<Entry[]> {
+    return (await this.x.all(this.q.listEntries, [])).map(decodeEntry);
+  }
+  async listEntriesBySelectors(selectors: readonly string[]): Promise<Entry[]> {
+    if (selectors.length === 0) return [];
+    return (await this.x.all(this.q.entriesBySelectors, [this.d.encodeTextSet(selectors)])).map(decodeEntry);
+  }
+  async entryExists(spiffeId: string, selectorsKey: string): Promise<boolean> {
+    return (await this.x.get(this.q.entryExists, [spiffeId, selectorsKey])) !== undefined;
+  }
+  async deleteEntry(id: string): Promise<boolean> {
+    return (await this.x.run(this.q.deleteEntry, [id])) === 1;
+  }
+
+  async createJoinToken(t: JoinTokenRecord): Promise<void> {
+    await this.x.run(this.q.insertToken, bind(JOIN_TOKENS, encodeJoinToken(t)));
+  }
+  async getJoinToken(id: string): Promise<JoinTokenRecord | undefined> {
+    const r = await this.x.get(this.q.getToken, [id]);
+    return r && decodeJoinToken(r);
+  }
+  async consumeJoinToken(id: string, now: number): Promise<boolean> {
+    return (await this.x.run(this.q.consumeToken, [now, id, now])) === 1;
+  }
+  pruneJoinTokens(before: number): Promise<number> {
+    return this.x.run(this.q.pruneTokens, [before]);
+  }
+
+  async listCaKeys(): Promise<CaKeyRecord[]> {
+    return (await this.x.all(this.q.listKeys, [])).map(decodeCaKey);
+  }
+  async putCaKey(k: CaKeyRecord): Promise<void> {
+    await this.x.run(this.q.putKey, bind(CA_KEYS, encodeCaKey(k)));
+  }
+  async setCaKeyState(id: string, state: CaKeyState): Promise<void> {
+    await this.x.run(this.q.setKeyState, [state, id]);
+  }
+  async deleteCaKey(id: string): Promise<void> {
+    await this.x.run(this.q.deleteKey, [id]);
+  }
+
+  async getBundleSequence(): Promise<number> {
+    return sequence(await this.x.get(this.q.getSeq, []));
+  }
+  async bumpBundleSequence(): Promise<number> {
+    return sequence(await this.x.get(this.q.bumpSeq, []));
+  }
+
+  async getTpmRecord(ekHash: string): Promise<TpmRecord | undefined> {
+    const r = await this.x.get(this.q.getTpm, [ekHash]);
+    return r && decodeTpm(r);
+  }
+  async putTpmRecord(r: TpmRecord): Promise<void> {
+    await this.x.run(this.q.putTpm, bind(TPM_ENDORSEMENTS, encodeTpm(r)));
+  }
+
+  async putPolicySnapshot(r: PolicySnapshotRecord): Promise<void> {
+    await this.x.run(this.q.putSnapshot, bind(POLICY_SNAPSHOTS, encodeSnapshot(r)));
+  }
+  async getPolicySnapshot(digest: string): Promise<PolicySnapshotRecord | undefined> {
+    const r = await this.x.get(this.q.getSnapshot, [digest]);
+    return r && decodeSnapshot(r);
+  }
+  async listPolicySnapshots(): Promise<PolicySnapshotRecord[]> {
+    return (await this.x.all(this.q.listSnapshots, [])).map(decodeSnapshot);
+  }
+  async setActivePolicy(r: ActivePolicyRecord): Promise<void> {
+    await this.x.run(this.q.setActive, [r.digest, r.activatedAt]);
+  }
+  async getActivePolicy(): Promise<ActivePolicyRecord | undefined> {
+    const r = await this.x.get(this.q.getActive, []);
+    return r && decodeActivePolicy(r);
+  }
+
+  async putGrant(r: GrantRecord): Promise<void> {
+    await this.x.run(this.q.putGrant, bind(GRANTS, encodeGrant(r)));
+  }
+  async getGrant(jti: string): Promise<GrantRecord | undefined> {
+    const r = await this.x.get(this.q.getGrant, [jti]);
+    return r && decodeGrant(r);
+  }
+  async recordWrit(r: WritRecord): Promise<void> {
+    await this.x.run(this.q.putWrit, bind(WRITS, encodeWrit(r)));
+  }
+  async getWrit(jti: string): Promise<WritRecord | undefined> {
+    const r = await this.x.get(this.q.getWrit, [jti]);
+    return r && decodeWrit(r);
+  }
+  async recordDecision(r: DecisionRecord): Promise<void> {
+    await this.x.run(this.q.putDecision, bind(POLICY_DECISIONS, encodeDecision(r)));
+  }
+  async listDecisions(limit: number): Promise<DecisionRecord[]> {
+    // SQLite reads a negative LIMIT as "no limit", PostgreSQL refuses it: one meaning for both.
+    if (!Number.isSafeInteger(limit) || limit < 0 || limit > MAX_DECISIONS_PER_READ) {
+      throw new StoreError(`store(${this.d.backend}): listDecisions limit must be an integer from 0 to ${MAX_DECISIONS_PER_READ}`);
+    }
+    if (limit === 0) return [];
+    return (await this.x.all(this.q.listDecisions, [limit])).map(decodeDecision);
+  }
+
+  async recordIssued(r: IssuedSvidRecord): Promise<void> {
+    await this.x.run(this.q.insertIssued, bind(ISSUED_SVIDS, encodeIssued(r)));
+  }
+  async countIssued(): Promise<number> {
+    const r = await this.x.get(this.q.countIssued, []);
+    return int(r?.n, 'count(issued_svids)');
+  }
+  pruneIssued(before: number): Promise<number> {
+    return this.x.run(this.q.pruneIssued, [before]);
+  }
+}
+
+function sequence(r: Row | undefined): number {
+  if (!r) throw new StoreError('store: the bundle sequence row is missing');
+  return int(r.value, 'meta.bundle_sequence');
+}
+
+/**
+ * A Store over any SqlDriver. Methods called on the Store itself (outside `transaction`) are
+ * each atomic: single statements run directly, and the one method of several statements
+ * (createEntry: the entry and its selector index) runs in a transaction of its own.
+ */
+export class SqlStore implements Store {
+  private readonly queries: Queries;
+  private readonly direct: SqlOps;
+
+  constructor(private readonly driver: SqlDriver) {
+    this.queries = buildQueries(driver.dialect);
+    this.direct = new SqlOps(driver.direct, this.queries, driver.dialect);
+  }
+
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    return this.driver.transaction((x) => fn(new SqlOps(x, this.queries, this.driver.dialect)));
+  }
+
+  close(): Promise<void> {
+    return this.driver.close();
+  }
+
+  createEntry = (e: Entry, selectorsKey: string) => this.transaction((tx) => tx.createEntry(e, selectorsKey));
+  getEntry = (id: string) => this.direct.getEntry(id);
+  listEntries = () => this.direct.listEntries();
+  listEntriesBySelectors = (selectors: readonly string[]) => this.direct.listEntriesBySelectors(selectors);
+  entryExists = (spiffeId: string, selectorsKey: string) => this.direct.entryExists(spiffeId, selectorsKey);
+  deleteEntry = (id: string) => this.direct.deleteEntry(id);
+  createJoinToken = (t: JoinTokenRecord) => this.direct.createJoinToken(t);
+  getJoinToken = (id: string) => this.direct.getJoinToken(id);
+  consumeJoinToken = (id: string, now: number) => this.direct.consumeJoinToken(id, now);
+  pruneJoinTokens = (before: number) => this.direct.pruneJoinTokens(before);
+  listCaKeys = () => this.direct.listCaKeys();
+  putCaKey = (k: CaKeyRecord) => this.direct.putCaKey(k);
+  setCaKeyState = (id: string, state: CaKeyState) => this.direct.setCaKeyState(id, state);
+  deleteCaKey = (id: string) => this.direct.deleteCaKey(id);
+  getBundleSequence = () => this.direct.getBundleSequence();
+  bumpBundleSequence = () => this.direct.bumpBundleSequence();
+  getTpmRecord = (ekHash: string) => this.direct.getTpmRecord(ekHash);
+  putTpmRecord = (r: TpmRecord) => this.direct.putTpmRecord(r);
+  putPolicySnapshot = (r: PolicySnapshotRecord) => this.direct.putPolicySnapshot(r);
+  getPolicySnapshot = (digest: string) => this.direct.getPolicySnapshot(digest);
+  listPolicySnapshots = () => this.direct.listPolicySnapshots();
+  setActivePolicy = (r: ActivePolicyRecord) => this.direct.setActivePolicy(r);
+  getActivePolicy = () => this.direct.getActivePolicy();
+  putGrant = (r: GrantRecord) => this.direct.putGrant(r);
+  getGrant = (jti: string) => this.direct.getGrant(jti);
+  recordWrit = (r: WritRecord) => this.direct.recordWrit(r);
+  getWrit = (jti: string) => this.direct.getWrit(jti);
+  recordDecision = (r: DecisionRecord) => this.direct.recordDecision(r);
+  listDecisions = (limit: number) => this.direct.listDecisions(limit);
+  recordIssued = (r: IssuedSvidRecord) => this.direct.recordIssued(r);
+  countIssued = () => this.direct.countIssued();
+  pruneIssued = (before: number) => this.direct.pruneIssued(before);
+}

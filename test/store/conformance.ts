@@ -1,0 +1,719 @@
+/**
+ * The store conformance suite: the contract of src/store/store.ts, which every backend must
+ * pass (test/store/sqlite.test.ts, test/store/postgres.test.ts). `open` makes a fresh, empty,
+ * migrated store; the suite closes each store it opens.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StoreError } from '../../src/errors.js';
+import type { Entry } from '../../src/registration/entry.js';
+import type { Backend } from '../../src/store/dialect.js';
+import type {
+  CaKeyRecord,
+  DecisionRecord,
+  GrantRecord,
+  IssuedSvidRecord,
+  JoinTokenRecord,
+  PolicySnapshotRecord,
+  Store,
+  StoreTx,
+  TpmRecord,
+  WritRecord,
+} from '../../src/store/store.js';
+
+export interface ConformanceOptions {
+  readonly backend: Backend;
+  /** A fresh, empty, migrated store. */
+  readonly open: () => Promise<Store>;
+}
+
+// Fixtures. Every field differs from its neighbours, so a swapped column cannot round-trip.
+export const entry = (id: string, over: Partial<Entry> = {}): Entry => ({
+  id,
+  spiffeId: `spiffe://example.org/w/${id}`,
+  selectors: [{ type: 'join_token', value: id }],
+  x509SvidTtl: 3600,
+  jwtSvidTtl: 300,
+  scopeCeiling: ['read:docs/*', 'write:tmp/*'],
+  hint: `hint for ${id}`,
+  createdAt: 1_700_000_000_000,
+  ...over,
+});
+const keyOf = (e: Entry) =>
+  e.selectors
+    .map((s) => `${s.type}:${s.value}`)
+    .sort()
+    .join('\n');
+
+export const token = (over: Partial<JoinTokenRecord> = {}): JoinTokenRecord => ({
+  id: randomBytes(8).toString('hex'),
+  secretHash: randomBytes(32),
+  expiresAt: 10_000,
+  createdAt: 1_000,
+  usedAt: null,
+  ...over,
+});
+
+export const caKey = (id: string, over: Partial<CaKeyRecord> = {}): CaKeyRecord => ({
+  id,
+  kind: 'jwt',
+  state: 'prepared',
+  certDer: Buffer.from([0x30, 0x03, 0x02, 0x01, 0x01]),
+  publicKeyDer: randomBytes(91),
+  sealedKey: randomBytes(120),
+  notBefore: 1_000,
+  notAfter: 2_000,
+  ...over,
+});
+
+export const tpm = (ekHash: string, over: Partial<TpmRecord> = {}): TpmRecord => ({
+  ekHash,
+  akName: Buffer.concat([Buffer.from([0x00, 0x0b]), randomBytes(32)]),
+  firmwareVersion: '2305843009213693952',
+  resetCount: 3,
+  restartCount: 7,
+  clock: '18446744073709551615',
+  activatedAt: 1_700_000_000_001,
+  updatedAt: 1_700_000_000_002,
+  ...over,
+});
+
+export const grant = (jti: string, over: Partial<GrantRecord> = {}): GrantRecord => ({
+  jti,
+  issuer: 'spiffe://example.org',
+  rid: `root-of-${jti}`,
+  depth: 2,
+  taskId: `task-${jti}`,
+  principalIss: 'https://idp.example.com',
+  principalSub: 'alice',
+  principalGroups: ['eng', 'oncall'],
+  delegateJkt: `jkt-${jti}`,
+  expiresAt: 1_700_000_360_000,
+  compact: `${jti}.payload.sig`,
+  createdAt: 1_700_000_000_000,
+  revokedAt: null,
+  ...over,
+});
+
+export const writ = (jti: string, over: Partial<WritRecord> = {}): WritRecord => ({
+  jti,
+  spiffeId: 'spiffe://example.org/agent/a',
+  jkt: `jkt-${jti}`,
+  chainDigest: randomBytes(32),
+  lineage: ['g-root', 'g-hop'],
+  taskId: 'task-1',
+  evidenceDigest: randomBytes(32),
+  issuedAt: 1_700_000_000_000,
+  expiresAt: 1_700_000_060_000,
+  ...over,
+});
+
+export const decision = (over: Partial<DecisionRecord> = {}): DecisionRecord => ({
+  at: 1_700_000_000_000,
+  actor: 'spiffe://example.org/agent/a',
+  principal: 'https://idp.example.com#alice',
+  action: 'repo:read',
+  decision: 'allow',
+  snapshot: 'a'.repeat(64),
+  policies: ['p1', 'p2'],
+  reason: 'permitted by p1',
+  ...over,
+});
+
+export const snapshot = (digest: string, over: Partial<PolicySnapshotRecord> = {}): PolicySnapshotRecord => ({
+  digest,
+  policies: [
+    { id: 'p1', text: 'permit(principal, action, resource);' },
+    { id: 'p2', text: 'forbid(principal, action == Action::"x", resource);\n// ünïcode' },
+  ],
+  createdAt: 1_000,
+  ...over,
+});
+
+export const issued = (id: string, over: Partial<IssuedSvidRecord> = {}): IssuedSvidRecord => ({
+  id,
+  kind: 'x509',
+  spiffeId: 'spiffe://example.org/agent/a',
+  entryId: 'e1',
+  evidenceType: 'join_token',
+  issuedAt: 1_000,
+  expiresAt: 2_000,
+  ...over,
+});
+
+/** A promise and its resolver, to hold a transaction open at a chosen point. */
+export function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+/**
+ * Resolves each caller once `n` have arrived, or `ms` after the first arrived: on a backend
+ * that runs transactions one at a time nobody waits for ever, and on one that runs them at
+ * once every transaction reads before any writes.
+ */
+export function barrier(n: number, ms = 50): () => Promise<void> {
+  let arrived = 0;
+  const all = gate();
+  let timer: NodeJS.Timeout | undefined;
+  return () => {
+    if (++arrived >= n) {
+      clearTimeout(timer);
+      all.open();
+    }
+    timer ??= setTimeout(all.open, ms);
+    return all.wait;
+  };
+}
+
+/** Runs `n` transactions at once, so that a pooled backend has `n` connections open before a race. */
+export async function warm(s: Store, n: number): Promise<void> {
+  const all = barrier(n, 20);
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      s.transaction(async (tx) => {
+        await tx.getBundleSequence();
+        await all();
+      }),
+    ),
+  );
+}
+
+/** The rejection of `p`, which must reject. */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    (v) => {
+      throw new Error(`expected a rejection, got ${JSON.stringify(v)}`);
+    },
+    (e: unknown) => e,
+  );
+}
+
+export function storeConformance({ backend, open }: ConformanceOptions): void {
+  const prefix = `store(${backend}): `;
+  /** A StoreError of this backend whose message names `what`. */
+  const expectStoreError = (e: unknown, what: RegExp) => {
+    expect(e).toBeInstanceOf(StoreError);
+    const err = e as StoreError;
+    expect(err.code).toBe('ERR_STORE');
+    expect(err.message.startsWith(prefix), err.message).toBe(true);
+    expect(err.message).toMatch(what);
+  };
+  const UNIQUE = /unique constraint violated/;
+
+  let s: Store;
+  const extra: Store[] = [];
+  describe(`store conformance (${backend})`, () => {
+    beforeEach(async () => {
+      s = await open();
+    });
+    afterEach(async () => {
+      await s.close();
+      for (const x of extra.splice(0)) await x.close();
+    });
+
+    describe('transactions', () => {
+      it('commits every write of a transaction and returns what fn returns', async () => {
+        const t = token();
+        const out = await s.transaction(async (tx) => {
+          await tx.createJoinToken(t);
+          await tx.createEntry(entry('e1'), keyOf(entry('e1')));
+          await tx.putGrant(grant('g1'));
+          return { seq: await tx.bumpBundleSequence() };
+        });
+        expect(out).toEqual({ seq: 1 });
+        expect(await s.getJoinToken(t.id)).toEqual(t);
+        expect(await s.getEntry('e1')).toEqual(entry('e1'));
+        expect(await s.getGrant('g1')).toEqual(grant('g1'));
+        expect(await s.getBundleSequence()).toBe(1);
+      });
+
+      it('a throw in fn rolls back every write and rethrows the same error', async () => {
+        await s.putPolicySnapshot(snapshot('0'.repeat(64)));
+        const t = token();
+        const crash = new Error('crash in the middle');
+        const err = await rejection(
+          s.transaction(async (tx) => {
+            await tx.createJoinToken(t);
+            await tx.createEntry(entry('e1'), keyOf(entry('e1')));
+            await tx.bumpBundleSequence();
+            await tx.putTpmRecord(tpm('ek1'));
+            await tx.putCaKey(caKey('k1'));
+            await tx.putPolicySnapshot(snapshot('1'.repeat(64)));
+            await tx.setActivePolicy({ digest: '0'.repeat(64), activatedAt: 5 });
+            await tx.putGrant(grant('g1'));
+            await tx.recordWrit(writ('w1'));
+            await tx.recordDecision(decision());
+            await tx.recordIssued(issued('i1'));
+            expect(await tx.getJoinToken(t.id)).toEqual(t); // a transaction reads its own writes
+            throw crash;
+          }),
+        );
+        expect(err).toBe(crash);
+        expect(await s.getJoinToken(t.id)).toBeUndefined();
+        expect(await s.listEntries()).toEqual([]);
+        expect(await s.listEntriesBySelectors(['join_token:e1'])).toEqual([]);
+        expect(await s.getBundleSequence()).toBe(0);
+        expect(await s.getTpmRecord('ek1')).toBeUndefined();
+        expect(await s.listCaKeys()).toEqual([]);
+        expect((await s.listPolicySnapshots()).map((p) => p.digest)).toEqual(['0'.repeat(64)]);
+        expect(await s.getActivePolicy()).toBeUndefined();
+        expect(await s.getGrant('g1')).toBeUndefined();
+        expect(await s.getWrit('w1')).toBeUndefined();
+        expect(await s.listDecisions(10)).toEqual([]);
+        expect(await s.countIssued()).toBe(0);
+      });
+
+      it('a failed statement rolls back the writes before it and surfaces as StoreError', async () => {
+        await s.createEntry(entry('e1'), 'k1');
+        const err = await rejection(
+          s.transaction(async (tx) => {
+            await tx.createJoinToken(token({ id: 'tok' }));
+            await tx.createEntry(entry('e2'), 'k2');
+            await tx.createEntry(entry('e1'), 'k3'); // same id
+          }),
+        );
+        expectStoreError(err, UNIQUE);
+        expect((await s.listEntries()).map((e) => e.id)).toEqual(['e1']);
+        expect(await s.getJoinToken('tok')).toBeUndefined();
+      });
+
+      it('never commits a transaction in which a statement failed, even when fn caught the error', async () => {
+        await s.putGrant(grant('g1'));
+        const err = await rejection(
+          s.transaction(async (tx) => {
+            await tx.createJoinToken(token({ id: 'tok' }));
+            await tx.putGrant(grant('g1')).catch(() => undefined); // swallowed
+            await tx.putGrant(grant('g2'));
+            return 'done';
+          }),
+        );
+        expectStoreError(err, /rolled back/);
+        expect(await s.getJoinToken('tok')).toBeUndefined();
+        expect(await s.getGrant('g2')).toBeUndefined();
+        expect(await s.getGrant('g1')).toEqual(grant('g1'));
+      });
+
+      it('refuses statements on a transaction handle after its transaction ended', async () => {
+        let kept: StoreTx | undefined;
+        await s.transaction(async (tx) => {
+          kept = tx;
+        });
+        expectStoreError(await rejection(kept!.createJoinToken(token({ id: 'late' }))), /ended/);
+        expectStoreError(await rejection(kept!.getJoinToken('late')), /ended/);
+        expect(await s.getJoinToken('late')).toBeUndefined();
+      });
+
+      it('no reader sees a write of a transaction that has not committed', async () => {
+        const t = token();
+        const g = gate();
+        const written = gate();
+        const tx = s.transaction(async (tx) => {
+          await tx.createJoinToken(t);
+          written.open();
+          await g.wait;
+          throw new Error('abort');
+        });
+        await written.wait;
+        const read = s.getJoinToken(t.id); // before the transaction ends
+        const listed = s.transaction((tx) => tx.getJoinToken(t.id));
+        g.open();
+        await expect(tx).rejects.toThrow('abort');
+        expect(await read).toBeUndefined();
+        expect(await listed).toBeUndefined();
+      });
+
+      it('runs concurrent transactions as if one after another (no lost update)', async () => {
+        // Each reads the counter, yields, writes counter + 1: interleaving would lose increments.
+        const N = 10;
+        await s.putTpmRecord(tpm('ek', { resetCount: 0 }));
+        await warm(s, N);
+        const allRead = barrier(N);
+        await Promise.all(
+          Array.from({ length: N }, () => {
+            let runs = 0;
+            return s.transaction(async (tx) => {
+              const r = await tx.getTpmRecord('ek');
+              if (++runs === 1) await allRead();
+              await tx.putTpmRecord({ ...r!, resetCount: r!.resetCount + 1 });
+            });
+          }),
+        );
+        expect((await s.getTpmRecord('ek'))!.resetCount).toBe(N);
+      });
+    });
+
+    describe('join tokens', () => {
+      it('round-trips a token', async () => {
+        const t = token({ expiresAt: Number.MAX_SAFE_INTEGER, createdAt: 1_700_000_000_000 });
+        await s.createJoinToken(t);
+        const got = await s.getJoinToken(t.id);
+        expect(got).toEqual(t);
+        expect(Buffer.isBuffer(got!.secretHash)).toBe(true);
+        expect(await s.getJoinToken('unknown')).toBeUndefined();
+      });
+
+      it('consumes a token once, recording when, and only while unexpired', async () => {
+        const t = token({ expiresAt: 5_000 });
+        await s.createJoinToken(t);
+        expect(await s.consumeJoinToken(t.id, 2_000)).toBe(true);
+        expect(await s.consumeJoinToken(t.id, 2_001)).toBe(false);
+        expect((await s.getJoinToken(t.id))!.usedAt).toBe(2_000);
+
+        const late = token({ expiresAt: 5_000 });
+        await s.createJoinToken(late);
+        expect(await s.consumeJoinToken(late.id, 5_000)).toBe(false); // expires at 5000: not after
+        expect(await s.consumeJoinToken(late.id, 9_000)).toBe(false);
+        expect((await s.getJoinToken(late.id))!.usedAt).toBeNull();
+        expect(await s.consumeJoinToken(late.id, 4_999)).toBe(true);
+        expect(await s.consumeJoinToken('unknown', 1)).toBe(false);
+      });
+
+      it('consumes a token exactly once when concurrent transactions race for it', async () => {
+        const t = token();
+        await s.createJoinToken(t);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            s.transaction(async (tx) => {
+              const seen = await tx.getJoinToken(t.id);
+              if (seen?.usedAt !== null) return false;
+              return tx.consumeJoinToken(t.id, 2_000 + i);
+            }),
+          ),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect((await s.getJoinToken(t.id))!.usedAt).toBe(2_000 + results.indexOf(true));
+      });
+
+      it('consumes a token exactly once when concurrent single calls race for it', async () => {
+        const t = token();
+        await s.createJoinToken(t);
+        const results = await Promise.all(Array.from({ length: 20 }, () => s.consumeJoinToken(t.id, 2_000)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('prunes tokens that expired before the given time, and returns how many', async () => {
+        await s.createJoinToken(token({ id: 'a', expiresAt: 100 }));
+        await s.createJoinToken(token({ id: 'b', expiresAt: 200 }));
+        await s.createJoinToken(token({ id: 'c', expiresAt: 300 }));
+        expect(await s.pruneJoinTokens(200)).toBe(1);
+        expect(await s.getJoinToken('a')).toBeUndefined();
+        expect(await s.getJoinToken('b')).toBeDefined();
+        expect(await s.pruneJoinTokens(1_000)).toBe(2);
+        expect(await s.pruneJoinTokens(1_000)).toBe(0);
+      });
+
+      it('refuses a second token with the same id and keeps the first', async () => {
+        const t = token();
+        await s.createJoinToken(t);
+        expectStoreError(await rejection(s.createJoinToken({ ...t, secretHash: randomBytes(32) })), UNIQUE);
+        expect(await s.getJoinToken(t.id)).toEqual(t);
+      });
+    });
+
+    describe('entries', () => {
+      it('round-trips an entry with its selectors and scope ceiling', async () => {
+        const e = entry('e1', {
+          selectors: [
+            { type: 'tpm', value: 'ek_hash:abc' },
+            { type: 'unix', value: 'uid:0' },
+          ],
+          scopeCeiling: [],
+          hint: '',
+          x509SvidTtl: 0,
+        });
+        await s.createEntry(e, keyOf(e));
+        expect(await s.getEntry('e1')).toEqual(e);
+        expect(await s.getEntry('e2')).toBeUndefined();
+      });
+
+      it('lists entries by creation time, then id in byte order', async () => {
+        await s.createEntry(entry('b', { createdAt: 2 }), 'kb');
+        await s.createEntry(entry('a', { createdAt: 2 }), 'ka');
+        await s.createEntry(entry('Z', { createdAt: 2 }), 'kZ');
+        await s.createEntry(entry('_', { createdAt: 2 }), 'k_');
+        await s.createEntry(entry('c', { createdAt: 1 }), 'kc');
+        expect((await s.listEntries()).map((e) => e.id)).toEqual(['c', 'Z', '_', 'a', 'b']);
+      });
+
+      it('says whether an entry with this SPIFFE ID and exactly these selectors exists', async () => {
+        const e = entry('e1');
+        await s.createEntry(e, 'k1');
+        expect(await s.entryExists(e.spiffeId, 'k1')).toBe(true);
+        expect(await s.entryExists(e.spiffeId, 'k2')).toBe(false);
+        expect(await s.entryExists('spiffe://example.org/other', 'k1')).toBe(false);
+      });
+
+      it('refuses a second entry with the same SPIFFE ID and selectors key, writing nothing of it', async () => {
+        const e = entry('e1');
+        await s.createEntry(e, 'k1');
+        const dup = entry('e2', { spiffeId: e.spiffeId, selectors: [{ type: 'x', value: 'only-in-e2' }] });
+        expectStoreError(await rejection(s.createEntry(dup, 'k1')), UNIQUE);
+        expect(await s.getEntry('e2')).toBeUndefined();
+        expect(await s.listEntriesBySelectors(['x:only-in-e2'])).toEqual([]);
+      });
+
+      it('writes an entry and its selector index together or not at all', async () => {
+        // The same selector twice collides in the index after the entry row was inserted.
+        const e = entry('e1', {
+          selectors: [
+            { type: 'a', value: '1' },
+            { type: 'a', value: '1' },
+          ],
+        });
+        expectStoreError(await rejection(s.createEntry(e, 'k1')), UNIQUE);
+        expect(await s.getEntry('e1')).toBeUndefined();
+        expect(await s.entryExists(e.spiffeId, 'k1')).toBe(false);
+      });
+
+      it('deletes an entry once, with its selector index', async () => {
+        await s.createEntry(entry('e1'), 'k1');
+        expect(await s.deleteEntry('e1')).toBe(true);
+        expect(await s.deleteEntry('e1')).toBe(false);
+        expect(await s.getEntry('e1')).toBeUndefined();
+        expect(await s.listEntriesBySelectors(['join_token:e1'])).toEqual([]);
+        await s.createEntry(entry('e1'), 'k1'); // the id and key are free again
+        expect((await s.listEntriesBySelectors(['join_token:e1'])).map((e) => e.id)).toEqual(['e1']);
+      });
+    });
+
+    describe('entry lookup by selectors', () => {
+      beforeEach(async () => {
+        const add = (id: string, createdAt: number, ...sel: string[]) =>
+          s.createEntry(
+            entry(id, {
+              createdAt,
+              selectors: sel.map((x) => ({ type: x.slice(0, x.indexOf(':')), value: x.slice(x.indexOf(':') + 1) })),
+            }),
+            sel.join('\n'),
+          );
+        await add('e1', 10, 'a:1', 'b:2');
+        await add('e2', 5, 'c:3');
+        await add('e3', 20, 'b:2', 'c:3', 'd:4');
+        await add('odd', 30, 'q:"quoted", {braces} and \\backslash', 'q:NULL', 'q:');
+      });
+      const ids = async (sel: string[]) => (await s.listEntriesBySelectors(sel)).map((e) => e.id);
+
+      it('returns the entries having at least one of the selectors, each once, by creation time', async () => {
+        expect(await ids(['b:2'])).toEqual(['e1', 'e3']);
+        expect(await ids(['a:1', 'c:3'])).toEqual(['e2', 'e1', 'e3']);
+        expect(await ids(['b:2', 'c:3', 'd:4', 'a:1'])).toEqual(['e2', 'e1', 'e3']);
+        expect(await ids(['c:3', 'c:3'])).toEqual(['e2', 'e3']);
+      });
+
+      it('matches whole selectors only', async () => {
+        expect(await ids(['z:9'])).toEqual([]);
+        expect(await ids(['b'])).toEqual([]);
+        expect(await ids(['b:'])).toEqual([]);
+        expect(await ids(['b:2 '])).toEqual([]);
+        expect(await ids(['B:2'])).toEqual([]);
+        expect(await ids(['%'])).toEqual([]);
+        expect(await ids([])).toEqual([]);
+      });
+
+      it('matches selectors with quotes, braces, backslashes and the word NULL verbatim', async () => {
+        expect(await ids(['q:"quoted", {braces} and \\backslash'])).toEqual(['odd']);
+        expect(await ids(['q:NULL'])).toEqual(['odd']);
+        expect(await ids(['q:'])).toEqual(['odd']);
+        expect(await ids(['q:"quoted"'])).toEqual([]);
+        expect(await ids(['q:null'])).toEqual([]);
+      });
+    });
+
+    describe('CA keys and the bundle sequence', () => {
+      it('round-trips keys (empty certificate for JWT and writ keys), ordered by not-before then id', async () => {
+        const keys = [
+          caKey('k-b', { kind: 'x509-root', state: 'active', notBefore: 5 }),
+          caKey('k-a', { kind: 'x509-intermediate', state: 'retired', notBefore: 5 }),
+          caKey('k-c', { kind: 'jwt', certDer: Buffer.alloc(0), notBefore: 1 }),
+          caKey('k-d', { kind: 'writ', certDer: Buffer.alloc(0), state: 'active', notBefore: 9, notAfter: Number.MAX_SAFE_INTEGER }),
+        ];
+        for (const k of keys) await s.putCaKey(k);
+        const got = await s.listCaKeys();
+        expect(got.map((k) => k.id)).toEqual(['k-c', 'k-a', 'k-b', 'k-d']);
+        expect(got).toEqual([keys[2], keys[1], keys[0], keys[3]]);
+        expect(got[0]!.certDer).toHaveLength(0);
+      });
+
+      it('changes a key state and deletes keys', async () => {
+        await s.putCaKey(caKey('k1'));
+        await s.setCaKeyState('k1', 'active');
+        expect((await s.listCaKeys())[0]!.state).toBe('active');
+        await s.deleteCaKey('k1');
+        await s.deleteCaKey('k1'); // deleting an absent key is not an error
+        expect(await s.listCaKeys()).toEqual([]);
+      });
+
+      it('allows one active key per kind', async () => {
+        await s.putCaKey(caKey('j1', { state: 'active' }));
+        await s.putCaKey(caKey('w1', { kind: 'writ', state: 'active' }));
+        expectStoreError(await rejection(s.putCaKey(caKey('j2', { state: 'active' }))), UNIQUE);
+        await s.putCaKey(caKey('j2'));
+        expectStoreError(await rejection(s.setCaKeyState('j2', 'active')), UNIQUE);
+        expect((await s.listCaKeys()).map((k) => `${k.id}:${k.state}`)).toEqual(['j1:active', 'j2:prepared', 'w1:active']);
+      });
+
+      it('refuses an unknown key kind or state', async () => {
+        expectStoreError(await rejection(s.putCaKey(caKey('k1', { kind: 'hmac' as CaKeyRecord['kind'] }))), /check constraint violated/);
+        expectStoreError(await rejection(s.putCaKey(caKey('k2', { state: 'revoked' as CaKeyRecord['state'] }))), /check constraint violated/);
+        expect(await s.listCaKeys()).toEqual([]);
+      });
+
+      it('starts the bundle sequence at 0 and bumps it by one, also across concurrent transactions', async () => {
+        expect(await s.getBundleSequence()).toBe(0);
+        expect(await s.bumpBundleSequence()).toBe(1);
+        const got = await Promise.all(Array.from({ length: 10 }, () => s.transaction((tx) => tx.bumpBundleSequence())));
+        expect([...got].sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        expect(await s.getBundleSequence()).toBe(11);
+      });
+    });
+
+    describe('TPM records', () => {
+      it('round-trips a record with a u64 clock and replaces it by EK', async () => {
+        const r = tpm('ek1');
+        await s.putTpmRecord(r);
+        expect(await s.getTpmRecord('ek1')).toEqual(r);
+        expect(await s.getTpmRecord('ek2')).toBeUndefined();
+        const next = tpm('ek1', { resetCount: 4, restartCount: 0, clock: '1', updatedAt: 1_700_000_000_003 });
+        await s.putTpmRecord(next);
+        expect(await s.getTpmRecord('ek1')).toEqual(next);
+      });
+
+      it('keeps counters strictly increasing when concurrent handshakes of one TPM commit', async () => {
+        // What the TPM verifier does at commit: re-read, refuse a quote that is not newer, write.
+        await s.putTpmRecord(tpm('ek', { clock: '0' }));
+        const clocks = [5, 3, 9, 7, 1, 8, 2, 6, 4, 10];
+        const accepted: number[] = [];
+        await warm(s, clocks.length);
+        const allRead = barrier(clocks.length);
+        const results = await Promise.allSettled(
+          clocks.map((c) => {
+            let runs = 0;
+            return s.transaction(async (tx) => {
+              const r = (await tx.getTpmRecord('ek'))!;
+              if (++runs === 1) await allRead();
+              if (BigInt(r.clock) >= BigInt(c)) throw new Error(`clock ${c} is not after ${r.clock}`);
+              await tx.putTpmRecord({ ...r, clock: String(c) });
+              return c;
+            });
+          }),
+        );
+        for (const r of results) {
+          if (r.status === 'fulfilled') accepted.push(r.value);
+          else expect(String(r.reason)).toMatch(/is not after/);
+        }
+        expect((await s.getTpmRecord('ek'))!.clock).toBe('10');
+        expect(accepted).toContain(10);
+      });
+    });
+
+    describe('policy snapshots', () => {
+      it('round-trips a snapshot; the first one stored under a digest stays', async () => {
+        const first = snapshot('a'.repeat(64));
+        await s.putPolicySnapshot(first);
+        await s.putPolicySnapshot(snapshot('a'.repeat(64), { policies: [{ id: 'other', text: 'x' }], createdAt: 6 }));
+        await s.transaction((tx) => tx.putPolicySnapshot(snapshot('a'.repeat(64), { policies: [], createdAt: 7 })));
+        expect(await s.getPolicySnapshot('a'.repeat(64))).toEqual(first);
+        expect(await s.getPolicySnapshot('b'.repeat(64))).toBeUndefined();
+      });
+
+      it('lists snapshots newest first, ties by digest', async () => {
+        await s.putPolicySnapshot(snapshot('b'.repeat(64), { createdAt: 1 }));
+        await s.putPolicySnapshot(snapshot('c'.repeat(64), { createdAt: 3 }));
+        await s.putPolicySnapshot(snapshot('a'.repeat(64), { createdAt: 1 }));
+        expect((await s.listPolicySnapshots()).map((p) => p.digest[0])).toEqual(['c', 'a', 'b']);
+      });
+
+      it('has one active snapshot, which must exist', async () => {
+        expect(await s.getActivePolicy()).toBeUndefined();
+        expectStoreError(await rejection(s.setActivePolicy({ digest: 'b'.repeat(64), activatedAt: 1 })), /foreign key constraint violated/);
+        await s.putPolicySnapshot(snapshot('a'.repeat(64)));
+        await s.putPolicySnapshot(snapshot('c'.repeat(64)));
+        await s.setActivePolicy({ digest: 'a'.repeat(64), activatedAt: 7 });
+        expect(await s.getActivePolicy()).toEqual({ digest: 'a'.repeat(64), activatedAt: 7 });
+        await s.setActivePolicy({ digest: 'c'.repeat(64), activatedAt: 8 });
+        expect(await s.getActivePolicy()).toEqual({ digest: 'c'.repeat(64), activatedAt: 8 });
+      });
+    });
+
+    describe('grants, writs, decisions, issued SVIDs', () => {
+      it('round-trips grants, revoked or not, and refuses a second grant with the same id', async () => {
+        const g = grant('g1');
+        const revoked = grant('g2', { principalGroups: [], revokedAt: 1_700_000_000_500, depth: 0 });
+        await s.putGrant(g);
+        await s.putGrant(revoked);
+        expect(await s.getGrant('g1')).toEqual(g);
+        expect(await s.getGrant('g2')).toEqual(revoked);
+        expect(await s.getGrant('g3')).toBeUndefined();
+        expectStoreError(await rejection(s.putGrant({ ...g, compact: 'x.y.z' })), UNIQUE);
+        expect(await s.getGrant('g1')).toEqual(g);
+      });
+
+      it('round-trips writs and refuses a second writ with the same id', async () => {
+        const w = writ('w1');
+        await s.recordWrit(w);
+        const got = await s.getWrit('w1');
+        expect(got).toEqual(w);
+        expect(Buffer.isBuffer(got!.chainDigest)).toBe(true);
+        expect(await s.getWrit('w2')).toBeUndefined();
+        expectStoreError(await rejection(s.recordWrit(writ('w1'))), UNIQUE);
+        expect(await s.getWrit('w1')).toEqual(w);
+      });
+
+      it('lists decisions newest first, up to the limit', async () => {
+        const ds = (['allow', 'deny', 'escalate', 'allow'] as const).map((d, i) =>
+          decision({ at: 100 - i, decision: d, reason: `r${i}`, policies: i ? [`p${i}`] : [] }),
+        );
+        for (const d of ds) await s.recordDecision(d);
+        expect(await s.listDecisions(10)).toEqual([...ds].reverse());
+        expect(await s.listDecisions(2)).toEqual([ds[3], ds[2]]);
+        expect(await s.listDecisions(0)).toEqual([]);
+        expectStoreError(await rejection(s.listDecisions(-1)), /limit/);
+        expectStoreError(await rejection(s.recordDecision(decision({ decision: 'maybe' as DecisionRecord['decision'] }))), /check constraint violated/);
+        expect(await s.listDecisions(10)).toHaveLength(4);
+      });
+
+      it('counts and prunes issued SVIDs, refusing a duplicate id', async () => {
+        await s.recordIssued(issued('i1', { expiresAt: 100 }));
+        await s.recordIssued(issued('i2', { kind: 'jwt', expiresAt: 200 }));
+        await s.recordIssued(issued('i3', { expiresAt: 300 }));
+        expectStoreError(await rejection(s.recordIssued(issued('i1'))), UNIQUE);
+        expect(await s.countIssued()).toBe(3);
+        expect(await s.pruneIssued(200)).toBe(1);
+        expect(await s.countIssued()).toBe(2);
+        expect(await s.pruneIssued(301)).toBe(2);
+        expect(await s.countIssued()).toBe(0);
+      });
+    });
+
+    describe('closing', () => {
+      it('refuses every call after close, and closes once', async () => {
+        const other = await open();
+        await other.close();
+        await other.close();
+        expectStoreError(await rejection(other.getJoinToken('x')), /closed/);
+        expectStoreError(await rejection(other.createEntry(entry('e1'), 'k')), /closed/);
+        expectStoreError(await rejection(other.transaction(async () => 1)), /closed/);
+      });
+
+      it('lets a transaction in progress finish before it closes', async () => {
+        const other = await open();
+        extra.push(other);
+        const g = gate();
+        const started = gate();
+        const tx = other.transaction(async (tx) => {
+          started.open();
+          await g.wait;
+          await tx.createJoinToken(token({ id: 'in-flight' }));
+          return tx.getJoinToken('in-flight');
+        });
+        await started.wait;
+        const closing = other.close();
+        g.open();
+        expect((await tx)?.id).toBe('in-flight');
+        await closing;
+      });
+    });
+  });
+}

@@ -1,0 +1,133 @@
+/**
+ * The SQLite migrations exactly as writ shipped them before the store was split into shared
+ * schema and dialects (src/store/sqlite.ts at commit a22b537). Databases in the field were
+ * built from these texts; never edit them. test/store/sqlite.test.ts checks that the shared
+ * schema still renders to them for SQLite and that databases built from them upgrade to the
+ * schema a fresh database gets.
+ */
+export const SHIPPED_SQLITE_MIGRATIONS: readonly string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+   INSERT INTO meta (key, value) VALUES ('bundle_sequence', '0');
+   CREATE TABLE entries (
+     id TEXT PRIMARY KEY,
+     spiffe_id TEXT NOT NULL,
+     selectors_key TEXT NOT NULL,
+     selectors TEXT NOT NULL,
+     x509_svid_ttl INTEGER NOT NULL,
+     jwt_svid_ttl INTEGER NOT NULL,
+     scope_ceiling TEXT NOT NULL,
+     hint TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     UNIQUE (spiffe_id, selectors_key)
+   ) STRICT;
+   CREATE TABLE join_tokens (
+     id TEXT PRIMARY KEY,
+     secret_hash BLOB NOT NULL,
+     expires_at INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     used_at INTEGER
+   ) STRICT;
+   CREATE TABLE ca_keys (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt')),
+     state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der BLOB NOT NULL,
+     public_key_der BLOB NOT NULL,
+     sealed_key BLOB NOT NULL,
+     not_before INTEGER NOT NULL,
+     not_after INTEGER NOT NULL
+   ) STRICT;
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE issued_svids (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL,
+     spiffe_id TEXT NOT NULL,
+     entry_id TEXT NOT NULL,
+     evidence_type TEXT NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE INDEX issued_svids_expires ON issued_svids (expires_at);`,
+  // Selector index, so a handshake reads only the entries that can match (SPIRE does the same).
+  `CREATE TABLE entry_selectors (
+     entry_id TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+     selector TEXT NOT NULL,
+     PRIMARY KEY (selector, entry_id)
+   ) STRICT;
+   INSERT INTO entry_selectors (entry_id, selector)
+     SELECT e.id, json_extract(s.value, '$.type') || ':' || json_extract(s.value, '$.value') FROM entries e, json_each(e.selectors) s;`,
+  // TPMs: the AK activated per EK, the firmware version at enrolment, and the last quote's counters.
+  `CREATE TABLE tpm_endorsements (
+     ek_hash TEXT PRIMARY KEY,
+     ak_name BLOB NOT NULL,
+     firmware_version TEXT NOT NULL,
+     reset_count INTEGER NOT NULL,
+     restart_count INTEGER NOT NULL,
+     clock TEXT NOT NULL,
+     activated_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   ) STRICT;`,
+  // Writ keys (a kind of their own), policy snapshots, grants, writs and policy decisions.
+  `CREATE TABLE ca_keys_v4 (
+     id TEXT PRIMARY KEY,
+     kind TEXT NOT NULL CHECK (kind IN ('x509-root', 'x509-intermediate', 'jwt', 'writ')),
+     state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'retired')),
+     cert_der BLOB NOT NULL,
+     public_key_der BLOB NOT NULL,
+     sealed_key BLOB NOT NULL,
+     not_before INTEGER NOT NULL,
+     not_after INTEGER NOT NULL
+   ) STRICT;
+   INSERT INTO ca_keys_v4 SELECT * FROM ca_keys;
+   DROP TABLE ca_keys;
+   ALTER TABLE ca_keys_v4 RENAME TO ca_keys;
+   CREATE UNIQUE INDEX ca_keys_one_active ON ca_keys (kind) WHERE state = 'active';
+   CREATE TABLE policy_snapshots (
+     digest TEXT PRIMARY KEY,
+     policies TEXT NOT NULL,
+     created_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE policy_active (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     digest TEXT NOT NULL REFERENCES policy_snapshots (digest),
+     activated_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE grants (
+     jti TEXT PRIMARY KEY,
+     issuer TEXT NOT NULL,
+     rid TEXT NOT NULL,
+     depth INTEGER NOT NULL,
+     task_id TEXT NOT NULL,
+     principal_iss TEXT NOT NULL,
+     principal_sub TEXT NOT NULL,
+     principal_groups TEXT NOT NULL,
+     delegate_jkt TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     compact TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   ) STRICT;
+   CREATE INDEX grants_rid ON grants (rid);
+   CREATE TABLE writs (
+     jti TEXT PRIMARY KEY,
+     spiffe_id TEXT NOT NULL,
+     jkt TEXT NOT NULL,
+     chain_digest BLOB NOT NULL,
+     lineage TEXT NOT NULL,
+     task_id TEXT NOT NULL,
+     evidence_digest BLOB NOT NULL,
+     issued_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   ) STRICT;
+   CREATE TABLE policy_decisions (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     actor TEXT NOT NULL,
+     principal TEXT NOT NULL,
+     action TEXT NOT NULL,
+     decision TEXT NOT NULL CHECK (decision IN ('allow', 'deny', 'escalate')),
+     snapshot TEXT NOT NULL,
+     policies TEXT NOT NULL,
+     reason TEXT NOT NULL
+   ) STRICT;`,
+];
