@@ -41,6 +41,10 @@ export const ERROR_CODES = [
   'ERR_POLICY_DENIED',
   'ERR_ESCALATION_REQUIRED',
   'ERR_REVOCATION_INVALID',
+  'ERR_REVOCATION_NOT_FOUND',
+  'ERR_REVOCATION_EXISTS',
+  'ERR_REVOCATION_DENIED',
+  'ERR_REVOKED',
   'ERR_STATUS_LIST_INVALID',
 ] as const;
 
@@ -183,7 +187,9 @@ export class PolicyError extends WritError<'ERR_POLICY_INVALID' | 'ERR_POLICY_NO
 }
 
 /** A revocation request or a revocation source (watch stream, status list) was refused or is unusable. */
-export class RevocationError extends WritError<'ERR_REVOCATION_INVALID' | 'ERR_STATUS_LIST_INVALID'> {
+export class RevocationError extends WritError<
+  'ERR_REVOCATION_INVALID' | 'ERR_REVOCATION_NOT_FOUND' | 'ERR_REVOCATION_EXISTS' | 'ERR_REVOCATION_DENIED' | 'ERR_REVOKED' | 'ERR_STATUS_LIST_INVALID'
+> {
   constructor(code: RevocationError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'RevocationError';

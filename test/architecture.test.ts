@@ -64,6 +64,7 @@ const ALLOWED: Record<string, string[]> = {
     'clock',
     'errors',
     'cache',
+    'revocation',
   ],
   gen: [],
   rpc: ['gen', 'cache'],

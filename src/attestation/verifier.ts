@@ -20,6 +20,11 @@ export interface AttestationResult {
   /** SHA-256 of the evidence that was verified. */
   readonly evidenceDigest: Buffer;
   /**
+   * The selector that names the hardware instance the evidence came from (`tpm:ek_hash:<hex>`),
+   * when there is one: what a platform revocation names.
+   */
+  readonly platform?: string;
+  /**
    * Evidence a relying party can re-verify offline, to embed in the writ; absent when the
    * evidence is secret (a join token) or cannot be checked without the issuer.
    */

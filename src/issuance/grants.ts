@@ -4,7 +4,7 @@
  * delegate each permission of the scope; every decision is recorded, allowed or not. The
  * grant is signed by the issuer's writ key and stored in the same transaction as the decision.
  */
-import { LimitError, DelegationError } from '../errors.js';
+import { DelegationError, LimitError, RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CaManager } from '../ca/manager.js';
 import { parsePermissions, type Permission } from '../delegation/scope.js';
@@ -133,6 +133,30 @@ export class GrantIssuer {
     const grant = await signRootGrant(claims, signer.signer, signer.kid);
     parseGrant(grant); // validate our own output before it leaves
     await store.transaction(async (tx) => {
+      // A revoked principal makes no grants; an ended task takes none; a task id is one principal's.
+      const hit = (await tx.findRevocations([`principal:${who}`, `task:${task.id}`]))[0];
+      if (hit)
+        throw new RevocationError(
+          'ERR_REVOKED',
+          `revocation: ${hit.kind === 'task' ? `task ${task.id} has ended` : `principal ${who} is revoked`} (by ${hit.actor})`,
+        );
+      const known = await tx.getTask(task.id);
+      if (known && (known.principalIss !== principal.iss || known.principalSub !== principal.sub)) {
+        throw new DelegationError(`delegation: task id ${task.id} belongs to another principal; choose another id`);
+      }
+      if (!known) {
+        await tx.createTask({
+          id: task.id,
+          principalIss: principal.iss,
+          principalSub: principal.sub,
+          goal: task.goal,
+          expiresAt: exp * 1000,
+          createdAt: now.getTime(),
+          endedAt: null,
+          endedBy: null,
+          endReason: null,
+        });
+      } else await tx.extendTask(task.id, exp * 1000);
       await tx.recordDecision(record);
       await tx.putGrant(grantRecord(claims, grant, principal.groups, now));
     });

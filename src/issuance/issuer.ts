@@ -4,7 +4,7 @@
  * effects such as consuming a join token, and the issuance records) or not at all.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { AttestationError, DelegationError, EntryError, LimitError } from '../errors.js';
+import { AttestationError, DelegationError, EntryError, LimitError, RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { parseSpiffeId, trustDomainId, type SpiffeId } from '../spiffe/id.js';
 import { jwkThumbprint } from '../jose/jws.js';
@@ -23,7 +23,8 @@ import type { VerifierRegistry } from '../attestation/registry.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
 import { verifyKeyProof } from '../attestation/key-proof.js';
 import { formatSelector, matchEntry } from '../registration/entry.js';
-import type { Store } from '../store/store.js';
+import type { GrantRecord, Store, StoreTx, WritRecord } from '../store/store.js';
+import { allocateStatusIndex } from './status-lists.js';
 
 /** Most JWT-SVIDs one handshake may ask for. */
 export const MAX_JWT_AUDIENCES = 8;
@@ -79,6 +80,8 @@ export interface IssuerDeps {
   readonly observer?: IssuanceObserver;
   readonly policies: PolicySnapshots;
   readonly engine: PolicyEngine;
+  /** Where writs' Token Status Lists are served; absent: writs carry no `status` claim. */
+  readonly statusLists?: { uri(list: number): string };
 }
 
 /** What a grant chain binds into a handshake. */
@@ -131,30 +134,74 @@ export class Issuer {
       now: Math.floor(now.getTime() / 1000),
       leafJkt: jkt,
     });
-    const root = await store.getGrant(chain.root.claims.jti);
-    if (!root || root.compact !== grants[0]) throw new DelegationError('delegation: the root grant is not one this issuer created');
-    for (let i = 0; i < chain.grants.length; i++) {
-      const g = chain.grants[i]!;
-      const known = i === 0 ? root : await store.getGrant(g.claims.jti);
-      if (known?.revokedAt) throw new DelegationError(`delegation: grant ${i} (${g.claims.jti}) is revoked`);
-      if (known && known.compact !== grants[i]) throw new DelegationError(`delegation: grant ${i} reuses the id of another grant`);
-      if (i === 0) continue;
-      const from = g.claims.from!;
-      const parentWrit = await store.getWrit(from.writ);
-      if (!parentWrit) throw new DelegationError(`delegation: grant ${i} names a delegator writ this issuer did not issue`);
-      const parentLineage = chain.lineage.slice(0, i);
-      if (
-        parentWrit.spiffeId !== from.sub ||
-        parentWrit.jkt !== chain.grants[i - 1]!.claims.dlg.jkt ||
-        parentWrit.lineage.length !== parentLineage.length ||
-        parentWrit.lineage.some((id, k) => id !== parentLineage[k])
-      ) {
-        throw new DelegationError(`delegation: grant ${i} was not made by the holder of the writ it names (SPIFFE ID, key or lineage differ)`);
-      }
-    }
+    const root = await checkChainAuthority(store, chain, grants, now.getTime());
+    await refuseRevoked(store, chainRevocationKeys(chain));
     const snapshot = await policies.active();
     const binding = bindingDigest({ jkt, chainDigest: chain.digest, policySnapshot: snapshot.digest, taskId: chain.root.claims.task.id, nonce: issuerNonce });
     return { chain, jkt, snapshot, issuerNonce, binding, audiences, principalGroups: root.principalGroups };
+  }
+}
+
+/** Clock skew tolerated on a delegating writ's expiry, ms. */
+export const DELEGATOR_SKEW_MS = 5_000;
+
+/**
+ * The chain's authority as this issuer knows it: the root is one it created (the exact bytes),
+ * no grant reuses another's id or is revoked, and each hop was made by the holder of a **live**
+ * writ the issuer issued: that writ names the delegator's SPIFFE ID, key and lineage, is
+ * unexpired, unrevoked, and its registration entry still exists. Runs before evidence is asked
+ * for and again inside the issuance transaction. Returns the stored root grant.
+ */
+async function checkChainAuthority(
+  store: Pick<StoreTx, 'getGrant' | 'getWrit' | 'getEntry'>,
+  chain: VerifiedChain,
+  grants: readonly string[],
+  now: number,
+): Promise<GrantRecord> {
+  const root = await store.getGrant(chain.root.claims.jti);
+  if (!root || root.compact !== grants[0]) throw new DelegationError('delegation: the root grant is not one this issuer created');
+  for (let i = 0; i < chain.grants.length; i++) {
+    const g = chain.grants[i]!;
+    const known = i === 0 ? root : await store.getGrant(g.claims.jti);
+    if (known?.revokedAt) throw new RevocationError('ERR_REVOKED', `revocation: grant ${i} (${g.claims.jti}) is revoked`);
+    if (known && known.compact !== grants[i]) throw new DelegationError(`delegation: grant ${i} reuses the id of another grant`);
+    if (i === 0) continue;
+    const from = g.claims.from!;
+    const parentWrit = await store.getWrit(from.writ);
+    if (!parentWrit) throw new DelegationError(`delegation: grant ${i} names a delegator writ this issuer did not issue`);
+    const parentLineage = chain.lineage.slice(0, i);
+    if (
+      parentWrit.spiffeId !== from.sub ||
+      parentWrit.jkt !== chain.grants[i - 1]!.claims.dlg.jkt ||
+      parentWrit.lineage.length !== parentLineage.length ||
+      parentWrit.lineage.some((id, k) => id !== parentLineage[k])
+    ) {
+      throw new DelegationError(`delegation: grant ${i} was not made by the holder of the writ it names (SPIFFE ID, key or lineage differ)`);
+    }
+    if (parentWrit.revokedAt !== null) throw new RevocationError('ERR_REVOKED', `revocation: grant ${i} was made from writ ${from.writ}, which is revoked`);
+    if (parentWrit.expiresAt <= now - DELEGATOR_SKEW_MS)
+      throw new DelegationError(`delegation: grant ${i} was made from writ ${from.writ}, which has expired: a delegator needs live authority`);
+    if (!(await store.getEntry(parentWrit.entryId)))
+      throw new DelegationError(`delegation: grant ${i} was made by ${from.sub}, whose registration entry no longer exists`);
+  }
+  return root;
+}
+
+/** What revocations a chain depends on: its grants, task, principal, every delegating agent, key and writ. */
+function chainRevocationKeys(chain: VerifiedChain): string[] {
+  const root = chain.root.claims;
+  const keys = [`task:${root.task.id}`, `principal:${root.principal.iss}#${root.principal.sub}`, ...chain.lineage.map((id) => `grant:${id}`)];
+  for (const g of chain.grants.slice(1)) keys.push(`agent:${g.claims.from!.sub}`, `writ:${g.claims.from!.writ}`);
+  for (const g of chain.grants.slice(0, -1)) keys.push(`key:${g.claims.dlg.jkt}`);
+  return keys;
+}
+
+/** Refuses when any of these `kind:target` keys is revoked, naming it. */
+async function refuseRevoked(store: Pick<StoreTx, 'findRevocations'>, keys: readonly string[]): Promise<void> {
+  const hit = (await store.findRevocations([...new Set(keys)]))[0];
+  if (hit) {
+    const what = hit.kind === 'task' ? `task ${hit.target} has ended` : `${hit.kind} ${hit.target} is revoked`;
+    throw new RevocationError('ERR_REVOKED', `revocation: ${what} (by ${hit.actor}${hit.reason ? `: ${hit.reason}` : ''})`);
   }
 }
 
@@ -256,19 +303,38 @@ export class Handshake {
     for (const audience of this.audiences)
       jwts.push({ audience, svid: await mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }) });
 
-    const writ = this.delegation ? await this.mintWrit(this.delegation, spiffeId, result, svid.chain[0]!, svid.notAfter, now) : undefined;
-    if (writ?.refused) {
-      await store.recordDecision(writ.decisionRecord);
-      throw writ.refused;
+    const decided = this.delegation ? this.decide(this.delegation, spiffeId, result, now) : undefined;
+    if (decided?.refused) {
+      await store.recordDecision(decided.decisionRecord);
+      throw decided.refused;
     }
 
+    // Everything a refusal depends on is checked again inside the transaction that records the
+    // issuance, so nothing is issued after a revocation that committed first.
+    const keys = [
+      `agent:${spiffeId.uri}`,
+      `key:${jwkThumbprint(this.agentKey.key)}`,
+      `entry:${entry.id}`,
+      ...(result.platform ? [`platform:${result.platform}`] : []),
+    ];
+    let writCompact: string | undefined;
     await store.transaction(async (tx) => {
       await result.commit?.(tx, now);
-      if (writ && this.delegation) {
-        await tx.recordDecision(writ.decisionRecord);
-        await tx.recordWrit(writ.record);
-        const { chain } = this.delegation;
-        for (const g of chain.grants.slice(1)) {
+      const d = this.delegation;
+      await refuseRevoked(tx, d ? [...keys, ...chainRevocationKeys(d.chain)] : keys);
+      if (d && decided) {
+        await checkChainAuthority(
+          tx,
+          d.chain,
+          d.chain.grants.map((g) => g.jws.compact),
+          now.getTime(),
+        );
+        const status = this.deps.statusLists ? await allocateStatusIndex(tx, now.getTime()) : undefined;
+        const w = await this.mintWrit(d, decided.policies, spiffeId, result, entry.id, svid.chain[0]!, svid.notAfter, now, status);
+        writCompact = w.compact;
+        await tx.recordDecision(decided.decisionRecord);
+        await tx.recordWrit(w.record);
+        for (const g of d.chain.grants.slice(1)) {
           if (await tx.getGrant(g.claims.jti)) continue;
           await tx.putGrant(grantRecord(g.claims, g.jws.compact, [], now));
         }
@@ -291,27 +357,23 @@ export class Handshake {
         bundle: ca.bundle(),
         jwtSvids: jwts.map((j) => ({ audience: j.audience, token: j.svid.token })),
         selectors: result.selectors,
-        ...(writ?.compact ? { writ: writ.compact } : {}),
+        ...(writCompact ? { writ: writCompact } : {}),
       },
     };
   }
 
-  /**
-   * The policy decision for this agent and the writ. Returns the refusal instead of the writ
-   * when policy does not allow (the decision is recorded either way).
-   */
-  private async mintWrit(d: Delegation, id: SpiffeId, result: AttestationResult, leafDer: Buffer, svidNotAfter: Date, now: Date) {
-    const { ca, engine } = this.deps;
+  /** The policy decision for this agent receiving the chain (recorded whatever it is). */
+  private decide(d: Delegation, id: SpiffeId, result: AttestationResult, now: Date) {
+    const { engine } = this.deps;
     const { chain, snapshot } = d;
     const root = chain.root.claims;
     const leaf = chain.leaf.claims;
     const nowS = Math.floor(now.getTime() / 1000);
-    const sel = result.selectors.map(formatSelector);
     const spiffeId = id.uri;
     const decision = engine.decideAll(
       snapshot,
       receiveRequests(
-        { spiffeId, trustDomain: id.trustDomain, path: id.path, selectors: sel, evidenceType: this.verifier.type },
+        { spiffeId, trustDomain: id.trustDomain, path: id.path, selectors: result.selectors.map(formatSelector), evidenceType: this.verifier.type },
         { iss: root.principal.iss, sub: root.principal.sub, groups: d.principalGroups },
         leaf.scope,
         { id: root.task.id, goal: root.task.goal, lifetimeSeconds: Math.max(0, root.task.exp - nowS) },
@@ -329,7 +391,29 @@ export class Handshake {
       policies: decision.policies,
       reason: decision.reason,
     };
-    if (decision.decision !== 'allow') return { refused: refusal(decision, `issuing a writ to ${spiffeId}`), decisionRecord } as const;
+    if (decision.decision !== 'allow')
+      return { refused: refusal(decision, `issuing a writ to ${spiffeId}`), decisionRecord, policies: decision.policies } as const;
+    return { refused: undefined, decisionRecord, policies: decision.policies } as const;
+  }
+
+  /** The writ, signed by the active writ key, and its record. Runs inside the issuance transaction. */
+  private async mintWrit(
+    d: Delegation,
+    policies: readonly string[],
+    id: SpiffeId,
+    result: AttestationResult,
+    entryId: string,
+    leafDer: Buffer,
+    svidNotAfter: Date,
+    now: Date,
+    status: { list: number; idx: number } | undefined,
+  ) {
+    const { ca, statusLists } = this.deps;
+    const { chain, snapshot } = d;
+    const root = chain.root.claims;
+    const leaf = chain.leaf.claims;
+    const nowS = Math.floor(now.getTime() / 1000);
+    const spiffeId = id.uri;
     const signer = ca.writSigner();
     const exp = Math.min(Math.floor(svidNotAfter.getTime() / 1000), root.task.exp, leaf.exp, Math.floor(signer.notAfter.getTime() / 1000));
     let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
@@ -351,18 +435,20 @@ export class Handshake {
       lineage: chain.lineage,
       att: {
         type: this.verifier.type,
-        sel,
+        sel: result.selectors.map(formatSelector),
         bind: d.binding.toString('base64url'),
         nonce: d.issuerNonce.toString('base64url'),
         ev_sha256: result.evidenceDigest.toString('base64url'),
         ...(ev ? { ev } : {}),
       },
-      pol: { snap: snapshot.digest, decision: 'allow', policies: decision.policies, iat: Math.floor(snapshot.createdAt / 1000) },
+      pol: { snap: snapshot.digest, decision: 'allow', policies, iat: Math.floor(snapshot.createdAt / 1000) },
+      reg: entryId,
+      ...(status && statusLists ? { status: { status_list: { idx: status.idx, uri: statusLists.uri(status.list) } } } : {}),
     };
     if (exp <= nowS) throw new DelegationError('delegation: the task or a grant ends before a writ could be valid');
     const compact = await signWrit(claims, signer.signer, signer.kid);
     parseWrit(compact); // validate our own output before it leaves
-    const record = {
+    const record: WritRecord = {
       jti: claims.jti,
       spiffeId,
       jkt: d.jkt,
@@ -372,7 +458,15 @@ export class Handshake {
       evidenceDigest: result.evidenceDigest,
       issuedAt: now.getTime(),
       expiresAt: exp * 1000,
+      principal: `${root.principal.iss}#${root.principal.sub}`,
+      parentJti: chain.grants.length > 1 ? chain.leaf.claims.from!.writ : null,
+      entryId,
+      platform: result.platform ?? '',
+      statusList: status?.list ?? null,
+      statusIdx: status?.idx ?? null,
+      revokedAt: null,
+      revokedSeq: null,
     };
-    return { compact, record, decisionRecord, refused: undefined } as const;
+    return { compact, record };
   }
 }

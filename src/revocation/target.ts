@@ -92,6 +92,8 @@ export interface WritFacts {
   readonly ancestorKeys: readonly string[];
   /** Attested selectors (`type:value`), for platform revocations. */
   readonly selectors: readonly string[];
+  /** The registration entry (`reg`), when the writ names it. */
+  readonly entry?: string;
 }
 
 /** The facts of a parsed writ; `grants` are its parsed grants, root first. */
@@ -108,7 +110,25 @@ export function writFacts(c: WritClaims, grants: readonly Grant[]): WritFacts {
     ancestors: hops.map((f) => f.writ),
     ancestorKeys: grants.slice(0, -1).map((g) => g.claims.dlg.jkt),
     selectors: c.att.sel,
+    ...(c.reg !== undefined ? { entry: c.reg } : {}),
   };
+}
+
+/** The `kind:target` keys of every revocation that would kill a writ with these facts. */
+export function revocationKeys(f: WritFacts): string[] {
+  return [
+    `writ:${f.jti}`,
+    ...f.ancestors.map((j) => `writ:${j}`),
+    ...f.lineage.map((g) => `grant:${g}`),
+    `task:${f.taskId}`,
+    `principal:${f.principal}`,
+    `agent:${f.sub}`,
+    ...f.delegators.map((a) => `agent:${a}`),
+    `key:${f.jkt}`,
+    ...f.ancestorKeys.map((k) => `key:${k}`),
+    ...f.selectors.map((sel) => `platform:${sel}`),
+    ...(f.entry !== undefined ? [`entry:${f.entry}`] : []),
+  ];
 }
 
 /** Does revoking `t` kill a writ with these facts? */
@@ -129,7 +149,7 @@ export function matches(t: RevocationTarget, f: WritFacts): boolean {
     case 'platform':
       return f.selectors.includes(t.id);
     case 'entry':
-      // A writ does not name its entry: the issuer publishes the writs an entry revocation kills.
-      return false;
+      // Writs delegated from one under the entry do not name it: the issuer publishes those by jti.
+      return f.entry === t.id;
   }
 }

@@ -14,6 +14,8 @@ import { Admin, joinTokenSection, type JoinTokenSettings } from '../issuance/adm
 import { GrantIssuer } from '../issuance/grants.js';
 import { Issuer } from '../issuance/issuer.js';
 import { PolicySnapshots } from '../issuance/policies.js';
+import { RevocationFeed } from '../issuance/revocation-feed.js';
+import { Revocations, revocationSection, type RevocationSettings } from '../issuance/revocations.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { PrincipalVerifier, type Fetcher, type PrincipalIssuerSettings } from '../principal/oidc.js';
 import { principalsSection } from '../principal/settings.js';
@@ -34,6 +36,10 @@ export interface ServerCore {
   readonly grants: GrantIssuer;
   readonly policies: PolicySnapshots;
   readonly admin: Admin;
+  readonly principals: PrincipalVerifier;
+  readonly revocations: Revocations;
+  readonly feed: RevocationFeed;
+  readonly revocationSettings: RevocationSettings;
   /** Per-replica state, behind interfaces so a shared implementation can replace it. */
   readonly limits: { readonly handshakes: RateLimiter; readonly calls: RateLimiter };
   readonly replayCache: ReplayCache;
@@ -99,6 +105,9 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
+  const revocations = new Revocations({ store, clock });
+  const feed = new RevocationFeed({ store, now: () => clock.now().getTime() });
+  revocations.listen(feed);
   return {
     settings,
     logger,
@@ -109,6 +118,10 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     evidence: o.evidence,
     issuer,
     grants: new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: settings.grants }),
+    principals,
+    revocations,
+    feed,
+    revocationSettings: sectionSettings<RevocationSettings>(settings, revocationSection.key),
     policies,
     admin: new Admin({
       store,

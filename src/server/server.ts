@@ -69,6 +69,7 @@ const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${hos
 
 export class WritServer {
   private metricsServer?: HttpServer;
+  private heartbeat?: NodeJS.Timeout;
   private stopped = false;
   /** The bound public port. */
   port = 0;
@@ -170,6 +171,8 @@ export class WritServer {
           },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
+          // Revocations whose target can no longer match anything valid leave the event log (never the newest).
+          { name: 'prune revocations', run: async () => void (await store.pruneRevocations(clock.now().getTime() - core.revocationSettings.retentionMs)) },
         ],
         logger,
       );
@@ -185,6 +188,9 @@ export class WritServer {
       }
       markServing(health, table);
       housekeeping.start(opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
+      await core.feed.newest();
+      server.heartbeat = setInterval(() => core.feed.heartbeat(), core.revocationSettings.heartbeatMs);
+      server.heartbeat.unref();
       logger.info(
         {
           trustDomain: settings.trustDomain,
@@ -213,6 +219,7 @@ export class WritServer {
   async stop(graceMs = 5000): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    clearInterval(this.heartbeat);
     await this.housekeeping.stop();
     this.health.shutdown();
     const shut = (s: grpc.Server) =>

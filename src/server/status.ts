@@ -54,6 +54,12 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_POLICY_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_ESCALATION_REQUIRED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_REVOCATION_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_REVOCATION_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
+  ERR_REVOCATION_EXISTS: { status: status.ALREADY_EXISTS, showMessage: true },
+  // The caller is authenticated; what it may revoke is not a secret.
+  ERR_REVOCATION_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
+  // Says what is revoked: the caller presented it.
+  ERR_REVOKED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_STATUS_LIST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
 };
 

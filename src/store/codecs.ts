@@ -15,7 +15,11 @@ import type {
   GrantRecord,
   IssuedSvidRecord,
   JoinTokenRecord,
+  NewRevocation,
   PolicySnapshotRecord,
+  RevocationRecord,
+  StatusListRecord,
+  TaskRecord,
   TpmRecord,
   WritRecord,
 } from './store.js';
@@ -261,7 +265,25 @@ export const decodeGrant = (r: Row): GrantRecord => ({
   revokedAt: intOrNull(r.revoked_at, 'grants.revoked_at'),
 });
 
-export const WRITS = table('writs', ['jti', 'spiffe_id', 'jkt', 'chain_digest', 'lineage', 'task_id', 'evidence_digest', 'issued_at', 'expires_at']);
+export const WRITS = table('writs', [
+  'jti',
+  'spiffe_id',
+  'jkt',
+  'chain_digest',
+  'lineage',
+  'task_id',
+  'evidence_digest',
+  'issued_at',
+  'expires_at',
+  'principal',
+  'parent_jti',
+  'entry_id',
+  'platform',
+  'status_list',
+  'status_idx',
+  'revoked_at',
+  'revoked_seq',
+]);
 
 export const encodeWrit = (w: WritRecord): RowOf<typeof WRITS> => ({
   jti: w.jti,
@@ -273,7 +295,17 @@ export const encodeWrit = (w: WritRecord): RowOf<typeof WRITS> => ({
   evidence_digest: w.evidenceDigest,
   issued_at: w.issuedAt,
   expires_at: w.expiresAt,
+  principal: w.principal,
+  parent_jti: w.parentJti,
+  entry_id: w.entryId,
+  platform: w.platform,
+  status_list: w.statusList,
+  status_idx: w.statusIdx,
+  revoked_at: w.revokedAt,
+  revoked_seq: w.revokedSeq,
 });
+
+const strOrNull = (v: unknown, column: string): string | null => (v === null ? null : str(v, column));
 
 export const decodeWrit = (r: Row): WritRecord => ({
   jti: str(r.jti, 'writs.jti'),
@@ -285,6 +317,85 @@ export const decodeWrit = (r: Row): WritRecord => ({
   evidenceDigest: bytes(r.evidence_digest, 'writs.evidence_digest'),
   issuedAt: int(r.issued_at, 'writs.issued_at'),
   expiresAt: int(r.expires_at, 'writs.expires_at'),
+  principal: str(r.principal, 'writs.principal'),
+  parentJti: strOrNull(r.parent_jti, 'writs.parent_jti'),
+  entryId: str(r.entry_id, 'writs.entry_id'),
+  platform: str(r.platform, 'writs.platform'),
+  statusList: intOrNull(r.status_list, 'writs.status_list'),
+  statusIdx: intOrNull(r.status_idx, 'writs.status_idx'),
+  revokedAt: intOrNull(r.revoked_at, 'writs.revoked_at'),
+  revokedSeq: intOrNull(r.revoked_seq, 'writs.revoked_seq'),
+});
+
+export const TASKS = table('tasks', ['id', 'principal_iss', 'principal_sub', 'goal', 'expires_at', 'created_at', 'ended_at', 'ended_by', 'end_reason']);
+
+export const encodeTask = (t: TaskRecord): RowOf<typeof TASKS> => ({
+  id: t.id,
+  principal_iss: t.principalIss,
+  principal_sub: t.principalSub,
+  goal: t.goal,
+  expires_at: t.expiresAt,
+  created_at: t.createdAt,
+  ended_at: t.endedAt,
+  ended_by: t.endedBy,
+  end_reason: t.endReason,
+});
+
+export const decodeTask = (r: Row): TaskRecord => ({
+  id: str(r.id, 'tasks.id'),
+  principalIss: str(r.principal_iss, 'tasks.principal_iss'),
+  principalSub: str(r.principal_sub, 'tasks.principal_sub'),
+  goal: str(r.goal, 'tasks.goal'),
+  expiresAt: int(r.expires_at, 'tasks.expires_at'),
+  createdAt: int(r.created_at, 'tasks.created_at'),
+  endedAt: intOrNull(r.ended_at, 'tasks.ended_at'),
+  endedBy: strOrNull(r.ended_by, 'tasks.ended_by'),
+  endReason: strOrNull(r.end_reason, 'tasks.end_reason'),
+});
+
+/** Without `seq`: the engine assigns it, strictly increasing. `key` is kind:target, unique. */
+export const REVOCATIONS = table('revocations', ['key', 'kind', 'target', 'reason', 'actor', 'principal', 'at', 'derived_from', 'expires_at']);
+const REVOCATION_COLUMNS = ['seq', ...REVOCATIONS.columns] as const;
+export const REVOCATIONS_READ = table('revocations', REVOCATION_COLUMNS);
+
+export const encodeRevocation = (r: NewRevocation): RowOf<typeof REVOCATIONS> => ({
+  key: `${r.kind}:${r.target}`,
+  kind: r.kind,
+  target: r.target,
+  reason: r.reason,
+  actor: r.actor,
+  principal: r.principal,
+  at: r.at,
+  derived_from: r.derivedFrom,
+  expires_at: r.expiresAt,
+});
+
+export const decodeRevocation = (r: Row): RevocationRecord => ({
+  seq: int(r.seq, 'revocations.seq'),
+  kind: str(r.kind, 'revocations.kind'),
+  target: str(r.target, 'revocations.target'),
+  reason: str(r.reason, 'revocations.reason'),
+  actor: str(r.actor, 'revocations.actor'),
+  principal: str(r.principal, 'revocations.principal'),
+  at: int(r.at, 'revocations.at'),
+  derivedFrom: intOrNull(r.derived_from, 'revocations.derived_from'),
+  expiresAt: intOrNull(r.expires_at, 'revocations.expires_at'),
+});
+
+export const STATUS_LISTS = table('status_lists', ['id', 'size', 'allocated', 'created_at']);
+
+export const encodeStatusList = (l: StatusListRecord): RowOf<typeof STATUS_LISTS> => ({
+  id: l.id,
+  size: l.size,
+  allocated: l.allocated,
+  created_at: l.createdAt,
+});
+
+export const decodeStatusList = (r: Row): StatusListRecord => ({
+  id: int(r.id, 'status_lists.id'),
+  size: int(r.size, 'status_lists.size'),
+  allocated: int(r.allocated, 'status_lists.allocated'),
+  createdAt: int(r.created_at, 'status_lists.created_at'),
 });
 
 /** Without `id`: the engine assigns it, in insertion order (listDecisions sorts on it). */

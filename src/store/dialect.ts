@@ -28,6 +28,8 @@ export interface Dialect {
   jsonElements(column: string, alias: string): string;
   /** The text of member `key` of the JSON object element `alias`. */
   jsonMember(alias: string, key: string): string;
+  /** The text of the JSON string element `alias` itself. */
+  jsonText(alias: string): string;
   /** Renders the `?` placeholders of a shared statement in the engine's syntax. */
   placeholders(sql: string): string;
 }
@@ -43,6 +45,7 @@ export const SQLITE: Dialect = {
   encodeTextSet: (values) => JSON.stringify(values),
   jsonElements: (column, alias) => `json_each(${column}) ${alias}`,
   jsonMember: (alias, key) => `json_extract(${alias}.value, '$.${key}')`,
+  jsonText: (alias) => `${alias}.value`,
   placeholders: (sql) => sql,
 };
 
@@ -57,6 +60,7 @@ export const POSTGRES: Dialect = {
   encodeTextSet: (values) => values,
   jsonElements: (column, alias) => `jsonb_array_elements(${column}::jsonb) AS ${alias} (value)`,
   jsonMember: (alias, key) => `(${alias}.value ->> '${key}')`,
+  jsonText: (alias) => `(${alias}.value #>> '{}')`,
   placeholders: numberPlaceholders,
 };
 

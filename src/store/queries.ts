@@ -4,7 +4,23 @@
  * placeholders are `?`, rendered per dialect. Rendered once per store; drivers cache the
  * prepared form by `name`.
  */
-import { CA_KEYS, ENTRIES, GRANTS, ISSUED_SVIDS, JOIN_TOKENS, POLICY_DECISIONS, POLICY_SNAPSHOTS, type Table, TPM_ENDORSEMENTS, WRITS } from './codecs.js';
+import {
+  CA_KEYS,
+  ENTRIES,
+  GRANTS,
+  ISSUED_SVIDS,
+  JOIN_TOKENS,
+  POLICY_DECISIONS,
+  POLICY_SNAPSHOTS,
+  REVOCATIONS,
+  REVOCATIONS_READ,
+  STATUS_LISTS,
+  type Table,
+  TASKS,
+  TPM_ENDORSEMENTS,
+  WRITS,
+} from './codecs.js';
+import type { WritMatch } from './store.js';
 import type { Dialect } from './dialect.js';
 
 export interface Statement {
@@ -22,6 +38,25 @@ const replaceAll = (t: Table, key: string) =>
     .filter((c) => c !== key)
     .map((c) => `${c} = excluded.${c}`)
     .join(', ');
+
+/** The writs a match selects directly, as a subquery of one column `jti` with one parameter. */
+const DIRECT: Readonly<Record<WritMatch['by'], string>> = {
+  jti: 'SELECT jti FROM writs WHERE jti = ?',
+  task: 'SELECT jti FROM writs WHERE task_id = ?',
+  principal: 'SELECT jti FROM writs WHERE principal = ?',
+  spiffe_id: 'SELECT jti FROM writs WHERE spiffe_id = ?',
+  jkt: 'SELECT jti FROM writs WHERE jkt = ?',
+  entry: 'SELECT jti FROM writs WHERE entry_id = ?',
+  platform: 'SELECT jti FROM writs WHERE platform = ?',
+  grant: 'SELECT writ_jti AS jti FROM writ_lineage WHERE grant_jti = ?',
+};
+
+/** Every writ a match selects and every writ delegated from those (through parent_jti), at any depth. */
+const revokeWrits = (by: WritMatch['by']) =>
+  `WITH RECURSIVE d(jti) AS (${DIRECT[by]} UNION SELECT w.jti FROM writs w JOIN d ON w.parent_jti = d.jti)
+   UPDATE writs SET revoked_at = ?, revoked_seq = ? WHERE revoked_at IS NULL AND jti IN (SELECT jti FROM d)`;
+const liveWrits = (by: WritMatch['by']) =>
+  `${select(WRITS)} WHERE jti IN (${DIRECT[by]}) AND revoked_at IS NULL AND expires_at > ? ORDER BY issued_at, jti LIMIT ?`;
 
 export function buildQueries(d: Dialect) {
   const texts = {
@@ -66,6 +101,46 @@ export function buildQueries(d: Dialect) {
     getGrant: `${select(GRANTS)} WHERE jti = ?`,
     putWrit: insert(WRITS),
     getWrit: `${select(WRITS)} WHERE jti = ?`,
+    insertLineage: 'INSERT INTO writ_lineage (grant_jti, writ_jti) VALUES (?, ?)',
+    revokeGrant: 'UPDATE grants SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL',
+    grantsByTask: `${select(GRANTS)} WHERE task_id = ? ORDER BY created_at, jti`,
+    writsByTask: `${select(WRITS)} WHERE task_id = ? ORDER BY issued_at, jti`,
+    ...(Object.fromEntries(Object.keys(DIRECT).map((by) => [`revokeWritsBy_${by}`, revokeWrits(by as WritMatch['by'])])) as Record<
+      `revokeWritsBy_${WritMatch['by']}`,
+      string
+    >),
+    ...(Object.fromEntries(Object.keys(DIRECT).map((by) => [`liveWritsBy_${by}`, liveWrits(by as WritMatch['by'])])) as Record<
+      `liveWritsBy_${WritMatch['by']}`,
+      string
+    >),
+    ...(Object.fromEntries(Object.entries(DIRECT).map(([by, sql]) => [`countWritsBy_${by}`, `SELECT COUNT(*) AS n FROM (${sql}) m`])) as Record<
+      `countWritsBy_${WritMatch['by']}`,
+      string
+    >),
+    keyDelegated: 'SELECT 1 AS found FROM grants WHERE delegate_jkt = ? LIMIT 1',
+    principalKnown: 'SELECT 1 AS found FROM tasks WHERE principal_iss = ? AND principal_sub = ? LIMIT 1',
+
+    insertTask: insert(TASKS),
+    getTask: `${select(TASKS)} WHERE id = ?`,
+    extendTask: 'UPDATE tasks SET expires_at = ? WHERE id = ? AND expires_at < ?',
+    endTask: 'UPDATE tasks SET ended_at = ?, ended_by = ?, end_reason = ? WHERE id = ? AND ended_at IS NULL',
+    listTasks: `${select(TASKS)} ORDER BY created_at DESC, id LIMIT ?`,
+
+    insertRevocation: `${insert(REVOCATIONS)} RETURNING seq`,
+    getRevocation: `${select(REVOCATIONS_READ)} WHERE key = ?`,
+    findRevocations: `${select(REVOCATIONS_READ)} WHERE key IN ${d.textSet} ORDER BY seq`,
+    revocationsSince: `${select(REVOCATIONS_READ)} WHERE seq > ? ORDER BY seq LIMIT ?`,
+    revocationBounds: 'SELECT COALESCE(MIN(seq), 0) AS oldest, COALESCE(MAX(seq), 0) AS newest FROM revocations',
+    // The newest row stays, so the sequence a subscriber resumes from is never lost.
+    pruneRevocations: 'DELETE FROM revocations WHERE expires_at IS NOT NULL AND expires_at < ? AND seq < (SELECT MAX(seq) FROM revocations)',
+
+    currentStatusList: `${select(STATUS_LISTS)} ORDER BY id DESC LIMIT 1`,
+    getStatusList: `${select(STATUS_LISTS)} WHERE id = ?`,
+    createStatusList: insert(STATUS_LISTS),
+    statusIndexTaken: 'SELECT 1 AS found FROM writs WHERE status_list = ? AND status_idx = ?',
+    countStatusAllocation: 'UPDATE status_lists SET allocated = allocated + 1 WHERE id = ?',
+    revokedStatusIndexes: 'SELECT status_idx FROM writs WHERE status_list = ? AND revoked_at IS NOT NULL ORDER BY status_idx',
+
     putDecision: insert(POLICY_DECISIONS),
     listDecisions: `${select(POLICY_DECISIONS)} ORDER BY id DESC LIMIT ?`,
   };

@@ -137,6 +137,61 @@ export const MIGRATIONS: readonly Migration[] = [
      policies ${text} NOT NULL,
      reason ${text} NOT NULL
    )${tableOptions};`,
+  // Revocation: what a revocation matches on (writs), tasks, revocations as an event log, Token
+  // Status List allocation. Added columns are NULL/empty for writs minted before (they match by
+  // jti and lineage only, and have no status list entry).
+  ({ int, text, tableOptions, autoId, jsonElements, jsonText }) => `ALTER TABLE writs ADD COLUMN principal ${text} NOT NULL DEFAULT '';
+   ALTER TABLE writs ADD COLUMN parent_jti ${text};
+   ALTER TABLE writs ADD COLUMN entry_id ${text} NOT NULL DEFAULT '';
+   ALTER TABLE writs ADD COLUMN platform ${text} NOT NULL DEFAULT '';
+   ALTER TABLE writs ADD COLUMN status_list ${int};
+   ALTER TABLE writs ADD COLUMN status_idx ${int};
+   ALTER TABLE writs ADD COLUMN revoked_at ${int};
+   ALTER TABLE writs ADD COLUMN revoked_seq ${int};
+   CREATE INDEX writs_task ON writs (task_id);
+   CREATE INDEX writs_spiffe ON writs (spiffe_id);
+   CREATE INDEX writs_jkt ON writs (jkt);
+   CREATE INDEX writs_principal ON writs (principal);
+   CREATE INDEX writs_parent ON writs (parent_jti);
+   CREATE INDEX writs_entry ON writs (entry_id);
+   CREATE INDEX writs_platform ON writs (platform);
+   CREATE UNIQUE INDEX writs_status ON writs (status_list, status_idx);
+   CREATE TABLE writ_lineage (
+     grant_jti ${text} NOT NULL,
+     writ_jti ${text} NOT NULL REFERENCES writs (jti) ON DELETE CASCADE,
+     PRIMARY KEY (grant_jti, writ_jti)
+   )${tableOptions};
+   INSERT INTO writ_lineage (grant_jti, writ_jti) SELECT ${jsonText('l')}, w.jti FROM writs w, ${jsonElements('w.lineage', 'l')};
+   CREATE INDEX grants_task ON grants (task_id);
+   CREATE TABLE tasks (
+     id ${text} PRIMARY KEY,
+     principal_iss ${text} NOT NULL,
+     principal_sub ${text} NOT NULL,
+     goal ${text} NOT NULL,
+     expires_at ${int} NOT NULL,
+     created_at ${int} NOT NULL,
+     ended_at ${int},
+     ended_by ${text},
+     end_reason ${text}
+   )${tableOptions};
+   CREATE TABLE revocations (
+     seq ${autoId},
+     key ${text} NOT NULL UNIQUE,
+     kind ${text} NOT NULL CHECK (kind IN ('grant', 'task', 'principal', 'agent', 'key', 'writ', 'entry', 'platform')),
+     target ${text} NOT NULL,
+     reason ${text} NOT NULL,
+     actor ${text} NOT NULL,
+     principal ${text} NOT NULL,
+     at ${int} NOT NULL,
+     derived_from ${int},
+     expires_at ${int}
+   )${tableOptions};
+   CREATE TABLE status_lists (
+     id ${int} PRIMARY KEY,
+     size ${int} NOT NULL,
+     allocated ${int} NOT NULL,
+     created_at ${int} NOT NULL
+   )${tableOptions};`,
 ];
 
 /** The schema version this binary migrates to. */

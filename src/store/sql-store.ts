@@ -16,6 +16,9 @@ import {
   decodeJoinToken,
   decodeSnapshot,
   decodeTpm,
+  decodeRevocation,
+  decodeStatusList,
+  decodeTask,
   decodeWrit,
   ENTRIES,
   encodeCaKey,
@@ -26,6 +29,9 @@ import {
   encodeJoinToken,
   encodeSnapshot,
   encodeTpm,
+  encodeRevocation,
+  encodeStatusList,
+  encodeTask,
   encodeWrit,
   GRANTS,
   int,
@@ -33,9 +39,12 @@ import {
   JOIN_TOKENS,
   POLICY_DECISIONS,
   POLICY_SNAPSHOTS,
+  REVOCATIONS,
   type Row,
   selectorKey,
   type SqlValue,
+  STATUS_LISTS,
+  TASKS,
   TPM_ENDORSEMENTS,
   WRITS,
 } from './codecs.js';
@@ -49,10 +58,15 @@ import type {
   GrantRecord,
   IssuedSvidRecord,
   JoinTokenRecord,
+  NewRevocation,
   PolicySnapshotRecord,
+  RevocationRecord,
+  StatusListRecord,
   Store,
   StoreTx,
+  TaskRecord,
   TpmRecord,
+  WritMatch,
   WritRecord,
 } from './store.js';
 
@@ -188,6 +202,7 @@ class SqlOps implements StoreTx {
   }
   async recordWrit(r: WritRecord): Promise<void> {
     await this.x.run(this.q.putWrit, bind(WRITS, encodeWrit(r)));
+    for (const g of new Set(r.lineage)) await this.x.run(this.q.insertLineage, [g, r.jti]);
   }
   async getWrit(jti: string): Promise<WritRecord | undefined> {
     const r = await this.x.get(this.q.getWrit, [jti]);
@@ -203,6 +218,93 @@ class SqlOps implements StoreTx {
     }
     if (limit === 0) return [];
     return (await this.x.all(this.q.listDecisions, [limit])).map(decodeDecision);
+  }
+
+  async revokeGrant(jti: string, at: number): Promise<boolean> {
+    return (await this.x.run(this.q.revokeGrant, [at, jti])) === 1;
+  }
+  async listGrantsByTask(taskId: string): Promise<GrantRecord[]> {
+    return (await this.x.all(this.q.grantsByTask, [taskId])).map(decodeGrant);
+  }
+  async listWritsByTask(taskId: string): Promise<WritRecord[]> {
+    return (await this.x.all(this.q.writsByTask, [taskId])).map(decodeWrit);
+  }
+  revokeWrits(match: WritMatch, at: number, seq: number): Promise<number> {
+    return this.x.run(this.q[`revokeWritsBy_${match.by}`], [match.value, at, seq]);
+  }
+  async liveWrits(match: WritMatch, now: number, limit: number): Promise<WritRecord[]> {
+    return (await this.x.all(this.q[`liveWritsBy_${match.by}`], [match.value, now, limit])).map(decodeWrit);
+  }
+
+  async countWrits(match: WritMatch): Promise<number> {
+    return int((await this.x.get(this.q[`countWritsBy_${match.by}`], [match.value]))?.n, 'count(writs)');
+  }
+  async keyDelegated(jkt: string): Promise<boolean> {
+    return (await this.x.get(this.q.keyDelegated, [jkt])) !== undefined;
+  }
+  async principalKnown(iss: string, sub: string): Promise<boolean> {
+    return (await this.x.get(this.q.principalKnown, [iss, sub])) !== undefined;
+  }
+
+  async getTask(id: string): Promise<TaskRecord | undefined> {
+    const r = await this.x.get(this.q.getTask, [id]);
+    return r && decodeTask(r);
+  }
+  async createTask(t: TaskRecord): Promise<void> {
+    await this.x.run(this.q.insertTask, bind(TASKS, encodeTask(t)));
+  }
+  async extendTask(id: string, expiresAt: number): Promise<void> {
+    await this.x.run(this.q.extendTask, [expiresAt, id, expiresAt]);
+  }
+  async endTask(id: string, at: number, by: string, reason: string): Promise<boolean> {
+    return (await this.x.run(this.q.endTask, [at, by, reason, id])) === 1;
+  }
+  async listTasks(limit: number): Promise<TaskRecord[]> {
+    return (await this.x.all(this.q.listTasks, [limit])).map(decodeTask);
+  }
+
+  async insertRevocation(r: NewRevocation): Promise<number> {
+    const row = await this.x.get(this.q.insertRevocation, bind(REVOCATIONS, encodeRevocation(r)));
+    return int(row?.seq, 'revocations.seq');
+  }
+  async getRevocation(kind: string, target: string): Promise<RevocationRecord | undefined> {
+    const r = await this.x.get(this.q.getRevocation, [`${kind}:${target}`]);
+    return r && decodeRevocation(r);
+  }
+  async findRevocations(keys: readonly string[]): Promise<RevocationRecord[]> {
+    if (keys.length === 0) return [];
+    return (await this.x.all(this.q.findRevocations, [this.d.encodeTextSet(keys)])).map(decodeRevocation);
+  }
+  async listRevocationsSince(after: number, limit: number): Promise<RevocationRecord[]> {
+    return (await this.x.all(this.q.revocationsSince, [after, limit])).map(decodeRevocation);
+  }
+  async revocationBounds(): Promise<{ oldest: number; newest: number }> {
+    const r = await this.x.get(this.q.revocationBounds, []);
+    return { oldest: int(r?.oldest, 'min(revocations.seq)'), newest: int(r?.newest, 'max(revocations.seq)') };
+  }
+  pruneRevocations(before: number): Promise<number> {
+    return this.x.run(this.q.pruneRevocations, [before]);
+  }
+
+  async currentStatusList(): Promise<StatusListRecord | undefined> {
+    const r = await this.x.get(this.q.currentStatusList, []);
+    return r && decodeStatusList(r);
+  }
+  async getStatusList(id: number): Promise<StatusListRecord | undefined> {
+    const r = await this.x.get(this.q.getStatusList, [id]);
+    return r && decodeStatusList(r);
+  }
+  async createStatusList(l: StatusListRecord): Promise<void> {
+    await this.x.run(this.q.createStatusList, bind(STATUS_LISTS, encodeStatusList(l)));
+  }
+  async statusIndexTaken(list: number, idx: number): Promise<boolean> {
+    return (await this.x.get(this.q.statusIndexTaken, [list, idx])) !== undefined;
+  }
+  async countStatusAllocation(list: number): Promise<void> {
+    await this.x.run(this.q.countStatusAllocation, [list]);
+  }
+  async revokedStatusIndexes(list: number): Promise<number[]> {
+    return (await this.x.all(this.q.revokedStatusIndexes, [list])).map((r) => int(r.status_idx, 'writs.status_idx'));
   }
 
   async recordIssued(r: IssuedSvidRecord): Promise<void> {
@@ -269,10 +371,35 @@ export class SqlStore implements Store {
   getActivePolicy = () => this.direct.getActivePolicy();
   putGrant = (r: GrantRecord) => this.direct.putGrant(r);
   getGrant = (jti: string) => this.direct.getGrant(jti);
-  recordWrit = (r: WritRecord) => this.direct.recordWrit(r);
+  recordWrit = (r: WritRecord) => this.transaction((tx) => tx.recordWrit(r));
   getWrit = (jti: string) => this.direct.getWrit(jti);
   recordDecision = (r: DecisionRecord) => this.direct.recordDecision(r);
   listDecisions = (limit: number) => this.direct.listDecisions(limit);
+  revokeGrant = (jti: string, at: number) => this.direct.revokeGrant(jti, at);
+  listGrantsByTask = (taskId: string) => this.direct.listGrantsByTask(taskId);
+  listWritsByTask = (taskId: string) => this.direct.listWritsByTask(taskId);
+  revokeWrits = (match: WritMatch, at: number, seq: number) => this.direct.revokeWrits(match, at, seq);
+  liveWrits = (match: WritMatch, now: number, limit: number) => this.direct.liveWrits(match, now, limit);
+  countWrits = (match: WritMatch) => this.direct.countWrits(match);
+  keyDelegated = (jkt: string) => this.direct.keyDelegated(jkt);
+  principalKnown = (iss: string, sub: string) => this.direct.principalKnown(iss, sub);
+  getTask = (id: string) => this.direct.getTask(id);
+  createTask = (t: TaskRecord) => this.direct.createTask(t);
+  extendTask = (id: string, expiresAt: number) => this.direct.extendTask(id, expiresAt);
+  endTask = (id: string, at: number, by: string, reason: string) => this.direct.endTask(id, at, by, reason);
+  listTasks = (limit: number) => this.direct.listTasks(limit);
+  insertRevocation = (r: NewRevocation) => this.direct.insertRevocation(r);
+  getRevocation = (kind: string, target: string) => this.direct.getRevocation(kind, target);
+  findRevocations = (keys: readonly string[]) => this.direct.findRevocations(keys);
+  listRevocationsSince = (after: number, limit: number) => this.direct.listRevocationsSince(after, limit);
+  revocationBounds = () => this.direct.revocationBounds();
+  pruneRevocations = (before: number) => this.direct.pruneRevocations(before);
+  currentStatusList = () => this.direct.currentStatusList();
+  getStatusList = (id: number) => this.direct.getStatusList(id);
+  createStatusList = (l: StatusListRecord) => this.direct.createStatusList(l);
+  statusIndexTaken = (list: number, idx: number) => this.direct.statusIndexTaken(list, idx);
+  countStatusAllocation = (list: number) => this.direct.countStatusAllocation(list);
+  revokedStatusIndexes = (list: number) => this.direct.revokedStatusIndexes(list);
   recordIssued = (r: IssuedSvidRecord) => this.direct.recordIssued(r);
   countIssued = () => this.direct.countIssued();
   pruneIssued = (before: number) => this.direct.pruneIssued(before);

@@ -109,6 +109,68 @@ export interface WritRecord {
   readonly evidenceDigest: Buffer;
   readonly issuedAt: number;
   readonly expiresAt: number;
+  /** The principal, `iss#sub`. */
+  readonly principal: string;
+  /** The writ this one was delegated from (its last grant's `from.writ`); null for the root's holder. */
+  readonly parentJti: string | null;
+  /** The registration entry the agent's selectors matched. */
+  readonly entryId: string;
+  /** The selector that names the attested hardware (`tpm:ek_hash:<hex>`), or '' when none does. */
+  readonly platform: string;
+  /** Its Token Status List entry: list id and index (null for writs minted before status lists). */
+  readonly statusList: number | null;
+  readonly statusIdx: number | null;
+  /** When a revocation killed it, and which (its sequence). */
+  readonly revokedAt: number | null;
+  readonly revokedSeq: number | null;
+}
+
+/** A task: what a principal's root grants are for; it ends when its time is up or someone ends it. */
+export interface TaskRecord {
+  readonly id: string;
+  readonly principalIss: string;
+  readonly principalSub: string;
+  readonly goal: string;
+  /** The latest end of any of its root grants (Unix ms). */
+  readonly expiresAt: number;
+  readonly createdAt: number;
+  readonly endedAt: number | null;
+  /** Who ended it (the revocation's actor). */
+  readonly endedBy: string | null;
+  readonly endReason: string | null;
+}
+
+/** One revocation: permanent, and the event relying parties receive (its `seq`). */
+export interface RevocationRecord {
+  /** Sequence number, strictly increasing; assigned by the store. */
+  readonly seq: number;
+  readonly kind: string;
+  readonly target: string;
+  readonly reason: string;
+  /** "operator", "principal ISS#SUB" or "agent SPIFFE_ID (jkt ...)". */
+  readonly actor: string;
+  /** The principal concerned (`iss#sub`), or ''. */
+  readonly principal: string;
+  readonly at: number;
+  /** The revocation this one was derived from (an entry or platform resolved into writs). */
+  readonly derivedFrom: number | null;
+  /** After this (Unix ms) it can no longer match a valid credential; null: never. */
+  readonly expiresAt: number | null;
+}
+
+export type NewRevocation = Omit<RevocationRecord, 'seq'>;
+
+/** What kills writs directly: a column of the writ record and the value it must have. */
+export type WritMatch =
+  | { readonly by: 'jti' | 'task' | 'principal' | 'spiffe_id' | 'jkt' | 'entry' | 'platform'; readonly value: string }
+  | { readonly by: 'grant'; readonly value: string };
+
+/** One Token Status List the issuer allocates indexes in. */
+export interface StatusListRecord {
+  readonly id: number;
+  readonly size: number;
+  readonly allocated: number;
+  readonly createdAt: number;
 }
 
 /** One policy decision, with the actor apart from the principal. */
@@ -178,6 +240,59 @@ export interface StoreTx {
   recordDecision(r: DecisionRecord): Promise<void>;
   /** Newest first (by insertion), at most `limit` (an integer from 0 to MAX_DECISIONS_PER_READ). */
   listDecisions(limit: number): Promise<DecisionRecord[]>;
+
+  /** Marks a grant revoked at `at`; false if it is unknown or was revoked already. */
+  revokeGrant(jti: string, at: number): Promise<boolean>;
+  /** Grants of a task, oldest first. */
+  listGrantsByTask(taskId: string): Promise<GrantRecord[]>;
+  /** Writs of a task, oldest first. */
+  listWritsByTask(taskId: string): Promise<WritRecord[]>;
+  /**
+   * Marks revoked (at `at`, by revocation `seq`) every unrevoked writ that `match` selects and every
+   * writ delegated from one of those, at any depth; returns how many it marked.
+   */
+  revokeWrits(match: WritMatch, at: number, seq: number): Promise<number>;
+  /** Unrevoked, unexpired writs `match` selects directly (no descendants), at most `limit`. */
+  liveWrits(match: WritMatch, now: number, limit: number): Promise<WritRecord[]>;
+  /** How many writs (in any state) `match` selects directly. */
+  countWrits(match: WritMatch): Promise<number>;
+  /** True when some grant names this key as its delegate. */
+  keyDelegated(jkt: string): Promise<boolean>;
+  /** True when some task belongs to this principal. */
+  principalKnown(iss: string, sub: string): Promise<boolean>;
+
+  getTask(id: string): Promise<TaskRecord | undefined>;
+  /** Inserts a task; throws StoreError if the id exists. */
+  createTask(t: TaskRecord): Promise<void>;
+  /** Moves a task's end later (never earlier). */
+  extendTask(id: string, expiresAt: number): Promise<void>;
+  /** Ends a task; false if it is unknown or has ended already. */
+  endTask(id: string, at: number, by: string, reason: string): Promise<boolean>;
+  /** Newest first, at most `limit`. */
+  listTasks(limit: number): Promise<TaskRecord[]>;
+
+  /** Inserts a revocation and returns its sequence; throws StoreError if (kind, target) was revoked before. */
+  insertRevocation(r: NewRevocation): Promise<number>;
+  getRevocation(kind: string, target: string): Promise<RevocationRecord | undefined>;
+  /** The revocations among these `kind:target` keys. */
+  findRevocations(keys: readonly string[]): Promise<RevocationRecord[]>;
+  /** Revocations with `seq > after`, in sequence order, at most `limit`. */
+  listRevocationsSince(after: number, limit: number): Promise<RevocationRecord[]>;
+  /** The oldest and newest sequence held (0, 0 when there is none). */
+  revocationBounds(): Promise<{ oldest: number; newest: number }>;
+  /** Deletes revocations that can no longer match anything valid (`expiresAt < before`); returns how many. */
+  pruneRevocations(before: number): Promise<number>;
+
+  /** The list new writs take indexes in: the newest. */
+  currentStatusList(): Promise<StatusListRecord | undefined>;
+  createStatusList(r: StatusListRecord): Promise<void>;
+  /** True when `idx` of list `list` is given to a writ. */
+  statusIndexTaken(list: number, idx: number): Promise<boolean>;
+  /** Counts one more index given in `list`. */
+  countStatusAllocation(list: number): Promise<void>;
+  getStatusList(id: number): Promise<StatusListRecord | undefined>;
+  /** Indexes of revoked writs in list `list`. */
+  revokedStatusIndexes(list: number): Promise<number[]>;
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
   countIssued(): Promise<number>;

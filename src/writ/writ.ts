@@ -59,6 +59,10 @@ export interface WritClaims {
   readonly lineage: readonly string[];
   readonly att: WritAttestation;
   readonly pol: WritPolicy;
+  /** The registration entry the agent's selectors matched (what an entry revocation names). */
+  readonly reg?: string;
+  /** Where its revocation status is published (draft-ietf-oauth-status-list §6.1). */
+  readonly status?: { readonly status_list: { readonly idx: number; readonly uri: string } };
 }
 
 export interface Writ {
@@ -73,7 +77,9 @@ const fail = (msg: string): never => {
 };
 
 const B64U = /^[A-Za-z0-9_-]+$/;
-const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principal', 'act', 'task', 'grants', 'lineage', 'att', 'pol'];
+const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principal', 'act', 'task', 'grants', 'lineage', 'att', 'pol', 'reg', 'status'];
+/** Longest status list URI a writ may name. */
+const MAX_STATUS_URI = 2048;
 /** Deepest act nesting: a root plus MAX_DELEGATION_DEPTH hops, and the principal. */
 const MAX_ACT_DEPTH = 10;
 
@@ -91,6 +97,22 @@ function parseAct(v: unknown, depth: number): ActClaim {
     ...(a.iss !== undefined ? { iss: str(a.iss, 'act.iss') } : {}),
     ...(a.act !== undefined ? { act: parseAct(a.act, depth + 1) } : {}),
   };
+}
+
+function parseStatus(v: unknown): NonNullable<WritClaims['status']> {
+  const st = only(v, 'status', ['status_list']);
+  const sl = only(st.status_list, 'status.status_list', ['idx', 'uri']);
+  const idx = int(sl.idx, 'status.status_list.idx');
+  if (idx < 0) fail('status.status_list.idx must not be negative');
+  const uri = str(sl.uri, 'status.status_list.uri', MAX_STATUS_URI);
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch {
+    return fail('status.status_list.uri must be a URL');
+  }
+  if (u.protocol !== 'https:') fail('status.status_list.uri must be an https URL');
+  return { status_list: { idx, uri } };
 }
 
 /** Decodes a writ and checks its structure. No signature or semantic check. */
@@ -129,6 +151,8 @@ export function parseWrit(compact: string): Writ {
         ...(att.ev !== undefined ? { ev: str(att.ev, 'att.ev', 64 * 1024, B64U) } : {}),
       },
       pol: { ...parsePolicyRef({ snap: pol.snap, decision: pol.decision, policies: pol.policies }), iat: int(pol.iat, 'pol.iat') },
+      ...(c.reg !== undefined ? { reg: str(c.reg, 'reg', 64) } : {}),
+      ...(c.status !== undefined ? { status: parseStatus(c.status) } : {}),
     };
   } catch (e) {
     if (e instanceof WritVerifyError) throw e;

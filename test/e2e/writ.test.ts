@@ -64,7 +64,11 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     return res;
   }
 
-  async function rootGrant(jkt: string, over: { scope?: Array<{ action: string; resource: string }> } = {}, token = oidc.token('alice', { groups: ['eng'] })) {
+  async function rootGrant(
+    jkt: string,
+    over: { scope?: Array<{ action: string; resource: string }>; taskId?: string } = {},
+    token = oidc.token('alice', { groups: ['eng'] }),
+  ) {
     return createGrant(w.address, w.bundlePem, {
       subjectToken: token,
       subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
@@ -225,7 +229,10 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
 
   it("the principal's groups from the token reach the agent's policy decision at the handshake", async () => {
     const A = newKey();
-    const root = await rootGrant(A.jkt, {}, oidc.token('carol', { groups: ['eng', 'contractors'] }));
+    // A task id belongs to the principal that first used it.
+    const taken = await refused(rootGrant(A.jkt, {}, oidc.token('carol', { groups: ['eng', 'contractors'] })));
+    expect(taken).toMatchObject({ writCode: 'ERR_GRANT_INVALID', details: 'delegation: task id triage-42 belongs to another principal; choose another id' });
+    const root = await rootGrant(A.jkt, { taskId: 'carol-1' }, oidc.token('carol', { groups: ['eng', 'contractors'] }));
     const e = await refused(spawn('/agent/carol-helper', A.key, [root.grant]));
     expect(e).toMatchObject({ writCode: 'ERR_POLICY_DENIED', details: expect.stringMatching(/forbidden by no-agents-for-contractors/) });
     const B = newKey();

@@ -105,6 +105,14 @@ export const writ = (jti: string, over: Partial<WritRecord> = {}): WritRecord =>
   evidenceDigest: randomBytes(32),
   issuedAt: 1_700_000_000_000,
   expiresAt: 1_700_000_060_000,
+  principal: 'https://idp.example.com#alice',
+  parentJti: null,
+  entryId: 'entry-1',
+  platform: '',
+  statusList: null,
+  statusIdx: null,
+  revokedAt: null,
+  revokedSeq: null,
   ...over,
 });
 

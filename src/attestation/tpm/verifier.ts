@@ -106,6 +106,7 @@ export function tpmVerifier(deps: TpmVerifierDeps): EvidenceVerifier {
           }
           const result: AttestationResult = {
             selectors: checked.selectors,
+            platform: `${TPM_TYPE}:ek_hash:${identity.ekHash}`,
             ...(resident ? { keyResidency: 'tpm' as const } : {}),
             evidenceDigest: createHash('sha256').update(evidence).digest(),
             publicEvidence: evidence,

@@ -7,6 +7,8 @@ import { AttestationService, file_writ_v1_attestation } from '../../gen/writ/v1/
 import { BundleService, file_writ_v1_bundle } from '../../gen/writ/v1/bundle_pb.js';
 import { GrantService, file_writ_v1_grant } from '../../gen/writ/v1/grant_pb.js';
 import { VerifyService, file_writ_v1_verify } from '../../gen/writ/v1/verify_pb.js';
+import { RevocationService, file_writ_v1_revocation } from '../../gen/writ/v1/revocation_pb.js';
+import { revocationService } from './revocation.js';
 import type { ServerCore } from '../core.js';
 import type { ServiceEntry } from '../service-table.js';
 import { adminService } from './admin.js';
@@ -14,6 +16,17 @@ import { attestationService } from './attestation.js';
 import { bundleService } from './bundle.js';
 import { grantService } from './grant.js';
 import { verifyService } from './verify.js';
+
+const revocationDeps = (c: ServerCore) => ({
+  revocations: c.revocations,
+  feed: c.feed,
+  store: c.store,
+  ca: c.ca,
+  clock: c.clock,
+  logger: c.logger,
+  principals: c.principals,
+  replayCache: c.replayCache,
+});
 
 export function serviceTable(c: ServerCore): ServiceEntry[] {
   return [
@@ -36,11 +49,7 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
         reverifiers: c.evidence.reverifiersFromSettings(),
         replayCache: c.replayCache,
         limiter: c.limits.calls,
-        revokedAmong: async (ids) => {
-          const out = new Set<string>();
-          for (const id of ids.slice(0, 16)) if ((await c.store.getGrant(id))?.revokedAt) out.add(id);
-          return out;
-        },
+        store: c.store,
       }),
     },
     {
@@ -49,5 +58,12 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
       on: ['admin'],
       impl: adminService({ admin: c.admin, logger: c.logger, policies: c.policies, store: c.store }),
     },
+    {
+      service: RevocationService,
+      file: file_writ_v1_revocation,
+      on: ['public'],
+      impl: revocationService({ ...revocationDeps(c), operator: false, limiter: c.limits.calls }),
+    },
+    { service: RevocationService, file: file_writ_v1_revocation, on: ['admin'], impl: revocationService({ ...revocationDeps(c), operator: true }) },
   ];
 }

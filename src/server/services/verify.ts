@@ -14,7 +14,9 @@ import type { EvidenceReverifier } from '../../attestation/verifier.js';
 import { trustDomainId } from '../../spiffe/id.js';
 import { ProofReplayCache, type ReplayCache } from '../../writ/proof.js';
 import { parseWritCached } from '../../writ/writ.js';
-import { verifyWrit, type WritRequirements } from '../../writ/verify.js';
+import { verifyWrit, type RevocationSource, type WritRequirements } from '../../writ/verify.js';
+import { issuerRevocationSource } from '../../issuance/revocation-status.js';
+import type { Store } from '../../store/store.js';
 import { unary } from '../unary.js';
 import type { RateLimiter } from '../rate-limit.js';
 
@@ -25,8 +27,8 @@ export function verifyService(deps: {
   ca: CaManager;
   clock: Clock;
   logger: Logger;
-  /** Revoked grant ids among `ids`, as far as the issuer knows. */
-  revokedAmong: (ids: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** What the issuer knows of revocations. */
+  store: Store;
   /** Re-verifiers with the issuer's own trust anchors (the same settings its verifiers use). */
   reverifiers: ReadonlyMap<string, EvidenceReverifier>;
   /** Where proof ids are remembered (per replica by default). */
@@ -48,13 +50,12 @@ export function verifyService(deps: {
           ...(r?.policySnapshots.length ? { policySnapshots: r.policySnapshots } : {}),
           ...(r?.principalIssuer ? { principalIssuer: r.principalIssuer } : {}),
         };
-        let lineage: readonly string[] = [];
+        let revocation: RevocationSource | undefined;
         try {
-          lineage = parseWritCached(req.writ).claims.lineage;
+          revocation = await issuerRevocationSource(deps.store, parseWritCached(req.writ).claims);
         } catch {
           // verifyWrit reports the malformed writ below.
         }
-        const revoked = await deps.revokedAmong(lineage);
         try {
           const v = verifyWrit({
             writ: req.writ,
@@ -65,12 +66,7 @@ export function verifyService(deps: {
             now: deps.clock.now(),
             level: req.deep ? 'deep' : 'standard',
             replayCache: cache,
-            revocation: {
-              check: ({ claims }) => {
-                const hit = claims.lineage.find((id) => revoked.has(id));
-                return { revoked: hit !== undefined, ...(hit ? { reason: `grant ${hit} in its lineage is revoked` } : {}), source: "the issuer's own store" };
-              },
-            },
+            ...(revocation ? { revocation } : {}),
             requirements,
             reverifiers: deps.reverifiers,
           });

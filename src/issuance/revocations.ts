@@ -1,0 +1,193 @@
+/**
+ * Taking credentials back (issue: "revocation that reaches the third hop"). A revocation names a
+ * target (revocation/target.ts); it is recorded, with actor, principal, reason and time, in the
+ * same transaction as its effect: the grant or task marked, every writ it kills marked (the
+ * writs that match and every writ delegated from those), and, for targets a writ does not carry
+ * (an entry, a platform), one derived writ revocation per live writ so relying parties that only
+ * read writs can match it. It is permanent; revoking it again or revoking what the issuer never
+ * saw changes nothing. Who may: the operator anything; a principal its own grants and tasks; an
+ * agent the grants it signed (everything below them dies with them).
+ */
+import { RevocationError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import type { ConfigSection } from '../config/config.js';
+import { parseGrantCached } from '../delegation/grant.js';
+import { keyFromJwk } from '../jose/jws.js';
+import { MAX_REASON_BYTES, parseRevocationTarget, type RevocationTarget } from '../revocation/target.js';
+import type { NewRevocation, RevocationRecord, Store, StoreTx, WritMatch } from '../store/store.js';
+import type { WritClaims } from '../writ/writ.js';
+
+/** How long revocations are kept as events after they can no longer matter, and how often heartbeats go out. */
+export interface RevocationSettings {
+  readonly heartbeatMs: number;
+  readonly retentionMs: number;
+}
+
+/** The `revocation:` key of the server configuration. */
+export const revocationSection: ConfigSection<RevocationSettings> = {
+  key: 'revocation',
+  parse(top) {
+    const s = top.section('revocation').only(['heartbeat', 'retention']);
+    return { heartbeatMs: s.duration('heartbeat', '5s'), retentionMs: s.duration('retention', '168h') };
+  },
+};
+
+/** Who asks. The principal and agent have been authenticated by the caller (the service). */
+export type Revoker =
+  | { readonly kind: 'operator' }
+  | { readonly kind: 'principal'; readonly iss: string; readonly sub: string }
+  | { readonly kind: 'agent'; readonly writ: WritClaims };
+
+export const actorOf = (r: Revoker): string =>
+  r.kind === 'operator' ? 'operator' : r.kind === 'principal' ? `principal ${r.iss}#${r.sub}` : `agent ${r.writ.sub} (jkt ${r.writ.cnf.jkt})`;
+
+/** Most live writs one entry or platform revocation resolves into writ revocations. */
+export const MAX_DERIVED_REVOCATIONS = 100_000;
+
+export interface RevokeResult {
+  readonly seq: number;
+  readonly at: number;
+  /** Live writs it killed, descendants included. */
+  readonly writs: number;
+  /** Every revocation recorded (the target's, then derived ones), in sequence order. */
+  readonly records: readonly RevocationRecord[];
+}
+
+/** Told of revocations once they are committed (the Watch fan-out, status list caches). */
+export interface RevocationListener {
+  revoked(records: readonly RevocationRecord[]): void;
+}
+
+const notFound = (t: RevocationTarget) =>
+  new RevocationError('ERR_REVOCATION_NOT_FOUND', `revocation: no ${t.kind} ${t.id.slice(0, 200)} is known to this issuer`);
+const denied = (msg: string) => new RevocationError('ERR_REVOCATION_DENIED', `revocation: ${msg}`);
+
+/** The writ column a kind matches directly. */
+const MATCH: Record<RevocationTarget['kind'], WritMatch['by']> = {
+  grant: 'grant',
+  task: 'task',
+  principal: 'principal',
+  agent: 'spiffe_id',
+  key: 'jkt',
+  writ: 'jti',
+  entry: 'entry',
+  platform: 'platform',
+};
+
+interface Resolved {
+  /** The principal concerned (`iss#sub`), or ''. */
+  readonly principal: string;
+  /** After this the target can no longer matter (Unix ms); null: never. */
+  readonly expiresAt: number | null;
+  /** For grants: the key that signed it (a hop's parent agent), undefined for a root grant. */
+  readonly signerJkt?: string;
+}
+
+export class Revocations {
+  private readonly listeners: RevocationListener[] = [];
+
+  constructor(private readonly deps: { store: Store; clock: Clock }) {}
+
+  /** Called, in order, after every committed revocation. */
+  listen(l: RevocationListener): void {
+    this.listeners.push(l);
+  }
+
+  async revoke(kind: string, id: string, reason: string, by: Revoker): Promise<RevokeResult> {
+    const target = parseRevocationTarget(kind, id);
+    if (Buffer.byteLength(reason) > MAX_REASON_BYTES || /[\x00-\x08\x0b-\x1f\x7f]/.test(reason)) {
+      throw new RevocationError('ERR_REVOCATION_INVALID', `revocation: the reason is at most ${MAX_REASON_BYTES} bytes of text`);
+    }
+    const at = this.deps.clock.now().getTime();
+    const actor = actorOf(by);
+    const result = await this.deps.store.transaction(async (tx) => {
+      const resolved = await this.resolve(tx, target);
+      this.authorize(by, target, resolved);
+      if (await tx.getRevocation(target.kind, target.id)) {
+        throw new RevocationError('ERR_REVOCATION_EXISTS', `revocation: ${target.kind} ${target.id.slice(0, 200)} was revoked before`);
+      }
+      const base = { reason, actor, at };
+      const rec: NewRevocation = {
+        ...base,
+        kind: target.kind,
+        target: target.id,
+        principal: resolved.principal,
+        derivedFrom: null,
+        expiresAt: resolved.expiresAt,
+      };
+      const seq = await tx.insertRevocation(rec);
+      const records: RevocationRecord[] = [{ ...rec, seq }];
+      if (target.kind === 'grant') await tx.revokeGrant(target.id, at);
+      if (target.kind === 'task') await tx.endTask(target.id, at, actor, reason);
+      const match: WritMatch = { by: MATCH[target.kind], value: target.id };
+      if (target.kind === 'entry' || target.kind === 'platform') {
+        // A writ does not carry these: publish the writs they kill by jti (descendants follow from those).
+        for (const w of await tx.liveWrits(match, at, MAX_DERIVED_REVOCATIONS)) {
+          if (await tx.getRevocation('writ', w.jti)) continue;
+          const d: NewRevocation = { ...base, kind: 'writ', target: w.jti, principal: w.principal, derivedFrom: seq, expiresAt: w.expiresAt };
+          records.push({ ...d, seq: await tx.insertRevocation(d) });
+        }
+      }
+      const writs = await tx.revokeWrits(match, at, seq);
+      return { seq, at, writs, records };
+    });
+    for (const l of this.listeners) l.revoked(result.records);
+    return result;
+  }
+
+  /** The target as the issuer knows it; NOT_FOUND for what it never saw. */
+  private async resolve(tx: StoreTx, t: RevocationTarget): Promise<Resolved> {
+    switch (t.kind) {
+      case 'grant': {
+        const g = await tx.getGrant(t.id);
+        if (!g) throw notFound(t);
+        const parsed = parseGrantCached(g.compact);
+        const jwk = parsed.jws.header.jwk;
+        return { principal: `${g.principalIss}#${g.principalSub}`, expiresAt: g.expiresAt, ...(jwk ? { signerJkt: keyFromJwk(jwk).jkt } : {}) };
+      }
+      case 'task': {
+        const task = await tx.getTask(t.id);
+        if (!task) throw notFound(t);
+        return { principal: `${task.principalIss}#${task.principalSub}`, expiresAt: task.expiresAt };
+      }
+      case 'writ': {
+        const w = await tx.getWrit(t.id);
+        if (!w) throw notFound(t);
+        return { principal: w.principal, expiresAt: w.expiresAt };
+      }
+      case 'entry': {
+        if (!(await tx.getEntry(t.id)) && (await tx.countWrits({ by: 'entry', value: t.id })) === 0) throw notFound(t);
+        return { principal: '', expiresAt: null };
+      }
+      case 'principal': {
+        const hash = t.id.lastIndexOf('#');
+        if (!(await tx.principalKnown(t.id.slice(0, hash), t.id.slice(hash + 1)))) throw notFound(t);
+        return { principal: t.id, expiresAt: null };
+      }
+      case 'agent': {
+        if ((await tx.countWrits({ by: 'spiffe_id', value: t.id })) === 0 && !(await tx.listEntries()).some((e) => e.spiffeId === t.id)) throw notFound(t);
+        return { principal: '', expiresAt: null };
+      }
+      case 'key': {
+        if ((await tx.countWrits({ by: 'jkt', value: t.id })) === 0 && !(await tx.keyDelegated(t.id))) throw notFound(t);
+        return { principal: '', expiresAt: null };
+      }
+      case 'platform': {
+        if ((await tx.countWrits({ by: 'platform', value: t.id })) === 0) throw notFound(t);
+        return { principal: '', expiresAt: null };
+      }
+    }
+  }
+
+  private authorize(by: Revoker, t: RevocationTarget, r: Resolved): void {
+    if (by.kind === 'operator') return;
+    if (by.kind === 'principal') {
+      if (t.kind !== 'grant' && t.kind !== 'task') throw denied(`a principal may revoke its own grants and tasks, not a ${t.kind}`);
+      if (r.principal !== `${by.iss}#${by.sub}`) throw denied(`this ${t.kind} belongs to another principal`);
+      return;
+    }
+    if (t.kind !== 'grant') throw denied(`an agent may revoke the grants it signed, not a ${t.kind}`);
+    if (r.signerJkt === undefined || r.signerJkt !== by.writ.cnf.jkt)
+      throw denied('an agent may revoke only the grants it signed (this one is signed by another key, or is a root grant)');
+  }
+}
