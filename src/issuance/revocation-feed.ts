@@ -52,7 +52,10 @@ export class RevocationFeed implements RevocationListener {
 
   private deliver(s: Subscriber, r: RevocationRecord): void {
     if (s.closed || r.seq <= s.lastSent) return;
-    if (!s.sink.send({ kind: 'revocation', record: r })) return this.cut(s);
+    if (!s.sink.send({ kind: 'revocation', record: r })) {
+      this.cut(s);
+      return;
+    }
     s.lastSent = r.seq;
   }
 
