@@ -462,6 +462,7 @@ export class Handshake {
       parentJti: chain.grants.length > 1 ? chain.leaf.claims.from!.writ : null,
       entryId,
       platform: result.platform ?? '',
+      evidenceType: this.verifier.type,
       statusList: status?.list ?? null,
       statusIdx: status?.idx ?? null,
       revokedAt: null,

@@ -144,6 +144,7 @@ export const MIGRATIONS: readonly Migration[] = [
    ALTER TABLE writs ADD COLUMN parent_jti ${text};
    ALTER TABLE writs ADD COLUMN entry_id ${text} NOT NULL DEFAULT '';
    ALTER TABLE writs ADD COLUMN platform ${text} NOT NULL DEFAULT '';
+   ALTER TABLE writs ADD COLUMN evidence_type ${text} NOT NULL DEFAULT '';
    ALTER TABLE writs ADD COLUMN status_list ${int};
    ALTER TABLE writs ADD COLUMN status_idx ${int};
    ALTER TABLE writs ADD COLUMN revoked_at ${int};

@@ -117,6 +117,8 @@ export interface WritRecord {
   readonly entryId: string;
   /** The selector that names the attested hardware (`tpm:ek_hash:<hex>`), or '' when none does. */
   readonly platform: string;
+  /** The evidence type the agent attested with. */
+  readonly evidenceType: string;
   /** Its Token Status List entry: list id and index (null for writs minted before status lists). */
   readonly statusList: number | null;
   readonly statusIdx: number | null;

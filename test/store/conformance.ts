@@ -109,6 +109,7 @@ export const writ = (jti: string, over: Partial<WritRecord> = {}): WritRecord =>
   parentJti: null,
   entryId: 'entry-1',
   platform: '',
+  evidenceType: 'join_token',
   statusList: null,
   statusIdx: null,
   revokedAt: null,
