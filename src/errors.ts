@@ -46,6 +46,8 @@ export const ERROR_CODES = [
   'ERR_REVOCATION_DENIED',
   'ERR_REVOKED',
   'ERR_STATUS_LIST_INVALID',
+  'ERR_TASK_INVALID',
+  'ERR_TASK_NOT_FOUND',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -196,6 +198,14 @@ export class RevocationError extends WritError<
   }
 }
 
+/** A task id is malformed or unknown. */
+export class TaskError extends WritError<'ERR_TASK_INVALID' | 'ERR_TASK_NOT_FOUND'> {
+  constructor(code: TaskError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'TaskError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -212,7 +222,8 @@ export type AnyWritError =
   | WritVerifyError
   | PrincipalError
   | PolicyError
-  | RevocationError;
+  | RevocationError
+  | TaskError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

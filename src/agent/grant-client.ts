@@ -1,12 +1,19 @@
-/** CreateGrant and Verify over the issuer's public port (TLS checked against the bundle and the issuer's SPIFFE ID). */
+/** CreateGrant, Verify and Revoke over the issuer's public port (TLS checked against the bundle and the issuer's SPIFFE ID). */
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { GrantService, type CreateGrantRequestSchema, type CreateGrantResponse } from '../gen/writ/v1/grant_pb.js';
 import { VerifyService, type VerifyRequestSchema, type VerifyResponse } from '../gen/writ/v1/verify_pb.js';
+import { RevocationService, type RevokeRequestSchema, type RevokeResponse } from '../gen/writ/v1/revocation_pb.js';
 import { unaryCall } from '../rpc/grpc-adapter.js';
 import { issuerCallError, issuerChannelCredentials } from './attest-client.js';
 
-async function issuerCall<Res>(server: string, bundlePem: string, svc: typeof GrantService | typeof VerifyService, method: string, req: unknown): Promise<Res> {
+async function issuerCall<Res>(
+  server: string,
+  bundlePem: string,
+  svc: typeof GrantService | typeof VerifyService | typeof RevocationService,
+  method: string,
+  req: unknown,
+): Promise<Res> {
   try {
     // SNI must not be an IP (RFC 6066); the name checked is the SPIFFE ID, not this.
     return await unaryCall<Res>(server, issuerChannelCredentials(bundlePem), svc, method, req, {
@@ -29,4 +36,10 @@ export type VerifyInput = MessageInitShape<typeof VerifyRequestSchema>;
 
 export function verifyRemote(server: string, bundlePem: string, req: VerifyInput): Promise<VerifyResponse> {
   return issuerCall(server, bundlePem, VerifyService, 'verify', req);
+}
+
+export type RevokeInput = MessageInitShape<typeof RevokeRequestSchema>;
+
+export function revokeRemote(server: string, bundlePem: string, req: RevokeInput): Promise<RevokeResponse> {
+  return issuerCall(server, bundlePem, RevocationService, 'revoke', req);
 }

@@ -23,6 +23,9 @@ export interface RevocationTarget {
   readonly id: string;
 }
 
+/** The method an agent's proof of possession names to revoke (its audience: the issuer's trust domain ID). */
+export const REVOKE_METHOD = 'writ.v1.RevocationService/Revoke';
+
 /** Longest reason an operator, principal or agent may give, bytes. */
 export const MAX_REASON_BYTES = 512;
 

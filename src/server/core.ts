@@ -15,6 +15,7 @@ import { GrantIssuer } from '../issuance/grants.js';
 import { Issuer } from '../issuance/issuer.js';
 import { PolicySnapshots } from '../issuance/policies.js';
 import { RevocationFeed } from '../issuance/revocation-feed.js';
+import { Tasks } from '../issuance/tasks.js';
 import { Revocations, revocationSection, type RevocationSettings } from '../issuance/revocations.js';
 import { PolicyEngine } from '../policy/engine.js';
 import { PrincipalVerifier, type Fetcher, type PrincipalIssuerSettings } from '../principal/oidc.js';
@@ -38,6 +39,7 @@ export interface ServerCore {
   readonly admin: Admin;
   readonly principals: PrincipalVerifier;
   readonly revocations: Revocations;
+  readonly tasks: Tasks;
   readonly feed: RevocationFeed;
   readonly revocationSettings: RevocationSettings;
   /** Per-replica state, behind interfaces so a shared implementation can replace it. */
@@ -120,6 +122,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     grants: new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: settings.grants }),
     principals,
     revocations,
+    tasks: new Tasks({ store, clock }),
     feed,
     revocationSettings: sectionSettings<RevocationSettings>(settings, revocationSection.key),
     policies,

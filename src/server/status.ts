@@ -53,6 +53,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_POLICY_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
   ERR_POLICY_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_ESCALATION_REQUIRED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_TASK_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_TASK_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
   ERR_REVOCATION_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_REVOCATION_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
   ERR_REVOCATION_EXISTS: { status: status.ALREADY_EXISTS, showMessage: true },

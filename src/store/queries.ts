@@ -103,8 +103,8 @@ export function buildQueries(d: Dialect) {
     getWrit: `${select(WRITS)} WHERE jti = ?`,
     insertLineage: 'INSERT INTO writ_lineage (grant_jti, writ_jti) VALUES (?, ?)',
     revokeGrant: 'UPDATE grants SET revoked_at = ? WHERE jti = ? AND revoked_at IS NULL',
-    grantsByTask: `${select(GRANTS)} WHERE task_id = ? ORDER BY created_at, jti`,
-    writsByTask: `${select(WRITS)} WHERE task_id = ? ORDER BY issued_at, jti`,
+    grantsByTask: `${select(GRANTS)} WHERE task_id = ? ORDER BY created_at, jti LIMIT ?`,
+    writsByTask: `${select(WRITS)} WHERE task_id = ? ORDER BY issued_at, jti LIMIT ?`,
     ...(Object.fromEntries(Object.keys(DIRECT).map((by) => [`revokeWritsBy_${by}`, revokeWrits(by as WritMatch['by'])])) as Record<
       `revokeWritsBy_${WritMatch['by']}`,
       string

@@ -102,6 +102,8 @@ export interface SqlDriver {
 
 /** A named limit: more than this many decisions are never read at once. */
 export const MAX_DECISIONS_PER_READ = 10_000;
+/** Most rows any other listing reads at once. */
+export const MAX_ROWS_PER_READ = 100_000;
 
 /** StoreTx over one executor: a transaction's, or the driver's direct one. */
 class SqlOps implements StoreTx {
@@ -110,6 +112,14 @@ class SqlOps implements StoreTx {
     private readonly q: Queries,
     private readonly d: Dialect,
   ) {}
+
+  /** SQLite reads a negative LIMIT as "no limit", PostgreSQL refuses it: one meaning for both. */
+  private limit(n: number, what: string): number {
+    if (!Number.isSafeInteger(n) || n < 0 || n > MAX_ROWS_PER_READ) {
+      throw new StoreError(`store(${this.d.backend}): ${what} limit must be an integer from 0 to ${MAX_ROWS_PER_READ}`);
+    }
+    return n;
+  }
 
   async createEntry(e: Entry, selectorsKey: string): Promise<void> {
     await this.x.run(this.q.insertEntry, bind(ENTRIES, encodeEntry(e, selectorsKey)));
@@ -223,17 +233,17 @@ class SqlOps implements StoreTx {
   async revokeGrant(jti: string, at: number): Promise<boolean> {
     return (await this.x.run(this.q.revokeGrant, [at, jti])) === 1;
   }
-  async listGrantsByTask(taskId: string): Promise<GrantRecord[]> {
-    return (await this.x.all(this.q.grantsByTask, [taskId])).map(decodeGrant);
+  async listGrantsByTask(taskId: string, limit: number): Promise<GrantRecord[]> {
+    return (await this.x.all(this.q.grantsByTask, [taskId, this.limit(limit, 'listGrantsByTask')])).map(decodeGrant);
   }
-  async listWritsByTask(taskId: string): Promise<WritRecord[]> {
-    return (await this.x.all(this.q.writsByTask, [taskId])).map(decodeWrit);
+  async listWritsByTask(taskId: string, limit: number): Promise<WritRecord[]> {
+    return (await this.x.all(this.q.writsByTask, [taskId, this.limit(limit, 'listWritsByTask')])).map(decodeWrit);
   }
   revokeWrits(match: WritMatch, at: number, seq: number): Promise<number> {
     return this.x.run(this.q[`revokeWritsBy_${match.by}`], [match.value, at, seq]);
   }
   async liveWrits(match: WritMatch, now: number, limit: number): Promise<WritRecord[]> {
-    return (await this.x.all(this.q[`liveWritsBy_${match.by}`], [match.value, now, limit])).map(decodeWrit);
+    return (await this.x.all(this.q[`liveWritsBy_${match.by}`], [match.value, now, this.limit(limit, 'liveWrits')])).map(decodeWrit);
   }
 
   async countWrits(match: WritMatch): Promise<number> {
@@ -260,7 +270,7 @@ class SqlOps implements StoreTx {
     return (await this.x.run(this.q.endTask, [at, by, reason, id])) === 1;
   }
   async listTasks(limit: number): Promise<TaskRecord[]> {
-    return (await this.x.all(this.q.listTasks, [limit])).map(decodeTask);
+    return (await this.x.all(this.q.listTasks, [this.limit(limit, 'listTasks')])).map(decodeTask);
   }
 
   async insertRevocation(r: NewRevocation): Promise<number> {
@@ -276,7 +286,7 @@ class SqlOps implements StoreTx {
     return (await this.x.all(this.q.findRevocations, [this.d.encodeTextSet(keys)])).map(decodeRevocation);
   }
   async listRevocationsSince(after: number, limit: number): Promise<RevocationRecord[]> {
-    return (await this.x.all(this.q.revocationsSince, [after, limit])).map(decodeRevocation);
+    return (await this.x.all(this.q.revocationsSince, [after, this.limit(limit, 'listRevocationsSince')])).map(decodeRevocation);
   }
   async revocationBounds(): Promise<{ oldest: number; newest: number }> {
     const r = await this.x.get(this.q.revocationBounds, []);
@@ -376,8 +386,8 @@ export class SqlStore implements Store {
   recordDecision = (r: DecisionRecord) => this.direct.recordDecision(r);
   listDecisions = (limit: number) => this.direct.listDecisions(limit);
   revokeGrant = (jti: string, at: number) => this.direct.revokeGrant(jti, at);
-  listGrantsByTask = (taskId: string) => this.direct.listGrantsByTask(taskId);
-  listWritsByTask = (taskId: string) => this.direct.listWritsByTask(taskId);
+  listGrantsByTask = (taskId: string, limit: number) => this.direct.listGrantsByTask(taskId, limit);
+  listWritsByTask = (taskId: string, limit: number) => this.direct.listWritsByTask(taskId, limit);
   revokeWrits = (match: WritMatch, at: number, seq: number) => this.direct.revokeWrits(match, at, seq);
   liveWrits = (match: WritMatch, now: number, limit: number) => this.direct.liveWrits(match, now, limit);
   countWrits = (match: WritMatch) => this.direct.countWrits(match);

@@ -245,10 +245,10 @@ export interface StoreTx {
 
   /** Marks a grant revoked at `at`; false if it is unknown or was revoked already. */
   revokeGrant(jti: string, at: number): Promise<boolean>;
-  /** Grants of a task, oldest first. */
-  listGrantsByTask(taskId: string): Promise<GrantRecord[]>;
-  /** Writs of a task, oldest first. */
-  listWritsByTask(taskId: string): Promise<WritRecord[]>;
+  /** Grants of a task, oldest first, at most `limit`. */
+  listGrantsByTask(taskId: string, limit: number): Promise<GrantRecord[]>;
+  /** Writs of a task, oldest first, at most `limit`. */
+  listWritsByTask(taskId: string, limit: number): Promise<WritRecord[]>;
   /**
    * Marks revoked (at `at`, by revocation `seq`) every unrevoked writ that `match` selects and every
    * writ delegated from one of those, at any depth; returns how many it marked.

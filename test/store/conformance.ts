@@ -14,9 +14,11 @@ import type {
   GrantRecord,
   IssuedSvidRecord,
   JoinTokenRecord,
+  NewRevocation,
   PolicySnapshotRecord,
   Store,
   StoreTx,
+  TaskRecord,
   TpmRecord,
   WritRecord,
 } from '../../src/store/store.js';
@@ -114,6 +116,31 @@ export const writ = (jti: string, over: Partial<WritRecord> = {}): WritRecord =>
   statusIdx: null,
   revokedAt: null,
   revokedSeq: null,
+  ...over,
+});
+
+export const task = (id: string, over: Partial<TaskRecord> = {}): TaskRecord => ({
+  id,
+  principalIss: 'https://idp.example.com',
+  principalSub: 'alice',
+  goal: `goal of ${id}`,
+  expiresAt: 1_700_000_900_000,
+  createdAt: 1_700_000_000_000,
+  endedAt: null,
+  endedBy: null,
+  endReason: null,
+  ...over,
+});
+
+export const revocation = (kind: string, target: string, over: Partial<NewRevocation> = {}): NewRevocation => ({
+  kind,
+  target,
+  reason: `because ${target}`,
+  actor: 'operator',
+  principal: 'https://idp.example.com#alice',
+  at: 1_700_000_000_000,
+  derivedFrom: null,
+  expiresAt: 1_700_000_500_000,
   ...over,
 });
 
@@ -693,6 +720,199 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.countIssued()).toBe(2);
         expect(await s.pruneIssued(301)).toBe(2);
         expect(await s.countIssued()).toBe(0);
+      });
+    });
+
+    describe('revocations, tasks, status lists', () => {
+      /** w1 (A) → w2 (B, delegated from w1) → w3 (C, from w2); w4 elsewhere; w5 a renewal of A. */
+      async function tree() {
+        const ws = [
+          writ('w1', { spiffeId: 'spiffe://example.org/a', jkt: 'kA', lineage: ['g1'], entryId: 'eA', platform: 'tpm:ek_hash:aa', taskId: 't1' }),
+          writ('w2', { spiffeId: 'spiffe://example.org/b', jkt: 'kB', lineage: ['g1', 'g2'], parentJti: 'w1', entryId: 'eB', taskId: 't1' }),
+          writ('w3', { spiffeId: 'spiffe://example.org/c', jkt: 'kC', lineage: ['g1', 'g2', 'g3'], parentJti: 'w2', entryId: 'eC', taskId: 't1' }),
+          writ('w4', { spiffeId: 'spiffe://example.org/d', jkt: 'kD', lineage: ['g9'], entryId: 'eD', taskId: 't2', principal: 'https://idp.example.com#bob' }),
+          writ('w5', { spiffeId: 'spiffe://example.org/a', jkt: 'kA', lineage: ['g1'], entryId: 'eA', platform: 'tpm:ek_hash:aa', taskId: 't1', issuedAt: 1_700_000_000_001 }),
+        ];
+        for (const w of ws) await s.recordWrit(w);
+        return ws;
+      }
+      const revokedJtis = async () => (await Promise.all(['w1', 'w2', 'w3', 'w4', 'w5'].map((j) => s.getWrit(j)))).filter((w) => w?.revokedAt !== null).map((w) => w!.jti);
+
+      it('revokes the writs a match selects and every writ delegated from them, once, recording when and by which revocation', async () => {
+        await tree();
+        expect(await s.revokeWrits({ by: 'grant', value: 'g2' }, 500, 7)).toBe(2);
+        expect(await revokedJtis()).toEqual(['w2', 'w3']);
+        expect(await s.getWrit('w3')).toMatchObject({ revokedAt: 500, revokedSeq: 7 });
+        // Already revoked: not marked again, the first revocation stays.
+        expect(await s.revokeWrits({ by: 'jti', value: 'w2' }, 600, 8)).toBe(0);
+        expect(await s.getWrit('w2')).toMatchObject({ revokedAt: 500, revokedSeq: 7 });
+        // Through a revoked writ to its live descendants: none left here; by key, A's two writs.
+        expect(await s.revokeWrits({ by: 'jkt', value: 'kA' }, 700, 9)).toBe(2);
+        expect(await revokedJtis()).toEqual(['w1', 'w2', 'w3', 'w5']);
+        expect(await s.getWrit('w4')).toMatchObject({ revokedAt: null, revokedSeq: null });
+      });
+
+      it.each([
+        ['jti', 'w1', ['w1', 'w2', 'w3']],
+        ['task', 't1', ['w1', 'w2', 'w3', 'w5']],
+        ['principal', 'https://idp.example.com#bob', ['w4']],
+        ['spiffe_id', 'spiffe://example.org/b', ['w2', 'w3']],
+        ['jkt', 'kC', ['w3']],
+        ['entry', 'eA', ['w1', 'w2', 'w3', 'w5']],
+        ['platform', 'tpm:ek_hash:aa', ['w1', 'w2', 'w3', 'w5']],
+        ['grant', 'g1', ['w1', 'w2', 'w3', 'w5']],
+        ['grant', 'g3', ['w3']],
+        ['jti', 'nope', []],
+      ] as const)('revokeWrits by %s %s kills %j', async (by, value, killed) => {
+        await tree();
+        expect(await s.revokeWrits({ by, value }, 500, 1)).toBe(killed.length);
+        expect(await revokedJtis()).toEqual(killed);
+      });
+
+      it('a delegated writ descends from a writ whose parent link was stored even when a descendant came first', async () => {
+        // C's record is written before B's (the order handshakes commit in does not matter).
+        await s.recordWrit(writ('w3', { lineage: ['g1', 'g2', 'g3'], parentJti: 'w2' }));
+        await s.recordWrit(writ('w2', { lineage: ['g1', 'g2'], parentJti: 'w1' }));
+        await s.recordWrit(writ('w1', { lineage: ['g1'] }));
+        expect(await s.revokeWrits({ by: 'jti', value: 'w1' }, 1, 1)).toBe(3);
+      });
+
+      it('lists live writs a match selects directly (unrevoked, unexpired), oldest first, up to the limit; counts writs in any state', async () => {
+        await tree();
+        const now = 1_700_000_000_000;
+        expect((await s.liveWrits({ by: 'spiffe_id', value: 'spiffe://example.org/a' }, now, 10)).map((w) => w.jti)).toEqual(['w1', 'w5']);
+        expect((await s.liveWrits({ by: 'spiffe_id', value: 'spiffe://example.org/a' }, now, 1)).map((w) => w.jti)).toEqual(['w1']);
+        expect((await s.liveWrits({ by: 'grant', value: 'g2' }, now, 10)).map((w) => w.jti)).toEqual(['w2', 'w3']);
+        await s.revokeWrits({ by: 'jti', value: 'w1' }, now, 1);
+        expect((await s.liveWrits({ by: 'platform', value: 'tpm:ek_hash:aa' }, now, 10)).map((w) => w.jti)).toEqual(['w5']);
+        // expiresAt is 1_700_000_060_000: at that instant a writ is no longer live.
+        expect(await s.liveWrits({ by: 'task', value: 't2' }, 1_700_000_060_000, 10)).toEqual([]);
+        expect(await s.liveWrits({ by: 'task', value: 't2' }, 1_700_000_059_999, 10)).toHaveLength(1);
+        expect(await s.countWrits({ by: 'platform', value: 'tpm:ek_hash:aa' })).toBe(2);
+        expect(await s.countWrits({ by: 'entry', value: 'eB' })).toBe(1);
+        expect(await s.countWrits({ by: 'entry', value: 'nope' })).toBe(0);
+        expectStoreError(await rejection(s.liveWrits({ by: 'task', value: 't1' }, now, -1)), /limit/);
+      });
+
+      it('lists grants and writs of a task oldest first, up to the limit', async () => {
+        await tree();
+        for (const [jti, at] of [
+          ['gB', 2],
+          ['gA', 1],
+          ['gC', 2],
+        ] as const) {
+          await s.putGrant(grant(jti, { taskId: 't1', createdAt: at }));
+        }
+        await s.putGrant(grant('gX', { taskId: 't2' }));
+        expect((await s.listGrantsByTask('t1', 10)).map((g) => g.jti)).toEqual(['gA', 'gB', 'gC']);
+        expect((await s.listGrantsByTask('t1', 2)).map((g) => g.jti)).toEqual(['gA', 'gB']);
+        expect((await s.listWritsByTask('t1', 10)).map((w) => w.jti)).toEqual(['w1', 'w2', 'w3', 'w5']);
+        expect(await s.listWritsByTask('none', 10)).toEqual([]);
+        expectStoreError(await rejection(s.listWritsByTask('t1', -1)), /limit/);
+        expectStoreError(await rejection(s.listGrantsByTask('t1', 1.5)), /limit/);
+      });
+
+      it('revokes a grant once; knows delegated keys and principals with tasks', async () => {
+        await s.putGrant(grant('g1', { delegateJkt: 'kZ' }));
+        expect(await s.revokeGrant('g1', 5)).toBe(true);
+        expect(await s.revokeGrant('g1', 6)).toBe(false);
+        expect(await s.revokeGrant('nope', 6)).toBe(false);
+        expect((await s.getGrant('g1'))!.revokedAt).toBe(5);
+        expect(await s.keyDelegated('kZ')).toBe(true);
+        expect(await s.keyDelegated('kY')).toBe(false);
+        await s.createTask(task('t1', { principalSub: 'carol' }));
+        expect(await s.principalKnown('https://idp.example.com', 'carol')).toBe(true);
+        expect(await s.principalKnown('https://idp.example.com', 'dave')).toBe(false);
+        expect(await s.principalKnown('https://other.example.com', 'carol')).toBe(false);
+      });
+
+      it('round-trips tasks; extends only later; ends once; lists newest first', async () => {
+        const t1 = task('t1');
+        await s.createTask(t1);
+        await s.createTask(task('t2', { createdAt: 1_700_000_000_005 }));
+        expect(await s.getTask('t1')).toEqual(t1);
+        expect(await s.getTask('t3')).toBeUndefined();
+        expectStoreError(await rejection(s.createTask(task('t1', { goal: 'other' }))), UNIQUE);
+        await s.extendTask('t1', 1_700_000_999_000);
+        await s.extendTask('t1', 1_700_000_100_000);
+        expect((await s.getTask('t1'))!.expiresAt).toBe(1_700_000_999_000);
+        expect(await s.endTask('t1', 77, 'principal https://idp.example.com#alice', 'done')).toBe(true);
+        expect(await s.endTask('t1', 78, 'operator', 'again')).toBe(false);
+        expect(await s.endTask('nope', 78, 'operator', '')).toBe(false);
+        expect(await s.getTask('t1')).toMatchObject({ endedAt: 77, endedBy: 'principal https://idp.example.com#alice', endReason: 'done' });
+        expect((await s.listTasks(10)).map((t) => t.id)).toEqual(['t2', 't1']);
+        expect((await s.listTasks(1)).map((t) => t.id)).toEqual(['t2']);
+      });
+
+      it('gives revocations strictly increasing sequences, once per (kind, target), and finds them by key', async () => {
+        expect(await s.revocationBounds()).toEqual({ oldest: 0, newest: 0 });
+        const a = await s.insertRevocation(revocation('grant', 'g1'));
+        const b = await s.insertRevocation(revocation('task', 't1', { expiresAt: null, reason: '' }));
+        const c = await s.insertRevocation(revocation('writ', 'w1', { derivedFrom: b }));
+        expect(b).toBeGreaterThan(a);
+        expect(c).toBeGreaterThan(b);
+        expectStoreError(await rejection(s.insertRevocation(revocation('grant', 'g1', { reason: 'again' }))), UNIQUE);
+        expectStoreError(await rejection(s.insertRevocation(revocation('gadget', 'x'))), /check constraint violated/);
+        expect(await s.getRevocation('grant', 'g1')).toEqual({ ...revocation('grant', 'g1'), seq: a });
+        expect(await s.getRevocation('grant', 'g2')).toBeUndefined();
+        expect(await s.getRevocation('task', 'g1')).toBeUndefined();
+        expect((await s.findRevocations(['writ:w1', 'nope:x', 'grant:g1'])).map((r) => r.seq)).toEqual([a, c]);
+        expect(await s.findRevocations([])).toEqual([]);
+        expect((await s.findRevocations(['writ:w1']))[0]).toMatchObject({ derivedFrom: b, kind: 'writ', target: 'w1' });
+        expect((await s.listRevocationsSince(a, 10)).map((r) => r.seq)).toEqual([b, c]);
+        expect((await s.listRevocationsSince(0, 1)).map((r) => r.seq)).toEqual([a]);
+        expect(await s.listRevocationsSince(c, 10)).toEqual([]);
+        expect(await s.revocationBounds()).toEqual({ oldest: a, newest: c });
+      });
+
+      it('prunes revocations that can no longer matter, never the newest (its sequence is where subscribers resume)', async () => {
+        const a = await s.insertRevocation(revocation('grant', 'g1', { expiresAt: 100 }));
+        const b = await s.insertRevocation(revocation('grant', 'g2', { expiresAt: null }));
+        const c = await s.insertRevocation(revocation('grant', 'g3', { expiresAt: 100 }));
+        expect(await s.pruneRevocations(101)).toBe(1);
+        expect(await s.getRevocation('grant', 'g1')).toBeUndefined();
+        expect(await s.revocationBounds()).toEqual({ oldest: b, newest: c });
+        expect(await s.pruneRevocations(10_000)).toBe(0);
+        // A sequence is never given again.
+        const d = await s.insertRevocation(revocation('grant', 'g4'));
+        expect(d).toBeGreaterThan(c);
+        expect(a).toBeLessThan(b);
+      });
+
+      it('allocates status list indexes: the newest list is current, an index goes to one writ, revoked writs are listed by index', async () => {
+        expect(await s.currentStatusList()).toBeUndefined();
+        await s.createStatusList({ id: 1, size: 1024, allocated: 0, createdAt: 10 });
+        await s.createStatusList({ id: 2, size: 2048, allocated: 0, createdAt: 20 });
+        expectStoreError(await rejection(s.createStatusList({ id: 2, size: 1, allocated: 0, createdAt: 30 })), UNIQUE);
+        expect(await s.currentStatusList()).toEqual({ id: 2, size: 2048, allocated: 0, createdAt: 20 });
+        await s.recordWrit(writ('w1', { statusList: 2, statusIdx: 17 }));
+        await s.recordWrit(writ('w2', { statusList: 2, statusIdx: 5 }));
+        await s.recordWrit(writ('w3', { statusList: 1, statusIdx: 17 }));
+        expectStoreError(await rejection(s.recordWrit(writ('w4', { statusList: 2, statusIdx: 17 }))), UNIQUE);
+        expect(await s.statusIndexTaken(2, 17)).toBe(true);
+        expect(await s.statusIndexTaken(2, 18)).toBe(false);
+        await s.countStatusAllocation(2);
+        await s.countStatusAllocation(2);
+        expect(await s.getStatusList(2)).toMatchObject({ allocated: 2 });
+        expect(await s.getStatusList(3)).toBeUndefined();
+        expect(await s.revokedStatusIndexes(2)).toEqual([]);
+        await s.revokeWrits({ by: 'jti', value: 'w1' }, 1, 1);
+        await s.revokeWrits({ by: 'jti', value: 'w3' }, 1, 2);
+        expect(await s.revokedStatusIndexes(2)).toEqual([17]);
+        expect(await s.revokedStatusIndexes(1)).toEqual([17]);
+      });
+
+      it('a revocation and its effect commit together or not at all', async () => {
+        await tree();
+        await rejection(
+          s.transaction(async (tx) => {
+            const seq = await tx.insertRevocation(revocation('grant', 'g1'));
+            await tx.revokeWrits({ by: 'grant', value: 'g1' }, 1, seq);
+            await tx.insertRevocation(revocation('grant', 'g1'));
+          }),
+        );
+        expect(await s.getRevocation('grant', 'g1')).toBeUndefined();
+        expect(await revokedJtis()).toEqual([]);
       });
     });
 

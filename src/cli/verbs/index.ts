@@ -20,7 +20,11 @@ import { policyListVerb } from './policy/list.js';
 import { policyPushVerb } from './policy/push.js';
 import { policyShowVerb } from './policy/show.js';
 import { proofCreateVerb } from './proof-create.js';
+import { revokeVerb } from './revoke.js';
 import { serverVerb } from './server.js';
+import { taskEndVerb } from './task/end.js';
+import { taskListVerb } from './task/list.js';
+import { taskShowVerb } from './task/show.js';
 import { tokenCreateVerb } from './token-create.js';
 import { verifyVerb } from './verify.js';
 
@@ -43,6 +47,10 @@ export const CORE_VERBS: readonly Verb[] = [
   grantDelegateVerb,
   proofCreateVerb,
   verifyVerb,
+  revokeVerb,
+  taskEndVerb,
+  taskListVerb,
+  taskShowVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

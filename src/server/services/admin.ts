@@ -13,6 +13,8 @@ import {
   DeleteEntryResponseSchema,
   EntrySchema,
   GetEntryResponseSchema,
+  GetTaskResponseSchema,
+  ListTasksResponseSchema,
   ListEntriesResponseSchema,
   type Entry as PbEntry,
 } from '../../gen/writ/v1/admin_pb.js';
@@ -22,6 +24,7 @@ import type { Entry } from '../../registration/entry.js';
 import { unary } from '../unary.js';
 import type { PolicySnapshots } from '../../issuance/policies.js';
 import type { Store } from '../../store/store.js';
+import type { RevokedBy, Tasks, TaskSummary, TaskTree } from '../../issuance/tasks.js';
 
 function toPb(e: Entry): PbEntry {
   return create(EntrySchema, {
@@ -39,9 +42,69 @@ function toPb(e: Entry): PbEntry {
 /** Most decisions one ListDecisions call returns. */
 export const MAX_DECISIONS_LISTED = 1000;
 
-export function adminService(deps: { admin: Admin; logger: Logger; policies: PolicySnapshots; store: Store }): grpc.UntypedServiceImplementation {
-  const { admin, logger, policies, store } = deps;
+function revokedByPb(r: RevokedBy | undefined) {
+  return r
+    ? { sequence: BigInt(r.seq), kind: r.kind ?? '', target: r.target ?? '', actor: r.actor ?? '', reason: r.reason ?? '', at: BigInt(r.at) }
+    : undefined;
+}
+
+function taskPb(s: TaskSummary) {
+  const t = s.task;
   return {
+    id: t.id,
+    principal: `${t.principalIss}#${t.principalSub}`,
+    goal: t.goal,
+    createdAt: BigInt(t.createdAt),
+    expiresAt: BigInt(t.expiresAt),
+    state: s.state,
+    endedAt: BigInt(t.endedAt ?? 0),
+    endedBy: t.endedBy ?? '',
+    endReason: t.endReason ?? '',
+  };
+}
+
+function taskTreePb(tree: TaskTree) {
+  return create(GetTaskResponseSchema, {
+    task: taskPb(tree),
+    grants: tree.grants.map((g) => ({
+      id: g.jti,
+      depth: g.depth,
+      fromWrit: g.fromWrit ?? '',
+      from: g.from,
+      delegateJkt: g.delegateJkt,
+      scope: [...g.scope],
+      boundaries: [...g.boundaries],
+      escalate: [...g.escalate],
+      maxDepth: g.maxDepth,
+      createdAt: BigInt(g.createdAt),
+      expiresAt: BigInt(g.expiresAt),
+      state: g.state,
+      revokedBy: revokedByPb(g.revokedBy),
+    })),
+    writs: tree.writs.map((w) => ({
+      id: w.jti,
+      grant: w.grant,
+      spiffeId: w.spiffeId,
+      jkt: w.jkt,
+      evidenceType: w.evidenceType,
+      entryId: w.entryId,
+      platform: w.platform,
+      issuedAt: BigInt(w.issuedAt),
+      expiresAt: BigInt(w.expiresAt),
+      state: w.state,
+      revokedBy: revokedByPb(w.revokedBy),
+    })),
+    truncated: tree.truncated,
+  });
+}
+
+export function adminService(deps: { admin: Admin; logger: Logger; policies: PolicySnapshots; store: Store; tasks: Tasks }): grpc.UntypedServiceImplementation {
+  const { admin, logger, policies, store, tasks } = deps;
+  return {
+    listTasks: unary(logger, 'ListTasks', async (req: { limit: number }) =>
+      create(ListTasksResponseSchema, { tasks: (await tasks.list(req.limit || 100)).map(taskPb) }),
+    ),
+    getTask: unary(logger, 'GetTask', async (req: { id: string }) => taskTreePb(await tasks.show(req.id))),
     pushPolicy: unary(logger, 'PushPolicy', async (req: { files: PolicyFile[] }) => {
       const r = await policies.push(req.files.map((f) => ({ name: f.name, text: f.text })));
       logger.info({ digest: r.digest, created: r.created, policies: r.policies }, 'policy snapshot activated');

@@ -56,7 +56,7 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
       service: AdminService,
       file: file_writ_v1_admin,
       on: ['admin'],
-      impl: adminService({ admin: c.admin, logger: c.logger, policies: c.policies, store: c.store }),
+      impl: adminService({ admin: c.admin, logger: c.logger, policies: c.policies, store: c.store, tasks: c.tasks }),
     },
     {
       service: RevocationService,

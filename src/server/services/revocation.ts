@@ -20,12 +20,11 @@ import { trustDomainId } from '../../spiffe/id.js';
 import type { ReplayCache } from '../../writ/proof.js';
 import { verifyWrit } from '../../writ/verify.js';
 import { parseWritCached } from '../../writ/writ.js';
+import { REVOKE_METHOD } from '../../revocation/target.js';
 import { newRequestId, toGrpcFailure } from '../status.js';
 import { unary } from '../unary.js';
 import type { RateLimiter } from '../rate-limit.js';
 
-/** The method an agent's proof of possession names to revoke. */
-export const REVOKE_METHOD = 'writ.v1.RevocationService/Revoke';
 /** Messages queued for one subscriber before it is cut off as too slow. */
 export const MAX_SUBSCRIBER_BACKLOG = 4096;
 /** Most Watch streams one issuer serves at once. */

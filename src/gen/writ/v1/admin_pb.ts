@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Permission } from "./grant_pb.js";
+import { file_writ_v1_grant } from "./grant_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file writ/v1/admin.proto.
  */
 export const file_writ_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChN3cml0L3YxL2FkbWluLnByb3RvEgd3cml0LnYxIicKCFNlbGVjdG9yEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkisgEKBUVudHJ5EgoKAmlkGAEgASgJEhEKCXNwaWZmZV9pZBgCIAEoCRIkCglzZWxlY3RvcnMYAyADKAsyES53cml0LnYxLlNlbGVjdG9yEhUKDXg1MDlfc3ZpZF90dGwYBCABKA0SFAoMand0X3N2aWRfdHRsGAUgASgNEhUKDXNjb3BlX2NlaWxpbmcYBiADKAkSDAoEaGludBgHIAEoCRISCgpjcmVhdGVkX2F0GAggASgDIjMKEkNyZWF0ZUVudHJ5UmVxdWVzdBIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiNAoTQ3JlYXRlRW50cnlSZXNwb25zZRIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiFAoSTGlzdEVudHJpZXNSZXF1ZXN0IjYKE0xpc3RFbnRyaWVzUmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLndyaXQudjEuRW50cnkiHQoPR2V0RW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEVudHJ5UmVzcG9uc2USHQoFZW50cnkYASABKAsyDi53cml0LnYxLkVudHJ5IiAKEkRlbGV0ZUVudHJ5UmVxdWVzdBIKCgJpZBgBIAEoCSIVChNEZWxldGVFbnRyeVJlc3BvbnNlIjgKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSCwoDdHRsGAEgASgNEhEKCXNwaWZmZV9pZBgCIAEoCSJsChdDcmVhdGVKb2luVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIKCgJpZBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEhAKCGVudHJ5X2lkGAQgASgJEhAKCHNlbGVjdG9yGAUgASgJIigKClBvbGljeUZpbGUSDAoEbmFtZRgBIAEoCRIMCgR0ZXh0GAIgASgJIjcKEVB1c2hQb2xpY3lSZXF1ZXN0EiIKBWZpbGVzGAEgAygLMhMud3JpdC52MS5Qb2xpY3lGaWxlIkcKElB1c2hQb2xpY3lSZXNwb25zZRIOCgZkaWdlc3QYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIQCghwb2xpY2llcxgDIAEoDSJECgZQb2xpY3kSCgoCaWQYASABKAkSDAoEdGV4dBgCIAEoCRIOCgZlZmZlY3QYAyABKAkSEAoIZXNjYWxhdGUYBCABKAkiIgoQR2V0UG9saWN5UmVxdWVzdBIOCgZkaWdlc3QYASABKAkiagoRR2V0UG9saWN5UmVzcG9uc2USDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSDgoGYWN0aXZlGAMgASgIEiEKCHBvbGljaWVzGAQgAygLMg8ud3JpdC52MS5Qb2xpY3kiFQoTTGlzdFBvbGljaWVzUmVxdWVzdCJaChJQb2xpY3lTbmFwc2hvdEluZm8SDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSEAoIcG9saWNpZXMYAyABKA0SDgoGYWN0aXZlGAQgASgIIkYKFExpc3RQb2xpY2llc1Jlc3BvbnNlEi4KCXNuYXBzaG90cxgBIAMoCzIbLndyaXQudjEuUG9saWN5U25hcHNob3RJbmZvIiUKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIo4BCghEZWNpc2lvbhIKCgJhdBgBIAEoAxINCgVhY3RvchgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSDgoGYWN0aW9uGAQgASgJEhAKCGRlY2lzaW9uGAUgASgJEhAKCHNuYXBzaG90GAYgASgJEhAKCHBvbGljaWVzGAcgAygJEg4KBnJlYXNvbhgIIAEoCSI9ChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJAoJZGVjaXNpb25zGAEgAygLMhEud3JpdC52MS5EZWNpc2lvbjKrBQoMQWRtaW5TZXJ2aWNlEkgKC0NyZWF0ZUVudHJ5Ehsud3JpdC52MS5DcmVhdGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkNyZWF0ZUVudHJ5UmVzcG9uc2USSAoLTGlzdEVudHJpZXMSGy53cml0LnYxLkxpc3RFbnRyaWVzUmVxdWVzdBocLndyaXQudjEuTGlzdEVudHJpZXNSZXNwb25zZRI/CghHZXRFbnRyeRIYLndyaXQudjEuR2V0RW50cnlSZXF1ZXN0Ghkud3JpdC52MS5HZXRFbnRyeVJlc3BvbnNlEkgKC0RlbGV0ZUVudHJ5Ehsud3JpdC52MS5EZWxldGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkRlbGV0ZUVudHJ5UmVzcG9uc2USVAoPQ3JlYXRlSm9pblRva2VuEh8ud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0GiAud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJFCgpQdXNoUG9saWN5Ehoud3JpdC52MS5QdXNoUG9saWN5UmVxdWVzdBobLndyaXQudjEuUHVzaFBvbGljeVJlc3BvbnNlEkIKCUdldFBvbGljeRIZLndyaXQudjEuR2V0UG9saWN5UmVxdWVzdBoaLndyaXQudjEuR2V0UG9saWN5UmVzcG9uc2USSwoMTGlzdFBvbGljaWVzEhwud3JpdC52MS5MaXN0UG9saWNpZXNSZXF1ZXN0Gh0ud3JpdC52MS5MaXN0UG9saWNpZXNSZXNwb25zZRJOCg1MaXN0RGVjaXNpb25zEh0ud3JpdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBoeLndyaXQudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChN3cml0L3YxL2FkbWluLnByb3RvEgd3cml0LnYxIicKCFNlbGVjdG9yEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAkisgEKBUVudHJ5EgoKAmlkGAEgASgJEhEKCXNwaWZmZV9pZBgCIAEoCRIkCglzZWxlY3RvcnMYAyADKAsyES53cml0LnYxLlNlbGVjdG9yEhUKDXg1MDlfc3ZpZF90dGwYBCABKA0SFAoMand0X3N2aWRfdHRsGAUgASgNEhUKDXNjb3BlX2NlaWxpbmcYBiADKAkSDAoEaGludBgHIAEoCRISCgpjcmVhdGVkX2F0GAggASgDIjMKEkNyZWF0ZUVudHJ5UmVxdWVzdBIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiNAoTQ3JlYXRlRW50cnlSZXNwb25zZRIdCgVlbnRyeRgBIAEoCzIOLndyaXQudjEuRW50cnkiFAoSTGlzdEVudHJpZXNSZXF1ZXN0IjYKE0xpc3RFbnRyaWVzUmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLndyaXQudjEuRW50cnkiHQoPR2V0RW50cnlSZXF1ZXN0EgoKAmlkGAEgASgJIjEKEEdldEVudHJ5UmVzcG9uc2USHQoFZW50cnkYASABKAsyDi53cml0LnYxLkVudHJ5IiAKEkRlbGV0ZUVudHJ5UmVxdWVzdBIKCgJpZBgBIAEoCSIVChNEZWxldGVFbnRyeVJlc3BvbnNlIjgKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSCwoDdHRsGAEgASgNEhEKCXNwaWZmZV9pZBgCIAEoCSJsChdDcmVhdGVKb2luVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIKCgJpZBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEhAKCGVudHJ5X2lkGAQgASgJEhAKCHNlbGVjdG9yGAUgASgJIigKClBvbGljeUZpbGUSDAoEbmFtZRgBIAEoCRIMCgR0ZXh0GAIgASgJIjcKEVB1c2hQb2xpY3lSZXF1ZXN0EiIKBWZpbGVzGAEgAygLMhMud3JpdC52MS5Qb2xpY3lGaWxlIkcKElB1c2hQb2xpY3lSZXNwb25zZRIOCgZkaWdlc3QYASABKAkSDwoHY3JlYXRlZBgCIAEoCBIQCghwb2xpY2llcxgDIAEoDSJECgZQb2xpY3kSCgoCaWQYASABKAkSDAoEdGV4dBgCIAEoCRIOCgZlZmZlY3QYAyABKAkSEAoIZXNjYWxhdGUYBCABKAkiIgoQR2V0UG9saWN5UmVxdWVzdBIOCgZkaWdlc3QYASABKAkiagoRR2V0UG9saWN5UmVzcG9uc2USDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSDgoGYWN0aXZlGAMgASgIEiEKCHBvbGljaWVzGAQgAygLMg8ud3JpdC52MS5Qb2xpY3kiFQoTTGlzdFBvbGljaWVzUmVxdWVzdCJaChJQb2xpY3lTbmFwc2hvdEluZm8SDgoGZGlnZXN0GAEgASgJEhIKCmNyZWF0ZWRfYXQYAiABKAMSEAoIcG9saWNpZXMYAyABKA0SDgoGYWN0aXZlGAQgASgIIkYKFExpc3RQb2xpY2llc1Jlc3BvbnNlEi4KCXNuYXBzaG90cxgBIAMoCzIbLndyaXQudjEuUG9saWN5U25hcHNob3RJbmZvIiUKFExpc3REZWNpc2lvbnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIo4BCghEZWNpc2lvbhIKCgJhdBgBIAEoAxINCgVhY3RvchgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSDgoGYWN0aW9uGAQgASgJEhAKCGRlY2lzaW9uGAUgASgJEhAKCHNuYXBzaG90GAYgASgJEhAKCHBvbGljaWVzGAcgAygJEg4KBnJlYXNvbhgIIAEoCSI9ChVMaXN0RGVjaXNpb25zUmVzcG9uc2USJAoJZGVjaXNpb25zGAEgAygLMhEud3JpdC52MS5EZWNpc2lvbiKiAQoEVGFzaxIKCgJpZBgBIAEoCRIRCglwcmluY2lwYWwYAiABKAkSDAoEZ29hbBgDIAEoCRISCgpjcmVhdGVkX2F0GAQgASgDEhIKCmV4cGlyZXNfYXQYBSABKAMSDQoFc3RhdGUYBiABKAkSEAoIZW5kZWRfYXQYByABKAMSEAoIZW5kZWRfYnkYCCABKAkSEgoKZW5kX3JlYXNvbhgJIAEoCSIhChBMaXN0VGFza3NSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIjEKEUxpc3RUYXNrc1Jlc3BvbnNlEhwKBXRhc2tzGAEgAygLMg0ud3JpdC52MS5UYXNrIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJImYKCVJldm9rZWRCeRIQCghzZXF1ZW5jZRgBIAEoBBIMCgRraW5kGAIgASgJEg4KBnRhcmdldBgDIAEoCRINCgVhY3RvchgEIAEoCRIOCgZyZWFzb24YBSABKAkSCgoCYXQYBiABKAMiwwIKCVRhc2tHcmFudBIKCgJpZBgBIAEoCRINCgVkZXB0aBgCIAEoDRIRCglmcm9tX3dyaXQYAyABKAkSDAoEZnJvbRgEIAEoCRIUCgxkZWxlZ2F0ZV9qa3QYBSABKAkSIgoFc2NvcGUYBiADKAsyEy53cml0LnYxLlBlcm1pc3Npb24SJwoKYm91bmRhcmllcxgHIAMoCzITLndyaXQudjEuUGVybWlzc2lvbhIlCghlc2NhbGF0ZRgIIAMoCzITLndyaXQudjEuUGVybWlzc2lvbhIRCgltYXhfZGVwdGgYCSABKA0SEgoKY3JlYXRlZF9hdBgKIAEoAxISCgpleHBpcmVzX2F0GAsgASgDEg0KBXN0YXRlGAwgASgJEiYKCnJldm9rZWRfYnkYDSABKAsyEi53cml0LnYxLlJldm9rZWRCeSLeAQoIVGFza1dyaXQSCgoCaWQYASABKAkSDQoFZ3JhbnQYAiABKAkSEQoJc3BpZmZlX2lkGAMgASgJEgsKA2prdBgEIAEoCRIVCg1ldmlkZW5jZV90eXBlGAUgASgJEhAKCGVudHJ5X2lkGAYgASgJEhAKCHBsYXRmb3JtGAcgASgJEhEKCWlzc3VlZF9hdBgIIAEoAxISCgpleHBpcmVzX2F0GAkgASgDEg0KBXN0YXRlGAogASgJEiYKCnJldm9rZWRfYnkYCyABKAsyEi53cml0LnYxLlJldm9rZWRCeSKHAQoPR2V0VGFza1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS53cml0LnYxLlRhc2sSIgoGZ3JhbnRzGAIgAygLMhIud3JpdC52MS5UYXNrR3JhbnQSIAoFd3JpdHMYAyADKAsyES53cml0LnYxLlRhc2tXcml0EhEKCXRydW5jYXRlZBgEIAEoCDKtBgoMQWRtaW5TZXJ2aWNlEkgKC0NyZWF0ZUVudHJ5Ehsud3JpdC52MS5DcmVhdGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkNyZWF0ZUVudHJ5UmVzcG9uc2USSAoLTGlzdEVudHJpZXMSGy53cml0LnYxLkxpc3RFbnRyaWVzUmVxdWVzdBocLndyaXQudjEuTGlzdEVudHJpZXNSZXNwb25zZRI/CghHZXRFbnRyeRIYLndyaXQudjEuR2V0RW50cnlSZXF1ZXN0Ghkud3JpdC52MS5HZXRFbnRyeVJlc3BvbnNlEkgKC0RlbGV0ZUVudHJ5Ehsud3JpdC52MS5EZWxldGVFbnRyeVJlcXVlc3QaHC53cml0LnYxLkRlbGV0ZUVudHJ5UmVzcG9uc2USVAoPQ3JlYXRlSm9pblRva2VuEh8ud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0GiAud3JpdC52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJFCgpQdXNoUG9saWN5Ehoud3JpdC52MS5QdXNoUG9saWN5UmVxdWVzdBobLndyaXQudjEuUHVzaFBvbGljeVJlc3BvbnNlEkIKCUdldFBvbGljeRIZLndyaXQudjEuR2V0UG9saWN5UmVxdWVzdBoaLndyaXQudjEuR2V0UG9saWN5UmVzcG9uc2USSwoMTGlzdFBvbGljaWVzEhwud3JpdC52MS5MaXN0UG9saWNpZXNSZXF1ZXN0Gh0ud3JpdC52MS5MaXN0UG9saWNpZXNSZXNwb25zZRJOCg1MaXN0RGVjaXNpb25zEh0ud3JpdC52MS5MaXN0RGVjaXNpb25zUmVxdWVzdBoeLndyaXQudjEuTGlzdERlY2lzaW9uc1Jlc3BvbnNlEkIKCUxpc3RUYXNrcxIZLndyaXQudjEuTGlzdFRhc2tzUmVxdWVzdBoaLndyaXQudjEuTGlzdFRhc2tzUmVzcG9uc2USPAoHR2V0VGFzaxIXLndyaXQudjEuR2V0VGFza1JlcXVlc3QaGC53cml0LnYxLkdldFRhc2tSZXNwb25zZWIGcHJvdG8z", [file_writ_v1_grant]);
 
 /**
  * @generated from message writ.v1.Selector
@@ -591,6 +593,365 @@ export const ListDecisionsResponseSchema: GenMessage<ListDecisionsResponse> = /*
   messageDesc(file_writ_v1_admin, 23);
 
 /**
+ * @generated from message writ.v1.Task
+ */
+export type Task = Message<"writ.v1.Task"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * ISSUER#SUBJECT.
+   *
+   * @generated from field: string principal = 2;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string goal = 3;
+   */
+  goal: string;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: int64 created_at = 4;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: int64 expires_at = 5;
+   */
+  expiresAt: bigint;
+
+  /**
+   * live, expired (its end passed) or ended (someone ended it).
+   *
+   * @generated from field: string state = 6;
+   */
+  state: string;
+
+  /**
+   * @generated from field: int64 ended_at = 7;
+   */
+  endedAt: bigint;
+
+  /**
+   * @generated from field: string ended_by = 8;
+   */
+  endedBy: string;
+
+  /**
+   * @generated from field: string end_reason = 9;
+   */
+  endReason: string;
+};
+
+/**
+ * Describes the message writ.v1.Task.
+ * Use `create(TaskSchema)` to create a new message.
+ */
+export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 24);
+
+/**
+ * @generated from message writ.v1.ListTasksRequest
+ */
+export type ListTasksRequest = Message<"writ.v1.ListTasksRequest"> & {
+  /**
+   * 0 means 100; at most 1000.
+   *
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message writ.v1.ListTasksRequest.
+ * Use `create(ListTasksRequestSchema)` to create a new message.
+ */
+export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 25);
+
+/**
+ * @generated from message writ.v1.ListTasksResponse
+ */
+export type ListTasksResponse = Message<"writ.v1.ListTasksResponse"> & {
+  /**
+   * @generated from field: repeated writ.v1.Task tasks = 1;
+   */
+  tasks: Task[];
+};
+
+/**
+ * Describes the message writ.v1.ListTasksResponse.
+ * Use `create(ListTasksResponseSchema)` to create a new message.
+ */
+export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 26);
+
+/**
+ * @generated from message writ.v1.GetTaskRequest
+ */
+export type GetTaskRequest = Message<"writ.v1.GetTaskRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message writ.v1.GetTaskRequest.
+ * Use `create(GetTaskRequestSchema)` to create a new message.
+ */
+export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 27);
+
+/**
+ * The revocation that killed a node (kind, target, actor and reason are empty when it has been
+ * pruned since).
+ *
+ * @generated from message writ.v1.RevokedBy
+ */
+export type RevokedBy = Message<"writ.v1.RevokedBy"> & {
+  /**
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string target = 3;
+   */
+  target: string;
+
+  /**
+   * @generated from field: string actor = 4;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: int64 at = 6;
+   */
+  at: bigint;
+};
+
+/**
+ * Describes the message writ.v1.RevokedBy.
+ * Use `create(RevokedBySchema)` to create a new message.
+ */
+export const RevokedBySchema: GenMessage<RevokedBy> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 28);
+
+/**
+ * @generated from message writ.v1.TaskGrant
+ */
+export type TaskGrant = Message<"writ.v1.TaskGrant"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint32 depth = 2;
+   */
+  depth: number;
+
+  /**
+   * The writ it was delegated from; empty for a root grant.
+   *
+   * @generated from field: string from_writ = 3;
+   */
+  fromWrit: string;
+
+  /**
+   * The delegating agent's SPIFFE ID, or the principal (ISSUER#SUBJECT) for a root grant.
+   *
+   * @generated from field: string from = 4;
+   */
+  from: string;
+
+  /**
+   * The delegate key's RFC 7638 thumbprint.
+   *
+   * @generated from field: string delegate_jkt = 5;
+   */
+  delegateJkt: string;
+
+  /**
+   * @generated from field: repeated writ.v1.Permission scope = 6;
+   */
+  scope: Permission[];
+
+  /**
+   * @generated from field: repeated writ.v1.Permission boundaries = 7;
+   */
+  boundaries: Permission[];
+
+  /**
+   * @generated from field: repeated writ.v1.Permission escalate = 8;
+   */
+  escalate: Permission[];
+
+  /**
+   * @generated from field: uint32 max_depth = 9;
+   */
+  maxDepth: number;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: int64 created_at = 10;
+   */
+  createdAt: bigint;
+
+  /**
+   * @generated from field: int64 expires_at = 11;
+   */
+  expiresAt: bigint;
+
+  /**
+   * live, expired or revoked.
+   *
+   * @generated from field: string state = 12;
+   */
+  state: string;
+
+  /**
+   * @generated from field: writ.v1.RevokedBy revoked_by = 13;
+   */
+  revokedBy?: RevokedBy | undefined;
+};
+
+/**
+ * Describes the message writ.v1.TaskGrant.
+ * Use `create(TaskGrantSchema)` to create a new message.
+ */
+export const TaskGrantSchema: GenMessage<TaskGrant> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 29);
+
+/**
+ * @generated from message writ.v1.TaskWrit
+ */
+export type TaskWrit = Message<"writ.v1.TaskWrit"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The grant it was minted on.
+   *
+   * @generated from field: string grant = 2;
+   */
+  grant: string;
+
+  /**
+   * @generated from field: string spiffe_id = 3;
+   */
+  spiffeId: string;
+
+  /**
+   * @generated from field: string jkt = 4;
+   */
+  jkt: string;
+
+  /**
+   * @generated from field: string evidence_type = 5;
+   */
+  evidenceType: string;
+
+  /**
+   * @generated from field: string entry_id = 6;
+   */
+  entryId: string;
+
+  /**
+   * The selector naming the attested hardware, or empty.
+   *
+   * @generated from field: string platform = 7;
+   */
+  platform: string;
+
+  /**
+   * Unix milliseconds.
+   *
+   * @generated from field: int64 issued_at = 8;
+   */
+  issuedAt: bigint;
+
+  /**
+   * @generated from field: int64 expires_at = 9;
+   */
+  expiresAt: bigint;
+
+  /**
+   * live, expired or revoked.
+   *
+   * @generated from field: string state = 10;
+   */
+  state: string;
+
+  /**
+   * @generated from field: writ.v1.RevokedBy revoked_by = 11;
+   */
+  revokedBy?: RevokedBy | undefined;
+};
+
+/**
+ * Describes the message writ.v1.TaskWrit.
+ * Use `create(TaskWritSchema)` to create a new message.
+ */
+export const TaskWritSchema: GenMessage<TaskWrit> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 30);
+
+/**
+ * @generated from message writ.v1.GetTaskResponse
+ */
+export type GetTaskResponse = Message<"writ.v1.GetTaskResponse"> & {
+  /**
+   * @generated from field: writ.v1.Task task = 1;
+   */
+  task?: Task | undefined;
+
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated writ.v1.TaskGrant grants = 2;
+   */
+  grants: TaskGrant[];
+
+  /**
+   * @generated from field: repeated writ.v1.TaskWrit writs = 3;
+   */
+  writs: TaskWrit[];
+
+  /**
+   * The task has more grants or writs than one response carries (2000 of each).
+   *
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
+};
+
+/**
+ * Describes the message writ.v1.GetTaskResponse.
+ * Use `create(GetTaskResponseSchema)` to create a new message.
+ */
+export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_admin, 31);
+
+/**
  * AdminService is for operators. It is served only on the admin Unix socket.
  *
  * @generated from service writ.v1.AdminService
@@ -672,6 +1033,26 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListDecisionsRequestSchema;
     output: typeof ListDecisionsResponseSchema;
+  },
+  /**
+   * Tasks, newest first.
+   *
+   * @generated from rpc writ.v1.AdminService.ListTasks
+   */
+  listTasks: {
+    methodKind: "unary";
+    input: typeof ListTasksRequestSchema;
+    output: typeof ListTasksResponseSchema;
+  },
+  /**
+   * One task and its delegation tree: the grants and writs under it, each with its state.
+   *
+   * @generated from rpc writ.v1.AdminService.GetTask
+   */
+  getTask: {
+    methodKind: "unary";
+    input: typeof GetTaskRequestSchema;
+    output: typeof GetTaskResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_v1_admin, 0);
