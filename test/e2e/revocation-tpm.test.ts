@@ -41,7 +41,9 @@ describe.skipIf(!HAVE_SWTPM)('platform revocation (swtpm)', () => {
     ekHash = createHash('sha256')
       .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
       .digest('hex');
-    await adminClients(s.adminSocket).admin.createEntry({ entry: { spiffeId: 'spiffe://example.org/agent/planner', selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] } });
+    await adminClients(s.adminSocket).admin.createEntry({
+      entry: { spiffeId: 'spiffe://example.org/agent/planner', selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] },
+    });
     await adminClients(s.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
   }, 90_000);
 
@@ -95,7 +97,11 @@ describe.skipIf(!HAVE_SWTPM)('platform revocation (swtpm)', () => {
     const g2 = delegateGrant(g1, B.key, { childJkt: C.jkt, now, from: { sub: b.sub, writ: b.jti } });
     const cWrit = (await onJoinToken('/agent/c', C.key, [root.grant, g1, g2])).writ!;
     const verifyC = () =>
-      verifyRemote(s.address, s.bundlePem, { writ: cWrit, proof: createProof(cWrit, C.key, { audience: AUD, method: 'GET /', now: new Date() }), audience: AUD });
+      verifyRemote(s.address, s.bundlePem, {
+        writ: cWrit,
+        proof: createProof(cWrit, C.key, { audience: AUD, method: 'GET /', now: new Date() }),
+        audience: AUD,
+      });
     expect((await verifyC()).valid).toBe(true);
 
     const r = await adminClients(s.adminSocket).revocation.revoke({ kind: 'platform', target: `tpm:ek_hash:${ekHash}`, reason: 'TPM stolen' });

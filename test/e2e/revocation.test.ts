@@ -373,7 +373,10 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
           kind: 'grant',
           target: ch.c.claims.lineage[2]!,
           reason: '',
-          credential: { case: 'agent', value: { writ: ch.b.writ, proof: createProof(ch.b.writ, newKey().key, { audience: TD_ID, method: REVOKE_METHOD, now: new Date() }) } },
+          credential: {
+            case: 'agent',
+            value: { writ: ch.b.writ, proof: createProof(ch.b.writ, newKey().key, { audience: TD_ID, method: REVOKE_METHOD, now: new Date() }) },
+          },
         }),
       );
       expect(forged.code).toBe(grpc.status.PERMISSION_DENIED);
@@ -383,7 +386,10 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
           kind: 'grant',
           target: ch.c.claims.lineage[2]!,
           reason: '',
-          credential: { case: 'agent', value: { writ: ch.b.writ, proof: createProof(ch.b.writ, ch.B.key, { audience: TD_ID, method: 'GET /', now: new Date() }) } },
+          credential: {
+            case: 'agent',
+            value: { writ: ch.b.writ, proof: createProof(ch.b.writ, ch.B.key, { audience: TD_ID, method: 'GET /', now: new Date() }) },
+          },
         }),
       );
       expect(otherMethod.writCode).toBe('ERR_PROOF_INVALID');
@@ -492,9 +498,13 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
     expect(lines[1]).toBe(`principal ${oidc.issuer}#${ch.sub}`);
     expect(lines[2]).toMatch(new RegExp(`^└─ root grant ${ch.rootId} → key ${ch.A.jkt}; scope repo:\\*=repo://acme/\\*; max depth 3; live, expires `));
     expect(lines[3]).toMatch(new RegExp(`^   └─ writ ${ch.a.claims.jti} ${ch.a.claims.sub.replace(/[.]/g, '\\.')}, key ${ch.A.jkt}, join_token; live`));
-    expect(lines[4]).toMatch(new RegExp(`^      └─ hop 1 grant from ${ch.a.claims.sub} .* → key ${ch.B.jkt}; scope repo:read=repo://acme/\\* repo:comment=repo://acme/\\*;`));
+    expect(lines[4]).toMatch(
+      new RegExp(`^      └─ hop 1 grant from ${ch.a.claims.sub} .* → key ${ch.B.jkt}; scope repo:read=repo://acme/\\* repo:comment=repo://acme/\\*;`),
+    );
     expect(lines[5]).toMatch(new RegExp(`^         └─ writ ${ch.b.claims.jti} .*; live`));
-    expect(lines[6]).toMatch(new RegExp(`^            └─ hop 2 grant from ${ch.b.claims.sub} ${g2} → key ${ch.C.jkt}; .*; revoked .* by operator: grant ${g2} \\(too broad\\)$`));
+    expect(lines[6]).toMatch(
+      new RegExp(`^            └─ hop 2 grant from ${ch.b.claims.sub} ${g2} → key ${ch.C.jkt}; .*; revoked .* by operator: grant ${g2} \\(too broad\\)$`),
+    );
     expect(lines[7]).toMatch(new RegExp(`^               └─ writ ${ch.c.claims.jti} .*; revoked .* by operator: grant ${g2} \\(too broad\\)$`));
 
     const json = JSON.parse((await runCli(['task', 'show', ch.taskId, '--json', '--admin-socket', w.adminSocket])).out);

@@ -731,12 +731,21 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
           writ('w2', { spiffeId: 'spiffe://example.org/b', jkt: 'kB', lineage: ['g1', 'g2'], parentJti: 'w1', entryId: 'eB', taskId: 't1' }),
           writ('w3', { spiffeId: 'spiffe://example.org/c', jkt: 'kC', lineage: ['g1', 'g2', 'g3'], parentJti: 'w2', entryId: 'eC', taskId: 't1' }),
           writ('w4', { spiffeId: 'spiffe://example.org/d', jkt: 'kD', lineage: ['g9'], entryId: 'eD', taskId: 't2', principal: 'https://idp.example.com#bob' }),
-          writ('w5', { spiffeId: 'spiffe://example.org/a', jkt: 'kA', lineage: ['g1'], entryId: 'eA', platform: 'tpm:ek_hash:aa', taskId: 't1', issuedAt: 1_700_000_000_001 }),
+          writ('w5', {
+            spiffeId: 'spiffe://example.org/a',
+            jkt: 'kA',
+            lineage: ['g1'],
+            entryId: 'eA',
+            platform: 'tpm:ek_hash:aa',
+            taskId: 't1',
+            issuedAt: 1_700_000_000_001,
+          }),
         ];
         for (const w of ws) await s.recordWrit(w);
         return ws;
       }
-      const revokedJtis = async () => (await Promise.all(['w1', 'w2', 'w3', 'w4', 'w5'].map((j) => s.getWrit(j)))).filter((w) => w?.revokedAt !== null).map((w) => w!.jti);
+      const revokedJtis = async () =>
+        (await Promise.all(['w1', 'w2', 'w3', 'w4', 'w5'].map((j) => s.getWrit(j)))).filter((w) => w?.revokedAt !== null).map((w) => w!.jti);
 
       it('revokes the writs a match selects and every writ delegated from them, once, recording when and by which revocation', async () => {
         await tree();
