@@ -72,6 +72,7 @@ const ALLOWED: Record<string, string[]> = {
     'rpc',
     'gen',
     'issuance',
+    'revocation',
     'writ',
     'delegation',
     'policy',

@@ -27,6 +27,21 @@ export interface RelyingPartySide<S, T> {
   reverifier(trust: T): EvidenceReverifier;
 }
 
+/**
+ * `writ enclave check --type NAME`: an offline check of this type's evidence as vendors and
+ * tools write it (like `writ tpm check-quote`). The verb declares the common options
+ * (ENCLAVE_CHECK_OPTIONS in cli/verbs/enclave-check.ts); a checker refuses, as a usage error,
+ * those it has no use for.
+ */
+export interface OfflineCheck {
+  /** The `--type` value, e.g. "sev-snp". */
+  readonly name: string;
+  /** Options only this checker takes, beyond the common ones. */
+  readonly options?: OptionSpecs;
+  /** Prints every check (or JSON with --json); 0 only when every check it can make passes. */
+  run(ctx: PluginCommandContext): Promise<number>;
+}
+
 export interface EvidencePlugin<S = unknown, T = unknown> {
   /** The evidence type agents name in their hello, e.g. "join_token"; also the config key `attestation.<type>`. */
   readonly type: string;
@@ -37,6 +52,7 @@ export interface EvidencePlugin<S = unknown, T = unknown> {
   verifier(settings: S, deps: VerifierDeps): EvidenceVerifier;
   /** Absent when the evidence is a secret that is never embedded (a join token). */
   readonly relyingParty?: RelyingPartySide<S, T>;
+  readonly offlineCheck?: OfflineCheck;
 }
 
 /** An agent key held where this process cannot read it (e.g. resident in a TPM). */
@@ -99,6 +115,8 @@ export interface EvidenceProducer {
   /** Options this type adds to `writ agent attest`; `selectedBy` among them picks this type. */
   readonly options: OptionSpecs;
   readonly selectedBy: string;
+  /** Also picked by `writ agent attest --evidence NAME` (for types whose options all have defaults, e.g. "sev-snp"). */
+  readonly cliName?: string;
   /** Opens the device or source of evidence for one handshake. */
   open(values: OptionValues): Promise<ProducerSession>;
   readonly keys?: KeyCustody;

@@ -174,6 +174,72 @@ describe('a fake evidence type through every seam', () => {
     expect(untrusted.err).toMatch(/device is not trusted/);
   });
 
+  it('writ enclave check dispatches to the plug-in named by --type, with the common options', async () => {
+    const nonce = Buffer.alloc(32, 9);
+    const ev = join(dir, 'evidence.json');
+    const sig = (await fakeProducer.open({ 'fake-hsm': deviceKey, 'fake-hsm-context': 'c1' })).respond({ nonce, payload: Buffer.alloc(0) });
+    writeFileSync(ev, await sig);
+    const base = ['enclave', 'check', '--type', 'fake-hsm', '--evidence', ev, '--roots', devicePub, '--fake-hsm-context', 'c1'];
+    const ok = await writ(...base, '--report-data', nonce.toString('hex'));
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.out).toBe('ok        a trusted device signed the report data\nunchecked device firmware: a fake has none\n');
+    const json = await writ(...base, '--report-data', nonce.toString('hex'), '--json');
+    expect(JSON.parse(json.out)).toMatchObject({ valid: true, checks: [{ status: 'ok' }, { status: 'unchecked' }] });
+    const bad = await writ(...base, '--report-data', Buffer.alloc(32, 8).toString('hex'));
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/^FAILED {4}a trusted device signed the report data: attestation\(fake_hsm\): signature does not verify\n/);
+    const unknown = await writ('enclave', 'check', '--type', 'nope', '--evidence', ev);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/--type nope: unknown; one of fake-hsm/);
+    const refused = await writ(...base, '--report-data', '00', '--collateral', dir);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/--collateral: fake-hsm evidence has no collateral/);
+  });
+
+  it('writ agent attest --evidence NAME selects the producer by name', async () => {
+    const tok = join(dir, 'none');
+    const unknown = await writ('agent', 'attest', '--server', s.address, '--bundle', tok, '--out', dir, '--evidence', 'nope');
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/--evidence nope: unknown; one of fake-hsm/);
+    writeFileSync(join(dir, 'bundle.pem'), s.bundlePem);
+    const out = join(dir, 'by-name');
+    const r = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      join(dir, 'bundle.pem'),
+      '--out',
+      out,
+      '--evidence',
+      'fake-hsm',
+      '--fake-hsm-key',
+      deviceKey,
+      '--fake-hsm-context',
+      'ctx-under-test',
+    );
+    expect(r.err).toBe('');
+    expect(r.out).toBe('spiffe://example.org/agent/hsm\n');
+    const both = await writ(
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      join(dir, 'bundle.pem'),
+      '--out',
+      out,
+      '--evidence',
+      'fake-hsm',
+      '--join-token',
+      'x',
+    );
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/give exactly one of/);
+  });
+
   it('its CLI options exist only where the plug-in is in the catalog', async () => {
     const r = await main(['agent', 'attest', '--fake-hsm', 'x'], { io: { out: () => {}, err: () => {} }, env: {} });
     expect(r).toBe(2);

@@ -8,6 +8,7 @@ import { agentKeygenVerb } from './agent/keygen.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
+import { enclaveCheckVerb } from './enclave-check.js';
 import { entryCreateVerb } from './entry/create.js';
 import { entryDeleteVerb } from './entry/delete.js';
 import { entryListVerb } from './entry/list.js';
@@ -51,6 +52,7 @@ export const CORE_VERBS: readonly Verb[] = [
   taskEndVerb,
   taskListVerb,
   taskShowVerb,
+  enclaveCheckVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

@@ -17,6 +17,7 @@ import { listOption, stringOption, UsageError } from '../../../src/config/option
 import type { Section } from '../../../src/config/section.js';
 import type { EvidencePlugin, EvidenceProducer } from '../../../src/attestation/plugin.js';
 import type { EvidenceReverifier, EvidenceVerifier } from '../../../src/attestation/verifier.js';
+import { printChecks, type CheckLine } from '../../../src/attestation/enclave/report.js';
 
 export const FAKE_TYPE = 'fake_hsm';
 
@@ -103,6 +104,29 @@ function fakeReverifier(trust: FakeSettings): EvidenceReverifier {
 }
 
 export const fakePlugin: EvidencePlugin<FakeSettings, FakeSettings> = {
+  offlineCheck: {
+    name: 'fake-hsm',
+    options: { 'fake-hsm-context': { type: 'string', value: 'TEXT', help: 'the context string the issuer configured' } },
+    async run({ values, io }) {
+      if (stringOption(values, 'collateral') !== undefined) throw new UsageError('--collateral: fake-hsm evidence has no collateral');
+      const roots = stringOption(values, 'roots');
+      const nonce = stringOption(values, 'report-data');
+      if (!roots || !nonce) throw new UsageError('fake-hsm needs --roots (device public keys) and --report-data');
+      const lines: CheckLine[] = [];
+      try {
+        check(
+          readFileSync(stringOption(values, 'evidence')!),
+          { devices: pemKeys([roots]), context: stringOption(values, 'fake-hsm-context') ?? 'fake-hsm-v1' },
+          Buffer.from(nonce, 'hex'),
+        );
+        lines.push({ status: 'ok', check: 'a trusted device signed the report data' });
+      } catch (e) {
+        lines.push({ status: 'failed', check: 'a trusted device signed the report data', detail: (e as Error).message });
+      }
+      lines.push({ status: 'unchecked', check: 'device firmware', detail: 'a fake has none' });
+      return printChecks(io, lines, values.json === true);
+    },
+  },
   type: FAKE_TYPE,
   settings: parseSettings,
   describe: (s) => `${s.devices.length} trusted device(s), context ${s.context}`,
@@ -121,12 +145,14 @@ export const fakePlugin: EvidencePlugin<FakeSettings, FakeSettings> = {
 export const fakeProducer: EvidenceProducer = {
   type: FAKE_TYPE,
   selectedBy: 'fake-hsm',
+  cliName: 'fake-hsm',
   options: {
     'fake-hsm': { type: 'string', value: 'DEVICE_KEY', help: 'the fake HSM device key (PKCS#8 PEM)' },
+    'fake-hsm-key': { type: 'string', value: 'DEVICE_KEY', help: 'the same, with --evidence fake-hsm' },
     'fake-hsm-context': { type: 'string', value: 'TEXT', help: 'the context string to sign under' },
   },
   async open(values) {
-    const file = stringOption(values, 'fake-hsm');
+    const file = stringOption(values, 'fake-hsm') ?? stringOption(values, 'fake-hsm-key');
     if (!file) throw new UsageError('--fake-hsm needs the device key file');
     const device: KeyObject = createPrivateKey(readFileSync(file));
     const context = stringOption(values, 'fake-hsm-context') ?? 'fake-hsm-v1';

@@ -17,6 +17,7 @@ const CORE: OptionSpecs = {
   grant: { type: 'string', multiple: true, value: 'FILE', help: 'grant chain files (compact grants, one per line, root first): the issuer returns a writ' },
   'writ-audience': { type: 'string', multiple: true, value: 'AUD', help: 'an audience the writ names (with --grant)' },
   'jwt-audience': { type: 'string', multiple: true, value: 'AUD', help: 'also issue a JWT-SVID for this audience' },
+  evidence: { type: 'string', value: 'TYPE', help: 'the evidence type, for types selected by name (see below)' },
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
@@ -25,8 +26,13 @@ function options(catalog: CliCatalog): OptionSpecs {
 
 /** The one producer the options select; every option given must belong to it or to the core. */
 export function selectProducer(producers: readonly EvidenceProducer[], values: OptionValues, core: OptionSpecs): EvidenceProducer {
-  const chosen = producers.filter((p) => values[p.selectedBy] !== undefined);
-  if (chosen.length !== 1) throw new UsageError(`give exactly one of ${producers.map((p) => `--${p.selectedBy}`).join(', ')}`);
+  const named = values.evidence;
+  const names = producers.flatMap((p) => (p.cliName ? [p.cliName] : []));
+  if (typeof named === 'string' && !names.includes(named))
+    throw new UsageError(`--evidence ${named}: unknown; one of ${names.join(', ') || '(none: this build selects every type by its own option)'}`);
+  const chosen = producers.filter((p) => values[p.selectedBy] !== undefined || (p.cliName !== undefined && named === p.cliName));
+  if (chosen.length !== 1)
+    throw new UsageError(`give exactly one of ${[...producers.map((p) => `--${p.selectedBy}`), ...names.map((n) => `--evidence ${n}`)].join(', ')}`);
   const p = chosen[0]!;
   for (const name of Object.keys(values)) {
     if (values[name] === undefined || name in core || name in p.options || name === 'help') continue;
