@@ -1,12 +1,13 @@
 /**
  * Deterministic fixtures for the fuzz targets. Every key is derived from a label (EC) or read
  * from the committed test key (RSA), and every instant is fixed, so an input saved by one run
- * (a finding, a regression file) means the same thing to the next: a mutant accepted today is
- * replayed against the same keys in `make test`. Certificates, tokens and TPM structures are
- * built at start with the project's own builders and the test CA (test/helpers/testca.ts).
+ * (a finding, a regression file, a corpus entry) means the same thing to the next. Certificates,
+ * tokens and TPM structures are built with the project's own builders and the test CA
+ * (test/helpers/testca.ts); the valid signed inputs among them are kept in stable.json (see
+ * `stable`), since ECDSA signatures and serial numbers differ on every build.
  */
 import { createECDH, createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as der from '../../src/der/der.js';
 import { OID } from '../../src/x509/oids.js';
@@ -125,3 +126,27 @@ export function unframe(b: Buffer, count: number): Buffer[] | undefined {
 export function certsOfPem(text: string): Buffer[] {
   return [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'));
 }
+
+const STABLE = join(ROOT, 'test', 'fuzz', 'fixtures', 'stable.json');
+let stableDoc: Record<string, string[]> | undefined;
+
+/**
+ * The valid signed inputs of a target, made once and committed (test/fuzz/fixtures/stable.json).
+ * A signed target may accept exactly these bytes; were they made afresh each run, a valid input
+ * made by an earlier run (its corpus, a regression file) would be signed by the same fixed keys
+ * yet not be among them, and would be reported as an accepted mutant. Missing entries are made
+ * and written (commit the file); delete an entry to make it again.
+ */
+export function stable(key: string, make: () => readonly string[]): string[] {
+  stableDoc ??= existsSync(STABLE) ? (JSON.parse(readFileSync(STABLE, 'utf8')) as Record<string, string[]>) : {};
+  const hit = stableDoc[key];
+  if (hit) return hit;
+  const made = [...make()];
+  stableDoc[key] = made;
+  writeFileSync(STABLE, `${JSON.stringify(stableDoc, null, 1)}\n`);
+  process.stderr.write(`fuzz: wrote fixture ${key} to ${STABLE} (commit it)\n`);
+  return made;
+}
+
+export const b64 = (b: Buffer): string => b.toString('base64');
+export const unb64 = (s: string): Buffer => Buffer.from(s, 'base64');

@@ -3,7 +3,8 @@
  * the regression replay (test/unit/fuzz-regressions.test.ts), so both judge an input alike:
  *
  *   - a parser returns a value or throws a WritError (src/errors.ts); any other exception
- *     (TypeError, RangeError, a raw Node crypto error escaping the parser) is a crash;
+ *     (TypeError, RangeError, a raw Node crypto error escaping the parser) is a crash, and so is
+ *     a WritError whose cause is a programming error (a catch-all that hid the crash);
  *   - a verifier of signed input (`signed: true`) accepts only inputs the target calls valid
  *     (byte-identical to a valid signed input); any other accepted input is an accepted mutant;
  *   - a target with an oracle (e.g. strict JSON against JSON.parse) may report a differential.
@@ -64,22 +65,25 @@ export interface Violation {
   readonly signature: string;
 }
 
-/** The first stack frame inside src/ (compiled or not), for deduplication. */
+/** The first stack frame inside src/ (compiled or not), as file:line, for deduplication. */
 function srcFrame(stack: string | undefined): string {
   for (const line of (stack ?? '').split('\n').slice(1)) {
     const m = /(?:\/dist)?\/(src\/[^:)]+):(\d+)/.exec(line);
-    if (m) return `${m[1]!.replace(/\.js$/, '.ts')}`;
+    if (m) return `${m[1]}:${m[2]}`;
   }
   return 'outside src';
 }
 
-/** The message with its variable parts (numbers, quoted text, offsets) blanked, for deduplication. */
+/** The first words of a message, without the parts that vary with the input (numbers, quoted text). */
 function shape(message: string): string {
   return message
     .split('\n')[0]!
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, 'Q')
-    .replace(/0x[0-9a-f]+|\d+/gi, 'N')
-    .slice(0, 120);
+    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, ' ')
+    .replace(/[^A-Za-z]+/g, ' ')
+    .trim()
+    .split(' ')
+    .slice(0, 6)
+    .join(' ');
 }
 
 export function describeError(e: unknown): { message: string; stack?: string; name: string } {
@@ -87,13 +91,34 @@ export function describeError(e: unknown): { message: string; stack?: string; na
   return { message: `non-Error thrown: ${String(e).slice(0, 200)}`, name: typeof e };
 }
 
+/** SyntaxError is not among them: at run time it comes from JSON.parse, a data error that wrappers are for. */
+const PROGRAMMING_ERRORS = [TypeError, RangeError, ReferenceError];
+
+/**
+ * A programming error (TypeError, RangeError, ...) that a catch-all wrapped in a WritError: the
+ * wrapper hides a crash. Node's own argument errors carry a `code` (ERR_INVALID_ARG_VALUE, ...)
+ * and are what wrappers are for; ours ("Cannot read properties of undefined") carry none.
+ */
+function wrappedBug(e: WritError): Error | undefined {
+  for (let c: unknown = e.cause, depth = 0; c instanceof Error && depth < 8; c = c.cause, depth++) {
+    if (c instanceof WritError) continue;
+    if (PROGRAMMING_ERRORS.some((k) => c instanceof k) && typeof (c as { code?: unknown }).code !== 'string') return c;
+  }
+  return undefined;
+}
+
 /** Runs one input through a target and judges it. Undefined means the contract held. */
 export function checkContract(signed: boolean, inst: TargetInstance, data: Buffer): Violation | undefined {
   let outcome: Outcome;
   try {
     outcome = inst.run(data);
-  } catch (e) {
-    if (e instanceof WritError) return undefined;
+  } catch (raw) {
+    let e = raw;
+    if (e instanceof WritError) {
+      const bug = wrappedBug(e);
+      if (!bug) return undefined;
+      e = bug;
+    }
     const d = describeError(e);
     const kind: FindingKind = e instanceof OracleError ? 'differential' : 'crash';
     return { kind, message: d.message, ...(d.stack ? { stack: d.stack } : {}), signature: `${kind}|${d.name}|${shape(d.message)}|${srcFrame(d.stack)}` };

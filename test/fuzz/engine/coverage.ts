@@ -86,6 +86,16 @@ export class Coverage {
     return { blocks: this.blocks, reached: this.reachedBlocks, functions: this.reachedFns.size };
   }
 
+  /** Blocks identified but never reached, by script URL and source offsets (for reports/fuzz/<target>/unreached.txt). */
+  unreached(): Array<{ url: string; start: number; end: number }> {
+    const out: Array<{ url: string; start: number; end: number }> = [];
+    for (const [fnKey, f] of this.fns) {
+      const url = fnKey.slice(0, fnKey.lastIndexOf('#'));
+      for (let i = 0; i < f.ids.length; i++) if ((this.buckets[f.ids[i]!]! & REACHED) === 0) out.push({ url, start: f.starts[i]!, end: f.ends[i]! });
+    }
+    return out;
+  }
+
   /** Discards what ran since the last take (e.g. the target's setup). */
   reset(): void {
     this.post('Profiler.takePreciseCoverage');

@@ -10,7 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { TargetInstance, Violation } from './contract.js';
 import { Coverage } from './coverage.js';
@@ -35,6 +36,28 @@ const post = (m: WorkerMessage) => parentPort!.postMessage(m);
 interface Entry {
   readonly data: Buffer;
   readonly weight: number;
+}
+
+/** Each block identified but never reached: file:line of the compiled source and its first line of code. */
+function unreachedReport(cov: Coverage): string {
+  const texts = new Map<string, string>();
+  const lines: string[] = [];
+  for (const b of cov.unreached()) {
+    const file = fileURLToPath(b.url);
+    let text = texts.get(file);
+    if (text === undefined) {
+      text = readFileSync(file, 'utf8');
+      texts.set(file, text);
+    }
+    const line = text.slice(0, b.start).split('\n').length;
+    lines.push(
+      `${relative(ROOT, file)}:${line}  ${text
+        .slice(b.start, Math.min(b.end, b.start + 100))
+        .split('\n')[0]!
+        .trim()}`,
+    );
+  }
+  return `${lines.sort().join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -281,6 +304,7 @@ async function main(): Promise<void> {
       post({ type: 'stats', stats: stats() });
     }
   }
+  writeFileSync(join(cfg.outDir, 'unreached.txt'), unreachedReport(cov));
   cov.stop();
   if (process.env.FUZZ_PROFILE)
     process.stderr.write(

@@ -17,7 +17,7 @@ import { mintJwtSvid, validateJwtSvid, type JwtAlg } from '../../../src/svid/jwt
 import { OracleError, type FuzzTarget } from '../engine/contract.js';
 import { derMutator, embeddedBase64Mutator, jsonMutator, jwsMutator, pemMutator } from '../engine/mutators.js';
 import { HAVE_VECTORS, vectorPath } from '../engine/paths.js';
-import { AT, chain, ecKey, rsaKey } from '../fixtures.js';
+import { AT, b64, chain, ecKey, rsaKey, stable, unb64 } from '../fixtures.js';
 import { soft, vectorFiles } from './common.js';
 import { readFileSync } from 'node:fs';
 
@@ -145,18 +145,16 @@ export const x509SvidVerifyTarget: FuzzTarget = {
   maxLen: 16 * 1024,
   sources: ['src/svid/x509-svid.ts', 'src/x509/path.ts', 'src/x509/certificate.ts'],
   setup: () => {
-    const a = chain('example.org');
-    const b = chain('other.test', 'P-384');
+    const [aRoot, aInter, aLeaf, bRoot, bInter, bLeaf] = stable(
+      'x509-svid-verify: root, intermediate, leaf of example.org (P-256) and other.test (P-384)',
+      () => [chain('example.org'), chain('other.test', 'P-384')].flatMap((c) => [c.root.der, c.intermediate.der, c.leaf.der].map(b64)),
+    ).map(unb64) as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
     const bundles = new BundleSet([
-      { trustDomain: 'example.org', x509Authorities: [a.root.der], jwtAuthorities: new Map() },
-      { trustDomain: 'other.test', x509Authorities: [b.root.der], jwtAuthorities: new Map() },
+      { trustDomain: 'example.org', x509Authorities: [aRoot], jwtAuthorities: new Map() },
+      { trustDomain: 'other.test', x509Authorities: [bRoot], jwtAuthorities: new Map() },
     ]);
-    const validCerts = new Set([a, b].flatMap((c) => [c.root.der, c.intermediate.der, c.leaf.der]).map((d) => d.toString('hex')));
-    const valid = [
-      Buffer.concat([a.leaf.der, a.intermediate.der]),
-      Buffer.concat([a.leaf.der, a.intermediate.der, a.root.der]),
-      Buffer.concat([b.leaf.der, b.intermediate.der]),
-    ];
+    const validCerts = new Set([aRoot, aInter, aLeaf, bRoot, bInter, bLeaf].map((d) => d.toString('hex')));
+    const valid = [Buffer.concat([aLeaf, aInter]), Buffer.concat([aLeaf, aInter, aRoot]), Buffer.concat([bLeaf, bInter])];
     const vectorChains = vectorFiles('spiffe/svid/x509svid', (n) => n.startsWith('good-') || n.startsWith('wrong-')).map((p) =>
       Buffer.concat(
         [...p.toString('latin1').matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')),
@@ -198,17 +196,19 @@ export const jwtSvidTarget: FuzzTarget = {
       { trustDomain: 'example.org', x509Authorities: [], jwtAuthorities: new Map(keys.map((k) => [k.kid, createPublicKey(k.key)])) },
     ]);
     const id = parseSpiffeId('spiffe://example.org/workload/fuzz');
-    const tokens = keys.map(
-      (k) =>
-        mintJwtSvid(
-          { kid: k.kid, alg: k.alg, privateKey: k.key },
-          {
-            spiffeId: id,
-            audience: ['https://rp.example', 'spiffe://example.org/rp'],
-            issuedAt: new Date(AT.getTime() - 60_000),
-            expiresAt: new Date(AT.getTime() + 300_000),
-          },
-        ).token,
+    const tokens = stable('jwt-svid: tokens by es256, es384, rs256, ps384', () =>
+      keys.map(
+        (k) =>
+          mintJwtSvid(
+            { kid: k.kid, alg: k.alg, privateKey: k.key },
+            {
+              spiffeId: id,
+              audience: ['https://rp.example', 'spiffe://example.org/rp'],
+              issuedAt: new Date(AT.getTime() - 60_000),
+              expiresAt: new Date(AT.getTime() + 300_000),
+            },
+          ).token,
+      ),
     );
     const valid = new Set(tokens);
     return {

@@ -33,7 +33,7 @@ import {
 import { checkAk, verifyCertify, verifyQuote } from '../../../src/attestation/tpm/quote.js';
 import { OracleError, type FuzzTarget } from '../engine/contract.js';
 import { embeddedBase64Mutator, jsonMutator } from '../engine/mutators.js';
-import { ecKey, frame, unframe } from '../fixtures.js';
+import { b64, ecKey, frame, stable, unb64, unframe } from '../fixtures.js';
 import { akFor, attestBy, pcrBytes, PCR_VALUES, QUOTE_NONCE, SEL, soft, tpmSign } from './common.js';
 import { createPublicKey } from 'node:crypto';
 import { chain } from '../fixtures.js';
@@ -230,15 +230,17 @@ export const tpmQuoteTarget: FuzzTarget = {
     const resident = parsePublic(publicSeeds()[7]!);
     const byName: Record<string, (typeof aks)[keyof typeof aks]> = { 'ecc   ': aks.ecc, ecc384: aks.ecc384, 'rsa   ': aks.rsa };
     // A 6-byte name of the AK, then the framed fields.
-    const quotes = Object.entries(byName).map(([name, ak]) => {
-      const attest = attestBy(ak);
-      return Buffer.concat([Buffer.from(name, 'latin1'), frame([attest, tpmSign(ak, attest), pcrBytes()])]);
-    });
-    const certAttest = attestBy(aks.ecc, { certified: resident });
-    const certify = Buffer.concat([Buffer.from('certfy'), frame([resident.bytes, certAttest, tpmSign(aks.ecc, certAttest)])]);
-    const valid = new Set([...quotes, certify].map((b) => b.toString('hex')));
+    const signedInputs = stable('tpm-quote: quotes by the ecc, ecc384 and rsa AKs, and a certification', () => {
+      const quotes = Object.entries(byName).map(([name, ak]) => {
+        const attest = attestBy(ak);
+        return Buffer.concat([Buffer.from(name, 'latin1'), frame([attest, tpmSign(ak, attest), pcrBytes()])]);
+      });
+      const certAttest = attestBy(aks.ecc, { certified: resident });
+      return [...quotes, Buffer.concat([Buffer.from('certfy'), frame([resident.bytes, certAttest, tpmSign(aks.ecc, certAttest)])])].map(b64);
+    }).map(unb64);
+    const valid = new Set(signedInputs.map((b) => b.toString('hex')));
     return {
-      seeds: [...quotes, certify],
+      seeds: signedInputs,
       isValid: (data) => valid.has(data.toString('hex')),
       run(data) {
         const which = data.subarray(0, 6).toString('latin1');

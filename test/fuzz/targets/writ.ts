@@ -3,8 +3,6 @@
  * (src/writ/proof.ts), and the issuer-key JWS verification of writs and grant chains.
  */
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseGrant } from '../../../src/delegation/grant.js';
 import { verifyChain } from '../../../src/delegation/chain.js';
 import { jwkThumbprint, verifyJws } from '../../../src/jose/jws.js';
@@ -13,8 +11,7 @@ import { createProof, ProofReplayCache, verifyProof } from '../../../src/writ/pr
 import { FakeIssuer, hop, rawHop, type Agent } from '../../helpers/writ-fixture.js';
 import type { FuzzTarget } from '../engine/contract.js';
 import { jwsMutator } from '../engine/mutators.js';
-import { ROOT } from '../engine/paths.js';
-import { AT, AT_S, ecKey } from '../fixtures.js';
+import { AT, AT_S, ecKey, stable } from '../fixtures.js';
 import { encodeEvidence2 } from '../../../src/tpm/evidence.js';
 
 /** The FakeIssuer of the writ tests with a fixed key and kid. */
@@ -46,23 +43,18 @@ function writWorld(): WritWorld {
   const a = fixedAgent('a');
   const b = fixedAgent('b');
   const c = fixedAgent('c');
-  const root = issuer.rootGrant(a, { now: AT_S - 60, ttl: 3600, maxDepth: 3 });
-  const hop1 = hop(root, a, b, AT_S - 30, {
-    scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }],
-    boundaries: [{ action: '*', resource: 'repo://acme/widgets/secrets*' }],
-  });
-  const hop2 = rawHop(hop1, b.key, { depth: 2, scope: [{ action: 'repo:read', resource: 'repo://acme/widgets/a' }] }, c, b.spiffeId);
-  const writs = [
-    issuer.writ(a, [root], { now: AT_S - 10 }).writ,
-    issuer.writ(b, [root, hop1], {
-      now: AT_S - 10,
-      type: 'tpm',
-      sel: ['tpm:ek_hash:abc', 'tpm:model:swtpm'],
-      ev: encodeEvidence2(randomBytes(32)),
-      override: { aud: ['spiffe://example.org/tool'] },
-    }).writ,
-  ];
-  world = { issuer, a, b, root, hop1, hop2, writs };
+  const [root, hop1, hop2, writA, writB] = stable('writ: root grant to a, hop a→b, hop b→c, writ of a, writ of b (evidence embedded)', () => {
+    const r = issuer.rootGrant(a, { now: AT_S - 60, ttl: 3600, maxDepth: 3 });
+    const h1 = hop(r, a, b, AT_S - 30, {
+      scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }],
+      boundaries: [{ action: '*', resource: 'repo://acme/widgets/secrets*' }],
+    });
+    const h2 = rawHop(h1, b.key, { depth: 2, scope: [{ action: 'repo:read', resource: 'repo://acme/widgets/a' }] }, c, b.spiffeId);
+    const ev = encodeEvidence2(randomBytes(32));
+    const opts = { now: AT_S - 10, type: 'tpm', sel: ['tpm:ek_hash:abc', 'tpm:model:swtpm'], ev, override: { aud: ['spiffe://example.org/tool'] } };
+    return [r, h1, h2, issuer.writ(a, [r], { now: AT_S - 10 }).writ, issuer.writ(b, [r, h1], opts).writ];
+  }) as [string, string, string, string, string];
+  world = { issuer, a, b, root, hop1, hop2, writs: [writA, writB] };
   return world;
 }
 
@@ -157,8 +149,7 @@ export const writSignatureTarget: FuzzTarget = {
   },
 };
 
-/** The writ a proof is made for: a committed file, so a proof saved by one run names the same writ (`wth`) in the next. */
-const FIXED_WRIT = (): string => readFileSync(join(ROOT, 'test', 'fuzz', 'fixtures', 'writ.jws'), 'latin1').trim();
+/** The holder of the writ of b, for whom proofs are made. */
 export const HOLDER = () => fixedAgent('b');
 
 export const proofTarget: FuzzTarget = {
@@ -169,14 +160,14 @@ export const proofTarget: FuzzTarget = {
   maxLen: 8192,
   sources: ['src/writ/proof.ts', 'src/jose/jws.ts'],
   setup: () => {
-    const writ = FIXED_WRIT();
+    const writ = writWorld().writs[1]!;
     const holder = HOLDER();
     const req = { audience: 'spiffe://example.org/tool', method: 'GET /repos/acme/widgets', now: AT };
-    const proofs = [
+    const proofs = stable('proof: two proofs by the holder of the writ of b, one by another key', () => [
       createProof(writ, holder.key, req),
       createProof(writ, holder.key, { ...req, lifetimeS: 300 }),
       createProof(writ, ecKey('not the holder'), req),
-    ];
+    ]);
     const valid = new Set(proofs.slice(0, 2));
     return {
       seeds: proofs.map(latin1),
@@ -196,8 +187,3 @@ export const proofTarget: FuzzTarget = {
     };
   },
 };
-
-/** Writes test/fuzz/fixtures/writ.jws (run once; the file is committed). */
-export function makeFixedWrit(): string {
-  return writWorld().writs[1]!;
-}
