@@ -98,15 +98,16 @@ export function parseSpiffeBundle(trustDomain: string, input: string | Uint8Arra
         }
         const der = Buffer.from(x5c[0], 'base64');
         if (der.toString('base64') !== x5c[0]) throw bundleError(P, `x509-svid entry ${i}: x5c is not standard base64`);
-        let cert: X509Certificate;
+        let certKey: KeyObject;
         try {
           parseCertificate(der);
-          cert = new X509Certificate(der);
+          // X509Certificate parses lazily: a key OpenSSL cannot decode fails only when asked for.
+          certKey = new X509Certificate(der).publicKey;
         } catch (e) {
           throw bundleError(P, `x509-svid entry ${i}: cannot parse certificate`, e);
         }
         const jwkKey = jwkToKey(P, jwk, i);
-        if (!jwkKey.export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
+        if (!jwkKey.export({ type: 'spki', format: 'der' }).equals(certKey.export({ type: 'spki', format: 'der' }))) {
           throw bundleError(P, `x509-svid entry ${i}: key parameters do not match the certificate`);
         }
         const hex = der.toString('hex');

@@ -69,7 +69,10 @@ function parseCertsPem(pem: string | Uint8Array): ParsedCertificate[] {
   if (certs.length > MAX_CHAIN_LENGTH) throw fail(`chain longer than ${MAX_CHAIN_LENGTH} certificates`);
   return certs.map((b) => {
     try {
-      return parseCertificate(b.der);
+      const cert = parseCertificate(b.der);
+      // As Go's x509.ParseCertificate: a SubjectPublicKeyInfo that does not decode is a malformed certificate.
+      createPublicKey({ key: cert.spki, format: 'der', type: 'spki' });
+      return cert;
     } catch (e) {
       throw fail('cannot parse PEM encoded certificate: x509: malformed certificate', e);
     }

@@ -266,14 +266,14 @@ export function readPcrSelection(r: TpmReader): PcrSelection[] {
   return out;
 }
 
-/** "sha256:0,1,2,3,7+sha1:0" → selections (the tpm2-tools syntax). */
+/** "sha256:0,1,2,3,7+sha1:0" → selections (the tpm2-tools syntax). UNTRUSTED in the agent: it comes in the issuer's challenge. */
 export function parsePcrSelectionSpec(spec: string): PcrSelection[] {
   return spec.split('+').map((bank) => {
     const m = /^(sha1|sha256|sha384|sha512):(\d+(?:,\d+)*)$/.exec(bank.trim());
-    if (!m) throw new Error(`bad PCR selection ${JSON.stringify(bank)} (want e.g. sha256:0,1,2,3,7)`);
+    if (!m) throw bad(`bad PCR selection ${JSON.stringify(bank.slice(0, 64))} (want e.g. sha256:0,1,2,3,7)`);
     const hash = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512 }[m[1] as 'sha256'];
     const pcrs = [...new Set(m[2]!.split(',').map(Number))].sort((a, b) => a - b);
-    if (pcrs.some((p) => p >= PCR_COUNT)) throw new Error(`PCR index beyond ${PCR_COUNT - 1}`);
+    if (pcrs.some((p) => p >= PCR_COUNT)) throw bad(`PCR index beyond ${PCR_COUNT - 1}`);
     return { hash, pcrs };
   });
 }

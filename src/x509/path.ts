@@ -41,6 +41,15 @@ function anchorOf(der: Buffer): { cert: ParsedCertificate; key: KeyObject } | nu
   return r;
 }
 
+/** The public key of a (possibly UNTRUSTED) issuing certificate, or undefined when OpenSSL cannot decode it. */
+function issuerKey(c: ParsedCertificate): KeyObject | undefined {
+  try {
+    return createPublicKey({ key: c.spki, format: 'der', type: 'spki' });
+  } catch {
+    return undefined;
+  }
+}
+
 /** Profile of an issuing certificate; a reason string when it may not issue. */
 export function signingProblem(cert: ParsedCertificate): string | undefined {
   if (!cert.basicConstraints?.ca) return 'signing certificate must have CA flag set to true';
@@ -66,9 +75,8 @@ export function pathProblem(chain: readonly ParsedCertificate[], anchors: readon
     // RFC 5280 §4.2.1.9: pathLenConstraint counts the intermediates below this one.
     if (c.basicConstraints?.pathLen !== undefined && i - 1 > c.basicConstraints.pathLen) return 'too many intermediates for path length constraint';
     const child = chain[i - 1]!;
-    if (!child.issuer.equals(c.subject) || !signedBy(child, createPublicKey({ key: c.spki, format: 'der', type: 'spki' }))) {
-      return 'certificate signed by unknown authority';
-    }
+    const key = issuerKey(c);
+    if (!key || !child.issuer.equals(c.subject) || !signedBy(child, key)) return 'certificate signed by unknown authority';
   }
   const top = chain[chain.length - 1]!;
   for (const der of anchors) {
