@@ -13,6 +13,7 @@ import { parseSpiffeId, parseTrustDomain, validatePath } from '../../../src/spif
 import { encodePem } from '../../../src/der/pem.js';
 import { splitDerChain } from '../../../src/x509/certificate.js';
 import { parseX509Svid, verifyX509Svid } from '../../../src/svid/x509-svid.js';
+import { keySigner } from '../../../src/jose/jws.js';
 import { mintJwtSvid, validateJwtSvid, type JwtAlg } from '../../../src/svid/jwt-svid.js';
 import { OracleError, type FuzzTarget } from '../engine/contract.js';
 import { derMutator, embeddedBase64Mutator, jsonMutator, jwsMutator, pemMutator } from '../engine/mutators.js';
@@ -185,7 +186,7 @@ export const jwtSvidTarget: FuzzTarget = {
   contract: 'accepts only the valid tokens, byte for byte; else throws a WritError (ERR_JWT_SVID_INVALID)',
   maxLen: 16 * 1024,
   sources: ['src/svid/jwt-svid.ts', 'src/jose/jws.ts', 'src/spiffe/id.ts'],
-  setup: () => {
+  setup: async () => {
     const keys: Array<{ kid: string; alg: JwtAlg; key: ReturnType<typeof ecKey> }> = [
       { kid: 'es256', alg: 'ES256', key: ecKey('jwt es256') },
       { kid: 'es384', alg: 'ES384', key: ecKey('jwt es384', 'P-384') },
@@ -196,20 +197,20 @@ export const jwtSvidTarget: FuzzTarget = {
       { trustDomain: 'example.org', x509Authorities: [], jwtAuthorities: new Map(keys.map((k) => [k.kid, createPublicKey(k.key)])) },
     ]);
     const id = parseSpiffeId('spiffe://example.org/workload/fuzz');
-    const tokens = stable('jwt-svid: tokens by es256, es384, rs256, ps384', () =>
-      keys.map(
-        (k) =>
-          mintJwtSvid(
-            { kid: k.kid, alg: k.alg, privateKey: k.key },
-            {
-              spiffeId: id,
-              audience: ['https://rp.example', 'spiffe://example.org/rp'],
-              issuedAt: new Date(AT.getTime() - 60_000),
-              expiresAt: new Date(AT.getTime() + 300_000),
-            },
-          ).token,
+    const minted = await Promise.all(
+      keys.map((k) =>
+        mintJwtSvid(
+          { kid: k.kid, signer: keySigner(k.key, k.alg) },
+          {
+            spiffeId: id,
+            audience: ['https://rp.example', 'spiffe://example.org/rp'],
+            issuedAt: new Date(AT.getTime() - 60_000),
+            expiresAt: new Date(AT.getTime() + 300_000),
+          },
+        ),
       ),
     );
+    const tokens = stable('jwt-svid: tokens by es256, es384, rs256, ps384', () => minted.map((m) => m.token));
     const valid = new Set(tokens);
     return {
       seeds: [...tokens.map((t) => Buffer.from(t, 'latin1')), ...vectorFiles('spiffe/svid/jwtsvid')],
