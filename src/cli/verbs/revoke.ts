@@ -7,9 +7,9 @@ import type { Verb } from '../verb.js';
 export const revokeVerb: Verb = {
   name: ['revoke'],
   summary: `revoke permanently a ${REVOCATION_KINDS.join('|')} and every grant and writ below it; relying parties learn it from Watch and status lists`,
-  positionals: `${REVOCATION_KINDS.join('|')} ID`,
+  positionals: 'KIND ID',
   maxPositionals: 2,
-  note: REVOKER_NOTE,
+  note: `KIND is one of ${REVOCATION_KINDS.join(', ')}; ${REVOKER_NOTE}`,
   options: revokerOptions,
   async run(ctx) {
     const [kind, target] = ctx.positionals;
