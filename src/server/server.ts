@@ -55,7 +55,8 @@ export const ROTATION_INTERVAL_MS = 10_000;
 /** The issuer's own SPIFFE ID path (reserved: entries cannot use /writ/...). */
 export const SERVER_ID_PATH = '/writ/server';
 
-const SERVER_OPTIONS: grpc.ServerOptions = {
+/** Options of both gRPC servers (the benchmark's floor uses the same). */
+export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': 4 * MAX_MESSAGE_BYTES,
   'grpc.max_concurrent_streams': 1000,

@@ -1,0 +1,281 @@
+/**
+ * End-to-end handshakes over gRPC/TLS on loopback against their floor, measured in the same run:
+ * rounds that interleave the floor (a bare bidi stream with the issuer's TLS setup and the
+ * handshake's message sizes, on a new channel and on reused channels), join-token handshakes
+ * and 3-grant-chain handshakes; each series once with the clients in this process (client and
+ * server share the process, as before) and once with the clients in a forked process (this
+ * process is then only the server). Rates are the best round's; p50/p99 come from that round.
+ */
+import { create, toBinary } from '@bufbuild/protobuf';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { attest } from '../../src/agent/attest-client.js';
+import { createGrant } from '../../src/agent/grant-client.js';
+import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
+import { buildServerSettings } from '../../src/config/config.js';
+import { encodePem } from '../../src/der/pem.js';
+import { delegateGrant } from '../../src/delegation/grant.js';
+import { AttestRequestSchema, AttestResponseSchema } from '../../src/gen/writ/v1/attestation_pb.js';
+import { PolicySnapshots } from '../../src/issuance/policies.js';
+import { jwkThumbprint } from '../../src/jose/jws.js';
+import { selectorsKey } from '../../src/registration/entry.js';
+import { SERVER_ID_PATH, WritServer } from '../../src/server/server.js';
+import { spiffeIdFromParts } from '../../src/spiffe/id.js';
+import { parseWrit } from '../../src/writ/writ.js';
+import { startOidc } from '../helpers/oidc.js';
+import { POLICY } from '../helpers/policies.js';
+import { ClientProcess, runJob, type ClientJob } from './client-process.js';
+import { startFloorServer, type HandshakeSizes } from './grpc-floor.js';
+import { profiled, usage, type LoadResult } from './load.js';
+
+/** Handshakes each client process warms up with before the timed rounds. */
+const WARM_UP = 20;
+
+/** A batch's result; with the clients in a child process, also the server process's CPU and loop use. */
+export type BatchResult = LoadResult & { readonly serverCpuMs?: number; readonly serverElu?: number };
+
+export interface SeriesResult {
+  readonly best: BatchResult;
+  readonly rounds: readonly number[];
+}
+
+export interface HandshakeBenchResults {
+  readonly sizes: { readonly joinToken: HandshakeSizes; readonly chain: HandshakeSizes };
+  readonly total: number;
+  readonly concurrency: number;
+  readonly rounds: number;
+  /** series name → result; names as in BENCH_OUT. */
+  readonly series: ReadonlyMap<string, SeriesResult>;
+}
+
+/** The sizes of the four protobuf messages of one real handshake (what attest() and the issuer send). */
+async function measureSizes(
+  address: string,
+  bundlePem: string,
+  publicKey: Buffer,
+  jwtAudiences: string[],
+  grants: string[],
+  token: string,
+): Promise<HandshakeSizes> {
+  let challenge: { nonce: Uint8Array; payload: Uint8Array } | undefined;
+  const out = await attest({
+    server: address,
+    bundlePem,
+    evidenceType: 'join_token',
+    publicKey,
+    jwtAudiences,
+    grants,
+    respond: (c) => {
+      challenge = c;
+      return Buffer.from(token);
+    },
+  });
+  if (!challenge) throw new Error('bench: no challenge');
+  const req = (step: Parameters<typeof create<typeof AttestRequestSchema>>[1]) => toBinary(AttestRequestSchema, create(AttestRequestSchema, step)).length;
+  const res = (step: Parameters<typeof create<typeof AttestResponseSchema>>[1]) => toBinary(AttestResponseSchema, create(AttestResponseSchema, step)).length;
+  return {
+    hello: req({ step: { case: 'hello', value: { evidenceType: 'join_token', publicKey, jwtAudiences, grants, writAudiences: [] } } }),
+    challenge: res({ step: { case: 'challenge', value: { nonce: challenge.nonce, payload: challenge.payload } } }),
+    evidence: req({ step: { case: 'evidence', value: { payload: Buffer.from(token) } } }),
+    result: res({
+      step: {
+        case: 'result',
+        value: {
+          spiffeId: out.spiffeId,
+          svidChain: out.svidChain,
+          bundleJwks: out.bundleJwks,
+          bundlePem: out.bundlePem,
+          jwtSvids: out.jwtSvids,
+          writ: out.writ ?? '',
+        },
+      },
+    }),
+  };
+}
+
+/** A serving certificate and key for the floor server, minted as the issuer mints its own. */
+function floorServingCredentials(server: WritServer): { cert: string; key: string } {
+  const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const now = Date.now();
+  const svid = server.ca.x509Minter().mint({
+    spiffeId: spiffeIdFromParts(server.settings.trustDomain, SERVER_ID_PATH),
+    spki: createPublicKey(key.privateKey).export({ type: 'spki', format: 'der' }),
+    notBefore: new Date(now - 10_000),
+    notAfter: new Date(now + server.settings.svid.x509TtlMs),
+    dnsNames: server.settings.servingNames.dns,
+    ipAddresses: server.settings.servingNames.ips,
+  });
+  return { cert: svid.chain.map((c) => encodePem('CERTIFICATE', c)).join(''), key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+}
+
+/** One token (and an entry for it) per handshake; returned in creation order. */
+async function makeTokens(server: WritServer, n: number): Promise<string[]> {
+  const tokens: string[] = [];
+  await server.store.transaction(async (tx) => {
+    for (let i = 0; i < n; i++) {
+      const { token, record: rec } = newJoinToken(new Date(), 3600_000);
+      await tx.createJoinToken(rec);
+      const sels = [{ type: 'join_token', value: rec.id }];
+      await tx.createEntry(
+        { id: `e${i}`, spiffeId: `spiffe://example.org/agent/${i}`, selectors: sels, x509SvidTtl: 0, jwtSvidTtl: 0, scopeCeiling: [], hint: '', createdAt: i },
+        selectorsKey(sels),
+      );
+      tokens.push(token);
+    }
+  });
+  return tokens;
+}
+
+export async function handshakeBenches(): Promise<HandshakeBenchResults> {
+  const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
+  const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  const oidc = await startOidc();
+  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
+  const settings = buildServerSettings({
+    data_dir: dataDir,
+    listen: '127.0.0.1:0',
+    trust_domain: 'example.org',
+    principals: [{ issuer: oidc.issuer, audience: 'writ' }],
+  });
+  // Logging as in production (info: one line per handshake), written to /dev/null synchronously.
+  const logger = pino({ level: 'info', base: { svc: 'writ-server' } }, pino.destination({ dest: '/dev/null', sync: true }));
+  const server = await WritServer.start(settings, { logger, env: {} });
+  const child = ClientProcess.start();
+  let floorServer: Awaited<ReturnType<typeof startFloorServer>> | undefined;
+  try {
+    const address = server.address;
+    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
+    await new PolicySnapshots({ store: server.store, clock: { now: () => new Date() } }).push([{ name: 'acme.cedar', text: POLICY }]);
+    // Per round: 3 handshake series × 2 (in-process, client process) at `total` each, plus warm-ups and set-up.
+    const tokens = await makeTokens(server, rounds * 4 * total + 4 * WARM_UP + 10);
+    const take = (n: number) => tokens.splice(0, n);
+
+    // The agent keys are made once: key generation is the agent's, not the issuer's, and the floor makes none.
+    const keys: KeyObject[] = [0, 1, 2].map(() => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+    const spki = (k: KeyObject) => createPublicKey(k).export({ type: 'spki', format: 'der' });
+    const jkt = (k: KeyObject) => jwkThumbprint(createPublicKey(k));
+    const jwtAudiences = ['https://rp.example'];
+    // A fresh agent key per join-token handshake, as agents do; made before the timed batch.
+    const freshKeys = (n: number) =>
+      Array.from({ length: n }, () =>
+        generateKeyPairSync('ec', {
+          namedCurve: 'prime256v1',
+          publicKeyEncoding: { type: 'spki', format: 'der' },
+          privateKeyEncoding: { type: 'pkcs8', format: 'der' },
+        }).publicKey.toString('base64'),
+      );
+    const joinKey = Buffer.from(freshKeys(1)[0]!, 'base64');
+
+    // The chain: root grant for A (from alice's OIDC token), A → B, B → C; C presents all three.
+    const root = await createGrant(address, bundlePem, {
+      subjectToken: oidc.token('alice', { groups: ['eng'] }),
+      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+      taskId: 'bench',
+      goal: 'bench',
+      ttlSeconds: 3600,
+      scope: [{ action: 'repo:*', resource: 'repo://acme/*' }],
+      maxDepth: 3,
+      delegateJkt: jkt(keys[0]!),
+    });
+    const hs = (k: KeyObject, grants: string[]) =>
+      attest({ server: address, bundlePem, evidenceType: 'join_token', publicKey: spki(k), respond: () => Buffer.from(take(1)[0]!), grants });
+    const wa = parseWrit((await hs(keys[0]!, [root.grant])).writ!).claims;
+    const now = Math.floor(Date.now() / 1000);
+    const g1 = delegateGrant(root.grant, keys[0]!, { childJkt: jkt(keys[1]!), now, from: { sub: wa.sub, writ: wa.jti } });
+    const wb = parseWrit((await hs(keys[1]!, [root.grant, g1])).writ!).claims;
+    const g2 = delegateGrant(g1, keys[1]!, { childJkt: jkt(keys[2]!), now, from: { sub: wb.sub, writ: wb.jti } });
+    const chain = [root.grant, g1, g2];
+    const chainKey = spki(keys[2]!);
+
+    const sizes = {
+      joinToken: await measureSizes(address, bundlePem, joinKey, jwtAudiences, [], take(1)[0]!),
+      chain: await measureSizes(address, bundlePem, chainKey, [], chain, take(1)[0]!),
+    };
+    floorServer = await startFloorServer(floorServingCredentials(server), sizes.joinToken);
+    const floorAddress = floorServer.address;
+
+    const jobs = {
+      floorNew: (n: number): ClientJob => ({ kind: 'floor', address: floorAddress, bundlePem, sizes: sizes.joinToken, total: n, concurrency, reuse: false }),
+      floorReused: (n: number): ClientJob => ({ kind: 'floor', address: floorAddress, bundlePem, sizes: sizes.joinToken, total: n, concurrency, reuse: true }),
+      joinToken: (n: number): ClientJob => ({
+        kind: 'attest',
+        address,
+        bundlePem,
+        tokens: take(n),
+        publicKeys: freshKeys(n),
+        jwtAudiences,
+        grants: [],
+        concurrency,
+      }),
+      chain: (n: number): ClientJob => ({
+        kind: 'attest',
+        address,
+        bundlePem,
+        tokens: take(n),
+        // The chain's last grant names this key: every chain handshake presents it.
+        publicKeys: Array.from({ length: n }, () => chainKey.toString('base64')),
+        jwtAudiences: [],
+        grants: chain,
+        concurrency,
+      }),
+    };
+    const series: Array<[string, keyof typeof jobs]> = [
+      ['floor_grpc_bidi_new_channel', 'floorNew'],
+      ['handshake_join_token_grpc', 'joinToken'],
+      ['floor_grpc_bidi_reused_channel', 'floorReused'],
+      ['handshake_3grant_chain_grpc', 'chain'],
+    ];
+    // Warm-up of both client sides (JIT, the server's caches), untimed.
+    for (const [, kind] of series) {
+      await runJob(jobs[kind](WARM_UP));
+      await child.run(jobs[kind](WARM_UP));
+    }
+    const out = new Map<string, { best?: BatchResult; rounds: number[] }>();
+    const add = (name: string, r: BatchResult) => {
+      const s = out.get(name) ?? { rounds: [] };
+      s.rounds.push(Math.round(r.rate * 10) / 10);
+      if (!s.best || r.rate > s.best.rate) s.best = r;
+      out.set(name, s);
+    };
+    // A new channel per exchange must mean a new TLS connection, and a reused channel one per client.
+    const fs = floorServer;
+    const checked = async (name: string, kind: keyof typeof jobs, run: () => Promise<LoadResult>): Promise<LoadResult> => {
+      const before = fs.connections();
+      const r = await run();
+      const made = fs.connections() - before;
+      const expected = kind === 'floorNew' ? total : kind === 'floorReused' ? concurrency : 0;
+      if (made !== expected) throw new Error(`bench: ${name} made ${made} connections to the floor server, not ${expected}`);
+      return r;
+    };
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, kind] of series) {
+        const here = jobs[kind](total);
+        add(name, await checked(name, kind, () => profiled(`${name}.round${r}`, () => runJob(here))));
+        const job = { ...jobs[kind](total), profile: `${name}_client_process.round${r}.client` };
+        const inChild = `${name}_client_process`;
+        const u = await usage(
+          () => total,
+          () => checked(inChild, kind, () => profiled(`${inChild}.round${r}.server`, () => child.run(job))),
+        );
+        add(inChild, { ...u.value, serverCpuMs: u.cpuMs, serverElu: u.elu });
+      }
+    }
+    return {
+      sizes,
+      total,
+      concurrency,
+      rounds,
+      series: new Map([...out].map(([k, v]) => [k, { best: v.best!, rounds: v.rounds }])),
+    };
+  } finally {
+    child.stop();
+    await floorServer?.stop();
+    await server.stop();
+    await oidc.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
