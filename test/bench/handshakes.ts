@@ -1,10 +1,11 @@
 /**
  * End-to-end handshakes over gRPC/TLS on loopback against their floor, measured in the same run:
- * rounds that interleave the floor (a bare bidi stream with the issuer's TLS setup and the
+ * batches that interleave the floor (a bare bidi stream with the issuer's TLS setup and the
  * handshake's message sizes, on a new channel and on reused channels), join-token handshakes
  * and 3-grant-chain handshakes; each series once with the clients in this process (client and
  * server share the process, as before) and once with the clients in a forked process (this
- * process is then only the server). Rates are the best round's; p50/p99 come from that round.
+ * process is then only the server). A series' rate is all its operations over all its batches'
+ * wall time; p50/p99 over all its operations; CPU per operation of each process beside them.
  */
 import { create, toBinary } from '@bufbuild/protobuf';
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -29,26 +30,19 @@ import { startOidc } from '../helpers/oidc.js';
 import { POLICY } from '../helpers/policies.js';
 import { ClientProcess, runJob, type ClientJob } from './client-process.js';
 import { startFloorServer, type HandshakeSizes } from './grpc-floor.js';
-import { profiled, usage, type LoadResult } from './load.js';
+import { combine, profiled, withCpu, type LoadResult, type SeriesStats } from './load.js';
 
-/** Handshakes each client process warms up with before the timed rounds. */
+/** Operations of each series each client process warms up with before the timed batches. */
 const WARM_UP = 20;
-
-/** A batch's result; with the clients in a child process, also the server process's CPU and loop use. */
-export type BatchResult = LoadResult & { readonly serverCpuMs?: number; readonly serverElu?: number };
-
-export interface SeriesResult {
-  readonly best: BatchResult;
-  readonly rounds: readonly number[];
-}
 
 export interface HandshakeBenchResults {
   readonly sizes: { readonly joinToken: HandshakeSizes; readonly chain: HandshakeSizes };
+  /** Operations per series, split into `batches` interleaved batches. */
   readonly total: number;
+  readonly batches: number;
   readonly concurrency: number;
-  readonly rounds: number;
   /** series name → result; names as in BENCH_OUT. */
-  readonly series: ReadonlyMap<string, SeriesResult>;
+  readonly series: ReadonlyMap<string, SeriesStats>;
 }
 
 /** The sizes of the four protobuf messages of one real handshake (what attest() and the issuer send). */
@@ -132,7 +126,8 @@ async function makeTokens(server: WritServer, n: number): Promise<string[]> {
 export async function handshakeBenches(): Promise<HandshakeBenchResults> {
   const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
   const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
-  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  const batches = Number(process.env.BENCH_BATCHES ?? 4);
+  const perBatch = Math.ceil(total / batches);
   const oidc = await startOidc();
   const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
   const settings = buildServerSettings({
@@ -150,8 +145,8 @@ export async function handshakeBenches(): Promise<HandshakeBenchResults> {
     const address = server.address;
     const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
     await new PolicySnapshots({ store: server.store, clock: { now: () => new Date() } }).push([{ name: 'acme.cedar', text: POLICY }]);
-    // Per round: 3 handshake series × 2 (in-process, client process) at `total` each, plus warm-ups and set-up.
-    const tokens = await makeTokens(server, rounds * 4 * total + 4 * WARM_UP + 10);
+    // Two handshake series × 2 (in-process, client process), plus warm-ups and set-up.
+    const tokens = await makeTokens(server, 4 * batches * perBatch + 4 * WARM_UP + 10);
     const take = (n: number) => tokens.splice(0, n);
 
     // The agent keys are made once: key generation is the agent's, not the issuer's, and the floor makes none.
@@ -234,43 +229,31 @@ export async function handshakeBenches(): Promise<HandshakeBenchResults> {
       await runJob(jobs[kind](WARM_UP));
       await child.run(jobs[kind](WARM_UP));
     }
-    const out = new Map<string, { best?: BatchResult; rounds: number[] }>();
-    const add = (name: string, r: BatchResult) => {
-      const s = out.get(name) ?? { rounds: [] };
-      s.rounds.push(Math.round(r.rate * 10) / 10);
-      if (!s.best || r.rate > s.best.rate) s.best = r;
-      out.set(name, s);
-    };
     // A new channel per exchange must mean a new TLS connection, and a reused channel one per client.
     const fs = floorServer;
     const checked = async (name: string, kind: keyof typeof jobs, run: () => Promise<LoadResult>): Promise<LoadResult> => {
       const before = fs.connections();
       const r = await run();
       const made = fs.connections() - before;
-      const expected = kind === 'floorNew' ? total : kind === 'floorReused' ? concurrency : 0;
+      const expected = kind === 'floorNew' ? perBatch : kind === 'floorReused' ? concurrency : 0;
       if (made !== expected) throw new Error(`bench: ${name} made ${made} connections to the floor server, not ${expected}`);
       return r;
     };
-    for (let r = 0; r < rounds; r++) {
-      for (const [name, kind] of series) {
-        const here = jobs[kind](total);
-        add(name, await checked(name, kind, () => profiled(`${name}.round${r}`, () => runJob(here))));
-        const job = { ...jobs[kind](total), profile: `${name}_client_process.round${r}.client` };
+    // Batches interleave: every series, in this process and then with the clients apart, once per
+    // round, the order reversed every other round, so that drifting load falls on all alike.
+    const done = new Map<string, Array<LoadResult & { serverCpuMs?: number }>>();
+    const keep = (name: string, r: LoadResult & { serverCpuMs?: number }) => done.set(name, [...(done.get(name) ?? []), r]);
+    for (let b = 0; b < batches; b++) {
+      for (const [name, kind] of b % 2 ? [...series].reverse() : series) {
+        const here = jobs[kind](perBatch);
+        keep(name, await checked(name, kind, () => profiled(`${name}.batch${b}`, () => runJob(here))));
         const inChild = `${name}_client_process`;
-        const u = await usage(
-          () => total,
-          () => checked(inChild, kind, () => profiled(`${inChild}.round${r}.server`, () => child.run(job))),
-        );
-        add(inChild, { ...u.value, serverCpuMs: u.cpuMs, serverElu: u.elu });
+        const apart = { ...jobs[kind](perBatch), profile: `${inChild}.batch${b}.client` };
+        const u = await withCpu(() => checked(inChild, kind, () => profiled(`${inChild}.batch${b}.server`, () => child.run(apart))));
+        keep(inChild, { ...u.value, serverCpuMs: u.cpuMs });
       }
     }
-    return {
-      sizes,
-      total,
-      concurrency,
-      rounds,
-      series: new Map([...out].map(([k, v]) => [k, { best: v.best!, rounds: v.rounds }])),
-    };
+    return { sizes, total: batches * perBatch, batches, concurrency, series: new Map([...done].map(([k, v]) => [k, combine(v)])) };
   } finally {
     child.stop();
     await floorServer?.stop();

@@ -1,30 +1,29 @@
 /**
  * The load driver shared by every handshake benchmark (in this process or a client process):
- * `concurrency` clients run `total` operations between them, back to back; the rate counts
- * completed operations over the wall time of the whole batch.
+ * `concurrency` clients run `total` operations between them, back to back. A series is several
+ * such batches, interleaved with the other series' batches; its rate counts all its operations
+ * over the wall time of all its batches, so every series sees the same mix of machine load.
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 
+/** One batch, as measured by the process that ran its clients. */
 export interface LoadResult {
-  /** Operations per second over the batch. */
-  readonly rate: number;
-  readonly p50: number;
-  readonly p99: number;
   readonly n: number;
-  /** CPU time (user + system) of this process per operation, ms. */
+  /** Wall time of the batch, seconds. */
+  readonly secs: number;
+  /** Latency of each operation, ms. */
+  readonly latencies: readonly number[];
+  /** CPU time (user + system) of this process over the batch, ms. */
   readonly cpuMs: number;
-  /** Event-loop utilisation of this process over the batch (1 = never idle). */
-  readonly elu: number;
 }
 
-/** Runs `one(i)` for i = 0..total-1 from `concurrency` concurrent loops; latencies in ms. */
+/** Runs `one(i)` for i = 0..total-1 from `concurrency` concurrent loops. */
 export async function runLoad(total: number, concurrency: number, one: (i: number, worker: number) => Promise<void>): Promise<LoadResult> {
   const latencies: number[] = [];
   let next = 0;
   const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async (_, worker) => {
@@ -38,19 +37,47 @@ export async function runLoad(total: number, concurrency: number, one: (i: numbe
   );
   const secs = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const elu = performance.eventLoopUtilization(elu0).utilization;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
-  return { rate: latencies.length / secs, p50: pct(50), p99: pct(99), n: latencies.length, cpuMs: (cpu.user + cpu.system) / 1000 / latencies.length, elu };
+  return { n: latencies.length, secs, latencies, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-/** CPU time per operation (ms) and event-loop utilisation of this process while `fn` runs `ops` operations. */
-export async function usage<T>(ops: () => number, fn: () => Promise<T>): Promise<{ value: T; cpuMs: number; elu: number }> {
+export interface SeriesStats {
+  /** Operations per second over all batches of the series (total operations / total wall time). */
+  readonly rate: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly n: number;
+  /** CPU ms per operation of the process that ran the clients. */
+  readonly cpuMs: number;
+  /** CPU ms per operation of the server process, when the clients ran in another process. */
+  readonly serverCpuMs?: number;
+  /** The rate of each batch. */
+  readonly batchRates: readonly number[];
+}
+
+/** One series from its batches (each optionally with the server process's CPU ms over it). */
+export function combine(batches: ReadonlyArray<LoadResult & { serverCpuMs?: number }>): SeriesStats {
+  const lat = batches.flatMap((b) => b.latencies).sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!;
+  const n = lat.length;
+  const sum = (f: (b: (typeof batches)[number]) => number) => batches.reduce((a, b) => a + f(b), 0);
+  const server = batches.every((b) => b.serverCpuMs !== undefined) ? { serverCpuMs: sum((b) => b.serverCpuMs!) / n } : {};
+  return {
+    rate: n / sum((b) => b.secs),
+    p50: pct(50),
+    p99: pct(99),
+    n,
+    cpuMs: sum((b) => b.cpuMs) / n,
+    ...server,
+    batchRates: batches.map((b) => b.n / b.secs),
+  };
+}
+
+/** CPU time (ms) of this process while `fn` runs. */
+export async function withCpu<T>(fn: () => Promise<T>): Promise<{ value: T; cpuMs: number }> {
   const cpu0 = process.cpuUsage();
-  const elu0 = performance.eventLoopUtilization();
   const value = await fn();
   const cpu = process.cpuUsage(cpu0);
-  return { value, cpuMs: (cpu.user + cpu.system) / 1000 / ops(), elu: performance.eventLoopUtilization(elu0).utilization };
+  return { value, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
 /**

@@ -56,7 +56,8 @@ const BY_LEAF: ReadonlyArray<[string, RegExp]> = [
   ['TCP sockets, streams, timers (Node)', /node:net|node:internal\/streams\/|node:internal\/stream_base_commons|node:(internal\/)?timers|node:stream/],
   ['issuer: handshake logic, service, CA', /src\/issuance\/|src\/server\/|src\/spiffe\/|src\/ca\//],
   ['client: attest()', /src\/agent\/|src\/x509\/|src\/der\//],
-  ['bench driver', /test\/bench\//],
+  ['profiler (inspector session)', /^dispatch /],
+  ['bench code (load driver, floor service)', /test\/bench\//],
 ];
 /** Client-side and server-side code, for the split. */
 const CLIENT =

@@ -47,8 +47,8 @@ interface Result {
   unit: string;
   floor?: number;
   ratio?: number;
-  /** Handshake series: the rate of each round (the value is the best). */
-  rounds?: number[];
+  /** Handshake series: the rate of each batch (the value is all operations over all batches' time). */
+  batches?: number[];
   /** Handshake series: CPU ms per operation of the process running the clients (in-process: client and server). */
   cpu_ms?: number;
   /** Handshake series with the clients in a child process: CPU ms per operation of the server process. */
@@ -321,7 +321,7 @@ async function writBenches(): Promise<void> {
 async function handshakeRecords(): Promise<string[]> {
   const h = await handshakeBenches();
   const get = (name: string) => h.series.get(name)!;
-  const how = `${h.concurrency} concurrent clients, ${h.total} per round, best of ${h.rounds} rounds`;
+  const how = `${h.concurrency} concurrent clients, ${h.total} operations per series in ${h.batches} interleaved batches`;
   const units: Record<string, string> = {
     floor_grpc_bidi_new_channel: `exchanges/s (bare gRPC bidi stream, issuer TLS setup, the join-token handshake's messages: ${Object.values(h.sizes.joinToken).join('/')} B, new channel each)`,
     floor_grpc_bidi_reused_channel: 'exchanges/s (the same on one reused channel per client)',
@@ -330,16 +330,16 @@ async function handshakeRecords(): Promise<string[]> {
   };
   const lines: string[] = [];
   for (const suffix of ['', '_client_process']) {
-    const floor = get(`floor_grpc_bidi_new_channel${suffix}`).best;
+    const floor = get(`floor_grpc_bidi_new_channel${suffix}`);
     const cpuOf = (b: typeof floor) => b.serverCpuMs ?? b.cpuMs;
     for (const [base, unit] of Object.entries(units)) {
       const name = `${base}${suffix}`;
-      const b = get(name).best;
+      const b = get(name);
       const isHandshake = base.startsWith('handshake_');
       const where = suffix ? 'clients in a child process' : 'clients in the server process';
       record(name, b.rate, `${unit}; ${where}; ${how}`, isHandshake ? floor.rate : undefined);
       const r = results[name]!;
-      r.rounds = [...get(name).rounds];
+      r.batches = b.batchRates.map((x) => round(x));
       r.cpu_ms = round(b.cpuMs, 3);
       if (b.serverCpuMs !== undefined) r.server_cpu_ms = round(b.serverCpuMs, 3);
       if (isHandshake) r.cpu_ratio = round(cpuOf(floor) / cpuOf(b), 3);
