@@ -1,8 +1,8 @@
 /**
  * Turns a V8 .cpuprofile (from BENCH_PROFILE=DIR, see load.ts) into a table of where the time
- * went: `node dist/test/bench/profile-summary.js FILE [OPS]` prints, per category, the ms, the
- * share of busy time and, with OPS (operations in the profiled batch), the ms per operation;
- * then the split between client-side and server-side code.
+ * went: `node dist/test/bench/profile-summary.js FILE...` prints, per category, its share of
+ * the busy (non-idle) time, one column per profile, then the split between client-side and
+ * server-side code.
  *
  * Each sample is charged to one category: writ's own operations by the caller (any frame of
  * the stack; a signature made while minting is minting), transport plumbing by the innermost
@@ -103,25 +103,41 @@ export function summarize(p: Profile): Summary {
   return { busyMs: busy / 1000, idleMs: idle / 1000, categories: sorted(cat), sides: sorted(side) };
 }
 
-function table(s: Summary, ops?: number): string {
-  const row = (k: string, ms: number) =>
-    `${k.padEnd(64)} ${ms.toFixed(1).padStart(9)} ${((100 * ms) / s.busyMs).toFixed(1).padStart(6)}%${ops ? ` ${(ms / ops).toFixed(3).padStart(8)}` : ''}`;
+/** Shares of busy time, one column per profile (several profiles side by side compare runs). */
+function table(names: readonly string[], sums: readonly Summary[]): string {
+  const keys = (pick: (s: Summary) => ReadonlyArray<[string, number]>) => {
+    const total = new Map<string, number>();
+    for (const s of sums) for (const [k, v] of pick(s)) total.set(k, (total.get(k) ?? 0) + v / s.busyMs);
+    return [...total].sort((x, y) => y[1] - x[1]).map(([k]) => k);
+  };
+  const cell = (s: Summary, pick: (s: Summary) => ReadonlyArray<[string, number]>, k: string) => {
+    const ms = pick(s).find(([c]) => c === k)?.[1] ?? 0;
+    return `${((100 * ms) / s.busyMs).toFixed(1)}%`.padStart(12);
+  };
+  const block = (pick: (s: Summary) => ReadonlyArray<[string, number]>) =>
+    keys(pick).map((k) => `${k.padEnd(64)}${sums.map((s) => cell(s, pick, k)).join('')}`);
   return [
-    `${'category'.padEnd(64)} ${'ms'.padStart(9)} ${'share'.padStart(7)}${ops ? ` ${'ms/op'.padStart(8)}` : ''}`,
-    ...s.categories.map(([k, v]) => row(k, v)),
-    row('busy total', s.busyMs),
-    `(idle ${s.idleMs.toFixed(1)} ms)`,
+    `${'share of busy time'.padEnd(64)}${names.map((n) => n.slice(-11).padStart(12)).join('')}`,
+    ...block((s) => s.categories),
+    `${'busy ms'.padEnd(64)}${sums.map((s) => s.busyMs.toFixed(0).padStart(12)).join('')}`,
+    `${'idle ms'.padEnd(64)}${sums.map((s) => s.idleMs.toFixed(0).padStart(12)).join('')}`,
     '',
-    ...s.sides.map(([k, v]) => row(k, v)),
+    ...block((s) => s.sides),
   ].join('\n');
 }
 
 if (process.argv[1]?.endsWith('profile-summary.js')) {
-  const file = process.argv[2];
-  if (!file) {
-    console.error('usage: node dist/test/bench/profile-summary.js FILE.cpuprofile [OPS]');
+  const files = process.argv.slice(2);
+  if (files.length === 0) {
+    console.error('usage: node dist/test/bench/profile-summary.js FILE.cpuprofile...');
     process.exit(2);
   }
-  const ops = process.argv[3] ? Number(process.argv[3]) : undefined;
-  console.log(table(summarize(JSON.parse(readFileSync(file, 'utf8')) as Profile), ops));
+  const names = files.map((f, i) => `${i + 1}:${f.replace(/^.*\//, '').replace(/\.cpuprofile$/, '')}`);
+  for (const n of names) console.log(n);
+  console.log(
+    table(
+      names.map((n) => n.split(':')[0]!),
+      files.map((f) => summarize(JSON.parse(readFileSync(f, 'utf8')) as Profile)),
+    ),
+  );
 }
