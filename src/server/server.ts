@@ -39,7 +39,8 @@ export const MAX_MESSAGE_BYTES = 1024 * 1024;
 /** How often due key rotations and clean-ups are applied. */
 export const ROTATION_INTERVAL_MS = 10_000;
 
-const SERVER_OPTIONS: grpc.ServerOptions = {
+/** Options of both gRPC servers (the benchmark's floor uses the same). */
+export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': 4 * MAX_MESSAGE_BYTES,
   'grpc.max_concurrent_streams': 1000,

@@ -40,11 +40,45 @@ export function classifyKey(key: KeyObject): KeyKind {
   throw new FormatError('ERR_KEY_UNSUPPORTED', `key: unsupported key type ${type ?? 'unknown'} (want EC P-256/P-384 or RSA)`);
 }
 
+/**
+ * The DER of an EC SubjectPublicKeyInfo (RFC 5480) up to the uncompressed point's coordinates:
+ * SEQUENCE { SEQUENCE { id-ecPublicKey, namedCurve }, BIT STRING { 0 unused bits, 0x04, X, Y } }.
+ */
+const EC_SPKI_PREFIXES: ReadonlyArray<{ crv: 'P-256' | 'P-384'; kind: KeyKind; prefix: Buffer; coordinate: number }> = [
+  { crv: 'P-256', kind: 'ec-p256', prefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), coordinate: 32 },
+  { crv: 'P-384', kind: 'ec-p384', prefix: Buffer.from('3076301006072a8648ce3d020106052b8104002203620004', 'hex'), coordinate: 48 },
+];
+
+/**
+ * An uncompressed P-256/P-384 key in exactly its one DER encoding, imported from its
+ * coordinates. OpenSSL checks the point is on the curve as it does for DER; the JWK route
+ * skips OpenSSL 3's generic decoder (and encoder), which cost more than a signature. The
+ * bytes are already the normalised SPKI (the one encoding there is), so they are kept as they
+ * are. Anything else takes the general route.
+ */
+function ecKeyFromCanonicalSpki(buf: Buffer): AgentPublicKey | undefined {
+  for (const { crv, kind, prefix, coordinate } of EC_SPKI_PREFIXES) {
+    if (buf.length !== prefix.length + 2 * coordinate || !buf.subarray(0, prefix.length).equals(prefix)) continue;
+    const x = buf.subarray(prefix.length, prefix.length + coordinate).toString('base64url');
+    const y = buf.subarray(prefix.length + coordinate).toString('base64url');
+    let key: KeyObject;
+    try {
+      key = createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
+    } catch (e) {
+      throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: not a point on the curve', { cause: e });
+    }
+    return { key, kind, spki: buf };
+  }
+  return undefined;
+}
+
 /** Parses and accepts a DER SubjectPublicKeyInfo. */
 export function parsePublicKey(spkiDer: Uint8Array): AgentPublicKey {
   const buf = Buffer.from(spkiDer);
   if (buf.length === 0) throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: empty public key');
   if (buf.length > MAX_DER_BYTES) throw new FormatError('ERR_KEY_UNSUPPORTED', 'key: public key too large');
+  const ec = ecKeyFromCanonicalSpki(buf);
+  if (ec) return ec;
   let key: KeyObject;
   try {
     parseOne(buf, TAG.SEQUENCE);

@@ -1,8 +1,11 @@
 /**
  * `make bench`: rates of writ's hot paths as ratios to raw-crypto floors measured in the same
- * run, and end-to-end handshakes over gRPC on loopback. Prints a table; writes JSON to
- * $BENCH_OUT (default bench-results.json): { name: { value, unit, floor?, ratio? } }.
- * For rates, ratio = value / floor (1.0 = as fast as the raw floor).
+ * run, and end-to-end handshakes over gRPC on loopback against a bare gRPC stream with the same
+ * TLS setup and message sizes (handshakes.ts). Prints a table; writes JSON to $BENCH_OUT
+ * (default bench-results.json): { name: { value, unit, floor?, ratio?, ... } }.
+ * For rates, ratio = value / floor (1.0 = as fast as the floor).
+ * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake picks groups; BENCH_PROFILE=DIR
+ * writes CPU profiles of the timed handshake batches (profile-summary.ts reads them).
  */
 import 'reflect-metadata';
 import { createPublicKey, generateKeyPairSync, sign, verify, webcrypto, randomBytes } from 'node:crypto';
@@ -17,7 +20,6 @@ import { parseSpiffeId } from '../../src/spiffe/id.js';
 import { serverSettings as buildServerSettings } from '../../src/server/settings.js';
 import { WritServer } from '../../src/server/server.js';
 import { attest } from '../../src/agent/attest-client.js';
-import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
 import { selectorsKey } from '../../src/registration/entry.js';
 import { makeCert } from '../helpers/testca.js';
 import { HAVE_SWTPM, startSwtpm } from '../helpers/swtpm.js';
@@ -30,18 +32,14 @@ import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { FakeIssuer, agent, hop } from '../helpers/writ-fixture.js';
 import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
 import { verifyWrit } from '../../src/writ/verify.js';
-import { parseWrit } from '../../src/writ/writ.js';
 import { PolicyEngine } from '../../src/policy/engine.js';
 import { buildSnapshot, splitPolicies } from '../../src/policy/snapshot.js';
 import { delegateRequests } from '../../src/policy/requests.js';
-import { delegateGrant } from '../../src/delegation/grant.js';
-import { jwkThumbprint, keySigner } from '../../src/jose/jws.js';
+import { keySigner } from '../../src/jose/jws.js';
 import { POLICY } from '../helpers/policies.js';
-import { startOidc } from '../helpers/oidc.js';
-import { createGrant } from '../../src/agent/grant-client.js';
-import { PolicySnapshots } from '../../src/issuance/policies.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { handshakeBenches } from './handshakes.js';
 
 px509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof px509.cryptoProvider.set>[0]);
 
@@ -50,6 +48,14 @@ interface Result {
   unit: string;
   floor?: number;
   ratio?: number;
+  /** Handshake series: the rate of each batch (the value is all operations over all batches' time). */
+  batches?: number[];
+  /** Handshake series: CPU ms per operation of the process running the clients (in-process: client and server). */
+  cpu_ms?: number;
+  /** Handshake series with the clients in a child process: CPU ms per operation of the server process. */
+  server_cpu_ms?: number;
+  /** Handshakes: the floor's CPU per operation over this one's (server process alone when the clients run apart). */
+  cpu_ratio?: number;
 }
 const results: Record<string, Result> = {};
 const RUN_MS = Number(process.env.BENCH_MS ?? 1000);
@@ -250,74 +256,6 @@ async function tpmHandshakeBench(): Promise<void> {
   }
 }
 
-async function handshakeBench(): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
-  const settings = buildServerSettings({ data_dir: dataDir, listen: '127.0.0.1:0', trust_domain: 'example.org' });
-  const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
-  try {
-    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
-    const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
-    const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
-    const tokens: string[] = [];
-    await server.store.transaction(async (tx) => {
-      for (let i = 0; i < total + 20; i++) {
-        const { token, record: rec } = newJoinToken(new Date(), 3600_000);
-        await tx.createJoinToken(rec);
-        const sels = [{ type: 'join_token', value: rec.id }];
-        await tx.createEntry(
-          {
-            id: `e${i}`,
-            spiffeId: `spiffe://example.org/agent/${i}`,
-            selectors: sels,
-            x509SvidTtl: 0,
-            jwtSvidTtl: 0,
-            scopeCeiling: [],
-            hint: '',
-            createdAt: i,
-          },
-          selectorsKey(sels),
-        );
-        tokens.push(token);
-      }
-    });
-    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const one = async (tok: string): Promise<number> => {
-      const t0 = performance.now();
-      await attest({
-        server: server.address,
-        bundlePem,
-        evidenceType: 'join_token',
-        key: key.privateKey,
-        respond: () => Buffer.from(tok),
-        jwtAudiences: ['https://rp.example'],
-      });
-      return performance.now() - t0;
-    };
-    for (let i = 0; i < 20; i++) await one(tokens.pop()!); // warm-up
-    const latencies: number[] = [];
-    const t0 = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < total) {
-          const tok = tokens[next++]!;
-          latencies.push(await one(tok));
-        }
-      }),
-    );
-    const secs = (performance.now() - t0) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
-    record('handshake_join_token_grpc', latencies.length / secs, 'handshakes/s');
-    record('handshake_join_token_grpc_p50', pct(50), 'ms');
-    record('handshake_join_token_grpc_p99', pct(99), 'ms');
-    results.handshake_join_token_grpc!.unit += ` (${concurrency} concurrent clients, each a new TLS channel, in-process server, 1 X.509 + 1 JWT-SVID)`;
-  } finally {
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-}
-
 /** Writ verification (3-hop chain, warm caches) against two raw ES256 verifications; Cedar decisions. */
 async function writBenches(): Promise<void> {
   const iss = new FakeIssuer();
@@ -375,103 +313,63 @@ async function writBenches(): Promise<void> {
   );
 }
 
-/** Handshakes presenting a 3-grant chain (root → A → B → this agent), over gRPC/TLS. */
-async function chainHandshakeBench(): Promise<void> {
-  const oidc = await startOidc();
-  const dataDir = mkdtempSync(join(tmpdir(), 'writ-bench-'));
-  const settings = buildServerSettings({
-    data_dir: dataDir,
-    listen: '127.0.0.1:0',
-    trust_domain: 'example.org',
-    principals: [{ issuer: oidc.issuer, audience: 'writ' }],
-  });
-  const server = await WritServer.start(settings, { logger: pino({ level: 'silent' }), env: {} });
-  try {
-    const bundlePem = readFileSync(server.bundlePemPath, 'utf8');
-    await new PolicySnapshots({ store: server.store, clock: { now: () => new Date() } }).push([{ name: 'acme.cedar', text: POLICY }]);
-    const total = Number(process.env.BENCH_HANDSHAKES ?? 400);
-    const tokens: string[] = [];
-    await server.store.transaction(async (tx) => {
-      for (let i = 0; i < total + 40; i++) {
-        const { token, record: rec } = newJoinToken(new Date(), 3600_000);
-        await tx.createJoinToken(rec);
-        const sels = [{ type: 'join_token', value: rec.id }];
-        await tx.createEntry(
-          {
-            id: `c${i}`,
-            spiffeId: `spiffe://example.org/agent/c${i}`,
-            selectors: sels,
-            x509SvidTtl: 0,
-            jwtSvidTtl: 0,
-            scopeCeiling: [],
-            hint: '',
-            createdAt: i,
-          },
-          selectorsKey(sels),
-        );
-        tokens.push(token);
-      }
-    });
-    const keys = [0, 1, 2].map(() => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
-    const jkt = (k: (typeof keys)[number]) => jwkThumbprint(createPublicKey(k));
-    const root = await createGrant(server.address, bundlePem, {
-      subjectToken: oidc.token('alice', { groups: ['eng'] }),
-      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
-      taskId: 'bench',
-      goal: 'bench',
-      ttlSeconds: 3600,
-      scope: [{ action: 'repo:*', resource: 'repo://acme/*' }],
-      maxDepth: 3,
-      delegateJkt: jkt(keys[0]!),
-    });
-    const hs = (k: (typeof keys)[number], grants: string[]) =>
-      attest({ server: server.address, bundlePem, evidenceType: 'join_token', key: k, respond: () => Buffer.from(tokens.pop()!), grants });
-    const wa = parseWrit((await hs(keys[0]!, [root.grant])).writ!).claims;
-    const now = Math.floor(Date.now() / 1000);
-    const g1 = delegateGrant(root.grant, keys[0]!, { childJkt: jkt(keys[1]!), now, from: { sub: wa.sub, writ: wa.jti } });
-    const wb = parseWrit((await hs(keys[1]!, [root.grant, g1])).writ!).claims;
-    const g2 = delegateGrant(g1, keys[1]!, { childJkt: jkt(keys[2]!), now, from: { sub: wb.sub, writ: wb.jti } });
-    const chain = [root.grant, g1, g2];
-    for (let i = 0; i < 20; i++) await hs(keys[2]!, chain); // warm-up
-    const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 8);
-    const latencies: number[] = [];
-    const t0 = performance.now();
-    let left = total;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (left-- > 0) {
-          const s0 = performance.now();
-          const r = await hs(keys[2]!, chain);
-          if (!r.writ) throw new Error('no writ');
-          latencies.push(performance.now() - s0);
-        }
-      }),
-    );
-    const secs = (performance.now() - t0) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!;
-    record(
-      'handshake_3grant_chain_grpc',
-      latencies.length / secs,
-      `handshakes/s (${concurrency} concurrent clients, new TLS channel each, chain verified, Cedar decision, writ minted)`,
-    );
-    record('handshake_3grant_chain_grpc_p50', pct(50), 'ms');
-    record('handshake_3grant_chain_grpc_p99', pct(99), 'ms');
-  } finally {
-    await server.stop();
-    await oidc.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+/** Handshakes against their floor (handshakes.ts), recorded with floor and ratio; p50/p99 side by side. */
+async function handshakeRecords(): Promise<string[]> {
+  const h = await handshakeBenches();
+  const get = (name: string) => h.series.get(name)!;
+  const how = `${h.concurrency} concurrent clients, ${h.total} operations per series in ${h.batches} interleaved batches`;
+  const units: Record<string, string> = {
+    floor_grpc_bidi_new_channel: `exchanges/s (bare gRPC bidi stream, issuer TLS setup, the join-token handshake's messages: ${Object.values(h.sizes.joinToken).join('/')} B, new channel each)`,
+    floor_grpc_bidi_reused_channel: 'exchanges/s (the same on one reused channel per client)',
+    handshake_join_token_grpc: 'handshakes/s (new TLS channel each, 1 X.509 + 1 JWT-SVID)',
+    handshake_3grant_chain_grpc: 'handshakes/s (new TLS channel each, chain verified, Cedar decision, writ minted)',
+  };
+  const lines: string[] = [];
+  for (const suffix of ['', '_client_process']) {
+    const floor = get(`floor_grpc_bidi_new_channel${suffix}`);
+    const cpuOf = (b: typeof floor) => b.serverCpuMs ?? b.cpuMs;
+    for (const [base, unit] of Object.entries(units)) {
+      const name = `${base}${suffix}`;
+      const b = get(name);
+      const isHandshake = base.startsWith('handshake_');
+      const where = suffix ? 'clients in a child process' : 'clients in the server process';
+      record(name, b.rate, `${unit}; ${where}; ${how}`, isHandshake ? floor.rate : undefined);
+      const r = results[name]!;
+      r.batches = b.batchRates.map((x) => round(x));
+      r.cpu_ms = round(b.cpuMs, 3);
+      if (b.serverCpuMs !== undefined) r.server_cpu_ms = round(b.serverCpuMs, 3);
+      if (isHandshake) r.cpu_ratio = round(cpuOf(floor) / cpuOf(b), 3);
+      record(`${name}_p50`, b.p50, 'ms');
+      record(`${name}_p99`, b.p99, 'ms');
+      const cols = [round(b.rate), round(b.p50), round(b.p99), round(b.cpuMs, 2), b.serverCpuMs === undefined ? '' : round(b.serverCpuMs, 2)];
+      const ratios = isHandshake ? `${round(b.rate / floor.rate, 3)}`.padStart(6) + `${r.cpu_ratio}`.padStart(10) : '';
+      lines.push(`${name.padEnd(48)} ${cols.map((c) => `${c}`.padStart(8)).join(' ')} ${ratios}`);
+    }
   }
+  const sz = (x: { hello: number; challenge: number; evidence: number; result: number }) =>
+    `hello ${x.hello} B, challenge ${x.challenge} B, evidence ${x.evidence} B, result ${x.result} B`;
+  return [
+    `handshakes and their floor (${how}):`,
+    '  ratio = rate / the new-channel floor rate of the same clients; cpu ms = CPU time per operation of the process running the clients',
+    "  (in-process: client and server), srv cpu = of the server process when the clients run apart; cpu ratio = the floor's CPU per",
+    "  operation / the handshake's (the server process alone for the child-process series), steadier than rates on a shared machine",
+    `${'series'.padEnd(48)} ${['rate/s', 'p50 ms', 'p99 ms', 'cpu ms', 'srv cpu'].map((c) => c.padStart(8)).join(' ')}  ratio cpu ratio`,
+    ...lines,
+    `message sizes: join token: ${sz(h.sizes.joinToken)}; 3-grant chain: ${sz(h.sizes.chain)} (the floor uses the join token's)`,
+  ];
 }
 
 async function main(): Promise<void> {
   const t0 = performance.now();
-  await cryptoBenches();
-  await writBenches();
-  await tpmQuoteBench();
-  await handshakeBench();
-  await chainHandshakeBench();
-  await tpmHandshakeBench();
+  const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
+  const groups: Array<[string, () => Promise<void>]> = [
+    ['crypto', cryptoBenches],
+    ['writ', writBenches],
+    ['tpm-quote', tpmQuoteBench],
+    ['tpm-handshake', tpmHandshakeBench],
+  ];
+  for (const [name, fn] of groups) if (!only || only.has(name)) await fn();
+  const side = !only || only.has('handshake') ? await handshakeRecords() : [];
   const rows = Object.entries(results).map(([k, r]) => [
     k,
     `${r.value}`,
@@ -486,6 +384,7 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   const out = process.env.BENCH_OUT || 'bench-results.json';
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  if (side.length) console.log(`\n${side.join('\n')}`);
   console.log(`\nwrote ${out} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 }
 
