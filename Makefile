@@ -4,7 +4,7 @@ NPM ?= npm
 export npm_config_fund = false
 export npm_config_audit = false
 
-.PHONY: help setup build run test lint format bench generate generate-check clean
+.PHONY: help setup build run test lint format bench mutate generate generate-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ format: setup ## rewrite files in the project's format (Biome)
 
 bench: build ## benchmarks: prints a table, writes $$BENCH_OUT (default bench-results.json)
 	node dist/test/bench/run.js
+
+mutate: setup ## mutation testing (Stryker) of the security folders; MUTATE=src/writ for one folder; reports/mutation/
+	MUTATE="$(MUTATE)" node test/mutation/stryker.mjs
 
 generate: setup ## regenerate src/gen from proto/ with buf + protoc-gen-es
 	npx buf lint

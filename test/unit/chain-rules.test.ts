@@ -202,9 +202,10 @@ describe('grant chains: each hop', () => {
       { ...t, goal: 'delete everything' },
       { ...t, exp: t.exp + 3600 },
     ]) {
-      expect(refusal(() => chain(w, [w.root, rawHop(w.root, w.A.key, { task }, w.B)], w.B)), JSON.stringify(task)).toMatchObject(
-        dlg('delegation: grant 1 changes the task'),
-      );
+      expect(
+        refusal(() => chain(w, [w.root, rawHop(w.root, w.A.key, { task }, w.B)], w.B)),
+        JSON.stringify(task),
+      ).toMatchObject(dlg('delegation: grant 1 changes the task'));
     }
   });
 
@@ -214,7 +215,9 @@ describe('grant chains: each hop', () => {
       { iss: 'https://evil.example.com', sub: 'alice' },
       { iss: 'https://idp.example.com', sub: 'mallory' },
     ]) {
-      expect(refusal(() => chain(w, [w.root, rawHop(w.root, w.A.key, { principal }, w.B)], w.B))).toMatchObject(dlg('delegation: grant 1 changes the principal'));
+      expect(refusal(() => chain(w, [w.root, rawHop(w.root, w.A.key, { principal }, w.B)], w.B))).toMatchObject(
+        dlg('delegation: grant 1 changes the principal'),
+      );
     }
   });
 
@@ -291,27 +294,75 @@ describe('grants: parsing', () => {
   });
 
   it.each<[string, Record<string, unknown>, string]>([
-    ['a jti that is not 22 base64url characters', { jti: 'A'.repeat(21) + '+' }, 'delegation: jti must be 22 base64url characters (128 random bits)'],
-    ['a non-canonical delegate thumbprint', { dlg: { jkt: `${agent('y').jkt.slice(0, 42)}B` } }, 'delegation: dlg.jkt must be an RFC 7638 SHA-256 thumbprint (43 canonical base64url characters)'],
-    ['a depth limit above MAX_DELEGATION_DEPTH', { max_depth: MAX_DELEGATION_DEPTH + 1 }, `delegation: max_depth ${MAX_DELEGATION_DEPTH + 1} exceeds ${MAX_DELEGATION_DEPTH}`],
+    ['a jti that is not 22 base64url characters', { jti: `${'A'.repeat(21)}+` }, 'delegation: jti must be 22 base64url characters (128 random bits)'],
+    [
+      'a non-canonical delegate thumbprint',
+      { dlg: { jkt: `${agent('y').jkt.slice(0, 42)}B` } },
+      'delegation: dlg.jkt must be an RFC 7638 SHA-256 thumbprint (43 canonical base64url characters)',
+    ],
+    [
+      'a depth limit above MAX_DELEGATION_DEPTH',
+      { max_depth: MAX_DELEGATION_DEPTH + 1 },
+      `delegation: max_depth ${MAX_DELEGATION_DEPTH + 1} exceeds ${MAX_DELEGATION_DEPTH}`,
+    ],
     ['exp at iat', { exp: NOW }, 'delegation: exp must be after iat'],
     ['a grant outliving its task', { exp: NOW + 61 }, 'delegation: the grant outlives its task'],
     ['a root with prev', { prev: 'p'.repeat(43) }, 'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol'],
-    ['a root with from', { from: { sub: 'spiffe://example.org/a', writ: 'w' } }, 'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol'],
+    [
+      'a root with from',
+      { from: { sub: 'spiffe://example.org/a', writ: 'w' } },
+      'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol',
+    ],
     ['a root without pol', { pol: undefined }, 'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol'],
-    ['a hop with pol', { depth: 1, prev: 'p'.repeat(43), from: { sub: 's', writ: 'w' } }, 'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol'],
+    [
+      'a hop with pol',
+      { depth: 1, prev: 'p'.repeat(43), from: { sub: 's', writ: 'w' } },
+      'delegation: a root grant has pol and no prev/from; a hop grant has prev and from and no pol',
+    ],
     ['a root that is not its own rid', { rid: newGrantId() }, 'delegation: a root grant is its own rid'],
-    ['a task id that is not ASCII', { task: { id: 'tаsk', goal: 'g', exp: NOW + 60 } }, 'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)'],
-    ['a task id starting with a dot', { task: { id: '.task', goal: 'g', exp: NOW + 60 } }, 'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)'],
-    ['a task goal over MAX_GOAL_BYTES', { task: { id: 't', goal: 'g'.repeat(MAX_GOAL_BYTES + 1), exp: NOW + 60 } }, `delegation: task.goal must be a non-empty string of at most ${MAX_GOAL_BYTES} bytes`],
-    ['a principal subject over 512 bytes', { principal: { iss: 'https://idp', sub: 's'.repeat(513) } }, 'delegation: principal.sub must be a non-empty string of at most 512 bytes'],
-    ['a principal issuer over 512 bytes', { principal: { iss: 'i'.repeat(513), sub: 's' } }, 'delegation: principal.iss must be a non-empty string of at most 512 bytes'],
-    ['a policy digest that is not hex SHA-256', { pol: { snap: 'A'.repeat(64), decision: 'allow', policies: [] } }, 'delegation: pol.snap must be a hex SHA-256'],
+    [
+      'a task id that is not ASCII',
+      { task: { id: 'tаsk', goal: 'g', exp: NOW + 60 } },
+      'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)',
+    ],
+    [
+      'a task id starting with a dot',
+      { task: { id: '.task', goal: 'g', exp: NOW + 60 } },
+      'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)',
+    ],
+    [
+      'a task goal over MAX_GOAL_BYTES',
+      { task: { id: 't', goal: 'g'.repeat(MAX_GOAL_BYTES + 1), exp: NOW + 60 } },
+      `delegation: task.goal must be a non-empty string of at most ${MAX_GOAL_BYTES} bytes`,
+    ],
+    [
+      'a principal subject over 512 bytes',
+      { principal: { iss: 'https://idp', sub: 's'.repeat(513) } },
+      'delegation: principal.sub must be a non-empty string of at most 512 bytes',
+    ],
+    [
+      'a principal issuer over 512 bytes',
+      { principal: { iss: 'i'.repeat(513), sub: 's' } },
+      'delegation: principal.iss must be a non-empty string of at most 512 bytes',
+    ],
+    [
+      'a policy digest that is not hex SHA-256',
+      { pol: { snap: 'A'.repeat(64), decision: 'allow', policies: [] } },
+      'delegation: pol.snap must be a hex SHA-256',
+    ],
     ['a policy digest with a prefix', { pol: { snap: `x${SNAP}`, decision: 'allow', policies: [] } }, 'delegation: pol.snap must be a hex SHA-256'],
     ['a policy digest with a suffix', { pol: { snap: `${SNAP}x`, decision: 'allow', policies: [] } }, 'delegation: pol.snap must be a hex SHA-256'],
     ['a decision other than allow', { pol: { snap: SNAP, decision: 'deny', policies: [] } }, 'delegation: pol.decision must be "allow"'],
-    ['more than 64 policy ids', { pol: { snap: SNAP, decision: 'allow', policies: Array(65).fill('p') } }, 'delegation: pol.policies must be up to 64 policy ids'],
-    ['a policy id over 128 characters', { pol: { snap: SNAP, decision: 'allow', policies: ['p'.repeat(129)] } }, 'delegation: pol.policies must be up to 64 policy ids'],
+    [
+      'more than 64 policy ids',
+      { pol: { snap: SNAP, decision: 'allow', policies: Array(65).fill('p') } },
+      'delegation: pol.policies must be up to 64 policy ids',
+    ],
+    [
+      'a policy id over 128 characters',
+      { pol: { snap: SNAP, decision: 'allow', policies: ['p'.repeat(129)] } },
+      'delegation: pol.policies must be up to 64 policy ids',
+    ],
     ['policy ids that are not strings', { pol: { snap: SNAP, decision: 'allow', policies: [1] } }, 'delegation: pol.policies must be up to 64 policy ids'],
     ['policies that are not a list', { pol: { snap: SNAP, decision: 'allow', policies: 'p' } }, 'delegation: pol.policies must be up to 64 policy ids'],
     ['an unknown member', { admin: true }, 'delegation: grant has unknown members admin'],
@@ -363,7 +414,16 @@ describe('grants: delegating', () => {
     const w = world();
     const p = claimsOf(w.root);
     const c = claimsOf(w.g1);
-    expect(c).toMatchObject({ iss: p.iss, rid: p.rid, depth: 1, max_depth: p.max_depth, task: p.task, principal: p.principal, prev: sha256b64url(w.root), iat: NOW - 90 });
+    expect(c).toMatchObject({
+      iss: p.iss,
+      rid: p.rid,
+      depth: 1,
+      max_depth: p.max_depth,
+      task: p.task,
+      principal: p.principal,
+      prev: sha256b64url(w.root),
+      iat: NOW - 90,
+    });
     expect(c.dlg.jkt).toBe(w.B.jkt);
     expect(c.from?.sub).toBe(w.A.spiffeId);
     expect(c.jti).not.toBe(p.jti);
@@ -394,12 +454,14 @@ describe('grants: delegating', () => {
     expect(refusal(() => hop(root, A, B, claimsOf(root).exp))).toMatchObject(dlg('delegation: the parent grant has expired'));
     expect(claimsOf(hop(root, A, B, claimsOf(root).exp - 1)).exp).toBe(claimsOf(root).exp);
     const req = { childJkt: 'not-a-thumbprint', now: NOW, from: { sub: A.spiffeId, writ: 'w' } };
-    expect(refusal(() => delegateGrant(root, A.key, req))).toMatchObject(
+    expect(refusal(() => delegateGrant(root, A.key, req))).toMatchObject(dlg('delegation: the child key thumbprint must be 43 canonical base64url characters'));
+    const pub = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
+    expect(refusal(() => delegateGrant(root, pub, { ...req, childJkt: B.jkt }))).toMatchObject(
+      dlg("delegation: delegating needs the parent agent's private key"),
+    );
+    await expect(async () => delegateGrantWith(root, keySigner(A.key), req)).rejects.toMatchObject(
       dlg('delegation: the child key thumbprint must be 43 canonical base64url characters'),
     );
-    const pub = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
-    expect(refusal(() => delegateGrant(root, pub, { ...req, childJkt: B.jkt }))).toMatchObject(dlg("delegation: delegating needs the parent agent's private key"));
-    await expect(async () => delegateGrantWith(root, keySigner(A.key), req)).rejects.toMatchObject(dlg('delegation: the child key thumbprint must be 43 canonical base64url characters'));
   });
 
   it('delegateGrantWith signs the same hop with a signer (a TPM-resident key) and it chains', async () => {

@@ -65,7 +65,7 @@ describe('proof of possession: who signed it', () => {
     expect(verifyProof(proofWith(writ, holder.key), check(writ, holder)).method).toBe(METHOD);
   });
 
-  it("refuses a proof by another key, whatever its claims say, with the cnf-key message", () => {
+  it('refuses a proof by another key, whatever its claims say, with the cnf-key message', () => {
     const { holder, writ } = world();
     const other = agent('other');
     expect(refusal(() => verifyProof(proofWith(writ, other.key), check(writ, holder)))).toMatchObject({
@@ -212,7 +212,10 @@ describe('proof of possession: its one-time id', () => {
     const c = check(writ, holder);
     const p = proofWith(writ, holder.key);
     verifyProof(p, c);
-    expect(refusal(() => verifyProof(p, c))).toMatchObject({ code: 'ERR_PROOF_REPLAYED', message: 'proof: this proof was already used (one-time id seen before)' });
+    expect(refusal(() => verifyProof(p, c))).toMatchObject({
+      code: 'ERR_PROOF_REPLAYED',
+      message: 'proof: this proof was already used (one-time id seen before)',
+    });
   });
 
   it("keeps one agent's ids apart from another's: the same jti from two keys is two proofs", () => {
@@ -322,7 +325,9 @@ describe('createProof and createProofWith', () => {
 
   it('give every proof a fresh one-time id', () => {
     const { holder, writ } = world();
-    const ids = new Set(Array.from({ length: 20 }, () => verifyProof(createProof(writ, holder.key, { audience: AUD, method: METHOD, now: at(NOW) }), check(writ, holder)).jti));
+    const ids = new Set(
+      Array.from({ length: 20 }, () => verifyProof(createProof(writ, holder.key, { audience: AUD, method: METHOD, now: at(NOW) }), check(writ, holder)).jti),
+    );
     expect(ids.size).toBe(20);
   });
 });

@@ -191,7 +191,9 @@ describe('writ verification: the chain it carries', () => {
       { iss: 'https://evil.example.com', sub: 'alice' },
       { iss: 'https://idp.example.com', sub: 'mallory' },
     ]) {
-      expect(refusal(() => verifyWrit(opts(w, w.writ({ override: { principal } }).writ)))).toMatchObject(writErr('writ: principal differs from the root grant'));
+      expect(refusal(() => verifyWrit(opts(w, w.writ({ override: { principal } }).writ)))).toMatchObject(
+        writErr('writ: principal differs from the root grant'),
+      );
     }
   });
 
@@ -218,9 +220,10 @@ describe('writ verification: the chain it carries', () => {
       { sub: w.A.spiffeId, act: { sub: 'bob', iss: 'https://idp.example.com' } }, // another principal
     ];
     for (const act of cases) {
-      expect(refusal(() => verifyWrit(opts(w, w.writ({ override: { act } }).writ))), JSON.stringify(act)).toMatchObject(
-        writErr('writ: act chain does not match the grants'),
-      );
+      expect(
+        refusal(() => verifyWrit(opts(w, w.writ({ override: { act } }).writ))),
+        JSON.stringify(act),
+      ).toMatchObject(writErr('writ: act chain does not match the grants'));
     }
     expect(claims.act).toEqual({ sub: w.A.spiffeId, act: alice });
   });
@@ -232,9 +235,10 @@ describe('writ verification: the chain it carries', () => {
       { sub: w.A.spiffeId, act: { sub: 'alice' } },
       { sub: w.A.spiffeId, iss: 'https://idp.example.com', act: { sub: 'alice', iss: 'https://idp.example.com' } },
     ]) {
-      expect(refusal(() => verifyWrit(opts(w, w.writ({ override: { act } }).writ))), JSON.stringify(act)).toMatchObject(
-        writErr('writ: act chain does not end at the principal'),
-      );
+      expect(
+        refusal(() => verifyWrit(opts(w, w.writ({ override: { act } }).writ))),
+        JSON.stringify(act),
+      ).toMatchObject(writErr('writ: act chain does not end at the principal'));
     }
   });
 
@@ -244,7 +248,14 @@ describe('writ verification: the chain it carries', () => {
     const v = verifyWrit(opts(w, writ));
     expect(v.chain).toEqual(['https://idp.example.com#alice', w.A.spiffeId, w.B.spiffeId]);
     expect(v.lineage).toEqual([parseGrant(w.root).claims.jti, parseGrant(w.g1).claims.jti]);
-    expect(v).toMatchObject({ level: 'standard', spiffeId: w.B.spiffeId, principal: claims.principal, task: claims.task, jti: claims.jti, expiresAt: claims.exp });
+    expect(v).toMatchObject({
+      level: 'standard',
+      spiffeId: w.B.spiffeId,
+      principal: claims.principal,
+      task: claims.task,
+      jti: claims.jti,
+      expiresAt: claims.exp,
+    });
     expect(v.constraints).toEqual({
       scope: [{ action: 'repo:read', resource: 'repo://acme/*' }],
       boundaries: [{ action: '*', resource: 'repo://acme/secrets*' }],
@@ -269,7 +280,14 @@ describe('writ verification: revocation', () => {
     const w = world();
     const { writ, claims } = w.writ();
     const asked: string[] = [];
-    const v = verifyWrit(opts(w, writ, { isRevoked: (g) => (asked.push(g), false) }));
+    const v = verifyWrit(
+      opts(w, writ, {
+        isRevoked: (g) => {
+          asked.push(g);
+          return false;
+        },
+      }),
+    );
     expect(asked).toEqual(claims.lineage);
     expect(v.checks).toContainEqual({ check: 'lineage not revoked, as far as this verifier knows', by: 'verifier' });
     expect(v.checks.some((c) => /no revocation source/.test(c.check))).toBe(false);
@@ -424,7 +442,8 @@ describe('writ verification: deep level re-verifies embedded evidence', () => {
     checked: ['tpm: quote over B'],
     takenFromIssuer: ['tpm: AK activation'],
   };
-  const tpmWrit = (w: World, o: Partial<Parameters<FakeIssuer['writ']>[2]> = {}) => w.writ({ type: 'tpm', ev: EV, sel: ['tpm:ek_hash:00', 'tpm:model:x'], ...o });
+  const tpmWrit = (w: World, o: Partial<Parameters<FakeIssuer['writ']>[2]> = {}) =>
+    w.writ({ type: 'tpm', ev: EV, sel: ['tpm:ek_hash:00', 'tpm:model:x'], ...o });
 
   it('accepts evidence the re-verifier proves, over the recomputed binding digest, and reports both sides', () => {
     const w = world();
@@ -485,9 +504,10 @@ describe('writ verification: deep level re-verifies embedded evidence', () => {
     const w = world();
     const { rv } = fakeReverifier('tpm', proven);
     for (const sel of [['tpm:ek_hash:00', 'tpm:model:x', 'tpm:model:y'], ['tpm:ek_hash:00'], ['tpm:ek_hash:00', 'tpm:model:y']]) {
-      expect(refusal(() => verifyWrit(opts(w, tpmWrit(w, { sel }).writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) }))), sel.join()).toMatchObject(
-        writErr('writ: selectors differ from those the evidence proves'),
-      );
+      expect(
+        refusal(() => verifyWrit(opts(w, tpmWrit(w, { sel }).writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) }))),
+        sel.join(),
+      ).toMatchObject(writErr('writ: selectors differ from those the evidence proves'));
     }
   });
 
