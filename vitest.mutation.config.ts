@@ -25,7 +25,7 @@ export default defineConfig({
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    setupFiles: ['test/helpers/setup.ts'],
+    setupFiles: ['test/helpers/setup.ts', 'test/mutation/collection-coverage.ts'],
     pool: 'forks',
   },
 });
