@@ -116,8 +116,10 @@ describe('proof of possession: who signed it', () => {
 });
 
 describe('proof of possession: what it is bound to', () => {
-  it('refuses claims it does not know, naming them', () => {
+  it('refuses claims it does not know, naming them (at most 60 characters of names)', () => {
     const { holder, writ } = world();
+    const long = { [`x${'y'.repeat(70)}`]: 1 };
+    expect(refusal(() => verifyProof(proofWith(writ, holder.key, long), check(writ, holder))).message).toBe(`proof: unknown claims x${'y'.repeat(59)}`);
     expect(refusal(() => verifyProof(proofWith(writ, holder.key, { nonce: 'x', scope: 'admin' }), check(writ, holder))).message).toBe(
       'proof: unknown claims nonce, scope',
     );
@@ -197,7 +199,18 @@ describe('proof of possession: its one-time id', () => {
   it('refuses a jti that is too short, too long, not base64url, or has anything around it', () => {
     const { holder, writ } = world();
     const good = 'A'.repeat(22);
-    for (const bad of ['A'.repeat(21), 'A'.repeat(65), `${'A'.repeat(21)}+`, `${'A'.repeat(21)}=`, `!${good}`, `${good}!`, 12345, undefined]) {
+    // A list holding a well-formed id reads as that id when turned into a string: refused as not a string.
+    for (const bad of [
+      ['A'.repeat(22)],
+      'A'.repeat(21),
+      'A'.repeat(65),
+      `${'A'.repeat(21)}+`,
+      `${'A'.repeat(21)}=`,
+      `!${good}`,
+      `${good}!`,
+      12345,
+      undefined,
+    ]) {
       expect(refusal(() => verifyProof(proofWith(writ, holder.key, { jti: bad }), check(writ, holder))).message, String(bad)).toBe(
         'proof: jti must be 22..64 base64url characters (at least 128 random bits)',
       );
@@ -312,7 +325,8 @@ describe('createProof and createProofWith', () => {
     expect(w).toMatchObject({ aud: AUD, htm: METHOD, iat: NOW, exp: NOW + MAX_PROOF_LIFETIME_S, wth: sha256b64url(writ) });
   });
 
-  it('put the typ and the public jwk (no private members) in the header, and verify', async () => {
+  it('put the documented typ "writ-pop+jwt" and the public jwk (no private members) in the header, and verify', async () => {
+    expect(PROOF_TYP).toBe('writ-pop+jwt');
     const { holder, writ } = world();
     const expected = { typ: PROOF_TYP, jwk: publicJwk(createPublicKey(holder.key)), alg: 'ES256' };
     const p1 = createProof(writ, holder.key, { audience: AUD, method: METHOD, now: at(NOW) });

@@ -73,6 +73,13 @@ describe('writ verification: the issuer signature', () => {
     );
   });
 
+  it('quotes at most 80 characters of a foreign issuer', () => {
+    const w = world();
+    const longIss = `spiffe://${'x'.repeat(100)}.org`;
+    const writ = w.writ({ override: { iss: longIss } }).writ;
+    expect(refusal(() => verifyWrit(opts(w, writ))).message).toBe(`writ: issued by ${longIss.slice(0, 80)}, not the trusted issuer spiffe://example.org`);
+  });
+
   it('refuses a writ whose kid the bundle does not hold', () => {
     const w = world();
     const { writ } = w.writ();
@@ -169,11 +176,15 @@ describe('writ verification: the chain it carries', () => {
     );
   });
 
-  it('reports a chain failure as an invalid writ, with the delegation reason', () => {
+  it('reports a chain failure as an invalid writ, with the delegation reason and error as its cause', () => {
     const w = world();
     const stolen = w.iss.writ(w.A, [w.root, w.g1], { now: NOW - 10 }).writ;
     const e = refusal(() => verifyWrit({ ...opts(w, stolen), proof: createProof(stolen, w.A.key, { audience: AUD, method: METHOD, now: at(NOW) }) }));
     expect(e).toMatchObject(writErr('writ: delegation: the last grant is delegated to another key than the one presented'));
+    expect((e as { cause?: unknown }).cause).toMatchObject({
+      code: 'ERR_GRANT_INVALID',
+      message: 'delegation: the last grant is delegated to another key than the one presented',
+    });
   });
 
   it('refuses a lineage that lists other grant ids than the chain, in order', () => {
@@ -218,6 +229,7 @@ describe('writ verification: the chain it carries', () => {
       { sub: w.A.spiffeId, act: { sub: w.A.spiffeId, act: alice } }, // one too many
       { sub: 'spiffe://example.org/agent/mallory', act: alice }, // another delegator
       { sub: w.A.spiffeId, act: { sub: 'bob', iss: 'https://idp.example.com' } }, // another principal
+      { sub: w.A.spiffeId, iss: 'https://idp.example.com' }, // the principal left out, its issuer moved up
     ];
     for (const act of cases) {
       expect(
@@ -410,6 +422,13 @@ describe('writ verification: the report says who checked what', () => {
     expect(lines.some((l) => /checked at issuance/.test(l) || /re-verify with --deep/.test(l))).toBe(false);
   });
 
+  it('names the deciding policies, comma-separated', () => {
+    const w = world();
+    const { claims } = w.writ();
+    const v = verifyWrit(opts(w, w.writ({ override: { pol: { ...claims.pol, policies: ['p1', 'p2'] } } }).writ));
+    expect(v.checks.at(-1)).toEqual({ by: 'issuer', check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (p1, p2)` });
+  });
+
   it('a policy decision without policy ids says so', () => {
     const w = world();
     const { claims } = w.writ();
@@ -492,12 +511,13 @@ describe('writ verification: deep level re-verifies embedded evidence', () => {
     expect(refusal(() => verifyWrit(opts(w, tpmWrit(w).writ, { level: 'deep' })))).toMatchObject(writErr('writ: no offline verifier for evidence type tpm'));
   });
 
-  it('refuses evidence the re-verifier rejects, with its reason', () => {
+  it('refuses evidence the re-verifier rejects, with its reason, and its error as the cause', () => {
     const w = world();
-    const { rv } = fakeReverifier('tpm', new Error('attestation(tpm): quote nonce mismatch'));
-    expect(refusal(() => verifyWrit(opts(w, tpmWrit(w).writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) })))).toMatchObject(
-      writErr('writ: embedded evidence fails re-verification: attestation(tpm): quote nonce mismatch'),
-    );
+    const reason = new Error('attestation(tpm): quote nonce mismatch');
+    const { rv } = fakeReverifier('tpm', reason);
+    const e = refusal(() => verifyWrit(opts(w, tpmWrit(w).writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) })));
+    expect(e).toMatchObject(writErr('writ: embedded evidence fails re-verification: attestation(tpm): quote nonce mismatch'));
+    expect((e as { cause?: unknown }).cause).toBe(reason);
   });
 
   it('refuses selectors that differ from what the evidence proves: one more, one fewer, one other', () => {
