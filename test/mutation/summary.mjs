@@ -28,4 +28,6 @@ for (const [folder, r] of [...rows].sort()) {
   console.log(`| ${folder} | ${n} | ${r.Killed} | ${r.Timeout} | ${r.Survived} | ${r.NoCoverage} | ${r.CompileError + r.RuntimeError} | ${pct(r)} |`);
 }
 const n = Object.values(total).reduce((a, b) => a + b, 0);
-console.log(`| all | ${n} | ${total.Killed} | ${total.Timeout} | ${total.Survived} | ${total.NoCoverage} | ${total.CompileError + total.RuntimeError} | ${pct(total)} |`);
+console.log(
+  `| all | ${n} | ${total.Killed} | ${total.Timeout} | ${total.Survived} | ${total.NoCoverage} | ${total.CompileError + total.RuntimeError} | ${pct(total)} |`,
+);
