@@ -9,7 +9,13 @@
  * an unset id reads as a per-file pseudo test, and when the file ends its hits are added to the
  * coverage of each test of the file. That is exact under vitest's per-file isolation (the default
  * `isolate: true`): what a file builds while loading can reach its own tests and no others.
- * Outside a Stryker dry run (no `mode` provided, or mutant runs) this file does nothing.
+ *
+ * Mutant runs: a mutant no longer counted as static is one Stryker activates "at runtime", in a
+ * beforeAll hook, after the test file has imported src/; a mutant in module-level code (a
+ * constant regex, a list of claim names) would then never take effect and would survive
+ * unseen. So the active mutant is set here, before the test file loads, as Stryker itself does
+ * for static mutants. Each test file imports src/ afresh (isolation), so this is exact.
+ * Outside a Stryker run (no `mode` provided) this file does nothing.
  */
 import { afterAll, inject } from 'vitest';
 
@@ -27,6 +33,13 @@ interface StrykerNs {
 }
 
 const mode = (inject as (k: string) => unknown)('mode');
+
+if (mode === 'mutant') {
+  const nsName = ((inject as (k: string) => unknown)('globalNamespace') as string | undefined) ?? '__stryker__';
+  const g = globalThis as unknown as Record<string, { activeMutant?: string }>;
+  g[nsName] ??= {};
+  g[nsName].activeMutant = (inject as (k: string) => unknown)('activeMutant') as string;
+}
 
 if (mode === 'dry-run') {
   const separator = (inject as (k: string) => unknown)('testNameSeparator') as string;
