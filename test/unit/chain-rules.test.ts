@@ -471,7 +471,8 @@ describe('grants: delegating', () => {
     expect(chain(w, [w.root, g], w.B).lineage).toHaveLength(2);
   });
 
-  it('signRootGrant names the kid and the grant typ', () => {
+  it('signRootGrant names the kid and the documented grant typ "writ-grant+jwt"', () => {
+    expect(GRANT_TYP).toBe('writ-grant+jwt');
     const w = world();
     const c = claimsOf(w.root) as GrantClaims;
     const g = signRootGrant(c, w.iss.key, 'kid-1');

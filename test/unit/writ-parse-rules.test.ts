@@ -112,6 +112,11 @@ describe('writ parsing: the claims', () => {
     expect(bad(over)).toMatchObject(writErr(message));
   });
 
+  it('reports a delegation-level refusal (principal, task, policy) as an invalid writ, with the original error as its cause', () => {
+    const e = bad({ task: { id: '.x', goal: 'g', exp: NOW + 3600 } }) as { cause?: { code?: string; message?: string } };
+    expect(e.cause).toMatchObject({ code: 'ERR_GRANT_INVALID', message: 'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)' });
+  });
+
   it.each<[string, keyof WritClaims['att'], unknown, string]>([
     ['att with another member', 'type' as never, undefined, 'writ: att has unknown members extra'],
     ['an evidence type over 64 bytes', 'type', 't'.repeat(65), 'writ: att.type must be a non-empty string of at most 64 bytes'],
@@ -169,7 +174,8 @@ describe('writ parsing: the claims', () => {
 });
 
 describe('writ signing and the parse cache', () => {
-  it('signWrit names the kid and the writ typ, and the claims come back as signed', () => {
+  it('signWrit names the kid and the documented writ typ "writ+jwt", and the claims come back as signed', () => {
+    expect(WRIT_TYP).toBe('writ+jwt');
     const c = base();
     const w = signWrit(c, key, 'kid-7');
     const p = parseWrit(w);
