@@ -23,7 +23,8 @@ process.env.WRIT_SHARED ??= resolve(here, '../shared');
 export default {
   testRunner: 'vitest',
   plugins: ['@stryker-mutator/vitest-runner'],
-  vitest: { configFile: 'vitest.mutation.config.ts', related: false },
+  // Worker threads start faster than forked processes; each test file still gets its own module graph.
+  vitest: { configFile: 'vitest.mutation.config.ts', related: false, pool: 'threads' },
   mutate: folders.flatMap((f) => (f.endsWith('.ts') ? [f] : [`${f}/**/*.ts`])).concat(['!src/gen/**', '!**/*.d.ts']),
   coverageAnalysis: 'perTest',
   // Two cores shared with other engineers: one worker unless told otherwise (STRYKER_CONCURRENCY=2).

@@ -4,7 +4,7 @@
  * must still accept (`make mutate`, docs/testing.md). Grants are signed for real by the test
  * issuer and by agent keys; `rawHop` makes the hop grants a well-behaved delegator would not.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { chainDigest, verifyChain, type ChainCheck } from '../../src/delegation/chain.js';
 import {
@@ -70,9 +70,12 @@ describe('grant chains: shape', () => {
     );
   });
 
-  it('names the grant that does not parse', () => {
+  it('names the grant that does not parse, keeping its error as the cause', () => {
     const w = world();
-    expect(refusal(() => chain(w, [w.root, 'x.y.z'], w.B)).message).toMatch(/^delegation: grant 1: jws: /);
+    const e = refusal(() => chain(w, [w.root, 'x.y.z'], w.B)) as { message: string; cause?: { code?: string; message?: string } };
+    expect(e.message).toMatch(/^delegation: grant 1: jws: /);
+    expect(e.cause).toMatchObject({ code: 'ERR_JWS_INVALID' });
+    expect(e.message).toBe(`delegation: grant 1: ${e.cause!.message}`);
   });
 
   it('reports root, leaf, lineage, the chain digest, and whether signatures were checked', () => {
@@ -90,8 +93,11 @@ describe('grant chains: shape', () => {
 });
 
 describe('grant chains: every grant', () => {
-  it('refuses a grant from another issuer, naming it', () => {
+  it('refuses a grant from another issuer, naming it (at most 80 characters of it)', () => {
     const w = world();
+    const longIss = `spiffe://${'x'.repeat(100)}.org`;
+    const g = w.iss.rootGrant(w.A, { now: NOW - 100, override: { iss: longIss } });
+    expect(refusal(() => chain(w, [g], w.A)).message).toBe(`delegation: grant 0 was issued by ${longIss.slice(0, 80)}, not spiffe://example.org`);
     expect(refusal(() => chain(w, [w.root], w.A, { issuer: 'spiffe://other.org' }))).toMatchObject(
       dlg('delegation: grant 0 was issued by spiffe://example.org, not spiffe://other.org'),
     );
@@ -256,6 +262,18 @@ describe('grant-chain digest', () => {
     expect(chainDigest(grants)).toEqual(chainDigest(Object.freeze([w.root, w.g1])));
   });
 
+  it('hashes each grant as its latin1 bytes (a compact JWS is ASCII; other text is not re-encoded as UTF-8)', () => {
+    const u32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      return b;
+    };
+    const expected = createHash('sha256')
+      .update(Buffer.concat([Buffer.from('writ-grant-chain-v1\0', 'latin1'), u32(1), u32(1), Buffer.from([0xe9])]))
+      .digest();
+    expect(chainDigest(['é'])).toEqual(expected);
+  });
+
   it('commits to the count and the length of each grant', () => {
     const w = world();
     expect(chainDigest([w.root, w.g1])).not.toEqual(chainDigest([w.root + w.g1]));
@@ -366,6 +384,27 @@ describe('grants: parsing', () => {
     ['policy ids that are not strings', { pol: { snap: SNAP, decision: 'allow', policies: [1] } }, 'delegation: pol.policies must be up to 64 policy ids'],
     ['policies that are not a list', { pol: { snap: SNAP, decision: 'allow', policies: 'p' } }, 'delegation: pol.policies must be up to 64 policy ids'],
     ['an unknown member', { admin: true }, 'delegation: grant has unknown members admin'],
+    ['a policy digest that is a list holding one', { pol: { snap: [SNAP], decision: 'allow', policies: [] } }, 'delegation: pol.snap must be a hex SHA-256'],
+    ['a policy id that is a list', { pol: { snap: SNAP, decision: 'allow', policies: [['p']] } }, 'delegation: pol.policies must be up to 64 policy ids'],
+    ['pol with another member', { pol: { snap: SNAP, decision: 'allow', policies: [], x: 1 } }, 'delegation: pol has unknown members x'],
+    ['a task with another member', { task: { id: 't', goal: 'g', exp: NOW + 60, x: 1 } }, 'delegation: task has unknown members x'],
+    [
+      'a task id over 128 bytes',
+      { task: { id: 't'.repeat(129), goal: 'g', exp: NOW + 60 } },
+      'delegation: task.id must be a non-empty string of at most 128 bytes',
+    ],
+    ['a task end that is not an integer', { task: { id: 't', goal: 'g', exp: 'soon' } }, 'delegation: task.exp must be a non-negative integer'],
+    ['a jti over 22 bytes', { jti: 'A'.repeat(23) }, 'delegation: jti must be a non-empty string of at most 22 bytes'],
+    ['dlg with another member', { dlg: { jkt: agent('z').jkt, x: 1 } }, 'delegation: dlg has unknown members x'],
+    ['a depth that is not an integer', { depth: '0' }, 'delegation: depth must be a non-negative integer'],
+    ['an issuer that is not a string', { iss: 1 }, 'delegation: iss must be a non-empty string of at most 512 bytes'],
+    ['an iat that is negative', { iat: -1 }, 'delegation: iat must be a non-negative integer'],
+    ['an exp that is not an integer', { exp: 'x' }, 'delegation: exp must be a non-negative integer'],
+    ['a rid over 22 bytes', { rid: 'r'.repeat(23) }, 'delegation: rid must be a non-empty string of at most 22 bytes'],
+    ['a depth limit that is not an integer', { max_depth: 1.5 }, 'delegation: max_depth must be a non-negative integer'],
+    ['a scope that is not a list', { scope: {} }, 'delegation: scope must be an array'],
+    ['boundaries that are not a list', { boundaries: {} }, 'delegation: boundaries must be an array'],
+    ['escalation rules that are not a list', { escalate: {} }, 'delegation: escalate must be an array'],
   ])('refuses %s', (_n, over, message) => {
     const claims = rootClaims(over);
     for (const [k, v] of Object.entries(over)) if (v === undefined) delete claims[k];
@@ -390,6 +429,20 @@ describe('grants: parsing', () => {
     expect(parseErr(root({}, { kid: 'k', jwk: publicJwk(key) }))).toMatchObject(dlg(msg));
     expect(parseErr(root({}, {}))).toMatchObject(dlg(msg));
     expect(parseErr(root({}, { kid: 7 }))).toMatchObject(dlg(msg));
+  });
+
+  it('refuses malformed hop fields (prev, from), naming them', () => {
+    const w = world();
+    const c = claimsOf(w.g1);
+    const hopWith = (over: Record<string, unknown>) => signJws({ typ: GRANT_TYP, jwk: publicJwk(w.A.key) }, { ...c, ...over }, w.A.key);
+    expect(parseErr(hopWith({ prev: 'p'.repeat(44) }))).toMatchObject(dlg('delegation: prev must be a non-empty string of at most 43 bytes'));
+    expect(parseErr(hopWith({ from: { sub: w.A.spiffeId, writ: 'w', x: 1 } }))).toMatchObject(dlg('delegation: from has unknown members x'));
+    expect(parseErr(hopWith({ from: { sub: 's'.repeat(2049), writ: 'w' } }))).toMatchObject(
+      dlg('delegation: from.sub must be a non-empty string of at most 2048 bytes'),
+    );
+    expect(parseErr(hopWith({ from: { sub: w.A.spiffeId, writ: 'w'.repeat(65) } }))).toMatchObject(
+      dlg('delegation: from.writ must be a non-empty string of at most 64 bytes'),
+    );
   });
 
   it('refuses a hop grant that names a kid: it is signed by the parent agent, whose key is in the jwk header', () => {

@@ -61,7 +61,11 @@ describe('EK certificates', () => {
   it('accepts an EK of a TCG template whose certificate chains to a root, and reads the TPM identity', () => {
     const w = ekWorld();
     const id = verifyEk(w.ek.pub, w.cert.der, [w.mid.der], [w.root.der], NOW);
-    expect(id.ekHash).toBe(createHash('sha256').update(publicKeyOf(w.ek.pub).export({ type: 'spki', format: 'der' })).digest('hex'));
+    expect(id.ekHash).toBe(
+      createHash('sha256')
+        .update(publicKeyOf(w.ek.pub).export({ type: 'spki', format: 'der' }))
+        .digest('hex'),
+    );
     expect(id).toMatchObject({ manufacturer: 'id:53544D20', model: 'SLB9670', version: 'id:00070002' });
     expect(id.certificate.der).toEqual(w.cert.der);
   });
@@ -72,7 +76,11 @@ describe('EK certificates', () => {
   });
 
   it('ignores identity attributes that are not printable or too long, and unknown attributes', () => {
-    const w = ekWorld({ extra: [tpmSan([tpmAttr('2.23.133.2.1', 'bad\u0001'), tpmAttr('2.23.133.2.2', 'm'.repeat(65)), tpmAttr('2.23.133.2.9', 'x'), tpmAttr('2.23.133.2.3', '7')])] });
+    const w = ekWorld({
+      extra: [
+        tpmSan([tpmAttr('2.23.133.2.1', 'bad\u0001'), tpmAttr('2.23.133.2.2', 'm'.repeat(65)), tpmAttr('2.23.133.2.9', 'x'), tpmAttr('2.23.133.2.3', '7')]),
+      ],
+    });
     const id = verifyEk(w.ek.pub, w.cert.der, [w.mid.der], [w.root.der], NOW);
     expect(id.manufacturer).toBeUndefined();
     expect(id.model).toBeUndefined();
@@ -91,14 +99,20 @@ describe('EK certificates', () => {
 
   it('refuses a malformed certificate or intermediate, saying why', () => {
     const w = ekWorld();
-    expect(refusal(() => verifyEk(w.ek.pub, Buffer.from('junk'), [w.mid.der], [w.root.der], NOW)).message).toMatch(/^attestation\(tpm\): EK certificate is malformed: /);
-    expect(refusal(() => verifyEk(w.ek.pub, w.cert.der, [Buffer.from([0x30, 0x00])], [w.root.der], NOW)).message).toMatch(/^attestation\(tpm\): EK certificate is malformed: /);
+    expect(refusal(() => verifyEk(w.ek.pub, Buffer.from('junk'), [w.mid.der], [w.root.der], NOW)).message).toMatch(
+      /^attestation\(tpm\): EK certificate is malformed: /,
+    );
+    expect(refusal(() => verifyEk(w.ek.pub, w.cert.der, [Buffer.from([0x30, 0x00])], [w.root.der], NOW)).message).toMatch(
+      /^attestation\(tpm\): EK certificate is malformed: /,
+    );
   });
 
   it('refuses a certificate for another key than the EK', () => {
     const w = ekWorld();
     const other = softKey(EK_TEMPLATES[0]!.template);
-    expect(refusal(() => verifyEk(other.pub, w.cert.der, [w.mid.der], [w.root.der], NOW))).toMatchObject(tpmErr('EK certificate is for another key than the EK public area'));
+    expect(refusal(() => verifyEk(other.pub, w.cert.der, [w.mid.der], [w.root.der], NOW))).toMatchObject(
+      tpmErr('EK certificate is for another key than the EK public area'),
+    );
   });
 
   it('refuses a CA certificate as an EK certificate', () => {
@@ -108,7 +122,9 @@ describe('EK certificates', () => {
 
   it('refuses an EKU without tcg-kp-EKCertificate, accepts one with it', () => {
     const bad = ekWorld({ extra: [t.extKeyUsage([OID.clientAuth])] });
-    expect(refusal(() => verifyEk(bad.ek.pub, bad.cert.der, [bad.mid.der], [bad.root.der], NOW))).toMatchObject(tpmErr('EK certificate EKU lacks tcg-kp-EKCertificate'));
+    expect(refusal(() => verifyEk(bad.ek.pub, bad.cert.der, [bad.mid.der], [bad.root.der], NOW))).toMatchObject(
+      tpmErr('EK certificate EKU lacks tcg-kp-EKCertificate'),
+    );
     const good = ekWorld({ extra: [t.extKeyUsage([OID.clientAuth, OID_TCG_EK_CERTIFICATE])] });
     expect(verifyEk(good.ek.pub, good.cert.der, [good.mid.der], [good.root.der], NOW).ekHash).toMatch(/^[0-9a-f]{64}$/);
     expect(OID_TCG_EK_CERTIFICATE).toBe('2.23.133.8.1');
@@ -116,7 +132,9 @@ describe('EK certificates', () => {
 
   it('refuses an unknown critical extension, naming it', () => {
     const w = ekWorld({ extra: [t.extension('1.3.6.1.4.1.99999.7', true, der.seq())] });
-    expect(refusal(() => verifyEk(w.ek.pub, w.cert.der, [w.mid.der], [w.root.der], NOW))).toMatchObject(tpmErr('EK certificate has unknown critical extension 1.3.6.1.4.1.99999.7'));
+    expect(refusal(() => verifyEk(w.ek.pub, w.cert.der, [w.mid.der], [w.root.der], NOW))).toMatchObject(
+      tpmErr('EK certificate has unknown critical extension 1.3.6.1.4.1.99999.7'),
+    );
   });
 
   it('refuses with no roots configured, and a chain to no configured root', () => {
@@ -135,7 +153,8 @@ const ev = (pcr: number, data: string | Buffer, type = EV_IPL, digest?: Buffer):
   const d = Buffer.isBuffer(data) ? data : Buffer.from(data, 'latin1');
   return { pcr, type, digests: new Map([[SHA256, digest ?? createHash('sha256').update(d).digest()]]), data: d };
 };
-const extend = (events: LogEvent[], start = Buffer.alloc(32)) => events.reduce((v, e) => createHash('sha256').update(v).update(e.digests.get(SHA256)!).digest(), start);
+const extend = (events: LogEvent[], start = Buffer.alloc(32)) =>
+  events.reduce((v, e) => createHash('sha256').update(v).update(e.digests.get(SHA256)!).digest(), start);
 const log = (events: LogEvent[]) => encodeEventLog(new Map([[SHA256, 32]]), events);
 const pcrValues = (m: Record<number, Buffer>) => new Map([[SHA256, new Map(Object.entries(m).map(([k, v]) => [Number(k), v]))]]);
 
@@ -152,13 +171,23 @@ describe('event-log replay', () => {
 
   it('refuses a log that does not replay to a quoted value, naming the PCR', () => {
     const e4 = [ev(4, 'bootloader')];
-    expect(refusal(() => replayLog(log(e4), sel, pcrValues({ 4: Buffer.alloc(32, 1) })))).toMatchObject(tpmErr('event log replay does not match quoted PCR sha256:4'));
-    expect(refusal(() => replayLog(log(e4), sel, pcrValues({ 0: Buffer.alloc(32) })))).toMatchObject(tpmErr('event log replay does not match quoted PCR sha256:4'));
+    expect(refusal(() => replayLog(log(e4), sel, pcrValues({ 4: Buffer.alloc(32, 1) })))).toMatchObject(
+      tpmErr('event log replay does not match quoted PCR sha256:4'),
+    );
+    expect(refusal(() => replayLog(log(e4), sel, pcrValues({ 0: Buffer.alloc(32) })))).toMatchObject(
+      tpmErr('event log replay does not match quoted PCR sha256:4'),
+    );
   });
 
   it('refuses a log without a digest of the quoted bank for an event in a quoted PCR', () => {
     const sha1Only: LogEvent = { pcr: 4, type: EV_IPL, digests: new Map([[TPM_ALG.SHA1, Buffer.alloc(20)]]), data: Buffer.from('x') };
-    const l = encodeEventLog(new Map([[TPM_ALG.SHA1, 20], [SHA256, 32]]), [sha1Only]);
+    const l = encodeEventLog(
+      new Map([
+        [TPM_ALG.SHA1, 20],
+        [SHA256, 32],
+      ]),
+      [sha1Only],
+    );
     expect(refusal(() => replayLog(l, sel, pcrValues({ 4: Buffer.alloc(32) })))).toMatchObject(tpmErr('event log has no sha256 digest for an event in PCR 4'));
   });
 
@@ -199,7 +228,11 @@ describe('the whole TPM evidence check', () => {
     const fw = o.fwEvents ?? [ev(0, 'crtm')];
     const app = o.appEvents;
     const values = pcrValues({ 0: extend(fw.filter((e) => e.pcr === 0)), 23: extend((app ?? []).filter((e) => e.pcr === 23)) });
-    const { pcrDigest } = { pcrDigest: createHash('sha256').update(Buffer.concat([values.get(SHA256)!.get(0)!, values.get(SHA256)!.get(23)!])).digest() };
+    const { pcrDigest } = {
+      pcrDigest: createHash('sha256')
+        .update(Buffer.concat([values.get(SHA256)!.get(0)!, values.get(SHA256)!.get(23)!]))
+        .digest(),
+    };
     const a = attest(k, { sel: SEL23, digest: pcrDigest, nonce: o.nonce ?? NONCE });
     const e: TpmEvidence = {
       ekPublic: w.ek.pub.bytes,
@@ -280,12 +313,22 @@ describe('the whole TPM evidence check', () => {
     expect(c.resident).toBe(true);
     expect(c.selectors.at(-1)).toEqual({ type: 'tpm', value: 'key:resident' });
     expect(refusal(() => check(x))).toMatchObject(tpmErr('the certified TPM key is not the key in the hello'));
-    expect(refusal(() => check(evidence({ resident, certifyNonce: randomBytes(32) }), { residentKeyIs: () => true }))).toMatchObject(tpmErr('certify nonce mismatch'));
+    expect(refusal(() => check(evidence({ resident, certifyNonce: randomBytes(32) }), { residentKeyIs: () => true }))).toMatchObject(
+      tpmErr('certify nonce mismatch'),
+    );
   });
 
   it('uses the EK verifier it is given', () => {
     const x = evidence();
-    expect(refusal(() => check(x, { verifyEk: () => { throw new Error('ek refused'); } })).message).toBe('ek refused');
+    expect(
+      refusal(() =>
+        check(x, {
+          verifyEk: () => {
+            throw new Error('ek refused');
+          },
+        }),
+      ).message,
+    ).toBe('ek refused');
     expect(marshalPublic).toBeDefined();
     expect(generateKeyPairSync).toBeDefined();
   });

@@ -114,7 +114,10 @@ describe('writ parsing: the claims', () => {
 
   it('reports a delegation-level refusal (principal, task, policy) as an invalid writ, with the original error as its cause', () => {
     const e = bad({ task: { id: '.x', goal: 'g', exp: NOW + 3600 } }) as { cause?: { code?: string; message?: string } };
-    expect(e.cause).toMatchObject({ code: 'ERR_GRANT_INVALID', message: 'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)' });
+    expect(e.cause).toMatchObject({
+      code: 'ERR_GRANT_INVALID',
+      message: 'delegation: task.id must be 1..128 ASCII letters, digits or . _ : - (starting with a letter or digit)',
+    });
   });
 
   it.each<[string, keyof WritClaims['att'], unknown, string]>([
