@@ -179,6 +179,8 @@ describe('x509 path: names, signatures and anchors', () => {
 
   it('accepts a chain that ends in the anchor itself, and skips anchors that do not parse', () => {
     const { root, mid, leaf } = pki();
+    // An intermediate configured as the anchor (not self-signed) is recognised as itself.
+    expect(pathProblem([leaf.parsed, mid.parsed], [mid.der], T0)).toBeUndefined();
     expect(pathProblem([leaf.parsed, mid.parsed, root.parsed], [root.der], T0)).toBeUndefined();
     expect(pathProblem([leaf.parsed, mid.parsed], [Buffer.from('not a certificate'), root.der], T0)).toBeUndefined();
     expect(pathProblem([leaf.parsed, mid.parsed], [Buffer.from('not a certificate')], T0)).toBe(UNKNOWN);
