@@ -4,7 +4,7 @@ NPM ?= npm
 export npm_config_fund = false
 export npm_config_audit = false
 
-.PHONY: help setup build run test lint format bench fuzz generate generate-check clean
+.PHONY: help setup build run test lint format bench fuzz mutate generate generate-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ bench: build ## benchmarks: prints a table, writes $$BENCH_OUT (default bench-re
 
 fuzz: build ## coverage-guided fuzzing of every parser of untrusted bytes: FUZZ_SECONDS per target (60), FUZZ_TARGET=a,b; findings in reports/fuzz/
 	node dist/test/fuzz/run.js
+
+mutate: setup ## mutation testing (Stryker) of the security folders; MUTATE=src/writ for one folder; reports/mutation/
+	MUTATE="$(MUTATE)" node test/mutation/stryker.mjs
 
 generate: setup ## regenerate src/gen from proto/ with buf + protoc-gen-es
 	npx buf lint

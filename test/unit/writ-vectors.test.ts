@@ -43,6 +43,27 @@ describe('docs/writ-format.md test vectors', () => {
     expect(() => bindingDigest({ ...input(), jkt: twin })).toThrow(/canonical base64url/);
   });
 
+  it('refuses inputs that are not the fixed sizes the encoding assumes, saying which', () => {
+    const refused = (over: object) => {
+      try {
+        bindingPreimage({ ...input(), ...over });
+      } catch (e) {
+        return e as { code: string; message: string };
+      }
+      throw new Error('accepted');
+    };
+    expect(refused({ jkt: 'not-a-thumbprint' })).toMatchObject({
+      code: 'ERR_WRIT_INVALID',
+      message: 'writ: key thumbprint must be 43 canonical base64url characters',
+    });
+    expect(refused({ chainDigest: Buffer.alloc(31) })).toMatchObject({ code: 'ERR_WRIT_INVALID', message: 'writ: grant-chain digest must be 32 bytes' });
+    expect(refused({ nonce: Buffer.alloc(33) })).toMatchObject({ code: 'ERR_WRIT_INVALID', message: 'writ: nonce must be 32 bytes' });
+    const snap = 'writ: policy snapshot digest must be 64 lower-case hex characters';
+    for (const policySnapshot of ['F'.repeat(64), 'f'.repeat(63), `x${'f'.repeat(64)}`, `${'f'.repeat(64)}x`, `${'f'.repeat(64)}\n`]) {
+      expect(refused({ policySnapshot }), policySnapshot).toMatchObject({ code: 'ERR_WRIT_INVALID', message: snap });
+    }
+  });
+
   const py = spawnSync('/usr/bin/python3', ['-c', 'pass']).status === 0;
   it.skipIf(!py && !process.env.CI)('an independent Python implementation of the text agrees', () => {
     const out = execFileSync('/usr/bin/python3', [join(REPO_ROOT, 'test', 'interop', 'binding.py'), block], { encoding: 'utf8' })
