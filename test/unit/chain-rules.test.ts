@@ -484,13 +484,14 @@ describe('grants: delegating', () => {
     expect(c.escalate).toEqual(p.escalate);
   });
 
-  it("defaults to the parent's scope and expiry, caps a later expiry at the parent's, adds boundaries and escalation rules", () => {
+  it("defaults to the parent's scope and expiry, refuses a later expiry (before signing), adds boundaries and escalation rules", () => {
     const w = world();
     const p = claimsOf(w.root);
     const d = claimsOf(hop(w.root, w.A, w.B, NOW - 90));
     expect(d.scope).toEqual(p.scope);
     expect(d.exp).toBe(p.exp);
-    expect(claimsOf(hop(w.root, w.A, w.B, NOW - 90, { exp: p.exp + 100 })).exp).toBe(p.exp);
+    expect(() => hop(w.root, w.A, w.B, NOW - 90, { exp: p.exp + 100 })).toThrow(/the grant would end after its parent .*; ask for a shorter lifetime/);
+    expect(claimsOf(hop(w.root, w.A, w.B, NOW - 90, { exp: p.exp })).exp).toBe(p.exp);
     expect(claimsOf(hop(w.root, w.A, w.B, NOW - 90, { exp: NOW + 10 })).exp).toBe(NOW + 10);
     const extra = { action: 'repo:write', resource: 'repo://acme/infra*' };
     const more = claimsOf(hop(w.root, w.A, w.B, NOW - 90, { boundaries: [extra], escalate: [extra] }));
@@ -524,11 +525,11 @@ describe('grants: delegating', () => {
     expect(chain(w, [w.root, g], w.B).lineage).toHaveLength(2);
   });
 
-  it('signRootGrant names the kid and the documented grant typ "writ-grant+jwt"', () => {
+  it('signRootGrant names the kid and the documented grant typ "writ-grant+jwt"', async () => {
     expect(GRANT_TYP).toBe('writ-grant+jwt');
     const w = world();
     const c = claimsOf(w.root) as GrantClaims;
-    const g = signRootGrant(c, w.iss.key, 'kid-1');
+    const g = await signRootGrant(c, keySigner(w.iss.key), 'kid-1');
     expect(JSON.parse(Buffer.from(g.split('.')[0]!, 'base64url').toString())).toEqual({ typ: GRANT_TYP, kid: 'kid-1', alg: 'ES256' });
   });
 

@@ -13,7 +13,9 @@ import {
   MAX_PROOF_LIFETIME_S,
   PROOF_SKEW_S,
   PROOF_TYP,
+  MAX_PROOFS_PER_KEY,
   ProofReplayCache,
+  type ReplayCache,
   createProof,
   createProofWith,
   verifyProof,
@@ -41,7 +43,9 @@ function proofWith(writ: string, key: KeyObject, claims: Record<string, unknown>
   return signJws({ typ: PROOF_TYP, jwk: publicJwk(createPublicKey(key)), ...header }, { ...base, ...claims }, key);
 }
 
-function check(writ: string, holder: Agent, over: Partial<ProofCheck> = {}): ProofCheck {
+type Check = ProofCheck & { readonly cache: ReplayCache };
+
+function check(writ: string, holder: Agent, over: Partial<Check> = {}): Check {
   return { writCompact: writ, jkt: holder.jkt, audience: AUD, now: at(NOW), cache: new ProofReplayCache(), ...over };
 }
 
@@ -277,8 +281,8 @@ describe('ProofReplayCache', () => {
     expect(c.checkAndRecord('a', 100, 0)).toBe(false);
     expect(c.checkAndRecord('b', 100, 0)).toBe(true);
     expect([...c.entries()]).toEqual([
-      ['a', 100],
-      ['b', 100],
+      ['a', 100, ''],
+      ['b', 100, ''],
     ]);
   });
 
@@ -302,16 +306,19 @@ describe('ProofReplayCache', () => {
     expect(c.checkAndRecord('live', 61, 60)).toBe(false);
   });
 
-  it('holds 100,000 live ids by default', () => {
+  it(`holds ${MAX_PROOFS_PER_KEY} live ids per key by default, and another key has its own quota`, () => {
     const c = new ProofReplayCache();
-    for (let i = 0; i < 100_000; i++) c.checkAndRecord(`id${i}`, 100, 0);
-    expect(c.size).toBe(100_000);
-    expect(() => c.checkAndRecord('one-more', 100, 0)).toThrow(/replay cache is full/);
+    for (let i = 0; i < MAX_PROOFS_PER_KEY; i++) c.checkAndRecord(`id${i}`, 100, 0, 'k1');
+    expect(c.size).toBe(MAX_PROOFS_PER_KEY);
+    expect(() => c.checkAndRecord('one-more', 100, 0, 'k1')).toThrow(
+      `proof: this key has ${MAX_PROOFS_PER_KEY} live proofs in the replay cache; refusing rather than forgetting`,
+    );
+    expect(c.checkAndRecord('one-more', 100, 0, 'k2')).toBe(true);
   });
 });
 
 describe('createProof and createProofWith', () => {
-  it(`make a ${DEFAULT_PROOF_LIFETIME_S} s proof by default, honour a shorter lifetime and cap a longer one at ${MAX_PROOF_LIFETIME_S} s`, async () => {
+  it(`make a ${DEFAULT_PROOF_LIFETIME_S} s proof by default, honour a lifetime up to ${MAX_PROOF_LIFETIME_S} s and refuse a longer one`, async () => {
     const { holder, writ } = world();
     const claims = (p: string) => JSON.parse(b64(p, 1)) as Record<string, unknown>;
     const now = at(NOW + 0.9);
@@ -320,9 +327,14 @@ describe('createProof and createProofWith', () => {
     expect(d.jti).toMatch(/^[A-Za-z0-9_-]{22}$/);
     expect(Object.keys(d).sort()).toEqual(['aud', 'exp', 'htm', 'iat', 'jti', 'wth']);
     expect(claims(createProof(writ, holder.key, { audience: AUD, method: METHOD, now, lifetimeS: 10 })).exp).toBe(NOW + 10);
-    expect(claims(createProof(writ, holder.key, { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).exp).toBe(NOW + MAX_PROOF_LIFETIME_S);
-    const w = claims(await createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 3600 }));
-    expect(w).toMatchObject({ aud: AUD, htm: METHOD, iat: NOW, exp: NOW + MAX_PROOF_LIFETIME_S, wth: sha256b64url(writ) });
+    expect(claims(createProof(writ, holder.key, { audience: AUD, method: METHOD, now, lifetimeS: MAX_PROOF_LIFETIME_S })).exp).toBe(NOW + MAX_PROOF_LIFETIME_S);
+    // A longer one is refused, not cut: the caller asked for something it will not get.
+    expect(() => createProof(writ, holder.key, { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).toThrow(
+      `proof: a proof lives 1..${MAX_PROOF_LIFETIME_S} seconds; 3600 asked for`,
+    );
+    await expect(async () => createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).rejects.toThrow(/a proof lives/);
+    const w = claims(await createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 60 }));
+    expect(w).toMatchObject({ aud: AUD, htm: METHOD, iat: NOW, exp: NOW + 60, wth: sha256b64url(writ) });
   });
 
   it('put the documented typ "writ-pop+jwt" and the public jwk (no private members) in the header, and verify', async () => {

@@ -11,7 +11,7 @@ import type { EvidenceReverifier, ReverifiedEvidence, ReverifyContext } from '..
 import { parseGrant } from '../../src/delegation/grant.js';
 import { signJws } from '../../src/jose/jws.js';
 import { ProofReplayCache, createProof } from '../../src/writ/proof.js';
-import { authorize, verifyWrit, WRIT_SKEW_S, type VerifyWritOptions } from '../../src/writ/verify.js';
+import { authorize, verifyWrit, WRIT_SKEW_S, type RevocationSource, type VerifyWritOptions } from '../../src/writ/verify.js';
 import { WRIT_TYP, type WritClaims } from '../../src/writ/writ.js';
 import { FakeIssuer, SNAP, agent, hop, type Agent } from '../helpers/writ-fixture.js';
 
@@ -280,29 +280,48 @@ describe('writ verification: the chain it carries', () => {
 });
 
 describe('writ verification: revocation', () => {
-  it('refuses a writ any grant of whose lineage is revoked, root or leaf, naming it', () => {
+  const SOURCE = 'a test source at sequence 7';
+  /** A source that says a writ is revoked when `hit` names something of its lineage; records what it was asked. */
+  const source = (hit: (lineage: readonly string[]) => string | undefined, asked: string[][] = []): RevocationSource => ({
+    check: ({ claims }) => {
+      asked.push([...claims.lineage]);
+      const id = hit(claims.lineage);
+      return id ? { revoked: true, reason: `grant ${id} revoked by operator`, source: SOURCE } : { revoked: false, source: SOURCE };
+    },
+  });
+
+  it('refuses a writ any grant of whose lineage the source says is revoked, root or leaf, naming it and the source', () => {
     const w = world();
     const { writ, claims } = w.writ();
     for (const id of claims.lineage) {
-      expect(refusal(() => verifyWrit(opts(w, writ, { isRevoked: (g) => g === id })))).toMatchObject(writErr(`writ: grant ${id} in its lineage is revoked`));
+      expect(refusal(() => verifyWrit(opts(w, writ, { revocation: source((l) => l.find((g) => g === id)) })))).toMatchObject({
+        code: 'ERR_WRIT_REVOKED',
+        message: `writ: revoked: grant ${id} revoked by operator (${SOURCE})`,
+      });
     }
   });
 
-  it('accepts a writ none of whose lineage is revoked, and says the verifier checked it', () => {
+  it('accepts a writ the source does not know revoked, and says the verifier checked it with that source', () => {
     const w = world();
     const { writ, claims } = w.writ();
-    const asked: string[] = [];
-    const v = verifyWrit(
-      opts(w, writ, {
-        isRevoked: (g) => {
-          asked.push(g);
-          return false;
-        },
-      }),
-    );
-    expect(asked).toEqual(claims.lineage);
-    expect(v.checks).toContainEqual({ check: 'lineage not revoked, as far as this verifier knows', by: 'verifier' });
+    const asked: string[][] = [];
+    const v = verifyWrit(opts(w, writ, { revocation: source(() => undefined, asked) }));
+    expect(asked).toEqual([claims.lineage]);
+    expect(v.checks).toContainEqual({ check: `not revoked: not the writ, its lineage, task, principal, agents, keys or platform (${SOURCE})`, by: 'verifier' });
     expect(v.checks.some((c) => /no revocation source/.test(c.check))).toBe(false);
+  });
+
+  it('fails closed when the source cannot answer, and reports the check as not made without a source', () => {
+    const w = world();
+    const { writ } = w.writ();
+    const broken: RevocationSource = {
+      check: () => {
+        throw new Error('never synced');
+      },
+    };
+    expect(refusal(() => verifyWrit(opts(w, writ, { revocation: broken })))).toMatchObject(writErr('writ: revocation status unknown: never synced'));
+    const v = verifyWrit(opts(w, writ));
+    expect(v.checks).toContainEqual({ check: 'revocation: no revocation source was given (a watch stream or a status list)', by: 'unchecked' });
   });
 });
 
@@ -396,16 +415,18 @@ describe('writ verification: the report says who checked what', () => {
     const v = verifyWrit({ ...opts(w, writ), proof: createProof(writ, w.B.key, { audience: AUD, method: METHOD, now: at(NOW) }) });
     expect(v.checks).toEqual([
       { by: 'verifier', check: `issuer signature by writ key ${w.iss.kid} of spiffe://example.org` },
-      { by: 'verifier', check: `proof of possession by the cnf key, for audience ${AUD}, one-time id recorded` },
+      { by: 'verifier', check: `proof of possession by the cnf key, for audience ${AUD}` },
       { by: 'verifier', check: 'times: issued, not expired, task not ended, writ within the task' },
       { by: 'verifier', check: 'delegation chain of 2 grant(s): links, attenuation, depth ≤ 3, expiry, no cycles, last grant bound to the cnf key' },
       { by: 'issuer', check: 'grant signatures (checked at issuance; verify with --deep)' },
       { by: 'issuer', check: 'each delegating agent held a writ for its SPIFFE ID (from.sub) when it delegated' },
-      { by: 'issuer', check: 'lineage not revoked (no revocation source given to the verifier)' },
+      { by: 'unchecked', check: 'revocation: no revocation source was given (a watch stream or a status list)' },
       { by: 'verifier', check: 'binding digest recomputed from the key, grant chain, policy snapshot, task and nonce' },
       { by: 'issuer', check: 'evidence (join_token) and the selectors it proves (re-verify with --deep)' },
       { by: 'issuer', check: `registration: selectors map to ${w.B.spiffeId}` },
       { by: 'issuer', check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (agents-receive)` },
+      // Recorded last, once everything else passed.
+      { by: 'verifier', check: 'proof one-time id recorded (not seen before)' },
     ]);
     expect(v.selectors).toEqual(claims.att.sel);
   });
@@ -416,7 +437,7 @@ describe('writ verification: the report says who checked what', () => {
     const v = verifyWrit(opts(w, writ, { level: 'deep', method: METHOD }));
     expect(v.level).toBe('deep');
     const lines = v.checks.map((c) => `${c.by}: ${c.check}`);
-    expect(lines).toContain(`verifier: proof of possession by the cnf key, for audience ${AUD} and method ${METHOD}, one-time id recorded`);
+    expect(lines).toContain(`verifier: proof of possession by the cnf key, for audience ${AUD} and method ${METHOD}`);
     expect(lines).toContain('verifier: every grant signature: the root by the issuer writ key, each hop by its parent agent key');
     expect(lines).toContain('issuer: evidence (join_token) verified by the issuer; it is not embedded (a secret, or not re-verifiable offline)');
     expect(lines.some((l) => /checked at issuance/.test(l) || /re-verify with --deep/.test(l))).toBe(false);
@@ -426,14 +447,20 @@ describe('writ verification: the report says who checked what', () => {
     const w = world();
     const { claims } = w.writ();
     const v = verifyWrit(opts(w, w.writ({ override: { pol: { ...claims.pol, policies: ['p1', 'p2'] } } }).writ));
-    expect(v.checks.at(-1)).toEqual({ by: 'issuer', check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (p1, p2)` });
+    expect(v.checks.find((c) => c.check.startsWith('policy snapshot'))).toEqual({
+      by: 'issuer',
+      check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (p1, p2)`,
+    });
   });
 
   it('a policy decision without policy ids says so', () => {
     const w = world();
     const { claims } = w.writ();
     const v = verifyWrit(opts(w, w.writ({ override: { pol: { ...claims.pol, policies: [] } } }).writ));
-    expect(v.checks.at(-1)).toEqual({ by: 'issuer', check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (no ids)` });
+    expect(v.checks.find((c) => c.check.startsWith('policy snapshot'))).toEqual({
+      by: 'issuer',
+      check: `policy snapshot ${SNAP.slice(0, 16)}… allowed this agent (no ids)`,
+    });
   });
 });
 
@@ -468,23 +495,14 @@ describe('writ verification: deep level re-verifies embedded evidence', () => {
     const w = world();
     const { writ, binding, claims } = tpmWrit(w);
     const { rv, calls } = fakeReverifier('tpm', proven);
-    const roots = [Buffer.from('root')];
-    const intermediates = [Buffer.from('int')];
-    const v = verifyWrit(opts(w, writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]), hardware: new Map([['tpm', { roots, intermediates }]]) }));
+    const v = verifyWrit(opts(w, writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) }));
     expect(calls).toHaveLength(1);
     expect(calls[0]!.evidence).toEqual(EV);
-    expect(calls[0]!.ctx).toEqual({ binding, agentJkt: claims.cnf.jkt, at: at(NOW), roots, intermediates });
+    expect(calls[0]!.ctx).toEqual({ binding, agentJkt: claims.cnf.jkt, at: at(NOW) });
     expect(v.selectors).toEqual(['tpm:ek_hash:00', 'tpm:model:x']);
     expect(v.checks).toContainEqual({ by: 'verifier', check: 'tpm: quote over B' });
     expect(v.checks).toContainEqual({ by: 'verifier', check: 'selectors recomputed from the evidence equal the writ' });
     expect(v.checks).toContainEqual({ by: 'issuer', check: 'tpm: AK activation' });
-  });
-
-  it('gives the re-verifier no roots when the relying party has none for that type (it must then refuse)', () => {
-    const w = world();
-    const { rv, calls } = fakeReverifier('tpm', proven);
-    verifyWrit(opts(w, tpmWrit(w).writ, { level: 'deep', reverifiers: new Map([['tpm', rv]]) }));
-    expect(calls[0]!.ctx).toMatchObject({ roots: [], intermediates: [] });
   });
 
   it('refuses a re-verifiable type whose writ dropped the evidence', () => {

@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { keySigner } from '../../src/jose/jws.js';
 import { publicJwk, sha256b64url, signJws } from '../../src/jose/jws.js';
 import { WRIT_TYP, parseWrit, parseWritCached, signWrit, type WritClaims } from '../../src/writ/writ.js';
 import { FakeIssuer, agent } from '../helpers/writ-fixture.js';
@@ -177,10 +178,10 @@ describe('writ parsing: the claims', () => {
 });
 
 describe('writ signing and the parse cache', () => {
-  it('signWrit names the kid and the documented writ typ "writ+jwt", and the claims come back as signed', () => {
+  it('signWrit names the kid and the documented writ typ "writ+jwt", and the claims come back as signed', async () => {
     expect(WRIT_TYP).toBe('writ+jwt');
     const c = base();
-    const w = signWrit(c, key, 'kid-7');
+    const w = await signWrit(c, keySigner(key), 'kid-7');
     const p = parseWrit(w);
     expect(p.jws.header).toEqual({ typ: WRIT_TYP, kid: 'kid-7', alg: 'ES256' });
     expect(p.claims).toEqual(c);
