@@ -332,7 +332,9 @@ describe('createProof and createProofWith', () => {
     expect(() => createProof(writ, holder.key, { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).toThrow(
       `proof: a proof lives 1..${MAX_PROOF_LIFETIME_S} seconds; 3600 asked for`,
     );
-    await expect(async () => createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).rejects.toThrow(/a proof lives/);
+    await expect(async () => createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 3600 })).rejects.toThrow(
+      /a proof lives/,
+    );
     const w = claims(await createProofWith(writ, keySigner(holder.key), { audience: AUD, method: METHOD, now, lifetimeS: 60 }));
     expect(w).toMatchObject({ aud: AUD, htm: METHOD, iat: NOW, exp: NOW + 60, wth: sha256b64url(writ) });
   });
