@@ -199,7 +199,8 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('CLI errors a new user met (issue #8 §5), through bin/writ against a real writ server', () => {
+// Every command is a node start (seconds on a loaded machine): generous per-test time.
+describe('CLI errors a new user met (issue #8 §5), through bin/writ against a real writ server', { timeout: 120_000 }, () => {
   it('a wrong port: "cannot reach the issuer at HOST:PORT: connection refused", no grpc-js internals', async () => {
     const closed = `127.0.0.1:${await freePort()}`;
     const attest = await expectFailure(
