@@ -4,23 +4,38 @@ NPM ?= npm
 export npm_config_fund = false
 export npm_config_audit = false
 
-.PHONY: help setup build run test lint format bench fuzz mutate generate generate-check clean
+.PHONY: help setup setup-run build build-run run test lint format bench fuzz mutate generate generate-check clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-node_modules/.stamp: package.json package-lock.json
+# Two installs from the same lock file. `make run` needs only package.json "dependencies": what
+# writ imports at run time, plus the compiler and the type packages that build src/ (typescript,
+# @types/node, @types/better-sqlite3). "devDependencies" are for tests, benchmarks, lint and code
+# generation (vitest, fast-check, jose, @peculiar/x509, biome, buf): `make test` and the rest
+# install them too. An --omit=dev install removes them from node_modules, hence its rm.
+node_modules/.stamp-run: package.json package-lock.json
 	@# npm install, not npm ci: the registry here lacks some platform builds of @bufbuild/buf that
 	@# the lock file names as optional, and npm ci refuses such a lock; versions still come from it.
-	$(NPM) install --no-audit --no-fund --no-save
+	$(NPM) install --no-audit --no-fund --no-save --omit=dev
+	@rm -f node_modules/.stamp
 	@touch $@
 
-setup: node_modules/.stamp ## install npm dependencies (from package-lock.json)
+node_modules/.stamp: package.json package-lock.json
+	$(NPM) install --no-audit --no-fund --no-save
+	@touch $@ node_modules/.stamp-run
 
-build: setup ## compile TypeScript to dist/
+setup-run: node_modules/.stamp-run ## install what `make run` needs (runtime dependencies and the compiler)
+
+setup: node_modules/.stamp ## install every npm dependency, the test and lint tools too (from package-lock.json)
+
+build-run: setup-run ## compile src/ to dist/src (what bin/writ runs)
+	$(NPM) run --silent build:run
+
+build: setup ## compile src/ and test/ to dist/
 	$(NPM) run --silent build
 
-run: build ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start)
+run: build-run ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start)
 	./bin/writ server
 
 test: build ## install test tools (openssl, python3-jwt) where possible, then run every test

@@ -361,7 +361,8 @@ export async function runDevIdp(
       `  audience  ${idp.audience}\n` +
       `  key       ${idp.alg}, kid ${idp.kid} (made now, kept in memory only)\n` +
       `  writ.yaml principals: [{ issuer: ${idp.issuer}, audience: ${idp.audience} }]\n` +
-      `  a token   curl -s -X POST ${idp.issuer}/token -H 'content-type: application/json' -d '{"sub":"alice","groups":["eng"]}' > alice.jwt\n`,
+      `  a token   writ dev idp token --issuer ${idp.issuer} --sub alice --groups eng > alice.jwt\n` +
+      `            (or curl -s -X POST ${idp.issuer}/token -H 'content-type: application/json' -d '{"sub":"alice","groups":["eng"]}')\n`,
   );
   deps.stdout(`${idp.issuer}\n`);
   await new Promise<void>((resolve) => {
@@ -392,6 +393,26 @@ export interface DevTokenCommand {
   readonly ttlSeconds?: number;
 }
 
+/** Nothing answered at the provider's address: `refused` when nothing listens there (yet). */
+export class DevIdpUnreachableError extends Error {
+  constructor(
+    message: string,
+    readonly refused: boolean,
+  ) {
+    super(message);
+    this.name = 'DevIdpUnreachableError';
+  }
+}
+
+/** Why fetch could not reach the provider, in words (undici's own text is "fetch failed"). */
+function unreachable(e: unknown): string {
+  const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+  if (cause?.code === 'ECONNREFUSED') return 'connection refused (is `writ dev idp` running there?)';
+  if (cause?.code === 'ECONNRESET') return 'the connection was reset';
+  if ((e as Error).name === 'TimeoutError') return `no answer within ${DEV_REQUEST_TIMEOUT_MS / 1000} s`;
+  return cause?.message ?? (e as Error).message;
+}
+
 /** `writ dev idp token`: asks a running development provider for an ID token and returns it. */
 export async function requestDevToken(cmd: DevTokenCommand): Promise<string> {
   let u: URL;
@@ -410,13 +431,19 @@ export async function requestDevToken(cmd: DevTokenCommand): Promise<string> {
       .map((g) => g.trim())
       .filter((g) => g !== '');
   if (cmd.ttlSeconds !== undefined) body.ttl = cmd.ttlSeconds;
-  const res = await fetch(`${u.href.replace(/\/$/, '')}/token`, {
-    method: 'POST',
-    redirect: 'error',
-    signal: AbortSignal.timeout(DEV_REQUEST_TIMEOUT_MS),
-    headers: { 'content-type': 'application/json', accept: 'application/jwt' },
-    body: JSON.stringify(body),
-  });
+  let res: Response;
+  try {
+    res = await fetch(`${u.href.replace(/\/$/, '')}/token`, {
+      method: 'POST',
+      redirect: 'error',
+      signal: AbortSignal.timeout(DEV_REQUEST_TIMEOUT_MS),
+      headers: { 'content-type': 'application/json', accept: 'application/jwt' },
+      body: JSON.stringify(body),
+    });
+  } catch (e) {
+    const why = unreachable(e);
+    throw new DevIdpUnreachableError(`dev idp: cannot reach ${u.href}: ${why}`, why.startsWith('connection refused'));
+  }
   const reply = await readReply(res);
   if (!res.ok) throw new Error(`dev idp: ${u.href} answered HTTP ${res.status}: ${reply.trim().slice(0, 300)}`);
   const token = reply.trim();

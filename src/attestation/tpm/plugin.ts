@@ -58,7 +58,7 @@ export function parseTpmSettings(s: Section): TpmSettings {
 function trustFromOptions(values: OptionValues): TpmTrust {
   const files = (flag: string) =>
     listOption(values, flag).flatMap((f) => {
-      const certs = certificatesInFile(f);
+      const certs = certificatesInFile(f, `--${flag}`);
       if (certs.length === 0) throw new UsageError(`--${flag}: ${f} holds no certificate`);
       return certs;
     });

@@ -1,5 +1,6 @@
 /** `writ server`: runs the issuer until SIGINT or SIGTERM. */
 import { loadRawConfig } from '../../config/config.js';
+import { readInputFile } from '../../config/files.js';
 import { stringOption } from '../../config/options.js';
 import { WritServer } from '../../server/server.js';
 import { serverSettings } from '../../server/settings.js';
@@ -18,6 +19,10 @@ export const serverVerb: Verb = {
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info, warn or error (default info)' },
   },
   async run({ values, env, catalog, io }) {
+    // A configuration file that cannot be read is said in words (the YAML layer would show the errno).
+    const configFile = stringOption(values, 'config');
+    if (configFile !== undefined) readInputFile(configFile, '--config');
+    else if (env.WRIT_CONFIG) readInputFile(env.WRIT_CONFIG, 'WRIT_CONFIG');
     const { raw, problems } = loadRawConfig(
       {
         config: stringOption(values, 'config'),

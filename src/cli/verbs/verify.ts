@@ -44,18 +44,19 @@ function bundleTrustDomain(doc: { keys?: Array<{ use?: string; x5c?: string[] }>
   return undefined;
 }
 
-/** The bundle file as a SPIFFE JWKS, with the mistakes people make named. */
+/**
+ * The bundle file as a SPIFFE JWKS, with the mistakes people make named. A file of the wrong
+ * kind is a failure (exit 1), like a missing one: the command line itself was well formed.
+ */
 function readBundle(file: string): { text: string; doc: { keys?: Array<{ use?: string; x5c?: string[] }> } } {
   const text = readInputFile(file, '--bundle').toString('utf8');
   if (text.includes('-----BEGIN')) {
-    throw new UsageError(
-      `--bundle: ${file} is PEM; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks beside it, or \`writ bundle show --format jwks\`)`,
-    );
+    throw new Error(`--bundle: ${file} is PEM; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks beside it, or \`writ bundle show --format jwks\`)`);
   }
   try {
     return { text, doc: JSON.parse(text) as { keys?: Array<{ use?: string; x5c?: string[] }> } };
   } catch {
-    throw new UsageError(`--bundle: ${file} is not JSON; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks)`);
+    throw new Error(`--bundle: ${file} is not JSON; writ verify needs the SPIFFE bundle as JWKS (bundle.jwks)`);
   }
 }
 

@@ -1,11 +1,11 @@
 /** `writ agent attest`: one handshake with any evidence type the agent builtins list, credentials written to a directory. */
 import type { EvidenceProducer } from '../../../attestation/plugin.js';
-import { readInputFile } from '../../../config/files.js';
 import { listOption, stringOption, UsageError, type OptionSpecs, type OptionValues } from '../../../config/options.js';
 import { checkServerAddress } from '../../../agent/attest-client.js';
 import { attestAgent } from '../../../agent/attest-once.js';
 import { writeCredentials } from '../../../agent/credentials.js';
 import { KEY_FILE_OPTION } from '../../../agent/keys.js';
+import { readPemBundle } from '../../bundle-file.js';
 import { readGrantFiles } from '../../grant-files.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 
@@ -51,7 +51,7 @@ export const agentAttestVerb: Verb = {
   async run({ values, catalog, io }) {
     const producer = selectProducer(catalog.producers, values, CORE);
     const server = checkServerAddress(required(values, 'server'));
-    const bundlePem = readInputFile(required(values, 'bundle'), '--bundle').toString('utf8');
+    const bundlePem = readPemBundle(required(values, 'bundle'));
     const out = required(values, 'out');
     const grants = readGrantFiles(listOption(values, 'grant'));
     const writAudiences = listOption(values, 'writ-audience');

@@ -4,6 +4,7 @@ import { listOption, stringOption, UsageError } from '../../../config/options.js
 import { parsePermissionFlag } from '../../../delegation/scope.js';
 import { checkServerAddress } from '../../../agent/attest-client.js';
 import { createGrant } from '../../../agent/grant-client.js';
+import { readPemBundle } from '../../bundle-file.js';
 import { seconds } from '../../durations.js';
 import { required, type Verb } from '../../verb.js';
 import { PERMISSION_OPTIONS } from './permissions.js';
@@ -34,7 +35,7 @@ export const grantCreateVerb: Verb = {
     const scope = perms('scope');
     if (scope.length === 0) throw new UsageError('--scope is required');
     const server = checkServerAddress(required(values, 'server'));
-    const res = await createGrant(server, readInputFile(required(values, 'bundle'), '--bundle').toString('utf8'), {
+    const res = await createGrant(server, readPemBundle(required(values, 'bundle')), {
       subjectToken: readInputFile(required(values, 'token-file'), '--token-file').toString('utf8').trim(),
       subjectTokenType: `urn:ietf:params:oauth:token-type:${tokenType}`,
       taskId: required(values, 'task-id'),
