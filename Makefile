@@ -20,8 +20,8 @@ setup: node_modules/.stamp ## install npm dependencies (from package-lock.json)
 build: setup ## compile TypeScript to dist/
 	$(NPM) run --silent build
 
-run: build ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start)
-	./bin/writ server
+run: build ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start), HTTPS on 127.0.0.1:8444
+	./bin/writ server --http-listen 127.0.0.1:8444
 
 test: build ## install test tools (openssl, python3-jwt) where possible, then run every test
 	bash scripts/install-test-deps.sh
