@@ -57,8 +57,16 @@ describe('status list fetcher', () => {
   it.each([
     ['a redirect', () => serve(302, { location: 'https://169.254.169.254/' }), /HTTP 302 \(redirects are not followed\)/],
     ['an error status', () => serve(404, { 'content-type': 'text/plain' }, 'no'), /HTTP 404/],
-    ['another content type', () => serve(200, { 'content-type': 'application/json' }, '{}'), /content type application\/json, not application\/statuslist\+jwt/],
-    ['a compressed body', () => serve(200, { 'content-type': 'application/statuslist+jwt', 'content-encoding': 'gzip' }, 'x'), /content encoding gzip was not asked for/],
+    [
+      'another content type',
+      () => serve(200, { 'content-type': 'application/json' }, '{}'),
+      /content type application\/json, not application\/statuslist\+jwt/,
+    ],
+    [
+      'a compressed body',
+      () => serve(200, { 'content-type': 'application/statuslist+jwt', 'content-encoding': 'gzip' }, 'x'),
+      /content encoding gzip was not asked for/,
+    ],
     [
       'a declared oversized body',
       () => serve(200, { 'content-type': 'application/statuslist+jwt', 'content-length': String(MAX_STATUS_LIST_TOKEN_BYTES + 1) }),

@@ -6,11 +6,11 @@
  * relying party (stock PyJWT + zlib). Also the listener's own rules (methods, paths, sizes,
  * times, headers, TLS) and the SPIFFE bundle endpoint.
  */
-import { spawnSync, execFile } from 'node:child_process';
+import { spawn as spawnProcess, spawnSync, execFile } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { request } from 'node:https';
 import { connect, type PeerCertificate } from 'node:tls';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -469,7 +469,7 @@ describe('Token Status Lists over the issuer HTTPS listener', () => {
   }, 20_000);
 });
 
-describe('the HTTPS listener follows the serving certificate', () => {
+describe('the HTTPS listener, each on a server of its own', () => {
   it('a renewed serving certificate is presented to new connections at once', async () => {
     let offset = 0;
     const w = await startServer({ http_listen: '127.0.0.1:0' }, { clock: { now: () => new Date(Date.now() + offset) } });
@@ -492,6 +492,69 @@ describe('the HTTPS listener follows the serving certificate', () => {
       await w.stop();
     }
   });
+
+  it('answers 429 past the per-peer request budget', async () => {
+    const w = await startServer({ http_listen: '127.0.0.1:0', limits: { attestations_per_second: 0.001, attestation_burst: 3 } });
+    try {
+      const status = () =>
+        new Promise<number>((resolve, reject) => {
+          const req = request(`${w.server.http!.url}/.well-known/spiffe-bundle`, { ca: w.bundlePem, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      expect([await status(), await status(), await status(), await status()]).toEqual([200, 200, 200, 429]);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('writ server --http-listen (the binary, as make run starts it) prints the listener and serves on it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'writ-http-cli-'));
+    const child = spawnProcess(
+      join(REPO_ROOT, 'bin', 'writ'),
+      ['server', '--data-dir', join(dir, 'd'), '--listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    try {
+      let err = '';
+      const m = await new Promise<RegExpExecArray>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no start: ${err}`)), 30_000);
+        child.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          const x = /HTTPS {13}: (https:\/\/127\.0\.0\.1:(\d+)) \(port (\d+): \/status\/<list>, \/\.well-known\/spiffe-bundle\)/.exec(err);
+          if (x) {
+            clearTimeout(t);
+            resolve(x);
+          }
+        });
+        child.once('exit', (c) => reject(new Error(`exited ${c}: ${err}`)));
+      });
+      expect(m[2]).toBe(m[3]);
+      const ca = readFileSync(join(dir, 'd', 'bundle.pem'), 'utf8');
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = request(`${m[1]}/.well-known/spiffe-bundle`, { ca, agent: false }, (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => {
+            b += c.toString();
+          });
+          res.on('end', () => resolve(b));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(body).toBe(readFileSync(join(dir, 'd', 'bundle.jwks'), 'utf8'));
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
 
   it('is off unless configured', async () => {
     const w = await startServer();
