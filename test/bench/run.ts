@@ -472,6 +472,7 @@ async function main(): Promise<void> {
   await handshakeBench();
   await chainHandshakeBench();
   await tpmHandshakeBench();
+  await (await import('./status-list.js')).statusListBench(record);
   const rows = Object.entries(results).map(([k, r]) => [
     k,
     `${r.value}`,
