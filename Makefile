@@ -35,8 +35,8 @@ build-run: setup-run ## compile src/ to dist/src (what bin/writ runs)
 build: setup ## compile src/ and test/ to dist/
 	$(NPM) run --silent build
 
-run: build-run ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start)
-	./bin/writ server
+run: build-run ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start), HTTPS on 127.0.0.1:8444
+	./bin/writ server --http-listen 127.0.0.1:8444
 
 test: build ## install test tools (openssl, python3-jwt) where possible, then run every test
 	bash scripts/install-test-deps.sh

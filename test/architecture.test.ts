@@ -111,6 +111,7 @@ const ALLOWED: Record<string, string[]> = {
     'clock',
     'errors',
     'cache',
+    'revocation',
   ],
 };
 /** Only these may use gRPC or protobuf runtime packages. */

@@ -17,6 +17,13 @@ export interface ServerSettings {
   readonly listen: { host: string; port: number };
   readonly adminSocket: string;
   readonly metricsListen?: { host: string; port: number };
+  /** The HTTPS listener (status lists, the SPIFFE bundle endpoint); absent: off. */
+  readonly httpListen?: { host: string; port: number };
+  /**
+   * The base URL relying parties reach that listener at (writs' `status.status_list.uri` start
+   * with it); absent: `https://<http_listen host>:<bound port>`.
+   */
+  readonly httpPublicUrl?: string;
   readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   readonly ca: {
     readonly ttlMs: number;
@@ -60,6 +67,7 @@ export interface ServerFlags {
   trustDomain?: string;
   adminSocket?: string;
   metricsListen?: string;
+  httpListen?: string;
   logLevel?: string;
 }
 
@@ -81,6 +89,8 @@ const KNOWN: Record<string, readonly string[] | null> = {
   listen: null,
   admin_socket: null,
   metrics_listen: null,
+  http_listen: null,
+  http_public_url: null,
   log_level: null,
   ca: ['ttl', 'root_ttl', 'key_type', 'refresh_hint', 'key_passphrase_file', 'upstream'],
   svid: ['x509_ttl', 'jwt_ttl', 'jwt_alg'],
@@ -114,6 +124,7 @@ export function loadRawConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): { raw
   layer('listen', 'WRIT_LISTEN', flags.listen);
   layer('admin_socket', 'WRIT_ADMIN_SOCKET', flags.adminSocket);
   layer('metrics_listen', 'WRIT_METRICS_LISTEN', flags.metricsListen);
+  layer('http_listen', 'WRIT_HTTP_LISTEN', flags.httpListen);
   layer('log_level', 'WRIT_LOG_LEVEL', flags.logLevel);
   return { raw, problems };
 }
@@ -125,6 +136,46 @@ export function parseHostPort(s: string): { host: string; port: number } {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`port ${port} out of range`);
   return { host: (m[1] ?? m[2])!, port };
+}
+
+const UNSPECIFIED = new Set(['0.0.0.0', '::']);
+
+/**
+ * `http_listen` and `http_public_url`: the public URL must be https with a host, no user
+ * information, query or fragment (writs name `<url>/status/<id>`), and is required when the
+ * listener binds every address (no one host to name). `names`: hosts for the serving certificate.
+ */
+function httpSettings(top: Section, p: string[]): { listen?: { host: string; port: number }; publicUrl?: string; names: string[] } {
+  const names: string[] = [];
+  const hl = top.str('http_listen', '');
+  const pu = top.str('http_public_url', '');
+  if (!hl) {
+    if (pu) p.push('http_public_url needs http_listen');
+    return { names };
+  }
+  let listen: { host: string; port: number } | undefined;
+  try {
+    listen = parseHostPort(hl);
+    if (!UNSPECIFIED.has(listen.host)) names.push(listen.host);
+  } catch (e) {
+    p.push(`http_listen: ${(e as Error).message}`);
+  }
+  if (!pu) {
+    if (listen && UNSPECIFIED.has(listen.host)) p.push(`http_public_url is required when http_listen binds every address (${listen.host})`);
+    return { ...(listen ? { listen } : {}), names };
+  }
+  let publicUrl: string | undefined;
+  try {
+    const u = new URL(pu);
+    if (u.protocol !== 'https:') throw new Error('must be an https URL');
+    if (u.username || u.password) throw new Error('must not carry user information');
+    if (u.search || u.hash || pu.includes('?') || pu.includes('#')) throw new Error('must not carry a query or a fragment');
+    publicUrl = `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+    names.push(u.hostname.replace(/^\[(.*)\]$/, '$1'));
+  } catch (e) {
+    p.push(`http_public_url ${JSON.stringify(pu.slice(0, 200))}: ${e instanceof TypeError ? 'is not a URL' : (e as Error).message}`);
+  }
+  return { ...(listen ? { listen } : {}), ...(publicUrl ? { publicUrl } : {}), names };
 }
 
 /**
@@ -171,6 +222,7 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
       p.push(`metrics_listen: ${(e as Error).message}`);
     }
   }
+  const http = httpSettings(top, p);
   const logLevel = top.str('log_level', DEFAULTS.log_level);
   if (!['trace', 'debug', 'info', 'warn', 'error'].includes(logLevel)) p.push('log_level must be one of trace, debug, info, warn, error');
 
@@ -205,6 +257,11 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
   if (listen.host !== '0.0.0.0' && listen.host !== '::' && /^[\d.]+$|:/.test(listen.host) && !servingNames.ips.includes(listen.host)) {
     servingNames.ips.push(listen.host);
   }
+  // Clients that check host names (curl, browsers) reach the HTTPS listener by these.
+  for (const h of http.names) {
+    const list = /^[\d.]+$|:/.test(h) ? servingNames.ips : servingNames.dns;
+    if (!list.includes(h)) list.push(h);
+  }
 
   const lim = top.section('limits');
   const limits = {
@@ -229,6 +286,8 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
     listen,
     adminSocket,
     ...(metricsListen ? { metricsListen } : {}),
+    ...(http.listen ? { httpListen: http.listen } : {}),
+    ...(http.publicUrl ? { httpPublicUrl: http.publicUrl } : {}),
     logLevel: logLevel as ServerSettings['logLevel'],
     ca: {
       ttlMs: caTtl,

@@ -58,6 +58,8 @@ export interface CoreOptions {
   /** HTTP GET used for OIDC discovery and JWKS (tests inject one). */
   readonly fetcher?: Fetcher;
   readonly jwksRefetchCooldownMs?: number;
+  /** Where writs' status lists are served (the HTTPS listener); absent: writs carry no `status`. */
+  readonly statusLists?: { uri(list: number): string };
 }
 
 function loadUpstream(settings: ServerSettings): UpstreamCa | undefined {
@@ -105,6 +107,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     engine,
     settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
     observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+    ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
   const revocations = new Revocations({ store, clock });

@@ -28,6 +28,8 @@ import { Metrics } from './metrics.js';
 import { markServing, mountServices, type ServiceEntry } from './service-table.js';
 import { serviceTable } from './services/index.js';
 import { HealthState } from './services/health.js';
+import { IssuerHttp } from './http/issuer-http.js';
+import { StatusListUris } from '../issuance/status-list-publisher.js';
 import { ServingCertificate } from './serving-cert.js';
 import { evidenceCatalog } from './settings.js';
 import { RotatingServerCredentials } from './tls.js';
@@ -70,11 +72,15 @@ const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${hos
 
 export class WritServer {
   private metricsServer?: HttpServer;
+  /** The HTTPS listener (status lists, bundle endpoint), when `http_listen` is set. */
+  http?: IssuerHttp;
   private heartbeat?: NodeJS.Timeout;
   private stopped = false;
   /** The bound public port. */
   port = 0;
   metricsPort?: number;
+  /** The bound HTTPS port, when `http_listen` is set. */
+  httpPort?: number;
 
   private constructor(
     readonly settings: ServerSettings,
@@ -119,7 +125,9 @@ export class WritServer {
     const custody = opts.custody ?? new SealedKeyCustody(keyEncryptor(settings, env, logger));
     const store = new SqliteStore(join(settings.dataDir, 'writ.db'));
     const servers: grpc.Server[] = [];
+    let http: IssuerHttp | undefined;
     try {
+      const statusUris = settings.httpListen ? new StatusListUris() : undefined;
       const evidence = evidenceCatalog(settings, opts.evidence ?? BUILTIN_EVIDENCE);
       const core = await buildCore({
         settings,
@@ -129,16 +137,23 @@ export class WritServer {
         metrics: new Metrics(),
         custody,
         evidence,
+        ...(statusUris ? { statusLists: statusUris } : {}),
         ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
         ...(opts.jwksRefetchCooldownMs !== undefined ? { jwksRefetchCooldownMs: opts.jwksRefetchCooldownMs } : {}),
       });
       const table = serviceTable(core);
       const health = new HealthState();
       const tls = new RotatingServerCredentials({});
+      http = statusUris ? new IssuerHttp(core, statusUris) : undefined;
       const serving = new ServingCertificate({
         ca: core.ca,
         clock,
-        tls,
+        tls: {
+          update: (o) => {
+            tls.update(o);
+            http?.listener.update(o);
+          },
+        },
         trustDomain: settings.trustDomain,
         ttlMs: settings.svid.x509TtlMs,
         names: settings.servingNames,
@@ -180,6 +195,11 @@ export class WritServer {
       const server = new WritServer(settings, core, table, publicServer, adminServer, health, housekeeping);
       await serving.renew();
       writeBundleFiles();
+      // Before the public port: no writ is minted before the URL it names is known.
+      if (http && settings.httpListen) {
+        server.http = http;
+        server.httpPort = await http.listen(settings.httpListen);
+      }
       server.port = await bind(publicServer, hostPort(settings.listen.host, settings.listen.port), tls);
       await bindPrivateSocket(settings.adminSocket, (tmp) => bind(adminServer, `unix:${tmp}`, grpc.ServerCredentials.createInsecure()));
       if (settings.metricsListen) {
@@ -196,6 +216,7 @@ export class WritServer {
         {
           trustDomain: settings.trustDomain,
           address: server.address,
+          ...(http ? { https: http.url } : {}),
           adminSocket: settings.adminSocket,
           bundle: server.bundlePemPath,
           keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`),
@@ -207,6 +228,7 @@ export class WritServer {
       return server;
     } catch (e) {
       for (const srv of servers) srv.forceShutdown();
+      await http?.listener.close(0);
       await store.close();
       throw e;
     }
@@ -234,7 +256,7 @@ export class WritServer {
           resolve();
         });
       });
-    await Promise.all([shut(this.publicServer), shut(this.adminServer)]);
+    await Promise.all([shut(this.publicServer), shut(this.adminServer), this.http?.listener.close(graceMs)]);
     if (this.metricsServer) await new Promise<void>((r) => this.metricsServer!.close(() => r()));
     await this.store.close();
     rmSync(this.settings.adminSocket, { force: true });

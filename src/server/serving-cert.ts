@@ -22,7 +22,8 @@ export class ServingCertificate {
     private readonly deps: {
       ca: CaManager;
       clock: Clock;
-      tls: RotatingServerCredentials;
+      /** Where each new certificate goes (the gRPC credentials, the HTTPS listener). */
+      tls: Pick<RotatingServerCredentials, 'update'>;
       trustDomain: string;
       ttlMs: number;
       names: { dns: readonly string[]; ips: readonly string[] };

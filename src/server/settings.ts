@@ -9,11 +9,12 @@ import { buildServerSettings, sectionSettings, type ConfigSection, type ServerSe
 import type { Raw } from '../config/section.js';
 import { joinTokenSection } from '../issuance/admin.js';
 import { revocationSection } from '../issuance/revocations.js';
+import { statusListSection } from '../issuance/status-list-publisher.js';
 import { principalsSection } from '../principal/settings.js';
 
 /** The capability sections of the server configuration, for a given evidence catalog. */
 export function serverSections(evidence: readonly EvidencePlugin[] = BUILTIN_EVIDENCE): ConfigSection[] {
-  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection];
+  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection];
 }
 
 /** Raw config → validated server settings, capability sections included; throws ConfigError with every problem. */

@@ -8,7 +8,7 @@ import type { Verb } from '../verb.js';
 
 export const serverVerb: Verb = {
   name: ['server'],
-  summary: 'run the issuer (gRPC over TLS, the admin socket, metrics); stops cleanly on SIGINT/SIGTERM',
+  summary: 'run the issuer (gRPC over TLS, the admin socket, metrics, the HTTPS listener); stops cleanly on SIGINT/SIGTERM',
   options: {
     config: { type: 'string', value: 'FILE', help: 'YAML configuration (or WRIT_CONFIG); the environment and flags override it' },
     'data-dir': { type: 'string', value: 'DIR', help: 'where the database, keys and bundle live (default ./.writ)' },
@@ -16,6 +16,7 @@ export const serverVerb: Verb = {
     'trust-domain': { type: 'string', value: 'TD', help: 'the SPIFFE trust domain (default writ.local)' },
     'admin-socket': { type: 'string', value: 'PATH', help: 'the admin Unix socket (default <data-dir>/admin.sock)' },
     'metrics-listen': { type: 'string', value: 'HOST:PORT', help: 'serve Prometheus metrics here (off by default)' },
+    'http-listen': { type: 'string', value: 'HOST:PORT', help: 'the HTTPS listener: status lists and the SPIFFE bundle endpoint (off by default)' },
     'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info, warn or error (default info)' },
   },
   async run({ values, env, catalog, io }) {
@@ -31,6 +32,7 @@ export const serverVerb: Verb = {
         trustDomain: stringOption(values, 'trust-domain'),
         adminSocket: stringOption(values, 'admin-socket'),
         metricsListen: stringOption(values, 'metrics-listen'),
+        httpListen: stringOption(values, 'http-listen'),
         logLevel: stringOption(values, 'log-level'),
       },
       env,
@@ -40,6 +42,7 @@ export const serverVerb: Verb = {
     io.err(
       `\nwrit server is running for trust domain ${settings.trustDomain}\n` +
         `  public gRPC (TLS) : ${server.address}\n` +
+        (server.http ? `  HTTPS             : ${server.http.url} (port ${server.httpPort}: /status/<list>, /.well-known/spiffe-bundle)\n` : '') +
         `  admin socket      : ${settings.adminSocket}\n` +
         `  trust bundle      : ${server.bundlePemPath} (SPIFFE JWKS: ${server.bundleJwksPath})\n` +
         (server.metricsPort ? `  metrics           : http://${settings.metricsListen!.host}:${server.metricsPort}/metrics\n` : '') +

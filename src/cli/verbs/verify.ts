@@ -9,6 +9,7 @@ import { trustDomainId } from '../../spiffe/id.js';
 import { parseCertificate } from '../../x509/certificate.js';
 import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
 import { withReplayFile } from '../replay-file.js';
+import { STATUS_LIST_OPTIONS, statusListRevocation } from '../status-list-option.js';
 import { required, type CliCatalog, type Verb } from '../verb.js';
 
 const CORE: OptionSpecs = {
@@ -31,7 +32,7 @@ const CORE: OptionSpecs = {
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
-  return { ...CORE, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
+  return { ...CORE, ...STATUS_LIST_OPTIONS, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
 }
 
 /** The trust domain a SPIFFE bundle document's X.509 authorities name. */
@@ -98,6 +99,7 @@ export const verifyVerb: Verb = {
     const writ = readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim();
     const proof = readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim();
     try {
+      const revocation = await statusListRevocation(values, { bundle, writ, now: at });
       const v = withReplayFile(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000), (cache) =>
         verifyWrit({
           writ,
@@ -108,6 +110,7 @@ export const verifyVerb: Verb = {
           now: at,
           level: deep ? 'deep' : 'standard',
           ...(cache ? { replayCache: cache } : {}),
+          ...(revocation ? { revocation } : {}),
           requirements,
           reverifiers,
         }),
