@@ -62,6 +62,7 @@ export async function statusListBench(record: Record): Promise<void> {
           parentJti: null,
           entryId: entry.id,
           platform: '',
+          evidenceType: 'join_token',
           statusList: 1,
           statusIdx: order[i]!,
           revokedAt: i < REVOKED ? now : null,
