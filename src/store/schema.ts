@@ -157,6 +157,7 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX writs_entry ON writs (entry_id);
    CREATE INDEX writs_platform ON writs (platform);
    CREATE UNIQUE INDEX writs_status ON writs (status_list, status_idx);
+   CREATE INDEX writs_status_revoked ON writs (status_list, status_idx) WHERE revoked_at IS NOT NULL;
    CREATE TABLE writ_lineage (
      grant_jti ${text} NOT NULL,
      writ_jti ${text} NOT NULL REFERENCES writs (jti) ON DELETE CASCADE,
