@@ -47,7 +47,9 @@ const ALLOWED: Record<string, string[]> = {
   dev: ['jose', 'errors', 'cache'],
   writ: ['delegation', 'attestation', 'jose', 'errors', 'cache'],
   // Revocation targets, matching and status lists: below the issuer, beside the verifier.
-  revocation: ['writ', 'delegation', 'jose', 'spiffe', 'errors', 'cache'],
+  revocation: ['writ', 'delegation', 'jose', 'spiffe', 'clock', 'errors', 'cache'],
+  // The relying-party kit for HTTP servers: presentation in headers, verification, answers.
+  rp: ['writ', 'delegation', 'revocation', 'jose', 'clock', 'errors', 'cache'],
   issuance: [
     'writ',
     'delegation',
@@ -90,13 +92,14 @@ const ALLOWED: Record<string, string[]> = {
     'errors',
     'cache',
   ],
-  agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors', 'cache'],
+  agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'delegation', 'revocation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors', 'cache'],
   cli: [
     'server',
     'agent',
     'dev',
     'writ',
     'delegation',
+    'revocation',
     'jose',
     'spiffe',
     'x509',

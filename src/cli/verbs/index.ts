@@ -20,6 +20,7 @@ import { policyListVerb } from './policy/list.js';
 import { policyPushVerb } from './policy/push.js';
 import { policyShowVerb } from './policy/show.js';
 import { proofCreateVerb } from './proof-create.js';
+import { revocationWatchVerb } from './revocation/watch.js';
 import { serverVerb } from './server.js';
 import { tokenCreateVerb } from './token-create.js';
 import { verifyVerb } from './verify.js';
@@ -43,6 +44,7 @@ export const CORE_VERBS: readonly Verb[] = [
   grantDelegateVerb,
   proofCreateVerb,
   verifyVerb,
+  revocationWatchVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

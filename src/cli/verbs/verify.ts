@@ -9,6 +9,7 @@ import { trustDomainId } from '../../spiffe/id.js';
 import { parseCertificate } from '../../x509/certificate.js';
 import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
 import { withReplayFile } from '../replay-file.js';
+import { openWatchOption, WATCH_OPTIONS } from '../watch-option.js';
 import { required, type CliCatalog, type Verb } from '../verb.js';
 
 const CORE: OptionSpecs = {
@@ -31,7 +32,7 @@ const CORE: OptionSpecs = {
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
-  return { ...CORE, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
+  return { ...CORE, ...WATCH_OPTIONS, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
 }
 
 /** The trust domain a SPIFFE bundle document's X.509 authorities name. */
@@ -96,6 +97,7 @@ export const verifyVerb: Verb = {
     const method = stringOption(values, 'method');
     const writ = readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim();
     const proof = readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim();
+    const watch = await openWatchOption(values, bundle);
     try {
       const v = withReplayFile(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000), (cache) =>
         verifyWrit({
@@ -107,6 +109,7 @@ export const verifyVerb: Verb = {
           now: at,
           level: deep ? 'deep' : 'standard',
           ...(cache ? { replayCache: cache } : {}),
+          ...(watch ? { revocation: watch } : {}),
           requirements,
           reverifiers,
         }),
@@ -151,6 +154,8 @@ export const verifyVerb: Verb = {
       if (json) io.out(`${JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2)}\n`);
       else io.err(`writ: invalid: ${e.message}\n`);
       return 1;
+    } finally {
+      watch?.close();
     }
   },
 };

@@ -139,9 +139,8 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
         send: (m: FeedMessage) => {
           if (ended) return false;
           if (backlog >= MAX_SUBSCRIBER_BACKLOG) return false;
-          // write() false: the HTTP/2 stream's buffer is full; count until it drains.
-          if (!call.write(toPb(m))) {
-            backlog++;
+          // write() false: the HTTP/2 stream's buffer is full; count until it drains (one listener, not one per message).
+          if (!call.write(toPb(m)) && backlog++ === 0) {
             call.once('drain', () => {
               backlog = 0;
             });
