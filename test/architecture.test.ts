@@ -49,7 +49,7 @@ const ALLOWED: Record<string, string[]> = {
   // Revocation targets, matching and status lists: below the issuer, beside the verifier.
   revocation: ['writ', 'delegation', 'jose', 'spiffe', 'clock', 'errors', 'cache'],
   // The relying-party kit for HTTP servers: presentation in headers, verification, answers.
-  rp: ['writ', 'delegation', 'revocation', 'jose', 'clock', 'errors', 'cache'],
+  rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   issuance: [
     'writ',
     'delegation',
