@@ -15,7 +15,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { systemClock, type Clock } from '../clock.js';
 import { isWritError } from '../errors.js';
 import { MAX_PROOF_BYTES, ProofReplayCache, type ReplayCache } from '../writ/proof.js';
-import { authorize as decide, verifyWrit, type RevocationSource, type VerifiedWrit, type VerifyWritOptions, type WritRequirements, type WritTrust } from '../writ/verify.js';
+import {
+  authorize as decide,
+  verifyWrit,
+  type RevocationSource,
+  type VerifiedWrit,
+  type VerifyWritOptions,
+  type WritRequirements,
+  type WritTrust,
+} from '../writ/verify.js';
 
 /** The authentication scheme (RFC 9110 §11): `Authorization: Writ <compact writ>`. */
 export const WRIT_SCHEME = 'Writ';
@@ -191,7 +199,8 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
     const m = AUTH.exec(auth);
     if (!m) return bad('the Authorization header is not a scheme and one credential');
     // Another scheme (Bearer, Basic, DPoP...) presents no writ: the challenge names ours.
-    if (m[1]!.toLowerCase() !== WRIT_SCHEME.toLowerCase()) return refuse(refusal(401, undefined, undefined, `Authorization scheme ${m[1]!.slice(0, 20)} is not ${WRIT_SCHEME}`), req);
+    if (m[1]!.toLowerCase() !== WRIT_SCHEME.toLowerCase())
+      return refuse(refusal(401, undefined, undefined, `Authorization scheme ${m[1]!.slice(0, 20)} is not ${WRIT_SCHEME}`), req);
     const writ = m[2] ?? '';
     if (writ.length > MAX_WRIT_HEADER_BYTES || !COMPACT_JWS.test(writ)) {
       return refuse(refusal(401, 'invalid_token', DESCRIPTIONS.invalid_token, 'the Authorization credential is not a compact JWS of at most 64 KiB'), req);
@@ -201,7 +210,10 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
     }
     const proof = proofHeader.trim();
     if (proof.length > MAX_PROOF_BYTES || !COMPACT_JWS.test(proof)) {
-      return refuse(refusal(401, 'invalid_writ_proof', DESCRIPTIONS.invalid_proof, `${PROOF_HEADER} is not a compact JWS of at most ${MAX_PROOF_BYTES} bytes`), req);
+      return refuse(
+        refusal(401, 'invalid_writ_proof', DESCRIPTIONS.invalid_proof, `${PROOF_HEADER} is not a compact JWS of at most ${MAX_PROOF_BYTES} bytes`),
+        req,
+      );
     }
     let target: string;
     try {
@@ -226,7 +238,8 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
       });
       return { ok: true, writ: v };
     } catch (e) {
-      if (!isWritError(e)) return refuse(refusal(500, 'server_error', DESCRIPTIONS.server_error, `verifier failed: ${(e as Error)?.message ?? String(e)}`), req);
+      if (!isWritError(e))
+        return refuse(refusal(500, 'server_error', DESCRIPTIONS.server_error, `verifier failed: ${(e as Error)?.message ?? String(e)}`), req);
       const why = `${e.message} (htm expected: ${method.slice(0, 300)})`;
       switch (e.code) {
         case 'ERR_PROOF_REPLAYED':
@@ -270,7 +283,8 @@ export type ActionCheck = { readonly ok: true } | { readonly ok: false; readonly
 /** Is `action` on `resource` allowed by the writ the middleware attached? 403 when not. */
 export function checkAction(req: IncomingMessage, action: string, resource: string): ActionCheck {
   const w = (req as WritRequest).writ;
-  if (!w) return { ok: false, refusal: refusal(500, 'server_error', DESCRIPTIONS.server_error, 'authorize() ran on a request writMiddleware() did not accept') };
+  if (!w)
+    return { ok: false, refusal: refusal(500, 'server_error', DESCRIPTIONS.server_error, 'authorize() ran on a request writMiddleware() did not accept') };
   const a = decide(w, action, resource);
   if (a.decision === 'allow') return { ok: true };
   const d = a.decision === 'escalate' ? DESCRIPTIONS.escalate : DESCRIPTIONS.deny;
