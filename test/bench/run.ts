@@ -471,6 +471,7 @@ async function main(): Promise<void> {
   await tpmQuoteBench();
   await handshakeBench();
   await chainHandshakeBench();
+  await (await import('./revocation.js')).revocationBenches(record);
   await tpmHandshakeBench();
   const rows = Object.entries(results).map(([k, r]) => [
     k,

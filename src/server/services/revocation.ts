@@ -47,7 +47,20 @@ export interface RevocationServiceDeps {
   readonly operator: boolean;
 }
 
+/** Each event's message, built (and, frozen, serialized) once for all its subscribers: by record, or by the shared heartbeat. */
+const messages = new WeakMap<object, WatchResponse>();
+
 function toPb(m: FeedMessage): WatchResponse {
+  const key = m.kind === 'revocation' ? m.record : m;
+  let pb = messages.get(key);
+  if (!pb) {
+    pb = Object.freeze(buildPb(m));
+    messages.set(key, pb);
+  }
+  return pb;
+}
+
+function buildPb(m: FeedMessage): WatchResponse {
   switch (m.kind) {
     case 'revocation': {
       const r = m.record;
