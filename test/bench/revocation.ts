@@ -14,7 +14,10 @@
  *     event to every stream before it answers Revoke, so a refusal can come before the answer
  *     (counted as 0 ms, and counted in the unit text); hence also
  *   revocation_hop3_from_call_p50_ms / _p99_ms — the same, from calling Revoke;
- *   revocation_fanout_all_p99_ms — from Revoke returning until every one of the 1,000 had it.
+ *   revocation_fanout_all_p99_ms — from Revoke returning until every one of the 1,000 had it;
+ *   revocation_issuer_cpu_per_event_ms — the issuer's CPU per revocation (what the last
+ *     subscriber waits for even on an idle core), against floor_http2_tls_fanout_cpu_ms: raw
+ *     node:http2 over TLS writing one small frame to as many sessions (h2-fanout-floor.ts).
  * Knobs: BENCH_SUBSCRIBERS (1000), BENCH_REVOCATIONS (100 rounds), BENCH_DEBUG=1 (one line per
  * round), BENCH_PROFILE_DIR (a CPU profile of the issuer).
  */
@@ -32,6 +35,7 @@ import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
 import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
 import { verifyWrit, type WritTrust } from '../../src/writ/verify.js';
 import { FakeWatchConnector, FakeWatchIssuer } from '../fakes/watch-issuer.js';
+import { h2FanoutFloor } from './h2-fanout-floor.js';
 import { startOidc } from '../helpers/oidc.js';
 import { POLICY } from '../helpers/policies.js';
 import { revokeAsOperator, threeHops, type Hop } from '../helpers/revocation.js';
@@ -68,6 +72,16 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 };
 
+/** CPU time (user + system) of a process so far, ms, from /proc (undefined elsewhere). */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
   const end = performance.now() + ms;
   while (!cond()) {
@@ -100,8 +114,9 @@ async function verifyWithRevocation(record: Record): Promise<void> {
     const at = new Date();
     const proofs: string[] = [];
     while (proofs.length < 60_000) proofs.push(createProof(writ, C.key, { audience: 'rp', method: 'GET /x', now: at }));
-    const bare = { writ, trust: iss.trust, audience: 'rp', method: 'GET /x', now: at, replayCache: new ProofReplayCache(1_000_000) };
-    const base = { ...bare, revocation: source };
+    // Each run its own cache, with room for every proof of one key (the default quota is 30,000 per key).
+    const bare = { writ, trust: iss.trust, audience: 'rp', method: 'GET /x', now: at, replayCache: new ProofReplayCache(1_000_000, 1_000_000) };
+    const base = { ...bare, replayCache: new ProofReplayCache(1_000_000, 1_000_000), revocation: source };
     if (!verifyWrit({ ...base, proof: proofs.pop()! }).checks.some((c) => c.check.startsWith('not revoked:'))) throw new Error('bench: revocation not checked');
     // The same verification without the source, just before, so the source's own cost shows apart from the machine's mood.
     const without = rate(() => verifyWrit({ ...bare, proof: proofs.pop()! }));
@@ -119,7 +134,8 @@ async function verifyWithRevocation(record: Record): Promise<void> {
   }
 }
 
-async function hop3Latency(record: Record): Promise<void> {
+/** Returns the issuer's CPU per revocation, ms (undefined without /proc). */
+async function hop3Latency(record: Record): Promise<number | undefined> {
   const oidc = await startOidc();
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-revocation-'));
   const data = join(dir, 'data');
@@ -233,6 +249,7 @@ async function hop3Latency(record: Record): Promise<void> {
     const fromCall: number[] = [];
     const fanout: number[] = [];
     let beforeAnswer = 0;
+    const cpu0 = cpuMs(child.pid);
     for (const c of chains) {
       proofs.set(
         c,
@@ -255,6 +272,7 @@ async function hop3Latency(record: Record): Promise<void> {
       current = undefined;
       await new Promise((r) => setTimeout(r, 20));
     }
+    const cpu1 = cpuMs(child.pid);
     const what = `${SUBSCRIBERS} subscribed relying parties, each on its own TLS connection, the measured one last in the fan-out; issuer and ${SUBSCRIBERS - 1} others in child processes; ${chains.length} revocations of a fresh root grant`;
     record('revocation_hop3_p50_ms', pct(hop3, 50), `ms (Revoke returning → hop-3 writ refused on re-verification; ${what})`);
     record(
@@ -265,6 +283,7 @@ async function hop3Latency(record: Record): Promise<void> {
     record('revocation_hop3_from_call_p50_ms', pct(fromCall, 50), `ms (from calling Revoke: transaction, fan-out, refusal; ${SUBSCRIBERS} subscribers)`);
     record('revocation_hop3_from_call_p99_ms', pct(fromCall, 99), `ms (from calling Revoke; ${SUBSCRIBERS} subscribers)`);
     record('revocation_fanout_all_p99_ms', pct(fanout, 99), `ms (Revoke returning → the event at every one of the ${SUBSCRIBERS})`);
+    return cpu0 !== undefined && cpu1 !== undefined ? (cpu1 - cpu0) / chains.length : undefined;
   } finally {
     for (const s of sources) s.close();
     for (const c of children.reverse()) {
@@ -281,5 +300,21 @@ async function hop3Latency(record: Record): Promise<void> {
 
 export async function revocationBenches(record: Record): Promise<void> {
   await verifyWithRevocation(record);
-  await hop3Latency(record);
+  const issuerCpu = await hop3Latency(record);
+  // The platform's floor for the same fan-out: raw node:http2 over TLS to as many sessions.
+  const floor = await h2FanoutFloor(SUBSCRIBERS, 20);
+  const floorCpu = pct(floor.cpuMs, 50);
+  record(
+    'floor_http2_tls_fanout_cpu_ms',
+    floorCpu,
+    `ms of server CPU to write one 120-byte DATA frame to each of ${SUBSCRIBERS} TLS sessions with raw node:http2 (median of 20; all received p50 ${pct(floor.allMs, 50).toFixed(1)} ms)`,
+  );
+  if (issuerCpu !== undefined) {
+    record(
+      'revocation_issuer_cpu_per_event_ms',
+      issuerCpu,
+      `ms of the issuer's CPU (user+sys) per revocation with ${SUBSCRIBERS} subscribers, transaction and heartbeats included; floor = raw node:http2 fan-out (ratio > 1: slower)`,
+      floorCpu,
+    );
+  }
 }
