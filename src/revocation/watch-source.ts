@@ -99,7 +99,11 @@ export interface WatchSourceOptions {
   readonly connector: WatchConnector;
   /** The last sequence already known (default 0: everything the issuer holds). */
   readonly since?: number;
-  /** `check` throws when the last heartbeat is older than this (default 15 s). */
+  /**
+   * `check` throws when the last heartbeat is older than this, and a stream silent this long is
+   * dropped and resumed (default 15 s: three of the issuer's default heartbeats). Keep it above
+   * the issuer's `revocation.heartbeat`.
+   */
   readonly maxStalenessMs?: number;
   /** Most revocations held (default MAX_WATCH_REVOCATIONS). */
   readonly maxRevocations?: number;
@@ -227,7 +231,10 @@ export class WatchRevocationSource implements RevocationSource {
     };
   }
 
-  /** Called with each revocation once applied (a `check` inside the listener already sees it). */
+  /**
+   * Called with each revocation once applied (a `check` inside the listener already sees it). A
+   * listener that throws does not stop the others; its error is rethrown on its own (uncaught).
+   */
   onRevoked(l: (r: WatchedRevocation) => void): () => void {
     this.revokedListeners.add(l);
     return () => this.revokedListeners.delete(l);
