@@ -48,6 +48,7 @@ export const ERROR_CODES = [
   'ERR_STATUS_LIST_INVALID',
   'ERR_TASK_INVALID',
   'ERR_TASK_NOT_FOUND',
+  'ERR_REVOCATION_UNAVAILABLE',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -190,7 +191,13 @@ export class PolicyError extends WritError<'ERR_POLICY_INVALID' | 'ERR_POLICY_NO
 
 /** A revocation request or a revocation source (watch stream, status list) was refused or is unusable. */
 export class RevocationError extends WritError<
-  'ERR_REVOCATION_INVALID' | 'ERR_REVOCATION_NOT_FOUND' | 'ERR_REVOCATION_EXISTS' | 'ERR_REVOCATION_DENIED' | 'ERR_REVOKED' | 'ERR_STATUS_LIST_INVALID'
+  | 'ERR_REVOCATION_INVALID'
+  | 'ERR_REVOCATION_NOT_FOUND'
+  | 'ERR_REVOCATION_EXISTS'
+  | 'ERR_REVOCATION_DENIED'
+  | 'ERR_REVOKED'
+  | 'ERR_STATUS_LIST_INVALID'
+  | 'ERR_REVOCATION_UNAVAILABLE'
 > {
   constructor(code: RevocationError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);

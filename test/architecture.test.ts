@@ -47,7 +47,9 @@ const ALLOWED: Record<string, string[]> = {
   dev: ['jose', 'errors', 'cache'],
   writ: ['delegation', 'attestation', 'jose', 'errors', 'cache'],
   // Revocation targets, matching and status lists: below the issuer, beside the verifier.
-  revocation: ['writ', 'delegation', 'jose', 'spiffe', 'errors', 'cache'],
+  revocation: ['writ', 'delegation', 'jose', 'spiffe', 'clock', 'errors', 'cache'],
+  // The relying-party kit for HTTP servers: presentation in headers, verification, answers.
+  rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   issuance: [
     'writ',
     'delegation',

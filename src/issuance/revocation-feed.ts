@@ -113,6 +113,7 @@ export class RevocationFeed implements RevocationListener {
             return unsubscribe;
           }
           s.lastSent = Math.max(s.lastSent, r.seq);
+          this.newestSeen = Math.max(this.newestSeen, r.seq);
           from = r.seq;
         }
         if (page.length < CATCH_UP_PAGE) break;
@@ -124,7 +125,8 @@ export class RevocationFeed implements RevocationListener {
       const pending = s.pending ?? [];
       s.pending = undefined;
       for (const r of pending) this.deliver(s, r);
-      if (!s.closed && !sink.send({ kind: 'heartbeat', sequence: Math.max(this.newestSeen, s.lastSent), at: this.deps.now() })) this.cut(s);
+      // The issuer's newest, not `since`: a subscriber ahead of the issuer (restored from a backup) must see it is.
+      if (!s.closed && !sink.send({ kind: 'heartbeat', sequence: this.newestSeen, at: this.deps.now() })) this.cut(s);
     } catch (e) {
       unsubscribe();
       throw e;

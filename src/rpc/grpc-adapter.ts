@@ -34,8 +34,21 @@ export function grpcServiceDefinition(svc: DescService): grpc.ServiceDefinition 
   return def;
 }
 
+/**
+ * A frozen message is serialized once, however many streams it is written to (the revocation
+ * fan-out writes one event to every subscriber); anything else, every time.
+ */
 function serializer<D extends DescMessage>(desc: D): (m: MessageShape<D>) => Buffer {
-  return (m) => Buffer.from(toBinary(desc, m));
+  const once = new WeakMap<object, Buffer>();
+  return (m) => {
+    if (!Object.isFrozen(m)) return Buffer.from(toBinary(desc, m));
+    let b = once.get(m);
+    if (!b) {
+      b = Buffer.from(toBinary(desc, m));
+      once.set(m, b);
+    }
+    return b;
+  };
 }
 
 function deserializer<D extends DescMessage>(desc: D): (b: Buffer) => MessageShape<D> {

@@ -367,6 +367,7 @@ async function main(): Promise<void> {
     ['writ', writBenches],
     ['tpm-quote', tpmQuoteBench],
     ['tpm-handshake', tpmHandshakeBench],
+    ['revocation', async () => (await import('./revocation.js')).revocationBenches(record)],
     ['status-list', async () => (await import('./status-list.js')).statusListBench(record)],
   ];
   for (const [name, fn] of groups) if (!only || only.has(name)) await fn();

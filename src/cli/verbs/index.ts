@@ -22,6 +22,7 @@ import { policyPushVerb } from './policy/push.js';
 import { policyShowVerb } from './policy/show.js';
 import { proofCreateVerb } from './proof-create.js';
 import { revokeVerb } from './revoke.js';
+import { revocationWatchVerb } from './revocation/watch.js';
 import { serverVerb } from './server.js';
 import { taskEndVerb } from './task/end.js';
 import { taskListVerb } from './task/list.js';
@@ -53,6 +54,7 @@ export const CORE_VERBS: readonly Verb[] = [
   taskListVerb,
   taskShowVerb,
   enclaveCheckVerb,
+  revocationWatchVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

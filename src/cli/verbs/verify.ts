@@ -10,6 +10,7 @@ import { parseCertificate } from '../../x509/certificate.js';
 import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
 import { withReplayFile } from '../replay-file.js';
 import { STATUS_LIST_OPTIONS, statusListRevocation } from '../status-list-option.js';
+import { openWatchOption, WATCH_OPTIONS } from '../watch-option.js';
 import { required, type CliCatalog, type Verb } from '../verb.js';
 
 const CORE: OptionSpecs = {
@@ -32,7 +33,7 @@ const CORE: OptionSpecs = {
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
-  return { ...CORE, ...STATUS_LIST_OPTIONS, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
+  return { ...CORE, ...STATUS_LIST_OPTIONS, ...WATCH_OPTIONS, ...new EvidenceCatalog(catalog.evidence).relyingPartyOptions() };
 }
 
 /** The trust domain a SPIFFE bundle document's X.509 authorities name. */
@@ -98,8 +99,11 @@ export const verifyVerb: Verb = {
     const method = stringOption(values, 'method');
     const writ = readInputFile(required(values, 'writ'), '--writ').toString('utf8').trim();
     const proof = readInputFile(required(values, 'proof'), '--proof').toString('utf8').trim();
+    if (stringOption(values, 'watch') !== undefined && stringOption(values, 'status-list') !== undefined)
+      throw new UsageError('give one revocation source: --watch or --status-list');
+    const watch = await openWatchOption(values, bundle);
     try {
-      const revocation = await statusListRevocation(values, { bundle, writ, now: at });
+      const revocation = watch ?? (await statusListRevocation(values, { bundle, writ, now: at }));
       const v = withReplayFile(stringOption(values, 'replay-cache'), Math.floor(at.getTime() / 1000), (cache) =>
         verifyWrit({
           writ,
@@ -155,6 +159,8 @@ export const verifyVerb: Verb = {
       if (json) io.out(`${JSON.stringify({ valid: false, code: e.code, error: e.message }, null, 2)}\n`);
       else io.err(`writ: invalid: ${e.message}\n`);
       return 1;
+    } finally {
+      watch?.close();
     }
   },
 };

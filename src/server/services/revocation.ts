@@ -46,7 +46,20 @@ export interface RevocationServiceDeps {
   readonly operator: boolean;
 }
 
+/** Each event's message, built (and, frozen, serialized) once for all its subscribers: by record, or by the shared heartbeat. */
+const messages = new WeakMap<object, WatchResponse>();
+
 function toPb(m: FeedMessage): WatchResponse {
+  const key = m.kind === 'revocation' ? m.record : m;
+  let pb = messages.get(key);
+  if (!pb) {
+    pb = Object.freeze(buildPb(m));
+    messages.set(key, pb);
+  }
+  return pb;
+}
+
+function buildPb(m: FeedMessage): WatchResponse {
   switch (m.kind) {
     case 'revocation': {
       const r = m.record;
@@ -138,9 +151,8 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
         send: (m: FeedMessage) => {
           if (ended) return false;
           if (backlog >= MAX_SUBSCRIBER_BACKLOG) return false;
-          // write() false: the HTTP/2 stream's buffer is full; count until it drains.
-          if (!call.write(toPb(m))) {
-            backlog++;
+          // write() false: the HTTP/2 stream's buffer is full; count until it drains (one listener, not one per message).
+          if (!call.write(toPb(m)) && backlog++ === 0) {
             call.once('drain', () => {
               backlog = 0;
             });
