@@ -121,10 +121,12 @@ export class Revocations {
       if (target.kind === 'task') await tx.endTask(target.id, at, actor, reason);
       const match: WritMatch = { by: MATCH[target.kind], value: target.id };
       if (target.kind === 'entry' || target.kind === 'platform') {
-        // A writ does not carry these: publish the writs they kill by jti (descendants follow from those).
-        for (const w of await tx.liveWrits(match, at, MAX_DERIVED_REVOCATIONS)) {
+        // A writ does not carry these: publish the writs they kill by jti (descendants follow from
+        // those), every one whose kill set still matters, an expired delegator with live children
+        // included, kept as long as the last of them can be presented.
+        for (const { writ: w, lastExpiresAt } of await tx.killRoots(match, at, MAX_DERIVED_REVOCATIONS)) {
           if (await tx.getRevocation('writ', w.jti)) continue;
-          const d: NewRevocation = { ...base, kind: 'writ', target: w.jti, principal: w.principal, derivedFrom: seq, expiresAt: w.expiresAt };
+          const d: NewRevocation = { ...base, kind: 'writ', target: w.jti, principal: w.principal, derivedFrom: seq, expiresAt: lastExpiresAt };
           records.push({ ...d, seq: await tx.insertRevocation(d) });
         }
       }
@@ -153,7 +155,9 @@ export class Revocations {
       case 'writ': {
         const w = await tx.getWrit(t.id);
         if (!w) throw notFound(t);
-        return { principal: w.principal, expiresAt: w.expiresAt };
+        // Writs delegated from it may outlive it: the revocation matters until the last of them expires.
+        const [root] = await tx.killRoots({ by: 'jti', value: t.id }, w.expiresAt, 1);
+        return { principal: w.principal, expiresAt: root ? root.lastExpiresAt : w.expiresAt };
       }
       case 'entry': {
         if (!(await tx.getEntry(t.id)) && (await tx.countWrits({ by: 'entry', value: t.id })) === 0) throw notFound(t);

@@ -55,8 +55,16 @@ const DIRECT: Readonly<Record<WritMatch['by'], string>> = {
 const revokeWrits = (by: WritMatch['by']) =>
   `WITH RECURSIVE d(jti) AS (${DIRECT[by]} UNION SELECT w.jti FROM writs w JOIN d ON w.parent_jti = d.jti)
    UPDATE writs SET revoked_at = ?, revoked_seq = ? WHERE revoked_at IS NULL AND jti IN (SELECT jti FROM d)`;
-const liveWrits = (by: WritMatch['by']) =>
-  `${select(WRITS)} WHERE jti IN (${DIRECT[by]}) AND revoked_at IS NULL AND expires_at > ? ORDER BY issued_at, jti LIMIT ?`;
+/**
+ * The writs a match selects directly whose kill set (the writ and every writ delegated from it,
+ * at any depth) still holds a writ unexpired at the second parameter, each with the latest expiry
+ * in that set (`kill_last`): an expired delegator whose children live still matters.
+ */
+const killRoots = (by: WritMatch['by']) =>
+  `WITH RECURSIVE d(kill_root, jti) AS (SELECT m.jti, m.jti FROM (${DIRECT[by]}) m UNION SELECT d.kill_root, w.jti FROM writs w JOIN d ON w.parent_jti = d.jti),
+   k(kill_root, kill_last) AS (SELECT d.kill_root, MAX(x.expires_at) FROM d JOIN writs x ON x.jti = d.jti GROUP BY d.kill_root)
+   SELECT ${WRITS.columns.map((c) => `writs.${c}`).join(', ')}, k.kill_last FROM writs JOIN k ON writs.jti = k.kill_root
+   WHERE k.kill_last > ? ORDER BY writs.issued_at, writs.jti LIMIT ?`;
 
 export function buildQueries(d: Dialect) {
   const texts = {
@@ -109,8 +117,8 @@ export function buildQueries(d: Dialect) {
       `revokeWritsBy_${WritMatch['by']}`,
       string
     >),
-    ...(Object.fromEntries(Object.keys(DIRECT).map((by) => [`liveWritsBy_${by}`, liveWrits(by as WritMatch['by'])])) as Record<
-      `liveWritsBy_${WritMatch['by']}`,
+    ...(Object.fromEntries(Object.keys(DIRECT).map((by) => [`killRootsBy_${by}`, killRoots(by as WritMatch['by'])])) as Record<
+      `killRootsBy_${WritMatch['by']}`,
       string
     >),
     ...(Object.fromEntries(Object.entries(DIRECT).map(([by, sql]) => [`countWritsBy_${by}`, `SELECT COUNT(*) AS n FROM (${sql}) m`])) as Record<

@@ -51,6 +51,7 @@ import {
 import type { Dialect } from './dialect.js';
 import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
+  KillRoot,
   ActivePolicyRecord,
   CaKeyRecord,
   CaKeyState,
@@ -242,8 +243,11 @@ class SqlOps implements StoreTx {
   revokeWrits(match: WritMatch, at: number, seq: number): Promise<number> {
     return this.x.run(this.q[`revokeWritsBy_${match.by}`], [match.value, at, seq]);
   }
-  async liveWrits(match: WritMatch, now: number, limit: number): Promise<WritRecord[]> {
-    return (await this.x.all(this.q[`liveWritsBy_${match.by}`], [match.value, now, this.limit(limit, 'liveWrits')])).map(decodeWrit);
+  async killRoots(match: WritMatch, now: number, limit: number): Promise<KillRoot[]> {
+    return (await this.x.all(this.q[`killRootsBy_${match.by}`], [match.value, now, this.limit(limit, 'killRoots')])).map((r) => ({
+      writ: decodeWrit(r),
+      lastExpiresAt: int(r.kill_last, 'max(writs.expires_at)'),
+    }));
   }
 
   async countWrits(match: WritMatch): Promise<number> {
@@ -389,7 +393,7 @@ export class SqlStore implements Store {
   listGrantsByTask = (taskId: string, limit: number) => this.direct.listGrantsByTask(taskId, limit);
   listWritsByTask = (taskId: string, limit: number) => this.direct.listWritsByTask(taskId, limit);
   revokeWrits = (match: WritMatch, at: number, seq: number) => this.direct.revokeWrits(match, at, seq);
-  liveWrits = (match: WritMatch, now: number, limit: number) => this.direct.liveWrits(match, now, limit);
+  killRoots = (match: WritMatch, now: number, limit: number) => this.direct.killRoots(match, now, limit);
   countWrits = (match: WritMatch) => this.direct.countWrits(match);
   keyDelegated = (jkt: string) => this.direct.keyDelegated(jkt);
   principalKnown = (iss: string, sub: string) => this.direct.principalKnown(iss, sub);

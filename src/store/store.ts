@@ -97,6 +97,13 @@ export interface GrantRecord {
 }
 
 /** A writ the issuer minted. */
+/** A writ a revocation selects directly, and the latest expiry among it and its descendants. */
+export interface KillRoot {
+  readonly writ: WritRecord;
+  /** Unix ms: after it nothing the writ's revocation kills can still be presented. */
+  readonly lastExpiresAt: number;
+}
+
 export interface WritRecord {
   readonly jti: string;
   readonly spiffeId: string;
@@ -254,8 +261,12 @@ export interface StoreTx {
    * writ delegated from one of those, at any depth; returns how many it marked.
    */
   revokeWrits(match: WritMatch, at: number, seq: number): Promise<number>;
-  /** Unrevoked, unexpired writs `match` selects directly (no descendants), at most `limit`. */
-  liveWrits(match: WritMatch, now: number, limit: number): Promise<WritRecord[]>;
+  /**
+   * Writs `match` selects directly (in any state) whose kill set (the writ and every writ
+   * delegated from it, at any depth) still holds one unexpired at `now`, oldest first, at most
+   * `limit`, each with the latest expiry in its kill set.
+   */
+  killRoots(match: WritMatch, now: number, limit: number): Promise<KillRoot[]>;
   /** How many writs (in any state) `match` selects directly. */
   countWrits(match: WritMatch): Promise<number>;
   /** True when some grant names this key as its delegate. */

@@ -20,6 +20,7 @@ import type {
   StoreTx,
   TaskRecord,
   TpmRecord,
+  WritMatch,
   WritRecord,
 } from '../../src/store/store.js';
 
@@ -786,21 +787,47 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.revokeWrits({ by: 'jti', value: 'w1' }, 1, 1)).toBe(3);
       });
 
-      it('lists live writs a match selects directly (unrevoked, unexpired), oldest first, up to the limit; counts writs in any state', async () => {
+      it('lists the writs a match selects directly whose kill set still holds a live writ, oldest first, with its latest expiry; counts writs in any state', async () => {
         await tree();
         const now = 1_700_000_000_000;
-        expect((await s.liveWrits({ by: 'spiffe_id', value: 'spiffe://example.org/a' }, now, 10)).map((w) => w.jti)).toEqual(['w1', 'w5']);
-        expect((await s.liveWrits({ by: 'spiffe_id', value: 'spiffe://example.org/a' }, now, 1)).map((w) => w.jti)).toEqual(['w1']);
-        expect((await s.liveWrits({ by: 'grant', value: 'g2' }, now, 10)).map((w) => w.jti)).toEqual(['w2', 'w3']);
+        const roots = async (by: WritMatch['by'], value: string, at = now, limit = 10) =>
+          (await s.killRoots({ by, value }, at, limit)).map((r) => [r.writ.jti, r.lastExpiresAt]);
+        expect(await roots('spiffe_id', 'spiffe://example.org/a')).toEqual([
+          ['w1', 1_700_000_060_000],
+          ['w5', 1_700_000_060_000],
+        ]);
+        expect(await roots('spiffe_id', 'spiffe://example.org/a', now, 1)).toEqual([['w1', 1_700_000_060_000]]);
+        expect(await roots('grant', 'g2')).toEqual([
+          ['w2', 1_700_000_060_000],
+          ['w3', 1_700_000_060_000],
+        ]);
+        // Revoked writs still count: what they kill is decided by the revocation at hand.
         await s.revokeWrits({ by: 'jti', value: 'w1' }, now, 1);
-        expect((await s.liveWrits({ by: 'platform', value: 'tpm:ek_hash:aa' }, now, 10)).map((w) => w.jti)).toEqual(['w5']);
+        expect((await roots('platform', 'tpm:ek_hash:aa')).map(([j]) => j)).toEqual(['w1', 'w5']);
         // expiresAt is 1_700_000_060_000: at that instant a writ is no longer live.
-        expect(await s.liveWrits({ by: 'task', value: 't2' }, 1_700_000_060_000, 10)).toEqual([]);
-        expect(await s.liveWrits({ by: 'task', value: 't2' }, 1_700_000_059_999, 10)).toHaveLength(1);
+        expect(await roots('task', 't2', 1_700_000_060_000)).toEqual([]);
+        expect(await roots('task', 't2', 1_700_000_059_999)).toHaveLength(1);
         expect(await s.countWrits({ by: 'platform', value: 'tpm:ek_hash:aa' })).toBe(2);
         expect(await s.countWrits({ by: 'entry', value: 'eB' })).toBe(1);
         expect(await s.countWrits({ by: 'entry', value: 'nope' })).toBe(0);
-        expectStoreError(await rejection(s.liveWrits({ by: 'task', value: 't1' }, now, -1)), /limit/);
+        expectStoreError(await rejection(s.killRoots({ by: 'task', value: 't1' }, now, -1)), /limit/);
+      });
+
+      it('an expired writ whose descendants live is still a kill root, with the latest expiry among them', async () => {
+        // A (w1) expired at 60 s; B (w2, from w1) lives to 1800 s, C (w3, from w2) to 900 s.
+        await s.recordWrit(writ('w1', { entryId: 'eA', platform: 'tpm:ek_hash:aa', expiresAt: 1_700_000_060_000 }));
+        await s.recordWrit(writ('w2', { parentJti: 'w1', entryId: 'eB', expiresAt: 1_700_001_800_000 }));
+        await s.recordWrit(writ('w3', { parentJti: 'w2', entryId: 'eC', expiresAt: 1_700_000_900_000 }));
+        await s.recordWrit(writ('w4', { entryId: 'eA', expiresAt: 1_700_000_060_000 }));
+        const at = 1_700_000_120_000;
+        for (const m of [
+          { by: 'entry', value: 'eA' },
+          { by: 'platform', value: 'tpm:ek_hash:aa' },
+          { by: 'jti', value: 'w1' },
+        ] as const) {
+          expect((await s.killRoots(m, at, 10)).map((r) => [r.writ.jti, r.lastExpiresAt])).toEqual([['w1', 1_700_001_800_000]]);
+        }
+        expect(await s.killRoots({ by: 'entry', value: 'eA' }, 1_700_001_800_000, 10)).toEqual([]);
       });
 
       it('lists grants and writs of a task oldest first, up to the limit', async () => {
