@@ -17,18 +17,42 @@ import { MAX_REASON_BYTES, parseRevocationTarget, type RevocationTarget } from '
 import type { NewRevocation, RevocationRecord, Store, StoreTx, WritMatch } from '../store/store.js';
 import type { WritClaims } from '../writ/writ.js';
 
-/** How long revocations are kept as events after they can no longer matter, and how often heartbeats go out. */
+/** What the issuer spends on Watch streams (server/watch-streams.ts enforces it). */
+export interface WatchLimits {
+  /** Most Watch streams open at once, overall. */
+  readonly maxStreams: number;
+  /** Most Watch streams open at once from one peer address. */
+  readonly maxStreamsPerPeer: number;
+  /** Most bytes queued for all Watch streams together, beyond what their transports buffer. */
+  readonly maxBufferedBytes: number;
+}
+
+/** A relying party needs one stream (two while it fails over); a cut-off stream frees its backlog at once. */
+export const DEFAULT_WATCH_LIMITS: WatchLimits = { maxStreams: 20_000, maxStreamsPerPeer: 64, maxBufferedBytes: 64 * 1024 * 1024 };
+
+/** How long revocations are kept as events after they can no longer matter, how often heartbeats go out, what Watch may spend. */
 export interface RevocationSettings {
   readonly heartbeatMs: number;
   readonly retentionMs: number;
+  readonly watch: WatchLimits;
 }
 
 /** The `revocation:` key of the server configuration. */
 export const revocationSection: ConfigSection<RevocationSettings> = {
   key: 'revocation',
   parse(top) {
-    const s = top.section('revocation').only(['heartbeat', 'retention']);
-    return { heartbeatMs: s.duration('heartbeat', '5s'), retentionMs: s.duration('retention', '168h') };
+    const s = top.section('revocation').only(['heartbeat', 'retention', 'watch']);
+    const w = s.section('watch').only(['max_streams', 'max_streams_per_peer', 'max_buffered_bytes']);
+    const d = DEFAULT_WATCH_LIMITS;
+    return {
+      heartbeatMs: s.duration('heartbeat', '5s'),
+      retentionMs: s.duration('retention', '168h'),
+      watch: {
+        maxStreams: w.int('max_streams', d.maxStreams, 1, 1_000_000),
+        maxStreamsPerPeer: w.int('max_streams_per_peer', d.maxStreamsPerPeer, 1, 1_000_000),
+        maxBufferedBytes: w.int('max_buffered_bytes', d.maxBufferedBytes, 64 * 1024, 2 ** 40),
+      },
+    };
   },
 };
 

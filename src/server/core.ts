@@ -24,6 +24,7 @@ import type { Store } from '../store/store.js';
 import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
 import type { Metrics } from './metrics.js';
 import { PeerRateLimiter, type RateLimiter } from './rate-limit.js';
+import { WatchStreams } from './watch-streams.js';
 
 export interface ServerCore {
   readonly settings: ServerSettings;
@@ -42,6 +43,8 @@ export interface ServerCore {
   readonly tasks: Tasks;
   readonly feed: RevocationFeed;
   readonly revocationSettings: RevocationSettings;
+  /** What Watch streams hold, shared by the public port and the admin socket. */
+  readonly watchStreams: WatchStreams;
   /** Per-replica state, behind interfaces so a shared implementation can replace it. */
   readonly limits: { readonly handshakes: RateLimiter; readonly calls: RateLimiter };
   readonly replayCache: ReplayCache;
@@ -113,6 +116,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   const revocations = new Revocations({ store, clock });
   const feed = new RevocationFeed({ store, now: () => clock.now().getTime() });
   revocations.listen(feed);
+  const revocationSettings = sectionSettings<RevocationSettings>(settings, revocationSection.key);
   return {
     settings,
     logger,
@@ -127,7 +131,8 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     revocations,
     tasks: new Tasks({ store, clock }),
     feed,
-    revocationSettings: sectionSettings<RevocationSettings>(settings, revocationSection.key),
+    revocationSettings,
+    watchStreams: new WatchStreams(revocationSettings.watch),
     policies,
     admin: new Admin({
       store,

@@ -139,7 +139,8 @@ async function hop3Latency(record: Record): Promise<number | undefined> {
   const oidc = await startOidc();
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-revocation-'));
   const data = join(dir, 'data');
-  writeFileSync(join(dir, 'writ.yaml'), `principals:\n  - { issuer: ${oidc.issuer}, audience: writ }\n`);
+  // Every subscriber is on loopback: one peer address, so the per-peer Watch cap is raised.
+  writeFileSync(join(dir, 'writ.yaml'), `principals:\n  - { issuer: ${oidc.issuer}, audience: writ }\nrevocation:\n  watch: { max_streams_per_peer: 20000 }\n`);
   const child = spawn(
     process.execPath,
     [

@@ -5,6 +5,7 @@
  * sequence; a snapshot replaces what was pruned; a slow subscriber is cut off without delaying
  * another; a thousand subscribers all receive an event.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
@@ -122,7 +123,11 @@ describe('Watch end to end (real issuer, gRPC over loopback TLS)', () => {
 
   beforeAll(async () => {
     oidc = await startOidc();
-    w = await startServer({ principals: [{ issuer: oidc.issuer, audience: 'writ' }], revocation: { heartbeat: '200ms' } });
+    // 1,000 subscribers from loopback: one peer address, so the per-peer cap is raised here.
+    w = await startServer({
+      principals: [{ issuer: oidc.issuer, audience: 'writ' }],
+      revocation: { heartbeat: '200ms', watch: { max_streams_per_peer: 2000 } },
+    });
     await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
     const b = parseSpiffeBundle('example.org', (await adminClients(w.adminSocket).bundle.getBundle({})).jwks);
     trust = { issuer: 'spiffe://example.org', writKeys: b.writAuthorities! };
@@ -325,16 +330,17 @@ async function createTask(w: { address: string; bundlePem: string }, oidc: TestO
  * bytes, so the issuer cannot send it a single DATA frame (grpc-js's client keeps reading into
  * its own buffer, so it cannot stall a stream on purpose). `open()` later gives it a window.
  */
-function stalledWatch(address: string, bundlePem: string) {
+function stalledWatch(address: string, bundlePem: string, o: { localAddress?: string; since?: number } = {}) {
   const session = http2.connect(`https://${address}`, {
     ca: bundlePem,
+    ...(o.localAddress ? { localAddress: o.localAddress } : {}),
     servername: 'writ-issuer',
     // The chain is checked against the bundle; the name is the issuer's SPIFFE ID.
     checkServerIdentity: (_h, cert) => ((cert.subjectaltname ?? '').includes('URI:spiffe://example.org/writ/server') ? undefined : new Error('not the issuer')),
     settings: { initialWindowSize: 0 },
   });
   session.on('error', () => {});
-  const body = Buffer.from(toBinary(WatchRequestSchema, create(WatchRequestSchema, { since: 0n })));
+  const body = Buffer.from(toBinary(WatchRequestSchema, create(WatchRequestSchema, { since: BigInt(o.since ?? 0) })));
   const req = session.request({ ':method': 'POST', ':path': '/writ.v1.RevocationService/Watch', 'content-type': 'application/grpc', te: 'trailers' });
   req.end(Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), body]));
   const messages: WatchResponse[] = [];
@@ -347,10 +353,23 @@ function stalledWatch(address: string, bundlePem: string) {
       buf = buf.subarray(5 + n);
     }
   });
+  req.on('error', () => {});
   const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('trailers', resolve));
+  /** How the stream ended: the RST_STREAM code (0 for a clean end) and the status, when it came. */
+  const ended = new Promise<{ rstCode: number; headers: http2.IncomingHttpHeaders }>((resolve) => {
+    let headers: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => {
+      headers = { ...headers, ...h };
+    });
+    req.on('trailers', (h) => {
+      headers = { ...headers, ...h };
+    });
+    req.on('close', () => resolve({ rstCode: req.rstCode ?? 0, headers }));
+  });
   return {
     messages,
     trailers,
+    ended,
     open: () => session.settings({ initialWindowSize: 65_535 }),
     close: () => session.destroy(),
   };
@@ -388,10 +407,12 @@ describe('a slow subscriber', () => {
         }
         await new Promise((r) => setTimeout(r, 200));
       }
+      // Cut off: its backlog is freed at once, not held until it reads.
       expect(w.server.core.feed.subscriberCount).toBe(1);
+      expect(w.server.core.watchStreams.buffered).toBe(0);
       expect(slow.messages).toEqual([]);
       expect(Math.max(...latencies)).toBeLessThan(1000);
-      // Its status waits behind what it never read: with a window, it drains the backlog, then the status.
+      // Its status waits only behind what its transport held; read within the grace, it arrives.
       slow.open();
       const t = await slow.trailers;
       expect(t['grpc-status']).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
@@ -400,9 +421,12 @@ describe('a slow subscriber', () => {
         .filter((m) => m.message.case === 'revocation')
         .map((m) => (m.message.case === 'revocation' ? Number(m.message.value.sequence) : 0));
       expect(Number(t['writ-resume-since'])).toBe(revs[revs.length - 1] ?? 0);
-      // Bounded: what the issuer buffered for it is its backlog limit and a stream buffer's worth.
-      expect(slow.messages.length).toBeGreaterThanOrEqual(MAX_SUBSCRIBER_BACKLOG);
-      expect(slow.messages.length).toBeLessThanOrEqual(MAX_SUBSCRIBER_BACKLOG + 64);
+      // Bounded: a stream buffer's worth, not the backlog (4,096 and more before the fix).
+      expect(slow.messages.length).toBeGreaterThan(0);
+      expect(slow.messages.length).toBeLessThanOrEqual(64);
+      expect(slow.messages.length).toBeLessThan(MAX_SUBSCRIBER_BACKLOG);
+      await slow.ended;
+      await until(() => w.server.core.watchStreams.open === 1, 5000, 'the cut stream to give its slot back');
       console.log(
         `slow subscriber cut after ${slow.messages.length} messages (resume since=${t['writ-resume-since']}); fast subscriber max ${Math.max(...latencies).toFixed(1)} ms over ${latencies.length} revocations`,
       );
@@ -413,4 +437,106 @@ describe('a slow subscriber', () => {
       await oidc.stop();
     }
   }, 90_000);
+});
+
+describe('what Watch streams may hold (no credential needed to open one)', () => {
+  /** An entry with `count` live writs in the store, so that revoking it derives `count` events. */
+  async function bulkEntry(w: Awaited<ReturnType<typeof startServer>>, count: number): Promise<string> {
+    const entry = `0b0b0b0b-0000-4000-8000-${randomBytes(6).toString('hex')}`;
+    const now = Date.now();
+    await w.server.core.store.transaction(async (tx) => {
+      for (let i = 0; i < count; i++)
+        await tx.recordWrit({
+          jti: randomBytes(16).toString('base64url'),
+          spiffeId: 'spiffe://example.org/agent/x',
+          jkt: randomBytes(32).toString('base64url').slice(0, 43),
+          chainDigest: Buffer.alloc(32),
+          lineage: [],
+          taskId: 't-bulk',
+          evidenceDigest: Buffer.alloc(32),
+          issuedAt: now,
+          expiresAt: now + 3_600_000,
+          principal: 'https://idp#alice',
+          parentJti: null,
+          entryId: entry,
+          platform: '',
+          evidenceType: 'join_token',
+          statusList: null,
+          statusIdx: null,
+          revokedAt: null,
+          revokedSeq: null,
+        });
+    });
+    return entry;
+  }
+
+  it('caps streams per peer address and overall with RESOURCE_EXHAUSTED; a closed stream gives its slot back', async () => {
+    const w = await startServer({ revocation: { watch: { max_streams: 5, max_streams_per_peer: 3 } } });
+    const streams: Array<ReturnType<typeof stalledWatch>> = [];
+    try {
+      const open = async (localAddress: string) => {
+        const s = stalledWatch(w.address, w.bundlePem, { localAddress });
+        streams.push(s);
+        return s;
+      };
+      for (let i = 0; i < 3; i++) await open('127.0.0.1');
+      await until(() => w.server.core.watchStreams.open === 3, 5000, 'three streams');
+      const fourth = await (await open('127.0.0.1')).ended;
+      expect(fourth.headers['grpc-status']).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+      expect(decodeURIComponent(String(fourth.headers['grpc-message']))).toBe(
+        'revocation: at most 3 watch streams from one address; close one, or retry later',
+      );
+      // Another address has its own three, up to the overall five.
+      await open('127.0.0.2');
+      await open('127.0.0.2');
+      await until(() => w.server.core.watchStreams.open === 5, 5000, 'five streams');
+      const sixth = await (await open('127.0.0.2')).ended;
+      expect(sixth.headers['grpc-status']).toBe(String(grpc.status.RESOURCE_EXHAUSTED));
+      expect(decodeURIComponent(String(sixth.headers['grpc-message']))).toBe('revocation: this issuer serves at most 5 watch streams; retry later');
+      expect(w.server.core.watchStreams.open).toBe(5);
+      streams[0]!.close();
+      await until(() => w.server.core.watchStreams.open === 4, 5000, 'a slot given back');
+      const again = await open('127.0.0.1');
+      await until(() => w.server.core.watchStreams.open === 5, 5000, 'the slot taken again');
+      expect(again.messages.length).toBe(0);
+    } finally {
+      for (const s of streams) s.close();
+      await w.stop();
+    }
+  });
+
+  it('stalled streams cut by a bulk revocation free their backlog at once and are reset; the shared byte budget holds', async () => {
+    const BUDGET = 256 * 1024;
+    const w = await startServer({ revocation: { watch: { max_streams_per_peer: 100, max_buffered_bytes: BUDGET } } });
+    const core = w.server.core;
+    const stalled: Array<ReturnType<typeof stalledWatch>> = [];
+    try {
+      const entry = await bulkEntry(w, 4500);
+      const since = await core.feed.newest();
+      for (let i = 0; i < 20; i++) stalled.push(stalledWatch(w.address, w.bundlePem, { since }));
+      await until(() => core.feed.subscriberCount === 20, 10_000, 'twenty subscribers');
+      let peak = 0;
+      const sample = setInterval(() => {
+        peak = Math.max(peak, core.watchStreams.buffered);
+      }, 1);
+      await revokeAsOperator(w.adminSocket, 'entry', entry, 'r'.repeat(500));
+      await until(() => core.feed.subscriberCount === 0, 20_000, 'every stalled subscriber cut');
+      clearInterval(sample);
+      // Cut: nothing is queued for them any more, and the budget was never passed.
+      expect(core.watchStreams.buffered).toBe(0);
+      expect(peak).toBeLessThanOrEqual(BUDGET);
+      // They never read: after the grace their HTTP/2 streams are reset (RST_STREAM
+      // ENHANCE_YOUR_CALM, RESOURCE_EXHAUSTED to a gRPC client) and every slot is given back.
+      const ends = await Promise.all(stalled.map((s) => s.ended));
+      expect(ends.map((e) => e.rstCode)).toEqual(stalled.map(() => http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
+      expect(core.watchStreams.open).toBe(0);
+      // Nothing of the 4,500 events was held for them: a window now brings nothing.
+      for (const s of stalled) s.open();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(stalled.every((s) => s.messages.length === 0)).toBe(true);
+    } finally {
+      for (const s of stalled) s.close();
+      await w.stop();
+    }
+  }, 60_000);
 });

@@ -5,6 +5,7 @@ import { loadRawConfig, sectionSettings } from '../../src/config/config.js';
 import { serverSettings } from '../../src/server/settings.js';
 import { parseDuration } from '../../src/config/duration.js';
 import { ConfigError } from '../../src/errors.js';
+import type { RevocationSettings } from '../../src/issuance/revocations.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 function settingsFrom(yaml: string | undefined, flags = {}, env: NodeJS.ProcessEnv = {}) {
@@ -52,6 +53,19 @@ describe('config', () => {
 
   it('refuses SVID TTLs longer than the CA TTL', () => {
     expect(() => settingsFrom('ca:\n  ttl: 1h\nsvid:\n  x509_ttl: 2h\n')).toThrow(/never outlive/);
+  });
+
+  it('caps Watch streams with defaults, or as configured, and refuses caps out of range', () => {
+    const dflt = sectionSettings<RevocationSettings>(settingsFrom(undefined), 'revocation').watch;
+    expect(dflt).toEqual({ maxStreams: 20_000, maxStreamsPerPeer: 64, maxBufferedBytes: 64 * 1024 * 1024 });
+    const set = sectionSettings<RevocationSettings>(
+      settingsFrom('revocation:\n  watch: { max_streams: 10, max_streams_per_peer: 2, max_buffered_bytes: 65536 }\n'),
+      'revocation',
+    ).watch;
+    expect(set).toEqual({ maxStreams: 10, maxStreamsPerPeer: 2, maxBufferedBytes: 65536 });
+    expect(() => settingsFrom('revocation:\n  watch: { max_streams: 0, max_buffered_bytes: 1024, bogus: 1 }\n')).toThrow(
+      /revocation\.watch\.max_streams must be an integer 1\.\.1000000[\s\S]*revocation\.watch\.max_buffered_bytes must be an integer 65536\.\./,
+    );
   });
 
   it('rejects unknown nested keys', () => {

@@ -26,6 +26,7 @@ const revocationDeps = (c: ServerCore) => ({
   logger: c.logger,
   principals: c.principals,
   replayCache: c.replayCache,
+  watchStreams: c.watchStreams,
 });
 
 export function serviceTable(c: ServerCore): ServiceEntry[] {

@@ -4,7 +4,9 @@
  * possession for the issuer). Watch streams the feed with bounded buffers: a subscriber that
  * stops reading is cut off with a resumable error and never slows the others.
  */
-import { create } from '@bufbuild/protobuf';
+import * as http2 from 'node:http2';
+import { Duplex } from 'node:stream';
+import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { RevokeResponseSchema, WatchResponseSchema, type RevokeRequest, type WatchRequest, type WatchResponse } from '../../gen/writ/v1/revocation_pb.js';
@@ -23,12 +25,17 @@ import { parseWritCached } from '../../writ/writ.js';
 import { REVOKE_METHOD } from '../../revocation/target.js';
 import { newRequestId, toGrpcFailure } from '../status.js';
 import { unary } from '../unary.js';
-import type { RateLimiter } from '../rate-limit.js';
+import { peerHost, type RateLimiter } from '../rate-limit.js';
+import type { WatchStreams } from '../watch-streams.js';
 
-/** Messages queued for one subscriber before it is cut off as too slow. */
+/** Messages queued for one subscriber (beyond what its transport buffers) before it is cut off as too slow. */
 export const MAX_SUBSCRIBER_BACKLOG = 4096;
-/** Most Watch streams one issuer serves at once. */
-export const MAX_SUBSCRIBERS = 20_000;
+/**
+ * After a cut, how long its status may wait behind what the stream's transport still holds (at
+ * most a stream buffer's worth: the backlog itself is freed at the cut) before the HTTP/2 stream
+ * is reset (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED).
+ */
+export const CUT_STREAM_GRACE_MS = 5000;
 /** Largest writ, proof or token accepted by Revoke. */
 const MAX_CREDENTIAL = 64 * 1024;
 
@@ -44,19 +51,30 @@ export interface RevocationServiceDeps {
   readonly limiter?: RateLimiter;
   /** The admin socket: Revoke needs no credential there, and takes none. */
   readonly operator: boolean;
+  /** Open streams and queued bytes, shared by every RevocationService instance. */
+  readonly watchStreams: WatchStreams;
+}
+
+interface Outgoing {
+  readonly pb: WatchResponse;
+  /** Its size on the wire (gRPC framing included), what queuing it costs. */
+  readonly bytes: number;
+  /** A revocation's sequence; 0 for the other messages. */
+  readonly seq: number;
 }
 
 /** Each event's message, built (and, frozen, serialized) once for all its subscribers: by record, or by the shared heartbeat. */
-const messages = new WeakMap<object, WatchResponse>();
+const messages = new WeakMap<object, Outgoing>();
 
-function toPb(m: FeedMessage): WatchResponse {
+function toPb(m: FeedMessage): Outgoing {
   const key = m.kind === 'revocation' ? m.record : m;
-  let pb = messages.get(key);
-  if (!pb) {
-    pb = Object.freeze(buildPb(m));
-    messages.set(key, pb);
+  let out = messages.get(key);
+  if (!out) {
+    const pb = Object.freeze(buildPb(m));
+    out = { pb, bytes: 5 + toBinary(WatchResponseSchema, pb).length, seq: m.kind === 'revocation' ? m.record.seq : 0 };
+    messages.set(key, out);
   }
-  return pb;
+  return out;
 }
 
 function buildPb(m: FeedMessage): WatchResponse {
@@ -137,47 +155,118 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
       deps.limiter,
     ),
     watch(call: grpc.ServerWritableStream<WatchRequest, WatchResponse>) {
-      let backlog = 0;
+      // UNTRUSTED: anyone who reaches the port. Every stream holds a slot (overall and per peer
+      // address) until its HTTP/2 stream is closed, and what is queued for it counts against one
+      // shared byte budget.
+      const slot = deps.watchStreams.acquire(peerHost(call.getPeer()));
+      if ('refused' in slot) {
+        call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `revocation: ${slot.refused}` });
+        return;
+      }
+      const h2 = http2StreamOf(call);
+      /** Messages the transport refused for now, oldest first from `head`. */
+      let queue: Outgoing[] = [];
+      let head = 0;
+      let queuedBytes = 0;
+      let writable = true;
       let unsubscribe: (() => void) | undefined;
       let ended = false;
+      let closed = false;
+      let resetTimer: NodeJS.Timeout | undefined;
+      /** The last revocation handed to the transport (what the subscriber can have received). */
+      let written = Number.isSafeInteger(Number(call.request.since)) ? Number(call.request.since) : 0;
+      const write = (out: Outgoing): boolean => {
+        if (out.seq > 0) written = out.seq;
+        return call.write(out.pb);
+      };
+      const dropQueue = () => {
+        deps.watchStreams.free(queuedBytes);
+        queue = [];
+        head = 0;
+        queuedBytes = 0;
+      };
+      /** The HTTP/2 stream is over: nothing of it is held any more. */
+      const closedNow = () => {
+        if (closed) return;
+        closed = true;
+        ended = true;
+        clearTimeout(resetTimer);
+        unsubscribe?.();
+        dropQueue();
+        slot.release();
+      };
       const end = (e?: grpc.ServiceError | { code: grpc.status; details: string }) => {
         if (ended) return;
         ended = true;
         unsubscribe?.();
+        dropQueue();
         if (e) call.emit('error', e);
         else call.end();
+        // The status waits behind what the transport holds; a peer that does not read it loses the stream.
+        resetTimer = setTimeout(() => {
+          if (closed) return;
+          if (h2 && !h2.destroyed) h2.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+          else call.destroy();
+          closedNow();
+        }, CUT_STREAM_GRACE_MS);
+        resetTimer.unref();
+      };
+      const flush = () => {
+        writable = true;
+        while (!ended && head < queue.length) {
+          const next = queue[head]!;
+          queue[head++] = undefined as unknown as Outgoing;
+          queuedBytes -= next.bytes;
+          deps.watchStreams.free(next.bytes);
+          if (!write(next)) {
+            writable = false;
+            call.once('drain', flush);
+            break;
+          }
+        }
+        if (head === queue.length) {
+          queue = [];
+          head = 0;
+        }
       };
       const sink = {
         send: (m: FeedMessage) => {
           if (ended) return false;
-          if (backlog >= MAX_SUBSCRIBER_BACKLOG) return false;
-          // write() false: the HTTP/2 stream's buffer is full; count until it drains (one listener, not one per message).
-          if (!call.write(toPb(m)) && backlog++ === 0) {
-            call.once('drain', () => {
-              backlog = 0;
-            });
+          const out = toPb(m);
+          if (writable && head === queue.length) {
+            // write() false: the stream's buffer is full; queue here (counted) until it drains.
+            if (!write(out)) {
+              writable = false;
+              call.once('drain', flush);
+            }
+            return true;
           }
+          if (queue.length - head >= MAX_SUBSCRIBER_BACKLOG || !deps.watchStreams.reserve(out.bytes)) return false;
+          queue.push(out);
+          queuedBytes += out.bytes;
           return true;
         },
-        overflow: (lastSent: number) => {
+        overflow: () => {
+          // What was queued is dropped now: the hint is what reached the transport.
           const metadata = new grpc.Metadata();
-          metadata.set('writ-resume-since', String(lastSent));
+          metadata.set('writ-resume-since', String(written));
           end({
             code: grpc.status.RESOURCE_EXHAUSTED,
-            details: `revocation: this subscriber fell behind; resume with since=${lastSent}`,
+            details: `revocation: this subscriber fell behind; resume with since=${written}`,
             metadata,
           } as grpc.ServiceError);
         },
       };
-      call.on('cancelled', () => end());
-      call.on('close', () => end());
+      if (h2) h2.once('close', closedNow);
+      call.on('cancelled', closedNow);
+      call.on('close', () => {
+        // Without the HTTP/2 stream in hand, the call's end is the best signal there is.
+        if (!h2) closedNow();
+        else end();
+      });
       const since = Number(call.request.since);
       if (!Number.isSafeInteger(since) || since < 0) {
         end({ code: grpc.status.INVALID_ARGUMENT, details: 'revocation: since must be a sequence number' });
-        return;
-      }
-      if (feed.subscriberCount >= MAX_SUBSCRIBERS) {
-        end({ code: grpc.status.RESOURCE_EXHAUSTED, details: `revocation: this issuer serves at most ${MAX_SUBSCRIBERS} watch streams; retry later` });
         return;
       }
       feed.subscribe(since, sink).then(
@@ -193,4 +282,19 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
       );
     },
   };
+}
+
+/**
+ * The HTTP/2 stream under a grpc-js server call, to reset it (grpc-js has no public way to). Found
+ * by shape, so that a grpc-js that moves it degrades to destroying the call, not to a crash;
+ * test/e2e/revocation-watch.test.ts checks a stalled stream is really reset.
+ */
+function http2StreamOf(call: object): http2.ServerHttp2Stream | undefined {
+  let c = (call as { call?: unknown }).call;
+  for (let i = 0; i < 8 && c && typeof c === 'object'; i++) {
+    const s = (c as { stream?: unknown }).stream;
+    if (s instanceof Duplex && typeof (s as { close?: unknown }).close === 'function' && 'rstCode' in s) return s as http2.ServerHttp2Stream;
+    c = (c as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
 }
