@@ -133,13 +133,18 @@ export class GrantIssuer {
     const grant = await signRootGrant(claims, signer.signer, signer.kid);
     parseGrant(grant); // validate our own output before it leaves
     await store.transaction(async (tx) => {
-      // A revoked principal makes no grants; an ended task takes none; a task id is one principal's.
-      const hit = (await tx.findRevocations([`principal:${who}`, `task:${task.id}`]))[0];
-      if (hit)
-        throw new RevocationError(
-          'ERR_REVOKED',
-          `revocation: ${hit.kind === 'task' ? `task ${task.id} has ended` : `principal ${who} is revoked`} (by ${hit.actor})`,
-        );
+      // A revoked principal makes no grants; an ended task takes none; a revoked key receives none;
+      // a task id is one principal's.
+      const hit = (await tx.findRevocations([`principal:${who}`, `task:${task.id}`, `key:${r.delegateJkt}`]))[0];
+      if (hit) {
+        const what =
+          hit.kind === 'task'
+            ? `task ${task.id} has ended`
+            : hit.kind === 'key'
+              ? `the delegate key ${r.delegateJkt} is revoked`
+              : `principal ${who} is revoked`;
+        throw new RevocationError('ERR_REVOKED', `revocation: ${what} (by ${hit.actor}${hit.reason ? `: ${hit.reason}` : ''})`);
+      }
       const known = await tx.getTask(task.id);
       if (known && (known.principalIss !== principal.iss || known.principalSub !== principal.sub)) {
         throw new DelegationError(`delegation: task id ${task.id} belongs to another principal; choose another id`);

@@ -239,6 +239,27 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
     expect((await verifyC(bystander)).valid).toBe(true);
   });
 
+  it('CreateGrant refuses a root grant for a revoked delegate key, with the revocation and its reason', async () => {
+    const K = (await chain()).A;
+    await admin().revocation.revoke({ kind: 'key', target: K.jkt, reason: 'key leaked' });
+    const ask = (jkt: string) =>
+      createGrant(w.address, w.bundlePem, {
+        subjectToken: oidc.token(`user-${randomBytes(4).toString('hex')}`, { groups: ['eng'] }),
+        subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+        taskId: `task-${randomBytes(4).toString('hex')}`,
+        goal: 'anything',
+        ttlSeconds: 600,
+        scope: [{ action: 'repo:read', resource: 'repo://acme/*' }],
+        delegateJkt: jkt,
+      });
+    const refused = await refusal(ask(K.jkt));
+    expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(refused.writCode).toBe('ERR_REVOKED');
+    expect(refused.message).toContain(`revocation: the delegate key ${K.jkt} is revoked (by operator: key leaked)`);
+    // Another key is fine.
+    expect((await ask(newKey().jkt)).grant).toBeTruthy();
+  });
+
   it("revoking agent B's SPIFFE ID kills B and C, not A", async () => {
     const ch = await chain();
     const r = await admin().revocation.revoke({ kind: 'agent', target: ch.b.claims.sub, reason: '' });
