@@ -11,7 +11,7 @@ import { proveWrit } from '../agent/delegate.js';
 import { revokeRemote } from '../agent/grant-client.js';
 import { keyOptions, openAgentKey } from '../agent/keys.js';
 import type { RevokeResponse } from '../gen/writ/v1/revocation_pb.js';
-import { REVOKE_METHOD } from '../revocation/target.js';
+import { revokeMethod } from '../revocation/target.js';
 import { trustDomainId } from '../spiffe/id.js';
 import { ADMIN_OPTIONS, adminClients, adminSocketPath } from './admin-client.js';
 import type { CliCatalog, VerbContext } from './verb.js';
@@ -85,7 +85,11 @@ export async function revokeAs(ctx: VerbContext, kind: string, target: string, a
   const opened = await openAgentKey(values, catalog.producers);
   let proof: string;
   try {
-    proof = await proveWrit(writ, opened.key.signer, { audience: trustDomainId(bundleTrustDomain(bundlePem)), method: REVOKE_METHOD, now: ctx.now() });
+    proof = await proveWrit(writ, opened.key.signer, {
+      audience: trustDomainId(bundleTrustDomain(bundlePem)),
+      method: revokeMethod(kind, target),
+      now: ctx.now(),
+    });
   } finally {
     await opened.close();
   }

@@ -16,7 +16,7 @@ import { createGrant, revokeRemote, verifyRemote } from '../../src/agent/grant-c
 import { adminClients } from '../../src/cli/admin-client.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
-import { REVOKE_METHOD } from '../../src/revocation/target.js';
+import { revokeMethod } from '../../src/revocation/target.js';
 import { createProof } from '../../src/writ/proof.js';
 import { parseWrit, type WritClaims } from '../../src/writ/writ.js';
 import { runCli } from '../helpers/cli.js';
@@ -293,7 +293,10 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
       reason: 'no longer needed',
       credential: {
         case: 'agent',
-        value: { writ: ch.b.writ, proof: createProof(ch.b.writ, ch.B.key, { audience: TD_ID, method: REVOKE_METHOD, now: new Date() }) },
+        value: {
+          writ: ch.b.writ,
+          proof: createProof(ch.b.writ, ch.B.key, { audience: TD_ID, method: revokeMethod('grant', parseWrit(ch.c.writ).claims.lineage[2]!), now: new Date() }),
+        },
       },
     });
     expect(res.writs).toBe(1);
@@ -364,7 +367,7 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
             reason: '',
             credential: {
               case: 'agent',
-              value: { writ: ch.c.writ, proof: createProof(ch.c.writ, ch.C.key, { audience: TD_ID, method: REVOKE_METHOD, now: new Date() }) },
+              value: { writ: ch.c.writ, proof: createProof(ch.c.writ, ch.C.key, { audience: TD_ID, method: revokeMethod(kind, target), now: new Date() }) },
             },
           }),
         );
@@ -396,7 +399,10 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
           reason: '',
           credential: {
             case: 'agent',
-            value: { writ: ch.b.writ, proof: createProof(ch.b.writ, newKey().key, { audience: TD_ID, method: REVOKE_METHOD, now: new Date() }) },
+            value: {
+              writ: ch.b.writ,
+              proof: createProof(ch.b.writ, newKey().key, { audience: TD_ID, method: revokeMethod('grant', ch.c.claims.lineage[2]!), now: new Date() }),
+            },
           },
         }),
       );

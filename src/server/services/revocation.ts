@@ -22,7 +22,7 @@ import { trustDomainId } from '../../spiffe/id.js';
 import type { ReplayCache } from '../../writ/proof.js';
 import { verifyWrit } from '../../writ/verify.js';
 import { parseWritCached } from '../../writ/writ.js';
-import { REVOKE_METHOD } from '../../revocation/target.js';
+import { revokeMethod } from '../../revocation/target.js';
 import { newRequestId, toGrpcFailure } from '../status.js';
 import { unary } from '../unary.js';
 import { peerHost, type RateLimiter } from '../rate-limit.js';
@@ -129,7 +129,8 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
         proof: c.value.proof,
         trust: { issuer: trustDomainId(ca.trustDomain), writKeys: ca.bundle().writAuthorities ?? new Map() },
         audience: trustDomainId(ca.trustDomain),
-        method: REVOKE_METHOD,
+        // Bound to this kind and target: the proof revokes exactly one thing.
+        method: revokeMethod(req.kind, req.target),
         now: clock.now(),
         replayCache: deps.replayCache,
         revocation: await issuerRevocationSource(store, claims),
