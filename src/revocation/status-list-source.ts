@@ -37,6 +37,8 @@ const MEDIA_TYPE = `application/${STATUS_LIST_TYP}`;
 
 const bad = (msg: string, cause?: unknown): RevocationError =>
   new RevocationError('ERR_STATUS_LIST_INVALID', `status list: ${msg}`, cause === undefined ? undefined : { cause });
+/** The source cannot answer for this writ now (no usable list held): not the writ's fault; the verifier fails closed, an HTTP server answers 503. */
+const unavailable = (msg: string): RevocationError => new RevocationError('ERR_REVOCATION_UNAVAILABLE', `status list: ${msg}`);
 
 /** GET of a status list URI: the token text, or a RevocationError. */
 export type StatusListFetcher = (uri: string) => Promise<string>;
@@ -232,10 +234,9 @@ export class StatusListSource implements RevocationSource {
     } catch (e) {
       const msg = (e as Error).message;
       const kept = this.held.peek(uri);
-      if (kept && this.usable(kept, this.o.now().getTime())) {
-        kept.lastError = msg;
-        return;
-      }
+      // Said when the held copy is refused as too old, whether it was still usable now or not.
+      if (kept) kept.lastError = msg;
+      if (kept && this.usable(kept, this.o.now().getTime())) return;
       this.failures.set(uri, msg);
       throw e;
     }
@@ -254,17 +255,17 @@ export class StatusListSource implements RevocationSource {
     const h = this.held.get(ref.uri);
     if (!h) {
       const why = this.failures.peek(ref.uri);
-      throw bad(`${ref.uri} was never fetched${why ? ` (${why})` : ' (prepare the writ, or load a saved list for this URI)'}`);
+      throw unavailable(`${ref.uri} was never fetched${why ? ` (${why})` : ' (prepare the writ, or load a saved list for this URI)'}`);
     }
     const nowMs = now.getTime();
     const source = `status list ${h.uri} issued ${new Date(h.iat * 1000).toISOString()}${h.ttl !== undefined ? ` (ttl ${h.ttl} s)` : ''}`;
     const ageS = Math.floor(nowMs / 1000) - h.iat;
     if (ageS * 1000 > this.maxAgeMs) {
-      throw bad(
+      throw unavailable(
         `${source} is ${ageS} s old; at most ${Math.round(this.maxAgeMs / 1000)} s accepted${h.lastError ? ` (the last refresh failed: ${h.lastError})` : ''}`,
       );
     }
-    if (h.exp !== undefined && h.exp <= Math.floor(nowMs / 1000) - STATUS_LIST_SKEW_S) throw bad(`${source} has expired`);
+    if (h.exp !== undefined && h.exp <= Math.floor(nowMs / 1000) - STATUS_LIST_SKEW_S) throw unavailable(`${source} has expired`);
     const s = h.list.status(ref.idx);
     if (s === STATUS.VALID) return { revoked: false, source };
     if (s === STATUS.INVALID) return { revoked: true, reason: `status list entry ${ref.idx} is INVALID`, source };

@@ -84,11 +84,14 @@ export interface WritMiddlewareOptions {
   readonly onRefused?: (refusal: WritRefusal, req: IncomingMessage) => void;
 }
 
-/** `(req, res, next?)`: true when the writ was accepted (and `next` called), false when it answered. */
+/**
+ * `(req, res, next?)`: resolves true when the writ was accepted (and `next` called), false when it
+ * answered. Asynchronous because a revocation source may have to fetch first (a status list).
+ */
 export interface WritHandler {
-  (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): boolean;
+  (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): Promise<boolean>;
   /** Verifies without answering, for frameworks that answer themselves (a Fastify hook). */
-  check(req: IncomingMessage): WritCheck;
+  check(req: IncomingMessage): Promise<WritCheck>;
 }
 
 const DESCRIPTIONS = {
@@ -179,7 +182,8 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
     return { ok: false, refusal: r };
   }
 
-  function check(req: IncomingMessage): WritCheck {
+  /** What can be decided from the request alone: a refusal, or what to verify. */
+  function read(req: IncomingMessage): WritCheck | { readonly ok: 'read'; readonly writ: string; readonly proof: string; readonly method: string } {
     const bad = (reason: string) => refuse(refusal(400, 'invalid_request', DESCRIPTIONS.invalid_request, reason), req);
     const url = req.url ?? '';
     // Origin-form only (RFC 9112 §3.2.1): an absolute-form or asterisk target names no path of ours.
@@ -221,7 +225,20 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
     } catch (e) {
       return bad(`request path: ${(e as Error).message}`);
     }
-    const method = `${req.method ?? ''} ${target}`;
+    return { ok: 'read', writ, proof, method: `${req.method ?? ''} ${target}` };
+  }
+
+  async function check(req: IncomingMessage): Promise<WritCheck> {
+    const r = read(req);
+    if (r.ok !== 'read') return r;
+    const { writ, proof, method } = r;
+    if (o.revocation?.prepare) {
+      // Fetched or refreshed when due (status lists, by their ttl); a failure is check()'s to
+      // report: without a usable list it cannot answer, and the request gets 503.
+      try {
+        await o.revocation.prepare(writ);
+      } catch {}
+    }
     try {
       const v = verifyWrit({
         writ,
@@ -258,8 +275,8 @@ export function writMiddleware(o: WritMiddlewareOptions): WritHandler {
     }
   }
 
-  const handler = ((req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): boolean => {
-    const r = check(req);
+  const handler = (async (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): Promise<boolean> => {
+    const r = await check(req);
     if (!r.ok) {
       send(res, r.refusal);
       return false;

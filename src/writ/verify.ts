@@ -87,6 +87,12 @@ export interface RevocationStatus {
  */
 export interface RevocationSource {
   check(writ: { readonly claims: WritClaims; readonly grants: readonly Grant[] }, now: Date): RevocationStatus;
+  /**
+   * Fetches or refreshes, when due, what `check` needs for this (compact) writ, e.g. its status
+   * list. Callers that can wait (the HTTP middleware) await it before verifying; it may throw,
+   * and `check` then says why it cannot answer.
+   */
+  prepare?(writ: string): Promise<void>;
 }
 
 export interface VerifiedWrit {

@@ -13,6 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorize, httpProofMethod, writMiddleware, type WritRefusal, type WritRequest } from '../../src/rp/http-middleware.js';
+import { RevocationError } from '../../src/errors.js';
+import { keySigner } from '../../src/jose/jws.js';
+import { StatusList, signStatusListToken } from '../../src/revocation/status-list.js';
+import { StatusListSource } from '../../src/revocation/status-list-source.js';
 import { WatchRevocationSource } from '../../src/revocation/watch-source.js';
 import { createProof } from '../../src/writ/proof.js';
 import { FakeIssuer, agent, hop } from '../helpers/writ-fixture.js';
@@ -59,6 +63,10 @@ function send(port: number, path: string, headers: Record<string, string | strin
 
 const proofFor = (writ: string, method: string, url: string, audience = AUD) =>
   createProof(writ, C.key, { audience, method: httpProofMethod(method, url), now: new Date() });
+
+const sourceDown = async (uri: string): Promise<string> => {
+  throw new RevocationError('ERR_STATUS_LIST_INVALID', `status list: GET ${uri}: connection refused`);
+};
 
 const present = (writ: string, proof: string) => ({ authorization: `Writ ${writ}`, 'writ-proof': proof });
 
@@ -287,7 +295,7 @@ describe('writMiddleware: what it is given', () => {
       headers: present(writ, proofFor(writ, 'GET', 'https://rp.example/x')),
       headersDistinct: undefined,
     } as unknown as IncomingMessage;
-    const r = auth.check(req);
+    const r = await auth.check(req);
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.refusal).toMatchObject({
@@ -300,12 +308,84 @@ describe('writMiddleware: what it is given', () => {
     }
   });
 
-  it('accepts null for no revocation checking, and then says so in the report', () => {
+  it('accepts null for no revocation checking, and then says so in the report', async () => {
     const auth = writMiddleware({ trust: iss.trust, audience: AUD, publicUrl: 'https://rp.example/api/', revocation: null });
     const writ = world('t2');
     const req = { method: 'PUT', url: '/v1/x', headers: present(writ, proofFor(writ, 'PUT', 'https://rp.example/api/v1/x')) } as unknown as IncomingMessage;
-    const r = auth.check(req);
+    const r = await auth.check(req);
     expect(r.ok && r.writ.checks).toContainEqual({ by: 'unchecked', check: expect.stringMatching(/^revocation: no revocation source/) });
+  });
+
+  it('with a status list source: fetches the list, refreshes it by its ttl, refuses a revoked writ (401), and answers 503 when it cannot answer', async () => {
+    const URI = 'https://issuer.example/status/1';
+    let t = Date.now();
+    const clock = { now: () => new Date(t) };
+    const a = agent('status-reader');
+    const nowS = Math.floor(t / 1000);
+    const { writ } = iss.writ(a, [iss.rootGrant(a, { now: nowS - 60, taskId: 'status' })], {
+      now: nowS - 30,
+      ttl: 3600,
+      override: { status: { status_list: { idx: 5, uri: URI } } },
+    });
+    const list = StatusList.empty(64);
+    const served: { calls: number; down: boolean } = { calls: 0, down: false };
+    const source = new StatusListSource({
+      writKeys: iss.trust.writKeys,
+      now: clock.now,
+      fetch: async (uri) => {
+        served.calls++;
+        expect(uri).toBe(URI);
+        if (served.down) throw new RevocationError('ERR_STATUS_LIST_INVALID', `status list: GET ${URI}: HTTP 502`);
+        const iat = Math.floor(t / 1000);
+        return signStatusListToken({ sub: URI, iat, exp: iat + 3600, ttl: 60, list }, keySigner(iss.key), iss.kid);
+      },
+    });
+    const auth = writMiddleware({ trust: iss.trust, audience: AUD, publicUrl: PUBLIC, revocation: source, clock });
+    const req = () =>
+      ({
+        method: 'GET',
+        url: '/x',
+        headers: present(writ, createProof(writ, a.key, { audience: AUD, method: httpProofMethod('GET', 'https://rp.example/x'), now: clock.now() })),
+      }) as unknown as IncomingMessage;
+    // Never fetched before: the middleware fetches it (before the fix: 401, "was never fetched").
+    const first = await auth.check(req());
+    expect(first.ok && first.writ.checks).toContainEqual({
+      by: 'verifier',
+      check: expect.stringMatching(/^not revoked: .*status list https:\/\/issuer\.example\/status\/1 issued/),
+    });
+    expect(served.calls).toBe(1);
+    // Within the ttl, no refetch.
+    t += 10_000;
+    expect((await auth.check(req())).ok).toBe(true);
+    expect(served.calls).toBe(1);
+    // Revoked, and past the ttl: refetched, refused as revoked.
+    list.set(5, 1);
+    t += 61_000;
+    const revoked = await auth.check(req());
+    expect(served.calls).toBe(2);
+    expect(!revoked.ok && revoked.refusal).toMatchObject({ status: 401, error: 'invalid_token', description: 'the writ is revoked', code: 'ERR_WRIT_REVOKED' });
+    // The issuer is unreachable past the list's maximum age (5 min): the source cannot answer, 503 (before the fix: 401).
+    list.set(5, 0);
+    served.down = true;
+    t += 6 * 60_000;
+    const stale = await auth.check(req());
+    expect(!stale.ok && stale.refusal).toMatchObject({
+      status: 503,
+      error: 'temporarily_unavailable',
+      headers: { 'retry-after': '1', 'cache-control': 'no-store' },
+      code: 'ERR_REVOCATION_UNAVAILABLE',
+    });
+    expect(!stale.ok && stale.refusal.reason).toMatch(/s old; at most 300 s accepted \(the last refresh failed: status list: GET .*HTTP 502\)/);
+    // A source that never got a list: 503 as well.
+    const never = writMiddleware({
+      trust: iss.trust,
+      audience: AUD,
+      publicUrl: PUBLIC,
+      clock,
+      revocation: new StatusListSource({ writKeys: iss.trust.writKeys, now: clock.now, fetch: sourceDown }),
+    });
+    const none = await never.check(req());
+    expect(!none.ok && none.refusal).toMatchObject({ status: 503, code: 'ERR_REVOCATION_UNAVAILABLE' });
   });
 
   it('refuses a public URL that is not https (but loopback), or has a query', () => {

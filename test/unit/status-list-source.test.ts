@@ -105,16 +105,17 @@ describe('status list source', () => {
     expectWritErrorSync(() => none.check(), 'ERR_STATUS_LIST_INVALID', /names no status list/);
 
     const s = setup({ maxAgeMs: 120_000 });
-    expectWritErrorSync(() => s.check(), 'ERR_STATUS_LIST_INVALID', /was never fetched/);
+    // Cannot answer (no usable list): unavailable, which an HTTP relying party answers with 503.
+    expectWritErrorSync(() => s.check(), 'ERR_REVOCATION_UNAVAILABLE', /was never fetched/);
     await s.source.prepare(s.writ);
     s.advance(121_000);
-    expectWritErrorSync(() => s.check(), 'ERR_STATUS_LIST_INVALID', /is 121 s old; at most 120 s accepted/);
+    expectWritErrorSync(() => s.check(), 'ERR_REVOCATION_UNAVAILABLE', /is 121 s old; at most 120 s accepted/);
 
     const e = setup();
     e.served.token = await e.sign({ exp: S0 + 10 });
     await e.source.prepare(e.writ);
     e.advance(20_000);
-    expectWritErrorSync(() => e.check(), 'ERR_STATUS_LIST_INVALID', /has expired/);
+    expectWritErrorSync(() => e.check(), 'ERR_REVOCATION_UNAVAILABLE', /has expired/);
 
     const far = setup({ idx: 64 });
     await far.source.prepare(far.writ);
@@ -125,7 +126,7 @@ describe('status list source', () => {
     const s = setup();
     s.served.token = await s.sign({ sub: 'https://issuer.example/status/2' });
     await expect(s.source.prepare(s.writ)).rejects.toThrow(/made for https:\/\/issuer.example\/status\/2, not https:\/\/issuer.example\/status\/1/);
-    expectWritErrorSync(() => s.check(), 'ERR_STATUS_LIST_INVALID', /never fetched \(status list: made for/);
+    expectWritErrorSync(() => s.check(), 'ERR_REVOCATION_UNAVAILABLE', /never fetched \(status list: made for/);
 
     const k = setup();
     const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
@@ -153,7 +154,7 @@ describe('status list source', () => {
     await expect(s.source.prepare(s.writ)).rejects.toThrow(/HTTP 503/);
     expectWritErrorSync(
       () => s.check(),
-      'ERR_STATUS_LIST_INVALID',
+      'ERR_REVOCATION_UNAVAILABLE',
       /181 s old; at most 180 s accepted \(the last refresh failed: status list: GET .*HTTP 503\)/,
     );
   });
