@@ -119,8 +119,12 @@ export class Revocations {
 
   async revoke(kind: string, id: string, reason: string, by: Revoker): Promise<RevokeResult> {
     const target = parseRevocationTarget(kind, id);
-    if (Buffer.byteLength(reason) > MAX_REASON_BYTES || /[\x00-\x08\x0b-\x1f\x7f]/.test(reason)) {
-      throw new RevocationError('ERR_REVOCATION_INVALID', `revocation: the reason is at most ${MAX_REASON_BYTES} bytes of text`);
+    // One line of text: no control characters (a newline would forge lines where it is printed, `writ task show`).
+    if (Buffer.byteLength(reason) > MAX_REASON_BYTES || /[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(reason)) {
+      throw new RevocationError(
+        'ERR_REVOCATION_INVALID',
+        `revocation: the reason is at most ${MAX_REASON_BYTES} bytes of text on one line, without control characters`,
+      );
     }
     const at = this.deps.clock.now().getTime();
     const actor = actorOf(by);

@@ -458,6 +458,11 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
     }
     const long = await refusal(admin().revocation.revoke({ kind: 'grant', target: ch.rootId, reason: 'x'.repeat(513) }));
     expect(long.writCode).toBe('ERR_REVOCATION_INVALID');
+    // One line: a newline would forge lines where the reason is printed (writ task show).
+    for (const reason of ['a\n└─ writ forged', 'tab\there', 'ls\u2028', 'c1\u0085']) {
+      const r = await refusal(admin().revocation.revoke({ kind: 'grant', target: ch.rootId, reason }));
+      expect(r.writCode, JSON.stringify(reason)).toBe('ERR_REVOCATION_INVALID');
+    }
     expect((await verifyC(ch)).valid).toBe(true);
 
     const first = await admin().revocation.revoke({ kind: 'grant', target: ch.rootId, reason: 'first' });

@@ -2,6 +2,13 @@
 import type { GetTaskResponse, RevokedBy, Task, TaskGrant, TaskWrit } from '../../../gen/writ/v1/admin_pb.js';
 import type { Permission } from '../../../gen/writ/v1/grant_pb.js';
 
+/**
+ * Text from the issuer's records (reasons, actors, principals: UNTRUSTED, a principal's or an
+ * agent's words) printed on one line: control and line-separator characters escaped, so that no
+ * record can forge lines of the tree.
+ */
+export const oneLine = (s: string): string => s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 const iso = (ms: bigint) => new Date(Number(ms)).toISOString();
 const perms = (ps: readonly Permission[]) => ps.map((p) => `${p.action}=${p.resource}`);
 
@@ -23,14 +30,14 @@ export function taskJson(t: Task) {
 }
 
 function taskState(t: Task): string {
-  if (t.state === 'ended') return `ended ${iso(t.endedAt)} by ${t.endedBy}${t.endReason ? ` (${t.endReason})` : ''}`;
+  if (t.state === 'ended') return `ended ${iso(t.endedAt)} by ${oneLine(t.endedBy)}${t.endReason ? ` (${oneLine(t.endReason)})` : ''}`;
   if (t.state === 'expired') return `expired ${iso(t.expiresAt)}`;
   return `live, ends ${iso(t.expiresAt)}`;
 }
 
 /** One line per task: id, principal, state, goal. */
 export function taskLine(t: Task): string {
-  return `${t.id}  ${t.principal}  ${taskState(t)}  ${JSON.stringify(t.goal)}`;
+  return `${t.id}  ${oneLine(t.principal)}  ${taskState(t)}  ${JSON.stringify(t.goal)}`;
 }
 
 function grantJson(g: TaskGrant) {
@@ -101,7 +108,7 @@ function nodeState(state: string, expiresAt: bigint, r: RevokedBy | undefined, n
   if (state === 'revoked') {
     if (!r) return 'revoked';
     const what = r.kind ? `${r.kind} ${r.target}` : `revocation ${r.sequence}`;
-    return `revoked ${iso(r.at)} by ${r.actor || 'an unknown actor (the revocation was pruned)'}: ${what}${r.reason ? ` (${r.reason})` : ''}`;
+    return `revoked ${iso(r.at)} by ${r.actor ? oneLine(r.actor) : 'an unknown actor (the revocation was pruned)'}: ${oneLine(what)}${r.reason ? ` (${oneLine(r.reason)})` : ''}`;
   }
   if (state === 'expired' || Number(expiresAt) <= now.getTime()) return `expired ${iso(expiresAt)}`;
   return `live, expires ${iso(expiresAt)}`;
@@ -113,7 +120,7 @@ function nodeState(state: string, expiresAt: bigint, r: RevokedBy | undefined, n
  */
 export function taskTree(res: GetTaskResponse, now: Date): string {
   const t = res.task!;
-  const out: string[] = [`task ${t.id}: ${JSON.stringify(t.goal)}, ${taskState(t)}`, `principal ${t.principal}`];
+  const out: string[] = [`task ${t.id}: ${JSON.stringify(t.goal)}, ${taskState(t)}`, `principal ${oneLine(t.principal)}`];
   const { writsOf, grantsOf, roots } = index(res);
   const seen = new Set<string>();
   const line = (prefix: string, last: boolean, text: string) => out.push(`${prefix}${last ? '└─ ' : '├─ '}${text}`);
