@@ -110,9 +110,16 @@ interface Resolved {
 export class Revocations {
   private readonly listeners: RevocationListener[] = [];
 
-  constructor(private readonly deps: { store: Store; clock: Clock }) {}
+  constructor(
+    private readonly deps: {
+      store: Store;
+      clock: Clock;
+      /** Told when a listener throws (the log); the other listeners still run. */
+      onListenerError?: (e: unknown) => void;
+    },
+  ) {}
 
-  /** Called, in order, after every committed revocation. */
+  /** Called, in order, after every committed revocation; one that throws does not stop the next. */
   listen(l: RevocationListener): void {
     this.listeners.push(l);
   }
@@ -161,7 +168,14 @@ export class Revocations {
       const writs = await tx.revokeWrits(match, at, seq);
       return { seq, at, writs, records };
     });
-    for (const l of this.listeners) l.revoked(result.records);
+    // Committed: every listener hears of it (the Watch feed, the status list publisher), whatever another one does.
+    for (const l of this.listeners) {
+      try {
+        l.revoked(result.records);
+      } catch (e) {
+        this.deps.onListenerError?.(e);
+      }
+    }
     return result;
   }
 

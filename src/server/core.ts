@@ -113,7 +113,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
-  const revocations = new Revocations({ store, clock });
+  const revocations = new Revocations({ store, clock, onListenerError: (e) => logger.error({ err: e }, 'a revocation listener failed') });
   const feed = new RevocationFeed({ store, now: () => clock.now().getTime() });
   revocations.listen(feed);
   const revocationSettings = sectionSettings<RevocationSettings>(settings, revocationSection.key);
