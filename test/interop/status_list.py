@@ -7,7 +7,8 @@ It verifies the writ's issuer signature (so the status URI it names is the issue
 the status list token that `status.status_list.uri` names over https (trusting only the
 issuer's X.509 authorities, redirects refused, Accept: application/statuslist+jwt) or reads a
 saved one, verifies it with a `use: "writ"` key of the bundle (typ statuslist+jwt, kid,
-signature, sub equal to the URI, iat not in the future, exp not passed), inflates `lst`
+signature, sub equal to the URI, iat not in the future, exp not passed, at most MAX_AGE_S
+old), inflates `lst`
 (ZLIB, bounded), and reads the writ's entry (`bits` bits per entry, entry 0 in the least
 significant bits of byte 0).
 
@@ -30,6 +31,8 @@ ALLOWED = ["ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384
 MAX_TOKEN_BYTES = 1024 * 1024
 MAX_LIST_BYTES = 2 * 1024 * 1024
 SKEW = 5
+# Step 6: the relying party's maximum age of a list (writ's library and CLI default: 5 minutes).
+MAX_AGE_S = 300
 NAMES = {0: "VALID", 1: "INVALID", 2: "SUSPENDED"}
 
 
@@ -98,6 +101,8 @@ def main() -> int:
         raise SystemExit("status list: issued in the future")
     if "exp" in claims and claims["exp"] <= now - SKEW:
         raise SystemExit("status list: expired")
+    if now - claims["iat"] > MAX_AGE_S:
+        raise SystemExit(f"status list: {now - claims['iat']} s old; at most {MAX_AGE_S} s accepted")
 
     # 3. The list: bits per entry, ZLIB-compressed bytes, entry idx.
     sl = claims["status_list"]
