@@ -51,6 +51,12 @@ export interface VerifyWritOptions {
   readonly audience: string;
   /** When given, the proof's method must be this. */
   readonly method?: string;
+  /**
+   * The issuer verifying a writ it minted, presented to itself (Revoke): the writ's `aud` names
+   * the relying parties it may be presented to, not its issuer, so it is not required to list
+   * `audience` (the proof's `aud` still must be it). Never for a relying party.
+   */
+  readonly presentedToIssuer?: boolean;
   readonly now: Date;
   readonly level?: 'standard' | 'deep';
   /**
@@ -160,7 +166,7 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   if (c.task.exp <= now - WRIT_SKEW_S) fail(`the task ${c.task.id} has ended`);
   if (c.exp > c.task.exp) fail('outlives its task');
   mine('times: issued, not expired, task not ended, writ within the task');
-  if (c.aud !== undefined) {
+  if (c.aud !== undefined && !o.presentedToIssuer) {
     if (!c.aud.includes(o.audience)) fail('not issued for this audience');
     mine('audience listed in the writ');
   }

@@ -311,6 +311,35 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
     expect(vb.valid).toBe(true);
   });
 
+  it('an agent whose writ names audiences (aud) still revokes the grant it signed', async () => {
+    const ch = await chain();
+    // B's renewal restricted to one relying party: a writ with `aud`, not naming the issuer.
+    const e = await enrol(`/agent/b-aud-${ch.taskId}`);
+    const res = await attest({
+      server: w.address,
+      bundlePem: w.bundlePem,
+      evidenceType: 'join_token',
+      key: ch.B.key,
+      respond: () => Buffer.from(e.token),
+      grants: [ch.root, ch.g1],
+      writAudiences: [AUD],
+    });
+    const bAud = parseWrit(res.writ!).claims;
+    expect(bAud.aud).toEqual([AUD]);
+    const g2 = ch.c.claims.lineage[2]!;
+    const r = await revokeRemote(w.address, w.bundlePem, {
+      kind: 'grant',
+      target: g2,
+      reason: 'restricted writ',
+      credential: {
+        case: 'agent',
+        value: { writ: res.writ!, proof: createProof(res.writ!, ch.B.key, { audience: TD_ID, method: revokeMethod('grant', g2), now: new Date() }) },
+      },
+    });
+    expect(r.writs).toBe(1);
+    expect((await verifyC(ch)).errorCode).toBe('ERR_WRIT_REVOKED');
+  });
+
   it('writ revoke as an agent (--writ --key) through the CLI', async () => {
     const ch = await chain();
     const files = { writ: join(dir, `${ch.taskId}.b.writ`), key: join(dir, `${ch.taskId}.b.key`), bundle: join(dir, 'bundle.pem') };

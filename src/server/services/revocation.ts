@@ -129,6 +129,8 @@ export function revocationService(deps: RevocationServiceDeps): grpc.UntypedServ
         proof: c.value.proof,
         trust: { issuer: trustDomainId(ca.trustDomain), writKeys: ca.bundle().writAuthorities ?? new Map() },
         audience: trustDomainId(ca.trustDomain),
+        // A writ restricted to some relying parties (`aud`) still lets its holder revoke what it signed.
+        presentedToIssuer: true,
         // Bound to this kind and target: the proof revokes exactly one thing.
         method: revokeMethod(req.kind, req.target),
         now: clock.now(),
