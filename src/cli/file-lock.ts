@@ -20,10 +20,55 @@ function holderAlive(lockPath: string): boolean {
   }
 }
 
+/** Longest a process may hold the breaker lock (it only re-checks and removes a stale lock) before it counts as crashed, ms. */
+export const BREAKER_STALE_MS = 5_000;
+
+function ownedBy(lockPath: string, pid: number): boolean {
+  try {
+    return readFileSync(lockPath, 'utf8') === String(pid);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes `lockPath` if it is still stale, judged again while holding `<lock>.break` (O_EXCL):
+ * two processes that both saw a stale lock cannot both remove something, the second would
+ * otherwise remove the lock the first has just taken. Returns false when the breaker is busy.
+ */
+export function breakStale(lockPath: string): boolean {
+  const breaker = `${lockPath}.break`;
+  try {
+    writeFileSync(breaker, String(process.pid), { flag: 'wx', mode: 0o600 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    // A breaker left by a process that crashed inside it (a few statements long): remove it.
+    try {
+      if (Date.now() - statSync(breaker).mtimeMs > BREAKER_STALE_MS) rmSync(breaker, { force: true });
+    } catch {}
+    return false;
+  }
+  try {
+    if (isStale(lockPath)) rmSync(lockPath, { force: true });
+  } finally {
+    rmSync(breaker, { force: true });
+  }
+  return true;
+}
+
+function isStale(lockPath: string): boolean {
+  try {
+    return Date.now() - statSync(lockPath).mtimeMs > LOCK_STALE_MS || !holderAlive(lockPath);
+  } catch {
+    return false; // gone: nothing to break
+  }
+}
+
 /**
  * Runs `fn` holding an exclusive lock on `path` (a `<path>.lock` file created with O_EXCL,
  * holding the owner's pid), so that concurrent processes read-modify-write `path` one at a time.
- * A lock whose holder has exited, or older than LOCK_STALE_MS, is broken.
+ * A lock whose holder has exited, or older than LOCK_STALE_MS, is broken, under a second lock
+ * (`breakStale`) so that only a lock still stale is removed.
  */
 export function withFileLock<T>(path: string, fn: () => T): T {
   const lockPath = `${path}.lock`;
@@ -34,20 +79,15 @@ export function withFileLock<T>(path: string, fn: () => T): T {
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let stale = false;
-      try {
-        stale = Date.now() - statSync(lockPath).mtimeMs > LOCK_STALE_MS || !holderAlive(lockPath);
-      } catch {
-        continue; // released between our attempt and the stat
-      }
-      if (stale) rmSync(lockPath, { force: true });
-      else if (Date.now() > until) throw new Error(`cannot lock ${path}: ${lockPath} is held by a running process`);
-      else sleepSync(10 + Math.floor(Math.random() * 20));
+      if (isStale(lockPath) && breakStale(lockPath)) continue;
+      if (Date.now() > until) throw new Error(`cannot lock ${path}: ${lockPath} is held by a running process`);
+      sleepSync(10 + Math.floor(Math.random() * 20));
     }
   }
   try {
     return fn();
   } finally {
-    rmSync(lockPath, { force: true });
+    // Only our own: a lock broken as too old and taken by another process stays theirs.
+    if (ownedBy(lockPath, process.pid)) rmSync(lockPath, { force: true });
   }
 }
