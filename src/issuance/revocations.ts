@@ -219,7 +219,9 @@ export class Revocations {
         return { principal: '', expiresAt: null };
       }
       case 'platform': {
-        if ((await tx.countWrits({ by: 'platform', value: t.id })) === 0) throw notFound(t);
+        // A TPM that only ever received plain SVIDs (no writ) is known by its endorsement record.
+        const ek = /^tpm:ek_hash:([0-9a-f]{64})$/.exec(t.id);
+        if ((await tx.countWrits({ by: 'platform', value: t.id })) === 0 && !(ek && (await tx.getTpmRecord(ek[1]!)))) throw notFound(t);
         return { principal: '', expiresAt: null };
       }
     }

@@ -126,3 +126,63 @@ describe.skipIf(!HAVE_SWTPM)('platform revocation (swtpm)', () => {
     }
   }, 120_000);
 });
+
+describe.skipIf(!HAVE_SWTPM)('platform revocation of a TPM that only received plain SVIDs (swtpm)', () => {
+  let tpm: Swtpm;
+  let s: Awaited<ReturnType<typeof startServer>>;
+  let ekHash: string;
+
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    s = await startServer({
+      attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
+    });
+    const t = await tpm.open();
+    const cert = new X509Certificate(await t.nvRead(0x01c00002));
+    await t.close();
+    ekHash = createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
+    await adminClients(s.adminSocket).admin.createEntry({
+      entry: { spiffeId: 'spiffe://example.org/agent/svid-only', selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] },
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await s?.stop();
+    await tpm?.stop();
+  });
+
+  async function onTpm() {
+    const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    const t = await tpm.open();
+    const attestor = new TpmAttestor(t, {});
+    try {
+      return await attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'tpm', key, respond: (c) => attestor.respond(c), grants: [] });
+    } finally {
+      await attestor.close();
+      await t.close();
+    }
+  }
+
+  it('is known by its endorsement: revoked (not NOT_FOUND, review finding 8), it attests for nothing afterwards', async () => {
+    expect((await onTpm()).writ).toBeFalsy();
+    const r = await adminClients(s.adminSocket).revocation.revoke({ kind: 'platform', target: `tpm:ek_hash:${ekHash}`, reason: 'TPM stolen' });
+    expect(r.writs).toBe(0);
+    expect(r.sequence).toBeGreaterThan(0n);
+    const e = await onTpm().then(
+      () => expect.fail('a revoked platform attested'),
+      (err: unknown) => err as GrpcCallError,
+    );
+    expect(e.writCode).toBe('ERR_REVOKED');
+    expect(e.message).toContain(`platform tpm:ek_hash:${ekHash} is revoked (by operator: TPM stolen)`);
+    // A TPM the issuer never saw is still NOT_FOUND.
+    const unknown = await adminClients(s.adminSocket)
+      .revocation.revoke({ kind: 'platform', target: `tpm:ek_hash:${'0'.repeat(64)}`, reason: '' })
+      .then(
+        () => expect.fail('revoked an unknown TPM'),
+        (err: unknown) => err as GrpcCallError,
+      );
+    expect(unknown.writCode).toBe('ERR_REVOCATION_NOT_FOUND');
+  }, 120_000);
+});
