@@ -38,6 +38,7 @@ function toWire(m: WatchResponse): WatchWireMessage | undefined {
         actor: c.value.actor,
         principal: c.value.principal,
         derivedFrom: Number(c.value.derivedFrom),
+        expiresAt: Number(c.value.expiresAt),
       };
     case 'heartbeat':
       return { type: 'heartbeat', sequence: Number(c.value.sequence), at: Number(c.value.at) };

@@ -30,6 +30,11 @@ export const DEFAULT_MAX_STALENESS_MS = 15_000;
 /** First reconnect delay; doubled per consecutive failure up to `RECONNECT_MAX_MS`, with jitter. */
 export const RECONNECT_INITIAL_MS = 100;
 export const RECONNECT_MAX_MS = 10_000;
+/**
+ * A revocation is forgotten this long after the issuer says it can no longer match a valid writ
+ * (its `expires_at`): more than the verifier's clock skew, for clocks that disagree.
+ */
+export const PRUNE_MARGIN_MS = 10 * 60_000;
 
 /** A message of the Watch stream as the transport decoded it; nothing about it is checked yet. */
 export type WatchWireMessage =
@@ -44,6 +49,8 @@ export type WatchWireMessage =
       readonly principal: string;
       /** 0 when not derived. */
       readonly derivedFrom: number;
+      /** Unix ms after which it can no longer match a valid writ; 0 (or absent, an older issuer): never. */
+      readonly expiresAt?: number;
     }
   | { readonly type: 'heartbeat'; readonly sequence: number; readonly at: number }
   | { readonly type: 'snapshot-begin'; readonly oldestRetained: number }
@@ -147,6 +154,8 @@ export class WatchRevocationSource implements RevocationSource {
 
   /** kind:target → sequence, of every revocation in force that this source saw. */
   private readonly revoked = new Map<string, number>();
+  /** kind:target → when it can no longer matter (Unix ms), for those that expire. */
+  private readonly expiry = new Map<string, number>();
   private lastSeq: number;
   private lastHeartbeatMs?: number;
   private heartbeatAddress = '';
@@ -188,7 +197,13 @@ export class WatchRevocationSource implements RevocationSource {
     this.started = true;
     this.connect();
     // A connection that goes silent (no heartbeat, no error) is dropped and resumed elsewhere.
-    this.watchdog = setInterval(() => this.checkSilence(), Math.max(10, Math.floor(this.maxStalenessMs / 2)));
+    this.watchdog = setInterval(
+      () => {
+        this.checkSilence();
+        this.prune();
+      },
+      Math.max(10, Math.floor(this.maxStalenessMs / 2)),
+    );
     return this;
   }
 
@@ -362,6 +377,23 @@ export class WatchRevocationSource implements RevocationSource {
     if (quiet > this.maxStalenessMs) this.lost(s, `no message for ${quiet} ms`);
   }
 
+  /**
+   * Forgets revocations that can no longer match a valid writ (their `expires_at` plus
+   * PRUNE_MARGIN_MS has passed), so a long-running source does not grow to its limit. Runs with
+   * the watchdog; returns how many it forgot.
+   */
+  prune(): number {
+    const now = this.clock.now().getTime();
+    let n = 0;
+    for (const [k, until] of this.expiry) {
+      if (until + PRUNE_MARGIN_MS >= now) continue;
+      this.expiry.delete(k);
+      if (this.revoked.delete(k)) n++;
+    }
+    if (n > 0 && this.overLimit && this.revoked.size < this.maxRevocations) this.overLimit = false;
+    return n;
+  }
+
   private apply(s: Stream, m: WatchWireMessage): void {
     this.lastMessageMs = this.clock.now().getTime();
     switch (m?.type) {
@@ -393,6 +425,7 @@ export class WatchRevocationSource implements RevocationSource {
         if (!s.replay && !s.snapshotOverflow) {
           this.revoked.clear();
           for (const [k, seq] of snap) this.revoked.set(k, seq);
+          for (const k of this.expiry.keys()) if (!snap.has(k)) this.expiry.delete(k);
           this.overLimit = false;
         }
         s.last = Math.max(s.last, m.sequence);
@@ -440,6 +473,8 @@ export class WatchRevocationSource implements RevocationSource {
       if (this.revoked.size >= this.maxRevocations) this.overLimit = true;
       else this.revoked.set(key, m.sequence);
     }
+    if (isSeq(m.expiresAt) && m.expiresAt > 0) this.expiry.set(key, m.expiresAt);
+    else this.expiry.delete(key);
     if (!s.snapshot) {
       s.last = m.sequence;
       if (!s.replay) this.lastSeq = m.sequence;

@@ -31,7 +31,7 @@ export class FakeWatchIssuer {
   }
 
   /** Records one revocation and fans it out, as Revocations does after a commit. */
-  revoke(kind: string, target: string, o: { reason?: string; derivedFrom?: number } = {}): RevocationRecord {
+  revoke(kind: string, target: string, o: { reason?: string; derivedFrom?: number; expiresAt?: number } = {}): RevocationRecord {
     const r: RevocationRecord = {
       seq: ++this.seq,
       kind,
@@ -41,7 +41,7 @@ export class FakeWatchIssuer {
       principal: '',
       at: this.now(),
       derivedFrom: o.derivedFrom ?? null,
-      expiresAt: null,
+      expiresAt: o.expiresAt ?? null,
     };
     this.records.push(r);
     this.feed.revoked([r]);
@@ -79,6 +79,7 @@ const toWire = (m: FeedMessage): WatchWireMessage => {
         actor: m.record.actor,
         principal: m.record.principal,
         derivedFrom: m.record.derivedFrom ?? 0,
+        expiresAt: m.record.expiresAt ?? 0,
       };
     case 'heartbeat':
       return { type: 'heartbeat', sequence: m.sequence, at: m.at };

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { isWritError } from '../../src/errors.js';
 import {
+  PRUNE_MARGIN_MS,
   WatchRevocationSource,
   type WatchConnectionEvent,
   type WatchConnector,
@@ -308,6 +309,29 @@ describe('WatchRevocationSource', () => {
     expect(refusal(() => verify(src)).message).toMatch(/task triage-42 revoked at sequence 2/);
     issuer.revoke('key', C.jkt);
     expect(src.sequence).toBe(2);
+  });
+
+  it('forgets a revocation once the issuer says it can no longer match a valid writ (expires_at + margin), and frees room under its limit', async () => {
+    const clock = new ManualClock(NOW * 1000);
+    const { issuer, src } = setup({ maxRevocations: 3, maxStalenessMs: 1_000_000_000 }, clock);
+    await src.synced();
+    const gone = NOW * 1000 + 60_000;
+    issuer.revoke('writ', 'AAAAAAAAAAAAAAAAAAAAAA', { expiresAt: gone }); // a derived one: its writs expire in a minute
+    issuer.revoke('task', 'forever'); // no expiry
+    issuer.revoke('writ', w.claims.jti, { expiresAt: gone + 3_600_000 }); // C's own, matters an hour longer
+    await until(() => src.sequence === 3);
+    expect(src.size).toBe(3);
+    expect(src.prune()).toBe(0);
+    // Past the first one's expiry plus the margin: it goes, the others stay.
+    clock.advance(60_000 + PRUNE_MARGIN_MS + 1);
+    expect(src.prune()).toBe(1);
+    expect(src.size).toBe(2);
+    expect(refusal(() => verify(src)).code).toBe('ERR_WRIT_REVOKED');
+    // Room again: a fourth revocation is held, not over the limit.
+    issuer.revoke('task', 'another');
+    await until(() => src.sequence === 4);
+    expect(src.size).toBe(3);
+    expect(src.status().unusable).toBeUndefined();
   });
 
   it('fails closed past its limit rather than forget, and recovers when a snapshot fits', async () => {

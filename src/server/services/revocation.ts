@@ -93,6 +93,7 @@ function buildPb(m: FeedMessage): WatchResponse {
             actor: r.actor,
             principal: r.principal,
             derivedFrom: BigInt(r.derivedFrom ?? 0),
+            expiresAt: BigInt(r.expiresAt ?? 0),
           },
         },
       });
