@@ -120,9 +120,9 @@ describe('revocation with the real binary', () => {
     follow.stderr.on('data', (d: Buffer) => (err += d.toString()));
     await until(() => err.includes('in sync at sequence 2'), 15_000, 'watch in sync');
     const e3 = await adminClients(socket).admin.createJoinToken({ ttl: 600, spiffeId: 'spiffe://example.org/agent/three' });
-    const r3 = await revokeAsOperator(socket, 'entry', e3.entryId, 'a "quoted"\nreason');
+    const r3 = await revokeAsOperator(socket, 'entry', e3.entryId, 'a "quoted" reason');
     await until(() => out.includes('\n'), 10_000, 'first live line');
-    expect(out).toBe(`3 entry ${e3.entryId} revoked at ${new Date(Number(r3.at)).toISOString()} by operator: "a \\"quoted\\"\\nreason"\n`);
+    expect(out).toBe(`3 entry ${e3.entryId} revoked at ${new Date(Number(r3.at)).toISOString()} by operator: "a \\"quoted\\" reason"\n`);
 
     await kill9(second.child);
     await until(() => /lost 127\.0\.0\.1:\d+: .*; resuming from 3 in \d+ ms/.test(err), 10_000, 'disconnect noticed');
