@@ -83,6 +83,8 @@ export interface WatchedRevocation {
   readonly actor: string;
   readonly principal: string;
   readonly derivedFrom?: number;
+  /** Unix ms after which it can no longer match a valid writ (absent: never). */
+  readonly expiresAt?: number;
   /** Part of a snapshot (the issuer re-sending what is in force), not a new event. */
   readonly snapshot: boolean;
 }
@@ -487,6 +489,7 @@ export class WatchRevocationSource implements RevocationSource {
       actor: String(m.actor ?? ''),
       principal: String(m.principal ?? ''),
       ...(isSeq(m.derivedFrom) && m.derivedFrom > 0 ? { derivedFrom: m.derivedFrom } : {}),
+      ...(isSeq(m.expiresAt) && m.expiresAt > 0 ? { expiresAt: m.expiresAt } : {}),
       snapshot: s.snapshot !== undefined,
     };
     this.emit(this.revokedListeners, r);

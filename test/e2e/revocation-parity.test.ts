@@ -17,7 +17,7 @@ import { adminClients } from '../../src/cli/admin-client.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { httpsStatusListFetcher, StatusListSource } from '../../src/revocation/status-list-source.js';
-import { WatchRevocationSource } from '../../src/revocation/watch-source.js';
+import { type WatchedRevocation, WatchRevocationSource } from '../../src/revocation/watch-source.js';
 import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
 import { createProof, ProofReplayCache } from '../../src/writ/proof.js';
 import { type RevocationSource, verifyWrit } from '../../src/writ/verify.js';
@@ -194,6 +194,8 @@ describe('Watch-fed, status-list and issuer verification refuse the same writs, 
     clock.offsetMs += 90_000;
     expect(clock.now().getTime()).toBeGreaterThan(Math.max(ch.A.claims.exp, other.A.claims.exp) * 1000);
     expect(await verdicts(ch.C)).toEqual(VALID);
+    const watched: WatchedRevocation[] = [];
+    const offRevoked = watch.onRevoked((x) => watched.push(x));
     const r = await revokeAsOperator(w.adminSocket, kind, target(ch), `A compromised (${kind})`);
     expect(r.writs).toBeGreaterThanOrEqual(3);
     // The newest sequence it recorded (derived revocations follow the target's).
@@ -215,6 +217,9 @@ describe('Watch-fed, status-list and issuer verification refuse the same writs, 
       const recs = await w.server.store.listRevocationsSince(Number(r.sequence) - 1, 100);
       const forA = recs.find((x) => x.kind === 'writ' && x.target === ch.A.claims.jti);
       expect(forA?.expiresAt).toBe(Math.max(ch.B.claims.exp, ch.C.claims.exp) * 1000);
+      // And it reaches the relying party on the stream (expires_at), which forgets it only after that.
+      expect(watched.find((x) => x.target.kind === 'writ' && x.target.id === ch.A.claims.jti)?.expiresAt).toBe(forA?.expiresAt);
     }
+    offRevoked();
   });
 });
