@@ -85,6 +85,13 @@ export interface RevocationListener {
 const notFound = (t: RevocationTarget) =>
   new RevocationError('ERR_REVOCATION_NOT_FOUND', `revocation: no ${t.kind} ${t.id.slice(0, 200)} is known to this issuer`);
 const denied = (msg: string) => new RevocationError('ERR_REVOCATION_DENIED', `revocation: ${msg}`);
+/** One answer for a target of another caller and for one that does not exist. */
+const notYours = (by: Revoker) =>
+  denied(
+    by.kind === 'principal'
+      ? 'a principal may revoke only its own grants and tasks'
+      : 'an agent may revoke only the grants it signed (not a root grant, not one signed by another key)',
+  );
 
 /** The writ column a kind matches directly. */
 const MATCH: Record<RevocationTarget['kind'], WritMatch['by']> = {
@@ -136,7 +143,15 @@ export class Revocations {
     const at = this.deps.clock.now().getTime();
     const actor = actorOf(by);
     const result = await this.deps.store.transaction(async (tx) => {
-      const resolved = await this.resolve(tx, target);
+      this.authorizeKind(by, target);
+      let resolved: Resolved;
+      try {
+        resolved = await this.resolve(tx, target);
+      } catch (e) {
+        // Not the operator: unknown is answered as not yours, so ids of others cannot be probed.
+        if (by.kind !== 'operator' && e instanceof RevocationError && e.code === 'ERR_REVOCATION_NOT_FOUND') throw notYours(by);
+        throw e;
+      }
       this.authorize(by, target, resolved);
       if (await tx.getRevocation(target.kind, target.id)) {
         throw new RevocationError('ERR_REVOCATION_EXISTS', `revocation: ${target.kind} ${target.id.slice(0, 200)} was revoked before`);
@@ -227,15 +242,19 @@ export class Revocations {
     }
   }
 
-  private authorize(by: Revoker, t: RevocationTarget, r: Resolved): void {
+  /** What a caller may revoke at all, before anything is looked up. */
+  private authorizeKind(by: Revoker, t: RevocationTarget): void {
+    if (by.kind === 'principal' && t.kind !== 'grant' && t.kind !== 'task') throw denied(`a principal may revoke its own grants and tasks, not a ${t.kind}`);
+    if (by.kind === 'agent' && t.kind !== 'grant') throw denied(`an agent may revoke the grants it signed, not a ${t.kind}`);
+  }
+
+  /** Whether this caller may revoke this target; the same answer for another's and for an unknown one. */
+  private authorize(by: Revoker, _t: RevocationTarget, r: Resolved): void {
     if (by.kind === 'operator') return;
     if (by.kind === 'principal') {
-      if (t.kind !== 'grant' && t.kind !== 'task') throw denied(`a principal may revoke its own grants and tasks, not a ${t.kind}`);
-      if (r.principal !== `${by.iss}#${by.sub}`) throw denied(`this ${t.kind} belongs to another principal`);
+      if (r.principal !== `${by.iss}#${by.sub}`) throw notYours(by);
       return;
     }
-    if (t.kind !== 'grant') throw denied(`an agent may revoke the grants it signed, not a ${t.kind}`);
-    if (r.signerJkt === undefined || r.signerJkt !== by.writ.cnf.jkt)
-      throw denied('an agent may revoke only the grants it signed (this one is signed by another key, or is a root grant)');
+    if (r.signerJkt === undefined || r.signerJkt !== by.writ.cnf.jkt) throw notYours(by);
   }
 }

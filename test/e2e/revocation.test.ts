@@ -380,6 +380,28 @@ describe('revocation end to end (three hops, every kind, every revoker)', () => 
         expect(r.code, kind).toBe(grpc.status.PERMISSION_DENIED);
         expect(r.writCode).toBe('ERR_REVOCATION_DENIED');
       }
+      // Another's grant or task and one that does not exist get the same answer: ids cannot be probed.
+      const asMallory = (kind: string, target: string) =>
+        refusal(
+          revokeRemote(w.address, w.bundlePem, {
+            kind,
+            target,
+            reason: '',
+            credential: { case: 'principal', value: { subjectToken: mallory.token, subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token' } },
+          }),
+        );
+      const answers = await Promise.all([
+        asMallory('grant', alice.rootId),
+        asMallory('grant', 'AAAAAAAAAAAAAAAAAAAAAA'),
+        asMallory('task', alice.taskId),
+        asMallory('task', 'no-such-task'),
+      ]);
+      for (const a of answers)
+        expect(a).toEqual({
+          code: grpc.status.PERMISSION_DENIED,
+          writCode: 'ERR_REVOCATION_DENIED',
+          message: 'revocation: a principal may revoke only its own grants and tasks',
+        });
       expect((await verifyC(alice)).valid).toBe(true);
       // Nothing was written: the next revocation takes the very next sequence.
       expect(await nextSequence()).toBe(before + 1n);
