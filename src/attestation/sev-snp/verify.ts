@@ -101,6 +101,9 @@ export interface SnpVerified {
   readonly signer: SigningKey;
   readonly tcb: Tcb;
   readonly leaf: AmdCertificate;
+  /** The ASK or ASVK and the ARK the chain was verified through. */
+  readonly ask: AmdCertificate;
+  readonly ark: AmdCertificate;
   readonly arkFingerprint: string;
   readonly selectors: readonly Selector[];
   /** The selector naming the chip (VCEK only): what a platform revocation names. */
@@ -241,7 +244,9 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
     const min = policy.minimumTcb[k as keyof Tcb] ?? 0;
     if (reported! < min) throw fail(`reported TCB ${k} ${reported} is below the minimum ${min}`);
   }
-  done.push(`reported TCB ${formatTcb(tcb)} equals the ${leafName}'s and is not below ${formatTcb(policy.minimumTcb)}`);
+  done.push(
+    `reported TCB ${formatTcb(tcb)} equals the ${leafName}'s and is not below ${formatTcb(product === 'Turin' ? policy.minimumTcb : { ...policy.minimumTcb, fmc: undefined })}`,
+  );
 
   // CHIP_ID is the chip the VCEK was issued to (a VLEK names a cloud provider instead).
   if (report.signingKey === 'vcek') {
@@ -297,6 +302,8 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
     signer: report.signingKey,
     tcb,
     leaf,
+    ask,
+    ark,
     arkFingerprint: fp,
     selectors: values.map((value) => ({ type: SEV_SNP_TYPE, value })),
     ...(platform ? { platform: `${SEV_SNP_TYPE}:${platform}` } : {}),
@@ -316,7 +323,9 @@ export function chainToPinnedArk(
     pool.filter((c) => c.subject.equals(child.issuer) && c.ca && c.keyCertSign && pssSignedBy(child, publicKeyOf(c, `CN=${c.commonName}`)));
   const asks = issuers(leaf).filter((c) => !c.issuer.equals(c.subject));
   if (asks.length === 0)
-    throw fail(`no certificate given signed the ${leaf.commonName} certificate (its issuer is CN=${leaf.issuerCommonName}; RSASSA-PSS SHA-384 expected)`);
+    throw fail(
+      `no certificate given signed the ${leaf.commonName} certificate (its issuer is CN=${leaf.issuerCommonName}; RSASSA-PSS SHA-384 expected; the vendor chain comes inside the evidence, in the --certs file or as the trusted roots)`,
+    );
   let chain: { ask: AmdCertificate; ark: AmdCertificate; fp: string } | undefined;
   let unpinned: string | undefined;
   for (const ask of asks) {
