@@ -5,6 +5,7 @@
  * sev-snp` and a real server handshake over gRPC, then the issuer's own deep Verify and `writ
  * verify --deep` offline; splicing refused by the issuer and at deep level.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,10 +25,16 @@ import { startFakeTsm, type FakeTsm } from '../helpers/fake-tsm.js';
 import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { POLICY } from '../helpers/policies.js';
 import { startServer } from '../helpers/server.js';
-import { HAVE_SHARED, vector } from '../helpers/shared.js';
+import { HAVE_SHARED, REPO_ROOT, vector } from '../helpers/shared.js';
 import { makeAmdRoots, makeLeaf, makeReport, TEST_CHIP_ID } from '../helpers/snp-fake.js';
 
 const writ = (...argv: string[]) => runCli(argv);
+const PY = '/usr/bin/python3';
+const HAVE_PY = spawnSync(PY, ['-c', 'import cryptography'], { stdio: 'ignore' }).status === 0;
+if (process.env.CI && !HAVE_PY) throw new Error('CI requires python3-cryptography (scripts/install-test-deps.sh)');
+if (!HAVE_PY) console.warn('\n*** /usr/bin/python3 with cryptography missing: the Python SEV-SNP relying party is SKIPPED ***\n');
+const pyVerify = (writFile: string, ...pins: string[]) =>
+  spawnSync(PY, [join(REPO_ROOT, 'test', 'interop', 'verify_snp.py'), writFile, new Date().toISOString(), ...pins], { encoding: 'utf8' });
 
 describe('SEV-SNP evidence through a real handshake and deep verification', () => {
   const dir = mkdtempSync(join(tmpdir(), 'writ-snp-'));
@@ -178,6 +185,25 @@ describe('SEV-SNP evidence through a real handshake and deep verification', () =
     const pinned = await deep(a.dir);
     expect(pinned.code).toBe(1);
     expect(pinned.out + pinned.err).toMatch(/embedded evidence fails re-verification: .*whose fingerprint is not pinned/);
+  });
+
+  it.skipIf(!HAVE_PY)('an independent Python relying party re-verifies the embedded evidence from the docs alone', async () => {
+    const a = await attest('py');
+    expect(a.code).toBe(0);
+    const file = join(a.dir, 'writ.jws');
+    const ok = pyVerify(file, roots.arkFingerprint);
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toBe(`ok ${measurement.toString('hex')}\n`);
+    // AMD's pins do not include the test ARK.
+    expect(pyVerify(file, 'ab'.repeat(32)).stderr).toMatch(/the ARK is not pinned/);
+    // The same evidence under another writ's claims (the Python RP does not check the JWS: B is what fails).
+    const [h, p, sig] = readFileSync(file, 'utf8').trim().split('.');
+    const claims = JSON.parse(Buffer.from(p!, 'base64url').toString());
+    claims.task.id = 'another-task';
+    writeFileSync(join(a.dir, 'spliced.jws'), `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${sig}`);
+    const spliced = pyVerify(join(a.dir, 'spliced.jws'), roots.arkFingerprint);
+    expect(spliced.status).toBe(1);
+    expect(spliced.stderr).toMatch(/att.bind is not the binding digest recomputed from the writ/);
   });
 
   it('refuses a replayed report (another handshake’s B), with the reason in the server log only', async () => {
