@@ -78,12 +78,12 @@ export interface FakeAmd {
   readonly arkFingerprint: string;
 }
 
-const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
+const rsa = (bits: number) => generateKeyPairSync('rsa', { modulusLength: bits });
 
 /** A test ARK and ASK (or ASVK) for `product`. */
-export function makeAmdRoots(product: Product = 'Milan', kind: 'vcek' | 'vlek' = 'vcek', opts: { arkName?: string } = {}): FakeAmd {
-  const arkKp = rsa();
-  const askKp = rsa();
+export function makeAmdRoots(product: Product = 'Milan', kind: 'vcek' | 'vlek' = 'vcek', opts: { arkName?: string; rsaBits?: number } = {}): FakeAmd {
+  const arkKp = rsa(opts.rsaBits ?? 2048);
+  const askKp = rsa(opts.rsaBits ?? 2048);
   const arkName = opts.arkName ?? `ARK-${product}`;
   const ark = pssCertificate({ subject: arkName, issuer: arkName, key: arkKp.publicKey, signer: arkKp.privateKey, extensions: ARK_EXTENSIONS, serial: 65537 });
   const askName = kind === 'vcek' ? `SEV-${product}` : `SEV-VLEK-${product}`;

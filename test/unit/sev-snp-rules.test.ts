@@ -163,6 +163,17 @@ describe('SEV-SNP verification rules (synthetic evidence)', () => {
     refused(() => check(x), /SEV-VCEK has expired/);
   });
 
+  it('reuses a resolved chain but checks validity and the report on every use', () => {
+    const e = evidence();
+    const t = trust(e.roots);
+    expect(verifySnp(e.input, t, DEFAULT_SNP_POLICY, AT).product).toBe('Milan');
+    refused(() => verifySnp(e.input, t, DEFAULT_SNP_POLICY, new Date('2050-01-01T00:00:00Z')), /has expired/);
+    const bad = Buffer.from(e.report);
+    bad[0x90]! ^= 1;
+    refused(() => verifySnp({ ...e.input, report: bad }, t, DEFAULT_SNP_POLICY, AT), /report signature does not verify/);
+    expect(verifySnp(e.input, t, DEFAULT_SNP_POLICY, AT).product).toBe('Milan');
+  });
+
   it('parses minimum TCB specs strictly', () => {
     expect(parseTcbSpec('')).toEqual({ bootloader: 0, tee: 0, snp: 0, microcode: 0, fmc: 0 });
     expect(parseTcbSpec('bootloader=2, snp=5,microcode=68')).toEqual({ bootloader: 2, tee: 0, snp: 5, microcode: 68, fmc: 0 });

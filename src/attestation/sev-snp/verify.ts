@@ -10,7 +10,8 @@
  * Certificates that come with the evidence are UNTRUSTED: they are candidates that must chain
  * to a pinned ARK, and an ARK inside the evidence counts only if its fingerprint is pinned.
  */
-import { createHash, verify } from 'node:crypto';
+import { createHash, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import { AttestationError } from '../../errors.js';
 import type { Selector } from '../../registration/entry.js';
 import {
@@ -177,32 +178,11 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
   done.push(`report parsed strictly: version ${report.version}, ${REPORT_SIZE} bytes, reserved fields zero, signed by the ${report.signingKey.toUpperCase()}`);
   if (report.signingKey === 'vlek' && !policy.allowVlek) throw fail('the report is signed by a VLEK, which this policy does not accept');
 
-  // The leaf: the table entry for the key the report says signed it, or a loose certificate with its name.
   const leafName = report.signingKey === 'vcek' ? 'SEV-VCEK' : 'SEV-VLEK';
-  const loose = (input.looseCertificates ?? []).map((d, i) => parseAmdCertificate(d, `certificate ${i + 1}`));
-  const tabled = input.certificates.filter((e) => e.kind === report.signingKey).map((e) => parseAmdCertificate(e.der, leafName));
-  const leaves = [...tabled, ...loose.filter((c) => c.commonName === leafName)];
-  if (leaves.length === 0) throw fail(`no ${leafName} certificate came with the report`);
-  if (leaves.some((l) => !l.der.equals(leaves[0]!.der))) throw fail(`more than one ${leafName} certificate came with the report`);
-  const leaf = leaves[0]!;
-  const leafKey = publicKeyOf(leaf, leafName);
-  if (leafKey.asymmetricKeyType !== 'ec' || leafKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') throw fail(`${leafName} key is not ECDSA P-384`);
-  if (leaf.commonName !== leafName) throw fail(`the ${report.signingKey.toUpperCase()} certificate's subject is CN=${leaf.commonName}, not ${leafName}`);
-  if (leaf.ca) throw fail(`${leafName} is a CA certificate`);
+  const { leaf, leafKey, ask, ark, fp } = resolveChainCached(report.signingKey, input, trust);
   if (!verify('sha384', report.signed, { key: leafKey, dsaEncoding: 'ieee-p1363' }, report.signatureP1363))
     throw fail(`the report signature does not verify with the ${leafName} key`);
   done.push(`report signature (ECDSA P-384 SHA-384 over bytes 0x000..0x29f) verifies with the ${leafName} key`);
-
-  // The chain: leaf ← ASK/ASVK ← pinned ARK, from untrusted candidates.
-  const pool: AmdCertificate[] = [
-    ...input.certificates
-      .filter((e) => e.kind === 'ask' || e.kind === 'ark')
-      .map((e) => parseAmdCertificate(e.der, `${e.kind.toUpperCase()} from the evidence`)),
-    ...loose.filter((c) => c.commonName !== leafName),
-    ...trust.certificates.map((d, i) => parseAmdCertificate(d, `trusted certificate ${i + 1}`)),
-  ];
-  if (pool.length > MAX_CANDIDATES) throw fail(`more than ${MAX_CANDIDATES} candidate certificates`);
-  const { ask, ark, fp } = chainToPinnedArk(leaf, pool, trust);
   validAt(leaf, at, leafName);
   validAt(ask, at, `CN=${ask.commonName}`);
   validAt(ark, at, `CN=${ark.commonName}`);
@@ -348,4 +328,56 @@ export function chainToPinnedArk(
         : `no self-signed ARK given signed CN=${asks[0]!.commonName}`,
     );
   return chain;
+}
+
+interface ResolvedChain {
+  readonly leaf: AmdCertificate;
+  readonly leafKey: KeyObject;
+  readonly ask: AmdCertificate;
+  readonly ark: AmdCertificate;
+  readonly fp: string;
+}
+
+/** Chains resolved recently, per trust: a chain's signatures are facts about its bytes (validity is checked on every use). */
+export const CHAIN_CACHE_SIZE = 1024;
+const chainCaches = new WeakMap<SnpTrust, BoundedCache<string, ResolvedChain>>();
+
+function resolveChainCached(signingKey: SigningKey, input: SnpInput, trust: SnpTrust): ResolvedChain {
+  let cache = chainCaches.get(trust);
+  if (!cache) {
+    cache = new BoundedCache(CHAIN_CACHE_SIZE);
+    chainCaches.set(trust, cache);
+  }
+  const h = createHash('sha256').update(signingKey);
+  for (const d of [...input.certificates.map((e) => Buffer.concat([Buffer.from(e.kind), e.der])), ...(input.looseCertificates ?? [])])
+    h.update(createHash('sha256').update(d).digest());
+  return cache.getOrSet(h.digest('hex'), () => resolveChain(signingKey, input, trust));
+}
+
+/** The leaf the report names, and its chain to a pinned ARK; everything here depends on the certificates' bytes alone. */
+function resolveChain(signingKey: SigningKey, input: SnpInput, trust: SnpTrust): ResolvedChain {
+  // The leaf: the table entry for the key the report says signed it, or a loose certificate with its name.
+  const leafName = signingKey === 'vcek' ? 'SEV-VCEK' : 'SEV-VLEK';
+  const loose = (input.looseCertificates ?? []).map((d, i) => parseAmdCertificate(d, `certificate ${i + 1}`));
+  const tabled = input.certificates.filter((e) => e.kind === signingKey).map((e) => parseAmdCertificate(e.der, leafName));
+  const leaves = [...tabled, ...loose.filter((c) => c.commonName === leafName)];
+  if (leaves.length === 0) throw fail(`no ${leafName} certificate came with the report`);
+  if (leaves.some((l) => !l.der.equals(leaves[0]!.der))) throw fail(`more than one ${leafName} certificate came with the report`);
+  const leaf = leaves[0]!;
+  const leafKey = publicKeyOf(leaf, leafName);
+  if (leafKey.asymmetricKeyType !== 'ec' || leafKey.asymmetricKeyDetails?.namedCurve !== 'secp384r1') throw fail(`${leafName} key is not ECDSA P-384`);
+  if (leaf.commonName !== leafName) throw fail(`the ${signingKey.toUpperCase()} certificate's subject is CN=${leaf.commonName}, not ${leafName}`);
+  if (leaf.ca) throw fail(`${leafName} is a CA certificate`);
+
+  // The chain: leaf ← ASK/ASVK ← pinned ARK, from untrusted candidates (duplicates dropped).
+  const all: AmdCertificate[] = [
+    ...input.certificates
+      .filter((e) => e.kind === 'ask' || e.kind === 'ark')
+      .map((e) => parseAmdCertificate(e.der, `${e.kind.toUpperCase()} from the evidence`)),
+    ...loose.filter((c) => c.commonName !== leafName),
+    ...trust.certificates.map((d, i) => parseAmdCertificate(d, `trusted certificate ${i + 1}`)),
+  ];
+  if (all.length > MAX_CANDIDATES) throw fail(`more than ${MAX_CANDIDATES} candidate certificates`);
+  const pool = all.filter((c, i) => all.findIndex((d) => d.der.equals(c.der)) === i);
+  return { leaf, leafKey, ...chainToPinnedArk(leaf, pool, trust) };
 }
