@@ -133,7 +133,7 @@ export function makeLeaf(roots: FakeAmd, spec: LeafSpec = {}): { der: Buffer; ke
     [AMD_OID.snpSpl, int(tcb.snp)],
     [AMD_OID.ucodeSpl, int(tcb.microcode)],
     ...(kind === 'vcek'
-      ? [[AMD_OID.hwId, spec.chipId ?? TEST_CHIP_ID] as [string, Buffer]]
+      ? [[AMD_OID.hwId, spec.chipId ?? (roots.product === 'Turin' ? TEST_CHIP_ID.subarray(0, 8) : TEST_CHIP_ID)] as [string, Buffer]]
       : [[AMD_OID.cspId, tlv(TAG.IA5_STRING, Buffer.from(spec.cspId ?? 'CN=test-csp', 'latin1'))] as [string, Buffer]]),
   ];
   const der = pssCertificate({
@@ -206,7 +206,10 @@ export function makeReport(key: KeyObject, r: ReportSpec = {}): Buffer {
     b[0x189] = m;
     b[0x18a] = s;
   }
-  (r.chipId ?? ((r.signingKey ?? 0) === 0 ? TEST_CHIP_ID : Buffer.alloc(64))).copy(b, 0x1a0);
+  (
+    r.chipId ??
+    ((r.signingKey ?? 0) !== 0 ? Buffer.alloc(64) : product === 'Turin' ? Buffer.concat([TEST_CHIP_ID.subarray(0, 8), Buffer.alloc(56)]) : TEST_CHIP_ID)
+  ).copy(b, 0x1a0);
   tcb.copy(b, 0x1e0);
   tcb.copy(b, 0x1f0);
   return resign(b, key);

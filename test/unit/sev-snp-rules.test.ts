@@ -48,7 +48,7 @@ describe('SEV-SNP verification rules (synthetic evidence)', () => {
       expect(r.product).toBe(p);
       const values = r.selectors.map((s) => s.value);
       expect(values).toContain(`product:${p}`);
-      expect(values).toContain(`chip_id:${TEST_CHIP_ID.toString('hex')}`);
+      expect(values).toContain(`chip_id:${e.report.subarray(0x1a0, 0x1e0).toString('hex')}`);
       expect(values).toContain(`measurement:${e.report.subarray(0x90, 0xc0).toString('hex')}`);
       expect(values).toContain('policy:debug=0');
       expect(r.tcb).toEqual(p === 'Turin' ? { ...DEFAULT_TCB, fmc: 1 } : DEFAULT_TCB);
@@ -91,6 +91,8 @@ describe('SEV-SNP verification rules (synthetic evidence)', () => {
     const chip8 = Buffer.concat([TEST_CHIP_ID.subarray(0, 8), Buffer.alloc(56)]);
     expect(check(evidence({ chipId: TEST_CHIP_ID.subarray(0, 8) }, { chipId: chip8 }, 'Turin')).product).toBe('Turin');
     refused(() => check(evidence({ chipId: TEST_CHIP_ID.subarray(0, 8) }, { chipId: TEST_CHIP_ID }, 'Turin')), /CHIP_ID differs/);
+    // An 8-byte hwID is Turin's only.
+    refused(() => check(evidence({ chipId: TEST_CHIP_ID.subarray(0, 8) }, { chipId: chip8 })), /hwID is 8 bytes, not 64 as on Milan/);
   });
 
   it('refuses a product named inconsistently: VCEK productName, report CPUID', () => {

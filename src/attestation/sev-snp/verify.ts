@@ -232,6 +232,8 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
   if (report.signingKey === 'vcek') {
     const hwId = hwIdExtension(leaf, leafName);
     if (!hwId) throw fail('the VCEK has no hwID extension');
+    if (hwId.length !== (product === 'Turin' ? 8 : 64))
+      throw fail(`the VCEK's hwID is ${hwId.length} bytes, not ${product === 'Turin' ? 8 : 64} as on ${product}`);
     if (report.maskChipId || isZero(report.chipId)) throw fail('CHIP_ID is masked (all zero): the report cannot be tied to the VCEK');
     const tail = report.chipId.subarray(hwId.length);
     if (!report.chipId.subarray(0, hwId.length).equals(hwId) || !isZero(tail)) throw fail("CHIP_ID differs from the VCEK's hwID");
