@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { generateKeyPairSync, createPublicKey, sign, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -189,7 +190,11 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
       'an unknown evidence type',
       async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })],
       grpc.status.INVALID_ARGUMENT,
-      /unknown evidence type "magic_beans" \(supported: join_token, tpm\)/,
+      new RegExp(
+        `unknown evidence type "magic_beans" \\(supported: ${BUILTIN_EVIDENCE.map((p) => p.type)
+          .sort()
+          .join(', ')}\\)`,
+      ),
     ],
     [
       'a malformed grant chain',
