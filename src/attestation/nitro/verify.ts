@@ -1,0 +1,137 @@
+/**
+ * Verification of an AWS Nitro Enclaves attestation document (aws-nitro-enclaves-nsm-api,
+ * docs/attestation_process.md §3.2): the ES384 signature over the exact Sig_structure by the
+ * leaf certificate's key first; then the chain leaf → cabundle (reversed: the document lists
+ * the root first) → a pinned root, every certificate valid at the verification instant, the
+ * document's own copy of the root used only to name which pinned root it claims; then the
+ * platform policy (debug enclaves, timestamp window) and the nonce. Pure: no I/O, no clock.
+ */
+import { createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import type { Selector } from '../../registration/entry.js';
+import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
+import { pathProblem } from '../../x509/path.js';
+import { NitroEvidenceError, malformed } from './errors.js';
+import { parseNitroDocument, type CoseSign1, type NitroDocument } from './document.js';
+import { sha256Hex } from './roots.js';
+
+export const NITRO_TYPE = 'nitro';
+/** PCRs that become selectors (`nitro:pcr:<i>:<hex>`): the ones AWS defines (0-4, 8) and the unused 5-7. */
+export const SELECTOR_PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8] as const;
+
+export interface NitroVerifyOptions {
+  /** Trust anchors (DER), pinned: the AWS Nitro root G1 unless the operator gave others. */
+  readonly anchors: readonly Buffer[];
+  /** The instant every certificate must be valid at. */
+  readonly at: Date;
+  /** Accept a debug enclave (PCR0 all zero). */
+  readonly allowDebug: boolean;
+  /** What `nonce` must equal (the binding digest); undefined: not checked (the offline checker without --report-data). */
+  readonly nonce?: Uint8Array;
+  /** Accepted timestamps, ms since the epoch, inclusive; undefined: not checked. */
+  readonly timestampWindow?: { readonly notBefore: number; readonly notAfter: number };
+}
+
+export interface VerifiedNitroDocument {
+  readonly cose: CoseSign1;
+  readonly document: NitroDocument;
+  /** PCR0 is all zero: the enclave runs in debug mode (its PCRs say nothing about its code). */
+  readonly debug: boolean;
+  /** SHA-256 (hex) of the pinned root the chain ends at. */
+  readonly rootSha256: string;
+  /** The leaf certificate's validity (the document's signing key lives this long). */
+  readonly leafNotBefore: Date;
+  readonly leafNotAfter: Date;
+  readonly selectors: readonly Selector[];
+}
+
+function certificate(der: Buffer, what: string): ParsedCertificate {
+  try {
+    return parseCertificate(der);
+  } catch (e) {
+    throw new NitroEvidenceError('malformed', `${what} is not a well-formed certificate: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+function leafKey(leaf: ParsedCertificate): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: leaf.spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new NitroEvidenceError('malformed', 'the leaf certificate key cannot be decoded', { cause: e });
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') throw malformed('the leaf certificate key is not ECDSA P-384');
+  return key;
+}
+
+/** True when `b` is all zero bytes. */
+const allZero = (b: Buffer) => b.every((x) => x === 0);
+
+/** Selectors a document proves (README.md §Selectors). */
+export function nitroSelectors(d: NitroDocument): Selector[] {
+  const out: Selector[] = [];
+  for (const i of SELECTOR_PCRS) {
+    const v = d.pcrs.get(i);
+    if (v) out.push({ type: NITRO_TYPE, value: `pcr:${i}:${v.toString('hex')}` });
+  }
+  out.push({ type: NITRO_TYPE, value: `module_id:${d.moduleId}` });
+  return out;
+}
+
+/**
+ * The chain of a parsed document: leaf → cabundle reversed (the document lists the root first)
+ * → the pinned root that cabundle[0] must equal byte for byte (the copy inside the document only
+ * names which pinned root it claims; it is never an anchor), every certificate valid at `at`.
+ * Returns the SHA-256 (hex) of that root.
+ */
+export function verifyNitroChain(d: NitroDocument, anchors: readonly Buffer[], at: Date, leaf = certificate(d.certificate, 'the leaf certificate')): string {
+  const bundle = d.cabundle.map((c, i) => certificate(c, `cabundle[${i}]`));
+  if (anchors.length === 0) throw new NitroEvidenceError('chain', 'no Nitro root is configured');
+  const root = anchors.find((a) => a.equals(d.cabundle[0]!));
+  if (!root) throw new NitroEvidenceError('chain', `the document's root (cabundle[0], SHA-256 ${sha256Hex(d.cabundle[0]!)}) is not a pinned root`);
+  if (leaf.basicConstraints?.ca) throw new NitroEvidenceError('chain', 'the leaf certificate is a CA certificate');
+  if (leaf.unknownCritical.length) throw new NitroEvidenceError('chain', `the leaf certificate has unknown critical extension ${leaf.unknownCritical[0]}`);
+  const chain = [leaf, ...bundle.slice(1).reverse()];
+  const problem = pathProblem(chain, [root], at.getTime());
+  if (problem) throw new NitroEvidenceError('chain', `the certificate chain does not verify to the pinned root at ${at.toISOString()}: ${problem}`);
+  return sha256Hex(root);
+}
+
+/**
+ * Verifies a COSE_Sign1 attestation document; throws `NitroEvidenceError` with the failed
+ * check's reason. `bytes` is UNTRUSTED.
+ */
+export function verifyNitroDocument(bytes: Buffer, o: NitroVerifyOptions): VerifiedNitroDocument {
+  const cose = parseNitroDocument(bytes);
+  const d = cose.document;
+  const leaf = certificate(d.certificate, 'the leaf certificate');
+  if (!verify('sha384', cose.toBeSigned, { key: leafKey(leaf), dsaEncoding: 'ieee-p1363' }, cose.signature))
+    throw new NitroEvidenceError('signature', 'the COSE_Sign1 signature does not verify with the leaf certificate key');
+
+  const rootSha256 = verifyNitroChain(d, o.anchors, o.at, leaf);
+
+  const pcr0 = d.pcrs.get(0);
+  if (!pcr0) throw malformed('the document has no PCR0');
+  const debug = allZero(pcr0);
+  if (debug && !o.allowDebug) throw new NitroEvidenceError('debug', 'the enclave runs in debug mode (PCR0 is all zero) and debug enclaves are not allowed');
+  if (o.timestampWindow && (d.timestamp < o.timestampWindow.notBefore || d.timestamp > o.timestampWindow.notAfter)) {
+    const iso = (ms: number) => new Date(ms).toISOString();
+    throw new NitroEvidenceError(
+      'timestamp',
+      `the document's timestamp ${iso(d.timestamp)} is outside ${iso(o.timestampWindow.notBefore)} .. ${iso(o.timestampWindow.notAfter)}`,
+    );
+  }
+  if (o.nonce !== undefined) {
+    if (!d.nonce) throw new NitroEvidenceError('nonce', 'the document has no nonce; it must carry the binding digest');
+    if (d.nonce.length !== o.nonce.length || !timingSafeEqual(d.nonce, o.nonce))
+      throw new NitroEvidenceError('nonce', 'the document nonce is not the binding digest');
+  }
+  return {
+    cose,
+    document: d,
+    debug,
+    rootSha256,
+    leafNotBefore: leaf.notBefore,
+    leafNotAfter: leaf.notAfter,
+    selectors: nitroSelectors(d),
+  };
+}
