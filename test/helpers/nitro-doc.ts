@@ -18,8 +18,8 @@ export interface NitroCert {
   readonly subject: Buffer;
 }
 
-const p384 = () => {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+const p384 = (namedCurve = 'secp384r1') => {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve });
   return { privateKey, spki: createPublicKey(privateKey).export({ type: 'spki', format: 'der' }) };
 };
 
@@ -31,8 +31,16 @@ export const AWS_ROOT_NAME = t.encodeName([
   { oid: OID.commonName, value: 'aws.nitro-enclaves' },
 ]);
 
-export function nitroCert(o: { subject: Buffer; issuer?: NitroCert; ca: boolean; pathLen?: number; notBefore: Date; notAfter: Date }): NitroCert {
-  const key = p384();
+export function nitroCert(o: {
+  subject: Buffer;
+  issuer?: NitroCert;
+  ca: boolean;
+  pathLen?: number;
+  notBefore: Date;
+  notAfter: Date;
+  curve?: string;
+}): NitroCert {
+  const key = p384(o.curve);
   const signer = o.issuer?.key ?? key.privateKey;
   const scheme = t.signatureSchemeFor(signer);
   const tbs = t.encodeTbs({
