@@ -5,5 +5,6 @@
 import { joinTokenProducer } from '../attestation/join-token/plugin.js';
 import type { EvidenceProducer } from '../attestation/plugin.js';
 import { tpmProducer } from '../attestation/tpm/producer.js';
+import { nitroProducer } from '../attestation/nitro/producer.js';
 
-export const BUILTIN_PRODUCERS: readonly EvidenceProducer[] = [joinTokenProducer, tpmProducer];
+export const BUILTIN_PRODUCERS: readonly EvidenceProducer[] = [joinTokenProducer, tpmProducer, nitroProducer];

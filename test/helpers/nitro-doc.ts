@@ -187,3 +187,17 @@ export function nitroDocument(o: NitroDocOptions): Buffer {
   const payload = o.indefinite ? Buffer.concat([Buffer.from([0xbf]), ...entries.flat(), Buffer.from([0xff])]) : encodeMap(entries);
   return coseSign1(payload, o.signer ?? o.pki.leaf.key, o.tagged);
 }
+
+/**
+ * The configuration of the fake NSM command (test/fakes/nitro-nsm.mjs): the leaf key and the
+ * payload entries before and after `timestamp` (the fake adds the time and the nonce).
+ */
+export function nsmConfig(o: { pki: NitroPki; pcrs?: ReadonlyMap<number, Buffer>; moduleId?: string }): { key: string; head: string; tail: string } {
+  const entries = payloadEntries({ ...o, timestamp: 1, omitAbsent: false });
+  const [moduleId, digest, , pcrs, certificate, cabundle, publicKey, userData] = entries;
+  return {
+    key: o.pki.leaf.key.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    head: Buffer.concat([cborHead(5, 9), ...moduleId!, ...digest!]).toString('hex'),
+    tail: Buffer.concat([...pcrs!, ...certificate!, ...cabundle!, ...publicKey!, ...userData!]).toString('hex'),
+  };
+}

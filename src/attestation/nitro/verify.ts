@@ -6,7 +6,8 @@
  * document's own copy of the root used only to name which pinned root it claims; then the
  * platform policy (debug enclaves, timestamp window) and the nonce. Pure: no I/O, no clock.
  */
-import { createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import type { Selector } from '../../registration/entry.js';
 import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
 import { pathProblem } from '../../x509/path.js';
@@ -29,6 +30,38 @@ export interface NitroVerifyOptions {
   readonly nonce?: Uint8Array;
   /** Accepted timestamps, ms since the epoch, inclusive; undefined: not checked. */
   readonly timestampWindow?: { readonly notBefore: number; readonly notAfter: number };
+  /** Chains verified before with these same anchors (a verifier keeps one). */
+  readonly chainCache?: NitroChainCache;
+}
+
+/** Verified chains kept per verifier (the leaf of an enclave changes every few hours). */
+export const NITRO_CHAIN_CACHE_SIZE = 4096;
+
+/**
+ * Chains already verified to one fixed anchor set, keyed by the SHA-256 of the certificate and
+ * cabundle DER, each valid for the intersection of its certificates' validity (a hit outside
+ * it is verified again, and fails).
+ */
+export class NitroChainCache {
+  private readonly cache = new BoundedCache<string, { rootSha256: string; from: number; until: number }>(NITRO_CHAIN_CACHE_SIZE);
+
+  static key(d: NitroDocument): string {
+    const h = createHash('sha256');
+    for (const c of [d.certificate, ...d.cabundle]) h.update(createHash('sha256').update(c).digest());
+    return h.digest('hex');
+  }
+
+  lookup(d: NitroDocument, at: Date): string | undefined {
+    const hit = this.cache.get(NitroChainCache.key(d));
+    const t = at.getTime();
+    return hit && t >= hit.from && t <= hit.until ? hit.rootSha256 : undefined;
+  }
+
+  remember(d: NitroDocument, rootSha256: string, chain: readonly ParsedCertificate[]): void {
+    const from = Math.max(...chain.map((c) => c.notBefore.getTime()));
+    const until = Math.min(...chain.map((c) => c.notAfter.getTime()));
+    this.cache.set(NitroChainCache.key(d), { rootSha256, from, until });
+  }
 }
 
 export interface VerifiedNitroDocument {
@@ -77,13 +110,29 @@ export function nitroSelectors(d: NitroDocument): Selector[] {
   return out;
 }
 
+/** Checks the ES384 signature over the exact Sig_structure with the leaf certificate's key; returns the leaf. */
+export function verifyNitroSignature(cose: CoseSign1): ParsedCertificate {
+  const leaf = certificate(cose.document.certificate, 'the leaf certificate');
+  if (!verify('sha384', cose.toBeSigned, { key: leafKey(leaf), dsaEncoding: 'ieee-p1363' }, cose.signature))
+    throw new NitroEvidenceError('signature', 'the COSE_Sign1 signature does not verify with the leaf certificate key');
+  return leaf;
+}
+
 /**
  * The chain of a parsed document: leaf → cabundle reversed (the document lists the root first)
  * → the pinned root that cabundle[0] must equal byte for byte (the copy inside the document only
  * names which pinned root it claims; it is never an anchor), every certificate valid at `at`.
  * Returns the SHA-256 (hex) of that root.
  */
-export function verifyNitroChain(d: NitroDocument, anchors: readonly Buffer[], at: Date, leaf = certificate(d.certificate, 'the leaf certificate')): string {
+export function verifyNitroChain(
+  d: NitroDocument,
+  anchors: readonly Buffer[],
+  at: Date,
+  leaf = certificate(d.certificate, 'the leaf certificate'),
+  cache?: NitroChainCache,
+): string {
+  const cached = cache?.lookup(d, at);
+  if (cached !== undefined) return cached;
   const bundle = d.cabundle.map((c, i) => certificate(c, `cabundle[${i}]`));
   if (anchors.length === 0) throw new NitroEvidenceError('chain', 'no Nitro root is configured');
   const root = anchors.find((a) => a.equals(d.cabundle[0]!));
@@ -93,7 +142,9 @@ export function verifyNitroChain(d: NitroDocument, anchors: readonly Buffer[], a
   const chain = [leaf, ...bundle.slice(1).reverse()];
   const problem = pathProblem(chain, [root], at.getTime());
   if (problem) throw new NitroEvidenceError('chain', `the certificate chain does not verify to the pinned root at ${at.toISOString()}: ${problem}`);
-  return sha256Hex(root);
+  const rootSha256 = sha256Hex(root);
+  cache?.remember(d, rootSha256, [...chain, certificate(root, 'the pinned root')]);
+  return rootSha256;
 }
 
 /**
@@ -103,11 +154,9 @@ export function verifyNitroChain(d: NitroDocument, anchors: readonly Buffer[], a
 export function verifyNitroDocument(bytes: Buffer, o: NitroVerifyOptions): VerifiedNitroDocument {
   const cose = parseNitroDocument(bytes);
   const d = cose.document;
-  const leaf = certificate(d.certificate, 'the leaf certificate');
-  if (!verify('sha384', cose.toBeSigned, { key: leafKey(leaf), dsaEncoding: 'ieee-p1363' }, cose.signature))
-    throw new NitroEvidenceError('signature', 'the COSE_Sign1 signature does not verify with the leaf certificate key');
+  const leaf = verifyNitroSignature(cose);
 
-  const rootSha256 = verifyNitroChain(d, o.anchors, o.at, leaf);
+  const rootSha256 = verifyNitroChain(d, o.anchors, o.at, leaf, o.chainCache);
 
   const pcr0 = d.pcrs.get(0);
   if (!pcr0) throw malformed('the document has no PCR0');
