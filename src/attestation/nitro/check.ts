@@ -12,7 +12,7 @@ import type { OfflineCheck } from '../plugin.js';
 import { MAX_NITRO_DOCUMENT_BYTES, parseNitroDocument, type CoseSign1 } from './document.js';
 import { malformed } from './errors.js';
 import { DEFAULT_NITRO_ANCHORS, anchorsIn, sha256Hex } from './roots.js';
-import { nitroSelectors, verifyNitroChain, verifyNitroSignature } from './verify.js';
+import { NITRO_CLOCK_SKEW_MS, nitroSelectors, verifyNitroChain, verifyNitroSignature } from './verify.js';
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -120,11 +120,14 @@ export const nitroOfflineCheck: OfflineCheck = {
         check: 'nonce',
         detail: doc.nonce ? `${doc.nonce.toString('hex')} (give --report-data to compare)` : 'the document has none',
       });
-    step(`timestamp not after ${at.toISOString()}${maxAge !== undefined ? ` and at most ${maxAgeText} before it` : ''}`, () => {
-      if (doc.timestamp > at.getTime()) throw new Error(`the timestamp ${new Date(doc.timestamp).toISOString()} is after it`);
-      if (maxAge !== undefined && doc.timestamp < at.getTime() - maxAge) throw new Error(`the timestamp ${new Date(doc.timestamp).toISOString()} is older`);
-      return undefined;
-    });
+    step(
+      `timestamp at most ${NITRO_CLOCK_SKEW_MS / 1000}s after ${at.toISOString()}${maxAge !== undefined ? ` and at most ${maxAgeText} before it` : ''}`,
+      () => {
+        if (doc.timestamp > at.getTime() + NITRO_CLOCK_SKEW_MS) throw new Error(`the timestamp ${new Date(doc.timestamp).toISOString()} is later`);
+        if (maxAge !== undefined && doc.timestamp < at.getTime() - maxAge) throw new Error(`the timestamp ${new Date(doc.timestamp).toISOString()} is older`);
+        return undefined;
+      },
+    );
     if (maxAge === undefined) lines.push({ status: 'unchecked', check: 'freshness', detail: 'give --nitro-max-age to bound the age of the document' });
     const pcrs = Object.fromEntries([...doc.pcrs].map(([i, v]) => [String(i), v.toString('hex')]));
     const code = printChecks(io, lines, json, {

@@ -4,7 +4,7 @@
  * of the document embedded in a writ with the same trust.
  */
 import { createHash } from 'node:crypto';
-import { readInputFile } from '../../config/files.js';
+import { InputFileError, readInputFile } from '../../config/files.js';
 import { type OptionValues, UsageError } from '../../config/options.js';
 import type { Section } from '../../config/section.js';
 import { ENCLAVE_ROOTS_OPTION, enclaveRootFiles } from '../enclave/options.js';
@@ -14,14 +14,12 @@ import { nitroOfflineCheck } from './check.js';
 import { MAX_NITRO_DOCUMENT_BYTES, parseNitroDocument } from './document.js';
 import { NitroEvidenceError } from './errors.js';
 import { DEFAULT_NITRO_ANCHORS, anchorsIn, sha256Hex } from './roots.js';
-import { NITRO_TYPE, NitroChainCache, verifyNitroDocument } from './verify.js';
+import { NITRO_CLOCK_SKEW_MS, NITRO_TYPE, NitroChainCache, verifyNitroDocument } from './verify.js';
 
 /** The CLI name of the type (`--enclave-roots nitro=FILE`, `writ enclave check --type nitro`). */
 export const NITRO_CLI_NAME = 'nitro';
 export const DEFAULT_MAX_AGE = '5m';
 export const DEFAULT_MAX_CLOCK_SKEW = '1m';
-/** How far a document's timestamp may be ahead of a relying party's clock. */
-export const REVERIFY_CLOCK_SKEW_MS = 60_000;
 
 export interface NitroSettings {
   /** Pinned roots (DER); the shipped AWS Nitro root G1 unless `roots` names others. */
@@ -50,7 +48,7 @@ export function parseNitroSettings(s: Section): NitroSettings {
       try {
         anchors.push(...anchorsIn(readInputFile(f, s.name('roots')), f));
       } catch (e) {
-        s.problem(`${s.name('roots')}: ${(e as Error).message}`);
+        s.problem(e instanceof InputFileError ? e.message : `${s.name('roots')}: ${(e as Error).message}`);
       }
     }
   }
@@ -115,7 +113,7 @@ export function nitroReverifier(trust: NitroTrust): EvidenceReverifier {
     type: NITRO_TYPE,
     reverify(evidence, ctx) {
       const { document } = parseNitroDocument(evidence);
-      if (document.timestamp > ctx.at.getTime() + REVERIFY_CLOCK_SKEW_MS)
+      if (document.timestamp > ctx.at.getTime() + NITRO_CLOCK_SKEW_MS)
         throw new NitroEvidenceError('timestamp', `the document's timestamp ${new Date(document.timestamp).toISOString()} is in the future`);
       const v = verifyNitroDocument(evidence, {
         anchors: trust.anchors,
@@ -142,10 +140,11 @@ function trustFromOptions(values: OptionValues): NitroTrust {
   const files = enclaveRootFiles(values, NITRO_CLI_NAME);
   const anchors = files.length
     ? files.flatMap((f) => {
+        const what = `--enclave-roots ${NITRO_CLI_NAME}=${f}`;
         try {
-          return anchorsIn(readInputFile(f, '--enclave-roots'), f);
+          return anchorsIn(readInputFile(f, what), what);
         } catch (e) {
-          throw new UsageError(`--enclave-roots ${NITRO_CLI_NAME}=${f}: ${(e as Error).message}`);
+          throw new UsageError((e as Error).message);
         }
       })
     : [...DEFAULT_NITRO_ANCHORS];

@@ -16,6 +16,8 @@ import { parseNitroDocument, type CoseSign1, type NitroDocument } from './docume
 import { sha256Hex } from './roots.js';
 
 export const NITRO_TYPE = 'nitro';
+/** How far a document's timestamp may be ahead of a relying party's clock (deep verification, the offline check). */
+export const NITRO_CLOCK_SKEW_MS = 60_000;
 /** PCRs that become selectors (`nitro:pcr:<i>:<hex>`): the ones AWS defines (0-4, 8) and the unused 5-7. */
 export const SELECTOR_PCRS = [0, 1, 2, 3, 4, 5, 6, 7, 8] as const;
 
