@@ -42,10 +42,22 @@ export const NITRO_CHAIN_CACHE_SIZE = 4096;
 /**
  * Chains already verified to one fixed anchor set, keyed by the SHA-256 of the certificate and
  * cabundle DER, each valid for the intersection of its certificates' validity (a hit outside
- * it is verified again, and fails).
+ * it is verified again, and fails); and leaf keys, by the SHA-256 of the leaf certificate.
  */
 export class NitroChainCache {
   private readonly cache = new BoundedCache<string, { rootSha256: string; from: number; until: number }>(NITRO_CHAIN_CACHE_SIZE);
+  private readonly keys = new BoundedCache<string, KeyObject>(NITRO_CHAIN_CACHE_SIZE);
+
+  /** The leaf certificate's key, decoded once per certificate (decoding a key costs more than a verification). */
+  leafKey(der: Buffer, decode: () => KeyObject): KeyObject {
+    const k = createHash('sha256').update(der).digest('hex');
+    let key = this.keys.get(k);
+    if (!key) {
+      key = decode();
+      this.keys.set(k, key);
+    }
+    return key;
+  }
 
   static key(d: NitroDocument): string {
     const h = createHash('sha256');
@@ -73,9 +85,6 @@ export interface VerifiedNitroDocument {
   readonly debug: boolean;
   /** SHA-256 (hex) of the pinned root the chain ends at. */
   readonly rootSha256: string;
-  /** The leaf certificate's validity (the document's signing key lives this long). */
-  readonly leafNotBefore: Date;
-  readonly leafNotAfter: Date;
   readonly selectors: readonly Selector[];
 }
 
@@ -112,12 +121,15 @@ export function nitroSelectors(d: NitroDocument): Selector[] {
   return out;
 }
 
-/** Checks the ES384 signature over the exact Sig_structure with the leaf certificate's key; returns the leaf. */
-export function verifyNitroSignature(cose: CoseSign1): ParsedCertificate {
-  const leaf = certificate(cose.document.certificate, 'the leaf certificate');
-  if (!verify('sha384', cose.toBeSigned, { key: leafKey(leaf), dsaEncoding: 'ieee-p1363' }, cose.signature))
+/**
+ * Checks the ES384 signature over the exact Sig_structure with the leaf certificate's key (which
+ * must be P-384). The key is decoded once per leaf certificate when a cache is given.
+ */
+export function verifyNitroSignature(cose: CoseSign1, cache?: NitroChainCache): void {
+  const der = cose.document.certificate;
+  const key = cache ? cache.leafKey(der, () => leafKey(certificate(der, 'the leaf certificate'))) : leafKey(certificate(der, 'the leaf certificate'));
+  if (!verify('sha384', cose.toBeSigned, { key, dsaEncoding: 'ieee-p1363' }, cose.signature))
     throw new NitroEvidenceError('signature', 'the COSE_Sign1 signature does not verify with the leaf certificate key');
-  return leaf;
 }
 
 /**
@@ -126,15 +138,10 @@ export function verifyNitroSignature(cose: CoseSign1): ParsedCertificate {
  * names which pinned root it claims; it is never an anchor), every certificate valid at `at`.
  * Returns the SHA-256 (hex) of that root.
  */
-export function verifyNitroChain(
-  d: NitroDocument,
-  anchors: readonly Buffer[],
-  at: Date,
-  leaf = certificate(d.certificate, 'the leaf certificate'),
-  cache?: NitroChainCache,
-): string {
+export function verifyNitroChain(d: NitroDocument, anchors: readonly Buffer[], at: Date, cache?: NitroChainCache): string {
   const cached = cache?.lookup(d, at);
   if (cached !== undefined) return cached;
+  const leaf = certificate(d.certificate, 'the leaf certificate');
   const bundle = d.cabundle.map((c, i) => certificate(c, `cabundle[${i}]`));
   if (anchors.length === 0) throw new NitroEvidenceError('chain', 'no Nitro root is configured');
   const root = anchors.find((a) => a.equals(d.cabundle[0]!));
@@ -156,9 +163,8 @@ export function verifyNitroChain(
 export function verifyNitroDocument(bytes: Buffer, o: NitroVerifyOptions): VerifiedNitroDocument {
   const cose = parseNitroDocument(bytes);
   const d = cose.document;
-  const leaf = verifyNitroSignature(cose);
-
-  const rootSha256 = verifyNitroChain(d, o.anchors, o.at, leaf, o.chainCache);
+  verifyNitroSignature(cose, o.chainCache);
+  const rootSha256 = verifyNitroChain(d, o.anchors, o.at, o.chainCache);
 
   const pcr0 = d.pcrs.get(0);
   if (!pcr0) throw malformed('the document has no PCR0');
@@ -181,8 +187,6 @@ export function verifyNitroDocument(bytes: Buffer, o: NitroVerifyOptions): Verif
     document: d,
     debug,
     rootSha256,
-    leafNotBefore: leaf.notBefore,
-    leafNotAfter: leaf.notAfter,
     selectors: nitroSelectors(d),
   };
 }
