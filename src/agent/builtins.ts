@@ -4,6 +4,7 @@
  */
 import { joinTokenProducer } from '../attestation/join-token/plugin.js';
 import type { EvidenceProducer } from '../attestation/plugin.js';
+import { tdxProducer } from '../attestation/tdx/producer.js';
 import { tpmProducer } from '../attestation/tpm/producer.js';
 
-export const BUILTIN_PRODUCERS: readonly EvidenceProducer[] = [joinTokenProducer, tpmProducer];
+export const BUILTIN_PRODUCERS: readonly EvidenceProducer[] = [joinTokenProducer, tpmProducer, tdxProducer];

@@ -4,6 +4,7 @@
  */
 import { joinTokenPlugin } from './join-token/plugin.js';
 import type { EvidencePlugin } from './plugin.js';
+import { tdxPlugin } from './tdx/plugin.js';
 import { tpmPlugin } from './tpm/plugin.js';
 
-export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [joinTokenPlugin, tpmPlugin as EvidencePlugin];
+export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [joinTokenPlugin, tpmPlugin as EvidencePlugin, tdxPlugin as EvidencePlugin];

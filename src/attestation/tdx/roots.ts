@@ -4,8 +4,11 @@
  * operator replaces it with `attestation.tdx.roots` (or `--roots`, `--enclave-roots tdx=FILE`);
  * a root copied inside a quote is never an anchor.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
+import { certificatesInFile } from '../../config/files.js';
 import { decodePem } from '../../der/pem.js';
+import { parseCertificate } from '../../x509/certificate.js';
+import { signedBy } from '../../x509/path.js';
 
 /** SHA-256 of the Intel SGX Root CA certificate (DER), as Intel publishes it. */
 export const INTEL_SGX_ROOT_CA_SHA256 = '44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3';
@@ -39,3 +42,18 @@ function load(): Buffer {
 
 /** The shipped anchors (DER): the Intel SGX Root CA. */
 export const DEFAULT_TDX_ROOTS: readonly Buffer[] = [load()];
+
+/** The self-signed certificates of a vendor chain file (DER): the anchors it names. */
+export function anchorsInFile(path: string, what: string): Buffer[] {
+  const certs = certificatesInFile(path, what);
+  const anchors = certs.filter((der) => {
+    try {
+      const c = parseCertificate(der);
+      return c.subject.equals(c.issuer) && signedBy(c, createPublicKey({ key: c.spki, format: 'der', type: 'spki' }));
+    } catch {
+      return false;
+    }
+  });
+  if (anchors.length === 0) throw new Error(`${what}: ${path} holds no self-signed root certificate`);
+  return anchors;
+}

@@ -46,6 +46,8 @@ export interface VerifyTdxOptions {
   /** When given, the 64 report data bytes must equal it exactly. */
   readonly reportData?: Buffer;
   readonly tcb?: TcbEvaluator;
+  /** Checks are appended here as they pass, so a caller sees how far a refused quote got. */
+  readonly progress?: string[];
 }
 
 export interface VerifiedTdxQuote {
@@ -105,9 +107,10 @@ export function tdxSelectors(q: TdxQuote, pck: PckInfo, tcb: TcbVerdict): Select
 /** Parses and verifies `raw` (a quote, possibly zero-padded); throws TdxError with the failed check. */
 export function verifyTdxQuote(raw: Uint8Array, o: VerifyTdxOptions): VerifiedTdxQuote {
   const q = parseTdxQuote(raw);
-  const checks: string[] = [
+  const checks = o.progress ?? [];
+  checks.push(
     `quote v${q.version} parsed strictly (${q.length} bytes${raw.length > q.length ? `, ${raw.length - q.length} bytes of zero padding` : ''}): ECDSA P-256, TDX, Intel QE, body type ${q.bodyType} (TDX ${q.bodyType === 3 ? '1.5' : '1.0'})`,
-  ];
+  );
   const ak = p256FromRaw(q.attestationKey);
   if (!es256(q.signed, ak, q.signature)) throw new TdxError('signature', 'the quote signature does not verify with the attestation key');
   checks.push('quote signature by the attestation key over header and TD report body');
@@ -145,7 +148,7 @@ export function verifyTdxQuote(raw: Uint8Array, o: VerifyTdxOptions): VerifiedTd
     checks.push('report data equals the expected value');
   }
   const selectors = tdxSelectors(q, pck, tcb);
-  return { quote: q, pck, debug, tcb, selectors, platform: `${TDX_TYPE}:ppid:${hex(pck.ppid)}`, checks };
+  return { quote: q, pck, debug, tcb, selectors, platform: `${TDX_TYPE}:ppid:${hex(pck.ppid)}`, checks: [...checks] };
 }
 
 /** The report data a writ handshake puts in a TDX quote: the binding digest B, then 32 zero bytes. */
