@@ -36,7 +36,9 @@ describe('attestation.tdx settings', () => {
     expect(problems).toEqual([]);
     expect(s.roots).toBe(DEFAULT_TDX_ROOTS);
     expect(s.policy).toEqual({ allowDebug: false, allowUnevaluatedTcb: false, acceptedTcbStatuses: ['UpToDate'] });
-    expect(tdxPlugin.describe!(s)).toMatch(/^roots 44a0196b2b99f889 from the shipped Intel SGX Root CA; debug TDs refused; TCB not evaluated refused$/);
+    expect(tdxPlugin.describe!(s)).toMatch(
+      /^roots 44a0196b2b99f889 from the shipped Intel SGX Root CA; debug TDs refused; 0 collateral document\(s\); TCB not evaluated refused$/,
+    );
   });
 
   it('takes only the self-signed certificates of a roots file as anchors, and reports every problem', () => {
@@ -49,13 +51,29 @@ describe('attestation.tdx settings', () => {
     expect(problems.join('\n')).toMatch(/missing.pem: no such file/);
     expect(problems.join('\n')).toMatch(/attestation.tdx.allow_debug must be true or false/);
   });
+
+  it.skipIf(!HAVE_SHARED)('reads collateral files and directories, and refuses unknown TCB statuses', () => {
+    const file = join(SHARED, 'vectors', 'enclave', 'tdx', 'dcapqvl_tdx_quote_collateral.json');
+    const { s, problems } = settingsOf({ collateral: [file], accepted_tcb_statuses: ['UpToDate', 'SWHardeningNeeded'] });
+    expect(problems).toEqual([]);
+    expect(s.collateral.map((c) => c.fmspc)).toEqual(['b0c06f000000']);
+    const bad = settingsOf({ collateral: [join(dir, 'root.pem'), join(dir, 'nope.json')], accepted_tcb_statuses: ['Great'] }).problems.join('\n');
+    expect(bad).toMatch(/attestation.tdx.collateral: .*root.pem: attestation\(tdx\): collateral: the collateral is not strict JSON/);
+    expect(bad).toMatch(/nope.json: no such file/);
+    expect(bad).toMatch(/accepted_tcb_statuses: Great is not a TCB status/);
+  });
 });
 
 describe('the tdx verifier and re-verifier', () => {
   const B = Buffer.alloc(32, 7);
   const agentKey = parsePublicKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'der' }));
   const now = new Date('2030-01-01T00:00:00Z');
-  const settings = { roots: [pki.root], rootSource: 'test', policy: { allowDebug: false, allowUnevaluatedTcb: true, acceptedTcbStatuses: ['UpToDate'] } };
+  const settings = {
+    roots: [pki.root],
+    rootSource: 'test',
+    policy: { allowDebug: false, allowUnevaluatedTcb: true, acceptedTcbStatuses: ['UpToDate'] },
+    collateral: [],
+  };
   const attest = async (evidence: Buffer, s = settings) => {
     const session = await tdxVerifier(s).begin({ nonce: B, agentKey, now });
     return session.respond(evidence);

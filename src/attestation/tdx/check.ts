@@ -2,13 +2,15 @@
  * `writ enclave check --type tdx`: an offline check of a TDX quote as the kernel (configfs-tsm
  * `outblob`), the Intel DCAP libraries or go-tdx-guest write it: raw bytes, possibly zero-padded,
  * or the same in hex (with or without `0x`). Every check it makes is printed; the TCB, which needs
- * Intel collateral, is printed as unchecked (failed with --require-tcb).
+ * Intel collateral, is evaluated with --collateral (a dcap-qvl JSON file, or a directory of them)
+ * and printed as unchecked otherwise (failed with --require-tcb).
  */
 import { readInputFile } from '../../config/files.js';
 import { stringOption, UsageError, type OptionValues } from '../../config/options.js';
 import { printChecks, type CheckLine } from '../enclave/report.js';
 import type { OfflineCheck } from '../plugin.js';
 import { TdxError, type TdxFailure } from './errors.js';
+import { collateralEvaluator, readCollateralFiles, TCB_STATUSES, type TdxCollateral } from './collateral.js';
 import { MAX_TDX_QUOTE_BYTES } from './quote.js';
 import { anchorsInFile, DEFAULT_TDX_ROOTS } from './roots.js';
 import { verifyTdxQuote } from './verify.js';
@@ -53,10 +55,15 @@ export const tdxOfflineCheck: OfflineCheck = {
   name: 'tdx',
   async run({ values, io, now }) {
     if (stringOption(values, 'certs') !== undefined) throw new UsageError('--certs: a TDX quote carries its PCK certificate chain inside');
-    if (stringOption(values, 'collateral') !== undefined)
-      throw new UsageError(
-        '--collateral: TDX collateral (TCB info, QE identity, CRLs) is not evaluated by this build; omit it (the TCB is printed as unchecked)',
-      );
+    const collateralPath = stringOption(values, 'collateral');
+    let collateral: TdxCollateral[] = [];
+    if (collateralPath !== undefined) {
+      try {
+        collateral = readCollateralFiles([collateralPath], '--collateral');
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+    }
     const rootsFile = stringOption(values, 'roots');
     let anchors: readonly Buffer[] = DEFAULT_TDX_ROOTS;
     if (rootsFile !== undefined) {
@@ -77,22 +84,27 @@ export const tdxOfflineCheck: OfflineCheck = {
       const v = verifyTdxQuote(raw, {
         anchors,
         at,
-        policy: { allowDebug: values['allow-debug'] === true, allowUnevaluatedTcb: true, acceptedTcbStatuses: [] },
+        policy: { allowDebug: values['allow-debug'] === true, allowUnevaluatedTcb: true, acceptedTcbStatuses: TCB_STATUSES },
+        ...(collateral.length ? { tcb: collateralEvaluator(collateral, anchors) } : {}),
         ...(reportData ? { reportData } : {}),
         progress,
       });
       for (const c of progress) if (!c.startsWith('TCB not evaluated')) lines.push({ status: 'ok', check: c });
       if (!reportData) lines.push({ status: 'unchecked', check: 'report data', detail: 'no --report-data given' });
-      lines.push({
-        status: requireTcb ? 'failed' : 'unchecked',
-        check: 'TCB status from Intel collateral (TCB info, QE identity, CRLs)',
-        detail: 'TCB not evaluated: this build has no collateral evaluation',
-      });
+      if (!v.tcb.evaluated)
+        lines.push({
+          status: requireTcb ? 'failed' : 'unchecked',
+          check: 'TCB status from Intel collateral (TCB info, QE identity, CRLs)',
+          detail: `TCB not evaluated: ${v.tcb.why}`,
+        });
+      else if (v.tcb.status !== 'UpToDate') lines.push({ status: 'failed', check: 'TCB status is UpToDate', detail: `it is ${v.tcb.status}` });
       Object.assign(extra, {
         version: v.quote.version,
         bodyType: v.quote.bodyType,
         debug: v.debug,
         fmspc: v.pck.fmspc.toString('hex'),
+        tcbStatus: v.tcb.evaluated ? v.tcb.status : 'not evaluated',
+        ...(v.tcb.evaluated ? { advisories: v.tcb.advisories } : {}),
         reportData: v.quote.body.reportData.toString('hex'),
         selectors: v.selectors.map((s) => `${s.type}:${s.value}`),
       });
