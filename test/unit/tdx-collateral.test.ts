@@ -61,6 +61,15 @@ describe.skipIf(!HAVE_SHARED)('TDX collateral (../shared/vectors/enclave/tdx)', 
     expect(() => run(UPTODATE.quote, [UPTODATE.doc], '2025-08-01T00:00:00Z')).toThrow(/not current at the verification instant/);
   });
 
+  it('reuses a verified document only inside the window every part of it is current in', () => {
+    const tcb = collateralEvaluator([UPTODATE.doc], DEFAULT_TDX_ROOTS);
+    const o = (at: string) => ({ anchors: DEFAULT_TDX_ROOTS, at: new Date(at), policy: ANY, tcb });
+    expect(verifyTdxQuote(UPTODATE.quote, o(UPTODATE.at)).tcb).toMatchObject({ evaluated: true, status: 'UpToDate' });
+    expect(verifyTdxQuote(UPTODATE.quote, o('2025-07-19T10:00:00Z')).tcb).toMatchObject({ evaluated: true, status: 'UpToDate' });
+    expect(() => verifyTdxQuote(UPTODATE.quote, o('2025-07-19T10:20:00Z'))).toThrow(/not current at the verification instant/);
+    expect(() => verifyTdxQuote(UPTODATE.quote, o('2025-06-01T00:00:00Z'))).toThrow(/not current at the verification instant/);
+  });
+
   it('parses the CRLs of the vectors (the gotdx PCK CRL lists revoked serials)', () => {
     const pckCrl = parseCrl(read('gotdx_pckcrl'), 'PCK CRL');
     expect(pckCrl.revoked.has('6fc34e5023e728923435d61aa4b83c618166ad35')).toBe(true);

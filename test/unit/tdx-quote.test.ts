@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TdxError, type TdxFailure } from '../../src/attestation/tdx/errors.js';
+import { newPckChainCache } from '../../src/attestation/tdx/pck.js';
 import { parseTdxQuote } from '../../src/attestation/tdx/quote.js';
 import { DEFAULT_TDX_ROOTS, INTEL_SGX_ROOT_CA_SHA256, sha256Hex } from '../../src/attestation/tdx/roots.js';
 import { reportDataFor, verifyTdxQuote, type TdxPolicy, type VerifyTdxOptions } from '../../src/attestation/tdx/verify.js';
@@ -302,6 +303,17 @@ describe('synthetic TDX quotes from a test PKI', () => {
     const q = makeTestQuote(pki, { reportData: rd });
     const crlf = Buffer.from(q.toString('latin1').replace('-----BEGIN CERTIFICATE-----\n', '-----BEGIN CERTIFICATE-----\r'), 'latin1');
     expect(verdict(crlf, mine())).toBe('chain');
+  });
+
+  it('reuses a verified PCK chain only inside the validity of every certificate of its path', () => {
+    const cache = newPckChainCache();
+    const q = makeTestQuote(pki, { reportData: rd });
+    const first = verifyTdxQuote(q, mine({ pckCache: cache }));
+    expect(verifyTdxQuote(makeTestQuote(pki, { reportData: rd }), mine({ pckCache: cache })).pck).toBe(first.pck);
+    expect(verdict(q, mine({ pckCache: cache, at: new Date('2041-01-01T00:00:00Z') }))).toBe('chain');
+    expect(verdict(q, mine({ pckCache: cache, at: new Date('2019-01-01T00:00:00Z') }))).toBe('chain');
+    // Another chain (another PKI whose root is not the anchor) is not a hit.
+    expect(verdict(makeTestQuote(makeTestPki(), { reportData: rd }), mine({ pckCache: cache }))).toBe('chain');
   });
 
   it('accepts the chain without the root (the anchor comes from configuration anyway)', () => {

@@ -7,7 +7,8 @@
  * `root_ca_crl` as hex DER). UNTRUSTED until verified: every signature is checked over the exact
  * signed JSON text before a field of it is read, and every document must be valid at the instant.
  */
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readInputFile } from '../../config/files.js';
@@ -167,7 +168,15 @@ function checkCrl(crl: Crl, issuer: ParsedCertificate, atMs: number, what: strin
 }
 
 /** Verifies a signing chain (TCB Signing certificate, then optionally the root) and a signature by it over the exact text. */
-function verifySigned(text: string, signature: Buffer, chain: readonly Buffer[], anchors: readonly Buffer[], atMs: number, rootCrl: Crl, what: string): void {
+function verifySigned(
+  text: string,
+  signature: Buffer,
+  chain: readonly Buffer[],
+  anchors: readonly Buffer[],
+  atMs: number,
+  rootCrl: Crl,
+  what: string,
+): ParsedCertificate {
   let signer: ParsedCertificate;
   try {
     signer = parseCertificate(chain[0]!);
@@ -187,6 +196,7 @@ function verifySigned(text: string, signature: Buffer, chain: readonly Buffer[],
     ok = false;
   }
   if (!ok) bad(`${what} signature does not verify`);
+  return signer;
 }
 
 /** The TCB statuses Intel's collateral uses. */
@@ -226,34 +236,66 @@ function masked(a: Buffer, mask: Buffer): Buffer {
   return Buffer.from(a.map((x, i) => x & mask[i]!));
 }
 
+/** A collateral document whose signatures, chains, CRLs and dates were checked, for one PCK CA. */
+export interface VerifiedCollateral {
+  readonly tcb: Obj;
+  readonly qe: Obj;
+  readonly rootRevoked: ReadonlySet<string>;
+  readonly pckRevoked: ReadonlySet<string>;
+  /** The window inside which every document, CRL and certificate checked is current. */
+  readonly from: number;
+  readonly until: number;
+}
+
 /**
- * The TCB status of a verified quote from one collateral document: signatures, chains, CRLs and
- * dates first; then the QE identity, the TDX module identity and the TCB level.
+ * Checks everything of a document that does not depend on the quote: the root CRL (pinned root),
+ * the PCK CRL (by `pckCa`), the TCB info and QE identity signatures over their exact text by a
+ * TCB Signing certificate to the pinned root, their ids, versions and dates.
  */
-export function evaluateTdxTcb(q: TdxQuote, pck: PckInfo, c: TdxCollateral, anchors: readonly Buffer[], at: Date): TcbVerdict {
+export function verifyCollateral(c: TdxCollateral, pckCa: ParsedCertificate, anchors: readonly Buffer[], at: Date): VerifiedCollateral {
   const atMs = at.getTime();
   const rootCrl = parseCrl(c.rootCrl, 'root CA CRL');
   const rootAnchor = anchors.map((a) => parseCertificate(a)).find((a) => a.subject.equals(rootCrl.issuer));
   if (!rootAnchor) return bad('root CA CRL is not issued by a pinned root');
   checkCrl(rootCrl, rootAnchor, atMs, 'root CA CRL');
-  if (rootCrl.revoked.has(pck.ca.serial.toString('hex'))) bad(`the ${pck.caName} is revoked`);
   const pckCrl = parseCrl(c.pckCrl, 'PCK CRL');
-  checkCrl(pckCrl, pck.ca, atMs, 'PCK CRL');
-  if (pckCrl.revoked.has(pck.leaf.serial.toString('hex'))) bad('the PCK certificate is revoked');
-
-  verifySigned(c.tcbInfo, c.tcbInfoSignature, c.tcbInfoChain, anchors, atMs, rootCrl, 'TCB info');
-  verifySigned(c.qeIdentity, c.qeIdentitySignature, c.qeIdentityChain, anchors, atMs, rootCrl, 'QE identity');
+  checkCrl(pckCrl, pckCa, atMs, 'PCK CRL');
+  const tcbSigner = verifySigned(c.tcbInfo, c.tcbInfoSignature, c.tcbInfoChain, anchors, atMs, rootCrl, 'TCB info');
+  const qeSigner = verifySigned(c.qeIdentity, c.qeIdentitySignature, c.qeIdentityChain, anchors, atMs, rootCrl, 'QE identity');
   const tcb = obj(parseJson(c.tcbInfo, 'tcb_info'), 'tcb_info');
   const qe = obj(parseJson(c.qeIdentity, 'qe_identity'), 'qe_identity');
-
   if (str(tcb, 'id', 'tcb_info') !== 'TDX' || num(tcb, 'version', 'tcb_info') !== 3) bad('tcb_info is not a TDX TCB info v3');
-  if (atMs < date(str(tcb, 'issueDate', 'tcb_info'), 'tcb_info.issueDate') || atMs > date(str(tcb, 'nextUpdate', 'tcb_info'), 'tcb_info.nextUpdate'))
-    bad('TCB info is not current at the verification instant');
+  const tcbFrom = date(str(tcb, 'issueDate', 'tcb_info'), 'tcb_info.issueDate');
+  const tcbUntil = date(str(tcb, 'nextUpdate', 'tcb_info'), 'tcb_info.nextUpdate');
+  if (atMs < tcbFrom || atMs > tcbUntil) bad('TCB info is not current at the verification instant');
+  if (str(qe, 'id', 'qe_identity') !== 'TD_QE' || num(qe, 'version', 'qe_identity') !== 2) bad('qe_identity is not a TD_QE identity v2');
+  const qeFrom = date(str(qe, 'issueDate', 'qe_identity'), 'qe_identity.issueDate');
+  const qeUntil = date(str(qe, 'nextUpdate', 'qe_identity'), 'qe_identity.nextUpdate');
+  if (atMs < qeFrom || atMs > qeUntil) bad('QE identity is not current at the verification instant');
+  const certs = [rootAnchor, tcbSigner, qeSigner];
+  return {
+    tcb,
+    qe,
+    rootRevoked: rootCrl.revoked,
+    pckRevoked: pckCrl.revoked,
+    from: Math.max(rootCrl.thisUpdate, pckCrl.thisUpdate, tcbFrom, qeFrom, ...certs.map((x) => x.notBefore.getTime())),
+    until: Math.min(rootCrl.nextUpdate, pckCrl.nextUpdate, tcbUntil, qeUntil, ...certs.map((x) => x.notAfter.getTime())),
+  };
+}
+
+/**
+ * The TCB status of a verified quote from one collateral document: signatures, chains, CRLs and
+ * dates first (`verifyCollateral`, or its result `checked` for this PCK CA at this instant); then
+ * revocation of the PCK certificate and its CA, the FMSPC, the QE identity, the TDX module
+ * identity and the TCB level.
+ */
+export function evaluateTdxTcb(q: TdxQuote, pck: PckInfo, c: TdxCollateral, anchors: readonly Buffer[], at: Date, checked?: VerifiedCollateral): TcbVerdict {
+  const v = checked ?? verifyCollateral(c, pck.ca, anchors, at);
+  const { tcb, qe } = v;
+  if (v.rootRevoked.has(pck.ca.serial.toString('hex'))) bad(`the ${pck.caName} is revoked`);
+  if (v.pckRevoked.has(pck.leaf.serial.toString('hex'))) bad('the PCK certificate is revoked');
   if (!hexOf(str(tcb, 'fmspc', 'tcb_info'), 6, 'tcb_info.fmspc').equals(pck.fmspc)) bad('TCB info is for another FMSPC than the PCK certificate');
   if (!hexOf(str(tcb, 'pceId', 'tcb_info'), 2, 'tcb_info.pceId').equals(pck.pceId)) bad('TCB info is for another PCE than the PCK certificate');
-  if (str(qe, 'id', 'qe_identity') !== 'TD_QE' || num(qe, 'version', 'qe_identity') !== 2) bad('qe_identity is not a TD_QE identity v2');
-  if (atMs < date(str(qe, 'issueDate', 'qe_identity'), 'qe_identity.issueDate') || atMs > date(str(qe, 'nextUpdate', 'qe_identity'), 'qe_identity.nextUpdate'))
-    bad('QE identity is not current at the verification instant');
 
   // The quoting enclave is Intel's TD QE, at a known TCB.
   const r = q.qeReport;
@@ -319,13 +361,28 @@ export function evaluateTdxTcb(q: TdxQuote, pck: PckInfo, c: TdxCollateral, anch
   throw new TdxError('policy', 'no TCB level of the TCB info matches the platform and TD (TCB unrecognized)');
 }
 
-/** An evaluator over the documents an operator supplied: the one for the PCK's FMSPC, if any. */
+/** Verified documents kept per (document, PCK CA): a fleet has few FMSPCs and few CAs. */
+export const COLLATERAL_CACHE_SIZE = 256;
+
+/**
+ * An evaluator over the documents an operator supplied: the one for the PCK's FMSPC, if any. A
+ * document verified for a PCK CA is reused while the instant is inside the window its CRLs,
+ * documents and signing certificates are all current in.
+ */
 export function collateralEvaluator(docs: readonly TdxCollateral[], anchors: readonly Buffer[]) {
+  const cache = new BoundedCache<string, VerifiedCollateral>(COLLATERAL_CACHE_SIZE);
   return (q: TdxQuote, pck: PckInfo, at: Date): TcbVerdict => {
     const fmspc = pck.fmspc.toString('hex');
-    const doc = docs.find((d) => d.fmspc === fmspc);
-    if (!doc) return { evaluated: false, why: `no Intel collateral was supplied for FMSPC ${fmspc}` };
-    return evaluateTdxTcb(q, pck, doc, anchors, at);
+    const i = docs.findIndex((d) => d.fmspc === fmspc);
+    if (i < 0) return { evaluated: false, why: `no Intel collateral was supplied for FMSPC ${fmspc}` };
+    const key = `${i}:${createHash('sha256').update(pck.ca.der).digest('hex')}`;
+    const t = at.getTime();
+    let v = cache.get(key);
+    if (!v || t < v.from || t > v.until) {
+      v = verifyCollateral(docs[i]!, pck.ca, anchors, at);
+      cache.set(key, v);
+    }
+    return evaluateTdxTcb(q, pck, docs[i]!, anchors, at, v);
   };
 }
 

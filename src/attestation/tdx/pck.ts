@@ -6,7 +6,8 @@
  * leaf → PCK Platform/Processor CA must validate to a pinned anchor; a root copied in the quote
  * is never one, and must be the anchor's own certificate when it is there.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import { SeqReader, TAG, children, decodeOid, decodeSmallInt, parseOne, type Tlv } from '../../der/der.js';
 import { decodePem, encodePem } from '../../der/pem.js';
 import { parseCertificate, type ParsedCertificate } from '../../x509/certificate.js';
@@ -147,6 +148,29 @@ export function parseSgxExtensions(cert: ParsedCertificate): { ppid: Buffer; fms
     pceId: octets(top, OID_PCEID, 2, 'PCE-ID'),
     tcb: { sgxComponents, pceSvn, cpuSvn: octets(tcb, `${OID_TCB}.18`, 16, 'CPUSVN') },
   };
+}
+
+/** Verified PCK chains (by SHA-256 of the exact embedded PEM), each with the window all its certificates are valid in. */
+export type PckChainCache = BoundedCache<string, { readonly info: PckInfo; readonly from: number; readonly until: number }>;
+/** Entries of a verifier's PCK chain cache: one per platform, a fleet's worth. */
+export const PCK_CACHE_SIZE = 4096;
+export const newPckChainCache = (): PckChainCache => new BoundedCache(PCK_CACHE_SIZE);
+
+/**
+ * `verifyPckChain` through `cache`, for a fixed set of anchors (the cache belongs to one
+ * verifier): a chain verified before is reused while the instant is inside the validity of every
+ * certificate of its path, anchor included.
+ */
+export function verifyPckChainCached(pem: Buffer, anchors: readonly Buffer[], at: Date, cache: PckChainCache): PckInfo {
+  const key = createHash('sha256').update(pem).digest('hex');
+  const t = at.getTime();
+  const hit = cache.get(key);
+  if (hit && t >= hit.from && t <= hit.until) return hit.info;
+  const info = verifyPckChain(pem, anchors, at);
+  const anchor = parseCertificate(anchors.find((a) => sha256Hex(a) === info.anchorSha256)!);
+  const certs = [info.leaf, info.ca, anchor];
+  cache.set(key, { info, from: Math.max(...certs.map((c) => c.notBefore.getTime())), until: Math.min(...certs.map((c) => c.notAfter.getTime())) });
+  return info;
 }
 
 /**

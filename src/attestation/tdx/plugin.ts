@@ -11,6 +11,7 @@ import type { EvidencePlugin } from '../plugin.js';
 import type { EvidenceReverifier, EvidenceVerifier } from '../verifier.js';
 import { tdxOfflineCheck } from './check.js';
 import { collateralEvaluator, readCollateralFiles, TCB_STATUSES, type TdxCollateral } from './collateral.js';
+import { newPckChainCache } from './pck.js';
 import { MAX_TDX_QUOTE_BYTES } from './quote.js';
 import { anchorsInFile, DEFAULT_TDX_ROOTS, sha256Hex } from './roots.js';
 import { DEFAULT_ACCEPTED_TCB_STATUSES, reportDataFor, TDX_TYPE, verifyTdxQuote, type TdxPolicy } from './verify.js';
@@ -71,6 +72,7 @@ export function parseTdxSettings(s: Section): TdxSettings {
 
 export function tdxVerifier(settings: TdxSettings): EvidenceVerifier {
   const tcb = settings.collateral.length ? collateralEvaluator(settings.collateral, settings.roots) : undefined;
+  const pckCache = newPckChainCache();
   return {
     type: TDX_TYPE,
     maxEvidenceBytes: MAX_TDX_QUOTE_BYTES,
@@ -80,7 +82,7 @@ export function tdxVerifier(settings: TdxSettings): EvidenceVerifier {
       return {
         challenge: Buffer.alloc(0),
         async respond(evidence) {
-          const v = verifyTdxQuote(evidence, { anchors: settings.roots, at: ctx.now, policy: settings.policy, reportData, ...(tcb ? { tcb } : {}) });
+          const v = verifyTdxQuote(evidence, { anchors: settings.roots, at: ctx.now, policy: settings.policy, reportData, pckCache, ...(tcb ? { tcb } : {}) });
           // The quote without its zero padding is what is embedded and digested.
           const quote = evidence.subarray(0, v.quote.length);
           return {
@@ -100,6 +102,7 @@ export function tdxVerifier(settings: TdxSettings): EvidenceVerifier {
 
 export function tdxReverifier(trust: TdxTrust): EvidenceReverifier {
   const tcb = trust.collateral?.length ? collateralEvaluator(trust.collateral, trust.roots) : undefined;
+  const pckCache = newPckChainCache();
   return {
     type: TDX_TYPE,
     reverify(evidence, ctx) {
@@ -109,6 +112,7 @@ export function tdxReverifier(trust: TdxTrust): EvidenceReverifier {
         // Without collateral a relying party checks everything else and says so.
         policy: { allowDebug: trust.allowDebug, allowUnevaluatedTcb: true, acceptedTcbStatuses: trust.acceptedTcbStatuses ?? TCB_STATUSES },
         reportData: reportDataFor(ctx.binding),
+        pckCache,
         ...(tcb ? { tcb } : {}),
       });
       return {

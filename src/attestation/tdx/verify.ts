@@ -7,9 +7,10 @@
  * data the caller expects. Every check made is listed in the result, in the order made.
  */
 import { createHash, createPublicKey, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { BoundedCache } from '../../cache/bounded.js';
 import type { Selector } from '../../registration/entry.js';
 import { TdxError } from './errors.js';
-import { verifyPckChain, type PckInfo } from './pck.js';
+import { verifyPckChain, verifyPckChainCached, type PckChainCache, type PckInfo } from './pck.js';
 import { parseTdxQuote, type TdxQuote } from './quote.js';
 
 /** TD attribute bit 0 (TUD.DEBUG): the host can read and change the TD's memory and state. */
@@ -46,6 +47,8 @@ export interface VerifyTdxOptions {
   /** When given, the 64 report data bytes must equal it exactly. */
   readonly reportData?: Buffer;
   readonly tcb?: TcbEvaluator;
+  /** Verified PCK chains to reuse (warm verifiers); the same anchors every call. */
+  readonly pckCache?: PckChainCache;
   /** Checks are appended here as they pass, so a caller sees how far a refused quote got. */
   readonly progress?: string[];
 }
@@ -62,16 +65,29 @@ export interface VerifiedTdxQuote {
   readonly checks: readonly string[];
 }
 
+/**
+ * Attestation keys imported before, by their raw bytes: importing a key costs more than verifying
+ * with it, and a QE keeps its key across quotes. A pure function of the bytes, so sharing it
+ * between verifiers is safe; bounded, so a flood of fresh keys only evicts.
+ */
+const AK_CACHE = new BoundedCache<string, KeyObject>(4096);
+
 /** A P-256 public key from raw x‖y (the quote's attestation key). */
 export function p256FromRaw(xy: Buffer): KeyObject {
+  const id = xy.toString('hex');
+  const hit = AK_CACHE.get(id);
+  if (hit) return hit;
+  let key: KeyObject;
   try {
-    return createPublicKey({
+    key = createPublicKey({
       key: { kty: 'EC', crv: 'P-256', x: xy.subarray(0, 32).toString('base64url'), y: xy.subarray(32, 64).toString('base64url') },
       format: 'jwk',
     });
   } catch {
     throw new TdxError('signature', 'the attestation key is not a point on P-256');
   }
+  AK_CACHE.set(id, key);
+  return key;
 }
 
 function es256(data: Buffer, key: KeyObject, rs: Buffer): boolean {
@@ -115,7 +131,7 @@ export function verifyTdxQuote(raw: Uint8Array, o: VerifyTdxOptions): VerifiedTd
   if (!es256(q.signed, ak, q.signature)) throw new TdxError('signature', 'the quote signature does not verify with the attestation key');
   checks.push('quote signature by the attestation key over header and TD report body');
 
-  const pck = verifyPckChain(q.pckChainPem, o.anchors, o.at);
+  const pck = o.pckCache ? verifyPckChainCached(q.pckChainPem, o.anchors, o.at, o.pckCache) : verifyPckChain(q.pckChainPem, o.anchors, o.at);
   checks.push(`PCK certificate chain (${pck.caName}) to the pinned Intel SGX root ${pck.anchorSha256.slice(0, 16)}…, valid at ${o.at.toISOString()}`);
 
   if (!es256(q.qeReport.raw, pck.key, q.qeReportSignature)) throw new TdxError('signature', 'the QE report signature does not verify with the PCK key');
