@@ -3,11 +3,12 @@
  * the relying party's re-verifier, and `writ enclave check --type tdx` over the real quotes.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Section } from '../../src/config/section.js';
+import { readCollateralFiles } from '../../src/attestation/tdx/collateral.js';
 import { TdxError } from '../../src/attestation/tdx/errors.js';
 import { parseTdxSettings, tdxPlugin, tdxReverifier, tdxVerifier } from '../../src/attestation/tdx/plugin.js';
 import { DEFAULT_TDX_ROOTS } from '../../src/attestation/tdx/roots.js';
@@ -109,6 +110,26 @@ describe('the tdx verifier and re-verifier', () => {
       'tdx: the TD is a debug TD (accepted: debug allowed)',
     );
     expect(() => tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: true }).reverify(q, { binding: B, agentJkt: 'x', at: now })).toThrow(/PCK chain/);
+  });
+});
+
+describe.skipIf(!HAVE_SHARED)('the re-verifier over a real quote whose report data is 32 bytes then 32 zeros', () => {
+  const f = (n: string) => join(SHARED, 'vectors', 'enclave', 'tdx', n);
+  const quote = readFileSync(f('dcapqvl_tdx_quote_outdated'));
+  const binding = quote.subarray(54 + 520, 54 + 552);
+  const at = new Date('2026-03-20T10:41:14Z');
+
+  it('re-verifies it to the shipped Intel root, the TCB taken from the issuer; with its collateral it is refused (no TCB level)', () => {
+    const rv = tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: false }).reverify(quote, { binding, agentJkt: 'x', at });
+    expect(rv.selectors).toContainEqual({ type: 'tdx', value: 'fmspc:90c06f000000' });
+    expect(rv.takenFromIssuer).toEqual(["tdx: the platform's TCB status (Intel collateral) as the issuer's policy judged it; not evaluated here"]);
+    const other = Buffer.from(binding);
+    other[0]! ^= 1;
+    expect(() => tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: false }).reverify(quote, { binding: other, agentJkt: 'x', at })).toThrow(/report data/);
+    const collateral = readCollateralFiles([f('dcapqvl_tdx_quote_outdated_collateral.json')], 'test');
+    expect(() => tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: false, collateral }).reverify(quote, { binding, agentJkt: 'x', at })).toThrow(
+      /no TCB level of the TCB info matches/,
+    );
   });
 });
 
