@@ -283,6 +283,68 @@ describe('handshake refusals', () => {
   });
 });
 
+describe('a handshake ends at its first refusal (review finding A)', () => {
+  // An agent whose evidence was refused must not try again on the same session: retries would
+  // let it probe the verifier (guess a token, grind a quote) under one nonce and one rate-limit slot.
+  const dead = 'attestation: this handshake has ended; start a new one';
+
+  it.each([
+    ['the evidence was refused', (a: TestAgent, nonce: Buffer) => [fakeEvidence({ refuse: 'bad quote' }), signKeyProofWith(a.key, nonce)] as const],
+    ['the key proof was missing', () => [fakeEvidence({ sel: SEL }), new Uint8Array(0)] as const],
+    ['the key proof was made by another key', (_a: TestAgent, nonce: Buffer) => [fakeEvidence({ sel: SEL }), signKeyProofWith(newAgent().key, nonce)] as const],
+    [
+      'the evidence was too large',
+      (a: TestAgent, nonce: Buffer) => [Buffer.alloc(w.evidence.maxEvidenceBytes + 1, 0x20), signKeyProofWith(a.key, nonce)] as const,
+    ],
+  ])('after %s, good evidence on the same handshake is refused and nothing is issued', async (_what, first) => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const { handshake, challenge } = await w.issuer.begin(w.hello(agent));
+    const [ev, proof] = first(agent, nonceOf(challenge));
+    await expect(handshake.respond(ev, proof)).rejects.toThrow();
+    const seen = w.evidence.sessions[0]!.evidence.length;
+    await expectWritError(handshake.respond(fakeEvidence({ sel: SEL }), signKeyProofWith(agent.key, nonceOf(challenge))), 'ERR_PROTOCOL', dead);
+    await expectWritError(handshake.respond(fakeEvidence({ sel: SEL })), 'ERR_PROTOCOL', dead);
+    expect(w.evidence.sessions[0]!.evidence).toHaveLength(seen); // the verifier never saw the retries
+    expect(await w.store.countIssued()).toBe(0);
+  });
+
+  it('after no entry matched, a retry with other selectors is refused', async () => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const { handshake, challenge } = await w.issuer.begin(w.hello(agent));
+    await expectWritError(
+      handshake.respond(fakeEvidence({ sel: ['fake:workload:zzz'] }), signKeyProofWith(agent.key, nonceOf(challenge))),
+      'ERR_NO_MATCHING_ENTRY',
+    );
+    await expectWritError(handshake.respond(fakeEvidence({ sel: SEL })), 'ERR_PROTOCOL', dead);
+    expect(await w.store.countIssued()).toBe(0);
+  });
+
+  it('after issuing, and while an evidence message is still being verified, further evidence is refused', async () => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const { handshake, challenge } = await w.issuer.begin(w.hello(agent));
+    let release!: () => void;
+    w.evidence.beforeResult = () => new Promise<void>((r) => (release = r));
+    const first = handshake.respond(fakeEvidence({ sel: SEL }), signKeyProofWith(agent.key, nonceOf(challenge)));
+    await expectWritError(handshake.respond(fakeEvidence({ sel: SEL })), 'ERR_PROTOCOL', dead);
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect((await first).kind).toBe('result');
+    await expectWritError(handshake.respond(fakeEvidence({ sel: SEL })), 'ERR_PROTOCOL', dead);
+    expect(await w.store.countIssued()).toBe(1);
+  });
+
+  it('a challenge keeps the handshake open for the next evidence', async () => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const { handshake, challenge } = await w.issuer.begin(w.hello(agent));
+    await handshake.respond(fakeEvidence({ challenge: 'more' }), signKeyProofWith(agent.key, nonceOf(challenge)));
+    expect((await handshake.respond(fakeEvidence({ sel: SEL }))).kind).toBe('result');
+  });
+});
+
 describe('handshake with a grant chain', () => {
   beforeEach(async () => {
     await w.register('/agent/a', SEL);
