@@ -66,7 +66,14 @@ export function nonceOf(step: HandshakeStep): Buffer {
 
 export type World = Awaited<ReturnType<typeof issuanceWorld>>;
 
-export async function issuanceWorld(o: { statusLists?: boolean } = {}) {
+export interface WorldOptions {
+  readonly statusLists?: boolean;
+  /** Push the end-to-end policy set (default); false: no policy is active. */
+  readonly policy?: boolean;
+  readonly grantMaxTtlMs?: number;
+}
+
+export async function issuanceWorld(o: WorldOptions = {}) {
   const clock = new ManualClock(T0);
   const store = new SqliteStore(':memory:');
   const ca = new CaManager({
@@ -77,7 +84,7 @@ export async function issuanceWorld(o: { statusLists?: boolean } = {}) {
   });
   await ca.init();
   const policies = new PolicySnapshots({ store, clock });
-  await policies.push([{ name: 'policy.cedar', text: POLICY }]);
+  if (o.policy !== false) await policies.push([{ name: 'policy.cedar', text: POLICY }]);
   const engine = new PolicyEngine();
   const evidence = new FakeEvidenceVerifier();
   const issuer = new Issuer({
@@ -95,7 +102,15 @@ export async function issuanceWorld(o: { statusLists?: boolean } = {}) {
     fetcher: idp.fetcher,
     now: () => clock.now().getTime(),
   });
-  const grants = new GrantIssuer({ ca, store, clock, principals, policies, engine, settings: { defaultTtlMs: HOUR, maxTtlMs: GRANT_MAX_TTL_MS } });
+  const grants = new GrantIssuer({
+    ca,
+    store,
+    clock,
+    principals,
+    policies,
+    engine,
+    settings: { defaultTtlMs: HOUR, maxTtlMs: o.grantMaxTtlMs ?? GRANT_MAX_TTL_MS },
+  });
   const revocations = new Revocations({ store, clock });
   const admin = new Admin({
     store,
