@@ -163,3 +163,32 @@ describe('join tokens', () => {
     });
   });
 });
+
+describe('policy snapshots (writ policy push)', () => {
+  const files = [{ name: 'p.cedar', text: '@id("all-read")\npermit(principal, action == Writ::Action::"delegate", resource);' }];
+
+  it('stores a policy set under its digest and activates it; the same set again is the same snapshot', async () => {
+    const first = await w.policies.push(files);
+    expect(first).toMatchObject({ created: true, policies: 1 });
+    expect((await w.policies.active()).digest).toBe(first.digest);
+    w.clock.advance(1000);
+    const again = await w.policies.push(files);
+    expect(again).toEqual({ ...first, created: false });
+    expect((await w.policies.active()).activatedAt).toBe(T0 + 1000);
+    expect((await w.policies.list()).filter((s) => s.active).map((s) => s.digest)).toEqual([first.digest]);
+  });
+
+  it('refuses a policy set Cedar cannot parse, and keeps the active one', async () => {
+    const before = (await w.policies.active()).digest;
+    await expectWritError(w.policies.push([{ name: 'bad.cedar', text: 'permit(principal, action, resource' }]), 'ERR_POLICY_INVALID');
+    expect((await w.policies.active()).digest).toBe(before);
+  });
+
+  it('refuses a digest that is not 64 hex characters, an unknown one, and a stored snapshot that no longer hashes to its digest (tampering)', async () => {
+    await expectWritError(w.policies.get('ABC'), 'ERR_POLICY_NOT_FOUND', 'a snapshot digest is 64 lower-case hex characters');
+    await expectWritError(w.policies.get('0'.repeat(64)), 'ERR_POLICY_NOT_FOUND', `no snapshot ${'0'.repeat(64)}`);
+    const forged = 'f'.repeat(64);
+    await w.store.putPolicySnapshot({ digest: forged, policies: [{ id: 'x', text: 'permit(principal, action, resource);' }], createdAt: T0 });
+    await expectWritError(w.policies.get(forged), 'ERR_POLICY_INVALID', `stored snapshot ${forged} hashes to`);
+  });
+});
