@@ -5,7 +5,10 @@
  * names the attack or the rule it pins; every refusal asserts its code and message and that
  * nothing was issued.
  */
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
@@ -15,6 +18,7 @@ import { parseWrit } from '../../src/writ/writ.js';
 import { fakeEvidence } from '../fakes/evidence.js';
 import { expectWritError } from '../helpers/errors.js';
 import { issuanceWorld, newAgent, nonceOf, T0, type TestAgent, type World } from '../helpers/issuance.js';
+import { tmpDir } from '../helpers/tmp.js';
 
 const SEL = ['fake:workload:a'];
 const OPERATOR = { kind: 'operator' } as const;
@@ -97,6 +101,25 @@ describe('handshake: hello → challenge → evidence → issue', () => {
       'ERR_PROTOCOL',
       'key_proof belongs only in the first evidence',
     );
+  });
+
+  it('a CSR hello has proven possession already: it issues for the CSR key, and a key proof with it is refused', async () => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const dir = tmpDir();
+    writeFileSync(join(dir, 'k.pem'), agent.key.export({ type: 'pkcs8', format: 'pem' }));
+    execFileSync('openssl', ['req', '-new', '-key', join(dir, 'k.pem'), '-subj', '/CN=agent', '-outform', 'DER', '-out', join(dir, 'csr.der')]);
+    const csrHello = { ...w.hello(agent), publicKey: new Uint8Array(0), csr: readFileSync(join(dir, 'csr.der')) };
+    const a = await w.issuer.begin(csrHello);
+    await expectWritError(
+      a.handshake.respond(fakeEvidence({ sel: SEL }), signKeyProofWith(agent.key, nonceOf(a.challenge))),
+      'ERR_PROTOCOL',
+      'key_proof belongs only in the first evidence of a hello with a bare public key',
+    );
+    const b = await w.issuer.begin(csrHello);
+    const step = await b.handshake.respond(fakeEvidence({ sel: SEL }));
+    if (step.kind !== 'result') throw new Error('expected a result');
+    expect(new X509Certificate(step.result.svidChain[0]!).publicKey.export({ type: 'spki', format: 'der' }).equals(agent.spki)).toBe(true);
   });
 
   it('refuses more evidence rounds than the verifier allows (an agent cannot keep a handshake open)', async () => {
