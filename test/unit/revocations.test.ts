@@ -7,6 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseGrant } from '../../src/delegation/grant.js';
+import { issuerRevocationSource } from '../../src/issuance/revocation-status.js';
 import { allocateStatusIndex } from '../../src/issuance/status-lists.js';
 import { Tasks } from '../../src/issuance/tasks.js';
 import type { RevocationRecord } from '../../src/store/store.js';
@@ -155,6 +156,39 @@ describe('what a revocation is and kills', () => {
     await w.revocations.revoke('grant', t.root.jti, 'b', OPERATOR);
     expect(told.map((rs) => rs.map((x) => x.target))).toEqual([[t.hopJti], [t.root.jti]]);
     expect(told[0]![0]!.seq).toBeLessThan(told[1]![0]!.seq);
+  });
+});
+
+describe("the issuer's own revocation answer (Verify, agents that authenticate with a writ)", () => {
+  const check = async (writ: string) => {
+    const parsed = parseWrit(writ);
+    const source = await issuerRevocationSource(w.store, parsed.claims);
+    return source.check({ claims: parsed.claims, grants: parsed.claims.grants.map(parseGrant) }, w.clock.now());
+  };
+
+  it('says not revoked, naming the revocation sequence it knows, for a live writ', async () => {
+    const t = await twoHops();
+    expect(await check(t.childWrit)).toEqual({ revoked: false, source: "the issuer's store at revocation sequence 0" });
+  });
+
+  it('finds a revocation the writ names itself (an ancestor grant, its principal) with actor and reason', async () => {
+    const t = await twoHops();
+    await w.revocations.revoke('principal', 'https://idp.example.com#alice', 'left', OPERATOR);
+    expect(await check(t.childWrit)).toEqual({
+      revoked: true,
+      reason: 'principal https://idp.example.com#alice revoked by operator: left',
+      source: "the issuer's store at revocation sequence 1",
+    });
+  });
+
+  it('finds a writ killed through what it does not carry (the entry of its parent) through the derived writ revocation', async () => {
+    const t = await twoHops();
+    const parentEntry = (await w.store.getWrit(parseWrit(t.parentWrit).claims.jti))!.entryId;
+    const r = await w.revocations.revoke('entry', parentEntry, '', OPERATOR);
+    const status = await check(t.childWrit);
+    expect(status.revoked).toBe(true);
+    // The child's writ names its parent writ (from.writ), which the derived revocation names.
+    expect(status.reason).toBe(`writ ${r.records[1]!.target} revoked by operator`);
   });
 });
 
