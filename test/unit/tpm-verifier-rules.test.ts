@@ -513,4 +513,15 @@ describe('TPM re-verification by a relying party', () => {
     const untold = tpmReverifier({ roots: [W.root.der], intermediates: [] });
     expect(untold.reverify(bytes, rctx()).selectors).toContainEqual(agentCode);
   });
+
+  it('without the issuer’s agent PCR, the PCR the log names must be an application PCR (16..23)', () => {
+    const untold = tpmReverifier({ roots: [W.root.der], intermediates: [] });
+    const at = (pcr: number) => {
+      const sel: PcrSelection[] = [{ hash: SHA256, pcrs: [0, 1, 7, pcr] }];
+      return evidence(BINDING, { sel, appEvents: [ev(pcr, `${AGENT_CODE_EVENT}/usr/bin/agent`)] }).bytes;
+    };
+    expect(untold.reverify(at(23), rctx()).selectors.some((x) => x.value.startsWith('agent_code:sha256:'))).toBe(true);
+    expect(refusal(() => untold.reverify(at(15), rctx()))).toMatchObject(tpmErr('the agent measurement log names PCR 15, outside 16..23'));
+    expect(refusal(() => untold.reverify(at(8), rctx()))).toMatchObject(tpmErr('the agent measurement log names PCR 8, outside 16..23'));
+  });
 });
