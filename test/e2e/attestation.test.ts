@@ -1,5 +1,4 @@
 import { execFileSync } from 'node:child_process';
-import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { generateKeyPairSync, createPublicKey, sign, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, issuerChannelCredentials, GrpcCallError } from '../../src/agent/attest-client.js';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
+import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { AdminService, type CreateJoinTokenResponse } from '../../src/gen/writ/v1/admin_pb.js';
