@@ -192,6 +192,20 @@ describe('architecture', () => {
     }
   });
 
+  it('every package src/ imports is a runtime dependency (make run installs with --omit=dev)', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const dynamic = (t: string) => [...t.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!);
+    const missing: string[] = [];
+    for (const i of imports) {
+      for (const spec of [...i.specs, ...dynamic(i.text)]) {
+        if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+        if (!(name in pkg.dependencies)) missing.push(`${relative(REPO_ROOT, i.f)} imports ${name}`);
+      }
+    }
+    expect(missing, 'test-only packages belong in devDependencies; what src/ imports must be in dependencies').toEqual([]);
+  });
+
   it('nothing below server/, agent/ and cli/ reads the wall clock', () => {
     for (const i of imports.filter((x) => !['server', 'agent', 'cli', 'clock', 'store'].includes(x.mod))) {
       expect(/Date\.now\(\)|new Date\(\)/.test(i.text), relative(REPO_ROOT, i.f)).toBe(false);

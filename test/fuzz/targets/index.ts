@@ -8,6 +8,7 @@ import { eventLogTarget, tpmAttestTarget, tpmEvidenceTarget, tpmPcrSelectionTarg
 import { jwkTarget, jwsTarget, strictJsonTarget } from './jose.js';
 import { grantChainTarget, grantTarget, proofTarget, writSignatureTarget, writTarget } from './writ.js';
 import { nitroDocumentTarget } from './nitro.js';
+import { tdxQuoteTarget } from './tdx.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -53,4 +54,5 @@ export const TARGETS: readonly FuzzTarget[] = [
   proofTarget,
   selectorTarget,
   nitroDocumentTarget,
+  tdxQuoteTarget,
 ];
