@@ -44,6 +44,10 @@ describe('attestation.nitro settings', () => {
     expect(ok.problems).toEqual([]);
     expect(ok.s.anchors).toEqual([pki.root.der]);
     expect(ok.s).toMatchObject({ allowDebug: true, maxAgeMs: 30_000 });
+    // A DER file is read as one certificate; the shipped root's own fingerprint as the pin passes.
+    writeFileSync(join(dir, 'root.der'), pki.root.der);
+    expect(settings({ roots: [join(dir, 'root.der')] }).s.anchors).toEqual([pki.root.der]);
+    expect(settings({ root_sha256: [AWS_NITRO_ROOT_G1_SHA256] }).problems).toEqual([]);
     const bad = settings({
       roots: [join(dir, 'chain.pem'), join(dir, 'missing.pem')],
       root_sha256: ['abc'],
