@@ -369,7 +369,14 @@ async function main(): Promise<void> {
     ['tpm-handshake', tpmHandshakeBench],
     ['revocation', async () => (await import('./revocation.js')).revocationBenches(record)],
     ['status-list', async () => (await import('./status-list.js')).statusListBench(record)],
-    ['sev-snp', async () => (await import('./sev-snp.js')).snpBench(record, rate)],
+    [
+      'sev-snp',
+      async () => {
+        const b = await import('./sev-snp.js');
+        await b.snpBench(record, rate);
+        await b.snpHandshakeBench(record);
+      },
+    ],
     ['nitro', async () => (await import('./nitro.js')).nitroBench(record)],
     ['nitro-handshake', async () => (await import('./nitro.js')).nitroHandshakeBench(record)],
     ['tdx', async () => (await import('./tdx.js')).tdxBench(record, rate)],

@@ -6,7 +6,7 @@
  * (r and s as 72-byte little-endian fields). RSA keys are 2048-bit to keep tests quick (AMD's
  * are 4096-bit; nothing in the format depends on it).
  */
-import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { constants, createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { bitString, bool, ctx, oid, octets, printable, seq, set, smallInt, tlv, TAG, time, utf8 } from '../../src/der/der.js';
 import { encodePem } from '../../src/der/pem.js';
 import { AMD_OID, encodeCertTable, type TableEntry } from '../../src/attestation/sev-snp/certs.js';
@@ -81,9 +81,14 @@ export interface FakeAmd {
 const rsa = (bits: number) => generateKeyPairSync('rsa', { modulusLength: bits });
 
 /** A test ARK and ASK (or ASVK) for `product`. */
-export function makeAmdRoots(product: Product = 'Milan', kind: 'vcek' | 'vlek' = 'vcek', opts: { arkName?: string; rsaBits?: number } = {}): FakeAmd {
-  const arkKp = rsa(opts.rsaBits ?? 2048);
-  const askKp = rsa(opts.rsaBits ?? 2048);
+export function makeAmdRoots(
+  product: Product = 'Milan',
+  kind: 'vcek' | 'vlek' = 'vcek',
+  opts: { arkName?: string; rsaBits?: number; arkKey?: KeyObject; askKey?: KeyObject } = {},
+): FakeAmd {
+  const given = (k: KeyObject) => ({ privateKey: k, publicKey: createPublicKey(k) });
+  const arkKp = opts.arkKey ? given(opts.arkKey) : rsa(opts.rsaBits ?? 2048);
+  const askKp = opts.askKey ? given(opts.askKey) : rsa(opts.rsaBits ?? 2048);
   const arkName = opts.arkName ?? `ARK-${product}`;
   const ark = pssCertificate({ subject: arkName, issuer: arkName, key: arkKp.publicKey, signer: arkKp.privateKey, extensions: ARK_EXTENSIONS, serial: 65537 });
   const askName = kind === 'vcek' ? `SEV-${product}` : `SEV-VLEK-${product}`;
@@ -109,6 +114,8 @@ export interface LeafSpec {
   readonly notAfter?: Date;
   /** Omit these AMD extensions (by OID). */
   readonly omit?: readonly string[];
+  /** The P-384 key (default: a fresh one). */
+  readonly key?: KeyObject;
 }
 
 export const DEFAULT_TCB: Tcb = { bootloader: 3, tee: 0, snp: 8, microcode: 115 };
@@ -116,7 +123,7 @@ export const DEFAULT_TCB: Tcb = { bootloader: 3, tee: 0, snp: 8, microcode: 115 
 /** A P-384 VCEK or VLEK signed by `roots.ask`, with its private key. */
 export function makeLeaf(roots: FakeAmd, spec: LeafSpec = {}): { der: Buffer; key: KeyObject } {
   const kind = spec.kind ?? 'vcek';
-  const kp = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+  const kp = spec.key ? { privateKey: spec.key, publicKey: createPublicKey(spec.key) } : generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
   const tcb = spec.tcb ?? (roots.product === 'Turin' ? { ...DEFAULT_TCB, fmc: 1 } : DEFAULT_TCB);
   const int = (n: number) => smallInt(n);
   const ia5 = (s: string) => tlv(TAG.IA5_STRING, Buffer.from(s, 'latin1'));

@@ -134,6 +134,7 @@ describe('SEV-SNP verification rules (synthetic evidence)', () => {
     refused(() => check(evidence({}, { signingKey: 1, chipId: TEST_CHIP_ID })), /no SEV-VLEK certificate came with the report/);
     const vlek = evidence({ kind: 'vlek', cspId: 'CN=writ-test-cloud' });
     expect(check(vlek).selectors.map((s) => s.value)).toContain('csp_id:CN=writ-test-cloud');
+    expect(check(evidence({ kind: 'vlek', cspId: 'CN=a cloud 100%' })).selectors.map((s) => s.value)).toContain('csp_id:CN=a%20cloud%20100%25');
   });
 
   it('takes loose certificates (a --certs file) as leaf or intermediate candidates, and refuses two different leaves', () => {

@@ -166,6 +166,8 @@ function validAt(c: AmdCertificate, at: Date, what: string): void {
 }
 
 const hex = (b: Buffer) => b.toString('hex');
+/** Printable ASCII text as a selector value: space and '%' percent-encoded (selector values have no spaces). */
+const selectorText = (t: string) => t.replace(/[ %]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 const isZero = (b: Buffer) => b.every((x) => x === 0);
 
 /**
@@ -264,7 +266,7 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
     `host_data:${hex(report.hostData)}`,
     ...(platform ? [platform] : []),
     `signer:${report.signingKey}`,
-    ...(csp ? [`csp_id:${csp}`] : []),
+    ...(csp ? [`csp_id:${selectorText(csp)}`] : []),
     `vmpl:${report.vmpl}`,
     `guest_svn:${report.guestSvn}`,
     `family_id:${hex(report.familyId)}`,

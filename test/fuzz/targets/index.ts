@@ -9,6 +9,7 @@ import { jwkTarget, jwsTarget, strictJsonTarget } from './jose.js';
 import { grantChainTarget, grantTarget, proofTarget, writSignatureTarget, writTarget } from './writ.js';
 import { nitroDocumentTarget } from './nitro.js';
 import { tdxQuoteTarget } from './tdx.js';
+import { snpEvidenceTarget } from './sev-snp.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -55,4 +56,5 @@ export const TARGETS: readonly FuzzTarget[] = [
   selectorTarget,
   nitroDocumentTarget,
   tdxQuoteTarget,
+  snpEvidenceTarget,
 ];
