@@ -290,4 +290,19 @@ describe('nitro evidence end to end: agent attest through a fake NSM command, is
     expect(wrong.out).toMatch(/FAILED {4}nonce equals --report-data: the nonce is 4242/);
     expect(wrong.out).toMatch(/unchecked freshness: give --nitro-max-age/);
   });
+
+  it('a platform revocation of the enclave (nitro:module_id) kills its writs and refuses its next handshake', async () => {
+    const moduleId = 'i-0123456789abcdef0-enc0123456789abcdef';
+    const writ = readFileSync(f('a', 'writ.jws'), 'utf8').trim();
+    const verifyA = () => verifyRemote(s.address, s.bundlePem, { writ, proof: proof('a'), audience: AUD, method: METHOD });
+    expect((await verifyA()).valid).toBe(true);
+    const r = await adminClients(s.adminSocket).revocation.revoke({ kind: 'platform', target: `nitro:module_id:${moduleId}`, reason: 'enclave retired' });
+    expect(r.writs).toBeGreaterThanOrEqual(1);
+    const v = await verifyA();
+    expect(v.valid).toBe(false);
+    expect(v.errorCode).toBe('ERR_WRIT_REVOKED');
+    const again = await runCli([...(await agent('after', 'nitro-after')), ...nsmArgs(config('after.json'))]);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain(`platform nitro:module_id:${moduleId} is revoked (by operator: enclave retired)`);
+  });
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NitroEvidenceError } from '../../src/attestation/nitro/errors.js';
 import { nitroReverifier, nitroVerifier, parseNitroSettings, type NitroSettings } from '../../src/attestation/nitro/plugin.js';
+import { MAX_NSM_OUTPUT_BYTES, nitroProducer, runNsmCommand } from '../../src/attestation/nitro/producer.js';
 import { AWS_NITRO_ROOT_G1_SHA256, DEFAULT_NITRO_ANCHORS, sha256Hex } from '../../src/attestation/nitro/roots.js';
 import { NitroChainCache, verifyNitroDocument } from '../../src/attestation/nitro/verify.js';
 import { Section } from '../../src/config/section.js';
@@ -43,6 +44,10 @@ describe('attestation.nitro settings', () => {
     expect(ok.problems).toEqual([]);
     expect(ok.s.anchors).toEqual([pki.root.der]);
     expect(ok.s).toMatchObject({ allowDebug: true, maxAgeMs: 30_000 });
+    // A DER file is read as one certificate; the shipped root's own fingerprint as the pin passes.
+    writeFileSync(join(dir, 'root.der'), pki.root.der);
+    expect(settings({ roots: [join(dir, 'root.der')] }).s.anchors).toEqual([pki.root.der]);
+    expect(settings({ root_sha256: [AWS_NITRO_ROOT_G1_SHA256] }).problems).toEqual([]);
     const bad = settings({
       roots: [join(dir, 'chain.pem'), join(dir, 'missing.pem')],
       root_sha256: ['abc'],
@@ -117,6 +122,32 @@ describe('the issuer verifier and the relying party re-verifier', () => {
     expect(() => rv.reverify(doc, { ...ctx, binding: Buffer.alloc(32) })).toThrow(/nonce is not the binding digest/);
     expect(() => rv.reverify(doc, { ...ctx, at: new Date(now.getTime() - 61_000) })).toThrow(/is in the future/);
     expect(() => nitroReverifier({ anchors: DEFAULT_NITRO_ANCHORS, allowDebug: false }).reverify(doc, ctx)).toThrow(/is not a pinned root/);
+  });
+});
+
+describe('the NSM command the agent runs', () => {
+  const node = (code: string) => [process.execPath, ['-e', code]] as const;
+  const nonce = Buffer.alloc(32, 0xab);
+
+  it('gets the nonce as hex on argv and stdin, and its output back', async () => {
+    const [cmd, args] = node("let i='';process.stdin.on('data',d=>i+=d).on('end',()=>process.stdout.write(JSON.stringify([process.argv.at(-1),i])))");
+    const out = await runNsmCommand(cmd, args, nonce, 10_000);
+    expect(JSON.parse(out.toString())).toEqual([nonce.toString('hex'), `${nonce.toString('hex')}\n`]);
+  });
+
+  it('bounds its output, its time, and reports its failure', async () => {
+    const [big, bigArgs] = node(`process.stdout.write(Buffer.alloc(${MAX_NSM_OUTPUT_BYTES + 1}, 65))`);
+    await expect(runNsmCommand(big, bigArgs, nonce, 10_000)).rejects.toThrow(`printed more than ${MAX_NSM_OUTPUT_BYTES} bytes`);
+    const [slow, slowArgs] = node('setTimeout(() => {}, 10000)');
+    await expect(runNsmCommand(slow, slowArgs, nonce, 300)).rejects.toThrow(/did not finish within 300 ms/);
+    const [failing, failingArgs] = node("process.stderr.write('no /dev/nsm here\\nmore'); process.exit(7)");
+    await expect(runNsmCommand(failing, failingArgs, nonce, 10_000)).rejects.toThrow(/exited with code 7: no \/dev\/nsm here$/);
+  });
+
+  it('the producer refuses output that is not a document, before sending anything', async () => {
+    const session = await nitroProducer.open({ 'nitro-command': process.execPath, 'nitro-arg': ['-e', "process.stdout.write('hello')"] });
+    await expect(session.respond({ nonce, payload: Buffer.alloc(0) })).rejects.toMatchObject({ reason: 'malformed' });
+    await expect(nitroProducer.open({ 'nitro-command': 'x', 'nitro-timeout': 'soon' })).rejects.toThrow(/--nitro-timeout: invalid duration/);
   });
 });
 

@@ -149,6 +149,25 @@ describe.skipIf(!HAVE_SHARED)('genuine Nitro attestation documents', () => {
     expect(doc.nonce).toHaveLength(256);
   });
 
+  it.each([
+    [
+      'evervault_beta_non-debug-cert-containing-attestation-document-18-1-23.pem',
+      'evervault_beta_non-debug-cert-containing-attestation-document-18-1-23.extracted-cose.bin',
+    ],
+    [
+      'evervault_beta_non-debug-cert-containing-attestation-document-18-1-23-der.crt',
+      'evervault_beta_non-debug-cert-containing-attestation-document-18-1-23-der.extracted-cose.bin',
+    ],
+    [
+      'evervault_beta_debug-mode-cert-containing-attestation-doc-18-1-23.pem',
+      'evervault_beta_debug-mode-cert-containing-attestation-doc-18-1-23.extracted-cose.bin',
+    ],
+  ])('%s: the document in its TLS certificate (hex in the longest SAN name) is the one verified above', (cert, cose) => {
+    const names = new X509Certificate(vector(`enclave/nitro/${cert}`)).subjectAltName!.split(', ').map((n) => n.replace(/^DNS:/, ''));
+    const longest = names.sort((a, b) => b.length - a.length)[0]!;
+    expect(Buffer.from(longest.split('.')[0]!, 'hex')).toEqual(vector(`enclave/nitro/${cose}`));
+  });
+
   it('evervault GA: base64 file decodes to the raw document; user_data is the SPKI of valid-certificate.der', () => {
     const raw = vector('enclave/nitro/evervault_valid-attestation-doc.decoded-cose.bin');
     expect(Buffer.from(vector('enclave/nitro/evervault_valid-attestation-doc-base64').toString('latin1').trim(), 'base64')).toEqual(raw);
