@@ -12,8 +12,8 @@ import { RevocationService } from '../../src/gen/writ/v1/revocation_pb.js';
 
 type Clients = ReturnType<typeof adminClients>;
 
-// Compile-time only: never called.
-export async function typeChecks(c: Clients): Promise<void> {
+// Compile-time only: never called (referenced below so it is not unused).
+async function typeChecks(c: Clients): Promise<void> {
   const t = await c.admin.createJoinToken({ ttl: 60, spiffeId: 'spiffe://example.org/a' });
   const _token: string = t.token;
   // @ts-expect-error a misspelled method does not exist
@@ -30,6 +30,8 @@ export async function typeChecks(c: Clients): Promise<void> {
   await c.admin.revoke({});
   void [_token, _nope, _n];
 }
+
+void typeChecks;
 
 describe('typed admin client', () => {
   it('exposes exactly the unary methods of each service descriptor, by their local names', () => {
