@@ -92,7 +92,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   listGrantsByTask: ['task-1', 10],
   listWritsByTask: ['task-1', 10],
   revokeWrits: [{ by: 'grant', value: 'g1' }, 1, 1],
-  liveWrits: [{ by: 'task', value: 'task-1' }, 1, 10],
+  killRoots: [{ by: 'task', value: 'task-1' }, 1, 10],
   countWrits: [{ by: 'jkt', value: 'j' }],
   keyDelegated: ['j'],
   principalKnown: ['iss', 'sub'],
