@@ -77,7 +77,11 @@ describe('CreateGrant: the principal is the one the token proves', () => {
   it('a revoked principal makes no more grants', async () => {
     await w.grants.create(w.grantRequest(newAgent()));
     await w.revocations.revoke('principal', ALICE, 'left the company', { kind: 'operator' });
-    await expectWritError(w.grants.create(w.grantRequest(newAgent(), { taskId: 'task-2' })), 'ERR_REVOKED', `principal ${ALICE} is revoked (by operator: left the company)`);
+    await expectWritError(
+      w.grants.create(w.grantRequest(newAgent(), { taskId: 'task-2' })),
+      'ERR_REVOKED',
+      `principal ${ALICE} is revoked (by operator: left the company)`,
+    );
     await nothingStored('task-2');
   });
 
