@@ -1,5 +1,6 @@
 /** An exclusive lock between processes on one file (the CLI's replay cache). */
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { linkSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 
 /** Longest a lock may be held before another process treats it as abandoned, ms. */
 export const LOCK_STALE_MS = 30_000;
@@ -65,6 +66,22 @@ function isStale(lockPath: string): boolean {
 }
 
 /**
+ * Creates `lockPath` holding our pid, atomically: the pid is written to a private file first and
+ * hard-linked into place (link fails with EEXIST when the lock exists). Created in place with
+ * O_EXCL, the lock would exist empty for a moment, and a contender reading it then would find
+ * no live holder and break a lock that was just taken.
+ */
+function createLock(lockPath: string): void {
+  const tmp = `${lockPath}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  writeFileSync(tmp, String(process.pid), { flag: 'wx', mode: 0o600 });
+  try {
+    linkSync(tmp, lockPath);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/**
  * Runs `fn` holding an exclusive lock on `path` (a `<path>.lock` file created with O_EXCL,
  * holding the owner's pid), so that concurrent processes read-modify-write `path` one at a time.
  * A lock whose holder has exited, or older than LOCK_STALE_MS, is broken, under a second lock
@@ -75,7 +92,7 @@ export function withFileLock<T>(path: string, fn: () => T): T {
   const until = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
-      writeFileSync(lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
+      createLock(lockPath);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
