@@ -65,6 +65,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_STATUS_LIST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   // A relying party's own source (never synced, stale, over its limit): says how fresh it is.
   ERR_REVOCATION_UNAVAILABLE: { status: status.UNAVAILABLE, showMessage: true },
+  ERR_AUDIT_RECORD_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_AUDIT_PROOF_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
 };
 
 /** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */
