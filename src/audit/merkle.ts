@@ -276,12 +276,17 @@ export class MemoryTree implements NodeReader {
 
   /** Appends one entry (its bytes, not its hash); returns the leaf hash. */
   append(entry: Uint8Array): Buffer {
+    return this.appendWithNodes(entry)[0]!.hash;
+  }
+
+  /** Appends one entry; returns the nodes it added, the leaf first, by in-order id. */
+  appendWithNodes(entry: Uint8Array): Array<{ id: number; hash: Buffer }> {
     if (this.leaves >= MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit(merkle): a tree holds at most ${MAX_TREE_SIZE} leaves`);
-    const leaf = leafHash(entry);
     const siblings = appendSiblings(this.leaves).map((r) => this.stored.get(nodeId(r.level, r.index))!);
-    for (const n of appendNodes(this.leaves, leaf, siblings)) this.stored.set(nodeId(n.level, n.index), n.hash);
+    const added = appendNodes(this.leaves, leafHash(entry), siblings).map((n) => ({ id: nodeId(n.level, n.index), hash: n.hash }));
+    for (const n of added) this.stored.set(n.id, n.hash);
     this.leaves++;
-    return leaf;
+    return added;
   }
 
   async nodes(ids: readonly number[]): Promise<ReadonlyMap<number, Buffer>> {
