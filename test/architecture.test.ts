@@ -53,6 +53,7 @@ const ALLOWED: Record<string, string[]> = {
   // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
   audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
   issuance: [
+    'audit',
     'writ',
     'delegation',
     'policy',
@@ -73,6 +74,7 @@ const ALLOWED: Record<string, string[]> = {
   gen: [],
   rpc: ['gen', 'cache'],
   server: [
+    'audit',
     'rpc',
     'gen',
     'issuance',
@@ -97,6 +99,7 @@ const ALLOWED: Record<string, string[]> = {
   ],
   agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'revocation', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors', 'cache'],
   cli: [
+    'audit',
     'server',
     'agent',
     'dev',

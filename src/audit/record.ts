@@ -16,8 +16,8 @@ import { canonicalBytes } from './jcs.js';
 export const AUDIT_RECORD_VERSION = 1;
 /** Largest canonical record accepted, bytes: a record names ids and digests, never documents. */
 export const MAX_AUDIT_RECORD_BYTES = 16 * 1024;
-/** Longest string field, UTF-16 units (revocation reasons are at most 512 bytes). */
-export const MAX_AUDIT_STRING = 1024;
+/** Longest string field, UTF-16 units: a SPIFFE ID may be 2048 bytes, revocation reasons 512. */
+export const MAX_AUDIT_STRING = 4096;
 /** Most items in a list field (lineage is bounded by the delegation depth, policies by a snapshot). */
 export const MAX_AUDIT_LIST = 64;
 

@@ -19,6 +19,13 @@ import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
+import { join } from 'node:path';
+import { AuditLog, verifyStoredLog } from '../../src/audit/log.js';
+import { leafHash, verifyInclusion } from '../../src/audit/merkle.js';
+import { noteSigner } from '../../src/audit/note.js';
+import { parseRecord } from '../../src/audit/record.js';
+import { systemClock } from '../../src/clock.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
 
 const AUD = 'spiffe://example.org/tool/github';
 
@@ -238,6 +245,74 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const B = newKey();
     const ok = await spawn('/agent/alice-helper', B.key, [(await rootGrant(B.jkt)).grant]);
     expect(ok.writ).toBeDefined();
+  });
+
+  it('every grant and handshake leaves exactly one audit record, actor and principal apart, three hops deep', async () => {
+    const store = new SqliteStore(join(w.dataDir, 'writ.db'));
+    try {
+      const from = await store.getAuditSize();
+      const [A, B, C] = [newKey(), newKey(), newKey()];
+      const root = await rootGrant(A.jkt, { taskId: 'audit-7' });
+      const a = await spawn('/agent/planner', A.key, [root.grant]);
+      const wa = parseWrit(a.writ!).claims;
+      const now = Math.floor(Date.now() / 1000);
+      const scope = [{ action: 'repo:read', resource: 'repo://acme/*' }];
+      const g1 = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: wa.jti }, scope });
+      const b = await spawn('/agent/researcher', B.key, [root.grant, g1]);
+      const wb = parseWrit(b.writ!).claims;
+      const g2 = delegateGrant(g1, B.key, { childJkt: C.jkt, now, from: { sub: wb.sub, writ: wb.jti }, scope });
+      const c = await spawn('/agent/reader', C.key, [root.grant, g1, g2]);
+      const wc = parseWrit(c.writ!).claims;
+      await refused(rootGrant(A.jkt, { taskId: 'audit-8' }, oidc.token('bob', { groups: ['sales'] })));
+
+      const rows = await store.listAuditRecords(from, 100);
+      const recs = rows.map((r) => parseRecord(r.canonical));
+      const alice = { iss: oidc.issuer, sub: 'alice' };
+      expect(recs.map((r) => r.event)).toEqual(['grant.created', 'handshake.issued', 'handshake.issued', 'handshake.issued', 'grant.denied']);
+      expect(recs[0]).toMatchObject({
+        actor: { kind: 'principal', ...alice },
+        principal: alice,
+        task: 'audit-7',
+        lineage: [root.grantId],
+        created: [root.grantId],
+        decision: 'allow',
+      });
+      const hops = [
+        [recs[1]!, wa, A.jkt],
+        [recs[2]!, wb, B.jkt],
+        [recs[3]!, wc, C.jkt],
+      ] as const;
+      for (const [r, wr, jkt] of hops) {
+        expect(r).toMatchObject({ actor: { kind: 'agent', spiffeId: wr.sub, jkt }, principal: alice, task: 'audit-7', lineage: wr.lineage, decision: 'allow' });
+        expect(r.created).toContain(wr.jti);
+        expect(r.policies).toEqual(wr.pol.policies);
+        expect(r.snapshot).toBe(wr.pol.snap);
+        expect(r.evidence).toMatch(/^[0-9a-f]{64}$/);
+      }
+      expect(recs[3]!.lineage).toHaveLength(3);
+      expect(recs[4]).toMatchObject({
+        actor: { kind: 'principal', iss: oidc.issuer, sub: 'bob' },
+        principal: { iss: oidc.issuer, sub: 'bob' },
+        decision: 'deny',
+        reason: 'ERR_POLICY_DENIED',
+        created: [],
+      });
+      // No secret of the flow (join tokens, grants, writs themselves) is in any record.
+      const all = rows.map((r) => r.canonical.toString()).join('\n');
+      expect(all).not.toMatch(/[0-9a-f]{16}\.[A-Za-z0-9_-]{43}/);
+      expect(all).not.toContain(root.grant);
+
+      const signer = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+      expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: true });
+      const log = new AuditLog({ store, signer, clock: systemClock });
+      const cp = await log.checkpoint();
+      for (const r of rows) {
+        const p = await log.prove(r.seq, cp.checkpoint.size);
+        verifyInclusion(r.seq, cp.checkpoint.size, leafHash(p.record), p.proof, cp.checkpoint.root);
+      }
+    } finally {
+      await store.close();
+    }
   });
 
   it('CreateGrant: policy allows, denies and escalates; bad tokens are refused; key rotation is followed', async () => {
