@@ -5,6 +5,7 @@
 import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
+import { auditVerifyVerb } from './audit/verify.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
@@ -55,6 +56,7 @@ export const CORE_VERBS: readonly Verb[] = [
   taskShowVerb,
   enclaveCheckVerb,
   revocationWatchVerb,
+  auditVerifyVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];
