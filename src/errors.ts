@@ -53,6 +53,7 @@ export const ERROR_CODES = [
   'ERR_AUDIT_PROOF_INVALID',
   'ERR_CHECKPOINT_INVALID',
   'ERR_AUDIT_INCONSISTENT',
+  'ERR_AUDIT_DENIED',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -222,7 +223,9 @@ export class TaskError extends WritError<'ERR_TASK_INVALID' | 'ERR_TASK_NOT_FOUN
  * proof that does not verify, a checkpoint or signed note that is malformed or badly signed,
  * or a tree that does not extend the last signed checkpoint (docs/audit.md).
  */
-export class AuditError extends WritError<'ERR_AUDIT_RECORD_INVALID' | 'ERR_AUDIT_PROOF_INVALID' | 'ERR_CHECKPOINT_INVALID' | 'ERR_AUDIT_INCONSISTENT'> {
+export class AuditError extends WritError<
+  'ERR_AUDIT_RECORD_INVALID' | 'ERR_AUDIT_PROOF_INVALID' | 'ERR_CHECKPOINT_INVALID' | 'ERR_AUDIT_INCONSISTENT' | 'ERR_AUDIT_DENIED'
+> {
   constructor(code: AuditError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'AuditError';

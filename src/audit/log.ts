@@ -102,6 +102,18 @@ export class AuditLog {
     return this.deps.signer.name;
   }
 
+  /** The audit verifier key string relying parties and witnesses pin. */
+  get verifierKey(): string {
+    return this.deps.signer.vkey;
+  }
+
+  /** A record's canonical bytes. */
+  async record(seq: number): Promise<Buffer> {
+    const row = await this.deps.store.getAuditRecord(seq);
+    if (!row) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: no record ${seq}`);
+    return row.canonical;
+  }
+
   /**
    * Signs a checkpoint of the whole log as it is now, unless the last signed one already covers
    * it (then that one is returned). Refuses (ERR_AUDIT_INCONSISTENT, nothing signed) when the

@@ -69,6 +69,7 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_AUDIT_PROOF_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_CHECKPOINT_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   // The issuer refuses to sign a fork; the operator needs the detail, a caller only that it failed.
+  ERR_AUDIT_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_AUDIT_INCONSISTENT: { status: status.INTERNAL, showMessage: false, publicMessage: 'audit log inconsistent' },
 };
 

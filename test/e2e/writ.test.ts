@@ -20,12 +20,17 @@ import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
 import { join } from 'node:path';
-import { AuditLog, verifyStoredLog } from '../../src/audit/log.js';
-import { leafHash, verifyInclusion } from '../../src/audit/merkle.js';
-import { noteSigner } from '../../src/audit/note.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
+import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
+import { verifyStoredLog } from '../../src/audit/log.js';
+import { parseVerifierKey } from '../../src/audit/note.js';
 import { parseRecord } from '../../src/audit/record.js';
-import { systemClock } from '../../src/clock.js';
+import { AuditService } from '../../src/gen/writ/v1/audit_pb.js';
+import { unaryCall } from '../../src/rpc/grpc-adapter.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
+import { runCli } from '../helpers/cli.js';
 
 const AUD = 'spiffe://example.org/tool/github';
 
@@ -302,14 +307,42 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       expect(all).not.toMatch(/[0-9a-f]{16}\.[A-Za-z0-9_-]{43}/);
       expect(all).not.toContain(root.grant);
 
-      const signer = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
-      expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: true });
-      const log = new AuditLog({ store, signer, clock: systemClock });
-      const cp = await log.checkpoint();
-      for (const r of rows) {
-        const p = await log.prove(r.seq, cp.checkpoint.size);
-        verifyInclusion(r.seq, cp.checkpoint.size, leafHash(p.record), p.proof, cp.checkpoint.root);
+      // The issuer's own key, published beside the bundle, and the operator verbs over the admin socket.
+      const vkey = readFileSync(join(w.dataDir, 'audit.vkey'), 'utf8').trim();
+      const key = parseVerifierKey(vkey);
+      expect(key.name).toBe('example.org/audit');
+      const admin = ['--admin-socket', w.adminSocket];
+      expect((await runCli(['audit', 'key', ...admin])).out).toBe(`${vkey}\n`);
+      const cp = await runCli(['audit', 'checkpoint', ...admin]);
+      expect(verifyCheckpoint(cp.out, key).size).toBe(await store.getAuditSize());
+      expect(await verifyStoredLog(store, key)).toMatchObject({ ok: true });
+      const dir = mkdtempSync(join(tmpdir(), 'writ-e2e-audit-'));
+      try {
+        for (const r of rows) {
+          const file = join(dir, `${r.seq}.json`);
+          expect(await runCli(['audit', 'prove', String(r.seq), '--out', file, ...admin])).toMatchObject({ code: 0 });
+          const v = await runCli(['audit', 'verify', '--proof', file, '--audit-key', vkey]);
+          expect(v.code, v.err).toBe(0);
+          expect(v.out).toContain(`  event      ${r.event}\n`);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
+      // Public: checkpoints and proofs, never record contents.
+      const pub = (m: string, req: unknown) =>
+        unaryCall(w.address, issuerChannelCredentials(w.bundlePem), AuditService, m, req, {
+          deadline: new Date(Date.now() + 10_000),
+          channelOptions: { 'grpc.ssl_target_name_override': 'writ-issuer' },
+        });
+      const pc = (await pub('getCheckpoint', {})) as { checkpoint: string; verifierKey: string };
+      expect(pc.verifierKey).toBe(vkey);
+      expect(verifyCheckpoint(pc.checkpoint, key).size).toBeGreaterThanOrEqual(from + 5);
+      const denied = await pub('getRecord', { seq: BigInt(from) }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(denied?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(denied?.metadata.get('writ-error-code')).toEqual(['ERR_AUDIT_DENIED']);
     } finally {
       await store.close();
     }

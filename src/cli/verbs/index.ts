@@ -5,6 +5,9 @@
 import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
+import { auditCheckpointVerb } from './audit/checkpoint.js';
+import { auditKeyVerb } from './audit/key.js';
+import { auditProveVerb } from './audit/prove.js';
 import { auditVerifyVerb } from './audit/verify.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
@@ -56,6 +59,9 @@ export const CORE_VERBS: readonly Verb[] = [
   taskShowVerb,
   enclaveCheckVerb,
   revocationWatchVerb,
+  auditCheckpointVerb,
+  auditKeyVerb,
+  auditProveVerb,
   auditVerifyVerb,
   devIdpVerb,
   devIdpTokenVerb,
