@@ -102,6 +102,11 @@ export class AuditLog {
     return this.deps.signer.name;
   }
 
+  /** The audit key's public half. */
+  get verifier(): NoteVerifier {
+    return this.deps.signer;
+  }
+
   /** The audit verifier key string relying parties and witnesses pin. */
   get verifierKey(): string {
     return this.deps.signer.vkey;

@@ -21,6 +21,7 @@ import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
 import { join } from 'node:path';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
 import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
@@ -328,6 +329,21 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+      // verify-log over the admin socket: an UPDATE of one record's decision is named, then undone.
+      expect(await runCli(['audit', 'verify-log', ...admin])).toMatchObject({ code: 0, out: expect.stringMatching(/^audit log verified: \d+ records, root /) });
+      const db = new Database(join(w.dataDir, 'writ.db'));
+      const victim = rows[2]!;
+      try {
+        const changed = Buffer.from(victim.canonical.toString().replace('"decision":"allow"', '"decision":"deny"'));
+        db.prepare('UPDATE audit_records SET canonical = ? WHERE seq = ?').run(changed, victim.seq);
+        const bad = await runCli(['audit', 'verify-log', ...admin]);
+        expect(bad.code).toBe(1);
+        expect(bad.err).toMatch(new RegExp(`^writ: audit log does not verify at record ${victim.seq}: `));
+      } finally {
+        db.prepare('UPDATE audit_records SET canonical = ? WHERE seq = ?').run(victim.canonical, victim.seq);
+        db.close();
+      }
+      expect((await runCli(['audit', 'verify-log', ...admin])).code).toBe(0);
       // Public: checkpoints and proofs, never record contents.
       const pub = (m: string, req: unknown) =>
         unaryCall(w.address, issuerChannelCredentials(w.bundlePem), AuditService, m, req, {

@@ -9,6 +9,7 @@ import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
 import { auditProveVerb } from './audit/prove.js';
 import { auditVerifyVerb } from './audit/verify.js';
+import { auditVerifyLogVerb } from './audit/verify-log.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
@@ -63,6 +64,7 @@ export const CORE_VERBS: readonly Verb[] = [
   auditKeyVerb,
   auditProveVerb,
   auditVerifyVerb,
+  auditVerifyLogVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

@@ -5,7 +5,8 @@
 import { create } from '@bufbuild/protobuf';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { AuditLog } from '../../audit/log.js';
+import { type AuditLog, verifyStoredLog } from '../../audit/log.js';
+import type { Store } from '../../store/store.js';
 import { MAX_TREE_SIZE } from '../../audit/merkle.js';
 import { AuditError } from '../../errors.js';
 import {
@@ -16,6 +17,7 @@ import {
   type ProveConsistencyRequest,
   ProveInclusionResponseSchema,
   type ProveInclusionRequest,
+  VerifyLogResponseSchema,
 } from '../../gen/writ/v1/audit_pb.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { unary } from '../unary.js';
@@ -26,7 +28,13 @@ function size(v: bigint, what: string): number {
   return Number(v);
 }
 
-export function auditService(deps: { audit: AuditLog; logger: Logger; records: boolean; limiter?: RateLimiter }): grpc.UntypedServiceImplementation {
+export function auditService(deps: {
+  audit: AuditLog;
+  store: Store;
+  logger: Logger;
+  records: boolean;
+  limiter?: RateLimiter;
+}): grpc.UntypedServiceImplementation {
   const { audit, logger } = deps;
   return {
     getCheckpoint: unary(
@@ -67,5 +75,12 @@ export function auditService(deps: { audit: AuditLog; logger: Logger; records: b
       },
       deps.limiter,
     ),
+    verifyLog: unary(logger, 'VerifyLog', async () => {
+      if (!deps.records) throw new AuditError('ERR_AUDIT_DENIED', 'audit: verify-log runs on the admin listener only');
+      const r = await verifyStoredLog(deps.store, audit.verifier);
+      if (r.ok) return create(VerifyLogResponseSchema, { ok: true, treeSize: BigInt(r.size), root: new Uint8Array(r.root) });
+      logger.error({ seq: r.seq, problem: r.problem }, 'audit log does not verify');
+      return create(VerifyLogResponseSchema, { ok: false, hasSeq: r.seq !== null, seq: BigInt(r.seq ?? 0), problem: r.problem });
+    }),
   };
 }

@@ -44,9 +44,9 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
       service: AuditService,
       file: file_writ_v1_audit,
       on: ['public'],
-      impl: auditService({ audit: c.audit, logger: c.logger, records: false, limiter: c.limits.calls }),
+      impl: auditService({ audit: c.audit, store: c.store, logger: c.logger, records: false, limiter: c.limits.calls }),
     },
-    { service: AuditService, file: file_writ_v1_audit, on: ['admin'], impl: auditService({ audit: c.audit, logger: c.logger, records: true }) },
+    { service: AuditService, file: file_writ_v1_audit, on: ['admin'], impl: auditService({ audit: c.audit, store: c.store, logger: c.logger, records: true }) },
     { service: GrantService, file: file_writ_v1_grant, on: ['public'], impl: grantService({ grants: c.grants, logger: c.logger, limiter: c.limits.calls }) },
     {
       service: VerifyService,

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/audit.proto.
  */
 export const file_writ_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChN3cml0L3YxL2F1ZGl0LnByb3RvEgd3cml0LnYxIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IkEKFUdldENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgJEhQKDHZlcmlmaWVyX2tleRgCIAEoCSI3ChVQcm92ZUluY2x1c2lvblJlcXVlc3QSCwoDc2VxGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBCIoChZQcm92ZUluY2x1c2lvblJlc3BvbnNlEg4KBmhhc2hlcxgBIAMoDCI9ChdQcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBIRCglmcm9tX3NpemUYASABKAQSDwoHdG9fc2l6ZRgCIAEoBCIqChhQcm92ZUNvbnNpc3RlbmN5UmVzcG9uc2USDgoGaGFzaGVzGAEgAygMIh8KEEdldFJlY29yZFJlcXVlc3QSCwoDc2VxGAEgASgEIiMKEUdldFJlY29yZFJlc3BvbnNlEg4KBnJlY29yZBgBIAEoDDLOAgoMQXVkaXRTZXJ2aWNlEk4KDUdldENoZWNrcG9pbnQSHS53cml0LnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0Gh4ud3JpdC52MS5HZXRDaGVja3BvaW50UmVzcG9uc2USUQoOUHJvdmVJbmNsdXNpb24SHi53cml0LnYxLlByb3ZlSW5jbHVzaW9uUmVxdWVzdBofLndyaXQudjEuUHJvdmVJbmNsdXNpb25SZXNwb25zZRJXChBQcm92ZUNvbnNpc3RlbmN5EiAud3JpdC52MS5Qcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBohLndyaXQudjEuUHJvdmVDb25zaXN0ZW5jeVJlc3BvbnNlEkIKCUdldFJlY29yZBIZLndyaXQudjEuR2V0UmVjb3JkUmVxdWVzdBoaLndyaXQudjEuR2V0UmVjb3JkUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChN3cml0L3YxL2F1ZGl0LnByb3RvEgd3cml0LnYxIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IkEKFUdldENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgJEhQKDHZlcmlmaWVyX2tleRgCIAEoCSI3ChVQcm92ZUluY2x1c2lvblJlcXVlc3QSCwoDc2VxGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBCIoChZQcm92ZUluY2x1c2lvblJlc3BvbnNlEg4KBmhhc2hlcxgBIAMoDCI9ChdQcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBIRCglmcm9tX3NpemUYASABKAQSDwoHdG9fc2l6ZRgCIAEoBCIqChhQcm92ZUNvbnNpc3RlbmN5UmVzcG9uc2USDgoGaGFzaGVzGAEgAygMIh8KEEdldFJlY29yZFJlcXVlc3QSCwoDc2VxGAEgASgEIiMKEUdldFJlY29yZFJlc3BvbnNlEg4KBnJlY29yZBgBIAEoDCISChBWZXJpZnlMb2dSZXF1ZXN0Im8KEVZlcmlmeUxvZ1Jlc3BvbnNlEgoKAm9rGAEgASgIEhEKCXRyZWVfc2l6ZRgCIAEoBBIMCgRyb290GAMgASgMEg8KB2hhc19zZXEYBCABKAgSCwoDc2VxGAUgASgEEg8KB3Byb2JsZW0YBiABKAkykgMKDEF1ZGl0U2VydmljZRJOCg1HZXRDaGVja3BvaW50Eh0ud3JpdC52MS5HZXRDaGVja3BvaW50UmVxdWVzdBoeLndyaXQudjEuR2V0Q2hlY2twb2ludFJlc3BvbnNlElEKDlByb3ZlSW5jbHVzaW9uEh4ud3JpdC52MS5Qcm92ZUluY2x1c2lvblJlcXVlc3QaHy53cml0LnYxLlByb3ZlSW5jbHVzaW9uUmVzcG9uc2USVwoQUHJvdmVDb25zaXN0ZW5jeRIgLndyaXQudjEuUHJvdmVDb25zaXN0ZW5jeVJlcXVlc3QaIS53cml0LnYxLlByb3ZlQ29uc2lzdGVuY3lSZXNwb25zZRJCCglHZXRSZWNvcmQSGS53cml0LnYxLkdldFJlY29yZFJlcXVlc3QaGi53cml0LnYxLkdldFJlY29yZFJlc3BvbnNlEkIKCVZlcmlmeUxvZxIZLndyaXQudjEuVmVyaWZ5TG9nUmVxdWVzdBoaLndyaXQudjEuVmVyaWZ5TG9nUmVzcG9uc2ViBnByb3RvMw");
 
 /**
  * @generated from message writ.v1.GetCheckpointRequest
@@ -170,6 +170,63 @@ export const GetRecordResponseSchema: GenMessage<GetRecordResponse> = /*@__PURE_
   messageDesc(file_writ_v1_audit, 7);
 
 /**
+ * @generated from message writ.v1.VerifyLogRequest
+ */
+export type VerifyLogRequest = Message<"writ.v1.VerifyLogRequest"> & {
+};
+
+/**
+ * Describes the message writ.v1.VerifyLogRequest.
+ * Use `create(VerifyLogRequestSchema)` to create a new message.
+ */
+export const VerifyLogRequestSchema: GenMessage<VerifyLogRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_audit, 8);
+
+/**
+ * @generated from message writ.v1.VerifyLogResponse
+ */
+export type VerifyLogResponse = Message<"writ.v1.VerifyLogResponse"> & {
+  /**
+   * @generated from field: bool ok = 1;
+   */
+  ok: boolean;
+
+  /**
+   * @generated from field: uint64 tree_size = 2;
+   */
+  treeSize: bigint;
+
+  /**
+   * @generated from field: bytes root = 3;
+   */
+  root: Uint8Array;
+
+  /**
+   * When not ok: the first record that does not match, if one can be named.
+   *
+   * @generated from field: bool has_seq = 4;
+   */
+  hasSeq: boolean;
+
+  /**
+   * @generated from field: uint64 seq = 5;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: string problem = 6;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message writ.v1.VerifyLogResponse.
+ * Use `create(VerifyLogResponseSchema)` to create a new message.
+ */
+export const VerifyLogResponseSchema: GenMessage<VerifyLogResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_audit, 9);
+
+/**
  * AuditService serves the audit log (docs/audit.md). Checkpoints and proofs are public: they
  * reveal only hashes and sizes. Record contents are served on the admin listener only.
  *
@@ -215,6 +272,17 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof GetRecordRequestSchema;
     output: typeof GetRecordResponseSchema;
+  },
+  /**
+   * Recomputes the whole tree from the stored records and checks it against the stored nodes
+   * and the last signed checkpoint. Admin listener only.
+   *
+   * @generated from rpc writ.v1.AuditService.VerifyLog
+   */
+  verifyLog: {
+    methodKind: "unary";
+    input: typeof VerifyLogRequestSchema;
+    output: typeof VerifyLogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_v1_audit, 0);
