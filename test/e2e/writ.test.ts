@@ -274,7 +274,19 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       const rows = await store.listAuditRecords(from, 100);
       const recs = rows.map((r) => parseRecord(r.canonical));
       const alice = { iss: oidc.issuer, sub: 'alice' };
-      expect(recs.map((r) => r.event)).toEqual(['grant.created', 'handshake.issued', 'handshake.issued', 'handshake.issued', 'grant.denied']);
+      // Each spawn's join token comes with its entry (the operator's change), then the handshake.
+      expect(recs.map((r) => r.event)).toEqual([
+        'grant.created',
+        'entry.created',
+        'handshake.issued',
+        'entry.created',
+        'handshake.issued',
+        'entry.created',
+        'handshake.issued',
+        'grant.denied',
+      ]);
+      expect(recs.filter((r) => r.event === 'entry.created').every((r) => r.actor.kind === 'operator' && r.principal === null)).toBe(true);
+      const [hs1, hs2, hs3] = recs.filter((r) => r.event === 'handshake.issued');
       expect(recs[0]).toMatchObject({
         actor: { kind: 'principal', ...alice },
         principal: alice,
@@ -284,9 +296,9 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
         decision: 'allow',
       });
       const hops = [
-        [recs[1]!, wa, A.jkt],
-        [recs[2]!, wb, B.jkt],
-        [recs[3]!, wc, C.jkt],
+        [hs1!, wa, A.jkt],
+        [hs2!, wb, B.jkt],
+        [hs3!, wc, C.jkt],
       ] as const;
       for (const [r, wr, jkt] of hops) {
         expect(r).toMatchObject({ actor: { kind: 'agent', spiffeId: wr.sub, jkt }, principal: alice, task: 'audit-7', lineage: wr.lineage, decision: 'allow' });
@@ -295,8 +307,8 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
         expect(r.snapshot).toBe(wr.pol.snap);
         expect(r.evidence).toMatch(/^[0-9a-f]{64}$/);
       }
-      expect(recs[3]!.lineage).toHaveLength(3);
-      expect(recs[4]).toMatchObject({
+      expect(hs3!.lineage).toHaveLength(3);
+      expect(recs[7]).toMatchObject({
         actor: { kind: 'principal', iss: oidc.issuer, sub: 'bob' },
         principal: { iss: oidc.issuer, sub: 'bob' },
         decision: 'deny',
