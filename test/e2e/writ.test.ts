@@ -26,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
 import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
 import { verifyStoredLog } from '../../src/audit/log.js';
-import { parseVerifierKey } from '../../src/audit/note.js';
+import { noteSigner, parseVerifierKey } from '../../src/audit/note.js';
 import { parseRecord } from '../../src/audit/record.js';
 import { AuditService } from '../../src/gen/writ/v1/audit_pb.js';
 import { unaryCall } from '../../src/rpc/grpc-adapter.js';
@@ -329,6 +329,15 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       const cp = await runCli(['audit', 'checkpoint', ...admin]);
       expect(verifyCheckpoint(cp.out, key).size).toBe(await store.getAuditSize());
       expect(await verifyStoredLog(store, key)).toMatchObject({ ok: true });
+      // A relying party or witness on the public port, checking against the pinned key.
+      const remote = await runCli(['audit', 'checkpoint', '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', vkey]);
+      expect(remote.code, remote.err).toBe(0);
+      expect(verifyCheckpoint(remote.out, key).size).toBe(await store.getAuditSize());
+      const otherKey = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey).vkey;
+      const forged = await runCli(['audit', 'checkpoint', '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', otherKey]);
+      expect(forged.code).toBe(1);
+      expect(forged.err).toMatch(/no signature by example\.org\/audit/);
+
       const dir = mkdtempSync(join(tmpdir(), 'writ-e2e-audit-'));
       try {
         for (const r of rows) {
