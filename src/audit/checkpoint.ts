@@ -81,3 +81,26 @@ export function signNextCheckpoint(last: Checkpoint | undefined, next: Checkpoin
   }
   return signCheckpoint(next, signer);
 }
+
+/**
+ * A witness's check (docs/audit.md): `next` (a signed note just fetched) against `kept` (the
+ * last one it accepted), both verified under the pinned key, `proof` the consistency proof
+ * from kept's size to next's. Returns the checkpoint to keep from now on; a fork (a smaller
+ * tree, the same size with another root, or a proof that fails) is ERR_AUDIT_INCONSISTENT.
+ */
+export function witnessCheckpoint(kept: string | undefined, next: string, proof: readonly Buffer[], verifier: NoteVerifier): Checkpoint {
+  const n = verifyCheckpoint(next, verifier);
+  if (kept === undefined) return n;
+  const k = verifyCheckpoint(kept, verifier);
+  const fork = (why: string): never => {
+    throw new AuditError('ERR_AUDIT_INCONSISTENT', `audit(witness): FORK: ${why}; the log shown now is not an extension of the one seen before`);
+  };
+  if (n.size < k.size) fork(`the tree shrank from ${k.size} to ${n.size} records`);
+  if (n.size === k.size && !n.root.equals(k.root)) fork(`two different roots for ${n.size} records`);
+  try {
+    verifyConsistency(k.size, n.size, proof, k.root, n.root);
+  } catch (e) {
+    fork(`the consistency proof from ${k.size} to ${n.size} records fails (${(e as Error).message})`);
+  }
+  return n;
+}

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { formatCheckpoint, parseCheckpoint, signCheckpoint, signNextCheckpoint, verifyCheckpoint } from '../../src/audit/checkpoint.js';
+import { formatCheckpoint, parseCheckpoint, signCheckpoint, signNextCheckpoint, verifyCheckpoint, witnessCheckpoint } from '../../src/audit/checkpoint.js';
 import { consistencyProof, MemoryTree, rootHash } from '../../src/audit/merkle.js';
 import { ed25519FromSeed, MAX_NOTE_SIGNATURES, noteSigner, openNote, parseVerifierKey, signNote } from '../../src/audit/note.js';
 import { AuditError } from '../../src/errors.js';
@@ -157,5 +157,27 @@ describe('checkpoints signed by the issuer', () => {
     // Same size, another root; and a smaller tree.
     refused(() => signNextCheckpoint(next, forked, [], signer), 'ERR_AUDIT_INCONSISTENT');
     expect(refused(() => signNextCheckpoint(next, last, [], signer), 'ERR_AUDIT_INCONSISTENT')).toMatch(/fewer than/);
+  });
+
+  it('a witness accepts a tree that grew consistently and fails loudly on every kind of fork', async () => {
+    const at = async (t: MemoryTree, size: number) => signCheckpoint({ origin, size, root: await rootHash(t, size) }, signer);
+    const c6 = await at(tree, 6);
+    const c10 = await at(tree, 10);
+    expect(witnessCheckpoint(undefined, c6, [], v).size).toBe(6);
+    expect(witnessCheckpoint(c6, c10, await consistencyProof(tree, 6, 10), v).size).toBe(10);
+    expect(witnessCheckpoint(c10, c10, [], v).size).toBe(10);
+    // The same key signing another history (a compromised or lying issuer): same sizes, other roots.
+    const fork = new MemoryTree();
+    for (let i = 0; i < 10; i++) fork.append(Buffer.from(i === 3 ? 'rewritten' : `r${i}`));
+    const f10 = await at(fork, 10);
+    expect(refused(() => witnessCheckpoint(c6, f10, [], v), 'ERR_AUDIT_INCONSISTENT')).toMatch(/FORK: the consistency proof from 6 to 10/);
+    const forkProof = await consistencyProof(fork, 6, 10);
+    expect(refused(() => witnessCheckpoint(c6, f10, forkProof, v), 'ERR_AUDIT_INCONSISTENT')).toMatch(/FORK/);
+    expect(refused(() => witnessCheckpoint(c10, f10, [], v), 'ERR_AUDIT_INCONSISTENT')).toMatch(/two different roots for 10 records/);
+    expect(refused(() => witnessCheckpoint(c10, c6, [], v), 'ERR_AUDIT_INCONSISTENT')).toMatch(/shrank from 10 to 6/);
+    // Under another key, neither the kept nor the new checkpoint is taken.
+    const stranger = noteSigner(origin, generateKeyPairSync('ed25519').privateKey);
+    const strange = signCheckpoint({ origin, size: 10, root: await rootHash(tree, 10) }, stranger);
+    refused(() => witnessCheckpoint(c6, strange, [], v));
   });
 });

@@ -20,11 +20,11 @@ import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
 import { join } from 'node:path';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
-import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
+import { signCheckpoint, verifyCheckpoint } from '../../src/audit/checkpoint.js';
 import { verifyStoredLog } from '../../src/audit/log.js';
 import { noteSigner, parseVerifierKey } from '../../src/audit/note.js';
 import { parseRecord } from '../../src/audit/record.js';
@@ -349,6 +349,26 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
         }
       } finally {
         rmSync(dir, { recursive: true, force: true });
+      }
+      // A witness keeps the last checkpoint it saw and checks the next one for consistency.
+      const keepDir = mkdtempSync(join(tmpdir(), 'writ-e2e-witness-'));
+      try {
+        const keep = join(keepDir, 'kept');
+        const witness = () => runCli(['audit', 'witness', '--keep', keep, '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', vkey]);
+        expect((await witness()).out).toMatch(/^kept: example\.org\/audit at \d+ records \(first checkpoint seen\)\n$/);
+        await refused(rootGrant(A.jkt, { taskId: 'audit-9' }, oidc.token('bob', { groups: ['sales'] })));
+        const grew = await witness();
+        expect(grew.code, grew.err).toBe(0);
+        expect(grew.out).toMatch(/^consistent: example\.org\/audit grew from \d+ to \d+ records\n$/);
+        // A kept checkpoint that is not the issuer's (another key) is refused, and left as it was.
+        const stranger = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+        const forged = signCheckpoint({ origin: 'example.org/audit', size: 1, root: Buffer.alloc(32) }, stranger);
+        writeFileSync(keep, forged);
+        const bad = await witness();
+        expect(bad.code).toBe(1);
+        expect(readFileSync(keep, 'utf8')).toBe(forged);
+      } finally {
+        rmSync(keepDir, { recursive: true, force: true });
       }
       // verify-log over the admin socket: an UPDATE of one record's decision is named, then undone.
       expect(await runCli(['audit', 'verify-log', ...admin])).toMatchObject({ code: 0, out: expect.stringMatching(/^audit log verified: \d+ records, root /) });

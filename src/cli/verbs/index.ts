@@ -10,6 +10,7 @@ import { auditKeyVerb } from './audit/key.js';
 import { auditProveVerb } from './audit/prove.js';
 import { auditVerifyVerb } from './audit/verify.js';
 import { auditVerifyLogVerb } from './audit/verify-log.js';
+import { auditWitnessVerb } from './audit/witness.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
@@ -65,6 +66,7 @@ export const CORE_VERBS: readonly Verb[] = [
   auditProveVerb,
   auditVerifyVerb,
   auditVerifyLogVerb,
+  auditWitnessVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];
