@@ -73,6 +73,10 @@ export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<Audit
   return record;
 }
 
+/** Rows read per page and at most per listing (a listing with several filters reads through one index). */
+const LIST_PAGE = 1000;
+const MAX_LIST_SCAN = 100_000;
+
 export interface SignedCheckpoint {
   readonly checkpoint: Checkpoint;
   /** The whole signed note. */
@@ -110,6 +114,40 @@ export class AuditLog {
   /** The audit verifier key string relying parties and witnesses pin. */
   get verifierKey(): string {
     return this.deps.signer.vkey;
+  }
+
+  /**
+   * Records matching every given filter, newest first, at most `limit`: read through the index
+   * of the first filter given (task, then principal, then actor), the others checked on the
+   * parsed record, scanning at most MAX_LIST_SCAN rows.
+   */
+  async list(f: { task?: string; principal?: string; actor?: string; since?: number }, limit: number): Promise<AuditRecord[]> {
+    const { store } = this.deps;
+    const by = f.task
+      ? ({ column: 'task', value: f.task } as const)
+      : f.principal
+        ? ({ column: 'principal', value: f.principal } as const)
+        : f.actor
+          ? ({ column: 'actor', value: f.actor } as const)
+          : undefined;
+    const out: AuditRecord[] = [];
+    let before = await store.getAuditSize();
+    for (let scanned = 0; scanned < MAX_LIST_SCAN && out.length < limit; ) {
+      const rows = await store.findAuditRecords(by, before, LIST_PAGE);
+      if (rows.length === 0) break;
+      scanned += rows.length;
+      for (const row of rows) {
+        const r = parseRecord(row.canonical);
+        if (f.since !== undefined && r.at < f.since) return out;
+        if (f.task && r.task !== f.task) continue;
+        if (f.principal && (r.principal ? `${r.principal.iss}#${r.principal.sub}` : '') !== f.principal) continue;
+        if (f.actor && actorKey(r.actor) !== f.actor) continue;
+        out.push(r);
+        if (out.length === limit) return out;
+      }
+      before = rows[rows.length - 1]!.seq;
+    }
+    return out;
   }
 
   /** A record's canonical bytes. */

@@ -152,6 +152,11 @@ export function buildQueries(d: Dialect) {
     insertAuditRecord: insert(AUDIT_RECORDS),
     getAuditRecord: `${select(AUDIT_RECORDS)} WHERE seq = ?`,
     listAuditRecords: `${select(AUDIT_RECORDS)} WHERE seq >= ? ORDER BY seq LIMIT ?`,
+    // Newest first, from position `before` down (each served by its (column, seq) index).
+    auditRecordsBy_task: `${select(AUDIT_RECORDS)} WHERE task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBy_principal: `${select(AUDIT_RECORDS)} WHERE principal = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBy_actor: `${select(AUDIT_RECORDS)} WHERE actor = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBefore: `${select(AUDIT_RECORDS)} WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
     putAuditCheckpoint: insert(AUDIT_CHECKPOINTS),
     latestAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} ORDER BY size DESC LIMIT 1`,
     getAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} WHERE size = ?`,

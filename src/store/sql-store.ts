@@ -369,6 +369,15 @@ class SqlOps implements StoreTx {
   async listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]> {
     return (await this.x.all(this.q.listAuditRecords, [from, this.limit(limit, 'listAuditRecords')])).map(decodeAuditRecord);
   }
+  async findAuditRecords(
+    by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,
+    before: number,
+    limit: number,
+  ): Promise<AuditRecordRow[]> {
+    const n = this.limit(limit, 'findAuditRecords');
+    const rows = by ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [by.value, before, n]) : await this.x.all(this.q.auditRecordsBefore, [before, n]);
+    return rows.map(decodeAuditRecord);
+  }
   async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
     await this.x.run(this.q.putAuditCheckpoint, bind(AUDIT_CHECKPOINTS, encodeAuditCheckpoint(c)));
   }
@@ -489,6 +498,8 @@ export class SqlStore implements Store {
   insertAuditRecord = (r: AuditRecordRow) => this.direct.insertAuditRecord(r);
   getAuditRecord = (seq: number) => this.direct.getAuditRecord(seq);
   listAuditRecords = (from: number, limit: number) => this.direct.listAuditRecords(from, limit);
+  findAuditRecords = (by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined, before: number, limit: number) =>
+    this.direct.findAuditRecords(by, before, limit);
   putAuditCheckpoint = (c: AuditCheckpointRecord) => this.direct.putAuditCheckpoint(c);
   latestAuditCheckpoint = () => this.direct.latestAuditCheckpoint();
   getAuditCheckpoint = (size: number) => this.direct.getAuditCheckpoint(size);

@@ -364,6 +364,15 @@ export interface StoreTx {
   getAuditRecord(seq: number): Promise<AuditRecordRow | undefined>;
   /** Records with `seq >= from`, in order, at most `limit`. */
   listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]>;
+  /**
+   * Records with `seq < before`, newest first, at most `limit`; with `by`, only those whose
+   * derived column (task id, principal `iss#sub`, actor) equals the value.
+   */
+  findAuditRecords(
+    by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,
+    before: number,
+    limit: number,
+  ): Promise<AuditRecordRow[]>;
   /** Inserts a signed checkpoint; throws StoreError if one of that size exists. */
   putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void>;
   /** The checkpoint of the largest tree signed, if any. */

@@ -350,6 +350,17 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+      // "Everything alice's agents did under task audit-7, and which policy allowed each step."
+      const list = await runCli(['audit', 'list', '--task', 'audit-7', '--principal', `${oidc.issuer}#alice`, ...admin]);
+      expect(list.code, list.err).toBe(0);
+      const lines = list.out.trim().split('\n');
+      expect(lines[0]).toMatch(/^SEQ +AT +EVENT +ACTOR +PRINCIPAL +TASK +DECISION +POLICIES$/);
+      expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(['handshake.issued', 'handshake.issued', 'handshake.issued', 'grant.created']);
+      expect(lines[1]).toContain(`agent ${wc.sub} (jkt ${C.jkt})`);
+      expect(lines[1]).toContain('acme-agents-receive');
+      const json = await runCli(['audit', 'list', '--actor', wa.sub, '--limit', '1', '--json', ...admin]);
+      expect(JSON.parse(json.out)).toMatchObject({ event: 'handshake.issued', actor: { spiffeId: wa.sub }, principal: alice });
+      expect((await runCli(['audit', 'list', '--limit', '0', ...admin])).code).toBe(2);
       // A witness keeps the last checkpoint it saw and checks the next one for consistency.
       const keepDir = mkdtempSync(join(tmpdir(), 'writ-e2e-witness-'));
       try {

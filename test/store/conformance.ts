@@ -988,6 +988,18 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expectStoreError(await rejection(s.listAuditRecords(0, -1)), /limit/);
       });
 
+      it('finds records by task, principal or actor, newest first, before a position', async () => {
+        await append(9);
+        const seqs = (rs: { seq: number }[]) => rs.map((r) => r.seq);
+        expect(seqs(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 100, 10))).toEqual([7, 5, 3, 1]);
+        expect(seqs(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 5, 10))).toEqual([3, 1]);
+        expect(seqs(await s.findAuditRecords({ column: 'principal', value: 'https://idp.example.org#user-2' }, 100, 2))).toEqual([8, 5]);
+        expect(seqs(await s.findAuditRecords({ column: 'actor', value: 'spiffe://example.org/agent/4' }, 100, 10))).toEqual([4]);
+        expect(seqs(await s.findAuditRecords(undefined, 3, 10))).toEqual([2, 1, 0]);
+        expect(await s.findAuditRecords({ column: 'task', value: 'none' }, 100, 10)).toEqual([]);
+        expectStoreError(await rejection(s.findAuditRecords(undefined, 100, -1)), /limit/);
+      });
+
       it('a rolled-back transaction takes its records and their places back', async () => {
         await append(2);
         await expect(

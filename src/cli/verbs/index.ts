@@ -7,6 +7,7 @@ import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
 import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
+import { auditListVerb } from './audit/list.js';
 import { auditProveVerb } from './audit/prove.js';
 import { auditVerifyVerb } from './audit/verify.js';
 import { auditVerifyLogVerb } from './audit/verify-log.js';
@@ -63,6 +64,7 @@ export const CORE_VERBS: readonly Verb[] = [
   revocationWatchVerb,
   auditCheckpointVerb,
   auditKeyVerb,
+  auditListVerb,
   auditProveVerb,
   auditVerifyVerb,
   auditVerifyLogVerb,

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { type AuditLog, verifyStoredLog } from '../../audit/log.js';
 import type { Store } from '../../store/store.js';
 import { MAX_TREE_SIZE } from '../../audit/merkle.js';
+import { encodeRecord } from '../../audit/record.js';
 import { AuditError } from '../../errors.js';
 import {
   GetCheckpointResponseSchema,
@@ -17,6 +18,8 @@ import {
   type ProveConsistencyRequest,
   ProveInclusionResponseSchema,
   type ProveInclusionRequest,
+  ListRecordsResponseSchema,
+  type ListRecordsRequest,
   VerifyLogResponseSchema,
 } from '../../gen/writ/v1/audit_pb.js';
 import type { RateLimiter } from '../rate-limit.js';
@@ -25,6 +28,11 @@ import { unary } from '../unary.js';
 /** A uint64 from the wire as a tree position or size, refused past the largest tree. */
 function size(v: bigint, what: string): number {
   if (v > BigInt(MAX_TREE_SIZE)) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: ${what} ${v} is past the largest tree`);
+  return Number(v);
+}
+
+function instant(v: bigint): number {
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new AuditError('ERR_AUDIT_RECORD_INVALID', 'audit: since is not a time');
   return Number(v);
 }
 
@@ -75,6 +83,21 @@ export function auditService(deps: {
       },
       deps.limiter,
     ),
+    listRecords: unary(logger, 'ListRecords', async (req: ListRecordsRequest) => {
+      if (!deps.records) throw new AuditError('ERR_AUDIT_DENIED', 'audit: record contents are served on the admin listener only');
+      const limit = req.limit === 0 ? 50 : req.limit;
+      if (limit > 1000) throw new AuditError('ERR_AUDIT_RECORD_INVALID', 'audit: a listing returns at most 1000 records');
+      const rs = await audit.list(
+        {
+          ...(req.task ? { task: req.task } : {}),
+          ...(req.principal ? { principal: req.principal } : {}),
+          ...(req.actor ? { actor: req.actor } : {}),
+          ...(req.since ? { since: instant(req.since) } : {}),
+        },
+        limit,
+      );
+      return create(ListRecordsResponseSchema, { records: rs.map((r) => new Uint8Array(encodeRecord(r))) });
+    }),
     verifyLog: unary(logger, 'VerifyLog', async () => {
       if (!deps.records) throw new AuditError('ERR_AUDIT_DENIED', 'audit: verify-log runs on the admin listener only');
       const r = await verifyStoredLog(deps.store, audit.verifier);

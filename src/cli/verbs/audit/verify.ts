@@ -27,7 +27,8 @@ function readBundleFile(path: string, what: string): Buffer {
   return readInputFile(path, what);
 }
 
-function actorText(r: AuditRecord): string {
+/** The actor in one phrase: `agent SPIFFE_ID (jkt ...)`, `principal ISS#SUB`, `operator ID`, `issuer`. */
+export function actorText(r: AuditRecord): string {
   const a = r.actor;
   switch (a.kind) {
     case 'agent':

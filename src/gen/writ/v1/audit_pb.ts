@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/audit.proto.
  */
 export const file_writ_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChN3cml0L3YxL2F1ZGl0LnByb3RvEgd3cml0LnYxIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IkEKFUdldENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgJEhQKDHZlcmlmaWVyX2tleRgCIAEoCSI3ChVQcm92ZUluY2x1c2lvblJlcXVlc3QSCwoDc2VxGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBCIoChZQcm92ZUluY2x1c2lvblJlc3BvbnNlEg4KBmhhc2hlcxgBIAMoDCI9ChdQcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBIRCglmcm9tX3NpemUYASABKAQSDwoHdG9fc2l6ZRgCIAEoBCIqChhQcm92ZUNvbnNpc3RlbmN5UmVzcG9uc2USDgoGaGFzaGVzGAEgAygMIh8KEEdldFJlY29yZFJlcXVlc3QSCwoDc2VxGAEgASgEIiMKEUdldFJlY29yZFJlc3BvbnNlEg4KBnJlY29yZBgBIAEoDCISChBWZXJpZnlMb2dSZXF1ZXN0Im8KEVZlcmlmeUxvZ1Jlc3BvbnNlEgoKAm9rGAEgASgIEhEKCXRyZWVfc2l6ZRgCIAEoBBIMCgRyb290GAMgASgMEg8KB2hhc19zZXEYBCABKAgSCwoDc2VxGAUgASgEEg8KB3Byb2JsZW0YBiABKAkykgMKDEF1ZGl0U2VydmljZRJOCg1HZXRDaGVja3BvaW50Eh0ud3JpdC52MS5HZXRDaGVja3BvaW50UmVxdWVzdBoeLndyaXQudjEuR2V0Q2hlY2twb2ludFJlc3BvbnNlElEKDlByb3ZlSW5jbHVzaW9uEh4ud3JpdC52MS5Qcm92ZUluY2x1c2lvblJlcXVlc3QaHy53cml0LnYxLlByb3ZlSW5jbHVzaW9uUmVzcG9uc2USVwoQUHJvdmVDb25zaXN0ZW5jeRIgLndyaXQudjEuUHJvdmVDb25zaXN0ZW5jeVJlcXVlc3QaIS53cml0LnYxLlByb3ZlQ29uc2lzdGVuY3lSZXNwb25zZRJCCglHZXRSZWNvcmQSGS53cml0LnYxLkdldFJlY29yZFJlcXVlc3QaGi53cml0LnYxLkdldFJlY29yZFJlc3BvbnNlEkIKCVZlcmlmeUxvZxIZLndyaXQudjEuVmVyaWZ5TG9nUmVxdWVzdBoaLndyaXQudjEuVmVyaWZ5TG9nUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChN3cml0L3YxL2F1ZGl0LnByb3RvEgd3cml0LnYxIhYKFEdldENoZWNrcG9pbnRSZXF1ZXN0IkEKFUdldENoZWNrcG9pbnRSZXNwb25zZRISCgpjaGVja3BvaW50GAEgASgJEhQKDHZlcmlmaWVyX2tleRgCIAEoCSI3ChVQcm92ZUluY2x1c2lvblJlcXVlc3QSCwoDc2VxGAEgASgEEhEKCXRyZWVfc2l6ZRgCIAEoBCIoChZQcm92ZUluY2x1c2lvblJlc3BvbnNlEg4KBmhhc2hlcxgBIAMoDCI9ChdQcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBIRCglmcm9tX3NpemUYASABKAQSDwoHdG9fc2l6ZRgCIAEoBCIqChhQcm92ZUNvbnNpc3RlbmN5UmVzcG9uc2USDgoGaGFzaGVzGAEgAygMIh8KEEdldFJlY29yZFJlcXVlc3QSCwoDc2VxGAEgASgEIiMKEUdldFJlY29yZFJlc3BvbnNlEg4KBnJlY29yZBgBIAEoDCISChBWZXJpZnlMb2dSZXF1ZXN0Im8KEVZlcmlmeUxvZ1Jlc3BvbnNlEgoKAm9rGAEgASgIEhEKCXRyZWVfc2l6ZRgCIAEoBBIMCgRyb290GAMgASgMEg8KB2hhc19zZXEYBCABKAgSCwoDc2VxGAUgASgEEg8KB3Byb2JsZW0YBiABKAkiYgoSTGlzdFJlY29yZHNSZXF1ZXN0EgwKBHRhc2sYASABKAkSEQoJcHJpbmNpcGFsGAIgASgJEg0KBWFjdG9yGAMgASgJEg0KBXNpbmNlGAQgASgEEg0KBWxpbWl0GAUgASgNIiYKE0xpc3RSZWNvcmRzUmVzcG9uc2USDwoHcmVjb3JkcxgBIAMoDDLcAwoMQXVkaXRTZXJ2aWNlEk4KDUdldENoZWNrcG9pbnQSHS53cml0LnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0Gh4ud3JpdC52MS5HZXRDaGVja3BvaW50UmVzcG9uc2USUQoOUHJvdmVJbmNsdXNpb24SHi53cml0LnYxLlByb3ZlSW5jbHVzaW9uUmVxdWVzdBofLndyaXQudjEuUHJvdmVJbmNsdXNpb25SZXNwb25zZRJXChBQcm92ZUNvbnNpc3RlbmN5EiAud3JpdC52MS5Qcm92ZUNvbnNpc3RlbmN5UmVxdWVzdBohLndyaXQudjEuUHJvdmVDb25zaXN0ZW5jeVJlc3BvbnNlEkIKCUdldFJlY29yZBIZLndyaXQudjEuR2V0UmVjb3JkUmVxdWVzdBoaLndyaXQudjEuR2V0UmVjb3JkUmVzcG9uc2USQgoJVmVyaWZ5TG9nEhkud3JpdC52MS5WZXJpZnlMb2dSZXF1ZXN0Ghoud3JpdC52MS5WZXJpZnlMb2dSZXNwb25zZRJICgtMaXN0UmVjb3JkcxIbLndyaXQudjEuTGlzdFJlY29yZHNSZXF1ZXN0Ghwud3JpdC52MS5MaXN0UmVjb3Jkc1Jlc3BvbnNlYgZwcm90bzM");
 
 /**
  * @generated from message writ.v1.GetCheckpointRequest
@@ -227,6 +227,66 @@ export const VerifyLogResponseSchema: GenMessage<VerifyLogResponse> = /*@__PURE_
   messageDesc(file_writ_v1_audit, 9);
 
 /**
+ * @generated from message writ.v1.ListRecordsRequest
+ */
+export type ListRecordsRequest = Message<"writ.v1.ListRecordsRequest"> & {
+  /**
+   * @generated from field: string task = 1;
+   */
+  task: string;
+
+  /**
+   * @generated from field: string principal = 2;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string actor = 3;
+   */
+  actor: string;
+
+  /**
+   * Unix milliseconds; 0: no bound.
+   *
+   * @generated from field: uint64 since = 4;
+   */
+  since: bigint;
+
+  /**
+   * 1..1000; 0: 50.
+   *
+   * @generated from field: uint32 limit = 5;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message writ.v1.ListRecordsRequest.
+ * Use `create(ListRecordsRequestSchema)` to create a new message.
+ */
+export const ListRecordsRequestSchema: GenMessage<ListRecordsRequest> = /*@__PURE__*/
+  messageDesc(file_writ_v1_audit, 10);
+
+/**
+ * @generated from message writ.v1.ListRecordsResponse
+ */
+export type ListRecordsResponse = Message<"writ.v1.ListRecordsResponse"> & {
+  /**
+   * Canonical bytes of each record, newest first.
+   *
+   * @generated from field: repeated bytes records = 1;
+   */
+  records: Uint8Array[];
+};
+
+/**
+ * Describes the message writ.v1.ListRecordsResponse.
+ * Use `create(ListRecordsResponseSchema)` to create a new message.
+ */
+export const ListRecordsResponseSchema: GenMessage<ListRecordsResponse> = /*@__PURE__*/
+  messageDesc(file_writ_v1_audit, 11);
+
+/**
  * AuditService serves the audit log (docs/audit.md). Checkpoints and proofs are public: they
  * reveal only hashes and sizes. Record contents are served on the admin listener only.
  *
@@ -283,6 +343,17 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof VerifyLogRequestSchema;
     output: typeof VerifyLogResponseSchema;
+  },
+  /**
+   * Records, newest first, filtered by task, principal (iss#sub) and actor (a SPIFFE ID, iss#sub
+   * or "operator <id>"), all given filters at once. Admin listener only.
+   *
+   * @generated from rpc writ.v1.AuditService.ListRecords
+   */
+  listRecords: {
+    methodKind: "unary";
+    input: typeof ListRecordsRequestSchema;
+    output: typeof ListRecordsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_v1_audit, 0);
