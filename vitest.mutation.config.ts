@@ -22,6 +22,8 @@ export default defineConfig({
       'test/unit/store.test.ts',
       'test/unit/cli-args.test.ts',
       'test/unit/rate-limit.test.ts',
+      // The refusal helper's own test reaches only src/errors.ts.
+      'test/unit/expect-writ-error.test.ts',
     ],
     testTimeout: 30_000,
     hookTimeout: 60_000,

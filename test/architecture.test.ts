@@ -121,6 +121,9 @@ const ALLOWED: Record<string, string[]> = {
     'revocation',
   ],
 };
+/** Folders under attestation/ that hold what several plug-ins share, not a plug-in (enclave/README.md). */
+const SHARED_FOLDERS = ['enclave'];
+
 /** Only these may use gRPC or protobuf runtime packages. */
 const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);
 
@@ -153,7 +156,8 @@ describe('architecture', () => {
       for (const spec of i.specs.filter((s) => s.startsWith('.'))) {
         const t = relative(join(SRC, 'attestation'), resolve(dirname(i.f), spec));
         if (!t.includes('/') || t.startsWith('..')) continue;
-        const plugin = t.split('/')[0];
+        const plugin = t.split('/')[0]!;
+        if (SHARED_FOLDERS.includes(plugin)) continue;
         if (plugin !== own) expect(rel, `${rel} imports plug-in ${plugin}`).toBe('builtins.ts');
       }
     }
@@ -167,6 +171,7 @@ describe('architecture', () => {
         const t = relative(join(SRC, 'attestation'), resolve(dirname(i.f), spec));
         if (!t.includes('/') || t.startsWith('..')) continue;
         const plugin = t.split('/')[0]!;
+        if (SHARED_FOLDERS.includes(plugin)) continue;
         if (from.startsWith(`attestation/${plugin}/`)) continue;
         // Join tokens are minted by the operator API (as in SPIRE); the plug-in only verifies them.
         if (from === 'issuance/admin.ts' && plugin === 'join-token') continue;
@@ -190,6 +195,20 @@ describe('architecture', () => {
         }
       }
     }
+  });
+
+  it('every package src/ imports is a runtime dependency (make run installs with --omit=dev)', () => {
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const dynamic = (t: string) => [...t.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!);
+    const missing: string[] = [];
+    for (const i of imports) {
+      for (const spec of [...i.specs, ...dynamic(i.text)]) {
+        if (spec.startsWith('.') || spec.startsWith('node:')) continue;
+        const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+        if (!(name in pkg.dependencies)) missing.push(`${relative(REPO_ROOT, i.f)} imports ${name}`);
+      }
+    }
+    expect(missing, 'test-only packages belong in devDependencies; what src/ imports must be in dependencies').toEqual([]);
   });
 
   it('nothing below server/, agent/ and cli/ reads the wall clock', () => {

@@ -4,6 +4,15 @@
  */
 import { joinTokenPlugin } from './join-token/plugin.js';
 import type { EvidencePlugin } from './plugin.js';
+import { tdxPlugin } from './tdx/plugin.js';
 import { tpmPlugin } from './tpm/plugin.js';
+import { snpPlugin } from './sev-snp/plugin.js';
+import { nitroPlugin } from './nitro/plugin.js';
 
-export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [joinTokenPlugin, tpmPlugin as EvidencePlugin];
+export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [
+  joinTokenPlugin,
+  tpmPlugin as EvidencePlugin,
+  snpPlugin as EvidencePlugin,
+  nitroPlugin as EvidencePlugin,
+  tdxPlugin as EvidencePlugin,
+];

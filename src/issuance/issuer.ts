@@ -253,10 +253,21 @@ export class Handshake {
   /**
    * Feeds one evidence message; returns another challenge or the issued result. `keyProof` is the
    * agent key's signature over the nonce (attestation/key-proof.ts): required with the first
-   * evidence when the hello named a bare public key, refused otherwise.
+   * evidence when the hello named a bare public key, refused otherwise. The handshake ends with
+   * its result or its first refusal, whatever refused (key proof, size, verifier, entry, policy,
+   * revocation): later evidence is refused unseen, so an agent cannot probe the verifier with
+   * retries under one nonce; and one message is handled at a time.
    */
   async respond(evidence: Uint8Array, keyProof: Uint8Array = new Uint8Array(0)): Promise<HandshakeStep> {
-    if (this.done) throw new AttestationError('ERR_PROTOCOL', 'attestation: handshake already finished');
+    if (this.done) throw new AttestationError('ERR_PROTOCOL', 'attestation: this handshake has ended; start a new one');
+    // Over unless this evidence is answered with another challenge.
+    this.done = true;
+    const step = await this.step(evidence, keyProof);
+    if (step.kind === 'challenge') this.done = false;
+    return step;
+  }
+
+  private async step(evidence: Uint8Array, keyProof: Uint8Array): Promise<HandshakeStep> {
     if (++this.rounds > this.verifier.maxRounds)
       throw new AttestationError('ERR_PROTOCOL', `attestation: more than ${this.verifier.maxRounds} evidence rounds`);
     if (evidence.length > this.verifier.maxEvidenceBytes) {
@@ -271,7 +282,6 @@ export class Handshake {
     }
     const step = await this.session.respond(Buffer.from(evidence));
     if (step.kind === 'challenge') return { kind: 'challenge', nonce: this.nonce, payload: step.payload };
-    this.done = true;
     const { ca, store, clock, settings, observer } = this.deps;
     const result = step.result;
 

@@ -414,8 +414,9 @@ function sequence(r: Row | undefined): number {
 
 /**
  * A Store over any SqlDriver. Methods called on the Store itself (outside `transaction`) are
- * each atomic: single statements run directly, and the one method of several statements
- * (createEntry: the entry and its selector index) runs in a transaction of its own.
+ * each atomic: single statements run directly, and the methods of several statements
+ * (createEntry: the entry and its selector index; recordWrit: the writ and its lineage index)
+ * run in a transaction of their own (test/store/atomicity.test.ts holds every method to this).
  */
 export class SqlStore implements Store {
   private readonly queries: Queries;

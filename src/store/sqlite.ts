@@ -56,7 +56,8 @@ function sqliteError(e: unknown): StoreError {
   return new StoreError(`store(sqlite): ${kind ? `${kind}: ` : ''}${err.message}`, { cause: err });
 }
 
-class SqliteDriver implements SqlDriver {
+/** The better-sqlite3 driver under SqliteStore (exported for tests that wrap a driver). */
+export class SqliteDriver implements SqlDriver {
   readonly dialect = SQLITE;
   readonly direct: SqlExecutor;
   private readonly db: Database.Database;

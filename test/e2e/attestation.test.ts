@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, issuerChannelCredentials, GrpcCallError } from '../../src/agent/attest-client.js';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
+import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { AdminService, type CreateJoinTokenResponse } from '../../src/gen/writ/v1/admin_pb.js';
@@ -189,7 +190,11 @@ describe('bad input: a clear gRPC error and nothing stored', () => {
       'an unknown evidence type',
       async () => [hello({ evidenceType: 'magic_beans', publicKey: spkiOf(ecKey()) })],
       grpc.status.INVALID_ARGUMENT,
-      /unknown evidence type "magic_beans" \(supported: join_token, tpm\)/,
+      new RegExp(
+        `unknown evidence type "magic_beans" \\(supported: ${BUILTIN_EVIDENCE.map((p) => p.type)
+          .sort()
+          .join(', ')}\\)`,
+      ),
     ],
     [
       'a malformed grant chain',

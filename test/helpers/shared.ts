@@ -1,8 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const up2 = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The checkout: test/helpers/../.. from the sources, dist/test/helpers/../../.. when compiled (make bench, make fuzz). */
+export const REPO_ROOT = basename(up2) === 'dist' ? dirname(up2) : up2;
 /** ../shared beside the checkout (vectors from outside the project). */
 export const SHARED = process.env.WRIT_SHARED ?? resolve(REPO_ROOT, '../shared');
 export const HAVE_SHARED = existsSync(join(SHARED, 'vectors'));

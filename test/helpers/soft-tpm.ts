@@ -3,10 +3,10 @@
  * with the public area a TPM would report, TPMS_ATTEST for quotes and certifications, and
  * TPMT_SIGNATURE under a key's own scheme. For tests of the checks that need no TPM.
  */
-import { constants, createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { constants, createDecipheriv, createECDH, createHash, createHmac, generateKeyPairSync, privateDecrypt, sign, type KeyObject } from 'node:crypto';
 import { pcrDigest } from '../../src/attestation/tpm/quote.js';
 import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from '../../src/tpm/constants.js';
-import { TpmWriter } from '../../src/tpm/marshal.js';
+import { TpmReader, TpmWriter } from '../../src/tpm/marshal.js';
 import {
   akTemplate,
   marshalPcrSelection,
@@ -67,6 +67,8 @@ export interface QuoteOpts {
   restartCount?: number;
   clock?: bigint;
   name?: Buffer;
+  /** firmwareVersion (default 0x0202020202020202). */
+  firmware?: bigint;
 }
 
 /** A TPMS_ATTEST exactly as TPM2_Quote (or TPM2_Certify, with `name`) writes it. */
@@ -78,11 +80,13 @@ export function attest(signer: SoftKey, o: QuoteOpts = {}): Buffer {
     .tpm2b(o.nonce ?? NONCE);
   const clock = Buffer.alloc(8);
   clock.writeBigUInt64BE(o.clock ?? 1000n);
+  const firmware = Buffer.alloc(8, 2);
+  if (o.firmware !== undefined) firmware.writeBigUInt64BE(o.firmware);
   w.bytes(clock)
     .u32(o.resetCount ?? 3)
     .u32(o.restartCount ?? 0)
     .u8(o.safe ?? 1)
-    .bytes(Buffer.alloc(8, 2));
+    .bytes(firmware);
   if ((o.type ?? TPM_ST.ATTEST_QUOTE) === TPM_ST.ATTEST_QUOTE) {
     const sel = o.sel ?? SEL;
     w.bytes(marshalPcrSelection(sel)).tpm2b(o.digest ?? pcrDigest(TPM_ALG.SHA256, sel, values(sel)));
@@ -93,3 +97,66 @@ export function attest(signer: SoftKey, o: QuoteOpts = {}): Buffer {
 }
 
 export const NONCE = createHash('sha256').update('binding digest').digest();
+
+/** KDFa as Part 1 §11.4.10.2 states it, written out again here. */
+export function refKdfa(hash: string, key: Buffer, label: string, u: Buffer, v: Buffer, bits: number): Buffer {
+  const out: Buffer[] = [];
+  for (let i = 1; Buffer.concat(out).length * 8 < bits; i++) {
+    const ctr = Buffer.alloc(4);
+    ctr.writeUInt32BE(i);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(bits);
+    out.push(
+      createHmac(hash, key)
+        .update(Buffer.concat([ctr, Buffer.from(`${label}\0`), u, v, len]))
+        .digest(),
+    );
+  }
+  return Buffer.concat(out).subarray(0, bits / 8);
+}
+
+export function refKdfe(hash: string, z: Buffer, label: string, u: Buffer, v: Buffer, bits: number): Buffer {
+  const out: Buffer[] = [];
+  for (let i = 1; Buffer.concat(out).length * 8 < bits; i++) {
+    const ctr = Buffer.alloc(4);
+    ctr.writeUInt32BE(i);
+    out.push(
+      createHash(hash)
+        .update(Buffer.concat([ctr, z, Buffer.from(`${label}\0`), u, v]))
+        .digest(),
+    );
+  }
+  return Buffer.concat(out).subarray(0, bits / 8);
+}
+
+/** TPM2_ActivateCredential's work, given the EK's private key: the credential, or an error. */
+export function activate(ek: TpmPublic, ekKey: KeyObject, akName: Buffer, blob: Buffer, secret: Buffer, ecdh?: { curve: string; size: number }): Buffer {
+  const hash = ek.nameAlg === TPM_ALG.SHA384 ? 'sha384' : 'sha256';
+  const hsize = hash === 'sha384' ? 48 : 32;
+  let seed: Buffer;
+  if (!ecdh) {
+    seed = privateDecrypt({ key: ekKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash, oaepLabel: Buffer.from('IDENTITY\0') }, secret);
+  } else {
+    const r = new TpmReader(secret, 'secret');
+    const ex = r.tpm2b('x', 66);
+    const ey = r.tpm2b('y', 66);
+    r.end();
+    const d = createECDH(ecdh.curve);
+    d.setPrivateKey(Buffer.from(ekKey.export({ format: 'jwk' }).d!, 'base64url'));
+    const z = d.computeSecret(Buffer.concat([Buffer.from([4]), ex, ey]));
+    seed = refKdfe(hash, z, 'IDENTITY', ex, (ek as { x: Buffer }).x, hsize * 8);
+  }
+  const r = new TpmReader(blob, 'blob');
+  const integrity = r.tpm2b('integrity', 64);
+  const enc = blob.subarray(2 + integrity.length);
+  const hmacKey = refKdfa(hash, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), hsize * 8);
+  if (!createHmac(hash, hmacKey).update(enc).update(akName).digest().equals(integrity)) throw new Error('integrity check failed');
+  const bits = ek.symmetric.keyBits!;
+  const symKey = refKdfa(hash, seed, 'STORAGE', akName, Buffer.alloc(0), bits);
+  const d = createDecipheriv(`aes-${bits}-cfb`, symKey, Buffer.alloc(16));
+  const plain = Buffer.concat([d.update(enc), d.final()]);
+  const pr = new TpmReader(plain, 'credential');
+  const cred = pr.tpm2b('credential', 64);
+  pr.end();
+  return cred;
+}

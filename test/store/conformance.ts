@@ -724,6 +724,19 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.getWrit('w1')).toEqual(w);
       });
 
+      it('writes a writ and its lineage index together or not at all', async () => {
+        // A null grant id fails the lineage index's NOT NULL after the writ row and the first
+        // lineage row were written: a half-written writ would be found by its jti but not be
+        // killed by a revocation of its first grant.
+        const w = writ('w1', { lineage: ['g1', null as unknown as string] });
+        expectStoreError(await rejection(s.recordWrit(w)), /not-null constraint violated/);
+        expect(await s.getWrit('w1')).toBeUndefined();
+        expect(await s.countWrits({ by: 'grant', value: 'g1' })).toBe(0);
+        expect(await s.countWrits({ by: 'jti', value: 'w1' })).toBe(0);
+        await s.recordWrit(writ('w1', { lineage: ['g1'] })); // the id is free
+        expect(await s.countWrits({ by: 'grant', value: 'g1' })).toBe(1);
+      });
+
       it('lists decisions newest first, up to the limit', async () => {
         const ds = (['allow', 'deny', 'escalate', 'allow'] as const).map((d, i) =>
           decision({ at: 100 - i, decision: d, reason: `r${i}`, policies: i ? [`p${i}`] : [] }),

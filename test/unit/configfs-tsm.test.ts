@@ -4,18 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tsmReport } from '../../src/attestation/enclave/configfs-tsm.js';
-import { WritError } from '../../src/errors.js';
+import { expectWritError } from '../helpers/errors.js';
 import { startFakeTsm, type FakeTsm } from '../helpers/fake-tsm.js';
-
-async function expectWritErrorAsync(p: Promise<unknown>, code: string, message: RegExp): Promise<void> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(WritError);
-  expect((e as WritError).code).toBe(code);
-  expect((e as WritError).message).toMatch(message);
-}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest();
 
@@ -41,13 +31,13 @@ describe('configfs-tsm reports', () => {
 
   it('refuses another provider, an empty or oversized inblob, and a generation that moved', async () => {
     fake = startFakeTsm('tdx_guest', (inblob) => ({ outblob: inblob }));
-    await expectWritErrorAsync(
+    await expectWritError(
       tsmReport(Buffer.from('x'), { dir: fake.dir, provider: 'sev_guest' }),
       'ERR_EVIDENCE_INVALID',
       /the provider is "tdx_guest", not sev_guest/,
     );
-    await expectWritErrorAsync(tsmReport(Buffer.alloc(0), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /inblob must be 1\.\.64 bytes/);
-    await expectWritErrorAsync(tsmReport(Buffer.alloc(65), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /inblob must be 1\.\.64 bytes/);
+    await expectWritError(tsmReport(Buffer.alloc(0), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /inblob must be 1\.\.64 bytes/);
+    await expectWritError(tsmReport(Buffer.alloc(65), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /inblob must be 1\.\.64 bytes/);
     fake.stop();
     const dir = fake.dir;
     fake = startFakeTsm('tdx_guest', (inblob) => {
@@ -57,20 +47,20 @@ describe('configfs-tsm reports', () => {
       return { outblob: inblob };
     });
     expect(fake.dir).not.toBe(dir);
-    await expectWritErrorAsync(tsmReport(Buffer.from('x'), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /generation moved/);
+    await expectWritError(tsmReport(Buffer.from('x'), { dir: fake.dir, provider: 'tdx_guest' }), 'ERR_EVIDENCE_INVALID', /generation moved/);
   });
 
   it('makes and removes its own report directory under a root, and says what is missing', async () => {
     const root = mkdtempSync(join(tmpdir(), 'writ-tsm-root-'));
     try {
-      await expectWritErrorAsync(tsmReport(Buffer.from('x'), { root, provider: 'sev_guest' }), 'ERR_EVIDENCE_INVALID', /reading the report in .*provider/);
+      await expectWritError(tsmReport(Buffer.from('x'), { root, provider: 'sev_guest' }), 'ERR_EVIDENCE_INVALID', /reading the report in .*provider/);
       expect(readdirSync(root)).toEqual([]);
-      await expectWritErrorAsync(
+      await expectWritError(
         tsmReport(Buffer.from('x'), { root: join(root, 'absent'), provider: 'sev_guest' }),
         'ERR_EVIDENCE_INVALID',
         /cannot create a report under .*is configfs mounted/,
       );
-      await expectWritErrorAsync(tsmReport(Buffer.from('x'), { root, dir: root, provider: 'sev_guest' }), 'ERR_EVIDENCE_INVALID', /not both/);
+      await expectWritError(tsmReport(Buffer.from('x'), { root, dir: root, provider: 'sev_guest' }), 'ERR_EVIDENCE_INVALID', /not both/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -6,7 +6,9 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { JOIN_TOKEN_TYPE, MAX_JOIN_TOKEN_BYTES, joinTokenId, joinTokenVerifier, newJoinToken } from '../../src/attestation/join-token/join-token.js';
+import { joinTokenPlugin, joinTokenProducer } from '../../src/attestation/join-token/plugin.js';
 import type { AttestationContext, AttestationResult } from '../../src/attestation/verifier.js';
+import { Section } from '../../src/config/section.js';
 import type { JoinTokenRecord, StoreTx } from '../../src/store/store.js';
 
 const T = Date.UTC(2030, 0, 1);
@@ -116,5 +118,33 @@ describe('join tokens', () => {
     const old = issued(store, 1000);
     expect(await rejection(present(store, old.token, T + 1000))).toMatchObject(tokenErr('token has expired'));
     expect((await present(store, old.token, T + 999)).kind).toBe('attested');
+  });
+});
+
+describe('the join_token plug-in', () => {
+  it('has no settings: any key under attestation.join_token is a problem', () => {
+    const problems: string[] = [];
+    expect(joinTokenPlugin.settings(Section.of('attestation.join_token', { ttl: 1 }, problems))).toEqual({});
+    expect(problems).toEqual(['unknown key attestation.join_token.ttl']);
+    expect(joinTokenPlugin.type).toBe('join_token');
+    expect(joinTokenPlugin.relyingParty).toBeUndefined();
+  });
+
+  it('its verifier reads tokens from the store it is given', async () => {
+    const store = new FakeTokens();
+    const { token, record } = issued(store);
+    const v = joinTokenPlugin.verifier({}, { store: store as unknown as StoreTx });
+    const step = await (await v.begin(ctx())).respond(Buffer.from(token));
+    expect((step as { result: AttestationResult }).result.selectors).toEqual([{ type: 'join_token', value: record.id }]);
+  });
+
+  it('the agent side sends --join-token as it is, and needs one', async () => {
+    expect(joinTokenProducer).toMatchObject({ type: 'join_token', selectedBy: 'join-token' });
+    expect(Object.keys(joinTokenProducer.options)).toEqual(['join-token']);
+    const s = await joinTokenProducer.open({ 'join-token': 'abc.def' });
+    expect(await s.respond({ nonce: new Uint8Array(32), payload: new Uint8Array(0) })).toEqual(Buffer.from('abc.def'));
+    await expect(s.close()).resolves.toBeUndefined();
+    await expect(joinTokenProducer.open({})).rejects.toThrow('--join-token needs a token');
+    await expect(joinTokenProducer.open({ 'join-token': '' })).rejects.toThrow('--join-token needs a token');
   });
 });

@@ -4,7 +4,7 @@
  * the same tokens), the size limit at its boundary, canonical base64url, strict JSON, untrusted
  * JWKs and thumbprints (`make mutate`, docs/testing.md).
  */
-import { createHash, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { CompactSign, calculateJwkThumbprint, compactVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { claimReader } from '../../src/jose/claims.js';
@@ -97,6 +97,18 @@ describe('JWS algorithms, checked against panva/jose', () => {
     expect(refusal(() => algForKey(ed))).toMatchObject({ code: 'ERR_JWS_INVALID', message: 'jws: no signing algorithm for a ed25519 key' });
     const k1 = generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).privateKey;
     expect(refusal(() => algForKey(k1)).message).toBe('jws: no signing algorithm for a ec key');
+    expect(refusal(() => algForKey(createSecretKey(Buffer.alloc(32)))).message).toBe('jws: no signing algorithm for a unknown key');
+  });
+
+  it('keySigner refuses a key that does not fit the algorithm asked for, or an algorithm not allowed', () => {
+    expect(refusal(() => keySigner(keys.p256, 'ES384'))).toMatchObject({ code: 'ERR_JWS_INVALID', message: 'jws: the key does not fit ES384' });
+    expect(refusal(() => keySigner(keys.rsa, 'ES256')).message).toBe('jws: the key does not fit ES256');
+    expect(refusal(() => keySigner(keys.p256, 'HS256' as JwsAlg)).message).toBe('jws: the key does not fit HS256');
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
+    expect(refusal(() => keySigner(small)).message).toBe('jws: the key does not fit PS256');
+    const rs = keySigner(keys.rsa, 'RS384');
+    expect(rs.alg).toBe('RS384');
+    expect(rs.publicKey.export({ type: 'spki', format: 'der' })).toEqual(createPublicKey(keys.rsa).export({ type: 'spki', format: 'der' }));
   });
 
   it('keyFits: key type, curve, and at least 2048 RSA bits', () => {
@@ -177,6 +189,16 @@ describe('JWS decoding', () => {
     expect(refusal(() => decodeJws(`${h}.${p}.${s.replace(/-|_/, '+')}x`, 'x')).message).toBe('jws: signature is not strict base64url');
     expect(refusal(() => decodeJws(`${h}=.${p}.${s}`, 'x')).message).toBe('jws: header is not strict base64url JSON');
     expect(refusal(() => decodeJws(`${h}.${p}+.${s}`, 'x')).message).toBe('jws: payload is not strict base64url JSON');
+  });
+
+  it('keeps the reason of a decoding refusal as its cause', () => {
+    const sig = refusal(() => decodeJws(`${h}.${p}.${s}=`, 'x')) as { cause?: Error };
+    expect(sig.cause).toBeInstanceOf(Error);
+    expect(sig.cause!.message).toBe('not base64url');
+    const head = refusal(() => decodeJws(`${part('{"a":1,"a":2}')}.${p}.${s}`, null)) as { cause?: Error };
+    expect(head.cause).toBeInstanceOf(StrictJsonError);
+    const jwk = refusal(() => publicKeyFromJwk({ ...publicJwk(keys.p256), x: 'AA' })) as { cause?: Error };
+    expect(jwk.cause!.message).toBe('bad coordinate length');
   });
 
   it('b64urlDecode: alphabet, no padding, canonical', () => {
@@ -264,6 +286,12 @@ describe('JWK thumbprints and untrusted JWKs', () => {
     expect(Buffer.from(other, 'base64url')).toEqual(Buffer.from(jkt, 'base64url'));
     expect(isJkt(other)).toBe(false);
     expect(isJkt(Buffer.from(jkt))).toBe(false);
+    // Every character class of the alphabet, in a canonical spelling (the last character's unused bits zero).
+    for (const chars of ['-', '_', 'z', 'Z', '9', '-_azAZ09']) {
+      const candidate = `${chars}${'A'.repeat(43 - chars.length)}`;
+      expect(isJkt(candidate), candidate).toBe(true);
+    }
+    expect(isJkt(`${'A'.repeat(42)}B`)).toBe(false);
   });
 
   it('sha256b64url is SHA-256 of the UTF-8 bytes, base64url (FIPS 180-2 "abc")', () => {
@@ -331,6 +359,27 @@ describe('JWK thumbprints and untrusted JWKs', () => {
     expect(refusal(() => publicKeyFromJwk({ kty: 'RSA', n: jwk.n, e: 'AQAB=' })).message).toBe('jws: jwk is not an acceptable public key: not base64url');
   });
 
+  it('keyFromJwk finds a cached key only by all its members: the other point with the same x, the same modulus with another exponent', () => {
+    const jwk = publicJwk(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey);
+    const first = keyFromJwk(jwk);
+    // (x, p - y) is the negated point: on the curve, another key.
+    const p = 2n ** 256n - 2n ** 224n + 2n ** 192n + 2n ** 96n - 1n;
+    const y = BigInt(`0x${Buffer.from(jwk.y!, 'base64url').toString('hex')}`);
+    const negY = Buffer.from((p - y).toString(16).padStart(64, '0'), 'hex').toString('base64url');
+    const negated = keyFromJwk({ ...jwk, y: negY });
+    expect(negated.jkt).not.toBe(first.jkt);
+    expect(negated.jkt).toBe(jwkThumbprint(publicKeyFromJwk({ ...jwk, y: negY })));
+    expect(negated.key.export({ format: 'jwk' }).y).toBe(negY);
+    const rsa = publicJwk(keys.rsa);
+    const e65537 = keyFromJwk(rsa);
+    const e3 = keyFromJwk({ ...rsa, e: 'Aw' });
+    expect(e3.jkt).not.toBe(e65537.jkt);
+    expect(e3.key.export({ format: 'jwk' }).e).toBe('Aw');
+    expect(keyFromJwk(jwk)).toBe(first);
+    const other = publicJwk(keys.p256);
+    expect(keyFromJwk(other).jkt).toBe(jwkThumbprint(createPublicKey(keys.p256)));
+  });
+
   it('keyFromJwk refuses private members even for a key it has seen (and cached) before', () => {
     const jwk = publicJwk(keys.p384);
     const first = keyFromJwk(jwk);
@@ -361,6 +410,14 @@ describe('strict JSON', () => {
     expect(parseStrictJson('-9007199254740991')).toBe(-9007199254740991);
     expect(parseStrictJson('"plain"')).toBe('plain');
     expect(parseStrictJson('"a\\nb"')).toBe('a\nb');
+    expect(parseStrictJson('"\\u00E9\\u00e9\\u0009"')).toBe('éé\t');
+    expect(parseStrictJson('1e5')).toBe(100000);
+    expect(parseStrictJson('{"a":[{"b":"c"}]}')).toEqual({ a: [{ b: 'c' }] });
+  });
+
+  it('quotes at most 40 characters of a duplicate member name', () => {
+    const k = 'k'.repeat(50);
+    expect(bad(`{"${k}":1,"${k}":2}`)).toBe(`duplicate member name "${'k'.repeat(40)}" at offset 108`);
   });
 
   it.each([

@@ -4,12 +4,13 @@
  * or a configured one), the hard maximum age of fetched keys, and the refresh behaviour kept
  * within that bound (every 5 min, unknown kid with a cooldown, known keys during short outages).
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { signJws } from '../../src/jose/jws.js';
 import { JWKS_MIN_REFRESH_MS, JWKS_TTL_MS, PrincipalVerifier, type PrincipalIssuerSettings } from '../../src/principal/oidc.js';
+import { FakeProvider } from '../fakes/oidc-provider.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -17,48 +18,6 @@ const HOUR = 3_600_000;
 /** The default max_key_age. */
 const DAY = 24 * HOUR;
 const ID = 'urn:ietf:params:oauth:token-type:id_token';
-
-/** A URL as WHATWG parsing normalizes it (what the verifier fetches), or the text itself. */
-const norm = (u: string): string => {
-  try {
-    return new URL(u).href;
-  } catch {
-    return u;
-  }
-};
-
-/** A provider reachable through a Fetcher: discovery and JWKS as documents; `down` makes every fetch fail. */
-class FakeProvider {
-  key: KeyObject = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-  kid = 'k1';
-  down = false;
-  jwksUri: string;
-  readonly fetched: string[] = [];
-  constructor(
-    readonly issuer: string,
-    jwksUri?: string,
-  ) {
-    this.jwksUri = jwksUri ?? `${issuer}/jwks`;
-  }
-  readonly fetcher = async (url: string): Promise<string> => {
-    this.fetched.push(url);
-    if (this.down) throw new Error('connect ECONNREFUSED');
-    if (url === `${this.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`) return JSON.stringify({ issuer: this.issuer, jwks_uri: this.jwksUri });
-    if (url === norm(this.jwksUri)) return JSON.stringify({ keys: [{ ...this.key.export({ format: 'jwk' }), d: undefined, kid: this.kid, use: 'sig' }] });
-    throw new Error(`HTTP 404 for ${url}`);
-  };
-  rotate(kid: string): void {
-    this.key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-    this.kid = kid;
-  }
-  token(now: number, sub = 'alice', key = this.key, kid = this.kid): string {
-    const iat = Math.floor(now / 1000);
-    return signJws({ alg: 'ES256', typ: 'JWT', kid }, { iss: this.issuer, sub, aud: 'writ', iat, exp: iat + 300, groups: ['eng'] }, key);
-  }
-  get jwksFetches(): number {
-    return this.fetched.filter((u) => u === norm(this.jwksUri)).length;
-  }
-}
 
 function setup(issuer: string, over: Partial<PrincipalIssuerSettings> = {}, jwksUri?: string) {
   const idp = new FakeProvider(issuer, jwksUri);

@@ -37,6 +37,34 @@ describe('proof one-time ids', () => {
     expect(() => verifyWrit(o)).toThrow(expect.objectContaining({ code: 'ERR_PROOF_REPLAYED' }));
   });
 
+  // Every check after the proof's own is a reason the same proof may pass later (the source
+  // catches up, the relying party fixes its configuration): none of them may use the id up.
+  const revokedNow = { check: () => ({ revoked: true, reason: 'grant revoked by operator', source: 'test source' }) };
+  const notYetSynced = {
+    check: () => {
+      throw new Error('not synced yet');
+    },
+  };
+  const cleanSource = { check: () => ({ revoked: false, source: 'test source' }) };
+  it.each([
+    ['a revocation source that says revoked', { revocation: revokedNow }, /revoked/],
+    ['a revocation source that cannot answer yet', { revocation: notYetSynced }, /revocation status unknown/],
+    ['a relying-party requirement the writ does not meet', { requirements: { selectors: ['tpm:ek_hash:00'] } }, /required selector/],
+    [
+      'a deep verification without the evidence it needs',
+      { level: 'deep' as const, reverifiers: new Map([['join_token', { reverify: () => ({ selectors: [], checked: [], takenFromIssuer: [] }) }]]) },
+      /deep verification needs the join_token evidence/,
+    ],
+  ])('a proof refused by %s is not used up', (_name, late, message) => {
+    const writ = writFor(A, { now: NOW });
+    const cache = new ProofReplayCache();
+    const o = opts(writ, A.key, at, cache);
+    expect(() => verifyWrit({ ...o, ...late } as VerifyWritOptions)).toThrow(message);
+    expect(cache.size).toBe(0);
+    expect(verifyWrit({ ...o, revocation: cleanSource }).jti).toBeDefined();
+    expect(cache.size).toBe(1);
+  });
+
   it('a flood of proofs for expired writs does not fill the cache and lock out a valid writ', () => {
     const cache = new ProofReplayCache(1000);
     const expired = writFor(A, { now: NOW - 7200, ttl: 60 });

@@ -16,7 +16,15 @@ import {
   parseSpiffeBundle,
   parseX509BundlePem,
 } from '../../src/spiffe/bundle.js';
-import { MAX_TRUST_DOMAIN_BYTES, parseSpiffeId, parseTrustDomain, spiffeIdFromParts, trustDomainId, validatePath } from '../../src/spiffe/id.js';
+import {
+  MAX_SPIFFE_ID_BYTES,
+  MAX_TRUST_DOMAIN_BYTES,
+  parseSpiffeId,
+  parseTrustDomain,
+  spiffeIdFromParts,
+  trustDomainId,
+  validatePath,
+} from '../../src/spiffe/id.js';
 import { encodePem } from '../../src/der/pem.js';
 import { makeCert } from '../helpers/testca.js';
 
@@ -33,7 +41,7 @@ const bErr = (message: string) => ({ code: 'ERR_BUNDLE_INVALID', message });
 
 describe('SPIFFE IDs', () => {
   it('validatePath: empty, or segments of letters, digits, dot, dash, underscore', () => {
-    for (const ok of ['', '/a', '/A-Z_0.9', '/a/b/c', '/...', '/.a', '/a..']) expect(() => validatePath(ok), ok).not.toThrow();
+    for (const ok of ['', '/a', '/z', '/A-Z_0.9', '/a/b/c', '/...', '/.a', '/a..']) expect(() => validatePath(ok), ok).not.toThrow();
     expect(refusal(() => validatePath('a'))).toMatchObject(idErr('path must have a leading slash'));
     expect(refusal(() => validatePath('/a/'))).toMatchObject(idErr('path cannot have a trailing slash'));
     expect(refusal(() => validatePath('/'))).toMatchObject(idErr('path cannot have a trailing slash'));
@@ -43,7 +51,7 @@ describe('SPIFFE IDs', () => {
         refusal(() => validatePath(dot)),
         dot,
       ).toMatchObject(idErr('path cannot contain dot segments'));
-    for (const c of ['@', '[', '`', '{', ' ', '%', '~', 'é', '/']) {
+    for (const c of ['@', '[', '`', '{', ' ', '%', '~', 'é', ':', '/']) {
       if (c === '/') continue;
       expect(
         refusal(() => validatePath(`/a${c}b`)),
@@ -63,6 +71,14 @@ describe('SPIFFE IDs', () => {
         c,
       ).toMatchObject(idErr('trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores'));
     }
+  });
+
+  it(`parseSpiffeId: at most MAX_SPIFFE_ID_BYTES (${MAX_SPIFFE_ID_BYTES}) bytes in all`, () => {
+    const at = `spiffe://td/${'a'.repeat(MAX_SPIFFE_ID_BYTES - 'spiffe://td/'.length)}`;
+    expect(Buffer.byteLength(at)).toBe(MAX_SPIFFE_ID_BYTES);
+    expect(parseSpiffeId(at).uri).toBe(at);
+    expect(refusal(() => parseSpiffeId(`${at}b`))).toMatchObject(idErr('spiffe id is longer than 2048 bytes'));
+    expect(MAX_SPIFFE_ID_BYTES).toBe(2048);
   });
 
   it('parseSpiffeId: the trust domain limit counts the trust domain only; the scheme is exact', () => {
@@ -105,7 +121,17 @@ describe('SPIFFE bundles: documents', () => {
 
   it('refuses what is not a JSON object with keys', () => {
     expect(refusal(() => parseSpiffeBundle('td', '  '))).toMatchObject(bErr('spiffebundle: unable to parse JWKS: unexpected end of JSON input'));
-    expect(refusal(() => parseSpiffeBundle('td', '{')).message).toMatch(/^spiffebundle: unable to parse JWKS: /);
+    const jsonReason = (() => {
+      try {
+        JSON.parse('{');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    })();
+    const broken = refusal(() => parseSpiffeBundle('td', '{')) as { message: string; cause?: unknown };
+    expect(broken).toMatchObject(bErr(`spiffebundle: unable to parse JWKS: ${jsonReason}`));
+    expect(broken.cause).toBeInstanceOf(SyntaxError);
     for (const d of ['[]', 'null', '3'])
       expect(refusal(() => parseSpiffeBundle('td', d))).toMatchObject(bErr('spiffebundle: unable to parse JWKS: not a JSON object'));
     expect(refusal(() => parseSpiffeBundle('td', '{}'))).toMatchObject(bErr('spiffebundle: no authorities found'));
@@ -236,6 +262,10 @@ describe('SPIFFE bundles: PEM and serialisation', () => {
       bErr('x509bundle: cannot parse certificate: unexpected PEM block PRIVATE KEY'),
     );
     expect(refusal(() => parseX509BundlePem('td', encodePem('CERTIFICATE', Buffer.from('junk'))))).toMatchObject(bErr('x509bundle: cannot parse certificate'));
+    expect(parseX509BundlePem('td', ' '.repeat(MAX_BUNDLE_BYTES)).x509Authorities).toEqual([]);
+    expect(refusal(() => parseX509BundlePem('td', ' '.repeat(MAX_BUNDLE_BYTES + 1))).message).toBe(
+      `x509bundle: document larger than ${MAX_BUNDLE_BYTES} bytes`,
+    );
     expect(refusal(() => parseX509BundlePem('td', 'x'.repeat(MAX_BUNDLE_BYTES + 1)))).toMatchObject(
       bErr(`x509bundle: document larger than ${MAX_BUNDLE_BYTES} bytes`),
     );

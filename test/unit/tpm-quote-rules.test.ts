@@ -5,15 +5,14 @@
  * counters, TPM2_Certify of a resident key, and MakeCredential checked by doing the TPM's
  * ActivateCredential side here, independently (TPM 2.0 Part 1 §24) (`make mutate`, docs/testing.md).
  */
-import { constants, createDecipheriv, createECDH, createHash, createHmac, privateDecrypt, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { kdfa, kdfe, makeCredential } from '../../src/attestation/tpm/credential.js';
 import { checkAk, checkCounters, pcrDigest, verifyCertify, verifyQuote, verifyTpmSignature } from '../../src/attestation/tpm/quote.js';
 import { TPMA_OBJECT, TPM_ALG, TPM_ECC, TPM_ST } from '../../src/tpm/constants.js';
 import { EK_TEMPLATES } from '../../src/tpm/ek-templates.js';
-import { TpmReader } from '../../src/tpm/marshal.js';
 import { akTemplate, marshalSignature, objectName, publicKeyOf, residentKeyTemplate, type PcrSelection, type TpmPublic } from '../../src/tpm/structures.js';
-import { NONCE, SEL, ak, attest, softKey, tpmSign, values, type QuoteOpts, type SoftKey } from '../helpers/soft-tpm.js';
+import { NONCE, SEL, activate, ak, attest, refKdfa, refKdfe, softKey, tpmSign, values, type QuoteOpts, type SoftKey } from '../helpers/soft-tpm.js';
 
 function refusal(f: () => unknown): { code: string; message: string } {
   try {
@@ -293,69 +292,6 @@ describe('TPM2_Certify of a TPM-resident agent key', () => {
     expect(refusal(() => verifyCertify(k.pub, resident.pub, c.a, c.s, NONCE))).toMatchObject(tpmErr('certified Name is not the Name of the presented key'));
   });
 });
-
-/** KDFa as Part 1 §11.4.10.2 states it, written out again here. */
-function refKdfa(hash: string, key: Buffer, label: string, u: Buffer, v: Buffer, bits: number): Buffer {
-  const out: Buffer[] = [];
-  for (let i = 1; Buffer.concat(out).length * 8 < bits; i++) {
-    const ctr = Buffer.alloc(4);
-    ctr.writeUInt32BE(i);
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(bits);
-    out.push(
-      createHmac(hash, key)
-        .update(Buffer.concat([ctr, Buffer.from(`${label}\0`), u, v, len]))
-        .digest(),
-    );
-  }
-  return Buffer.concat(out).subarray(0, bits / 8);
-}
-
-function refKdfe(hash: string, z: Buffer, label: string, u: Buffer, v: Buffer, bits: number): Buffer {
-  const out: Buffer[] = [];
-  for (let i = 1; Buffer.concat(out).length * 8 < bits; i++) {
-    const ctr = Buffer.alloc(4);
-    ctr.writeUInt32BE(i);
-    out.push(
-      createHash(hash)
-        .update(Buffer.concat([ctr, z, Buffer.from(`${label}\0`), u, v]))
-        .digest(),
-    );
-  }
-  return Buffer.concat(out).subarray(0, bits / 8);
-}
-
-/** TPM2_ActivateCredential's work, given the EK's private key: the credential, or an error. */
-function activate(ek: TpmPublic, ekKey: KeyObject, akName: Buffer, blob: Buffer, secret: Buffer, ecdh?: { curve: string; size: number }): Buffer {
-  const hash = ek.nameAlg === TPM_ALG.SHA384 ? 'sha384' : 'sha256';
-  const hsize = hash === 'sha384' ? 48 : 32;
-  let seed: Buffer;
-  if (!ecdh) {
-    seed = privateDecrypt({ key: ekKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash, oaepLabel: Buffer.from('IDENTITY\0') }, secret);
-  } else {
-    const r = new TpmReader(secret, 'secret');
-    const ex = r.tpm2b('x', 66);
-    const ey = r.tpm2b('y', 66);
-    r.end();
-    const d = createECDH(ecdh.curve);
-    d.setPrivateKey(Buffer.from(ekKey.export({ format: 'jwk' }).d!, 'base64url'));
-    const z = d.computeSecret(Buffer.concat([Buffer.from([4]), ex, ey]));
-    seed = refKdfe(hash, z, 'IDENTITY', ex, (ek as { x: Buffer }).x, hsize * 8);
-  }
-  const r = new TpmReader(blob, 'blob');
-  const integrity = r.tpm2b('integrity', 64);
-  const enc = blob.subarray(2 + integrity.length);
-  const hmacKey = refKdfa(hash, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), hsize * 8);
-  if (!createHmac(hash, hmacKey).update(enc).update(akName).digest().equals(integrity)) throw new Error('integrity check failed');
-  const bits = ek.symmetric.keyBits!;
-  const symKey = refKdfa(hash, seed, 'STORAGE', akName, Buffer.alloc(0), bits);
-  const d = createDecipheriv(`aes-${bits}-cfb`, symKey, Buffer.alloc(16));
-  const plain = Buffer.concat([d.update(enc), d.final()]);
-  const pr = new TpmReader(plain, 'credential');
-  const cred = pr.tpm2b('credential', 64);
-  pr.end();
-  return cred;
-}
 
 describe('MakeCredential', () => {
   it('KDFa and KDFe agree with the specification written out independently, at lengths that are not a whole block', () => {

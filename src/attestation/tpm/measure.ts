@@ -5,7 +5,8 @@
  * someone else extended it) is started afresh after resetting the PCR.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../config/files.js';
 import type { Tpm } from '../../tpm/client.js';
 import { TPM_ALG } from '../../tpm/constants.js';
 import { AGENT_CODE_EVENT, EV_IPL, encodeEventLog, parseEventLog, type LogEvent } from '../../tpm/eventlog.js';
@@ -51,8 +52,6 @@ export async function measureAgent(tpm: Tpm, o: MeasureOptions): Promise<{ log: 
   await tpm.pcrExtend(pcr, TPM_ALG.SHA256, digest);
   events.push({ pcr, type: EV_IPL, digests: new Map([[TPM_ALG.SHA256, digest]]), data: Buffer.from(`${AGENT_CODE_EVENT}${o.path}`, 'utf8') });
   const log = encodeEventLog(new Map([[TPM_ALG.SHA256, 32]]), events);
-  const tmp = `${o.logFile}.tmp`;
-  writeFileSync(tmp, log, { mode: 0o600 });
-  renameSync(tmp, o.logFile);
+  writeFileAtomic(o.logFile, log, 0o600);
   return { log, digest };
 }

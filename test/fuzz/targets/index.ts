@@ -7,6 +7,9 @@ import { csrTarget, publicKeyTarget, x509Target } from './x509.js';
 import { eventLogTarget, tpmAttestTarget, tpmEvidenceTarget, tpmPcrSelectionTarget, tpmPublicTarget, tpmQuoteTarget, tpmSignatureTarget } from './tpm.js';
 import { jwkTarget, jwsTarget, strictJsonTarget } from './jose.js';
 import { grantChainTarget, grantTarget, proofTarget, writSignatureTarget, writTarget } from './writ.js';
+import { nitroDocumentTarget } from './nitro.js';
+import { tdxQuoteTarget } from './tdx.js';
+import { snpEvidenceTarget } from './sev-snp.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -51,4 +54,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   writSignatureTarget,
   proofTarget,
   selectorTarget,
+  nitroDocumentTarget,
+  tdxQuoteTarget,
+  snpEvidenceTarget,
 ];

@@ -1,0 +1,196 @@
+/**
+ * The issuer's domain objects wired as server/core.ts wires them, without gRPC, files or a
+ * network: a real SQLite store in memory, a real CA (its keys sealed with a random key), the
+ * real policy engine with the end-to-end policy set, the real OIDC verifier over a fake
+ * provider (test/fakes/oidc-provider.ts) and the scripted evidence verifier
+ * (test/fakes/evidence.ts). Unit tests of src/issuance/ drive the handshake and grant rules
+ * through it; see test/fakes/README.md for why the store is real.
+ */
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
+import { SealedKeyCustody } from '../../src/ca/custody.js';
+import { CaManager } from '../../src/ca/manager.js';
+import { ManualClock } from '../../src/clock.js';
+import { VerifierRegistry } from '../../src/attestation/registry.js';
+import { signKeyProofWith } from '../../src/attestation/key-proof.js';
+import { delegateGrant } from '../../src/delegation/grant.js';
+import type { Permission } from '../../src/delegation/scope.js';
+import { Admin } from '../../src/issuance/admin.js';
+import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
+import { type HandshakeStep, type HelloInput, type IssuedResult, Issuer } from '../../src/issuance/issuer.js';
+import { PolicySnapshots } from '../../src/issuance/policies.js';
+import { Revocations } from '../../src/issuance/revocations.js';
+import { jwkThumbprint } from '../../src/jose/jws.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { PrincipalVerifier } from '../../src/principal/oidc.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { parseWrit } from '../../src/writ/writ.js';
+import { FAKE_EVIDENCE_TYPE, type FakeEvidence, FakeEvidenceVerifier, fakeEvidence } from '../fakes/evidence.js';
+import { FakeProvider } from '../fakes/oidc-provider.js';
+import { POLICY } from './policies.js';
+
+export const T0 = Date.UTC(2030, 0, 1);
+export const HOUR = 3_600_000;
+export const TD = 'example.org';
+export const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+export const GRANT_MAX_TTL_MS = 8 * HOUR;
+export const JOIN_TOKEN_MAX_TTL_MS = 24 * HOUR;
+
+export interface TestAgent {
+  readonly key: KeyObject;
+  readonly spki: Buffer;
+  readonly jkt: string;
+}
+
+export function newAgent(): TestAgent {
+  const key = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  const pub = createPublicKey(key);
+  return { key, spki: pub.export({ type: 'spki', format: 'der' }), jkt: jwkThumbprint(pub) };
+}
+
+export interface AttestOptions {
+  readonly grants?: readonly string[];
+  /** The evidence the agent sends (default: attested with `sel`). */
+  readonly evidence?: FakeEvidence;
+  readonly sel?: readonly string[];
+  readonly platform?: string;
+  readonly jwtAudiences?: readonly string[];
+  readonly writAudiences?: readonly string[];
+}
+
+/** The nonce of a challenge step (what the key proof and the evidence sign). */
+export function nonceOf(step: HandshakeStep): Buffer {
+  if (step.kind !== 'challenge') throw new Error('expected a challenge');
+  return step.nonce;
+}
+
+export type World = Awaited<ReturnType<typeof issuanceWorld>>;
+
+export interface WorldOptions {
+  readonly statusLists?: boolean;
+  /** Push the end-to-end policy set (default); false: no policy is active. */
+  readonly policy?: boolean;
+  readonly grantMaxTtlMs?: number;
+}
+
+export async function issuanceWorld(o: WorldOptions = {}) {
+  const clock = new ManualClock(T0);
+  const store = new SqliteStore(':memory:');
+  const ca = new CaManager({
+    store,
+    clock,
+    custody: new SealedKeyCustody(new KeyEncryptor(randomBytes(32))),
+    settings: { trustDomain: TD, caTtlMs: 24 * HOUR, rootTtlMs: 240 * HOUR, keyType: 'ec-p256', jwtAlg: 'ES256', refreshHintSeconds: 300 },
+  });
+  await ca.init();
+  const policies = new PolicySnapshots({ store, clock });
+  if (o.policy !== false) await policies.push([{ name: 'policy.cedar', text: POLICY }]);
+  const engine = new PolicyEngine();
+  const evidence = new FakeEvidenceVerifier();
+  const issuer = new Issuer({
+    ca,
+    store,
+    verifiers: new VerifierRegistry([evidence]),
+    clock,
+    policies,
+    engine,
+    settings: { x509SvidTtlMs: HOUR, jwtSvidTtlMs: 5 * 60_000 },
+    ...(o.statusLists ? { statusLists: { uri: (list: number) => `https://issuer.example.org/status/${list}` } } : {}),
+  });
+  const idp = new FakeProvider('https://idp.example.com');
+  const principals = new PrincipalVerifier([{ issuer: idp.issuer, audience: 'writ', groupsClaim: 'groups' }], {
+    fetcher: idp.fetcher,
+    now: () => clock.now().getTime(),
+  });
+  const grants = new GrantIssuer({
+    ca,
+    store,
+    clock,
+    principals,
+    policies,
+    engine,
+    settings: { defaultTtlMs: HOUR, maxTtlMs: o.grantMaxTtlMs ?? GRANT_MAX_TTL_MS },
+  });
+  const revocations = new Revocations({ store, clock });
+  const admin = new Admin({
+    store,
+    clock,
+    settings: { trustDomain: TD, joinTokenDefaultTtlMs: 10 * 60_000, joinTokenMaxTtlMs: JOIN_TOKEN_MAX_TTL_MS },
+  });
+
+  /** Registers `spiffe://example.org<path>` for agents that attest exactly these selectors. */
+  const register = (path: string, sel: readonly string[]) =>
+    admin.createEntry({
+      spiffeId: `spiffe://${TD}${path}`,
+      selectors: sel.map((s) => ({ type: s.slice(0, s.indexOf(':')), value: s.slice(s.indexOf(':') + 1) })),
+      x509SvidTtl: 0,
+      jwtSvidTtl: 0,
+      scopeCeiling: [],
+      hint: '',
+    });
+
+  const hello = (agent: TestAgent, a: AttestOptions = {}): HelloInput => ({
+    evidenceType: FAKE_EVIDENCE_TYPE,
+    publicKey: agent.spki,
+    csr: new Uint8Array(0),
+    grants: a.grants ?? [],
+    jwtAudiences: a.jwtAudiences ?? [],
+    ...(a.writAudiences ? { writAudiences: a.writAudiences } : {}),
+  });
+
+  /** A whole handshake with a bare public key: hello, one evidence with the key proof, result. */
+  async function attest(agent: TestAgent, a: AttestOptions = {}): Promise<IssuedResult> {
+    const { handshake, challenge } = await issuer.begin(hello(agent, a));
+    const ev = a.evidence ?? { sel: a.sel ?? [], ...(a.platform ? { platform: a.platform } : {}) };
+    const step = await handshake.respond(fakeEvidence(ev), signKeyProofWith(agent.key, nonceOf(challenge)));
+    if (step.kind !== 'result') throw new Error('the fake evidence asked for another round');
+    return step.result;
+  }
+
+  /** A grant request from alice (group eng) for `agent`, valid as the end-to-end policy wants it. */
+  const grantRequest = (agent: TestAgent, over: Partial<CreateGrantRequest> = {}): CreateGrantRequest => ({
+    subjectToken: idp.token(clock.now().getTime()),
+    subjectTokenType: ID_TOKEN,
+    taskId: 'task-1',
+    goal: 'triage open issues',
+    ttlSeconds: 0,
+    scope: [{ action: 'repo:read', resource: 'repo://acme/*' }],
+    boundaries: [],
+    escalate: [],
+    maxDepth: 2,
+    delegateJkt: agent.jkt,
+    ...over,
+  });
+
+  /** A hop grant from `parent`, which holds `parentWrit` (a writ over `parentGrant`), to `child`. */
+  function hop(parentGrant: string, parent: TestAgent, parentWrit: string, child: TestAgent, req: { scope?: Permission[]; exp?: number } = {}): string {
+    const w = parseWrit(parentWrit).claims;
+    return delegateGrant(parentGrant, parent.key, {
+      childJkt: child.jkt,
+      now: Math.floor(clock.now().getTime() / 1000),
+      from: { sub: w.sub, writ: w.jti },
+      ...req,
+    });
+  }
+
+  return {
+    clock,
+    store,
+    ca,
+    policies,
+    engine,
+    evidence,
+    issuer,
+    idp,
+    principals,
+    grants,
+    revocations,
+    admin,
+    register,
+    hello,
+    attest,
+    grantRequest,
+    hop,
+    close: () => store.close(),
+  };
+}
