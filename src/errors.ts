@@ -49,6 +49,11 @@ export const ERROR_CODES = [
   'ERR_TASK_INVALID',
   'ERR_TASK_NOT_FOUND',
   'ERR_REVOCATION_UNAVAILABLE',
+  'ERR_AUDIT_RECORD_INVALID',
+  'ERR_AUDIT_PROOF_INVALID',
+  'ERR_CHECKPOINT_INVALID',
+  'ERR_AUDIT_INCONSISTENT',
+  'ERR_AUDIT_DENIED',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -213,6 +218,20 @@ export class TaskError extends WritError<'ERR_TASK_INVALID' | 'ERR_TASK_NOT_FOUN
   }
 }
 
+/**
+ * The audit log refused something: a record that is not canonical or carries a secret, a
+ * proof that does not verify, a checkpoint or signed note that is malformed or badly signed,
+ * or a tree that does not extend the last signed checkpoint (docs/audit.md).
+ */
+export class AuditError extends WritError<
+  'ERR_AUDIT_RECORD_INVALID' | 'ERR_AUDIT_PROOF_INVALID' | 'ERR_CHECKPOINT_INVALID' | 'ERR_AUDIT_INCONSISTENT' | 'ERR_AUDIT_DENIED'
+> {
+  constructor(code: AuditError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'AuditError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -230,7 +249,8 @@ export type AnyWritError =
   | PrincipalError
   | PolicyError
   | RevocationError
-  | TaskError;
+  | TaskError
+  | AuditError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

@@ -50,7 +50,10 @@ const ALLOWED: Record<string, string[]> = {
   revocation: ['writ', 'delegation', 'jose', 'spiffe', 'clock', 'errors', 'cache'],
   // The relying-party kit for HTTP servers: presentation in headers, verification, answers.
   rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
+  // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
+  audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
   issuance: [
+    'audit',
     'writ',
     'delegation',
     'policy',
@@ -71,6 +74,7 @@ const ALLOWED: Record<string, string[]> = {
   gen: [],
   rpc: ['gen', 'cache'],
   server: [
+    'audit',
     'rpc',
     'gen',
     'issuance',
@@ -95,6 +99,7 @@ const ALLOWED: Record<string, string[]> = {
   ],
   agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'revocation', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors', 'cache'],
   cli: [
+    'audit',
     'server',
     'agent',
     'dev',

@@ -6,6 +6,7 @@ import type { OptionSpecs, OptionValues } from '../config/options.js';
 import { unaryCall, unaryClient } from '../rpc/grpc-adapter.js';
 import { asCallError } from '../agent/attest-client.js';
 import { AdminService } from '../gen/writ/v1/admin_pb.js';
+import { AuditService } from '../gen/writ/v1/audit_pb.js';
 import { RevocationService } from '../gen/writ/v1/revocation_pb.js';
 import { BundleService } from '../gen/writ/v1/bundle_pb.js';
 import { Health } from '../gen/grpc/health/v1/health_pb.js';
@@ -44,6 +45,7 @@ export function adminClients(socket: string, deadlineMs = 10_000) {
   const call = socketCall(socket, deadlineMs);
   return {
     admin: unaryClient(AdminService, call),
+    audit: unaryClient(AuditService, call),
     bundle: unaryClient(BundleService, call),
     health: unaryClient(Health, call),
     revocation: unaryClient(RevocationService, call),

@@ -1,4 +1,6 @@
 /** Operator actions on registration entries and join tokens, independent of gRPC. */
+import { appendAudit } from '../audit/log.js';
+import type { AuditEvent, NewAuditRecord } from '../audit/record.js';
 import { randomUUID } from 'node:crypto';
 import { EntryError, LimitError } from '../errors.js';
 import type { Clock } from '../clock.js';
@@ -33,6 +35,34 @@ export interface AdminSettings {
 
 export type EntryInput = Omit<Entry, 'id' | 'createdAt'>;
 
+/** A record of a change the operator made over the admin socket (which has one role: the operator). */
+export function operatorRecord(
+  at: number,
+  event: AuditEvent,
+  action: string,
+  resource: string,
+  created: string[],
+  over: Partial<NewAuditRecord> = {},
+): NewAuditRecord {
+  return {
+    at,
+    event,
+    actor: { kind: 'operator', id: 'admin' },
+    principal: null,
+    task: null,
+    lineage: [],
+    action,
+    resource,
+    decision: null,
+    reason: null,
+    policies: [],
+    snapshot: null,
+    evidence: null,
+    created,
+    ...over,
+  };
+}
+
 export class Admin {
   constructor(private readonly deps: { store: Store; clock: Clock; settings: AdminSettings }) {}
 
@@ -48,6 +78,7 @@ export class Admin {
     }
     const entry: Entry = { ...valid, id: randomUUID(), createdAt: this.deps.clock.now().getTime() };
     await tx.createEntry(entry, key);
+    await appendAudit(tx, operatorRecord(entry.createdAt, 'entry.created', `create entry for ${entry.spiffeId}`, `entry:${entry.id}`, [entry.id]));
     return entry;
   }
 
@@ -62,7 +93,10 @@ export class Admin {
   }
 
   async deleteEntry(id: string): Promise<void> {
-    if (!(await this.deps.store.deleteEntry(id))) throw new EntryError('ERR_ENTRY_NOT_FOUND', `entry: no entry with id ${JSON.stringify(id.slice(0, 64))}`);
+    await this.deps.store.transaction(async (tx) => {
+      if (!(await tx.deleteEntry(id))) throw new EntryError('ERR_ENTRY_NOT_FOUND', `entry: no entry with id ${JSON.stringify(id.slice(0, 64))}`);
+      await appendAudit(tx, operatorRecord(this.deps.clock.now().getTime(), 'entry.deleted', 'delete entry', `entry:${id}`, []));
+    });
   }
 
   /**

@@ -4,6 +4,7 @@
  * delegate each permission of the scope; every decision is recorded, allowed or not. The
  * grant is signed by the issuer's writ key and stored in the same transaction as the decision.
  */
+import { appendAudit } from '../audit/log.js';
 import { DelegationError, LimitError, RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CaManager } from '../ca/manager.js';
@@ -109,9 +110,26 @@ export class GrantIssuer {
       policies: decision.policies,
       reason: decision.reason,
     };
+    const audited = {
+      at: now.getTime(),
+      actor: { kind: 'principal', iss: principal.iss, sub: principal.sub } as const,
+      principal: { iss: principal.iss, sub: principal.sub },
+      task: task.id,
+      action: record.action,
+      resource: null,
+      decision: decision.decision,
+      policies: decision.policies,
+      snapshot: snapshot.digest,
+      evidence: null,
+    };
     if (decision.decision !== 'allow') {
-      await store.recordDecision(record);
-      throw refusal(decision, `delegating this scope for task ${task.id}`);
+      const refused = refusal(decision, `delegating this scope for task ${task.id}`);
+      await store.transaction(async (tx) => {
+        await tx.recordDecision(record);
+        const event = decision.decision === 'escalate' ? 'grant.escalated' : 'grant.denied';
+        await appendAudit(tx, { ...audited, event, lineage: [], reason: refused.code, created: [] });
+      });
+      throw refused;
     }
     const jti = newGrantId();
     const claims: GrantClaims = {
@@ -164,6 +182,7 @@ export class GrantIssuer {
       } else await tx.extendTask(task.id, exp * 1000);
       await tx.recordDecision(record);
       await tx.putGrant(grantRecord(claims, grant, principal.groups, now));
+      await appendAudit(tx, { ...audited, event: 'grant.created', lineage: [jti], reason: null, created: [jti] });
     });
     return { grant, jti, expiresAt: exp, principal: claims.principal, policies: decision.policies, snapshot: snapshot.digest };
   }

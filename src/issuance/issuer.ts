@@ -3,6 +3,7 @@
  * SVIDs. Flat early-return checks; issuance commits in one transaction (evidence side
  * effects such as consuming a join token, and the issuance records) or not at all.
  */
+import { appendAudit } from '../audit/log.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { AttestationError, DelegationError, EntryError, LimitError, RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
@@ -314,9 +315,35 @@ export class Handshake {
       jwts.push({ audience, svid: await mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }) });
 
     const decided = this.delegation ? this.decide(this.delegation, spiffeId, result, now) : undefined;
+    const agent = { kind: 'agent', spiffeId: spiffeId.uri, jkt: jwkThumbprint(this.agentKey.key) } as const;
+    const delegated = this.delegation && {
+      principal: { iss: this.delegation.chain.root.claims.principal.iss, sub: this.delegation.chain.root.claims.principal.sub },
+      task: this.delegation.chain.root.claims.task.id,
+      lineage: this.delegation.chain.lineage,
+      snapshot: this.delegation.snapshot.digest,
+    };
     if (decided?.refused) {
-      await store.recordDecision(decided.decisionRecord);
-      throw decided.refused;
+      const refused = decided.refused;
+      await store.transaction(async (tx) => {
+        await tx.recordDecision(decided.decisionRecord);
+        await appendAudit(tx, {
+          at: now.getTime(),
+          event: 'handshake.refused',
+          actor: agent,
+          principal: delegated!.principal,
+          task: delegated!.task,
+          lineage: delegated!.lineage,
+          action: decided.decisionRecord.action,
+          resource: null,
+          decision: decided.decisionRecord.decision,
+          reason: refused.code,
+          policies: decided.policies,
+          snapshot: delegated!.snapshot,
+          evidence: result.evidenceDigest.toString('hex'),
+          created: [],
+        });
+      });
+      throw refused;
     }
 
     // Everything a refusal depends on is checked again inside the transaction that records the
@@ -329,6 +356,7 @@ export class Handshake {
     ];
     let writCompact: string | undefined;
     await store.transaction(async (tx) => {
+      let writJti: string | undefined;
       await result.commit?.(tx, now);
       const d = this.delegation;
       await refuseRevoked(tx, d ? [...keys, ...chainRevocationKeys(d.chain)] : keys);
@@ -342,6 +370,7 @@ export class Handshake {
         const status = this.deps.statusLists ? await allocateStatusIndex(tx, now.getTime()) : undefined;
         const w = await this.mintWrit(d, decided.policies, spiffeId, result, entry.id, svid.chain[0]!, svid.notAfter, now, status);
         writCompact = w.compact;
+        writJti = w.record.jti;
         await tx.recordDecision(decided.decisionRecord);
         await tx.recordWrit(w.record);
         for (const g of d.chain.grants.slice(1)) {
@@ -350,11 +379,30 @@ export class Handshake {
         }
       }
       const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: this.verifier.type, issuedAt: now.getTime() };
-      await tx.recordIssued({ ...base, id: svid.serial.toString('hex'), kind: 'x509', expiresAt: svid.notAfter.getTime() });
+      const created = [svid.serial.toString('hex')];
+      await tx.recordIssued({ ...base, id: created[0]!, kind: 'x509', expiresAt: svid.notAfter.getTime() });
       for (const j of jwts) {
         const id = createHash('sha256').update(j.svid.token).digest('hex');
+        created.push(id);
         await tx.recordIssued({ ...base, id, kind: 'jwt', expiresAt: j.svid.expiresAt.getTime() });
       }
+      if (writJti) created.push(writJti);
+      await appendAudit(tx, {
+        at: now.getTime(),
+        event: 'handshake.issued',
+        actor: agent,
+        principal: delegated?.principal ?? null,
+        task: delegated?.task ?? null,
+        lineage: delegated?.lineage ?? [],
+        action: decided ? decided.decisionRecord.action : null,
+        resource: null,
+        decision: decided ? 'allow' : null,
+        reason: null,
+        policies: decided?.policies ?? [],
+        snapshot: delegated?.snapshot ?? null,
+        evidence: result.evidenceDigest.toString('hex'),
+        created,
+      });
     });
     observer?.issued('x509', this.verifier.type);
     for (let i = 0; i < jwts.length; i++) observer?.issued('jwt', this.verifier.type);

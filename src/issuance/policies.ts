@@ -3,6 +3,9 @@
  * digest, activated in one transaction), fetched by digest, and the active one. Snapshots are
  * immutable, so a parsed snapshot is cached by digest for good (bounded).
  */
+import { appendAudit } from '../audit/log.js';
+import { MAX_AUDIT_LIST } from '../audit/record.js';
+import { operatorRecord } from './admin.js';
 import { BoundedCache, deepFreeze } from '../cache/bounded.js';
 import { PolicyError } from '../errors.js';
 import type { Clock } from '../clock.js';
@@ -27,8 +30,21 @@ export class PolicySnapshots {
     const now = this.deps.clock.now().getTime();
     const created = await this.deps.store.transaction(async (tx) => {
       const had = await tx.getPolicySnapshot(snap.digest);
-      if (!had) await tx.putPolicySnapshot({ digest: snap.digest, policies: snap.policies.map((p) => ({ id: p.id, text: p.text })), createdAt: now });
+      const ids = snap.policies.map((p) => p.id);
+      // An audit record lists at most MAX_AUDIT_LIST policy ids; the snapshot digest names them all.
+      const listed = ids.length <= MAX_AUDIT_LIST ? ids : [];
+      if (!had) {
+        await tx.putPolicySnapshot({ digest: snap.digest, policies: snap.policies.map((p) => ({ id: p.id, text: p.text })), createdAt: now });
+        await appendAudit(
+          tx,
+          operatorRecord(now, 'policy.pushed', 'push policy snapshot', `policy:${snap.digest}`, [snap.digest], { snapshot: snap.digest, policies: listed }),
+        );
+      }
       await tx.setActivePolicy({ digest: snap.digest, activatedAt: now });
+      await appendAudit(
+        tx,
+        operatorRecord(now, 'policy.activated', 'activate policy snapshot', `policy:${snap.digest}`, [], { snapshot: snap.digest, policies: listed }),
+      );
       return !had;
     });
     return { digest: snap.digest, created, policies: snap.policies.length };

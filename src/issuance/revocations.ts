@@ -8,6 +8,8 @@
  * saw changes nothing. Who may: the operator anything; a principal its own grants and tasks; an
  * agent the grants it signed (everything below them dies with them).
  */
+import { appendAudit } from '../audit/log.js';
+import type { AuditActor } from '../audit/record.js';
 import { RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { ConfigSection } from '../config/config.js';
@@ -64,6 +66,14 @@ export type Revoker =
 
 export const actorOf = (r: Revoker): string =>
   r.kind === 'operator' ? 'operator' : r.kind === 'principal' ? `principal ${r.iss}#${r.sub}` : `agent ${r.writ.sub} (jkt ${r.writ.cnf.jkt})`;
+
+/** The revoker as the audit log names it (operators by their role: the admin socket has one). */
+const auditActorOf = (r: Revoker): AuditActor =>
+  r.kind === 'operator'
+    ? { kind: 'operator', id: 'admin' }
+    : r.kind === 'principal'
+      ? { kind: 'principal', iss: r.iss, sub: r.sub }
+      : { kind: 'agent', spiffeId: r.writ.sub, jkt: r.writ.cnf.jkt };
 
 /** Most live writs one entry or platform revocation resolves into writ revocations. */
 export const MAX_DERIVED_REVOCATIONS = 100_000;
@@ -181,6 +191,23 @@ export class Revocations {
         }
       }
       const writs = await tx.revokeWrits(match, at, seq);
+      const hash = resolved.principal.lastIndexOf('#');
+      await appendAudit(tx, {
+        at,
+        event: target.kind === 'task' ? 'task.ended' : 'revocation',
+        actor: auditActorOf(by),
+        principal: hash > 0 ? { iss: resolved.principal.slice(0, hash), sub: resolved.principal.slice(hash + 1) } : null,
+        task: target.kind === 'task' ? target.id : null,
+        lineage: target.kind === 'grant' ? [target.id] : [],
+        action: 'revoke',
+        resource: `${target.kind}:${target.id}`,
+        decision: null,
+        reason: reason === '' ? null : reason,
+        policies: [],
+        snapshot: null,
+        evidence: null,
+        created: records.map((r) => `revocation:${r.seq}`),
+      });
       return { seq, at, writs, records };
     });
     // Committed: every listener hears of it (the Watch feed, the status list publisher), whatever another one does.

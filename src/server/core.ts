@@ -22,6 +22,9 @@ import { PrincipalVerifier, type Fetcher, type PrincipalIssuerSettings } from '.
 import { principalsSection } from '../principal/settings.js';
 import type { Store } from '../store/store.js';
 import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
+import { defaultAuditOrigin, openAuditSigner } from '../audit/keys.js';
+import { AuditLog } from '../audit/log.js';
+import type { KeyEncryptor } from '../ca/key-encryptor.js';
 import type { Metrics } from './metrics.js';
 import { PeerRateLimiter, type RateLimiter } from './rate-limit.js';
 import { WatchStreams } from './watch-streams.js';
@@ -48,6 +51,8 @@ export interface ServerCore {
   /** Per-replica state, behind interfaces so a shared implementation can replace it. */
   readonly limits: { readonly handshakes: RateLimiter; readonly calls: RateLimiter };
   readonly replayCache: ReplayCache;
+  /** The audit log: signed checkpoints and proofs (records are appended by the flows themselves). */
+  readonly audit: AuditLog;
 }
 
 export interface CoreOptions {
@@ -57,6 +62,8 @@ export interface CoreOptions {
   readonly store: Store;
   readonly metrics: Metrics;
   readonly custody: KeyCustody;
+  /** Seals the audit key as the CA keys are sealed. */
+  readonly keyEncryptor: KeyEncryptor;
   readonly evidence: EvidenceCatalog;
   /** HTTP GET used for OIDC discovery and JWKS (tests inject one). */
   readonly fetcher?: Fetcher;
@@ -117,7 +124,10 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   const feed = new RevocationFeed({ store, now: () => clock.now().getTime() });
   revocations.listen(feed);
   const revocationSettings = sectionSettings<RevocationSettings>(settings, revocationSection.key);
+  const auditSigner = await openAuditSigner({ store, encryptor: o.keyEncryptor, origin: defaultAuditOrigin(settings.trustDomain), clock });
+  const audit = new AuditLog({ store, signer: auditSigner, clock });
   return {
+    audit,
     settings,
     logger,
     clock,

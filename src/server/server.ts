@@ -122,7 +122,8 @@ export class WritServer {
     chmodSync(settings.dataDir, 0o700);
     // First, before anything binds or opens: one server per data directory.
     await claimSocket(settings.adminSocket);
-    const custody = opts.custody ?? new SealedKeyCustody(keyEncryptor(settings, env, logger));
+    const encryptor = keyEncryptor(settings, env, logger);
+    const custody = opts.custody ?? new SealedKeyCustody(encryptor);
     const store = new SqliteStore(join(settings.dataDir, 'writ.db'));
     const servers: grpc.Server[] = [];
     let http: IssuerHttp | undefined;
@@ -136,6 +137,7 @@ export class WritServer {
         store,
         metrics: new Metrics(),
         custody,
+        keyEncryptor: encryptor,
         evidence,
         ...(statusUris ? { statusLists: statusUris } : {}),
         ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
@@ -168,6 +170,8 @@ export class WritServer {
         const d = bundleDocuments(core.ca.bundle());
         writeFileAtomic(join(settings.dataDir, 'bundle.pem'), d.pem, 0o644);
         writeFileAtomic(join(settings.dataDir, 'bundle.jwks'), d.jwks, 0o644);
+        // The audit verifier key, published beside the bundle (docs/audit.md).
+        writeFileAtomic(join(settings.dataDir, 'audit.vkey'), `${core.audit.verifierKey}\n`, 0o644);
       };
       const housekeeping = new Housekeeping(
         [
@@ -185,6 +189,8 @@ export class WritServer {
               await serving.renewIfDue(reloaded || rotated);
             },
           },
+          // A signed checkpoint of the log as it is (the last one again when nothing was appended).
+          { name: 'audit checkpoint', run: async () => void (await core.audit.checkpoint()) },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
           // Revocations whose target can no longer match anything valid leave the event log (never the newest).

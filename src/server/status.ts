@@ -65,6 +65,12 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_STATUS_LIST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   // A relying party's own source (never synced, stale, over its limit): says how fresh it is.
   ERR_REVOCATION_UNAVAILABLE: { status: status.UNAVAILABLE, showMessage: true },
+  ERR_AUDIT_RECORD_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_AUDIT_PROOF_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_CHECKPOINT_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  // The issuer refuses to sign a fork; the operator needs the detail, a caller only that it failed.
+  ERR_AUDIT_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_AUDIT_INCONSISTENT: { status: status.INTERNAL, showMessage: false, publicMessage: 'audit log inconsistent' },
 };
 
 /** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */

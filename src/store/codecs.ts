@@ -9,6 +9,9 @@
 import { StoreError } from '../errors.js';
 import type { Entry, Selector } from '../registration/entry.js';
 import type {
+  AuditCheckpointRecord,
+  AuditKeyRecord,
+  AuditRecordRow,
   CaKeyRecord,
   CaKeyState,
   DecisionRecord,
@@ -25,7 +28,7 @@ import type {
 } from './store.js';
 
 /** What a driver binds. */
-export type SqlValue = string | number | Buffer | null | readonly string[];
+export type SqlValue = string | number | Buffer | null | readonly string[] | readonly number[];
 /** What a driver returns for one row. */
 export type Row = Readonly<Record<string, unknown>>;
 
@@ -424,4 +427,64 @@ export const decodeDecision = (r: Row): DecisionRecord => ({
   snapshot: str(r.snapshot, 'policy_decisions.snapshot'),
   policies: json<string[]>(r.policies, 'policy_decisions.policies'),
   reason: str(r.reason, 'policy_decisions.reason'),
+});
+
+export const AUDIT_RECORDS = table('audit_records', ['seq', 'at', 'event', 'actor', 'principal', 'task_id', 'canonical', 'leaf_hash']);
+
+export const encodeAuditRecord = (r: AuditRecordRow): RowOf<typeof AUDIT_RECORDS> => ({
+  seq: r.seq,
+  at: r.at,
+  event: r.event,
+  actor: r.actor,
+  principal: r.principal,
+  task_id: r.task,
+  canonical: r.canonical,
+  leaf_hash: r.leafHash,
+});
+
+export const decodeAuditRecord = (r: Row): AuditRecordRow => ({
+  seq: int(r.seq, 'audit_records.seq'),
+  at: int(r.at, 'audit_records.at'),
+  event: str(r.event, 'audit_records.event'),
+  actor: str(r.actor, 'audit_records.actor'),
+  principal: str(r.principal, 'audit_records.principal'),
+  task: str(r.task_id, 'audit_records.task_id'),
+  canonical: bytes(r.canonical, 'audit_records.canonical'),
+  leafHash: bytes(r.leaf_hash, 'audit_records.leaf_hash'),
+});
+
+export const AUDIT_CHECKPOINTS = table('audit_checkpoints', ['size', 'root', 'note', 'signed_at']);
+
+export const encodeAuditCheckpoint = (c: AuditCheckpointRecord): RowOf<typeof AUDIT_CHECKPOINTS> => ({
+  size: c.size,
+  root: c.root,
+  note: c.note,
+  signed_at: c.signedAt,
+});
+
+export const decodeAuditCheckpoint = (r: Row): AuditCheckpointRecord => ({
+  size: int(r.size, 'audit_checkpoints.size'),
+  root: bytes(r.root, 'audit_checkpoints.root'),
+  note: str(r.note, 'audit_checkpoints.note'),
+  signedAt: int(r.signed_at, 'audit_checkpoints.signed_at'),
+});
+
+export const AUDIT_KEYS = table('audit_keys', ['id', 'name', 'public_key', 'sealed_key', 'state', 'created_at']);
+
+export const encodeAuditKey = (k: AuditKeyRecord): RowOf<typeof AUDIT_KEYS> => ({
+  id: k.id,
+  name: k.name,
+  public_key: k.publicKey,
+  sealed_key: k.sealedKey,
+  state: k.state,
+  created_at: k.createdAt,
+});
+
+export const decodeAuditKey = (r: Row): AuditKeyRecord => ({
+  id: str(r.id, 'audit_keys.id'),
+  name: str(r.name, 'audit_keys.name'),
+  publicKey: bytes(r.public_key, 'audit_keys.public_key'),
+  sealedKey: bytes(r.sealed_key, 'audit_keys.sealed_key'),
+  state: str(r.state, 'audit_keys.state') as AuditKeyRecord['state'],
+  createdAt: int(r.created_at, 'audit_keys.created_at'),
 });

@@ -24,6 +24,10 @@ export interface Dialect {
   readonly textSet: string;
   /** The parameter value for `textSet`. */
   encodeTextSet(values: readonly string[]): string | readonly string[];
+  /** `x IN <intSet>`: a set of 64-bit integers bound as one parameter (see `encodeIntSet`). */
+  readonly intSet: string;
+  /** The parameter value for `intSet`. */
+  encodeIntSet(values: readonly number[]): string | readonly number[];
   /** A FROM item naming `alias` for each element of the JSON array in `column`. */
   jsonElements(column: string, alias: string): string;
   /** The text of member `key` of the JSON object element `alias`. */
@@ -43,6 +47,8 @@ export const SQLITE: Dialect = {
   autoId: 'INTEGER PRIMARY KEY AUTOINCREMENT',
   textSet: '(SELECT value FROM json_each(?))',
   encodeTextSet: (values) => JSON.stringify(values),
+  intSet: '(SELECT value FROM json_each(?))',
+  encodeIntSet: (values) => JSON.stringify(values),
   jsonElements: (column, alias) => `json_each(${column}) ${alias}`,
   jsonMember: (alias, key) => `json_extract(${alias}.value, '$.${key}')`,
   jsonText: (alias) => `${alias}.value`,
@@ -58,6 +64,8 @@ export const POSTGRES: Dialect = {
   autoId: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
   textSet: '(SELECT unnest(?::text[]))',
   encodeTextSet: (values) => values,
+  intSet: '(SELECT unnest(?::bigint[]))',
+  encodeIntSet: (values) => values,
   jsonElements: (column, alias) => `jsonb_array_elements(${column}::jsonb) AS ${alias} (value)`,
   jsonMember: (alias, key) => `(${alias}.value ->> '${key}')`,
   jsonText: (alias) => `(${alias}.value #>> '{}')`,

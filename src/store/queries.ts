@@ -5,6 +5,9 @@
  * prepared form by `name`.
  */
 import {
+  AUDIT_CHECKPOINTS,
+  AUDIT_KEYS,
+  AUDIT_RECORDS,
   CA_KEYS,
   ENTRIES,
   GRANTS,
@@ -148,6 +151,25 @@ export function buildQueries(d: Dialect) {
     statusIndexTaken: 'SELECT 1 AS found FROM writs WHERE status_list = ? AND status_idx = ?',
     countStatusAllocation: 'UPDATE status_lists SET allocated = allocated + 1 WHERE id = ?',
     revokedStatusIndexes: 'SELECT status_idx FROM writs WHERE status_list = ? AND revoked_at IS NOT NULL ORDER BY status_idx',
+
+    getAuditSize: "SELECT value FROM meta WHERE key = 'audit_size'",
+    // The row lock (PostgreSQL) or the write lock (SQLite) serializes appenders on this one row.
+    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + 1 AS TEXT) WHERE key = 'audit_size' RETURNING value`,
+    auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
+    putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',
+    insertAuditRecord: insert(AUDIT_RECORDS),
+    getAuditRecord: `${select(AUDIT_RECORDS)} WHERE seq = ?`,
+    listAuditRecords: `${select(AUDIT_RECORDS)} WHERE seq >= ? ORDER BY seq LIMIT ?`,
+    // Newest first, from position `before` down (each served by its (column, seq) index).
+    auditRecordsBy_task: `${select(AUDIT_RECORDS)} WHERE task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBy_principal: `${select(AUDIT_RECORDS)} WHERE principal = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBy_actor: `${select(AUDIT_RECORDS)} WHERE actor = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    auditRecordsBefore: `${select(AUDIT_RECORDS)} WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
+    putAuditCheckpoint: insert(AUDIT_CHECKPOINTS),
+    latestAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} ORDER BY size DESC LIMIT 1`,
+    getAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} WHERE size = ?`,
+    putAuditKey: insert(AUDIT_KEYS),
+    listAuditKeys: `${select(AUDIT_KEYS)} ORDER BY created_at, id`,
 
     putDecision: insert(POLICY_DECISIONS),
     listDecisions: `${select(POLICY_DECISIONS)} ORDER BY id DESC LIMIT ?`,

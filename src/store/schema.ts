@@ -194,6 +194,43 @@ export const MIGRATIONS: readonly Migration[] = [
      allocated ${int} NOT NULL,
      created_at ${int} NOT NULL
    )${tableOptions};`,
+  // The audit log (issue #10): records by position (seq = Merkle leaf index) with their canonical
+  // bytes and leaf hash, and query columns derived from them; the tree's complete subtrees by
+  // in-order node id; signed checkpoints; the Ed25519 audit key, sealed as the CA keys are. The
+  // tree size lives in meta, so concurrent appends conflict on one row and serialize.
+  ({ int, blob, text, tableOptions }) => `INSERT INTO meta (key, value) VALUES ('audit_size', '0');
+   CREATE TABLE audit_records (
+     seq ${int} PRIMARY KEY,
+     at ${int} NOT NULL,
+     event ${text} NOT NULL,
+     actor ${text} NOT NULL,
+     principal ${text} NOT NULL,
+     task_id ${text} NOT NULL,
+     canonical ${blob} NOT NULL,
+     leaf_hash ${blob} NOT NULL
+   )${tableOptions};
+   CREATE INDEX audit_records_task ON audit_records (task_id, seq);
+   CREATE INDEX audit_records_principal ON audit_records (principal, seq);
+   CREATE INDEX audit_records_actor ON audit_records (actor, seq);
+   CREATE TABLE audit_nodes (
+     id ${int} PRIMARY KEY,
+     hash ${blob} NOT NULL
+   )${tableOptions};
+   CREATE TABLE audit_checkpoints (
+     size ${int} PRIMARY KEY,
+     root ${blob} NOT NULL,
+     note ${text} NOT NULL,
+     signed_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE TABLE audit_keys (
+     id ${text} PRIMARY KEY,
+     name ${text} NOT NULL,
+     public_key ${blob} NOT NULL,
+     sealed_key ${blob} NOT NULL,
+     state ${text} NOT NULL CHECK (state IN ('active', 'retired')),
+     created_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE UNIQUE INDEX audit_keys_one_active ON audit_keys (state) WHERE state = 'active';`,
 ];
 
 /** The schema version this binary migrates to. */

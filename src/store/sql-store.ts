@@ -6,8 +6,14 @@
 import { StoreError } from '../errors.js';
 import type { Entry } from '../registration/entry.js';
 import {
+  AUDIT_CHECKPOINTS,
+  AUDIT_KEYS,
+  AUDIT_RECORDS,
   bind,
   CA_KEYS,
+  decodeAuditCheckpoint,
+  decodeAuditKey,
+  decodeAuditRecord,
   decodeActivePolicy,
   decodeCaKey,
   decodeDecision,
@@ -21,6 +27,9 @@ import {
   decodeTask,
   decodeWrit,
   ENTRIES,
+  encodeAuditCheckpoint,
+  encodeAuditKey,
+  encodeAuditRecord,
   encodeCaKey,
   encodeDecision,
   encodeEntry,
@@ -53,6 +62,10 @@ import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
   KillRoot,
   ActivePolicyRecord,
+  AuditCheckpointRecord,
+  AuditKeyRecord,
+  AuditNode,
+  AuditRecordRow,
   CaKeyRecord,
   CaKeyState,
   DecisionRecord,
@@ -103,6 +116,8 @@ export interface SqlDriver {
 
 /** A named limit: more than this many decisions are never read at once. */
 export const MAX_DECISIONS_PER_READ = 10_000;
+/** Most audit tree nodes read at once: a proof needs fewer than 128 (src/audit/merkle.ts). */
+export const MAX_AUDIT_NODES_PER_READ = 1024;
 /** Most rows any other listing reads at once. */
 export const MAX_ROWS_PER_READ = 100_000;
 
@@ -331,6 +346,69 @@ class SqlOps implements StoreTx {
   pruneIssued(before: number): Promise<number> {
     return this.x.run(this.q.pruneIssued, [before]);
   }
+
+  async getAuditSize(): Promise<number> {
+    return auditSize(await this.x.get(this.q.getAuditSize, []));
+  }
+  async reserveAuditSeq(): Promise<number> {
+    return auditSize(await this.x.get(this.q.bumpAuditSize, [])) - 1;
+  }
+  async getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>> {
+    if (ids.length === 0) return new Map();
+    if (ids.length > MAX_AUDIT_NODES_PER_READ)
+      throw new StoreError(`store(${this.d.backend}): at most ${MAX_AUDIT_NODES_PER_READ} audit nodes are read at once`);
+    const rows = await this.x.all(this.q.auditNodes, [this.d.encodeIntSet(ids)]);
+    return new Map(rows.map((r) => [int(r.id, 'audit_nodes.id'), bytesOf(r.hash)]));
+  }
+  async putAuditNodes(nodes: readonly AuditNode[]): Promise<void> {
+    for (const n of nodes) await this.x.run(this.q.putAuditNode, [n.id, n.hash]);
+  }
+  async insertAuditRecord(r: AuditRecordRow): Promise<void> {
+    await this.x.run(this.q.insertAuditRecord, bind(AUDIT_RECORDS, encodeAuditRecord(r)));
+  }
+  async getAuditRecord(seq: number): Promise<AuditRecordRow | undefined> {
+    const r = await this.x.get(this.q.getAuditRecord, [seq]);
+    return r && decodeAuditRecord(r);
+  }
+  async listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]> {
+    return (await this.x.all(this.q.listAuditRecords, [from, this.limit(limit, 'listAuditRecords')])).map(decodeAuditRecord);
+  }
+  async findAuditRecords(
+    by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,
+    before: number,
+    limit: number,
+  ): Promise<AuditRecordRow[]> {
+    const n = this.limit(limit, 'findAuditRecords');
+    const rows = by ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [by.value, before, n]) : await this.x.all(this.q.auditRecordsBefore, [before, n]);
+    return rows.map(decodeAuditRecord);
+  }
+  async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
+    await this.x.run(this.q.putAuditCheckpoint, bind(AUDIT_CHECKPOINTS, encodeAuditCheckpoint(c)));
+  }
+  async latestAuditCheckpoint(): Promise<AuditCheckpointRecord | undefined> {
+    const r = await this.x.get(this.q.latestAuditCheckpoint, []);
+    return r && decodeAuditCheckpoint(r);
+  }
+  async getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | undefined> {
+    const r = await this.x.get(this.q.getAuditCheckpoint, [size]);
+    return r && decodeAuditCheckpoint(r);
+  }
+  async putAuditKey(k: AuditKeyRecord): Promise<void> {
+    await this.x.run(this.q.putAuditKey, bind(AUDIT_KEYS, encodeAuditKey(k)));
+  }
+  async listAuditKeys(): Promise<AuditKeyRecord[]> {
+    return (await this.x.all(this.q.listAuditKeys, [])).map(decodeAuditKey);
+  }
+}
+
+function auditSize(r: Row | undefined): number {
+  if (!r) throw new StoreError('store: the audit size row is missing');
+  return int(r.value, 'meta.audit_size');
+}
+
+function bytesOf(v: unknown): Buffer {
+  if (!Buffer.isBuffer(v)) throw new StoreError('store: column audit_nodes.hash does not hold bytes');
+  return v;
 }
 
 function sequence(r: Row | undefined): number {
@@ -418,4 +496,18 @@ export class SqlStore implements Store {
   recordIssued = (r: IssuedSvidRecord) => this.direct.recordIssued(r);
   countIssued = () => this.direct.countIssued();
   pruneIssued = (before: number) => this.direct.pruneIssued(before);
+  getAuditSize = () => this.direct.getAuditSize();
+  reserveAuditSeq = () => this.direct.reserveAuditSeq();
+  getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
+  putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));
+  insertAuditRecord = (r: AuditRecordRow) => this.direct.insertAuditRecord(r);
+  getAuditRecord = (seq: number) => this.direct.getAuditRecord(seq);
+  listAuditRecords = (from: number, limit: number) => this.direct.listAuditRecords(from, limit);
+  findAuditRecords = (by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined, before: number, limit: number) =>
+    this.direct.findAuditRecords(by, before, limit);
+  putAuditCheckpoint = (c: AuditCheckpointRecord) => this.direct.putAuditCheckpoint(c);
+  latestAuditCheckpoint = () => this.direct.latestAuditCheckpoint();
+  getAuditCheckpoint = (size: number) => this.direct.getAuditCheckpoint(size);
+  putAuditKey = (k: AuditKeyRecord) => this.direct.putAuditKey(k);
+  listAuditKeys = () => this.direct.listAuditKeys();
 }

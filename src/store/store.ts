@@ -197,6 +197,54 @@ export interface DecisionRecord {
 }
 
 /**
+ * One audit record as stored: its canonical bytes (the Merkle leaf, src/audit/record.ts) and
+ * leaf hash, plus columns derived from it for queries. Only `canonical` is authenticated by the
+ * tree; the derived columns are an index, never evidence.
+ */
+export interface AuditRecordRow {
+  /** Position in the log, from 0: the Merkle leaf index. */
+  readonly seq: number;
+  readonly at: number;
+  readonly event: string;
+  /** The actor as queried: an agent's SPIFFE ID, `iss#sub` of a principal, `operator <id>`, or `issuer`. */
+  readonly actor: string;
+  /** `iss#sub`, or ''. */
+  readonly principal: string;
+  /** The task id, or ''. */
+  readonly task: string;
+  readonly canonical: Buffer;
+  readonly leafHash: Buffer;
+}
+
+/** A complete subtree of the audit tree: its in-order node id (src/audit/merkle.ts `nodeId`) and hash. */
+export interface AuditNode {
+  readonly id: number;
+  readonly hash: Buffer;
+}
+
+/** A checkpoint the issuer signed: one per tree size. */
+export interface AuditCheckpointRecord {
+  readonly size: number;
+  readonly root: Buffer;
+  /** The whole signed note (C2SP tlog-checkpoint). */
+  readonly note: string;
+  readonly signedAt: number;
+}
+
+/** The issuer's Ed25519 audit key. */
+export interface AuditKeyRecord {
+  readonly id: string;
+  /** Its signed-note key name: the log's origin. */
+  readonly name: string;
+  /** Raw 32-byte Ed25519 public key. */
+  readonly publicKey: Buffer;
+  /** PKCS#8 private key sealed by the key encryptor (the record id as associated data). */
+  readonly sealedKey: Buffer;
+  readonly state: 'active' | 'retired';
+  readonly createdAt: number;
+}
+
+/**
  * Operations available inside and outside a transaction. Called on the Store (outside a
  * transaction) each one is atomic on its own.
  */
@@ -309,6 +357,42 @@ export interface StoreTx {
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
   countIssued(): Promise<number>;
+
+  /** How many audit records the log holds (the tree size). */
+  getAuditSize(): Promise<number>;
+  /**
+   * Takes the next audit position and returns it (the size before). Concurrent callers get
+   * distinct positions; call it in the transaction that appends the record, so a rollback gives
+   * the position back.
+   */
+  reserveAuditSeq(): Promise<number>;
+  /** The stored tree nodes among these ids (missing ones are absent from the map). */
+  getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
+  /** Stores new tree nodes; throws StoreError if one exists (nodes are written once). */
+  putAuditNodes(nodes: readonly AuditNode[]): Promise<void>;
+  /** Inserts a record; throws StoreError if its seq exists. */
+  insertAuditRecord(r: AuditRecordRow): Promise<void>;
+  getAuditRecord(seq: number): Promise<AuditRecordRow | undefined>;
+  /** Records with `seq >= from`, in order, at most `limit`. */
+  listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]>;
+  /**
+   * Records with `seq < before`, newest first, at most `limit`; with `by`, only those whose
+   * derived column (task id, principal `iss#sub`, actor) equals the value.
+   */
+  findAuditRecords(
+    by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,
+    before: number,
+    limit: number,
+  ): Promise<AuditRecordRow[]>;
+  /** Inserts a signed checkpoint; throws StoreError if one of that size exists. */
+  putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void>;
+  /** The checkpoint of the largest tree signed, if any. */
+  latestAuditCheckpoint(): Promise<AuditCheckpointRecord | undefined>;
+  getAuditCheckpoint(size: number): Promise<AuditCheckpointRecord | undefined>;
+  /** Inserts an audit key; throws StoreError if its id exists or a second one would be active. */
+  putAuditKey(k: AuditKeyRecord): Promise<void>;
+  /** Oldest first. */
+  listAuditKeys(): Promise<AuditKeyRecord[]>;
   /** Deletes issuance records that expired before `before`. */
   pruneIssued(before: number): Promise<number>;
 }

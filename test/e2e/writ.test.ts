@@ -19,6 +19,19 @@ import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { startServer } from '../helpers/server.js';
 import { FakeIssuer } from '../helpers/writ-fixture.js';
 import { POLICY } from '../helpers/policies.js';
+import { join } from 'node:path';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { tmpdir } from 'node:os';
+import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
+import { signCheckpoint, verifyCheckpoint } from '../../src/audit/checkpoint.js';
+import { verifyStoredLog } from '../../src/audit/log.js';
+import { noteSigner, parseVerifierKey } from '../../src/audit/note.js';
+import { parseRecord } from '../../src/audit/record.js';
+import { AuditService } from '../../src/gen/writ/v1/audit_pb.js';
+import { unaryCall } from '../../src/rpc/grpc-adapter.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { runCli } from '../helpers/cli.js';
 
 const AUD = 'spiffe://example.org/tool/github';
 
@@ -238,6 +251,169 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
     const B = newKey();
     const ok = await spawn('/agent/alice-helper', B.key, [(await rootGrant(B.jkt)).grant]);
     expect(ok.writ).toBeDefined();
+  });
+
+  it('every grant and handshake leaves exactly one audit record, actor and principal apart, three hops deep', async () => {
+    const store = new SqliteStore(join(w.dataDir, 'writ.db'));
+    try {
+      const from = await store.getAuditSize();
+      const [A, B, C] = [newKey(), newKey(), newKey()];
+      const root = await rootGrant(A.jkt, { taskId: 'audit-7' });
+      const a = await spawn('/agent/planner', A.key, [root.grant]);
+      const wa = parseWrit(a.writ!).claims;
+      const now = Math.floor(Date.now() / 1000);
+      const scope = [{ action: 'repo:read', resource: 'repo://acme/*' }];
+      const g1 = delegateGrant(root.grant, A.key, { childJkt: B.jkt, now, from: { sub: wa.sub, writ: wa.jti }, scope });
+      const b = await spawn('/agent/researcher', B.key, [root.grant, g1]);
+      const wb = parseWrit(b.writ!).claims;
+      const g2 = delegateGrant(g1, B.key, { childJkt: C.jkt, now, from: { sub: wb.sub, writ: wb.jti }, scope });
+      const c = await spawn('/agent/reader', C.key, [root.grant, g1, g2]);
+      const wc = parseWrit(c.writ!).claims;
+      await refused(rootGrant(A.jkt, { taskId: 'audit-8' }, oidc.token('bob', { groups: ['sales'] })));
+
+      const rows = await store.listAuditRecords(from, 100);
+      const recs = rows.map((r) => parseRecord(r.canonical));
+      const alice = { iss: oidc.issuer, sub: 'alice' };
+      // Each spawn's join token comes with its entry (the operator's change), then the handshake.
+      expect(recs.map((r) => r.event)).toEqual([
+        'grant.created',
+        'entry.created',
+        'handshake.issued',
+        'entry.created',
+        'handshake.issued',
+        'entry.created',
+        'handshake.issued',
+        'grant.denied',
+      ]);
+      expect(recs.filter((r) => r.event === 'entry.created').every((r) => r.actor.kind === 'operator' && r.principal === null)).toBe(true);
+      const [hs1, hs2, hs3] = recs.filter((r) => r.event === 'handshake.issued');
+      expect(recs[0]).toMatchObject({
+        actor: { kind: 'principal', ...alice },
+        principal: alice,
+        task: 'audit-7',
+        lineage: [root.grantId],
+        created: [root.grantId],
+        decision: 'allow',
+      });
+      const hops = [
+        [hs1!, wa, A.jkt],
+        [hs2!, wb, B.jkt],
+        [hs3!, wc, C.jkt],
+      ] as const;
+      for (const [r, wr, jkt] of hops) {
+        expect(r).toMatchObject({ actor: { kind: 'agent', spiffeId: wr.sub, jkt }, principal: alice, task: 'audit-7', lineage: wr.lineage, decision: 'allow' });
+        expect(r.created).toContain(wr.jti);
+        expect(r.policies).toEqual(wr.pol.policies);
+        expect(r.snapshot).toBe(wr.pol.snap);
+        expect(r.evidence).toMatch(/^[0-9a-f]{64}$/);
+      }
+      expect(hs3!.lineage).toHaveLength(3);
+      expect(recs[7]).toMatchObject({
+        actor: { kind: 'principal', iss: oidc.issuer, sub: 'bob' },
+        principal: { iss: oidc.issuer, sub: 'bob' },
+        decision: 'deny',
+        reason: 'ERR_POLICY_DENIED',
+        created: [],
+      });
+      // No secret of the flow (join tokens, grants, writs themselves) is in any record.
+      const all = rows.map((r) => r.canonical.toString()).join('\n');
+      expect(all).not.toMatch(/[0-9a-f]{16}\.[A-Za-z0-9_-]{43}/);
+      expect(all).not.toContain(root.grant);
+
+      // The issuer's own key, published beside the bundle, and the operator verbs over the admin socket.
+      const vkey = readFileSync(join(w.dataDir, 'audit.vkey'), 'utf8').trim();
+      const key = parseVerifierKey(vkey);
+      expect(key.name).toBe('example.org/audit');
+      const admin = ['--admin-socket', w.adminSocket];
+      expect((await runCli(['audit', 'key', ...admin])).out).toBe(`${vkey}\n`);
+      const cp = await runCli(['audit', 'checkpoint', ...admin]);
+      expect(verifyCheckpoint(cp.out, key).size).toBe(await store.getAuditSize());
+      expect(await verifyStoredLog(store, key)).toMatchObject({ ok: true });
+      // A relying party or witness on the public port, checking against the pinned key.
+      const remote = await runCli(['audit', 'checkpoint', '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', vkey]);
+      expect(remote.code, remote.err).toBe(0);
+      expect(verifyCheckpoint(remote.out, key).size).toBe(await store.getAuditSize());
+      const otherKey = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey).vkey;
+      const forged = await runCli(['audit', 'checkpoint', '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', otherKey]);
+      expect(forged.code).toBe(1);
+      expect(forged.err).toMatch(/no signature by example\.org\/audit/);
+
+      const dir = mkdtempSync(join(tmpdir(), 'writ-e2e-audit-'));
+      try {
+        for (const r of rows) {
+          const file = join(dir, `${r.seq}.json`);
+          expect(await runCli(['audit', 'prove', String(r.seq), '--out', file, ...admin])).toMatchObject({ code: 0 });
+          const v = await runCli(['audit', 'verify', '--proof', file, '--audit-key', vkey]);
+          expect(v.code, v.err).toBe(0);
+          expect(v.out).toContain(`  event      ${r.event}\n`);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      // "Everything alice's agents did under task audit-7, and which policy allowed each step."
+      const list = await runCli(['audit', 'list', '--task', 'audit-7', '--principal', `${oidc.issuer}#alice`, ...admin]);
+      expect(list.code, list.err).toBe(0);
+      const lines = list.out.trim().split('\n');
+      expect(lines[0]).toMatch(/^SEQ +AT +EVENT +ACTOR +PRINCIPAL +TASK +DECISION +POLICIES$/);
+      expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(['handshake.issued', 'handshake.issued', 'handshake.issued', 'grant.created']);
+      expect(lines[1]).toContain(`agent ${wc.sub} (jkt ${C.jkt})`);
+      expect(lines[1]).toContain('acme-agents-receive');
+      const json = await runCli(['audit', 'list', '--actor', wa.sub, '--limit', '1', '--json', ...admin]);
+      expect(JSON.parse(json.out)).toMatchObject({ event: 'handshake.issued', actor: { spiffeId: wa.sub }, principal: alice });
+      expect((await runCli(['audit', 'list', '--limit', '0', ...admin])).code).toBe(2);
+      // A witness keeps the last checkpoint it saw and checks the next one for consistency.
+      const keepDir = mkdtempSync(join(tmpdir(), 'writ-e2e-witness-'));
+      try {
+        const keep = join(keepDir, 'kept');
+        const witness = () => runCli(['audit', 'witness', '--keep', keep, '--server', w.address, '--bundle', w.server.bundlePemPath, '--audit-key', vkey]);
+        expect((await witness()).out).toMatch(/^kept: example\.org\/audit at \d+ records \(first checkpoint seen\)\n$/);
+        await refused(rootGrant(A.jkt, { taskId: 'audit-9' }, oidc.token('bob', { groups: ['sales'] })));
+        const grew = await witness();
+        expect(grew.code, grew.err).toBe(0);
+        expect(grew.out).toMatch(/^consistent: example\.org\/audit grew from \d+ to \d+ records\n$/);
+        // A kept checkpoint that is not the issuer's (another key) is refused, and left as it was.
+        const stranger = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+        const forged = signCheckpoint({ origin: 'example.org/audit', size: 1, root: Buffer.alloc(32) }, stranger);
+        writeFileSync(keep, forged);
+        const bad = await witness();
+        expect(bad.code).toBe(1);
+        expect(readFileSync(keep, 'utf8')).toBe(forged);
+      } finally {
+        rmSync(keepDir, { recursive: true, force: true });
+      }
+      // verify-log over the admin socket: an UPDATE of one record's decision is named, then undone.
+      expect(await runCli(['audit', 'verify-log', ...admin])).toMatchObject({ code: 0, out: expect.stringMatching(/^audit log verified: \d+ records, root /) });
+      const db = new Database(join(w.dataDir, 'writ.db'));
+      const victim = rows[2]!;
+      try {
+        const changed = Buffer.from(victim.canonical.toString().replace('"decision":"allow"', '"decision":"deny"'));
+        db.prepare('UPDATE audit_records SET canonical = ? WHERE seq = ?').run(changed, victim.seq);
+        const bad = await runCli(['audit', 'verify-log', ...admin]);
+        expect(bad.code).toBe(1);
+        expect(bad.err).toMatch(new RegExp(`^writ: audit log does not verify at record ${victim.seq}: `));
+      } finally {
+        db.prepare('UPDATE audit_records SET canonical = ? WHERE seq = ?').run(victim.canonical, victim.seq);
+        db.close();
+      }
+      expect((await runCli(['audit', 'verify-log', ...admin])).code).toBe(0);
+      // Public: checkpoints and proofs, never record contents.
+      const pub = (m: string, req: unknown) =>
+        unaryCall(w.address, issuerChannelCredentials(w.bundlePem), AuditService, m, req, {
+          deadline: new Date(Date.now() + 10_000),
+          channelOptions: { 'grpc.ssl_target_name_override': 'writ-issuer' },
+        });
+      const pc = (await pub('getCheckpoint', {})) as { checkpoint: string; verifierKey: string };
+      expect(pc.verifierKey).toBe(vkey);
+      expect(verifyCheckpoint(pc.checkpoint, key).size).toBeGreaterThanOrEqual(from + 5);
+      const denied = await pub('getRecord', { seq: BigInt(from) }).then(
+        () => undefined,
+        (e: grpc.ServiceError) => e,
+      );
+      expect(denied?.code).toBe(grpc.status.PERMISSION_DENIED);
+      expect(denied?.metadata.get('writ-error-code')).toEqual(['ERR_AUDIT_DENIED']);
+    } finally {
+      await store.close();
+    }
   });
 
   it('CreateGrant: policy allows, denies and escalates; bad tokens are refused; key rotation is followed', async () => {

@@ -116,6 +116,26 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   recordIssued: [{ id: 'i1', kind: 'x509', spiffeId: e.spiffeId, entryId: 'e1', evidenceType: 't', issuedAt: 1, expiresAt: 2 }],
   countIssued: [],
   pruneIssued: [1],
+  getAuditSize: [],
+  reserveAuditSeq: [],
+  getAuditNodes: [[0, 1, 2]],
+  putAuditNodes: [
+    [
+      { id: 0, hash: Buffer.alloc(32) },
+      { id: 2, hash: Buffer.alloc(32, 1) },
+    ],
+  ],
+  insertAuditRecord: [
+    { seq: 0, at: 1, event: 'revocation', actor: 'issuer', principal: '', task: '', canonical: Buffer.from('{}'), leafHash: Buffer.alloc(32) },
+  ],
+  getAuditRecord: [0],
+  listAuditRecords: [0, 10],
+  findAuditRecords: [{ column: 'task', value: 'task-1' }, 10, 10],
+  putAuditCheckpoint: [{ size: 0, root: Buffer.alloc(32), note: 'n', signedAt: 1 }],
+  latestAuditCheckpoint: [],
+  getAuditCheckpoint: [0],
+  putAuditKey: [{ id: 'a1', name: 'example.org/audit', publicKey: Buffer.alloc(32), sealedKey: Buffer.alloc(60), state: 'active', createdAt: 1 }],
+  listAuditKeys: [],
 };
 
 describe('SqlStore: every method outside a transaction is atomic on its own', () => {
@@ -142,6 +162,6 @@ describe('SqlStore: every method outside a transaction is atomic on its own', ()
       if (counts.inTransaction > 1) multi.push(name);
       await store.close();
     }
-    expect(multi.sort()).toEqual(['createEntry', 'recordWrit']);
+    expect(multi.sort()).toEqual(['createEntry', 'putAuditNodes', 'recordWrit']);
   });
 });

@@ -5,7 +5,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { StoreError } from '../../src/errors.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
+import { openAuditSigner } from '../../src/audit/keys.js';
+import { AuditLog, appendAudit, storeNodes } from '../../src/audit/log.js';
+import { leafHash, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
+import { noteSigner } from '../../src/audit/note.js';
+import { type NewAuditRecord, parseRecord } from '../../src/audit/record.js';
+import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
+import { ManualClock } from '../../src/clock.js';
+import { AuditError, StoreError } from '../../src/errors.js';
 import type { Entry } from '../../src/registration/entry.js';
 import type { Backend } from '../../src/store/dialect.js';
 import type {
@@ -179,6 +188,24 @@ export const issued = (id: string, over: Partial<IssuedSvidRecord> = {}): Issued
 });
 
 /** A promise and its resolver, to hold a transaction open at a chosen point. */
+export const auditRecord = (i: number, over: Partial<NewAuditRecord> = {}): NewAuditRecord => ({
+  at: 1_700_000_000_000 + i,
+  event: 'handshake.issued',
+  actor: { kind: 'agent', spiffeId: `spiffe://example.org/agent/${i}`, jkt: `jkt-${i}` },
+  principal: { iss: 'https://idp.example.org', sub: `user-${i % 3}` },
+  task: `task-${i % 2}`,
+  lineage: [`g-${i}`],
+  action: null,
+  resource: null,
+  decision: 'allow',
+  reason: null,
+  policies: ['p1'],
+  snapshot: 'c'.repeat(64),
+  evidence: 'd'.repeat(64),
+  created: [`w-${i}`],
+  ...over,
+});
+
 export function gate(): { wait: Promise<void>; open: () => void } {
   let open!: () => void;
   const wait = new Promise<void>((r) => (open = r));
@@ -962,6 +989,145 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         );
         expect(await s.getRevocation('grant', 'g1')).toBeUndefined();
         expect(await revokedJtis()).toEqual([]);
+      });
+    });
+
+    describe('audit log', () => {
+      const origin = 'example.org/audit';
+      const signer = noteSigner(origin, generateKeyPairSync('ed25519').privateKey);
+      const clock = new ManualClock(1_700_000_000_000);
+      const append = (n: number, from = 0) =>
+        s.transaction(async (tx) => {
+          for (let i = from; i < from + n; i++) await appendAudit(tx, auditRecord(i));
+        });
+
+      it('starts empty: size 0, no records, the empty root, no checkpoint', async () => {
+        expect(await s.getAuditSize()).toBe(0);
+        expect(await s.listAuditRecords(0, 10)).toEqual([]);
+        expect((await rootHash(storeNodes(s), 0)).toString('hex')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+        expect(await s.latestAuditCheckpoint()).toBeUndefined();
+      });
+
+      it('appends in the caller’s transaction: records, leaf hashes and query columns round-trip', async () => {
+        await append(5);
+        expect(await s.getAuditSize()).toBe(5);
+        const rows = await s.listAuditRecords(0, 10);
+        expect(rows.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4]);
+        const r3 = rows[3]!;
+        expect(parseRecord(r3.canonical)).toEqual({ v: 1, seq: 3, ...auditRecord(3) });
+        expect(r3.leafHash.equals(leafHash(r3.canonical))).toBe(true);
+        expect([r3.actor, r3.principal, r3.task, r3.event]).toEqual([
+          'spiffe://example.org/agent/3',
+          'https://idp.example.org#user-0',
+          'task-1',
+          'handshake.issued',
+        ]);
+        expect(await s.getAuditRecord(3)).toEqual(r3);
+        expect(await s.getAuditRecord(5)).toBeUndefined();
+        expect((await s.listAuditRecords(2, 2)).map((r) => r.seq)).toEqual([2, 3]);
+        expectStoreError(await rejection(s.listAuditRecords(0, -1)), /limit/);
+      });
+
+      it('finds records by task, principal or actor, newest first, before a position', async () => {
+        await append(9);
+        const seqs = (rs: { seq: number }[]) => rs.map((r) => r.seq);
+        expect(seqs(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 100, 10))).toEqual([7, 5, 3, 1]);
+        expect(seqs(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 5, 10))).toEqual([3, 1]);
+        expect(seqs(await s.findAuditRecords({ column: 'principal', value: 'https://idp.example.org#user-2' }, 100, 2))).toEqual([8, 5]);
+        expect(seqs(await s.findAuditRecords({ column: 'actor', value: 'spiffe://example.org/agent/4' }, 100, 10))).toEqual([4]);
+        expect(seqs(await s.findAuditRecords(undefined, 3, 10))).toEqual([2, 1, 0]);
+        expect(await s.findAuditRecords({ column: 'task', value: 'none' }, 100, 10)).toEqual([]);
+        expectStoreError(await rejection(s.findAuditRecords(undefined, 100, -1)), /limit/);
+      });
+
+      it('a rolled-back transaction takes its records and their places back', async () => {
+        await append(2);
+        await expect(
+          s.transaction(async (tx) => {
+            await appendAudit(tx, auditRecord(2));
+            await tx.createTask(task('t-audit'));
+            throw new Error('the change failed');
+          }),
+        ).rejects.toThrow('the change failed');
+        expect(await s.getAuditSize()).toBe(2);
+        expect(await s.getTask('t-audit')).toBeUndefined();
+        await append(1, 2);
+        expect((await s.getAuditRecord(2))!.seq).toBe(2);
+      });
+
+      it('refuses a record with a secret and writes nothing of it', async () => {
+        const err = await rejection(s.transaction((tx) => appendAudit(tx, auditRecord(0, { reason: `${'a'.repeat(16)}.${'B'.repeat(43)}` }))));
+        expect(err).toBeInstanceOf(AuditError);
+        expect(await s.getAuditSize()).toBe(0);
+      });
+
+      it('gives concurrent appenders distinct places, and the tree stays whole', async () => {
+        await Promise.all(Array.from({ length: 6 }, (_, i) => s.transaction((tx) => appendAudit(tx, auditRecord(i)))));
+        const rows = await s.listAuditRecords(0, 10);
+        expect(rows.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4, 5]);
+        expect(rows.map((r) => parseRecord(r.canonical).seq)).toEqual([0, 1, 2, 3, 4, 5]);
+        const log = new AuditLog({ store: s, signer, clock });
+        const root = await rootHash(storeNodes(s), 6);
+        for (const r of rows) verifyInclusion(r.seq, 6, r.leafHash, (await log.prove(r.seq, 6)).proof, root);
+      });
+
+      it('stores nodes once, and reads them in one statement', async () => {
+        await append(3);
+        const got = await s.getAuditNodes([0, 1, 2, 4, 99]);
+        expect([...got.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 4]);
+        expectStoreError(await rejection(s.putAuditNodes([{ id: 0, hash: Buffer.alloc(32) }])), UNIQUE);
+        expect((await s.getAuditNodes([0])).get(0)!.equals((await s.getAuditRecord(0))!.leafHash)).toBe(true);
+      });
+
+      it('signs checkpoints that extend each other, proves inclusion and consistency', async () => {
+        const log = new AuditLog({ store: s, signer, clock });
+        await append(7);
+        const c7 = await log.checkpoint();
+        expect(verifyCheckpoint(c7.note, signer)).toEqual(c7.checkpoint);
+        expect(c7.checkpoint.size).toBe(7);
+        expect((await log.checkpoint()).note).toBe(c7.note);
+        await append(6, 7);
+        const c13 = await log.checkpoint();
+        expect(c13.checkpoint.size).toBe(13);
+        verifyConsistency(7, 13, await log.consistency(7, 13), c7.checkpoint.root, c13.checkpoint.root);
+        const b = await log.prove(4, 13);
+        verifyInclusion(4, 13, leafHash(b.record), b.proof, c13.checkpoint.root);
+        expect((await log.latest())!.note).toBe(c13.note);
+        expect((await s.getAuditCheckpoint(7))!.note).toBe(c7.note);
+        await expect(log.prove(13, 13)).rejects.toThrow(AuditError);
+        await expect(log.prove(0, 14)).rejects.toThrow(AuditError);
+      });
+
+      it('refuses to sign a checkpoint over a rewritten tree, and signs nothing', async () => {
+        const log = new AuditLog({ store: s, signer, clock });
+        await append(4);
+        await log.checkpoint();
+        // Another history of five records (record 1 denied, not allowed), under the honest checkpoint of four.
+        const other = await open();
+        extra.push(other);
+        await other.transaction(async (tx) => {
+          for (let i = 0; i < 5; i++) await appendAudit(tx, auditRecord(i, { decision: i === 1 ? 'deny' : 'allow' }));
+        });
+        const last = (await s.latestAuditCheckpoint())!;
+        await other.putAuditCheckpoint(last);
+        const forkLog = new AuditLog({ store: other, signer, clock });
+        const err = await rejection(forkLog.checkpoint());
+        expect(err).toBeInstanceOf(AuditError);
+        expect((err as AuditError).code).toBe('ERR_AUDIT_INCONSISTENT');
+        expect((await other.latestAuditCheckpoint())!.size).toBe(4);
+      });
+
+      it('keeps one sealed audit key, opened again with the same key-encryption key only', async () => {
+        const kek = KeyEncryptor.randomKek();
+        const a = await openAuditSigner({ store: s, encryptor: new KeyEncryptor(kek), origin, clock });
+        const b = await openAuditSigner({ store: s, encryptor: new KeyEncryptor(kek), origin, clock });
+        expect(b.vkey).toBe(a.vkey);
+        const keys = await s.listAuditKeys();
+        expect(keys).toHaveLength(1);
+        expect(keys[0]!.sealedKey.includes(keys[0]!.publicKey)).toBe(false);
+        await expect(openAuditSigner({ store: s, encryptor: new KeyEncryptor(KeyEncryptor.randomKek()), origin, clock })).rejects.toThrow(/cannot decrypt/);
+        await expect(openAuditSigner({ store: s, encryptor: new KeyEncryptor(kek), origin: 'other.example/audit', clock })).rejects.toThrow(/origin/);
+        expectStoreError(await rejection(s.putAuditKey({ ...keys[0]!, id: 'second' })), UNIQUE);
       });
     });
 

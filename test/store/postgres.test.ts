@@ -239,6 +239,10 @@ pgDescribe('PostgresStore', () => {
       await s.close();
       const tables = await admin!.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
       expect(tables.rows.map((r) => r.table_name)).toEqual([
+        'audit_checkpoints',
+        'audit_keys',
+        'audit_nodes',
+        'audit_records',
         'ca_keys',
         'entries',
         'entry_selectors',

@@ -106,7 +106,7 @@ describe('SqliteStore: migrations', () => {
     );
   });
 
-  it.each([0, 1, 2, 3, 4])('upgrades a database at shipped version %i to the schema a fresh one gets', async (version) => {
+  it.each([0, 1, 2, 3, 4, 5])('upgrades a database at shipped version %i to the schema a fresh one gets', async (version) => {
     const dir = tmpDir();
     await new SqliteStore(join(dir, 'fresh.db')).close();
     shippedDatabase(join(dir, 'old.db'), version).close();

@@ -5,6 +5,13 @@
 import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
+import { auditCheckpointVerb } from './audit/checkpoint.js';
+import { auditKeyVerb } from './audit/key.js';
+import { auditListVerb } from './audit/list.js';
+import { auditProveVerb } from './audit/prove.js';
+import { auditVerifyVerb } from './audit/verify.js';
+import { auditVerifyLogVerb } from './audit/verify-log.js';
+import { auditWitnessVerb } from './audit/witness.js';
 import { bundleShowVerb } from './bundle-show.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
@@ -55,6 +62,13 @@ export const CORE_VERBS: readonly Verb[] = [
   taskShowVerb,
   enclaveCheckVerb,
   revocationWatchVerb,
+  auditCheckpointVerb,
+  auditKeyVerb,
+  auditListVerb,
+  auditProveVerb,
+  auditVerifyVerb,
+  auditVerifyLogVerb,
+  auditWitnessVerb,
   devIdpVerb,
   devIdpTokenVerb,
 ];

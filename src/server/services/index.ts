@@ -3,6 +3,8 @@
  * reflection and health are derived from this list (service-table.ts).
  */
 import { AdminService, file_writ_v1_admin } from '../../gen/writ/v1/admin_pb.js';
+import { AuditService, file_writ_v1_audit } from '../../gen/writ/v1/audit_pb.js';
+import { auditService } from './audit.js';
 import { AttestationService, file_writ_v1_attestation } from '../../gen/writ/v1/attestation_pb.js';
 import { BundleService, file_writ_v1_bundle } from '../../gen/writ/v1/bundle_pb.js';
 import { GrantService, file_writ_v1_grant } from '../../gen/writ/v1/grant_pb.js';
@@ -38,6 +40,14 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
       impl: attestationService({ issuer: c.issuer, logger: c.logger, metrics: c.metrics, limiter: c.limits.handshakes }),
     },
     { service: BundleService, file: file_writ_v1_bundle, on: ['public', 'admin'], impl: bundleService({ ca: c.ca }) },
+    // Checkpoints and proofs for anyone; record contents on the admin listener only.
+    {
+      service: AuditService,
+      file: file_writ_v1_audit,
+      on: ['public'],
+      impl: auditService({ audit: c.audit, store: c.store, logger: c.logger, records: false, limiter: c.limits.calls }),
+    },
+    { service: AuditService, file: file_writ_v1_audit, on: ['admin'], impl: auditService({ audit: c.audit, store: c.store, logger: c.logger, records: true }) },
     { service: GrantService, file: file_writ_v1_grant, on: ['public'], impl: grantService({ grants: c.grants, logger: c.logger, limiter: c.limits.calls }) },
     {
       service: VerifyService,

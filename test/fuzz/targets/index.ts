@@ -10,6 +10,7 @@ import { grantChainTarget, grantTarget, proofTarget, writSignatureTarget, writTa
 import { nitroDocumentTarget } from './nitro.js';
 import { tdxQuoteTarget } from './tdx.js';
 import { snpEvidenceTarget } from './sev-snp.js';
+import { auditBundleTarget, auditCheckpointTarget, auditRecordTarget } from './audit.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -57,4 +58,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   nitroDocumentTarget,
   tdxQuoteTarget,
   snpEvidenceTarget,
+  auditRecordTarget,
+  auditCheckpointTarget,
+  auditBundleTarget,
 ];

@@ -1,0 +1,267 @@
+/**
+ * The audit log over the store: appending a record inside the caller's transaction (so the
+ * record commits with the change it describes, or neither does), signed checkpoints, proofs.
+ * The tree's nodes are stored as they are completed (merkle.ts), so an append reads and writes
+ * O(log n) rows and a proof reads O(log n) rows.
+ */
+import { AuditError } from '../errors.js';
+import type { AuditRecordRow, Store, StoreTx } from '../store/store.js';
+import { type Checkpoint, signNextCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import {
+  appendNodes,
+  appendSiblings,
+  consistencyProof,
+  inclusionProof,
+  leafHash,
+  MAX_TREE_SIZE,
+  MemoryTree,
+  type NodeReader,
+  nodeId,
+  rootHash,
+} from './merkle.js';
+import type { NoteSigner, NoteVerifier } from './note.js';
+import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
+
+/** The tree as the store holds it, read through one transaction or the store itself. */
+export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes'>): NodeReader {
+  return { nodes: (ids) => tx.getAuditNodes(ids) };
+}
+
+/** The actor as the query column holds it. */
+export function actorKey(a: AuditActor): string {
+  switch (a.kind) {
+    case 'agent':
+      return a.spiffeId;
+    case 'principal':
+      return `${a.iss}#${a.sub}`;
+    case 'operator':
+      return `operator ${a.id}`;
+    case 'issuer':
+      return 'issuer';
+  }
+}
+
+/**
+ * Appends one record inside `tx`, the transaction that makes the change it records; returns
+ * the record with its place. A rollback of `tx` takes the record (and its place) back too.
+ */
+export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<AuditRecord> {
+  const seq = await tx.reserveAuditSeq();
+  if (seq >= MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
+  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq, ...r };
+  const canonical = encodeRecord(record);
+  const leaf = leafHash(canonical);
+  const wanted = appendSiblings(seq);
+  const got = wanted.length === 0 ? new Map<number, Buffer>() : await tx.getAuditNodes(wanted.map((n) => nodeId(n.level, n.index)));
+  const siblings = wanted.map((n) => {
+    const h = got.get(nodeId(n.level, n.index));
+    if (!h) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: tree node (${n.level}, ${n.index}) is missing; run writ audit verify-log`);
+    return h;
+  });
+  await tx.putAuditNodes(appendNodes(seq, leaf, siblings).map((n) => ({ id: nodeId(n.level, n.index), hash: n.hash })));
+  const row: AuditRecordRow = {
+    seq,
+    at: record.at,
+    event: record.event,
+    actor: actorKey(record.actor),
+    principal: record.principal ? `${record.principal.iss}#${record.principal.sub}` : '',
+    task: record.task ?? '',
+    canonical,
+    leafHash: leaf,
+  };
+  await tx.insertAuditRecord(row);
+  return record;
+}
+
+/** Rows read per page and at most per listing (a listing with several filters reads through one index). */
+const LIST_PAGE = 1000;
+const MAX_LIST_SCAN = 100_000;
+
+export interface SignedCheckpoint {
+  readonly checkpoint: Checkpoint;
+  /** The whole signed note. */
+  readonly note: string;
+}
+
+export interface InclusionBundle {
+  /** The record's canonical bytes. */
+  readonly record: Buffer;
+  readonly seq: number;
+  readonly size: number;
+  readonly proof: readonly Buffer[];
+}
+
+export interface AuditLogDeps {
+  readonly store: Store;
+  /** The audit key; its name is the log's origin. */
+  readonly signer: NoteSigner;
+  readonly clock: { now(): Date };
+}
+
+/** Checkpoints and proofs over the stored log. */
+export class AuditLog {
+  constructor(private readonly deps: AuditLogDeps) {}
+
+  get origin(): string {
+    return this.deps.signer.name;
+  }
+
+  /** The audit key's public half. */
+  get verifier(): NoteVerifier {
+    return this.deps.signer;
+  }
+
+  /** The audit verifier key string relying parties and witnesses pin. */
+  get verifierKey(): string {
+    return this.deps.signer.vkey;
+  }
+
+  /**
+   * Records matching every given filter, newest first, at most `limit`: read through the index
+   * of the first filter given (task, then principal, then actor), the others checked on the
+   * parsed record, scanning at most MAX_LIST_SCAN rows.
+   */
+  async list(f: { task?: string; principal?: string; actor?: string; since?: number }, limit: number): Promise<AuditRecord[]> {
+    const { store } = this.deps;
+    const by = f.task
+      ? ({ column: 'task', value: f.task } as const)
+      : f.principal
+        ? ({ column: 'principal', value: f.principal } as const)
+        : f.actor
+          ? ({ column: 'actor', value: f.actor } as const)
+          : undefined;
+    const out: AuditRecord[] = [];
+    let before = await store.getAuditSize();
+    for (let scanned = 0; scanned < MAX_LIST_SCAN && out.length < limit; ) {
+      const rows = await store.findAuditRecords(by, before, LIST_PAGE);
+      if (rows.length === 0) break;
+      scanned += rows.length;
+      for (const row of rows) {
+        const r = parseRecord(row.canonical);
+        if (f.since !== undefined && r.at < f.since) return out;
+        if (f.task && r.task !== f.task) continue;
+        if (f.principal && (r.principal ? `${r.principal.iss}#${r.principal.sub}` : '') !== f.principal) continue;
+        if (f.actor && actorKey(r.actor) !== f.actor) continue;
+        out.push(r);
+        if (out.length === limit) return out;
+      }
+      before = rows[rows.length - 1]!.seq;
+    }
+    return out;
+  }
+
+  /** A record's canonical bytes. */
+  async record(seq: number): Promise<Buffer> {
+    const row = await this.deps.store.getAuditRecord(seq);
+    if (!row) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: no record ${seq}`);
+    return row.canonical;
+  }
+
+  /**
+   * Signs a checkpoint of the whole log as it is now, unless the last signed one already covers
+   * it (then that one is returned). Refuses (ERR_AUDIT_INCONSISTENT, nothing signed) when the
+   * stored tree does not extend the last signed checkpoint.
+   */
+  checkpoint(): Promise<SignedCheckpoint> {
+    const { store, signer, clock } = this.deps;
+    return store.transaction(async (tx) => {
+      const size = await tx.getAuditSize();
+      const reader = storeNodes(tx);
+      const root = await rootHash(reader, size);
+      const lastRow = await tx.latestAuditCheckpoint();
+      // The stored note is re-verified: a checkpoint row edited in the database is not trusted.
+      const last = lastRow && verifyCheckpoint(lastRow.note, signer);
+      if (lastRow && last && last.size === size && last.root.equals(root)) return { checkpoint: last, note: lastRow.note };
+      const next = { origin: this.origin, size, root };
+      const proof = last && last.size <= size ? await consistencyProof(reader, last.size, size) : [];
+      const note = signNextCheckpoint(last, next, proof, signer);
+      await tx.putAuditCheckpoint({ size, root, note, signedAt: clock.now().getTime() });
+      return { checkpoint: next, note };
+    });
+  }
+
+  /** The latest signed checkpoint, if one was made. */
+  async latest(): Promise<SignedCheckpoint | undefined> {
+    const row = await this.deps.store.latestAuditCheckpoint();
+    if (!row) return undefined;
+    return { checkpoint: verifyCheckpoint(row.note, this.deps.signer), note: row.note };
+  }
+
+  /** A record and its inclusion proof in the tree of `size` records. */
+  async prove(seq: number, size: number): Promise<InclusionBundle> {
+    const { store } = this.deps;
+    return store.transaction(async (tx) => {
+      const have = await tx.getAuditSize();
+      if (!Number.isSafeInteger(size) || size > have) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds ${have} records, not ${size}`);
+      const row = await tx.getAuditRecord(seq);
+      if (!row || seq >= size) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: no record ${seq} in the tree of ${size}`);
+      return { record: row.canonical, seq, size, proof: await inclusionProof(storeNodes(tx), seq, size) };
+    });
+  }
+
+  /** The consistency proof from the tree of `size1` records to that of `size2`. */
+  async consistency(size1: number, size2: number): Promise<Buffer[]> {
+    return this.deps.store.transaction(async (tx) => {
+      const have = await tx.getAuditSize();
+      if (!Number.isSafeInteger(size2) || size2 > have) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds ${have} records, not ${size2}`);
+      return consistencyProof(storeNodes(tx), size1, size2);
+    });
+  }
+}
+
+/** The outcome of recomputing the log from its records; `seq` null when no single record can be named. */
+export type LogCheck =
+  | { readonly ok: true; readonly size: number; readonly root: Buffer }
+  | { readonly ok: false; readonly seq: number | null; readonly problem: string };
+
+/** Records read at once by verifyStoredLog: with their tree nodes (about two each) under one read's limit. */
+const VERIFY_BATCH = 400;
+
+/**
+ * Recomputes the whole tree from the stored records, in order, and names the first record
+ * whose place, bytes, leaf hash or stored tree nodes do not match (the operator's
+ * `verify-log`); then checks the recomputed tree against the latest signed checkpoint, which
+ * catches a rewrite that also rewrote the hashes.
+ */
+export async function verifyStoredLog(store: Store, verifier: NoteVerifier): Promise<LogCheck> {
+  const size = await store.getAuditSize();
+  const tree = new MemoryTree();
+  for (let from = 0; from < size; from += VERIFY_BATCH) {
+    const want = Math.min(VERIFY_BATCH, size - from);
+    const rows = await store.listAuditRecords(from, want);
+    const made: { seq: number; id: number; hash: Buffer }[] = [];
+    for (let i = 0; i < want; i++) {
+      const seq = from + i;
+      const row = rows[i];
+      if (!row || row.seq !== seq) return { ok: false, seq, problem: `record ${seq} is missing` };
+      let r: AuditRecord;
+      try {
+        r = parseRecord(row.canonical);
+      } catch (e) {
+        return { ok: false, seq, problem: `record ${seq}: ${(e as Error).message}` };
+      }
+      if (r.seq !== seq) return { ok: false, seq, problem: `record ${seq} holds the bytes of record ${r.seq}` };
+      const nodes = tree.appendWithNodes(row.canonical);
+      if (!nodes[0]!.hash.equals(row.leafHash)) return { ok: false, seq, problem: `record ${seq}: its bytes do not hash to its stored leaf hash` };
+      for (const n of nodes) made.push({ seq, ...n });
+    }
+    const stored = await store.getAuditNodes(made.map((n) => n.id));
+    const wrong = made.find((n) => !stored.get(n.id)?.equals(n.hash));
+    if (wrong) return { ok: false, seq: wrong.seq, problem: `record ${wrong.seq}: the stored tree does not match the records from here on` };
+  }
+  const root = await rootHash(tree, size);
+  const last = await store.latestAuditCheckpoint();
+  if (last) {
+    let c: Checkpoint;
+    try {
+      c = verifyCheckpoint(last.note, verifier);
+    } catch (e) {
+      return { ok: false, seq: null, problem: `the last signed checkpoint does not verify: ${(e as Error).message}` };
+    }
+    if (c.size > size) return { ok: false, seq: size, problem: `the log holds ${size} records, the last signed checkpoint ${c.size}` };
+    if (!(await rootHash(tree, c.size)).equals(c.root)) {
+      return { ok: false, seq: null, problem: `the first ${c.size} records do not hash to the root of the last signed checkpoint: the log was rewritten` };
+    }
+  }
+  return { ok: true, size, root };
+}

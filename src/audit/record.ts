@@ -1,0 +1,233 @@
+/**
+ * The audit record (docs/audit.md §Records): one decision or state change, with the actor (who
+ * acted: an agent, an operator, the principal directly, or the issuer itself) and the principal
+ * (the human on whose behalf, OIDC `iss` + `sub`) as separate fields that are never collapsed.
+ * Every field is always present (null or [] when it does not apply), so the record has one
+ * shape and one RFC 8785 encoding, and that encoding is the Merkle leaf.
+ *
+ * Secrets never enter a record: there is no field for one, and a string that looks like a join
+ * token or a private key is refused whatever field it is in (a guard against a caller passing
+ * the wrong value as a reason).
+ */
+import { AuditError } from '../errors.js';
+import { parseStrictJson, StrictJsonError } from '../jose/strict-json.js';
+import { canonicalBytes } from './jcs.js';
+
+export const AUDIT_RECORD_VERSION = 1;
+/** Largest canonical record accepted, bytes: a record names ids and digests, never documents. */
+export const MAX_AUDIT_RECORD_BYTES = 16 * 1024;
+/** Longest string field, UTF-16 units: a SPIFFE ID may be 2048 bytes, revocation reasons 512. */
+export const MAX_AUDIT_STRING = 4096;
+/** Most items in a list field (lineage is bounded by the delegation depth, policies by a snapshot). */
+export const MAX_AUDIT_LIST = 64;
+
+export const AUDIT_EVENTS = [
+  'handshake.issued',
+  'handshake.refused',
+  'grant.created',
+  'grant.denied',
+  'grant.escalated',
+  'writ.issued',
+  'delegation.accepted',
+  'delegation.refused',
+  'revocation',
+  'task.ended',
+  'policy.pushed',
+  'policy.activated',
+  'entry.created',
+  'entry.deleted',
+  'key.rotated',
+  'approval.granted',
+  'approval.denied',
+] as const;
+export type AuditEvent = (typeof AUDIT_EVENTS)[number];
+
+/** Who acted. An agent is named by its SPIFFE ID and key thumbprint; an operator by its admin identity. */
+export type AuditActor =
+  | { readonly kind: 'agent'; readonly spiffeId: string; readonly jkt: string }
+  | { readonly kind: 'operator'; readonly id: string }
+  | { readonly kind: 'principal'; readonly iss: string; readonly sub: string }
+  | { readonly kind: 'issuer' };
+
+/** The human on whose behalf (OIDC issuer and subject). */
+export interface AuditPrincipal {
+  readonly iss: string;
+  readonly sub: string;
+}
+
+export type AuditDecision = 'allow' | 'deny' | 'escalate';
+
+export interface AuditRecord {
+  readonly v: typeof AUDIT_RECORD_VERSION;
+  /** Position in the log: the Merkle leaf index, from 0. */
+  readonly seq: number;
+  /** Unix milliseconds. */
+  readonly at: number;
+  readonly event: AuditEvent;
+  readonly actor: AuditActor;
+  readonly principal: AuditPrincipal | null;
+  readonly task: string | null;
+  /** Grant ids from the root down. */
+  readonly lineage: readonly string[];
+  readonly action: string | null;
+  readonly resource: string | null;
+  readonly decision: AuditDecision | null;
+  /** The reason code of a refusal (`ERR_...`), or a revocation's reason. */
+  readonly reason: string | null;
+  /** The policies that determined the decision. */
+  readonly policies: readonly string[];
+  /** Hex SHA-256 of the policy snapshot that decided. */
+  readonly snapshot: string | null;
+  /** Hex SHA-256 of the attestation evidence. */
+  readonly evidence: string | null;
+  /** Ids of what the change created (writ jti, grant jti, SVID serial, entry id, ...). */
+  readonly created: readonly string[];
+}
+
+/** A record before the log gives it its place. */
+export type NewAuditRecord = Omit<AuditRecord, 'v' | 'seq'>;
+
+const KEYS = [
+  'action',
+  'actor',
+  'at',
+  'created',
+  'decision',
+  'event',
+  'evidence',
+  'lineage',
+  'policies',
+  'principal',
+  'reason',
+  'resource',
+  'seq',
+  'snapshot',
+  'task',
+  'v',
+];
+const ACTOR_KEYS: Readonly<Record<AuditActor['kind'], readonly string[]>> = {
+  agent: ['jkt', 'kind', 'spiffeId'],
+  operator: ['id', 'kind'],
+  principal: ['iss', 'kind', 'sub'],
+  issuer: ['kind'],
+};
+const HEX64 = /^[0-9a-f]{64}$/;
+/** What a join token (`<16 hex>.<43 base64url>`) or a PEM private key looks like, anywhere in a string. */
+const SECRET_SHAPES: readonly RegExp[] = [/(?<![0-9a-f])[0-9a-f]{16}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/, /PRIVATE KEY/];
+
+const bad = (message: string): never => {
+  throw new AuditError('ERR_AUDIT_RECORD_INVALID', `audit(record): ${message}`);
+};
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function exactKeys(o: Record<string, unknown>, keys: readonly string[], what: string): void {
+  const got = Object.keys(o).sort();
+  const want = [...keys].sort();
+  if (got.length !== want.length || got.some((k, i) => k !== want[i])) bad(`${what} must have exactly the fields ${want.join(', ')}`);
+}
+
+function text(v: unknown, field: string): string {
+  if (typeof v !== 'string') return bad(`${field} must be a string`);
+  if (v.length === 0 || v.length > MAX_AUDIT_STRING) bad(`${field} must be 1 to ${MAX_AUDIT_STRING} characters`);
+  if (SECRET_SHAPES.some((re) => re.test(v))) bad(`${field} looks like a secret (a join token or a private key); secrets never enter the audit log`);
+  return v;
+}
+const textOrNull = (v: unknown, field: string): string | null => (v === null ? null : text(v, field));
+
+function list(v: unknown, field: string): string[] {
+  if (!Array.isArray(v)) return bad(`${field} must be a list`);
+  if (v.length > MAX_AUDIT_LIST) bad(`${field} holds more than ${MAX_AUDIT_LIST} items`);
+  return v.map((e, i) => text(e, `${field}[${i}]`));
+}
+
+function digest(v: unknown, field: string): string | null {
+  if (v === null) return null;
+  if (typeof v !== 'string' || !HEX64.test(v)) return bad(`${field} must be 64 lower-case hex characters or null`);
+  return v;
+}
+
+function integer(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return bad(`${field} must be a non-negative safe integer`);
+  return v;
+}
+
+function actor(v: unknown): AuditActor {
+  if (!isObject(v)) return bad('actor must be an object');
+  const kind = v.kind;
+  if (typeof kind !== 'string' || !Object.hasOwn(ACTOR_KEYS, kind)) return bad('actor.kind must be agent, operator, principal or issuer');
+  exactKeys(v, ACTOR_KEYS[kind as AuditActor['kind']], `a ${kind} actor`);
+  switch (kind as AuditActor['kind']) {
+    case 'agent':
+      return { kind: 'agent', spiffeId: text(v.spiffeId, 'actor.spiffeId'), jkt: text(v.jkt, 'actor.jkt') };
+    case 'operator':
+      return { kind: 'operator', id: text(v.id, 'actor.id') };
+    case 'principal':
+      return { kind: 'principal', iss: text(v.iss, 'actor.iss'), sub: text(v.sub, 'actor.sub') };
+    case 'issuer':
+      return { kind: 'issuer' };
+  }
+}
+
+function principal(v: unknown): AuditPrincipal | null {
+  if (v === null) return null;
+  if (!isObject(v)) return bad('principal must be an object or null');
+  exactKeys(v, ['iss', 'sub'], 'principal');
+  return { iss: text(v.iss, 'principal.iss'), sub: text(v.sub, 'principal.sub') };
+}
+
+/** Checks a value is a well-formed record and returns it as one (fields in a fixed order). */
+export function checkRecord(v: unknown): AuditRecord {
+  if (!isObject(v)) return bad('a record must be an object');
+  exactKeys(v, KEYS, 'a record');
+  if (v.v !== AUDIT_RECORD_VERSION) bad(`v must be ${AUDIT_RECORD_VERSION}`);
+  if (typeof v.event !== 'string' || !(AUDIT_EVENTS as readonly string[]).includes(v.event)) bad('event is not an audit event');
+  if (v.decision !== null && v.decision !== 'allow' && v.decision !== 'deny' && v.decision !== 'escalate')
+    bad('decision must be allow, deny, escalate or null');
+  return {
+    v: AUDIT_RECORD_VERSION,
+    seq: integer(v.seq, 'seq'),
+    at: integer(v.at, 'at'),
+    event: v.event as AuditEvent,
+    actor: actor(v.actor),
+    principal: principal(v.principal),
+    task: textOrNull(v.task, 'task'),
+    lineage: list(v.lineage, 'lineage'),
+    action: textOrNull(v.action, 'action'),
+    resource: textOrNull(v.resource, 'resource'),
+    decision: v.decision as AuditDecision | null,
+    reason: textOrNull(v.reason, 'reason'),
+    policies: list(v.policies, 'policies'),
+    snapshot: digest(v.snapshot, 'snapshot'),
+    evidence: digest(v.evidence, 'evidence'),
+    created: list(v.created, 'created'),
+  };
+}
+
+/** The record's RFC 8785 bytes: the Merkle leaf. Refuses anything checkRecord refuses. */
+export function encodeRecord(r: AuditRecord): Buffer {
+  const bytes = canonicalBytes(checkRecord(r));
+  if (bytes.length > MAX_AUDIT_RECORD_BYTES) bad(`record of ${bytes.length} bytes is larger than ${MAX_AUDIT_RECORD_BYTES}`);
+  return bytes;
+}
+
+/**
+ * Parses the bytes of a record. UNTRUSTED input (a proof bundle, a row read back from the
+ * database): strict UTF-8, strict JSON, the record shape, and the bytes must be exactly the
+ * canonical encoding, so one record has one leaf hash.
+ */
+export function parseRecord(bytes: Uint8Array): AuditRecord {
+  if (bytes.length > MAX_AUDIT_RECORD_BYTES) bad(`record of ${bytes.length} bytes is larger than ${MAX_AUDIT_RECORD_BYTES}`);
+  let json: unknown;
+  try {
+    json = parseStrictJson(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes), 4);
+  } catch (e) {
+    if (e instanceof StrictJsonError || e instanceof TypeError) return bad(`not strict JSON: ${e.message}`);
+    throw e;
+  }
+  const r = checkRecord(json);
+  if (!canonicalBytes(r).equals(Buffer.from(bytes))) bad('bytes are not the RFC 8785 canonical form of the record');
+  return r;
+}

@@ -1,0 +1,116 @@
+/**
+ * verify-log's engine against a real SQLite file edited behind the issuer's back: an UPDATE of
+ * one record's decision, a deleted row, a swapped pair of rows, hashes rewritten to match; each
+ * names the first record that does not match (or the checkpoint that catches the rewrite), and
+ * the altered record's inclusion proof fails against the signed checkpoint.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLog, appendAudit, verifyStoredLog } from '../../src/audit/log.js';
+import { leafHash, MemoryTree, nodeId, verifyInclusion } from '../../src/audit/merkle.js';
+import { noteSigner } from '../../src/audit/note.js';
+import { encodeRecord, parseRecord } from '../../src/audit/record.js';
+import { ManualClock } from '../../src/clock.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { auditRecord } from '../store/conformance.js';
+
+const signer = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+const clock = new ManualClock(1_700_000_000_000);
+const open: SqliteStore[] = [];
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+async function logOf(n: number) {
+  const path = join(tmpDir('writ-audit-'), 'w.db');
+  const store = new SqliteStore(path);
+  open.push(store);
+  await store.transaction(async (tx) => {
+    for (let i = 0; i < n; i++) await appendAudit(tx, auditRecord(i));
+  });
+  const log = new AuditLog({ store, signer, clock });
+  const cp = await log.checkpoint();
+  return { path, store, log, cp };
+}
+
+/** Edits the file directly, as anyone holding the database could. */
+function edit(path: string, f: (db: Database.Database) => void): void {
+  const db = new Database(path);
+  try {
+    f(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe('verify-log: recomputing the tree from the store', () => {
+  it('passes an untouched log and gives its root', async () => {
+    const { store, cp } = await logOf(20);
+    const r = await verifyStoredLog(store, signer);
+    expect(r).toEqual({ ok: true, size: 20, root: cp.checkpoint.root });
+  });
+
+  it('names the record whose decision was UPDATEd, and its proof fails against the checkpoint', async () => {
+    const { path, store, log, cp } = await logOf(20);
+    edit(path, (db) => {
+      const row = db.prepare('SELECT canonical FROM audit_records WHERE seq = 7').get() as { canonical: Buffer };
+      const changed = Buffer.from(row.canonical.toString().replace('"decision":"allow"', '"decision":"deny"'));
+      db.prepare('UPDATE audit_records SET canonical = ? WHERE seq = 7').run(changed);
+    });
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: 7, problem: expect.stringMatching(/leaf hash/) });
+    const b = await log.prove(7, 20);
+    expect(parseRecord(b.record).decision).toBe('deny');
+    expect(() => verifyInclusion(7, 20, leafHash(b.record), b.proof, cp.checkpoint.root)).toThrow(/does not lead/);
+  });
+
+  it('names the record whose decision and leaf hash were both rewritten (the tree still holds the old leaf)', async () => {
+    const { path, store } = await logOf(20);
+    edit(path, (db) => {
+      const row = db.prepare('SELECT canonical FROM audit_records WHERE seq = 3').get() as { canonical: Buffer };
+      const changed = Buffer.from(row.canonical.toString().replace('"decision":"allow"', '"decision":"deny"'));
+      db.prepare('UPDATE audit_records SET canonical = ?, leaf_hash = ? WHERE seq = 3').run(changed, leafHash(changed));
+    });
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: 3, problem: expect.stringMatching(/stored tree/) });
+  });
+
+  it('names a deleted row', async () => {
+    const { path, store } = await logOf(20);
+    edit(path, (db) => db.prepare('DELETE FROM audit_records WHERE seq = 11').run());
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: 11, problem: 'record 11 is missing' });
+  });
+
+  it('names the first of a swapped pair of rows', async () => {
+    const { path, store } = await logOf(20);
+    edit(path, (db) => {
+      db.prepare('UPDATE audit_records SET seq = -1 WHERE seq = 5').run();
+      db.prepare('UPDATE audit_records SET seq = 5 WHERE seq = 6').run();
+      db.prepare('UPDATE audit_records SET seq = 6 WHERE seq = -1').run();
+    });
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: 5, problem: 'record 5 holds the bytes of record 6' });
+  });
+
+  it('catches a rewrite of a record and every hash above it through the signed checkpoint', async () => {
+    const { path, store } = await logOf(8);
+    // Rebuild records, leaves and nodes from a history in which record 2 was a denial.
+    const forged = Array.from({ length: 8 }, (_, i) => encodeRecord({ v: 1, seq: i, ...auditRecord(i, { decision: i === 2 ? 'deny' : 'allow' }) }));
+    const tree = new MemoryTree();
+    const nodes = forged.flatMap((b) => tree.appendWithNodes(b));
+    edit(path, (db) => {
+      for (const [i, b] of forged.entries()) db.prepare('UPDATE audit_records SET canonical = ?, leaf_hash = ? WHERE seq = ?').run(b, leafHash(b), i);
+      for (const n of nodes) db.prepare('UPDATE audit_nodes SET hash = ? WHERE id = ?').run(n.hash, n.id);
+    });
+    expect((await store.getAuditNodes([nodeId(0, 2)])).get(nodeId(0, 2))!.equals(leafHash(forged[2]!))).toBe(true);
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: null, problem: expect.stringMatching(/rewritten/) });
+    // And the issuer refuses to sign over it.
+    await expect(new AuditLog({ store, signer, clock }).checkpoint()).rejects.toMatchObject({ code: 'ERR_AUDIT_INCONSISTENT' });
+  });
+
+  it('catches a checkpoint row edited in the database', async () => {
+    const { path, store } = await logOf(4);
+    edit(path, (db) => db.prepare("UPDATE audit_checkpoints SET note = replace(note, '\n4\n', '\n3\n')").run());
+    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: null, problem: expect.stringMatching(/does not verify/) });
+  });
+});
