@@ -113,7 +113,12 @@ const ACTOR_KEYS: Readonly<Record<AuditActor['kind'], readonly string[]>> = {
 };
 const HEX64 = /^[0-9a-f]{64}$/;
 /** What a join token (`<16 hex>.<43 base64url>`) or a PEM private key looks like, anywhere in a string. */
-const SECRET_SHAPES: readonly RegExp[] = [/(?<![0-9a-f])[0-9a-f]{16}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/, /PRIVATE KEY/];
+const SECRET_SHAPES: readonly RegExp[] = [/(?<![0-9a-f])[0-9a-f]{16}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/, /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/];
+
+/** True when `s` holds what a join token or a PEM private key looks like (callers refuse such text before it is published anywhere). */
+export function looksLikeSecret(s: string): boolean {
+  return SECRET_SHAPES.some((re) => re.test(s));
+}
 
 const bad = (message: string): never => {
   throw new AuditError('ERR_AUDIT_RECORD_INVALID', `audit(record): ${message}`);
@@ -132,7 +137,7 @@ function exactKeys(o: Record<string, unknown>, keys: readonly string[], what: st
 function text(v: unknown, field: string): string {
   if (typeof v !== 'string') return bad(`${field} must be a string`);
   if (v.length === 0 || v.length > MAX_AUDIT_STRING) bad(`${field} must be 1 to ${MAX_AUDIT_STRING} characters`);
-  if (SECRET_SHAPES.some((re) => re.test(v))) bad(`${field} looks like a secret (a join token or a private key); secrets never enter the audit log`);
+  if (looksLikeSecret(v)) bad(`${field} looks like a secret (a join token or a private key); secrets never enter the audit log`);
   return v;
 }
 const textOrNull = (v: unknown, field: string): string | null => (v === null ? null : text(v, field));

@@ -8,8 +8,9 @@
  * saw changes nothing. Who may: the operator anything; a principal its own grants and tasks; an
  * agent the grants it signed (everything below them dies with them).
  */
+import { createHash } from 'node:crypto';
 import { appendAudit } from '../audit/log.js';
-import type { AuditActor } from '../audit/record.js';
+import { looksLikeSecret, MAX_AUDIT_LIST, type AuditActor } from '../audit/record.js';
 import { RevocationError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { ConfigSection } from '../config/config.js';
@@ -150,6 +151,13 @@ export class Revocations {
         `revocation: the reason is at most ${MAX_REASON_BYTES} bytes of text on one line, without control characters`,
       );
     }
+    // Reasons are public (the Watch stream, status refusals) and audited: a pasted join token or key block is refused, with the reason why.
+    if (looksLikeSecret(reason)) {
+      throw new RevocationError(
+        'ERR_REVOCATION_INVALID',
+        'revocation: the reason looks like a secret (a join token or a PEM private key block); reasons are published on the Watch stream and in the audit log',
+      );
+    }
     const at = this.deps.clock.now().getTime();
     const actor = actorOf(by);
     const result = await this.deps.store.transaction(async (tx) => {
@@ -206,7 +214,7 @@ export class Revocations {
         policies: [],
         snapshot: null,
         evidence: null,
-        created: records.map((r) => `revocation:${r.seq}`),
+        created: createdIds(records.map((r) => r.seq)),
       });
       return { seq, at, writs, records };
     });
@@ -284,4 +292,18 @@ export class Revocations {
     }
     if (r.signerJkt === undefined || r.signerJkt !== by.writ.cnf.jkt) throw notYours(by);
   }
+}
+
+/**
+ * The `created` ids of a revocation's audit record: each derived revocation as `revocation:<seq>`
+ * while they fit in a record's list; beyond MAX_AUDIT_LIST (an entry or platform with many live
+ * writs), the range `revocation:<first>..<last>` when the sequence numbers are contiguous, else
+ * the range with their count and the SHA-256 of the comma-separated list (docs/audit.md).
+ */
+export function createdIds(seqs: readonly number[]): string[] {
+  if (seqs.length <= MAX_AUDIT_LIST) return seqs.map((s) => `revocation:${s}`);
+  const first = seqs[0]!;
+  const last = seqs[seqs.length - 1]!;
+  if (seqs.every((s, i) => s === first + i)) return [`revocation:${first}..${last}`];
+  return [`revocation:${first}..${last}`, `revocations:${seqs.length}:sha256:${createHash('sha256').update(seqs.join(',')).digest('hex')}`];
 }

@@ -4,10 +4,11 @@
  */
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseRecord } from '../../src/audit/record.js';
+import { createHash } from 'node:crypto';
+import { MAX_AUDIT_LIST, parseRecord } from '../../src/audit/record.js';
 import { ManualClock } from '../../src/clock.js';
 import { RevocationError } from '../../src/errors.js';
-import { Revocations } from '../../src/issuance/revocations.js';
+import { createdIds, Revocations } from '../../src/issuance/revocations.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { task } from '../store/conformance.js';
@@ -74,12 +75,34 @@ describe('audited revocations', () => {
     expect(await store.getAuditSize()).toBe(1);
   });
 
-  it('a reason that carries a join token is refused and nothing is revoked', async () => {
+  it.each([
+    ['a join token', `leaked ${'0'.repeat(16)}.${'A'.repeat(43)}`],
+    ['a PEM private key block', 'see -----BEGIN EC PRIVATE KEY----- MHc...'],
+  ])('a reason that carries %s is refused with the reason why, and nothing is revoked', async (_n, reason) => {
     const { store, revocations } = await setup();
-    await expect(revocations.revoke('task', 'triage-42', `leaked ${'0'.repeat(16)}.${'A'.repeat(43)}`, { kind: 'operator' })).rejects.toMatchObject({
-      code: 'ERR_AUDIT_RECORD_INVALID',
+    await expect(revocations.revoke('task', 'triage-42', reason, { kind: 'operator' })).rejects.toMatchObject({
+      code: 'ERR_REVOCATION_INVALID',
+      message: expect.stringMatching(/looks like a secret.*published on the Watch stream/),
     });
     expect(await store.getAuditSize()).toBe(0);
     expect((await store.getTask('triage-42'))!.endedAt).toBeNull();
+  });
+
+  it('a reason that only names a key ("enclave PRIVATE KEY leaked") is an incident report, not a secret: revoked and audited', async () => {
+    const { store, revocations } = await setup();
+    await revocations.revoke('task', 'triage-42', 'enclave PRIVATE KEY leaked', { kind: 'operator' });
+    expect(await store.getAuditSize()).toBe(1);
+    expect((await store.getTask('triage-42'))!.endedAt).not.toBeNull();
+  });
+
+  it('names every derived revocation while they fit in a record, and a range (or a digest) beyond', () => {
+    expect(createdIds([7, 8, 9])).toEqual(['revocation:7', 'revocation:8', 'revocation:9']);
+    const many = Array.from({ length: MAX_AUDIT_LIST + 1 }, (_, i) => 100 + i);
+    expect(createdIds(many)).toEqual([`revocation:100..${100 + MAX_AUDIT_LIST}`]);
+    const gaps = [...many.slice(0, -1), 1000];
+    const ids = createdIds(gaps);
+    expect(ids[0]).toBe('revocation:100..1000');
+    expect(ids[1]).toBe(`revocations:${gaps.length}:sha256:${createHash('sha256').update(gaps.join(',')).digest('hex')}`);
+    expect(createdIds(Array.from({ length: MAX_AUDIT_LIST }, (_, i) => i))).toHaveLength(MAX_AUDIT_LIST);
   });
 });
