@@ -224,6 +224,8 @@ const VERIFY_BATCH = 400;
  * catches a rewrite that also rewrote the hashes.
  */
 export async function verifyStoredLog(store: Store, verifier: NoteVerifier): Promise<LogCheck> {
+  // The checkpoint first: one signed while the records are read is not compared against a smaller size read before it.
+  const last = await store.latestAuditCheckpoint();
   const size = await store.getAuditSize();
   const tree = new MemoryTree();
   for (let from = 0; from < size; from += VERIFY_BATCH) {
@@ -250,7 +252,6 @@ export async function verifyStoredLog(store: Store, verifier: NoteVerifier): Pro
     if (wrong) return { ok: false, seq: wrong.seq, problem: `record ${wrong.seq}: the stored tree does not match the records from here on` };
   }
   const root = await rootHash(tree, size);
-  const last = await store.latestAuditCheckpoint();
   if (last) {
     let c: Checkpoint;
     try {

@@ -14,6 +14,8 @@ describe('task tree text', () => {
   it('escapes control and line-separator characters of reasons, actors and principals', () => {
     expect(oneLine(FORGED)).toBe('done\\u000a└─ writ FORGED spiffe://example.org/agent/x; live\\u2028\\u0085\\u0009\\u001b[2J');
     expect(oneLine('plain text, unicode é ✓')).toBe('plain text, unicode é ✓');
+    // Bidirectional overrides would make a printed id read as another (Trojan Source): escaped too.
+    expect(oneLine('alice\u202egnp.exe\u2066x\u2069')).toBe('alice\\u202egnp.exe\\u2066x\\u2069');
     const task = create(TaskSchema, {
       id: 't1',
       principal: 'https://idp.example#bob\nprincipal forged',

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 /**
  * `writ enclave check --type nitro`: an offline check of an attestation document as the NSM
  * writes it (raw CBOR, or base64 of it as most tools print it), every check printed. Exit 0 only
@@ -111,7 +112,8 @@ export const nitroOfflineCheck: OfflineCheck = {
     });
     if (nonce) {
       step('nonce equals --report-data', () => {
-        if (!doc.nonce?.equals(nonce)) throw new Error(doc.nonce ? `the nonce is ${doc.nonce.toString('hex')}` : 'the document has no nonce');
+        if (!doc.nonce || doc.nonce.length !== nonce.length || !timingSafeEqual(doc.nonce, nonce))
+          throw new Error(doc.nonce ? `the nonce is ${doc.nonce.toString('hex')}` : 'the document has no nonce');
         return undefined;
       });
     } else

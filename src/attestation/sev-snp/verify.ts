@@ -10,7 +10,7 @@
  * Certificates that come with the evidence are UNTRUSTED: they are candidates that must chain
  * to a pinned ARK, and an ARK inside the evidence counts only if its fingerprint is pinned.
  */
-import { createHash, verify, type KeyObject } from 'node:crypto';
+import { createHash, verify, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { BoundedCache } from '../../cache/bounded.js';
 import { AttestationError } from '../../errors.js';
 import type { Selector } from '../../registration/entry.js';
@@ -253,7 +253,8 @@ export function verifySnp(input: SnpInput, trust: SnpTrust, policy: SnpPolicy, a
   );
 
   if (reportData) {
-    if (reportData.length !== 64 || !reportData.equals(report.reportData)) throw fail('REPORT_DATA differs from the expected value (not this handshake)');
+    if (reportData.length !== 64 || report.reportData.length !== 64 || !timingSafeEqual(reportData, report.reportData))
+      throw fail('REPORT_DATA differs from the expected value (not this handshake)');
     done.push('REPORT_DATA equals the expected value');
   }
 

@@ -7,6 +7,7 @@ import { parseRecord } from '../../../audit/record.js';
 import { stringOption, UsageError } from '../../../config/options.js';
 import { ADMIN_OPTIONS, adminClients, adminSocketPath } from '../../admin-client.js';
 import type { Verb } from '../../verb.js';
+import { oneLine } from '../task/format.js';
 import { actorText } from './verify.js';
 
 export const auditListVerb: Verb = {
@@ -50,8 +51,8 @@ export const auditListVerb: Verb = {
       r.policies.join(',') || '-',
     ]);
     const head = ['SEQ', 'AT', 'EVENT', 'ACTOR', 'PRINCIPAL', 'TASK', 'DECISION', 'POLICIES'];
-    // Record strings may hold controls: shown escaped.
-    const cells = [head, ...rows].map((r) => r.map((c) => JSON.stringify(c).slice(1, -1)));
+    // Record strings may hold controls, line separators and bidi overrides: shown escaped.
+    const cells = [head, ...rows].map((r) => r.map((c) => oneLine(c)));
     const w = head.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
     io.out(cells.map((r) => `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')}\n`).join(''));
     return 0;

@@ -4,10 +4,11 @@ import type { Permission } from '../../../gen/writ/v1/grant_pb.js';
 
 /**
  * Text from the issuer's records (reasons, actors, principals: UNTRUSTED, a principal's or an
- * agent's words) printed on one line: control and line-separator characters escaped, so that no
+ * agent's words) printed on one line: control, line-separator and bidirectional-override characters escaped, so that no
  * record can forge lines of the tree.
  */
-export const oneLine = (s: string): string => s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+export const oneLine = (s: string): string =>
+  s.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 const iso = (ms: bigint) => new Date(Number(ms)).toISOString();
 const perms = (ps: readonly Permission[]) => ps.map((p) => `${p.action}=${p.resource}`);
