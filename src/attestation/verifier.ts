@@ -67,6 +67,12 @@ export interface ReverifiedEvidence {
   readonly checked: readonly string[];
   /** What the evidence cannot show and the relying party takes on the issuer's word. */
   readonly takenFromIssuer: readonly string[];
+  /**
+   * Selector types ("tdx:tcb_status") this relying party could not recompute (it lacks what the
+   * issuer evaluated them from, e.g. Intel collateral): the writ's selectors of these types are
+   * taken on the issuer's word and reported so; every other selector must be recomputed.
+   */
+  readonly issuerSelectorTypes?: readonly string[];
 }
 
 /**

@@ -266,11 +266,17 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
         fail(`embedded evidence fails re-verification: ${(e as Error).message}`, e);
       }
       const recomputed = new Set(out!.selectors.map((s) => `${s.type}:${s.value}`));
-      if (recomputed.size !== c.att.sel.length || c.att.sel.some((s) => !recomputed.has(s))) fail('selectors differ from those the evidence proves');
+      const issuerTypes = out!.issuerSelectorTypes ?? [];
+      const byIssuer = (s: string) => issuerTypes.some((t) => s.startsWith(`${t}:`));
+      const fromIssuer = c.att.sel.filter(byIssuer);
+      const own = c.att.sel.filter((s) => !byIssuer(s));
+      if ([...recomputed].some(byIssuer) || recomputed.size !== own.length || own.some((s) => !recomputed.has(s)))
+        fail('selectors differ from those the evidence proves');
       out!.checked.forEach(mine);
-      mine('selectors recomputed from the evidence equal the writ');
+      mine(fromIssuer.length ? 'selectors recomputed from the evidence equal the writ’s others' : 'selectors recomputed from the evidence equal the writ');
       out!.takenFromIssuer.forEach(theirs);
-      selectors = [...recomputed];
+      for (const s of fromIssuer) theirs(`selector ${s} (not recomputable here)`);
+      selectors = [...recomputed, ...fromIssuer];
     }
   } else {
     theirs(`evidence (${c.att.type}) and the selectors it proves (re-verify with --deep)`);

@@ -122,7 +122,12 @@ describe.skipIf(!HAVE_SHARED)('the re-verifier over a real quote whose report da
   it('re-verifies it to the shipped Intel root, the TCB taken from the issuer; with its collateral it is refused (no TCB level)', () => {
     const rv = tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: false }).reverify(quote, { binding, agentJkt: 'x', at });
     expect(rv.selectors).toContainEqual({ type: 'tdx', value: 'fmspc:90c06f000000' });
-    expect(rv.takenFromIssuer).toEqual(["tdx: the platform's TCB status (Intel collateral) as the issuer's policy judged it; not evaluated here"]);
+    expect(rv.takenFromIssuer).toEqual([
+      "tdx: the platform's TCB status (Intel collateral) as the issuer's policy judged it; not evaluated here",
+      'tdx: the QE identity and the TDX module identity (Intel collateral); not evaluated here',
+    ]);
+    // Without collateral the writ's tdx:tcb_status is the issuer's (deep verification of a writ minted with collateral passes).
+    expect(rv.issuerSelectorTypes).toEqual(['tdx:tcb_status']);
     const other = Buffer.from(binding);
     other[0]! ^= 1;
     expect(() => tdxReverifier({ roots: DEFAULT_TDX_ROOTS, allowDebug: false }).reverify(quote, { binding: other, agentJkt: 'x', at })).toThrow(/report data/);

@@ -125,7 +125,14 @@ export function tdxReverifier(trust: TdxTrust): EvidenceReverifier {
           v.debug ? 'tdx: the TD is a debug TD (accepted: debug allowed)' : 'tdx: the TD is not a debug TD',
           ...(v.tcb.evaluated ? [`tdx: TCB status ${v.tcb.status} from Intel collateral (signatures, CRLs, QE identity, TDX module)`] : []),
         ],
-        takenFromIssuer: v.tcb.evaluated ? [] : ["tdx: the platform's TCB status (Intel collateral) as the issuer's policy judged it; not evaluated here"],
+        takenFromIssuer: v.tcb.evaluated
+          ? []
+          : [
+              "tdx: the platform's TCB status (Intel collateral) as the issuer's policy judged it; not evaluated here",
+              'tdx: the QE identity and the TDX module identity (Intel collateral); not evaluated here',
+            ],
+        // Without collateral the TCB status cannot be recomputed: the writ's tdx:tcb_status is the issuer's.
+        ...(v.tcb.evaluated ? {} : { issuerSelectorTypes: [`${TDX_TYPE}:tcb_status`] }),
       };
     },
   };
