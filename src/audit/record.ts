@@ -36,6 +36,7 @@ export const AUDIT_EVENTS = [
   'policy.activated',
   'entry.created',
   'entry.deleted',
+  'join_token.created',
   'key.rotated',
   'approval.granted',
   'approval.denied',

@@ -113,6 +113,8 @@ export class Admin {
     const { token, record } = newJoinToken(this.deps.clock.now(), ttl);
     return this.deps.store.transaction(async (tx) => {
       await tx.createJoinToken(record);
+      // An operator-minted credential: its id and expiry are audited, never the secret.
+      await appendAudit(tx, operatorRecord(this.deps.clock.now().getTime(), 'join_token.created', 'create join token', `join_token:${record.id}`, [record.id]));
       let entryId: string | undefined;
       if (spiffeId) {
         const entry = await this.insertEntry(tx, {

@@ -44,11 +44,19 @@ describe('audited operator changes', () => {
     ]);
   });
 
-  it('a join token with an entry records the entry, never the token’s secret', async () => {
+  it('a join token alone is recorded by its id (an operator-minted credential), never its secret', async () => {
+    const { store, admin } = setup();
+    const t = await admin.createJoinToken(undefined);
+    expect(await records(store)).toMatchObject([{ seq: 0, event: 'join_token.created', actor: operator, resource: `join_token:${t.id}`, created: [t.id] }]);
+    const [row] = await store.listAuditRecords(0, 10);
+    expect(row!.canonical.toString()).not.toContain(t.token.split('.')[1]!);
+  });
+
+  it('a join token with an entry records the token and the entry, never the token’s secret', async () => {
     const { store, admin } = setup();
     const t = await admin.createJoinToken(undefined, 'spiffe://example.org/agent/b');
     const rows = await store.listAuditRecords(0, 10);
-    expect(rows.map((r) => parseRecord(r.canonical).event)).toEqual(['entry.created']);
+    expect(rows.map((r) => parseRecord(r.canonical).event)).toEqual(['join_token.created', 'entry.created']);
     const secret = t.token.split('.')[1]!;
     for (const r of rows) {
       expect(r.canonical.toString()).not.toContain(secret);
