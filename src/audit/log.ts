@@ -138,7 +138,8 @@ export class AuditLog {
       scanned += rows.length;
       for (const row of rows) {
         const r = parseRecord(row.canonical);
-        if (f.since !== undefined && r.at < f.since) return out;
+        // `at` is taken before the transaction that reserves `seq`, so seq order is not quite time order: skip, do not stop.
+        if (f.since !== undefined && r.at < f.since) continue;
         if (f.task && r.task !== f.task) continue;
         if (f.principal && (r.principal ? `${r.principal.iss}#${r.principal.sub}` : '') !== f.principal) continue;
         if (f.actor && actorKey(r.actor) !== f.actor) continue;

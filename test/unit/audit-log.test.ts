@@ -114,3 +114,18 @@ describe('verify-log: recomputing the tree from the store', () => {
     expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: null, problem: expect.stringMatching(/does not verify/) });
   });
 });
+
+describe('audit list --since', () => {
+  it('finds every record at or after the instant, though seq order is not quite time order (at is taken before seq is reserved)', async () => {
+    const store = new SqliteStore(join(tmpDir('writ-audit-'), 'w.db'));
+    open.push(store);
+    const ats = [200, 100, 300, 150, 50];
+    await store.transaction(async (tx) => {
+      for (const [i, at] of ats.entries()) await appendAudit(tx, auditRecord(i, { at }));
+    });
+    const log = new AuditLog({ store, signer, clock });
+    expect((await log.list({ since: 150 }, 10)).map((r) => r.seq)).toEqual([3, 2, 0]);
+    expect((await log.list({ since: 150, task: 'task-0' }, 10)).map((r) => r.seq)).toEqual([2, 0]);
+    expect((await log.list({ since: 150 }, 2)).map((r) => r.seq)).toEqual([3, 2]);
+  });
+});
