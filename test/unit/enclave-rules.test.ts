@@ -134,6 +134,17 @@ describe('the check report of offline checkers', () => {
     );
     expect(code).toBe(0);
     expect(out.join('')).toBe('ok        signature\nunchecked revocation: no CRL given\n');
+    const mixed = io();
+    expect(
+      printChecks(
+        mixed.io,
+        [
+          { status: 'ok', check: 'a' },
+          { status: 'failed', check: 'b' },
+        ],
+        false,
+      ),
+    ).toBe(1);
     const failed = io();
     expect(printChecks(failed.io, [{ status: 'failed', check: 'measurement', detail: 'differs' }], false)).toBe(1);
     expect(failed.out.join('')).toBe('FAILED    measurement: differs\n');

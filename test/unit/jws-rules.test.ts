@@ -4,7 +4,7 @@
  * the same tokens), the size limit at its boundary, canonical base64url, strict JSON, untrusted
  * JWKs and thumbprints (`make mutate`, docs/testing.md).
  */
-import { createHash, createPublicKey, createSecretKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, createSecretKey, createSign, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
 import { CompactSign, calculateJwkThumbprint, compactVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { claimReader } from '../../src/jose/claims.js';
@@ -248,6 +248,25 @@ describe('JWS decoding', () => {
     expect(refusal(() => decodeJws(t, ['JWT', undefined])).message).toBe('jws: typ must be "JWT" or absent');
     expect(decodeJws(t, null).header.typ).toBe('x');
     expect(decodeJws(t, ['y', 'x']).header.typ).toBe('x');
+  });
+
+  it('verifyJws refuses a signature by a key the algorithm does not allow, even one that is mathematically valid', async () => {
+    const forged = (alg: string, key: KeyObject, hash: string, opts: Record<string, unknown> = {}) => {
+      const input = `${part({ alg, typ: 'x' })}.${part({ a: 1 })}`;
+      const sig = createSign(hash)
+        .update(input)
+        .sign({ key, ...opts });
+      return decodeJws(`${input}.${sig.toString('base64url')}`, 'x');
+    };
+    // RS256 under a 1024-bit RSA key: the signature is valid for that key, and the key is too weak.
+    const small = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
+    const weak = forged('RS256', small, 'sha256');
+    expect(verify('sha256', weak.inputBytes, createPublicKey(small), weak.signature)).toBe(true);
+    expect(verifyJws(weak, createPublicKey(small))).toBe(false);
+    // ES384 by a P-256 key (SHA-384 digest): valid P1363 ECDSA, but ES384 means P-384.
+    const curve = forged('ES384', keys.p256, 'sha384', { dsaEncoding: 'ieee-p1363' });
+    expect(verify('sha384', curve.inputBytes, { key: createPublicKey(keys.p256), dsaEncoding: 'ieee-p1363' }, curve.signature)).toBe(true);
+    expect(verifyJws(curve, createPublicKey(keys.p256))).toBe(false);
   });
 
   it('verifyJws is false for a key that does not fit the algorithm, or another key', () => {
@@ -508,7 +527,7 @@ describe('claim readers', () => {
   it('strings: an array of at most max non-empty strings', () => {
     expect(r.strings(['a', 'b'], 'x', 2)).toEqual(['a', 'b']);
     expect(r.strings([], 'x', 0)).toEqual([]);
-    for (const v of [['a', 'b', 'c'], ['a', ''], ['a', 1], 'a', null])
+    for (const v of [['a', 'b', 'c'], ['a', ''], ['a', 1], ['a', ['b']], [{ length: 1 }], 'a', null])
       expect(err(() => r.strings(v, 'x', 2))).toBe('x must be an array of at most 2 non-empty strings');
   });
 });

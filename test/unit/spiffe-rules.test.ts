@@ -119,6 +119,18 @@ describe('SPIFFE bundles: documents', () => {
     expect(parseSpiffeBundle('td', atLimit).x509Authorities).toEqual([]);
   });
 
+  it('reads a document given as text, as a Buffer, or as any Uint8Array (UTF-8)', () => {
+    const text = doc([{ use: 'jwt-svid', kid: 'é', ...ec() }], { spiffe_sequence: 9 });
+    for (const input of [text, Buffer.from(text), new Uint8Array(Buffer.from(text))]) {
+      const b = parseSpiffeBundle('td', input);
+      expect([...b.jwtAuthorities.keys()]).toEqual(['é']);
+      expect(b.sequence).toBe(9);
+    }
+    const pem = encodePem('CERTIFICATE', makeCert({ subjectCn: 'r', ca: true }).der);
+    expect(parseX509BundlePem('td', new Uint8Array(Buffer.from(pem))).x509Authorities).toHaveLength(1);
+    expect([...parseKeyedJwks('witbundle', new Uint8Array(Buffer.from(text))).keys()]).toEqual(['é']);
+  });
+
   it('refuses what is not a JSON object with keys', () => {
     expect(refusal(() => parseSpiffeBundle('td', '  '))).toMatchObject(bErr('spiffebundle: unable to parse JWKS: unexpected end of JSON input'));
     const jsonReason = (() => {
@@ -223,6 +235,12 @@ describe('SPIFFE bundles: keys', () => {
     );
     expect(refusal(() => parseSpiffeBundle('td', doc([x509Entry(c.der, { ...ec(), x5c: [c.der.toString('base64')] })])))).toMatchObject(
       bErr('spiffebundle: x509-svid entry 0: key parameters do not match the certificate'),
+    );
+    // OpenSSL reads the certificate and ignores what follows it; the strict DER parser does not.
+    const trailing = Buffer.concat([c.der, Buffer.from([0])]);
+    expect(new X509Certificate(trailing).raw).toEqual(c.der);
+    expect(refusal(() => parseSpiffeBundle('td', doc([x509Entry(c.der, { x5c: [trailing.toString('base64')] })])))).toMatchObject(
+      bErr('spiffebundle: x509-svid entry 0: cannot parse certificate'),
     );
     expect(refusal(() => parseSpiffeBundle('td', doc([x509Entry(c.der), x509Entry(c.der)])))).toMatchObject(
       bErr('spiffebundle: x509-svid entry 1: duplicate certificate'),

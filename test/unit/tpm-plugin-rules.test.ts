@@ -94,6 +94,8 @@ describe('attestation.tpm settings', () => {
     expect(tpmPlugin.relyingParty!.fromSettings(s)).toEqual({ roots: [root.der], intermediates: [mid.der], agentPcr: 16 });
     expect(tpmPlugin.type).toBe('tpm');
     expect(tpmPlugin.relyingParty!.reverifier({ roots: [], intermediates: [] }).type).toBe('tpm');
+    const v = tpmPlugin.verifier(s, { store: {} as never });
+    expect(v).toMatchObject({ type: 'tpm', maxRounds: 2 });
   });
 });
 
@@ -212,15 +214,17 @@ describe('offline quote check (writ tpm check-quote)', () => {
       digests: new Map([[SHA256, createHash('sha256').update(d).digest()]]),
       data: Buffer.from(d),
     });
-    const events = [e(0, 'a'), e(0, 'b'), e(9, 'unquoted')];
-    const p0 = [events[0]!, events[1]!].reduce((v, x) => createHash('sha256').update(v).update(x.digests.get(SHA256)!).digest(), Buffer.alloc(32));
+    const events = [e(7, 'sb'), e(0, 'a'), e(0, 'b'), e(9, 'unquoted')];
+    const ext = (xs: LogEvent[]) => xs.reduce((v, x) => createHash('sha256').update(v).update(x.digests.get(SHA256)!).digest(), Buffer.alloc(32));
+    const p0 = ext([events[1]!, events[2]!]);
+    const p7 = ext([events[0]!]);
     const d2 = createHash('sha256')
-      .update(Buffer.concat([p0, v7]))
+      .update(Buffer.concat([p0, p7]))
       .digest();
     const a2 = attest(k, { sel, digest: d2 });
     const eventLog = encodeEventLog(new Map([[SHA256, 32]]), events);
-    const r = checkQuoteOffline({ ...input, attest: a2, signature: tpmSign(k, a2), pcrValues: Buffer.concat([p0, v7]), eventLog });
-    expect(r.checks.at(-1)).toBe('event log replays to the quoted values of PCRs 0; 2 events trusted, events in unquoted PCRs ignored');
+    const r = checkQuoteOffline({ ...input, attest: a2, signature: tpmSign(k, a2), pcrValues: Buffer.concat([p0, p7]), eventLog });
+    expect(r.checks.at(-1)).toBe('event log replays to the quoted values of PCRs 0,7; 3 events trusted, events in unquoted PCRs ignored');
     const none = encodeEventLog(new Map([[SHA256, 32]]), [e(9, 'unquoted')]);
     expect(checkQuoteOffline({ ...input, eventLog: none }).checks.at(-1)).toBe(
       'event log replays to the quoted values of PCRs (none with events); 0 events trusted, events in unquoted PCRs ignored',
