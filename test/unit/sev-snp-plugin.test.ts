@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeCertTable, parseCertTable } from '../../src/attestation/sev-snp/certs.js';
-import { parseSnpSettings } from '../../src/attestation/sev-snp/plugin.js';
+import { parseSnpSettings, snpPlugin } from '../../src/attestation/sev-snp/plugin.js';
 import { classifyCertificates, snpEvidenceFrom, snpProducer } from '../../src/attestation/sev-snp/producer.js';
 import { AMD_ARK_FINGERPRINTS, parseSnpEvidence } from '../../src/attestation/sev-snp/verify.js';
 import { Section } from '../../src/config/section.js';
@@ -33,6 +33,9 @@ describe('attestation.sev_snp settings', () => {
     expect(problems).toEqual([]);
     expect([...s.trust.arkFingerprints].sort()).toEqual(Object.values(AMD_ARK_FINGERPRINTS).sort());
     expect(s.policy).toMatchObject({ allowDebug: false, allowSmt: true, allowMigrationAgent: false, maxVmpl: 0, allowVlek: true });
+    // No TCB floor by default: the startup line says so, and how to set one.
+    expect(snpPlugin.describe!(s)).toMatch(/minimum TCB .* \(none: any firmware AMD signed for this chip is accepted; set minimum_tcb\)$/);
+    expect(snpPlugin.describe!(settings({ minimum_tcb: 'snp=8' }).s)).not.toMatch(/none/);
   });
 
   it('pins the self-signed certificates of a KDS chain file', () => {

@@ -263,7 +263,7 @@ export const snpPlugin: EvidencePlugin<SnpSettings, SnpRelyingTrust> = {
   type: SEV_SNP_TYPE,
   settings: parseSnpSettings,
   describe: (s) =>
-    `${s.trust.arkFingerprints.size} pinned ARK(s)${s.rootFiles.length ? ` from ${s.rootFiles.length} file(s)` : ' (shipped AMD roots)'}, debug ${s.policy.allowDebug ? 'allowed' : 'refused'}, VMPL ≤ ${s.policy.maxVmpl}, minimum TCB ${formatTcb(s.policy.minimumTcb)}`,
+    `${s.trust.arkFingerprints.size} pinned ARK(s)${s.rootFiles.length ? ` from ${s.rootFiles.length} file(s)` : ' (shipped AMD roots)'}, debug ${s.policy.allowDebug ? 'allowed' : 'refused'}, VMPL ≤ ${s.policy.maxVmpl}, minimum TCB ${formatTcb(s.policy.minimumTcb)}${Object.values(s.policy.minimumTcb).every((v) => !v) ? ' (none: any firmware AMD signed for this chip is accepted; set minimum_tcb)' : ''}`,
   verifier: (settings) => snpVerifier(settings),
   relyingParty: {
     options: { ...ENCLAVE_ROOTS_OPTION, ...POLICY_OPTIONS },
