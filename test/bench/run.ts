@@ -4,7 +4,7 @@
  * TLS setup and message sizes (handshakes.ts). Prints a table; writes JSON to $BENCH_OUT
  * (default bench-results.json): { name: { value, unit, floor?, ratio?, ... } }.
  * For rates, ratio = value / floor (1.0 = as fast as the floor).
- * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,tdx picks groups; BENCH_PROFILE=DIR
+ * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,tdx,tdx-spawn picks groups; BENCH_PROFILE=DIR
  * writes CPU profiles of the timed handshake batches (profile-summary.ts reads them).
  */
 import 'reflect-metadata';
@@ -370,6 +370,7 @@ async function main(): Promise<void> {
     ['revocation', async () => (await import('./revocation.js')).revocationBenches(record)],
     ['status-list', async () => (await import('./status-list.js')).statusListBench(record)],
     ['tdx', async () => (await import('./tdx.js')).tdxBench(record, rate)],
+    ['tdx-spawn', async () => (await import('./tdx.js')).tdxSpawnBench(record)],
   ];
   for (const [name, fn] of groups) if (!only || only.has(name)) await fn();
   const side = !only || only.has('handshake') ? await handshakeRecords() : [];
