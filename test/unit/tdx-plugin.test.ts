@@ -176,6 +176,20 @@ describe.skipIf(!HAVE_SHARED)('writ enclave check --type tdx', () => {
     expect(other.out).toContain('FAILED    PCK certificate chain to the Intel SGX root');
   });
 
+  it('reads a base64 quote (wrapped at 76 columns) as the same quote', async () => {
+    const b64 = join(dir, 'quote.b64');
+    writeFileSync(
+      b64,
+      `${readFileSync(v('gotdx_quote_v5_sample.dat'))
+        .toString('base64')
+        .match(/.{1,76}/g)!
+        .join('\n')}\n`,
+    );
+    const r = await check('--evidence', b64, '--at', '2026-02-03T01:00:00Z');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ok {8}quote v5 parsed strictly \(5006 bytes\)/);
+  });
+
   it('refuses a debug TD unless --allow-debug, and options it has no use for', async () => {
     const quote = join(dir, 'debug.quote');
     writeFileSync(quote, makeTestQuote(pki, { reportData: Buffer.alloc(64), tdAttributes: 1n }));
