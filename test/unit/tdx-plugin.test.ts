@@ -58,6 +58,7 @@ describe('attestation.tdx settings', () => {
     const { s, problems } = settingsOf({ collateral: [file], accepted_tcb_statuses: ['UpToDate', 'SWHardeningNeeded'] });
     expect(problems).toEqual([]);
     expect(s.collateral.map((c) => c.fmspc)).toEqual(['b0c06f000000']);
+    expect(settingsOf({ collateral: [file, file] }).problems).toEqual(['attestation.tdx.collateral: two documents for FMSPC b0c06f000000']);
     const bad = settingsOf({ collateral: [join(dir, 'root.pem'), join(dir, 'nope.json')], accepted_tcb_statuses: ['Great'] }).problems.join('\n');
     expect(bad).toMatch(/attestation.tdx.collateral: .*root.pem: attestation\(tdx\): collateral: the collateral is not strict JSON/);
     expect(bad).toMatch(/nope.json: no such file/);
