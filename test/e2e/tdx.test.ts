@@ -27,7 +27,7 @@ import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { POLICY } from '../helpers/policies.js';
 import { startServer } from '../helpers/server.js';
 import { HAVE_SHARED, SHARED } from '../helpers/shared.js';
-import { makeTestPki, makeTestQuote } from '../helpers/tdx-quote.js';
+import { makeTestCollateral, makeTestPki, makeTestQuote } from '../helpers/tdx-quote.js';
 
 const AUD = 'rp';
 const METHOD = 'GET /x';
@@ -228,5 +228,117 @@ describe('tdx evidence through a real handshake, the issuer and writ verify --de
       });
       expect(check(swapped, 'deep')).toThrow(/embedded evidence fails re-verification: attestation\(tdx\)/);
     }
+  });
+});
+
+describe('tdx evidence with Intel collateral: the TCB status selector, at the issuer and at deep level', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'writ-tdx-tcb-'));
+  const f = (...p: string[]) => join(dir, ...p);
+  const pki = makeTestPki();
+  writeFileSync(f('root.pem'), encodePem('CERTIFICATE', pki.root));
+  const day = 24 * 3600_000;
+  writeFileSync(f('collateral.json'), makeTestCollateral(pki, { from: new Date(Date.now() - day), until: new Date(Date.now() + day) }));
+  let tsm: FakeTsm;
+  let s: Awaited<ReturnType<typeof startServer>>;
+  let oidc: TestOidc;
+  const agentKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+  writeFileSync(f('agent.key'), agentKey.export({ type: 'pkcs8', format: 'pem' }));
+
+  beforeAll(async () => {
+    tsm = startFakeTsm('tdx_guest', (inblob) => ({ outblob: makeTestQuote(pki, { reportData: inblob }) }));
+    oidc = await startOidc();
+    s = await startServer({
+      principals: [{ issuer: oidc.issuer, audience: 'writ' }],
+      attestation: { tdx: { roots: [f('root.pem')], collateral: [f('collateral.json')] } },
+    });
+    await adminClients(s.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
+    await adminClients(s.adminSocket).admin.createEntry({
+      entry: {
+        spiffeId: 'spiffe://example.org/agent/td-current',
+        selectors: [
+          { type: 'tdx', value: `mrtd:${MRTD}` },
+          { type: 'tdx', value: 'tcb_status:UpToDate' },
+        ],
+      },
+    });
+    const root = await createGrant(s.address, s.bundlePem, {
+      subjectToken: oidc.token('alice', { groups: ['eng'] }),
+      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+      taskId: 'td-2',
+      goal: 'read the widgets',
+      ttlSeconds: 600,
+      scope: [{ action: 'repo:read', resource: 'repo://acme/widgets' }],
+      maxDepth: 0,
+      delegateJkt: jwkThumbprint(createPublicKey(agentKey)),
+    });
+    writeFileSync(f('root.grant'), `${root.grant}\n`);
+    writeFileSync(f('bundle.pem'), s.bundlePem);
+  });
+  afterAll(async () => {
+    tsm?.stop();
+    await s?.stop();
+    await oidc?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('an entry selecting tdx:tcb_status:UpToDate matches; deep verification re-evaluates with the same collateral', async () => {
+    const out = f('creds');
+    const r = await runCli([
+      'agent',
+      'attest',
+      '--server',
+      s.address,
+      '--bundle',
+      f('bundle.pem'),
+      '--key',
+      f('agent.key'),
+      '--grant',
+      f('root.grant'),
+      '--out',
+      out,
+      '--evidence',
+      'tdx',
+      '--tdx-report-dir',
+      tsm.dir,
+    ]);
+    expect(r.err).toBe('');
+    expect(r.out).toBe('spiffe://example.org/agent/td-current\n');
+    expect(parseWrit(readFileSync(join(out, 'writ.jws'), 'utf8').trim()).claims.att.sel).toContain('tdx:tcb_status:UpToDate');
+    const verify = async (...extra: string[]) => {
+      const p = await runCli(['proof', 'create', '--writ', join(out, 'writ.jws'), '--key', f('agent.key'), '--audience', AUD, '--method', METHOD]);
+      writeFileSync(f('proof'), p.out);
+      return runCli([
+        'verify',
+        '--bundle',
+        join(out, 'bundle.jwks'),
+        '--audience',
+        AUD,
+        '--method',
+        METHOD,
+        '--writ',
+        join(out, 'writ.jws'),
+        '--proof',
+        f('proof'),
+        '--deep',
+        '--enclave-roots',
+        `tdx=${f('root.pem')}`,
+        ...extra,
+      ]);
+    };
+    const good = await verify('--tdx-collateral', f('collateral.json'), '--json');
+    expect(good.err).toBe('');
+    expect(good.code).toBe(0);
+    expect((JSON.parse(good.out) as { checks: { check: string; by: string }[] }).checks).toContainEqual({
+      check: 'tdx: TCB status UpToDate from Intel collateral (signatures, CRLs, QE identity, TDX module)',
+      by: 'verifier',
+    });
+    // Without the collateral the relying party cannot recompute the tcb_status selector: it takes
+    // that one selector (and the TCB, QE and module identities) from the issuer and says so.
+    const without = await verify('--json');
+    expect(without.err).toBe('');
+    expect(without.code).toBe(0);
+    const checks = (JSON.parse(without.out) as { checks: { check: string; by: string }[] }).checks;
+    expect(checks).toContainEqual({ check: 'selector tdx:tcb_status:UpToDate (not recomputable here)', by: 'issuer' });
+    expect(checks.some((c) => c.by === 'verifier' && /TCB status/.test(c.check))).toBe(false);
   });
 });

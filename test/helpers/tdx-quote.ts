@@ -5,9 +5,10 @@
  * data binds the attestation key, and a quote signed by that attestation key.
  */
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
-import { octets, oid, seq, smallInt } from '../../src/der/der.js';
+import { bitString, octets, oid, seq, smallInt, TAG, time, tlv } from '../../src/der/der.js';
 import { encodePem } from '../../src/der/pem.js';
 import * as t from '../../src/svid/template.js';
+import { parseCertificate } from '../../src/x509/certificate.js';
 import { KEY_USAGE, OID } from '../../src/x509/oids.js';
 
 export interface TestKey {
@@ -201,4 +202,96 @@ export function withChain(quote: Buffer, chain: readonly Buffer[]): Buffer {
   const qeCert = Buffer.concat([qe, u16(auth.length), auth, u16(5), u32(pem.length), pem]);
   const newSig = Buffer.concat([sigData.subarray(0, 128), u16(6), u32(qeCert.length), qeCert]);
   return Buffer.concat([quote.subarray(0, signedLen), u32(newSig.length), newSig]);
+}
+
+export interface TestCollateralOpts {
+  /** The platform TCB level's status (default UpToDate). */
+  readonly status?: string;
+  /** Put the PCK certificate on the PCK CRL. */
+  readonly revokePck?: boolean;
+  /** Put the PCK CA on the root CRL. */
+  readonly revokeCa?: boolean;
+  /** The QE identity's MRSIGNER (default: the one makeTestQuote's QE reports, zeros). */
+  readonly qeMrSigner?: Buffer;
+  /** The TDX module signer the TCB info names (default: makeTestQuote's MRSIGNERSEAM, 0x22…). */
+  readonly moduleSigner?: Buffer;
+  readonly from?: Date;
+  readonly until?: Date;
+}
+
+const ECDSA_SHA256 = seq(oid(OID.ecdsaSha256));
+
+function testCrl(issuer: Buffer, key: KeyObject, revoked: readonly Buffer[], from: Date, until: Date): Buffer {
+  const entries = revoked.map((serial) => seq(tlv(TAG.INTEGER, serial), time(from)));
+  const tbs = seq(smallInt(1), ECDSA_SHA256, issuer, time(from), time(until), ...(entries.length ? [seq(...entries)] : []));
+  return seq(tbs, ECDSA_SHA256, bitString(sign('sha256', tbs, key)));
+}
+
+/** Collateral for `pki` in dcap-qvl's JSON shape: a TCB Signing certificate under the test root signs the TCB info and QE identity. */
+export function makeTestCollateral(pki: TestPki, o: TestCollateralOpts = {}): string {
+  const from = o.from ?? new Date('2029-12-01T00:00:00Z');
+  const until = o.until ?? new Date('2030-02-01T00:00:00Z');
+  const rootName = intelName('Intel SGX Root CA');
+  const signerKey = p256();
+  const signer = testCert({
+    subject: intelName('Intel SGX TCB Signing'),
+    issuer: { subject: rootName, key: pki.rootKey.privateKey },
+    key: signerKey,
+    notBefore: new Date('2020-01-01T00:00:00Z'),
+    notAfter: new Date('2040-01-01T00:00:00Z'),
+  });
+  const chainPem = encodePem('CERTIFICATE', signer) + encodePem('CERTIFICATE', pki.root);
+  const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const zeros16 = Array.from({ length: 16 }, () => ({ svn: 0 }));
+  const tcbInfo = JSON.stringify({
+    id: 'TDX',
+    version: 3,
+    issueDate: iso(from),
+    nextUpdate: iso(until),
+    fmspc: pki.fmspc.toString('hex').toUpperCase(),
+    pceId: '0000',
+    tcbType: 0,
+    tcbEvaluationDataNumber: 17,
+    tdxModule: {
+      mrsigner: (o.moduleSigner ?? Buffer.alloc(48, 0x22)).toString('hex').toUpperCase(),
+      attributes: '0000000000000000',
+      attributesMask: 'FFFFFFFFFFFFFFFF',
+    },
+    tdxModuleIdentities: [],
+    tcbLevels: [
+      {
+        tcb: { sgxtcbcomponents: Array.from({ length: 16 }, (_, i) => ({ svn: i < 2 ? 3 : 0 })), pcesvn: 11, tdxtcbcomponents: zeros16 },
+        tcbDate: '2029-01-01T00:00:00Z',
+        tcbStatus: o.status ?? 'UpToDate',
+        ...(o.status && o.status !== 'UpToDate' ? { advisoryIDs: ['INTEL-SA-00001'] } : {}),
+      },
+    ],
+  });
+  const qeIdentity = JSON.stringify({
+    id: 'TD_QE',
+    version: 2,
+    issueDate: iso(from),
+    nextUpdate: iso(until),
+    tcbEvaluationDataNumber: 17,
+    miscselect: '00000000',
+    miscselectMask: 'FFFFFFFF',
+    attributes: '00000000000000000000000000000000',
+    attributesMask: 'FBFFFFFFFFFFFFFF0000000000000000',
+    mrsigner: (o.qeMrSigner ?? Buffer.alloc(32)).toString('hex').toUpperCase(),
+    isvprodid: 1,
+    tcbLevels: [{ tcb: { isvsvn: 8 }, tcbDate: '2029-01-01T00:00:00Z', tcbStatus: 'UpToDate' }],
+  });
+  const sig = (text: string) => sign('sha256', Buffer.from(text), { key: signerKey.privateKey, dsaEncoding: 'ieee-p1363' }).toString('hex');
+  const serialOf = (der: Buffer) => parseCertificate(der).serial;
+  return JSON.stringify({
+    tcb_info: tcbInfo,
+    tcb_info_signature: sig(tcbInfo),
+    tcb_info_issuer_chain: chainPem,
+    qe_identity: qeIdentity,
+    qe_identity_signature: sig(qeIdentity),
+    qe_identity_issuer_chain: chainPem,
+    pck_crl: testCrl(intelName('Intel SGX PCK Platform CA'), pki.caKey.privateKey, o.revokePck ? [serialOf(pki.pck)] : [], from, until).toString('hex'),
+    pck_crl_issuer_chain: encodePem('CERTIFICATE', pki.ca) + encodePem('CERTIFICATE', pki.root),
+    root_ca_crl: testCrl(rootName, pki.rootKey.privateKey, o.revokeCa ? [serialOf(pki.ca)] : [], from, until).toString('hex'),
+  });
 }

@@ -13,6 +13,7 @@ import { DEFAULT_TDX_ROOTS } from '../../src/attestation/tdx/roots.js';
 import { verifyTdxQuote, type TdxPolicy } from '../../src/attestation/tdx/verify.js';
 import { runCli } from '../helpers/cli.js';
 import { HAVE_SHARED, SHARED } from '../helpers/shared.js';
+import { makeTestCollateral, makeTestPki, makeTestQuote } from '../helpers/tdx-quote.js';
 
 const TDX = join(SHARED, 'vectors', 'enclave', 'tdx');
 const read = (f: string) => readFileSync(join(TDX, f));
@@ -168,4 +169,58 @@ describe('TCB status convergence', () => {
     ['SWHardeningNeeded', 'UpToDate', 'SWHardeningNeeded'],
     ['UpToDate', 'Revoked', 'Revoked'],
   ])('%s with %s is %s', (a, b, c) => expect(convergeStatus(a, b)).toBe(c));
+});
+
+describe('TDX collateral from a test PKI: revocation, TCB levels, QE and module identities', () => {
+  const pki = makeTestPki();
+  const at = '2030-01-01T00:00:00Z';
+  const quote = makeTestQuote(pki, { reportData: Buffer.alloc(64) });
+  const evaluate = (o: Parameters<typeof makeTestCollateral>[1] = {}, policy: TdxPolicy = ANY) =>
+    verifyTdxQuote(quote, {
+      anchors: [pki.root],
+      at: new Date(at),
+      policy,
+      tcb: collateralEvaluator([parseTdxCollateral(makeTestCollateral(pki, o))], [pki.root]),
+    });
+  const refusal = (o: Parameters<typeof makeTestCollateral>[1], policy: TdxPolicy = ANY) => {
+    try {
+      evaluate(o, policy);
+    } catch (e) {
+      if (e instanceof TdxError) return `${e.reason}: ${e.message}`;
+      throw e;
+    }
+    return 'accepted';
+  };
+
+  it('evaluates UpToDate, and an OutOfDate level with its advisories (refused unless accepted)', () => {
+    expect(evaluate().tcb).toEqual({ evaluated: true, status: 'UpToDate', advisories: [] });
+    expect(evaluate({ status: 'OutOfDate' }).tcb).toEqual({ evaluated: true, status: 'OutOfDate', advisories: ['INTEL-SA-00001'] });
+    expect(refusal({ status: 'OutOfDate' }, { ...ANY, acceptedTcbStatuses: ['UpToDate'] })).toBe(
+      'policy: attestation(tdx): TCB status OutOfDate is not accepted (accepted: UpToDate)',
+    );
+  });
+
+  it('refuses a PCK certificate on the PCK CRL and a PCK CA on the root CRL', () => {
+    expect(refusal({ revokePck: true })).toBe('collateral: attestation(tdx): collateral: the PCK certificate is revoked');
+    expect(refusal({ revokeCa: true })).toBe('collateral: attestation(tdx): collateral: the Intel SGX PCK Platform CA is revoked');
+  });
+
+  it('refuses a QE other than the identity names, and a TDX module signer other than the TCB info names', () => {
+    expect(refusal({ qeMrSigner: Buffer.alloc(32, 1) })).toBe('qe: attestation(tdx): the QE is not signed by the key the QE identity names');
+    expect(refusal({ moduleSigner: Buffer.alloc(48, 0x23) })).toBe('policy: attestation(tdx): MRSIGNERSEAM is not the tcb_info.tdxModule signer');
+  });
+
+  it('refuses collateral outside its window, and collateral signed under another root', () => {
+    expect(refusal({ from: new Date('2030-01-02T00:00:00Z'), until: new Date('2030-03-01T00:00:00Z') })).toMatch(/^collateral: .*not current/);
+    const other = makeTestPki();
+    const foreign = parseTdxCollateral(makeTestCollateral(other));
+    expect(() =>
+      verifyTdxQuote(quote, {
+        anchors: [pki.root],
+        at: new Date(at),
+        policy: ANY,
+        tcb: collateralEvaluator([{ ...foreign, fmspc: pki.fmspc.toString('hex') }], [pki.root]),
+      }),
+    ).toThrow(TdxError);
+  });
 });

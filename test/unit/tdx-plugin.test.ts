@@ -58,6 +58,7 @@ describe('attestation.tdx settings', () => {
     const { s, problems } = settingsOf({ collateral: [file], accepted_tcb_statuses: ['UpToDate', 'SWHardeningNeeded'] });
     expect(problems).toEqual([]);
     expect(s.collateral.map((c) => c.fmspc)).toEqual(['b0c06f000000']);
+    expect(settingsOf({ collateral: [file, file] }).problems).toEqual(['attestation.tdx.collateral: two documents for FMSPC b0c06f000000']);
     const bad = settingsOf({ collateral: [join(dir, 'root.pem'), join(dir, 'nope.json')], accepted_tcb_statuses: ['Great'] }).problems.join('\n');
     expect(bad).toMatch(/attestation.tdx.collateral: .*root.pem: attestation\(tdx\): collateral: the collateral is not strict JSON/);
     expect(bad).toMatch(/nope.json: no such file/);
@@ -179,6 +180,20 @@ describe.skipIf(!HAVE_SHARED)('writ enclave check --type tdx', () => {
     const other = await check('--evidence', v('dcapqvl_tdx-quote.hex'), '--at', '2025-01-01T00:00:00Z', '--roots', rootFile);
     expect(other.code).toBe(1);
     expect(other.out).toContain('FAILED    PCK certificate chain to the Intel SGX root');
+  });
+
+  it('reads a base64 quote (wrapped at 76 columns) as the same quote', async () => {
+    const b64 = join(dir, 'quote.b64');
+    writeFileSync(
+      b64,
+      `${readFileSync(v('gotdx_quote_v5_sample.dat'))
+        .toString('base64')
+        .match(/.{1,76}/g)!
+        .join('\n')}\n`,
+    );
+    const r = await check('--evidence', b64, '--at', '2026-02-03T01:00:00Z');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ok {8}quote v5 parsed strictly \(5006 bytes\)/);
   });
 
   it('refuses a debug TD unless --allow-debug, and options it has no use for', async () => {

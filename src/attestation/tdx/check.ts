@@ -1,7 +1,7 @@
 /**
  * `writ enclave check --type tdx`: an offline check of a TDX quote as the kernel (configfs-tsm
  * `outblob`), the Intel DCAP libraries or go-tdx-guest write it: raw bytes, possibly zero-padded,
- * or the same in hex (with or without `0x`). Every check it makes is printed; the TCB, which needs
+ * or the same in hex (with or without `0x`) or base64. Every check it makes is printed; the TCB, which needs
  * Intel collateral, is evaluated with --collateral (a dcap-qvl JSON file, or a directory of them)
  * and printed as unchecked otherwise (failed with --require-tcb).
  */
@@ -25,12 +25,15 @@ const FAILED_CHECK: Record<TdxFailure, string> = {
   collateral: 'Intel collateral',
 };
 
-/** The quote from a file: raw bytes, or hex text (as dcap-qvl and many tools print it). */
+/** The quote from a file: raw bytes, hex text (as dcap-qvl and many tools print it), or base64. */
 export function readQuoteFile(path: string): Buffer {
   const data = readInputFile(path, '--evidence');
   if (data.length > 2 * MAX_TDX_QUOTE_BYTES + 4) throw new UsageError(`--evidence: ${path} is larger than any TDX quote`);
   const text = data.toString('latin1').trim();
   if (/^(0x)?[0-9a-fA-F]+$/.test(text) && text.length % 2 === 0) return Buffer.from(text.replace(/^0x/, ''), 'hex');
+  // Base64 (as cloud attestation APIs return quotes): a v4/v5 quote starts with BAAC or BQAC.
+  const b64 = text.replace(/\s+/g, '');
+  if (/^B[AQ]AC[A-Za-z0-9+/]*={0,2}$/.test(b64) && b64.length % 4 === 0) return Buffer.from(b64, 'base64');
   return data;
 }
 

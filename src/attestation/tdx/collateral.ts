@@ -265,6 +265,7 @@ export function verifyCollateral(c: TdxCollateral, pckCa: ParsedCertificate, anc
   const tcb = obj(parseJson(c.tcbInfo, 'tcb_info'), 'tcb_info');
   const qe = obj(parseJson(c.qeIdentity, 'qe_identity'), 'qe_identity');
   if (str(tcb, 'id', 'tcb_info') !== 'TDX' || num(tcb, 'version', 'tcb_info') !== 3) bad('tcb_info is not a TDX TCB info v3');
+  if (num(tcb, 'tcbType', 'tcb_info') !== 0) bad('tcb_info.tcbType is not 0 (the only type Intel defines)');
   const tcbFrom = date(str(tcb, 'issueDate', 'tcb_info'), 'tcb_info.issueDate');
   const tcbUntil = date(str(tcb, 'nextUpdate', 'tcb_info'), 'tcb_info.nextUpdate');
   if (atMs < tcbFrom || atMs > tcbUntil) bad('TCB info is not current at the verification instant');

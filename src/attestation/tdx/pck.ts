@@ -188,15 +188,18 @@ export function verifyPckChain(pem: Buffer, anchors: readonly Buffer[], at: Date
     return fail(`a certificate is malformed: ${(e as Error).message}`);
   }
   const [leaf, ca, copiedRoot] = certs as [ParsedCertificate, ParsedCertificate, ParsedCertificate | undefined];
-  let leafName: string | undefined;
-  let caName: string | undefined;
+  const names = (): { caName: string; sgx: ReturnType<typeof parseSgxExtensions> } => {
+    const leafName = commonName(leaf.subject);
+    const caName = commonName(ca.subject);
+    if (leafName !== PCK_LEAF_CN) return fail(`the leaf is ${JSON.stringify(leafName ?? '')}, not an ${PCK_LEAF_CN}`);
+    if (caName === undefined || !PCK_CA_CNS.includes(caName))
+      return fail(`the leaf's issuer is ${JSON.stringify(caName ?? '')}, not a PCK Platform or Processor CA`);
+    return { caName, sgx: parseSgxExtensions(leaf) };
+  };
+  let caName: string;
   let sgx: ReturnType<typeof parseSgxExtensions>;
   try {
-    leafName = commonName(leaf.subject);
-    caName = commonName(ca.subject);
-    if (leafName !== PCK_LEAF_CN) fail(`the leaf is ${JSON.stringify(leafName ?? '')}, not an ${PCK_LEAF_CN}`);
-    if (caName === undefined || !PCK_CA_CNS.includes(caName)) fail(`the leaf's issuer is ${JSON.stringify(caName ?? '')}, not a PCK Platform or Processor CA`);
-    sgx = parseSgxExtensions(leaf);
+    ({ caName, sgx } = names());
   } catch (e) {
     if (e instanceof TdxError) throw e;
     return fail(`a certificate is malformed: ${(e as Error).message}`);
@@ -216,5 +219,5 @@ export function verifyPckChain(pem: Buffer, anchors: readonly Buffer[], at: Date
   // A root in the evidence is never an anchor; when one is there it must be the pinned one.
   if (copiedRoot && !copiedRoot.der.equals(anchor))
     fail('the root certificate inside the quote is not the pinned root (a root in the evidence is never trusted)');
-  return { leaf, ca, key, caName: caName as string, ...sgx, anchorSha256: sha256Hex(anchor) };
+  return { leaf, ca, key, caName, ...sgx, anchorSha256: sha256Hex(anchor) };
 }

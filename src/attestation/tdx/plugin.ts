@@ -46,6 +46,8 @@ export function parseTdxSettings(s: Section): TdxSettings {
       s.problem((e as Error).message);
     }
   }
+  const fmspcs = collateral.map((c) => c.fmspc);
+  for (const [i, f] of fmspcs.entries()) if (fmspcs.indexOf(f) !== i) s.problem(`${s.name('collateral')}: two documents for FMSPC ${f}`);
   const accepted = s.strings('accepted_tcb_statuses', DEFAULT_ACCEPTED_TCB_STATUSES);
   for (const a of accepted)
     if (!TCB_STATUSES.includes(a)) s.problem(`${s.name('accepted_tcb_statuses')}: ${a} is not a TCB status (${TCB_STATUSES.join(', ')})`);
