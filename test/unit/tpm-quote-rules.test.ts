@@ -343,6 +343,9 @@ describe('MakeCredential', () => {
     const akName = objectName(ak().pub);
     const noAes = { ...ek.pub, symmetric: { algorithm: TPM_ALG.NULL } } as TpmPublic;
     expect(refusal(() => makeCredential(noAes, akName, randomBytes(32)))).toMatchObject(tpmErr('EK is not an AES-CFB storage key'));
+    // CFB mode but another cipher (TPM_ALG_CAMELLIA 0x0026): the algorithm alone must refuse it.
+    const camellia = { ...ek.pub, symmetric: { algorithm: 0x0026, keyBits: 128, mode: TPM_ALG.CFB } } as TpmPublic;
+    expect(refusal(() => makeCredential(camellia, akName, randomBytes(32)))).toMatchObject(tpmErr('EK is not an AES-CFB storage key'));
     const notCfb = { ...ek.pub, symmetric: { algorithm: TPM_ALG.AES, keyBits: 128, mode: 0x0044 } } as TpmPublic;
     expect(refusal(() => makeCredential(notCfb, akName, randomBytes(32)))).toMatchObject(tpmErr('EK is not an AES-CFB storage key'));
     expect(refusal(() => makeCredential({ ...ek.pub, nameAlg: 0x0099 } as TpmPublic, akName, randomBytes(32)))).toMatchObject(tpmErr('EK nameAlg unsupported'));
