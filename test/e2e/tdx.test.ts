@@ -5,7 +5,7 @@
  * Verify and `writ verify --deep`; and splicing: a quote from another handshake refused by the
  * issuer, and evidence swapped inside a writ re-signed with the issuer's key refused at deep level.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,27 @@ const AUD = 'rp';
 const METHOD = 'GET /x';
 const MRTD = Buffer.alloc(48, 0x33).toString('hex');
 
+/** alice's root grant for `taskId` to the agent key, and the bundle, written where the CLI steps read them. */
+async function writeRootGrant(
+  s: { address: string; bundlePem: string },
+  oidc: TestOidc,
+  agentKey: KeyObject,
+  taskId: string,
+  f: (n: string) => string,
+): Promise<void> {
+  const root = await createGrant(s.address, s.bundlePem, {
+    subjectToken: oidc.token('alice', { groups: ['eng'] }),
+    subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
+    taskId,
+    goal: 'read the widgets',
+    ttlSeconds: 600,
+    scope: [{ action: 'repo:read', resource: 'repo://acme/widgets' }],
+    maxDepth: 0,
+    delegateJkt: jwkThumbprint(createPublicKey(agentKey)),
+  });
+  writeFileSync(f('root.grant'), `${root.grant}\n`);
+  writeFileSync(f('bundle.pem'), s.bundlePem);
+}
 describe('tdx evidence through a real handshake, the issuer and writ verify --deep', () => {
   const dir = mkdtempSync(join(tmpdir(), 'writ-tdx-e2e-'));
   const f = (...p: string[]) => join(dir, ...p);
@@ -67,18 +88,7 @@ describe('tdx evidence through a real handshake, the issuer and writ verify --de
     await adminClients(s.adminSocket).admin.createEntry({
       entry: { spiffeId: 'spiffe://example.org/agent/td', selectors: [{ type: 'tdx', value: `mrtd:${MRTD}` }] },
     });
-    const root = await createGrant(s.address, s.bundlePem, {
-      subjectToken: oidc.token('alice', { groups: ['eng'] }),
-      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
-      taskId: 'td-1',
-      goal: 'read the widgets',
-      ttlSeconds: 600,
-      scope: [{ action: 'repo:read', resource: 'repo://acme/widgets' }],
-      maxDepth: 0,
-      delegateJkt: jwkThumbprint(createPublicKey(agentKey)),
-    });
-    writeFileSync(f('root.grant'), `${root.grant}\n`);
-    writeFileSync(f('bundle.pem'), s.bundlePem);
+    await writeRootGrant(s, oidc, agentKey, 'td-1', f);
   });
   afterAll(async () => {
     tsm?.stop();
@@ -261,18 +271,7 @@ describe('tdx evidence with Intel collateral: the TCB status selector, at the is
         ],
       },
     });
-    const root = await createGrant(s.address, s.bundlePem, {
-      subjectToken: oidc.token('alice', { groups: ['eng'] }),
-      subjectTokenType: 'urn:ietf:params:oauth:token-type:id_token',
-      taskId: 'td-2',
-      goal: 'read the widgets',
-      ttlSeconds: 600,
-      scope: [{ action: 'repo:read', resource: 'repo://acme/widgets' }],
-      maxDepth: 0,
-      delegateJkt: jwkThumbprint(createPublicKey(agentKey)),
-    });
-    writeFileSync(f('root.grant'), `${root.grant}\n`);
-    writeFileSync(f('bundle.pem'), s.bundlePem);
+    await writeRootGrant(s, oidc, agentKey, 'td-2', f);
   });
   afterAll(async () => {
     tsm?.stop();
