@@ -98,7 +98,28 @@ const ALLOWED: Record<string, string[]> = {
     'cache',
   ],
   agent: ['rpc', 'gen', 'attestation', 'config', 'writ', 'revocation', 'delegation', 'tpm', 'jose', 'svid', 'spiffe', 'x509', 'der', 'errors', 'cache'],
+  // The sidecar (`writ agent run`): the agent side's long-running form, serving a Unix socket.
+  sidecar: [
+    'agent',
+    'rpc',
+    'gen',
+    'attestation',
+    'config',
+    'writ',
+    'revocation',
+    'delegation',
+    'tpm',
+    'jose',
+    'svid',
+    'spiffe',
+    'x509',
+    'der',
+    'clock',
+    'errors',
+    'cache',
+  ],
   cli: [
+    'sidecar',
     'audit',
     'server',
     'agent',
@@ -125,7 +146,7 @@ const ALLOWED: Record<string, string[]> = {
 const SHARED_FOLDERS = ['enclave'];
 
 /** Only these may use gRPC or protobuf runtime packages. */
-const WIRE = new Set(['server', 'agent', 'rpc', 'cli', 'gen']);
+const WIRE = new Set(['server', 'agent', 'sidecar', 'rpc', 'cli', 'gen']);
 
 const imports = files(SRC).map((f) => {
   const text = readFileSync(f, 'utf8');
