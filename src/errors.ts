@@ -54,6 +54,9 @@ export const ERROR_CODES = [
   'ERR_CHECKPOINT_INVALID',
   'ERR_AUDIT_INCONSISTENT',
   'ERR_AUDIT_DENIED',
+  'ERR_SIDECAR_NOT_SERVING',
+  'ERR_SIDECAR_NO_WRIT',
+  'ERR_SIDECAR_REQUEST_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -232,6 +235,17 @@ export class AuditError extends WritError<
   }
 }
 
+/**
+ * The sidecar (`writ agent run`) refused a call on its socket: it serves no identity now, it
+ * holds no writ, or the request is malformed (proto/writ/agent/v1/agent.proto).
+ */
+export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_NO_WRIT' | 'ERR_SIDECAR_REQUEST_INVALID'> {
+  constructor(code: SidecarError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'SidecarError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -250,7 +264,8 @@ export type AnyWritError =
   | PolicyError
   | RevocationError
   | TaskError
-  | AuditError;
+  | AuditError
+  | SidecarError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;
