@@ -14,120 +14,21 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/delegation/chain.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { ERROR_CODES, isWritError } from '../../src/errors.js';
-import {
-  AgentService,
-  DelegateResponseSchema,
-  State,
-  type CreateProofResponse,
-  type FetchWritResponse,
-  type StatusResponse,
-} from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { AgentService, DelegateResponseSchema, State, type CreateProofResponse, type StatusResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { keySigner, type JwsSigner } from '../../src/jose/jws.js';
-import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
+import { grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { STATUS_BY_CODE } from '../../src/server/status.js';
 import { AGENT_STATUS_BY_CODE } from '../../src/sidecar/agent-service/status.js';
 import { MAX_AGENT_REQUEST_BYTES, agentService } from '../../src/sidecar/agent-service/service.js';
 import { delegateFromParent, socketTarget } from '../../src/sidecar/parent-client.js';
-import type { SocketService } from '../../src/sidecar/socket-service.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
 import { verifyWrit } from '../../src/writ/verify.js';
-import { FakeSidecarState } from '../fakes/sidecar-state.js';
+import { call, expectStatus, fetchWrit, harness, type Harness } from '../helpers/agent-socket.js';
 import { FakeIssuer, agent, hop, rawHop, type Agent } from '../helpers/writ-fixture.js';
 
 const AUD = 'spiffe://example.org/tool/github';
 const NOW_S = Math.floor(Date.now() / 1000);
-
-interface Harness {
-  readonly dir: string;
-  readonly socket: string;
-  readonly state: FakeSidecarState;
-  readonly svc: SocketService;
-  readonly server: grpc.Server;
-  readonly client: grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-  readonly logs: string[];
-  now: number;
-  stop(): Promise<void>;
-}
-
-async function harness(opts: Parameters<typeof agentService>[0] = {}): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'writ-as-'));
-  const socket = join(dir, 'agent.sock');
-  const state = new FakeSidecarState();
-  const svc = agentService(opts);
-  const logs: string[] = [];
-  const h = { dir, socket, state, svc, logs, now: Date.now() } as Harness;
-  const server = new grpc.Server();
-  server.addService(grpcServiceDefinition(svc.service), svc.implementation({ state, now: () => h.now, log: (l) => logs.push(l) }));
-  await new Promise<void>((res, rej) => server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
-  const Client = grpcClientConstructor(AgentService);
-  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as Harness['client'];
-  Object.assign(h, {
-    server,
-    client,
-    async stop() {
-      client.close();
-      await new Promise<void>((res) => server.tryShutdown(() => res()));
-      rmSync(dir, { recursive: true, force: true });
-    },
-  });
-  return h;
-}
-
-function call<T>(h: Harness, method: string, req: unknown): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const m = AgentService.methods.find((x) => x.localName === method)!;
-    (h.client[method] as (r: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(
-      h.client,
-      create(m.input, req as never),
-      { deadline: new Date(Date.now() + 10_000) },
-      (e, v) => (e ? reject(e) : resolve(v)),
-    );
-  });
-}
-
-/** The one assertion for a refusal: status, writ error code, and what the message says. */
-async function expectStatus(p: Promise<unknown>, code: grpc.status, writCode: string, message: RegExp): Promise<void> {
-  const e = (await p.then(
-    () => {
-      throw new Error('accepted, but must be refused');
-    },
-    (x) => x,
-  )) as grpc.ServiceError;
-  expect({ code: grpc.status[e.code], writCode: e.metadata?.get('writ-error-code')[0], details: e.details }).toMatchObject({
-    code: grpc.status[code],
-    writCode,
-  });
-  expect(e.details).toMatch(message);
-}
-
-/** A FetchWrit stream, collecting what arrives and how it ends. */
-function fetchWrit(h: Harness) {
-  const got: FetchWritResponse[] = [];
-  const call = (h.client.fetchWrit as (r: unknown) => grpc.ClientReadableStream<FetchWritResponse>).call(h.client, {});
-  const waiters: Array<() => void> = [];
-  const wake = () => {
-    for (const w of waiters.splice(0)) w();
-  };
-  let error: grpc.ServiceError | undefined;
-  call.on('data', (m: FetchWritResponse) => {
-    got.push(m);
-    wake();
-  });
-  call.on('error', (e: grpc.ServiceError) => {
-    error = e;
-    wake();
-  });
-  const until = async (cond: () => boolean) => {
-    while (!cond()) await new Promise<void>((r) => waiters.push(r));
-  };
-  return {
-    call,
-    got,
-    messages: (n: number) => until(() => got.length >= n || error !== undefined).then(() => got),
-    ended: () => until(() => error !== undefined).then(() => error!),
-  };
-}
 
 interface World {
   readonly iss: FakeIssuer;
