@@ -54,6 +54,8 @@ export const ERROR_CODES = [
   'ERR_CHECKPOINT_INVALID',
   'ERR_AUDIT_INCONSISTENT',
   'ERR_AUDIT_DENIED',
+  'ERR_SIDECAR_NOT_SERVING',
+  'ERR_SIDECAR_REQUEST_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -232,6 +234,17 @@ export class AuditError extends WritError<
   }
 }
 
+/**
+ * The sidecar (`writ agent run`) refused a call on its socket: it holds no identity to serve
+ * (not yet attested, expired, revoked), or the request was malformed (an audience, a SPIFFE ID).
+ */
+export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_REQUEST_INVALID'> {
+  constructor(code: SidecarError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'SidecarError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -250,7 +263,8 @@ export type AnyWritError =
   | PolicyError
   | RevocationError
   | TaskError
-  | AuditError;
+  | AuditError
+  | SidecarError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;
