@@ -236,8 +236,9 @@ export class AuditError extends WritError<
 }
 
 /**
- * The sidecar (`writ agent run`) refused a call on its socket: it serves no identity now, it
- * holds no writ, or the request is malformed (proto/writ/agent/v1/agent.proto).
+ * The sidecar (`writ agent run`) refused a call on its socket: it holds no identity to serve
+ * (not yet attested, expired, revoked), it holds no writ (AgentService), or the request was
+ * malformed (an audience, a SPIFFE ID, a child key thumbprint, a permission).
  */
 export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_NO_WRIT' | 'ERR_SIDECAR_REQUEST_INVALID'> {
   constructor(code: SidecarError['code'], message: string, options?: { cause?: unknown }) {

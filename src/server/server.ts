@@ -27,7 +27,7 @@ import { keyEncryptor } from './kek.js';
 import { Metrics } from './metrics.js';
 import { markServing, mountServices, type ServiceEntry } from './service-table.js';
 import { serviceTable } from './services/index.js';
-import { HealthState } from './services/health.js';
+import { HealthState } from '../rpc/health.js';
 import { IssuerHttp } from './http/issuer-http.js';
 import { StatusListUris } from '../issuance/status-list-publisher.js';
 import { ServingCertificate } from './serving-cert.js';

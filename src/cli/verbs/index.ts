@@ -5,6 +5,7 @@
 import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
+import { agentRunVerb } from './agent/run.js';
 import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
 import { auditListVerb } from './audit/list.js';
@@ -52,6 +53,7 @@ export const CORE_VERBS: readonly Verb[] = [
   policyDecisionsVerb,
   agentAttestVerb,
   agentKeygenVerb,
+  agentRunVerb,
   grantCreateVerb,
   grantDelegateVerb,
   proofCreateVerb,

@@ -7,7 +7,7 @@ import {
   HealthListResponseSchema,
   type HealthCheckRequest,
   type HealthCheckResponse,
-} from '../../gen/grpc/health/v1/health_pb.js';
+} from '../gen/grpc/health/v1/health_pb.js';
 
 export class HealthState {
   private readonly statuses = new Map<string, Serving>();

@@ -5,7 +5,7 @@
 import { create, toBinary, type DescFile, type DescMessage, type DescEnum } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type * as grpc from '@grpc/grpc-js';
-import { ServerReflectionResponseSchema, type ServerReflectionRequest, type ServerReflectionResponse } from '../../gen/grpc/reflection/v1/reflection_pb.js';
+import { ServerReflectionResponseSchema, type ServerReflectionRequest, type ServerReflectionResponse } from '../gen/grpc/reflection/v1/reflection_pb.js';
 
 export function reflectionService(files: readonly DescFile[], serviceNames: () => string[]): grpc.UntypedServiceImplementation {
   const byName = new Map<string, DescFile>();

@@ -1,0 +1,152 @@
+/**
+ * `writ agent run`: the sidecar. Attests with any evidence type the agent builtins list, holds
+ * the agent key (a 0600 PKCS#8 file, a key made in memory, or a key the evidence type holds,
+ * e.g. TPM-resident), serves the SPIFFE Workload API on a Unix socket, renews, and stops
+ * cleanly on SIGINT/SIGTERM (streams ended, socket removed).
+ */
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { checkServerAddress } from '../../../agent/attest-client.js';
+import { readPrivateKey } from '../../../agent/keys.js';
+import { grpcWatchConnector } from '../../../agent/revocation-client.js';
+import { parsePermissionFlag } from '../../../delegation/scope.js';
+import { jwkThumbprint } from '../../../jose/jws.js';
+import { delegateFromParent } from '../../../sidecar/parent-client.js';
+import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
+import { producerSource } from '../../../sidecar/identity-source.js';
+import { runSidecar } from '../../../sidecar/run.js';
+import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
+import { readPemBundle } from '../../bundle-file.js';
+import { seconds } from '../../durations.js';
+import { readGrantFiles } from '../../grant-files.js';
+import { required, type CliCatalog, type Verb } from '../../verb.js';
+import { selectProducer } from './attest.js';
+
+const CORE: OptionSpecs = {
+  server: { type: 'string', value: 'HOST:PORT', help: "the issuer's public port" },
+  bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM (the server writes bundle.pem)" },
+  socket: { type: 'string', value: 'PATH', help: 'the Workload API socket (default: SPIFFE_ENDPOINT_SOCKET=unix:///PATH)' },
+  'socket-group': { type: 'string', value: 'GROUP', help: 'let this group connect too (socket mode 0660; default 0600, owner only)' },
+  key: { type: 'string', value: 'FILE', help: 'the agent key, PKCS#8 PEM, mode 0600 (default: a new P-256 key that never leaves memory)' },
+  grant: { type: 'string', multiple: true, value: 'FILE', help: 'grant chain files (compact grants, one per line, root first): the sidecar also holds a writ' },
+  'writ-audience': { type: 'string', multiple: true, value: 'AUD', help: 'an audience the writ names (with --grant)' },
+  'jwt-audience': { type: 'string', multiple: true, value: 'AUD', help: 'mint a JWT-SVID for this audience with every attestation and renewal' },
+  evidence: { type: 'string', value: 'TYPE', help: 'the evidence type, for types selected by name (see below)' },
+  'parent-socket': {
+    type: 'string',
+    value: 'PATH',
+    help: "spawned by a parent agent: obtain the grant chain from the parent sidecar's Delegate on this socket (instead of --grant)",
+  },
+  scope: {
+    type: 'string',
+    multiple: true,
+    value: 'ACTION=RESOURCE',
+    help: "with --parent-socket: the child's scope (default: the parent's); each inside the parent's",
+  },
+  boundary: { type: 'string', multiple: true, value: 'ACTION=RESOURCE', help: "with --parent-socket: a boundary added to the parent's" },
+  escalate: { type: 'string', multiple: true, value: 'ACTION=RESOURCE', help: "with --parent-socket: an escalation rule added to the parent's" },
+  'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default and at most: the parent grant's)" },
+  'revocation-max-staleness': {
+    type: 'string',
+    value: 'D',
+    help: 'refuse to Delegate when the issuer last confirmed the revocation view longer ago than this (default 15s)',
+  },
+};
+
+const DELEGATION_OPTIONS = ['scope', 'boundary', 'escalate', 'grant-ttl'];
+
+function options(catalog: CliCatalog): OptionSpecs {
+  return Object.assign({}, CORE, ...catalog.producers.map((p) => p.options));
+}
+
+/** A key file anyone but its owner can read is refused: the sidecar is the key's only custodian. */
+function readOwnerOnlyKey(file: string): KeyObject {
+  const key = readPrivateKey(file);
+  const mode = statSync(file).mode & 0o777;
+  if ((mode & 0o077) !== 0) throw new UsageError(`--key: ${file} is mode ${mode.toString(8).padStart(4, '0')}; the agent key must be 0600 (chmod 600 ${file})`);
+  return key;
+}
+
+export const agentRunVerb: Verb = {
+  name: ['agent', 'run'],
+  summary: 'the sidecar: attest, serve the SPIFFE Workload API on a Unix socket, renew; stops cleanly on SIGINT/SIGTERM',
+  required: ['server', 'bundle'],
+  options,
+  note: 'Evidence: exactly one of the evidence options below selects the type. A one-time evidence (a join token) attests once; later renewals need fresh evidence. Logs are JSON lines on stderr.',
+  async run({ values, env, catalog, io }) {
+    const producer = selectProducer(catalog.producers, values, CORE);
+    const server = checkServerAddress(required(values, 'server'));
+    const bundlePem = readPemBundle(required(values, 'bundle'));
+    const path = socketPath(stringOption(values, 'socket'), env);
+    const group = stringOption(values, 'socket-group');
+    const gid = group !== undefined ? resolveGroup(group) : undefined;
+    const parentSocket = stringOption(values, 'parent-socket');
+    if (parentSocket !== undefined && listOption(values, 'grant').length)
+      throw new UsageError('--parent-socket and --grant are exclusive: the parent sidecar provides the chain');
+    if (parentSocket === undefined) {
+      const stray = DELEGATION_OPTIONS.filter((o) => values[o] !== undefined && !(Array.isArray(values[o]) && values[o].length === 0));
+      if (stray.length) throw new UsageError(`--${stray.join(', --')} need --parent-socket`);
+    }
+    const staleness = stringOption(values, 'revocation-max-staleness');
+    const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
+    if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
+    let grants = readGrantFiles(listOption(values, 'grant'));
+    const writAudiences = listOption(values, 'writ-audience');
+    if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
+    const keyFile = stringOption(values, 'key');
+    if (keyFile && producer.keys?.selected(values)) throw new UsageError(`--key cannot be used with a key the ${producer.type} evidence holds`);
+    let key = keyFile ? readOwnerOnlyKey(keyFile) : undefined;
+    const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
+    const now = () => Date.now();
+    if (parentSocket !== undefined) {
+      // The parent binds its hop to this key's thumbprint, so the key must exist now: a key the
+      // evidence type holds (a TPM) is made only when its session opens.
+      if (producer.keys?.selected(values))
+        throw new UsageError(
+          `--parent-socket needs the agent key in this process (--key, or none for an in-memory key), not one the ${producer.type} evidence holds`,
+        );
+      key ??= generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+      const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
+      const ttl = stringOption(values, 'grant-ttl');
+      const d = await delegateFromParent({
+        socket: parentSocket,
+        childJkt: jwkThumbprint(createPublicKey(key)),
+        scope: perms('scope'),
+        boundaries: perms('boundary'),
+        escalate: perms('escalate'),
+        ...(ttl !== undefined ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
+      });
+      grants = [...d.grants];
+      log(`sidecar: the parent sidecar delegated grant ${d.grantId} (depth ${d.grants.length - 1}, until ${new Date(d.expiresAt).toISOString()})`);
+    }
+    const running = await runSidecar({
+      source: producerSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now),
+      jwtAudiences: listOption(values, 'jwt-audience'),
+      now,
+      log,
+      socketPath: path,
+      ...(gid !== undefined ? { socketGid: gid } : {}),
+      revocation: { addresses: [server], connector: grpcWatchConnector(bundlePem) },
+      ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
+    });
+    log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
+    const off = running.sidecar.subscribe((s) => {
+      if (s.state === 'serving' && running.sidecar.renewals === 0) io.out(`${s.identity.spiffeId}\n`);
+    });
+    let stop: () => void = () => {};
+    const code = await new Promise<number>((resolve) => {
+      stop = () => resolve(0);
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      running.sidecar.subscribe((s) => {
+        if (s.state === 'revoked') resolve(1);
+      });
+    });
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    off();
+    await running.close();
+    log('sidecar: stopped');
+    return code;
+  },
+};

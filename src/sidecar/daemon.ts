@@ -1,0 +1,316 @@
+/**
+ * The sidecar's state machine (`writ agent run`): attest, serve, renew at half the lifetime with
+ * jitter, retry with exponential backoff while the issuer is unreachable, stop serving when the
+ * credentials expire, recover when the issuer answers again, stop for good when revoked. Socket
+ * services read it through `SidecarState` (state.ts); they never attest or renew.
+ */
+import { SidecarError } from '../errors.js';
+import { decodeJwt } from '../svid/jwt-svid.js';
+import type { IdentitySource, Obtained } from './identity-source.js';
+import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
+
+/** Renewal at half the lifetime, ±10% (SPIRE agents rotate at half; the jitter spreads a fleet). */
+export const RENEW_FRACTION = 0.5;
+export const RENEW_JITTER = 0.1;
+/** First retry after a failed attestation or renewal; doubled each time up to the cap. */
+export const RETRY_BASE_MS = 500;
+export const RETRY_CAP_MS = 30_000;
+/** The issuer's limits (issuance/issuer.ts): longest audience, most JWT-SVIDs per handshake. */
+export const MAX_AUDIENCE_BYTES = 256;
+export const MAX_JWT_AUDIENCES = 8;
+/** Most audience sets whose JWT-SVIDs are cached; the oldest is dropped first. */
+export const MAX_JWT_CACHE_ENTRIES = 256;
+/** Most JWT-SVID requests waiting on the issuer at once (each is a handshake). */
+export const MAX_JWT_INFLIGHT = 16;
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref?.();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export interface SidecarOptions {
+  readonly source: IdentitySource;
+  /** Audiences whose JWT-SVIDs are minted with every attestation and renewal. */
+  readonly jwtAudiences?: readonly string[];
+  /** ms since the epoch. */
+  readonly now: () => number;
+  /** Uniform in [0, 1): jitter of renewals and retries. */
+  readonly random?: () => number;
+  readonly timers?: Timers;
+  readonly log?: (line: string) => void;
+}
+
+/** When to renew an identity obtained at `obtainedAt` that expires at `notAfter`: half its lifetime, ±10%. */
+export function renewalAt(obtainedAt: number, notAfter: number, random: number): number {
+  const life = Math.max(0, notAfter - obtainedAt);
+  const jitter = (random * 2 - 1) * RENEW_JITTER;
+  return obtainedAt + Math.floor(life * RENEW_FRACTION * (1 + jitter));
+}
+
+/** The delay before retry `attempt` (0-based): exponential with full jitter over its upper half. */
+export function retryDelay(attempt: number, random: number): number {
+  const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** Math.min(attempt, 20));
+  return Math.floor(ceiling / 2 + (ceiling / 2) * random);
+}
+
+/** Checks a JWT-SVID audience list as the issuer will (so a bad request costs no handshake). */
+export function checkAudiences(audiences: readonly string[]): void {
+  const bad = (m: string) => new SidecarError('ERR_SIDECAR_REQUEST_INVALID', m);
+  if (audiences.length === 0) throw bad('audience must be specified');
+  // The issuer mints one audience per JWT-SVID (issuance/issuer.ts).
+  if (audiences.length > 1) throw bad('sidecar: one audience per JWT-SVID (this issuer mints single-audience JWT-SVIDs)');
+  for (const a of audiences) {
+    if (a.length === 0) throw bad('sidecar: an audience is empty');
+    if (Buffer.byteLength(a) > MAX_AUDIENCE_BYTES) throw bad(`sidecar: an audience is longer than ${MAX_AUDIENCE_BYTES} bytes`);
+    if ([...a].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)) throw bad('sidecar: an audience contains a control character');
+  }
+}
+
+interface CachedJwt {
+  readonly spiffeId: string;
+  readonly token: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+function cachedJwt(spiffeId: string, token: string): CachedJwt {
+  const c = decodeJwt(token).claims;
+  const exp = typeof c.exp === 'number' ? c.exp * 1000 : 0;
+  const iat = typeof c.iat === 'number' ? c.iat * 1000 : exp;
+  return { spiffeId, token, issuedAt: iat, expiresAt: exp };
+}
+
+export class Sidecar implements SidecarState {
+  private status: SidecarStatus = { state: 'pending' };
+  private readonly listeners = new Set<(s: SidecarStatus) => void>();
+  private readonly jwtCache = new Map<string, CachedJwt>();
+  private readonly jwtInflight = new Map<string, Promise<CachedJwt>>();
+  private readonly random: () => number;
+  private readonly timers: Timers;
+  private readonly log: (line: string) => void;
+  private readonly defaultAudiences: readonly string[];
+  private renewTimer: unknown;
+  private expiryTimer: unknown;
+  private attempt = 0;
+  private running = false;
+  private stopped = false;
+  private release: (() => Promise<void>) | undefined;
+  private freshness: () => RevocationFreshness = () => ({ sequence: 0, confirmedAt: 0, connected: false });
+  /** Renewals that succeeded, and attempts that failed (for Status and metrics). */
+  renewals = 0;
+  failures = 0;
+
+  constructor(private readonly o: SidecarOptions) {
+    this.random = o.random ?? Math.random;
+    this.timers = o.timers ?? realTimers;
+    this.log = o.log ?? (() => {});
+    for (const a of o.jwtAudiences ?? []) checkAudiences([a]);
+    if ((o.jwtAudiences ?? []).length > MAX_JWT_AUDIENCES)
+      throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar: at most ${MAX_JWT_AUDIENCES} --jwt-audience`);
+    this.defaultAudiences = [...new Set(o.jwtAudiences ?? [])];
+  }
+
+  /** Starts the first attestation (and retries it with backoff until it succeeds or `stop()`). */
+  start(): void {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    void this.cycle();
+  }
+
+  /** Resolves with the first identity, or rejects when the sidecar stops or is revoked first. */
+  ready(): Promise<SidecarIdentity> {
+    const s = this.status;
+    if (s.state === 'serving') return Promise.resolve(s.identity);
+    if (s.state === 'revoked') return Promise.reject(new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: revoked: ${s.reason}`));
+    return new Promise((resolve, reject) => {
+      const off = this.subscribe((n) => {
+        if (n.state === 'serving') {
+          off();
+          resolve(n.identity);
+        } else if (n.state === 'revoked') {
+          off();
+          reject(new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: revoked: ${n.reason}`));
+        }
+      });
+    });
+  }
+
+  current(): SidecarStatus {
+    return this.status;
+  }
+
+  subscribe(listener: (s: SidecarStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  revocationFreshness(): RevocationFreshness {
+    return this.freshness();
+  }
+
+  /** Where revocation freshness comes from (the revocation guard, once started). */
+  setFreshnessSource(f: () => RevocationFreshness): void {
+    this.freshness = f;
+  }
+
+  /**
+   * The identity was revoked: stop serving at once, renew nothing more. Terminal. Listeners see
+   * `revoked` synchronously, so every stream ends before this returns.
+   */
+  revoke(reason: string): void {
+    if (this.status.state === 'revoked') return;
+    this.clearTimers();
+    this.jwtCache.clear();
+    this.set({ state: 'revoked', reason, at: this.o.now() });
+    this.log(`sidecar: revoked: ${reason}`);
+  }
+
+  /** Stops renewing and releases the key session; the state stays as it is. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.clearTimers();
+    const r = this.release;
+    this.release = undefined;
+    await r?.();
+  }
+
+  async jwtSvid(audiences: readonly string[]): Promise<{ readonly spiffeId: string; readonly token: string }> {
+    checkAudiences(audiences);
+    const s = this.serving();
+    const key = audiences.join('\n');
+    const now = this.o.now();
+    const hit = this.jwtCache.get(key);
+    if (hit && hit.spiffeId === s.spiffeId && now < hit.issuedAt + (hit.expiresAt - hit.issuedAt) / 2) return hit;
+    let p = this.jwtInflight.get(key);
+    if (!p) {
+      if (this.jwtInflight.size >= MAX_JWT_INFLIGHT) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: too many JWT-SVID requests in flight; retry');
+      p = this.fetchJwt(audiences, s).finally(() => this.jwtInflight.delete(key));
+      this.jwtInflight.set(key, p);
+    }
+    const got = await p;
+    // Revoked or expired while waiting: serve nothing.
+    this.serving();
+    return got;
+  }
+
+  private async fetchJwt(audiences: readonly string[], current: SidecarIdentity): Promise<CachedJwt> {
+    let obtained: Obtained;
+    try {
+      obtained = await this.o.source.obtain({ jwtAudiences: audiences, current });
+    } catch (e) {
+      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
+    }
+    // The handshake also renewed the X.509-SVID; only its JWT-SVID is kept (a rotation comes on schedule).
+    await obtained.release?.();
+    if (obtained.identity.spiffeId !== current.spiffeId)
+      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: the issuer now maps this agent to another SPIFFE ID');
+    const t = obtained.jwtSvids.find((j) => j.audience === audiences[0]);
+    if (!t) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: the issuer returned no JWT-SVID for this audience');
+    const c = cachedJwt(obtained.identity.spiffeId, t.token);
+    this.remember(audiences.join('\n'), c);
+    return c;
+  }
+
+  private remember(key: string, c: CachedJwt): void {
+    this.jwtCache.delete(key);
+    this.jwtCache.set(key, c);
+    while (this.jwtCache.size > MAX_JWT_CACHE_ENTRIES) this.jwtCache.delete(this.jwtCache.keys().next().value as string);
+  }
+
+  private serving(): SidecarIdentity {
+    const s = this.status;
+    if (s.state === 'serving') return s.identity;
+    throw new SidecarError('ERR_SIDECAR_NOT_SERVING', s.state === 'pending' ? 'sidecar: no identity yet' : `sidecar: ${s.state}: ${s.reason}`);
+  }
+
+  private set(s: SidecarStatus): void {
+    this.status = s;
+    for (const l of [...this.listeners]) {
+      try {
+        l(s);
+      } catch (e) {
+        this.log(`sidecar: a state listener failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.renewTimer !== undefined) this.timers.clearTimeout(this.renewTimer);
+    if (this.expiryTimer !== undefined) this.timers.clearTimeout(this.expiryTimer);
+    this.renewTimer = undefined;
+    this.expiryTimer = undefined;
+  }
+
+  /** One attestation or renewal; schedules the next step either way. */
+  private async cycle(): Promise<void> {
+    if (this.stopped || this.status.state === 'revoked') return;
+    const current = this.status.state === 'serving' ? this.status.identity : undefined;
+    let obtained: Obtained;
+    try {
+      obtained = await this.o.source.obtain({ jwtAudiences: this.defaultAudiences, ...(current ? { current } : {}) });
+    } catch (e) {
+      this.failures++;
+      const delay = retryDelay(this.attempt++, this.random());
+      this.log(`sidecar: ${current ? 'renewal' : 'attestation'} failed (retry in ${delay} ms): ${(e as Error).message}`);
+      if (this.status.state === 'pending') this.set({ state: 'pending', reason: (e as Error).message });
+      this.schedule(delay);
+      return;
+    }
+    // Revoked or stopped while the handshake ran: the new identity is never served.
+    if (this.stopped || (this.status as SidecarStatus).state === 'revoked') {
+      await obtained.release?.();
+      return;
+    }
+    this.attempt = 0;
+    if (current) this.renewals++;
+    const previous = this.release;
+    this.release = obtained.release;
+    const id = obtained.identity;
+    // JWT-SVIDs of the previous SPIFFE ID are never served for this one.
+    for (const [k, v] of this.jwtCache) if (v.spiffeId !== id.spiffeId) this.jwtCache.delete(k);
+    for (const j of obtained.jwtSvids) this.remember(j.audience, cachedJwt(id.spiffeId, j.token));
+    this.clearTimers();
+    this.set({ state: 'serving', identity: id });
+    this.log(`sidecar: serving ${id.spiffeId} until ${new Date(id.notAfter).toISOString()}`);
+    await previous?.().catch(() => {});
+    this.expiryTimer = this.timers.setTimeout(() => this.expire(id), Math.max(0, id.notAfter - this.o.now()));
+    this.schedule(this.nextRenewal(id) - this.o.now());
+  }
+
+  /** Half the SVID's lifetime (±10%); with a writ, also before the writ ends, never after it. */
+  private nextRenewal(id: SidecarIdentity): number {
+    let at = renewalAt(id.obtainedAt, id.notAfter, this.random());
+    if (id.writExpiresAt !== undefined && id.writExpiresAt > id.obtainedAt) at = Math.min(at, renewalAt(id.obtainedAt, id.writExpiresAt, this.random()));
+    return at;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.renewTimer !== undefined) this.timers.clearTimeout(this.renewTimer);
+    this.renewTimer = this.timers.setTimeout(
+      () => {
+        this.renewTimer = undefined;
+        void this.cycle();
+      },
+      Math.max(0, delayMs),
+    );
+  }
+
+  private expire(id: SidecarIdentity): void {
+    this.expiryTimer = undefined;
+    const s = this.status;
+    if (s.state !== 'serving' || s.identity !== id) return;
+    this.jwtCache.clear();
+    this.set({ state: 'expired', reason: `the X.509-SVID expired at ${new Date(id.notAfter).toISOString()} and could not be renewed` });
+    this.log('sidecar: credentials expired; serving nothing until the issuer answers');
+  }
+}

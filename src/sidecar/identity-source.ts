@@ -1,0 +1,136 @@
+/**
+ * Where the sidecar's identity comes from: one attestation with fresh evidence from the
+ * producer the options select (agent/builtins.ts), with the agent key the sidecar holds (a
+ * PKCS#8 key in this process, or a key the evidence type holds, e.g. TPM-resident). Every
+ * result is checked before it is served: the SVID chain verifies to the bundle the issuer
+ * returned, its leaf names the SPIFFE ID and carries our key, and a writ is bound to our key.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import type { EvidenceProducer, ProducerSession } from '../attestation/plugin.js';
+import type { OptionValues } from '../config/options.js';
+import { decodePem } from '../der/pem.js';
+import { SidecarError } from '../errors.js';
+import { jwkThumbprint, keySigner, type JwsSigner } from '../jose/jws.js';
+import { BundleSet, parseSpiffeBundle, parseX509BundlePem } from '../spiffe/bundle.js';
+import { verifyX509Svid } from '../svid/x509-svid.js';
+import { parseWrit } from '../writ/writ.js';
+import { attest, bundleTrustDomain, type AttestOutcome } from '../agent/attest-client.js';
+import type { SidecarIdentity, TrustBundle } from './state.js';
+
+/** What one successful attestation (or renewal) yields. */
+export interface Obtained {
+  readonly identity: SidecarIdentity;
+  readonly jwtSvids: ReadonlyArray<{ readonly audience: string; readonly token: string }>;
+  /** Releases what the identity's signer needs (a TPM session); called once it is replaced. */
+  readonly release?: () => Promise<void>;
+}
+
+export interface ObtainRequest {
+  /** JWT-SVIDs to mint in the same handshake, one audience each. */
+  readonly jwtAudiences: readonly string[];
+  /** The identity being renewed; absent on the first attestation. */
+  readonly current?: SidecarIdentity;
+}
+
+export interface IdentitySource {
+  obtain(req: ObtainRequest): Promise<Obtained>;
+}
+
+export interface ProducerSourceOptions {
+  /** host:port of the issuer. */
+  readonly server: string;
+  /** The issuer's trust bundle, PEM, as configured (later handshakes use the last one served). */
+  readonly bundlePem: string;
+  readonly producer: EvidenceProducer;
+  readonly values: OptionValues;
+  /**
+   * The agent key in this process (`--key`). Without it, a key the evidence type holds (a TPM)
+   * is used, else a P-256 key made here once, kept in memory only and used for every renewal
+   * (a grant is bound to its delegate's exact key).
+   */
+  readonly key?: KeyObject;
+  readonly grants?: readonly string[];
+  readonly writAudiences?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+/** The trust bundle of the issuer's answer, in the shapes the Workload API delivers. */
+export function trustBundle(bundlePem: string, bundleJwks: string): TrustBundle {
+  const trustDomain = bundleTrustDomain(bundlePem);
+  const x509Authorities = decodePem(bundlePem)
+    .filter((b) => b.label === 'CERTIFICATE')
+    .map((b) => b.der);
+  // Parsed for its checks (x5c keys match their certificates, kid on every JWT key).
+  parseSpiffeBundle(trustDomain, bundleJwks);
+  return { trustDomain, x509Authorities, jwks: bundleJwks, pem: bundlePem };
+}
+
+/**
+ * Turns the issuer's answer into an identity, refusing anything this sidecar should not serve:
+ * a chain that does not verify to the returned bundle now, a leaf for another SPIFFE ID or
+ * another key, a writ bound to another key.
+ */
+export function identityFrom(outcome: AttestOutcome, signer: JwsSigner, privateKeyPkcs8: Buffer | undefined, now: number): SidecarIdentity {
+  const bundle = trustBundle(outcome.bundlePem, outcome.bundleJwks);
+  const bundles = new BundleSet([parseX509BundlePem(bundle.trustDomain, bundle.pem)]);
+  const { id, chain } = verifyX509Svid(outcome.svidChain, bundles, new Date(now));
+  if (id.uri !== outcome.spiffeId) throw new Error(`the issuer's SVID names ${id.uri}, its answer ${outcome.spiffeId}`);
+  const ours = signer.publicKey.export({ type: 'spki', format: 'der' });
+  if (!chain[0]!.spki.equals(ours)) throw new Error("the issuer's SVID carries another key than the agent key");
+  let writFields: Pick<SidecarIdentity, 'writ' | 'writExpiresAt' | 'task'> = {};
+  if (outcome.writ) {
+    const claims = parseWrit(outcome.writ).claims;
+    if (claims.cnf.jkt !== jwkThumbprint(signer.publicKey)) throw new Error('the issued writ is bound to another key');
+    writFields = { writ: outcome.writ, writExpiresAt: claims.exp * 1000, task: claims.task.id };
+  }
+  return {
+    spiffeId: id.uri,
+    svidChain: outcome.svidChain.map((c) => Buffer.from(c)),
+    signer,
+    ...(privateKeyPkcs8 ? { privateKeyPkcs8 } : {}),
+    bundle,
+    notAfter: chain[0]!.notAfter.getTime(),
+    ...writFields,
+    obtainedAt: now,
+  };
+}
+
+/**
+ * An identity source that attests with fresh evidence every time. A one-time evidence type (a
+ * join token) succeeds once; renewing it needs the SVID itself (`x509_svid` evidence).
+ */
+export function producerSource(o: ProducerSourceOptions, now: () => number): IdentitySource {
+  let own: { signer: JwsSigner; pkcs8: Buffer } | undefined;
+  const ownKey = (k: KeyObject) => ({ signer: keySigner(k), pkcs8: k.export({ type: 'pkcs8', format: 'der' }) as Buffer });
+  if (o.key) own = ownKey(o.key);
+  return {
+    async obtain(req) {
+      const session: ProducerSession = await o.producer.open(o.values);
+      let keep = false;
+      try {
+        if (session.key && o.key)
+          throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar: --key cannot be used with a key the ${o.producer.type} evidence holds`);
+        if (!session.key && !own) own = ownKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+        const signer = session.key?.signer ?? own!.signer;
+        const outcome = await attest({
+          server: o.server,
+          bundlePem: req.current?.bundle.pem ?? o.bundlePem,
+          evidenceType: o.producer.type,
+          key: signer,
+          respond: (c) => session.respond(c),
+          jwtAudiences: req.jwtAudiences,
+          grants: o.grants ?? [],
+          writAudiences: o.writAudiences ?? [],
+          ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+        });
+        if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
+        const identity = identityFrom(outcome, signer, session.key ? undefined : own!.pkcs8, now());
+        // A key the evidence holds (a TPM) is used through its session: keep it open while this identity is served.
+        keep = session.key !== undefined;
+        return { identity, jwtSvids: outcome.jwtSvids, ...(keep ? { release: () => session.close() } : {}) };
+      } finally {
+        if (!keep) await session.close();
+      }
+    },
+  };
+}
