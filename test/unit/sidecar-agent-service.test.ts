@@ -492,6 +492,25 @@ describe('delegateFromParent checks what the parent returns', () => {
     }
   });
 
+  it('retries while the parent answers UNAVAILABLE (not attested yet, revocation view not confirmed), then gets the chain', async () => {
+    const h = await harness();
+    try {
+      const w = world();
+      h.state.set({ state: 'pending' });
+      const child = agent('c');
+      const p = delegateFromParent({ socket: h.socket, childJkt: child.jkt });
+      await expect.poll(() => h.logs.filter((l) => /Delegate refused: ERR_SIDECAR_NOT_SERVING/.test(l)).length).toBeGreaterThan(0);
+      h.state.freshness = { sequence: 0, confirmedAt: 0, connected: false };
+      h.state.serve(w.identity());
+      await expect.poll(() => h.logs.filter((l) => /Delegate refused: ERR_REVOCATION_UNAVAILABLE/.test(l)).length).toBeGreaterThan(0);
+      h.state.freshness = fresh();
+      const d = await p;
+      expect(parseGrant(d.grants.at(-1)!).claims.dlg.jkt).toBe(child.jkt);
+    } finally {
+      await h.stop();
+    }
+  });
+
   it("surfaces the parent's refusal as its writ error code, and an absent parent as not serving", async () => {
     const h = await harness();
     try {
