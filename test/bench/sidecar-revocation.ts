@@ -11,7 +11,7 @@
  *     process. The issuer hands the event to every stream before it answers Revoke, so a refusal
  *     can come before the answer: counted as 0 ms (and counted in the unit text); hence also
  *   sidecar_revocation_hop3_from_call_p50_ms / _p99_ms — the same, from calling Revoke.
- * Knobs: BENCH_SIDECAR_ROUNDS (60).
+ * Knobs: BENCH_SIDECAR_ROUNDS (60), BENCH_DEBUG=1 (every latency, sorted).
  */
 import { spawn } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
@@ -150,6 +150,7 @@ export async function sidecarRevocationBench(record: Record): Promise<void> {
       client.close();
       for (const s of running.splice(0)) await s.close();
     }
+    if (process.env.BENCH_DEBUG) console.log(`sidecar-revocation: from return, sorted: ${[...fromReturn].sort((a, b) => a - b).map((x) => x.toFixed(1)).join(' ')}`);
     const unit = (what: string) =>
       `ms, ${what}, ${ROUNDS} rounds, three sidecars per round (socket client on the third); ${beforeReturn} refusals came before Revoke returned (0 ms)`;
     record('sidecar_revocation_hop3_p50_ms', round2(pct(fromReturn, 50)), unit('from Revoke returning to the third-hop sidecar refusing'));
