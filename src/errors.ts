@@ -55,6 +55,7 @@ export const ERROR_CODES = [
   'ERR_AUDIT_INCONSISTENT',
   'ERR_AUDIT_DENIED',
   'ERR_SIDECAR_NOT_SERVING',
+  'ERR_SIDECAR_NO_WRIT',
   'ERR_SIDECAR_REQUEST_INVALID',
 ] as const;
 
@@ -235,10 +236,10 @@ export class AuditError extends WritError<
 }
 
 /**
- * The sidecar (`writ agent run`) refused a call on its socket: it holds no identity to serve
- * (not yet attested, expired, revoked), or the request was malformed (an audience, a SPIFFE ID).
+ * The sidecar (`writ agent run`) refused a call on its socket: it serves no identity now, it
+ * holds no writ, or the request is malformed (proto/writ/agent/v1/agent.proto).
  */
-export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_REQUEST_INVALID'> {
+export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_NO_WRIT' | 'ERR_SIDECAR_REQUEST_INVALID'> {
   constructor(code: SidecarError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'SidecarError';

@@ -71,8 +71,9 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   // The issuer refuses to sign a fork; the operator needs the detail, a caller only that it failed.
   ERR_AUDIT_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_AUDIT_INCONSISTENT: { status: status.INTERNAL, showMessage: false, publicMessage: 'audit log inconsistent' },
-  // Not yet attested or renewing: standard Workload API clients back off and retry.
+  // Raised by the sidecar's AgentService on its Unix socket (sidecar/agent-service/status.ts maps them there); never by the issuer.
   ERR_SIDECAR_NOT_SERVING: { status: status.UNAVAILABLE, showMessage: true },
+  ERR_SIDECAR_NO_WRIT: { status: status.FAILED_PRECONDITION, showMessage: true },
   ERR_SIDECAR_REQUEST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
 };
 

@@ -1,0 +1,335 @@
+/**
+ * writ's own service on the sidecar's Unix socket (`writ.agent.v1.AgentService`,
+ * proto/writ/agent/v1/agent.proto): the agent reads its writ, has the sidecar sign proofs of
+ * possession and delegate to child keys, and asks how the sidecar stands. A view of
+ * `SidecarState` only: it never renews, attests or watches revocations (sidecar/daemon.ts and
+ * sidecar/revocation-guard.ts do), and it signs with the identity's signer, so the agent process
+ * never holds the key.
+ *
+ * Every request is UNTRUSTED input (from whoever can open the socket) and is checked field by
+ * field before anything is signed. Every refusal fails closed: a sidecar that is pending,
+ * expired or revoked signs nothing; one whose revocation view is stale delegates nothing.
+ */
+import { create, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+import { delegateFromWrit, proveWrit } from '../../agent/delegate.js';
+import { parseGrant } from '../../delegation/grant.js';
+import { parsePermissions, type Permission } from '../../delegation/scope.js';
+import { DelegationError, LimitError, RevocationError, SidecarError } from '../../errors.js';
+import {
+  AgentService,
+  CreateProofResponseSchema,
+  DelegateResponseSchema,
+  FetchWritResponseSchema,
+  State,
+  StatusResponseSchema,
+  file_writ_agent_v1_agent,
+  type CreateProofRequest,
+  type CreateProofResponse,
+  type DelegateRequest,
+  type DelegateResponse,
+  type FetchWritRequest,
+  type FetchWritResponse,
+  type StatusRequest,
+  type StatusResponse,
+} from '../../gen/writ/agent/v1/agent_pb.js';
+import { isJkt, jwkThumbprint } from '../../jose/jws.js';
+import { DEFAULT_MAX_STALENESS_MS } from '../../revocation/watch-source.js';
+import { DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S } from '../../writ/proof.js';
+import { parseWritCached } from '../../writ/writ.js';
+import type { SocketService, SocketServiceContext } from '../socket-service.js';
+import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from '../state.js';
+import { agentFailure } from './status.js';
+
+/**
+ * Largest AgentService request, bytes (re-encoded). The biggest legitimate one is a Delegate
+ * with a few dozen permissions; the socket server's transport limit should not be above this
+ * much by more than the Workload API needs.
+ */
+export const MAX_AGENT_REQUEST_BYTES = 64 * 1024;
+/** Longest audience and method a proof may be asked for, bytes. */
+export const MAX_PROOF_FIELD_BYTES = 512;
+/** Most FetchWrit streams open at once on one sidecar: each holds a listener on the state. */
+export const MAX_WRIT_STREAMS = 1024;
+
+export interface AgentServiceOptions {
+  /**
+   * Delegate refuses (UNAVAILABLE, ERR_REVOCATION_UNAVAILABLE) when the issuer last confirmed the
+   * sidecar's revocation view longer ago than this, or never: a sidecar that may have missed a
+   * revocation does not mint new authority. FetchWrit and CreateProof keep serving the current,
+   * unexpired writ through an outage (relying parties check revocation themselves). Default 15 s,
+   * the watch source's own staleness limit.
+   */
+  readonly maxRevocationStalenessMs?: number;
+}
+
+const invalid = (msg: string): never => {
+  throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar(agent): ${msg}`);
+};
+
+/** The identity being served now, or the refusal for the state the sidecar is in. */
+function servingIdentity(s: SidecarStatus, now: number): SidecarIdentity {
+  switch (s.state) {
+    case 'serving':
+      // The daemon flips the state at expiry; an identity past it is never used, whatever its timer did.
+      if (s.identity.notAfter <= now) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the X.509-SVID has expired and has not been renewed');
+      return s.identity;
+    case 'pending':
+      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar(agent): no identity yet${s.reason ? ` (${s.reason})` : ''}; retry`);
+    case 'expired':
+      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar(agent): the identity expired and has not been renewed (${s.reason})`);
+    case 'revoked':
+      throw new RevocationError('ERR_REVOKED', `sidecar(agent): this identity is revoked: ${s.reason}`);
+  }
+}
+
+/** The identity's writ, unexpired. */
+function currentWrit(id: SidecarIdentity, now: number): string {
+  if (id.writ === undefined) throw new SidecarError('ERR_SIDECAR_NO_WRIT', 'sidecar(agent): this sidecar was started without a grant chain and holds no writ');
+  if (id.writExpiresAt !== undefined && id.writExpiresAt <= now)
+    throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed');
+  return id.writ;
+}
+
+function bounded<D extends DescMessage>(schema: D, req: MessageShape<D>): void {
+  const n = toBinary(schema, req).length;
+  if (n > MAX_AGENT_REQUEST_BYTES) invalid(`the request is ${n} bytes, more than the ${MAX_AGENT_REQUEST_BYTES} accepted`);
+}
+
+/** Printable ASCII; `spaces` allows inner spaces (an HTTP method and target). */
+function proofField(v: string, what: string, spaces: boolean): string {
+  const re = spaces ? /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/ : /^[\x21-\x7e]+$/;
+  if (v.length === 0) invalid(`${what} is required`);
+  if (v.length > MAX_PROOF_FIELD_BYTES) invalid(`${what} is longer than ${MAX_PROOF_FIELD_BYTES} bytes`);
+  if (!re.test(v)) invalid(`${what} must be printable ASCII${spaces ? ' (inner spaces allowed)' : ' without spaces'}`);
+  return v;
+}
+
+function permissions(list: readonly { action: string; resource: string }[], what: string): Permission[] {
+  try {
+    return parsePermissions(
+      list.map((p) => ({ action: p.action, resource: p.resource })),
+      what,
+    );
+  } catch (e) {
+    return invalid((e as Error).message.replace(/^delegation: /, ''));
+  }
+}
+
+function isStale(f: RevocationFreshness, now: number, maxMs: number): boolean {
+  return f.confirmedAt === 0 || now - f.confirmedAt > maxMs;
+}
+
+const STATE: Record<SidecarStatus['state'], State> = {
+  pending: State.PENDING,
+  serving: State.SERVING,
+  expired: State.EXPIRED,
+  revoked: State.REVOKED,
+};
+
+interface OpenStream {
+  end(status: { code: grpc.status; details: string; metadata?: grpc.Metadata }): void;
+}
+
+/** The AgentService as one of the sidecar's socket services. */
+export function agentService(o: AgentServiceOptions = {}): SocketService {
+  const maxStale = o.maxRevocationStalenessMs ?? DEFAULT_MAX_STALENESS_MS;
+  const streams = new Set<OpenStream>();
+
+  const implementation = (ctx: SocketServiceContext): grpc.UntypedServiceImplementation => {
+    const state: SidecarState = ctx.state;
+
+    /** One unary handler: refusals become statuses with `writ-error-code`, logged once. */
+    const unary =
+      <Req, Res>(name: string, fn: (req: Req) => Promise<Res>) =>
+      (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+        let run: Promise<Res>;
+        try {
+          run = fn(call.request);
+        } catch (e) {
+          run = Promise.reject(e);
+        }
+        run.then(
+          (res) => cb(null, res),
+          (e) => {
+            const f = agentFailure(e);
+            ctx.log(`agent-service: ${name} refused: ${f.writCode}: ${f.internal}`);
+            cb({ code: f.code, details: f.details, metadata: f.metadata });
+          },
+        );
+      };
+
+    /** After an await: the state may have changed (revoked while a TPM signed); nothing signed before is handed out then. */
+    const stillServing = (writ: string): void => {
+      const id = servingIdentity(state.current(), ctx.now());
+      if (id.writ !== writ) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ changed while signing; retry');
+    };
+
+    const fetchWrit = (call: grpc.ServerWritableStream<FetchWritRequest, FetchWritResponse>) => {
+      const fail = (e: unknown) => {
+        const f = agentFailure(e);
+        ctx.log(`agent-service: FetchWrit ended: ${f.writCode}: ${f.internal}`);
+        call.emit('error', { code: f.code, details: f.details, metadata: f.metadata });
+      };
+      let sent: string;
+      try {
+        if (streams.size >= MAX_WRIT_STREAMS) throw new LimitError(`sidecar(agent): ${MAX_WRIT_STREAMS} FetchWrit streams are open already`);
+        sent = currentWrit(servingIdentity(state.current(), ctx.now()), ctx.now());
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      const message = (writ: string): FetchWritResponse => {
+        const c = parseWritCached(writ).claims;
+        return create(FetchWritResponseSchema, { writ, spiffeId: c.sub, expiresAt: BigInt(c.exp) * 1000n, taskId: c.task.id });
+      };
+      let over = false;
+      const entry: OpenStream = {
+        end: (st) => {
+          if (over) return;
+          over = true;
+          unsubscribe();
+          streams.delete(entry);
+          call.emit('error', st);
+        },
+      };
+      const finish = (e: unknown) => {
+        if (over) return;
+        over = true;
+        unsubscribe();
+        streams.delete(entry);
+        fail(e);
+      };
+      const unsubscribe = state.subscribe((s) => {
+        if (over) return;
+        try {
+          const writ = currentWrit(servingIdentity(s, ctx.now()), ctx.now());
+          if (writ === sent) return;
+          sent = writ;
+          call.write(message(writ));
+        } catch (e) {
+          finish(e);
+        }
+      });
+      streams.add(entry);
+      call.on('cancelled', () => {
+        if (over) return;
+        over = true;
+        unsubscribe();
+        streams.delete(entry);
+      });
+      call.write(message(sent));
+    };
+
+    const createProof = async (req: CreateProofRequest): Promise<CreateProofResponse> => {
+      bounded(AgentService.method.createProof.input, req);
+      const audience = proofField(req.audience, 'audience', false);
+      const method = proofField(req.method, 'method', true);
+      const lifetimeS = req.lifetimeSeconds === 0 ? DEFAULT_PROOF_LIFETIME_S : req.lifetimeSeconds;
+      if (lifetimeS > MAX_PROOF_LIFETIME_S) invalid(`a proof lives at most ${MAX_PROOF_LIFETIME_S} seconds; ${lifetimeS} asked for`);
+      const now = ctx.now();
+      const id = servingIdentity(state.current(), now);
+      const writ = currentWrit(id, now);
+      const proof = await proveWrit(writ, id.signer, { audience, method, now: new Date(now), lifetimeS });
+      stillServing(writ);
+      return create(CreateProofResponseSchema, { proof, writ, expiresAt: BigInt(Math.floor(now / 1000) + lifetimeS) * 1000n });
+    };
+
+    const delegate = async (req: DelegateRequest): Promise<DelegateResponse> => {
+      bounded(AgentService.method.delegate.input, req);
+      if (!isJkt(req.childJkt)) invalid('child_jkt must be an RFC 7638 SHA-256 thumbprint (43 canonical base64url characters)');
+      const scope = permissions(req.scope, 'scope');
+      const boundaries = permissions(req.boundaries, 'boundaries');
+      const escalate = permissions(req.escalate, 'escalate');
+      const now = ctx.now();
+      const id = servingIdentity(state.current(), now);
+      const writ = currentWrit(id, now);
+      const fresh = state.revocationFreshness();
+      if (isStale(fresh, now, maxStale)) {
+        throw new RevocationError(
+          'ERR_REVOCATION_UNAVAILABLE',
+          fresh.confirmedAt === 0
+            ? 'sidecar(agent): the revocation view was never confirmed by the issuer; not delegating until it is'
+            : `sidecar(agent): the issuer last confirmed the revocation view ${now - fresh.confirmedAt} ms ago, more than the ${maxStale} ms accepted for delegating (at sequence ${fresh.sequence})`,
+        );
+      }
+      const claims = parseWritCached(writ).claims;
+      const nowS = Math.floor(now / 1000);
+      const parent = parseGrant(claims.grants[claims.grants.length - 1]!).claims;
+      if (claims.task.exp <= nowS) throw new RevocationError('ERR_REVOKED', `sidecar(agent): the task ${claims.task.id} has ended`);
+      // Said here in words; hopClaims (delegation/grant.ts) refuses the same again before signing.
+      if (req.ttlSeconds > 0) {
+        const exp = nowS + req.ttlSeconds;
+        if (exp > claims.task.exp)
+          throw new DelegationError(
+            `sidecar(agent): a ttl of ${req.ttlSeconds} s would end after the task (${new Date(claims.task.exp * 1000).toISOString()})`,
+          );
+        if (exp > parent.exp)
+          throw new DelegationError(
+            `sidecar(agent): a ttl of ${req.ttlSeconds} s would end after the parent grant (${new Date(parent.exp * 1000).toISOString()})`,
+          );
+      }
+      // A key already in the chain would make a cycle every verifier refuses.
+      const held = [...claims.grants.map((g) => parseGrant(g).claims.dlg.jkt), jwkThumbprint(id.signer.publicKey)];
+      if (held.includes(req.childJkt)) throw new DelegationError('sidecar(agent): the child key already holds a grant in this chain (a cycle)');
+      const chain = await delegateFromWrit(writ, id.signer, {
+        childJkt: req.childJkt,
+        scope,
+        boundaries,
+        escalate,
+        ...(req.ttlSeconds > 0 ? { ttlSeconds: req.ttlSeconds } : {}),
+        now: new Date(now),
+      });
+      stillServing(writ);
+      const hop = parseGrant(chain[chain.length - 1]!).claims;
+      ctx.log(`agent-service: delegated grant ${hop.jti} to key ${hop.dlg.jkt} (depth ${hop.depth}, until ${new Date(hop.exp * 1000).toISOString()})`);
+      return create(DelegateResponseSchema, { grants: chain, grantId: hop.jti, expiresAt: BigInt(hop.exp) * 1000n });
+    };
+
+    const status = async (_req: StatusRequest): Promise<StatusResponse> => {
+      const now = ctx.now();
+      const s = state.current();
+      const f = state.revocationFreshness();
+      const revocation = { sequence: BigInt(f.sequence), confirmedAt: BigInt(f.confirmedAt), connected: f.connected, stale: isStale(f, now, maxStale) };
+      switch (s.state) {
+        case 'serving': {
+          const i = s.identity;
+          return create(StatusResponseSchema, {
+            state: State.SERVING,
+            spiffeId: i.spiffeId,
+            ...(i.task !== undefined ? { taskId: i.task } : {}),
+            svidExpiresAt: BigInt(i.notAfter),
+            writExpiresAt: BigInt(i.writExpiresAt ?? 0),
+            obtainedAt: BigInt(i.obtainedAt),
+            revocation,
+          });
+        }
+        case 'revoked':
+          return create(StatusResponseSchema, { state: STATE[s.state], reason: s.reason, revokedAt: BigInt(s.at), revocation });
+        default:
+          return create(StatusResponseSchema, { state: STATE[s.state], reason: s.reason ?? '', revocation });
+      }
+    };
+
+    return {
+      fetchWrit,
+      createProof: unary('CreateProof', createProof),
+      delegate: unary('Delegate', delegate),
+      status: unary('Status', status),
+    };
+  };
+
+  return {
+    service: AgentService,
+    file: file_writ_agent_v1_agent,
+    implementation,
+    closeStreams(st) {
+      for (const s of [...streams]) {
+        const metadata = new grpc.Metadata();
+        if (st.code === grpc.status.PERMISSION_DENIED) metadata.set('writ-error-code', 'ERR_REVOKED');
+        else if (st.code === grpc.status.UNAVAILABLE) metadata.set('writ-error-code', 'ERR_SIDECAR_NOT_SERVING');
+        s.end({ ...st, metadata });
+      }
+    },
+  };
+}
