@@ -4,16 +4,22 @@
  * e.g. TPM-resident), serves the SPIFFE Workload API on a Unix socket, renews, and stops
  * cleanly on SIGINT/SIGTERM (streams ended, socket removed).
  */
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { checkServerAddress } from '../../../agent/attest-client.js';
 import { readPrivateKey } from '../../../agent/keys.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
+import { grpcWatchConnector } from '../../../agent/revocation-client.js';
+import { parsePermissionFlag } from '../../../delegation/scope.js';
+import { jwkThumbprint } from '../../../jose/jws.js';
 import { producerSource } from '../../../sidecar/identity-source.js';
+import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import { readPemBundle } from '../../bundle-file.js';
 import { readGrantFiles } from '../../grant-files.js';
+import { seconds } from '../../durations.js';
+import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
 
@@ -27,6 +33,13 @@ const CORE: OptionSpecs = {
   'writ-audience': { type: 'string', multiple: true, value: 'AUD', help: 'an audience the writ names (with --grant)' },
   'jwt-audience': { type: 'string', multiple: true, value: 'AUD', help: 'mint a JWT-SVID for this audience with every attestation and renewal' },
   evidence: { type: 'string', value: 'TYPE', help: 'the evidence type, for types selected by name (see below)' },
+  'parent-socket': {
+    type: 'string',
+    value: 'PATH',
+    help: "a child agent: get the grant chain from the parent sidecar's Delegate on this socket (then --scope, --boundary, --escalate, --grant-ttl)",
+  },
+  ...PERMISSION_OPTIONS,
+  'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
@@ -54,12 +67,32 @@ export const agentRunVerb: Verb = {
     const path = socketPath(stringOption(values, 'socket'), env);
     const group = stringOption(values, 'socket-group');
     const gid = group !== undefined ? resolveGroup(group) : undefined;
-    const grants = readGrantFiles(listOption(values, 'grant'));
-    const writAudiences = listOption(values, 'writ-audience');
-    if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
+    const parent = stringOption(values, 'parent-socket');
+    const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
+    for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl'])
+      if (!parent && values[f] !== undefined) throw new UsageError(`--${f} needs --parent-socket`);
+    if (parent && values.grant !== undefined) throw new UsageError('--grant and --parent-socket are exclusive: the parent sidecar supplies the chain');
     const keyFile = stringOption(values, 'key');
     if (keyFile && producer.keys?.selected(values)) throw new UsageError(`--key cannot be used with a key the ${producer.type} evidence holds`);
-    const key = keyFile ? readOwnerOnlyKey(keyFile) : undefined;
+    if (parent && producer.keys?.selected(values)) throw new UsageError('--parent-socket needs a key in this process (--key, or none: a new one)');
+    let key = keyFile ? readOwnerOnlyKey(keyFile) : undefined;
+    let grants: readonly string[] = readGrantFiles(listOption(values, 'grant'));
+    if (parent) {
+      // The child's key must exist before the parent delegates to it: a new one, never written.
+      key ??= generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+      const ttl = stringOption(values, 'grant-ttl');
+      const d = await delegateFromParent({
+        socket: parent,
+        childJkt: jwkThumbprint(createPublicKey(key)),
+        scope: perms('scope'),
+        boundaries: perms('boundary'),
+        escalate: perms('escalate'),
+        ...(ttl ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
+      });
+      grants = d.grants;
+    }
+    const writAudiences = listOption(values, 'writ-audience');
+    if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
     const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const now = () => Date.now();
     const running = await runSidecar({
@@ -69,6 +102,7 @@ export const agentRunVerb: Verb = {
       log,
       socketPath: path,
       ...(gid !== undefined ? { socketGid: gid } : {}),
+      revocation: { addresses: [server], connector: grpcWatchConnector(bundlePem) },
     });
     log(`sidecar: Workload API on unix://${path}`);
     const off = running.sidecar.subscribe((s) => {
