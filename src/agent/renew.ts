@@ -32,7 +32,7 @@ export interface RenewOptions {
 }
 
 const signerOf = (k: KeyObject | JwsSigner): JwsSigner => ('sign' in k ? k : keySigner(k));
-const spkiOf = (k: KeyObject): Buffer => createPublicKey(k).export({ type: 'spki', format: 'der' });
+const spkiOf = (k: KeyObject): Buffer => (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
 
 /** Renews the X.509-SVID (and optionally JWT-SVIDs and the writ) with the current SVID as evidence; same outcome as `attest()`. */
 export async function renewWithSvid(o: RenewOptions): Promise<AttestOutcome> {
