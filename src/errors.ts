@@ -18,6 +18,9 @@ export const ERROR_CODES = [
   'ERR_EVIDENCE_INVALID',
   'ERR_KEY_PROOF_INVALID',
   'ERR_JOIN_TOKEN_INVALID',
+  'ERR_SVID_RENEWAL_INVALID',
+  'ERR_SVID_SUPERSEDED',
+  'ERR_FRESH_EVIDENCE_REQUIRED',
   'ERR_NO_MATCHING_ENTRY',
   'ERR_ENTRY_INVALID',
   'ERR_ENTRY_NOT_FOUND',
@@ -95,9 +98,17 @@ export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID
   }
 }
 
-/** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream. */
+/** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream, a refused renewal. */
 export class AttestationError extends WritError<
-  'ERR_EVIDENCE_TYPE_UNKNOWN' | 'ERR_EVIDENCE_INVALID' | 'ERR_KEY_PROOF_INVALID' | 'ERR_JOIN_TOKEN_INVALID' | 'ERR_NO_MATCHING_ENTRY' | 'ERR_PROTOCOL'
+  | 'ERR_EVIDENCE_TYPE_UNKNOWN'
+  | 'ERR_EVIDENCE_INVALID'
+  | 'ERR_KEY_PROOF_INVALID'
+  | 'ERR_JOIN_TOKEN_INVALID'
+  | 'ERR_SVID_RENEWAL_INVALID'
+  | 'ERR_SVID_SUPERSEDED'
+  | 'ERR_FRESH_EVIDENCE_REQUIRED'
+  | 'ERR_NO_MATCHING_ENTRY'
+  | 'ERR_PROTOCOL'
 > {
   constructor(code: AttestationError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
