@@ -18,6 +18,9 @@ export const ERROR_CODES = [
   'ERR_EVIDENCE_INVALID',
   'ERR_KEY_PROOF_INVALID',
   'ERR_JOIN_TOKEN_INVALID',
+  'ERR_SVID_RENEWAL_INVALID',
+  'ERR_SVID_SUPERSEDED',
+  'ERR_FRESH_EVIDENCE_REQUIRED',
   'ERR_NO_MATCHING_ENTRY',
   'ERR_ENTRY_INVALID',
   'ERR_ENTRY_NOT_FOUND',
@@ -95,9 +98,17 @@ export class SvidError extends WritError<'ERR_X509_SVID_INVALID' | 'ERR_JWT_SVID
   }
 }
 
-/** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream. */
+/** Attestation failed: unknown evidence type, bad evidence, no entry, out-of-order stream, a refused renewal. */
 export class AttestationError extends WritError<
-  'ERR_EVIDENCE_TYPE_UNKNOWN' | 'ERR_EVIDENCE_INVALID' | 'ERR_KEY_PROOF_INVALID' | 'ERR_JOIN_TOKEN_INVALID' | 'ERR_NO_MATCHING_ENTRY' | 'ERR_PROTOCOL'
+  | 'ERR_EVIDENCE_TYPE_UNKNOWN'
+  | 'ERR_EVIDENCE_INVALID'
+  | 'ERR_KEY_PROOF_INVALID'
+  | 'ERR_JOIN_TOKEN_INVALID'
+  | 'ERR_SVID_RENEWAL_INVALID'
+  | 'ERR_SVID_SUPERSEDED'
+  | 'ERR_FRESH_EVIDENCE_REQUIRED'
+  | 'ERR_NO_MATCHING_ENTRY'
+  | 'ERR_PROTOCOL'
 > {
   constructor(code: AttestationError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
@@ -236,9 +247,8 @@ export class AuditError extends WritError<
 }
 
 /**
- * The sidecar (`writ agent run`) refused a call on its socket: it holds no identity to serve
- * (not yet attested, expired, revoked), it holds no writ (AgentService), or the request was
- * malformed (an audience, a SPIFFE ID, a child key thumbprint, a permission).
+ * The sidecar (`writ agent run`) refused a call on its socket: it serves no identity now, it
+ * holds no writ, or the request is malformed (proto/writ/agent/v1/agent.proto).
  */
 export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SIDECAR_NO_WRIT' | 'ERR_SIDECAR_REQUEST_INVALID'> {
   constructor(code: SidecarError['code'], message: string, options?: { cause?: unknown }) {

@@ -8,6 +8,7 @@ import { tdxPlugin } from './tdx/plugin.js';
 import { tpmPlugin } from './tpm/plugin.js';
 import { snpPlugin } from './sev-snp/plugin.js';
 import { nitroPlugin } from './nitro/plugin.js';
+import { x509SvidPlugin } from './x509-svid/plugin.js';
 
 export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [
   joinTokenPlugin,
@@ -15,4 +16,5 @@ export const BUILTIN_EVIDENCE: readonly EvidencePlugin[] = [
   snpPlugin as EvidencePlugin,
   nitroPlugin as EvidencePlugin,
   tdxPlugin as EvidencePlugin,
+  x509SvidPlugin as EvidencePlugin,
 ];

@@ -8,12 +8,15 @@
 import type { SettingsParser } from '../config/section.js';
 import type { OptionSpecs, OptionValues } from '../config/options.js';
 import type { JwsSigner } from '../jose/jws.js';
+import type { Bundle } from '../spiffe/bundle.js';
 import type { StoreTx } from '../store/store.js';
 import type { EvidenceReverifier, EvidenceVerifier } from './verifier.js';
 
 /** What the issuer hands a verifier: reads of the store (writes happen in `AttestationResult.commit`). */
 export interface VerifierDeps {
   readonly store: StoreTx;
+  /** The issuer's current trust bundle (its CA's, read per call so rotations apply); for types that verify SVIDs. */
+  readonly trustBundle?: () => Bundle;
 }
 
 /** Offline re-verification of this type's evidence by a relying party (deep verification). */

@@ -36,10 +36,29 @@ export interface AttestationResult {
    */
   readonly keyResidency?: string;
   /**
+   * Set only by a renewal (`x509_svid`): the attested agent whose latest X.509-SVID (`serial`)
+   * authenticated this handshake. The issuer names the original `evidenceType` in everything it
+   * issues and records, issues only under the same entry, and moves the agent's latest serial
+   * from `serial` to the new SVID's inside the issuance transaction (once only: a second renewal
+   * from the same serial is refused). Absent: a fresh attestation, recorded as a new agent.
+   */
+  readonly renewal?: RenewalOf;
+  /**
    * Runs inside the issuance transaction (e.g. consuming a one-time token). Throwing aborts
    * the issuance and rolls back every write.
    */
   readonly commit?: (tx: StoreTx, now: Date) => Promise<void>;
+}
+
+/** What a renewal renews (see `AttestationResult.renewal`). */
+export interface RenewalOf {
+  readonly agentId: string;
+  /** Serial of the X.509-SVID that authenticated the renewal, lower-case hex. */
+  readonly serial: string;
+  /** The evidence type of the original attestation. */
+  readonly evidenceType: string;
+  /** The registration entry the identity was issued under. */
+  readonly entryId: string;
 }
 
 export type VerifyStep = { readonly kind: 'challenge'; readonly payload: Buffer } | { readonly kind: 'attested'; readonly result: AttestationResult };

@@ -26,6 +26,7 @@ import { verifyKeyProof } from '../attestation/key-proof.js';
 import { formatSelector, matchEntry } from '../registration/entry.js';
 import type { GrantRecord, Store, StoreTx, WritRecord } from '../store/store.js';
 import { allocateStatusIndex } from './status-lists.js';
+import { recordAttestedAgent } from './attested-agents.js';
 
 /** Most JWT-SVIDs one handshake may ask for. */
 export const MAX_JWT_AUDIENCES = 8;
@@ -214,6 +215,11 @@ function shownSelectors(selectors: readonly { type: string; value: string }[]): 
   return `(${all.length > MAX_SHOWN_SELECTORS_BYTES ? `${all.slice(0, MAX_SHOWN_SELECTORS_BYTES)}…` : all})`;
 }
 
+/** The evidence type an issuance names: a renewal's original type, else the verifier's. */
+function evidenceTypeOf(result: AttestationResult, verifier: EvidenceVerifier): string {
+  return result.renewal?.evidenceType ?? verifier.type;
+}
+
 function agentKeyOf(hello: HelloInput): AgentPublicKey {
   const hasKey = hello.publicKey.length > 0;
   const hasCsr = hello.csr.length > 0;
@@ -295,6 +301,12 @@ export class Handshake {
     }
     if (entry === 'ambiguous')
       throw new AttestationError('ERR_NO_MATCHING_ENTRY', 'attestation: the attested selectors match entries for different SPIFFE IDs equally');
+    // A renewal renews one identity: if its selectors now match another entry, attest afresh.
+    if (result.renewal && entry.id !== result.renewal.entryId)
+      throw new AttestationError(
+        'ERR_NO_MATCHING_ENTRY',
+        `attestation: the recorded selectors now match entry ${entry.id}, not ${result.renewal.entryId}: attest with fresh evidence`,
+      );
     const spiffeId = parseSpiffeId(entry.spiffeId);
     if (spiffeId.trustDomain !== ca.trustDomain) throw new EntryError('ERR_ENTRY_INVALID', 'entry: SPIFFE ID outside the trust domain');
 
@@ -378,9 +390,10 @@ export class Handshake {
           await tx.putGrant(grantRecord(g.claims, g.jws.compact, [], now));
         }
       }
-      const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: this.verifier.type, issuedAt: now.getTime() };
+      const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: evidenceTypeOf(result, this.verifier), issuedAt: now.getTime() };
       const created = [svid.serial.toString('hex')];
       await tx.recordIssued({ ...base, id: created[0]!, kind: 'x509', expiresAt: svid.notAfter.getTime() });
+      await recordAttestedAgent(tx, result, { ...base, serial: created[0]!, jkt: agent.jkt, expiresAt: svid.notAfter.getTime() });
       for (const j of jwts) {
         const id = createHash('sha256').update(j.svid.token).digest('hex');
         created.push(id);
@@ -395,7 +408,8 @@ export class Handshake {
         task: delegated?.task ?? null,
         lineage: delegated?.lineage ?? [],
         action: decided ? decided.decisionRecord.action : null,
-        resource: null,
+        // A renewal names the SVID it replaced.
+        resource: result.renewal ? `x509-svid:${result.renewal.serial}` : null,
         decision: decided ? 'allow' : null,
         reason: null,
         policies: decided?.policies ?? [],
@@ -431,7 +445,13 @@ export class Handshake {
     const decision = engine.decideAll(
       snapshot,
       receiveRequests(
-        { spiffeId, trustDomain: id.trustDomain, path: id.path, selectors: result.selectors.map(formatSelector), evidenceType: this.verifier.type },
+        {
+          spiffeId,
+          trustDomain: id.trustDomain,
+          path: id.path,
+          selectors: result.selectors.map(formatSelector),
+          evidenceType: evidenceTypeOf(result, this.verifier),
+        },
         { iss: root.principal.iss, sub: root.principal.sub, groups: d.principalGroups },
         leaf.scope,
         { id: root.task.id, goal: root.task.goal, lifetimeSeconds: Math.max(0, root.task.exp - nowS) },
@@ -492,7 +512,7 @@ export class Handshake {
       grants: chain.grants.map((g) => g.jws.compact),
       lineage: chain.lineage,
       att: {
-        type: this.verifier.type,
+        type: evidenceTypeOf(result, this.verifier),
         sel: result.selectors.map(formatSelector),
         bind: d.binding.toString('base64url'),
         nonce: d.issuerNonce.toString('base64url'),
@@ -520,7 +540,7 @@ export class Handshake {
       parentJti: chain.grants.length > 1 ? chain.leaf.claims.from!.writ : null,
       entryId,
       platform: result.platform ?? '',
-      evidenceType: this.verifier.type,
+      evidenceType: evidenceTypeOf(result, this.verifier),
       statusList: status?.list ?? null,
       statusIdx: status?.idx ?? null,
       revokedAt: null,

@@ -111,7 +111,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   const issuer = new Issuer({
     ca,
     store,
-    verifiers: o.evidence.verifiers({ store }),
+    verifiers: o.evidence.verifiers({ store, trustBundle: () => ca.bundle() }),
     clock,
     policies,
     engine,

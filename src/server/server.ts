@@ -193,6 +193,8 @@ export class WritServer {
           { name: 'audit checkpoint', run: async () => void (await core.audit.checkpoint()) },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
+          // An agent whose latest SVID has expired cannot renew: it attests again.
+          { name: 'prune attested agents', run: async () => void (await store.pruneAttestedAgents(clock.now().getTime())) },
           // Revocations whose target can no longer match anything valid leave the event log (never the newest).
           { name: 'prune revocations', run: async () => void (await store.pruneRevocations(clock.now().getTime() - core.revocationSettings.retentionMs)) },
         ],

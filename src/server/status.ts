@@ -29,6 +29,11 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_KEY_PROOF_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   // Join-token messages carry no secret and only distinguish expired/used for holders of the real secret.
   ERR_JOIN_TOKEN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  // Renewal evidence (an SVID chain and a signature) says little, as any evidence does.
+  ERR_SVID_RENEWAL_INVALID: { status: status.PERMISSION_DENIED, showMessage: false, publicMessage: 'attestation failed: renewal evidence rejected' },
+  // Raised only after the SVID chain and its key's signature verified: the caller holds that SVID.
+  ERR_SVID_SUPERSEDED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_FRESH_EVIDENCE_REQUIRED: { status: status.FAILED_PRECONDITION, showMessage: true },
   ERR_NO_MATCHING_ENTRY: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_ENTRY_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
   ERR_ENTRY_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
@@ -71,9 +76,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   // The issuer refuses to sign a fork; the operator needs the detail, a caller only that it failed.
   ERR_AUDIT_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_AUDIT_INCONSISTENT: { status: status.INTERNAL, showMessage: false, publicMessage: 'audit log inconsistent' },
-  // Not yet attested or renewing: standard Workload API clients back off and retry.
+  // Raised by the sidecar's AgentService on its Unix socket (sidecar/agent-service/status.ts maps them there); never by the issuer.
   ERR_SIDECAR_NOT_SERVING: { status: status.UNAVAILABLE, showMessage: true },
-  // Raised by the sidecar's AgentService (sidecar/agent-service/status.ts maps it there); never by the issuer.
   ERR_SIDECAR_NO_WRIT: { status: status.FAILED_PRECONDITION, showMessage: true },
   ERR_SIDECAR_REQUEST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
 };

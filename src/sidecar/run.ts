@@ -20,6 +20,7 @@ export const SOCKET_SERVICES: ReadonlyArray<(o: RunSidecarOptions) => SocketServ
 export interface RunningSidecar {
   readonly sidecar: Sidecar;
   readonly socket: SocketServer;
+  /** The revocation subscription, when one was configured. */
   readonly guard?: RevocationGuard;
   /** Ends every stream, stops renewing, removes the socket. */
   close(): Promise<void>;
@@ -60,6 +61,7 @@ export async function runSidecar(o: RunSidecarOptions): Promise<RunningSidecar> 
         ...o.revocation,
         state: sidecar,
         onRevoked: (reason) => sidecar.revoke(reason),
+        clock: { now: () => new Date(o.now()) },
         ...(o.maxRevocationStalenessMs !== undefined ? { maxStalenessMs: o.maxRevocationStalenessMs } : {}),
         onConnection: (e) => {
           if (e.type !== 'connecting')

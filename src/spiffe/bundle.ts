@@ -10,6 +10,9 @@ import { FormatError } from '../errors.js';
 import { decodePem, encodePem } from '../der/pem.js';
 import { parseCertificate } from '../x509/certificate.js';
 
+/** The `use` of a bundle key that is an X.509-SVID authority (X509-SVID §6). */
+export const X509_SVID_USE = 'x509-svid';
+
 /** Largest bundle document we parse. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024;
 /** Most keys in one bundle. */

@@ -9,6 +9,7 @@
 import { StoreError } from '../errors.js';
 import type { Entry, Selector } from '../registration/entry.js';
 import type {
+  AttestedAgentRecord,
   AuditCheckpointRecord,
   AuditKeyRecord,
   AuditRecordRow,
@@ -199,6 +200,57 @@ export const decodeTpm = (r: Row): TpmRecord => ({
   clock: str(r.clock, 'tpm_endorsements.clock'),
   activatedAt: int(r.activated_at, 'tpm_endorsements.activated_at'),
   updatedAt: int(r.updated_at, 'tpm_endorsements.updated_at'),
+});
+
+export const ATTESTED_AGENTS = table('attested_agents', [
+  'id',
+  'spiffe_id',
+  'entry_id',
+  'evidence_type',
+  'selectors',
+  'platform',
+  'key_residency',
+  'evidence_digest',
+  'serial',
+  'jkt',
+  'svid_expires_at',
+  'attested_at',
+  'renewed_at',
+  'renewals',
+]);
+
+export const encodeAttestedAgent = (a: AttestedAgentRecord): RowOf<typeof ATTESTED_AGENTS> => ({
+  id: a.id,
+  spiffe_id: a.spiffeId,
+  entry_id: a.entryId,
+  evidence_type: a.evidenceType,
+  selectors: JSON.stringify(a.selectors.map((s) => ({ type: s.type, value: s.value }))),
+  platform: a.platform,
+  key_residency: a.keyResidency,
+  evidence_digest: a.evidenceDigest,
+  serial: a.serial,
+  jkt: a.jkt,
+  svid_expires_at: a.svidExpiresAt,
+  attested_at: a.attestedAt,
+  renewed_at: a.renewedAt,
+  renewals: a.renewals,
+});
+
+export const decodeAttestedAgent = (r: Row): AttestedAgentRecord => ({
+  id: str(r.id, 'attested_agents.id'),
+  spiffeId: str(r.spiffe_id, 'attested_agents.spiffe_id'),
+  entryId: str(r.entry_id, 'attested_agents.entry_id'),
+  evidenceType: str(r.evidence_type, 'attested_agents.evidence_type'),
+  selectors: json<Selector[]>(r.selectors, 'attested_agents.selectors'),
+  platform: str(r.platform, 'attested_agents.platform'),
+  keyResidency: str(r.key_residency, 'attested_agents.key_residency'),
+  evidenceDigest: bytes(r.evidence_digest, 'attested_agents.evidence_digest'),
+  serial: str(r.serial, 'attested_agents.serial'),
+  jkt: str(r.jkt, 'attested_agents.jkt'),
+  svidExpiresAt: int(r.svid_expires_at, 'attested_agents.svid_expires_at'),
+  attestedAt: int(r.attested_at, 'attested_agents.attested_at'),
+  renewedAt: intOrNull(r.renewed_at, 'attested_agents.renewed_at'),
+  renewals: int(r.renewals, 'attested_agents.renewals'),
 });
 
 export const POLICY_SNAPSHOTS = table('policy_snapshots', ['digest', 'policies', 'created_at']);

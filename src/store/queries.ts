@@ -5,6 +5,7 @@
  * prepared form by `name`.
  */
 import {
+  ATTESTED_AGENTS,
   AUDIT_CHECKPOINTS,
   AUDIT_KEYS,
   AUDIT_RECORDS,
@@ -96,6 +97,14 @@ export function buildQueries(d: Dialect) {
     insertIssued: insert(ISSUED_SVIDS),
     countIssued: 'SELECT COUNT(*) AS n FROM issued_svids',
     pruneIssued: 'DELETE FROM issued_svids WHERE expires_at < ?',
+
+    putAttestedAgent: insert(ATTESTED_AGENTS),
+    attestedAgentBySerial: `${select(ATTESTED_AGENTS)} WHERE serial = ?`,
+    // One conditional statement: the row lock (PostgreSQL) or the write lock (SQLite) lets exactly
+    // one renewal from a given serial win; the loser changes nothing.
+    renewAttestedAgent:
+      'UPDATE attested_agents SET serial = ?, jkt = ?, svid_expires_at = ?, key_residency = ?, renewed_at = ?, renewals = renewals + 1 WHERE id = ? AND serial = ?',
+    pruneAttestedAgents: 'DELETE FROM attested_agents WHERE svid_expires_at < ?',
 
     getTpm: `${select(TPM_ENDORSEMENTS)} WHERE ek_hash = ?`,
     putTpm: `${insert(TPM_ENDORSEMENTS)} ON CONFLICT (ek_hash) DO UPDATE SET ${replaceAll(TPM_ENDORSEMENTS, 'ek_hash')}`,

@@ -231,6 +231,26 @@ export const MIGRATIONS: readonly Migration[] = [
      created_at ${int} NOT NULL
    )${tableOptions};
    CREATE UNIQUE INDEX audit_keys_one_active ON audit_keys (state) WHERE state = 'active';`,
+  // Attested agents (SPIRE's attested nodes): per attestation, the identity its evidence proved
+  // and the serial of the one X.509-SVID that may renew it (attestation/x509-svid). A renewal
+  // moves `serial` with a conditional UPDATE, so a superseded SVID can never renew.
+  ({ int, blob, text, tableOptions }) => `CREATE TABLE attested_agents (
+     id ${text} PRIMARY KEY,
+     spiffe_id ${text} NOT NULL,
+     entry_id ${text} NOT NULL,
+     evidence_type ${text} NOT NULL,
+     selectors ${text} NOT NULL,
+     platform ${text} NOT NULL,
+     key_residency ${text} NOT NULL,
+     evidence_digest ${blob} NOT NULL,
+     serial ${text} NOT NULL UNIQUE,
+     jkt ${text} NOT NULL,
+     svid_expires_at ${int} NOT NULL,
+     attested_at ${int} NOT NULL,
+     renewed_at ${int},
+     renewals ${int} NOT NULL
+   )${tableOptions};
+   CREATE INDEX attested_agents_expires ON attested_agents (svid_expires_at);`,
 ];
 
 /** The schema version this binary migrates to. */

@@ -6,11 +6,13 @@
 import { StoreError } from '../errors.js';
 import type { Entry } from '../registration/entry.js';
 import {
+  ATTESTED_AGENTS,
   AUDIT_CHECKPOINTS,
   AUDIT_KEYS,
   AUDIT_RECORDS,
   bind,
   CA_KEYS,
+  decodeAttestedAgent,
   decodeAuditCheckpoint,
   decodeAuditKey,
   decodeAuditRecord,
@@ -37,6 +39,7 @@ import {
   encodeIssued,
   encodeJoinToken,
   encodeSnapshot,
+  encodeAttestedAgent,
   encodeTpm,
   encodeRevocation,
   encodeStatusList,
@@ -62,6 +65,8 @@ import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
   KillRoot,
   ActivePolicyRecord,
+  AgentSvidUpdate,
+  AttestedAgentRecord,
   AuditCheckpointRecord,
   AuditKeyRecord,
   AuditNode,
@@ -347,6 +352,21 @@ class SqlOps implements StoreTx {
     return this.x.run(this.q.pruneIssued, [before]);
   }
 
+  async putAttestedAgent(r: AttestedAgentRecord): Promise<void> {
+    await this.x.run(this.q.putAttestedAgent, bind(ATTESTED_AGENTS, encodeAttestedAgent(r)));
+  }
+  async getAttestedAgentBySerial(serial: string): Promise<AttestedAgentRecord | undefined> {
+    const r = await this.x.get(this.q.attestedAgentBySerial, [serial]);
+    return r && decodeAttestedAgent(r);
+  }
+  async renewAttestedAgent(id: string, fromSerial: string, next: AgentSvidUpdate): Promise<boolean> {
+    const params = [next.serial, next.jkt, next.svidExpiresAt, next.keyResidency, next.renewedAt, id, fromSerial];
+    return (await this.x.run(this.q.renewAttestedAgent, params)) === 1;
+  }
+  pruneAttestedAgents(before: number): Promise<number> {
+    return this.x.run(this.q.pruneAttestedAgents, [before]);
+  }
+
   async getAuditSize(): Promise<number> {
     return auditSize(await this.x.get(this.q.getAuditSize, []));
   }
@@ -496,6 +516,10 @@ export class SqlStore implements Store {
   recordIssued = (r: IssuedSvidRecord) => this.direct.recordIssued(r);
   countIssued = () => this.direct.countIssued();
   pruneIssued = (before: number) => this.direct.pruneIssued(before);
+  putAttestedAgent = (r: AttestedAgentRecord) => this.direct.putAttestedAgent(r);
+  getAttestedAgentBySerial = (serial: string) => this.direct.getAttestedAgentBySerial(serial);
+  renewAttestedAgent = (id: string, fromSerial: string, next: AgentSvidUpdate) => this.direct.renewAttestedAgent(id, fromSerial, next);
+  pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
   reserveAuditSeq = () => this.direct.reserveAuditSeq();
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);

@@ -8,7 +8,7 @@
  * (`store(sqlite): ...`, `store(postgres): ...`); a violated unique, foreign-key or check
  * constraint says so (`store(sqlite): unique constraint violated: ...`) and writes nothing.
  */
-import type { Entry } from '../registration/entry.js';
+import type { Entry, Selector } from '../registration/entry.js';
 
 export type CaKeyKind = 'x509-root' | 'x509-intermediate' | 'jwt' | 'writ';
 export type CaKeyState = 'prepared' | 'active' | 'retired';
@@ -46,6 +46,47 @@ export interface IssuedSvidRecord {
   readonly evidenceType: string;
   readonly issuedAt: number;
   readonly expiresAt: number;
+}
+
+/**
+ * One attested agent (SPIRE's attested node): what its original attestation proved, and the
+ * serial of the latest X.509-SVID issued to it, the only one that may renew it
+ * (attestation/x509-svid). A fresh attestation makes a new record; a renewal moves `serial`.
+ */
+export interface AttestedAgentRecord {
+  /** Random, 32 hex characters. */
+  readonly id: string;
+  readonly spiffeId: string;
+  readonly entryId: string;
+  /** The evidence type of the original attestation (never `x509_svid`). */
+  readonly evidenceType: string;
+  /** The selectors the original evidence proved. */
+  readonly selectors: readonly Selector[];
+  /** The platform selector of the original evidence, or ''. */
+  readonly platform: string;
+  /** The key-residency label the original evidence proved for `jkt`'s key, or ''. */
+  readonly keyResidency: string;
+  /** SHA-256 of the original evidence. */
+  readonly evidenceDigest: Buffer;
+  /** Serial of the latest X.509-SVID issued to this agent, lower-case hex. */
+  readonly serial: string;
+  /** RFC 7638 thumbprint of that SVID's key. */
+  readonly jkt: string;
+  /** That SVID's notAfter, Unix ms. */
+  readonly svidExpiresAt: number;
+  readonly attestedAt: number;
+  readonly renewedAt: number | null;
+  readonly renewals: number;
+}
+
+/** What a renewal moves an attested agent to. */
+export interface AgentSvidUpdate {
+  readonly serial: string;
+  readonly jkt: string;
+  readonly svidExpiresAt: number;
+  /** The key-residency label that still holds for the new key, or ''. */
+  readonly keyResidency: string;
+  readonly renewedAt: number;
 }
 
 /** What the issuer remembers about a TPM, keyed by its EK. */
@@ -357,6 +398,19 @@ export interface StoreTx {
 
   recordIssued(r: IssuedSvidRecord): Promise<void>;
   countIssued(): Promise<number>;
+
+  /** Inserts an attested agent; throws StoreError if its id or serial exists. */
+  putAttestedAgent(r: AttestedAgentRecord): Promise<void>;
+  /** The attested agent whose latest X.509-SVID has this serial (lower-case hex), if any. */
+  getAttestedAgentBySerial(serial: string): Promise<AttestedAgentRecord | undefined>;
+  /**
+   * Moves agent `id` from its latest SVID `fromSerial` to `next`, counting one renewal; false
+   * (and nothing written) unless `fromSerial` is still its latest. Once only: of any number of
+   * concurrent callers with the same `fromSerial`, on any number of stores, exactly one gets true.
+   */
+  renewAttestedAgent(id: string, fromSerial: string, next: AgentSvidUpdate): Promise<boolean>;
+  /** Deletes attested agents whose latest SVID expired before `before` (they cannot renew); returns how many. */
+  pruneAttestedAgents(before: number): Promise<number>;
 
   /** How many audit records the log holds (the tree size). */
   getAuditSize(): Promise<number>;

@@ -150,7 +150,13 @@ export async function sidecarRevocationBench(record: Record): Promise<void> {
       client.close();
       for (const s of running.splice(0)) await s.close();
     }
-    if (process.env.BENCH_DEBUG) console.log(`sidecar-revocation: from return, sorted: ${[...fromReturn].sort((a, b) => a - b).map((x) => x.toFixed(1)).join(' ')}`);
+    if (process.env.BENCH_DEBUG)
+      console.log(
+        `sidecar-revocation: from return, sorted: ${[...fromReturn]
+          .sort((a, b) => a - b)
+          .map((x) => x.toFixed(1))
+          .join(' ')}`,
+      );
     const unit = (what: string) =>
       `ms, ${what}, ${ROUNDS} rounds, three sidecars per round (socket client on the third); ${beforeReturn} refusals came before Revoke returned (0 ms)`;
     record('sidecar_revocation_hop3_p50_ms', round2(pct(fromReturn, 50)), unit('from Revoke returning to the third-hop sidecar refusing'));

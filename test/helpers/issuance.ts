@@ -12,6 +12,7 @@ import { SealedKeyCustody } from '../../src/ca/custody.js';
 import { CaManager } from '../../src/ca/manager.js';
 import { ManualClock } from '../../src/clock.js';
 import { VerifierRegistry } from '../../src/attestation/registry.js';
+import type { EvidenceVerifier } from '../../src/attestation/verifier.js';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
@@ -71,6 +72,8 @@ export interface WorldOptions {
   /** Push the end-to-end policy set (default); false: no policy is active. */
   readonly policy?: boolean;
   readonly grantMaxTtlMs?: number;
+  /** More verifiers beside the fake one, made with the world's store and CA (e.g. x509_svid renewal). */
+  readonly verifiers?: (deps: { store: SqliteStore; ca: CaManager }) => readonly EvidenceVerifier[];
 }
 
 export async function issuanceWorld(o: WorldOptions = {}) {
@@ -90,7 +93,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
   const issuer = new Issuer({
     ca,
     store,
-    verifiers: new VerifierRegistry([evidence]),
+    verifiers: new VerifierRegistry([evidence, ...(o.verifiers?.({ store, ca }) ?? [])]),
     clock,
     policies,
     engine,

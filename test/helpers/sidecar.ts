@@ -29,31 +29,30 @@ export interface HsmIssuer {
   readonly deviceKey: string;
   /** Registers the device under `spiffeId` with these TTLs (seconds). */
   entry(spiffeId: string, x509Ttl: number, jwtTtl?: number): Promise<void>;
+  /** Stops the issuer, keeping its data directory and port for `restart()` (an outage). */
+  halt(): Promise<void>;
+  /** Starts it again on the same port with the same data (keys, entries). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** An issuer trusting one fake HSM device; `port` reuses a port (a restart after an outage). */
-export async function startHsmIssuer(opts: { dataDir?: string; listen?: string; deviceKey?: string } = {}): Promise<HsmIssuer> {
+/** An issuer trusting one fake HSM device, with a fresh device key and data directory. */
+export async function startHsmIssuer(): Promise<HsmIssuer> {
   const dir = mkdtempSync(join(tmpdir(), 'wsc-'));
-  let deviceKey = opts.deviceKey;
-  let devicePub = join(dir, 'device.pub');
-  if (!deviceKey) {
-    const device = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    deviceKey = join(dir, 'device.key');
-    writeFileSync(devicePub, device.publicKey.export({ type: 'spki', format: 'pem' }));
-    writeFileSync(deviceKey, device.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  } else devicePub = `${deviceKey}.pub`;
-  const s = await startServer(
-    {
-      ...(opts.listen ? { listen: opts.listen } : {}),
-      ...(opts.dataDir ? { data_dir: opts.dataDir } : {}),
-      attestation: { [FAKE_TYPE]: { devices: [devicePub] } },
-    },
-    { evidence: [...BUILTIN_EVIDENCE, fakePlugin] },
-  );
-  const key = deviceKey;
+  const devicePub = join(dir, 'device.pub');
+  const device = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const key = join(dir, 'device.key');
+  writeFileSync(devicePub, device.publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(key, device.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const start = (raw: Record<string, unknown>) =>
+    startServer({ ...raw, attestation: { [FAKE_TYPE]: { devices: [devicePub] } } }, { evidence: [...BUILTIN_EVIDENCE, fakePlugin] });
+  let s = await start({});
+  const dataDir = s.dataDir;
+  let halted = false;
   return {
-    s,
+    get s() {
+      return s;
+    },
     dir,
     deviceKey: key,
     async entry(spiffeId, x509Ttl, jwtTtl = 0) {
@@ -65,8 +64,19 @@ export async function startHsmIssuer(opts: { dataDir?: string; listen?: string; 
         entry: { spiffeId, selectors: [{ type: FAKE_TYPE, value }], x509SvidTtl: x509Ttl, jwtSvidTtl: jwtTtl },
       });
     },
+    async halt() {
+      halted = true;
+      await s.server.stop(0);
+    },
+    async restart() {
+      const address = s.address;
+      s = await start({ data_dir: dataDir, listen: address });
+      halted = false;
+    },
     async stop() {
-      await s.stop();
+      if (halted) rmSync(s.dataDir, { recursive: true, force: true });
+      else await s.stop();
+      rmSync(dataDir, { recursive: true, force: true });
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -18,6 +18,7 @@ import { AuditError, StoreError } from '../../src/errors.js';
 import type { Entry } from '../../src/registration/entry.js';
 import type { Backend } from '../../src/store/dialect.js';
 import type {
+  AttestedAgentRecord,
   CaKeyRecord,
   DecisionRecord,
   GrantRecord,
@@ -184,6 +185,24 @@ export const issued = (id: string, over: Partial<IssuedSvidRecord> = {}): Issued
   evidenceType: 'join_token',
   issuedAt: 1_000,
   expiresAt: 2_000,
+  ...over,
+});
+
+export const attestedAgent = (id: string, over: Partial<AttestedAgentRecord> = {}): AttestedAgentRecord => ({
+  id,
+  spiffeId: 'spiffe://example.org/agent/a',
+  entryId: 'e1',
+  evidenceType: 'join_token',
+  selectors: [{ type: 'join_token', value: '00112233445566ff' }],
+  platform: '',
+  keyResidency: '',
+  evidenceDigest: Buffer.alloc(32, 7),
+  serial: `5e${id}`,
+  jkt: 'jkt-1',
+  svidExpiresAt: 2_000,
+  attestedAt: 1_000,
+  renewedAt: null,
+  renewals: 0,
   ...over,
 });
 
@@ -473,6 +492,82 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         await s.createJoinToken(t);
         expectStoreError(await rejection(s.createJoinToken({ ...t, secretHash: randomBytes(32) })), UNIQUE);
         expect(await s.getJoinToken(t.id)).toEqual(t);
+      });
+    });
+
+    describe('attested agents', () => {
+      const next = (serial: string, at = 1_500) => ({ serial, jkt: 'jkt-2', svidExpiresAt: 3_000, keyResidency: '', renewedAt: at });
+
+      it('keeps an attested agent and finds it by its latest serial only', async () => {
+        const a = attestedAgent('a1', { platform: 'tpm:ek_hash:ab', keyResidency: 'tpm' });
+        await s.putAttestedAgent(a);
+        expect(await s.getAttestedAgentBySerial(a.serial)).toEqual(a);
+        expect(await s.getAttestedAgentBySerial('unknown')).toBeUndefined();
+        expect(await s.renewAttestedAgent('a1', a.serial, next('5e02', 1_600))).toBe(true);
+        expect(await s.getAttestedAgentBySerial(a.serial)).toBeUndefined();
+        expect(await s.getAttestedAgentBySerial('5e02')).toEqual({ ...a, ...next('5e02', 1_600), renewals: 1 });
+      });
+
+      it('renews only from the latest serial, and a superseded one changes nothing', async () => {
+        const a = attestedAgent('a1');
+        await s.putAttestedAgent(a);
+        expect(await s.renewAttestedAgent('a1', a.serial, next('5e02'))).toBe(true);
+        expect(await s.renewAttestedAgent('a1', a.serial, next('5e03'))).toBe(false);
+        expect(await s.renewAttestedAgent('other', '5e02', next('5e03'))).toBe(false);
+        expect(await s.getAttestedAgentBySerial('5e03')).toBeUndefined();
+        expect((await s.getAttestedAgentBySerial('5e02'))!.renewals).toBe(1);
+      });
+
+      it('renews exactly once when concurrent transactions race with the same serial', async () => {
+        const a = attestedAgent('a1');
+        await s.putAttestedAgent(a);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            s.transaction(async (tx) => {
+              if (!(await tx.getAttestedAgentBySerial(a.serial))) return false;
+              return tx.renewAttestedAgent('a1', a.serial, next(`7${i.toString(16).padStart(3, '0')}`));
+            }),
+          ),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const won = `7${results.indexOf(true).toString(16).padStart(3, '0')}`;
+        expect((await s.getAttestedAgentBySerial(won))!.renewals).toBe(1);
+      });
+
+      it('renews exactly once when concurrent single calls race with the same serial', async () => {
+        const a = attestedAgent('a1');
+        await s.putAttestedAgent(a);
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => s.renewAttestedAgent('a1', a.serial, next(`8${i}`))));
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('refuses a second agent with the same id or the same serial', async () => {
+        await s.putAttestedAgent(attestedAgent('a1'));
+        expectStoreError(await rejection(s.putAttestedAgent(attestedAgent('a1', { serial: '99' }))), UNIQUE);
+        expectStoreError(await rejection(s.putAttestedAgent(attestedAgent('a2', { serial: '5ea1' }))), UNIQUE);
+        await s.putAttestedAgent(attestedAgent('a2'));
+        // A renewal may not take a serial another agent holds either.
+        expectStoreError(await rejection(s.renewAttestedAgent('a2', '5ea2', next('5ea1'))), UNIQUE);
+        expect(await s.getAttestedAgentBySerial('5ea2')).toBeDefined();
+      });
+
+      it('prunes agents whose latest SVID expired before the given time, and returns how many', async () => {
+        await s.putAttestedAgent(attestedAgent('a1', { svidExpiresAt: 100 }));
+        await s.putAttestedAgent(attestedAgent('a2', { svidExpiresAt: 200 }));
+        expect(await s.pruneAttestedAgents(200)).toBe(1);
+        expect(await s.getAttestedAgentBySerial('5ea1')).toBeUndefined();
+        expect(await s.getAttestedAgentBySerial('5ea2')).toBeDefined();
+        expect(await s.pruneAttestedAgents(201)).toBe(1);
+      });
+
+      it('rolls an agent record back with the transaction that wrote it', async () => {
+        await expect(
+          s.transaction(async (tx) => {
+            await tx.putAttestedAgent(attestedAgent('a1'));
+            throw new Error('abort');
+          }),
+        ).rejects.toThrow('abort');
+        expect(await s.getAttestedAgentBySerial('5ea1')).toBeUndefined();
       });
     });
 

@@ -239,6 +239,7 @@ pgDescribe('PostgresStore', () => {
       await s.close();
       const tables = await admin!.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
       expect(tables.rows.map((r) => r.table_name)).toEqual([
+        'attested_agents',
         'audit_checkpoints',
         'audit_keys',
         'audit_nodes',

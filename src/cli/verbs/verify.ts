@@ -4,7 +4,7 @@ import { parseDuration } from '../../config/duration.js';
 import { readInputFile } from '../../config/files.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../config/options.js';
 import { isWritError } from '../../errors.js';
-import { parseSpiffeBundle } from '../../spiffe/bundle.js';
+import { parseSpiffeBundle, X509_SVID_USE } from '../../spiffe/bundle.js';
 import { trustDomainId } from '../../spiffe/id.js';
 import { parseCertificate } from '../../x509/certificate.js';
 import { authorize, verifyWrit, type WritRequirements } from '../../writ/verify.js';
@@ -39,7 +39,7 @@ function options(catalog: CliCatalog): OptionSpecs {
 /** The trust domain a SPIFFE bundle document's X.509 authorities name. */
 function bundleTrustDomain(doc: { keys?: Array<{ use?: string; x5c?: string[] }> }): string | undefined {
   for (const k of doc.keys ?? []) {
-    if (k.use !== 'x509-svid' || !k.x5c?.[0]) continue;
+    if (k.use !== X509_SVID_USE || !k.x5c?.[0]) continue;
     const uri = parseCertificate(Buffer.from(k.x5c[0], 'base64')).uris.find((u) => u.startsWith('spiffe://'));
     if (uri) return new URL(uri).host;
   }

@@ -53,11 +53,11 @@ function headerMissing(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.Serve
   return v.length === 1 && v[0] === 'true' ? undefined : refuse(grpc.status.INVALID_ARGUMENT, SECURITY_HEADER_MISSING);
 }
 
-/** What a caller gets when there is no identity to serve. */
-export function notServing(s: SidecarStatus): Refusal | undefined {
+/** What a caller gets when there is no identity to serve (`now`: an identity past notAfter is never served, whatever a timer did). */
+export function notServing(s: SidecarStatus, now: number): Refusal | undefined {
   switch (s.state) {
     case 'serving':
-      return undefined;
+      return s.identity.notAfter <= now ? refuse(grpc.status.PERMISSION_DENIED, 'no identity issued: the X.509-SVID expired and was not renewed') : undefined;
     case 'pending':
       return refuse(grpc.status.UNAVAILABLE, 'no identity issued yet (the sidecar is attesting)');
     case 'expired':
@@ -72,9 +72,9 @@ const TPM_KEY = refuse(
   "the agent key is resident in a TPM and cannot be delivered as PKCS#8: the SPIFFE Workload API's X.509-SVID profile requires the key; use JWT-SVIDs, or writ.agent.v1.AgentService, which signs with the key",
 );
 
-function errorStatus(e: unknown, state: SidecarStatus): Refusal {
+function errorStatus(e: unknown, state: SidecarStatus, now: number): Refusal {
   if (isWritError(e) && e.code === 'ERR_SIDECAR_REQUEST_INVALID') return refuse(grpc.status.INVALID_ARGUMENT, e.message);
-  return notServing(state) ?? refuse(grpc.status.UNAVAILABLE, isWritError(e) ? e.message : 'the sidecar could not answer');
+  return notServing(state, now) ?? refuse(grpc.status.UNAVAILABLE, isWritError(e) ? e.message : 'the sidecar could not answer');
 }
 
 const bundleKey = (b: TrustBundle) => `${b.pem}\n${b.jwks}`;
@@ -106,7 +106,7 @@ function streamFromState<T>(
   render: (id: SidecarIdentity) => T | Refusal,
   changed: (prev: SidecarIdentity, next: SidecarIdentity) => boolean,
 ): void {
-  const first = headerMissing(call) ?? notServing(ctx.state.current());
+  const first = headerMissing(call) ?? notServing(ctx.state.current(), ctx.now());
   if (first) {
     call.emit('error', { code: first.code, details: first.details });
     return;
@@ -143,7 +143,7 @@ function streamFromState<T>(
   const unsubscribe = ctx.state.subscribe((s) => {
     if (over) return;
     if (s.state === 'serving') onIdentity(s.identity);
-    else end(notServing(s)!);
+    else end(notServing(s, ctx.now()) ?? refuse(grpc.status.UNAVAILABLE, 'no identity'));
   });
   const remove = streams.add(end);
   call.on('drain', () => {
@@ -206,7 +206,7 @@ export function workloadApiService(): SocketService {
           const req = call.request;
           if (req.audience.length === 0) return unaryRefusal(cb, refuse(grpc.status.INVALID_ARGUMENT, 'audience must be specified'));
           const state = ctx.state.current();
-          const none = notServing(state);
+          const none = notServing(state, ctx.now());
           if (req.spiffeId !== '') {
             if (Buffer.byteLength(req.spiffeId) > MAX_SPIFFE_ID_BYTES)
               return unaryRefusal(cb, refuse(grpc.status.INVALID_ARGUMENT, `spiffe_id is longer than ${MAX_SPIFFE_ID_BYTES} bytes`));
@@ -225,7 +225,7 @@ export function workloadApiService(): SocketService {
             (j) => cb(null, create(JWTSVIDResponseSchema, { svids: [{ spiffeId: j.spiffeId, svid: j.token }] })),
             (e) => {
               ctx.log(`workload-api: FetchJWTSVID: ${(e as Error).message}`);
-              unaryRefusal(cb, errorStatus(e, ctx.state.current()));
+              unaryRefusal(cb, errorStatus(e, ctx.state.current(), ctx.now()));
             },
           );
         },
@@ -237,7 +237,7 @@ export function workloadApiService(): SocketService {
           if (req.svid === '') return unaryRefusal(cb, refuse(grpc.status.INVALID_ARGUMENT, 'svid must be specified'));
           if (req.svid.length > MAX_JWT_BYTES) return unaryRefusal(cb, refuse(grpc.status.INVALID_ARGUMENT, `svid is longer than ${MAX_JWT_BYTES} bytes`));
           const state = ctx.state.current();
-          const none = notServing(state);
+          const none = notServing(state, ctx.now());
           if (none || state.state !== 'serving') return unaryRefusal(cb, none ?? refuse(grpc.status.UNAVAILABLE, 'no bundle'));
           const b = state.identity.bundle;
           let claims: Record<string, unknown>;

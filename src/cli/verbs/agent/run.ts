@@ -19,6 +19,7 @@ import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import { readPemBundle } from '../../bundle-file.js';
 import { seconds } from '../../durations.js';
 import { readGrantFiles } from '../../grant-files.js';
+import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
 
@@ -35,25 +36,16 @@ const CORE: OptionSpecs = {
   'parent-socket': {
     type: 'string',
     value: 'PATH',
-    help: "spawned by a parent agent: obtain the grant chain from the parent sidecar's Delegate on this socket (instead of --grant)",
+    help: "a child agent: get the grant chain from the parent sidecar's Delegate on this socket (then --scope, --boundary, --escalate, --grant-ttl)",
   },
-  scope: {
-    type: 'string',
-    multiple: true,
-    value: 'ACTION=RESOURCE',
-    help: "with --parent-socket: the child's scope (default: the parent's); each inside the parent's",
-  },
-  boundary: { type: 'string', multiple: true, value: 'ACTION=RESOURCE', help: "with --parent-socket: a boundary added to the parent's" },
-  escalate: { type: 'string', multiple: true, value: 'ACTION=RESOURCE', help: "with --parent-socket: an escalation rule added to the parent's" },
-  'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default and at most: the parent grant's)" },
+  ...PERMISSION_OPTIONS,
+  'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
   'revocation-max-staleness': {
     type: 'string',
     value: 'D',
     help: 'refuse to Delegate when the issuer last confirmed the revocation view longer ago than this (default 15s)',
   },
 };
-
-const DELEGATION_OPTIONS = ['scope', 'boundary', 'escalate', 'grant-ttl'];
 
 function options(catalog: CliCatalog): OptionSpecs {
   return Object.assign({}, CORE, ...catalog.producers.map((p) => p.options));
@@ -80,45 +72,38 @@ export const agentRunVerb: Verb = {
     const path = socketPath(stringOption(values, 'socket'), env);
     const group = stringOption(values, 'socket-group');
     const gid = group !== undefined ? resolveGroup(group) : undefined;
-    const parentSocket = stringOption(values, 'parent-socket');
-    if (parentSocket !== undefined && listOption(values, 'grant').length)
-      throw new UsageError('--parent-socket and --grant are exclusive: the parent sidecar provides the chain');
-    if (parentSocket === undefined) {
-      const stray = DELEGATION_OPTIONS.filter((o) => values[o] !== undefined && !(Array.isArray(values[o]) && values[o].length === 0));
-      if (stray.length) throw new UsageError(`--${stray.join(', --')} need --parent-socket`);
-    }
     const staleness = stringOption(values, 'revocation-max-staleness');
     const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
     if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
-    let grants = readGrantFiles(listOption(values, 'grant'));
-    const writAudiences = listOption(values, 'writ-audience');
-    if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
+    const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
+    const parent = stringOption(values, 'parent-socket');
+    const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
+    for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl'])
+      if (!parent && values[f] !== undefined) throw new UsageError(`--${f} needs --parent-socket`);
+    if (parent && values.grant !== undefined) throw new UsageError('--grant and --parent-socket are exclusive: the parent sidecar supplies the chain');
     const keyFile = stringOption(values, 'key');
     if (keyFile && producer.keys?.selected(values)) throw new UsageError(`--key cannot be used with a key the ${producer.type} evidence holds`);
+    if (parent && producer.keys?.selected(values)) throw new UsageError('--parent-socket needs a key in this process (--key, or none: a new one)');
     let key = keyFile ? readOwnerOnlyKey(keyFile) : undefined;
-    const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
-    const now = () => Date.now();
-    if (parentSocket !== undefined) {
-      // The parent binds its hop to this key's thumbprint, so the key must exist now: a key the
-      // evidence type holds (a TPM) is made only when its session opens.
-      if (producer.keys?.selected(values))
-        throw new UsageError(
-          `--parent-socket needs the agent key in this process (--key, or none for an in-memory key), not one the ${producer.type} evidence holds`,
-        );
+    let grants: readonly string[] = readGrantFiles(listOption(values, 'grant'));
+    if (parent) {
+      // The child's key must exist before the parent delegates to it: a new one, never written.
       key ??= generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-      const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
       const ttl = stringOption(values, 'grant-ttl');
       const d = await delegateFromParent({
-        socket: parentSocket,
+        socket: parent,
         childJkt: jwkThumbprint(createPublicKey(key)),
         scope: perms('scope'),
         boundaries: perms('boundary'),
         escalate: perms('escalate'),
-        ...(ttl !== undefined ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
+        ...(ttl ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
       });
-      grants = [...d.grants];
+      grants = d.grants;
       log(`sidecar: the parent sidecar delegated grant ${d.grantId} (depth ${d.grants.length - 1}, until ${new Date(d.expiresAt).toISOString()})`);
     }
+    const writAudiences = listOption(values, 'writ-audience');
+    if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
+    const now = () => Date.now();
     const running = await runSidecar({
       source: producerSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now),
       jwtAudiences: listOption(values, 'jwt-audience'),

@@ -1,0 +1,139 @@
+/**
+ * Renewal under short TTLs, through the Workload API: every rotation reaches every one of 200
+ * open streams and none sees an expired SVID; an issuer outage leaves the sidecar serving what it
+ * holds until it expires, then refusing; the issuer's return brings it back without a restart.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseCertificate, splitDerChain } from '../../src/x509/certificate.js';
+import { hsmSource, securityHeader, startHsmIssuer, startSidecar, unary, workloadClient, type HsmIssuer, type WorkloadClient } from '../helpers/sidecar.js';
+
+const ID = 'spiffe://example.org/agent/renew';
+
+interface X509Message {
+  svids: Array<{ x509_svid: Buffer }>;
+}
+
+const leafOf = (m: X509Message) => parseCertificate(splitDerChain(m.svids[0]!.x509_svid)[0]!);
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function setup(ttl: number): Promise<{ issuer: HsmIssuer; sc: Awaited<ReturnType<typeof startSidecar>> }> {
+  const issuer = await startHsmIssuer();
+  cleanup.push(() => issuer.stop());
+  await issuer.entry(ID, ttl, 60);
+  const sc = await startSidecar(hsmSource({ address: issuer.s.address, bundlePem: issuer.s.bundlePem, deviceKey: issuer.deviceKey }), {
+    jwtAudiences: ['https://rp.example'],
+  });
+  cleanup.push(() => sc.close());
+  await sc.sidecar.ready();
+  return { issuer, sc };
+}
+
+describe('sidecar renewal', () => {
+  it('delivers every rotation to each of 200 concurrent streams, never an expired SVID', async () => {
+    const { sc } = await setup(4);
+    const clients: WorkloadClient[] = Array.from({ length: 10 }, () => workloadClient(sc.path));
+    cleanup.push(() => {
+      for (const c of clients) c.close();
+    });
+    const ROTATIONS = 2;
+    const seen: Array<Array<{ serial: string; notAfter: number; at: number }>> = [];
+    const calls: grpc.ClientReadableStream<X509Message>[] = [];
+    const allDone = Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) =>
+          new Promise<void>((resolve, reject) => {
+            const mine: Array<{ serial: string; notAfter: number; at: number }> = [];
+            seen.push(mine);
+            const call = clients[i % clients.length].FetchX509SVID({}, securityHeader()) as grpc.ClientReadableStream<X509Message>;
+            calls.push(call);
+            call.on('data', (m: X509Message) => {
+              const leaf = leafOf(m);
+              mine.push({ serial: leaf.serial.toString('hex'), notAfter: leaf.notAfter.getTime(), at: Date.now() });
+              if (mine.length === ROTATIONS + 1) resolve();
+            });
+            call.on('error', (e: grpc.ServiceError) => {
+              if (e.code !== grpc.status.CANCELLED) reject(e);
+            });
+          }),
+      ),
+    );
+    await allDone;
+    for (const c of calls) c.cancel();
+    // Every stream saw the same sequence of SVIDs; the later ones are the rotations.
+    const reference = seen.map((s) => s.map((x) => x.serial));
+    const serialsSeen = new Set(reference.flat());
+    expect(serialsSeen.size).toBeGreaterThanOrEqual(ROTATIONS + 1);
+    for (const s of seen) {
+      for (let k = 1; k < s.length; k++) {
+        expect(s[k]!.serial).not.toBe(s[k - 1]!.serial);
+        expect(s[k]!.notAfter).toBeGreaterThan(s[k - 1]!.notAfter);
+      }
+      for (const x of s) expect(x.at).toBeLessThan(x.notAfter);
+    }
+    // The rotations after the first message are the same ones on every stream.
+    const rotations = new Set(
+      seen.map((s) =>
+        s
+          .slice(-ROTATIONS)
+          .map((x) => x.serial)
+          .join(','),
+      ),
+    );
+    expect(rotations.size).toBeLessThanOrEqual(2);
+    expect(sc.sidecar.renewals).toBeGreaterThanOrEqual(ROTATIONS);
+  }, 120_000);
+
+  it('keeps serving through an outage until the SVID expires, then refuses; recovers when the issuer returns', async () => {
+    const { issuer, sc } = await setup(4);
+    const client = workloadClient(sc.path);
+    cleanup.push(() => client.close());
+    const call = client.FetchX509SVID({}, securityHeader()) as grpc.ClientReadableStream<X509Message>;
+    const messages: X509Message[] = [];
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    call.on('data', (m: X509Message) => messages.push(m));
+    await new Promise<void>((r) => {
+      const check = () => (messages.length ? r() : setImmediate(check));
+      check();
+    });
+    const failuresBefore = sc.sidecar.failures;
+    await issuer.halt();
+
+    // While the SVID is valid: still served (the JWT-SVID from the cache too).
+    const jwt = await unary<unknown, { svids: unknown[] }>(client, 'FetchJWTSVID', { audience: ['https://rp.example'] });
+    expect(jwt.svids).toHaveLength(1);
+
+    // At expiry the stream ends with PERMISSION_DENIED (no longer entitled), after notAfter.
+    const e = await ended;
+    const lastNotAfter = leafOf(messages[messages.length - 1]!).notAfter.getTime();
+    expect(e.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(e.details).toContain('expired');
+    expect(Date.now()).toBeGreaterThanOrEqual(lastNotAfter);
+    expect(sc.sidecar.failures).toBeGreaterThan(failuresBefore);
+    expect(sc.sidecar.current().state).toBe('expired');
+    const refused = await unary(client, 'FetchJWTSVID', { audience: ['https://rp.example'] }).then(
+      () => undefined,
+      (x: grpc.ServiceError) => x,
+    );
+    expect(refused?.code).toBe(grpc.status.PERMISSION_DENIED);
+
+    // The issuer comes back: the sidecar recovers by itself (its retry loop), streams work again.
+    await issuer.restart();
+    const back = await sc.sidecar.ready();
+    expect(back.notAfter).toBeGreaterThan(Date.now());
+    const again = client.FetchX509SVID({}, securityHeader()) as grpc.ClientReadableStream<X509Message>;
+    const m = await new Promise<X509Message>((resolve, reject) => {
+      again.on('data', resolve);
+      again.on('error', reject);
+    });
+    again.on('error', () => {});
+    again.cancel();
+    expect(leafOf(m).notAfter.getTime()).toBe(back.notAfter);
+    expect(leafOf(m).notAfter.getTime()).toBeGreaterThan(lastNotAfter);
+  }, 120_000);
+});

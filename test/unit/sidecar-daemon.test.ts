@@ -1,0 +1,361 @@
+/**
+ * The sidecar's state machine (src/sidecar/daemon.ts) with a scripted identity source, a manual
+ * clock and manual timers: renewal at half the lifetime ±10%, backoff, expiry, recovery,
+ * revocation as a terminal state, and the JWT-SVID cache. And the checks every issuer answer
+ * passes before it is served (src/sidecar/identity-source.ts `identityFrom`).
+ */
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { jwkThumbprint as jwkThumbprintOf, keySigner } from '../../src/jose/jws.js';
+import { MAX_JWT_CACHE_ENTRIES, RETRY_CAP_MS, Sidecar, checkAudiences, renewalAt, retryDelay, type Timers } from '../../src/sidecar/daemon.js';
+import { identityFrom, type IdentitySource, type ObtainRequest, type Obtained } from '../../src/sidecar/identity-source.js';
+import type { SidecarIdentity, SidecarStatus } from '../../src/sidecar/state.js';
+import { parseSpiffeId } from '../../src/spiffe/id.js';
+import { mintJwtSvid } from '../../src/svid/jwt-svid.js';
+import { encodePem } from '../../src/der/pem.js';
+import { expectWritError } from '../helpers/errors.js';
+import { ecKey, makeCert, rootAndLeaf } from '../helpers/testca.js';
+import { FakeIssuer, agent } from '../helpers/writ-fixture.js';
+
+const ID = 'spiffe://example.org/agent/a';
+const signer = keySigner(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+const jwtKey = { kid: 'k1', signer: keySigner(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey) };
+
+class ManualTimers implements Timers {
+  now = 1_000_000;
+  private seq = 0;
+  private readonly due = new Map<number, { at: number; fn: () => void }>();
+  setTimeout(fn: () => void, ms: number): unknown {
+    const h = ++this.seq;
+    this.due.set(h, { at: this.now + ms, fn });
+    return h;
+  }
+  clearTimeout(h: unknown): void {
+    this.due.delete(h as number);
+  }
+  /** Moves time forward, running each timer due on the way, in order. */
+  async advance(ms: number): Promise<void> {
+    const end = this.now + ms;
+    for (;;) {
+      const next = [...this.due.entries()].filter(([, t]) => t.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!next) break;
+      this.due.delete(next[0]);
+      this.now = Math.max(this.now, next[1].at);
+      next[1].fn();
+      await flush();
+    }
+    this.now = end;
+    await flush();
+  }
+  get pending(): number {
+    return this.due.size;
+  }
+}
+
+const flush = async () => {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+};
+
+async function jwt(aud: string, iat: number, exp: number): Promise<string> {
+  return (await mintJwtSvid(jwtKey, { spiffeId: parseSpiffeId(ID), audience: [aud], issuedAt: new Date(iat), expiresAt: new Date(exp) })).token;
+}
+
+/** A source whose answers the test scripts: each obtain waits for `answer` or `fail`. */
+class ScriptedSource implements IdentitySource {
+  readonly requests: ObtainRequest[] = [];
+  readonly released: SidecarIdentity[] = [];
+  private waiting: Array<{ resolve: (o: Obtained) => void; reject: (e: Error) => void }> = [];
+  constructor(
+    private readonly timers: ManualTimers,
+    private readonly ttlMs: number,
+    private readonly jwtTtlMs = 60_000,
+  ) {}
+  obtain(req: ObtainRequest): Promise<Obtained> {
+    this.requests.push(req);
+    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+  }
+  get open(): number {
+    return this.waiting.length;
+  }
+  async answer(spiffeId = ID): Promise<SidecarIdentity> {
+    const w = this.waiting.shift();
+    if (!w) throw new Error('no obtain is waiting');
+    const now = this.timers.now;
+    const req = this.requests[this.requests.length - 1 - this.waiting.length]!;
+    const identity: SidecarIdentity = {
+      spiffeId,
+      svidChain: [Buffer.from(`svid-${now}`)],
+      signer,
+      privateKeyPkcs8: Buffer.from('k'),
+      bundle: { trustDomain: 'example.org', x509Authorities: [], jwks: '{"keys":[]}', pem: '' },
+      notAfter: now + this.ttlMs,
+      obtainedAt: now,
+    };
+    const jwtSvids = await Promise.all(req.jwtAudiences.map(async (a) => ({ audience: a, token: await jwt(a, now, now + this.jwtTtlMs) })));
+    w.resolve({ identity, jwtSvids, release: async () => void this.released.push(identity) });
+    await flush();
+    return identity;
+  }
+  async fail(msg = 'connection refused'): Promise<void> {
+    const w = this.waiting.shift();
+    if (!w) throw new Error('no obtain is waiting');
+    w.reject(new Error(msg));
+    await flush();
+  }
+}
+
+function setup(ttlMs = 10_000, random = 0.5, jwtAudiences: string[] = []) {
+  const timers = new ManualTimers();
+  const source = new ScriptedSource(timers, ttlMs);
+  const sc = new Sidecar({ source, now: () => timers.now, random: () => random, timers, jwtAudiences });
+  const seen: SidecarStatus[] = [];
+  sc.subscribe((s) => seen.push(s));
+  return { timers, source, sc, seen };
+}
+
+describe('renewal schedule', () => {
+  it('renews at half the lifetime, ±10%', () => {
+    expect(renewalAt(0, 10_000, 0.5)).toBe(5_000);
+    expect(renewalAt(0, 10_000, 0)).toBe(4_500);
+    expect(renewalAt(0, 10_000, 0.999999)).toBe(5_499);
+    for (let i = 0; i < 100; i++) {
+      const at = renewalAt(1000, 101_000, Math.random());
+      expect(at).toBeGreaterThanOrEqual(1000 + 45_000);
+      expect(at).toBeLessThan(1000 + 55_000);
+    }
+  });
+
+  it('backs off exponentially with jitter, up to the cap', () => {
+    expect(retryDelay(0, 0)).toBe(250);
+    expect(retryDelay(0, 0.999)).toBeLessThan(500);
+    expect(retryDelay(3, 0)).toBe(2_000);
+    expect(retryDelay(50, 0.999)).toBeLessThanOrEqual(RETRY_CAP_MS);
+    expect(retryDelay(50, 0)).toBe(RETRY_CAP_MS / 2);
+  });
+});
+
+describe('the sidecar state machine', () => {
+  it('is pending until the first attestation, retries it with backoff, then serves', async () => {
+    const { source, sc, timers, seen } = setup();
+    sc.start();
+    expect(sc.current().state).toBe('pending');
+    await expectWritError(sc.jwtSvid(['a']), 'ERR_SIDECAR_NOT_SERVING', 'no identity yet');
+    await source.fail();
+    expect(sc.current()).toEqual({ state: 'pending', reason: 'connection refused' });
+    expect(source.open).toBe(0);
+    await timers.advance(400); // retryDelay(0, 0.5) = 375
+    expect(source.open).toBe(1);
+    expect(source.requests[1]!.current).toBeUndefined();
+    const id = await source.answer();
+    expect(sc.current()).toEqual({ state: 'serving', identity: id });
+    expect(seen.map((s) => s.state)).toEqual(['pending', 'serving']);
+    expect(sc.failures).toBe(1);
+  });
+
+  it('renews at half the lifetime with the current identity, and a renewal replaces the identity whole', async () => {
+    const { source, sc, timers } = setup(10_000);
+    sc.start();
+    const first = await source.answer();
+    await timers.advance(4_999);
+    expect(source.open).toBe(0);
+    await timers.advance(1);
+    expect(source.open).toBe(1);
+    expect(source.requests[1]!.current).toBe(first);
+    const second = await source.answer();
+    expect(sc.current()).toEqual({ state: 'serving', identity: second });
+    expect(sc.renewals).toBe(1);
+    // The previous identity's key session is released once it is replaced, not before.
+    expect(source.released).toEqual([first]);
+  });
+
+  it('keeps serving while renewals fail, expires at notAfter, and recovers when the issuer answers', async () => {
+    const { source, sc, timers, seen } = setup(10_000);
+    sc.start();
+    const id = await source.answer();
+    await timers.advance(5_000);
+    await source.fail();
+    // Failing renewals do not drop the identity.
+    expect(sc.current()).toEqual({ state: 'serving', identity: id });
+    for (let i = 0; i < 3 && timers.now < id.notAfter - 1000; i++) {
+      await timers.advance(Math.min(retryDelay(i + 1, 0.5), id.notAfter - 1 - timers.now));
+      if (source.open) await source.fail();
+    }
+    expect(sc.current().state).toBe('serving');
+    await timers.advance(id.notAfter - timers.now);
+    expect(sc.current().state).toBe('expired');
+    await expectWritError(sc.jwtSvid(['a']), 'ERR_SIDECAR_NOT_SERVING', 'expired');
+    // It keeps trying (without the expired identity) and comes back by itself.
+    await timers.advance(RETRY_CAP_MS);
+    expect(source.open).toBe(1);
+    expect(source.requests[source.requests.length - 1]!.current).toBeUndefined();
+    const back = await source.answer();
+    expect(sc.current()).toEqual({ state: 'serving', identity: back });
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'expired', 'serving']);
+  });
+
+  it('revocation is terminal: nothing served, a renewal in flight is discarded, nothing renewed again', async () => {
+    const { source, sc, timers, seen } = setup(10_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    await sc.jwtSvid(['aud']);
+    await timers.advance(5_000);
+    expect(source.open).toBe(1);
+    sc.revoke('grant g1 revoked');
+    expect(sc.current()).toMatchObject({ state: 'revoked', reason: 'grant g1 revoked' });
+    const late = await source.answer();
+    expect(sc.current().state).toBe('revoked');
+    // The identity obtained after the revocation is released, never served.
+    expect(source.released).toContain(late);
+    await expectWritError(sc.jwtSvid(['aud']), 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+    await timers.advance(3_600_000);
+    expect(source.open).toBe(0);
+    expect(timers.pending).toBe(0);
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
+    sc.revoke('again');
+    expect(seen).toHaveLength(2);
+  });
+
+  it('a revocation while a JWT-SVID is being fetched: the caller gets nothing', async () => {
+    const { source, sc } = setup();
+    sc.start();
+    await source.answer();
+    const p = sc.jwtSvid(['new-aud']);
+    sc.revoke('key revoked');
+    await source.answer();
+    await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+  });
+});
+
+describe('the JWT-SVID cache', () => {
+  it('serves from the cache while more than half the lifetime is left, then fetches a fresh one', async () => {
+    const { source, sc, timers } = setup(3_600_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    expect(source.requests).toHaveLength(1);
+    await timers.advance(29_000);
+    expect((await sc.jwtSvid(['aud'])).token).toBe(a.token);
+    expect(source.open).toBe(0);
+    await timers.advance(2_000);
+    const p = sc.jwtSvid(['aud']);
+    await flush();
+    expect(source.open).toBe(1);
+    expect(source.requests[1]!.jwtAudiences).toEqual(['aud']);
+    await source.answer();
+    const b = await p;
+    expect(b.token).not.toBe(a.token);
+  });
+
+  it('makes one request for concurrent callers of one audience', async () => {
+    const { source, sc } = setup();
+    sc.start();
+    await source.answer();
+    const calls = [sc.jwtSvid(['x']), sc.jwtSvid(['x']), sc.jwtSvid(['x'])];
+    await flush();
+    expect(source.open).toBe(1);
+    await source.answer();
+    const got = await Promise.all(calls);
+    expect(new Set(got.map((g) => g.token)).size).toBe(1);
+  });
+
+  it(`holds at most ${MAX_JWT_CACHE_ENTRIES} audiences, dropping the oldest`, async () => {
+    const { source, sc } = setup();
+    sc.start();
+    await source.answer();
+    for (let i = 0; i <= MAX_JWT_CACHE_ENTRIES; i++) {
+      const p = sc.jwtSvid([`aud-${i}`]);
+      await flush();
+      await source.answer();
+      await p;
+    }
+    const before = source.requests.length;
+    await sc.jwtSvid([`aud-${MAX_JWT_CACHE_ENTRIES}`]);
+    expect(source.requests.length).toBe(before);
+    const p = sc.jwtSvid(['aud-0']);
+    await flush();
+    expect(source.requests.length).toBe(before + 1);
+    await source.answer();
+    await p;
+  });
+
+  it('refuses audiences the issuer would refuse, before any handshake', async () => {
+    for (const [aud, msg] of [
+      [[], 'audience must be specified'],
+      [[''], 'empty'],
+      [['a', 'b'], 'one audience per JWT-SVID'],
+      [['x'.repeat(257)], 'longer than 256 bytes'],
+      [['a\nb'], 'control character'],
+    ] as const)
+      await expectWritError(() => checkAudiences(aud), 'ERR_SIDECAR_REQUEST_INVALID', msg);
+    checkAudiences(['x'.repeat(256)]);
+  });
+
+  it('never serves a cached JWT-SVID of another SPIFFE ID after a renewal maps the agent elsewhere', async () => {
+    const { source, sc, timers } = setup(10_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    await timers.advance(5_000);
+    await source.answer('spiffe://example.org/agent/b');
+    // The renewal also minted 'aud' for the new ID; the old token is gone.
+    const b = await sc.jwtSvid(['aud']);
+    expect(b.token).not.toBe(a.token);
+    expect(b.spiffeId).toBe('spiffe://example.org/agent/b');
+  });
+});
+
+const jkt = (k: { privateKey: import('node:crypto').KeyObject }) => jwkThumbprintOf(createPublicKey(k.privateKey));
+
+describe('identityFrom: what the sidecar refuses to serve', () => {
+  const key = ecKey();
+  const agentSigner = keySigner(key.privateKey);
+  const { root, leaf } = rootAndLeaf('example.org', ID, { key });
+  const pem = encodePem('CERTIFICATE', root.der);
+  const outcome = (o: Partial<{ spiffeId: string; svidChain: Buffer[]; bundlePem: string; writ: string }> = {}) => ({
+    spiffeId: ID,
+    svidChain: [leaf.der],
+    bundleJwks: '{"keys":[]}',
+    bundlePem: pem,
+    jwtSvids: [],
+    ...o,
+  });
+
+  it('accepts a chain to the returned bundle for our key and SPIFFE ID', () => {
+    const id = identityFrom(outcome(), agentSigner, Buffer.from('pkcs8'), Date.now());
+    expect(id.spiffeId).toBe(ID);
+    expect(id.notAfter).toBe(leaf.parsed.notAfter.getTime());
+    expect(id.bundle.trustDomain).toBe('example.org');
+    expect(id.bundle.x509Authorities).toEqual([root.der]);
+  });
+
+  it('refuses an SVID for another key', () => {
+    expect(() => identityFrom(outcome(), keySigner(ecKey().privateKey), undefined, Date.now())).toThrow('carries another key');
+  });
+
+  it('refuses an answer whose SPIFFE ID is not the leaf’s', () => {
+    expect(() => identityFrom(outcome({ spiffeId: 'spiffe://example.org/agent/admin' }), agentSigner, undefined, Date.now())).toThrow('names');
+  });
+
+  it('refuses a chain that does not verify to the bundle', () => {
+    const other = makeCert({ subjectCn: 'other root', ca: true, uris: ['spiffe://example.org'] });
+    expect(() => identityFrom(outcome({ bundlePem: encodePem('CERTIFICATE', other.der) }), agentSigner, undefined, Date.now())).toThrow(/x509svid|verify/);
+  });
+
+  it('keeps a writ bound to our key with its task and expiry, and refuses one bound to another key', () => {
+    const iss = new FakeIssuer();
+    const now = Math.floor(Date.now() / 1000);
+    const mine = agent('a');
+    const minted = iss.writ({ ...mine, key: key.privateKey, jkt: jkt(key) }, [iss.rootGrant({ ...mine, jkt: jkt(key) }, { now: now - 10 })], { now: now - 5 });
+    const id = identityFrom(outcome({ writ: minted.writ }), agentSigner, undefined, Date.now());
+    expect(id.writ).toBe(minted.writ);
+    expect(id.writExpiresAt).toBe(minted.claims.exp * 1000);
+    expect(id.task).toBe(minted.claims.task.id);
+    const stranger = agent('b');
+    const theirs = iss.writ(stranger, [iss.rootGrant(stranger, { now: now - 10 })], { now: now - 5 });
+    expect(() => identityFrom(outcome({ writ: theirs.writ }), agentSigner, undefined, Date.now())).toThrow('bound to another key');
+  });
+
+  it('refuses an SVID that has already expired', () => {
+    expect(() => identityFrom(outcome(), agentSigner, undefined, leaf.parsed.notAfter.getTime() + 1000)).toThrow(/expired|x509/);
+  });
+});
