@@ -12,7 +12,7 @@ import { listOption, stringOption, UsageError, type OptionSpecs } from '../../..
 import { grpcWatchConnector } from '../../../agent/revocation-client.js';
 import { parsePermissionFlag } from '../../../delegation/scope.js';
 import { jwkThumbprint } from '../../../jose/jws.js';
-import { producerSource } from '../../../sidecar/identity-source.js';
+import { renewingSource } from '../../../sidecar/identity-source.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
@@ -96,7 +96,7 @@ export const agentRunVerb: Verb = {
     const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const now = () => Date.now();
     const running = await runSidecar({
-      source: producerSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now),
+      source: renewingSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now, log),
       jwtAudiences: listOption(values, 'jwt-audience'),
       now,
       log,
