@@ -16,6 +16,7 @@ import { signKeyProofWith } from '../../src/attestation/key-proof.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
 import { Admin } from '../../src/issuance/admin.js';
+import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
 import { type HandshakeStep, type HelloInput, type IssuedResult, Issuer } from '../../src/issuance/issuer.js';
 import { PolicySnapshots } from '../../src/issuance/policies.js';
@@ -81,6 +82,8 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     clock,
     custody: new SealedKeyCustody(new KeyEncryptor(randomBytes(32))),
     settings: { trustDomain: TD, caTtlMs: 24 * HOUR, rootTtlMs: 240 * HOUR, keyType: 'ec-p256', jwtAlg: 'ES256', refreshHintSeconds: 300 },
+    // As server/core.ts wires it: each key state change is a key.rotated record.
+    onKeyChange: auditKeyChange,
   });
   await ca.init();
   const policies = new PolicySnapshots({ store, clock });
