@@ -15,6 +15,7 @@ import { VerifierRegistry } from '../../src/attestation/registry.js';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
+import type { AuditAppender } from '../../src/audit/log.js';
 import { Admin } from '../../src/issuance/admin.js';
 import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
@@ -72,11 +73,15 @@ export interface WorldOptions {
   /** Push the end-to-end policy set (default); false: no policy is active. */
   readonly policy?: boolean;
   readonly grantMaxTtlMs?: number;
+  /** A SQLite file instead of memory (benchmarks). */
+  readonly storePath?: string;
+  /** The issuer's audit appender (the benchmark's audit-off baseline injects a no-op). */
+  readonly appendAudit?: AuditAppender;
 }
 
 export async function issuanceWorld(o: WorldOptions = {}) {
   const clock = new ManualClock(T0);
-  const store = new SqliteStore(':memory:');
+  const store = new SqliteStore(o.storePath ?? ':memory:');
   const ca = new CaManager({
     store,
     clock,
@@ -98,6 +103,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     policies,
     engine,
     settings: { x509SvidTtlMs: HOUR, jwtSvidTtlMs: 5 * 60_000 },
+    ...(o.appendAudit ? { appendAudit: o.appendAudit } : {}),
     ...(o.statusLists ? { statusLists: { uri: (list: number) => `https://issuer.example.org/status/${list}` } } : {}),
   });
   const idp = new FakeProvider('https://idp.example.com');
