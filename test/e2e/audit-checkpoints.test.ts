@@ -4,9 +4,11 @@
  * the refusals the server tallied are written as aggregate records before the checkpoint; a
  * checkpoint refused for a rolled-back database counts in the metrics.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { attest } from '../../src/agent/attest-client.js';
 import { parseRecord } from '../../src/audit/record.js';
 import { ManualClock } from '../../src/clock.js';
 import { HIGH_WATER_FILE } from '../../src/server/audit-high-water.js';
@@ -91,5 +93,41 @@ describe('checkpoints every audit.checkpoint_interval', () => {
     const metrics = await w.server.metrics.registry.getSingleMetricAsString('writ_audit_checkpoint_refusals_total');
     expect(metrics).toMatch(/writ_audit_checkpoint_refusals_total 1$/m);
     await expect(w.server.core.audit.checkpoint()).rejects.toMatchObject({ code: 'ERR_AUDIT_INCONSISTENT' });
+  });
+});
+
+describe('the server tallies refusals of unnamed peers over gRPC, and never a refusal already recorded', () => {
+  it('a bad join token and a garbage grant chain are counted; a revoked agent is one record and not counted', async () => {
+    const { w } = await start('1h');
+    const key = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
+    const go = (token: string, grants: string[] = []) =>
+      attest({
+        server: w.address,
+        bundlePem: w.bundlePem,
+        evidenceType: 'join_token',
+        key: key(),
+        respond: () => Buffer.from(token),
+        grants,
+        timeoutMs: 30_000,
+      });
+    const before = await w.server.store.getAuditSize();
+    await expect(go(`${'0'.repeat(16)}.${'A'.repeat(43)}`)).rejects.toThrow();
+    await expect(go('x', ['not-a-grant'])).rejects.toThrow();
+    expect(w.server.core.refusals.pending).toBe(2);
+    expect(await w.server.store.getAuditSize()).toBe(before);
+    // A named agent, revoked: its refusal is one record, not a count.
+    const t = await w.server.core.admin.createJoinToken(600_000, 'spiffe://example.org/agent/revoked');
+    await w.server.core.revocations.revoke('agent', 'spiffe://example.org/agent/revoked', 'gone', { kind: 'operator' });
+    const mid = await w.server.store.getAuditSize();
+    await expect(go(t.token)).rejects.toThrow(/revoked/);
+    expect(w.server.core.refusals.pending).toBe(2);
+    const [rec] = (await w.server.store.listAuditRecords(mid, 10)).map((r) => parseRecord(r.canonical));
+    expect(rec).toMatchObject({ event: 'handshake.refused', actor: { kind: 'agent', spiffeId: 'spiffe://example.org/agent/revoked' }, reason: 'ERR_REVOKED' });
+    await w.server.tick();
+    const tallied = (await w.server.store.listAuditRecords(mid + 1, 10)).map((r) => parseRecord(r.canonical));
+    expect(tallied.map((r) => [r.event, r.reason, r.action, r.resource])).toEqual([
+      ['handshake.refused', 'ERR_JOIN_TOKEN_INVALID', 'attest with join_token', 'refusals:1'],
+      ['delegation.refused', expect.stringMatching(/^ERR_/), 'hello with join_token', 'refusals:1'],
+    ]);
   });
 });

@@ -3,7 +3,7 @@ import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AttestResponseSchema, type AttestRequest, type AttestResponse } from '../../gen/writ/v1/attestation_pb.js';
-import { AttestationError, DelegationError, LimitError, RevocationError } from '../../errors.js';
+import { AttestationError, DelegationError, JwsError, LimitError, RevocationError } from '../../errors.js';
 import type { RefusalTally } from '../../audit/tally.js';
 import { bundleDocuments } from '../bundle-documents.js';
 import { type Handshake, type HandshakeStep, type Issuer, isAuditedRefusal, isRefusal } from '../../issuance/issuer.js';
@@ -45,7 +45,7 @@ export function attestationService(deps: {
         const f = toGrpcFailure(e);
         finish(f.writCode);
         if (isRefusal(e) && !isAuditedRefusal(e)) {
-          const delegation = chainAtHello && !handshake && (e instanceof DelegationError || e instanceof RevocationError);
+          const delegation = chainAtHello && !handshake && (e instanceof DelegationError || e instanceof RevocationError || e instanceof JwsError);
           deps.refusals?.add(delegation ? 'delegation.refused' : 'handshake.refused', e.code, evidenceType);
         }
         deps.logger.warn({ evidenceType, code: f.writCode, reason: f.internal, requestId: f.requestId, peer: call.getPeer() }, 'attestation failed');
