@@ -7,6 +7,7 @@
  * per bucket at each checkpoint (docs/audit.md "Refusals"), so the log grows by at most
  * MAX_TALLY_BUCKETS records per checkpoint interval whatever the traffic.
  */
+import { BoundedCache } from '../cache/bounded.js';
 import type { Store, StoreTx } from '../store/store.js';
 import { type AuditAppender, appendAudit } from './log.js';
 
@@ -98,4 +99,37 @@ export async function flushTally(store: Store, tally: RefusalTally, at: number):
   if (tally.pending === 0) return;
   const committed = await store.transaction((tx) => tally.flush(tx, at, appendAudit));
   committed();
+}
+
+/** Records one named actor may cause per (actor, reason) and window; past it, its refusals are tallied like an unnamed peer's. */
+export const NAMED_REFUSALS_PER_WINDOW = 10;
+/** Most (actor, reason) pairs remembered; the least recently seen are forgotten first (and start a fresh window). */
+export const MAX_NAMED_REFUSAL_KEYS = 10_000;
+
+/**
+ * Bounds the refusal records of named agents too: a revoked agent that still holds valid
+ * evidence for its entry (a TPM, an unexpired join token whose consumption rolled back) could
+ * otherwise retry forever and add one record per try. The first NAMED_REFUSALS_PER_WINDOW
+ * refusals per (actor, reason) and window are records; the rest go to the tally.
+ */
+export class NamedRefusalGate {
+  private readonly seen = new BoundedCache<string, { start: number; count: number }>(MAX_NAMED_REFUSAL_KEYS);
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** True when this refusal may be written as its own record. */
+  admit(actor: string, reason: string): boolean {
+    const key = `${actor}\n${reason}`;
+    const t = this.now();
+    const s = this.seen.get(key);
+    if (!s || t - s.start >= this.windowMs) {
+      this.seen.set(key, { start: t, count: 1 });
+      return true;
+    }
+    s.count++;
+    return s.count <= NAMED_REFUSALS_PER_WINDOW;
+  }
 }

@@ -89,10 +89,17 @@ export interface IssuerDeps {
    * audit-off baseline only (docs/testing.md); no configuration reaches it.
    */
   readonly appendAudit?: AuditAppender;
+  /**
+   * Whether a named agent's refusal may be its own record (audit/tally.ts NamedRefusalGate);
+   * when it says no, the refusal is left unrecorded here and the server tallies it. Absent: every one is recorded.
+   */
+  readonly refusalGate?: { admit(actor: string, reason: string): boolean };
 }
 
 /** Refusals already written to the audit log, so that no layer above records them again. */
 const auditedRefusals = new WeakSet<object>();
+/** Refusals the gate kept out of the log one by one: not recorded again as named refusals (the server tallies them). */
+const skippedRefusals = new WeakSet<object>();
 
 /** True when the audit log holds a record of this refusal (the server tallies the others, docs/audit.md). */
 export function isAuditedRefusal(e: unknown): boolean {
@@ -338,13 +345,14 @@ export class Handshake {
     try {
       return await this.issue(entry, spiffeId, agent, result);
     } catch (e) {
-      if (isRefusal(e) && !auditedRefusals.has(e)) await this.auditRefusal(agent, result, e);
+      if (isRefusal(e) && !auditedRefusals.has(e) && !skippedRefusals.has(e)) await this.auditRefusal(agent, result, e);
       throw e;
     }
   }
 
   /** One record of a refusal of a named agent, in its own transaction (the refused change rolled back). */
-  private async auditRefusal(agent: AuditActor, result: AttestationResult, e: WritError): Promise<void> {
+  private async auditRefusal(agent: AuditActor & { kind: 'agent' }, result: AttestationResult, e: WritError): Promise<void> {
+    if (this.deps.refusalGate && !this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, e.code)) return;
     const d = this.delegation;
     const claims = d?.chain.root.claims;
     const append = this.deps.appendAudit ?? appendAudit;
@@ -398,8 +406,10 @@ export class Handshake {
     const evidence = result.evidenceDigest.toString('hex');
     if (decided?.refused) {
       const refused = decided.refused;
+      const recorded = !this.deps.refusalGate || this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, refused.code);
       await store.transaction(async (tx) => {
         await tx.recordDecision(decided.decisionRecord);
+        if (!recorded) return;
         await append(tx, {
           at: now.getTime(),
           event: 'handshake.refused',
@@ -417,7 +427,9 @@ export class Handshake {
           created: [],
         });
       });
-      auditedRefusals.add(refused);
+      // Marked either way: an unrecorded policy refusal is not retried as a named refusal, and the server tallies it.
+      if (recorded) auditedRefusals.add(refused);
+      else skippedRefusals.add(refused);
       throw refused;
     }
 

@@ -25,7 +25,7 @@ import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
 import { defaultAuditOrigin, openAuditSigner } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import type { HighWaterStore } from '../audit/high-water.js';
-import { RefusalTally } from '../audit/tally.js';
+import { NamedRefusalGate, RefusalTally } from '../audit/tally.js';
 import { auditKeyChange, auditSection, type AuditSettings } from '../issuance/audit.js';
 import type { KeyEncryptor } from '../ca/key-encryptor.js';
 import type { Metrics } from './metrics.js';
@@ -118,6 +118,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     ...(o.jwksRefetchCooldownMs !== undefined ? { refetchCooldownMs: o.jwksRefetchCooldownMs } : {}),
   });
   const verifiers = o.evidence.verifiers({ store });
+  const auditSettings = sectionSettings<AuditSettings>(settings, auditSection.key);
   const issuer = new Issuer({
     ca,
     store,
@@ -127,6 +128,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     engine,
     settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
     observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+    refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
     ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
@@ -147,7 +149,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   });
   return {
     audit,
-    auditSettings: sectionSettings<AuditSettings>(settings, auditSection.key),
+    auditSettings,
     refusals: new RefusalTally(new Set(verifiers.types())),
     settings,
     logger,

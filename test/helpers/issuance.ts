@@ -77,6 +77,8 @@ export interface WorldOptions {
   readonly storePath?: string;
   /** The issuer's audit appender (the benchmark's audit-off baseline injects a no-op). */
   readonly appendAudit?: AuditAppender;
+  /** As server/core.ts passes one (audit/tally.ts NamedRefusalGate); absent: every named refusal is recorded. */
+  readonly refusalGate?: { admit(actor: string, reason: string): boolean };
 }
 
 export async function issuanceWorld(o: WorldOptions = {}) {
@@ -104,6 +106,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     engine,
     settings: { x509SvidTtlMs: HOUR, jwtSvidTtlMs: 5 * 60_000 },
     ...(o.appendAudit ? { appendAudit: o.appendAudit } : {}),
+    ...(o.refusalGate ? { refusalGate: o.refusalGate } : {}),
     ...(o.statusLists ? { statusLists: { uri: (list: number) => `https://issuer.example.org/status/${list}` } } : {}),
   });
   const idp = new FakeProvider('https://idp.example.com');

@@ -6,7 +6,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { appendAudit } from '../../src/audit/log.js';
 import { parseRecord } from '../../src/audit/record.js';
-import { flushTally, MAX_TALLY_BUCKETS, RefusalTally } from '../../src/audit/tally.js';
+import { flushTally, MAX_TALLY_BUCKETS, NAMED_REFUSALS_PER_WINDOW, NamedRefusalGate, RefusalTally } from '../../src/audit/tally.js';
+import { isAuditedRefusal } from '../../src/issuance/issuer.js';
+import { issuanceWorld, newAgent, TD } from '../helpers/issuance.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 
 const stores: SqliteStore[] = [];
@@ -84,5 +86,39 @@ describe('refusal tally', () => {
     committed();
     expect(t.pending).toBe(1);
     expect(await records(s)).toEqual([expect.objectContaining({ resource: 'refusals:1' })]);
+  });
+});
+
+describe('named refusals are bounded too', () => {
+  it(`the gate admits ${NAMED_REFUSALS_PER_WINDOW} per (actor, reason) and window, then none until the window turns`, () => {
+    let now = 0;
+    const g = new NamedRefusalGate(60_000, () => now);
+    const admitted = Array.from({ length: NAMED_REFUSALS_PER_WINDOW + 5 }, () => g.admit('a', 'ERR_REVOKED')).filter(Boolean).length;
+    expect(admitted).toBe(NAMED_REFUSALS_PER_WINDOW);
+    expect(g.admit('a', 'ERR_POLICY_DENIED')).toBe(true);
+    expect(g.admit('b', 'ERR_REVOKED')).toBe(true);
+    now = 60_000;
+    expect(g.admit('a', 'ERR_REVOKED')).toBe(true);
+  });
+
+  it('a revoked agent retrying writes at most the gate’s number of records; the rest are left for the server to tally', async () => {
+    let now = 0;
+    const w = await issuanceWorld({ refusalGate: new NamedRefusalGate(60_000, () => now) });
+    try {
+      await w.register('/agent/r', ['fake:r']);
+      const agent = newAgent();
+      await w.attest(agent, { sel: ['fake:r'] });
+      await w.revocations.revoke('agent', `spiffe://${TD}/agent/r`, '', { kind: 'operator' });
+      const from = await w.store.getAuditSize();
+      const errors: unknown[] = [];
+      for (let i = 0; i < NAMED_REFUSALS_PER_WINDOW + 7; i++) errors.push(await w.attest(agent, { sel: ['fake:r'] }).catch((e: unknown) => e));
+      expect(await w.store.getAuditSize()).toBe(from + NAMED_REFUSALS_PER_WINDOW);
+      expect(errors.filter(isAuditedRefusal)).toHaveLength(NAMED_REFUSALS_PER_WINDOW);
+      now = 60_000;
+      await w.attest(agent, { sel: ['fake:r'] }).catch(() => undefined);
+      expect(await w.store.getAuditSize()).toBe(from + NAMED_REFUSALS_PER_WINDOW + 1);
+    } finally {
+      await w.close();
+    }
   });
 });
