@@ -59,6 +59,12 @@ export function verifyCheckpoint(note: string | Uint8Array, verifier: NoteVerifi
  * ERR_AUDIT_INCONSISTENT and nothing is signed.
  */
 export function signNextCheckpoint(last: Checkpoint | undefined, next: Checkpoint, proof: readonly Buffer[], signer: NoteSigner): string {
+  checkNextCheckpoint(last, next, proof);
+  return signCheckpoint(next, signer);
+}
+
+/** signNextCheckpoint's check alone: throws ERR_AUDIT_INCONSISTENT unless `next` extends `last` (`proof` from last's size to next's). */
+export function checkNextCheckpoint(last: Checkpoint | undefined, next: Checkpoint, proof: readonly Buffer[]): void {
   if (last) {
     if (last.origin !== next.origin) bad(`origin ${next.origin} is not that of the last checkpoint (${last.origin})`);
     if (next.size < last.size) {
@@ -79,7 +85,6 @@ export function signNextCheckpoint(last: Checkpoint | undefined, next: Checkpoin
       );
     }
   }
-  return signCheckpoint(next, signer);
 }
 
 /**

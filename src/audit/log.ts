@@ -6,7 +6,8 @@
  */
 import { AuditError } from '../errors.js';
 import type { AuditRecordRow, Store, StoreTx } from '../store/store.js';
-import { type Checkpoint, signNextCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import { type Checkpoint, checkNextCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
+import type { HighWater, HighWaterStore } from './high-water.js';
 import {
   appendNodes,
   appendSiblings,
@@ -18,6 +19,7 @@ import {
   type NodeReader,
   nodeId,
   rootHash,
+  verifyConsistency,
 } from './merkle.js';
 import type { NoteSigner, NoteVerifier } from './note.js';
 import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
@@ -40,6 +42,9 @@ export function actorKey(a: AuditActor): string {
       return 'issuer';
   }
 }
+
+/** What appends records inside a transaction (appendAudit; a benchmark's baseline injects a no-op). */
+export type AuditAppender = (tx: StoreTx, r: NewAuditRecord) => Promise<unknown>;
 
 /**
  * Appends one record inside `tx`, the transaction that makes the change it records; returns
@@ -96,6 +101,10 @@ export interface AuditLogDeps {
   /** The audit key; its name is the log's origin. */
   readonly signer: NoteSigner;
   readonly clock: { now(): Date };
+  /** The last signed size and root, kept outside the database (high-water.ts); absent: the database's last checkpoint only. */
+  readonly highWater?: HighWaterStore;
+  /** Told of every refusal to sign (a fork or a rolled-back database), before it is thrown: metrics and a loud log line. */
+  readonly onInconsistent?: (e: AuditError) => void;
 }
 
 /** Checkpoints and proofs over the stored log. */
@@ -161,24 +170,62 @@ export class AuditLog {
   /**
    * Signs a checkpoint of the whole log as it is now, unless the last signed one already covers
    * it (then that one is returned). Refuses (ERR_AUDIT_INCONSISTENT, nothing signed) when the
-   * stored tree does not extend the last signed checkpoint.
+   * stored tree does not extend the last signed checkpoint, or the high-water mark: the size
+   * and root this issuer last signed, which survives a database restored from a backup. The
+   * mark is written (durably) before the signature is made, so no signature exists that the
+   * mark does not cover.
    */
-  checkpoint(): Promise<SignedCheckpoint> {
-    const { store, signer, clock } = this.deps;
+  async checkpoint(): Promise<SignedCheckpoint> {
+    try {
+      return await this.signCheckpoint();
+    } catch (e) {
+      if (e instanceof AuditError && e.code === 'ERR_AUDIT_INCONSISTENT') this.deps.onInconsistent?.(e);
+      throw e;
+    }
+  }
+
+  private signCheckpoint(): Promise<SignedCheckpoint> {
+    const { store, signer, clock, highWater } = this.deps;
+    const mark = highWater?.read();
     return store.transaction(async (tx) => {
       const size = await tx.getAuditSize();
       const reader = storeNodes(tx);
       const root = await rootHash(reader, size);
+      if (mark) await this.extendsMark(mark, reader, size, root);
       const lastRow = await tx.latestAuditCheckpoint();
       // The stored note is re-verified: a checkpoint row edited in the database is not trusted.
       const last = lastRow && verifyCheckpoint(lastRow.note, signer);
       if (lastRow && last && last.size === size && last.root.equals(root)) return { checkpoint: last, note: lastRow.note };
       const next = { origin: this.origin, size, root };
       const proof = last && last.size <= size ? await consistencyProof(reader, last.size, size) : [];
-      const note = signNextCheckpoint(last, next, proof, signer);
+      // Checked before the mark moves: signNextCheckpoint refuses a tree that does not extend the database's last checkpoint.
+      checkNextCheckpoint(last, next, proof);
+      if (!mark || mark.size !== size || !mark.root.equals(root)) highWater?.write(next);
+      const note = signCheckpoint(next, signer);
       await tx.putAuditCheckpoint({ size, root, note, signedAt: clock.now().getTime() });
       return { checkpoint: next, note };
     });
+  }
+
+  /** Refuses a tree that is not a consistent extension of the high-water mark. */
+  private async extendsMark(mark: HighWater, reader: NodeReader, size: number, root: Buffer): Promise<void> {
+    const refuse = (why: string): never => {
+      throw new AuditError(
+        'ERR_AUDIT_INCONSISTENT',
+        `audit(checkpoint): REFUSING TO SIGN: ${why}; the database may have been rolled back or rewritten (restored from a backup?), and a checkpoint of it would fork the log`,
+      );
+    };
+    if (mark.origin !== this.origin) refuse(`the high-water mark is for the log ${JSON.stringify(mark.origin)}, not ${JSON.stringify(this.origin)}`);
+    if (size < mark.size) refuse(`the log holds ${size} records, fewer than the ${mark.size} this issuer last signed`);
+    if (size === mark.size) {
+      if (!root.equals(mark.root)) refuse(`the tree of ${size} records has another root than the one this issuer signed`);
+      return;
+    }
+    try {
+      verifyConsistency(mark.size, size, await consistencyProof(reader, mark.size, size), mark.root, root);
+    } catch (e) {
+      refuse(`the tree of ${size} records does not extend the ${mark.size} this issuer last signed (${(e as Error).message})`);
+    }
   }
 
   /** The latest signed checkpoint, if one was made. */

@@ -41,6 +41,18 @@ export interface CaSettings {
   readonly upstream?: UpstreamCa;
 }
 
+/** One key state change of a rotation: a key made (prepared or active at once), activated, retired or deleted. */
+export interface KeyChange {
+  readonly kind: CaKeyKind;
+  readonly op: 'create prepared' | 'create active' | 'activate' | 'retire' | 'delete';
+  readonly id: string;
+  /** Unix ms. */
+  readonly at: number;
+}
+
+/** Runs inside the transaction that makes the change: if it throws, the change is not made. */
+export type KeyChangeListener = (tx: StoreTx, change: KeyChange) => Promise<void>;
+
 /** Backdating of CA notBefore, for clock skew between issuer and relying parties. */
 export const CA_BACKDATE_MS = 60_000;
 
@@ -68,7 +80,16 @@ export class CaManager {
   private sequence = -1;
   private upstreamSigner?: JwsSigner;
 
-  constructor(private readonly deps: { store: Store; clock: Clock; custody: KeyCustody; settings: CaSettings }) {
+  constructor(
+    private readonly deps: {
+      store: Store;
+      clock: Clock;
+      custody: KeyCustody;
+      settings: CaSettings;
+      /** Called for each key state change inside the rotation's transaction (the audit log's `key.rotated`). */
+      onKeyChange?: KeyChangeListener;
+    },
+  ) {
     if (deps.settings.upstream) this.upstreamSigner = fileKeySigner(deps.settings.upstream.privateKey);
   }
 
@@ -117,10 +138,15 @@ export class CaManager {
       now,
     );
     for (const step of steps) {
-      if (step.op === 'delete') await tx.deleteCaKey(step.id);
-      else if (step.op === 'retire') await tx.setCaKeyState(step.id, 'retired');
-      else if (step.op === 'activate') await tx.setCaKeyState(step.id, 'active');
-      else await this.createKey(tx, kind, step.state, now);
+      let id: string;
+      if (step.op === 'create') id = (await this.createKey(tx, kind, step.state, now)).id;
+      else {
+        id = step.id;
+        if (step.op === 'delete') await tx.deleteCaKey(step.id);
+        else if (step.op === 'retire') await tx.setCaKeyState(step.id, 'retired');
+        else await tx.setCaKeyState(step.id, 'active');
+      }
+      await this.deps.onKeyChange?.(tx, { kind, op: step.op === 'create' ? `create ${step.state}` : step.op, id, at: now });
     }
     return steps.length > 0;
   }

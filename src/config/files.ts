@@ -4,7 +4,8 @@
  * why in words, and atomic writes (a reader never sees a half-written file).
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { decodePem } from '../der/pem.js';
 
 /** What an errno means, for people. */
@@ -52,14 +53,27 @@ export function certificatesInFile(path: string, what = 'certificate file'): Buf
 /**
  * Writes `data` to `path` atomically: a temporary file beside it (same directory, so the rename
  * cannot cross file systems), created with `mode` from the start, then renamed over `path`.
+ * With `durable`, the file and then its directory are fsync'd, so the new content survives a
+ * power loss once this returns (state a restart relies on, such as the audit high-water mark).
  */
-export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o644, durable = false): void {
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     writeFileSync(tmp, data, { mode, flag: 'wx' });
+    if (durable) syncPath(tmp);
     renameSync(tmp, path);
+    if (durable) syncPath(dirname(path));
   } catch (e) {
     rmSync(tmp, { force: true });
     throw e;
+  }
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

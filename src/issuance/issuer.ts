@@ -3,9 +3,10 @@
  * SVIDs. Flat early-return checks; issuance commits in one transaction (evidence side
  * effects such as consuming a join token, and the issuance records) or not at all.
  */
-import { appendAudit } from '../audit/log.js';
+import { appendAudit, type AuditAppender } from '../audit/log.js';
 import { createHash, randomBytes } from 'node:crypto';
-import { AttestationError, DelegationError, EntryError, LimitError, RevocationError } from '../errors.js';
+import { AttestationError, DelegationError, EntryError, LimitError, RevocationError, WritError } from '../errors.js';
+import type { AuditActor } from '../audit/record.js';
 import type { Clock } from '../clock.js';
 import { parseSpiffeId, trustDomainId, type SpiffeId } from '../spiffe/id.js';
 import { jwkThumbprint } from '../jose/jws.js';
@@ -23,7 +24,7 @@ import type { CaManager } from '../ca/manager.js';
 import type { VerifierRegistry } from '../attestation/registry.js';
 import type { AttestationResult, AttestationSession, EvidenceVerifier } from '../attestation/verifier.js';
 import { verifyKeyProof } from '../attestation/key-proof.js';
-import { formatSelector, matchEntry } from '../registration/entry.js';
+import { type Entry, formatSelector, matchEntry } from '../registration/entry.js';
 import type { GrantRecord, Store, StoreTx, WritRecord } from '../store/store.js';
 import { allocateStatusIndex } from './status-lists.js';
 import { recordAttestedAgent } from './attested-agents.js';
@@ -84,6 +85,47 @@ export interface IssuerDeps {
   readonly engine: PolicyEngine;
   /** Where writs' Token Status Lists are served; absent: writs carry no `status` claim. */
   readonly statusLists?: { uri(list: number): string };
+  /**
+   * Appends the handshake's audit records (default `appendAudit`). A seam for the benchmark's
+   * audit-off baseline only (docs/testing.md); no configuration reaches it.
+   */
+  readonly appendAudit?: AuditAppender;
+  /**
+   * Whether a named agent's refusal may be its own record (audit/tally.ts NamedRefusalGate);
+   * when it says no, the refusal is left unrecorded here and the server tallies it. Absent: every one is recorded.
+   */
+  readonly refusalGate?: { admit(actor: string, reason: string): boolean };
+}
+
+/** Refusals already written to the audit log, so that no layer above records them again. */
+const auditedRefusals = new WeakSet<object>();
+/** Refusals the gate kept out of the log one by one: not recorded again as named refusals (the server tallies them). */
+const skippedRefusals = new WeakSet<object>();
+
+/** True when the audit log holds a record of this refusal (the server tallies the others, docs/audit.md). */
+export function isAuditedRefusal(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && auditedRefusals.has(e);
+}
+
+/** Failures that are the issuer's faults, not decisions about the peer: never recorded as refusals. */
+const NOT_REFUSALS: ReadonlySet<string> = new Set([
+  'ERR_CA_UNAVAILABLE',
+  'ERR_KEY_DECRYPT',
+  'ERR_STORE',
+  'ERR_CONFIG_INVALID',
+  'ERR_TPM_COMMAND',
+  'ERR_TPM_TRANSPORT',
+  'ERR_REVOCATION_UNAVAILABLE',
+  'ERR_AUDIT_RECORD_INVALID',
+  'ERR_AUDIT_PROOF_INVALID',
+  'ERR_CHECKPOINT_INVALID',
+  'ERR_AUDIT_INCONSISTENT',
+  'ERR_AUDIT_DENIED',
+]);
+
+/** A decision refusing the peer (a typed error that is not the issuer's own failure). */
+export function isRefusal(e: unknown): e is WritError {
+  return e instanceof WritError && !NOT_REFUSALS.has(e.code);
 }
 
 /** What a grant chain binds into a handshake. */
@@ -288,7 +330,7 @@ export class Handshake {
     }
     const step = await this.session.respond(Buffer.from(evidence));
     if (step.kind === 'challenge') return { kind: 'challenge', nonce: this.nonce, payload: step.payload };
-    const { ca, store, clock, settings, observer } = this.deps;
+    const { ca, store } = this.deps;
     const result = step.result;
 
     const candidates = await store.listEntriesBySelectors(result.selectors.map(formatSelector));
@@ -309,7 +351,47 @@ export class Handshake {
       );
     const spiffeId = parseSpiffeId(entry.spiffeId);
     if (spiffeId.trustDomain !== ca.trustDomain) throw new EntryError('ERR_ENTRY_INVALID', 'entry: SPIFFE ID outside the trust domain');
+    // From here the peer is named: its evidence verified and an entry gave it a SPIFFE ID, so
+    // each refusal is one record with the agent as actor (docs/audit.md "Refusals").
+    const agent = { kind: 'agent', spiffeId: spiffeId.uri, jkt: jwkThumbprint(this.agentKey.key) } as const;
+    try {
+      return await this.issue(entry, spiffeId, agent, result);
+    } catch (e) {
+      if (isRefusal(e) && !auditedRefusals.has(e) && !skippedRefusals.has(e)) await this.auditRefusal(agent, result, e);
+      throw e;
+    }
+  }
 
+  /** One record of a refusal of a named agent, in its own transaction (the refused change rolled back). */
+  private async auditRefusal(agent: AuditActor & { kind: 'agent' }, result: AttestationResult, e: WritError): Promise<void> {
+    if (this.deps.refusalGate && !this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, e.code)) return;
+    const d = this.delegation;
+    const claims = d?.chain.root.claims;
+    const append = this.deps.appendAudit ?? appendAudit;
+    await this.deps.store.transaction((tx) =>
+      append(tx, {
+        at: this.deps.clock.now().getTime(),
+        event: d && e instanceof DelegationError ? 'delegation.refused' : 'handshake.refused',
+        actor: agent,
+        principal: claims ? { iss: claims.principal.iss, sub: claims.principal.sub } : null,
+        task: claims?.task.id ?? null,
+        lineage: d?.chain.lineage ?? [],
+        action: d ? `receive task ${claims!.task.id} at depth ${d.chain.leaf.claims.depth}` : `attest with ${this.verifier.type}`,
+        resource: null,
+        decision: null,
+        reason: e.code,
+        policies: [],
+        snapshot: d?.snapshot.digest ?? null,
+        evidence: result.evidenceDigest.toString('hex'),
+        created: [],
+      }),
+    );
+    auditedRefusals.add(e);
+  }
+
+  private async issue(entry: Entry, spiffeId: SpiffeId, agent: AuditActor & { kind: 'agent' }, result: AttestationResult): Promise<HandshakeStep> {
+    const { ca, store, clock, settings, observer } = this.deps;
+    const append = this.deps.appendAudit ?? appendAudit;
     const now = clock.now();
     const x509Ttl = entry.x509SvidTtl ? entry.x509SvidTtl * 1000 : settings.x509SvidTtlMs;
     const svid = await ca.x509Minter().mint({
@@ -327,18 +409,20 @@ export class Handshake {
       jwts.push({ audience, svid: await mintJwtSvid(signer, { spiffeId, audience: [audience], issuedAt: now, expiresAt: jwtExp }) });
 
     const decided = this.delegation ? this.decide(this.delegation, spiffeId, result, now) : undefined;
-    const agent = { kind: 'agent', spiffeId: spiffeId.uri, jkt: jwkThumbprint(this.agentKey.key) } as const;
     const delegated = this.delegation && {
       principal: { iss: this.delegation.chain.root.claims.principal.iss, sub: this.delegation.chain.root.claims.principal.sub },
       task: this.delegation.chain.root.claims.task.id,
       lineage: this.delegation.chain.lineage,
       snapshot: this.delegation.snapshot.digest,
     };
+    const evidence = result.evidenceDigest.toString('hex');
     if (decided?.refused) {
       const refused = decided.refused;
+      const recorded = !this.deps.refusalGate || this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, refused.code);
       await store.transaction(async (tx) => {
         await tx.recordDecision(decided.decisionRecord);
-        await appendAudit(tx, {
+        if (!recorded) return;
+        await append(tx, {
           at: now.getTime(),
           event: 'handshake.refused',
           actor: agent,
@@ -351,10 +435,13 @@ export class Handshake {
           reason: refused.code,
           policies: decided.policies,
           snapshot: delegated!.snapshot,
-          evidence: result.evidenceDigest.toString('hex'),
+          evidence,
           created: [],
         });
       });
+      // Marked either way: an unrecorded policy refusal is not retried as a named refusal, and the server tallies it.
+      if (recorded) auditedRefusals.add(refused);
+      else skippedRefusals.add(refused);
       throw refused;
     }
 
@@ -368,10 +455,35 @@ export class Handshake {
     ];
     let writCompact: string | undefined;
     await store.transaction(async (tx) => {
-      let writJti: string | undefined;
       await result.commit?.(tx, now);
       const d = this.delegation;
       await refuseRevoked(tx, d ? [...keys, ...chainRevocationKeys(d.chain)] : keys);
+      const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: evidenceTypeOf(result, this.verifier), issuedAt: now.getTime() };
+      const created = [svid.serial.toString('hex')];
+      await tx.recordIssued({ ...base, id: created[0]!, kind: 'x509', expiresAt: svid.notAfter.getTime() });
+      await recordAttestedAgent(tx, result, { ...base, serial: created[0]!, jkt: agent.jkt, expiresAt: svid.notAfter.getTime() });
+      for (const j of jwts) {
+        const id = createHash('sha256').update(j.svid.token).digest('hex');
+        created.push(id);
+        await tx.recordIssued({ ...base, id, kind: 'jwt', expiresAt: j.svid.expiresAt.getTime() });
+      }
+      const record = {
+        at: now.getTime(),
+        actor: agent,
+        principal: delegated?.principal ?? null,
+        task: delegated?.task ?? null,
+        lineage: delegated?.lineage ?? [],
+        action: decided ? decided.decisionRecord.action : null,
+        // A renewal names the SVID it replaced.
+        resource: result.renewal ? `x509-svid:${result.renewal.serial}` : null,
+        decision: decided ? ('allow' as const) : null,
+        reason: null,
+        policies: decided?.policies ?? [],
+        snapshot: delegated?.snapshot ?? null,
+        evidence,
+      };
+      // The SVIDs; then, with a chain, each hop the issuer accepts for the first time and the writ.
+      await append(tx, { ...record, event: 'handshake.issued', created });
       if (d && decided) {
         await checkChainAuthority(
           tx,
@@ -382,41 +494,26 @@ export class Handshake {
         const status = this.deps.statusLists ? await allocateStatusIndex(tx, now.getTime()) : undefined;
         const w = await this.mintWrit(d, decided.policies, spiffeId, result, entry.id, svid.chain[0]!, svid.notAfter, now, status);
         writCompact = w.compact;
-        writJti = w.record.jti;
         await tx.recordDecision(decided.decisionRecord);
         await tx.recordWrit(w.record);
-        for (const g of d.chain.grants.slice(1)) {
+        for (let i = 1; i < d.chain.grants.length; i++) {
+          const g = d.chain.grants[i]!;
           if (await tx.getGrant(g.claims.jti)) continue;
           await tx.putGrant(grantRecord(g.claims, g.jws.compact, [], now));
+          // The delegator (the holder of the parent writ) is the actor of a hop, not the receiver.
+          await append(tx, {
+            ...record,
+            event: 'delegation.accepted',
+            actor: { kind: 'agent', spiffeId: g.claims.from!.sub, jkt: d.chain.grants[i - 1]!.claims.dlg.jkt },
+            lineage: d.chain.lineage.slice(0, i + 1),
+            action: `delegate task ${delegated!.task} at depth ${g.claims.depth}`,
+            resource: null,
+            evidence: null,
+            created: [g.claims.jti],
+          });
         }
+        await append(tx, { ...record, event: 'writ.issued', created: [w.record.jti] });
       }
-      const base = { spiffeId: spiffeId.uri, entryId: entry.id, evidenceType: evidenceTypeOf(result, this.verifier), issuedAt: now.getTime() };
-      const created = [svid.serial.toString('hex')];
-      await tx.recordIssued({ ...base, id: created[0]!, kind: 'x509', expiresAt: svid.notAfter.getTime() });
-      await recordAttestedAgent(tx, result, { ...base, serial: created[0]!, jkt: agent.jkt, expiresAt: svid.notAfter.getTime() });
-      for (const j of jwts) {
-        const id = createHash('sha256').update(j.svid.token).digest('hex');
-        created.push(id);
-        await tx.recordIssued({ ...base, id, kind: 'jwt', expiresAt: j.svid.expiresAt.getTime() });
-      }
-      if (writJti) created.push(writJti);
-      await appendAudit(tx, {
-        at: now.getTime(),
-        event: 'handshake.issued',
-        actor: agent,
-        principal: delegated?.principal ?? null,
-        task: delegated?.task ?? null,
-        lineage: delegated?.lineage ?? [],
-        action: decided ? decided.decisionRecord.action : null,
-        // A renewal names the SVID it replaced.
-        resource: result.renewal ? `x509-svid:${result.renewal.serial}` : null,
-        decision: decided ? 'allow' : null,
-        reason: null,
-        policies: decided?.policies ?? [],
-        snapshot: delegated?.snapshot ?? null,
-        evidence: result.evidenceDigest.toString('hex'),
-        created,
-      });
     });
     observer?.issued('x509', this.verifier.type);
     for (let i = 0; i < jwts.length; i++) observer?.issued('jwt', this.verifier.type);

@@ -24,6 +24,9 @@ import type { Store } from '../store/store.js';
 import { ProofReplayCache, type ReplayCache } from '../writ/proof.js';
 import { defaultAuditOrigin, openAuditSigner } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
+import type { HighWaterStore } from '../audit/high-water.js';
+import { NamedRefusalGate, RefusalTally } from '../audit/tally.js';
+import { auditKeyChange, auditSection, type AuditSettings } from '../issuance/audit.js';
 import type { KeyEncryptor } from '../ca/key-encryptor.js';
 import type { Metrics } from './metrics.js';
 import { PeerRateLimiter, type RateLimiter } from './rate-limit.js';
@@ -53,6 +56,9 @@ export interface ServerCore {
   readonly replayCache: ReplayCache;
   /** The audit log: signed checkpoints and proofs (records are appended by the flows themselves). */
   readonly audit: AuditLog;
+  readonly auditSettings: AuditSettings;
+  /** Refusals of peers not yet named, counted and written as aggregate records at each checkpoint (audit/tally.ts). */
+  readonly refusals: RefusalTally;
 }
 
 export interface CoreOptions {
@@ -70,6 +76,8 @@ export interface CoreOptions {
   readonly jwksRefetchCooldownMs?: number;
   /** Where writs' status lists are served (the HTTPS listener); absent: writs carry no `status`. */
   readonly statusLists?: { uri(list: number): string };
+  /** The audit high-water mark outside the database (server.ts: a file in the data directory). */
+  readonly auditHighWater?: HighWaterStore;
 }
 
 function loadUpstream(settings: ServerSettings): UpstreamCa | undefined {
@@ -99,6 +107,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
       refreshHintSeconds: settings.ca.refreshHintSeconds,
       ...(upstream ? { upstream } : {}),
     },
+    onKeyChange: auditKeyChange,
   });
   await ca.init();
   const policies = new PolicySnapshots({ store, clock });
@@ -108,15 +117,18 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     ...(o.fetcher ? { fetcher: o.fetcher } : {}),
     ...(o.jwksRefetchCooldownMs !== undefined ? { refetchCooldownMs: o.jwksRefetchCooldownMs } : {}),
   });
+  const verifiers = o.evidence.verifiers({ store, trustBundle: () => ca.bundle() });
+  const auditSettings = sectionSettings<AuditSettings>(settings, auditSection.key);
   const issuer = new Issuer({
     ca,
     store,
-    verifiers: o.evidence.verifiers({ store, trustBundle: () => ca.bundle() }),
+    verifiers,
     clock,
     policies,
     engine,
     settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
     observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+    refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
     ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
@@ -125,9 +137,20 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   revocations.listen(feed);
   const revocationSettings = sectionSettings<RevocationSettings>(settings, revocationSection.key);
   const auditSigner = await openAuditSigner({ store, encryptor: o.keyEncryptor, origin: defaultAuditOrigin(settings.trustDomain), clock });
-  const audit = new AuditLog({ store, signer: auditSigner, clock });
+  const audit = new AuditLog({
+    store,
+    signer: auditSigner,
+    clock,
+    ...(o.auditHighWater ? { highWater: o.auditHighWater } : {}),
+    onInconsistent: (e) => {
+      metrics.auditCheckpointRefusals.inc();
+      logger.error({ code: e.code, reason: e.message }, 'AUDIT: refusing to sign a checkpoint that would fork the log (database rolled back or rewritten?)');
+    },
+  });
   return {
     audit,
+    auditSettings,
+    refusals: new RefusalTally(new Set(verifiers.types())),
     settings,
     logger,
     clock,

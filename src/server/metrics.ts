@@ -35,6 +35,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly auditCheckpointRefusals = new Counter({
+    name: 'writ_audit_checkpoint_refusals_total',
+    help: 'Checkpoints the issuer refused to sign because the stored log does not extend the last one it signed (rolled-back or rewritten database)',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'writ_process_' });
   }

@@ -20,6 +20,8 @@ import type { Fetcher } from '../principal/oidc.js';
 import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { bindPrivateSocket, claimSocket } from './admin-socket.js';
+import { flushTally } from '../audit/tally.js';
+import { FileHighWater, HIGH_WATER_FILE } from './audit-high-water.js';
 import { bundleDocuments } from './bundle-documents.js';
 import { buildCore, type ServerCore } from './core.js';
 import { Housekeeping } from './housekeeping.js';
@@ -139,6 +141,7 @@ export class WritServer {
         custody,
         keyEncryptor: encryptor,
         evidence,
+        auditHighWater: new FileHighWater(join(settings.dataDir, HIGH_WATER_FILE)),
         ...(statusUris ? { statusLists: statusUris } : {}),
         ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
         ...(opts.jwksRefetchCooldownMs !== undefined ? { jwksRefetchCooldownMs: opts.jwksRefetchCooldownMs } : {}),
@@ -173,6 +176,7 @@ export class WritServer {
         // The audit verifier key, published beside the bundle (docs/audit.md).
         writeFileAtomic(join(settings.dataDir, 'audit.vkey'), `${core.audit.verifierKey}\n`, 0o644);
       };
+      let lastCheckpointAt = Number.NEGATIVE_INFINITY;
       const housekeeping = new Housekeeping(
         [
           {
@@ -189,8 +193,18 @@ export class WritServer {
               await serving.renewIfDue(reloaded || rotated);
             },
           },
-          // A signed checkpoint of the log as it is (the last one again when nothing was appended).
-          { name: 'audit checkpoint', run: async () => void (await core.audit.checkpoint()) },
+          // Every audit.checkpoint_interval: the refusal tally's records, then a signed checkpoint of the log as it is
+          // (the last one again when nothing was appended).
+          {
+            name: 'audit checkpoint',
+            run: async () => {
+              const now = clock.now().getTime();
+              if (now - lastCheckpointAt < core.auditSettings.checkpointIntervalMs) return;
+              await flushTally(store, core.refusals, now);
+              await core.audit.checkpoint();
+              lastCheckpointAt = now;
+            },
+          },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
           // An agent whose latest SVID has expired cannot renew: it attests again.
@@ -266,6 +280,10 @@ export class WritServer {
       });
     await Promise.all([shut(this.publicServer), shut(this.adminServer), this.http?.listener.close(graceMs)]);
     if (this.metricsServer) await new Promise<void>((r) => this.metricsServer!.close(() => r()));
+    // The refusals counted since the last checkpoint are written before the store closes (a crash loses them: docs/audit.md).
+    await flushTally(this.store, this.core.refusals, this.core.clock.now().getTime()).catch((e) =>
+      this.logger.error({ err: e }, 'audit: the refusal tally could not be written'),
+    );
     await this.store.close();
     rmSync(this.settings.adminSocket, { force: true });
     this.logger.info('writ server stopped');

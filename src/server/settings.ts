@@ -8,13 +8,14 @@ import type { EvidencePlugin } from '../attestation/plugin.js';
 import { buildServerSettings, sectionSettings, type ConfigSection, type ServerSettings } from '../config/config.js';
 import type { Raw } from '../config/section.js';
 import { joinTokenSection } from '../issuance/admin.js';
+import { auditSection } from '../issuance/audit.js';
 import { revocationSection } from '../issuance/revocations.js';
 import { statusListSection } from '../issuance/status-list-publisher.js';
 import { principalsSection } from '../principal/settings.js';
 
 /** The capability sections of the server configuration, for a given evidence catalog. */
 export function serverSections(evidence: readonly EvidencePlugin[] = BUILTIN_EVIDENCE): ConfigSection[] {
-  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection];
+  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection, auditSection];
 }
 
 /** Raw config → validated server settings, capability sections included; throws ConfigError with every problem. */

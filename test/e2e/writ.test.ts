@@ -280,18 +280,28 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
         'join_token.created',
         'entry.created',
         'handshake.issued',
+        'writ.issued',
         'join_token.created',
         'entry.created',
         'handshake.issued',
+        'delegation.accepted',
+        'writ.issued',
         'join_token.created',
         'entry.created',
         'handshake.issued',
+        'delegation.accepted',
+        'writ.issued',
         'grant.denied',
       ]);
       expect(
         recs.filter((r) => r.event === 'entry.created' || r.event === 'join_token.created').every((r) => r.actor.kind === 'operator' && r.principal === null),
       ).toBe(true);
       const [hs1, hs2, hs3] = recs.filter((r) => r.event === 'handshake.issued');
+      const [wr1, wr2, wr3] = recs.filter((r) => r.event === 'writ.issued');
+      const [dl1, dl2] = recs.filter((r) => r.event === 'delegation.accepted');
+      // Each hop is accepted with its delegator as the actor, the receiver acting in its own handshake.
+      expect(dl1).toMatchObject({ actor: { kind: 'agent', spiffeId: wa.sub, jkt: A.jkt }, principal: alice, lineage: wb.lineage, created: [wb.lineage[1]] });
+      expect(dl2).toMatchObject({ actor: { kind: 'agent', spiffeId: wb.sub, jkt: B.jkt }, principal: alice, lineage: wc.lineage, created: [wc.lineage[2]] });
       expect(recs[0]).toMatchObject({
         actor: { kind: 'principal', ...alice },
         principal: alice,
@@ -301,13 +311,14 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
         decision: 'allow',
       });
       const hops = [
-        [hs1!, wa, A.jkt],
-        [hs2!, wb, B.jkt],
-        [hs3!, wc, C.jkt],
+        [hs1!, wr1!, wa, A.jkt],
+        [hs2!, wr2!, wb, B.jkt],
+        [hs3!, wr3!, wc, C.jkt],
       ] as const;
-      for (const [r, wr, jkt] of hops) {
+      for (const [r, wrec, wr, jkt] of hops) {
         expect(r).toMatchObject({ actor: { kind: 'agent', spiffeId: wr.sub, jkt }, principal: alice, task: 'audit-7', lineage: wr.lineage, decision: 'allow' });
-        expect(r.created).toContain(wr.jti);
+        expect(wrec).toMatchObject({ actor: r.actor, principal: alice, task: 'audit-7', lineage: wr.lineage, created: [wr.jti] });
+        expect(r.created).not.toContain(wr.jti);
         expect(r.policies).toEqual(wr.pol.policies);
         expect(r.snapshot).toBe(wr.pol.snap);
         expect(r.evidence).toMatch(/^[0-9a-f]{64}$/);
@@ -360,11 +371,22 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       expect(list.code, list.err).toBe(0);
       const lines = list.out.trim().split('\n');
       expect(lines[0]).toMatch(/^SEQ +AT +EVENT +ACTOR +PRINCIPAL +TASK +DECISION +POLICIES$/);
-      expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual(['handshake.issued', 'handshake.issued', 'handshake.issued', 'grant.created']);
+      expect(lines.slice(1).map((l) => l.split(/ {2,}/)[2])).toEqual([
+        'writ.issued',
+        'delegation.accepted',
+        'handshake.issued',
+        'writ.issued',
+        'delegation.accepted',
+        'handshake.issued',
+        'writ.issued',
+        'handshake.issued',
+        'grant.created',
+      ]);
       expect(lines[1]).toContain(`agent ${wc.sub} (jkt ${C.jkt})`);
       expect(lines[1]).toContain('acme-agents-receive');
       const json = await runCli(['audit', 'list', '--actor', wa.sub, '--limit', '1', '--json', ...admin]);
-      expect(JSON.parse(json.out)).toMatchObject({ event: 'handshake.issued', actor: { spiffeId: wa.sub }, principal: alice });
+      // A's newest act: the hop it delegated to B.
+      expect(JSON.parse(json.out)).toMatchObject({ event: 'delegation.accepted', actor: { spiffeId: wa.sub }, principal: alice });
       expect((await runCli(['audit', 'list', '--limit', '0', ...admin])).code).toBe(2);
       // A witness keeps the last checkpoint it saw and checks the next one for consistency.
       const keepDir = mkdtempSync(join(tmpdir(), 'writ-e2e-witness-'));

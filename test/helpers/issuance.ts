@@ -16,7 +16,9 @@ import type { EvidenceVerifier } from '../../src/attestation/verifier.js';
 import { signKeyProofWith } from '../../src/attestation/key-proof.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
+import type { AuditAppender } from '../../src/audit/log.js';
 import { Admin } from '../../src/issuance/admin.js';
+import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
 import { type HandshakeStep, type HelloInput, type IssuedResult, Issuer } from '../../src/issuance/issuer.js';
 import { PolicySnapshots } from '../../src/issuance/policies.js';
@@ -74,16 +76,24 @@ export interface WorldOptions {
   readonly grantMaxTtlMs?: number;
   /** More verifiers beside the fake one, made with the world's store and CA (e.g. x509_svid renewal). */
   readonly verifiers?: (deps: { store: SqliteStore; ca: CaManager }) => readonly EvidenceVerifier[];
+  /** A SQLite file instead of memory (benchmarks). */
+  readonly storePath?: string;
+  /** The issuer's audit appender (the benchmark's audit-off baseline injects a no-op). */
+  readonly appendAudit?: AuditAppender;
+  /** As server/core.ts passes one (audit/tally.ts NamedRefusalGate); absent: every named refusal is recorded. */
+  readonly refusalGate?: { admit(actor: string, reason: string): boolean };
 }
 
 export async function issuanceWorld(o: WorldOptions = {}) {
   const clock = new ManualClock(T0);
-  const store = new SqliteStore(':memory:');
+  const store = new SqliteStore(o.storePath ?? ':memory:');
   const ca = new CaManager({
     store,
     clock,
     custody: new SealedKeyCustody(new KeyEncryptor(randomBytes(32))),
     settings: { trustDomain: TD, caTtlMs: 24 * HOUR, rootTtlMs: 240 * HOUR, keyType: 'ec-p256', jwtAlg: 'ES256', refreshHintSeconds: 300 },
+    // As server/core.ts wires it: each key state change is a key.rotated record.
+    onKeyChange: auditKeyChange,
   });
   await ca.init();
   const policies = new PolicySnapshots({ store, clock });
@@ -98,6 +108,8 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     policies,
     engine,
     settings: { x509SvidTtlMs: HOUR, jwtSvidTtlMs: 5 * 60_000 },
+    ...(o.appendAudit ? { appendAudit: o.appendAudit } : {}),
+    ...(o.refusalGate ? { refusalGate: o.refusalGate } : {}),
     ...(o.statusLists ? { statusLists: { uri: (list: number) => `https://issuer.example.org/status/${list}` } } : {}),
   });
   const idp = new FakeProvider('https://idp.example.com');

@@ -6,6 +6,7 @@ import { serverSettings } from '../../src/server/settings.js';
 import { parseDuration } from '../../src/config/duration.js';
 import { ConfigError } from '../../src/errors.js';
 import type { RevocationSettings } from '../../src/issuance/revocations.js';
+import type { AuditSettings } from '../../src/issuance/audit.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 function settingsFrom(yaml: string | undefined, flags = {}, env: NodeJS.ProcessEnv = {}) {
@@ -66,6 +67,14 @@ describe('config', () => {
     expect(() => settingsFrom('revocation:\n  watch: { max_streams: 0, max_buffered_bytes: 1024, bogus: 1 }\n')).toThrow(
       /revocation\.watch\.max_streams must be an integer 1\.\.1000000[\s\S]*revocation\.watch\.max_buffered_bytes must be an integer 65536\.\./,
     );
+  });
+
+  it('reads audit.checkpoint_interval (default 1m) and refuses one out of range or an unknown audit key', () => {
+    expect(sectionSettings<AuditSettings>(settingsFrom(undefined), 'audit')).toEqual({ checkpointIntervalMs: 60_000 });
+    expect(sectionSettings<AuditSettings>(settingsFrom('audit:\n  checkpoint_interval: 5m\n'), 'audit')).toEqual({ checkpointIntervalMs: 300_000 });
+    expect(() => settingsFrom('audit:\n  checkpoint_interval: 500ms\n')).toThrow(/audit\.checkpoint_interval must be between 1s and 24h/);
+    expect(() => settingsFrom('audit:\n  checkpoint_interval: 25h\n')).toThrow(/audit\.checkpoint_interval must be between 1s and 24h/);
+    expect(() => settingsFrom('audit:\n  interval: 1m\n')).toThrow(/unknown key audit\.interval/);
   });
 
   it('rejects unknown nested keys', () => {

@@ -10,6 +10,7 @@ import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
 import { auditListVerb } from './audit/list.js';
 import { auditProveVerb } from './audit/prove.js';
+import { auditShowVerb } from './audit/show.js';
 import { auditVerifyVerb } from './audit/verify.js';
 import { auditVerifyLogVerb } from './audit/verify-log.js';
 import { auditWitnessVerb } from './audit/witness.js';
@@ -68,6 +69,7 @@ export const CORE_VERBS: readonly Verb[] = [
   auditKeyVerb,
   auditListVerb,
   auditProveVerb,
+  auditShowVerb,
   auditVerifyVerb,
   auditVerifyLogVerb,
   auditWitnessVerb,

@@ -3,9 +3,10 @@ import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AttestResponseSchema, type AttestRequest, type AttestResponse } from '../../gen/writ/v1/attestation_pb.js';
-import { AttestationError, LimitError } from '../../errors.js';
+import { AttestationError, DelegationError, JwsError, LimitError, RevocationError } from '../../errors.js';
+import type { RefusalTally } from '../../audit/tally.js';
 import { bundleDocuments } from '../bundle-documents.js';
-import type { Handshake, HandshakeStep, Issuer } from '../../issuance/issuer.js';
+import { type Handshake, type HandshakeStep, type Issuer, isAuditedRefusal, isRefusal } from '../../issuance/issuer.js';
 import type { Metrics } from '../metrics.js';
 import { toGrpcFailure } from '../status.js';
 import { peerHost, type RateLimiter } from '../rate-limit.js';
@@ -19,6 +20,8 @@ export function attestationService(deps: {
   metrics: Metrics;
   limiter: RateLimiter;
   timeoutMs?: number;
+  /** Counts the refusals the issuer did not record one by one (peers not yet named; docs/audit.md "Refusals"). */
+  refusals?: RefusalTally;
 }): grpc.UntypedServiceImplementation {
   return {
     attest(call: grpc.ServerDuplexStream<AttestRequest, AttestResponse>) {
@@ -26,6 +29,8 @@ export function attestationService(deps: {
       let handshake: Handshake | undefined;
       let evidenceType = 'unknown';
       let finished = false;
+      /** A hello with a grant chain that the issuer has not accepted yet: its refusal is the delegation's. */
+      let chainAtHello = false;
       let queue: Promise<void> = Promise.resolve();
 
       const finish = (result: string): void => {
@@ -39,6 +44,10 @@ export function attestationService(deps: {
         if (finished) return;
         const f = toGrpcFailure(e);
         finish(f.writCode);
+        if (isRefusal(e) && !isAuditedRefusal(e)) {
+          const delegation = chainAtHello && !handshake && (e instanceof DelegationError || e instanceof RevocationError || e instanceof JwsError);
+          deps.refusals?.add(delegation ? 'delegation.refused' : 'handshake.refused', e.code, evidenceType);
+        }
         deps.logger.warn({ evidenceType, code: f.writCode, reason: f.internal, requestId: f.requestId, peer: call.getPeer() }, 'attestation failed');
         const metadata = new grpc.Metadata();
         metadata.set('writ-error-code', f.writCode);
@@ -83,6 +92,7 @@ export function attestationService(deps: {
         if (step.case === 'hello') {
           if (handshake) throw new AttestationError('ERR_PROTOCOL', 'attestation: hello sent twice');
           evidenceType = step.value.evidenceType.slice(0, 64) || 'unknown';
+          chainAtHello = step.value.grants.length > 0;
           const begun = await deps.issuer.begin({
             evidenceType: step.value.evidenceType,
             publicKey: step.value.publicKey,

@@ -37,7 +37,7 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
       service: AttestationService,
       file: file_writ_v1_attestation,
       on: ['public'],
-      impl: attestationService({ issuer: c.issuer, logger: c.logger, metrics: c.metrics, limiter: c.limits.handshakes }),
+      impl: attestationService({ issuer: c.issuer, logger: c.logger, metrics: c.metrics, limiter: c.limits.handshakes, refusals: c.refusals }),
     },
     { service: BundleService, file: file_writ_v1_bundle, on: ['public', 'admin'], impl: bundleService({ ca: c.ca }) },
     // Checkpoints and proofs for anyone; record contents on the admin listener only.
