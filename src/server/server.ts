@@ -17,12 +17,12 @@ import type { CaManager } from '../ca/manager.js';
 import type { EvidencePlugin } from '../attestation/plugin.js';
 import { BUILTIN_EVIDENCE } from '../attestation/builtins.js';
 import type { Fetcher } from '../principal/oidc.js';
-import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { bindPrivateSocket, claimSocket } from './admin-socket.js';
 import { bundleDocuments } from './bundle-documents.js';
 import { buildCore, type ServerCore } from './core.js';
-import { Housekeeping } from './housekeeping.js';
+import { openDatastore, type Datastore } from './datastore.js';
+import { coalesced, Housekeeping } from './housekeeping.js';
 import { keyEncryptor } from './kek.js';
 import { Metrics } from './metrics.js';
 import { markServing, mountServices, type ServiceEntry } from './service-table.js';
@@ -75,6 +75,7 @@ export class WritServer {
   /** The HTTPS listener (status lists, bundle endpoint), when `http_listen` is set. */
   http?: IssuerHttp;
   private heartbeat?: NodeJS.Timeout;
+  private readonly unwatch: Array<() => void> = [];
   private stopped = false;
   /** The bound public port. */
   port = 0;
@@ -90,6 +91,7 @@ export class WritServer {
     private readonly adminServer: grpc.Server,
     private readonly health: HealthState,
     private readonly housekeeping: Housekeeping,
+    private readonly datastore: Datastore,
   ) {}
 
   get logger(): Logger {
@@ -124,7 +126,9 @@ export class WritServer {
     await claimSocket(settings.adminSocket);
     const encryptor = keyEncryptor(settings, env, logger);
     const custody = opts.custody ?? new SealedKeyCustody(encryptor);
-    const store = new SqliteStore(join(settings.dataDir, 'writ.db'));
+    const metrics = new Metrics();
+    const datastore = await openDatastore(settings.datastore, { env, logger, metrics });
+    const { store, changes } = datastore;
     const servers: grpc.Server[] = [];
     let http: IssuerHttp | undefined;
     try {
@@ -135,7 +139,7 @@ export class WritServer {
         logger,
         clock,
         store,
-        metrics: new Metrics(),
+        metrics,
         custody,
         keyEncryptor: encryptor,
         evidence,
@@ -173,22 +177,21 @@ export class WritServer {
         // The audit verifier key, published beside the bundle (docs/audit.md).
         writeFileAtomic(join(settings.dataDir, 'audit.vkey'), `${core.audit.verifierKey}\n`, 0o644);
       };
+      // Another replica may have rotated (the sequence moved); then apply what is due here.
+      // Run by the housekeeping tick and on every bundle wake-up, one run at a time.
+      const keys = coalesced(async () => {
+        const reloaded = await core.ca.refresh();
+        const rotated = await core.ca.rotate();
+        if (reloaded || rotated) {
+          core.metrics.bundleSequence.inc();
+          writeBundleFiles();
+          logger.info({ sequence: core.ca.bundle().sequence, keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`) }, 'trust bundle changed');
+        }
+        await serving.renewIfDue(reloaded || rotated);
+      });
       const housekeeping = new Housekeeping(
         [
-          {
-            name: 'keys',
-            run: async () => {
-              // Another replica may have rotated (the sequence moved); then apply what is due here.
-              const reloaded = await core.ca.refresh();
-              const rotated = await core.ca.rotate();
-              if (reloaded || rotated) {
-                core.metrics.bundleSequence.inc();
-                writeBundleFiles();
-                logger.info({ sequence: core.ca.bundle().sequence, keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`) }, 'trust bundle changed');
-              }
-              await serving.renewIfDue(reloaded || rotated);
-            },
-          },
+          { name: 'keys', run: keys },
           // A signed checkpoint of the log as it is (the last one again when nothing was appended).
           { name: 'audit checkpoint', run: async () => void (await core.audit.checkpoint()) },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
@@ -198,7 +201,7 @@ export class WritServer {
         ],
         logger,
       );
-      const server = new WritServer(settings, core, table, publicServer, adminServer, health, housekeeping);
+      const server = new WritServer(settings, core, table, publicServer, adminServer, health, housekeeping, datastore);
       await serving.renew();
       writeBundleFiles();
       // Before the public port: no writ is minted before the URL it names is known.
@@ -216,7 +219,18 @@ export class WritServer {
       markServing(health, table);
       housekeeping.start(opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
       await core.feed.newest();
-      server.heartbeat = setInterval(() => core.feed.heartbeat(), core.revocationSettings.heartbeatMs);
+      // Other replicas' commits: revocations to the Watch feed, bundle changes to the keys (store/changes.ts).
+      const syncFeed = () =>
+        core.feed.sync().then((ok) => {
+          core.metrics.feedSequence.set(core.feed.sequence);
+          return ok;
+        });
+      server.unwatch.push(
+        changes.on('revocation', () => void syncFeed()),
+        changes.on('bundle', () => void keys().catch((e: unknown) => logger.error({ err: e }, 'reloading the trust bundle failed'))),
+      );
+      // Each heartbeat reads the store first: one missed wake-up costs at most a heartbeat, and a replica cut from the database stops vouching for freshness.
+      server.heartbeat = setInterval(() => void syncFeed().then(() => core.feed.heartbeat()), core.revocationSettings.heartbeatMs);
       server.heartbeat.unref();
       logger.info(
         {
@@ -224,6 +238,7 @@ export class WritServer {
           address: server.address,
           ...(http ? { https: http.url } : {}),
           adminSocket: settings.adminSocket,
+          datastore: datastore.description,
           bundle: server.bundlePemPath,
           keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`),
           evidence: evidence.describe(),
@@ -235,7 +250,7 @@ export class WritServer {
     } catch (e) {
       for (const srv of servers) srv.forceShutdown();
       await http?.listener.close(0);
-      await store.close();
+      await datastore.close();
       throw e;
     }
   }
@@ -249,6 +264,7 @@ export class WritServer {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.heartbeat);
+    for (const u of this.unwatch) u();
     await this.housekeeping.stop();
     this.health.shutdown();
     const shut = (s: grpc.Server) =>
@@ -264,7 +280,7 @@ export class WritServer {
       });
     await Promise.all([shut(this.publicServer), shut(this.adminServer), this.http?.listener.close(graceMs)]);
     if (this.metricsServer) await new Promise<void>((r) => this.metricsServer!.close(() => r()));
-    await this.store.close();
+    await this.datastore.close();
     rmSync(this.settings.adminSocket, { force: true });
     this.logger.info('writ server stopped');
   }
