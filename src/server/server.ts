@@ -112,6 +112,10 @@ export class WritServer {
   get bundleJwksPath(): string {
     return join(this.settings.dataDir, 'bundle.jwks');
   }
+  /** The datastore, for the log and the banner (backend and where; never a password). */
+  get datastoreDescription(): string {
+    return this.datastore.description;
+  }
   get address(): string {
     return hostPort(this.settings.listen.host, this.port);
   }
