@@ -31,6 +31,9 @@ export const PG_DEFAULT_TRANSACTION_ATTEMPTS = 8;
 /** Retry backoff: a random delay up to min(cap, base * 2^attempt) ms, so racers spread out. */
 export const PG_RETRY_BASE_MS = 2;
 export const PG_RETRY_CAP_MS = 250;
+/** The session-level advisory lock reruns of failed transactions queue on (key pair distinct from the others). */
+const PG_RETRY_LOCK_SQL = 'SELECT pg_advisory_lock(2003986804, 2)';
+const PG_RETRY_UNLOCK_SQL = 'SELECT pg_advisory_unlock(2003986804, 2)';
 /** A migration may take longer than an ordinary statement (it rewrites tables). */
 export const PG_MIGRATION_STATEMENT_TIMEOUT_MS = 300_000;
 /** The advisory lock key migrations take (ASCII "writ"); advisory locks are per database. */
@@ -252,7 +255,7 @@ class PgDriver implements SqlDriver {
 
   async transaction<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const run = await this.attempt(fn);
+      const run = await this.attempt(fn, attempt > 1);
       if (run.ok) return run.value;
       if (!run.retry || attempt >= this.attempts) {
         if (run.retry)
@@ -264,11 +267,41 @@ class PgDriver implements SqlDriver {
   }
 
   /** One run of a transaction on one client. */
-  private async attempt<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
+  private async attempt<T>(fn: (x: SqlExecutor) => Promise<T>, retry = false): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
     const client = await this.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => (broken = e);
+    const conn: { broken?: Error } = {};
+    const onError = (e: Error) => (conn.broken = e);
     client.on('error', onError);
+    // A rerun waits for the other reruns first, before BEGIN (so its snapshot is taken after the
+    // wait): transactions that lost a race on one hot row (the audit log's size) then queue up
+    // instead of colliding again; first runs stay optimistic.
+    let queued = false;
+    if (retry) {
+      try {
+        await client.query(PG_RETRY_LOCK_SQL);
+        queued = true;
+      } catch (e) {
+        client.off('error', onError);
+        client.release(e as Error);
+        return { ok: false, retry: false, error: this.errors.map(e) };
+      }
+    }
+    try {
+      return await this.attemptOn(client, conn, fn);
+    } finally {
+      if (queued) await client.query(PG_RETRY_UNLOCK_SQL).catch((e: Error) => (conn.broken ??= e));
+      client.off('error', onError);
+      // A broken connection (one that may still hold the session lock among them) is closed, never reused.
+      client.release(conn.broken);
+    }
+  }
+
+  /** One run of a transaction on `client`; `conn.broken` set when the connection must not be reused. */
+  private async attemptOn<T>(
+    client: PoolClient,
+    conn: { broken?: Error },
+    fn: (x: SqlExecutor) => Promise<T>,
+  ): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
     let ended = false;
     let failure: StoreError | undefined;
     const query = async (s: Statement, params: readonly SqlValue[]) => {
@@ -287,8 +320,8 @@ class PgDriver implements SqlDriver {
       get: async (s, p) => (await query(s, p)).rows[0],
       run: async (s, p) => (await query(s, p)).rowCount ?? 0,
     };
-    const rollback = () => client.query('ROLLBACK').catch((e: Error) => (broken ??= e));
-    try {
+    const rollback = () => client.query('ROLLBACK').catch((e: Error) => (conn.broken ??= e));
+    {
       try {
         await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
       } catch (e) {
@@ -320,9 +353,6 @@ class PgDriver implements SqlDriver {
         return { ok: false, retry: retryable.has(err), error: err };
       }
       return { ok: true, value };
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
     }
   }
 
