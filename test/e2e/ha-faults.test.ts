@@ -7,12 +7,15 @@
  * client is recorded, none is issued twice, the audit log verifies.
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { attest, type AttestOutcome } from '../../src/agent/attest-client.js';
 import { grpcWatchConnector } from '../../src/agent/revocation-client.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { WatchRevocationSource } from '../../src/revocation/watch-source.js';
 import { cluster, freshDatabase, PG_UNREACHABLE, PgProxy, type Replica, until } from '../helpers/ha.js';
+import { runCli } from '../helpers/cli.js';
 import { revokeAsOperator } from '../helpers/revocation.js';
 
 const pgDescribe = PG_UNREACHABLE === undefined ? describe : describe.skip;
@@ -97,6 +100,18 @@ pgDescribe('replica faults on one PostgreSQL', () => {
     const [r1, r2, r3] = await Promise.all([c.start(), c.start(), c.start()]);
     const replicas = [r1!, r2!, r3!];
     const bundle = r1!.bundlePem();
+    // A relying party watching replica 2, with replica 3 to fail over to.
+    const watcher = new WatchRevocationSource({
+      addresses: [r2!.address, r3!.address],
+      connector: grpcWatchConnector(bundle, { ownConnection: true }),
+      reconnectInitialMs: 20,
+      reconnectMaxMs: 200,
+    }).start();
+    cleanups.push(async () => watcher.close());
+    await watcher.synced(30_000);
+    const early = await token(r1!, '/agent/revoked-early');
+    const first = Number((await revokeAsOperator(r1!.adminSocket, 'entry', early.entryId)).sequence);
+    await until(() => watcher.sequence >= first, 'the watcher sees the first revocation through replica 2');
     const TOTAL = 60;
     const acked: Array<{ spiffeId: string; serial: string; via: string }> = [];
     let failovers = 0;
@@ -148,6 +163,30 @@ pgDescribe('replica faults on one PostgreSQL', () => {
     const v = await adminClients(r3!.adminSocket, 120_000).audit.verifyLog({});
     expect(v.problem).toBe('');
     expect(v.ok).toBe(true);
+    // The watcher moved to replica 3 and resumed from its last sequence: it sees what replica 1 revokes now.
+    const late = await token(r1!, '/agent/revoked-late');
+    const second = Number((await revokeAsOperator(r1!.adminSocket, 'entry', late.entryId)).sequence);
+    await until(() => watcher.sequence >= second, 'the watcher sees a revocation after failing over to replica 3');
+    expect(watcher.status().address).toBe(r3!.address);
+    // The CLI fails over too: the dead replica first, then a live one.
+    const tok = await token(r1!, '/agent/cli-failover');
+    const bundleFile = join(c.dir, 'bundle.pem');
+    writeFileSync(bundleFile, bundle);
+    const cli = await runCli([
+      'agent',
+      'attest',
+      '--server',
+      `${r2!.address},${r3!.address}`,
+      '--bundle',
+      bundleFile,
+      '--join-token',
+      tok.token,
+      '--out',
+      join(c.dir, 'svid'),
+    ]);
+    expect(cli.err).toMatch(new RegExp(`${r2!.address.replace(/\./g, '\\.')} could not serve the handshake .*; trying the next issuer`));
+    expect(cli.code, cli.err).toBe(0);
+    expect(cli.out.trim()).toBe('spiffe://example.org/agent/cli-failover');
     console.log(`ha SIGKILL: ${acked.length} acknowledged, ${recorded.size} recorded, ${failovers} failovers`);
   });
 });

@@ -21,7 +21,7 @@ const problems = (datastore: unknown): string[] => {
     build(datastore);
   } catch (e) {
     expect(e).toBeInstanceOf(ConfigError);
-    return (e as ConfigError).problems;
+    return [...(e as ConfigError).problems];
   }
   throw new Error('expected a ConfigError');
 };
