@@ -9,11 +9,14 @@ import { UsageError, type OptionValues } from '../config/options.js';
 import { jwkThumbprint, keySigner, type JwsSigner } from '../jose/jws.js';
 import { parseWrit } from '../writ/writ.js';
 import { attest, type AttestOutcome } from './attest-client.js';
+import { withFailover } from './failover.js';
 import { readPrivateKey } from './keys.js';
 
 export interface AttestAgentRequest {
-  /** host:port of the issuer. */
-  readonly server: string;
+  /** host:port of the issuer, or of its replicas in the order to try them (agent/failover.ts). */
+  readonly server: string | readonly string[];
+  /** Told when a replica could not serve the handshake and the next one is tried. */
+  readonly onFailover?: (server: string, e: unknown) => void;
   readonly bundlePem: string;
   readonly producer: EvidenceProducer;
   /** The parsed command-line options (the producer reads its own). */
@@ -46,16 +49,22 @@ export async function attestAgent(r: AttestAgentRequest): Promise<AttestedAgent>
       signer = keySigner(k);
       newKeyPem = k.export({ type: 'pkcs8', format: 'pem' }) as string;
     }
-    const outcome = await attest({
-      server: r.server,
-      bundlePem: r.bundlePem,
-      evidenceType: r.producer.type,
-      key: signer,
-      respond: (c) => session.respond(c),
-      jwtAudiences: r.jwtAudiences ?? [],
-      grants: r.grants ?? [],
-      writAudiences: r.writAudiences ?? [],
-    });
+    const servers = typeof r.server === 'string' ? [r.server] : r.server;
+    const outcome = await withFailover(
+      servers,
+      (server) =>
+        attest({
+          server,
+          bundlePem: r.bundlePem,
+          evidenceType: r.producer.type,
+          key: signer,
+          respond: (c) => session.respond(c),
+          jwtAudiences: r.jwtAudiences ?? [],
+          grants: r.grants ?? [],
+          writAudiences: r.writAudiences ?? [],
+        }),
+      r.onFailover,
+    );
     if ((r.grants ?? []).length > 0) {
       if (!outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
       // The writ must be bound to the key we hold; refuse to keep one that is not.

@@ -33,7 +33,8 @@ function socketCall(socket: string, deadlineMs: number) {
       return await unaryCall(`unix:${socket}`, grpc.credentials.createInsecure(), m.parent, m.localName, req, { deadline: new Date(Date.now() + deadlineMs) });
     } catch (e) {
       const err = e as grpc.ServiceError;
-      if (err.code === grpc.status.UNAVAILABLE)
+      // UNAVAILABLE with a writ error code is the server answering (its datastore is down), not an unreachable socket.
+      if (err.code === grpc.status.UNAVAILABLE && !err.metadata?.get('writ-error-code').length)
         throw new Error(`cannot reach the writ server admin socket at ${socket} (is \`writ server\` running with this --data-dir?)`);
       if (typeof err.code === 'number') throw asCallError(err);
       throw e;

@@ -40,9 +40,31 @@ export interface ServerSettings {
   readonly limits: { attestationsPerSecond: number; attestationBurst: number };
   /** Task lifetimes a root grant may ask for. */
   readonly grants: { defaultTtlMs: number; maxTtlMs: number };
+  /** Where the issuer's state lives: SQLite in the data directory (default), or PostgreSQL shared by replicas. */
+  readonly datastore: DatastoreSettings;
   /** Validated settings of the capability sections the composition root registered, by key. */
   readonly sections: ReadonlyMap<string, unknown>;
 }
+
+/**
+ * The `datastore:` key. Settings name where the password is (a file or an environment
+ * variable), never the password itself, so settings can be printed and logged.
+ */
+export type DatastoreSettings =
+  | { readonly type: 'sqlite'; readonly path: string }
+  | {
+      readonly type: 'postgres';
+      /** Without a password (refused in it: use `password_file` or `password_env`). */
+      readonly connectionString: string;
+      readonly passwordFile?: string;
+      readonly passwordEnv?: string;
+      /** The schema holding writ's tables (it must exist); absent: the role's search_path. */
+      readonly schema?: string;
+      readonly poolSize: number;
+      readonly statementTimeoutMs: number;
+      /** TLS to the server, verified against `caFile` (else the system's roots); client certificate optional. */
+      readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string; readonly serverName?: string };
+    };
 
 /**
  * A top-level key a capability contributes (`attestation`, later `revocation`, `audit`, ...):
@@ -97,7 +119,80 @@ const KNOWN: Record<string, readonly string[] | null> = {
   serving_names: ['dns', 'ips'],
   limits: ['attestations_per_second', 'attestation_burst'],
   grants: ['default_ttl', 'max_ttl'],
+  datastore: ['type', 'path', 'connection_string', 'password_file', 'password_env', 'schema', 'pool_size', 'statement_timeout', 'tls'],
 };
+
+/** Pool sizes the configuration accepts (each replica opens this many connections, plus one to listen). */
+export const DATASTORE_MAX_POOL_SIZE = 200;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PG_SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** The `datastore:` section; problems recorded on `top`. */
+function datastoreSettings(top: Section, dataDir: string): DatastoreSettings {
+  const d = top.section('datastore');
+  const type = d.str('type', 'sqlite');
+  const file = (key: string) => {
+    const f = d.str(key, '');
+    return f === '' ? '' : isAbsolute(f) ? f : resolve(f);
+  };
+  if (type === 'sqlite') {
+    for (const k of ['connection_string', 'password_file', 'password_env', 'schema', 'pool_size', 'statement_timeout', 'tls'])
+      if (d.has(k)) d.problem(`datastore.${k} applies to type postgres, not sqlite`);
+    return { type, path: file('path') || join(dataDir, 'writ.db') };
+  }
+  if (type !== 'postgres') {
+    d.problem(`datastore.type must be sqlite or postgres, not ${JSON.stringify(type.slice(0, 40))}`);
+    return { type: 'sqlite', path: join(dataDir, 'writ.db') };
+  }
+  if (d.has('path')) d.problem('datastore.path applies to type sqlite (postgres takes connection_string)');
+  const cs = d.str('connection_string', '');
+  let connectionString = '';
+  if (!cs) d.problem('datastore.connection_string is required for type postgres (postgres://USER@HOST:PORT/DATABASE)');
+  else {
+    try {
+      const u = new URL(cs);
+      if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('must be a postgres:// URL');
+      if (u.password || [...u.searchParams.keys()].some((k) => /pass/i.test(k))) {
+        throw new Error('must not carry a password: put it in datastore.password_file or datastore.password_env');
+      }
+      if ([...u.searchParams.keys()].some((k) => /^ssl/i.test(k))) throw new Error('must not carry ssl parameters: use datastore.tls');
+      connectionString = cs;
+    } catch (e) {
+      // Never quote the string: it may hold a password.
+      d.problem(`datastore.connection_string ${e instanceof TypeError ? 'is not a URL' : (e as Error).message}`);
+    }
+  }
+  const passwordFile = file('password_file');
+  const passwordEnv = d.str('password_env', '');
+  if (passwordFile && passwordEnv) d.problem('datastore: give password_file or password_env, not both');
+  if (passwordEnv && !ENV_NAME.test(passwordEnv)) d.problem('datastore.password_env must be the name of an environment variable');
+  const schema = d.str('schema', '');
+  if (schema && !PG_SCHEMA.test(schema)) d.problem(`datastore.schema must match ${PG_SCHEMA.source}`);
+  let tls: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string } | undefined;
+  if (d.has('tls')) {
+    const t = d.section('tls').only(['ca_file', 'cert_file', 'key_file', 'server_name']);
+    const f = (key: string) => {
+      const v = t.str(key, '');
+      return v === '' ? undefined : isAbsolute(v) ? v : resolve(v);
+    };
+    const caFile = f('ca_file');
+    const certFile = f('cert_file');
+    const keyFile = f('key_file');
+    const serverName = t.str('server_name', '');
+    if (!certFile !== !keyFile) t.problem('datastore.tls: cert_file and key_file go together');
+    tls = { ...(caFile ? { caFile } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}), ...(serverName ? { serverName } : {}) };
+  }
+  return {
+    type,
+    connectionString,
+    ...(passwordFile ? { passwordFile } : {}),
+    ...(passwordEnv ? { passwordEnv } : {}),
+    ...(schema ? { schema } : {}),
+    poolSize: d.int('pool_size', 10, 1, DATASTORE_MAX_POOL_SIZE),
+    statementTimeoutMs: d.duration('statement_timeout', '5s'),
+    ...(tls ? { tls } : {}),
+  };
+}
 
 /** Reads and merges the raw layers; unknown keys are checked by `buildServerSettings`. */
 export function loadRawConfig(flags: ServerFlags, env: NodeJS.ProcessEnv): { raw: Raw; problems: string[] } {
@@ -276,6 +371,7 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
   };
   if (grants.defaultTtlMs > grants.maxTtlMs) p.push('grants.default_ttl must not exceed grants.max_ttl');
 
+  const datastore = datastoreSettings(top, dataDir);
   const parsed = new Map<string, unknown>(sections.map((s) => [s.key, s.parse(top)]));
 
   if (p.length) throw new ConfigError(p);
@@ -300,6 +396,7 @@ export function buildServerSettings(raw: Raw, problems: string[] = [], sections:
     svid: { x509TtlMs: x509Ttl, jwtTtlMs: jwtTtl, jwtAlg: jwtAlg as JwtAlg },
     servingNames,
     limits,
+    datastore,
     sections: parsed,
   };
 }

@@ -133,7 +133,17 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
   const revocations = new Revocations({ store, clock, onListenerError: (e) => logger.error({ err: e }, 'a revocation listener failed') });
-  const feed = new RevocationFeed({ store, now: () => clock.now().getTime() });
+  const feed = new RevocationFeed({
+    store,
+    now: () => clock.now().getTime(),
+    observer: {
+      replicated: (lagMs) => metrics.replicationLag.observe({ kind: 'revocation' }, lagMs / 1000),
+      syncFailed: (e) => {
+        metrics.feedSyncFailures.inc();
+        logger.warn({ err: e }, 'revocation feed: cannot read the events (heartbeats paused)');
+      },
+    },
+  });
   revocations.listen(feed);
   const revocationSettings = sectionSettings<RevocationSettings>(settings, revocationSection.key);
   const auditSigner = await openAuditSigner({ store, encryptor: o.keyEncryptor, origin: defaultAuditOrigin(settings.trustDomain), clock });

@@ -49,3 +49,25 @@ export class Housekeeping {
     await this.running;
   }
 }
+
+/**
+ * `fn` one run at a time: a call while a run is in progress gets a run after it (one, however
+ * many calls arrived), so what that call was told of is seen.
+ */
+export function coalesced(fn: () => Promise<void>): () => Promise<void> {
+  let tail: Promise<void> = Promise.resolve();
+  let queued: Promise<void> | undefined;
+  return () => {
+    // A run not started yet will see whatever this call was told of.
+    if (queued) return queued;
+    const run = tail
+      .catch(() => undefined)
+      .then(() => {
+        queued = undefined;
+        return fn();
+      });
+    queued = run;
+    tail = run;
+    return run;
+  };
+}

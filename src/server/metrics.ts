@@ -1,6 +1,14 @@
 /** Prometheus metrics (prom-client), served over HTTP when `metrics_listen` is set. */
 import { createServer, type Server } from 'node:http';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** A pool's occupancy, as the PostgreSQL store reports it. */
+export interface PoolOccupancy {
+  readonly max: number;
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -40,9 +48,72 @@ export class Metrics {
     help: 'Checkpoints the issuer refused to sign because the stored log does not extend the last one it signed (rolled-back or rewritten database)',
     registers: [this.registry],
   });
+  /** From the revoking replica's clock at revocation to this replica's feed reading it. */
+  readonly replicationLag = new Histogram({
+    name: 'writ_event_replication_lag_seconds',
+    help: 'Time from an event (revocation) being made, on any replica, to this replica fanning it out, seconds',
+    labelNames: ['kind'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly feedSequence = new Gauge({
+    name: 'writ_revocation_feed_sequence',
+    help: "The newest revocation sequence this replica's Watch feed has delivered (compare across replicas)",
+    registers: [this.registry],
+  });
+  readonly feedSyncFailures = new Counter({
+    name: 'writ_revocation_feed_sync_failures_total',
+    help: 'Reads of the revocation events that failed (heartbeats stop until one succeeds)',
+    registers: [this.registry],
+  });
+  readonly changeFeedConnected = new Gauge({
+    name: 'writ_change_feed_connected',
+    help: 'Whether wake-ups from other replicas arrive (PostgreSQL LISTEN connection up: 1)',
+    registers: [this.registry],
+  });
+  readonly changeFeedReconnects = new Counter({
+    name: 'writ_change_feed_reconnects_total',
+    help: 'Reconnections of the LISTEN connection (each followed by a catch-up read)',
+    registers: [this.registry],
+  });
+  readonly changeNotifications = new Counter({
+    name: 'writ_change_notifications_total',
+    help: 'Wake-ups received from the datastore, by kind of change',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'writ_process_' });
+  }
+
+  /** Pool saturation gauges, read at each scrape. */
+  watchPool(stats: () => PoolOccupancy): void {
+    const g = (name: string, help: string, pick: (p: PoolOccupancy) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(pick(stats()));
+        },
+      });
+    g('writ_datastore_pool_max', 'Connections the datastore pool may open', (p) => p.max);
+    g('writ_datastore_pool_open', 'Connections the datastore pool holds open', (p) => p.total);
+    g('writ_datastore_pool_in_use', 'Pooled connections running a statement or transaction', (p) => p.total - p.idle);
+    g('writ_datastore_pool_waiting', 'Callers waiting for a pooled connection (saturation)', (p) => p.waiting);
+  }
+
+  /** The PostgreSQL NOTIFY queue's fill ratio, read at each scrape (unreadable: -1). */
+  watchNotifyQueue(usage: () => Promise<number>): void {
+    new Gauge({
+      name: 'writ_datastore_notify_queue_usage_ratio',
+      help: "Fraction of PostgreSQL's NOTIFY queue in use (at 1 every revocation fails); -1 when it cannot be read",
+      registers: [this.registry],
+      async collect() {
+        this.set(await usage().catch(() => -1));
+      },
+    });
   }
 
   /** Serves /metrics on host:port; resolves with the bound address. */

@@ -17,14 +17,14 @@ import type { CaManager } from '../ca/manager.js';
 import type { EvidencePlugin } from '../attestation/plugin.js';
 import { BUILTIN_EVIDENCE } from '../attestation/builtins.js';
 import type { Fetcher } from '../principal/oidc.js';
-import { SqliteStore } from '../store/sqlite.js';
 import type { Store } from '../store/store.js';
 import { bindPrivateSocket, claimSocket } from './admin-socket.js';
 import { flushTally } from '../audit/tally.js';
 import { FileHighWater, HIGH_WATER_FILE } from './audit-high-water.js';
 import { bundleDocuments } from './bundle-documents.js';
 import { buildCore, type ServerCore } from './core.js';
-import { Housekeeping } from './housekeeping.js';
+import { openDatastore, type Datastore } from './datastore.js';
+import { coalesced, Housekeeping } from './housekeeping.js';
 import { keyEncryptor } from './kek.js';
 import { Metrics } from './metrics.js';
 import { markServing, mountServices, type ServiceEntry } from './service-table.js';
@@ -77,6 +77,7 @@ export class WritServer {
   /** The HTTPS listener (status lists, bundle endpoint), when `http_listen` is set. */
   http?: IssuerHttp;
   private heartbeat?: NodeJS.Timeout;
+  private readonly unwatch: Array<() => void> = [];
   private stopped = false;
   /** The bound public port. */
   port = 0;
@@ -92,6 +93,7 @@ export class WritServer {
     private readonly adminServer: grpc.Server,
     private readonly health: HealthState,
     private readonly housekeeping: Housekeeping,
+    private readonly datastore: Datastore,
   ) {}
 
   get logger(): Logger {
@@ -112,6 +114,10 @@ export class WritServer {
   get bundleJwksPath(): string {
     return join(this.settings.dataDir, 'bundle.jwks');
   }
+  /** The datastore, for the log and the banner (backend and where; never a password). */
+  get datastoreDescription(): string {
+    return this.datastore.description;
+  }
   get address(): string {
     return hostPort(this.settings.listen.host, this.port);
   }
@@ -126,7 +132,9 @@ export class WritServer {
     await claimSocket(settings.adminSocket);
     const encryptor = keyEncryptor(settings, env, logger);
     const custody = opts.custody ?? new SealedKeyCustody(encryptor);
-    const store = new SqliteStore(join(settings.dataDir, 'writ.db'));
+    const metrics = new Metrics();
+    const datastore = await openDatastore(settings.datastore, { env, logger, metrics });
+    const { store, changes } = datastore;
     const servers: grpc.Server[] = [];
     let http: IssuerHttp | undefined;
     try {
@@ -137,7 +145,7 @@ export class WritServer {
         logger,
         clock,
         store,
-        metrics: new Metrics(),
+        metrics,
         custody,
         keyEncryptor: encryptor,
         evidence,
@@ -177,22 +185,21 @@ export class WritServer {
         writeFileAtomic(join(settings.dataDir, 'audit.vkey'), `${core.audit.verifierKey}\n`, 0o644);
       };
       let lastCheckpointAt = Number.NEGATIVE_INFINITY;
+      // Another replica may have rotated (the sequence moved); then apply what is due here.
+      // Run by the housekeeping tick and on every bundle wake-up, one run at a time.
+      const keys = coalesced(async () => {
+        const reloaded = await core.ca.refresh();
+        const rotated = await core.ca.rotate();
+        if (reloaded || rotated) {
+          core.metrics.bundleSequence.inc();
+          writeBundleFiles();
+          logger.info({ sequence: core.ca.bundle().sequence, keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`) }, 'trust bundle changed');
+        }
+        await serving.renewIfDue(reloaded || rotated);
+      });
       const housekeeping = new Housekeeping(
         [
-          {
-            name: 'keys',
-            run: async () => {
-              // Another replica may have rotated (the sequence moved); then apply what is due here.
-              const reloaded = await core.ca.refresh();
-              const rotated = await core.ca.rotate();
-              if (reloaded || rotated) {
-                core.metrics.bundleSequence.inc();
-                writeBundleFiles();
-                logger.info({ sequence: core.ca.bundle().sequence, keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`) }, 'trust bundle changed');
-              }
-              await serving.renewIfDue(reloaded || rotated);
-            },
-          },
+          { name: 'keys', run: keys },
           // Every audit.checkpoint_interval: the refusal tally's records, then a signed checkpoint of the log as it is
           // (the last one again when nothing was appended).
           {
@@ -214,7 +221,7 @@ export class WritServer {
         ],
         logger,
       );
-      const server = new WritServer(settings, core, table, publicServer, adminServer, health, housekeeping);
+      const server = new WritServer(settings, core, table, publicServer, adminServer, health, housekeeping, datastore);
       await serving.renew();
       writeBundleFiles();
       // Before the public port: no writ is minted before the URL it names is known.
@@ -232,7 +239,18 @@ export class WritServer {
       markServing(health, table);
       housekeeping.start(opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
       await core.feed.newest();
-      server.heartbeat = setInterval(() => core.feed.heartbeat(), core.revocationSettings.heartbeatMs);
+      // Other replicas' commits: revocations to the Watch feed, bundle changes to the keys (store/changes.ts).
+      const syncFeed = () =>
+        core.feed.sync().then((ok) => {
+          core.metrics.feedSequence.set(core.feed.sequence);
+          return ok;
+        });
+      server.unwatch.push(
+        changes.on('revocation', () => void syncFeed()),
+        changes.on('bundle', () => void keys().catch((e: unknown) => logger.error({ err: e }, 'reloading the trust bundle failed'))),
+      );
+      // Each heartbeat reads the store first: one missed wake-up costs at most a heartbeat, and a replica cut from the database stops vouching for freshness.
+      server.heartbeat = setInterval(() => void syncFeed().then(() => core.feed.heartbeat()), core.revocationSettings.heartbeatMs);
       server.heartbeat.unref();
       logger.info(
         {
@@ -240,6 +258,7 @@ export class WritServer {
           address: server.address,
           ...(http ? { https: http.url } : {}),
           adminSocket: settings.adminSocket,
+          datastore: datastore.description,
           bundle: server.bundlePemPath,
           keys: core.ca.describe().map((k) => `${k.kind}:${k.state}`),
           evidence: evidence.describe(),
@@ -251,7 +270,7 @@ export class WritServer {
     } catch (e) {
       for (const srv of servers) srv.forceShutdown();
       await http?.listener.close(0);
-      await store.close();
+      await datastore.close();
       throw e;
     }
   }
@@ -265,6 +284,7 @@ export class WritServer {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.heartbeat);
+    for (const u of this.unwatch) u();
     await this.housekeeping.stop();
     this.health.shutdown();
     const shut = (s: grpc.Server) =>
@@ -284,7 +304,7 @@ export class WritServer {
     await flushTally(this.store, this.core.refusals, this.core.clock.now().getTime()).catch((e) =>
       this.logger.error({ err: e }, 'audit: the refusal tally could not be written'),
     );
-    await this.store.close();
+    await this.datastore.close();
     rmSync(this.settings.adminSocket, { force: true });
     this.logger.info('writ server stopped');
   }

@@ -36,6 +36,19 @@ export interface Dialect {
   jsonText(alias: string): string;
   /** Renders the `?` placeholders of a shared statement in the engine's syntax. */
   placeholders(sql: string): string;
+  /**
+   * A statement that, run inside a transaction before an event row is given its sequence, holds
+   * every other such transaction off until this one ends, so that events commit in sequence
+   * order (a reader of "sequence > last" never passes one that commits later); absent when
+   * transactions already run one at a time (SQLite).
+   */
+  readonly sequenceLock?: string;
+  /**
+   * A statement with one parameter (a channel name) that wakes the other replicas' change feeds
+   * when the transaction it runs in commits, and never if it rolls back (PostgreSQL NOTIFY);
+   * absent when there are no other replicas to wake (SQLite: the feed is in-process).
+   */
+  readonly notify?: string;
 }
 
 export const SQLITE: Dialect = {
@@ -70,6 +83,10 @@ export const POSTGRES: Dialect = {
   jsonMember: (alias, key) => `(${alias}.value ->> '${key}')`,
   jsonText: (alias) => `(${alias}.value #>> '{}')`,
   placeholders: numberPlaceholders,
+  // Transaction-scoped: released at COMMIT or ROLLBACK, so a crashed replica never holds it.
+  sequenceLock: 'SELECT pg_advisory_xact_lock(2003986804, 1)',
+  // Delivered at COMMIT (never on ROLLBACK), after the rows it announces are visible.
+  notify: "SELECT pg_notify(?, '')",
 };
 
 /** `?` → `$1`, `$2`, ... outside string literals and quoted identifiers. */

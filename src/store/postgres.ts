@@ -7,7 +7,9 @@
  * each is atomic, and consuming a join token is one conditional UPDATE, which the row lock
  * makes once-only across replicas.
  */
+import { createHash } from 'node:crypto';
 import { DatabaseError, Pool, type PoolClient, type PoolConfig } from 'pg';
+import type { ChangeKind } from './changes.js';
 import { StoreError } from '../errors.js';
 import { int, type SqlValue } from './codecs.js';
 import { POSTGRES } from './dialect.js';
@@ -29,12 +31,16 @@ export const PG_DEFAULT_TRANSACTION_ATTEMPTS = 8;
 /** Retry backoff: a random delay up to min(cap, base * 2^attempt) ms, so racers spread out. */
 export const PG_RETRY_BASE_MS = 2;
 export const PG_RETRY_CAP_MS = 250;
+/** The session-level advisory lock reruns of failed transactions queue on (key pair distinct from the others). */
+const PG_RETRY_LOCK_SQL = 'SELECT pg_advisory_lock(2003986804, 2)';
+const PG_RETRY_UNLOCK_SQL = 'SELECT pg_advisory_unlock(2003986804, 2)';
 /** A migration may take longer than an ordinary statement (it rewrites tables). */
 export const PG_MIGRATION_STATEMENT_TIMEOUT_MS = 300_000;
 /** The advisory lock key migrations take (ASCII "writ"); advisory locks are per database. */
 export const PG_MIGRATION_LOCK_KEY = 0x77726974;
 
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+const NOTIFY_QUEUE_USAGE: Statement = { name: 'writ_notify_queue_usage', text: 'SELECT pg_notification_queue_usage() AS usage' };
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const RETRYABLE = new Set(['40001', '40P01']);
 const CONSTRAINT: Readonly<Record<string, string>> = {
   '23505': 'unique constraint violated',
@@ -46,6 +52,8 @@ const CONSTRAINT: Readonly<Record<string, string>> = {
 export interface PostgresStoreOptions {
   /** `postgres://user[:password]@host[:port]/database[?...]`; never put in a message. */
   readonly connectionString: string;
+  /** The role's password, kept apart from the connection string (read from a file or the environment); never put in a message. */
+  readonly password?: string;
   /** The schema holding writ's tables (it must exist); default: the role's search_path. */
   readonly schema?: string;
   readonly poolSize?: number;
@@ -70,10 +78,10 @@ function positive(name: string, v: number | undefined, dflt: number, max = Numbe
  * SQLSTATE, with every secret of the connection replaced; the cause is kept only for errors the
  * server sent (they carry no client configuration).
  */
-class ErrorMapper {
+export class ErrorMapper {
   private readonly secrets: string[];
-  constructor(connectionString: string) {
-    const secrets = [connectionString];
+  constructor(connectionString: string, password?: string) {
+    const secrets = [connectionString, ...(password ? [password] : [])];
     try {
       const u = new URL(connectionString);
       if (u.password) secrets.push(u.password, decodeURIComponent(u.password));
@@ -106,6 +114,24 @@ class ErrorMapper {
   }
 }
 
+/** A pool's occupancy at one instant. */
+export interface PoolStats {
+  readonly max: number;
+  readonly total: number;
+  readonly idle: number;
+  readonly waiting: number;
+}
+
+/**
+ * The NOTIFY channel of a kind of change for the tables in `schema` (channels are per
+ * database, schemas share them): `writ_<kind>` for the default schema, else with a digest of
+ * the schema's name, so identifiers stay under PostgreSQL's 63 bytes.
+ */
+export function pgChannel(schema: string | undefined, kind: ChangeKind): string {
+  if (schema === undefined) return `writ_${kind}`;
+  return `writ_${kind}_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
+}
+
 /** Errors that a new run of the same transaction may not meet (serialization failure, deadlock). */
 const retryable = new WeakSet<StoreError>();
 
@@ -125,12 +151,13 @@ class PgDriver implements SqlDriver {
   private closed = false;
 
   constructor(o: PostgresStoreOptions) {
-    this.errors = new ErrorMapper(o.connectionString);
+    this.errors = new ErrorMapper(o.connectionString, o.password);
     if (o.schema !== undefined && !SCHEMA_NAME.test(o.schema)) throw new StoreError(`store(postgres): schema must match ${SCHEMA_NAME.source}`);
     this.schema = o.schema;
     this.attempts = positive('transactionAttempts', o.transactionAttempts, PG_DEFAULT_TRANSACTION_ATTEMPTS, 100);
     this.pool = new Pool({
       connectionString: o.connectionString,
+      ...(o.password !== undefined ? { password: o.password } : {}),
       max: positive('poolSize', o.poolSize, PG_DEFAULT_POOL_SIZE, PG_MAX_POOL_SIZE),
       statement_timeout: positive('statementTimeoutMs', o.statementTimeoutMs, PG_DEFAULT_STATEMENT_TIMEOUT_MS),
       idle_in_transaction_session_timeout: positive('idleInTransactionTimeoutMs', o.idleInTransactionTimeoutMs, PG_DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS),
@@ -154,6 +181,15 @@ class PgDriver implements SqlDriver {
       get: async (s, p) => (await query(s, p)).rows[0],
       run: async (s, p) => (await query(s, p)).rowCount ?? 0,
     };
+  }
+
+  channel(kind: ChangeKind): string {
+    return pgChannel(this.schema, kind);
+  }
+
+  /** Connections of the pool: open, idle, and callers waiting for one (saturation). */
+  poolStats(): PoolStats {
+    return { max: this.pool.options.max ?? PG_DEFAULT_POOL_SIZE, total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
   }
 
   private assertOpen(): void {
@@ -219,7 +255,7 @@ class PgDriver implements SqlDriver {
 
   async transaction<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const run = await this.attempt(fn);
+      const run = await this.attempt(fn, attempt > 1);
       if (run.ok) return run.value;
       if (!run.retry || attempt >= this.attempts) {
         if (run.retry)
@@ -231,11 +267,41 @@ class PgDriver implements SqlDriver {
   }
 
   /** One run of a transaction on one client. */
-  private async attempt<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
+  private async attempt<T>(fn: (x: SqlExecutor) => Promise<T>, retry = false): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
     const client = await this.connect();
-    let broken: Error | undefined;
-    const onError = (e: Error) => (broken = e);
+    const conn: { broken?: Error } = {};
+    const onError = (e: Error) => (conn.broken = e);
     client.on('error', onError);
+    // A rerun waits for the other reruns first, before BEGIN (so its snapshot is taken after the
+    // wait): transactions that lost a race on one hot row (the audit log's size) then queue up
+    // instead of colliding again; first runs stay optimistic.
+    let queued = false;
+    if (retry) {
+      try {
+        await client.query(PG_RETRY_LOCK_SQL);
+        queued = true;
+      } catch (e) {
+        client.off('error', onError);
+        client.release(e as Error);
+        return { ok: false, retry: false, error: this.errors.map(e) };
+      }
+    }
+    try {
+      return await this.attemptOn(client, conn, fn);
+    } finally {
+      if (queued) await client.query(PG_RETRY_UNLOCK_SQL).catch((e: Error) => (conn.broken ??= e));
+      client.off('error', onError);
+      // A broken connection (one that may still hold the session lock among them) is closed, never reused.
+      client.release(conn.broken);
+    }
+  }
+
+  /** One run of a transaction on `client`; `conn.broken` set when the connection must not be reused. */
+  private async attemptOn<T>(
+    client: PoolClient,
+    conn: { broken?: Error },
+    fn: (x: SqlExecutor) => Promise<T>,
+  ): Promise<{ ok: true; value: T } | { ok: false; retry: boolean; error: unknown }> {
     let ended = false;
     let failure: StoreError | undefined;
     const query = async (s: Statement, params: readonly SqlValue[]) => {
@@ -254,8 +320,8 @@ class PgDriver implements SqlDriver {
       get: async (s, p) => (await query(s, p)).rows[0],
       run: async (s, p) => (await query(s, p)).rowCount ?? 0,
     };
-    const rollback = () => client.query('ROLLBACK').catch((e: Error) => (broken ??= e));
-    try {
+    const rollback = () => client.query('ROLLBACK').catch((e: Error) => (conn.broken ??= e));
+    {
       try {
         await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
       } catch (e) {
@@ -287,9 +353,6 @@ class PgDriver implements SqlDriver {
         return { ok: false, retry: retryable.has(err), error: err };
       }
       return { ok: true, value };
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
     }
   }
 
@@ -308,9 +371,26 @@ export class PostgresStore extends SqlStore {
   /** The schema version the database was at (or was migrated to) when the store opened. */
   readonly schemaVersion: number;
 
-  private constructor(driver: PgDriver, version: number) {
-    super(driver);
+  private constructor(
+    private readonly pg: PgDriver,
+    version: number,
+  ) {
+    super(pg);
     this.schemaVersion = version;
+  }
+
+  /** The connection pool's occupancy now (metrics: pool saturation). */
+  poolStats(): PoolStats {
+    return this.pg.poolStats();
+  }
+
+  /**
+   * The fraction of the server's NOTIFY queue (8 GB by default) taken by notifications a
+   * listener has not consumed yet; at 1 every NOTIFY, hence every revocation, fails.
+   */
+  async notificationQueueUsage(): Promise<number> {
+    const r = await this.pg.direct.get(NOTIFY_QUEUE_USAGE, []);
+    return Number(r?.usage ?? 0);
   }
 
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
@@ -319,7 +399,7 @@ export class PostgresStore extends SqlStore {
       driver = new PgDriver(options);
     } catch (e) {
       // e.g. a connection string that is not a URL: node-postgres's error may quote it.
-      throw new ErrorMapper(options.connectionString).map(e, 'bad options');
+      throw new ErrorMapper(options.connectionString, options.password).map(e, 'bad options');
     }
     try {
       return new PostgresStore(driver, await driver.open());

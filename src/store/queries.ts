@@ -182,6 +182,10 @@ export function buildQueries(d: Dialect) {
 
     putDecision: insert(POLICY_DECISIONS),
     listDecisions: `${select(POLICY_DECISIONS)} ORDER BY id DESC LIMIT ?`,
+
+    // Run only where the dialect has them (store/dialect.ts); empty otherwise, never prepared.
+    sequenceLock: d.sequenceLock ?? '',
+    notify: d.notify ?? '',
   };
   return Object.fromEntries(Object.entries(texts).map(([name, text]) => [name, { name: `writ_${name}`, text: d.placeholders(text) }])) as {
     readonly [K in keyof typeof texts]: Statement;

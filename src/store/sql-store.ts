@@ -60,6 +60,7 @@ import {
   TPM_ENDORSEMENTS,
   WRITS,
 } from './codecs.js';
+import type { ChangeKind } from './changes.js';
 import type { Dialect } from './dialect.js';
 import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
@@ -117,6 +118,8 @@ export interface SqlDriver {
    */
   transaction<T>(fn: (x: SqlExecutor) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+  /** The notification channel of a kind of change, for dialects with `notify` (store/changes.ts). */
+  channel?(kind: ChangeKind): string;
 }
 
 /** A named limit: more than this many decisions are never read at once. */
@@ -132,7 +135,13 @@ class SqlOps implements StoreTx {
     private readonly x: SqlExecutor,
     private readonly q: Queries,
     private readonly d: Dialect,
+    private readonly channel?: (kind: ChangeKind) => string,
   ) {}
+
+  /** Wakes other replicas' change feeds when this transaction commits (dialects with `notify`). */
+  private async announce(kind: ChangeKind): Promise<void> {
+    if (this.d.notify && this.channel) await this.x.get(this.q.notify, [this.channel(kind)]);
+  }
 
   /** SQLite reads a negative LIMIT as "no limit", PostgreSQL refuses it: one meaning for both. */
   private limit(n: number, what: string): number {
@@ -195,7 +204,9 @@ class SqlOps implements StoreTx {
     return sequence(await this.x.get(this.q.getSeq, []));
   }
   async bumpBundleSequence(): Promise<number> {
-    return sequence(await this.x.get(this.q.bumpSeq, []));
+    const n = sequence(await this.x.get(this.q.bumpSeq, []));
+    await this.announce('bundle');
+    return n;
   }
 
   async getTpmRecord(ekHash: string): Promise<TpmRecord | undefined> {
@@ -218,6 +229,7 @@ class SqlOps implements StoreTx {
   }
   async setActivePolicy(r: ActivePolicyRecord): Promise<void> {
     await this.x.run(this.q.setActive, [r.digest, r.activatedAt]);
+    await this.announce('policy');
   }
   async getActivePolicy(): Promise<ActivePolicyRecord | undefined> {
     const r = await this.x.get(this.q.getActive, []);
@@ -298,7 +310,10 @@ class SqlOps implements StoreTx {
   }
 
   async insertRevocation(r: NewRevocation): Promise<number> {
+    // Before the sequence is drawn: held to the end of the transaction, so sequences commit in order.
+    if (this.d.sequenceLock) await this.x.get(this.q.sequenceLock, []);
     const row = await this.x.get(this.q.insertRevocation, bind(REVOCATIONS, encodeRevocation(r)));
+    await this.announce('revocation');
     return int(row?.seq, 'revocations.seq');
   }
   async getRevocation(kind: string, target: string): Promise<RevocationRecord | undefined> {
@@ -448,11 +463,11 @@ export class SqlStore implements Store {
 
   constructor(private readonly driver: SqlDriver) {
     this.queries = buildQueries(driver.dialect);
-    this.direct = new SqlOps(driver.direct, this.queries, driver.dialect);
+    this.direct = new SqlOps(driver.direct, this.queries, driver.dialect, driver.channel?.bind(driver));
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.driver.transaction((x) => fn(new SqlOps(x, this.queries, this.driver.dialect)));
+    return this.driver.transaction((x) => fn(new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver))));
   }
 
   close(): Promise<void> {
@@ -474,13 +489,14 @@ export class SqlStore implements Store {
   setCaKeyState = (id: string, state: CaKeyState) => this.direct.setCaKeyState(id, state);
   deleteCaKey = (id: string) => this.direct.deleteCaKey(id);
   getBundleSequence = () => this.direct.getBundleSequence();
-  bumpBundleSequence = () => this.direct.bumpBundleSequence();
+  // With a sequence lock or a notification these are several statements: a transaction of their own.
+  bumpBundleSequence = () => this.transaction((tx) => tx.bumpBundleSequence());
   getTpmRecord = (ekHash: string) => this.direct.getTpmRecord(ekHash);
   putTpmRecord = (r: TpmRecord) => this.direct.putTpmRecord(r);
   putPolicySnapshot = (r: PolicySnapshotRecord) => this.direct.putPolicySnapshot(r);
   getPolicySnapshot = (digest: string) => this.direct.getPolicySnapshot(digest);
   listPolicySnapshots = () => this.direct.listPolicySnapshots();
-  setActivePolicy = (r: ActivePolicyRecord) => this.direct.setActivePolicy(r);
+  setActivePolicy = (r: ActivePolicyRecord) => this.transaction((tx) => tx.setActivePolicy(r));
   getActivePolicy = () => this.direct.getActivePolicy();
   putGrant = (r: GrantRecord) => this.direct.putGrant(r);
   getGrant = (jti: string) => this.direct.getGrant(jti);
@@ -501,7 +517,7 @@ export class SqlStore implements Store {
   extendTask = (id: string, expiresAt: number) => this.direct.extendTask(id, expiresAt);
   endTask = (id: string, at: number, by: string, reason: string) => this.direct.endTask(id, at, by, reason);
   listTasks = (limit: number) => this.direct.listTasks(limit);
-  insertRevocation = (r: NewRevocation) => this.direct.insertRevocation(r);
+  insertRevocation = (r: NewRevocation) => this.transaction((tx) => tx.insertRevocation(r));
   getRevocation = (kind: string, target: string) => this.direct.getRevocation(kind, target);
   findRevocations = (keys: readonly string[]) => this.direct.findRevocations(keys);
   listRevocationsSince = (after: number, limit: number) => this.direct.listRevocationsSince(after, limit);

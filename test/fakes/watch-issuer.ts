@@ -59,6 +59,8 @@ export class FakeWatchIssuer {
     this.records = this.records.filter((r) => r.seq <= seq);
     this.seq = seq;
     this.feed = new RevocationFeed({ store: this.store, now: this.now });
+    // As a restarted server does before serving: live delivery starts after what the store holds.
+    void this.feed.newest();
   }
 
   heartbeat(): void {

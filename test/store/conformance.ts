@@ -1036,6 +1036,61 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.revocationBounds()).toEqual({ oldest: a, newest: c });
       });
 
+      it('commits revocations in sequence order: a later sequence never becomes visible before an earlier one, so a tailing reader misses none', async () => {
+        // A draws its sequence and holds its transaction open; B starts after it.
+        const held = gate();
+        const drawn = gate();
+        const a = s.transaction(async (tx) => {
+          const seq = await tx.insertRevocation(revocation('grant', 'held'));
+          drawn.open();
+          await held.wait;
+          return seq;
+        });
+        await drawn.wait;
+        const b = s.insertRevocation(revocation('grant', 'after'));
+        // Give B every chance to commit first (it must not: it waits for A, whatever the backend).
+        await Promise.race([b.then(() => undefined), new Promise((r) => setTimeout(r, 200))]);
+        // A reader now (on SQLite it waits its turn behind A): B's revocation never without A's before it.
+        const read = s.listRevocationsSince(0, 10);
+        await Promise.race([read.then(() => undefined), new Promise((r) => setTimeout(r, 200))]);
+        held.open();
+        const [sa, sb] = await Promise.all([a, b]);
+        expect(['', 'held', 'held,after']).toContain((await read).map((r) => r.target).join(','));
+        expect(sb).toBeGreaterThan(sa);
+        expect((await s.listRevocationsSince(0, 10)).map((r) => r.seq)).toEqual([sa, sb]);
+      });
+
+      it('a reader tailing "sequence > last" while revocations race sees every one of them', async () => {
+        const n = 40;
+        let done = false;
+        const tailed: number[] = [];
+        const reader = (async () => {
+          let last = 0;
+          for (;;) {
+            const finished = done;
+            const page = await s.listRevocationsSince(last, 1000);
+            for (const r of page) tailed.push(r.seq);
+            if (page.length > 0) last = page[page.length - 1]!.seq;
+            if (finished && page.length === 0) return;
+            await new Promise((r) => setImmediate(r));
+          }
+        })();
+        const committed = await Promise.all(
+          Array.from({ length: n }, (_, i) =>
+            s.transaction(async (tx) => {
+              const seq = await tx.insertRevocation(revocation('writ', `race-${i}`));
+              // Hold some transactions open after drawing the sequence, in no particular order.
+              for (let k = 0; k < (i * 7) % 5; k++) await new Promise((r) => setImmediate(r));
+              await tx.getBundleSequence();
+              return seq;
+            }),
+          ),
+        );
+        done = true;
+        await reader;
+        expect(tailed).toEqual([...committed].sort((x, y) => x - y));
+      });
+
       it('prunes revocations that can no longer matter, never the newest (its sequence is where subscribers resume)', async () => {
         const a = await s.insertRevocation(revocation('grant', 'g1', { expiresAt: 100 }));
         const b = await s.insertRevocation(revocation('grant', 'g2', { expiresAt: null }));

@@ -13,11 +13,13 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
+import type { ChangeKind } from '../../src/store/changes.js';
 import { PG_MIGRATION_LOCK_KEY, PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres.js';
+import { PgChangeFeed } from '../../src/store/postgres-changes.js';
 import { SCHEMA_VERSION } from '../../src/store/schema.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { barrier, gate, rejection, storeConformance, token, tpm, warm } from './conformance.js';
+import { barrier, gate, rejection, revocation, snapshot, storeConformance, token, tpm, warm } from './conformance.js';
 
 const URL = process.env.WRIT_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const shown = URL.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
@@ -160,6 +162,105 @@ pgDescribe('PostgresStore', () => {
         expect((await stores[1]!.getTpmRecord('ek'))!.clock).toBe('12');
       } finally {
         for (const s of stores) await s.close();
+      }
+    });
+  });
+
+  describe('one hot row written from two stores (the audit size, the bundle sequence)', () => {
+    it('every one of many concurrent transactions commits: reruns queue instead of colliding again', async () => {
+      const schema = await freshSchema();
+      const stores = [await openIn(schema), await openIn(schema)];
+      try {
+        for (const s of stores) await warm(s, 8);
+        const n = 48;
+        const seqs = await Promise.all(
+          Array.from({ length: n }, (_, i) =>
+            stores[i % 2]!.transaction(async (tx) => {
+              await tx.getBundleSequence();
+              return tx.bumpBundleSequence();
+            }),
+          ),
+        );
+        expect([...seqs].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      } finally {
+        for (const s of stores) await s.close();
+      }
+    });
+  });
+
+  describe('change feed (LISTEN/NOTIFY)', () => {
+    const feedIn = (schema: string) => PgChangeFeed.open({ connectionString: URL, schema, pingIntervalMs: 200, pingTimeoutMs: 2_000 });
+
+    it('wakes a listener of another store after a revocation, a bundle change or a policy activation commits, and never for a rollback', async () => {
+      const schema = await freshSchema();
+      const writer = await openIn(schema);
+      const feed = await feedIn(schema);
+      try {
+        const woken: string[] = [];
+        const next = (kind: ChangeKind) =>
+          new Promise<void>((r) => {
+            const off = feed.on(kind, () => {
+              woken.push(kind);
+              off();
+              r();
+            });
+          });
+        // A rolled-back revocation announces nothing; the committed one after it does.
+        await rejection(
+          writer.transaction(async (tx) => {
+            await tx.insertRevocation(revocation('grant', 'rolled-back'));
+            throw new Error('abort');
+          }),
+        );
+        const rev = next('revocation');
+        await writer.insertRevocation(revocation('grant', 'g1'));
+        await rev;
+        const bundle = next('bundle');
+        await writer.bumpBundleSequence();
+        await bundle;
+        await writer.putPolicySnapshot(snapshot('a'.repeat(64)));
+        const policy = next('policy');
+        await writer.setActivePolicy({ digest: 'a'.repeat(64), activatedAt: 1 });
+        await policy;
+        expect(woken).toEqual(['revocation', 'bundle', 'policy']);
+        expect(feed.connected).toBe(true);
+      } finally {
+        await feed.close();
+        await writer.close();
+      }
+    });
+
+    it('hears nothing from another schema on the same database (channels are per schema)', async () => {
+      const [a, b] = [await freshSchema(), await freshSchema()];
+      const writerA = await openIn(a);
+      const writerB = await openIn(b);
+      const feedB = await feedIn(b);
+      try {
+        const heard: string[] = [];
+        feedB.on('revocation', () => heard.push('b'));
+        await writerA.insertRevocation(revocation('grant', 'in-a'));
+        // B's own write, after A's: once it is heard, A's would have been too.
+        const own = new Promise<void>((r) => feedB.on('revocation', () => r()));
+        await writerB.insertRevocation(revocation('grant', 'in-b'));
+        await own;
+        expect(heard).toEqual(['b']);
+      } finally {
+        await feedB.close();
+        await writerA.close();
+        await writerB.close();
+      }
+    });
+
+    it('after its connection is killed it reconnects and wakes every listener (to catch up on what it missed)', async () => {
+      const schema = await freshSchema();
+      const feed = await feedIn(schema);
+      try {
+        const back = new Promise<void>((r) => feed.on('revocation', () => r()));
+        await admin!.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'writ-change-feed' AND pid <> pg_backend_pid()");
+        await back;
+        expect(feed.reconnects).toBeGreaterThanOrEqual(1);
+      } finally {
+        await feed.close();
       }
     });
   });
@@ -328,6 +429,15 @@ pgDescribe('PostgresStore', () => {
 
   describe('errors never show the connection string or its password', () => {
     const PASSWORD = 's3cr3t-Pa55';
+    it('nor a password given apart from the connection string', async () => {
+      const connectionString = URL.replace(/\/[^/?]*(\?.*)?$/, '/writ_no_such_db');
+      const err = await rejection(PostgresStore.open({ connectionString, password: PASSWORD, connectTimeoutMs: 2_000 }));
+      const feedErr = await rejection(PgChangeFeed.open({ connectionString, password: PASSWORD, connectTimeoutMs: 2_000 }));
+      for (const e of [err, feedErr]) {
+        expect(e).toBeInstanceOf(StoreError);
+        expect(`${(e as Error).message}\n${inspect(e, { depth: 20, showHidden: true })}`).not.toContain(PASSWORD);
+      }
+    });
     it.each([
       ['an unreachable server', `postgres://writ:${PASSWORD}@127.0.0.1:1/test`, /^store\(postgres\): cannot connect: .*ECONNREFUSED/],
       ['a connection string that is not a URL', `postgres://writ:${PASSWORD}@[::1/test`, /^store\(postgres\): /],

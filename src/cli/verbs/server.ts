@@ -44,6 +44,7 @@ export const serverVerb: Verb = {
         `  public gRPC (TLS) : ${server.address}\n` +
         (server.http ? `  HTTPS             : ${server.http.url} (port ${server.httpPort}: /status/<list>, /.well-known/spiffe-bundle)\n` : '') +
         `  admin socket      : ${settings.adminSocket}\n` +
+        `  datastore         : ${server.datastoreDescription}\n` +
         `  trust bundle      : ${server.bundlePemPath} (SPIFFE JWKS: ${server.bundleJwksPath})\n` +
         (server.metricsPort ? `  metrics           : http://${settings.metricsListen!.host}:${server.metricsPort}/metrics\n` : '') +
         `\nNext, in another shell:\n` +

@@ -1,7 +1,7 @@
 /** `writ agent attest`: one handshake with any evidence type the agent builtins list, credentials written to a directory. */
 import type { EvidenceProducer } from '../../../attestation/plugin.js';
 import { listOption, stringOption, UsageError, type OptionSpecs, type OptionValues } from '../../../config/options.js';
-import { checkServerAddress } from '../../../agent/attest-client.js';
+import { serverAddresses } from '../../../agent/failover.js';
 import { attestAgent } from '../../../agent/attest-once.js';
 import { writeCredentials } from '../../../agent/credentials.js';
 import { KEY_FILE_OPTION } from '../../../agent/keys.js';
@@ -10,7 +10,12 @@ import { readGrantFiles } from '../../grant-files.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 
 const CORE: OptionSpecs = {
-  server: { type: 'string', value: 'HOST:PORT', help: "the issuer's public port" },
+  server: {
+    type: 'string',
+    multiple: true,
+    value: 'HOST:PORT',
+    help: "the issuer's public port; replicas as A:1,B:2 or the option repeated, tried in order when one cannot serve",
+  },
   bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM (the server writes bundle.pem)" },
   out: { type: 'string', value: 'DIR', help: 'where to write svid.pem, svid.key, bundle.pem, bundle.jwks, jwt-svid.txt, writ.jws' },
   ...KEY_FILE_OPTION,
@@ -50,7 +55,8 @@ export const agentAttestVerb: Verb = {
   note: 'Evidence: exactly one of the evidence options below selects the type. Without --key or a key the evidence holds, a new P-256 key is made and written as svid.key (0600).',
   async run({ values, catalog, io }) {
     const producer = selectProducer(catalog.producers, values, CORE);
-    const server = checkServerAddress(required(values, 'server'));
+    required(values, 'server');
+    const server = serverAddresses(listOption(values, 'server'));
     const bundlePem = readPemBundle(required(values, 'bundle'));
     const out = required(values, 'out');
     const grants = readGrantFiles(listOption(values, 'grant'));
@@ -66,6 +72,7 @@ export const agentAttestVerb: Verb = {
       grants,
       jwtAudiences: listOption(values, 'jwt-audience'),
       writAudiences,
+      onFailover: (at, e) => io.err(`writ: ${at} could not serve the handshake (${(e as Error).message}); trying the next issuer\n`),
     });
     writeCredentials(out, attested);
     io.out(`${attested.outcome.spiffeId}\n`);

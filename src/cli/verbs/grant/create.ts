@@ -2,7 +2,7 @@
 import { readInputFile, writeFileAtomic } from '../../../config/files.js';
 import { listOption, stringOption, UsageError } from '../../../config/options.js';
 import { parsePermissionFlag } from '../../../delegation/scope.js';
-import { checkServerAddress } from '../../../agent/attest-client.js';
+import { serverAddresses, withFailover } from '../../../agent/failover.js';
 import { createGrant } from '../../../agent/grant-client.js';
 import { readPemBundle } from '../../bundle-file.js';
 import { seconds } from '../../durations.js';
@@ -14,7 +14,7 @@ export const grantCreateVerb: Verb = {
   summary: "a principal's OIDC token (RFC 8693 subject token) buys a root grant for a task, if policy lets this principal delegate each permission",
   required: ['server', 'bundle', 'token-file', 'task-id', 'goal', 'scope', 'delegate', 'out'],
   options: {
-    server: { type: 'string', value: 'HOST:PORT', help: "the issuer's public port" },
+    server: { type: 'string', multiple: true, value: 'HOST:PORT', help: "the issuer's public port; replicas as A:1,B:2 or repeated, tried in order" },
     bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM" },
     'token-file': { type: 'string', value: 'F', help: "a file holding the principal's ID token (or JWT)" },
     'token-type': { type: 'string', value: 'id_token|jwt', help: 'the RFC 8693 token type (default id_token)' },
@@ -34,9 +34,12 @@ export const grantCreateVerb: Verb = {
     if (!Number.isInteger(maxDepth) || maxDepth < 0) throw new UsageError('--max-depth must be a non-negative integer');
     const scope = perms('scope');
     if (scope.length === 0) throw new UsageError('--scope is required');
-    const server = checkServerAddress(required(values, 'server'));
-    const res = await createGrant(server, readPemBundle(required(values, 'bundle')), {
-      subjectToken: readInputFile(required(values, 'token-file'), '--token-file').toString('utf8').trim(),
+    required(values, 'server');
+    const servers = serverAddresses(listOption(values, 'server'));
+    const bundlePem = readPemBundle(required(values, 'bundle'));
+    const subjectToken = readInputFile(required(values, 'token-file'), '--token-file').toString('utf8').trim();
+    const request = {
+      subjectToken,
       subjectTokenType: `urn:ietf:params:oauth:token-type:${tokenType}`,
       taskId: required(values, 'task-id'),
       goal: required(values, 'goal'),
@@ -46,7 +49,8 @@ export const grantCreateVerb: Verb = {
       escalate: perms('escalate'),
       maxDepth,
       delegateJkt: required(values, 'delegate'),
-    });
+    };
+    const res = await withFailover(servers, (server) => createGrant(server, bundlePem, request));
     writeFileAtomic(required(values, 'out'), `${res.grant}\n`);
     io.out(
       `grant ${res.grantId} for ${res.principalIss}#${res.principalSub}, task ends ${new Date(Number(res.expiresAt) * 1000).toISOString()}, policy ${res.policySnapshot.slice(0, 16)} (${res.policies.join(', ')})\n`,
