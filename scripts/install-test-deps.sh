@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the outside tools the tests use: openssl and Debian's python3-jwt +
 # python3-cryptography for /usr/bin/python3 (independent checks of what writ mints), Debian's
-# python3-grpcio + python3-grpc-tools (a SPIFFE Workload API client we did not write), and a real
+# python3-grpcio + python3-grpc-tools (a SPIFFE Workload API client we did not write), Debian's
+# chromium (the console's browser tests, driven by playwright-core; never a downloaded browser), and a real
 # software TPM: swtpm, swtpm-tools (swtpm_setup, swtpm_localca) and tpm2-tools. Where they cannot be
 # installed the tests that need them skip loudly, except in CI (CI set), where this fails.
 set -u
@@ -9,6 +10,7 @@ missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 /usr/bin/python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || missing+=(python3 python3-jwt python3-cryptography)
 /usr/bin/python3 -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1 || missing+=(python3-grpcio python3-grpc-tools)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
 command -v tpm2_checkquote >/dev/null 2>&1 || missing+=(tpm2-tools)
@@ -23,6 +25,7 @@ still=()
 command -v openssl >/dev/null 2>&1 || still+=(openssl)
 /usr/bin/python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || still+=(python3-jwt python3-cryptography)
 /usr/bin/python3 -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1 || still+=(python3-grpcio python3-grpc-tools)
+command -v chromium >/dev/null 2>&1 || still+=(chromium)
 command -v swtpm_setup >/dev/null 2>&1 || still+=(swtpm swtpm-tools)
 command -v tpm2_checkquote >/dev/null 2>&1 || still+=(tpm2-tools)
 if [ ${#still[@]} -gt 0 ]; then
