@@ -104,6 +104,7 @@ export class Sidecar implements SidecarState {
   private running = false;
   private stopped = false;
   private release: (() => Promise<void>) | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
   private freshness: () => RevocationFreshness = () => ({ sequence: 0, confirmedAt: 0, connected: false });
   /** Renewals that succeeded, and attempts that failed (for Status and metrics). */
   renewals = 0;
@@ -193,7 +194,7 @@ export class Sidecar implements SidecarState {
     let p = this.jwtInflight.get(key);
     if (!p) {
       if (this.jwtInflight.size >= MAX_JWT_INFLIGHT) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: too many JWT-SVID requests in flight; retry');
-      p = this.fetchJwt(audiences, s).finally(() => this.jwtInflight.delete(key));
+      p = this.fetchJwt(audiences).finally(() => this.jwtInflight.delete(key));
       this.jwtInflight.set(key, p);
     }
     const got = await p;
@@ -202,22 +203,35 @@ export class Sidecar implements SidecarState {
     return got;
   }
 
-  private async fetchJwt(audiences: readonly string[], current: SidecarIdentity): Promise<CachedJwt> {
+  private async fetchJwt(audiences: readonly string[]): Promise<CachedJwt> {
     let obtained: Obtained;
     try {
-      obtained = await this.o.source.obtain({ jwtAudiences: audiences, current });
+      obtained = await this.obtain(audiences);
     } catch (e) {
       throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
     }
-    // The handshake also renewed the X.509-SVID; only its JWT-SVID is kept (a rotation comes on schedule).
-    await obtained.release?.();
-    if (obtained.identity.spiffeId !== current.spiffeId)
-      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: the issuer now maps this agent to another SPIFFE ID');
+    // The handshake renewed the X.509-SVID too (and, by SVID, superseded the one held): serve it.
+    const id = this.adopt(obtained);
+    if (!id) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: revoked or stopped while the JWT-SVID was being fetched');
     const t = obtained.jwtSvids.find((j) => j.audience === audiences[0]);
     if (!t) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: the issuer returned no JWT-SVID for this audience');
-    const c = cachedJwt(obtained.identity.spiffeId, t.token);
+    const c = cachedJwt(id.spiffeId, t.token);
     this.remember(audiences.join('\n'), c);
     return c;
+  }
+
+  /**
+   * One handshake at a time: a renewal by SVID supersedes the SVID it presents, so a second
+   * handshake with the same SVID would be refused. `current` is read when this one's turn comes.
+   */
+  private obtain(jwtAudiences: readonly string[]): Promise<Obtained> {
+    const run = this.queue.then(() => {
+      const s = this.status;
+      if (this.stopped || s.state === 'revoked') throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: ${this.stopped ? 'stopped' : 'revoked'}`);
+      return this.o.source.obtain({ jwtAudiences, ...(s.state === 'serving' ? { current: s.identity } : {}) });
+    });
+    this.queue = run.catch(() => {});
+    return run;
   }
 
   private remember(key: string, c: CachedJwt): void {
@@ -253,27 +267,35 @@ export class Sidecar implements SidecarState {
   /** One attestation or renewal; schedules the next step either way. */
   private async cycle(): Promise<void> {
     if (this.stopped || this.status.state === 'revoked') return;
-    const current = this.status.state === 'serving' ? this.status.identity : undefined;
+    const renewing = this.status.state === 'serving';
     let obtained: Obtained;
     try {
-      obtained = await this.o.source.obtain({ jwtAudiences: this.defaultAudiences, ...(current ? { current } : {}) });
+      obtained = await this.obtain(this.defaultAudiences);
     } catch (e) {
+      if (this.stopped || (this.status as SidecarStatus).state === 'revoked') return;
       this.failures++;
       const delay = retryDelay(this.attempt++, this.random());
-      this.log(`sidecar: ${current ? 'renewal' : 'attestation'} failed (retry in ${delay} ms): ${(e as Error).message}`);
+      this.log(`sidecar: ${renewing ? 'renewal' : 'attestation'} failed (retry in ${delay} ms): ${(e as Error).message}`);
       if (this.status.state === 'pending') this.set({ state: 'pending', reason: (e as Error).message });
       this.schedule(delay);
       return;
     }
-    // Revoked or stopped while the handshake ran: the new identity is never served.
-    if (this.stopped || (this.status as SidecarStatus).state === 'revoked') {
-      await obtained.release?.();
-      return;
+    this.adopt(obtained);
+  }
+
+  /**
+   * Serves a newly obtained identity (a renewal is a change: every stream gets it), schedules its
+   * renewal and expiry. Returns undefined, serving nothing, when revoked or stopped meanwhile.
+   */
+  private adopt(obtained: Obtained): SidecarIdentity | undefined {
+    if (this.stopped || this.status.state === 'revoked') {
+      if (!obtained.sameKeySession) void obtained.release?.().catch(() => {});
+      return undefined;
     }
     this.attempt = 0;
-    if (current) this.renewals++;
+    if (this.status.state === 'serving') this.renewals++;
     const previous = this.release;
-    this.release = obtained.release;
+    if (!obtained.sameKeySession) this.release = obtained.release;
     const id = obtained.identity;
     // JWT-SVIDs of the previous SPIFFE ID are never served for this one.
     for (const [k, v] of this.jwtCache) if (v.spiffeId !== id.spiffeId) this.jwtCache.delete(k);
@@ -281,9 +303,11 @@ export class Sidecar implements SidecarState {
     this.clearTimers();
     this.set({ state: 'serving', identity: id });
     this.log(`sidecar: serving ${id.spiffeId} until ${new Date(id.notAfter).toISOString()}`);
-    await previous?.().catch(() => {});
+    // The previous identity's key session, unless the new identity signs through it too.
+    if (!obtained.sameKeySession && previous) void previous().catch(() => {});
     this.expiryTimer = this.timers.setTimeout(() => this.expire(id), Math.max(0, id.notAfter - this.o.now()));
     this.schedule(this.nextRenewal(id) - this.o.now());
+    return id;
   }
 
   /** Half the SVID's lifetime (±10%); with a writ, also before the writ ends, never after it. */

@@ -14,7 +14,8 @@ import { jwkThumbprint, keySigner, type JwsSigner } from '../jose/jws.js';
 import { BundleSet, parseSpiffeBundle, parseX509BundlePem } from '../spiffe/bundle.js';
 import { verifyX509Svid } from '../svid/x509-svid.js';
 import { parseWrit } from '../writ/writ.js';
-import { attest, bundleTrustDomain, type AttestOutcome } from '../agent/attest-client.js';
+import { GrpcCallError, attest, bundleTrustDomain, type AttestOutcome } from '../agent/attest-client.js';
+import { renewWithSvid } from '../agent/renew.js';
 import type { SidecarIdentity, TrustBundle } from './state.js';
 
 /** What one successful attestation (or renewal) yields. */
@@ -23,6 +24,8 @@ export interface Obtained {
   readonly jwtSvids: ReadonlyArray<{ readonly audience: string; readonly token: string }>;
   /** Releases what the identity's signer needs (a TPM session); called once it is replaced. */
   readonly release?: () => Promise<void>;
+  /** The identity signs through the current identity's key session (a renewal with the same key): keep that one open. */
+  readonly sameKeySession?: boolean;
 }
 
 export interface ObtainRequest {
@@ -130,6 +133,45 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
         return { identity, jwtSvids: outcome.jwtSvids, ...(keep ? { release: () => session.close() } : {}) };
       } finally {
         if (!keep) await session.close();
+      }
+    },
+  };
+}
+
+/** Issuer refusals of a renewal by SVID after which fresh evidence is the way back. */
+const FRESH_EVIDENCE_CODES = new Set(['ERR_FRESH_EVIDENCE_REQUIRED', 'ERR_SVID_SUPERSEDED', 'ERR_SVID_RENEWAL_INVALID']);
+
+/**
+ * The sidecar's identity source: the first attestation with fresh evidence, each renewal by the
+ * current X.509-SVID (`x509_svid`, agent/renew.ts; what a one-time join token needs), and fresh
+ * evidence again when the issuer says so: the evidence type must re-attest
+ * (ERR_FRESH_EVIDENCE_REQUIRED, remembered), the SVID was superseded or is no longer trusted.
+ */
+export function renewingSource(o: ProducerSourceOptions, now: () => number, log: (line: string) => void = () => {}): IdentitySource {
+  const fresh = producerSource(o, now);
+  let freshRequired = false;
+  return {
+    async obtain(req) {
+      const cur = req.current;
+      if (!cur || freshRequired) return fresh.obtain(req);
+      try {
+        const outcome = await renewWithSvid({
+          server: o.server,
+          bundlePem: cur.bundle.pem,
+          current: { svidChain: cur.svidChain, signer: cur.signer },
+          grants: o.grants ?? [],
+          jwtAudiences: req.jwtAudiences,
+          writAudiences: o.writAudiences ?? [],
+          ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+        });
+        if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
+        // Same key, same key session: the identity being replaced keeps it open.
+        return { identity: identityFrom(outcome, cur.signer, cur.privateKeyPkcs8, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
+      } catch (e) {
+        if (!(e instanceof GrpcCallError) || !e.writCode || !FRESH_EVIDENCE_CODES.has(e.writCode)) throw e;
+        if (e.writCode === 'ERR_FRESH_EVIDENCE_REQUIRED') freshRequired = true;
+        else log(`sidecar: renewal by SVID refused (${e.writCode}: ${e.details}); attesting with fresh evidence`);
+        return fresh.obtain(req);
       }
     },
   };

@@ -5,6 +5,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { adminClients } from '../../src/cli/admin-client.js';
+import { joinTokenProducer } from '../../src/attestation/join-token/plugin.js';
+import { renewingSource } from '../../src/sidecar/identity-source.js';
 import { parseCertificate, splitDerChain } from '../../src/x509/certificate.js';
 import { hsmSource, securityHeader, startHsmIssuer, startSidecar, unary, workloadClient, type HsmIssuer, type WorkloadClient } from '../helpers/sidecar.js';
 
@@ -135,5 +138,41 @@ describe('sidecar renewal', () => {
     again.cancel();
     expect(leafOf(m).notAfter.getTime()).toBe(back.notAfter);
     expect(leafOf(m).notAfter.getTime()).toBeGreaterThan(lastNotAfter);
+  }, 120_000);
+
+  it('renews a join-token identity by its SVID: rotations arrive, a new audience is served, the token is never shown again', async () => {
+    const issuer = await startHsmIssuer();
+    cleanup.push(() => issuer.stop());
+    const admin = adminClients(issuer.s.adminSocket).admin;
+    const tok = await admin.createJoinToken({ ttl: 600 });
+    await admin.createEntry({ entry: { spiffeId: ID, selectors: [{ type: 'join_token', value: tok.id }], x509SvidTtl: 4, jwtSvidTtl: 60 } });
+    const logs: string[] = [];
+    const sc = await startSidecar(
+      renewingSource(
+        { server: issuer.s.address, bundlePem: issuer.s.bundlePem, producer: joinTokenProducer, values: { 'join-token': tok.token }, timeoutMs: 10_000 },
+        Date.now,
+      ),
+      { log: (l) => logs.push(l) },
+    );
+    cleanup.push(() => sc.close());
+    await sc.sidecar.ready();
+    const client = workloadClient(sc.path);
+    cleanup.push(() => client.close());
+    const call = client.FetchX509SVID({}, securityHeader()) as grpc.ClientReadableStream<X509Message>;
+    call.on('error', () => {});
+    const serials: string[] = [];
+    await new Promise<void>((resolve) => {
+      call.on('data', (m: X509Message) => {
+        serials.push(leafOf(m).serial.toString('hex'));
+        if (serials.length === 3) resolve();
+      });
+    });
+    call.cancel();
+    expect(new Set(serials).size).toBe(3);
+    const jwt = await unary<unknown, { svids: Array<{ spiffe_id: string }> }>(client, 'FetchJWTSVID', { audience: ['https://new.example'] });
+    expect(jwt.svids[0]!.spiffe_id).toBe(ID);
+    expect(sc.sidecar.renewals).toBeGreaterThanOrEqual(3);
+    expect(sc.sidecar.failures).toBe(0);
+    expect(logs.join('\n')).not.toContain('fresh evidence');
   }, 120_000);
 });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { adminClients } from '../../src/cli/admin-client.js';
-import { producerSource, type IdentitySource } from '../../src/sidecar/identity-source.js';
+import { renewingSource, type IdentitySource } from '../../src/sidecar/identity-source.js';
 import { runSidecar, type RunningSidecar } from '../../src/sidecar/run.js';
 import type { SidecarOptions } from '../../src/sidecar/daemon.js';
 import { FAKE_TYPE, fakePlugin, fakeProducer } from '../fakes/evidence-fake/plugin.js';
@@ -84,7 +84,7 @@ export async function startHsmIssuer(): Promise<HsmIssuer> {
 
 /** The identity source of a sidecar attesting with the fake HSM (fresh evidence every time). */
 export function hsmSource(i: { address: string; bundlePem: string; deviceKey: string; key?: KeyObject }): IdentitySource {
-  return producerSource(
+  return renewingSource(
     {
       server: i.address,
       bundlePem: i.bundlePem,

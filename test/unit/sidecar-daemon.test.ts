@@ -78,6 +78,7 @@ class ScriptedSource implements IdentitySource {
     return this.waiting.length;
   }
   async answer(spiffeId = ID): Promise<SidecarIdentity> {
+    await flush();
     const w = this.waiting.shift();
     if (!w) throw new Error('no obtain is waiting');
     const now = this.timers.now;
@@ -97,6 +98,7 @@ class ScriptedSource implements IdentitySource {
     return identity;
   }
   async fail(msg = 'connection refused'): Promise<void> {
+    await flush();
     const w = this.waiting.shift();
     if (!w) throw new Error('no obtain is waiting');
     w.reject(new Error(msg));
@@ -220,9 +222,16 @@ describe('the sidecar state machine', () => {
     sc.start();
     await source.answer();
     const p = sc.jwtSvid(['new-aud']);
+    p.catch(() => {});
+    await flush();
+    expect(source.open).toBe(1);
     sc.revoke('key revoked');
     await source.answer();
     await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+    // Revoked before its turn: no handshake at all.
+    const q = sc.jwtSvid(['later']);
+    await expectWritError(q, 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+    expect(source.open).toBe(0);
   });
 });
 

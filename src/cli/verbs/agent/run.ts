@@ -11,9 +11,9 @@ import { readPrivateKey } from '../../../agent/keys.js';
 import { grpcWatchConnector } from '../../../agent/revocation-client.js';
 import { parsePermissionFlag } from '../../../delegation/scope.js';
 import { jwkThumbprint } from '../../../jose/jws.js';
+import { renewingSource } from '../../../sidecar/identity-source.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
-import { producerSource } from '../../../sidecar/identity-source.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import { readPemBundle } from '../../bundle-file.js';
@@ -105,7 +105,7 @@ export const agentRunVerb: Verb = {
     if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
     const now = () => Date.now();
     const running = await runSidecar({
-      source: producerSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now),
+      source: renewingSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now, log),
       jwtAudiences: listOption(values, 'jwt-audience'),
       now,
       log,
