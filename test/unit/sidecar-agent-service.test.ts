@@ -109,6 +109,12 @@ describe('AgentService over a Unix socket', () => {
       expect(s.revocation).toMatchObject({ sequence: 7n, connected: true, stale: false });
     });
 
+    it('says expired for an identity past its notAfter, even before the daemon marks it', async () => {
+      serve({ notAfter: h.now - 1 });
+      const s = await call<StatusResponse>(h, 'status', {});
+      expect({ state: s.state, reason: s.reason }).toEqual({ state: State.EXPIRED, reason: 'the X.509-SVID has expired and has not been renewed' });
+    });
+
     it('says revoked, why and when', async () => {
       h.state.revoke('grant X revoked at sequence 9', 1_790_000_000_000);
       const s = await call<StatusResponse>(h, 'status', {});

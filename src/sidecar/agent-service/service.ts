@@ -297,6 +297,14 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       switch (s.state) {
         case 'serving': {
           const i = s.identity;
+          // Past notAfter nothing is served, whatever the daemon's timer did: say so.
+          if (i.notAfter <= now)
+            return create(StatusResponseSchema, {
+              state: State.EXPIRED,
+              reason: 'the X.509-SVID has expired and has not been renewed',
+              spiffeId: i.spiffeId,
+              revocation,
+            });
           return create(StatusResponseSchema, {
             state: State.SERVING,
             spiffeId: i.spiffeId,
