@@ -23,6 +23,9 @@ import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
 /** Largest answer accepted from a parent: nine grants of a few KiB each, with room. */
 const MAX_PARENT_RESPONSE_BYTES = 1024 * 1024;
 const DEFAULT_DEADLINE_MS = 10_000;
+/** Backoff between attempts while the parent answers UNAVAILABLE. */
+const RETRY_BASE_MS = 25;
+const RETRY_MAX_MS = 1_000;
 
 export interface ParentDelegateRequest {
   /** The parent sidecar's socket: a path, or `unix:///path` as SPIFFE_ENDPOINT_SOCKET names it. */
@@ -37,7 +40,7 @@ export interface ParentDelegateRequest {
   readonly escalate?: readonly Permission[];
   /** Lifetime of the child's grant; absent: as long as the parent's. */
   readonly ttlSeconds?: number;
-  /** Default 10 s. */
+  /** For the whole call, retries included (default 10 s). */
   readonly deadlineMs?: number;
   /** Unix ms, for checking the chain (default: now). */
   readonly now?: number;
@@ -92,15 +95,31 @@ export async function delegateFromParent(r: ParentDelegateRequest): Promise<Pare
     escalate: [...(r.escalate ?? [])],
     ttlSeconds: ttl,
   });
-  let res: DelegateResponse;
-  try {
-    res = await new Promise<DelegateResponse>((resolve, reject) => {
+  const deadline = systemClock.now().getTime() + (r.deadlineMs ?? DEFAULT_DEADLINE_MS);
+  const once = () =>
+    new Promise<DelegateResponse>((resolve, reject) => {
       (client as unknown as { delegate: (q: unknown, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, v: DelegateResponse) => void) => void }).delegate(
         req,
-        { deadline: new Date(systemClock.now().getTime() + (r.deadlineMs ?? DEFAULT_DEADLINE_MS)) },
-        (e, v) => (e ? reject(refusal(e, r.socket)) : resolve(v)),
+        { deadline: new Date(deadline) },
+        (e, v) => (e ? reject(e) : resolve(v)),
       );
     });
+  let res: DelegateResponse;
+  try {
+    // UNAVAILABLE is the parent saying "not yet" (no identity yet, its revocation view not yet
+    // confirmed) or its socket not there yet: retried with backoff until the deadline, as gRPC
+    // clients do. Every other refusal is final.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        res = await once();
+        break;
+      } catch (e) {
+        const se = e as grpc.ServiceError;
+        const wait = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** attempt);
+        if (se.code !== grpc.status.UNAVAILABLE || systemClock.now().getTime() + wait >= deadline) throw refusal(se, r.socket);
+        await new Promise((done) => setTimeout(done, wait));
+      }
+    }
   } finally {
     client.close();
   }

@@ -176,7 +176,14 @@ export class RevocationGuard {
 
   private onRevocation(r: WatchedRevocation): void {
     if (this.revokedReason !== undefined) return;
-    const facts = this.current();
+    let facts: WritFacts | undefined;
+    try {
+      facts = this.current();
+    } catch (e) {
+      // An identity whose revocation facts cannot be read cannot be shown to be unrevoked: fail closed.
+      this.fire(`the served identity cannot be matched against revocations (${(e as Error).message}); revocation at sequence ${r.sequence} applies`);
+      return;
+    }
     if (facts && matches(r.target, facts)) this.fire(describe(r.target, r));
   }
 
@@ -189,8 +196,15 @@ export class RevocationGuard {
     if (this.revokedReason !== undefined) return;
     const s = this.o.state.current();
     if (s.state !== 'serving') return;
+    let probe: ReturnType<typeof probeOf>;
     try {
-      const res = this.source.check(probeOf(s.identity), this.clock.now());
+      probe = probeOf(s.identity);
+    } catch (e) {
+      this.fire(`the served identity cannot be matched against revocations (${(e as Error).message})`);
+      return;
+    }
+    try {
+      const res = this.source.check(probe, this.clock.now());
       this.recheckPending = false;
       if (res.revoked) this.fire(res.reason ?? 'revoked');
     } catch {

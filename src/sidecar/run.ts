@@ -12,7 +12,10 @@ import type { SocketService } from './socket-service.js';
 import { workloadApiService } from './workload-api/service.js';
 
 /** Every service on the sidecar's socket, one line each. */
-export const SOCKET_SERVICES: ReadonlyArray<() => SocketService> = [workloadApiService, () => agentService()];
+export const SOCKET_SERVICES: ReadonlyArray<(o: RunSidecarOptions) => SocketService> = [
+  workloadApiService,
+  (o) => agentService(o.maxRevocationStalenessMs !== undefined ? { maxRevocationStalenessMs: o.maxRevocationStalenessMs } : {}),
+];
 
 export interface RunningSidecar {
   readonly sidecar: Sidecar;
@@ -29,10 +32,17 @@ export interface RunSidecarOptions extends SidecarOptions {
   /** Services to mount instead of `SOCKET_SERVICES` (tests). */
   readonly services?: readonly SocketService[];
   /**
-   * The issuer's revocation Watch (`grpcWatchConnector(bundlePem)` at the issuer's addresses):
-   * a revocation of this identity stops it at once (revocation-guard.ts).
+   * The issuer's RevocationService.Watch, which the sidecar's revocation guard subscribes to
+   * (revocation-guard.ts): a revocation that kills the identity revokes the sidecar at once.
    */
-  readonly revocation?: { readonly addresses: readonly string[]; readonly connector: WatchConnector };
+  readonly revocation?: {
+    readonly addresses: readonly string[];
+    readonly connector: WatchConnector;
+    readonly reconnectInitialMs?: number;
+    readonly reconnectMaxMs?: number;
+  };
+  /** Delegate refuses when the issuer last confirmed the revocation view longer ago (default 15 s). */
+  readonly maxRevocationStalenessMs?: number;
 }
 
 /** Binds the socket first (a live socket at the path refuses the start), then attests. */
@@ -42,21 +52,26 @@ export async function runSidecar(o: RunSidecarOptions): Promise<RunningSidecar> 
   const socket = await startSocketServer({
     path: o.socketPath,
     ...(o.socketGid !== undefined ? { gid: o.socketGid } : {}),
-    services: o.services ?? SOCKET_SERVICES.map((f) => f()),
+    services: o.services ?? SOCKET_SERVICES.map((f) => f(o)),
     ctx: { state: sidecar, now: o.now, log },
   });
-  let guard: RevocationGuard | undefined;
-  if (o.revocation) {
-    guard = new RevocationGuard({
-      addresses: o.revocation.addresses,
-      connector: o.revocation.connector,
-      state: sidecar,
-      onRevoked: (reason) => sidecar.revoke(reason),
-      clock: { now: () => new Date(o.now()) },
-      onConnection: (e) => log(`sidecar: revocation watch: ${e.type}${'address' in e ? ` ${e.address}` : ''}`),
-    }).start();
-    const g = guard;
-    sidecar.setFreshnessSource(() => g.freshness());
+  // Subscribed before the first attestation: what is revoked already arrives in the catch-up.
+  const guard = o.revocation
+    ? new RevocationGuard({
+        ...o.revocation,
+        state: sidecar,
+        onRevoked: (reason) => sidecar.revoke(reason),
+        clock: { now: () => new Date(o.now()) },
+        ...(o.maxRevocationStalenessMs !== undefined ? { maxStalenessMs: o.maxRevocationStalenessMs } : {}),
+        onConnection: (e) => {
+          if (e.type !== 'connecting')
+            log(`sidecar: revocation watch ${e.type} ${e.address}${e.type === 'disconnected' ? ` (${e.reason}; retry in ${e.retryInMs} ms)` : ''}`);
+        },
+      })
+    : undefined;
+  if (guard) {
+    sidecar.setFreshnessSource(() => guard.freshness());
+    guard.start();
   }
   sidecar.start();
   let closing: Promise<void> | undefined;

@@ -443,6 +443,47 @@ describe('the staleness limit is configurable', () => {
   });
 });
 
+describe('FetchWrit streams are bounded', () => {
+  it('refuses a stream past the limit with RESOURCE_EXHAUSTED (ERR_LIMIT_EXCEEDED), and admits one again once a stream closes', async () => {
+    const h = await harness({ maxWritStreams: 2 });
+    try {
+      h.state.serve(world().identity());
+      const [s1, s2] = [fetchWrit(h), fetchWrit(h)];
+      await Promise.all([s1.messages(1), s2.messages(1)]);
+      const e = await fetchWrit(h).ended();
+      expect({ code: e.code, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        writCode: 'ERR_LIMIT_EXCEEDED',
+      });
+      expect(e.details).toMatch(/2 FetchWrit streams are open already/);
+      s1.call.cancel();
+      await s1.ended();
+      await expect.poll(() => h.state.subscribers).toBe(1);
+      expect(await fetchWrit(h).messages(1)).toHaveLength(1);
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("refuses a writ past its own exp even when the daemon's record says otherwise", async () => {
+    const h = await harness();
+    try {
+      const w = world();
+      h.state.serve(w.identity({ writExpiresAt: undefined }));
+      h.state.freshness = fresh();
+      h.now = (NOW_S + 900) * 1000;
+      await expectStatus(
+        call(h, 'createProof', { audience: AUD, method: 'GET /' }),
+        grpc.status.UNAVAILABLE,
+        'ERR_SIDECAR_NOT_SERVING',
+        /the writ has expired/,
+      );
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('delegateFromParent checks what the parent returns', () => {
   /** A parent sidecar that answers Delegate with whatever the test says. */
   async function lyingParent(answer: (req: { childJkt: string }) => string[]) {
@@ -489,6 +530,25 @@ describe('delegateFromParent checks what the parent returns', () => {
       } finally {
         await p.stop();
       }
+    }
+  });
+
+  it('retries while the parent answers UNAVAILABLE (not attested yet, revocation view not confirmed), then gets the chain', async () => {
+    const h = await harness();
+    try {
+      const w = world();
+      h.state.set({ state: 'pending' });
+      const child = agent('c');
+      const p = delegateFromParent({ socket: h.socket, childJkt: child.jkt });
+      await expect.poll(() => h.logs.filter((l) => /Delegate refused: ERR_SIDECAR_NOT_SERVING/.test(l)).length).toBeGreaterThan(0);
+      h.state.freshness = { sequence: 0, confirmedAt: 0, connected: false };
+      h.state.serve(w.identity());
+      await expect.poll(() => h.logs.filter((l) => /Delegate refused: ERR_REVOCATION_UNAVAILABLE/.test(l)).length).toBeGreaterThan(0);
+      h.state.freshness = fresh();
+      const d = await p;
+      expect(parseGrant(d.grants.at(-1)!).claims.dlg.jkt).toBe(child.jkt);
+    } finally {
+      await h.stop();
     }
   });
 

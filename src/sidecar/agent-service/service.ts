@@ -61,6 +61,8 @@ export interface AgentServiceOptions {
    * the watch source's own staleness limit.
    */
   readonly maxRevocationStalenessMs?: number;
+  /** Most FetchWrit streams open at once (default MAX_WRIT_STREAMS). */
+  readonly maxWritStreams?: number;
 }
 
 const invalid = (msg: string): never => {
@@ -83,11 +85,11 @@ function servingIdentity(s: SidecarStatus, now: number): SidecarIdentity {
   }
 }
 
-/** The identity's writ, unexpired. */
+/** The identity's writ, unexpired (by what the daemon recorded and by the writ's own `exp`). */
 function currentWrit(id: SidecarIdentity, now: number): string {
   if (id.writ === undefined) throw new SidecarError('ERR_SIDECAR_NO_WRIT', 'sidecar(agent): this sidecar was started without a grant chain and holds no writ');
-  if (id.writExpiresAt !== undefined && id.writExpiresAt <= now)
-    throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed');
+  const exp = Math.min(id.writExpiresAt ?? Number.POSITIVE_INFINITY, parseWritCached(id.writ).claims.exp * 1000);
+  if (exp <= now) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed');
   return id.writ;
 }
 
@@ -135,6 +137,7 @@ interface OpenStream {
 export function agentService(o: AgentServiceOptions = {}): SocketService {
   const maxStale = o.maxRevocationStalenessMs ?? DEFAULT_MAX_STALENESS_MS;
   const streams = new Set<OpenStream>();
+  const maxStreams = o.maxWritStreams ?? MAX_WRIT_STREAMS;
 
   const implementation = (ctx: SocketServiceContext): grpc.UntypedServiceImplementation => {
     const state: SidecarState = ctx.state;
@@ -173,7 +176,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       };
       let sent: string;
       try {
-        if (streams.size >= MAX_WRIT_STREAMS) throw new LimitError(`sidecar(agent): ${MAX_WRIT_STREAMS} FetchWrit streams are open already`);
+        if (streams.size >= maxStreams) throw new LimitError(`sidecar(agent): ${maxStreams} FetchWrit streams are open already`);
         sent = currentWrit(servingIdentity(state.current(), ctx.now()), ctx.now());
       } catch (e) {
         fail(e);

@@ -8,18 +8,18 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import { statSync } from 'node:fs';
 import { checkServerAddress } from '../../../agent/attest-client.js';
 import { readPrivateKey } from '../../../agent/keys.js';
-import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
 import { grpcWatchConnector } from '../../../agent/revocation-client.js';
 import { parsePermissionFlag } from '../../../delegation/scope.js';
 import { jwkThumbprint } from '../../../jose/jws.js';
 import { renewingSource } from '../../../sidecar/identity-source.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
+import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import type { SidecarStatus } from '../../../sidecar/state.js';
 import { readPemBundle } from '../../bundle-file.js';
-import { readGrantFiles } from '../../grant-files.js';
 import { seconds } from '../../durations.js';
+import { readGrantFiles } from '../../grant-files.js';
 import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
@@ -41,6 +41,11 @@ const CORE: OptionSpecs = {
   },
   ...PERMISSION_OPTIONS,
   'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
+  'revocation-max-staleness': {
+    type: 'string',
+    value: 'D',
+    help: 'refuse to Delegate when the issuer last confirmed the revocation view longer ago than this (default 15s)',
+  },
 };
 
 function options(catalog: CliCatalog): OptionSpecs {
@@ -68,6 +73,10 @@ export const agentRunVerb: Verb = {
     const path = socketPath(stringOption(values, 'socket'), env);
     const group = stringOption(values, 'socket-group');
     const gid = group !== undefined ? resolveGroup(group) : undefined;
+    const staleness = stringOption(values, 'revocation-max-staleness');
+    const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
+    if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
+    const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const parent = stringOption(values, 'parent-socket');
     const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
     for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl'])
@@ -91,10 +100,10 @@ export const agentRunVerb: Verb = {
         ...(ttl ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
       });
       grants = d.grants;
+      log(`sidecar: the parent sidecar delegated grant ${d.grantId} (depth ${d.grants.length - 1}, until ${new Date(d.expiresAt).toISOString()})`);
     }
     const writAudiences = listOption(values, 'writ-audience');
     if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
-    const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const now = () => Date.now();
     const running = await runSidecar({
       source: renewingSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now, log),
@@ -104,8 +113,9 @@ export const agentRunVerb: Verb = {
       socketPath: path,
       ...(gid !== undefined ? { socketGid: gid } : {}),
       revocation: { addresses: [server], connector: grpcWatchConnector(bundlePem) },
+      ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
     });
-    log(`sidecar: Workload API on unix://${path}`);
+    log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
     // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
     let printed = false;
     const printOnce = (s: SidecarStatus) => {
