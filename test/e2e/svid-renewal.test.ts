@@ -5,12 +5,19 @@
  * renews twice by SVID (same key, then a new key), with a writ and JWT-SVIDs; every refusal is a
  * mutated twin of those renewals and is checked by its gRPC status and writ error code.
  */
-import { createPublicKey, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
+import { createPublicKey, sign as cryptoSign, generateKeyPairSync, type KeyObject, X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest, GrpcCallError, type AttestOutcome } from '../../src/agent/attest-client.js';
 import { createGrant } from '../../src/agent/grant-client.js';
 import { renewWithSvid } from '../../src/agent/renew.js';
+import {
+  MAX_X509_SVID_EVIDENCE_BYTES,
+  RENEWAL_CONTEXT,
+  encodeRenewalEvidence,
+  renewalMessage,
+  signRenewalWith,
+} from '../../src/attestation/x509-svid/evidence.js';
 import { parseRecord } from '../../src/audit/record.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { ManualClock } from '../../src/clock.js';
@@ -176,6 +183,51 @@ describe('renewal by X.509-SVID (real issuer)', () => {
     await adminClients(s.adminSocket).admin.deleteEntry({ id: a.entryId });
     const e = await refusal(renewOn(s, a));
     expect([e.code, e.writCode]).toEqual([grpc.status.PERMISSION_DENIED, 'ERR_NO_MATCHING_ENTRY']);
+  });
+
+  describe('evidence on the wire', () => {
+    /** A raw x509_svid handshake for `a`'s SVID whose evidence `payload` makes from the challenge. */
+    const raw = (a: { outcome: AttestOutcome; key: KeyObject }, payload: (nonce: Uint8Array, next: Buffer) => Buffer | Promise<Buffer>, next = a.key) =>
+      attest({ server: s.address, bundlePem: s.bundlePem, evidenceType: 'x509_svid', key: next, respond: async (c) => payload(c.nonce, spki(next)) });
+    const sign = (k: KeyObject, nonce: Uint8Array, next: Buffer) => signRenewalWith(k, nonce, next);
+
+    it('is accepted as renewWithSvid builds it, so the twins below differ in one thing each', async () => {
+      const a = await joined(s, '/agent/wire-ok');
+      const r = await raw(a, (n, k) => encodeRenewalEvidence({ chain: a.outcome.svidChain, signature: sign(a.key, n, k) }));
+      expect(r.spiffeId).toBe('spiffe://example.org/agent/wire-ok');
+    });
+
+    it('refuses a signature by another key, one over another handshake’s nonce (replay), and one without the label', async () => {
+      const a = await joined(s, '/agent/wire-twins');
+      // The evidence of a handshake the agent abandoned, replayed into a new one.
+      let captured: Buffer | undefined;
+      await expect(
+        raw(a, (n, k) => {
+          captured = encodeRenewalEvidence({ chain: a.outcome.svidChain, signature: sign(a.key, n, k) });
+          throw new Error('abandoned');
+        }),
+      ).rejects.toThrow('abandoned');
+      const unlabelled = (n: Uint8Array, k: Buffer) =>
+        cryptoSign('sha256', renewalMessage(n, k).subarray(RENEWAL_CONTEXT.length + 1), { key: a.key, dsaEncoding: 'ieee-p1363' });
+      for (const payload of [
+        (n: Uint8Array, k: Buffer) => encodeRenewalEvidence({ chain: a.outcome.svidChain, signature: sign(newKey(), n, k) }),
+        () => captured!,
+        (n: Uint8Array, k: Buffer) => encodeRenewalEvidence({ chain: a.outcome.svidChain, signature: unlabelled(n, k) }),
+      ]) {
+        const e = await refusal(raw(a, payload));
+        expect([e.code, e.writCode]).toEqual([grpc.status.PERMISSION_DENIED, 'ERR_SVID_RENEWAL_INVALID']);
+      }
+      // None of it used the SVID up: the agent still renews.
+      expect((await renewOn(s, a)).spiffeId).toBe('spiffe://example.org/agent/wire-twins');
+    });
+
+    it('refuses a truncated payload and an oversized one', async () => {
+      const a = await joined(s, '/agent/wire-size');
+      const truncated = await refusal(raw(a, (n, k) => encodeRenewalEvidence({ chain: a.outcome.svidChain, signature: sign(a.key, n, k) }).subarray(0, 200)));
+      expect([truncated.code, truncated.writCode]).toEqual([grpc.status.PERMISSION_DENIED, 'ERR_SVID_RENEWAL_INVALID']);
+      const oversized = await refusal(raw(a, () => Buffer.alloc(MAX_X509_SVID_EVIDENCE_BYTES + 1, 0x20)));
+      expect([oversized.code, oversized.writCode]).toEqual([grpc.status.RESOURCE_EXHAUSTED, 'ERR_LIMIT_EXCEEDED']);
+    });
   });
 
   it('refuses a signer that is not the SVID’s key before contacting the issuer', async () => {

@@ -3,7 +3,8 @@
  * implements the real EvidenceVerifier contract (attestation/verifier.ts) and does whatever the
  * evidence bytes say, so a test controls each outcome the issuer must handle without a TPM or a
  * token. Evidence is JSON, built with `fakeEvidence(...)`:
- * - `{ "sel": ["type:value", ...], "platform"?: "type:value" }` → attested with those selectors;
+ * - `{ "sel": ["type:value", ...], "platform"?: "type:value", "resident"?: "label" }` → attested
+ *   with those selectors (and, with `resident`, the agent key proven resident, as a TPM's is);
  * - `{ "challenge": "text" }` → another round, with that payload;
  * - `{ "refuse": "why" }` → refused (ERR_EVIDENCE_INVALID), as a forged quote would be.
  * Every session records what the issuer gave it (nonce, agent key, time) and every evidence it
@@ -17,7 +18,7 @@ import type { StoreTx } from '../../src/store/store.js';
 
 export const FAKE_EVIDENCE_TYPE = 'fake';
 
-export type FakeEvidence = { sel: readonly string[]; platform?: string } | { challenge: string } | { refuse: string };
+export type FakeEvidence = { sel: readonly string[]; platform?: string; resident?: string } | { challenge: string } | { refuse: string };
 
 export function fakeEvidence(e: FakeEvidence): Buffer {
   return Buffer.from(JSON.stringify(e));
@@ -50,7 +51,7 @@ export class FakeEvidenceVerifier implements EvidenceVerifier {
       challenge: Buffer.from('fake-challenge'),
       respond: async (evidence: Buffer): Promise<VerifyStep> => {
         session.evidence.push(evidence);
-        const e = JSON.parse(evidence.toString('utf8')) as Partial<{ sel: string[]; platform: string; challenge: string; refuse: string }>;
+        const e = JSON.parse(evidence.toString('utf8')) as Partial<{ sel: string[]; platform: string; resident: string; challenge: string; refuse: string }>;
         if (e.refuse !== undefined) throw new AttestationError('ERR_EVIDENCE_INVALID', `evidence refused: ${e.refuse}`);
         if (e.challenge !== undefined) return { kind: 'challenge', payload: Buffer.from(e.challenge) };
         const result: AttestationResult = {
@@ -58,6 +59,7 @@ export class FakeEvidenceVerifier implements EvidenceVerifier {
           evidenceDigest: createHash('sha256').update(evidence).digest(),
           publicEvidence: evidence,
           ...(e.platform ? { platform: e.platform } : {}),
+          ...(e.resident ? { keyResidency: e.resident } : {}),
           ...(this.commit ? { commit: this.commit } : {}),
         };
         await this.beforeResult?.();

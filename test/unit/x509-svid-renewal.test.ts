@@ -25,6 +25,7 @@ import { parseWrit } from '../../src/writ/writ.js';
 import { expectWritError } from '../helpers/errors.js';
 import { HOUR, issuanceWorld, newAgent, nonceOf, type TestAgent, type World } from '../helpers/issuance.js';
 import { makeCert } from '../helpers/testca.js';
+import { POLICY } from '../helpers/policies.js';
 
 const SEL = ['fake:workload:a'];
 const OPERATOR = { kind: 'operator' } as const;
@@ -137,6 +138,18 @@ describe('x509_svid renewal: what succeeds', () => {
     expect(rec2).toMatchObject({ id: rec0.id, jkt: fresh.jkt, renewals: 2, selectors: rec0.selectors });
   });
 
+  it('carries key residency over only when the renewal keeps the resident key', async () => {
+    await w.register('/agent/a', SEL);
+    const agent = newAgent();
+    const first = await w.attest(agent, { evidence: { sel: SEL, resident: 'tpm' } });
+    expect(parseCertificate(first.svidChain[0]!).keyResidency).toBe('tpm');
+    const same = await renew({ chain: first.svidChain, agent });
+    expect(parseCertificate(same.svidChain[0]!).keyResidency).toBe('tpm');
+    const moved = await renew({ chain: same.svidChain, agent }, { next: newAgent() });
+    expect(parseCertificate(moved.svidChain[0]!).keyResidency).toBeUndefined();
+    expect((await w.store.getAttestedAgentBySerial(serialOf(moved.svidChain[0]!)))!.keyResidency).toBe('');
+  });
+
   it('keeps authorities trusted after a CA rotation: an SVID of the retired intermediate renews, and the new one comes from the active one', async () => {
     await w.register('/agent/a', SEL);
     // Prepared at 12 h, active at 20 h (24 h CA lifetime): attest at 19.5 h, rotate at 20.1 h.
@@ -149,8 +162,15 @@ describe('x509_svid renewal: what succeeds', () => {
     expect(r.svidChain[1]!.equals(held.chain[1]!)).toBe(false);
   });
 
-  it('mints a writ on renewal within the task, naming the original evidence type and selectors', async () => {
+  it('mints a writ on renewal within the task, naming the original evidence type and selectors (also to policy)', async () => {
     await w.register('/agent/a', SEL);
+    // Policy sees the original evidence type: a rule about "x509_svid" never applies.
+    await w.policies.push([
+      {
+        name: 'policy.cedar',
+        text: `${POLICY}\n@id("no-renewal-type")\nforbid(principal, action == Writ::Action::"receive", resource) when { principal.evidenceType == "x509_svid" };\n`,
+      },
+    ]);
     const agent = newAgent();
     const created = await w.grants.create(w.grantRequest(agent, { ttlSeconds: 3600 }));
     const first = await w.attest(agent, { sel: SEL, grants: [created.grant] });
@@ -303,13 +323,29 @@ describe('x509_svid renewal: mutated twins that must be refused', () => {
     await expectWritError(renew(held), 'ERR_NO_MATCHING_ENTRY', /no longer exists/);
   });
 
-  it('refuses when the recorded selectors now match another entry (a renewal never changes the identity)', async () => {
+  it('refuses when the entry was deleted and made again for the same SPIFFE ID (the record names the one issued under)', async () => {
     const rec = (await w.store.getAttestedAgentBySerial(serialOf(held.chain[0]!)))!;
     await w.admin.deleteEntry(rec.entryId);
-    const replaced = await w.register('/agent/a', SEL);
+    await w.register('/agent/a', SEL);
     await expectWritError(renew(held), 'ERR_NO_MATCHING_ENTRY', /no longer exists/);
-    // The same SPIFFE ID under a new entry: the old record names the deleted one.
-    expect(replaced.id).not.toBe(rec.entryId);
+  });
+
+  it('refuses when the recorded selectors now match another, more specific entry (a renewal never changes the identity)', async () => {
+    const two = await attestFresh([...SEL, 'fake:host:h1']);
+    const first = (await w.store.getAttestedAgentBySerial(serialOf(two.chain[0]!)))!;
+    const narrower = await w.register('/agent/a/on-h1', [...SEL, 'fake:host:h1']);
+    await refusedUnchanged(two, () =>
+      expectWritError(renew(two), 'ERR_NO_MATCHING_ENTRY', `the recorded selectors now match entry ${narrower.id}, not ${first.entryId}`),
+    );
+  });
+
+  it('refuses when the record of that serial names another key or SPIFFE ID (defence in depth against a serial collision)', async () => {
+    const rec = (await w.store.getAttestedAgentBySerial(serialOf(held.chain[0]!)))!;
+    for (const changed of [{ jkt: newAgent().jkt }, { spiffeId: 'spiffe://example.org/agent/other' }]) {
+      await w.store.pruneAttestedAgents(Number.MAX_SAFE_INTEGER);
+      await w.store.putAttestedAgent({ ...rec, ...changed });
+      await expectWritError(renew(held), 'ERR_SVID_SUPERSEDED', /is not the latest one issued to its agent/);
+    }
   });
 
   it('refuses a revoked SPIFFE ID', async () => {
@@ -317,30 +353,10 @@ describe('x509_svid renewal: mutated twins that must be refused', () => {
     await refusedUnchanged(held, () => expectWritError(renew(held), 'ERR_REVOKED', /agent spiffe:\/\/example.org\/agent\/a is revoked/));
   });
 
-  it('refuses a revoked SVID key, also when the renewal asks for a new key', async () => {
+  it('refuses a revoked SVID key (checked inside the issuance transaction), also when the renewal asks for a new key', async () => {
     await revokeRow('key', held.agent.jkt);
     await expectWritError(renew(held), 'ERR_REVOKED', /is revoked/);
     await expectWritError(renew(held, { next: newAgent() }), 'ERR_REVOKED', new RegExp(`key ${held.agent.jkt} of the presented X.509-SVID is revoked`));
-  });
-
-  it('refuses a revoked SVID key that was revoked between the verifier’s read and the issuance transaction', async () => {
-    const next = newAgent();
-    const { handshake, challenge } = await w.issuer.begin({ evidenceType: 'x509_svid', publicKey: next.spki, csr: EMPTY, grants: [], jwtAudiences: [] });
-    const nonce = nonceOf(challenge);
-    // The fake verifier's hook would run for fake evidence only; revoke through the store's read path instead.
-    const realFind = w.store.findRevocations.bind(w.store);
-    let reads = 0;
-    w.store.findRevocations = async (keys) => {
-      if (keys.includes(`key:${held.agent.jkt}`) && reads++ === 0) {
-        const out = await realFind(keys);
-        await revokeRow('key', held.agent.jkt);
-        return out;
-      }
-      return realFind(keys);
-    };
-    const payload = encodeRenewalEvidence({ chain: held.chain, signature: signRenewalWith(held.agent.key, nonce, next.spki) });
-    await expectWritError(handshake.respond(payload, signKeyProofWith(next.key, nonce)), 'ERR_REVOKED', /of the presented X.509-SVID is revoked/);
-    expect(await w.store.getAttestedAgentBySerial(serialOf(held.chain[0]!))).toBeDefined();
   });
 
   it('refuses a revoked platform recorded at the original attestation', async () => {

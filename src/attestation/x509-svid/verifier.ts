@@ -11,8 +11,8 @@
  *  4. the leaf's serial is the latest one issued to its attested agent (store: attested_agents);
  *  5. the agent's original evidence type may renew by SVID (settings);
  *  6. the registration entry it was issued under still exists;
- *  7. the SVID's key is not revoked (the handshake checks the SPIFFE ID, the new key, the entry
- *     and the platform, and the issuer checks this one again inside the issuance transaction).
+ *  7. the SVID's key is not revoked, inside the issuance transaction (where the handshake checks
+ *     the SPIFFE ID, the new key, the entry and the platform).
  *
  * The result carries the selectors, platform and evidence type recorded at the original
  * attestation, so entry matching and policy see the identity as it was attested.
@@ -43,7 +43,7 @@ export function requiresFreshEvidence(settings: X509SvidSettings, evidenceType: 
 }
 
 export interface X509SvidVerifierDeps {
-  readonly store: Pick<StoreTx, 'getAttestedAgentBySerial' | 'getEntry' | 'findRevocations'>;
+  readonly store: Pick<StoreTx, 'getAttestedAgentBySerial' | 'getEntry'>;
   /** The issuer's current trust bundle (read per handshake, so rotations apply at once). */
   readonly trustBundle?: () => Bundle;
   readonly settings: X509SvidSettings;
@@ -81,9 +81,8 @@ export function x509SvidVerifier(deps: X509SvidVerifierDeps): EvidenceVerifier {
             if (e instanceof SvidError) throw invalid(`the presented chain is not a valid X.509-SVID of ${bundle.trustDomain}: ${e.message}`, e);
             throw e;
           }
+          // The set holds this trust domain's bundle only: a leaf of another trust domain found none.
           const { id, chain } = verified;
-          // verifyX509Svid looked up the bundle by the leaf's trust domain; say it outright.
-          if (id.trustDomain !== bundle.trustDomain) throw invalid(`the X.509-SVID is for trust domain ${id.trustDomain}, not ${bundle.trustDomain}`);
           const leaf = chain[0]!;
           let leafKey: KeyObject;
           try {
@@ -109,12 +108,11 @@ export function x509SvidVerifier(deps: X509SvidVerifierDeps): EvidenceVerifier {
               `attestation(x509_svid): identities attested with ${agent.evidenceType} must attest again with fresh ${agent.evidenceType} evidence (attestation.x509_svid.require_fresh_evidence)`,
             );
           const entry = await deps.store.getEntry(agent.entryId);
-          if (!entry || entry.spiffeId !== agent.spiffeId)
+          if (!entry)
             throw new AttestationError(
               'ERR_NO_MATCHING_ENTRY',
               `attestation(x509_svid): the registration entry ${agent.entryId} that ${agent.spiffeId} was issued under no longer exists`,
             );
-          await refuseRevokedKey(deps.store, oldJkt);
 
           // Key residency was proven for the old key only: it carries over only if the key stays.
           const sameKey = Buffer.from(ctx.agentKey.spki).equals(leafKey.export({ type: 'spki', format: 'der' }));
@@ -126,7 +124,8 @@ export function x509SvidVerifier(deps: X509SvidVerifierDeps): EvidenceVerifier {
               ...(agent.platform ? { platform: agent.platform } : {}),
               ...(sameKey && agent.keyResidency ? { keyResidency: agent.keyResidency } : {}),
               renewal: { agentId: agent.id, serial, evidenceType: agent.evidenceType, entryId: agent.entryId },
-              // Again inside the issuance transaction: a key revoked since the read above wins.
+              // Inside the issuance transaction, with the handshake's own revocation checks: a
+              // revocation that commits first wins.
               commit: (tx) => refuseRevokedKey(tx, oldJkt),
             },
           };

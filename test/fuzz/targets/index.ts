@@ -11,6 +11,7 @@ import { nitroDocumentTarget } from './nitro.js';
 import { tdxQuoteTarget } from './tdx.js';
 import { snpEvidenceTarget } from './sev-snp.js';
 import { auditBundleTarget, auditCheckpointTarget, auditRecordTarget } from './audit.js';
+import { x509SvidRenewalTarget } from './x509-svid-renewal.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -61,4 +62,5 @@ export const TARGETS: readonly FuzzTarget[] = [
   auditRecordTarget,
   auditCheckpointTarget,
   auditBundleTarget,
+  x509SvidRenewalTarget,
 ];
