@@ -12,11 +12,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attest } from '../../src/agent/attest-client.js';
 import { createGrant } from '../../src/agent/grant-client.js';
 import { adminClients } from '../../src/cli/admin-client.js';
+import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection_pb.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { State, type StatusResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
@@ -170,6 +173,31 @@ describe('sidecar processes: spawn through --parent-socket, revocation at three 
     expect(c.scope).toEqual([{ action: 'repo:read', resource: 'repo://acme/widgets*' }]);
     expect(c.boundaries).toContainEqual({ action: 'repo:read', resource: 'repo://acme/widgets/private*' });
     expect(c.from?.sub).toBe('spiffe://example.org/agent/spawn/researcher');
+  });
+
+  it("reflection on A's socket lists writ.agent.v1.AgentService beside the Workload API and serves its descriptor with writ/v1/grant.proto", async () => {
+    const c = new (grpcClientConstructor(ServerReflection))(`unix:${A.socket}`, grpc.credentials.createInsecure());
+    clients.push(c);
+    const stream = (c as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<unknown, ServerReflectionResponse> }).serverReflectionInfo();
+    const got: ServerReflectionResponse[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: ServerReflectionResponse) => {
+        got.push(r);
+        if (got.length === 2) stream.end();
+      });
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    stream.write(create(ServerReflectionRequestSchema, { messageRequest: { case: 'listServices', value: '' } }));
+    stream.write(create(ServerReflectionRequestSchema, { messageRequest: { case: 'fileContainingSymbol', value: 'writ.agent.v1.AgentService' } }));
+    await done;
+    const list = got[0]!.messageResponse;
+    expect(list.case === 'listServicesResponse' && list.value.service.map((x) => x.name)).toEqual(
+      expect.arrayContaining(['writ.agent.v1.AgentService', 'SpiffeWorkloadAPI']),
+    );
+    const fd = got[1]!.messageResponse;
+    const names = fd.case === 'fileDescriptorResponse' ? fd.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name) : [];
+    expect(names).toEqual(expect.arrayContaining(['writ/agent/v1/agent.proto', 'writ/v1/grant.proto']));
   });
 
   it("a wider scope is refused by A's sidecar: the child process exits naming the rule", async () => {

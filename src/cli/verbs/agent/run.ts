@@ -16,6 +16,7 @@ import { listOption, stringOption, UsageError, type OptionSpecs } from '../../..
 import { renewingSource } from '../../../sidecar/identity-source.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
+import type { SidecarStatus } from '../../../sidecar/state.js';
 import { readPemBundle } from '../../bundle-file.js';
 import { seconds } from '../../durations.js';
 import { readGrantFiles } from '../../grant-files.js';
@@ -115,9 +116,15 @@ export const agentRunVerb: Verb = {
       ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
     });
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
-    const off = running.sidecar.subscribe((s) => {
-      if (s.state === 'serving' && running.sidecar.renewals === 0) io.out(`${s.identity.spiffeId}\n`);
-    });
+    // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
+    let printed = false;
+    const printOnce = (s: SidecarStatus) => {
+      if (printed || s.state !== 'serving') return;
+      printed = true;
+      io.out(`${s.identity.spiffeId}\n`);
+    };
+    const off = running.sidecar.subscribe(printOnce);
+    printOnce(running.sidecar.current());
     let stop: () => void = () => {};
     const code = await new Promise<number>((resolve) => {
       stop = () => resolve(0);
