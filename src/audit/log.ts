@@ -186,8 +186,9 @@ export class AuditLog {
 
   private signCheckpoint(): Promise<SignedCheckpoint> {
     const { store, signer, clock, highWater } = this.deps;
-    const mark = highWater?.read();
     return store.transaction(async (tx) => {
+      // Read inside the transaction: a checkpoint signed by a concurrent call moved the mark before this one began.
+      const mark = highWater?.read();
       const size = await tx.getAuditSize();
       const reader = storeNodes(tx);
       const root = await rootHash(reader, size);

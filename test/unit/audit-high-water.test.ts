@@ -6,7 +6,7 @@
  * each refusal has a twin without the mark that signs the fork, so the mark is what stops it.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatHighWater, type HighWaterStore, MemoryHighWater, parseHighWater } from '../../src/audit/high-water.js';
@@ -130,6 +130,14 @@ describe('the high-water mark', () => {
     writeFileSync(join(w.dir, HIGH_WATER_FILE), text);
     await expectWritError(log.checkpoint(), 'ERR_AUDIT_INCONSISTENT', /audit\(high-water\)/);
     expect(await w.store().latestAuditCheckpoint()).toBeUndefined();
+  });
+
+  it('a mark file that cannot be read (not ENOENT) is refused, not taken as absent', async () => {
+    const w = world();
+    const log = w.reopen();
+    await w.append(0, 2);
+    mkdirSync(join(w.dir, HIGH_WATER_FILE));
+    await expectWritError(log.checkpoint(), 'ERR_AUDIT_INCONSISTENT', /cannot read/);
   });
 
   it('a mark for another log is refused', async () => {
