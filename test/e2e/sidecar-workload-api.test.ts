@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitDerChain, parseCertificate } from '../../src/x509/certificate.js';
 import { BundleSet, parseX509BundlePem } from '../../src/spiffe/bundle.js';
 import { verifyX509Svid } from '../../src/svid/x509-svid.js';
-import { claimSocketPath, socketPath } from '../../src/sidecar/socket.js';
+import { claimSocketPath, resolveGroup, socketPath } from '../../src/sidecar/socket.js';
 import type { IdentitySource } from '../../src/sidecar/identity-source.js';
 import {
   hsmSource,
@@ -310,6 +310,20 @@ describe('the socket', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('is 0660 and owned by the group given with a socket group', async () => {
+    const gid = process.getgid!();
+    const never: IdentitySource = { obtain: () => new Promise(() => {}) };
+    const sc = await startSidecar(never, { socketGid: resolveGroup(String(gid)) });
+    try {
+      const st = lstatSync(sc.path);
+      expect(st.mode & 0o777).toBe(0o660);
+      expect(st.gid).toBe(gid);
+    } finally {
+      await sc.close();
+    }
+    expect(() => resolveGroup('no-such-group-writ')).toThrow('no group');
   });
 
   it('takes SPIFFE_ENDPOINT_SOCKET as unix:///path and refuses anything else', () => {
