@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +25,9 @@ import {
   workloadClient,
   type HsmIssuer,
   type WorkloadClient,
+  WORKLOAD_PROTO,
 } from '../helpers/sidecar.js';
+import { REPO_ROOT } from '../helpers/shared.js';
 
 const ID = 'spiffe://example.org/agent/sidecar';
 
@@ -275,6 +277,15 @@ describe('the Workload API, through a client built from the upstream proto', () 
       },
     );
     expect(r.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+  });
+});
+
+describe('the vendored proto', () => {
+  it('is the upstream workload.proto byte for byte after its provenance header', () => {
+    const vendored = readFileSync(join(REPO_ROOT, 'proto', 'spiffe', 'workload', 'workload.proto'), 'utf8');
+    const body = vendored.slice(vendored.indexOf('syntax = "proto3";'));
+    expect(body).toBe(readFileSync(WORKLOAD_PROTO, 'utf8'));
+    expect(vendored.slice(0, vendored.indexOf('syntax'))).toContain('Apache License, Version 2.0');
   });
 });
 
