@@ -265,13 +265,20 @@ export class Revocations {
         return { principal: '', expiresAt: null };
       }
       case 'key': {
-        if ((await tx.countWrits({ by: 'jkt', value: t.id })) === 0 && !(await tx.keyDelegated(t.id))) throw notFound(t);
+        // An agent that only ever received plain SVIDs (no writ) is known by its attested-agent record.
+        if ((await tx.countWrits({ by: 'jkt', value: t.id })) === 0 && !(await tx.keyDelegated(t.id)) && !(await tx.attestedAgentKnown('jkt', t.id)))
+          throw notFound(t);
         return { principal: '', expiresAt: null };
       }
       case 'platform': {
         // A TPM that only ever received plain SVIDs (no writ) is known by its endorsement record.
         const ek = /^tpm:ek_hash:([0-9a-f]{64})$/.exec(t.id);
-        if ((await tx.countWrits({ by: 'platform', value: t.id })) === 0 && !(ek && (await tx.getTpmRecord(ek[1]!)))) throw notFound(t);
+        if (
+          (await tx.countWrits({ by: 'platform', value: t.id })) === 0 &&
+          !(ek && (await tx.getTpmRecord(ek[1]!))) &&
+          !(await tx.attestedAgentKnown('platform', t.id))
+        )
+          throw notFound(t);
         return { principal: '', expiresAt: null };
       }
     }

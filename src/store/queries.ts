@@ -105,6 +105,8 @@ export function buildQueries(d: Dialect) {
     renewAttestedAgent:
       'UPDATE attested_agents SET serial = ?, jkt = ?, svid_expires_at = ?, key_residency = ?, renewed_at = ?, renewals = renewals + 1 WHERE id = ? AND serial = ?',
     pruneAttestedAgents: 'DELETE FROM attested_agents WHERE svid_expires_at < ?',
+    attestedAgentBy_jkt: 'SELECT 1 AS found FROM attested_agents WHERE jkt = ? LIMIT 1',
+    attestedAgentBy_platform: 'SELECT 1 AS found FROM attested_agents WHERE platform = ? LIMIT 1',
 
     getTpm: `${select(TPM_ENDORSEMENTS)} WHERE ek_hash = ?`,
     putTpm: `${insert(TPM_ENDORSEMENTS)} ON CONFLICT (ek_hash) DO UPDATE SET ${replaceAll(TPM_ENDORSEMENTS, 'ek_hash')}`,

@@ -250,7 +250,9 @@ export const MIGRATIONS: readonly Migration[] = [
      renewed_at ${int},
      renewals ${int} NOT NULL
    )${tableOptions};
-   CREATE INDEX attested_agents_expires ON attested_agents (svid_expires_at);`,
+   CREATE INDEX attested_agents_expires ON attested_agents (svid_expires_at);
+   CREATE INDEX attested_agents_jkt ON attested_agents (jkt);
+   CREATE INDEX attested_agents_platform ON attested_agents (platform);`,
 ];
 
 /** The schema version this binary migrates to. */

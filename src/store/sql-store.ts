@@ -363,6 +363,11 @@ class SqlOps implements StoreTx {
     const params = [next.serial, next.jkt, next.svidExpiresAt, next.keyResidency, next.renewedAt, id, fromSerial];
     return (await this.x.run(this.q.renewAttestedAgent, params)) === 1;
   }
+  async attestedAgentKnown(by: 'jkt' | 'platform', value: string): Promise<boolean> {
+    // '' is "no platform" in a record, never a platform.
+    if (value === '') return false;
+    return (await this.x.get(by === 'jkt' ? this.q.attestedAgentBy_jkt : this.q.attestedAgentBy_platform, [value])) !== undefined;
+  }
   pruneAttestedAgents(before: number): Promise<number> {
     return this.x.run(this.q.pruneAttestedAgents, [before]);
   }
@@ -519,6 +524,7 @@ export class SqlStore implements Store {
   putAttestedAgent = (r: AttestedAgentRecord) => this.direct.putAttestedAgent(r);
   getAttestedAgentBySerial = (serial: string) => this.direct.getAttestedAgentBySerial(serial);
   renewAttestedAgent = (id: string, fromSerial: string, next: AgentSvidUpdate) => this.direct.renewAttestedAgent(id, fromSerial, next);
+  attestedAgentKnown = (by: 'jkt' | 'platform', value: string) => this.direct.attestedAgentKnown(by, value);
   pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
   reserveAuditSeq = () => this.direct.reserveAuditSeq();

@@ -409,6 +409,8 @@ export interface StoreTx {
    * concurrent callers with the same `fromSerial`, on any number of stores, exactly one gets true.
    */
   renewAttestedAgent(id: string, fromSerial: string, next: AgentSvidUpdate): Promise<boolean>;
+  /** True when some attested agent's latest SVID has this key (`jkt`) or this platform selector. */
+  attestedAgentKnown(by: 'jkt' | 'platform', value: string): Promise<boolean>;
   /** Deletes attested agents whose latest SVID expired before `before` (they cannot renew); returns how many. */
   pruneAttestedAgents(before: number): Promise<number>;
 

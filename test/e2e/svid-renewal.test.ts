@@ -178,6 +178,14 @@ describe('renewal by X.509-SVID (real issuer)', () => {
     }
   });
 
+  it('refuses a revoked key of an agent that never held a writ (the operator knows it by its attested-agent record)', async () => {
+    const a = await joined(s, '/agent/revoked-key');
+    await revokeAsOperator(s.adminSocket, 'key', jwkThumbprint(createPublicKey(a.key)), 'stolen');
+    const e = await refusal(renewOn(s, a, { newKey: newKey() }));
+    expect([e.code, e.writCode]).toEqual([grpc.status.PERMISSION_DENIED, 'ERR_REVOKED']);
+    expect(e.details).toMatch(/of the presented X.509-SVID is revoked/);
+  });
+
   it('refuses when the registration entry was deleted', async () => {
     const a = await joined(s, '/agent/deleted');
     await adminClients(s.adminSocket).admin.deleteEntry({ id: a.entryId });

@@ -119,6 +119,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   putAttestedAgent: [attestedAgent('a1')],
   getAttestedAgentBySerial: ['5ea1'],
   renewAttestedAgent: ['a1', '5ea1', { serial: '5ea2', jkt: 'j', svidExpiresAt: 3, keyResidency: '', renewedAt: 2 }],
+  attestedAgentKnown: ['jkt', 'j'],
   pruneAttestedAgents: [1],
   getAuditSize: [],
   reserveAuditSeq: [],

@@ -551,6 +551,20 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.getAttestedAgentBySerial('5ea2')).toBeDefined();
       });
 
+      it('knows an agent by the key and the platform of its latest SVID only', async () => {
+        await s.putAttestedAgent(attestedAgent('a1', { platform: 'tpm:ek_hash:ab' }));
+        expect(await s.attestedAgentKnown('jkt', 'jkt-1')).toBe(true);
+        expect(await s.attestedAgentKnown('platform', 'tpm:ek_hash:ab')).toBe(true);
+        expect(await s.attestedAgentKnown('jkt', 'jkt-2')).toBe(false);
+        expect(await s.attestedAgentKnown('platform', '')).toBe(false);
+        await s.putAttestedAgent(attestedAgent('a2'));
+        expect(await s.attestedAgentKnown('platform', '')).toBe(false);
+        expect(await s.renewAttestedAgent('a1', '5ea1', { serial: '5e02', jkt: 'jkt-2', svidExpiresAt: 3_000, keyResidency: '', renewedAt: 1_500 })).toBe(true);
+        expect(await s.attestedAgentKnown('jkt', 'jkt-2')).toBe(true);
+        // a2 still holds jkt-1.
+        expect(await s.attestedAgentKnown('jkt', 'jkt-1')).toBe(true);
+      });
+
       it('prunes agents whose latest SVID expired before the given time, and returns how many', async () => {
         await s.putAttestedAgent(attestedAgent('a1', { svidExpiresAt: 100 }));
         await s.putAttestedAgent(attestedAgent('a2', { svidExpiresAt: 200 }));

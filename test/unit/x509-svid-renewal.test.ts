@@ -87,23 +87,6 @@ async function renew(held: Held, o: RenewOpts = {}): Promise<IssuedResult> {
 
 const heldAfter = (r: IssuedResult, agent: TestAgent): Held => ({ chain: r.svidChain, agent });
 
-/**
- * A revocation as the store holds it. The operator API (issuance/revocations.ts) revokes keys
- * and platforms it knows from writs and grants; an agent that never held a writ is revoked by
- * SPIFFE ID there, and these rows stand for revocations made by other means (another replica).
- */
-const revokeRow = (kind: 'key' | 'platform', target: string) =>
-  w.store.insertRevocation({
-    kind,
-    target,
-    reason: 'stolen',
-    actor: 'operator',
-    principal: '',
-    at: w.clock.now().getTime(),
-    derivedFrom: null,
-    expiresAt: null,
-  });
-
 /** Runs `f` and checks that it issued nothing and left every attested agent's record as it was. */
 async function refusedUnchanged<T>(held: Held, f: () => Promise<T>): Promise<T> {
   const issued = await w.store.countIssued();
@@ -354,14 +337,15 @@ describe('x509_svid renewal: mutated twins that must be refused', () => {
   });
 
   it('refuses a revoked SVID key (checked inside the issuance transaction), also when the renewal asks for a new key', async () => {
-    await revokeRow('key', held.agent.jkt);
+    // Known to the operator API by its attested-agent record: this agent never held a writ.
+    await w.revocations.revoke('key', held.agent.jkt, 'stolen', OPERATOR);
     await expectWritError(renew(held), 'ERR_REVOKED', /is revoked/);
     await expectWritError(renew(held, { next: newAgent() }), 'ERR_REVOKED', new RegExp(`key ${held.agent.jkt} of the presented X.509-SVID is revoked`));
   });
 
   it('refuses a revoked platform recorded at the original attestation', async () => {
     const onHost = await attestFresh(SEL, { platform: 'fake:host:h9' });
-    await revokeRow('platform', 'fake:host:h9');
+    await w.revocations.revoke('platform', 'fake:host:h9', 'decommissioned', OPERATOR);
     await expectWritError(renew(onHost), 'ERR_REVOKED', /platform fake:host:h9 is revoked/);
   });
 
