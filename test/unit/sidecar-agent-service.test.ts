@@ -23,6 +23,7 @@ import { MAX_AGENT_REQUEST_BYTES, agentService } from '../../src/sidecar/agent-s
 import { delegateFromParent, socketTarget } from '../../src/sidecar/parent-client.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
+import { parseWrit } from '../../src/writ/writ.js';
 import { verifyWrit } from '../../src/writ/verify.js';
 import { call, expectStatus, fetchWrit, harness, type Harness } from '../helpers/agent-socket.js';
 import { FakeIssuer, agent, hop, rawHop, type Agent } from '../helpers/writ-fixture.js';
@@ -109,6 +110,12 @@ describe('AgentService over a Unix socket', () => {
       expect(s.revocation).toMatchObject({ sequence: 7n, connected: true, stale: false });
     });
 
+    it('says expired for an identity past its notAfter, even before the daemon marks it', async () => {
+      serve({ notAfter: h.now - 1 });
+      const s = await call<StatusResponse>(h, 'status', {});
+      expect({ state: s.state, reason: s.reason }).toEqual({ state: State.EXPIRED, reason: 'the X.509-SVID has expired and has not been renewed' });
+    });
+
     it('says revoked, why and when', async () => {
       h.state.revoke('grant X revoked at sequence 9', 1_790_000_000_000);
       const s = await call<StatusResponse>(h, 'status', {});
@@ -169,6 +176,18 @@ describe('AgentService over a Unix socket', () => {
         expect(s.got).toEqual([]);
         expect({ code: grpc.status[e.code], writCode: e.metadata.get('writ-error-code')[0] }).toEqual({ code: grpc.status[code], writCode });
       }
+    });
+
+    it('ends with UNAVAILABLE when the writ reaches its exp without a renewal, whatever the SVID', async () => {
+      serve({ notAfter: Date.now() + 7_200_000 });
+      const exp = parseWrit(w.writ).claims.exp * 1000;
+      // The sidecar's clock 40 ms before the writ's exp: the stream's expiry fires on its own.
+      h.now = exp - 40;
+      const s = fetchWrit(h);
+      await s.messages(1);
+      const e = await s.ended();
+      expect({ code: e.code, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({ code: grpc.status.UNAVAILABLE, writCode: 'ERR_SIDECAR_NOT_SERVING' });
+      expect(e.details).toMatch(/the writ has expired/);
     });
 
     it('closeStreams ends every open stream with the status given (shutdown)', async () => {

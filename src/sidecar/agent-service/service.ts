@@ -49,6 +49,8 @@ import { agentFailure } from './status.js';
 export const MAX_AGENT_REQUEST_BYTES = 64 * 1024;
 /** Longest audience and method a proof may be asked for, bytes. */
 export const MAX_PROOF_FIELD_BYTES = 512;
+/** Longest a Node timer can wait (a writ lives far less; a longer wait is re-armed by the next renewal). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Most FetchWrit streams open at once on one sidecar: each holds a listener on the state. */
 export const MAX_WRIT_STREAMS = 1024;
 
@@ -187,21 +189,34 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
         return create(FetchWritResponseSchema, { writ, spiffeId: c.sub, expiresAt: BigInt(c.exp) * 1000n, taskId: c.task.id });
       };
       let over = false;
+      let expiry: ReturnType<typeof setTimeout> | undefined;
+      const close = () => {
+        over = true;
+        clearTimeout(expiry);
+        unsubscribe();
+        streams.delete(entry);
+      };
       const entry: OpenStream = {
         end: (st) => {
           if (over) return;
-          over = true;
-          unsubscribe();
-          streams.delete(entry);
+          close();
           call.emit('error', st);
         },
       };
       const finish = (e: unknown) => {
         if (over) return;
-        over = true;
-        unsubscribe();
-        streams.delete(entry);
+        close();
         fail(e);
+      };
+      // A writ that reaches its exp without a renewal ends the stream, as an expired identity does.
+      const arm = (writ: string) => {
+        clearTimeout(expiry);
+        const left = parseWritCached(writ).claims.exp * 1000 - ctx.now();
+        expiry = setTimeout(
+          () => finish(new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed')),
+          Math.min(Math.max(0, left), MAX_TIMER_MS),
+        );
+        expiry.unref?.();
       };
       const unsubscribe = state.subscribe((s) => {
         if (over) return;
@@ -209,6 +224,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
           const writ = currentWrit(servingIdentity(s, ctx.now()), ctx.now());
           if (writ === sent) return;
           sent = writ;
+          arm(writ);
           call.write(message(writ));
         } catch (e) {
           finish(e);
@@ -216,11 +232,9 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       });
       streams.add(entry);
       call.on('cancelled', () => {
-        if (over) return;
-        over = true;
-        unsubscribe();
-        streams.delete(entry);
+        if (!over) close();
       });
+      arm(sent);
       call.write(message(sent));
     };
 
@@ -297,6 +311,14 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       switch (s.state) {
         case 'serving': {
           const i = s.identity;
+          // Past notAfter nothing is served, whatever the daemon's timer did: say so.
+          if (i.notAfter <= now)
+            return create(StatusResponseSchema, {
+              state: State.EXPIRED,
+              reason: 'the X.509-SVID has expired and has not been renewed',
+              spiffeId: i.spiffeId,
+              revocation,
+            });
           return create(StatusResponseSchema, {
             state: State.SERVING,
             spiffeId: i.spiffeId,
