@@ -1,13 +1,13 @@
 /**
  * The sidecar's Unix socket (the SPIFFE Workload Endpoint): one gRPC server with every
  * `SocketService` of `SOCKET_SERVICES`, plus health and reflection derived from that list.
- * The socket is created owner-only (0600; 0660 with a group), a socket another process still
+ * The socket is created owner-only (0600; 0660 with a group) in a private directory and linked into place, a socket another process still
  * answers on is never taken over, a stale one is replaced, and it is removed on close.
  */
 import * as grpc from '@grpc/grpc-js';
-import { chmodSync, chownSync, lstatSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import { isAbsolute } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { UsageError } from '../config/options.js';
 import { HealthState, Serving } from '../rpc/health.js';
 import { markAll, mountWithHealthAndReflection } from '../rpc/mount.js';
@@ -16,6 +16,8 @@ import type { SidecarStatus } from './state.js';
 
 /** Largest request on the socket: Workload API requests are an audience or a JWT (16 KiB at most). */
 export const MAX_SOCKET_REQUEST_BYTES = 64 * 1024;
+/** sun_path holds 108 bytes with its terminating NUL (Linux unix(7)). */
+const MAX_SOCKET_PATH_BYTES = 107;
 /** How long a shutdown waits for calls in flight before cutting them off. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -106,21 +108,33 @@ export async function startSocketServer(o: SocketServerOptions): Promise<SocketS
   const off = o.ctx.state.subscribe((s) => {
     for (const n of names) health.set(n, healthFor(s));
   });
-  // The socket is created under a umask that leaves it owner-only, so it is never reachable by
-  // others between bind and chmod.
-  const old = process.umask(0o177);
+  // Bound inside a fresh 0700 directory beside the path, given its mode there, then hard-linked
+  // into place: no other user can reach it before its mode is set, the process umask (global
+  // state) is never touched, and link() refuses a path someone created since it was claimed.
+  const staging = mkdtempSync(join(dirname(o.path), '.ws-'));
+  const staged = join(staging, 's');
+  let ino: number;
   try {
+    if (Buffer.byteLength(staged) > MAX_SOCKET_PATH_BYTES) throw new UsageError(`--socket: ${o.path} is too long for a Unix socket`);
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${o.path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
+      server.bindAsync(`unix:${staged}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
     );
+    if (o.gid !== undefined) {
+      chownSync(staged, process.getuid?.() ?? -1, o.gid);
+      chmodSync(staged, 0o660);
+    } else chmodSync(staged, 0o600);
+    try {
+      linkSync(staged, o.path);
+    } catch (e) {
+      server.forceShutdown();
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+        throw new Error(`sidecar: ${o.path} was created by another process while starting; refusing to replace it`);
+      throw e;
+    }
+    ino = lstatSync(o.path).ino;
   } finally {
-    process.umask(old);
+    rmSync(staging, { recursive: true, force: true });
   }
-  const ino = lstatSync(o.path).ino;
-  if (o.gid !== undefined) {
-    chownSync(o.path, process.getuid?.() ?? -1, o.gid);
-    chmodSync(o.path, 0o660);
-  } else chmodSync(o.path, 0o600);
   let closed: Promise<void> | undefined;
   return {
     path: o.path,

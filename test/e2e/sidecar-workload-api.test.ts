@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, createPublicKey, verify as cryptoVerify } from 'node:crypto';
-import { existsSync, lstatSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { splitDerChain, parseCertificate } from '../../src/x509/certificate.js';
 import { BundleSet, parseX509BundlePem } from '../../src/spiffe/bundle.js';
 import { verifyX509Svid } from '../../src/svid/x509-svid.js';
-import { claimSocketPath, socketPath } from '../../src/sidecar/socket.js';
+import { claimSocketPath, resolveGroup, socketPath } from '../../src/sidecar/socket.js';
 import type { IdentitySource } from '../../src/sidecar/identity-source.js';
 import {
   hsmSource,
@@ -25,7 +25,9 @@ import {
   workloadClient,
   type HsmIssuer,
   type WorkloadClient,
+  WORKLOAD_PROTO,
 } from '../helpers/sidecar.js';
+import { REPO_ROOT } from '../helpers/shared.js';
 
 const ID = 'spiffe://example.org/agent/sidecar';
 
@@ -278,6 +280,15 @@ describe('the Workload API, through a client built from the upstream proto', () 
   });
 });
 
+describe('the vendored proto', () => {
+  it('is the upstream workload.proto byte for byte after its provenance header', () => {
+    const vendored = readFileSync(join(REPO_ROOT, 'proto', 'spiffe', 'workload', 'workload.proto'), 'utf8');
+    const body = vendored.slice(vendored.indexOf('syntax = "proto3";'));
+    expect(body).toBe(readFileSync(WORKLOAD_PROTO, 'utf8'));
+    expect(vendored.slice(0, vendored.indexOf('syntax'))).toContain('Apache License, Version 2.0');
+  });
+});
+
 describe('the socket', () => {
   it('is owner-only, removed on close; a live socket is refused and a stale one replaced', async () => {
     const never: IdentitySource = { obtain: () => new Promise(() => {}) };
@@ -310,6 +321,20 @@ describe('the socket', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('is 0660 and owned by the group given with a socket group', async () => {
+    const gid = process.getgid!();
+    const never: IdentitySource = { obtain: () => new Promise(() => {}) };
+    const sc = await startSidecar(never, { socketGid: resolveGroup(String(gid)) });
+    try {
+      const st = lstatSync(sc.path);
+      expect(st.mode & 0o777).toBe(0o660);
+      expect(st.gid).toBe(gid);
+    } finally {
+      await sc.close();
+    }
+    expect(() => resolveGroup('no-such-group-writ')).toThrow('no group');
   });
 
   it('takes SPIFFE_ENDPOINT_SOCKET as unix:///path and refuses anything else', () => {

@@ -98,7 +98,10 @@ export function hsmSource(i: { address: string; bundlePem: string; deviceKey: st
 }
 
 /** An in-process sidecar on a fresh socket. */
-export async function startSidecar(source: IdentitySource, extra: Partial<SidecarOptions> = {}): Promise<RunningSidecar & { dir: string; path: string }> {
+export async function startSidecar(
+  source: IdentitySource,
+  extra: Partial<SidecarOptions> & { socketGid?: number } = {},
+): Promise<RunningSidecar & { dir: string; path: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'wsk-'));
   const path = join(dir, 'agent.sock');
   const r = await runSidecar({ source, now: Date.now, socketPath: path, ...extra });

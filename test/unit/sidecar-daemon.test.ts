@@ -170,6 +170,40 @@ describe('the sidecar state machine', () => {
     expect(source.released).toEqual([first]);
   });
 
+  it('with a writ that ends before the SVID, renews at half of what is left of the writ', async () => {
+    const timers = new ManualTimers();
+    const writSource: IdentitySource = {
+      obtain: async () => ({
+        identity: {
+          spiffeId: ID,
+          svidChain: [Buffer.from('svid')],
+          signer,
+          bundle: { trustDomain: 'example.org', x509Authorities: [], jwks: '{"keys":[]}', pem: '' },
+          notAfter: timers.now + 3_600_000,
+          writ: 'w',
+          writExpiresAt: timers.now + 60_000,
+          obtainedAt: timers.now,
+        },
+        jwtSvids: [],
+      }),
+    };
+    let calls = 0;
+    const counting: IdentitySource = {
+      obtain: (r) => {
+        calls++;
+        return writSource.obtain(r);
+      },
+    };
+    const sc = new Sidecar({ source: counting, now: () => timers.now, random: () => 0.5, timers });
+    sc.start();
+    await flush();
+    expect(sc.current().state).toBe('serving');
+    await timers.advance(29_999);
+    expect(calls).toBe(1);
+    await timers.advance(1);
+    expect(calls).toBe(2);
+  });
+
   it('keeps serving while renewals fail, expires at notAfter, and recovers when the issuer answers', async () => {
     const { source, sc, timers, seen } = setup(10_000);
     sc.start();

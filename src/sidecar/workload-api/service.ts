@@ -161,6 +161,17 @@ function streamFromState<T>(
   if (s.state === 'serving') onIdentity(s.identity);
 }
 
+// One frozen response per cached JWT-SVID: serialized once however often it is served.
+const jwtResponses = new WeakMap<object, JWTSVIDResponse>();
+function jwtResponse(j: { readonly spiffeId: string; readonly token: string }): JWTSVIDResponse {
+  let r = jwtResponses.get(j);
+  if (!r) {
+    r = Object.freeze(create(JWTSVIDResponseSchema, { svids: [{ spiffeId: j.spiffeId, svid: j.token }] }));
+    jwtResponses.set(j, r);
+  }
+  return r;
+}
+
 function unaryRefusal<T>(cb: grpc.sendUnaryData<T>, r: Refusal): void {
   cb({ code: r.code, details: r.details });
 }
@@ -222,7 +233,7 @@ export function workloadApiService(): SocketService {
           }
           if (none) return unaryRefusal(cb, none);
           ctx.state.jwtSvid(req.audience).then(
-            (j) => cb(null, create(JWTSVIDResponseSchema, { svids: [{ spiffeId: j.spiffeId, svid: j.token }] })),
+            (j) => cb(null, jwtResponse(j)),
             (e) => {
               ctx.log(`workload-api: FetchJWTSVID: ${(e as Error).message}`);
               unaryRefusal(cb, errorStatus(e, ctx.state.current(), ctx.now()));
