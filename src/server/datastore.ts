@@ -10,6 +10,7 @@ import type { DatastoreSettings } from '../config/config.js';
 import { readInputFile } from '../config/files.js';
 import { ConfigError } from '../errors.js';
 import { type ChangeFeed, LocalChangeFeed } from '../store/changes.js';
+import { type CopyReport, copySqliteToPostgres } from '../store/copy.js';
 import { PostgresStore } from '../store/postgres.js';
 import { PgChangeFeed } from '../store/postgres-changes.js';
 import { SqliteStore } from '../store/sqlite.js';
@@ -127,4 +128,19 @@ export async function openDatastore(s: DatastoreSettings, o: { env: NodeJS.Proce
       await store.close();
     },
   };
+}
+
+/**
+ * `writ datastore migrate`: the SQLite database at `sqlitePath` copied into the PostgreSQL
+ * database the settings name (empty but for migrations), password and TLS as a replica uses them.
+ */
+export async function migrateToPostgres(sqlitePath: string, s: Extract<DatastoreSettings, { type: 'postgres' }>, env: NodeJS.ProcessEnv): Promise<CopyReport> {
+  const password = datastorePassword(s, env);
+  return copySqliteToPostgres(sqlitePath, {
+    connectionString: s.connectionString,
+    ...(password !== undefined ? { password } : {}),
+    ...(s.schema ? { schema: s.schema } : {}),
+    ...(s.tls ? { ssl: tlsOptions(s.tls) } : {}),
+    statementTimeoutMs: 300_000,
+  });
 }

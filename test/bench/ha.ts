@@ -73,7 +73,8 @@ export async function haBenches(record: Record): Promise<void> {
     return;
   }
   const db = await freshDatabase();
-  const c = cluster(db.name);
+  // Every subscriber comes from 127.0.0.1: room for all of them on one replica.
+  const c = cluster(db.name, { config: `revocation:\n  watch:\n    max_streams_per_peer: ${SUBSCRIBERS + 10}\n` });
   const children: ChildProcess[] = [];
   let source: WatchRevocationSource | undefined;
   try {

@@ -15,6 +15,7 @@ import { auditVerifyVerb } from './audit/verify.js';
 import { auditVerifyLogVerb } from './audit/verify-log.js';
 import { auditWitnessVerb } from './audit/witness.js';
 import { bundleShowVerb } from './bundle-show.js';
+import { datastoreMigrateVerb } from './datastore/migrate.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
 import { enclaveCheckVerb } from './enclave-check.js';
@@ -42,6 +43,7 @@ import { verifyVerb } from './verify.js';
 export const CORE_VERBS: readonly Verb[] = [
   serverVerb,
   healthcheckVerb,
+  datastoreMigrateVerb,
   entryCreateVerb,
   entryListVerb,
   entryShowVerb,

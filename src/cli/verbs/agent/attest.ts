@@ -12,9 +12,8 @@ import { required, type CliCatalog, type Verb } from '../../verb.js';
 const CORE: OptionSpecs = {
   server: {
     type: 'string',
-    multiple: true,
-    value: 'HOST:PORT',
-    help: "the issuer's public port; replicas as A:1,B:2 or the option repeated, tried in order when one cannot serve",
+    value: 'HOST:PORT[,HOST:PORT...]',
+    help: "the issuer's public port; replicas separated by commas, tried in order when one cannot serve",
   },
   bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM (the server writes bundle.pem)" },
   out: { type: 'string', value: 'DIR', help: 'where to write svid.pem, svid.key, bundle.pem, bundle.jwks, jwt-svid.txt, writ.jws' },
@@ -55,8 +54,7 @@ export const agentAttestVerb: Verb = {
   note: 'Evidence: exactly one of the evidence options below selects the type. Without --key or a key the evidence holds, a new P-256 key is made and written as svid.key (0600).',
   async run({ values, catalog, io }) {
     const producer = selectProducer(catalog.producers, values, CORE);
-    required(values, 'server');
-    const server = serverAddresses(listOption(values, 'server'));
+    const server = serverAddresses([required(values, 'server')]);
     const bundlePem = readPemBundle(required(values, 'bundle'));
     const out = required(values, 'out');
     const grants = readGrantFiles(listOption(values, 'grant'));

@@ -14,7 +14,7 @@ export const grantCreateVerb: Verb = {
   summary: "a principal's OIDC token (RFC 8693 subject token) buys a root grant for a task, if policy lets this principal delegate each permission",
   required: ['server', 'bundle', 'token-file', 'task-id', 'goal', 'scope', 'delegate', 'out'],
   options: {
-    server: { type: 'string', multiple: true, value: 'HOST:PORT', help: "the issuer's public port; replicas as A:1,B:2 or repeated, tried in order" },
+    server: { type: 'string', value: 'HOST:PORT[,HOST:PORT...]', help: "the issuer's public port; replicas separated by commas, tried in order" },
     bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM" },
     'token-file': { type: 'string', value: 'F', help: "a file holding the principal's ID token (or JWT)" },
     'token-type': { type: 'string', value: 'id_token|jwt', help: 'the RFC 8693 token type (default id_token)' },
@@ -34,8 +34,7 @@ export const grantCreateVerb: Verb = {
     if (!Number.isInteger(maxDepth) || maxDepth < 0) throw new UsageError('--max-depth must be a non-negative integer');
     const scope = perms('scope');
     if (scope.length === 0) throw new UsageError('--scope is required');
-    required(values, 'server');
-    const servers = serverAddresses(listOption(values, 'server'));
+    const servers = serverAddresses([required(values, 'server')]);
     const bundlePem = readPemBundle(required(values, 'bundle'));
     const subjectToken = readInputFile(required(values, 'token-file'), '--token-file').toString('utf8').trim();
     const request = {
