@@ -22,6 +22,12 @@ export const MAX_JWT_AUDIENCES = 8;
 export const MAX_JWT_CACHE_ENTRIES = 256;
 /** Most JWT-SVID requests waiting on the issuer at once (each is a handshake). */
 export const MAX_JWT_INFLIGHT = 16;
+/**
+ * Most handshakes for JWT-SVIDs not in the cache per minute: each renews (and supersedes) the
+ * X.509-SVID and costs the issuer a signature, so a caller on the socket cycling through
+ * audiences must not turn the sidecar into a load generator.
+ */
+export const MAX_JWT_HANDSHAKES_PER_MINUTE = 60;
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -94,6 +100,8 @@ export class Sidecar implements SidecarState {
   private readonly listeners = new Set<(s: SidecarStatus) => void>();
   private readonly jwtCache = new Map<string, CachedJwt>();
   private readonly jwtInflight = new Map<string, Promise<CachedJwt>>();
+  /** When each recent JWT-SVID handshake started (ms), oldest first. */
+  private readonly jwtHandshakes: number[] = [];
   private readonly random: () => number;
   private readonly timers: Timers;
   private readonly log: (line: string) => void;
@@ -194,6 +202,13 @@ export class Sidecar implements SidecarState {
     let p = this.jwtInflight.get(key);
     if (!p) {
       if (this.jwtInflight.size >= MAX_JWT_INFLIGHT) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: too many JWT-SVID requests in flight; retry');
+      while (this.jwtHandshakes.length && this.jwtHandshakes[0]! <= now - 60_000) this.jwtHandshakes.shift();
+      if (this.jwtHandshakes.length >= MAX_JWT_HANDSHAKES_PER_MINUTE)
+        throw new SidecarError(
+          'ERR_SIDECAR_NOT_SERVING',
+          `sidecar: more than ${MAX_JWT_HANDSHAKES_PER_MINUTE} new JWT-SVID audiences in a minute; retry later`,
+        );
+      this.jwtHandshakes.push(now);
       p = this.fetchJwt(audiences).finally(() => this.jwtInflight.delete(key));
       this.jwtInflight.set(key, p);
     }

@@ -102,12 +102,22 @@ describe('writ agent run', () => {
     expect(second.code).not.toBe(0);
     expect(second.stderr).toContain(`another process is serving on ${sock}`);
 
+    // The container probe: serving while an identity is served; nothing to ask once stopped.
+    const probe = await run(WRIT, ['agent', 'healthcheck'], { env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: `unix://${sock}` } });
+    expect(probe.stdout).toBe(`serving (${sock})\n`);
+
     const ended = new Promise<grpc.ServiceError>((r) => stream.on('error', r));
     a.child.kill('SIGTERM');
     expect(await exited(a.child)).toBe(0);
     const e = await ended;
     expect(e.code).toBe(grpc.status.UNAVAILABLE);
     expect(existsSync(sock)).toBe(false);
+    const gone = await run(WRIT, ['agent', 'healthcheck', '--socket', sock]).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`no sidecar answers on ${sock}`);
     client.close();
   }, 60_000);
 

@@ -7,7 +7,16 @@
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { jwkThumbprint as jwkThumbprintOf, keySigner } from '../../src/jose/jws.js';
-import { MAX_JWT_CACHE_ENTRIES, RETRY_CAP_MS, Sidecar, checkAudiences, renewalAt, retryDelay, type Timers } from '../../src/sidecar/daemon.js';
+import {
+  MAX_JWT_CACHE_ENTRIES,
+  MAX_JWT_HANDSHAKES_PER_MINUTE,
+  RETRY_CAP_MS,
+  Sidecar,
+  checkAudiences,
+  renewalAt,
+  retryDelay,
+  type Timers,
+} from '../../src/sidecar/daemon.js';
 import { identityFrom, type IdentitySource, type ObtainRequest, type Obtained } from '../../src/sidecar/identity-source.js';
 import type { SidecarIdentity, SidecarStatus } from '../../src/sidecar/state.js';
 import { parseSpiffeId } from '../../src/spiffe/id.js';
@@ -106,9 +115,9 @@ class ScriptedSource implements IdentitySource {
   }
 }
 
-function setup(ttlMs = 10_000, random = 0.5, jwtAudiences: string[] = []) {
+function setup(ttlMs = 10_000, random = 0.5, jwtAudiences: string[] = [], jwtTtlMs = 60_000) {
   const timers = new ManualTimers();
-  const source = new ScriptedSource(timers, ttlMs);
+  const source = new ScriptedSource(timers, ttlMs, jwtTtlMs);
   const sc = new Sidecar({ source, now: () => timers.now, random: () => random, timers, jwtAudiences });
   const seen: SidecarStatus[] = [];
   sc.subscribe((s) => seen.push(s));
@@ -302,10 +311,12 @@ describe('the JWT-SVID cache', () => {
   });
 
   it(`holds at most ${MAX_JWT_CACHE_ENTRIES} audiences, dropping the oldest`, async () => {
-    const { source, sc } = setup();
+    // Long-lived X.509- and JWT-SVIDs, and time moving so the handshake rate limit is never hit.
+    const { source, sc, timers } = setup(30 * 86_400_000, 0.5, [], 30 * 86_400_000);
     sc.start();
     await source.answer();
     for (let i = 0; i <= MAX_JWT_CACHE_ENTRIES; i++) {
+      await timers.advance(1_001);
       const p = sc.jwtSvid([`aud-${i}`]);
       await flush();
       await source.answer();
@@ -313,12 +324,32 @@ describe('the JWT-SVID cache', () => {
     }
     const before = source.requests.length;
     await sc.jwtSvid([`aud-${MAX_JWT_CACHE_ENTRIES}`]);
+    await sc.jwtSvid(['aud-1']);
     expect(source.requests.length).toBe(before);
+    await timers.advance(60_000);
     const p = sc.jwtSvid(['aud-0']);
     await flush();
     expect(source.requests.length).toBe(before + 1);
     await source.answer();
     await p;
+  });
+
+  it(`starts at most ${MAX_JWT_HANDSHAKES_PER_MINUTE} handshakes a minute for audiences not in the cache`, async () => {
+    const { source, sc, timers } = setup(3_600_000);
+    sc.start();
+    await source.answer();
+    for (let i = 0; i < MAX_JWT_HANDSHAKES_PER_MINUTE; i++) {
+      const p = sc.jwtSvid([`aud-${i}`]);
+      await source.answer();
+      await p;
+    }
+    await expectWritError(sc.jwtSvid(['one-more']), 'ERR_SIDECAR_NOT_SERVING', 'in a minute');
+    // Cached ones are still served.
+    await sc.jwtSvid(['aud-0']);
+    await timers.advance(60_000);
+    const p = sc.jwtSvid(['one-more']);
+    await source.answer();
+    expect((await p).spiffeId).toBe(ID);
   });
 
   it('refuses audiences the issuer would refuse, before any handshake', async () => {

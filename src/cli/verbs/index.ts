@@ -6,6 +6,7 @@ import type { CliCatalog, Verb } from '../verb.js';
 import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
 import { agentRunVerb } from './agent/run.js';
+import { agentHealthcheckVerb } from './agent/healthcheck.js';
 import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
 import { auditListVerb } from './audit/list.js';
@@ -57,6 +58,7 @@ export const CORE_VERBS: readonly Verb[] = [
   agentAttestVerb,
   agentKeygenVerb,
   agentRunVerb,
+  agentHealthcheckVerb,
   grantCreateVerb,
   grantDelegateVerb,
   proofCreateVerb,
