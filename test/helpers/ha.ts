@@ -153,8 +153,8 @@ export interface Cluster {
 
 const exited = (p: ChildProcess) => (p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => p.once('exit', () => r())));
 
-/** Replicas of one issuer on database `db`; `config` is YAML added to every replica's configuration. */
-export function cluster(db: string, o: { config?: string; trustDomain?: string } = {}): Cluster {
+/** Replicas of one issuer on database `db` (with `sqlite`, one server on its own SQLite file instead); `config` is YAML added to every replica's configuration. */
+export function cluster(db: string, o: { config?: string; trustDomain?: string; sqlite?: boolean } = {}): Cluster {
   const dir = mkdtempSync(join(tmpdir(), 'writ-ha-'));
   const salt = randomBytes(16);
   const passphrase = randomBytes(24).toString('base64url');
@@ -175,12 +175,16 @@ export function cluster(db: string, o: { config?: string; trustDomain?: string }
         `trust_domain: ${o.trustDomain ?? 'example.org'}`,
         'log_level: info',
         'metrics_listen: 127.0.0.1:0',
-        'datastore:',
-        '  type: postgres',
-        `  connection_string: ${urlOf(db, s.pgPort)}`,
-        '  password_env: WRIT_TEST_PG_PASSWORD',
-        '  pool_size: 8',
-        '  statement_timeout: 5s',
+        ...(o.sqlite
+          ? []
+          : [
+              'datastore:',
+              '  type: postgres',
+              `  connection_string: ${urlOf(db, s.pgPort)}`,
+              '  password_env: WRIT_TEST_PG_PASSWORD',
+              '  pool_size: 8',
+              '  statement_timeout: 5s',
+            ]),
         o.config ?? '',
         s.extraConfig ?? '',
       ].join('\n'),
