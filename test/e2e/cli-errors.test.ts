@@ -108,11 +108,12 @@ async function logLineWithRequestId(requestId: string): Promise<Record<string, u
   }
 }
 
-const grantArgs = (extra: string[] = []) => [
+/** `writ grant create` against `server` (the live issuer unless a test names another: --server repeated is a failover list). */
+const grantArgs = (extra: string[] = [], server = address) => [
   'grant',
   'create',
   '--server',
-  address,
+  server,
   '--bundle',
   f('data', 'bundle.pem'),
   '--token-file',
@@ -208,7 +209,7 @@ describe('CLI errors a new user met (issue #8 §5), through bin/writ against a r
       `cannot reach the issuer at ${closed}: ${CONNECTION_REFUSED}`,
     );
     expect(attest).not.toMatch(/Resolution note|ECONNREFUSED|14 UNAVAILABLE|No connection established/);
-    await expectFailure(grantArgs(['--server', closed]), `cannot reach the issuer at ${closed}: ${CONNECTION_REFUSED}`);
+    await expectFailure(grantArgs([], closed), `cannot reach the issuer at ${closed}: ${CONNECTION_REFUSED}`);
     // A port where something else answers (here: the OIDC provider's plain HTTP) is not the issuer.
     const other = new URL(oidc.issuer).host;
     await expectFailure(
@@ -222,7 +223,7 @@ describe('CLI errors a new user met (issue #8 §5), through bin/writ against a r
     for (const bad of ['8443', 'localhost', ':8443']) {
       const line = `--server must be HOST:PORT, e.g. 127.0.0.1:8443 (got ${JSON.stringify(bad)})`;
       await expectUsage(['agent', 'attest', '--server', bad, '--bundle', f('data', 'bundle.pem'), '--join-token', 'x', '--out', f('nowhere')], line);
-      await expectUsage(grantArgs(['--server', bad]), line);
+      await expectUsage(grantArgs([], bad), line);
     }
   });
 

@@ -43,6 +43,8 @@ function hs256(token: string): string {
   return `${input}.${createHmac('sha256', h!).update(input).digest('base64url')}`;
 }
 
+/** Long enough that two calls in a row fall inside it even on a loaded machine, short enough to wait out once. */
+const JWKS_COOLDOWN_MS = 2_000;
 describe('writ end to end (issuer, OIDC provider, three hops, relying party)', () => {
   let w: Awaited<ReturnType<typeof startServer>>;
   let oidc: TestOidc;
@@ -50,7 +52,7 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
 
   beforeAll(async () => {
     oidc = await startOidc();
-    w = await startServer({ principals: [{ issuer: oidc.issuer, audience: 'writ' }] }, { jwksRefetchCooldownMs: 300 });
+    w = await startServer({ principals: [{ issuer: oidc.issuer, audience: 'writ' }] }, { jwksRefetchCooldownMs: JWKS_COOLDOWN_MS });
     await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
   });
   afterAll(async () => {
@@ -470,7 +472,8 @@ describe('writ end to end (issuer, OIDC provider, three hops, relying party)', (
       });
     }
 
-    await new Promise((r) => setTimeout(r, 350));
+    // Past the cooldown of any earlier refetch, so the rotation's refetch is allowed.
+    await new Promise((r) => setTimeout(r, JWKS_COOLDOWN_MS + 50));
     const jwksBefore = oidc.fetches.jwks;
     oidc.rotate();
     await rootGrant(A.jkt);
