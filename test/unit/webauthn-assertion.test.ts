@@ -303,3 +303,40 @@ describe('COSE keys (strict)', () => {
     refused(() => parseCoseKey(cborEncode(rsa)), /exponent/);
   });
 });
+
+describe('real authenticators’ assertions from duo-labs/py_webauthn’s tests', () => {
+  const V = JSON.parse(readFileSync(join(REPO_ROOT, 'test/conformance/testdata/webauthn/py_webauthn-assertions.json'), 'utf8'));
+  const b = (s: string) => Buffer.from(s, 'base64url');
+  type Vec = Record<string, string | boolean | number>;
+  const opts = (v: Vec): VerifyAssertionOptions => ({
+    authenticatorData: b(v.authenticatorData as string),
+    clientDataJSON: b(v.clientDataJSON as string),
+    signature: b(v.signature as string),
+    credentialPublicKey: b(v.credentialPublicKey as string),
+    expectedChallenge: b(v.challenge as string),
+    expectedOrigin: V.origin,
+    expectedRpId: V.rpId,
+    requireUserVerification: (v.requireUserVerification as boolean | undefined) ?? (v.uv as boolean),
+  });
+
+  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))('accepts %s', (_n, v) => {
+    const r = verifyAssertion(opts(v));
+    expect(r.algorithm).toBe(v.algorithm);
+    expect(r.signCount).toBe(v.signCount);
+    expect(r.flags.uv).toBe(v.uv);
+  });
+
+  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s with one bit of its signature, authenticator data or client data flipped', (_n, v) => {
+    const o = opts(v);
+    for (const f of ['signature', 'authenticatorData', 'clientDataJSON'] as const) {
+      const m = Buffer.from(o[f] as Buffer);
+      m[m.length >> 1] ^= 0x10;
+      expect(() => verifyAssertion({ ...o, [f]: m }), f).toThrow(WebAuthnError);
+    }
+    expect(() => verifyAssertion({ ...o, expectedOrigin: 'http://localhost:5001' })).toThrow(WebAuthnError);
+  });
+
+  it.each((V.invalid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s', (_n, v) => {
+    refused(() => verifyAssertion(opts(v)), new RegExp(v.refusal as string));
+  });
+});
