@@ -406,6 +406,7 @@ export function verifyStepUpGrant(compact: string, o: VerifyStepUpOptions): Veri
   if (o.assertion ?? true) {
     const w = c.webauthn;
     if (o.expectedRpId !== undefined && w.rp_id !== o.expectedRpId) fail(`approved on RP ID ${w.rp_id}, not ${o.expectedRpId}`);
+    if (o.expectedOrigins !== undefined && !o.expectedOrigins.includes(w.origin)) fail(`approved on origin ${w.origin}, not one this relying party accepts`);
     const cose = wrap('webauthn.cose_key', () => coseCache.getOrSet(w.cose_key, () => parseCoseKey(Buffer.from(w.cose_key, 'base64url'))));
     if (cose.spki.toString('base64url') !== w.spki) fail('webauthn.spki is not the SubjectPublicKeyInfo of webauthn.cose_key');
     const v = wrap('webauthn assertion', () =>
@@ -415,7 +416,8 @@ export function verifyStepUpGrant(compact: string, o: VerifyStepUpOptions): Veri
         signature: Buffer.from(w.signature, 'base64url'),
         credentialPublicKey: cose,
         expectedChallenge: approvalChallenge(r),
-        expectedOrigin: o.expectedOrigins ?? [w.origin],
+        // Client data must name the grant's own origin (which the relying party may have pinned above).
+        expectedOrigin: w.origin,
         expectedRpId: w.rp_id,
         requireUserVerification: o.requireUserVerification ?? true,
       }),

@@ -172,7 +172,7 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
     [
       'not on a pinned origin',
       (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedOrigins: ['https://console.example.org'] } }),
-      /not an expected origin/,
+      /not one this relying party accepts/,
     ],
     ['with UV cleared', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, assertion: { flags: 0x01 } }) }), /not verified/],
     ['with UP cleared', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, assertion: { flags: 0x04 } }) }), /not present/],
