@@ -326,15 +326,18 @@ describe('real authenticators’ assertions from duo-labs/py_webauthn’s tests'
     expect(r.flags.uv).toBe(v.uv);
   });
 
-  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s with one bit of its signature, authenticator data or client data flipped', (_n, v) => {
-    const o = opts(v);
-    for (const f of ['signature', 'authenticatorData', 'clientDataJSON'] as const) {
-      const m = Buffer.from(o[f] as Buffer);
-      m[m.length >> 1] ^= 0x10;
-      expect(() => verifyAssertion({ ...o, [f]: m }), f).toThrow(WebAuthnError);
-    }
-    expect(() => verifyAssertion({ ...o, expectedOrigin: 'http://localhost:5001' })).toThrow(WebAuthnError);
-  });
+  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))(
+    'refuses %s with one bit of its signature, authenticator data or client data flipped',
+    (_n, v) => {
+      const o = opts(v);
+      for (const f of ['signature', 'authenticatorData', 'clientDataJSON'] as const) {
+        const m = Buffer.from(o[f] as Buffer);
+        m[m.length >> 1] ^= 0x10;
+        expect(() => verifyAssertion({ ...o, [f]: m }), f).toThrow(WebAuthnError);
+      }
+      expect(() => verifyAssertion({ ...o, expectedOrigin: 'http://localhost:5001' })).toThrow(WebAuthnError);
+    },
+  );
 
   it.each((V.invalid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s', (_n, v) => {
     refused(() => verifyAssertion(opts(v)), new RegExp(v.refusal as string));
