@@ -21,6 +21,8 @@ import { signJws } from '../../src/jose/jws.js';
 import { ProofReplayCache, createProof } from '../../src/writ/proof.js';
 import { authorize, verifyWrit, type VerifyWritOptions } from '../../src/writ/verify.js';
 import { WRIT_TYP } from '../../src/writ/writ.js';
+import { checkAction } from '../../src/rp/http-middleware.js';
+import type { IncomingMessage } from 'node:http';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { SoftAuthenticator, clientDataJson, type SoftAlg } from '../helpers/soft-authenticator.js';
 import { APPROVER, CONSOLE_ORIGIN, CONSOLE_RP_ID, approvalRequest, mintStepUp, rawStepUp } from '../helpers/step-up.js';
@@ -301,6 +303,16 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
     expect(v.checks.some((c) => c.by === 'issuer' && /approval .* by https:\/\/idp\.example\.com#bob: the approver's WebAuthn assertion/.test(c.check))).toBe(
       true,
     );
+  });
+
+  it('the HTTP relying-party kit decides with the widened authority (checkAction: 403 without the approval, through with it)', async () => {
+    const w = world();
+    const req = (writ: string) => ({ writ: check(w, w.B, writ) }) as unknown as IncomingMessage;
+    const without = checkAction(req(writFor(w)), 'repo:delete', 'repo://acme/widgets');
+    expect(without.ok).toBe(false);
+    if (!without.ok) expect(without.refusal.status).toBe(403);
+    const s = await mintStepUp(w.iss, w.authn, w.forB(), NOW - 5);
+    expect(checkAction(req(writFor(w, [s])), 'repo:delete', 'repo://acme/widgets').ok).toBe(true);
   });
 
   it('turns an escalation into an allow for the agent it was granted to', async () => {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { verifyAuthenticationResponse } from '@simplewebauthn/server';
+import { verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server';
 import { describe, expect, it } from 'vitest';
 import { WebAuthnError } from '../../src/errors.js';
 import { verifyAssertion, parseAuthenticatorData, parseClientData, type VerifyAssertionOptions } from '../../src/webauthn/assertion.js';
@@ -342,4 +342,32 @@ describe('real authenticators’ assertions from duo-labs/py_webauthn’s tests'
   it.each((V.invalid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s', (_n, v) => {
     refused(() => verifyAssertion(opts(v)), new RegExp(v.refusal as string));
   });
+});
+
+describe('the software authenticator registers as a browser would (for the issuer side and its tests)', () => {
+  it.each(['ES256', 'EdDSA', 'RS256'] as SoftAlg[])(
+    '%s: @simplewebauthn/server accepts its none attestation, and the registered key is the one our verifier uses',
+    async (alg) => {
+      const a = new SoftAuthenticator(alg, RP);
+      const challenge = createHash('sha256').update('registration').digest();
+      const reg = a.makeCredential({ challenge, origin: ORIGIN });
+      const r = await verifyRegistrationResponse({
+        response: {
+          id: reg.credentialId.toString('base64url'),
+          rawId: reg.credentialId.toString('base64url'),
+          type: 'public-key',
+          clientExtensionResults: {},
+          response: { attestationObject: reg.attestationObject.toString('base64url'), clientDataJSON: reg.clientDataJSON.toString('base64url') },
+        },
+        expectedChallenge: challenge.toString('base64url'),
+        expectedOrigin: ORIGIN,
+        expectedRPID: RP,
+        requireUserVerification: true,
+      });
+      expect(r.verified).toBe(true);
+      const registered = Buffer.from(r.registrationInfo!.credential.publicKey);
+      expect(registered.equals(a.coseKey)).toBe(true);
+      expect(verifyAssertion({ ...opts(a), credentialPublicKey: registered }).algorithm).toBe(alg);
+    },
+  );
 });
