@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WebAuthnError } from '../../src/errors.js';
 import { verifyAssertion, parseAuthenticatorData, parseClientData, type VerifyAssertionOptions } from '../../src/webauthn/assertion.js';
@@ -370,4 +371,41 @@ describe('the software authenticator registers as a browser would (for the issue
       expect(verifyAssertion({ ...opts(a), credentialPublicKey: registered }).algorithm).toBe(alg);
     },
   );
+});
+
+describe('the parsers of untrusted bytes never throw anything but a WebAuthnError', () => {
+  const parsers = (b: Buffer) => [() => decodeCbor(b), () => parseCoseKey(b), () => parseAuthenticatorData(b), () => parseClientData(b)];
+  const safely = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      if (!(e instanceof WebAuthnError)) throw e;
+    }
+  };
+
+  it('on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (u) => {
+        for (const f of parsers(Buffer.from(u))) safely(f);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('on every one-byte mutation of real COSE keys and authenticator data', () => {
+    const seeds = [
+      hex(W3C.credentialPublicKeyCose),
+      new SoftAuthenticator('EdDSA').coseKey,
+      new SoftAuthenticator('ES256').authData(RP, 0x85, 9, undefined, new Map([['credProtect', 2]])),
+    ];
+    for (const seed of seeds) {
+      for (let i = 0; i < seed.length; i++) {
+        for (const x of [0x01, 0x80, 0xff]) {
+          const m = Buffer.from(seed);
+          m[i] ^= x;
+          for (const f of parsers(m)) safely(f);
+        }
+      }
+    }
+  });
 });
