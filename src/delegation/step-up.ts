@@ -159,6 +159,47 @@ export function parseApprovalRequest(v: unknown): ApprovalRequest {
   };
 }
 
+/** What an approval request takes from the writ of the agent that asks (a `WritClaims` fits). */
+export interface ApprovalSubject {
+  readonly iss: string;
+  readonly sub: string;
+  readonly cnf: { readonly jkt: string };
+  readonly task: Task;
+  readonly principal: PrincipalRef;
+  readonly lineage: readonly string[];
+}
+
+/**
+ * The approval request for an escalation asked with `writ` (its agent, last grant, task and
+ * principal), checked: what the issuer records as pending and, once an approver is known, hashes
+ * into the challenge. `exp` defaults to the task's end; `inherit` to false.
+ */
+export function approvalRequestFor(
+  writ: ApprovalSubject,
+  o: {
+    readonly id?: string;
+    readonly permission: Permission;
+    readonly reason: string;
+    readonly approver: PrincipalRef;
+    readonly inherit?: boolean;
+    readonly exp?: number;
+  },
+): ApprovalRequest {
+  return parseApprovalRequest({
+    v: APPROVAL_REQUEST_V,
+    id: o.id ?? newApprovalId(),
+    iss: writ.iss,
+    task: writ.task,
+    principal: writ.principal,
+    agent: { sub: writ.sub, jkt: writ.cnf.jkt, grant: writ.lineage[writ.lineage.length - 1] },
+    permission: o.permission,
+    inherit: o.inherit ?? false,
+    reason: o.reason,
+    approver: o.approver,
+    exp: o.exp ?? writ.task.exp,
+  });
+}
+
 /** The canonical bytes of an approval request: RFC 8785 JCS of exactly its members, UTF-8. */
 export function approvalRequestBytes(request: ApprovalRequest): Buffer {
   const r = parseApprovalRequest(request);

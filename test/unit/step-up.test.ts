@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   approvalChallenge,
+  approvalRequestFor,
   approvalRequestBytes,
   parseStepUpGrant,
   stepUpListDigest,
@@ -255,6 +256,17 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
     const r = refusal(() => verifyStepUpGrant(s, { ...w.base(), ...o }));
     expect(r.code).toBe('ERR_STEP_UP_INVALID');
     expect(r.message).toMatch(msg);
+  });
+
+  it('approvalRequestFor builds the request from the asking agent’s writ claims', () => {
+    const w = world();
+    const { claims } = w.iss.writ(w.B, [w.root, w.g1], { now: NOW - 10 });
+    const r = approvalRequestFor(claims, { permission: { action: 'repo:delete', resource: 'repo://acme/widgets' }, reason: 'dup', approver: APPROVER });
+    expect(r.agent).toEqual({ sub: w.B.spiffeId, jkt: w.B.jkt, grant: parseGrant(w.g1).claims.jti });
+    expect(r).toMatchObject({ inherit: false, exp: claims.task.exp, task: claims.task, principal: claims.principal, iss: w.iss.issuer });
+    expect(refusal(() => approvalRequestFor(claims, { permission: { action: 'x', resource: 'y' }, reason: '', approver: APPROVER })).code).toBe(
+      'ERR_STEP_UP_INVALID',
+    );
   });
 
   it('the same grant put right verifies (the twins above differ in one thing)', () => {
