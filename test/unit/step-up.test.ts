@@ -23,6 +23,8 @@ import { ProofReplayCache, createProof } from '../../src/writ/proof.js';
 import { authorize, verifyWrit, type VerifyWritOptions } from '../../src/writ/verify.js';
 import { WRIT_TYP } from '../../src/writ/writ.js';
 import { checkAction } from '../../src/rp/http-middleware.js';
+import { chainDigest } from '../../src/delegation/chain.js';
+import { bindingDigest } from '../../src/writ/binding.js';
 import type { IncomingMessage } from 'node:http';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { SoftAuthenticator, clientDataJson, type SoftAlg } from '../helpers/soft-authenticator.js';
@@ -425,6 +427,23 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
     const r = refusal(() => check(w, w.B, make(w, good)));
     expect(r.code).toBe('ERR_WRIT_INVALID');
     expect(r.message).toMatch(msg);
+  });
+
+  it('reproduces the writ-binding-v2 vector of docs/writ-format.md (computed by Python from the text)', () => {
+    const v1 = JSON.parse(/```json writ-vectors\n([\s\S]*?)```/.exec(doc)![1]!) as Record<string, string> & { grants: string[] };
+    const v2 = JSON.parse(/```json binding-v2-vector\n([\s\S]*?)```/.exec(doc)![1]!) as { stepup: string[]; stepUpListDigest: string; binding: string };
+    const digest = stepUpListDigest(v2.stepup);
+    expect(digest.toString('hex')).toBe(v2.stepUpListDigest);
+    const input = {
+      jkt: v1.jkt,
+      chainDigest: chainDigest(v1.grants),
+      policySnapshot: v1.policySnapshot,
+      taskId: v1.taskId,
+      nonce: Buffer.from(v1.nonce, 'hex'),
+    };
+    expect(bindingDigest({ ...input, stepUpDigest: digest }).toString('hex')).toBe(v2.binding);
+    expect(bindingDigest(input).toString('hex')).toBe(v1.binding);
+    expect(bindingDigest({ ...input, stepUpDigest: stepUpListDigest([...v2.stepup].reverse()) }).toString('hex')).not.toBe(v2.binding);
   });
 
   it('binds the list in order: B over [s1, s2] is not B over [s2, s1]', () => {
