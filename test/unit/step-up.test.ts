@@ -143,6 +143,21 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
       /another agent grant/,
     ],
     ['expired', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW - 100, exp: NOW - 50 }) }), /expired/],
+    [
+      'for another agent SPIFFE ID',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { agentSub: w.A.spiffeId } }),
+      /granted to another agent$/,
+    ],
+    [
+      'within another principal’s task',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedPrincipal: { iss: 'https://idp.example.com', sub: 'mallory' } } }),
+      /another principal/,
+    ],
+    [
+      'for a task with another goal',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedTask: { id: 'task-1', goal: 'something else', exp: w.forB().task.exp } } }),
+      /another task/,
+    ],
     ['issued in the future', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW + 60 }) }), /future/],
     ['outliving its approval', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB({ exp: NOW + 100 }), { now: NOW, exp: NOW + 200 }) }), /outlives its approval/],
     [
@@ -395,6 +410,11 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
         return writFor(w, [rawStepUp(w.iss, w.authn, { ...req, agent: { ...req.agent, jkt: w.A.jkt } }, { now: NOW - 5 })]);
       },
       /another agent key or SPIFFE ID/,
+    ],
+    [
+      'carrying a step-up grant within another principal’s task',
+      (w) => writFor(w, [rawStepUp(w.iss, w.authn, { ...w.forB(), principal: { iss: 'https://idp.example.com', sub: 'mallory' } }, { now: NOW - 5 })]),
+      /another principal/,
     ],
     [
       'carrying another task’s step-up grant',
