@@ -412,6 +412,14 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
       /another agent key or SPIFFE ID/,
     ],
     [
+      'carrying an ancestor’s inheritable step-up grant that names another agent than the one that held that grant',
+      (w) => {
+        const req = w.forA({ inherit: true });
+        return writFor(w, [rawStepUp(w.iss, w.authn, { ...req, agent: { ...req.agent, sub: 'spiffe://example.org/agent/other' } }, { now: NOW - 5 })]);
+      },
+      /names grant 0 of the lineage but not the agent that held it/,
+    ],
+    [
       'carrying a step-up grant within another principal’s task',
       (w) => writFor(w, [rawStepUp(w.iss, w.authn, { ...w.forB(), principal: { iss: 'https://idp.example.com', sub: 'mallory' } }, { now: NOW - 5 })]),
       /another principal/,
