@@ -169,6 +169,14 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
       /challenge is not the expected/,
     ],
     [
+      'whose assertion is replayed from another approval (same agent, same permission, another request id)',
+      (w) => {
+        const first = parseStepUpGrant(rawStepUp(w.iss, w.authn, w.forB(), { now: NOW })).claims.webauthn;
+        return { s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, webauthn: first }) };
+      },
+      /challenge is not the expected/,
+    ],
+    [
       'an assertion over another challenge',
       (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, assertion: { challenge: approvalChallenge(w.forB()) } }) }),
       /challenge is not the expected/,
