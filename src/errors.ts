@@ -60,6 +60,8 @@ export const ERROR_CODES = [
   'ERR_SIDECAR_NOT_SERVING',
   'ERR_SIDECAR_NO_WRIT',
   'ERR_SIDECAR_REQUEST_INVALID',
+  'ERR_WEBAUTHN_INVALID',
+  'ERR_STEP_UP_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -257,6 +259,25 @@ export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SID
   }
 }
 
+/**
+ * A WebAuthn assertion, its authenticator data, client data or the credential's COSE key was
+ * refused (src/webauthn/: W3C WebAuthn Level 3 §7.2, RFC 9052/9053).
+ */
+export class WebAuthnError extends WritError<'ERR_WEBAUTHN_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_WEBAUTHN_INVALID', message, options);
+    this.name = 'WebAuthnError';
+  }
+}
+
+/** A step-up grant (an approval signed by the issuer, embedding the approver's assertion) was refused. */
+export class StepUpError extends WritError<'ERR_STEP_UP_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STEP_UP_INVALID', message, options);
+    this.name = 'StepUpError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -276,7 +297,9 @@ export type AnyWritError =
   | RevocationError
   | TaskError
   | AuditError
-  | SidecarError;
+  | SidecarError
+  | WebAuthnError
+  | StepUpError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

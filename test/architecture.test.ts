@@ -41,7 +41,9 @@ const ALLOWED: Record<string, string[]> = {
   config: ['spiffe', 'svid', 'ca', 'der', 'errors', 'cache'],
   // Evidence plug-ins parse their own config sections and declare their own CLI options.
   attestation: ['config', 'registration', 'jose', 'svid', 'spiffe', 'x509', 'der', 'tpm', 'store', 'errors', 'cache'],
-  delegation: ['jose', 'errors', 'cache'],
+  // WebAuthn assertions (approvers' passkeys): strict CBOR, COSE keys, authenticator and client data.
+  webauthn: ['der', 'jose', 'errors', 'cache'],
+  delegation: ['webauthn', 'jose', 'errors', 'cache'],
   policy: ['errors', 'cache'],
   principal: ['jose', 'config', 'errors', 'cache'],
   dev: ['jose', 'errors', 'cache'],

@@ -80,6 +80,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_SIDECAR_NOT_SERVING: { status: status.UNAVAILABLE, showMessage: true },
   ERR_SIDECAR_NO_WRIT: { status: status.FAILED_PRECONDITION, showMessage: true },
   ERR_SIDECAR_REQUEST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_WEBAUTHN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_STEP_UP_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
 };
 
 /** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */
