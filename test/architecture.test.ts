@@ -45,7 +45,7 @@ const ALLOWED: Record<string, string[]> = {
   policy: ['errors', 'cache'],
   principal: ['jose', 'config', 'errors', 'cache'],
   dev: ['jose', 'errors', 'cache'],
-  writ: ['delegation', 'attestation', 'jose', 'errors', 'cache'],
+  writ: ['approval', 'delegation', 'attestation', 'jose', 'errors', 'cache'],
   // Revocation targets, matching and status lists: below the issuer, beside the verifier.
   revocation: ['writ', 'delegation', 'jose', 'spiffe', 'clock', 'errors', 'cache'],
   // The relying-party kit for HTTP servers: presentation in headers, verification, answers.

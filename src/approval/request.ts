@@ -33,6 +33,8 @@ export interface ApprovalRequestDoc {
   readonly reason: string;
   readonly policies: readonly string[];
   readonly snapshot: string;
+  /** The chain's delegation limit (the `approve` context's maxDepth). */
+  readonly maxDepth: number;
   /** Unix seconds. */
   readonly iat: number;
   readonly exp: number;

@@ -200,6 +200,7 @@ export class Approvals {
           reason: r.reason,
           policies: r.policies,
           depth: r.lineage.length - 1,
+          maxDepth: doc.maxDepth,
         },
         { id: r.taskId, goal: doc.task.goal, lifetimeSeconds: Math.max(0, doc.task.exp - nowS) },
       ),
@@ -291,6 +292,7 @@ export class Approvals {
       reason: r.reason,
       policies: asked,
       snapshot: snapshot.digest,
+      maxDepth: leaf.max_depth,
       iat: nowS,
       exp: expS,
     };

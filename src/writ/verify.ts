@@ -13,7 +13,8 @@ import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { WritVerifyError, isWritError } from '../errors.js';
 import { verifyJws } from '../jose/jws.js';
 import { verifyChain } from '../delegation/chain.js';
-import { authorizeAction, type Authorization, type Constraints } from '../delegation/scope.js';
+import { authorizeAction, patternMatches, type Authorization, type Constraints, type Permission } from '../delegation/scope.js';
+import { parseStepUpGrant } from '../approval/step-up.js';
 import type { Grant, PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
@@ -116,6 +117,8 @@ export interface VerifiedWrit {
   readonly policy: WritClaims['pol'];
   /** What the last grant allows: what `authorize` answers from. */
   readonly constraints: Constraints;
+  /** What the writ's step-up grants add (approvals within the task), with who approved each. */
+  readonly approved: ReadonlyArray<Permission & { readonly approval: string; readonly approver: string }>;
   readonly checks: readonly Check[];
   readonly claims: WritClaims;
 }
@@ -291,6 +294,26 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     unchecked('proof one-time id: no replay cache was given (a replayed proof would be accepted)');
   }
 
+  const approved: Array<Permission & { approval: string; approver: string }> = [];
+  for (const compact of c.approvals ?? []) {
+    let g;
+    try {
+      g = parseStepUpGrant(compact, o.trust.issuer, o.trust.writKeys).claims;
+    } catch (e) {
+      return fail(`a step-up grant is invalid: ${(e as Error).message}`, e);
+    }
+    if (g.sub !== c.sub || g.cnf.jkt !== c.cnf.jkt) fail(`step-up grant ${g.jti} is for another agent or key`);
+    if (g.task.id !== c.task.id) fail(`step-up grant ${g.jti} is for another task`);
+    // Approvals are not inherited: the exact lineage the approver saw, not a prefix of it.
+    if (g.lineage.length !== c.lineage.length || g.lineage.some((x, i) => x !== c.lineage[i])) fail(`step-up grant ${g.jti} is for another delegation lineage`);
+    if (g.exp <= now - WRIT_SKEW_S) fail(`step-up grant ${g.jti} has expired`);
+    for (const p of g.add) approved.push({ ...p, approval: g.jti, approver: `${g.approver.iss}#${g.approver.sub}` });
+  }
+  if (approved.length) {
+    mine(`${c.approvals!.length} step-up grant(s): issuer signature, this agent, key, task and lineage, unexpired`);
+    theirs('each approver’s passkey assertion over the approval request (verify with --deep)');
+  }
+
   const leaf = chain.leaf.claims;
   return {
     level,
@@ -305,12 +328,23 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     selectors,
     policy: c.pol,
     constraints: { scope: leaf.scope, boundaries: leaf.boundaries, escalate: leaf.escalate },
+    approved,
     checks,
     claims: c,
   };
 }
 
-/** Is `action` on `resource` inside the writ's scope, outside its boundaries, and not an escalation? */
-export function authorize(w: Pick<VerifiedWrit, 'constraints'>, action: string, resource: string): Authorization {
-  return authorizeAction(w.constraints, action, resource);
+/**
+ * Is `action` on `resource` inside the writ's scope, outside its boundaries, and not an
+ * escalation, or added by one of its approvals? A boundary wins over an approval too.
+ */
+export function authorize(
+  w: Pick<VerifiedWrit, 'constraints'> & { readonly approved?: VerifiedWrit['approved'] },
+  action: string,
+  resource: string,
+): Authorization {
+  const a = authorizeAction(w.constraints, action, resource);
+  if (a.decision === 'allow' || (a.decision === 'deny' && a.reason === 'boundary')) return a;
+  const hit = w.approved?.find((p) => patternMatches(p.action, action) && patternMatches(p.resource, resource));
+  return hit ? { decision: 'allow', matched: { action: hit.action, resource: hit.resource } } : a;
 }

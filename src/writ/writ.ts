@@ -63,6 +63,8 @@ export interface WritClaims {
   readonly reg?: string;
   /** Where its revocation status is published (draft-ietf-oauth-status-list §6.1). */
   readonly status?: { readonly status_list: { readonly idx: number; readonly uri: string } };
+  /** Step-up grants from approvals within the task (docs/writ-format.md §Step-up grants), compact JWS each. */
+  readonly approvals?: readonly string[];
 }
 
 export interface Writ {
@@ -77,9 +79,30 @@ const fail = (msg: string): never => {
 };
 
 const B64U = /^[A-Za-z0-9_-]+$/;
-const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principal', 'act', 'task', 'grants', 'lineage', 'att', 'pol', 'reg', 'status'];
+const KEYS = [
+  'iss',
+  'sub',
+  'aud',
+  'jti',
+  'iat',
+  'exp',
+  'cnf',
+  'svid',
+  'principal',
+  'act',
+  'task',
+  'grants',
+  'lineage',
+  'att',
+  'pol',
+  'reg',
+  'status',
+  'approvals',
+];
 /** Longest status list URI a writ may name. */
 const MAX_STATUS_URI = 2048;
+/** Most step-up grants a writ carries (approval/step-up.ts MAX_STEP_UPS). */
+const MAX_WRIT_APPROVALS = 16;
 /** Deepest act nesting: a root plus MAX_DELEGATION_DEPTH hops, and the principal. */
 const MAX_ACT_DEPTH = 10;
 
@@ -153,6 +176,7 @@ export function parseWrit(compact: string): Writ {
       pol: { ...parsePolicyRef({ snap: pol.snap, decision: pol.decision, policies: pol.policies }), iat: int(pol.iat, 'pol.iat') },
       ...(c.reg !== undefined ? { reg: str(c.reg, 'reg', 64) } : {}),
       ...(c.status !== undefined ? { status: parseStatus(c.status) } : {}),
+      ...(c.approvals !== undefined ? { approvals: Object.freeze(strings(c.approvals, 'approvals', MAX_WRIT_APPROVALS)) } : {}),
     };
   } catch (e) {
     if (e instanceof WritVerifyError) throw e;
