@@ -14,9 +14,9 @@ import { verifyChain, type VerifiedChain } from '../delegation/chain.js';
 import { refusal, type PolicyEngine } from '../policy/engine.js';
 import { escalationRequests, receiveRequests } from '../policy/requests.js';
 import type { Permission } from '../delegation/scope.js';
-import { MAX_STEP_UPS } from '../approval/step-up.js';
+import { parseStepUpGrantCached, stepUpListDigest } from '../delegation/step-up.js';
 import { bindingDigest } from '../writ/binding.js';
-import { parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
+import { MAX_STEP_UPS, parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
 import type { PolicySnapshots, StoredSnapshot } from './policies.js';
 import { grantRecord } from './grants.js';
 import type { Bundle } from '../spiffe/bundle.js';
@@ -209,7 +209,15 @@ export class Issuer {
     const root = await checkChainAuthority(store, chain, grants, now.getTime());
     await refuseRevoked(store, chainRevocationKeys(chain));
     const snapshot = await policies.active();
-    const binding = bindingDigest({ jkt, chainDigest: chain.digest, policySnapshot: snapshot.digest, taskId: chain.root.claims.task.id, nonce: issuerNonce });
+    // The step-up grants are bound into B (binding v2): the evidence commits to the approvals too.
+    const binding = bindingDigest({
+      jkt,
+      chainDigest: chain.digest,
+      policySnapshot: snapshot.digest,
+      taskId: chain.root.claims.task.id,
+      nonce: issuerNonce,
+      ...(stepUps.length > 0 ? { stepUpDigest: stepUpListDigest(stepUps) } : {}),
+    });
     return { chain, jkt, snapshot, issuerNonce, binding, audiences, principalGroups: root.principalGroups, stepUps };
   }
 }
@@ -650,7 +658,14 @@ export class Handshake {
     const nowS = Math.floor(now.getTime() / 1000);
     const spiffeId = id.uri;
     const signer = ca.writSigner();
-    const exp = Math.min(Math.floor(svidNotAfter.getTime() / 1000), root.task.exp, leaf.exp, Math.floor(signer.notAfter.getTime() / 1000));
+    const exp = Math.min(
+      Math.floor(svidNotAfter.getTime() / 1000),
+      root.task.exp,
+      leaf.exp,
+      Math.floor(signer.notAfter.getTime() / 1000),
+      // Never outliving an approval it carries.
+      ...d.stepUps.map((g) => parseStepUpGrantCached(g).claims.exp),
+    );
     let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
     for (const g of chain.grants.slice(1)) act = { sub: g.claims.from!.sub, act };
     const ev = result.publicEvidence && result.publicEvidence.length <= MAX_EMBEDDED_EVIDENCE_BYTES ? result.publicEvidence.toString('base64url') : undefined;
@@ -678,7 +693,7 @@ export class Handshake {
       },
       pol: { snap: snapshot.digest, decision: 'allow', policies, iat: Math.floor(snapshot.createdAt / 1000) },
       reg: entryId,
-      ...(d.stepUps.length > 0 ? { approvals: [...d.stepUps] } : {}),
+      ...(d.stepUps.length > 0 ? { stepup: [...d.stepUps] } : {}),
       ...(status && statusLists ? { status: { status_list: { idx: status.idx, uri: statusLists.uri(status.list) } } } : {}),
     };
     if (exp <= nowS) throw new DelegationError('delegation: the task or a grant ends before a writ could be valid');
