@@ -6,11 +6,12 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { KeyObject } from 'node:crypto';
+import { keySigner, type JwsSigner } from '../jose/jws.js';
 import { create } from '@bufbuild/protobuf';
 import { ApprovalService, WatchApprovalRequestSchema, type Approval, type WatchApprovalResponse } from '../gen/writ/v1/approval_pb.js';
 import { escalateMethodName, getApprovalMethodName, watchApprovalMethodName } from './approval-methods.js';
 import { grpcClientConstructor, unaryCall, unaryClient, type UnaryClient } from '../rpc/grpc-adapter.js';
-import { createProof } from '../writ/proof.js';
+import { createProofWith } from '../writ/proof.js';
 import { issuerCallError, issuerChannelCredentials } from './attest-client.js';
 
 const CHANNEL = { 'grpc.ssl_target_name_override': 'writ-issuer' };
@@ -32,34 +33,38 @@ export function approvalClient(server: string, bundlePem: string): UnaryClient<t
 
 export interface AgentAuth {
   readonly writ: string;
-  readonly key: KeyObject;
+  /** The writ's key, here or behind a signer (a TPM). */
+  readonly key: KeyObject | JwsSigner;
   /** The issuer's trust domain ID, the proof's audience. */
   readonly audience: string;
 }
 
-const proofFor = (a: AgentAuth, method: string) => ({ writ: a.writ, proof: createProof(a.writ, a.key, { audience: a.audience, method, now: new Date() }) });
+const proofFor = async (a: AgentAuth, method: string) => ({
+  writ: a.writ,
+  proof: await createProofWith(a.writ, 'sign' in a.key ? a.key : keySigner(a.key), { audience: a.audience, method, now: new Date() }),
+});
 
 /** Escalate: a pending approval request (or the refusal, as a GrpcCallError). */
 export async function escalate(server: string, bundlePem: string, a: AgentAuth, req: { action: string; resource: string; reason: string }) {
-  return approvalClient(server, bundlePem).escalate({ credential: proofFor(a, escalateMethodName(req.action, req.resource)), ...req });
+  return approvalClient(server, bundlePem).escalate({ credential: await proofFor(a, escalateMethodName(req.action, req.resource)), ...req });
 }
 
 /** GetApproval as the requesting agent. */
 export async function getApproval(server: string, bundlePem: string, a: AgentAuth, id: string) {
-  return approvalClient(server, bundlePem).getApproval({ id, credential: { case: 'agent', value: proofFor(a, getApprovalMethodName(id)) } });
+  return approvalClient(server, bundlePem).getApproval({ id, credential: { case: 'agent', value: await proofFor(a, getApprovalMethodName(id)) } });
 }
 
 /** Streams WatchApproval until the request is decided or expires; resolves with its last state. */
-export function watchApproval(
+export async function watchApproval(
   server: string,
   bundlePem: string,
   a: AgentAuth,
   id: string,
   o: { timeoutMs?: number; onUpdate?: (x: Approval) => void } = {},
 ): Promise<Approval> {
+  const req = create(WatchApprovalRequestSchema, { id, credential: { case: 'agent', value: await proofFor(a, watchApprovalMethodName(id)) } });
   const Client = grpcClientConstructor(ApprovalService);
   const client = new Client(server, issuerChannelCredentials(bundlePem), CHANNEL);
-  const req = create(WatchApprovalRequestSchema, { id, credential: { case: 'agent', value: proofFor(a, watchApprovalMethodName(id)) } });
   return new Promise<Approval>((resolve, reject) => {
     let last: Approval | undefined;
     const deadline = o.timeoutMs ? new Date(Date.now() + o.timeoutMs) : undefined;
