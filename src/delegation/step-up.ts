@@ -159,6 +159,47 @@ export function parseApprovalRequest(v: unknown): ApprovalRequest {
   };
 }
 
+/** What an approval request takes from the writ of the agent that asks (a `WritClaims` fits). */
+export interface ApprovalSubject {
+  readonly iss: string;
+  readonly sub: string;
+  readonly cnf: { readonly jkt: string };
+  readonly task: Task;
+  readonly principal: PrincipalRef;
+  readonly lineage: readonly string[];
+}
+
+/**
+ * The approval request for an escalation asked with `writ` (its agent, last grant, task and
+ * principal), checked: what the issuer records as pending and, once an approver is known, hashes
+ * into the challenge. `exp` defaults to the task's end; `inherit` to false.
+ */
+export function approvalRequestFor(
+  writ: ApprovalSubject,
+  o: {
+    readonly id?: string;
+    readonly permission: Permission;
+    readonly reason: string;
+    readonly approver: PrincipalRef;
+    readonly inherit?: boolean;
+    readonly exp?: number;
+  },
+): ApprovalRequest {
+  return parseApprovalRequest({
+    v: APPROVAL_REQUEST_V,
+    id: o.id ?? newApprovalId(),
+    iss: writ.iss,
+    task: writ.task,
+    principal: writ.principal,
+    agent: { sub: writ.sub, jkt: writ.cnf.jkt, grant: writ.lineage[writ.lineage.length - 1] },
+    permission: o.permission,
+    inherit: o.inherit ?? false,
+    reason: o.reason,
+    approver: o.approver,
+    exp: o.exp ?? writ.task.exp,
+  });
+}
+
 /** The canonical bytes of an approval request: RFC 8785 JCS of exactly its members, UTF-8. */
 export function approvalRequestBytes(request: ApprovalRequest): Buffer {
   const r = parseApprovalRequest(request);
@@ -406,6 +447,7 @@ export function verifyStepUpGrant(compact: string, o: VerifyStepUpOptions): Veri
   if (o.assertion ?? true) {
     const w = c.webauthn;
     if (o.expectedRpId !== undefined && w.rp_id !== o.expectedRpId) fail(`approved on RP ID ${w.rp_id}, not ${o.expectedRpId}`);
+    if (o.expectedOrigins !== undefined && !o.expectedOrigins.includes(w.origin)) fail(`approved on origin ${w.origin}, not one this relying party accepts`);
     const cose = wrap('webauthn.cose_key', () => coseCache.getOrSet(w.cose_key, () => parseCoseKey(Buffer.from(w.cose_key, 'base64url'))));
     if (cose.spki.toString('base64url') !== w.spki) fail('webauthn.spki is not the SubjectPublicKeyInfo of webauthn.cose_key');
     const v = wrap('webauthn assertion', () =>
@@ -415,7 +457,8 @@ export function verifyStepUpGrant(compact: string, o: VerifyStepUpOptions): Veri
         signature: Buffer.from(w.signature, 'base64url'),
         credentialPublicKey: cose,
         expectedChallenge: approvalChallenge(r),
-        expectedOrigin: o.expectedOrigins ?? [w.origin],
+        // Client data must name the grant's own origin (which the relying party may have pinned above).
+        expectedOrigin: w.origin,
         expectedRpId: w.rp_id,
         requireUserVerification: o.requireUserVerification ?? true,
       }),

@@ -242,7 +242,7 @@ export function verifyAssertion(o: VerifyAssertionOptions): VerifiedAssertion {
       ok = verify(null, signed, cose.key, sig);
       break;
     case 'RS256':
-      if (sig.length !== (cose.key.asymmetricKeyDetails?.modulusLength ?? 0) / 8) fail('an RS256 signature is as long as the modulus');
+      if (sig.length !== Math.ceil((cose.key.asymmetricKeyDetails?.modulusLength ?? 0) / 8)) fail('an RS256 signature is as long as the modulus');
       ok = verify('sha256', signed, { key: cose.key, padding: constants.RSA_PKCS1_PADDING }, sig);
       break;
   }

@@ -356,6 +356,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (Refused, KeyError, ValueError, UnicodeDecodeError, TypeError) as e:
+    except (Refused, KeyError, IndexError, ValueError, UnicodeError, TypeError) as e:
         print(f"refused: {type(e).__name__}: {e}", file=sys.stderr)
         sys.exit(1)

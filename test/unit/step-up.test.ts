@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   approvalChallenge,
+  approvalRequestFor,
   approvalRequestBytes,
   parseStepUpGrant,
   stepUpListDigest,
@@ -21,6 +22,10 @@ import { signJws } from '../../src/jose/jws.js';
 import { ProofReplayCache, createProof } from '../../src/writ/proof.js';
 import { authorize, verifyWrit, type VerifyWritOptions } from '../../src/writ/verify.js';
 import { WRIT_TYP } from '../../src/writ/writ.js';
+import { checkAction } from '../../src/rp/http-middleware.js';
+import { chainDigest } from '../../src/delegation/chain.js';
+import { bindingDigest } from '../../src/writ/binding.js';
+import type { IncomingMessage } from 'node:http';
 import { REPO_ROOT } from '../helpers/shared.js';
 import { SoftAuthenticator, clientDataJson, type SoftAlg } from '../helpers/soft-authenticator.js';
 import { APPROVER, CONSOLE_ORIGIN, CONSOLE_RP_ID, approvalRequest, mintStepUp, rawStepUp } from '../helpers/step-up.js';
@@ -138,6 +143,21 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
       /another agent grant/,
     ],
     ['expired', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW - 100, exp: NOW - 50 }) }), /expired/],
+    [
+      'for another agent SPIFFE ID',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { agentSub: w.A.spiffeId } }),
+      /granted to another agent$/,
+    ],
+    [
+      'within another principal’s task',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedPrincipal: { iss: 'https://idp.example.com', sub: 'mallory' } } }),
+      /another principal/,
+    ],
+    [
+      'for a task with another goal',
+      (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedTask: { id: 'task-1', goal: 'something else', exp: w.forB().task.exp } } }),
+      /another task/,
+    ],
     ['issued in the future', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW + 60 }) }), /future/],
     ['outliving its approval', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB({ exp: NOW + 100 }), { now: NOW, exp: NOW + 200 }) }), /outlives its approval/],
     [
@@ -145,6 +165,14 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
       (w) => {
         const req = w.forB();
         return { s: rawStepUp(w.iss, w.authn, req, { now: NOW, override: { req: { ...req, permission: { action: 'repo:*', resource: '*' } } } }) };
+      },
+      /challenge is not the expected/,
+    ],
+    [
+      'whose assertion is replayed from another approval (same agent, same permission, another request id)',
+      (w) => {
+        const first = parseStepUpGrant(rawStepUp(w.iss, w.authn, w.forB(), { now: NOW })).claims.webauthn;
+        return { s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, webauthn: first }) };
       },
       /challenge is not the expected/,
     ],
@@ -172,7 +200,7 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
     [
       'not on a pinned origin',
       (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW }), o: { expectedOrigins: ['https://console.example.org'] } }),
-      /not an expected origin/,
+      /not one this relying party accepts/,
     ],
     ['with UV cleared', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, assertion: { flags: 0x01 } }) }), /not verified/],
     ['with UP cleared', (w) => ({ s: rawStepUp(w.iss, w.authn, w.forB(), { now: NOW, assertion: { flags: 0x04 } }) }), /not present/],
@@ -255,6 +283,17 @@ describe('mintStepUpGrant and verifyStepUpGrant', () => {
     expect(r.message).toMatch(msg);
   });
 
+  it('approvalRequestFor builds the request from the asking agent’s writ claims', () => {
+    const w = world();
+    const { claims } = w.iss.writ(w.B, [w.root, w.g1], { now: NOW - 10 });
+    const r = approvalRequestFor(claims, { permission: { action: 'repo:delete', resource: 'repo://acme/widgets' }, reason: 'dup', approver: APPROVER });
+    expect(r.agent).toEqual({ sub: w.B.spiffeId, jkt: w.B.jkt, grant: parseGrant(w.g1).claims.jti });
+    expect(r).toMatchObject({ inherit: false, exp: claims.task.exp, task: claims.task, principal: claims.principal, iss: w.iss.issuer });
+    expect(refusal(() => approvalRequestFor(claims, { permission: { action: 'x', resource: 'y' }, reason: '', approver: APPROVER })).code).toBe(
+      'ERR_STEP_UP_INVALID',
+    );
+  });
+
   it('the same grant put right verifies (the twins above differ in one thing)', () => {
     const w = world();
     expect(() =>
@@ -301,6 +340,16 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
     expect(v.checks.some((c) => c.by === 'issuer' && /approval .* by https:\/\/idp\.example\.com#bob: the approver's WebAuthn assertion/.test(c.check))).toBe(
       true,
     );
+  });
+
+  it('the HTTP relying-party kit decides with the widened authority (checkAction: 403 without the approval, through with it)', async () => {
+    const w = world();
+    const req = (writ: string) => ({ writ: check(w, w.B, writ) }) as unknown as IncomingMessage;
+    const without = checkAction(req(writFor(w)), 'repo:delete', 'repo://acme/widgets');
+    expect(without.ok).toBe(false);
+    if (!without.ok) expect(without.refusal.status).toBe(403);
+    const s = await mintStepUp(w.iss, w.authn, w.forB(), NOW - 5);
+    expect(checkAction(req(writFor(w, [s])), 'repo:delete', 'repo://acme/widgets').ok).toBe(true);
   });
 
   it('turns an escalation into an allow for the agent it was granted to', async () => {
@@ -371,6 +420,19 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
       /another agent key or SPIFFE ID/,
     ],
     [
+      'carrying an ancestor’s inheritable step-up grant that names another agent than the one that held that grant',
+      (w) => {
+        const req = w.forA({ inherit: true });
+        return writFor(w, [rawStepUp(w.iss, w.authn, { ...req, agent: { ...req.agent, sub: 'spiffe://example.org/agent/other' } }, { now: NOW - 5 })]);
+      },
+      /names grant 0 of the lineage but not the agent that held it/,
+    ],
+    [
+      'carrying a step-up grant within another principal’s task',
+      (w) => writFor(w, [rawStepUp(w.iss, w.authn, { ...w.forB(), principal: { iss: 'https://idp.example.com', sub: 'mallory' } }, { now: NOW - 5 })]),
+      /another principal/,
+    ],
+    [
       'carrying another task’s step-up grant',
       (w) => writFor(w, [rawStepUp(w.iss, w.authn, { ...w.forB(), task: { id: 'task-2', goal: 'x', exp: NOW + 3000 }, exp: NOW + 3000 }, { now: NOW - 5 })]),
       /another task/,
@@ -401,6 +463,23 @@ describe('writs carrying step-up grants (docs/writ-format.md §Authority of a wr
     const r = refusal(() => check(w, w.B, make(w, good)));
     expect(r.code).toBe('ERR_WRIT_INVALID');
     expect(r.message).toMatch(msg);
+  });
+
+  it('reproduces the writ-binding-v2 vector of docs/writ-format.md (computed by Python from the text)', () => {
+    const v1 = JSON.parse(/```json writ-vectors\n([\s\S]*?)```/.exec(doc)![1]!) as Record<string, string> & { grants: string[] };
+    const v2 = JSON.parse(/```json binding-v2-vector\n([\s\S]*?)```/.exec(doc)![1]!) as { stepup: string[]; stepUpListDigest: string; binding: string };
+    const digest = stepUpListDigest(v2.stepup);
+    expect(digest.toString('hex')).toBe(v2.stepUpListDigest);
+    const input = {
+      jkt: v1.jkt,
+      chainDigest: chainDigest(v1.grants),
+      policySnapshot: v1.policySnapshot,
+      taskId: v1.taskId,
+      nonce: Buffer.from(v1.nonce, 'hex'),
+    };
+    expect(bindingDigest({ ...input, stepUpDigest: digest }).toString('hex')).toBe(v2.binding);
+    expect(bindingDigest(input).toString('hex')).toBe(v1.binding);
+    expect(bindingDigest({ ...input, stepUpDigest: stepUpListDigest([...v2.stepup].reverse()) }).toString('hex')).not.toBe(v2.binding);
   });
 
   it('binds the list in order: B over [s1, s2] is not B over [s2, s1]', () => {

@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { verifyAuthenticationResponse } from '@simplewebauthn/server';
+import { verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WebAuthnError } from '../../src/errors.js';
 import { verifyAssertion, parseAuthenticatorData, parseClientData, type VerifyAssertionOptions } from '../../src/webauthn/assertion.js';
@@ -167,6 +168,8 @@ describe('verifyAssertion refuses', () => {
     ['a wrong origin', () => ({ ...opts(a), expectedOrigin: ['https://issuer.example', 'https://issuer.example:8443'] }), /not an expected origin/],
     ['an origin that differs only in case', () => opts(a, { origin: 'https://Issuer.example:8444' }), /not an expected origin/],
     ['a wrong RP ID hash', () => opts(a, { rpId: 'evil.example' }), /rpIdHash/],
+    ['an expected challenge shorter than 16 bytes', () => ({ ...opts(a), expectedChallenge: Buffer.alloc(8) }), /at least 16 bytes/],
+    ['no expected origin at all', () => ({ ...opts(a), expectedOrigin: [] }), /no expected origin/],
     ['UP cleared', () => opts(a, { flags: 0x04 }), /not present/],
     ['UV cleared', () => opts(a, { flags: 0x01 }), /not verified/],
     ['crossOrigin true', () => opts(a, { crossOrigin: true }), /cross-origin/],
@@ -301,5 +304,110 @@ describe('COSE keys (strict)', () => {
     const rsa = coseKeyOf(createPublicKey(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey), 'RS256');
     rsa.set(-2, Buffer.from([0x01, 0x00, 0x00]));
     refused(() => parseCoseKey(cborEncode(rsa)), /exponent/);
+  });
+});
+
+describe('real authenticators’ assertions from duo-labs/py_webauthn’s tests', () => {
+  const V = JSON.parse(readFileSync(join(REPO_ROOT, 'test/conformance/testdata/webauthn/py_webauthn-assertions.json'), 'utf8'));
+  const b = (s: string) => Buffer.from(s, 'base64url');
+  type Vec = Record<string, string | boolean | number>;
+  const opts = (v: Vec): VerifyAssertionOptions => ({
+    authenticatorData: b(v.authenticatorData as string),
+    clientDataJSON: b(v.clientDataJSON as string),
+    signature: b(v.signature as string),
+    credentialPublicKey: b(v.credentialPublicKey as string),
+    expectedChallenge: b(v.challenge as string),
+    expectedOrigin: V.origin,
+    expectedRpId: V.rpId,
+    requireUserVerification: (v.requireUserVerification as boolean | undefined) ?? (v.uv as boolean),
+  });
+
+  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))('accepts %s', (_n, v) => {
+    const r = verifyAssertion(opts(v));
+    expect(r.algorithm).toBe(v.algorithm);
+    expect(r.signCount).toBe(v.signCount);
+    expect(r.flags.uv).toBe(v.uv);
+  });
+
+  it.each((V.valid as Vec[]).map((v) => [v.name as string, v] as const))(
+    'refuses %s with one bit of its signature, authenticator data or client data flipped',
+    (_n, v) => {
+      const o = opts(v);
+      for (const f of ['signature', 'authenticatorData', 'clientDataJSON'] as const) {
+        const m = Buffer.from(o[f] as Buffer);
+        m[m.length >> 1] ^= 0x10;
+        expect(() => verifyAssertion({ ...o, [f]: m }), f).toThrow(WebAuthnError);
+      }
+      expect(() => verifyAssertion({ ...o, expectedOrigin: 'http://localhost:5001' })).toThrow(WebAuthnError);
+    },
+  );
+
+  it.each((V.invalid as Vec[]).map((v) => [v.name as string, v] as const))('refuses %s', (_n, v) => {
+    refused(() => verifyAssertion(opts(v)), new RegExp(v.refusal as string));
+  });
+});
+
+describe('the software authenticator registers as a browser would (for the issuer side and its tests)', () => {
+  it.each(['ES256', 'EdDSA', 'RS256'] as SoftAlg[])(
+    '%s: @simplewebauthn/server accepts its none attestation, and the registered key is the one our verifier uses',
+    async (alg) => {
+      const a = new SoftAuthenticator(alg, RP);
+      const challenge = createHash('sha256').update('registration').digest();
+      const reg = a.makeCredential({ challenge, origin: ORIGIN });
+      const r = await verifyRegistrationResponse({
+        response: {
+          id: reg.credentialId.toString('base64url'),
+          rawId: reg.credentialId.toString('base64url'),
+          type: 'public-key',
+          clientExtensionResults: {},
+          response: { attestationObject: reg.attestationObject.toString('base64url'), clientDataJSON: reg.clientDataJSON.toString('base64url') },
+        },
+        expectedChallenge: challenge.toString('base64url'),
+        expectedOrigin: ORIGIN,
+        expectedRPID: RP,
+        requireUserVerification: true,
+      });
+      expect(r.verified).toBe(true);
+      const registered = Buffer.from(r.registrationInfo!.credential.publicKey);
+      expect(registered.equals(a.coseKey)).toBe(true);
+      expect(verifyAssertion({ ...opts(a), credentialPublicKey: registered }).algorithm).toBe(alg);
+    },
+  );
+});
+
+describe('the parsers of untrusted bytes never throw anything but a WebAuthnError', () => {
+  const parsers = (b: Buffer) => [() => decodeCbor(b), () => parseCoseKey(b), () => parseAuthenticatorData(b), () => parseClientData(b)];
+  const safely = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      if (!(e instanceof WebAuthnError)) throw e;
+    }
+  };
+
+  it('on random bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (u) => {
+        for (const f of parsers(Buffer.from(u))) safely(f);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('on every one-byte mutation of real COSE keys and authenticator data', () => {
+    const seeds = [
+      hex(W3C.credentialPublicKeyCose),
+      new SoftAuthenticator('EdDSA').coseKey,
+      new SoftAuthenticator('ES256').authData(RP, 0x85, 9, undefined, new Map([['credProtect', 2]])),
+    ];
+    for (const seed of seeds) {
+      for (let i = 0; i < seed.length; i++) {
+        for (const x of [0x01, 0x80, 0xff]) {
+          const m = Buffer.from(seed);
+          m[i] ^= x;
+          for (const f of parsers(m)) safely(f);
+        }
+      }
+    }
   });
 });

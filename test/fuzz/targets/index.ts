@@ -12,6 +12,7 @@ import { tdxQuoteTarget } from './tdx.js';
 import { snpEvidenceTarget } from './sev-snp.js';
 import { auditBundleTarget, auditCheckpointTarget, auditRecordTarget } from './audit.js';
 import { x509SvidRenewalTarget } from './x509-svid-renewal.js';
+import { assertionTarget, coseKeyTarget, stepUpTarget } from './webauthn.js';
 
 const selectorTarget: FuzzTarget = {
   name: 'selector',
@@ -63,4 +64,7 @@ export const TARGETS: readonly FuzzTarget[] = [
   auditCheckpointTarget,
   auditBundleTarget,
   x509SvidRenewalTarget,
+  coseKeyTarget,
+  assertionTarget,
+  stepUpTarget,
 ];
