@@ -363,6 +363,31 @@ describe('refusals', () => {
   });
 });
 
+describe('policy after approval', () => {
+  it('a renewal carrying an approval the active policy now forbids outright is refused', async () => {
+    const a = await agentWithWrit();
+    const { stepUp } = await approved(a);
+    await w.policies.push([
+      {
+        name: 'policy.cedar',
+        text: `${APPROVE_POLICY}\n@id("no-writes") forbid(principal, action == Writ::Action::"receive", resource) when { resource.action == "repo:write" };`,
+      },
+    ]);
+    expect(await code(w.attest(a.agent, { grants: [a.grant], sel: SEL, stepUps: [stepUp] }))).toBe('ERR_POLICY_DENIED');
+  });
+
+  it('an approver the policy stopped naming between BeginApproval and Approve', async () => {
+    const a = await agentWithWrit();
+    const v = await escalate(a);
+    const token = approverToken();
+    const auth = await register(token);
+    const assertion = auth.getAssertion({ challenge: await challengeFor(v.record.id, token), origin: APPROVAL_ORIGIN });
+    await w.policies.push([{ name: 'policy.cedar', text: POLICY }]);
+    expect(await code(w.approvals.approve(v.record.id, token, assertionJson(assertion)))).toBe('ERR_APPROVAL_DENIED');
+    expect((await w.store.getApproval(v.record.id))!.state).toBe('pending');
+  });
+});
+
 describe('reset between tasks', () => {
   it('end the task, start a new one for the same agent: no approval carries over', async () => {
     const a = await agentWithWrit('task-1');
