@@ -60,6 +60,10 @@ export const ERROR_CODES = [
   'ERR_SIDECAR_NOT_SERVING',
   'ERR_SIDECAR_NO_WRIT',
   'ERR_SIDECAR_REQUEST_INVALID',
+  'ERR_APPROVAL_INVALID',
+  'ERR_APPROVAL_NOT_FOUND',
+  'ERR_APPROVAL_DENIED',
+  'ERR_APPROVAL_CLOSED',
   'ERR_WEBAUTHN_INVALID',
   'ERR_STEP_UP_INVALID',
 ] as const;
@@ -260,6 +264,18 @@ export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SID
 }
 
 /**
+ * An approval request or decision was refused (docs/policy.md §Approvals): malformed input, an
+ * unknown request (or one the caller may not see), an approver the `approve` policy does not
+ * name, or a request no longer pending (decided, expired, its task ended).
+ */
+export class ApprovalError extends WritError<'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED'> {
+  constructor(code: ApprovalError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ApprovalError';
+  }
+}
+
+/**
  * A WebAuthn assertion, its authenticator data, client data or the credential's COSE key was
  * refused (src/webauthn/: W3C WebAuthn Level 3 §7.2, RFC 9052/9053).
  */
@@ -298,6 +314,7 @@ export type AnyWritError =
   | TaskError
   | AuditError
   | SidecarError
+  | ApprovalError
   | WebAuthnError
   | StepUpError;
 

@@ -54,7 +54,9 @@ const ALLOWED: Record<string, string[]> = {
   rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
   audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
+  approval: ['delegation', 'jose', 'config', 'errors', 'cache'],
   issuance: [
+    'approval',
     'audit',
     'writ',
     'delegation',
@@ -76,6 +78,7 @@ const ALLOWED: Record<string, string[]> = {
   gen: [],
   rpc: ['gen', 'cache'],
   server: [
+    'approval',
     'audit',
     'rpc',
     'gen',

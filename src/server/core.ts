@@ -12,6 +12,8 @@ import type { KeyCustody } from '../ca/custody.js';
 import type { EvidenceCatalog } from '../attestation/catalog.js';
 import { Admin, joinTokenSection, type JoinTokenSettings } from '../issuance/admin.js';
 import { GrantIssuer } from '../issuance/grants.js';
+import { Approvals } from '../issuance/approvals.js';
+import { approvalsSection, type ApprovalSettings } from '../approval/settings.js';
 import { Issuer } from '../issuance/issuer.js';
 import { PolicySnapshots } from '../issuance/policies.js';
 import { RevocationFeed } from '../issuance/revocation-feed.js';
@@ -42,6 +44,7 @@ export interface ServerCore {
   readonly evidence: EvidenceCatalog;
   readonly issuer: Issuer;
   readonly grants: GrantIssuer;
+  readonly approvals: Approvals;
   readonly policies: PolicySnapshots;
   readonly admin: Admin;
   readonly principals: PrincipalVerifier;
@@ -119,6 +122,20 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   });
   const verifiers = o.evidence.verifiers({ store, trustBundle: () => ca.bundle() });
   const auditSettings = sectionSettings<AuditSettings>(settings, auditSection.key);
+  const replayCache = new ProofReplayCache();
+  const approvals = new Approvals({
+    ca,
+    store,
+    clock,
+    principals,
+    policies,
+    engine,
+    replayCache,
+    settings: sectionSettings<ApprovalSettings>(settings, approvalsSection.key),
+    publicUrl: () =>
+      settings.httpPublicUrl ??
+      (settings.httpListen && settings.httpListen.port !== 0 ? `https://${settings.httpListen.host}:${settings.httpListen.port}` : undefined),
+  });
   const issuer = new Issuer({
     ca,
     store,
@@ -128,6 +145,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     engine,
     settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
     observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+    stepUps: approvals,
     refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
     ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
@@ -184,6 +202,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     }),
     // Handshakes have their own per-peer budget; CreateGrant and Verify share another.
     limits: { handshakes: new PeerRateLimiter(rate, burst), calls: new PeerRateLimiter(rate, burst) },
-    replayCache: new ProofReplayCache(),
+    replayCache,
+    approvals,
   };
 }

@@ -598,6 +598,20 @@ describe('the AgentService contract', () => {
     }
   });
 
+  it('refuses Escalate without an issuer to ask (FAILED_PRECONDITION, ERR_SIDECAR_NO_WRIT)', async () => {
+    const h = await harness();
+    try {
+      await expectStatus(
+        call(h, 'escalate', { action: 'repo:write', resource: 'repo://acme/app', reason: 'r', wait: false }),
+        grpc.status.FAILED_PRECONDITION,
+        'ERR_SIDECAR_NO_WRIT',
+        /no issuer to escalate to/,
+      );
+    } finally {
+      await h.stop();
+    }
+  });
+
   it('is reflection-visible: its file declares writ.agent.v1.AgentService and its dependency on writ/v1/grant.proto', () => {
     const svc = agentService();
     expect(svc.service.typeName).toBe('writ.agent.v1.AgentService');
@@ -608,6 +622,7 @@ describe('the AgentService contract', () => {
       'CreateProof:unary',
       'Delegate:unary',
       'Status:unary',
+      'Escalate:unary',
     ]);
   });
 });
