@@ -12,10 +12,11 @@ import { auditSection } from '../issuance/audit.js';
 import { revocationSection } from '../issuance/revocations.js';
 import { statusListSection } from '../issuance/status-list-publisher.js';
 import { principalsSection } from '../principal/settings.js';
+import { consoleSection } from './console/settings.js';
 
 /** The capability sections of the server configuration, for a given evidence catalog. */
 export function serverSections(evidence: readonly EvidencePlugin[] = BUILTIN_EVIDENCE): ConfigSection[] {
-  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection, auditSection];
+  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection, auditSection, consoleSection];
 }
 
 /** Raw config → validated server settings, capability sections included; throws ConfigError with every problem. */
