@@ -108,7 +108,10 @@ export function parseCheckpointNote(note: string): ParsedCheckpoint {
  * signed-note's verifier key string.
  */
 export async function verifyNoteSignature(c: ParsedCheckpoint, vkey: string): Promise<boolean> {
-  const [name, idHex, keyB64] = vkey.split('+');
+  // The base64 key may itself hold '+': split at the first two only.
+  const a = vkey.indexOf('+');
+  const b = vkey.indexOf('+', a + 1);
+  const [name, idHex, keyB64] = a < 0 || b < 0 ? [] : [vkey.slice(0, a), vkey.slice(a + 1, b), vkey.slice(b + 1)];
   if (!name || !idHex || !keyB64 || !/^[0-9a-f]{8}$/.test(idHex)) throw new Error('the verifier key is malformed');
   const raw = b64decode(keyB64);
   if (raw.length !== 33 || raw[0] !== 1) throw new Error('the verifier key is not an Ed25519 key');
