@@ -60,6 +60,11 @@ export const ERROR_CODES = [
   'ERR_SIDECAR_NOT_SERVING',
   'ERR_SIDECAR_NO_WRIT',
   'ERR_SIDECAR_REQUEST_INVALID',
+  'ERR_APPROVAL_INVALID',
+  'ERR_APPROVAL_NOT_FOUND',
+  'ERR_APPROVAL_DENIED',
+  'ERR_APPROVAL_CLOSED',
+  'ERR_WEBAUTHN_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -257,6 +262,21 @@ export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SID
   }
 }
 
+/**
+ * An approval request or decision was refused (docs/policy.md §Approvals): malformed input, an
+ * unknown request (or one the caller may not see), an approver the `approve` policy does not
+ * name, a request no longer pending (decided, expired, its task ended), or a WebAuthn
+ * registration or assertion that does not verify.
+ */
+export class ApprovalError extends WritError<
+  'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED' | 'ERR_WEBAUTHN_INVALID'
+> {
+  constructor(code: ApprovalError['code'], message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ApprovalError';
+  }
+}
+
 export type AnyWritError =
   | SpiffeIdError
   | FormatError
@@ -276,7 +296,8 @@ export type AnyWritError =
   | RevocationError
   | TaskError
   | AuditError
-  | SidecarError;
+  | SidecarError
+  | ApprovalError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

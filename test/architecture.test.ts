@@ -52,7 +52,9 @@ const ALLOWED: Record<string, string[]> = {
   rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
   audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
+  approval: ['audit', 'delegation', 'jose', 'config', 'errors', 'cache'],
   issuance: [
+    'approval',
     'audit',
     'writ',
     'delegation',
@@ -74,6 +76,7 @@ const ALLOWED: Record<string, string[]> = {
   gen: [],
   rpc: ['gen', 'cache'],
   server: [
+    'approval',
     'audit',
     'rpc',
     'gen',

@@ -38,8 +38,10 @@ export const AUDIT_EVENTS = [
   'entry.deleted',
   'join_token.created',
   'key.rotated',
+  'approval.requested',
   'approval.granted',
   'approval.denied',
+  'passkey.registered',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];
 

@@ -27,7 +27,7 @@ export type CedarEntity = { uid: { type: string; id: string }; attrs: Record<str
 
 export interface PolicyRequest {
   readonly principal: CedarEntity;
-  readonly action: 'delegate' | 'receive';
+  readonly action: 'delegate' | 'receive' | 'approve';
   readonly resource: CedarEntity;
   readonly context: Record<string, cedar.CedarValueJson>;
 }

@@ -66,3 +66,55 @@ export function receiveRequests(
     context: { task: task(t), depth, maxDepth, principal: { iss: p.iss, sub: p.sub, groups: [...p.groups] } },
   }));
 }
+
+export interface ApprovalRequestInfo {
+  readonly id: string;
+  readonly principal: { readonly iss: string; readonly sub: string };
+  readonly actor: string;
+  readonly action: string;
+  readonly resource: string;
+  readonly reason: string;
+  readonly policies: readonly string[];
+  readonly depth: number;
+}
+
+/** The `approve` request: may this approver (a human, from their OIDC token) decide this escalation? */
+export function approveRequest(approver: PrincipalInfo, r: ApprovalRequestInfo, t: TaskInfo): PolicyRequest {
+  return {
+    principal: principalEntity(approver),
+    action: 'approve',
+    resource: {
+      uid: { type: 'Writ::ApprovalRequest', id: r.id },
+      attrs: {
+        id: r.id,
+        principal: { iss: r.principal.iss, sub: r.principal.sub },
+        actor: r.actor,
+        action: r.action,
+        resource: r.resource,
+        reason: r.reason,
+        policies: [...r.policies],
+        depth: r.depth,
+      },
+      parents: [],
+    },
+    context: { task: task(t) },
+  };
+}
+
+/**
+ * An agent's escalation for one concrete permission: may the principal delegate it, and may
+ * this agent hold it? Both asked; the strictest answer stands (decideAll).
+ */
+export function escalationRequests(
+  a: AgentInfo,
+  p: PrincipalInfo,
+  perm: { action: string; resource: string },
+  t: TaskInfo,
+  depth: number,
+  maxDepth: number,
+): PolicyRequest[] {
+  return [
+    ...delegateRequests(p, [perm], t, maxDepth).map((r) => ({ ...r, context: { ...r.context, depth } })),
+    ...receiveRequests(a, p, [perm], t, depth, maxDepth),
+  ];
+}

@@ -4,7 +4,7 @@
  */
 
 /** Bumped whenever the schema changes; part of every snapshot digest. */
-export const SCHEMA_VERSION = 'writ-cedar-schema-v1';
+export const SCHEMA_VERSION = 'writ-cedar-schema-v2';
 
 export const CEDAR_SCHEMA = `namespace Writ {
   // The human who delegates, as proven by a trusted OpenID Connect issuer.
@@ -15,6 +15,19 @@ export const CEDAR_SCHEMA = `namespace Writ {
   entity Permission = { action: String, resource: String };
   type Task = { id: String, goal: String, lifetimeSeconds: Long };
   type PrincipalInfo = { iss: String, sub: String, groups: Set<String> };
+  type PrincipalRef = { iss: String, sub: String };
+  // An agent's escalation request: who asks (actor), for whom (principal), what, why, and which
+  // policies asked for an approval; depth is the agent's place in the delegation chain.
+  entity ApprovalRequest = {
+    id: String,
+    principal: PrincipalRef,
+    actor: String,
+    action: String,
+    resource: String,
+    reason: String,
+    policies: Set<String>,
+    depth: Long
+  };
   // May this principal delegate this permission for this task (CreateGrant)?
   action delegate appliesTo {
     principal: [Principal],
@@ -26,6 +39,12 @@ export const CEDAR_SCHEMA = `namespace Writ {
     principal: [Agent],
     resource: [Permission],
     context: { task: Task, depth: Long, maxDepth: Long, principal: PrincipalInfo }
+  };
+  // May this approver (a human, from their OIDC token) decide this escalation request?
+  action approve appliesTo {
+    principal: [Principal],
+    resource: [ApprovalRequest],
+    context: { task: Task }
   };
 }
 `;

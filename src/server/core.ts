@@ -12,6 +12,8 @@ import type { KeyCustody } from '../ca/custody.js';
 import type { EvidenceCatalog } from '../attestation/catalog.js';
 import { Admin, joinTokenSection, type JoinTokenSettings } from '../issuance/admin.js';
 import { GrantIssuer } from '../issuance/grants.js';
+import { Approvals } from '../issuance/approvals.js';
+import { approvalsSection, type ApprovalSettings } from '../approval/settings.js';
 import { Issuer } from '../issuance/issuer.js';
 import { PolicySnapshots } from '../issuance/policies.js';
 import { RevocationFeed } from '../issuance/revocation-feed.js';
@@ -42,6 +44,7 @@ export interface ServerCore {
   readonly evidence: EvidenceCatalog;
   readonly issuer: Issuer;
   readonly grants: GrantIssuer;
+  readonly approvals: Approvals;
   readonly policies: PolicySnapshots;
   readonly admin: Admin;
   readonly principals: PrincipalVerifier;
@@ -131,6 +134,20 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
     ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
+  const replayCache = new ProofReplayCache();
+  const approvals = new Approvals({
+    ca,
+    store,
+    clock,
+    principals,
+    policies,
+    engine,
+    replayCache,
+    settings: sectionSettings<ApprovalSettings>(settings, approvalsSection.key),
+    publicUrl: () =>
+      settings.httpPublicUrl ??
+      (settings.httpListen && settings.httpListen.port !== 0 ? `https://${settings.httpListen.host}:${settings.httpListen.port}` : undefined),
+  });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
   const revocations = new Revocations({ store, clock, onListenerError: (e) => logger.error({ err: e }, 'a revocation listener failed') });
   const feed = new RevocationFeed({
@@ -184,6 +201,7 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     }),
     // Handshakes have their own per-peer budget; CreateGrant and Verify share another.
     limits: { handshakes: new PeerRateLimiter(rate, burst), calls: new PeerRateLimiter(rate, burst) },
-    replayCache: new ProofReplayCache(),
+    replayCache,
+    approvals,
   };
 }

@@ -248,6 +248,8 @@ export class WritServer {
       server.unwatch.push(
         changes.on('revocation', () => void syncFeed()),
         changes.on('bundle', () => void keys().catch((e: unknown) => logger.error({ err: e }, 'reloading the trust bundle failed'))),
+        // Approval decisions on any replica wake this one's WatchApproval streams.
+        changes.on('approval', () => core.approvals.changed()),
       );
       // Each heartbeat reads the store first: one missed wake-up costs at most a heartbeat, and a replica cut from the database stops vouching for freshness.
       server.heartbeat = setInterval(() => void syncFeed().then(() => core.feed.heartbeat()), core.revocationSettings.heartbeatMs);

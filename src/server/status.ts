@@ -80,6 +80,13 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_SIDECAR_NOT_SERVING: { status: status.UNAVAILABLE, showMessage: true },
   ERR_SIDECAR_NO_WRIT: { status: status.FAILED_PRECONDITION, showMessage: true },
   ERR_SIDECAR_REQUEST_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  ERR_APPROVAL_INVALID: { status: status.INVALID_ARGUMENT, showMessage: true },
+  // Unknown and not yours look the same: an id is not a way to learn what others asked for.
+  ERR_APPROVAL_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
+  ERR_APPROVAL_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_APPROVAL_CLOSED: { status: status.FAILED_PRECONDITION, showMessage: true },
+  // Which WebAuthn check failed goes to the log; the caller learns only that it failed.
+  ERR_WEBAUTHN_INVALID: { status: status.PERMISSION_DENIED, showMessage: false, publicMessage: 'passkey assertion or registration rejected' },
 };
 
 /** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */

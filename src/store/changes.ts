@@ -7,8 +7,8 @@
  */
 
 /** What replicas tell each other about: each is read back from its own table by sequence. */
-export type ChangeKind = 'revocation' | 'bundle' | 'policy';
-export const CHANGE_KINDS: readonly ChangeKind[] = ['revocation', 'bundle', 'policy'];
+export type ChangeKind = 'revocation' | 'bundle' | 'policy' | 'approval';
+export const CHANGE_KINDS: readonly ChangeKind[] = ['revocation', 'bundle', 'policy', 'approval'];
 
 export interface ChangeFeed {
   /**

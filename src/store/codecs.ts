@@ -9,6 +9,8 @@
 import { StoreError } from '../errors.js';
 import type { Entry, Selector } from '../registration/entry.js';
 import type {
+  ApprovalRecord,
+  ApprovalState,
   AttestedAgentRecord,
   AuditCheckpointRecord,
   AuditKeyRecord,
@@ -20,6 +22,7 @@ import type {
   IssuedSvidRecord,
   JoinTokenRecord,
   NewRevocation,
+  PasskeyRecord,
   PolicySnapshotRecord,
   RevocationRecord,
   StatusListRecord,
@@ -539,4 +542,110 @@ export const decodeAuditKey = (r: Row): AuditKeyRecord => ({
   sealedKey: bytes(r.sealed_key, 'audit_keys.sealed_key'),
   state: str(r.state, 'audit_keys.state') as AuditKeyRecord['state'],
   createdAt: int(r.created_at, 'audit_keys.created_at'),
+});
+
+export const APPROVALS = table('approvals', [
+  'id',
+  'task_id',
+  'principal_iss',
+  'principal_sub',
+  'actor',
+  'actor_jkt',
+  'writ_jti',
+  'lineage',
+  'action',
+  'resource',
+  'reason',
+  'policies',
+  'snapshot',
+  'request',
+  'digest',
+  'created_at',
+  'expires_at',
+  'state',
+  'decided_at',
+  'decided_by',
+  'decision_reason',
+  'credential_id',
+  'step_up',
+]);
+
+export const encodeApproval = (a: ApprovalRecord): RowOf<typeof APPROVALS> => ({
+  id: a.id,
+  task_id: a.taskId,
+  principal_iss: a.principalIss,
+  principal_sub: a.principalSub,
+  actor: a.actor,
+  actor_jkt: a.actorJkt,
+  writ_jti: a.writJti,
+  lineage: JSON.stringify(a.lineage),
+  action: a.action,
+  resource: a.resource,
+  reason: a.reason,
+  policies: JSON.stringify(a.policies),
+  snapshot: a.snapshot,
+  request: a.request,
+  digest: a.digest,
+  created_at: a.createdAt,
+  expires_at: a.expiresAt,
+  state: a.state,
+  decided_at: a.decidedAt,
+  decided_by: a.decidedBy,
+  decision_reason: a.decisionReason,
+  credential_id: a.credentialId,
+  step_up: a.stepUp,
+});
+
+const APPROVAL_STATES: readonly string[] = ['pending', 'approved', 'denied'];
+
+export const decodeApproval = (r: Row): ApprovalRecord => {
+  const state = str(r.state, 'approvals.state');
+  if (!APPROVAL_STATES.includes(state)) throw bad('approvals.state', state);
+  return {
+    id: str(r.id, 'approvals.id'),
+    taskId: str(r.task_id, 'approvals.task_id'),
+    principalIss: str(r.principal_iss, 'approvals.principal_iss'),
+    principalSub: str(r.principal_sub, 'approvals.principal_sub'),
+    actor: str(r.actor, 'approvals.actor'),
+    actorJkt: str(r.actor_jkt, 'approvals.actor_jkt'),
+    writJti: str(r.writ_jti, 'approvals.writ_jti'),
+    lineage: json<string[]>(r.lineage, 'approvals.lineage'),
+    action: str(r.action, 'approvals.action'),
+    resource: str(r.resource, 'approvals.resource'),
+    reason: str(r.reason, 'approvals.reason'),
+    policies: json<string[]>(r.policies, 'approvals.policies'),
+    snapshot: str(r.snapshot, 'approvals.snapshot'),
+    request: str(r.request, 'approvals.request'),
+    digest: str(r.digest, 'approvals.digest'),
+    createdAt: int(r.created_at, 'approvals.created_at'),
+    expiresAt: int(r.expires_at, 'approvals.expires_at'),
+    state: state as ApprovalState,
+    decidedAt: intOrNull(r.decided_at, 'approvals.decided_at'),
+    decidedBy: strOrNull(r.decided_by, 'approvals.decided_by'),
+    decisionReason: strOrNull(r.decision_reason, 'approvals.decision_reason'),
+    credentialId: strOrNull(r.credential_id, 'approvals.credential_id'),
+    stepUp: strOrNull(r.step_up, 'approvals.step_up'),
+  };
+};
+
+export const PASSKEYS = table('passkeys', ['id', 'owner_iss', 'owner_sub', 'public_key', 'sign_count', 'created_at', 'used_at']);
+
+export const encodePasskey = (k: PasskeyRecord): RowOf<typeof PASSKEYS> => ({
+  id: k.id,
+  owner_iss: k.ownerIss,
+  owner_sub: k.ownerSub,
+  public_key: k.publicKey,
+  sign_count: k.signCount,
+  created_at: k.createdAt,
+  used_at: k.usedAt,
+});
+
+export const decodePasskey = (r: Row): PasskeyRecord => ({
+  id: str(r.id, 'passkeys.id'),
+  ownerIss: str(r.owner_iss, 'passkeys.owner_iss'),
+  ownerSub: str(r.owner_sub, 'passkeys.owner_sub'),
+  publicKey: bytes(r.public_key, 'passkeys.public_key'),
+  signCount: int(r.sign_count, 'passkeys.sign_count'),
+  createdAt: int(r.created_at, 'passkeys.created_at'),
+  usedAt: intOrNull(r.used_at, 'passkeys.used_at'),
 });

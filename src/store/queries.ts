@@ -5,6 +5,7 @@
  * prepared form by `name`.
  */
 import {
+  APPROVALS,
   ATTESTED_AGENTS,
   AUDIT_CHECKPOINTS,
   AUDIT_KEYS,
@@ -14,6 +15,7 @@ import {
   GRANTS,
   ISSUED_SVIDS,
   JOIN_TOKENS,
+  PASSKEYS,
   POLICY_DECISIONS,
   POLICY_SNAPSHOTS,
   REVOCATIONS,
@@ -97,6 +99,17 @@ export function buildQueries(d: Dialect) {
     insertIssued: insert(ISSUED_SVIDS),
     countIssued: 'SELECT COUNT(*) AS n FROM issued_svids',
     pruneIssued: 'DELETE FROM issued_svids WHERE expires_at < ?',
+
+    createApproval: insert(APPROVALS),
+    getApproval: `${select(APPROVALS)} WHERE id = ?`,
+    listApprovals: `${select(APPROVALS)} WHERE (? = '' OR state = ?) AND (? = '' OR task_id = ?) ORDER BY created_at DESC, id LIMIT ?`,
+    // One conditional statement: exactly one decision over a pending, unexpired request wins.
+    decideApproval:
+      "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_reason = ?, credential_id = ?, step_up = ? WHERE id = ? AND state = 'pending' AND expires_at > ?",
+    putPasskey: insert(PASSKEYS),
+    getPasskey: `${select(PASSKEYS)} WHERE id = ?`,
+    listPasskeys: `${select(PASSKEYS)} WHERE owner_iss = ? AND owner_sub = ? ORDER BY created_at, id`,
+    usePasskey: 'UPDATE passkeys SET sign_count = ?, used_at = ? WHERE id = ? AND sign_count = ?',
 
     putAttestedAgent: insert(ATTESTED_AGENTS),
     attestedAgentBySerial: `${select(ATTESTED_AGENTS)} WHERE serial = ?`,

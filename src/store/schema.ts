@@ -251,6 +251,46 @@ export const MIGRATIONS: readonly Migration[] = [
      renewals ${int} NOT NULL
    )${tableOptions};
    CREATE INDEX attested_agents_expires ON attested_agents (svid_expires_at);`,
+  // Approvals (issue 14): escalation requests an approver decides, and the passkeys approvers
+  // registered. A request is decided once, by a conditional UPDATE from 'pending'; a passkey's
+  // sign count moves only forward, the same way.
+  ({ int, blob, text, tableOptions }) => `CREATE TABLE approvals (
+     id ${text} PRIMARY KEY,
+     task_id ${text} NOT NULL,
+     principal_iss ${text} NOT NULL,
+     principal_sub ${text} NOT NULL,
+     actor ${text} NOT NULL,
+     actor_jkt ${text} NOT NULL,
+     writ_jti ${text} NOT NULL,
+     lineage ${text} NOT NULL,
+     action ${text} NOT NULL,
+     resource ${text} NOT NULL,
+     reason ${text} NOT NULL,
+     policies ${text} NOT NULL,
+     snapshot ${text} NOT NULL,
+     request ${text} NOT NULL,
+     digest ${text} NOT NULL,
+     created_at ${int} NOT NULL,
+     expires_at ${int} NOT NULL,
+     state ${text} NOT NULL CHECK (state IN ('pending', 'approved', 'denied')),
+     decided_at ${int},
+     decided_by ${text},
+     decision_reason ${text},
+     credential_id ${text},
+     step_up ${text}
+   )${tableOptions};
+   CREATE INDEX approvals_task ON approvals (task_id, created_at);
+   CREATE INDEX approvals_state ON approvals (state, created_at);
+   CREATE TABLE passkeys (
+     id ${text} PRIMARY KEY,
+     owner_iss ${text} NOT NULL,
+     owner_sub ${text} NOT NULL,
+     public_key ${blob} NOT NULL,
+     sign_count ${int} NOT NULL,
+     created_at ${int} NOT NULL,
+     used_at ${int}
+   )${tableOptions};
+   CREATE INDEX passkeys_owner ON passkeys (owner_iss, owner_sub);`,
 ];
 
 /** The schema version this binary migrates to. */

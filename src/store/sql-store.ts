@@ -6,13 +6,16 @@
 import { StoreError } from '../errors.js';
 import type { Entry } from '../registration/entry.js';
 import {
+  APPROVALS,
   ATTESTED_AGENTS,
   AUDIT_CHECKPOINTS,
   AUDIT_KEYS,
   AUDIT_RECORDS,
   bind,
   CA_KEYS,
+  decodeApproval,
   decodeAttestedAgent,
+  decodePasskey,
   decodeAuditCheckpoint,
   decodeAuditKey,
   decodeAuditRecord,
@@ -39,7 +42,9 @@ import {
   encodeIssued,
   encodeJoinToken,
   encodeSnapshot,
+  encodeApproval,
   encodeAttestedAgent,
+  encodePasskey,
   encodeTpm,
   encodeRevocation,
   encodeStatusList,
@@ -49,6 +54,7 @@ import {
   int,
   ISSUED_SVIDS,
   JOIN_TOKENS,
+  PASSKEYS,
   POLICY_DECISIONS,
   POLICY_SNAPSHOTS,
   REVOCATIONS,
@@ -64,6 +70,10 @@ import type { ChangeKind } from './changes.js';
 import type { Dialect } from './dialect.js';
 import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
+  ApprovalDecision,
+  ApprovalRecord,
+  ApprovalState,
+  PasskeyRecord,
   KillRoot,
   ActivePolicyRecord,
   AgentSvidUpdate,
@@ -367,6 +377,39 @@ class SqlOps implements StoreTx {
     return this.x.run(this.q.pruneIssued, [before]);
   }
 
+  async createApproval(r: ApprovalRecord): Promise<void> {
+    await this.x.run(this.q.createApproval, bind(APPROVALS, encodeApproval(r)));
+    await this.announce('approval');
+  }
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    const r = await this.x.get(this.q.getApproval, [id]);
+    return r && decodeApproval(r);
+  }
+  async listApprovals(filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number): Promise<ApprovalRecord[]> {
+    const st = filter.state ?? '';
+    const task = filter.taskId ?? '';
+    return (await this.x.all(this.q.listApprovals, [st, st, task, task, this.limit(limit, 'approvals')])).map(decodeApproval);
+  }
+  async decideApproval(id: string, d: ApprovalDecision, now: number): Promise<boolean> {
+    const params = [d.state, d.decidedAt, d.decidedBy, d.decisionReason, d.credentialId, d.stepUp, id, now];
+    const done = (await this.x.run(this.q.decideApproval, params)) === 1;
+    if (done) await this.announce('approval');
+    return done;
+  }
+  async putPasskey(r: PasskeyRecord): Promise<void> {
+    await this.x.run(this.q.putPasskey, bind(PASSKEYS, encodePasskey(r)));
+  }
+  async getPasskey(id: string): Promise<PasskeyRecord | undefined> {
+    const r = await this.x.get(this.q.getPasskey, [id]);
+    return r && decodePasskey(r);
+  }
+  async listPasskeys(ownerIss: string, ownerSub: string): Promise<PasskeyRecord[]> {
+    return (await this.x.all(this.q.listPasskeys, [ownerIss, ownerSub])).map(decodePasskey);
+  }
+  async usePasskey(id: string, from: number, to: number, at: number): Promise<boolean> {
+    return (await this.x.run(this.q.usePasskey, [to, at, id, from])) === 1;
+  }
+
   async putAttestedAgent(r: AttestedAgentRecord): Promise<void> {
     await this.x.run(this.q.putAttestedAgent, bind(ATTESTED_AGENTS, encodeAttestedAgent(r)));
   }
@@ -500,6 +543,15 @@ export class SqlStore implements Store {
   getActivePolicy = () => this.direct.getActivePolicy();
   putGrant = (r: GrantRecord) => this.direct.putGrant(r);
   getGrant = (jti: string) => this.direct.getGrant(jti);
+  // Announcing writes are transactions of their own (as recordWrit's several statements are).
+  createApproval = (r: ApprovalRecord) => this.transaction((tx) => tx.createApproval(r));
+  getApproval = (id: string) => this.direct.getApproval(id);
+  listApprovals = (filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number) => this.direct.listApprovals(filter, limit);
+  decideApproval = (id: string, d: ApprovalDecision, now: number) => this.transaction((tx) => tx.decideApproval(id, d, now));
+  putPasskey = (r: PasskeyRecord) => this.direct.putPasskey(r);
+  getPasskey = (id: string) => this.direct.getPasskey(id);
+  listPasskeys = (iss: string, sub: string) => this.direct.listPasskeys(iss, sub);
+  usePasskey = (id: string, from: number, to: number, at: number) => this.direct.usePasskey(id, from, to, at);
   recordWrit = (r: WritRecord) => this.transaction((tx) => tx.recordWrit(r));
   getWrit = (jti: string) => this.direct.getWrit(jti);
   recordDecision = (r: DecisionRecord) => this.direct.recordDecision(r);

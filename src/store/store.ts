@@ -285,6 +285,72 @@ export interface AuditKeyRecord {
   readonly createdAt: number;
 }
 
+/** The state of an approval request as stored; a pending one past its expiry is expired (never stored as such). */
+export type ApprovalState = 'pending' | 'approved' | 'denied';
+
+/** An escalation request an approver decides (issue 14; docs/policy.md §Approvals). */
+export interface ApprovalRecord {
+  /** Random, 22 base64url characters. */
+  readonly id: string;
+  readonly taskId: string;
+  readonly principalIss: string;
+  readonly principalSub: string;
+  /** The requesting agent's SPIFFE ID. */
+  readonly actor: string;
+  /** Its writ's cnf key thumbprint. */
+  readonly actorJkt: string;
+  /** The writ it presented. */
+  readonly writJti: string;
+  /** That writ's grant ids, root first. */
+  readonly lineage: readonly string[];
+  /** The concrete action and resource asked for. */
+  readonly action: string;
+  readonly resource: string;
+  /** The agent's reason. */
+  readonly reason: string;
+  /** The policies (or grant escalation rules) that asked for an approval. */
+  readonly policies: readonly string[];
+  readonly snapshot: string;
+  /** The canonical (RFC 8785) approval request document; its SHA-256 is the WebAuthn challenge. */
+  readonly request: string;
+  /** Lower-case hex SHA-256 of `request`. */
+  readonly digest: string;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly state: ApprovalState;
+  readonly decidedAt: number | null;
+  /** The approver, `iss#sub`. */
+  readonly decidedBy: string | null;
+  readonly decisionReason: string | null;
+  /** The passkey that approved it (base64url credential id). */
+  readonly credentialId: string | null;
+  /** The step-up grant issued on approval (compact JWS). */
+  readonly stepUp: string | null;
+}
+
+/** The outcome of a decision, written once over a pending, unexpired request. */
+export interface ApprovalDecision {
+  readonly state: 'approved' | 'denied';
+  readonly decidedAt: number;
+  readonly decidedBy: string;
+  readonly decisionReason: string | null;
+  readonly credentialId: string | null;
+  readonly stepUp: string | null;
+}
+
+/** A WebAuthn credential (passkey) registered to an approver's OIDC identity. */
+export interface PasskeyRecord {
+  /** The credential id, base64url. */
+  readonly id: string;
+  readonly ownerIss: string;
+  readonly ownerSub: string;
+  /** The COSE_Key public key (RFC 9052 §7) the authenticator returned at registration. */
+  readonly publicKey: Buffer;
+  readonly signCount: number;
+  readonly createdAt: number;
+  readonly usedAt: number | null;
+}
+
 /**
  * Operations available inside and outside a transaction. Called on the Store (outside a
  * transaction) each one is atomic on its own.
@@ -449,6 +515,18 @@ export interface StoreTx {
   listAuditKeys(): Promise<AuditKeyRecord[]>;
   /** Deletes issuance records that expired before `before`. */
   pruneIssued(before: number): Promise<number>;
+
+  createApproval(r: ApprovalRecord): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRecord | undefined>;
+  /** Newest first; `state` and `taskId` filter when given. */
+  listApprovals(filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number): Promise<ApprovalRecord[]>;
+  /** Decides a request that is pending and unexpired at `now`; false (nothing written) otherwise. */
+  decideApproval(id: string, d: ApprovalDecision, now: number): Promise<boolean>;
+  putPasskey(r: PasskeyRecord): Promise<void>;
+  getPasskey(id: string): Promise<PasskeyRecord | undefined>;
+  listPasskeys(ownerIss: string, ownerSub: string): Promise<PasskeyRecord[]>;
+  /** Moves a passkey's sign count from `from` to `to` (a use at `at`); false when it no longer is `from`. */
+  usePasskey(id: string, from: number, to: number, at: number): Promise<boolean>;
 }
 
 export interface Store extends StoreTx {

@@ -12,7 +12,7 @@ import type { Statement } from '../../src/store/queries.js';
 import { type SqlDriver, type SqlExecutor, SqlStore } from '../../src/store/sql-store.js';
 import { SqliteDriver } from '../../src/store/sqlite.js';
 import type { StoreTx } from '../../src/store/store.js';
-import { attestedAgent, caKey, entry, grant, token, tpm, writ } from './conformance.js';
+import { approval, attestedAgent, passkey, caKey, entry, grant, token, tpm, writ } from './conformance.js';
 
 /** Counts statements run directly and inside transactions, around a real SQLite driver. */
 function recording(inner: SqlDriver) {
@@ -116,6 +116,14 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   recordIssued: [{ id: 'i1', kind: 'x509', spiffeId: e.spiffeId, entryId: 'e1', evidenceType: 't', issuedAt: 1, expiresAt: 2 }],
   countIssued: [],
   pruneIssued: [1],
+  createApproval: [approval('r1')],
+  getApproval: ['r1'],
+  listApprovals: [{ state: 'pending', taskId: 'task-1' }, 10],
+  decideApproval: ['r1', { state: 'denied', decidedAt: 1, decidedBy: 'i#s', decisionReason: 'no', credentialId: null, stepUp: null }, 1],
+  putPasskey: [passkey('c1')],
+  getPasskey: ['c1'],
+  listPasskeys: ['i', 's'],
+  usePasskey: ['c1', 0, 1, 1],
   putAttestedAgent: [attestedAgent('a1')],
   getAttestedAgentBySerial: ['5ea1'],
   renewAttestedAgent: ['a1', '5ea1', { serial: '5ea2', jkt: 'j', svidExpiresAt: 3, keyResidency: '', renewedAt: 2 }],

@@ -18,6 +18,7 @@ import { AuditError, StoreError } from '../../src/errors.js';
 import type { Entry } from '../../src/registration/entry.js';
 import type { Backend } from '../../src/store/dialect.js';
 import type {
+  ApprovalRecord,
   AttestedAgentRecord,
   CaKeyRecord,
   DecisionRecord,
@@ -25,6 +26,7 @@ import type {
   IssuedSvidRecord,
   JoinTokenRecord,
   NewRevocation,
+  PasskeyRecord,
   PolicySnapshotRecord,
   Store,
   StoreTx,
@@ -185,6 +187,44 @@ export const issued = (id: string, over: Partial<IssuedSvidRecord> = {}): Issued
   evidenceType: 'join_token',
   issuedAt: 1_000,
   expiresAt: 2_000,
+  ...over,
+});
+
+export const approval = (id: string, over: Partial<ApprovalRecord> = {}): ApprovalRecord => ({
+  id,
+  taskId: 'task-1',
+  principalIss: 'https://idp.example',
+  principalSub: 'alice',
+  actor: 'spiffe://example.org/agent/a',
+  actorJkt: 'j'.repeat(43),
+  writJti: 'w1',
+  lineage: ['g1', 'g2'],
+  action: 'deploy:prod',
+  resource: 'svc://payments',
+  reason: 'ship the fix',
+  policies: ['prod-needs-approval'],
+  snapshot: 'd'.repeat(64),
+  request: '{"id":"' + id + '"}',
+  digest: 'a'.repeat(64),
+  createdAt: 1_000,
+  expiresAt: 2_000,
+  state: 'pending',
+  decidedAt: null,
+  decidedBy: null,
+  decisionReason: null,
+  credentialId: null,
+  stepUp: null,
+  ...over,
+});
+
+export const passkey = (id: string, over: Partial<PasskeyRecord> = {}): PasskeyRecord => ({
+  id,
+  ownerIss: 'https://idp.example',
+  ownerSub: 'bob',
+  publicKey: Buffer.from([0xa5, 1, 2, 3, 0x26]),
+  signCount: 0,
+  createdAt: 1_000,
+  usedAt: null,
   ...over,
 });
 
@@ -793,6 +833,67 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.getActivePolicy()).toEqual({ digest: 'a'.repeat(64), activatedAt: 7 });
         await s.setActivePolicy({ digest: 'c'.repeat(64), activatedAt: 8 });
         expect(await s.getActivePolicy()).toEqual({ digest: 'c'.repeat(64), activatedAt: 8 });
+      });
+    });
+
+    describe('approvals and passkeys', () => {
+      const approved = {
+        state: 'approved',
+        decidedAt: 1_500,
+        decidedBy: 'https://idp.example#bob',
+        decisionReason: null,
+        credentialId: 'c1',
+        stepUp: 'x.y.z',
+      } as const;
+
+      it('round-trips an approval request and lists them newest first, filtered by state and task', async () => {
+        const a = approval('r1');
+        await s.createApproval(a);
+        await s.createApproval(approval('r2', { createdAt: 1_100, taskId: 'task-2' }));
+        expect(await s.getApproval('r1')).toEqual(a);
+        expect(await s.getApproval('nope')).toBeUndefined();
+        expect((await s.listApprovals({}, 10)).map((r) => r.id)).toEqual(['r2', 'r1']);
+        expect((await s.listApprovals({ taskId: 'task-1' }, 10)).map((r) => r.id)).toEqual(['r1']);
+        expect((await s.listApprovals({ state: 'pending' }, 1)).map((r) => r.id)).toEqual(['r2']);
+        expect(await s.listApprovals({ state: 'approved' }, 10)).toEqual([]);
+      });
+
+      it('decides a pending request exactly once, and never after it expired', async () => {
+        await s.createApproval(approval('r1'));
+        await s.createApproval(approval('r2'));
+        expect(await s.decideApproval('r1', approved, 1_500)).toBe(true);
+        expect(await s.decideApproval('r1', { ...approved, state: 'denied' }, 1_500)).toBe(false);
+        expect(await s.getApproval('r1')).toEqual({ ...approval('r1'), ...approved });
+        expect(await s.decideApproval('r2', approved, 2_000)).toBe(false);
+        expect((await s.getApproval('r2'))!.state).toBe('pending');
+        expect(await s.decideApproval('unknown', approved, 1_500)).toBe(false);
+      });
+
+      it('decides once when concurrent transactions race over the same request', async () => {
+        await s.createApproval(approval('r1'));
+        const won = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => s.transaction((tx) => tx.decideApproval('r1', { ...approved, decidedBy: `https://idp.example#a${i}` }, 1_500))),
+        );
+        expect(won.filter(Boolean)).toHaveLength(1);
+      });
+
+      it('refuses a second request with the same id, and an unknown state', async () => {
+        await s.createApproval(approval('r1'));
+        expectStoreError(await rejection(s.createApproval(approval('r1', { reason: 'other' }))), UNIQUE);
+        expect(await rejection(s.createApproval(approval('r3', { state: 'expired' as never })))).toBeInstanceOf(StoreError);
+      });
+
+      it('keeps passkeys by owner and moves a sign count only from its current value', async () => {
+        const k = passkey('c1');
+        await s.putPasskey(k);
+        await s.putPasskey(passkey('c2', { ownerSub: 'carol' }));
+        expect(await s.getPasskey('c1')).toEqual(k);
+        expect((await s.listPasskeys('https://idp.example', 'bob')).map((p) => p.id)).toEqual(['c1']);
+        expect(await s.listPasskeys('https://other.example', 'bob')).toEqual([]);
+        expect(await s.usePasskey('c1', 0, 5, 1_200)).toBe(true);
+        expect(await s.usePasskey('c1', 0, 6, 1_300)).toBe(false);
+        expect(await s.getPasskey('c1')).toEqual({ ...k, signCount: 5, usedAt: 1_200 });
+        expectStoreError(await rejection(s.putPasskey(passkey('c1', { ownerSub: 'mallory' }))), UNIQUE);
       });
     });
 

@@ -340,6 +340,7 @@ pgDescribe('PostgresStore', () => {
       await s.close();
       const tables = await admin!.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name', [schema]);
       expect(tables.rows.map((r) => r.table_name)).toEqual([
+        'approvals',
         'attested_agents',
         'audit_checkpoints',
         'audit_keys',
@@ -352,6 +353,7 @@ pgDescribe('PostgresStore', () => {
         'issued_svids',
         'join_tokens',
         'meta',
+        'passkeys',
         'policy_active',
         'policy_decisions',
         'policy_snapshots',

@@ -3,6 +3,8 @@
  * reflection and health are derived from this list (service-table.ts).
  */
 import { AdminService, file_writ_v1_admin } from '../../gen/writ/v1/admin_pb.js';
+import { ApprovalService, file_writ_v1_approval } from '../../gen/writ/v1/approval_pb.js';
+import { approvalService } from './approval.js';
 import { AuditService, file_writ_v1_audit } from '../../gen/writ/v1/audit_pb.js';
 import { auditService } from './audit.js';
 import { AttestationService, file_writ_v1_attestation } from '../../gen/writ/v1/attestation_pb.js';
@@ -49,6 +51,12 @@ export function serviceTable(c: ServerCore): ServiceEntry[] {
     },
     { service: AuditService, file: file_writ_v1_audit, on: ['admin'], impl: auditService({ audit: c.audit, store: c.store, logger: c.logger, records: true }) },
     { service: GrantService, file: file_writ_v1_grant, on: ['public'], impl: grantService({ grants: c.grants, logger: c.logger, limiter: c.limits.calls }) },
+    {
+      service: ApprovalService,
+      file: file_writ_v1_approval,
+      on: ['public'],
+      impl: approvalService({ approvals: c.approvals, logger: c.logger, limiter: c.limits.calls, watchStreams: c.watchStreams }),
+    },
     {
       service: VerifyService,
       file: file_writ_v1_verify,

@@ -1,0 +1,669 @@
+/**
+ * Progressive trust, the issuer's side (docs/policy.md §Approvals): an agent escalates (its
+ * writ and a proof of possession), policy answers (a request no permit could ever cover, or a
+ * boundary, is refused outright; anything else waits for an approver), an approver decides:
+ * denies with a reason, or approves with a passkey whose WebAuthn challenge is the SHA-256 of
+ * the canonical approval request, which issues a step-up grant. Every state change is one
+ * transaction with its audit record. Who may approve is the Cedar `approve` action.
+ * UNTRUSTED input: every request field, the OIDC tokens, the WebAuthn JSON documents.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  generateAuthenticationOptions,
+  generateRegistrationOptions,
+  verifyAuthenticationResponse,
+  verifyRegistrationResponse,
+  type AuthenticationResponseJSON,
+  type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { appendAudit } from '../audit/log.js';
+import type { Clock } from '../clock.js';
+import type { CaManager } from '../ca/manager.js';
+import { ApprovalError, PolicyError, isWritError } from '../errors.js';
+import { parseGrantCached } from '../delegation/grant.js';
+import { authorizeAction, type Permission } from '../delegation/scope.js';
+import type { PolicyDecision, PolicyEngine } from '../policy/engine.js';
+import { approveRequest, escalationRequests } from '../policy/requests.js';
+import type { Principal, PrincipalVerifier } from '../principal/oidc.js';
+import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
+import type { ApprovalRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
+import type { ReplayCache } from '../writ/proof.js';
+import { verifyWrit, type VerifiedWrit } from '../writ/verify.js';
+import { parseWritCached } from '../writ/writ.js';
+import { approvalDigest, approvalRequestBytes, checkApprovalId, checkReason, newApprovalId, type ApprovalRequestDoc } from '../approval/request.js';
+import type { ApprovalSettings } from '../approval/settings.js';
+import { MAX_STEP_UPS, mintStepUpGrant, parseStepUpGrant, type StepUpClaims } from '../approval/step-up.js';
+import { BoundedCache } from '../cache/bounded.js';
+import type { PolicySnapshots } from './policies.js';
+import { issuerRevocationSource } from './revocation-status.js';
+
+/** Largest writ, proof, token or WebAuthn JSON document accepted, bytes. */
+export const MAX_APPROVAL_INPUT_BYTES = 64 * 1024;
+/** Most requests one ListApprovals answers. */
+export const MAX_APPROVAL_LIST = 500;
+/** Registration ceremonies in flight (a challenge each), across approvers. */
+export const MAX_PENDING_REGISTRATIONS = 10_000;
+/** How long a registration challenge is good for, ms (WebAuthn's recommended ceiling). */
+export const REGISTRATION_TTL_MS = 5 * 60_000;
+/** Most passkeys one approver may register. */
+export const MAX_PASSKEYS_PER_APPROVER = 16;
+/** The only COSE algorithm accepted for passkeys: ES256 (a relying party checks it with any P-256 library). */
+export const PASSKEY_ALGORITHMS = [-7];
+const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
+
+export type ApprovalStateView = 'pending' | 'approved' | 'denied' | 'expired';
+
+/** An approval request as callers see it: the record, its live state, and what the console shows. */
+export interface ApprovalView {
+  readonly record: ApprovalRecord;
+  readonly state: ApprovalStateView;
+  readonly taskGoal: string;
+  /** From the principal to the agent: `iss#sub`, then each agent's SPIFFE ID. */
+  readonly delegationPath: readonly string[];
+  /** base64url SHA-256 of the canonical request: the WebAuthn challenge. */
+  readonly challenge: string;
+}
+
+export type ApprovalCaller =
+  | { readonly kind: 'agent'; readonly writ: string; readonly proof: string; readonly method: string }
+  | { readonly kind: 'approver'; readonly token: string };
+
+export interface ApprovalsDeps {
+  readonly ca: CaManager;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly principals: PrincipalVerifier;
+  readonly policies: PolicySnapshots;
+  readonly engine: PolicyEngine;
+  readonly replayCache: ReplayCache;
+  readonly settings: ApprovalSettings;
+  /** The HTTPS listener's URL, the default WebAuthn origin (resolved once the listener is bound). */
+  readonly publicUrl?: () => string | undefined;
+}
+
+const invalid = (msg: string): never => {
+  throw new ApprovalError('ERR_APPROVAL_INVALID', `approval: ${msg}`);
+};
+const webauthnFailed = (msg: string, cause?: unknown): never => {
+  throw new ApprovalError('ERR_WEBAUTHN_INVALID', `approval(webauthn): ${msg}`, cause ? { cause } : undefined);
+};
+const bounded = (s: string, what: string): string => (Buffer.byteLength(s) > MAX_APPROVAL_INPUT_BYTES ? invalid(`${what} is too large`) : s);
+const who = (p: { iss: string; sub: string }): string => `${p.iss}#${p.sub}`;
+
+/** The escalation method a proof binds to: the permission asked for. */
+export const escalateMethod = (action: string, resource: string): string => `writ.v1.ApprovalService/Escalate ${action}=${resource}`;
+export const getApprovalMethod = (id: string): string => `writ.v1.ApprovalService/GetApproval ${id}`;
+export const watchApprovalMethod = (id: string): string => `writ.v1.ApprovalService/WatchApproval ${id}`;
+
+function parseJsonDoc<T>(s: string, what: string): T {
+  bounded(s, what);
+  try {
+    const v = JSON.parse(s) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+    return v as T;
+  } catch (e) {
+    return invalid(`${what} is not a JSON object: ${(e as Error).message}`);
+  }
+}
+
+export class Approvals {
+  private readonly registrations = new BoundedCache<string, { owner: string; expiresAt: number }>(MAX_PENDING_REGISTRATIONS);
+  private readonly listeners = new Set<() => void>();
+
+  constructor(private readonly deps: ApprovalsDeps) {}
+
+  /** The WebAuthn relying party; refuses when neither approvals.origin nor an HTTPS listener URL is known. */
+  relyingParty(): { rpId: string; origin: string; rpName: string } {
+    const s = this.deps.settings;
+    const origin = s.origin ?? (this.deps.publicUrl?.() ? new URL(this.deps.publicUrl()!).origin : undefined);
+    if (!origin) return invalid('passkeys need approvals.origin or the HTTPS listener (http_listen) configured');
+    return { rpId: s.rpId ?? new URL(origin).hostname, origin, rpName: s.rpName };
+  }
+
+  /** Calls `fn` after any approval changed here (and, wired by the server, on another replica). */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Another replica changed an approval (the store's change feed). */
+  changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  get retryAfterSeconds(): number {
+    return this.deps.settings.retryAfterSeconds;
+  }
+
+  private issuerId(): string {
+    return trustDomainId(this.deps.ca.trustDomain);
+  }
+
+  /** The agent's writ and proof, verified as the issuer verifies any presentation to itself. */
+  private async agent(writ: string, proof: string, method: string): Promise<VerifiedWrit> {
+    bounded(writ, 'the writ');
+    bounded(proof, 'the proof');
+    const { ca, store, clock, replayCache } = this.deps;
+    const claims = parseWritCached(writ).claims;
+    const v = verifyWrit({
+      writ,
+      proof,
+      trust: { issuer: this.issuerId(), writKeys: ca.bundle().writAuthorities ?? new Map() },
+      audience: this.issuerId(),
+      presentedToIssuer: true,
+      method,
+      now: clock.now(),
+      replayCache,
+      revocation: await issuerRevocationSource(store, claims),
+    });
+    // Only writs this issuer minted (and recorded) may ask.
+    if (!(await store.getWrit(v.jti))) throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: the writ is not one this issuer recorded');
+    return v;
+  }
+
+  private async approver(token: string): Promise<Principal> {
+    bounded(token, 'the OIDC token');
+    return this.deps.principals.verify(token, ID_TOKEN);
+  }
+
+  private stateOf(r: ApprovalRecord, now: number): ApprovalStateView {
+    return r.state === 'pending' && now >= r.expiresAt ? 'expired' : r.state;
+  }
+
+  private view(r: ApprovalRecord, now: number): ApprovalView {
+    const doc = JSON.parse(r.request) as ApprovalRequestDoc;
+    return {
+      record: r,
+      state: this.stateOf(r, now),
+      taskGoal: doc.task.goal,
+      delegationPath: doc.path,
+      challenge: Buffer.from(r.digest, 'hex').toString('base64url'),
+    };
+  }
+
+  /** The Cedar `approve` decision for this approver over this request (active snapshot). */
+  private async mayApprove(approver: Principal, r: ApprovalRecord): Promise<PolicyDecision> {
+    const { policies, engine, clock } = this.deps;
+    const snapshot = await policies.active();
+    const doc = JSON.parse(r.request) as ApprovalRequestDoc;
+    const nowS = Math.floor(clock.now().getTime() / 1000);
+    return engine.decide(
+      snapshot,
+      approveRequest(
+        approver,
+        {
+          id: r.id,
+          principal: { iss: r.principalIss, sub: r.principalSub },
+          actor: r.actor,
+          action: r.action,
+          resource: r.resource,
+          reason: r.reason,
+          policies: r.policies,
+          depth: r.lineage.length - 1,
+        },
+        { id: r.taskId, goal: doc.task.goal, lifetimeSeconds: Math.max(0, doc.task.exp - nowS) },
+      ),
+    );
+  }
+
+  /**
+   * Escalate: records a pending approval request for one concrete permission, or refuses it
+   * outright (recorded too) when the writ's boundaries or the policy deny it.
+   */
+  async escalate(r: { writ: string; proof: string; action: string; resource: string; reason: string }): Promise<ApprovalView> {
+    const { store, clock, policies, engine, settings } = this.deps;
+    checkReason(r.reason, 'the escalation');
+    const v = await this.agent(r.writ, r.proof, escalateMethod(r.action, r.resource));
+    let authz;
+    try {
+      authz = authorizeAction(v.constraints, r.action, r.resource);
+    } catch (e) {
+      return invalid(isWritError(e) ? e.message : 'the permission must be concrete');
+    }
+    if (authz.decision === 'allow') invalid(`the writ already allows ${r.action} on ${r.resource}: nothing to escalate`);
+    const c = v.claims;
+    const leaf = parseGrantCached(c.grants[c.grants.length - 1]!).claims;
+    const root = await store.getGrant(c.lineage[0]!);
+    const id = parseSpiffeId(c.sub);
+    const now = clock.now();
+    const nowS = Math.floor(now.getTime() / 1000);
+    const snapshot = await policies.active();
+    const task = { id: c.task.id, goal: c.task.goal, lifetimeSeconds: Math.max(0, c.task.exp - nowS) };
+    const principal = { iss: c.principal.iss, sub: c.principal.sub, groups: root?.principalGroups ?? [] };
+    const agentInfo = { spiffeId: c.sub, trustDomain: id.trustDomain, path: id.path, selectors: [...c.att.sel], evidenceType: c.att.type };
+    // A boundary of the grant chain is the delegator's hard limit: no approver lifts it.
+    const decision: PolicyDecision =
+      authz.decision === 'deny' && authz.reason === 'boundary'
+        ? {
+            decision: 'deny',
+            snapshot: snapshot.digest,
+            policies: [],
+            reason: `the grant's boundary ${authz.matched!.action}=${authz.matched!.resource} forbids it`,
+          }
+        : engine.decideAll(snapshot, escalationRequests(agentInfo, principal, { action: r.action, resource: r.resource }, task, leaf.depth, leaf.max_depth));
+    const asked = [...(decision.decision === 'escalate' ? decision.policies : []), ...(authz.decision === 'escalate' ? [`grant:${leaf.jti}`] : [])];
+    const action = `escalate ${r.action}`;
+    const audited = {
+      at: now.getTime(),
+      actor: { kind: 'agent', spiffeId: c.sub, jkt: c.cnf.jkt } as const,
+      principal: { iss: c.principal.iss, sub: c.principal.sub },
+      task: c.task.id,
+      lineage: [...c.lineage],
+      action,
+      resource: r.resource,
+      snapshot: snapshot.digest,
+      evidence: null,
+    };
+    const decisionRecord = {
+      at: now.getTime(),
+      actor: c.sub,
+      principal: who(c.principal),
+      action: `${action}=${r.resource}`,
+      snapshot: snapshot.digest,
+      policies: decision.policies,
+      reason: decision.reason,
+    };
+    if (decision.decision === 'deny') {
+      const refused = new PolicyError(
+        'ERR_POLICY_DENIED',
+        `policy: escalating to ${r.action} on ${r.resource} denied: ${decision.reason} (snapshot ${snapshot.digest.slice(0, 16)}): no approver can allow it`,
+      );
+      await store.transaction(async (tx) => {
+        await tx.recordDecision({ ...decisionRecord, decision: 'deny' });
+        await appendAudit(tx, { ...audited, event: 'approval.requested', decision: 'deny', reason: refused.code, policies: decision.policies, created: [] });
+      });
+      throw refused;
+    }
+    const expS = Math.min(Math.floor((now.getTime() + settings.requestTtlMs) / 1000), c.task.exp);
+    const approvalId = newApprovalId();
+    const doc: ApprovalRequestDoc = {
+      typ: 'writ-approval-request',
+      v: 1,
+      id: approvalId,
+      iss: this.issuerId(),
+      task: { id: c.task.id, goal: c.task.goal, exp: c.task.exp },
+      principal: { iss: c.principal.iss, sub: c.principal.sub },
+      actor: { sub: c.sub, jkt: c.cnf.jkt },
+      path: [...v.chain],
+      writ: c.jti,
+      lineage: [...c.lineage],
+      permission: { action: r.action, resource: r.resource },
+      reason: r.reason,
+      policies: asked,
+      snapshot: snapshot.digest,
+      iat: nowS,
+      exp: expS,
+    };
+    const canonical = approvalRequestBytes(doc);
+    const record: ApprovalRecord = {
+      id: approvalId,
+      taskId: c.task.id,
+      principalIss: c.principal.iss,
+      principalSub: c.principal.sub,
+      actor: c.sub,
+      actorJkt: c.cnf.jkt,
+      writJti: c.jti,
+      lineage: [...c.lineage],
+      action: r.action,
+      resource: r.resource,
+      reason: r.reason,
+      policies: asked,
+      snapshot: snapshot.digest,
+      request: canonical.toString('utf8'),
+      digest: approvalDigest(canonical).toString('hex'),
+      createdAt: now.getTime(),
+      expiresAt: expS * 1000,
+      state: 'pending',
+      decidedAt: null,
+      decidedBy: null,
+      decisionReason: null,
+      credentialId: null,
+      stepUp: null,
+    };
+    await store.transaction(async (tx) => {
+      await refuseEndedTask(tx, c.task.id);
+      await tx.recordDecision({ ...decisionRecord, decision: 'escalate' });
+      await tx.createApproval(record);
+      await appendAudit(tx, { ...audited, event: 'approval.requested', decision: 'escalate', reason: null, policies: asked, created: [approvalId] });
+    });
+    this.changed();
+    return this.view(record, now.getTime());
+  }
+
+  /** One request, for its agent or for an approver the `approve` policy names; anyone else: not found. */
+  async get(id: string, caller: ApprovalCaller): Promise<ApprovalView> {
+    checkApprovalId(id);
+    const r = await this.deps.store.getApproval(id);
+    const notFound = () => new ApprovalError('ERR_APPROVAL_NOT_FOUND', `approval: no request ${id} that this caller may see`);
+    if (caller.kind === 'agent') {
+      const v = await this.agent(caller.writ, caller.proof, caller.method);
+      if (!r || r.actor !== v.spiffeId || r.actorJkt !== v.claims.cnf.jkt) throw notFound();
+    } else {
+      const a = await this.approver(caller.token);
+      if (!r || (await this.mayApprove(a, r)).decision !== 'allow') throw notFound();
+    }
+    return this.view(r, this.deps.clock.now().getTime());
+  }
+
+  /** A request read again by id, for a caller `get` already admitted (WatchApproval). */
+  async refresh(id: string): Promise<ApprovalView> {
+    const r = await this.deps.store.getApproval(id);
+    if (!r) throw new ApprovalError('ERR_APPROVAL_NOT_FOUND', `approval: no request ${id}`);
+    return this.view(r, this.deps.clock.now().getTime());
+  }
+
+  /** The requests this approver may decide, newest first. */
+  async list(token: string, filter: { state: string; taskId: string; limit: number }): Promise<ApprovalView[]> {
+    const a = await this.approver(token);
+    const limit = filter.limit === 0 ? 100 : filter.limit;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_APPROVAL_LIST) invalid(`limit must be 1..${MAX_APPROVAL_LIST}`);
+    const st = filter.state === '' ? 'pending' : filter.state;
+    if (!['pending', 'approved', 'denied', 'expired', 'all'].includes(st)) invalid('state must be pending, approved, denied, expired or all');
+    const stored = st === 'all' ? undefined : st === 'expired' ? 'pending' : st;
+    const now = this.deps.clock.now().getTime();
+    const rows = await this.deps.store.listApprovals(
+      { ...(stored ? { state: stored as ApprovalRecord['state'] } : {}), ...(filter.taskId ? { taskId: filter.taskId } : {}) },
+      MAX_APPROVAL_LIST,
+    );
+    const out: ApprovalView[] = [];
+    for (const r of rows) {
+      if (out.length >= limit) break;
+      const state = this.stateOf(r, now);
+      if (st !== 'all' && state !== st) continue;
+      if ((await this.mayApprove(a, r)).decision !== 'allow') continue;
+      out.push(this.view(r, now));
+    }
+    return out;
+  }
+
+  /** The checks every decision shares: the approver, the request pending and unexpired, the task live, the `approve` policy. */
+  private async decidable(id: string, token: string): Promise<{ approver: Principal; record: ApprovalRecord; decision: PolicyDecision }> {
+    checkApprovalId(id);
+    const approver = await this.approver(token);
+    const { store, clock } = this.deps;
+    const record = await store.getApproval(id);
+    if (!record) throw new ApprovalError('ERR_APPROVAL_NOT_FOUND', `approval: no request ${id} that this caller may see`);
+    const decision = await this.mayApprove(approver, record);
+    if (decision.decision !== 'allow')
+      throw new ApprovalError(
+        'ERR_APPROVAL_DENIED',
+        `approval: ${who(approver)} may not decide request ${id}: ${decision.reason} (snapshot ${decision.snapshot.slice(0, 16)})`,
+      );
+    const state = this.stateOf(record, clock.now().getTime());
+    if (state !== 'pending') throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: request ${id} is ${state}`);
+    await refuseEndedTask(store, record.taskId);
+    return { approver, record, decision };
+  }
+
+  /** Deny: records who and why; the agent's wait ends with the reason. */
+  async deny(id: string, token: string, reason: string): Promise<ApprovalView> {
+    checkReason(reason, 'the denial');
+    const { approver, record, decision } = await this.decidable(id, token);
+    const now = this.deps.clock.now().getTime();
+    const d = { state: 'denied', decidedAt: now, decidedBy: who(approver), decisionReason: reason, credentialId: null, stepUp: null } as const;
+    await this.deps.store.transaction(async (tx) => {
+      await refuseEndedTask(tx, record.taskId);
+      if (!(await tx.decideApproval(id, d, now))) throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: request ${id} was decided or expired meanwhile`);
+      await tx.recordDecision({
+        at: now,
+        actor: who(approver),
+        principal: `${record.principalIss}#${record.principalSub}`,
+        action: `approve ${id}`,
+        decision: 'deny',
+        snapshot: decision.snapshot,
+        policies: decision.policies,
+        reason,
+      });
+      await appendAudit(tx, { ...this.auditOf(record, approver, now, decision), event: 'approval.denied', decision: 'deny', reason, created: [] });
+    });
+    this.changed();
+    return this.view({ ...record, ...d }, now);
+  }
+
+  private auditOf(r: ApprovalRecord, approver: Principal, now: number, decision: PolicyDecision) {
+    return {
+      at: now,
+      actor: { kind: 'principal', iss: approver.iss, sub: approver.sub } as const,
+      principal: { iss: r.principalIss, sub: r.principalSub },
+      task: r.taskId,
+      lineage: [...r.lineage],
+      action: `approve ${r.action}`,
+      resource: r.resource,
+      policies: decision.policies,
+      snapshot: decision.snapshot,
+      evidence: null,
+    };
+  }
+
+  /** Registration options for a passkey bound to this approver's OIDC identity (user verification required). */
+  async beginRegistration(token: string): Promise<string> {
+    const a = await this.approver(token);
+    const rp = this.relyingParty();
+    const existing = await this.deps.store.listPasskeys(a.iss, a.sub);
+    if (existing.length >= MAX_PASSKEYS_PER_APPROVER) invalid(`an approver may register at most ${MAX_PASSKEYS_PER_APPROVER} passkeys`);
+    const challenge = randomBytes(32);
+    const options = await generateRegistrationOptions({
+      rpName: rp.rpName,
+      rpID: rp.rpId,
+      userName: a.sub,
+      userDisplayName: who(a),
+      // A stable, opaque user handle: no personal data in the authenticator.
+      userID: createHash('sha256').update(who(a)).digest(),
+      challenge,
+      attestationType: 'none',
+      excludeCredentials: existing.map((k) => ({ id: k.id })),
+      authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
+      supportedAlgorithmIDs: PASSKEY_ALGORITHMS,
+    });
+    this.registrations.set(challenge.toString('base64url'), { owner: who(a), expiresAt: this.deps.clock.now().getTime() + REGISTRATION_TTL_MS });
+    return JSON.stringify(options);
+  }
+
+  /** Verifies a registration response for a challenge this approver was given, and stores the passkey. */
+  async finishRegistration(token: string, responseJson: string): Promise<string> {
+    const a = await this.approver(token);
+    const response = parseJsonDoc<RegistrationResponseJSON>(responseJson, 'the registration response');
+    const rp = this.relyingParty();
+    const now = this.deps.clock.now().getTime();
+    let used: string | undefined;
+    let out;
+    try {
+      out = await verifyRegistrationResponse({
+        response,
+        expectedChallenge: (ch: string) => {
+          const pending = this.registrations.get(ch);
+          if (!pending || pending.owner !== who(a) || pending.expiresAt <= now) return false;
+          used = ch;
+          return true;
+        },
+        expectedOrigin: rp.origin,
+        expectedRPID: rp.rpId,
+        requireUserVerification: true,
+        supportedAlgorithmIDs: PASSKEY_ALGORITHMS,
+      });
+    } catch (e) {
+      return webauthnFailed(`registration rejected: ${(e as Error).message}`, e);
+    }
+    if (!out.verified || !out.registrationInfo) return webauthnFailed('registration did not verify');
+    // One ceremony, one credential: the challenge is gone whatever follows.
+    if (used) this.registrations.delete(used);
+    const cred = out.registrationInfo.credential;
+    const record: PasskeyRecord = {
+      id: cred.id,
+      ownerIss: a.iss,
+      ownerSub: a.sub,
+      publicKey: Buffer.from(cred.publicKey),
+      signCount: cred.counter,
+      createdAt: now,
+      usedAt: null,
+    };
+    await this.deps.store.transaction(async (tx) => {
+      if (await tx.getPasskey(record.id)) throw new ApprovalError('ERR_WEBAUTHN_INVALID', 'approval(webauthn): this credential is already registered');
+      await tx.putPasskey(record);
+      await appendAudit(tx, {
+        at: now,
+        event: 'passkey.registered',
+        actor: { kind: 'principal', iss: a.iss, sub: a.sub },
+        principal: null,
+        task: null,
+        lineage: [],
+        action: 'register passkey',
+        resource: `passkey:${record.id}`,
+        decision: null,
+        reason: null,
+        policies: [],
+        snapshot: null,
+        evidence: null,
+        created: [record.id],
+      });
+    });
+    return record.id;
+  }
+
+  /** WebAuthn request options whose challenge is the SHA-256 of the canonical request. */
+  async beginApproval(id: string, token: string): Promise<{ options: string; view: ApprovalView }> {
+    const { approver, record } = await this.decidable(id, token);
+    const keys = await this.deps.store.listPasskeys(approver.iss, approver.sub);
+    if (keys.length === 0) throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: ${who(approver)} has no passkey; register one in the console first`);
+    const rp = this.relyingParty();
+    const options = await generateAuthenticationOptions({
+      rpID: rp.rpId,
+      challenge: Buffer.from(record.digest, 'hex'),
+      allowCredentials: keys.map((k) => ({ id: k.id })),
+      userVerification: 'required',
+      timeout: 120_000,
+    });
+    return { options: JSON.stringify(options), view: this.view(record, this.deps.clock.now().getTime()) };
+  }
+
+  /**
+   * Approve: the assertion must be over this request's digest, from the approver's own
+   * registered passkey, with the configured origin and RP ID, user verification, and a sign
+   * count that moved forward; the `approve` policy must name the approver. Issues the step-up
+   * grant in the transaction that decides the request and records it.
+   */
+  async approve(id: string, token: string, assertionJson: string): Promise<ApprovalView> {
+    const { approver, record, decision } = await this.decidable(id, token);
+    const response = parseJsonDoc<AuthenticationResponseJSON>(assertionJson, 'the assertion');
+    if (typeof response.id !== 'string' || response.id === '') invalid('the assertion names no credential');
+    const { store, clock, ca } = this.deps;
+    const key = await store.getPasskey(response.id);
+    if (!key || key.ownerIss !== approver.iss || key.ownerSub !== approver.sub)
+      return webauthnFailed(`credential ${response.id.slice(0, 64)} is not a passkey registered to ${who(approver)}`);
+    const rp = this.relyingParty();
+    const challenge = Buffer.from(record.digest, 'hex').toString('base64url');
+    let out;
+    try {
+      out = await verifyAuthenticationResponse({
+        response,
+        expectedChallenge: challenge,
+        expectedOrigin: rp.origin,
+        expectedRPID: rp.rpId,
+        credential: { id: key.id, publicKey: new Uint8Array(key.publicKey), counter: key.signCount },
+        requireUserVerification: true,
+      });
+    } catch (e) {
+      return webauthnFailed(`assertion rejected: ${(e as Error).message}`, e);
+    }
+    if (!out.verified || !out.authenticationInfo.userVerified) return webauthnFailed('assertion did not verify with user verification');
+    const newCount = out.authenticationInfo.newCounter;
+    const now = clock.now();
+    const nowS = Math.floor(now.getTime() / 1000);
+    const doc = JSON.parse(record.request) as ApprovalRequestDoc;
+    const signer = ca.writSigner();
+    const claims: StepUpClaims = {
+      iss: this.issuerId(),
+      jti: record.id,
+      iat: nowS,
+      // Never past the task, nor the writ key that signs it.
+      exp: Math.min(doc.task.exp, Math.floor(signer.notAfter.getTime() / 1000)),
+      sub: record.actor,
+      cnf: { jkt: record.actorJkt },
+      task: { id: record.taskId, exp: doc.task.exp },
+      lineage: [...record.lineage],
+      approver: { iss: approver.iss, sub: approver.sub },
+      add: [{ action: record.action, resource: record.resource }],
+      inherit: false,
+      request: doc,
+      webauthn: {
+        credential_id: key.id,
+        public_key: key.publicKey.toString('base64url'),
+        alg: PASSKEY_ALGORITHMS[0]!,
+        authenticator_data: response.response.authenticatorData,
+        client_data_json: response.response.clientDataJSON,
+        signature: response.response.signature,
+      },
+    };
+    if (claims.exp <= nowS) throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: task ${record.taskId} ends before a step-up grant could be valid`);
+    const stepUp = await mintStepUpGrant(claims, signer.signer, signer.kid);
+    parseStepUpGrant(stepUp, this.issuerId(), ca.bundle().writAuthorities ?? new Map()); // validate our own output
+    const d = { state: 'approved', decidedAt: now.getTime(), decidedBy: who(approver), decisionReason: null, credentialId: key.id, stepUp } as const;
+    await store.transaction(async (tx) => {
+      await refuseEndedTask(tx, record.taskId);
+      // The sign count moves from what was read; a concurrent or replayed use of the same count loses.
+      if (!(await tx.usePasskey(key.id, key.signCount, newCount, now.getTime())))
+        throw new ApprovalError('ERR_WEBAUTHN_INVALID', 'approval(webauthn): the passkey was used concurrently (sign count moved)');
+      if (!(await tx.decideApproval(record.id, d, now.getTime())))
+        throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: request ${record.id} was decided or expired meanwhile`);
+      await tx.recordDecision({
+        at: now.getTime(),
+        actor: who(approver),
+        principal: `${record.principalIss}#${record.principalSub}`,
+        action: `approve ${record.id}`,
+        decision: 'allow',
+        snapshot: decision.snapshot,
+        policies: decision.policies,
+        reason: 'approved with a passkey',
+      });
+      await appendAudit(tx, {
+        ...this.auditOf(record, approver, now.getTime(), decision),
+        event: 'approval.granted',
+        decision: 'allow',
+        reason: null,
+        created: [record.id],
+      });
+    });
+    this.changed();
+    return this.view({ ...record, ...d }, now.getTime());
+  }
+
+  /**
+   * The permissions step-up grants add to a renewal's writ: each signed by this issuer, the
+   * one it issued for that approval (exact bytes), approved, for this agent, key, lineage and
+   * task, unexpired. Inheritance by children is refused (no approval says so today). Runs
+   * inside the issuance transaction; the task's end is checked there with the chain's revocations.
+   */
+  async stepUpsFor(
+    tx: Pick<StoreTx, 'getApproval'>,
+    compacts: readonly string[],
+    who: { spiffeId: string; jkt: string; lineage: readonly string[]; taskId: string },
+    now: number,
+  ): Promise<Permission[]> {
+    if (compacts.length > MAX_STEP_UPS) throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: at most ${MAX_STEP_UPS} step-up grants per renewal`);
+    const added: Permission[] = [];
+    const seen = new Set<string>();
+    for (const compact of compacts) {
+      bounded(compact, 'a step-up grant');
+      const g = parseStepUpGrant(compact, this.issuerId(), this.deps.ca.bundle().writAuthorities ?? new Map()).claims;
+      const deny = (m: string): never => {
+        throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: step-up grant ${g.jti}: ${m}`);
+      };
+      if (seen.has(g.jti)) deny('presented twice');
+      seen.add(g.jti);
+      if (g.exp * 1000 <= now) deny('has expired');
+      if (g.task.id !== who.taskId) deny(`is for task ${g.task.id}, not ${who.taskId}`);
+      if (g.sub !== who.spiffeId || g.cnf.jkt !== who.jkt) deny('is for another agent or key');
+      if (g.lineage.length !== who.lineage.length || g.lineage.some((x, i) => x !== who.lineage[i]))
+        deny(g.inherit ? 'inherited approvals are not accepted' : 'is for another delegation lineage (approvals are not inherited)');
+      const r = await tx.getApproval(g.jti);
+      if (r?.state !== 'approved' || r.stepUp !== compact) deny('is not one this issuer issued and recorded');
+      added.push(...g.add);
+    }
+    return added;
+  }
+}
+
+async function refuseEndedTask(store: Pick<StoreTx, 'findRevocations'>, taskId: string): Promise<void> {
+  const hit = (await store.findRevocations([`task:${taskId}`]))[0];
+  if (hit) throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: task ${taskId} has ended (by ${hit.actor}${hit.reason ? `: ${hit.reason}` : ''})`);
+}
