@@ -1,13 +1,15 @@
 /**
  * The console shell: the session (GetSession), a skip link, the navigation and the page the
- * location hash names (#/overview, #/tasks, #/tasks/<id>, #/audit). Signed out, one link starts
+ * location hash names (#/overview, #/approvals, #/tasks, #/tasks/<id>, #/audit, #/passkeys). Signed out, one link starts
  * the OpenID Connect sign-in (/console/login, a full-page navigation the issuer answers).
  */
 import { useEffect, useState } from 'preact/hooks';
 import type { GetSessionResponse } from '../../src/gen/writ/v1/console_pb';
 import { client, describe } from './client';
+import { ApprovalsPage } from './pages/approvals';
 import { AuditPage } from './pages/audit';
 import { OverviewPage } from './pages/overview';
+import { PasskeysPage } from './pages/passkeys';
 import { TasksPage } from './pages/tasks';
 import { TreePage } from './pages/tree';
 
@@ -56,6 +58,8 @@ export function App() {
   const [, top, arg] = path.split('/');
   const page =
     top === 'overview' ? <OverviewPage operator={session.operator} onSignedOut={onSignedOut} /> :
+    top === 'approvals' ? <ApprovalsPage onSignedOut={onSignedOut} /> :
+    top === 'passkeys' ? <PasskeysPage onSignedOut={onSignedOut} /> :
     top === 'audit' ? <AuditPage operator={session.operator} onSignedOut={onSignedOut} /> :
     top === 'tasks' && arg ? <TreePage taskId={decodeURIComponent(arg)} operator={session.operator} onSignedOut={onSignedOut} /> :
     <TasksPage onSignedOut={onSignedOut} />;
@@ -69,8 +73,10 @@ export function App() {
         <span class="brand">writ</span>
         <nav aria-label="Console">
           {session.operator && link('#/overview', 'Overview', top === 'overview')}
+          {link('#/approvals', 'Approvals', top === 'approvals')}
           {link('#/tasks', 'Tasks', top === 'tasks' || top === '')}
           {link('#/audit', 'Audit', top === 'audit')}
+          {link('#/passkeys', 'Passkeys', top === 'passkeys')}
         </nav>
         <span class="who" title={`${session.issuer}#${session.subject}`}>
           {session.subject}{session.operator && <span class="badge">operator</span>}

@@ -6,9 +6,13 @@
  */
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-web';
+import { ApprovalService } from '../../src/gen/writ/v1/approval_pb';
 import { ConsoleService } from '../../src/gen/writ/v1/console_pb';
 
-export const client = createClient(ConsoleService, createConnectTransport({ baseUrl: location.origin, useBinaryFormat: false }));
+const transport = createConnectTransport({ baseUrl: location.origin, useBinaryFormat: false });
+export const client = createClient(ConsoleService, transport);
+/** The approver's calls; the issuer takes the approver from the session. */
+export const approvals = createClient(ApprovalService, transport);
 
 /** A failed call in words; `signedOut` when the session is gone (expired, signed out elsewhere). */
 export function describe(e: unknown): { message: string; signedOut: boolean } {

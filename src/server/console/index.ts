@@ -50,6 +50,7 @@ export function webConsole(core: ServerCore, url: () => string): { routes: HttpR
     ca: core.ca,
     audit: core.audit,
     revocations: core.revocations,
+    approvals: core.approvals,
     logger: core.logger,
     now,
     version: packageVersion(),

@@ -35,6 +35,13 @@ export interface LoginConfig {
   redirectUri(): string;
 }
 
+/** A verified sign-in: who, the ID token (kept server-side) and when it expires (Unix ms). */
+export interface SignedIn {
+  readonly principal: Principal;
+  readonly idToken: string;
+  readonly expiresAt: number;
+}
+
 interface Pending {
   readonly verifier: string;
   readonly nonce: string;
@@ -108,7 +115,7 @@ export class OidcLogin {
    * UNTRUSTED: the callback's `code` and `state`, and the state the browser's login cookie holds.
    * Redeems the code once and returns the verified principal.
    */
-  async finish(q: URLSearchParams, cookieState: string | undefined): Promise<Principal> {
+  async finish(q: URLSearchParams, cookieState: string | undefined): Promise<SignedIn> {
     const err = q.get('error');
     if (err !== null) throw new LoginError(`console: the provider refused the sign-in: ${err.slice(0, 64).replace(/[^\x20-\x7e]/g, '?')}`);
     const state = q.get('state') ?? '';
@@ -124,7 +131,7 @@ export class OidcLogin {
     if (principal.iss !== this.cfg.issuer) throw new PrincipalError('principal: the ID token is from another issuer than the console signs in with');
     const claims = decodeJws(idToken, ['JWT', undefined], MAX_TOKEN_BYTES).payload;
     if (claims.nonce !== p.nonce) throw new PrincipalError('principal: the ID token does not carry the nonce of this sign-in');
-    return principal;
+    return { principal, idToken, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : Number.POSITIVE_INFINITY };
   }
 
   private async redeem(code: string, verifier: string): Promise<string> {

@@ -14,7 +14,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { ApprovalService } from '../../gen/writ/v1/approval_pb.js';
 import { ConsoleService } from '../../gen/writ/v1/console_pb.js';
+import type { Approvals } from '../../issuance/approvals.js';
+import { consoleApprovalService } from './approvals.js';
 import type { HttpReply, HttpRoute } from '../http/router.js';
 import { textReply } from '../http/router.js';
 import { LoginError, type OidcLogin } from './oidc-login.js';
@@ -29,6 +32,7 @@ export const MAX_CONSOLE_REQUEST_BYTES = 64 * 1024;
 /** Where the console lives, and the Connect path prefix of its service. */
 export const CONSOLE_PATH = '/console/';
 export const CONSOLE_RPC_PREFIX = `/${ConsoleService.typeName}/`;
+export const APPROVAL_RPC_PREFIX = `/${ApprovalService.typeName}/`;
 /** Content types a console call may carry (Connect unary, JSON or binary). */
 const CALL_TYPES = /^application\/(json|proto)\s*(;\s*charset=utf-8\s*)?$/i;
 
@@ -43,6 +47,8 @@ export interface ConsoleRoutesDeps extends Omit<ConsoleServiceDeps, 'endSession'
   readonly files: ConsoleFiles | undefined;
   readonly login: OidcLogin;
   readonly sessions: ConsoleSessions;
+  /** Escalation approvals (absent: the console has no approval pages). */
+  readonly approvals?: Approvals;
   /** The console's origin (`https://host:port`), known once the listener is bound. */
   origin(): string;
   /** Whether a signed-in principal is an operator (console.operators). */
@@ -69,11 +75,33 @@ function refuse(res: ServerResponse, status: number, code: string, message: stri
 
 export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
   const handler = connectNodeAdapter({
-    routes: (r) => r.service(ConsoleService, consoleService({ ...d, endSession: (t) => d.sessions.delete(t) })),
+    routes: (r) => {
+      r.service(ConsoleService, consoleService({ ...d, endSession: (t) => d.sessions.delete(t) }));
+      if (d.approvals) r.service(ApprovalService, consoleApprovalService({ approvals: d.approvals, logger: d.logger }));
+    },
     readMaxBytes: MAX_CONSOLE_REQUEST_BYTES,
     contextValues: (req) => {
       const token = cookieValue(req.headers.cookie as string | undefined, SESSION_COOKIE);
       return createContextValues().set(kSession, d.sessions.get(token)).set(kSessionToken, token);
+    },
+  });
+
+  const rpcRoute = (path: string, summary: string): HttpRoute => ({
+    path,
+    prefix: true,
+    summary,
+    get: () => textReply(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
+    async node(req: IncomingMessage, res: ServerResponse) {
+      if (req.method !== 'POST') return refuse(res, 405, 'invalid_argument', 'console calls are POST (Connect unary)');
+      if (!CALL_TYPES.test(req.headers['content-type'] ?? ''))
+        return refuse(res, 415, 'invalid_argument', 'console calls are application/json or application/proto');
+      // CSRF: the browser names the page that makes the call; only the console's own is served.
+      if (req.headers.origin !== d.origin()) return refuse(res, 403, 'permission_denied', 'console calls come from the console origin only');
+      if (!d.sessions.get(cookieValue(req.headers.cookie, SESSION_COOKIE))) return refuse(res, 401, 'unauthenticated', 'console: sign in first');
+      await new Promise<void>((resolve) => {
+        res.once('close', resolve);
+        handler(req, res);
+      });
     },
   });
 
@@ -108,10 +136,11 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
         const q = new URLSearchParams(req.query);
         const clear = setCookie(LOGIN_COOKIE, '', 0, 'Lax');
         try {
-          const p = await d.login.finish(q, cookieValue(req.headers.cookie, LOGIN_COOKIE));
-          const { token } = d.sessions.create(p, d.isOperator(p));
+          const signed = await d.login.finish(q, cookieValue(req.headers.cookie, LOGIN_COOKIE));
+          const p = signed.principal;
+          const { token, session } = d.sessions.create(p, d.isOperator(p), signed.idToken, signed.expiresAt);
           d.logger.info({ principal: `${p.iss}#${p.sub}`, operator: d.isOperator(p) }, 'console: signed in');
-          return redirect(CONSOLE_PATH, [clear, setCookie(SESSION_COOKIE, token, d.sessions.ttlMs / 1000, 'Strict')]);
+          return redirect(CONSOLE_PATH, [clear, setCookie(SESSION_COOKIE, token, (session.expiresAt - session.createdAt) / 1000, 'Strict')]);
         } catch (e) {
           const msg = e instanceof LoginError || isWritError(e) ? e.message : 'console: sign-in failed';
           d.logger.warn({ err: (e as Error).message }, 'console: sign-in refused');
@@ -119,23 +148,7 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
         }
       },
     },
-    {
-      path: CONSOLE_RPC_PREFIX,
-      prefix: true,
-      summary: 'web console API (Connect protocol, writ.v1.ConsoleService)',
-      get: () => textReply(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
-      async node(req: IncomingMessage, res: ServerResponse) {
-        if (req.method !== 'POST') return refuse(res, 405, 'invalid_argument', 'console calls are POST (Connect unary)');
-        if (!CALL_TYPES.test(req.headers['content-type'] ?? ''))
-          return refuse(res, 415, 'invalid_argument', 'console calls are application/json or application/proto');
-        // CSRF: the browser names the page that makes the call; only the console's own is served.
-        if (req.headers.origin !== d.origin()) return refuse(res, 403, 'permission_denied', 'console calls come from the console origin only');
-        if (!d.sessions.get(cookieValue(req.headers.cookie, SESSION_COOKIE))) return refuse(res, 401, 'unauthenticated', 'console: sign in first');
-        await new Promise<void>((resolve) => {
-          res.once('close', resolve);
-          handler(req, res);
-        });
-      },
-    },
+    rpcRoute(CONSOLE_RPC_PREFIX, 'web console API (Connect protocol, writ.v1.ConsoleService)'),
+    ...(d.approvals ? [rpcRoute(APPROVAL_RPC_PREFIX, 'web console approvals (Connect protocol, writ.v1.ApprovalService, approver calls)')] : []),
   ];
 }

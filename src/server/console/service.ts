@@ -74,7 +74,7 @@ function taskPb(t: TaskRecord): TaskSummary {
 const perms = (ps: readonly { action: string; resource: string }[] | undefined) => (ps ?? []).map((p) => `${p.action} ${p.resource}`);
 
 /** Wraps a handler: writ errors become Connect errors through the one status table, logged once. */
-function mapped<A extends unknown[], R>(logger: Logger, name: string, fn: (...a: A) => Promise<R>): (...a: A) => Promise<R> {
+export function mapped<A extends unknown[], R>(logger: Logger, name: string, fn: (...a: A) => Promise<R>): (...a: A) => Promise<R> {
   return async (...a) => {
     try {
       return await fn(...a);

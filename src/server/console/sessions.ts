@@ -20,6 +20,11 @@ const TOKEN = /^[A-Za-z0-9_-]{43}$/;
 export interface ConsoleSession {
   readonly principal: Principal;
   readonly operator: boolean;
+  /**
+   * The ID token of the sign-in, kept here and never sent to the browser: the approval calls
+   * present it for the approver (the Approvals logic verifies it again, as on the gRPC port).
+   */
+  readonly idToken: string;
   readonly createdAt: number;
   readonly expiresAt: number;
 }
@@ -56,11 +61,11 @@ export class ConsoleSessions {
     return this.byDigest.size;
   }
 
-  /** A new session; returns the cookie value and the session. */
-  create(principal: Principal, operator: boolean): { token: string; session: ConsoleSession } {
+  /** A new session, ending at the TTL or when its ID token expires, whichever is first; returns the cookie value and the session. */
+  create(principal: Principal, operator: boolean, idToken = '', tokenExpiresAt = Number.POSITIVE_INFINITY): { token: string; session: ConsoleSession } {
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
-    const session = { principal, operator, createdAt: t, expiresAt: t + this.ttlMs };
+    const session = { principal, operator, idToken, createdAt: t, expiresAt: Math.min(t + this.ttlMs, tokenExpiresAt) };
     while (this.byDigest.size >= this.max) this.byDigest.delete(this.byDigest.keys().next().value!);
     this.byDigest.set(digest(token), session);
     return { token, session };
