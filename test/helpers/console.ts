@@ -30,29 +30,61 @@ export function ensureConsoleBuilt(): void {
 
 export const OPERATOR_GROUP = 'writ-operators';
 
-export async function startConsoleWorld(o: { clock?: { now(): Date }; sessionTtl?: string } = {}) {
+/** A free TCP port on 127.0.0.1 (for a listener whose public URL must be known before it binds). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * `localhost`: the console at https://localhost:PORT, as WebAuthn needs (an IP address is no RP
+ * ID). `policy`: the Cedar text pushed (default the e2e POLICY).
+ */
+export async function startConsoleWorld(o: { clock?: { now(): Date }; sessionTtl?: string; localhost?: boolean; policy?: string } = {}) {
   ensureConsoleBuilt();
   const oidc: TestOidc = await startOidc();
+  const port = o.localhost ? await freePort() : 0;
   const w = await startServer(
     {
-      http_listen: '127.0.0.1:0',
+      http_listen: `127.0.0.1:${port}`,
+      ...(o.localhost ? { http_public_url: `https://localhost:${port}`, approvals: { origin: `https://localhost:${port}`, rp_id: 'localhost' } } : {}),
       principals: [{ issuer: oidc.issuer, audience: 'writ' }],
       console: { operators: { groups: [OPERATOR_GROUP] }, ...(o.sessionTtl ? { session_ttl: o.sessionTtl } : {}) },
     },
     o.clock ? { clock: o.clock } : {},
   );
-  await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: POLICY }] });
+  await adminClients(w.adminSocket).admin.pushPolicy({ files: [{ name: 'acme.cedar', text: o.policy ?? POLICY }] });
   const url = w.server.http!.url;
 
   /** One HTTPS request to the issuer, trusting its CA. */
   const https = (path: string, opt: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const req = httpsRequest(`${url}${path}`, { method: opt.method ?? 'GET', headers: opt.headers ?? {}, ca: w.bundlePem, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
+      const u = new URL(`${url}${path}`);
+      // localhost worlds: connect to 127.0.0.1, the name the serving certificate holds.
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port: u.port,
+          path: `${u.pathname}${u.search}`,
+          method: opt.method ?? 'GET',
+          headers: { host: u.host, ...opt.headers },
+          ca: w.bundlePem,
+          agent: false,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end(opt.body);
     });
