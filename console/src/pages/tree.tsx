@@ -54,10 +54,12 @@ export function TreePage(p: { taskId: string; operator: boolean; onSignedOut: ()
   const [error, setError] = useState('');
   const [target, setTarget] = useState<RevokeTarget>();
   const started = useRef(performance.now());
+  const fetched = useRef(0);
   const rendered = useRef<HTMLDivElement>(null);
   const load = () =>
     client.getTaskTree({ taskId: p.taskId }).then(
       (r) => {
+        if (!fetched.current) fetched.current = performance.now() - started.current;
         setData(r);
         setError('');
       },
@@ -69,6 +71,7 @@ export function TreePage(p: { taskId: string; operator: boolean; onSignedOut: ()
     );
   useEffect(() => {
     started.current = performance.now();
+    fetched.current = 0;
     void load();
     const t = setInterval(() => {
       if (document.visibilityState === 'visible') void load();
@@ -78,7 +81,10 @@ export function TreePage(p: { taskId: string; operator: boolean; onSignedOut: ()
   const tree = useMemo(() => (data ? buildTree(data) : undefined), [data]);
   useEffect(() => {
     const el = rendered.current;
-    if (tree && el && !el.dataset.renderMs) el.dataset.renderMs = String(Math.round(performance.now() - started.current));
+    if (tree && el && !el.dataset.renderMs) {
+      el.dataset.fetchMs = String(Math.round(fetched.current));
+      el.dataset.renderMs = String(Math.round(performance.now() - started.current));
+    }
   }, [tree]);
 
   if (error && !data) return <p role="alert" class="error">{error}</p>;
