@@ -102,26 +102,34 @@ describe('web console security', () => {
   });
 
   describe('CSRF: every state-changing call needs the console origin and a Connect content type', () => {
-    const calls: Array<[string, unknown]> = [
-      ['Revoke', { kind: 'task', target: 'sec-alice', reason: 'csrf' }],
-      ['SignOut', {}],
+    const calls: Array<[string, unknown, string]> = [
+      ['Revoke', { kind: 'task', target: 'sec-alice', reason: 'csrf' }, 'ConsoleService'],
+      ['SignOut', {}, 'ConsoleService'],
+      ['Deny', { id: 'AAAAAAAAAAAAAAAAAAAAAA', reason: 'csrf' }, 'ApprovalService'],
+      ['BeginApproval', { id: 'AAAAAAAAAAAAAAAAAAAAAA' }, 'ApprovalService'],
+      ['Approve', { id: 'AAAAAAAAAAAAAAAAAAAAAA', assertionJson: '{}' }, 'ApprovalService'],
+      ['BeginPasskeyRegistration', {}, 'ApprovalService'],
+      ['FinishPasskeyRegistration', { responseJson: '{}' }, 'ApprovalService'],
     ];
-    for (const [method, body] of calls) {
+    for (const [method, body, service] of calls) {
       it(`${method}: refused from another origin (a session cookie presented from elsewhere)`, async () => {
-        const r = await c.rpc(method, body, { cookie: alice, origin: 'https://evil.example' });
+        const r = await c.rpc(method, body, { cookie: alice, origin: 'https://evil.example', service });
         expect(r.status).toBe(403);
         expect(JSON.parse(r.body).code).toBe('permission_denied');
       });
       it(`${method}: refused without an Origin`, async () => {
-        expect((await c.rpc(method, body, { cookie: alice, origin: null })).status).toBe(403);
+        expect((await c.rpc(method, body, { cookie: alice, origin: null, service })).status).toBe(403);
       });
       it(`${method}: refused without a Connect content type (a cross-site form's text/plain or form encoding)`, async () => {
         for (const ct of [null, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
-          const r = await c.rpc(method, body, { cookie: alice, contentType: ct });
+          const r = await c.rpc(method, body, { cookie: alice, contentType: ct, service });
           expect(r.status).toBe(415);
         }
       });
     }
+    it('agents’ approval calls are not served to the console', async () => {
+      for (const m of ['Escalate', 'WatchApproval']) expect((await c.rpc(m, {}, { cookie: alice, service: 'ApprovalService' })).status).not.toBe(200);
+    });
     it('nothing was revoked and no session ended by the refused calls', async () => {
       const t = await c.rpc('GetTaskTree', { taskId: taskA }, { cookie: alice });
       expect(t.status).toBe(200);

@@ -123,12 +123,12 @@ export async function startConsoleWorld(o: { clock?: { now(): Date }; sessionTtl
   }
 
   /** A Connect unary call; by default from the console's origin with a JSON body and `cookie`. */
-  const rpc = (method: string, body: unknown, opt: { cookie?: string; origin?: string | null; contentType?: string | null } = {}) => {
+  const rpc = (method: string, body: unknown, opt: { cookie?: string; origin?: string | null; contentType?: string | null; service?: string } = {}) => {
     const headers: Record<string, string> = {};
     if (opt.contentType !== null) headers['content-type'] = opt.contentType ?? 'application/json';
     if (opt.origin !== null) headers.origin = opt.origin ?? new URL(url).origin;
     if (opt.cookie) headers.cookie = `__Host-writ-console=${opt.cookie}`;
-    return https(`/writ.v1.ConsoleService/${method}`, { method: 'POST', headers, body: JSON.stringify(body) });
+    return https(`/writ.v1.${opt.service ?? 'ConsoleService'}/${method}`, { method: 'POST', headers, body: JSON.stringify(body) });
   };
 
   return {

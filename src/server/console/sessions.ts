@@ -66,6 +66,7 @@ export class ConsoleSessions {
     const token = randomBytes(32).toString('base64url');
     const t = this.now();
     const session = { principal, operator, idToken, createdAt: t, expiresAt: Math.min(t + this.ttlMs, tokenExpiresAt) };
+    if (this.byDigest.size >= this.max) this.prune();
     while (this.byDigest.size >= this.max) this.byDigest.delete(this.byDigest.keys().next().value!);
     this.byDigest.set(digest(token), session);
     return { token, session };
