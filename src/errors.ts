@@ -65,6 +65,7 @@ export const ERROR_CODES = [
   'ERR_APPROVAL_DENIED',
   'ERR_APPROVAL_CLOSED',
   'ERR_WEBAUTHN_INVALID',
+  'ERR_STEP_UP_INVALID',
 ] as const;
 
 export type WritErrorCode = (typeof ERROR_CODES)[number];
@@ -265,15 +266,31 @@ export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SID
 /**
  * An approval request or decision was refused (docs/policy.md §Approvals): malformed input, an
  * unknown request (or one the caller may not see), an approver the `approve` policy does not
- * name, a request no longer pending (decided, expired, its task ended), or a WebAuthn
- * registration or assertion that does not verify.
+ * name, or a request no longer pending (decided, expired, its task ended).
  */
-export class ApprovalError extends WritError<
-  'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED' | 'ERR_WEBAUTHN_INVALID'
-> {
+export class ApprovalError extends WritError<'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED'> {
   constructor(code: ApprovalError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'ApprovalError';
+  }
+}
+
+/**
+ * A WebAuthn assertion, its authenticator data, client data or the credential's COSE key was
+ * refused (src/webauthn/: W3C WebAuthn Level 3 §7.2, RFC 9052/9053).
+ */
+export class WebAuthnError extends WritError<'ERR_WEBAUTHN_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_WEBAUTHN_INVALID', message, options);
+    this.name = 'WebAuthnError';
+  }
+}
+
+/** A step-up grant (an approval signed by the issuer, embedding the approver's assertion) was refused. */
+export class StepUpError extends WritError<'ERR_STEP_UP_INVALID'> {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_STEP_UP_INVALID', message, options);
+    this.name = 'StepUpError';
   }
 }
 
@@ -297,7 +314,9 @@ export type AnyWritError =
   | TaskError
   | AuditError
   | SidecarError
-  | ApprovalError;
+  | ApprovalError
+  | WebAuthnError
+  | StepUpError;
 
 export function isWritError(e: unknown): e is AnyWritError {
   return e instanceof WritError;

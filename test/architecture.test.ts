@@ -41,7 +41,9 @@ const ALLOWED: Record<string, string[]> = {
   config: ['spiffe', 'svid', 'ca', 'der', 'errors', 'cache'],
   // Evidence plug-ins parse their own config sections and declare their own CLI options.
   attestation: ['config', 'registration', 'jose', 'svid', 'spiffe', 'x509', 'der', 'tpm', 'store', 'errors', 'cache'],
-  delegation: ['jose', 'errors', 'cache'],
+  // WebAuthn assertions (approvers' passkeys): strict CBOR, COSE keys, authenticator and client data.
+  webauthn: ['der', 'jose', 'errors', 'cache'],
+  delegation: ['webauthn', 'jose', 'errors', 'cache'],
   policy: ['errors', 'cache'],
   principal: ['jose', 'config', 'errors', 'cache'],
   dev: ['jose', 'errors', 'cache'],
@@ -52,7 +54,7 @@ const ALLOWED: Record<string, string[]> = {
   rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
   audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
-  approval: ['audit', 'delegation', 'jose', 'config', 'errors', 'cache'],
+  approval: ['delegation', 'jose', 'config', 'errors', 'cache'],
   issuance: [
     'approval',
     'audit',

@@ -38,6 +38,8 @@ export interface AttestOptions {
   /** Grant chain, root first; with it the result carries a writ. */
   readonly grants?: readonly string[];
   readonly writAudiences?: readonly string[];
+  /** Step-up grants (approvals within the task) for the writ to carry; with grants only. */
+  readonly stepUps?: readonly string[];
   readonly timeoutMs?: number;
 }
 
@@ -185,6 +187,7 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
               jwtAudiences: [...(opts.jwtAudiences ?? [])],
               grants: [...(opts.grants ?? [])],
               writAudiences: [...(opts.writAudiences ?? [])],
+              stepUpGrants: [...(opts.stepUps ?? [])],
             },
           },
         }),

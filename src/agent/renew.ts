@@ -28,6 +28,8 @@ export interface RenewOptions {
   readonly grants?: readonly string[];
   readonly jwtAudiences?: readonly string[];
   readonly writAudiences?: readonly string[];
+  /** Step-up grants for the writ to carry (with grants only). */
+  readonly stepUps?: readonly string[];
   readonly timeoutMs?: number;
 }
 
@@ -55,6 +57,7 @@ export async function renewWithSvid(o: RenewOptions): Promise<AttestOutcome> {
     jwtAudiences: o.jwtAudiences ?? [],
     grants: o.grants ?? [],
     writAudiences: o.writAudiences ?? [],
+    stepUps: o.stepUps ?? [],
     ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
   });
   // A renewal renews one identity, for the key asked for; refuse to keep anything else.

@@ -5,7 +5,7 @@
  * those bytes, so the authenticator's signature covers exactly what was approved.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { canonicalBytes } from '../audit/jcs.js';
+import { canonicalBytes } from '../jose/jcs.js';
 import { ApprovalError } from '../errors.js';
 
 export const APPROVAL_REQUEST_TYP = 'writ-approval-request';
@@ -33,6 +33,8 @@ export interface ApprovalRequestDoc {
   readonly reason: string;
   readonly policies: readonly string[];
   readonly snapshot: string;
+  /** The chain's delegation limit (the `approve` context's maxDepth). */
+  readonly maxDepth: number;
   /** Unix seconds. */
   readonly iat: number;
   readonly exp: number;

@@ -101,24 +101,33 @@ export function checkAttenuation(parent: Constraints, child: Constraints, hop: n
 }
 
 export type Authorization =
-  | { readonly decision: 'allow'; readonly matched: Permission }
+  | { readonly decision: 'allow'; readonly matched: Permission /** The step-up grant (its jti) that allowed it, when one did. */; readonly approval?: string }
   | { readonly decision: 'deny'; readonly reason: 'outside-scope' | 'boundary'; readonly matched?: Permission }
   | { readonly decision: 'escalate'; readonly matched: Permission };
 
 const CONCRETE_ACTION = /^[a-z0-9][a-z0-9._:-]*$/;
 const CONCRETE_RESOURCE = /^[\x21-\x29\x2b-\x7e]+$/;
 
+/** A permission added by an approval (a step-up grant), named by the grant's id. */
+export interface ApprovedPermission {
+  readonly id: string;
+  readonly permission: Permission;
+}
+
 /**
- * Is `action` on `resource` allowed by these constraints? A boundary wins over the scope; an
- * escalation rule turns an allowed request into one that needs an approver.
+ * Is `action` on `resource` allowed by these constraints? A boundary wins over everything; an
+ * approved permission (a step-up grant) allows what it matches; otherwise the scope decides, and
+ * an escalation rule turns an allowed request into one that needs an approver.
  */
-export function authorizeAction(c: Constraints, action: string, resource: string): Authorization {
+export function authorizeAction(c: Constraints, action: string, resource: string, approved: readonly ApprovedPermission[] = []): Authorization {
   if (!CONCRETE_ACTION.test(action) || action.length > MAX_ACTION_BYTES) throw new DelegationError('delegation: the action must be a concrete action name');
   if (!CONCRETE_RESOURCE.test(resource) || resource.length > MAX_RESOURCE_BYTES)
     throw new DelegationError('delegation: the resource must be concrete (printable ASCII, no spaces, no "*")');
   const hit = (p: Permission) => patternMatches(p.action, action) && patternMatches(p.resource, resource);
   const boundary = c.boundaries.find(hit);
   if (boundary) return { decision: 'deny', reason: 'boundary', matched: boundary };
+  const approval = approved.find((a) => hit(a.permission));
+  if (approval) return { decision: 'allow', matched: approval.permission, approval: approval.id };
   const allowed = c.scope.find(hit);
   if (!allowed) return { decision: 'deny', reason: 'outside-scope' };
   const esc = c.escalate.find(hit);

@@ -29,10 +29,12 @@ import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
 import type { ApprovalRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
 import type { ReplayCache } from '../writ/proof.js';
 import { verifyWrit, type VerifiedWrit } from '../writ/verify.js';
-import { parseWritCached } from '../writ/writ.js';
+import { MAX_STEP_UPS, parseWritCached } from '../writ/writ.js';
+import { canonicalize } from '../jose/jcs.js';
 import { approvalDigest, approvalRequestBytes, checkApprovalId, checkReason, newApprovalId, type ApprovalRequestDoc } from '../approval/request.js';
 import type { ApprovalSettings } from '../approval/settings.js';
-import { MAX_STEP_UPS, mintStepUpGrant, parseStepUpGrant, type StepUpClaims } from '../approval/step-up.js';
+import { APPROVAL_REQUEST_V, approvalChallenge, mintStepUpGrant, verifyStepUpGrant, type ApprovalRequest } from '../delegation/step-up.js';
+import { WebAuthnError } from '../errors.js';
 import { BoundedCache } from '../cache/bounded.js';
 import type { PolicySnapshots } from './policies.js';
 import { issuerRevocationSource } from './revocation-status.js';
@@ -60,7 +62,7 @@ export interface ApprovalView {
   readonly taskGoal: string;
   /** From the principal to the agent: `iss#sub`, then each agent's SPIFFE ID. */
   readonly delegationPath: readonly string[];
-  /** base64url SHA-256 of the canonical request: the WebAuthn challenge. */
+  /** Set by BeginApproval only: the WebAuthn challenge for that approver (base64url). */
   readonly challenge: string;
 }
 
@@ -85,7 +87,7 @@ const invalid = (msg: string): never => {
   throw new ApprovalError('ERR_APPROVAL_INVALID', `approval: ${msg}`);
 };
 const webauthnFailed = (msg: string, cause?: unknown): never => {
-  throw new ApprovalError('ERR_WEBAUTHN_INVALID', `approval(webauthn): ${msg}`, cause ? { cause } : undefined);
+  throw new WebAuthnError(`approval(webauthn): ${msg}`, cause ? { cause } : undefined);
 };
 const bounded = (s: string, what: string): string => (Buffer.byteLength(s) > MAX_APPROVAL_INPUT_BYTES ? invalid(`${what} is too large`) : s);
 const who = (p: { iss: string; sub: string }): string => `${p.iss}#${p.sub}`;
@@ -177,7 +179,7 @@ export class Approvals {
       state: this.stateOf(r, now),
       taskGoal: doc.task.goal,
       delegationPath: doc.path,
-      challenge: Buffer.from(r.digest, 'hex').toString('base64url'),
+      challenge: '',
     };
   }
 
@@ -200,6 +202,7 @@ export class Approvals {
           reason: r.reason,
           policies: r.policies,
           depth: r.lineage.length - 1,
+          maxDepth: doc.maxDepth,
         },
         { id: r.taskId, goal: doc.task.goal, lifetimeSeconds: Math.max(0, doc.task.exp - nowS) },
       ),
@@ -291,6 +294,7 @@ export class Approvals {
       reason: r.reason,
       policies: asked,
       snapshot: snapshot.digest,
+      maxDepth: leaf.max_depth,
       iat: nowS,
       exp: expS,
     };
@@ -498,7 +502,7 @@ export class Approvals {
       usedAt: null,
     };
     await this.deps.store.transaction(async (tx) => {
-      if (await tx.getPasskey(record.id)) throw new ApprovalError('ERR_WEBAUTHN_INVALID', 'approval(webauthn): this credential is already registered');
+      if (await tx.getPasskey(record.id)) throw new WebAuthnError('approval(webauthn): this credential is already registered');
       await tx.putPasskey(record);
       await appendAudit(tx, {
         at: now,
@@ -520,20 +524,46 @@ export class Approvals {
     return record.id;
   }
 
-  /** WebAuthn request options whose challenge is the SHA-256 of the canonical request. */
-  async beginApproval(id: string, token: string): Promise<{ options: string; view: ApprovalView }> {
+  /**
+   * The approval request this approver's passkey signs (docs/writ-format.md §The approval
+   * request): the agent, task, principal, permission and reason of the stored escalation, and
+   * the approver. Rebuilt the same way at BeginApproval and at Approve; the approval confers
+   * nothing past the task's end and is never inherited.
+   */
+  private approvalRequestFor(r: ApprovalRecord, approver: Principal): ApprovalRequest {
+    const doc = JSON.parse(r.request) as ApprovalRequestDoc;
+    return {
+      v: APPROVAL_REQUEST_V,
+      id: r.id,
+      iss: this.issuerId(),
+      task: { id: doc.task.id, goal: doc.task.goal, exp: doc.task.exp },
+      principal: { iss: r.principalIss, sub: r.principalSub },
+      agent: { sub: r.actor, jkt: r.actorJkt, grant: r.lineage[r.lineage.length - 1]! },
+      permission: { action: r.action, resource: r.resource },
+      inherit: false,
+      reason: r.reason,
+      approver: { iss: approver.iss, sub: approver.sub },
+      exp: doc.task.exp,
+    };
+  }
+
+  /** WebAuthn request options whose challenge is the SHA-256 of the canonical approval request. */
+  async beginApproval(id: string, token: string): Promise<{ options: string; request: string; view: ApprovalView }> {
     const { approver, record } = await this.decidable(id, token);
     const keys = await this.deps.store.listPasskeys(approver.iss, approver.sub);
     if (keys.length === 0) throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: ${who(approver)} has no passkey; register one in the console first`);
     const rp = this.relyingParty();
+    const req = this.approvalRequestFor(record, approver);
+    const challenge = approvalChallenge(req);
     const options = await generateAuthenticationOptions({
       rpID: rp.rpId,
-      challenge: Buffer.from(record.digest, 'hex'),
+      challenge: new Uint8Array(challenge),
       allowCredentials: keys.map((k) => ({ id: k.id })),
       userVerification: 'required',
       timeout: 120_000,
     });
-    return { options: JSON.stringify(options), view: this.view(record, this.deps.clock.now().getTime()) };
+    const view = { ...this.view(record, this.deps.clock.now().getTime()), challenge: challenge.toString('base64url') };
+    return { options: JSON.stringify(options), request: canonicalize(req), view };
   }
 
   /**
@@ -551,9 +581,12 @@ export class Approvals {
     if (!key || key.ownerIss !== approver.iss || key.ownerSub !== approver.sub)
       return webauthnFailed(`credential ${response.id.slice(0, 64)} is not a passkey registered to ${who(approver)}`);
     const rp = this.relyingParty();
-    const challenge = Buffer.from(record.digest, 'hex').toString('base64url');
+    const req = this.approvalRequestFor(record, approver);
+    const challenge = approvalChallenge(req).toString('base64url');
     let out;
     try {
+      // The library checks the ceremony (type, challenge, origin, RP ID hash, flags, counter) and
+      // the signature; mintStepUpGrant checks the assertion again with node:crypto before signing.
       out = await verifyAuthenticationResponse({
         response,
         expectedChallenge: challenge,
@@ -569,40 +602,34 @@ export class Approvals {
     const newCount = out.authenticationInfo.newCounter;
     const now = clock.now();
     const nowS = Math.floor(now.getTime() / 1000);
-    const doc = JSON.parse(record.request) as ApprovalRequestDoc;
     const signer = ca.writSigner();
-    const claims: StepUpClaims = {
-      iss: this.issuerId(),
-      jti: record.id,
-      iat: nowS,
-      // Never past the task, nor the writ key that signs it.
-      exp: Math.min(doc.task.exp, Math.floor(signer.notAfter.getTime() / 1000)),
-      sub: record.actor,
-      cnf: { jkt: record.actorJkt },
-      task: { id: record.taskId, exp: doc.task.exp },
-      lineage: [...record.lineage],
-      approver: { iss: approver.iss, sub: approver.sub },
-      add: [{ action: record.action, resource: record.resource }],
-      inherit: false,
-      request: doc,
-      webauthn: {
-        credential_id: key.id,
-        public_key: key.publicKey.toString('base64url'),
-        alg: PASSKEY_ALGORITHMS[0]!,
-        authenticator_data: response.response.authenticatorData,
-        client_data_json: response.response.clientDataJSON,
-        signature: response.response.signature,
+    const exp = Math.min(req.exp, Math.floor(signer.notAfter.getTime() / 1000));
+    if (exp <= nowS) throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: task ${record.taskId} ends before a step-up grant could be valid`);
+    const b64 = (s: string) => Buffer.from(s, 'base64url');
+    const stepUp = await mintStepUpGrant(
+      {
+        request: req,
+        assertion: {
+          authenticatorData: b64(response.response.authenticatorData),
+          clientDataJSON: b64(response.response.clientDataJSON),
+          signature: b64(response.response.signature),
+          credentialId: b64(key.id),
+        },
+        credentialPublicKey: key.publicKey,
+        rpId: rp.rpId,
+        origin: rp.origin,
+        now: nowS,
+        exp,
       },
-    };
-    if (claims.exp <= nowS) throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: task ${record.taskId} ends before a step-up grant could be valid`);
-    const stepUp = await mintStepUpGrant(claims, signer.signer, signer.kid);
-    parseStepUpGrant(stepUp, this.issuerId(), ca.bundle().writAuthorities ?? new Map()); // validate our own output
+      signer.signer,
+      signer.kid,
+    );
     const d = { state: 'approved', decidedAt: now.getTime(), decidedBy: who(approver), decisionReason: null, credentialId: key.id, stepUp } as const;
     await store.transaction(async (tx) => {
       await refuseEndedTask(tx, record.taskId);
       // The sign count moves from what was read; a concurrent or replayed use of the same count loses.
       if (!(await tx.usePasskey(key.id, key.signCount, newCount, now.getTime())))
-        throw new ApprovalError('ERR_WEBAUTHN_INVALID', 'approval(webauthn): the passkey was used concurrently (sign count moved)');
+        throw new WebAuthnError('approval(webauthn): the passkey was used concurrently (sign count moved)');
       if (!(await tx.decideApproval(record.id, d, now.getTime())))
         throw new ApprovalError('ERR_APPROVAL_CLOSED', `approval: request ${record.id} was decided or expired meanwhile`);
       await tx.recordDecision({
@@ -644,20 +671,27 @@ export class Approvals {
     const seen = new Set<string>();
     for (const compact of compacts) {
       bounded(compact, 'a step-up grant');
-      const g = parseStepUpGrant(compact, this.issuerId(), this.deps.ca.bundle().writAuthorities ?? new Map()).claims;
+      // The whole offline check a relying party makes, assertion included, then the issuer's own record.
+      const g = verifyStepUpGrant(compact, {
+        issuer: this.issuerId(),
+        writKeys: this.deps.ca.bundle().writAuthorities ?? new Map(),
+        now: new Date(now),
+        expectedTask: who.taskId,
+        agentSub: who.spiffeId,
+        agentJkt: who.jkt,
+        agentGrant: who.lineage[who.lineage.length - 1]!,
+      });
       const deny = (m: string): never => {
-        throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: step-up grant ${g.jti}: ${m}`);
+        throw new ApprovalError('ERR_APPROVAL_DENIED', `approval: step-up grant for approval ${g.approvalId}: ${m}`);
       };
-      if (seen.has(g.jti)) deny('presented twice');
-      seen.add(g.jti);
-      if (g.exp * 1000 <= now) deny('has expired');
-      if (g.task.id !== who.taskId) deny(`is for task ${g.task.id}, not ${who.taskId}`);
-      if (g.sub !== who.spiffeId || g.cnf.jkt !== who.jkt) deny('is for another agent or key');
-      if (g.lineage.length !== who.lineage.length || g.lineage.some((x, i) => x !== who.lineage[i]))
-        deny(g.inherit ? 'inherited approvals are not accepted' : 'is for another delegation lineage (approvals are not inherited)');
-      const r = await tx.getApproval(g.jti);
-      if (r?.state !== 'approved' || r.stepUp !== compact) deny('is not one this issuer issued and recorded');
-      added.push(...g.add);
+      if (seen.has(g.approvalId)) deny('presented twice');
+      seen.add(g.approvalId);
+      // Never inherited: the approver approved this agent, on this exact lineage (checked through the leaf grant id).
+      if (g.inherit) deny('inherited approvals are not accepted by this issuer');
+      const r = await tx.getApproval(g.approvalId);
+      if (r?.state !== 'approved' || r.stepUp !== compact || r.lineage.join(' ') !== who.lineage.join(' '))
+        deny('is not one this issuer issued and recorded for this lineage');
+      added.push(g.permission);
     }
     return added;
   }

@@ -12,9 +12,11 @@ import { parseSpiffeId, trustDomainId, type SpiffeId } from '../spiffe/id.js';
 import { jwkThumbprint } from '../jose/jws.js';
 import { verifyChain, type VerifiedChain } from '../delegation/chain.js';
 import { refusal, type PolicyEngine } from '../policy/engine.js';
-import { receiveRequests } from '../policy/requests.js';
+import { escalationRequests, receiveRequests } from '../policy/requests.js';
+import type { Permission } from '../delegation/scope.js';
+import { parseStepUpGrantCached, stepUpListDigest } from '../delegation/step-up.js';
 import { bindingDigest } from '../writ/binding.js';
-import { parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
+import { MAX_STEP_UPS, parseWrit, signWrit, type ActClaim, type WritClaims } from '../writ/writ.js';
 import type { PolicySnapshots, StoredSnapshot } from './policies.js';
 import { grantRecord } from './grants.js';
 import type { Bundle } from '../spiffe/bundle.js';
@@ -55,6 +57,18 @@ export interface HelloInput {
   readonly jwtAudiences: readonly string[];
   /** Audiences for the writ (`aud`); empty means none (any relying party, with a proof). */
   readonly writAudiences?: readonly string[];
+  /** Step-up grants from approvals within the task, presented for the writ to carry (with grants only). */
+  readonly stepUps?: readonly string[];
+}
+
+/** Checks step-up grants for a renewal (issuance/approvals.ts `Approvals.stepUpsFor`). */
+export interface StepUpChecker {
+  stepUpsFor(
+    tx: Pick<StoreTx, 'getApproval'>,
+    compacts: readonly string[],
+    who: { spiffeId: string; jkt: string; lineage: readonly string[]; taskId: string },
+    now: number,
+  ): Promise<Permission[]>;
 }
 
 export interface IssuedResult {
@@ -95,6 +109,8 @@ export interface IssuerDeps {
    * when it says no, the refusal is left unrecorded here and the server tallies it. Absent: every one is recorded.
    */
   readonly refusalGate?: { admit(actor: string, reason: string): boolean };
+  /** Checks presented step-up grants; absent: a hello with step-up grants is refused. */
+  readonly stepUps?: StepUpChecker;
 }
 
 /** Refusals already written to the audit log, so that no layer above records them again. */
@@ -138,6 +154,8 @@ interface Delegation {
   readonly audiences: readonly string[];
   /** The principal's groups as recorded with the root grant (from its OIDC token). */
   readonly principalGroups: readonly string[];
+  /** Step-up grants presented with the hello, checked inside the issuance transaction. */
+  readonly stepUps: readonly string[];
 }
 
 export class Issuer {
@@ -150,8 +168,12 @@ export class Issuer {
     const audiences = checkAudiences(hello.jwtAudiences);
     const writAudiences = checkAudiences(hello.writAudiences ?? [], MAX_WRIT_AUDIENCES);
     const issuerNonce = randomBytes(NONCE_BYTES);
-    const delegation = hello.grants.length > 0 ? await this.bindGrants(hello.grants, agentKey, issuerNonce, writAudiences) : undefined;
+    const stepUps = hello.stepUps ?? [];
+    if (stepUps.length > MAX_STEP_UPS) throw new LimitError(`attestation: at most ${MAX_STEP_UPS} step-up grants per hello`);
+    const delegation = hello.grants.length > 0 ? await this.bindGrants(hello.grants, agentKey, issuerNonce, writAudiences, stepUps) : undefined;
     if (!delegation && writAudiences.length > 0) throw new AttestationError('ERR_PROTOCOL', 'attestation: writ audiences need a grant chain');
+    if (!delegation && stepUps.length > 0) throw new AttestationError('ERR_PROTOCOL', 'attestation: step-up grants need a grant chain');
+    if (stepUps.length > 0 && !this.deps.stepUps) throw new AttestationError('ERR_PROTOCOL', 'attestation: this issuer does not accept step-up grants');
     // With a grant chain, the evidence must sign the binding digest, not the bare nonce.
     const nonce = delegation ? delegation.binding : issuerNonce;
     const session = await verifier.begin({ nonce, agentKey, now: this.deps.clock.now() });
@@ -167,7 +189,13 @@ export class Issuer {
    * in the lineage is revoked, that each delegating agent held a writ for its SPIFFE ID with
    * the key it signed with, and pins the active policy snapshot into the binding digest.
    */
-  private async bindGrants(grants: readonly string[], agentKey: AgentPublicKey, issuerNonce: Buffer, audiences: readonly string[]): Promise<Delegation> {
+  private async bindGrants(
+    grants: readonly string[],
+    agentKey: AgentPublicKey,
+    issuerNonce: Buffer,
+    audiences: readonly string[],
+    stepUps: readonly string[],
+  ): Promise<Delegation> {
     const { ca, store, clock, policies } = this.deps;
     const jkt = jwkThumbprint(agentKey.key);
     const now = clock.now();
@@ -181,8 +209,16 @@ export class Issuer {
     const root = await checkChainAuthority(store, chain, grants, now.getTime());
     await refuseRevoked(store, chainRevocationKeys(chain));
     const snapshot = await policies.active();
-    const binding = bindingDigest({ jkt, chainDigest: chain.digest, policySnapshot: snapshot.digest, taskId: chain.root.claims.task.id, nonce: issuerNonce });
-    return { chain, jkt, snapshot, issuerNonce, binding, audiences, principalGroups: root.principalGroups };
+    // The step-up grants are bound into B (binding v2): the evidence commits to the approvals too.
+    const binding = bindingDigest({
+      jkt,
+      chainDigest: chain.digest,
+      policySnapshot: snapshot.digest,
+      taskId: chain.root.claims.task.id,
+      nonce: issuerNonce,
+      ...(stepUps.length > 0 ? { stepUpDigest: stepUpListDigest(stepUps) } : {}),
+    });
+    return { chain, jkt, snapshot, issuerNonce, binding, audiences, principalGroups: root.principalGroups, stepUps };
   }
 }
 
@@ -491,6 +527,18 @@ export class Handshake {
           d.chain.grants.map((g) => g.jws.compact),
           now.getTime(),
         );
+        if (d.stepUps.length > 0) {
+          // Each approval is the issuer's own, for exactly this agent, key, lineage and live task
+          // (the task's end is among the chain's revocations checked above), and what it adds is
+          // still something policy lets an approver allow.
+          const added = await this.deps.stepUps!.stepUpsFor(
+            tx,
+            d.stepUps,
+            { spiffeId: spiffeId.uri, jkt: d.jkt, lineage: d.chain.lineage, taskId: d.chain.root.claims.task.id },
+            now.getTime(),
+          );
+          this.checkApprovable(d, spiffeId, result, added, now);
+        }
         const status = this.deps.statusLists ? await allocateStatusIndex(tx, now.getTime()) : undefined;
         const w = await this.mintWrit(d, decided.policies, spiffeId, result, entry.id, svid.chain[0]!, svid.notAfter, now, status);
         writCompact = w.compact;
@@ -571,6 +619,26 @@ export class Handshake {
     return { refused: undefined, decisionRecord, policies: decision.policies } as const;
   }
 
+  /** Refuses a permission an approval added when the active policy now denies it outright (fail closed). */
+  private checkApprovable(d: Delegation, id: SpiffeId, result: AttestationResult, added: readonly Permission[], now: Date): void {
+    const root = d.chain.root.claims;
+    const leaf = d.chain.leaf.claims;
+    const agent = {
+      spiffeId: id.uri,
+      trustDomain: id.trustDomain,
+      path: id.path,
+      selectors: result.selectors.map(formatSelector),
+      evidenceType: evidenceTypeOf(result, this.verifier),
+    };
+    const task = { id: root.task.id, goal: root.task.goal, lifetimeSeconds: Math.max(0, root.task.exp - Math.floor(now.getTime() / 1000)) };
+    const principal = { iss: root.principal.iss, sub: root.principal.sub, groups: d.principalGroups };
+    for (const p of added) {
+      const decision = this.deps.engine.decideAll(d.snapshot, escalationRequests(agent, principal, p, task, leaf.depth, leaf.max_depth));
+      if (decision.decision === 'deny')
+        throw refusal(decision, `carrying the approval of ${p.action} on ${p.resource} (policy no longer lets an approver allow it)`);
+    }
+  }
+
   /** The writ, signed by the active writ key, and its record. Runs inside the issuance transaction. */
   private async mintWrit(
     d: Delegation,
@@ -590,7 +658,14 @@ export class Handshake {
     const nowS = Math.floor(now.getTime() / 1000);
     const spiffeId = id.uri;
     const signer = ca.writSigner();
-    const exp = Math.min(Math.floor(svidNotAfter.getTime() / 1000), root.task.exp, leaf.exp, Math.floor(signer.notAfter.getTime() / 1000));
+    const exp = Math.min(
+      Math.floor(svidNotAfter.getTime() / 1000),
+      root.task.exp,
+      leaf.exp,
+      Math.floor(signer.notAfter.getTime() / 1000),
+      // Never outliving an approval it carries.
+      ...d.stepUps.map((g) => parseStepUpGrantCached(g).claims.exp),
+    );
     let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
     for (const g of chain.grants.slice(1)) act = { sub: g.claims.from!.sub, act };
     const ev = result.publicEvidence && result.publicEvidence.length <= MAX_EMBEDDED_EVIDENCE_BYTES ? result.publicEvidence.toString('base64url') : undefined;
@@ -618,6 +693,7 @@ export class Handshake {
       },
       pol: { snap: snapshot.digest, decision: 'allow', policies, iat: Math.floor(snapshot.createdAt / 1000) },
       reg: entryId,
+      ...(d.stepUps.length > 0 ? { stepup: [...d.stepUps] } : {}),
       ...(status && statusLists ? { status: { status_list: { idx: status.idx, uri: statusLists.uri(status.list) } } } : {}),
     };
     if (exp <= nowS) throw new DelegationError('delegation: the task or a grant ends before a writ could be valid');

@@ -76,6 +76,7 @@ export interface ApprovalRequestInfo {
   readonly reason: string;
   readonly policies: readonly string[];
   readonly depth: number;
+  readonly maxDepth: number;
 }
 
 /** The `approve` request: may this approver (a human, from their OIDC token) decide this escalation? */
@@ -97,7 +98,8 @@ export function approveRequest(approver: PrincipalInfo, r: ApprovalRequestInfo, 
       },
       parents: [],
     },
-    context: { task: task(t) },
+    // The same context members as delegate and receive, so a policy that names no action still validates.
+    context: { task: task(t), depth: r.depth, maxDepth: r.maxDepth },
   };
 }
 

@@ -44,7 +44,7 @@ export const CEDAR_SCHEMA = `namespace Writ {
   action approve appliesTo {
     principal: [Principal],
     resource: [ApprovalRequest],
-    context: { task: Task }
+    context: { task: Task, depth: Long, maxDepth: Long }
   };
 }
 `;

@@ -122,18 +122,6 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
   });
   const verifiers = o.evidence.verifiers({ store, trustBundle: () => ca.bundle() });
   const auditSettings = sectionSettings<AuditSettings>(settings, auditSection.key);
-  const issuer = new Issuer({
-    ca,
-    store,
-    verifiers,
-    clock,
-    policies,
-    engine,
-    settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
-    observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
-    refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
-    ...(o.statusLists ? { statusLists: o.statusLists } : {}),
-  });
   const replayCache = new ProofReplayCache();
   const approvals = new Approvals({
     ca,
@@ -147,6 +135,19 @@ export async function buildCore(o: CoreOptions): Promise<ServerCore> {
     publicUrl: () =>
       settings.httpPublicUrl ??
       (settings.httpListen && settings.httpListen.port !== 0 ? `https://${settings.httpListen.host}:${settings.httpListen.port}` : undefined),
+  });
+  const issuer = new Issuer({
+    ca,
+    store,
+    verifiers,
+    clock,
+    policies,
+    engine,
+    settings: { x509SvidTtlMs: settings.svid.x509TtlMs, jwtSvidTtlMs: settings.svid.jwtTtlMs },
+    observer: { issued: (kind, evidenceType) => metrics.issued.inc({ kind, evidence_type: evidenceType }) },
+    stepUps: approvals,
+    refusalGate: new NamedRefusalGate(auditSettings.checkpointIntervalMs, () => clock.now().getTime()),
+    ...(o.statusLists ? { statusLists: o.statusLists } : {}),
   });
   const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
   const revocations = new Revocations({ store, clock, onListenerError: (e) => logger.error({ err: e }, 'a revocation listener failed') });

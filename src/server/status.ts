@@ -85,8 +85,8 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_APPROVAL_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
   ERR_APPROVAL_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_APPROVAL_CLOSED: { status: status.FAILED_PRECONDITION, showMessage: true },
-  // Which WebAuthn check failed goes to the log; the caller learns only that it failed.
-  ERR_WEBAUTHN_INVALID: { status: status.PERMISSION_DENIED, showMessage: false, publicMessage: 'passkey assertion or registration rejected' },
+  ERR_WEBAUTHN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
+  ERR_STEP_UP_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
 };
 
 /** A fresh id for one failed call: shown to the caller with a hidden reason, logged with the reason. */

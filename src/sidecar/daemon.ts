@@ -175,6 +175,12 @@ export class Sidecar implements SidecarState {
     this.log(`sidecar: revoked: ${reason}`);
   }
 
+  /** Renews at once while serving (a step-up grant arrived): the next writ carries it. */
+  renewNow(): void {
+    if (!this.running || this.stopped || this.status.state !== 'serving') return;
+    this.schedule(0);
+  }
+
   /** Stops renewing and releases the key session; the state stays as it is. */
   async stop(): Promise<void> {
     this.stopped = true;

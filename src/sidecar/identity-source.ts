@@ -55,6 +55,8 @@ export interface ProducerSourceOptions {
   readonly grants?: readonly string[];
   readonly writAudiences?: readonly string[];
   readonly timeoutMs?: number;
+  /** Step-up grants to present with the chain on each attestation and renewal (sidecar/step-ups.ts). */
+  readonly stepUps?: () => readonly string[];
 }
 
 /** The trust bundle of the issuer's answer, in the shapes the Workload API delivers. */
@@ -124,6 +126,7 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
           jwtAudiences: req.jwtAudiences,
           grants: o.grants ?? [],
           writAudiences: o.writAudiences ?? [],
+          ...((o.grants ?? []).length > 0 && o.stepUps ? { stepUps: o.stepUps() } : {}),
           ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
         });
         if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
@@ -162,6 +165,7 @@ export function renewingSource(o: ProducerSourceOptions, now: () => number, log:
           grants: o.grants ?? [],
           jwtAudiences: req.jwtAudiences,
           writAudiences: o.writAudiences ?? [],
+          ...((o.grants ?? []).length > 0 && o.stepUps ? { stepUps: o.stepUps() } : {}),
           ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
         });
         if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');

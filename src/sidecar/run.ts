@@ -5,6 +5,7 @@
  */
 import type { WatchConnector } from '../revocation/watch-source.js';
 import { agentService } from './agent-service/service.js';
+import type { StepUpHolder } from './step-ups.js';
 import { Sidecar, type SidecarOptions } from './daemon.js';
 import { RevocationGuard } from './revocation-guard.js';
 import { startSocketServer, type SocketServer } from './socket.js';
@@ -14,7 +15,11 @@ import { workloadApiService } from './workload-api/service.js';
 /** Every service on the sidecar's socket, one line each. */
 export const SOCKET_SERVICES: ReadonlyArray<(o: RunSidecarOptions) => SocketService> = [
   workloadApiService,
-  (o) => agentService(o.maxRevocationStalenessMs !== undefined ? { maxRevocationStalenessMs: o.maxRevocationStalenessMs } : {}),
+  (o) =>
+    agentService({
+      ...(o.maxRevocationStalenessMs !== undefined ? { maxRevocationStalenessMs: o.maxRevocationStalenessMs } : {}),
+      ...(o.escalation ? { escalation: o.escalation } : {}),
+    }),
 ];
 
 export interface RunningSidecar {
@@ -43,6 +48,8 @@ export interface RunSidecarOptions extends SidecarOptions {
   };
   /** Delegate refuses when the issuer last confirmed the revocation view longer ago (default 15 s). */
   readonly maxRevocationStalenessMs?: number;
+  /** The issuer AgentService.Escalate asks, and the holder of step-up grants the identity source presents. */
+  readonly escalation?: { readonly server: string; readonly bundlePem: () => string; readonly stepUps: StepUpHolder };
 }
 
 /** Binds the socket first (a live socket at the path refuses the start), then attests. */

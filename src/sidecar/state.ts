@@ -80,4 +80,6 @@ export interface SidecarState {
    */
   jwtSvid(audiences: readonly string[]): Promise<{ readonly spiffeId: string; readonly token: string }>;
   revocationFreshness(): RevocationFreshness;
+  /** Renews now (an approval arrived); absent in states that cannot. */
+  renewNow?(): void;
 }

@@ -11,12 +11,18 @@
  *                ‖ field(task id)    its UTF-8 bytes (ASCII by the task-id grammar)
  *                ‖ field(nonce)      32 bytes: the issuer's nonce )
  *   field(x) = u32be(len(x)) ‖ x
+ *
+ * A writ that carries step-up grants binds them too: the label is "writ-binding-v2" and a sixth
+ * field, the step-up list digest (32 bytes), follows the nonce. Without step-up grants it is v1,
+ * byte for byte as before.
  */
 import { createHash } from 'node:crypto';
 import { WritVerifyError } from '../errors.js';
 import { isJkt } from '../jose/jws.js';
 
 export const BINDING_LABEL = 'writ-binding-v1\0';
+/** The label when the writ carries step-up grants (docs/writ-format.md §Binding digest). */
+export const BINDING_LABEL_V2 = 'writ-binding-v2\0';
 
 export interface BindingInput {
   /** base64url RFC 7638 thumbprint (43 characters). */
@@ -26,6 +32,8 @@ export interface BindingInput {
   readonly policySnapshot: string;
   readonly taskId: string;
   readonly nonce: Buffer;
+  /** The step-up list digest (src/delegation/step-up.ts `stepUpListDigest`), when the writ carries step-up grants. */
+  readonly stepUpDigest?: Buffer;
 }
 
 function fixed(b: Buffer, what: string): Buffer {
@@ -44,8 +52,9 @@ export function bindingPreimage(i: BindingInput): Buffer {
     Buffer.from(i.policySnapshot, 'hex'),
     Buffer.from(i.taskId, 'utf8'),
     fixed(i.nonce, 'nonce'),
+    ...(i.stepUpDigest !== undefined ? [fixed(i.stepUpDigest, 'step-up list digest')] : []),
   ];
-  const parts: Buffer[] = [Buffer.from(BINDING_LABEL, 'latin1')];
+  const parts: Buffer[] = [Buffer.from(i.stepUpDigest !== undefined ? BINDING_LABEL_V2 : BINDING_LABEL, 'latin1')];
   for (const f of fields) {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(f.length);

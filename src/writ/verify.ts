@@ -13,7 +13,8 @@ import { createHash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { WritVerifyError, isWritError } from '../errors.js';
 import { verifyJws } from '../jose/jws.js';
 import { verifyChain } from '../delegation/chain.js';
-import { authorizeAction, type Authorization, type Constraints } from '../delegation/scope.js';
+import { authorizeAction, type Authorization, type Constraints, type Permission } from '../delegation/scope.js';
+import { stepUpListDigest, verifyStepUpGrant, type VerifiedStepUp } from '../delegation/step-up.js';
 import type { Grant, PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
@@ -69,6 +70,27 @@ export interface VerifyWritOptions {
   readonly requirements?: WritRequirements;
   /** Deep level: offline re-verifiers per evidence type, each bound to this relying party's trust anchors. */
   readonly reverifiers?: ReadonlyMap<string, EvidenceReverifier>;
+  /**
+   * Deep level: pin where approvals' WebAuthn assertions must have been made (the issuer's
+   * console RP ID and origins); by default each step-up grant's own (the issuer's word).
+   */
+  readonly approvals?: { readonly rpId?: string; readonly origins?: readonly string[] };
+}
+
+/** One approval a writ carries (a verified step-up grant), and how this writ holds it. */
+export interface WritApproval {
+  /** The step-up grant's jti. */
+  readonly id: string;
+  readonly approvalId: string;
+  /** The approver: OIDC issuer and subject. */
+  readonly approver: PrincipalRef;
+  readonly permission: Permission;
+  readonly inherit: boolean;
+  /** Granted to an ancestor of this agent (and carried because `inherit` lets it), not to this agent. */
+  readonly inherited: boolean;
+  readonly expiresAt: number;
+  /** Deep level: the approver's WebAuthn assertion, checked here. */
+  readonly assertion?: NonNullable<VerifiedStepUp['assertion']>;
 }
 
 export interface Check {
@@ -114,8 +136,10 @@ export interface VerifiedWrit {
   readonly evidenceType: string;
   readonly selectors: readonly string[];
   readonly policy: WritClaims['pol'];
-  /** What the last grant allows: what `authorize` answers from. */
+  /** What the last grant allows: what `authorize` answers from, with `approvals`. */
   readonly constraints: Constraints;
+  /** The step-up grants it carries, each verified (signature, times, task, agent; at deep level the assertion). */
+  readonly approvals: readonly WritApproval[];
   readonly checks: readonly Check[];
   readonly claims: WritClaims;
 }
@@ -203,6 +227,22 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
   mine(
     `delegation chain of ${chain.grants.length} grant(s): links, attenuation, depth ≤ ${root.max_depth}, expiry, no cycles, last grant bound to the cnf key`,
   );
+  const approvals = c.stepup ? checkStepUps(c, chain, o, level) : [];
+  if (approvals.length) {
+    mine(
+      `${approvals.length} step-up grant(s): issuer signature, times, task, principal, granted to this agent${approvals.some((a) => a.inherited) ? ' or inherited from an ancestor that allowed it' : ''}, within the writ`,
+    );
+    for (const a of approvals) {
+      const who = `${a.approver.iss}#${a.approver.sub}`;
+      const what = `${a.permission.action} on ${a.permission.resource}`;
+      if (a.assertion)
+        mine(
+          `approval ${a.approvalId} (${what}) by ${who}: WebAuthn ${a.assertion.algorithm} assertion over the approval request, origin ${a.assertion.origin}, RP ID ${a.assertion.rpId}, user present and verified`,
+        );
+      else theirs(`approval ${a.approvalId} (${what}) by ${who}: the approver's WebAuthn assertion (verify with --deep)`);
+    }
+    theirs('each approver’s passkey is registered to the OIDC identity it names, and policy let them approve');
+  }
   if (level === 'deep') mine('every grant signature: the root by the issuer writ key, each hop by its parent agent key');
   else theirs('grant signatures (checked at issuance; verify with --deep)');
   theirs('each delegating agent held a writ for its SPIFFE ID (from.sub) when it delegated');
@@ -228,13 +268,14 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
       policySnapshot: c.pol.snap,
       taskId: c.task.id,
       nonce: Buffer.from(c.att.nonce, 'base64url'),
+      ...(c.stepup ? { stepUpDigest: stepUpListDigest(c.stepup) } : {}),
     });
     bindings.set(c, B);
   }
   const claimed = Buffer.from(c.att.bind, 'base64url');
   if (claimed.length !== B.length || !timingSafeEqual(claimed, B))
-    fail('binding digest does not match the key, grants, policy snapshot, task and nonce it carries');
-  mine('binding digest recomputed from the key, grant chain, policy snapshot, task and nonce');
+    fail(`binding digest does not match the key, grants, policy snapshot, task${c.stepup ? ', nonce and step-up grants' : ' and nonce'} it carries`);
+  mine(`binding digest recomputed from the key, grant chain, policy snapshot, task${c.stepup ? ', nonce and step-up grants' : ' and nonce'}`);
 
   const r = o.requirements ?? {};
   if (r.evidenceTypes && !r.evidenceTypes.includes(c.att.type)) fail(`evidence type ${c.att.type} is not one this relying party accepts`);
@@ -305,12 +346,76 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     selectors,
     policy: c.pol,
     constraints: { scope: leaf.scope, boundaries: leaf.boundaries, escalate: leaf.escalate },
+    approvals,
     checks,
     claims: c,
   };
 }
 
-/** Is `action` on `resource` inside the writ's scope, outside its boundaries, and not an escalation? */
-export function authorize(w: Pick<VerifiedWrit, 'constraints'>, action: string, resource: string): Authorization {
-  return authorizeAction(w.constraints, action, resource);
+/**
+ * Is `action` on `resource` allowed: outside the boundaries, and either approved by a step-up
+ * grant the writ carries or inside its scope and not an escalation (docs/writ-format.md
+ * §Authority of a writ with step-up grants)?
+ */
+export function authorize(w: Pick<VerifiedWrit, 'constraints'> & Partial<Pick<VerifiedWrit, 'approvals'>>, action: string, resource: string): Authorization {
+  return authorizeAction(w.constraints, action, resource, w.approvals ?? []);
+}
+
+/**
+ * The step-up grants of a writ whose chain verified (docs/writ-format.md §Authority of a writ
+ * with step-up grants): each signed by a writ key, valid now, for this task and principal, not
+ * outlived by the writ, granted to this agent (its last grant, key and SPIFFE ID) or to an
+ * ancestor that let descendants carry it; none repeated. Any other is a refusal, never skipped.
+ */
+function checkStepUps(c: WritClaims, chain: ReturnType<typeof verifyChain>, o: VerifyWritOptions, level: 'standard' | 'deep'): WritApproval[] {
+  const out: WritApproval[] = [];
+  const ids = new Set<string>();
+  const approvalIds = new Set<string>();
+  const n = chain.grants.length;
+  for (const [i, compact] of c.stepup!.entries()) {
+    let v: VerifiedStepUp;
+    try {
+      v = verifyStepUpGrant(compact, {
+        issuer: o.trust.issuer,
+        writKeys: o.trust.writKeys,
+        now: o.now,
+        expectedTask: c.task,
+        expectedPrincipal: c.principal,
+        assertion: level === 'deep',
+        ...(o.approvals?.rpId !== undefined ? { expectedRpId: o.approvals.rpId } : {}),
+        ...(o.approvals?.origins !== undefined ? { expectedOrigins: o.approvals.origins } : {}),
+      });
+    } catch (e) {
+      if (isWritError(e)) return fail(`step-up grant ${i}: ${e.message}`, e);
+      throw e;
+    }
+    if (ids.has(v.id) || approvalIds.has(v.approvalId)) fail(`step-up grant ${i} repeats another's id or approval`);
+    ids.add(v.id);
+    approvalIds.add(v.approvalId);
+    if (c.exp > v.expiresAt) fail(`outlives step-up grant ${i}`);
+    const a = v.agent;
+    const k = c.lineage.indexOf(a.grant);
+    let inherited = false;
+    if (k === n - 1) {
+      if (a.jkt !== c.cnf.jkt || a.sub !== c.sub) fail(`step-up grant ${i} names this writ's last grant but another agent key or SPIFFE ID`);
+    } else if (k < 0) {
+      fail(`step-up grant ${i} was granted to another agent (its grant is not in this writ's lineage)`);
+    } else {
+      if (!v.inherit) fail(`step-up grant ${i} was granted to an ancestor (grant ${k}) and does not let descendants carry it (inherit is false)`);
+      if (chain.grants[k]!.claims.dlg.jkt !== a.jkt || chain.grants[k + 1]!.claims.from?.sub !== a.sub)
+        fail(`step-up grant ${i} names grant ${k} of the lineage but not the agent that held it`);
+      inherited = true;
+    }
+    out.push({
+      id: v.id,
+      approvalId: v.approvalId,
+      approver: v.approver,
+      permission: v.permission,
+      inherit: v.inherit,
+      inherited,
+      expiresAt: v.expiresAt,
+      ...(v.assertion ? { assertion: v.assertion } : {}),
+    });
+  }
+  return out;
 }

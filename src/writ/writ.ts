@@ -61,6 +61,8 @@ export interface WritClaims {
   readonly pol: WritPolicy;
   /** The registration entry the agent's selectors matched (what an entry revocation names). */
   readonly reg?: string;
+  /** Step-up grants (approvals) it carries, compact, 1..MAX_STEP_UPS; bound into `att.bind` (binding v2). */
+  readonly stepup?: readonly string[];
   /** Where its revocation status is published (draft-ietf-oauth-status-list §6.1). */
   readonly status?: { readonly status_list: { readonly idx: number; readonly uri: string } };
 }
@@ -77,7 +79,28 @@ const fail = (msg: string): never => {
 };
 
 const B64U = /^[A-Za-z0-9_-]+$/;
-const KEYS = ['iss', 'sub', 'aud', 'jti', 'iat', 'exp', 'cnf', 'svid', 'principal', 'act', 'task', 'grants', 'lineage', 'att', 'pol', 'reg', 'status'];
+const KEYS = [
+  'iss',
+  'sub',
+  'aud',
+  'jti',
+  'iat',
+  'exp',
+  'cnf',
+  'svid',
+  'principal',
+  'act',
+  'task',
+  'grants',
+  'lineage',
+  'att',
+  'pol',
+  'reg',
+  'stepup',
+  'status',
+];
+/** Most step-up grants one writ carries. */
+export const MAX_STEP_UPS = 8;
 /** Longest status list URI a writ may name. */
 const MAX_STATUS_URI = 2048;
 /** Deepest act nesting: a root plus MAX_DELEGATION_DEPTH hops, and the principal. */
@@ -152,6 +175,7 @@ export function parseWrit(compact: string): Writ {
       },
       pol: { ...parsePolicyRef({ snap: pol.snap, decision: pol.decision, policies: pol.policies }), iat: int(pol.iat, 'pol.iat') },
       ...(c.reg !== undefined ? { reg: str(c.reg, 'reg', 64) } : {}),
+      ...(c.stepup !== undefined ? { stepup: Object.freeze(strings(c.stepup, 'stepup', MAX_STEP_UPS)) } : {}),
       ...(c.status !== undefined ? { status: parseStatus(c.status) } : {}),
     };
   } catch (e) {
@@ -160,6 +184,7 @@ export function parseWrit(compact: string): Writ {
   }
   if (claims.exp <= claims.iat) fail('exp must be after iat');
   if (claims.grants.length === 0 || claims.grants.length !== claims.lineage.length) fail('grants and lineage must be non-empty and of equal length');
+  if (claims.stepup !== undefined && claims.stepup.length === 0) fail('stepup is absent when there are none, never empty');
   return { jws, claims, hash: sha256b64url(compact) };
 }
 

@@ -18,6 +18,8 @@ import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
 import type { AuditAppender } from '../../src/audit/log.js';
 import { Admin } from '../../src/issuance/admin.js';
+import { Approvals } from '../../src/issuance/approvals.js';
+import { ProofReplayCache } from '../../src/writ/proof.js';
 import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
 import { type HandshakeStep, type HelloInput, type IssuedResult, Issuer } from '../../src/issuance/issuer.js';
@@ -38,6 +40,9 @@ export const TD = 'example.org';
 export const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
 export const GRANT_MAX_TTL_MS = 8 * HOUR;
 export const JOIN_TOKEN_MAX_TTL_MS = 24 * HOUR;
+/** The WebAuthn relying party of the world's approvals. */
+export const APPROVAL_RP_ID = 'issuer.example';
+export const APPROVAL_ORIGIN = 'https://issuer.example';
 
 export interface TestAgent {
   readonly key: KeyObject;
@@ -59,6 +64,8 @@ export interface AttestOptions {
   readonly platform?: string;
   readonly jwtAudiences?: readonly string[];
   readonly writAudiences?: readonly string[];
+  /** Step-up grants to present with the chain (approvals). */
+  readonly stepUps?: readonly string[];
 }
 
 /** The nonce of a challenge step (what the key proof and the evidence sign). */
@@ -100,6 +107,22 @@ export async function issuanceWorld(o: WorldOptions = {}) {
   if (o.policy !== false) await policies.push([{ name: 'policy.cedar', text: POLICY }]);
   const engine = new PolicyEngine();
   const evidence = new FakeEvidenceVerifier();
+  const idp = new FakeProvider('https://idp.example.com');
+  const principals = new PrincipalVerifier([{ issuer: idp.issuer, audience: 'writ', groupsClaim: 'groups' }], {
+    fetcher: idp.fetcher,
+    now: () => clock.now().getTime(),
+  });
+  // Approvals as server/core.ts wires them, the WebAuthn relying party at APPROVAL_ORIGIN.
+  const approvals = new Approvals({
+    ca,
+    store,
+    clock,
+    principals,
+    policies,
+    engine,
+    replayCache: new ProofReplayCache(),
+    settings: { rpId: APPROVAL_RP_ID, origin: APPROVAL_ORIGIN, rpName: 'writ', requestTtlMs: 15 * 60_000, retryAfterSeconds: 2 },
+  });
   const issuer = new Issuer({
     ca,
     store,
@@ -108,14 +131,10 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     policies,
     engine,
     settings: { x509SvidTtlMs: HOUR, jwtSvidTtlMs: 5 * 60_000 },
+    stepUps: approvals,
     ...(o.appendAudit ? { appendAudit: o.appendAudit } : {}),
     ...(o.refusalGate ? { refusalGate: o.refusalGate } : {}),
     ...(o.statusLists ? { statusLists: { uri: (list: number) => `https://issuer.example.org/status/${list}` } } : {}),
-  });
-  const idp = new FakeProvider('https://idp.example.com');
-  const principals = new PrincipalVerifier([{ issuer: idp.issuer, audience: 'writ', groupsClaim: 'groups' }], {
-    fetcher: idp.fetcher,
-    now: () => clock.now().getTime(),
   });
   const grants = new GrantIssuer({
     ca,
@@ -151,6 +170,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     grants: a.grants ?? [],
     jwtAudiences: a.jwtAudiences ?? [],
     ...(a.writAudiences ? { writAudiences: a.writAudiences } : {}),
+    ...(a.stepUps ? { stepUps: a.stepUps } : {}),
   });
 
   /** A whole handshake with a bare public key: hello, one evidence with the key proof, result. */
@@ -198,6 +218,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     issuer,
     idp,
     principals,
+    approvals,
     grants,
     revocations,
     admin,

@@ -9,6 +9,7 @@ import { chainDigest } from '../../src/delegation/chain.js';
 import { GRANT_TYP, delegateGrant, newGrantId, parseGrant, type GrantClaims } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
 import { bindingDigest } from '../../src/writ/binding.js';
+import { stepUpListDigest } from '../../src/delegation/step-up.js';
 import { WRIT_TYP, type ActClaim, type WritClaims } from '../../src/writ/writ.js';
 import type { WritTrust } from '../../src/writ/verify.js';
 
@@ -78,12 +79,32 @@ export class FakeIssuer {
   writ(
     holder: Agent,
     grants: string[],
-    o: { now: number; ttl?: number; nonce?: Buffer; ev?: Buffer; type?: string; sel?: string[]; override?: Partial<WritClaims>; polIat?: number },
+    o: {
+      now: number;
+      ttl?: number;
+      nonce?: Buffer;
+      ev?: Buffer;
+      type?: string;
+      sel?: string[];
+      override?: Partial<WritClaims>;
+      polIat?: number;
+      /** Step-up grants to carry (bound into B as writ-binding-v2); `bindStepUp` binds another list instead. */
+      stepup?: string[];
+      bindStepUp?: string[] | null;
+    },
   ): { writ: string; claims: WritClaims; binding: Buffer } {
     const parsed = grants.map(parseGrant);
     const root = parsed[0]!.claims;
     const nonce = o.nonce ?? randomBytes(32);
-    const binding = bindingDigest({ jkt: holder.jkt, chainDigest: chainDigest(grants), policySnapshot: SNAP, taskId: root.task.id, nonce });
+    const bound = o.bindStepUp === undefined ? o.stepup : (o.bindStepUp ?? undefined);
+    const binding = bindingDigest({
+      jkt: holder.jkt,
+      chainDigest: chainDigest(grants),
+      policySnapshot: SNAP,
+      taskId: root.task.id,
+      nonce,
+      ...(bound ? { stepUpDigest: stepUpListDigest(bound) } : {}),
+    });
     let act: ActClaim = { sub: root.principal.sub, iss: root.principal.iss };
     for (const g of parsed.slice(1)) act = { sub: g.claims.from!.sub, act };
     const exp = Math.min(o.now + (o.ttl ?? 600), root.task.exp, ...parsed.map((g) => g.claims.exp));
@@ -110,6 +131,7 @@ export class FakeIssuer {
         ...(o.ev ? { ev: o.ev.toString('base64url') } : {}),
       },
       pol: { snap: SNAP, decision: 'allow', policies: ['agents-receive'], iat: o.polIat ?? o.now - 60 },
+      ...(o.stepup ? { stepup: o.stepup } : {}),
       ...o.override,
     };
     return { writ: signJws({ typ: WRIT_TYP, kid: this.kid }, { ...claims }, this.key), claims, binding };

@@ -29,6 +29,17 @@ const CORE: OptionSpecs = {
   action: { type: 'string', value: 'A', help: 'also decide this action (with --resource)' },
   resource: { type: 'string', value: 'R', help: 'on this resource' },
   at: { type: 'string', value: 'INSTANT', help: 'verify at this ISO 8601 instant instead of now' },
+  'approval-rp-id': {
+    type: 'string',
+    value: 'RPID',
+    help: "with --deep: approvals' passkey assertions must be for this RP ID (default: each step-up grant's own)",
+  },
+  'approval-origin': {
+    type: 'string',
+    multiple: true,
+    value: 'ORIGIN',
+    help: 'with --deep: approvals must have been made on this origin (default: each step-up grant’s own)',
+  },
   json: { type: 'boolean', help: 'print the report as JSON' },
 };
 
@@ -94,6 +105,7 @@ export const verifyVerb: Verb = {
     const resource = stringOption(values, 'resource');
     if ((action === undefined) !== (resource === undefined)) throw new UsageError('--action and --resource go together');
     const deep = values.deep === true;
+    if ((values['approval-rp-id'] || values['approval-origin']) && !deep) throw new UsageError('--approval-rp-id and --approval-origin go with --deep');
     const reverifiers = deep ? new EvidenceCatalog(catalog.evidence).reverifiersFromOptions(values) : new Map();
     const json = values.json === true;
     const method = stringOption(values, 'method');
@@ -117,6 +129,10 @@ export const verifyVerb: Verb = {
           ...(revocation ? { revocation } : {}),
           requirements,
           reverifiers,
+          approvals: {
+            ...(values['approval-rp-id'] ? { rpId: stringOption(values, 'approval-rp-id')! } : {}),
+            ...(values['approval-origin'] ? { origins: listOption(values, 'approval-origin') } : {}),
+          },
         }),
       );
       const authz = action ? authorize(v, action, resource!) : undefined;
@@ -134,6 +150,28 @@ export const verifyVerb: Verb = {
           selectors: v.selectors,
           policy: v.policy,
           constraints: v.constraints,
+          approvals: v.approvals.map((a) => ({
+            id: a.id,
+            approvalId: a.approvalId,
+            approver: a.approver,
+            permission: a.permission,
+            inherit: a.inherit,
+            inherited: a.inherited,
+            expiresAt: a.expiresAt,
+            ...(a.assertion
+              ? {
+                  assertion: {
+                    checked: true,
+                    algorithm: a.assertion.algorithm,
+                    credentialId: a.assertion.credentialId,
+                    origin: a.assertion.origin,
+                    rpId: a.assertion.rpId,
+                    flags: a.assertion.flags,
+                    signCount: a.assertion.signCount,
+                  },
+                }
+              : { assertion: { checked: false } }),
+          })),
           checks: v.checks,
           ...(authz ? { authorization: { action, resource, ...authz } } : {}),
         };
@@ -141,7 +179,11 @@ export const verifyVerb: Verb = {
       } else if (!authz || authz.decision === 'allow') {
         io.out(`valid (${v.level}): ${v.chain.join(' -> ')}\ntask ${v.task.id}: ${v.task.goal}\n`);
         for (const c of v.checks) io.out(`  [${c.by === 'verifier' ? 'checked  ' : c.by === 'issuer' ? 'issuer   ' : 'unchecked'}] ${c.check}\n`);
-        if (authz?.decision === 'allow') io.out(`${action} on ${resource}: allow\n`);
+        for (const a of v.approvals)
+          io.out(
+            `approval ${a.approvalId}: ${a.permission.action} on ${a.permission.resource} approved by ${a.approver.iss}#${a.approver.sub}${a.inherited ? ' (inherited)' : ''}, ${a.assertion ? `passkey assertion checked (${a.assertion.algorithm}, credential ${a.assertion.credentialId.slice(0, 16)}…)` : 'passkey assertion not checked (use --deep)'}\n`,
+          );
+        if (authz?.decision === 'allow') io.out(`${action} on ${resource}: allow${authz.approval ? ` (by step-up grant ${authz.approval})` : ''}\n`);
       }
       if (authz && authz.decision !== 'allow') {
         const why =

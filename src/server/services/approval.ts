@@ -151,8 +151,8 @@ export function approvalService(deps: {
       logger,
       'BeginApproval',
       async (req: BeginApprovalRequest) => {
-        const { options, view } = await approvals.beginApproval(req.id, req.approverToken);
-        return create(BeginApprovalResponseSchema, { optionsJson: options, approval: toApprovalPb(view, false) });
+        const { options, request, view } = await approvals.beginApproval(req.id, req.approverToken);
+        return create(BeginApprovalResponseSchema, { optionsJson: options, approval: toApprovalPb(view, false), approvalRequest: request });
       },
       limiter,
     ),

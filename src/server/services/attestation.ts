@@ -98,6 +98,7 @@ export function attestationService(deps: {
             publicKey: step.value.publicKey,
             csr: step.value.csr,
             grants: step.value.grants,
+            stepUps: step.value.stepUpGrants,
             jwtAudiences: step.value.jwtAudiences,
             writAudiences: step.value.writAudiences,
           });

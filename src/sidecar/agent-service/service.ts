@@ -18,6 +18,7 @@ import { parsePermissions, type Permission } from '../../delegation/scope.js';
 import { DelegationError, LimitError, RevocationError, SidecarError } from '../../errors.js';
 import {
   AgentService,
+  EscalateRequestSchema,
   CreateProofResponseSchema,
   DelegateResponseSchema,
   FetchWritResponseSchema,
@@ -40,6 +41,9 @@ import { parseWritCached } from '../../writ/writ.js';
 import type { SocketService, SocketServiceContext } from '../socket-service.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from '../state.js';
 import { agentFailure } from './status.js';
+import { escalate as escalateRemote, watchApproval } from '../../agent/approval-client.js';
+import type { StepUpHolder } from '../step-ups.js';
+import { EscalateResponseSchema, type EscalateRequest, type EscalateResponse } from '../../gen/writ/agent/v1/agent_pb.js';
 
 /**
  * Largest AgentService request, bytes (re-encoded). The biggest legitimate one is a Delegate
@@ -63,6 +67,8 @@ export interface AgentServiceOptions {
   readonly maxRevocationStalenessMs?: number;
   /** Most FetchWrit streams open at once (default MAX_WRIT_STREAMS). */
   readonly maxWritStreams?: number;
+  /** Where Escalate asks (the issuer) and keeps what approvers grant; absent: Escalate is refused. */
+  readonly escalation?: { readonly server: string; readonly bundlePem: () => string; readonly stepUps: StepUpHolder };
 }
 
 const invalid = (msg: string): never => {
@@ -314,8 +320,41 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       }
     };
 
+    /**
+     * Escalate: the issuer's Escalate with this writ (the sidecar signs the proof), then with
+     * `wait` its WatchApproval until decided. An approval's step-up grant is kept and a renewal
+     * started at once, so FetchWrit streams the writ that carries it.
+     */
+    const escalate = async (req: EscalateRequest): Promise<EscalateResponse> => {
+      bounded(EscalateRequestSchema, req);
+      const esc = o.escalation;
+      if (!esc) throw new SidecarError('ERR_SIDECAR_NO_WRIT', 'sidecar(agent): this sidecar has no issuer to escalate to');
+      const id = servingIdentity(state.current(), ctx.now());
+      const writ = currentWrit(id, ctx.now());
+      proofField(req.action, 'action', false);
+      proofField(req.resource, 'resource', false);
+      if (req.reason.trim() === '' || Buffer.byteLength(req.reason) > 1024) invalid('reason must be 1..1024 bytes');
+      const auth = { writ, key: id.signer, audience: `spiffe://${id.bundle.trustDomain}` };
+      const asked = await escalateRemote(esc.server, esc.bundlePem(), auth, { action: req.action, resource: req.resource, reason: req.reason });
+      let a = asked.approval!;
+      ctx.log(`agent-service: escalation ${a.id} for ${req.action} on ${req.resource}: ${a.state}`);
+      if (req.wait && a.state === 'pending') a = await watchApproval(esc.server, esc.bundlePem(), auth, a.id);
+      if (a.state === 'approved' && a.stepUpGrant) {
+        esc.stepUps.add(a.stepUpGrant);
+        state.renewNow?.();
+      }
+      return create(EscalateResponseSchema, {
+        approvalId: a.id,
+        state: a.state,
+        decidedBy: a.decidedBy,
+        decisionReason: a.decisionReason,
+        expiresAt: a.expiresAt,
+      });
+    };
+
     return {
       fetchWrit,
+      escalate: unary('Escalate', escalate),
       createProof: unary('CreateProof', createProof),
       delegate: unary('Delegate', delegate),
       status: unary('Status', status),

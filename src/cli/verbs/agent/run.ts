@@ -14,6 +14,7 @@ import { jwkThumbprint } from '../../../jose/jws.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
 import { renewingSource } from '../../../sidecar/identity-source.js';
+import { StepUpHolder } from '../../../sidecar/step-ups.js';
 import { runSidecar } from '../../../sidecar/run.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import { readPemBundle } from '../../bundle-file.js';
@@ -104,8 +105,15 @@ export const agentRunVerb: Verb = {
     const writAudiences = listOption(values, 'writ-audience');
     if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
     const now = () => Date.now();
+    // Approvals of this agent's escalations, presented on every renewal (AgentService.Escalate).
+    const stepUps = new StepUpHolder();
     const running = await runSidecar({
-      source: renewingSource({ server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences }, now, log),
+      source: renewingSource(
+        { server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences, stepUps: () => stepUps.current(now()) },
+        now,
+        log,
+      ),
+      ...(grants.length > 0 ? { escalation: { server, bundlePem: () => bundlePem, stepUps } } : {}),
       jwtAudiences: listOption(values, 'jwt-audience'),
       now,
       log,

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/attestation.proto.
  */
 export const file_writ_v1_attestation: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCJ+CgVIZWxsbxIVCg1ldmlkZW5jZV90eXBlGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSCwoDY3NyGAMgASgMEg4KBmdyYW50cxgEIAMoCRIVCg1qd3RfYXVkaWVuY2VzGAUgAygJEhYKDndyaXRfYXVkaWVuY2VzGAYgAygJIisKCUNoYWxsZW5nZRINCgVub25jZRgBIAEoDBIPCgdwYXlsb2FkGAIgASgMIi4KCEV2aWRlbmNlEg8KB3BheWxvYWQYASABKAwSEQoJa2V5X3Byb29mGAIgASgMIpEBCgxBdHRlc3RSZXN1bHQSEQoJc3BpZmZlX2lkGAEgASgJEhIKCnN2aWRfY2hhaW4YAiADKAwSEwoLYnVuZGxlX2p3a3MYAyABKAkSEgoKYnVuZGxlX3BlbRgEIAEoCRIjCglqd3Rfc3ZpZHMYBSADKAsyEC53cml0LnYxLkp3dFN2aWQSDAoEd3JpdBgGIAEoCSIqCgdKd3RTdmlkEhAKCGF1ZGllbmNlGAEgASgJEg0KBXRva2VuGAIgASgJMlMKEkF0dGVzdGF0aW9uU2VydmljZRI9CgZBdHRlc3QSFi53cml0LnYxLkF0dGVzdFJlcXVlc3QaFy53cml0LnYxLkF0dGVzdFJlc3BvbnNlKAEwAWIGcHJvdG8z");
+  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCKWAQoFSGVsbG8SFQoNZXZpZGVuY2VfdHlwZRgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEgsKA2NzchgDIAEoDBIOCgZncmFudHMYBCADKAkSFQoNand0X2F1ZGllbmNlcxgFIAMoCRIWCg53cml0X2F1ZGllbmNlcxgGIAMoCRIWCg5zdGVwX3VwX2dyYW50cxgHIAMoCSIrCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwSDwoHcGF5bG9hZBgCIAEoDCIuCghFdmlkZW5jZRIPCgdwYXlsb2FkGAEgASgMEhEKCWtleV9wcm9vZhgCIAEoDCKRAQoMQXR0ZXN0UmVzdWx0EhEKCXNwaWZmZV9pZBgBIAEoCRISCgpzdmlkX2NoYWluGAIgAygMEhMKC2J1bmRsZV9qd2tzGAMgASgJEhIKCmJ1bmRsZV9wZW0YBCABKAkSIwoJand0X3N2aWRzGAUgAygLMhAud3JpdC52MS5Kd3RTdmlkEgwKBHdyaXQYBiABKAkiKgoHSnd0U3ZpZBIQCghhdWRpZW5jZRgBIAEoCRINCgV0b2tlbhgCIAEoCTJTChJBdHRlc3RhdGlvblNlcnZpY2USPQoGQXR0ZXN0EhYud3JpdC52MS5BdHRlc3RSZXF1ZXN0Ghcud3JpdC52MS5BdHRlc3RSZXNwb25zZSgBMAFiBnByb3RvMw");
 
 /**
  * @generated from message writ.v1.AttestRequest
@@ -116,6 +116,15 @@ export type Hello = Message<"writ.v1.Hello"> & {
    * @generated from field: repeated string writ_audiences = 6;
    */
   writAudiences: string[];
+
+  /**
+   * Step-up grants (compact JWS each) from approvals of this agent's escalations within the
+   * task (docs/writ-format.md §Step-up grants); with grants only. The writ then carries them
+   * and its holder may do what they add; each must be for this agent, key, lineage and task.
+   *
+   * @generated from field: repeated string step_up_grants = 7;
+   */
+  stepUpGrants: string[];
 };
 
 /**

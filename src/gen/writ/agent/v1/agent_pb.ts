@@ -12,7 +12,86 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/agent/v1/agent.proto.
  */
 export const file_writ_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L2FnZW50L3YxL2FnZW50LnByb3RvEg13cml0LmFnZW50LnYxIhIKEEZldGNoV3JpdFJlcXVlc3QiWQoRRmV0Y2hXcml0UmVzcG9uc2USDAoEd3JpdBgBIAEoCRIRCglzcGlmZmVfaWQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAxIPCgd0YXNrX2lkGAQgASgJIlAKEkNyZWF0ZVByb29mUmVxdWVzdBIQCghhdWRpZW5jZRgBIAEoCRIOCgZtZXRob2QYAiABKAkSGAoQbGlmZXRpbWVfc2Vjb25kcxgDIAEoDSJGChNDcmVhdGVQcm9vZlJlc3BvbnNlEg0KBXByb29mGAEgASgJEgwKBHdyaXQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAyKtAQoPRGVsZWdhdGVSZXF1ZXN0EhEKCWNoaWxkX2prdBgBIAEoCRIiCgVzY29wZRgCIAMoCzITLndyaXQudjEuUGVybWlzc2lvbhInCgpib3VuZGFyaWVzGAMgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEiUKCGVzY2FsYXRlGAQgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEhMKC3R0bF9zZWNvbmRzGAUgASgNIkgKEERlbGVnYXRlUmVzcG9uc2USDgoGZ3JhbnRzGAEgAygJEhAKCGdyYW50X2lkGAIgASgJEhIKCmV4cGlyZXNfYXQYAyABKAMiDwoNU3RhdHVzUmVxdWVzdCJfChNSZXZvY2F0aW9uRnJlc2huZXNzEhAKCHNlcXVlbmNlGAEgASgEEhQKDGNvbmZpcm1lZF9hdBgCIAEoAxIRCgljb25uZWN0ZWQYAyABKAgSDQoFc3RhbGUYBCABKAgi/AEKDlN0YXR1c1Jlc3BvbnNlEiMKBXN0YXRlGAEgASgOMhQud3JpdC5hZ2VudC52MS5TdGF0ZRIOCgZyZWFzb24YAiABKAkSEQoJc3BpZmZlX2lkGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSFwoPc3ZpZF9leHBpcmVzX2F0GAUgASgDEhcKD3dyaXRfZXhwaXJlc19hdBgGIAEoAxI2CgpyZXZvY2F0aW9uGAcgASgLMiIud3JpdC5hZ2VudC52MS5SZXZvY2F0aW9uRnJlc2huZXNzEhIKCnJldm9rZWRfYXQYCCABKAMSEwoLb2J0YWluZWRfYXQYCSABKAMqagoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfU0VSVklORxACEhEKDVNUQVRFX0VYUElSRUQQAxIRCg1TVEFURV9SRVZPS0VEEAQyygIKDEFnZW50U2VydmljZRJQCglGZXRjaFdyaXQSHy53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlcXVlc3QaIC53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlc3BvbnNlMAESVAoLQ3JlYXRlUHJvb2YSIS53cml0LmFnZW50LnYxLkNyZWF0ZVByb29mUmVxdWVzdBoiLndyaXQuYWdlbnQudjEuQ3JlYXRlUHJvb2ZSZXNwb25zZRJLCghEZWxlZ2F0ZRIeLndyaXQuYWdlbnQudjEuRGVsZWdhdGVSZXF1ZXN0Gh8ud3JpdC5hZ2VudC52MS5EZWxlZ2F0ZVJlc3BvbnNlEkUKBlN0YXR1cxIcLndyaXQuYWdlbnQudjEuU3RhdHVzUmVxdWVzdBodLndyaXQuYWdlbnQudjEuU3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_writ_v1_grant]);
+  fileDesc("Chl3cml0L2FnZW50L3YxL2FnZW50LnByb3RvEg13cml0LmFnZW50LnYxIlEKD0VzY2FsYXRlUmVxdWVzdBIOCgZhY3Rpb24YASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDgoGcmVhc29uGAMgASgJEgwKBHdhaXQYBCABKAgidwoQRXNjYWxhdGVSZXNwb25zZRITCgthcHByb3ZhbF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRISCgpkZWNpZGVkX2J5GAMgASgJEhcKD2RlY2lzaW9uX3JlYXNvbhgEIAEoCRISCgpleHBpcmVzX2F0GAUgASgDIhIKEEZldGNoV3JpdFJlcXVlc3QiWQoRRmV0Y2hXcml0UmVzcG9uc2USDAoEd3JpdBgBIAEoCRIRCglzcGlmZmVfaWQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAxIPCgd0YXNrX2lkGAQgASgJIlAKEkNyZWF0ZVByb29mUmVxdWVzdBIQCghhdWRpZW5jZRgBIAEoCRIOCgZtZXRob2QYAiABKAkSGAoQbGlmZXRpbWVfc2Vjb25kcxgDIAEoDSJGChNDcmVhdGVQcm9vZlJlc3BvbnNlEg0KBXByb29mGAEgASgJEgwKBHdyaXQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAyKtAQoPRGVsZWdhdGVSZXF1ZXN0EhEKCWNoaWxkX2prdBgBIAEoCRIiCgVzY29wZRgCIAMoCzITLndyaXQudjEuUGVybWlzc2lvbhInCgpib3VuZGFyaWVzGAMgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEiUKCGVzY2FsYXRlGAQgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEhMKC3R0bF9zZWNvbmRzGAUgASgNIkgKEERlbGVnYXRlUmVzcG9uc2USDgoGZ3JhbnRzGAEgAygJEhAKCGdyYW50X2lkGAIgASgJEhIKCmV4cGlyZXNfYXQYAyABKAMiDwoNU3RhdHVzUmVxdWVzdCJfChNSZXZvY2F0aW9uRnJlc2huZXNzEhAKCHNlcXVlbmNlGAEgASgEEhQKDGNvbmZpcm1lZF9hdBgCIAEoAxIRCgljb25uZWN0ZWQYAyABKAgSDQoFc3RhbGUYBCABKAgi/AEKDlN0YXR1c1Jlc3BvbnNlEiMKBXN0YXRlGAEgASgOMhQud3JpdC5hZ2VudC52MS5TdGF0ZRIOCgZyZWFzb24YAiABKAkSEQoJc3BpZmZlX2lkGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSFwoPc3ZpZF9leHBpcmVzX2F0GAUgASgDEhcKD3dyaXRfZXhwaXJlc19hdBgGIAEoAxI2CgpyZXZvY2F0aW9uGAcgASgLMiIud3JpdC5hZ2VudC52MS5SZXZvY2F0aW9uRnJlc2huZXNzEhIKCnJldm9rZWRfYXQYCCABKAMSEwoLb2J0YWluZWRfYXQYCSABKAMqagoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfU0VSVklORxACEhEKDVNUQVRFX0VYUElSRUQQAxIRCg1TVEFURV9SRVZPS0VEEAQylwMKDEFnZW50U2VydmljZRJQCglGZXRjaFdyaXQSHy53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlcXVlc3QaIC53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlc3BvbnNlMAESVAoLQ3JlYXRlUHJvb2YSIS53cml0LmFnZW50LnYxLkNyZWF0ZVByb29mUmVxdWVzdBoiLndyaXQuYWdlbnQudjEuQ3JlYXRlUHJvb2ZSZXNwb25zZRJLCghEZWxlZ2F0ZRIeLndyaXQuYWdlbnQudjEuRGVsZWdhdGVSZXF1ZXN0Gh8ud3JpdC5hZ2VudC52MS5EZWxlZ2F0ZVJlc3BvbnNlEkUKBlN0YXR1cxIcLndyaXQuYWdlbnQudjEuU3RhdHVzUmVxdWVzdBodLndyaXQuYWdlbnQudjEuU3RhdHVzUmVzcG9uc2USSwoIRXNjYWxhdGUSHi53cml0LmFnZW50LnYxLkVzY2FsYXRlUmVxdWVzdBofLndyaXQuYWdlbnQudjEuRXNjYWxhdGVSZXNwb25zZWIGcHJvdG8z", [file_writ_v1_grant]);
+
+/**
+ * @generated from message writ.agent.v1.EscalateRequest
+ */
+export type EscalateRequest = Message<"writ.agent.v1.EscalateRequest"> & {
+  /**
+   * Concrete action and resource (no "*"), and why (1..1024 bytes, one line).
+   *
+   * @generated from field: string action = 1;
+   */
+  action: string;
+
+  /**
+   * @generated from field: string resource = 2;
+   */
+  resource: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * Wait for the decision (until it is decided or the request expires).
+   *
+   * @generated from field: bool wait = 4;
+   */
+  wait: boolean;
+};
+
+/**
+ * Describes the message writ.agent.v1.EscalateRequest.
+ * Use `create(EscalateRequestSchema)` to create a new message.
+ */
+export const EscalateRequestSchema: GenMessage<EscalateRequest> = /*@__PURE__*/
+  messageDesc(file_writ_agent_v1_agent, 0);
+
+/**
+ * @generated from message writ.agent.v1.EscalateResponse
+ */
+export type EscalateResponse = Message<"writ.agent.v1.EscalateResponse"> & {
+  /**
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * pending, approved, denied or expired.
+   *
+   * @generated from field: string state = 2;
+   */
+  state: string;
+
+  /**
+   * The approver (ISSUER#SUBJECT) and a denial's reason.
+   *
+   * @generated from field: string decided_by = 3;
+   */
+  decidedBy: string;
+
+  /**
+   * @generated from field: string decision_reason = 4;
+   */
+  decisionReason: string;
+
+  /**
+   * Unix milliseconds: when a pending request expires.
+   *
+   * @generated from field: int64 expires_at = 5;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message writ.agent.v1.EscalateResponse.
+ * Use `create(EscalateResponseSchema)` to create a new message.
+ */
+export const EscalateResponseSchema: GenMessage<EscalateResponse> = /*@__PURE__*/
+  messageDesc(file_writ_agent_v1_agent, 1);
 
 /**
  * @generated from message writ.agent.v1.FetchWritRequest
@@ -25,7 +104,7 @@ export type FetchWritRequest = Message<"writ.agent.v1.FetchWritRequest"> & {
  * Use `create(FetchWritRequestSchema)` to create a new message.
  */
 export const FetchWritRequestSchema: GenMessage<FetchWritRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 0);
+  messageDesc(file_writ_agent_v1_agent, 2);
 
 /**
  * @generated from message writ.agent.v1.FetchWritResponse
@@ -65,7 +144,7 @@ export type FetchWritResponse = Message<"writ.agent.v1.FetchWritResponse"> & {
  * Use `create(FetchWritResponseSchema)` to create a new message.
  */
 export const FetchWritResponseSchema: GenMessage<FetchWritResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 1);
+  messageDesc(file_writ_agent_v1_agent, 3);
 
 /**
  * @generated from message writ.agent.v1.CreateProofRequest
@@ -98,7 +177,7 @@ export type CreateProofRequest = Message<"writ.agent.v1.CreateProofRequest"> & {
  * Use `create(CreateProofRequestSchema)` to create a new message.
  */
 export const CreateProofRequestSchema: GenMessage<CreateProofRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 2);
+  messageDesc(file_writ_agent_v1_agent, 4);
 
 /**
  * @generated from message writ.agent.v1.CreateProofResponse
@@ -131,7 +210,7 @@ export type CreateProofResponse = Message<"writ.agent.v1.CreateProofResponse"> &
  * Use `create(CreateProofResponseSchema)` to create a new message.
  */
 export const CreateProofResponseSchema: GenMessage<CreateProofResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 3);
+  messageDesc(file_writ_agent_v1_agent, 5);
 
 /**
  * @generated from message writ.agent.v1.DelegateRequest
@@ -179,7 +258,7 @@ export type DelegateRequest = Message<"writ.agent.v1.DelegateRequest"> & {
  * Use `create(DelegateRequestSchema)` to create a new message.
  */
 export const DelegateRequestSchema: GenMessage<DelegateRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 4);
+  messageDesc(file_writ_agent_v1_agent, 6);
 
 /**
  * @generated from message writ.agent.v1.DelegateResponse
@@ -212,7 +291,7 @@ export type DelegateResponse = Message<"writ.agent.v1.DelegateResponse"> & {
  * Use `create(DelegateResponseSchema)` to create a new message.
  */
 export const DelegateResponseSchema: GenMessage<DelegateResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 5);
+  messageDesc(file_writ_agent_v1_agent, 7);
 
 /**
  * @generated from message writ.agent.v1.StatusRequest
@@ -225,7 +304,7 @@ export type StatusRequest = Message<"writ.agent.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 6);
+  messageDesc(file_writ_agent_v1_agent, 8);
 
 /**
  * @generated from message writ.agent.v1.RevocationFreshness
@@ -263,7 +342,7 @@ export type RevocationFreshness = Message<"writ.agent.v1.RevocationFreshness"> &
  * Use `create(RevocationFreshnessSchema)` to create a new message.
  */
 export const RevocationFreshnessSchema: GenMessage<RevocationFreshness> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 7);
+  messageDesc(file_writ_agent_v1_agent, 9);
 
 /**
  * @generated from message writ.agent.v1.StatusResponse
@@ -332,7 +411,7 @@ export type StatusResponse = Message<"writ.agent.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 8);
+  messageDesc(file_writ_agent_v1_agent, 10);
 
 /**
  * @generated from enum writ.agent.v1.State
@@ -447,6 +526,20 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof StatusRequestSchema;
     output: typeof StatusResponseSchema;
+  },
+  /**
+   * Asks the issuer for a permission the writ does not cover (writ.v1.ApprovalService/Escalate,
+   * signed by the sidecar), and with `wait` streams WatchApproval until an approver decides.
+   * An approval's step-up grant is kept by the sidecar and presented at once on a renewal, so
+   * the next writ (FetchWrit) carries it; it dies with the task. FAILED_PRECONDITION
+   * (ERR_SIDECAR_NO_WRIT) without a grant chain or without an issuer to ask.
+   *
+   * @generated from rpc writ.agent.v1.AgentService.Escalate
+   */
+  escalate: {
+    methodKind: "unary";
+    input: typeof EscalateRequestSchema;
+    output: typeof EscalateResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_agent_v1_agent, 0);
