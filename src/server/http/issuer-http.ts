@@ -18,6 +18,8 @@ export class IssuerHttp {
   readonly listener: HttpsListener;
   /** The base URL relying parties use (known after `listen`). */
   url = '';
+  /** Whether the web console is served (`/console/`). */
+  readonly console: boolean;
 
   constructor(
     private readonly core: ServerCore,
@@ -33,8 +35,10 @@ export class IssuerHttp {
     });
     core.revocations.listen(this.publisher);
     const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
+    const ui = webConsole(core, () => this.url);
+    this.console = ui !== undefined;
     this.listener = new HttpsListener({
-      routes: [...issuerRoutes({ publisher: this.publisher, ca: core.ca }), ...(webConsole(core, () => this.url)?.routes ?? [])],
+      routes: [...issuerRoutes({ publisher: this.publisher, ca: core.ca }), ...(ui?.routes ?? [])],
       logger: core.logger,
       limiter: new PeerRateLimiter(rate, burst),
     });
