@@ -3,7 +3,7 @@
  * every writ under the writ it was delegated from. Pure (no DOM), so it is tested in Node and timed
  * in the console bench.
  */
-import type { GetTaskTreeResponse, TreeGrant, TreeWrit } from '../../src/gen/writ/v1/console_pb';
+import type { GetTaskTreeResponse, TreeApproval, TreeGrant, TreeWrit } from '../../src/gen/writ/v1/console_pb';
 
 export type NodeState = 'active' | 'revoked' | 'expired' | 'ended';
 
@@ -11,6 +11,8 @@ export interface TreeNode {
   readonly writ: TreeWrit;
   /** The grant this writ holds (the last of its lineage), when the issuer has it. */
   readonly grant: TreeGrant | undefined;
+  /** Escalations this agent (its key) asked for within the task. */
+  readonly approvals: readonly TreeApproval[];
   readonly state: NodeState;
   readonly children: TreeNode[];
   readonly depth: number;
@@ -24,6 +26,13 @@ export interface Tree {
 export function buildTree(r: GetTaskTreeResponse): Tree {
   const now = Number(r.now);
   const grants = new Map(r.grants.map((g) => [g.jti, g]));
+  const asked = new Map<string, TreeApproval[]>();
+  for (const a of r.approvals) {
+    const list = asked.get(a.actorJkt);
+    if (list) list.push(a);
+    else asked.set(a.actorJkt, [a]);
+  }
+  const none: TreeApproval[] = [];
   const ended = r.task !== undefined && r.task.endedAt > 0n;
   const kids = new Map<string, TreeWrit[]>();
   const jtis = new Set(r.writs.map((w) => w.jti));
@@ -45,13 +54,27 @@ export function buildTree(r: GetTaskTreeResponse): Tree {
   // Iterative, so a deep chain cannot overflow the stack.
   const make = (w: TreeWrit, depth: number, parent: NodeState | undefined): TreeNode => {
     count++;
-    const node: TreeNode = { writ: w, grant: grants.get(w.lineage[w.lineage.length - 1] ?? ''), state: stateOf(w, parent), children: [], depth };
+    const node: TreeNode = {
+      writ: w,
+      grant: grants.get(w.lineage[w.lineage.length - 1] ?? ''),
+      approvals: asked.get(w.jkt) ?? none,
+      state: stateOf(w, parent),
+      children: [],
+      depth,
+    };
     const stack: TreeNode[] = [node];
     while (stack.length) {
       const n = stack.pop()!;
       for (const c of kids.get(n.writ.jti) ?? []) {
         count++;
-        const child: TreeNode = { writ: c, grant: grants.get(c.lineage[c.lineage.length - 1] ?? ''), state: stateOf(c, n.state), children: [], depth: n.depth + 1 };
+        const child: TreeNode = {
+          writ: c,
+          grant: grants.get(c.lineage[c.lineage.length - 1] ?? ''),
+          approvals: asked.get(c.jkt) ?? none,
+          state: stateOf(c, n.state),
+          children: [],
+          depth: n.depth + 1,
+        };
         n.children.push(child);
         stack.push(child);
       }

@@ -126,6 +126,22 @@ describe('web console approvals (chromium, virtual authenticator)', { timeout: 1
     expect(a2.approval?.state).toBe('denied');
     expect(a2.approval?.decisionReason).toBe('one deploy at a time');
     await ctx.close();
+
+    // The principal's tree shows, on the node that asked, both escalations and what became of them.
+    const actx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1200, height: 900 } });
+    const ap = await actx.newPage();
+    await ap.goto(`${c.url}/console/`);
+    await ap.getByRole('link', { name: 'Sign in' }).click();
+    await ap.getByLabel('Subject').fill('alice');
+    await ap.getByRole('button', { name: 'Sign in (development)' }).click();
+    await ap.getByRole('button', { name: 'Sign out' }).waitFor();
+    await ap.goto(`${c.url}/console/#/tasks/ship-9`);
+    const readerNode = ap.locator('.node[data-jti]', { hasText: 'spiffe://example.org/agent/ship-9/reader' }).last();
+    await readerNode.locator('[data-approval-state="approved"]').waitFor();
+    expect(await readerNode.locator('[data-approval-state="denied"]').count()).toBe(1);
+    expect(await readerNode.locator('[data-approval-state="approved"]').textContent()).toContain('deploy:prod repo://acme/widgets');
+    await shot(ap, '14-tree-approvals');
+    await actx.close();
   });
 
   it('refuses an approver_token sent by the browser (the session is the approver)', async () => {

@@ -1,6 +1,6 @@
 /**
  * One task as its delegation tree: the principal, then every agent and sub-agent (SPIFFE ID,
- * evidence, key, scope, boundaries, state), each with the revocations the signed-in human may
+ * evidence, key, scope, boundaries, the escalations it asked for and their approvals, state), each with the revocations the signed-in human may
  * ask for. Polled every POLL_MS while the tab is visible, so a revocation, a spawn or a renewal
  * shows within a second. The time from opening the page to the first full render is kept in
  * `data-render-ms` (the console bench reads it).
@@ -30,6 +30,21 @@ function Node(p: { n: TreeNode; operator: boolean; revoke: (t: RevokeTarget) => 
           <dt>key</dt><dd class="mono">{short(w.jkt, 16)}</dd>
           <dt>scope</dt><dd>{n.grant?.scope.join(', ') || '—'}</dd>
           {n.grant && n.grant.boundaries.length > 0 && <><dt>boundaries</dt><dd>{n.grant.boundaries.join(', ')}</dd></>}
+          {n.approvals.length > 0 && (
+            <>
+              <dt>approvals</dt>
+              <dd>
+                <ul class="approvals">
+                  {n.approvals.map((a) => (
+                    <li key={a.id} data-approval-state={a.state}>
+                      <span class="mono">{a.permission}</span> <span class={`state ${a.state === 'approved' ? 'active' : a.state === 'pending' ? 'prepared' : 'revoked'}`}>{a.state}</span>
+                      {a.decidedBy && <span class="muted"> by {a.decidedBy}</span>}
+                    </li>
+                  ))}
+                </ul>
+              </dd>
+            </>
+          )}
           <dt>writ</dt><dd><span class="mono">{short(w.jti, 12)}</span> · until {when(w.expiresAt)}</dd>
         </dl>
         {live && (

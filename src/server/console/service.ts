@@ -21,6 +21,8 @@ import { SESSION_COOKIE, setCookie, type ConsoleSession } from './sessions.js';
 
 /** Writs and grants one tree shows at most (a task with more is shown truncated). */
 export const MAX_TREE_WRITS = 20_000;
+/** Escalation requests one tree shows at most. */
+export const MAX_TREE_APPROVALS = 500;
 /** Tasks one listing returns at most, and the most a principal's listing scans. */
 export const MAX_TASKS_LISTED = 500;
 export const MAX_TASKS_SCANNED = 5_000;
@@ -139,11 +141,26 @@ export function consoleService(deps: ConsoleServiceDeps): ServiceImpl<typeof Con
 
     getTaskTree: mapped(logger, 'GetTaskTree', async (req, ctx) => {
       const t = await ownTask(session(ctx), req.taskId);
-      const [grants, writs] = await Promise.all([store.listGrantsByTask(t.id, MAX_TREE_WRITS + 1), store.listWritsByTask(t.id, MAX_TREE_WRITS + 1)]);
+      const [grants, writs, approvals] = await Promise.all([
+        store.listGrantsByTask(t.id, MAX_TREE_WRITS + 1),
+        store.listWritsByTask(t.id, MAX_TREE_WRITS + 1),
+        store.listApprovals({ taskId: t.id }, MAX_TREE_APPROVALS),
+      ]);
+      const now = deps.now();
       return create(GetTaskTreeResponseSchema, {
         task: taskPb(t),
         truncated: grants.length > MAX_TREE_WRITS || writs.length > MAX_TREE_WRITS,
-        now: BigInt(deps.now()),
+        now: BigInt(now),
+        approvals: approvals.map((a) => ({
+          id: a.id,
+          actor: a.actor,
+          actorJkt: a.actorJkt,
+          permission: `${a.action} ${a.resource}`,
+          state: a.state === 'pending' && a.expiresAt <= now ? 'expired' : a.state,
+          decidedBy: a.decidedBy ?? '',
+          decidedAt: BigInt(a.decidedAt ?? 0),
+          expiresAt: BigInt(a.expiresAt),
+        })),
         grants: grants.slice(0, MAX_TREE_WRITS).map((g) => {
           const c = parseGrantCached(g.compact).claims;
           return {

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/console.proto.
  */
 export const file_writ_v1_console: GenFile = /*@__PURE__*/
-  fileDesc("ChV3cml0L3YxL2NvbnNvbGUucHJvdG8SB3dyaXQudjEiEwoRR2V0U2Vzc2lvblJlcXVlc3QiawoSR2V0U2Vzc2lvblJlc3BvbnNlEg4KBmlzc3VlchgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBmdyb3VwcxgDIAMoCRIQCghvcGVyYXRvchgEIAEoCBISCgpleHBpcmVzX2F0GAUgASgDIhAKDlNpZ25PdXRSZXF1ZXN0IhEKD1NpZ25PdXRSZXNwb25zZSIUChJHZXRPdmVydmlld1JlcXVlc3QiSwoKQ2FLZXlTdGF0ZRIPCgdwdXJwb3NlGAEgASgJEgoKAmlkGAIgASgJEg0KBXN0YXRlGAMgASgJEhEKCW5vdF9hZnRlchgEIAEoAyKyAQoTR2V0T3ZlcnZpZXdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhQKDHRydXN0X2RvbWFpbhgCIAEoCRIhCgRrZXlzGAMgAygLMhMud3JpdC52MS5DYUtleVN0YXRlEhIKCmF1ZGl0X3NpemUYBCABKAQSEQoJZGF0YXN0b3JlGAUgASgJEg0KBXRhc2tzGAYgASgEEg4KBmlzc3VlZBgHIAEoBBILCgNub3cYCCABKAMiLwoeQ29uc29sZVNlcnZpY2VMaXN0VGFza3NSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIpoBCgtUYXNrU3VtbWFyeRIKCgJpZBgBIAEoCRIRCglwcmluY2lwYWwYAiABKAkSDAoEZ29hbBgDIAEoCRISCgpjcmVhdGVkX2F0GAQgASgDEhIKCmV4cGlyZXNfYXQYBSABKAMSEAoIZW5kZWRfYXQYBiABKAMSEAoIZW5kZWRfYnkYByABKAkSEgoKZW5kX3JlYXNvbhgIIAEoCSJGCh9Db25zb2xlU2VydmljZUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQud3JpdC52MS5UYXNrU3VtbWFyeSIlChJHZXRUYXNrVHJlZVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKsAQoJVHJlZUdyYW50EgsKA2p0aRgBIAEoCRINCgVkZXB0aBgCIAEoDRIUCgxkZWxlZ2F0ZV9qa3QYAyABKAkSDQoFc2NvcGUYBCADKAkSEgoKYm91bmRhcmllcxgFIAMoCRIQCghlc2NhbGF0ZRgGIAMoCRISCgpleHBpcmVzX2F0GAcgASgDEhIKCnJldm9rZWRfYXQYCCABKAMSEAoIZnJvbV9zdWIYCSABKAki6wEKCFRyZWVXcml0EgsKA2p0aRgBIAEoCRIRCglzcGlmZmVfaWQYAiABKAkSCwoDamt0GAMgASgJEhUKDWV2aWRlbmNlX3R5cGUYBCABKAkSEAoIcGxhdGZvcm0YBSABKAkSEAoIZW50cnlfaWQYBiABKAkSFwoPZXZpZGVuY2VfZGlnZXN0GAcgASgJEhIKCnBhcmVudF9qdGkYCCABKAkSDwoHbGluZWFnZRgJIAMoCRIRCglpc3N1ZWRfYXQYCiABKAMSEgoKZXhwaXJlc19hdBgLIAEoAxISCgpyZXZva2VkX2F0GAwgASgDIp8BChNHZXRUYXNrVHJlZVJlc3BvbnNlEiIKBHRhc2sYASABKAsyFC53cml0LnYxLlRhc2tTdW1tYXJ5EiIKBmdyYW50cxgCIAMoCzISLndyaXQudjEuVHJlZUdyYW50EiAKBXdyaXRzGAMgAygLMhEud3JpdC52MS5UcmVlV3JpdBIRCgl0cnVuY2F0ZWQYBCABKAgSCwoDbm93GAUgASgDIksKG0NvbnNvbGVTZXJ2aWNlUmV2b2tlUmVxdWVzdBIMCgRraW5kGAEgASgJEg4KBnRhcmdldBgCIAEoCRIOCgZyZWFzb24YAyABKAkiSwocQ29uc29sZVNlcnZpY2VSZXZva2VSZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIKCgJhdBgCIAEoAxINCgV3cml0cxgDIAEoDSJYChdMaXN0QXVkaXRSZWNvcmRzUmVxdWVzdBIMCgR0YXNrGAEgASgJEhEKCXByaW5jaXBhbBgCIAEoCRINCgVhY3RvchgDIAEoCRINCgVsaW1pdBgEIAEoDSI0ChJBdWRpdFJlY29yZFN1bW1hcnkSCwoDc2VxGAEgASgEEhEKCWNhbm9uaWNhbBgCIAEoDCJIChhMaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USLAoHcmVjb3JkcxgBIAMoCzIbLndyaXQudjEuQXVkaXRSZWNvcmRTdW1tYXJ5IiYKF1Byb3ZlQXVkaXRSZWNvcmRSZXF1ZXN0EgsKA3NlcRgBIAEoBCKBAQoYUHJvdmVBdWRpdFJlY29yZFJlc3BvbnNlEgsKA3NlcRgBIAEoBBIRCgljYW5vbmljYWwYAiABKAwSDQoFcHJvb2YYAyADKAwSDAoEc2l6ZRgEIAEoBBISCgpjaGVja3BvaW50GAUgASgJEhQKDHZlcmlmaWVyX2tleRgGIAEoCTKSBQoOQ29uc29sZVNlcnZpY2USRQoKR2V0U2Vzc2lvbhIaLndyaXQudjEuR2V0U2Vzc2lvblJlcXVlc3QaGy53cml0LnYxLkdldFNlc3Npb25SZXNwb25zZRI8CgdTaWduT3V0Ehcud3JpdC52MS5TaWduT3V0UmVxdWVzdBoYLndyaXQudjEuU2lnbk91dFJlc3BvbnNlEkgKC0dldE92ZXJ2aWV3Ehsud3JpdC52MS5HZXRPdmVydmlld1JlcXVlc3QaHC53cml0LnYxLkdldE92ZXJ2aWV3UmVzcG9uc2USXgoJTGlzdFRhc2tzEicud3JpdC52MS5Db25zb2xlU2VydmljZUxpc3RUYXNrc1JlcXVlc3QaKC53cml0LnYxLkNvbnNvbGVTZXJ2aWNlTGlzdFRhc2tzUmVzcG9uc2USSAoLR2V0VGFza1RyZWUSGy53cml0LnYxLkdldFRhc2tUcmVlUmVxdWVzdBocLndyaXQudjEuR2V0VGFza1RyZWVSZXNwb25zZRJVCgZSZXZva2USJC53cml0LnYxLkNvbnNvbGVTZXJ2aWNlUmV2b2tlUmVxdWVzdBolLndyaXQudjEuQ29uc29sZVNlcnZpY2VSZXZva2VSZXNwb25zZRJXChBMaXN0QXVkaXRSZWNvcmRzEiAud3JpdC52MS5MaXN0QXVkaXRSZWNvcmRzUmVxdWVzdBohLndyaXQudjEuTGlzdEF1ZGl0UmVjb3Jkc1Jlc3BvbnNlElcKEFByb3ZlQXVkaXRSZWNvcmQSIC53cml0LnYxLlByb3ZlQXVkaXRSZWNvcmRSZXF1ZXN0GiEud3JpdC52MS5Qcm92ZUF1ZGl0UmVjb3JkUmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChV3cml0L3YxL2NvbnNvbGUucHJvdG8SB3dyaXQudjEiEwoRR2V0U2Vzc2lvblJlcXVlc3QiawoSR2V0U2Vzc2lvblJlc3BvbnNlEg4KBmlzc3VlchgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBmdyb3VwcxgDIAMoCRIQCghvcGVyYXRvchgEIAEoCBISCgpleHBpcmVzX2F0GAUgASgDIhAKDlNpZ25PdXRSZXF1ZXN0IhEKD1NpZ25PdXRSZXNwb25zZSIUChJHZXRPdmVydmlld1JlcXVlc3QiSwoKQ2FLZXlTdGF0ZRIPCgdwdXJwb3NlGAEgASgJEgoKAmlkGAIgASgJEg0KBXN0YXRlGAMgASgJEhEKCW5vdF9hZnRlchgEIAEoAyKyAQoTR2V0T3ZlcnZpZXdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhQKDHRydXN0X2RvbWFpbhgCIAEoCRIhCgRrZXlzGAMgAygLMhMud3JpdC52MS5DYUtleVN0YXRlEhIKCmF1ZGl0X3NpemUYBCABKAQSEQoJZGF0YXN0b3JlGAUgASgJEg0KBXRhc2tzGAYgASgEEg4KBmlzc3VlZBgHIAEoBBILCgNub3cYCCABKAMiLwoeQ29uc29sZVNlcnZpY2VMaXN0VGFza3NSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIpoBCgtUYXNrU3VtbWFyeRIKCgJpZBgBIAEoCRIRCglwcmluY2lwYWwYAiABKAkSDAoEZ29hbBgDIAEoCRISCgpjcmVhdGVkX2F0GAQgASgDEhIKCmV4cGlyZXNfYXQYBSABKAMSEAoIZW5kZWRfYXQYBiABKAMSEAoIZW5kZWRfYnkYByABKAkSEgoKZW5kX3JlYXNvbhgIIAEoCSJGCh9Db25zb2xlU2VydmljZUxpc3RUYXNrc1Jlc3BvbnNlEiMKBXRhc2tzGAEgAygLMhQud3JpdC52MS5UYXNrU3VtbWFyeSIlChJHZXRUYXNrVHJlZVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSKsAQoJVHJlZUdyYW50EgsKA2p0aRgBIAEoCRINCgVkZXB0aBgCIAEoDRIUCgxkZWxlZ2F0ZV9qa3QYAyABKAkSDQoFc2NvcGUYBCADKAkSEgoKYm91bmRhcmllcxgFIAMoCRIQCghlc2NhbGF0ZRgGIAMoCRISCgpleHBpcmVzX2F0GAcgASgDEhIKCnJldm9rZWRfYXQYCCABKAMSEAoIZnJvbV9zdWIYCSABKAki6wEKCFRyZWVXcml0EgsKA2p0aRgBIAEoCRIRCglzcGlmZmVfaWQYAiABKAkSCwoDamt0GAMgASgJEhUKDWV2aWRlbmNlX3R5cGUYBCABKAkSEAoIcGxhdGZvcm0YBSABKAkSEAoIZW50cnlfaWQYBiABKAkSFwoPZXZpZGVuY2VfZGlnZXN0GAcgASgJEhIKCnBhcmVudF9qdGkYCCABKAkSDwoHbGluZWFnZRgJIAMoCRIRCglpc3N1ZWRfYXQYCiABKAMSEgoKZXhwaXJlc19hdBgLIAEoAxISCgpyZXZva2VkX2F0GAwgASgDIpsBCgxUcmVlQXBwcm92YWwSCgoCaWQYASABKAkSDQoFYWN0b3IYAiABKAkSEQoJYWN0b3Jfamt0GAMgASgJEhIKCnBlcm1pc3Npb24YBCABKAkSDQoFc3RhdGUYBSABKAkSEgoKZGVjaWRlZF9ieRgGIAEoCRISCgpkZWNpZGVkX2F0GAcgASgDEhIKCmV4cGlyZXNfYXQYCCABKAMiyQEKE0dldFRhc2tUcmVlUmVzcG9uc2USIgoEdGFzaxgBIAEoCzIULndyaXQudjEuVGFza1N1bW1hcnkSIgoGZ3JhbnRzGAIgAygLMhIud3JpdC52MS5UcmVlR3JhbnQSIAoFd3JpdHMYAyADKAsyES53cml0LnYxLlRyZWVXcml0EhEKCXRydW5jYXRlZBgEIAEoCBILCgNub3cYBSABKAMSKAoJYXBwcm92YWxzGAYgAygLMhUud3JpdC52MS5UcmVlQXBwcm92YWwiSwobQ29uc29sZVNlcnZpY2VSZXZva2VSZXF1ZXN0EgwKBGtpbmQYASABKAkSDgoGdGFyZ2V0GAIgASgJEg4KBnJlYXNvbhgDIAEoCSJLChxDb25zb2xlU2VydmljZVJldm9rZVJlc3BvbnNlEhAKCHNlcXVlbmNlGAEgASgEEgoKAmF0GAIgASgDEg0KBXdyaXRzGAMgASgNIlgKF0xpc3RBdWRpdFJlY29yZHNSZXF1ZXN0EgwKBHRhc2sYASABKAkSEQoJcHJpbmNpcGFsGAIgASgJEg0KBWFjdG9yGAMgASgJEg0KBWxpbWl0GAQgASgNIjQKEkF1ZGl0UmVjb3JkU3VtbWFyeRILCgNzZXEYASABKAQSEQoJY2Fub25pY2FsGAIgASgMIkgKGExpc3RBdWRpdFJlY29yZHNSZXNwb25zZRIsCgdyZWNvcmRzGAEgAygLMhsud3JpdC52MS5BdWRpdFJlY29yZFN1bW1hcnkiJgoXUHJvdmVBdWRpdFJlY29yZFJlcXVlc3QSCwoDc2VxGAEgASgEIoEBChhQcm92ZUF1ZGl0UmVjb3JkUmVzcG9uc2USCwoDc2VxGAEgASgEEhEKCWNhbm9uaWNhbBgCIAEoDBINCgVwcm9vZhgDIAMoDBIMCgRzaXplGAQgASgEEhIKCmNoZWNrcG9pbnQYBSABKAkSFAoMdmVyaWZpZXJfa2V5GAYgASgJMpIFCg5Db25zb2xlU2VydmljZRJFCgpHZXRTZXNzaW9uEhoud3JpdC52MS5HZXRTZXNzaW9uUmVxdWVzdBobLndyaXQudjEuR2V0U2Vzc2lvblJlc3BvbnNlEjwKB1NpZ25PdXQSFy53cml0LnYxLlNpZ25PdXRSZXF1ZXN0Ghgud3JpdC52MS5TaWduT3V0UmVzcG9uc2USSAoLR2V0T3ZlcnZpZXcSGy53cml0LnYxLkdldE92ZXJ2aWV3UmVxdWVzdBocLndyaXQudjEuR2V0T3ZlcnZpZXdSZXNwb25zZRJeCglMaXN0VGFza3MSJy53cml0LnYxLkNvbnNvbGVTZXJ2aWNlTGlzdFRhc2tzUmVxdWVzdBooLndyaXQudjEuQ29uc29sZVNlcnZpY2VMaXN0VGFza3NSZXNwb25zZRJICgtHZXRUYXNrVHJlZRIbLndyaXQudjEuR2V0VGFza1RyZWVSZXF1ZXN0Ghwud3JpdC52MS5HZXRUYXNrVHJlZVJlc3BvbnNlElUKBlJldm9rZRIkLndyaXQudjEuQ29uc29sZVNlcnZpY2VSZXZva2VSZXF1ZXN0GiUud3JpdC52MS5Db25zb2xlU2VydmljZVJldm9rZVJlc3BvbnNlElcKEExpc3RBdWRpdFJlY29yZHMSIC53cml0LnYxLkxpc3RBdWRpdFJlY29yZHNSZXF1ZXN0GiEud3JpdC52MS5MaXN0QXVkaXRSZWNvcmRzUmVzcG9uc2USVwoQUHJvdmVBdWRpdFJlY29yZBIgLndyaXQudjEuUHJvdmVBdWRpdFJlY29yZFJlcXVlc3QaIS53cml0LnYxLlByb3ZlQXVkaXRSZWNvcmRSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * @generated from message writ.v1.GetSessionRequest
@@ -438,6 +438,68 @@ export const TreeWritSchema: GenMessage<TreeWrit> = /*@__PURE__*/
   messageDesc(file_writ_v1_console, 12);
 
 /**
+ * An escalation an agent of the task asked for, and what became of it.
+ *
+ * @generated from message writ.v1.TreeApproval
+ */
+export type TreeApproval = Message<"writ.v1.TreeApproval"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The requesting agent's SPIFFE ID and key thumbprint (which node of the tree asked).
+   *
+   * @generated from field: string actor = 2;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: string actor_jkt = 3;
+   */
+  actorJkt: string;
+
+  /**
+   * "ACTION RESOURCE".
+   *
+   * @generated from field: string permission = 4;
+   */
+  permission: string;
+
+  /**
+   * pending, approved, denied or expired.
+   *
+   * @generated from field: string state = 5;
+   */
+  state: string;
+
+  /**
+   * ISSUER#SUBJECT of the approver, when decided.
+   *
+   * @generated from field: string decided_by = 6;
+   */
+  decidedBy: string;
+
+  /**
+   * @generated from field: int64 decided_at = 7;
+   */
+  decidedAt: bigint;
+
+  /**
+   * @generated from field: int64 expires_at = 8;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message writ.v1.TreeApproval.
+ * Use `create(TreeApprovalSchema)` to create a new message.
+ */
+export const TreeApprovalSchema: GenMessage<TreeApproval> = /*@__PURE__*/
+  messageDesc(file_writ_v1_console, 13);
+
+/**
  * @generated from message writ.v1.GetTaskTreeResponse
  */
 export type GetTaskTreeResponse = Message<"writ.v1.GetTaskTreeResponse"> & {
@@ -467,6 +529,13 @@ export type GetTaskTreeResponse = Message<"writ.v1.GetTaskTreeResponse"> & {
    * @generated from field: int64 now = 5;
    */
   now: bigint;
+
+  /**
+   * The task's escalation requests, newest first (at most 500).
+   *
+   * @generated from field: repeated writ.v1.TreeApproval approvals = 6;
+   */
+  approvals: TreeApproval[];
 };
 
 /**
@@ -474,7 +543,7 @@ export type GetTaskTreeResponse = Message<"writ.v1.GetTaskTreeResponse"> & {
  * Use `create(GetTaskTreeResponseSchema)` to create a new message.
  */
 export const GetTaskTreeResponseSchema: GenMessage<GetTaskTreeResponse> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 13);
+  messageDesc(file_writ_v1_console, 14);
 
 /**
  * @generated from message writ.v1.ConsoleServiceRevokeRequest
@@ -505,7 +574,7 @@ export type ConsoleServiceRevokeRequest = Message<"writ.v1.ConsoleServiceRevokeR
  * Use `create(ConsoleServiceRevokeRequestSchema)` to create a new message.
  */
 export const ConsoleServiceRevokeRequestSchema: GenMessage<ConsoleServiceRevokeRequest> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 14);
+  messageDesc(file_writ_v1_console, 15);
 
 /**
  * @generated from message writ.v1.ConsoleServiceRevokeResponse
@@ -532,7 +601,7 @@ export type ConsoleServiceRevokeResponse = Message<"writ.v1.ConsoleServiceRevoke
  * Use `create(ConsoleServiceRevokeResponseSchema)` to create a new message.
  */
 export const ConsoleServiceRevokeResponseSchema: GenMessage<ConsoleServiceRevokeResponse> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 15);
+  messageDesc(file_writ_v1_console, 16);
 
 /**
  * @generated from message writ.v1.ListAuditRecordsRequest
@@ -568,7 +637,7 @@ export type ListAuditRecordsRequest = Message<"writ.v1.ListAuditRecordsRequest">
  * Use `create(ListAuditRecordsRequestSchema)` to create a new message.
  */
 export const ListAuditRecordsRequestSchema: GenMessage<ListAuditRecordsRequest> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 16);
+  messageDesc(file_writ_v1_console, 17);
 
 /**
  * @generated from message writ.v1.AuditRecordSummary
@@ -592,7 +661,7 @@ export type AuditRecordSummary = Message<"writ.v1.AuditRecordSummary"> & {
  * Use `create(AuditRecordSummarySchema)` to create a new message.
  */
 export const AuditRecordSummarySchema: GenMessage<AuditRecordSummary> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 17);
+  messageDesc(file_writ_v1_console, 18);
 
 /**
  * @generated from message writ.v1.ListAuditRecordsResponse
@@ -609,7 +678,7 @@ export type ListAuditRecordsResponse = Message<"writ.v1.ListAuditRecordsResponse
  * Use `create(ListAuditRecordsResponseSchema)` to create a new message.
  */
 export const ListAuditRecordsResponseSchema: GenMessage<ListAuditRecordsResponse> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 18);
+  messageDesc(file_writ_v1_console, 19);
 
 /**
  * @generated from message writ.v1.ProveAuditRecordRequest
@@ -626,7 +695,7 @@ export type ProveAuditRecordRequest = Message<"writ.v1.ProveAuditRecordRequest">
  * Use `create(ProveAuditRecordRequestSchema)` to create a new message.
  */
 export const ProveAuditRecordRequestSchema: GenMessage<ProveAuditRecordRequest> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 19);
+  messageDesc(file_writ_v1_console, 20);
 
 /**
  * @generated from message writ.v1.ProveAuditRecordResponse
@@ -672,7 +741,7 @@ export type ProveAuditRecordResponse = Message<"writ.v1.ProveAuditRecordResponse
  * Use `create(ProveAuditRecordResponseSchema)` to create a new message.
  */
 export const ProveAuditRecordResponseSchema: GenMessage<ProveAuditRecordResponse> = /*@__PURE__*/
-  messageDesc(file_writ_v1_console, 20);
+  messageDesc(file_writ_v1_console, 21);
 
 /**
  * ConsoleService: what the web console reads, and the one thing it changes (a revocation), served
