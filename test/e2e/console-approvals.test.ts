@@ -14,7 +14,7 @@ import { ApprovalService, type EscalateResponse, type GetApprovalResponse } from
 import { escalateMethod, getApprovalMethod } from '../../src/issuance/approvals.js';
 import { unaryCall } from '../../src/rpc/grpc-adapter.js';
 import { createProof } from '../../src/writ/proof.js';
-import { launchChromium, screenshotDir } from '../helpers/browser.js';
+import { HAVE_CHROMIUM, launchChromium, screenshotDir } from '../helpers/browser.js';
 import { type ConsoleWorld, startConsoleWorld } from '../helpers/console.js';
 import { POLICY } from '../helpers/policies.js';
 import { type Hop, threeHops } from '../helpers/revocation.js';
@@ -26,7 +26,7 @@ permit(principal, action == Writ::Action::"approve", resource)
 when { principal.groups.contains("sec-oncall") };
 `;
 
-describe('web console approvals (chromium, virtual authenticator)', { timeout: 180_000 }, () => {
+describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authenticator)', { timeout: 180_000 }, () => {
   let c: ConsoleWorld;
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
   let browser: Browser;

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ConsoleWorld, OPERATOR_GROUP, startConsoleWorld } from '../helpers/console.js';
-import { launchChromium, screenshotDir } from '../helpers/browser.js';
+import { HAVE_CHROMIUM, launchChromium, screenshotDir } from '../helpers/browser.js';
 import { threeHops } from '../helpers/revocation.js';
 
-describe('web console in chromium', { timeout: 120_000 }, () => {
+describe.skipIf(!HAVE_CHROMIUM)('web console in chromium', { timeout: 120_000 }, () => {
   let c: ConsoleWorld;
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
   let browser: Browser;

@@ -3,12 +3,16 @@
  * of its own, a fresh profile per launch (removed at close), never a downloaded browser. The
  * browser process is closed by `close()`; should that fail, it is killed by its PID.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
 export const CHROMIUM = process.env.WRIT_CHROMIUM ?? '/usr/bin/chromium';
+/** Whether the browser tests can run (scripts/install-test-deps.sh installs Debian's chromium). */
+export const HAVE_CHROMIUM = existsSync(CHROMIUM);
+if (!HAVE_CHROMIUM)
+  console.warn(`\n*** ${CHROMIUM} not found: the web console's browser tests are SKIPPED (scripts/install-test-deps.sh installs chromium) ***\n`);
 
 export async function launchChromium(): Promise<{ browser: Browser; close(): Promise<void> }> {
   const profile = mkdtempSync(join(tmpdir(), 'writ-chromium-'));
