@@ -32,10 +32,12 @@ setup: node_modules/.stamp ## install every npm dependency, the test and lint to
 build-run: setup-run ## compile src/ to dist/src (what bin/writ runs)
 	$(NPM) run --silent build:run
 
-build: setup ## compile src/ and test/ to dist/
+build: setup ## compile src/ and test/ to dist/, and build the web console (console/ → dist/console)
 	$(NPM) run --silent build
 
 run: build-run ## start `writ server` on the embedded default (SQLite in ./.writ, dev CA on first start), HTTPS on 127.0.0.1:8444
+	@# The web console (console/, built by vite, a development dependency) is built when vite is installed (`make setup`); without it /console/ says how to build it.
+	@if [ -x node_modules/.bin/vite ]; then $(NPM) run --silent build:console; fi
 	./bin/writ server --http-listen 127.0.0.1:8444
 
 test: build ## install test tools (openssl, python3-jwt) where possible, then run every test

@@ -6,13 +6,20 @@
  * in memory only. Anyone who can reach the port can get a token for anyone: trust it in writ
  * only for a walkthrough or tests, never in production. Every token carries `"dev": true`.
  *
+ * For the web console it also runs a minimal authorization code flow with PKCE (OpenID Connect
+ * Core §3.1, RFC 7636 S256 only): `GET <issuer>/authorize` shows a form, marked FOR DEVELOPMENT
+ * ONLY, where you type the subject and groups to sign in as; submitting it redirects to the
+ * client's `redirect_uri` (https or http on a loopback host only) with a one-time code, which
+ * `POST <issuer>/token` (form-encoded, `grant_type=authorization_code`) redeems for an ID token
+ * carrying the request's nonce. The client id must be the audience.
+ *
  * Defences that keep it a local tool: it binds only to 127.0.0.0/8, ::1 or localhost; every
  * request must come from a loopback peer and name a loopback host in `Host` (a DNS-rebinding
  * page in a browser names its own host); `POST /token` takes only `application/json` without
  * an `Origin` header (no browser form or cross-site fetch) and at most
  * MAX_TOKEN_REQUEST_BYTES. UNTRUSTED input enters in the request handler.
  */
-import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
@@ -39,6 +46,11 @@ export const MAX_GROUP_CHARS = 256;
 export const MAX_DEV_GROUPS = 64;
 /** Where `writ dev idp` listens without --listen. */
 export const DEFAULT_DEV_IDP_LISTEN = '127.0.0.1:9000';
+/** How long an authorization code (and a shown sign-in form) may wait, ms. */
+export const DEV_CODE_TTL_MS = 60_000;
+export const DEV_FORM_TTL_MS = 10 * 60_000;
+/** Codes and forms pending at once (past it the oldest is dropped). */
+export const MAX_DEV_PENDING = 1000;
 /** HTTP timeout of `requestDevToken`. */
 export const DEV_REQUEST_TIMEOUT_MS = 5_000;
 
@@ -67,7 +79,7 @@ export interface DevIdp {
   /** The `kid` of the current signing key (its RFC 7638 thumbprint). */
   readonly kid: string;
   /** Requests served so far. */
-  readonly requests: { readonly discovery: number; readonly jwks: number; readonly token: number };
+  readonly requests: { readonly discovery: number; readonly jwks: number; readonly token: number; readonly authorize: number };
   /**
    * A signed ID token for `sub`: iss, sub, aud, iat, exp, jti and `"dev": true`, then `claims`
    * over them (which may replace any but `dev`). `header` members replace kid or typ.
@@ -157,6 +169,68 @@ export function parseTokenRequest(text: string): { sub: string; groups?: string[
   return { sub, groups: g as string[], ttlSeconds };
 }
 
+/** An authorization request the development provider accepted (OpenID Connect Core §3.1.2.1). */
+export interface AuthorizeRequest {
+  readonly clientId: string;
+  readonly redirectUri: string;
+  readonly state: string;
+  readonly nonce: string;
+  readonly codeChallenge: string;
+}
+
+/**
+ * UNTRUSTED: the query of `GET /authorize`. Code flow with PKCE S256 only; the client id must be
+ * the audience; the redirect URI must be https or http on a loopback host (a development tool
+ * never sends a code off the machine).
+ */
+export function parseAuthorizeRequest(q: URLSearchParams, audience: string): AuthorizeRequest {
+  const one = (k: string, max = 512): string => {
+    const v = q.getAll(k);
+    if (v.length !== 1 || v[0] === '' || v[0]!.length > max) throw new DevIdpRequestError(`${k} must be given once, 1..${max} characters`);
+    return v[0]!;
+  };
+  if (one('response_type') !== 'code') throw new DevIdpRequestError('response_type must be code');
+  if (!one('scope').split(' ').includes('openid')) throw new DevIdpRequestError('scope must include openid');
+  const clientId = one('client_id');
+  if (clientId !== audience) throw new DevIdpRequestError(`client_id must be ${audience} (the audience of this provider's tokens)`);
+  if (one('code_challenge_method') !== 'S256') throw new DevIdpRequestError('code_challenge_method must be S256');
+  const codeChallenge = one('code_challenge');
+  if (!/^[A-Za-z0-9_-]{43}$/.test(codeChallenge)) throw new DevIdpRequestError('code_challenge must be a base64url SHA-256');
+  const redirectUri = one('redirect_uri', 2048);
+  let u: URL;
+  try {
+    u = new URL(redirectUri);
+  } catch {
+    throw new DevIdpRequestError('redirect_uri must be an absolute URL');
+  }
+  const name = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  if ((u.protocol !== 'https:' && u.protocol !== 'http:') || !isLoopbackAddress(name) || u.hash || u.username || u.password)
+    throw new DevIdpRequestError('redirect_uri must be https (or http) on a loopback host: this provider never sends a code off the machine');
+  const nonce = q.get('nonce') ?? '';
+  if (nonce.length > 256) throw new DevIdpRequestError('nonce is longer than 256 characters');
+  return { clientId, redirectUri, state: one('state', 256), nonce, codeChallenge };
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The sign-in form: no script, no style, nothing loaded. */
+function signInPage(issuer: string, id: string, a: AuthorizeRequest): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Development sign-in — FOR DEVELOPMENT ONLY</title></head>
+<body>
+<h1>FOR DEVELOPMENT ONLY</h1>
+<p><strong>This development OpenID Connect provider signs anyone in as anyone.</strong> Never trust it outside a walkthrough or a test.</p>
+<p>Signing in to <code>${escapeHtml(a.redirectUri)}</code> (client <code>${escapeHtml(a.clientId)}</code>) at <code>${escapeHtml(issuer)}</code>.</p>
+<form method="post" action="${escapeHtml(issuer)}/authorize">
+<input type="hidden" name="request" value="${escapeHtml(id)}">
+<p><label for="sub">Subject</label><br><input id="sub" name="sub" required maxlength="${MAX_SUBJECT_CHARS}" autocomplete="username" value="alice"></p>
+<p><label for="groups">Groups (comma-separated)</label><br><input id="groups" name="groups" maxlength="4096" value=""></p>
+<p><button type="submit">Sign in (development)</button></p>
+</form>
+</body></html>
+`;
+}
+
 /** Starts the provider; resolves once it listens. */
 export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const problems: string[] = [];
@@ -172,7 +246,16 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
 
   let key = keyPair(alg);
   let kid = jwkThumbprint(key);
-  const requests = { discovery: 0, jwks: 0, token: 0 };
+  const requests = { discovery: 0, jwks: 0, token: 0, authorize: 0 };
+  /** Sign-in forms shown (by a random id) and codes given, each waiting once. */
+  const forms = new Map<string, AuthorizeRequest & { at: number }>();
+  const codes = new Map<string, AuthorizeRequest & { at: number; sub: string; groups: string[] }>();
+  const remember = <V>(m: Map<string, V>, v: V): string => {
+    while (m.size >= MAX_DEV_PENDING) m.delete(m.keys().next().value!);
+    const id = randomBytes(32).toString('base64url');
+    m.set(id, v);
+    return id;
+  };
   let issuer = '';
   let port = 0;
 
@@ -246,17 +329,92 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
       return json(res, 200, {
         issuer,
         jwks_uri: `${issuer}/jwks`,
-        response_types_supported: ['id_token'],
+        authorization_endpoint: `${issuer}/authorize`,
+        token_endpoint: `${issuer}/token`,
+        response_types_supported: ['code', 'id_token'],
+        grant_types_supported: ['authorization_code'],
+        code_challenge_methods_supported: ['S256'],
+        token_endpoint_auth_methods_supported: ['none'],
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: [alg],
-        claims_supported: ['iss', 'sub', 'aud', 'iat', 'exp', 'jti', 'groups', DEV_CLAIM],
+        claims_supported: ['iss', 'sub', 'aud', 'iat', 'exp', 'jti', 'nonce', 'groups', DEV_CLAIM],
         writ_dev_token_endpoint: `${issuer}/token`,
         writ_dev: 'FOR DEVELOPMENT ONLY: this provider signs a token for any subject',
       });
     }
+    if (route === '/authorize') {
+      requests.authorize++;
+      if (req.method === 'GET') {
+        const a = parseAuthorizeRequest(url.searchParams, audience);
+        const id = remember(forms, { ...a, at: opts.clock.now().getTime() });
+        const formAction = `'self' ${new URL(a.redirectUri).origin}`;
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'content-security-policy': `default-src 'none'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
+          'x-frame-options': 'DENY',
+          'x-content-type-options': 'nosniff',
+        });
+        res.end(signInPage(issuer, id, a));
+        return;
+      }
+      if (req.method !== 'POST') return text(res, 405, 'use GET (the form) or POST (its answer)', { allow: 'GET, POST' });
+      // The form is this page's own: a page elsewhere cannot sign a browser in as someone.
+      if (req.headers.origin !== new URL(issuer).origin) return text(res, 403, 'the sign-in form is answered from this provider only');
+      if (!/^application\/x-www-form-urlencoded\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return text(res, 415, 'the body must be a form');
+      const f = new URLSearchParams(await readBody(req));
+      const id = f.get('request') ?? '';
+      const a = forms.get(id);
+      forms.delete(id);
+      if (!a || opts.clock.now().getTime() - a.at > DEV_FORM_TTL_MS)
+        throw new DevIdpRequestError('this sign-in form expired or was used; start the sign-in again');
+      const sub = checkSubject((f.get('sub') ?? '').trim());
+      const groups = (f.get('groups') ?? '')
+        .split(',')
+        .map((g) => g.trim())
+        .filter((g) => g !== '');
+      if (groups.length > MAX_DEV_GROUPS || groups.some((g) => g.length > MAX_GROUP_CHARS))
+        throw new DevIdpRequestError(`at most ${MAX_DEV_GROUPS} groups of 1..${MAX_GROUP_CHARS} characters`);
+      const code = remember(codes, { ...a, at: opts.clock.now().getTime(), sub, groups });
+      const back = new URL(a.redirectUri);
+      back.searchParams.set('code', code);
+      back.searchParams.set('state', a.state);
+      opts.log?.(`writ dev idp: signed a browser in as ${JSON.stringify(sub)}${groups.length ? ` (groups ${groups.join(', ')})` : ''} for ${a.redirectUri}`);
+      res.writeHead(303, { location: back.href, 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
     if (route === '/token') {
       if (req.method !== 'POST') return text(res, 405, 'use POST with {"sub":"alice","groups":["eng"]}', { allow: 'POST' });
       if (req.headers.origin !== undefined) return text(res, 403, 'tokens are for command-line clients; browsers (an Origin header) are refused');
+      if (/^application\/x-www-form-urlencoded\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+        // RFC 6749 §4.1.3 with RFC 7636 §4.5: one code, once, for the client, redirect and verifier it was given for.
+        const f = new URLSearchParams(await readBody(req));
+        if (f.get('grant_type') !== 'authorization_code') return json(res, 400, { error: 'unsupported_grant_type' });
+        const code = f.get('code') ?? '';
+        const c = codes.get(code);
+        codes.delete(code);
+        const verifier = f.get('code_verifier') ?? '';
+        const ok =
+          c !== undefined &&
+          opts.clock.now().getTime() - c.at <= DEV_CODE_TTL_MS &&
+          f.get('client_id') === c.clientId &&
+          f.get('redirect_uri') === c.redirectUri &&
+          /^[A-Za-z0-9._~-]{43,128}$/.test(verifier) &&
+          createHash('sha256').update(verifier).digest('base64url') === c.codeChallenge;
+        if (!ok)
+          return json(res, 400, {
+            error: 'invalid_grant',
+            error_description: 'unknown, used or expired code, or another client, redirect_uri or code_verifier',
+          });
+        const t = token(
+          c.sub,
+          { ...(c.groups.length ? { groups: c.groups } : {}), ...(c.nonce ? { nonce: c.nonce } : {}) },
+          { ttlSeconds: DEFAULT_DEV_TOKEN_TTL_S },
+        );
+        requests.token++;
+        return json(res, 200, { id_token: t, token_type: 'Bearer', expires_in: DEFAULT_DEV_TOKEN_TTL_S });
+      }
       if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return text(res, 415, 'the body must be application/json');
       const r = parseTokenRequest(await readBody(req));
       const t = token(r.sub, r.groups ? { groups: r.groups } : {}, { ttlSeconds: r.ttlSeconds });
@@ -271,7 +429,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     return text(
       res,
       404,
-      `not found; this development OIDC provider serves GET ${issuer}/.well-known/openid-configuration, GET ${issuer}/jwks, POST ${issuer}/token`,
+      `not found; this development OIDC provider serves GET ${issuer}/.well-known/openid-configuration, GET ${issuer}/jwks, GET ${issuer}/authorize, POST ${issuer}/token`,
     );
   };
 

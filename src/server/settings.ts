@@ -13,10 +13,20 @@ import { approvalsSection } from '../approval/settings.js';
 import { revocationSection } from '../issuance/revocations.js';
 import { statusListSection } from '../issuance/status-list-publisher.js';
 import { principalsSection } from '../principal/settings.js';
+import { consoleSection } from './console/settings.js';
 
 /** The capability sections of the server configuration, for a given evidence catalog. */
 export function serverSections(evidence: readonly EvidencePlugin[] = BUILTIN_EVIDENCE): ConfigSection[] {
-  return [attestationSection(evidence), joinTokenSection, principalsSection, revocationSection, statusListSection, auditSection, approvalsSection];
+  return [
+    attestationSection(evidence),
+    joinTokenSection,
+    principalsSection,
+    revocationSection,
+    statusListSection,
+    auditSection,
+    approvalsSection,
+    consoleSection,
+  ];
 }
 
 /** Raw config → validated server settings, capability sections included; throws ConfigError with every problem. */

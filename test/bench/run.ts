@@ -4,7 +4,7 @@
  * TLS setup and message sizes (handshakes.ts). Prints a table; writes JSON to $BENCH_OUT
  * (default bench-results.json): { name: { value, unit, floor?, ratio?, ... } }.
  * For rates, ratio = value / floor (1.0 = as fast as the floor).
- * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,sev-snp,nitro,nitro-handshake,tdx,tdx-spawn,audit,approvals,sidecar,sidecar-revocation,ha picks groups
+ * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,sev-snp,nitro,nitro-handshake,tdx,tdx-spawn,audit,approvals,sidecar,sidecar-revocation,ha,console picks groups
  * (audit: BENCH_AUDIT_RECORDS, default 1,000,000); BENCH_PROFILE=DIR
  * writes CPU profiles of the timed handshake batches (profile-summary.ts reads them).
  */
@@ -388,6 +388,8 @@ async function main(): Promise<void> {
     ['sidecar-revocation', async () => (await import('./sidecar-revocation.js')).sidecarRevocationBench(record)],
     // Three `writ server` replicas on PostgreSQL (WRIT_TEST_PG): cross-replica revocation latency.
     ['ha', async () => (await import('./ha.js')).haBenches(record)],
+    // The web console in chromium: a 1,000-agent task's tree, from entering the page to every node drawn.
+    ['console', async () => (await import('./console.js')).consoleBench(record)],
   ];
   for (const [name, fn] of groups) if (!only || only.has(name)) await fn();
   const side = !only || only.has('handshake') ? await handshakeRecords() : [];

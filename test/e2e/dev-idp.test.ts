@@ -118,7 +118,7 @@ describe('dev idp: tokens accepted through discovery', () => {
 
     const v = new PrincipalVerifier([{ issuer: idp.issuer, audience: 'writ', groupsClaim: 'groups' }], { fetcher: httpFetch, now: () => Date.now() });
     await expect(v.verify(token, ID_TOKEN)).resolves.toEqual({ iss: idp.issuer, sub: 'alice', groups: ['eng', 'ops'] });
-    expect(idp.requests).toEqual({ discovery: 1, jwks: 1, token: 1 });
+    expect(idp.requests).toEqual({ discovery: 1, jwks: 1, token: 1, authorize: 0 });
     // Another provider's token, same issuer URL shape, is refused by the signature check.
     const other = await startDevIdp({ host: '127.0.0.1', port: 0, keyType: keyType as DevIdpKeyType, clock });
     idps.push(other);
@@ -230,7 +230,8 @@ describe('dev idp: what POST /token refuses', () => {
     ['a Host header that is not loopback (DNS rebinding)', () => post(idp, { sub: 'a' }, { host: 'evil.example:80' }), 403, /Host header/],
     ['a Host header with another port', () => post(idp, { sub: 'a' }, { host: '127.0.0.1:1' }), 403, /Host header/],
     ['a browser (Origin header)', () => post(idp, { sub: 'a' }, { origin: 'https://evil.example' }), 403, /browsers/],
-    ['a form body', () => post(idp, 'sub=alice', { 'content-type': 'application/x-www-form-urlencoded' }), 415, /application\/json/],
+    // A form is an authorization code redemption (the console's sign-in); without that grant type it is refused.
+    ['a form body that redeems no code', () => post(idp, 'sub=alice', { 'content-type': 'application/x-www-form-urlencoded' }), 400, /unsupported_grant_type/],
     ['no content type', () => raw(`${idp.issuer}/token`, { method: 'POST', body: '{"sub":"a"}' }), 415, /application\/json/],
     ['a body that is not JSON', () => post(idp, '{sub: alice}'), 400, /not JSON/],
     ['duplicate members', () => post(idp, '{"sub":"alice","sub":"root"}'), 400, /not JSON/],
@@ -246,7 +247,7 @@ describe('dev idp: what POST /token refuses', () => {
     ['a fractional ttl', () => post(idp, { sub: 'a', ttl: 1.5 }), 400, /ttl must be/],
     ['a body over the limit', () => post(idp, { sub: 'a'.repeat(MAX_TOKEN_REQUEST_BYTES) }), 413, /larger than 4096 bytes/],
     ['GET', () => raw(`${idp.issuer}/token`, {}), 405, /use POST/],
-    ['an unknown path', () => raw(`${idp.issuer}/authorize`, {}), 404, /not found/],
+    ['an unknown path', () => raw(`${idp.issuer}/userinfo`, {}), 404, /not found/],
   ])('refuses %s', async (_n, send, status, body) => {
     const before = idp.requests.token;
     const r = await send();

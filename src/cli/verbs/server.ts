@@ -43,6 +43,7 @@ export const serverVerb: Verb = {
       `\nwrit server is running for trust domain ${settings.trustDomain}\n` +
         `  public gRPC (TLS) : ${server.address}\n` +
         (server.http ? `  HTTPS             : ${server.http.url} (port ${server.httpPort}: /status/<list>, /.well-known/spiffe-bundle)\n` : '') +
+        (server.http?.console ? `  web console       : ${server.http.url}/console/\n` : '') +
         `  admin socket      : ${settings.adminSocket}\n` +
         `  datastore         : ${server.datastoreDescription}\n` +
         `  trust bundle      : ${server.bundlePemPath} (SPIFFE JWKS: ${server.bundleJwksPath})\n` +

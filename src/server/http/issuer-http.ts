@@ -1,7 +1,7 @@
 /**
  * The HTTPS listener of `writ server`, when `http_listen` is set: the status list publisher
  * (told of every committed revocation), the route table, a per-peer request budget, and the
- * public URL writs name once the port is bound.
+ * public URL writs name once the port is bound; the web console's routes when it is on.
  */
 import { sectionSettings, type ServerSettings } from '../../config/config.js';
 import { StatusListPublisher, statusListSection, type StatusListSettings, type StatusListUris } from '../../issuance/status-list-publisher.js';
@@ -9,6 +9,7 @@ import type { ServerCore } from '../core.js';
 import { PeerRateLimiter } from '../rate-limit.js';
 import { HttpsListener } from './listener.js';
 import { issuerRoutes } from './routes.js';
+import { webConsole } from '../console/index.js';
 
 const hostPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
 
@@ -17,6 +18,8 @@ export class IssuerHttp {
   readonly listener: HttpsListener;
   /** The base URL relying parties use (known after `listen`). */
   url = '';
+  /** Whether the web console is served (`/console/`). */
+  readonly console: boolean;
 
   constructor(
     private readonly core: ServerCore,
@@ -32,8 +35,10 @@ export class IssuerHttp {
     });
     core.revocations.listen(this.publisher);
     const { attestationsPerSecond: rate, attestationBurst: burst } = settings.limits;
+    const ui = webConsole(core, () => this.url);
+    this.console = ui !== undefined;
     this.listener = new HttpsListener({
-      routes: issuerRoutes({ publisher: this.publisher, ca: core.ca }),
+      routes: [...issuerRoutes({ publisher: this.publisher, ca: core.ca }), ...(ui?.routes ?? [])],
       logger: core.logger,
       limiter: new PeerRateLimiter(rate, burst),
     });

@@ -4,7 +4,8 @@
  * (router.ts), and strict request handling: GET and HEAD only, where a route is defined (404
  * elsewhere, 405 for another method); requests carry no body (413); bounded target, headers
  * and time; no directory listing (nothing is served from files); security headers on every
- * reply. UNTRUSTED input (the whole request) enters here.
+ * reply. A route with its own `node` handler (the console's Connect calls) takes POST and reads
+ * its bounded body itself. UNTRUSTED input (the whole request) enters here.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -144,11 +145,16 @@ export class HttpsListener {
       const path = q < 0 ? target : target.slice(0, q);
       const m = matchRoute(this.deps.routes, path);
       if (!m) return send(textReply(404, 'not found'));
+      if (m.route.node && req.method !== 'GET' && req.method !== 'HEAD') {
+        if (this.deps.limiter && !this.deps.limiter.take(peer)) return send(textReply(429, 'too many requests', { 'retry-after': '1' }));
+        for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+        return await m.route.node(req, res);
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return send(textReply(405, `${String(req.method).slice(0, 16)} is not allowed here`, { allow: 'GET, HEAD' }));
       if (hasBody) return send(textReply(413, 'requests to this listener carry no body'));
       if (this.deps.limiter && !this.deps.limiter.take(peer)) return send(textReply(429, 'too many requests', { 'retry-after': '1' }));
-      send(await m.route.get({ path, param: m.param, headers: req.headers, peer }));
+      send(await m.route.get({ path, param: m.param, query: q < 0 ? '' : target.slice(q + 1), headers: req.headers, peer }));
     } catch (e) {
       this.deps.logger.error({ err: e, path: (req.url ?? '').slice(0, 200), peer }, 'https: request failed');
       if (!res.headersSent) send(textReply(500, 'internal error'));

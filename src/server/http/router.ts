@@ -3,13 +3,15 @@
  * segment) and a GET handler; HEAD is answered wherever GET is, without the body. A later
  * capability (the web console) adds a route as one entry of the table.
  */
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 
 export interface HttpRequest {
   /** The path, as sent (percent-encoding not decoded; routes match it literally). */
   readonly path: string;
   /** The one segment after a prefix route's prefix, else ''. */
   readonly param: string;
+  /** The query string after `?` (not decoded), else ''. */
+  readonly query: string;
   readonly headers: IncomingHttpHeaders;
   /** The peer's address (for logs and rate limits). */
   readonly peer: string;
@@ -17,7 +19,8 @@ export interface HttpRequest {
 
 export interface HttpReply {
   readonly status: number;
-  readonly headers?: Readonly<Record<string, string>>;
+  /** Header values; a list for a header sent more than once (`set-cookie`). */
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly body?: string | Buffer;
 }
 
@@ -25,9 +28,16 @@ export interface HttpRoute {
   /** `/exact/path`, or `/prefix/` with `prefix: true` (matches `/prefix/<one segment>`). */
   readonly path: string;
   readonly prefix?: boolean;
+  /** The segments a prefix route accepts (default SEGMENT). */
+  readonly segment?: RegExp;
   /** What the route is, for the start-up log. */
   readonly summary: string;
   get(req: HttpRequest): Promise<HttpReply> | HttpReply;
+  /**
+   * A route that takes other methods and a body (the console's Connect calls): handed the request
+   * after the rate limit, with the security headers set; it bounds and reads the body itself.
+   */
+  node?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 /** A segment a prefix route accepts: no slash, no dot segment, no percent-encoding, bounded. */
@@ -42,7 +52,7 @@ export function matchRoute(routes: readonly HttpRoute[], path: string): { route:
     }
     if (!path.startsWith(r.path)) continue;
     const rest = path.slice(r.path.length);
-    if (SEGMENT.test(rest)) return { route: r, param: rest };
+    if ((r.segment ?? SEGMENT).test(rest)) return { route: r, param: rest };
   }
   return undefined;
 }
