@@ -5,9 +5,10 @@
  * UNTRUSTED: bundle documents are parsed bounded (spiffe/bundle.ts); a fetched token is
  * validated before it is returned, and must name the requested audience.
  */
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { SidecarError, SvidError } from '../errors.js';
-import type { JWTBundlesResponse, JWTSVIDResponse } from '../gen/spiffe/workload/workload_pb.js';
+import { JWTSVIDRequestSchema, type JWTBundlesResponse, type JWTSVIDResponse } from '../gen/spiffe/workload/workload_pb.js';
 import { BundleSet, parseJwtBundle, type Bundle } from '../spiffe/bundle.js';
 import { MAX_JWT_BYTES, validateJwtSvid, type JwtSvid } from '../svid/jwt-svid.js';
 import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, SECURITY_HEADER, tdOfKey, Watch, workloadChannel, type SourceOptions } from './source.js';
@@ -91,7 +92,7 @@ export class JWTSource {
           (req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: JWTSVIDResponse) => void) => void
         >
       ).fetchJWTSVID!;
-      fn.call(this.client, { audience: [audience] }, md, { deadline: new Date(Date.now() + timeoutMs) }, (e, res) =>
+      fn.call(this.client, create(JWTSVIDRequestSchema, { audience: [audience] }), md, { deadline: new Date(Date.now() + timeoutMs) }, (e, res) =>
         e ? reject(new SidecarError('ERR_SIDECAR_NOT_SERVING', `workload: FetchJWTSVID: ${e.details}`, { cause: e })) : resolve(res),
       );
     });
