@@ -92,7 +92,7 @@ export class JWTSource {
           (req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: JWTSVIDResponse) => void) => void
         >
       ).fetchJWTSVID!;
-      fn.call(this.client, create(JWTSVIDRequestSchema, { audience: [audience] }), md, { deadline: new Date(Date.now() + timeoutMs) }, (e, res) =>
+      fn.call(this.client, create(JWTSVIDRequestSchema, { audience: [audience] }), md, { deadline: new Date(this.now() + timeoutMs) }, (e, res) =>
         e ? reject(new SidecarError('ERR_SIDECAR_NOT_SERVING', `workload: FetchJWTSVID: ${e.details}`, { cause: e })) : resolve(res),
       );
     });

@@ -202,6 +202,11 @@ export class X509Source {
     for (const l of this.listeners) l(s);
   }
 
+  /** The source's clock (ms), by which SVIDs and peers are checked. */
+  clock(): number {
+    return this.now();
+  }
+
   current(): SourceStatus {
     return this.status;
   }

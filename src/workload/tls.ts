@@ -47,7 +47,7 @@ function peerChain(cert: tls.PeerCertificate | tls.DetailedPeerCertificate): Buf
 }
 
 /** The peer's SPIFFE ID, verified to `source`'s bundle now, then authorized; throws SvidError. */
-export function authorizePeer(source: X509Source, chain: readonly Buffer[], authorize: Authorizer, at = new Date()): SpiffeId {
+export function authorizePeer(source: X509Source, chain: readonly Buffer[], authorize: Authorizer, at = new Date(source.clock())): SpiffeId {
   if (chain.length === 0) throw new SvidError('ERR_X509_SVID_INVALID', 'workload: the peer presented no certificate');
   const { id } = verifyX509Svid(chain, new BundleSet([source.bundle()]), at);
   const problem = authorize(id);
