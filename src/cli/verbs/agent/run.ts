@@ -14,7 +14,9 @@ import { jwkThumbprint } from '../../../jose/jws.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
 import { renewingSource } from '../../../sidecar/identity-source.js';
+import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { runSidecar } from '../../../sidecar/run.js';
+import { parseHostPort } from '../../../config/config.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import type { SidecarStatus } from '../../../sidecar/state.js';
 import { readPemBundle } from '../../bundle-file.js';
@@ -41,6 +43,7 @@ const CORE: OptionSpecs = {
   },
   ...PERMISSION_OPTIONS,
   'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
+  'metrics-listen': { type: 'string', value: 'HOST:PORT', help: 'serve Prometheus metrics on GET /metrics there (identities, expiry, revocation staleness)' },
   'revocation-max-staleness': {
     type: 'string',
     value: 'D',
@@ -76,6 +79,13 @@ export const agentRunVerb: Verb = {
     const staleness = stringOption(values, 'revocation-max-staleness');
     const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
     if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
+    const ml = stringOption(values, 'metrics-listen');
+    let metricsAt: { host: string; port: number } | undefined;
+    try {
+      metricsAt = ml !== undefined ? parseHostPort(ml) : undefined;
+    } catch (e) {
+      throw new UsageError(`--metrics-listen: ${(e as Error).message}`);
+    }
     const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const parent = stringOption(values, 'parent-socket');
     const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
@@ -116,6 +126,9 @@ export const agentRunVerb: Verb = {
       ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
     });
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
+    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now) : undefined;
+    const metricsServer = metrics && metricsAt ? await metrics.serve(metricsAt.host, metricsAt.port) : undefined;
+    if (metricsServer) log(`sidecar: metrics on http://${metricsAt!.host}:${metricsServer.port}/metrics`);
     // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
     let printed = false;
     const printOnce = (s: SidecarStatus) => {
@@ -137,6 +150,8 @@ export const agentRunVerb: Verb = {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     off();
+    metrics?.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     await running.close();
     log('sidecar: stopped');
     return code;
