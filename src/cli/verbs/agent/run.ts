@@ -25,8 +25,10 @@ import { readGrantFiles } from '../../grant-files.js';
 import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
+import { withConfigFile } from './run-config.js';
 
 const CORE: OptionSpecs = {
+  config: { type: 'string', value: 'FILE', help: 'a YAML mapping of these options (e.g. `server: HOST:PORT`, lists for repeatable ones); flags override it' },
   server: { type: 'string', value: 'HOST:PORT', help: "the issuer's public port" },
   bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM (the server writes bundle.pem)" },
   socket: { type: 'string', value: 'PATH', help: 'the Workload API socket (default: SPIFFE_ENDPOINT_SOCKET=unix:///PATH)' },
@@ -69,7 +71,9 @@ export const agentRunVerb: Verb = {
   required: ['server', 'bundle'],
   options,
   note: 'Evidence: exactly one of the evidence options below selects the type. A one-time evidence (a join token) attests once; later renewals need fresh evidence. Logs are JSON lines on stderr.',
-  async run({ values, env, catalog, io }) {
+  async run({ values: flags, env, catalog, io }) {
+    const configFile = stringOption(flags, 'config');
+    const values = configFile ? withConfigFile(configFile, options(catalog), flags) : flags;
     const producer = selectProducer(catalog.producers, values, CORE);
     const server = checkServerAddress(required(values, 'server'));
     const bundlePem = readPemBundle(required(values, 'bundle'));
