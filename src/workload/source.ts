@@ -110,14 +110,17 @@ class Watch<M> {
       }
     });
     call.on('error', (e: grpc.ServiceError) => {
-      if (this.closed) return;
+      // Only the current stream decides: a late event of an older one never opens a second.
+      if (this.closed || call !== this.call) return;
       // §5.2.1: not entitled: stop using what is held; a key that cannot be delivered likewise.
       if (e.code === grpc.status.PERMISSION_DENIED || e.code === grpc.status.FAILED_PRECONDITION || e.code === grpc.status.INVALID_ARGUMENT) {
         this.onRefused(e.code, e.details);
       }
       this.retry();
     });
-    call.on('end', () => this.retry());
+    call.on('end', () => {
+      if (call === this.call) this.retry();
+    });
   }
   private retry(): void {
     if (this.closed || this.timer) return;
