@@ -29,6 +29,7 @@ import {
 import { FAKE_TYPE, fakePlugin, fakeProducer } from '../fakes/evidence-fake/plugin.js';
 import { startServer } from '../helpers/server.js';
 import { startSidecar } from '../helpers/sidecar.js';
+import { runSidecar } from '../../src/sidecar/run.js';
 
 const A = 'spiffe://example.org/workload/a';
 const B = 'spiffe://example.org/workload/b';
@@ -69,6 +70,8 @@ describe('X509Source / JWTSource against two sidecars', () => {
   let b: Sc;
   let srcA: X509Source;
   let srcB: X509Source;
+  let sidecarAt: (id: string, path: string) => Promise<Sc>;
+  let keyOfB: string;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'wrp-'));
@@ -85,6 +88,17 @@ describe('X509Source / JWTSource against two sidecars', () => {
       { evidence: [...BUILTIN_EVIDENCE, fakePlugin] },
     );
     const admin = adminClients(s.adminSocket).admin;
+    keyOfB = keyB;
+    sidecarAt = async (_id: string, path: string) => {
+      const src = renewingSource(
+        { server: s.address, bundlePem: s.bundlePem, producer: fakeProducer, values: { 'fake-hsm': keyOfB }, timeoutMs: 10_000 },
+        Date.now,
+      );
+      const r = await runSidecar({ source: src, now: Date.now, socketPath: path });
+      const sc = { ...r, dir, path } as Sc;
+      scs.push(sc);
+      return sc;
+    };
     const sidecar = async (id: string, key: string, ttl: number) => {
       const spki = createPublicKey(readFileSync(key)).export({ type: 'spki', format: 'der' });
       await admin.createEntry({
@@ -203,6 +217,18 @@ describe('X509Source / JWTSource against two sidecars', () => {
     const [h, p] = svid.token.split('.');
     expect(() => jB.validate(`${h}.${p}.${Buffer.from('x'.repeat(64)).toString('base64url')}`, 'https://b.example')).toThrow(/signature/);
   });
+
+  it('a source opened before its sidecar exists retries with backoff and takes the first SVID once it serves', async () => {
+    const path = join(dir, 'late.sock');
+    const src = new X509Source({ address: `unix://${path}`, backoffBaseMs: 20, backoffCapMs: 100 });
+    sources.push(src);
+    expect(src.current().state).toBe('pending');
+    expect(() => secureContext(src)).toThrow(/no X.509-SVID yet/);
+    const first = src.waitUntilUpdated(30_000);
+    await sidecarAt(B, path);
+    await first;
+    expect(src.svid().id.uri).toBe(B);
+  }, 40_000);
 
   it('a revoked sidecar: the source reports it, drops the SVID and refuses a TLS context', async () => {
     const refused = new Promise<string>((resolve) => {
