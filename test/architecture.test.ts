@@ -77,6 +77,8 @@ const ALLOWED: Record<string, string[]> = {
   ],
   gen: [],
   rpc: ['gen', 'cache'],
+  // The relying-party Workload API client (X509Source, JWTSource, mTLS by SPIFFE ID), without the issuer.
+  workload: ['gen', 'rpc', 'spiffe', 'x509', 'svid', 'jose', 'der', 'errors', 'cache'],
   server: [
     'approval',
     'audit',
@@ -151,7 +153,7 @@ const ALLOWED: Record<string, string[]> = {
 const SHARED_FOLDERS = ['enclave'];
 
 /** Only these may use gRPC or protobuf runtime packages. */
-const WIRE = new Set(['server', 'agent', 'sidecar', 'rpc', 'cli', 'gen']);
+const WIRE = new Set(['server', 'agent', 'sidecar', 'rpc', 'cli', 'gen', 'workload']);
 
 const imports = files(SRC).map((f) => {
   const text = readFileSync(f, 'utf8');

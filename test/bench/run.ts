@@ -4,7 +4,7 @@
  * TLS setup and message sizes (handshakes.ts). Prints a table; writes JSON to $BENCH_OUT
  * (default bench-results.json): { name: { value, unit, floor?, ratio?, ... } }.
  * For rates, ratio = value / floor (1.0 = as fast as the floor).
- * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,sev-snp,nitro,nitro-handshake,tdx,tdx-spawn,audit,approvals,sidecar,sidecar-revocation,ha,console picks groups
+ * BENCH_ONLY=crypto,writ,tpm-quote,tpm-handshake,handshake,sev-snp,nitro,nitro-handshake,tdx,tdx-spawn,audit,approvals,sidecar,sidecar-tpm,sidecar-revocation,ha,console picks groups
  * (audit: BENCH_AUDIT_RECORDS, default 1,000,000); BENCH_PROFILE=DIR
  * writes CPU profiles of the timed handshake batches (profile-summary.ts reads them).
  */
@@ -385,6 +385,7 @@ async function main(): Promise<void> {
     ['audit', async () => (await import('./audit.js')).auditBench(record)],
     ['approvals', async () => (await import('./approvals.js')).approvalsBench(record)],
     ['sidecar', async () => (await import('./sidecar.js')).sidecarBench(record)],
+    ['sidecar-tpm', async () => (await import('./sidecar.js')).sidecarTpmBench(record)],
     ['sidecar-revocation', async () => (await import('./sidecar-revocation.js')).sidecarRevocationBench(record)],
     // Three `writ server` replicas on PostgreSQL (WRIT_TEST_PG): cross-replica revocation latency.
     ['ha', async () => (await import('./ha.js')).haBenches(record)],

@@ -9,13 +9,18 @@
  * - sidecar_fetch_jwt_svid_per_s: FetchJWTSVID calls answered from the cache, 16 in flight on
  *   one connection, against a floor: a bare grpc-js server on a Unix socket answering the same
  *   response bytes with no checks (same generated descriptors), measured interleaved with it.
- * BENCH_SIDECAR_SPAWNS (default 50) sets the sequential sample.
+ * - sidecar_spawn_to_svid_tpm_p50/p99_ms (with swtpm): the same as sidecar_spawn_to_svid_*, with
+ *   TPM evidence (EK certificate, AK credential activation, quote) from one swtpm against an issuer
+ *   trusting its manufacturer CA; the agent key in the process, so FetchX509SVID delivers it.
+ * BENCH_SIDECAR_SPAWNS (default 50) and BENCH_SIDECAR_TPM_SPAWNS (default 20) set the sequential samples.
  */
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate, createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tpmProducer } from '../../src/attestation/tpm/producer.js';
 import { joinTokenProducer } from '../../src/attestation/join-token/plugin.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { JWTSVIDResponseSchema, SpiffeWorkloadAPI } from '../../src/gen/spiffe/workload/workload_pb.js';
@@ -24,6 +29,7 @@ import { renewingSource } from '../../src/sidecar/identity-source.js';
 import { runSidecar, type RunningSidecar } from '../../src/sidecar/run.js';
 import { startServer } from '../helpers/server.js';
 import { securityHeader, workloadClient, type WorkloadClient } from '../helpers/sidecar.js';
+import { HAVE_SWTPM, startSwtpm } from '../helpers/swtpm.js';
 
 type Record = (name: string, value: number, unit: string, floor?: number) => void;
 
@@ -147,6 +153,62 @@ export async function sidecarBench(record: Record): Promise<void> {
     await stop(keep);
   } finally {
     await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Spawn to first X.509-SVID with TPM evidence on swtpm, one sidecar at a time. */
+export async function sidecarTpmBench(record: Record): Promise<void> {
+  if (!HAVE_SWTPM) return;
+  const tpm = await startSwtpm();
+  const dir = mkdtempSync(join(tmpdir(), 'wbt-'));
+  let s: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    s = await startServer({
+      attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
+    });
+    const t = await tpm.open();
+    const ek = new X509Certificate(await t.nvRead(0x01c00002));
+    await t.close();
+    const ekHash = createHash('sha256')
+      .update(ek.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
+    await adminClients(s.adminSocket).admin.createEntry({
+      entry: { spiffeId: 'spiffe://example.org/agent/bench-tpm', selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] },
+    });
+    const server = s;
+    let seq = 0;
+    const once = async (): Promise<number> => {
+      const path = join(dir, `t${seq++}.sock`);
+      const t0 = performance.now();
+      const sc = await runSidecar({
+        source: renewingSource(
+          { server: server.address, bundlePem: server.bundlePem, producer: tpmProducer, values: { tpm: tpm.spec }, timeoutMs: 60_000 },
+          Date.now,
+        ),
+        now: Date.now,
+        socketPath: path,
+      });
+      const client = workloadClient(path);
+      try {
+        await sc.sidecar.ready();
+        await firstX509(client);
+        return performance.now() - t0;
+      } finally {
+        client.close();
+        await sc.close();
+      }
+    };
+    await once();
+    const n = Number(process.env.BENCH_SIDECAR_TPM_SPAWNS ?? 20);
+    const lat: number[] = [];
+    for (let i = 0; i < n; i++) lat.push(await once());
+    lat.sort((a, b) => a - b);
+    record('sidecar_spawn_to_svid_tpm_p50_ms', round(pct(lat, 50)), 'ms');
+    record('sidecar_spawn_to_svid_tpm_p99_ms', round(pct(lat, 99)), 'ms');
+  } finally {
+    await s?.stop();
+    await tpm.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

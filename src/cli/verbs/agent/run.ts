@@ -14,8 +14,10 @@ import { jwkThumbprint } from '../../../jose/jws.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
 import { renewingSource } from '../../../sidecar/identity-source.js';
+import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { StepUpHolder } from '../../../sidecar/step-ups.js';
 import { runSidecar } from '../../../sidecar/run.js';
+import { parseHostPort } from '../../../config/config.js';
 import { resolveGroup, socketPath } from '../../../sidecar/socket.js';
 import type { SidecarStatus } from '../../../sidecar/state.js';
 import { readPemBundle } from '../../bundle-file.js';
@@ -24,8 +26,10 @@ import { readGrantFiles } from '../../grant-files.js';
 import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
+import { withConfigFile } from './run-config.js';
 
 const CORE: OptionSpecs = {
+  config: { type: 'string', value: 'FILE', help: 'a YAML mapping of these options (e.g. `server: HOST:PORT`, lists for repeatable ones); flags override it' },
   server: { type: 'string', value: 'HOST:PORT', help: "the issuer's public port" },
   bundle: { type: 'string', value: 'FILE', help: "the issuer's trust bundle, PEM (the server writes bundle.pem)" },
   socket: { type: 'string', value: 'PATH', help: 'the Workload API socket (default: SPIFFE_ENDPOINT_SOCKET=unix:///PATH)' },
@@ -42,6 +46,7 @@ const CORE: OptionSpecs = {
   },
   ...PERMISSION_OPTIONS,
   'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
+  'metrics-listen': { type: 'string', value: 'HOST:PORT', help: 'serve Prometheus metrics on GET /metrics there (identities, expiry, revocation staleness)' },
   'revocation-max-staleness': {
     type: 'string',
     value: 'D',
@@ -67,7 +72,9 @@ export const agentRunVerb: Verb = {
   required: ['server', 'bundle'],
   options,
   note: 'Evidence: exactly one of the evidence options below selects the type. A one-time evidence (a join token) attests once; later renewals need fresh evidence. Logs are JSON lines on stderr.',
-  async run({ values, env, catalog, io }) {
+  async run({ values: flags, env, catalog, io }) {
+    const configFile = stringOption(flags, 'config');
+    const values = configFile ? withConfigFile(configFile, options(catalog), flags) : flags;
     const producer = selectProducer(catalog.producers, values, CORE);
     const server = checkServerAddress(required(values, 'server'));
     const bundlePem = readPemBundle(required(values, 'bundle'));
@@ -77,6 +84,13 @@ export const agentRunVerb: Verb = {
     const staleness = stringOption(values, 'revocation-max-staleness');
     const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
     if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
+    const ml = stringOption(values, 'metrics-listen');
+    let metricsAt: { host: string; port: number } | undefined;
+    try {
+      metricsAt = ml !== undefined ? parseHostPort(ml) : undefined;
+    } catch (e) {
+      throw new UsageError(`--metrics-listen: ${(e as Error).message}`);
+    }
     const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
     const parent = stringOption(values, 'parent-socket');
     const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
@@ -124,6 +138,9 @@ export const agentRunVerb: Verb = {
       ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
     });
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
+    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now) : undefined;
+    const metricsServer = metrics && metricsAt ? await metrics.serve(metricsAt.host, metricsAt.port) : undefined;
+    if (metricsServer) log(`sidecar: metrics on http://${metricsAt!.host}:${metricsServer.port}/metrics`);
     // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
     let printed = false;
     const printOnce = (s: SidecarStatus) => {
@@ -145,6 +162,8 @@ export const agentRunVerb: Verb = {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     off();
+    metrics?.close();
+    if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     await running.close();
     log('sidecar: stopped');
     return code;
