@@ -5,10 +5,11 @@
  */
 import { execFile } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approvalClient } from '../../src/agent/approval-client.js';
 import { attest } from '../../src/agent/attest-client.js';
 import { createGrant } from '../../src/agent/grant-client.js';
 import { adminClients } from '../../src/cli/admin-client.js';
@@ -16,6 +17,9 @@ import { jwkThumbprint } from '../../src/jose/jws.js';
 import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { POLICY } from '../helpers/policies.js';
 import { startServer } from '../helpers/server.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+
+const b64 = (b: Buffer) => b.toString('base64url');
 
 const WRIT = join(import.meta.dirname, '../../bin/writ');
 const APPROVE = `${POLICY}
@@ -127,5 +131,69 @@ describe('writ escalate / writ approval through bin/writ', { timeout: 120_000 },
     const unknown = await cli(['approval', 'show', 'apr-nope', ...issuer(), '--token-file', f('bob.jwt')]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+  });
+  it('escalate --wait sees the approval (passkey through the service) and writes the step-up grant', async () => {
+    const waiting = cli([
+      'escalate',
+      ...issuer(),
+      '--writ',
+      f('writ'),
+      '--key',
+      f('agent.key'),
+      '--action',
+      'repo:write',
+      '--resource',
+      'repo://acme/lib',
+      '--reason',
+      'release',
+      '--wait',
+      '--out',
+      f('stepup'),
+    ]);
+    const client = approvalClient(w.address, w.bundlePem);
+    const bob = readFileSync(f('bob.jwt'), 'utf8');
+    let id = '';
+    for (let i = 0; i < 100 && !id; i++) {
+      id = (await client.listApprovals({ approverToken: bob, state: 'pending' })).approvals[0]?.id ?? '';
+      if (!id) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(id).not.toBe('');
+    const auth = new SoftAuthenticator('ES256', 'console.example');
+    const origin = 'https://console.example';
+    const reg = JSON.parse((await client.beginPasskeyRegistration({ approverToken: bob })).optionsJson) as { challenge: string };
+    const made = auth.makeCredential({ challenge: Buffer.from(reg.challenge, 'base64url'), origin });
+    await client.finishPasskeyRegistration({
+      approverToken: bob,
+      responseJson: JSON.stringify({
+        id: b64(made.credentialId),
+        rawId: b64(made.credentialId),
+        type: 'public-key',
+        response: { attestationObject: b64(made.attestationObject), clientDataJSON: b64(made.clientDataJSON) },
+        clientExtensionResults: {},
+      }),
+    });
+    const begun = await client.beginApproval({ id, approverToken: bob });
+    const challenge = Buffer.from((JSON.parse(begun.optionsJson) as { challenge: string }).challenge, 'base64url');
+    const a = auth.getAssertion({ challenge, origin });
+    const done = await client.approve({
+      id,
+      approverToken: bob,
+      assertionJson: JSON.stringify({
+        id: b64(a.credentialId),
+        rawId: b64(a.credentialId),
+        type: 'public-key',
+        response: {
+          authenticatorData: b64(a.authenticatorData),
+          clientDataJSON: b64(a.clientDataJSON),
+          signature: b64(a.signature),
+          userHandle: b64(a.userHandle),
+        },
+        clientExtensionResults: {},
+      }),
+    });
+    const r = await waiting;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`approval ${id}: approved by`);
+    expect(readFileSync(f('stepup'), 'utf8').trim()).toBe(done.approval!.stepUpGrant);
   });
 });
