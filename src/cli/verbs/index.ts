@@ -7,6 +7,10 @@ import { agentAttestVerb } from './agent/attest.js';
 import { agentKeygenVerb } from './agent/keygen.js';
 import { agentRunVerb } from './agent/run.js';
 import { agentHealthcheckVerb } from './agent/healthcheck.js';
+import { approvalApproveVerb } from './approval/approve.js';
+import { approvalDenyVerb } from './approval/deny.js';
+import { approvalListVerb } from './approval/list.js';
+import { approvalShowVerb } from './approval/show.js';
 import { auditCheckpointVerb } from './audit/checkpoint.js';
 import { auditKeyVerb } from './audit/key.js';
 import { auditListVerb } from './audit/list.js';
@@ -20,6 +24,7 @@ import { datastoreMigrateVerb } from './datastore/migrate.js';
 import { devIdpVerb } from './dev/idp.js';
 import { devIdpTokenVerb } from './dev/idp-token.js';
 import { enclaveCheckVerb } from './enclave-check.js';
+import { escalateVerb } from './escalate.js';
 import { entryCreateVerb } from './entry/create.js';
 import { entryDeleteVerb } from './entry/delete.js';
 import { entryListVerb } from './entry/list.js';
@@ -64,6 +69,11 @@ export const CORE_VERBS: readonly Verb[] = [
   proofCreateVerb,
   verifyVerb,
   revokeVerb,
+  escalateVerb,
+  approvalListVerb,
+  approvalShowVerb,
+  approvalDenyVerb,
+  approvalApproveVerb,
   taskEndVerb,
   taskListVerb,
   taskShowVerb,
