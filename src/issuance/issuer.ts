@@ -701,6 +701,8 @@ export class Handshake {
         nonce: d.issuerNonce.toString('base64url'),
         ev_sha256: result.evidenceDigest.toString('base64url'),
         ...(ev ? { ev } : {}),
+        // nonce and ev_sha256 above are the renewal handshake's, type and sel the original's: say so.
+        ...(result.renewal ? { renewed: { via: 'x509_svid', serial: result.renewal.serial } as const } : {}),
       },
       pol: { snap: snapshot.digest, decision: 'allow', policies, iat: Math.floor(snapshot.createdAt / 1000) },
       reg: entryId,
