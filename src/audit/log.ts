@@ -196,11 +196,20 @@ export class AuditLog {
       const lastRow = await tx.latestAuditCheckpoint();
       // The stored note is re-verified: a checkpoint row edited in the database is not trusted.
       const last = lastRow && verifyCheckpoint(lastRow.note, signer);
-      if (lastRow && last && last.size === size && last.root.equals(root)) return { checkpoint: last, note: lastRow.note };
+      if (lastRow && last && last.size === size && last.root.equals(root)) {
+        // Replicas share the audit key through the database, each with its own mark: a checkpoint
+        // another replica signed (or one signed before this replica had a mark) raises this mark
+        // too, so a later rollback below it is refused here as well. The tree is the mark's tree
+        // or extends it (extendsMark above), so the adopted checkpoint is consistent with the mark.
+        if (!mark || mark.size < last.size) highWater?.write(last);
+        return { checkpoint: last, note: lastRow.note };
+      }
       const next = { origin: this.origin, size, root };
       const proof = last && last.size <= size ? await consistencyProof(reader, last.size, size) : [];
       // Checked before the mark moves: signNextCheckpoint refuses a tree that does not extend the database's last checkpoint.
       checkNextCheckpoint(last, next, proof);
+      // The tree extends both the mark and the database's newest verified checkpoint, so the new
+      // mark covers every checkpoint this replica or another one signed into this database.
       if (!mark || mark.size !== size || !mark.root.equals(root)) highWater?.write(next);
       const note = signCheckpoint(next, signer);
       await tx.putAuditCheckpoint({ size, root, note, signedAt: clock.now().getTime() });

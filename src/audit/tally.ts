@@ -110,7 +110,8 @@ export const MAX_NAMED_REFUSAL_KEYS = 10_000;
  * Bounds the refusal records of named agents too: a revoked agent that still holds valid
  * evidence for its entry (a TPM, an unexpired join token whose consumption rolled back) could
  * otherwise retry forever and add one record per try. The first NAMED_REFUSALS_PER_WINDOW
- * refusals per (actor, reason) and window are records; the rest go to the tally.
+ * refusals per (actor, reason) and window are records; the rest go to the tally. The issuer keys
+ * `actor` on what the peer cannot vary (issuer.ts refusalGateKey), never the agent key.
  */
 export class NamedRefusalGate {
   private readonly seen = new BoundedCache<string, { start: number; count: number }>(MAX_NAMED_REFUSAL_KEYS);

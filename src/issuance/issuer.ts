@@ -118,6 +118,16 @@ const auditedRefusals = new WeakSet<object>();
 /** Refusals the gate kept out of the log one by one: not recorded again as named refusals (the server tallies them). */
 const skippedRefusals = new WeakSet<object>();
 
+/**
+ * The named-refusal gate's key: what the peer cannot vary once named (the SPIFFE ID, the entry
+ * that named it, and the attested platform when there is one). Never the agent key: a peer
+ * picks a fresh one per hello, and keyed on it a revoked agent with reusable evidence would get
+ * one record per attempt (docs/audit.md "Refusals").
+ */
+export function refusalGateKey(spiffeId: string, entryId: string, result: Pick<AttestationResult, 'platform'>): string {
+  return `${spiffeId}\n${entryId}\n${result.platform ?? ''}`;
+}
+
 /** True when the audit log holds a record of this refusal (the server tallies the others, docs/audit.md). */
 export function isAuditedRefusal(e: unknown): boolean {
   return typeof e === 'object' && e !== null && auditedRefusals.has(e);
@@ -393,14 +403,15 @@ export class Handshake {
     try {
       return await this.issue(entry, spiffeId, agent, result);
     } catch (e) {
-      if (isRefusal(e) && !auditedRefusals.has(e) && !skippedRefusals.has(e)) await this.auditRefusal(agent, result, e);
+      if (isRefusal(e) && !auditedRefusals.has(e) && !skippedRefusals.has(e))
+        await this.auditRefusal(refusalGateKey(spiffeId.uri, entry.id, result), agent, result, e);
       throw e;
     }
   }
 
   /** One record of a refusal of a named agent, in its own transaction (the refused change rolled back). */
-  private async auditRefusal(agent: AuditActor & { kind: 'agent' }, result: AttestationResult, e: WritError): Promise<void> {
-    if (this.deps.refusalGate && !this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, e.code)) return;
+  private async auditRefusal(gateKey: string, agent: AuditActor & { kind: 'agent' }, result: AttestationResult, e: WritError): Promise<void> {
+    if (this.deps.refusalGate && !this.deps.refusalGate.admit(gateKey, e.code)) return;
     const d = this.delegation;
     const claims = d?.chain.root.claims;
     const append = this.deps.appendAudit ?? appendAudit;
@@ -454,7 +465,7 @@ export class Handshake {
     const evidence = result.evidenceDigest.toString('hex');
     if (decided?.refused) {
       const refused = decided.refused;
-      const recorded = !this.deps.refusalGate || this.deps.refusalGate.admit(`${agent.spiffeId} ${agent.jkt}`, refused.code);
+      const recorded = !this.deps.refusalGate || this.deps.refusalGate.admit(refusalGateKey(spiffeId.uri, entry.id, result), refused.code);
       await store.transaction(async (tx) => {
         await tx.recordDecision(decided.decisionRecord);
         if (!recorded) return;
@@ -690,6 +701,8 @@ export class Handshake {
         nonce: d.issuerNonce.toString('base64url'),
         ev_sha256: result.evidenceDigest.toString('base64url'),
         ...(ev ? { ev } : {}),
+        // nonce and ev_sha256 above are the renewal handshake's, type and sel the original's: say so.
+        ...(result.renewal ? { renewed: { via: 'x509_svid', serial: result.renewal.serial } as const } : {}),
       },
       pol: { snap: snapshot.digest, decision: 'allow', policies, iat: Math.floor(snapshot.createdAt / 1000) },
       reg: entryId,

@@ -19,7 +19,7 @@ import type { Grant, PrincipalRef, Task } from '../delegation/grant.js';
 import type { EvidenceReverifier } from '../attestation/verifier.js';
 import { bindingDigest } from './binding.js';
 import { checkProof, recordProof, type ReplayCache } from './proof.js';
-import { parseWritCached, type ActClaim, type WritClaims } from './writ.js';
+import { parseWritCached, type ActClaim, type WritClaims, type WritRenewal } from './writ.js';
 
 /** Clock skew tolerated on writ and grant times, seconds. */
 export const WRIT_SKEW_S = 5;
@@ -135,6 +135,8 @@ export interface VerifiedWrit {
   readonly expiresAt: number;
   readonly evidenceType: string;
   readonly selectors: readonly string[];
+  /** Set when the writ was minted by an SVID renewal (`att.renewed`). */
+  readonly renewed?: WritRenewal;
   readonly policy: WritClaims['pol'];
   /** What the last grant allows: what `authorize` answers from, with `approvals`. */
   readonly constraints: Constraints;
@@ -344,6 +346,7 @@ export function verifyWrit(o: VerifyWritOptions): VerifiedWrit {
     expiresAt: c.exp,
     evidenceType: c.att.type,
     selectors,
+    ...(c.att.renewed ? { renewed: c.att.renewed } : {}),
     policy: c.pol,
     constraints: { scope: leaf.scope, boundaries: leaf.boundaries, escalate: leaf.escalate },
     approvals,

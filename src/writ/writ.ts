@@ -33,7 +33,21 @@ export interface WritAttestation {
   readonly ev_sha256: string;
   /** The evidence itself, base64url, when it can be re-verified by a relying party. */
   readonly ev?: string;
+  /**
+   * Present only on a writ minted by an SVID renewal: `nonce` and `ev_sha256` are then the
+   * renewal handshake's (`via`), while `type` and `sel` are the original attestation's; `serial`
+   * is the replaced X.509-SVID's serial, lower-case hex.
+   */
+  readonly renewed?: WritRenewal;
 }
+
+export interface WritRenewal {
+  readonly via: 'x509_svid';
+  readonly serial: string;
+}
+
+/** An X.509 serial as the issuer writes it: lower-case hex, at most 20 bytes (RFC 5280 §4.1.2.2). */
+const SERIAL_HEX = /^[0-9a-f]{1,40}$/;
 
 export interface WritPolicy extends PolicyRef {
   /** When the snapshot was created (Unix seconds), for relying parties' maximum policy age. */
@@ -138,6 +152,14 @@ function parseStatus(v: unknown): NonNullable<WritClaims['status']> {
   return { status_list: { idx, uri } };
 }
 
+function parseRenewed(v: unknown): WritRenewal {
+  const r = only(v, 'att.renewed', ['via', 'serial']);
+  if (r.via !== 'x509_svid') fail('att.renewed.via must be "x509_svid"');
+  const serial = str(r.serial, 'att.renewed.serial', 40);
+  if (!SERIAL_HEX.test(serial)) fail('att.renewed.serial must be lower-case hex');
+  return { via: 'x509_svid', serial };
+}
+
 /** Decodes a writ and checks its structure. No signature or semantic check. */
 export function parseWrit(compact: string): Writ {
   const jws = decodeJws(compact, WRIT_TYP);
@@ -149,7 +171,7 @@ export function parseWrit(compact: string): Writ {
     const c = only(jws.payload, 'claims', KEYS);
     const cnf = only(c.cnf, 'cnf', ['jkt']);
     const svid = only(c.svid, 'svid', ['x5t#S256']);
-    const att = only(c.att, 'att', ['type', 'sel', 'bind', 'nonce', 'ev_sha256', 'ev']);
+    const att = only(c.att, 'att', ['type', 'sel', 'bind', 'nonce', 'ev_sha256', 'ev', 'renewed']);
     const pol = only(c.pol, 'pol', ['snap', 'decision', 'policies', 'iat']);
     claims = {
       iss: str(c.iss, 'iss'),
@@ -172,6 +194,7 @@ export function parseWrit(compact: string): Writ {
         nonce: str(att.nonce, 'att.nonce', 43, /^[A-Za-z0-9_-]{43}$/),
         ev_sha256: str(att.ev_sha256, 'att.ev_sha256', 43, /^[A-Za-z0-9_-]{43}$/),
         ...(att.ev !== undefined ? { ev: str(att.ev, 'att.ev', 64 * 1024, B64U) } : {}),
+        ...(att.renewed !== undefined ? { renewed: parseRenewed(att.renewed) } : {}),
       },
       pol: { ...parsePolicyRef({ snap: pol.snap, decision: pol.decision, policies: pol.policies }), iat: int(pol.iat, 'pol.iat') },
       ...(c.reg !== undefined ? { reg: str(c.reg, 'reg', 64) } : {}),

@@ -105,6 +105,36 @@ describe('the high-water mark', () => {
     expect(fork.checkpoint.root.equals(w.signed.checkpoint.root)).toBe(false);
   });
 
+  it('replicas sharing one database: each adopts the newest checkpoint another signed, so a rollback below it is refused by all', async () => {
+    const w = world();
+    const markB = new MemoryHighWater();
+    const markC = new MemoryHighWater();
+    const replica = (highWater: HighWaterStore) => new AuditLog({ store: w.store(), signer, clock, highWater, onInconsistent: (e) => w.refused.push(e) });
+    w.reopen();
+    await w.append(0, 5);
+    await replica(markB).checkpoint();
+    expect(markB.read()!.size).toBe(5);
+    await w.close();
+    copyFileSync(w.db, `${w.db}.backup`);
+    const logA = w.reopen();
+    await w.append(5, 4);
+    const signed = await logA.checkpoint();
+    expect(w.mark.read()!.size).toBe(9);
+    // B (mark at 5) and a new replica C (no mark) see A's checkpoint at 9 and adopt it.
+    expect((await replica(markB).checkpoint()).note).toBe(signed.note);
+    expect((await replica(markC).checkpoint()).note).toBe(signed.note);
+    expect(markB.read()).toEqual(signed.checkpoint);
+    expect(markC.read()).toEqual(signed.checkpoint);
+    await w.close();
+    copyFileSync(`${w.db}.backup`, w.db);
+    w.reopen();
+    await w.append(5, 4, 'other');
+    await expectWritError(replica(markB).checkpoint(), 'ERR_AUDIT_INCONSISTENT', /another root than the one this issuer signed/);
+    await expectWritError(replica(markC).checkpoint(), 'ERR_AUDIT_INCONSISTENT', /another root than the one this issuer signed/);
+    expect(w.refused).toHaveLength(2);
+    expect((await w.store().latestAuditCheckpoint())!.size).toBe(5);
+  });
+
   it('signs a consistent extension of the mark, also after a restart', async () => {
     const w = world();
     let log = w.reopen();

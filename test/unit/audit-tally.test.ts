@@ -121,4 +121,23 @@ describe('named refusals are bounded too', () => {
       await w.close();
     }
   });
+
+  it('a revoked agent with a fresh agent key each attempt still writes at most the gate’s number of records', async () => {
+    const w = await issuanceWorld({ refusalGate: new NamedRefusalGate(60_000, () => 0) });
+    try {
+      await w.register('/agent/k', ['fake:k']);
+      await w.attest(newAgent(), { sel: ['fake:k'] });
+      await w.revocations.revoke('agent', `spiffe://${TD}/agent/k`, '', { kind: 'operator' });
+      const from = await w.store.getAuditSize();
+      const errors: unknown[] = [];
+      // The peer picks the key: a new one per hello must not open a new window.
+      for (let i = 0; i < NAMED_REFUSALS_PER_WINDOW + 7; i++) errors.push(await w.attest(newAgent(), { sel: ['fake:k'] }).catch((e: unknown) => e));
+      expect(errors.every((e) => e instanceof Error)).toBe(true);
+      expect(await w.store.getAuditSize()).toBe(from + NAMED_REFUSALS_PER_WINDOW);
+      // The rest are left for the server's tally (not audited, so server.ts counts them).
+      expect(errors.filter((e) => !isAuditedRefusal(e))).toHaveLength(7);
+    } finally {
+      await w.close();
+    }
+  });
 });

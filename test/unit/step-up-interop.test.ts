@@ -256,3 +256,25 @@ describe('writ verify --deep with a writ carrying a step-up grant', () => {
     expect((await cli('--approval-rp-id', 'x.example')).code).toBe(2);
   });
 });
+
+describe('writ verify with a writ minted by an SVID renewal', () => {
+  it('says the writ was renewed and from which SVID, as text and in --json', async () => {
+    const w = world();
+    const nonce = Buffer.alloc(32, 7);
+    const { claims } = w.iss.writ(w.B, [w.root, w.g1], { now: NOW - 10, nonce });
+    const renewed = { via: 'x509_svid', serial: '0a1b2c3d' } as const;
+    const { writ } = w.iss.writ(w.B, [w.root, w.g1], { now: NOW - 10, nonce, override: { att: { ...claims.att, renewed } } });
+    const aud = 'spiffe://example.org/tool/github';
+    const writFile = join(w.dir, 'renewed.jws');
+    const proofFile = join(w.dir, 'renewed-proof.jws');
+    writeFileSync(writFile, writ);
+    writeFileSync(proofFile, createProof(writ, w.B.key, { audience: aud, method: 'GET /repos', now: new Date(NOW * 1000) }));
+    const args = ['verify', '--bundle', w.bundle, '--trust-domain', 'example.org', '--audience', aud, '--writ', writFile, '--proof', proofFile];
+    const at = ['--at', new Date(NOW * 1000).toISOString()];
+    const text = await runCli([...args, ...at]);
+    expect(text.code, text.err).toBe(0);
+    expect(text.out).toContain('renewed via x509_svid (replaced SVID serial 0a1b2c3d)');
+    const json = await runCli([...args, ...at, '--json']);
+    expect(JSON.parse(json.out).renewed).toEqual(renewed);
+  });
+});

@@ -62,6 +62,24 @@ describe('writ parsing: the header', () => {
   });
 });
 
+describe('writ parsing: att.renewed', () => {
+  const withRenewed = (renewed: unknown) => writWith({ att: { ...base().att, renewed } });
+  it('accepts a well-formed att.renewed and absent one', () => {
+    expect(parseWrit(withRenewed({ via: 'x509_svid', serial: '0a1b2c' })).claims.att.renewed).toEqual({ via: 'x509_svid', serial: '0a1b2c' });
+    expect(parseWrit(writWith()).claims.att.renewed).toBeUndefined();
+  });
+  it.each<[string, unknown, string]>([
+    ['not an object', 'x509_svid', 'writ: att.renewed must be an object'],
+    ['another via', { via: 'tpm', serial: '0a' }, 'writ: att.renewed.via must be "x509_svid"'],
+    ['no serial', { via: 'x509_svid' }, 'writ: att.renewed.serial must be a non-empty string of at most 40 bytes'],
+    ['an upper-case serial', { via: 'x509_svid', serial: '0A' }, 'writ: att.renewed.serial must be lower-case hex'],
+    ['a serial over 20 bytes', { via: 'x509_svid', serial: 'a'.repeat(41) }, 'writ: att.renewed.serial must be a non-empty string of at most 40 bytes'],
+    ['another member', { via: 'x509_svid', serial: '0a', at: 1 }, 'writ: att.renewed has unknown members at'],
+  ])('refuses att.renewed that is %s', (_n, renewed, message) => {
+    expect(refusal(() => parseWrit(withRenewed(renewed)))).toMatchObject(writErr(message));
+  });
+});
+
 describe('writ parsing: the claims', () => {
   it.each<[string, Record<string, unknown>, string]>([
     ['an unknown claim', { scope: 'admin' }, 'writ: claims has unknown members scope'],

@@ -4,7 +4,7 @@
  * a mutated twin of a renewal that succeeds, asserts its code and message, and that nothing was
  * issued: deleting the check it names makes its test fail.
  */
-import { createHash, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { keyProofMessage, signKeyProofWith } from '../../src/attestation/key-proof.js';
 import {
@@ -163,6 +163,10 @@ describe('x509_svid renewal: what succeeds', () => {
     expect(c.att.type).toBe('fake');
     expect(c.att.sel).toEqual(SEL);
     expect(c.att.ev).toBeUndefined(); // the original evidence signed another binding digest
+    // nonce and ev_sha256 are the renewal handshake's: the writ says it was renewed, and from which SVID.
+    const replaced = new X509Certificate(first.svidChain[0]!).serialNumber.toLowerCase();
+    expect(c.att.renewed).toEqual({ via: 'x509_svid', serial: replaced });
+    expect(parseWrit(first.writ!).claims.att.renewed).toBeUndefined();
     expect(c.exp).toBeLessThanOrEqual(c.task.exp);
     expect(c.cnf.jkt).toBe(agent.jkt);
     expect((await w.store.getWrit(c.jti))!.evidenceType).toBe('fake');

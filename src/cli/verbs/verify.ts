@@ -148,6 +148,7 @@ export const verifyVerb: Verb = {
           expiresAt: v.expiresAt,
           evidenceType: v.evidenceType,
           selectors: v.selectors,
+          ...(v.renewed ? { renewed: v.renewed } : {}),
           policy: v.policy,
           constraints: v.constraints,
           approvals: v.approvals.map((a) => ({
@@ -178,6 +179,8 @@ export const verifyVerb: Verb = {
         io.out(`${JSON.stringify(report, null, 2)}\n`);
       } else if (!authz || authz.decision === 'allow') {
         io.out(`valid (${v.level}): ${v.chain.join(' -> ')}\ntask ${v.task.id}: ${v.task.goal}\n`);
+        if (v.renewed)
+          io.out(`renewed via ${v.renewed.via} (replaced SVID serial ${v.renewed.serial}); evidence type ${v.evidenceType} is the original attestation's\n`);
         for (const c of v.checks) io.out(`  [${c.by === 'verifier' ? 'checked  ' : c.by === 'issuer' ? 'issuer   ' : 'unchecked'}] ${c.check}\n`);
         for (const a of v.approvals)
           io.out(
