@@ -16,7 +16,7 @@ import { verifyX509Svid } from '../svid/x509-svid.js';
 import { parseWrit } from '../writ/writ.js';
 import { GrpcCallError, attest, bundleTrustDomain, type AttestOutcome } from '../agent/attest-client.js';
 import { renewWithSvid } from '../agent/renew.js';
-import type { SidecarIdentity, TrustBundle } from './state.js';
+import type { SidecarIdentity, SidecarStatus, TrustBundle } from './state.js';
 
 /** What one successful attestation (or renewal) yields. */
 export interface Obtained {
@@ -139,6 +139,23 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
       }
     },
   };
+}
+
+/**
+ * The issuer's trust bundle as the sidecar knows it now: the PEM the issuer served with the
+ * latest identity (renewals follow its CA rotations), else the startup `--bundle`. `observe`
+ * every status (a subscriber); an expired or revoked status keeps the last served PEM. The
+ * revocation watch's connector reads `current()` on every reconnect.
+ */
+export class LatestBundle {
+  private served: string | undefined;
+  constructor(private readonly startup: string) {}
+  observe(s: SidecarStatus): void {
+    if (s.state === 'serving') this.served = s.identity.bundle.pem;
+  }
+  current(): string {
+    return this.served ?? this.startup;
+  }
 }
 
 /** Issuer refusals of a renewal by SVID after which fresh evidence is the way back. */
