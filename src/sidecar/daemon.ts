@@ -1,12 +1,14 @@
 /**
  * The sidecar's state machine (`writ agent run`): attest, serve, renew at half the lifetime with
  * jitter, retry with exponential backoff while the issuer is unreachable, stop serving when the
- * credentials expire, recover when the issuer answers again, stop for good when revoked. Socket
+ * credentials expire, recover when the issuer answers again, stop for good when revoked: by the
+ * revocation guard, or by the issuer refusing a handshake with ERR_REVOKED (or a renewal with
+ * ERR_NO_MATCHING_ENTRY: the entry is gone), see `terminalRefusal` in identity-source.ts. Socket
  * services read it through `SidecarState` (state.ts); they never attest or renew.
  */
 import { SidecarError } from '../errors.js';
 import { decodeJwt } from '../svid/jwt-svid.js';
-import type { IdentitySource, Obtained } from './identity-source.js';
+import { terminalRefusal, type IdentitySource, type Obtained } from './identity-source.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
 
 /** Renewal at half the lifetime, ±10% (SPIRE agents rotate at half; the jitter spreads a fleet). */
@@ -229,6 +231,8 @@ export class Sidecar implements SidecarState {
     try {
       obtained = await this.obtain(audiences);
     } catch (e) {
+      const terminal = terminalRefusal(e, this.status.state === 'serving');
+      if (terminal) this.revoke(terminal);
       throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
     }
     // The handshake renewed the X.509-SVID too (and, by SVID, superseded the one held): serve it.
@@ -295,6 +299,12 @@ export class Sidecar implements SidecarState {
     } catch (e) {
       if (this.stopped || (this.status as SidecarStatus).state === 'revoked') return;
       this.failures++;
+      // Revoked (or, renewing, the entry gone): retrying cannot succeed and the SVID must not be served on.
+      const terminal = terminalRefusal(e, renewing);
+      if (terminal) {
+        this.revoke(terminal);
+        return;
+      }
       const delay = retryDelay(this.attempt++, this.random());
       this.log(`sidecar: ${renewing ? 'renewal' : 'attestation'} failed (retry in ${delay} ms): ${(e as Error).message}`);
       if (this.status.state === 'pending') this.set({ state: 'pending', reason: (e as Error).message });

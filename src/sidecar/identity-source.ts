@@ -158,6 +158,23 @@ export class LatestBundle {
   }
 }
 
+/**
+ * Why the issuer's refusal ends this sidecar for good, or undefined when it is worth retrying.
+ * - ERR_REVOKED: the identity's lineage, task, key, SPIFFE ID, entry or platform is revoked, on
+ *   any attestation or renewal: retrying cannot succeed, and serving the SVID until notAfter would
+ *   outlive the revocation.
+ * - ERR_NO_MATCHING_ENTRY, on a renewal only (`renewing`): the entry the served identity came from
+ *   was deleted or no longer matches, so the workload is no longer entitled to it. On the first
+ *   attestation it stays retryable: the sidecar may start before its entry is registered.
+ */
+export function terminalRefusal(e: unknown, renewing: boolean): string | undefined {
+  if (!(e instanceof GrpcCallError) || !e.writCode) return undefined;
+  if (e.writCode === 'ERR_REVOKED') return `the issuer refused the ${renewing ? 'renewal' : 'attestation'}: ERR_REVOKED: ${e.details}`;
+  if (e.writCode === 'ERR_NO_MATCHING_ENTRY' && renewing)
+    return `the issuer refused the renewal: ERR_NO_MATCHING_ENTRY (the entry was deleted or no longer matches): ${e.details}`;
+  return undefined;
+}
+
 /** Issuer refusals of a renewal by SVID after which fresh evidence is the way back. */
 const FRESH_EVIDENCE_CODES = new Set(['ERR_FRESH_EVIDENCE_REQUIRED', 'ERR_SVID_SUPERSEDED', 'ERR_SVID_RENEWAL_INVALID']);
 

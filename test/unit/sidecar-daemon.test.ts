@@ -5,7 +5,9 @@
  * passes before it is served (src/sidecar/identity-source.ts `identityFrom`).
  */
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { GrpcCallError } from '../../src/agent/attest-client.js';
 import { jwkThumbprint as jwkThumbprintOf, keySigner } from '../../src/jose/jws.js';
 import {
   MAX_JWT_CACHE_ENTRIES,
@@ -106,11 +108,11 @@ class ScriptedSource implements IdentitySource {
     await flush();
     return identity;
   }
-  async fail(msg = 'connection refused'): Promise<void> {
+  async fail(msg: string | Error = 'connection refused'): Promise<void> {
     await flush();
     const w = this.waiting.shift();
     if (!w) throw new Error('no obtain is waiting');
-    w.reject(new Error(msg));
+    w.reject(typeof msg === 'string' ? new Error(msg) : msg);
     await flush();
   }
 }
@@ -258,6 +260,66 @@ describe('the sidecar state machine', () => {
     expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
     sc.revoke('again');
     expect(seen).toHaveLength(2);
+  });
+
+  const refused = (writCode: string) => new GrpcCallError(grpc.status.PERMISSION_DENIED, `refused (${writCode})`, writCode);
+
+  it('a renewal the issuer refuses with ERR_REVOKED is terminal: revoked at once, nothing retried or served until notAfter', async () => {
+    const { source, sc, timers, seen } = setup(10_000);
+    sc.start();
+    await source.answer();
+    await timers.advance(5_000);
+    await source.fail(refused('ERR_REVOKED'));
+    expect(sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_REVOKED: refused/) });
+    await timers.advance(3_600_000);
+    expect(source.open).toBe(0);
+    expect(timers.pending).toBe(0);
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
+  });
+
+  it('the first attestation refused with ERR_REVOKED is terminal too', async () => {
+    const { source, sc, timers } = setup(10_000);
+    sc.start();
+    await source.fail(refused('ERR_REVOKED'));
+    expect(sc.current().state).toBe('revoked');
+    await timers.advance(RETRY_CAP_MS);
+    expect(source.open).toBe(0);
+  });
+
+  it('ERR_NO_MATCHING_ENTRY: terminal on a renewal (the entry is gone), retried on the first attestation (not registered yet)', async () => {
+    const first = setup(10_000);
+    first.sc.start();
+    await first.source.fail(refused('ERR_NO_MATCHING_ENTRY'));
+    expect(first.sc.current().state).toBe('pending');
+    await first.timers.advance(RETRY_CAP_MS);
+    expect(first.source.open).toBe(1);
+    await first.source.answer();
+    await first.timers.advance(5_000);
+    await first.source.fail(refused('ERR_NO_MATCHING_ENTRY'));
+    expect(first.sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_NO_MATCHING_ENTRY/) });
+    await first.timers.advance(3_600_000);
+    expect(first.source.open).toBe(0);
+  });
+
+  it('other refusals (ERR_INTERNAL, unreachable) are still retried while the identity is served', async () => {
+    const { source, sc, timers } = setup(10_000);
+    sc.start();
+    await source.answer();
+    await timers.advance(5_000);
+    await source.fail(refused('ERR_INTERNAL'));
+    expect(sc.current().state).toBe('serving');
+    await timers.advance(RETRY_CAP_MS);
+    expect(source.open).toBe(1);
+  });
+
+  it('a JWT-SVID handshake refused with ERR_REVOKED revokes the sidecar', async () => {
+    const { source, sc } = setup(3_600_000);
+    sc.start();
+    await source.answer();
+    const p = sc.jwtSvid(['new-aud']);
+    await source.fail(refused('ERR_REVOKED'));
+    await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'ERR_REVOKED');
+    expect(sc.current().state).toBe('revoked');
   });
 
   it('a revocation while a JWT-SVID is being fetched: the caller gets nothing', async () => {
