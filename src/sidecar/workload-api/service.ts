@@ -73,6 +73,7 @@ const TPM_KEY = refuse(
 
 function errorStatus(e: unknown, state: SidecarStatus, now: number): Refusal {
   if (isWritError(e) && e.code === 'ERR_SIDECAR_REQUEST_INVALID') return refuse(grpc.status.INVALID_ARGUMENT, e.message);
+  if (isWritError(e) && e.code === 'ERR_LIMIT_EXCEEDED') return refuse(grpc.status.RESOURCE_EXHAUSTED, e.message);
   return notServing(state, now) ?? refuse(grpc.status.UNAVAILABLE, isWritError(e) ? e.message : 'the sidecar could not answer');
 }
 
