@@ -62,9 +62,28 @@ function describe(e: grpc.ServiceError): { reason: string; resumeSince?: number 
   return { reason, ...(resume !== undefined ? { resumeSince: resume } : {}) };
 }
 
-/** A WatchConnector over gRPC/TLS to issuers of the trust bundle `bundlePem` (X.509 authorities, PEM). */
-export function grpcWatchConnector(bundlePem: string, opts: GrpcWatchOptions = {}): WatchConnector {
-  const credentials = issuerChannelCredentials(bundlePem);
+/**
+ * A WatchConnector over gRPC/TLS to issuers of the trust bundle `bundlePem` (X.509 authorities,
+ * PEM). A function is asked again on every (re)connect, and the TLS credentials are rebuilt when
+ * the PEM it returns changed: a relying party whose issuer rotates its CA passes the latest
+ * bundle the issuer served (a sidecar: its current identity's), so Watch keeps verifying the
+ * issuer after the CA it started with is retired. A function that throws fails that connect
+ * (the watch source retries), never falls back to an older bundle by itself.
+ */
+export function grpcWatchConnector(bundlePem: string | (() => string), opts: GrpcWatchOptions = {}): WatchConnector {
+  const current = typeof bundlePem === 'function' ? bundlePem : () => bundlePem;
+  let builtFor: string | undefined;
+  let built: grpc.ChannelCredentials | undefined;
+  const credentialsNow = (): grpc.ChannelCredentials => {
+    const pem = current();
+    if (built === undefined || pem !== builtFor) {
+      built = issuerChannelCredentials(pem);
+      builtFor = pem;
+    }
+    return built;
+  };
+  // A fixed bundle is checked at once, as before; a function's is checked on each connect.
+  if (typeof bundlePem === 'string') credentialsNow();
   const Client = grpcClientConstructor(RevocationService);
   const channelOptions: grpc.ChannelOptions = {
     // SNI must not be an IP (RFC 6066); the name checked is the SPIFFE ID, not this.
@@ -75,7 +94,7 @@ export function grpcWatchConnector(bundlePem: string, opts: GrpcWatchOptions = {
   };
   return {
     open(address: string, since: number, on: WatchStreamHandlers) {
-      const client = new Client(address, credentials, channelOptions);
+      const client = new Client(address, credentialsNow(), channelOptions);
       const call = (client as unknown as { watch(r: WatchRequest, o: grpc.CallOptions): grpc.ClientReadableStream<WatchResponse> }).watch(
         create(WatchRequestSchema, { since: BigInt(since) }),
         {},

@@ -1,12 +1,14 @@
 /**
  * The sidecar's state machine (`writ agent run`): attest, serve, renew at half the lifetime with
  * jitter, retry with exponential backoff while the issuer is unreachable, stop serving when the
- * credentials expire, recover when the issuer answers again, stop for good when revoked. Socket
+ * credentials expire, recover when the issuer answers again, stop for good when revoked: by the
+ * revocation guard, or by the issuer refusing a handshake with ERR_REVOKED (or a renewal with
+ * ERR_NO_MATCHING_ENTRY: the entry is gone), see `terminalRefusal` in identity-source.ts. Socket
  * services read it through `SidecarState` (state.ts); they never attest or renew.
  */
-import { SidecarError } from '../errors.js';
+import { LimitError, SidecarError } from '../errors.js';
 import { decodeJwt } from '../svid/jwt-svid.js';
-import type { IdentitySource, Obtained } from './identity-source.js';
+import { terminalRefusal, type IdentitySource, type Obtained } from './identity-source.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
 
 /** Renewal at half the lifetime, ±10% (SPIRE agents rotate at half; the jitter spreads a fleet). */
@@ -28,6 +30,16 @@ export const MAX_JWT_INFLIGHT = 16;
  * audiences must not turn the sidecar into a load generator.
  */
 export const MAX_JWT_HANDSHAKES_PER_MINUTE = 60;
+/**
+ * Most distinct audiences, not minted with every renewal (`jwtAudiences`), whose JWT-SVIDs are
+ * fetched within an hour (default; `maxNewJwtAudiencesPerHour`). Past it an audience not already
+ * fetched in the hour is refused (RESOURCE_EXHAUSTED, ERR_LIMIT_EXCEEDED) until one ages out,
+ * so a caller cycling through more audiences than the cache holds cannot keep the per-minute
+ * limit's 60 handshakes a minute going forever; audiences fetched in the hour are re-fetched
+ * as before.
+ */
+export const MAX_NEW_JWT_AUDIENCES_PER_HOUR = 64;
+const HOUR_MS = 3_600_000;
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -53,6 +65,8 @@ export interface SidecarOptions {
   readonly random?: () => number;
   readonly timers?: Timers;
   readonly log?: (line: string) => void;
+  /** Distinct on-demand JWT-SVID audiences per hour (default MAX_NEW_JWT_AUDIENCES_PER_HOUR). */
+  readonly maxNewJwtAudiencesPerHour?: number;
 }
 
 /** When to renew an identity obtained at `obtainedAt` that expires at `notAfter`: half its lifetime, ±10%. */
@@ -102,6 +116,9 @@ export class Sidecar implements SidecarState {
   private readonly jwtInflight = new Map<string, Promise<CachedJwt>>();
   /** When each recent JWT-SVID handshake started (ms), oldest first. */
   private readonly jwtHandshakes: number[] = [];
+  /** On-demand audiences fetched in the last hour, and when first (insertion order is time order). */
+  private readonly jwtAudiencesThisHour = new Map<string, number>();
+  private readonly maxNewAudiencesPerHour: number;
   private readonly random: () => number;
   private readonly timers: Timers;
   private readonly log: (line: string) => void;
@@ -126,6 +143,10 @@ export class Sidecar implements SidecarState {
     if ((o.jwtAudiences ?? []).length > MAX_JWT_AUDIENCES)
       throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar: at most ${MAX_JWT_AUDIENCES} --jwt-audience`);
     this.defaultAudiences = [...new Set(o.jwtAudiences ?? [])];
+    const cap = o.maxNewJwtAudiencesPerHour ?? MAX_NEW_JWT_AUDIENCES_PER_HOUR;
+    if (!Number.isSafeInteger(cap) || cap < 0)
+      throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', 'sidecar: the JWT-SVID audiences per hour must be a whole number');
+    this.maxNewAudiencesPerHour = cap;
   }
 
   /** Starts the first attestation (and retries it with backoff until it succeeds or `stop()`). */
@@ -214,6 +235,16 @@ export class Sidecar implements SidecarState {
           'ERR_SIDECAR_NOT_SERVING',
           `sidecar: more than ${MAX_JWT_HANDSHAKES_PER_MINUTE} new JWT-SVID audiences in a minute; retry later`,
         );
+      for (const [k, at] of this.jwtAudiencesThisHour) {
+        if (at > now - HOUR_MS) break;
+        this.jwtAudiencesThisHour.delete(k);
+      }
+      const isNew = !this.defaultAudiences.includes(key) && !this.jwtAudiencesThisHour.has(key);
+      if (isNew && this.jwtAudiencesThisHour.size >= this.maxNewAudiencesPerHour)
+        throw new LimitError(
+          `sidecar: JWT-SVIDs for ${this.maxNewAudiencesPerHour} distinct audiences were fetched in the last hour; this new audience is refused until one ages out`,
+        );
+      if (isNew) this.jwtAudiencesThisHour.set(key, now);
       this.jwtHandshakes.push(now);
       p = this.fetchJwt(audiences).finally(() => this.jwtInflight.delete(key));
       this.jwtInflight.set(key, p);
@@ -229,6 +260,8 @@ export class Sidecar implements SidecarState {
     try {
       obtained = await this.obtain(audiences);
     } catch (e) {
+      const terminal = terminalRefusal(e, this.status.state === 'serving');
+      if (terminal) this.revoke(terminal);
       throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
     }
     // The handshake renewed the X.509-SVID too (and, by SVID, superseded the one held): serve it.
@@ -295,6 +328,12 @@ export class Sidecar implements SidecarState {
     } catch (e) {
       if (this.stopped || (this.status as SidecarStatus).state === 'revoked') return;
       this.failures++;
+      // Revoked (or, renewing, the entry gone): retrying cannot succeed and the SVID must not be served on.
+      const terminal = terminalRefusal(e, renewing);
+      if (terminal) {
+        this.revoke(terminal);
+        return;
+      }
       const delay = retryDelay(this.attempt++, this.random());
       this.log(`sidecar: ${renewing ? 'renewal' : 'attestation'} failed (retry in ${delay} ms): ${(e as Error).message}`);
       if (this.status.state === 'pending') this.set({ state: 'pending', reason: (e as Error).message });

@@ -16,7 +16,7 @@ import { verifyX509Svid } from '../svid/x509-svid.js';
 import { parseWrit } from '../writ/writ.js';
 import { GrpcCallError, attest, bundleTrustDomain, type AttestOutcome } from '../agent/attest-client.js';
 import { renewWithSvid } from '../agent/renew.js';
-import type { SidecarIdentity, TrustBundle } from './state.js';
+import type { SidecarIdentity, SidecarStatus, TrustBundle } from './state.js';
 
 /** What one successful attestation (or renewal) yields. */
 export interface Obtained {
@@ -139,6 +139,40 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
       }
     },
   };
+}
+
+/**
+ * The issuer's trust bundle as the sidecar knows it now: the PEM the issuer served with the
+ * latest identity (renewals follow its CA rotations), else the startup `--bundle`. `observe`
+ * every status (a subscriber); an expired or revoked status keeps the last served PEM. The
+ * revocation watch's connector reads `current()` on every reconnect.
+ */
+export class LatestBundle {
+  private served: string | undefined;
+  constructor(private readonly startup: string) {}
+  observe(s: SidecarStatus): void {
+    if (s.state === 'serving') this.served = s.identity.bundle.pem;
+  }
+  current(): string {
+    return this.served ?? this.startup;
+  }
+}
+
+/**
+ * Why the issuer's refusal ends this sidecar for good, or undefined when it is worth retrying.
+ * - ERR_REVOKED: the identity's lineage, task, key, SPIFFE ID, entry or platform is revoked, on
+ *   any attestation or renewal: retrying cannot succeed, and serving the SVID until notAfter would
+ *   outlive the revocation.
+ * - ERR_NO_MATCHING_ENTRY, on a renewal only (`renewing`): the entry the served identity came from
+ *   was deleted or no longer matches, so the workload is no longer entitled to it. On the first
+ *   attestation it stays retryable: the sidecar may start before its entry is registered.
+ */
+export function terminalRefusal(e: unknown, renewing: boolean): string | undefined {
+  if (!(e instanceof GrpcCallError) || !e.writCode) return undefined;
+  if (e.writCode === 'ERR_REVOKED') return `the issuer refused the ${renewing ? 'renewal' : 'attestation'}: ERR_REVOKED: ${e.details}`;
+  if (e.writCode === 'ERR_NO_MATCHING_ENTRY' && renewing)
+    return `the issuer refused the renewal: ERR_NO_MATCHING_ENTRY (the entry was deleted or no longer matches): ${e.details}`;
+  return undefined;
 }
 
 /** Issuer refusals of a renewal by SVID after which fresh evidence is the way back. */

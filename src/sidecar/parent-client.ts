@@ -19,6 +19,7 @@ import { ERROR_CODES, SidecarError, WritError, type WritErrorCode } from '../err
 import { AgentService, DelegateRequestSchema, type DelegateResponse } from '../gen/writ/agent/v1/agent_pb.js';
 import { isJkt } from '../jose/jws.js';
 import { grpcClientConstructor } from '../rpc/grpc-adapter.js';
+import { securityHeaderInterceptor } from './security-header.js';
 
 /** Largest answer accepted from a parent: nine grants of a few KiB each, with room. */
 const MAX_PARENT_RESPONSE_BYTES = 1024 * 1024;
@@ -87,7 +88,10 @@ export async function delegateFromParent(r: ParentDelegateRequest): Promise<Pare
   if (!Number.isSafeInteger(ttl) || ttl < 0 || ttl > 0xffffffff)
     throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', 'sidecar(parent): ttlSeconds must be a whole number of seconds');
   const Client = grpcClientConstructor(AgentService);
-  const client = new Client(socketTarget(r.socket), grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': MAX_PARENT_RESPONSE_BYTES });
+  const client = new Client(socketTarget(r.socket), grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': MAX_PARENT_RESPONSE_BYTES,
+    interceptors: [securityHeaderInterceptor],
+  });
   const req = create(DelegateRequestSchema, {
     childJkt: r.childJkt,
     scope: [...(r.scope ?? [])],

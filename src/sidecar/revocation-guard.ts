@@ -5,6 +5,11 @@
  * matcher (revocation/target.ts `matches` over `writFacts`): does it kill the identity this
  * sidecar serves — a grant of its lineage, its task, principal, SPIFFE ID or a delegator above
  * it, its key or a key above it, its writ or one it was delegated from, its entry or its platform?
+ * (Entry and platform only with a writ, which names them in `reg` and `att.sel`. An identity
+ * without a writ is matched by its SPIFFE ID (`agent`) and key (`key`) only: the issuer's
+ * AttestResult carries neither the entry id nor the attested selectors. An entry or platform
+ * revocation reaches such a sidecar at its next renewal, which the issuer refuses with
+ * ERR_REVOKED and the daemon treats as terminal, so within half the SVID's lifetime.)
  * If so, `onRevoked(reason)` is called once, synchronously, inside the event that carried it; the
  * daemon then marks the state revoked (terminal), which ends every stream and refuses every call.
  *
@@ -58,6 +63,8 @@ function identityFacts(id: SidecarIdentity): WritFacts {
     );
   }
   // No writ: no lineage, task or principal to match; the empty strings match no parsed target.
+  // No entry or selectors either (the issuer's answer does not carry them): entry and platform
+  // revocations arrive as the next renewal's ERR_REVOKED, terminal in the daemon.
   return {
     jti: '',
     sub: id.spiffeId,

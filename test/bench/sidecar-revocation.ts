@@ -26,6 +26,7 @@ import { grpcWatchConnector } from '../../src/agent/revocation-client.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { AgentService, type FetchWritResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { producerSource } from '../../src/sidecar/identity-source.js';
@@ -126,7 +127,7 @@ export async function sidecarRevocationBench(record: Record): Promise<void> {
       const gc = await delegateFromParent({ socket: B.path, childJkt: jkt(kc), scope: [{ action: 'repo:read', resource: 'repo://acme/widgets*' }] });
       const C = await sidecar(`r${i}-reader`, kc, gc.grants);
       await Promise.all([A, B, C].map((s) => s.guard!.synced()));
-      const client = new Client(`unix:${C.path}`, grpc.credentials.createInsecure());
+      const client = new Client(`unix:${C.path}`, grpc.credentials.createInsecure(), { interceptors: [securityHeaderInterceptor] });
       const stream = (client as unknown as { fetchWrit(r: unknown): grpc.ClientReadableStream<FetchWritResponse> }).fetchWrit({});
       await new Promise<void>((resolve, reject) => {
         stream.once('data', () => resolve());

@@ -16,6 +16,7 @@ import { joinTokenProducer } from '../../src/attestation/join-token/plugin.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { create } from '@bufbuild/protobuf';
 import { AgentService, EscalateRequestSchema, type EscalateResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { renewingSource } from '../../src/sidecar/identity-source.js';
@@ -95,8 +96,9 @@ describe('AgentService.Escalate', () => {
     await sc.sidecar.ready();
 
     const Client = grpcClientConstructor(AgentService);
-    const agent = new Client(`unix:${join(dir, 'agent.sock')}`, grpc.credentials.createInsecure()) as grpc.Client &
-      Record<string, (...a: unknown[]) => unknown>;
+    const agent = new Client(`unix:${join(dir, 'agent.sock')}`, grpc.credentials.createInsecure(), {
+      interceptors: [securityHeaderInterceptor],
+    }) as grpc.Client & Record<string, (...a: unknown[]) => unknown>;
     cleanup.push(() => agent.close());
     const escalated = new Promise<EscalateResponse>((resolve, reject) =>
       agent.escalate!(

@@ -22,6 +22,7 @@ import { adminClients } from '../../src/cli/admin-client.js';
 import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionResponse } from '../../src/gen/grpc/reflection/v1/reflection_pb.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { State, type StatusResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
 import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { AgentService } from '../../src/gen/writ/agent/v1/agent_pb.js';
@@ -87,6 +88,7 @@ describe('sidecar processes: spawn through --parent-socket, revocation at three 
       client() {
         const c = new (grpcClientConstructor(AgentService))(`unix:${socket}`, grpc.credentials.createInsecure(), {
           'grpc.use_local_subchannel_pool': 1,
+          interceptors: [securityHeaderInterceptor],
         }) as AgentClient;
         clients.push(c);
         return c;

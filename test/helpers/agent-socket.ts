@@ -12,6 +12,7 @@ import { expect } from 'vitest';
 import { AgentService, type FetchWritResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { agentService } from '../../src/sidecar/agent-service/service.js';
+import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
 import type { SocketService } from '../../src/sidecar/socket-service.js';
 import type { SidecarState } from '../../src/sidecar/state.js';
 import { FakeSidecarState } from '../fakes/sidecar-state.js';
@@ -41,7 +42,7 @@ export async function harness<S extends SidecarState = FakeSidecarState>(opts: P
   server.addService(grpcServiceDefinition(svc.service), svc.implementation({ state, now: () => h.now, log: (l) => logs.push(l) }));
   await new Promise<void>((res, rej) => server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
   const Client = grpcClientConstructor(AgentService);
-  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure()) as AgentClient;
+  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure(), { interceptors: [securityHeaderInterceptor] }) as AgentClient;
   Object.assign(h, {
     server,
     client,

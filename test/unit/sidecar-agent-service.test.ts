@@ -16,16 +16,17 @@ import { parseGrant } from '../../src/delegation/grant.js';
 import { ERROR_CODES, isWritError } from '../../src/errors.js';
 import { AgentService, DelegateResponseSchema, State, type CreateProofResponse, type StatusResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { keySigner, type JwsSigner } from '../../src/jose/jws.js';
-import { grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
+import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { STATUS_BY_CODE } from '../../src/server/status.js';
 import { AGENT_STATUS_BY_CODE } from '../../src/sidecar/agent-service/status.js';
 import { MAX_AGENT_REQUEST_BYTES, agentService } from '../../src/sidecar/agent-service/service.js';
 import { delegateFromParent, socketTarget } from '../../src/sidecar/parent-client.js';
+import { SECURITY_HEADER } from '../../src/sidecar/security-header.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
 import { parseWrit } from '../../src/writ/writ.js';
 import { verifyWrit } from '../../src/writ/verify.js';
-import { call, expectStatus, fetchWrit, harness, type Harness } from '../helpers/agent-socket.js';
+import { call, expectStatus, fetchWrit, harness, type AgentClient, type Harness } from '../helpers/agent-socket.js';
 import { FakeIssuer, agent, hop, rawHop, type Agent } from '../helpers/writ-fixture.js';
 
 const AUD = 'spiffe://example.org/tool/github';
@@ -85,6 +86,70 @@ describe('AgentService over a Unix socket', () => {
     h.state.serve(w.identity(o));
     h.state.freshness = fresh();
   };
+
+  describe('the SPIFFE security header', () => {
+    // A client without the interceptor the harness adds: what a request-forging proxy sends.
+    const bare = () => new (grpcClientConstructor(AgentService))(`unix:${h.socket}`, grpc.credentials.createInsecure()) as AgentClient;
+    const headers = (v?: string[]) => {
+      const m = new grpc.Metadata();
+      for (const x of v ?? []) m.add(SECURITY_HEADER, x);
+      return m;
+    };
+    const unaryWithout = (c: AgentClient, method: string, req: unknown, md: grpc.Metadata) =>
+      new Promise((resolve, reject) => {
+        const m = AgentService.methods.find((x) => x.localName === method)!;
+        (c[method] as (r: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: unknown, v: unknown) => void) => void).call(
+          c,
+          create(m.input, req as never),
+          md,
+          { deadline: new Date(Date.now() + 10_000) },
+          (e, v) => (e ? reject(e) : resolve(v)),
+        );
+      });
+    const requests: Record<string, unknown> = {
+      status: {},
+      createProof: { audience: AUD, method: 'GET /' },
+      delegate: { childJkt: agent('c').jkt },
+      escalate: { action: 'read', resource: 'repo', reason: 'r' },
+    };
+    for (const md of [undefined, ['false'], ['true', 'true']]) {
+      for (const method of Object.keys(requests)) {
+        it(`${method} with the header ${md ? JSON.stringify(md) : 'absent'}: INVALID_ARGUMENT before anything else`, async () => {
+          serve();
+          const c = bare();
+          try {
+            await expectStatus(
+              unaryWithout(c, method, requests[method], headers(md)),
+              grpc.status.INVALID_ARGUMENT,
+              'ERR_SIDECAR_REQUEST_INVALID',
+              /security header missing from request/,
+            );
+          } finally {
+            c.close();
+          }
+        });
+      }
+      it(`fetchWrit with the header ${md ? JSON.stringify(md) : 'absent'}: INVALID_ARGUMENT, no writ sent`, async () => {
+        serve();
+        const c = bare();
+        try {
+          const got: unknown[] = [];
+          const st = (c.fetchWrit as (r: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>).call(c, {}, headers(md));
+          st.on('data', (m) => got.push(m));
+          const e = await new Promise<grpc.ServiceError>((r) => st.on('error', r));
+          expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
+          expect(e.details).toMatch(/security header missing from request/);
+          expect(got).toEqual([]);
+        } finally {
+          c.close();
+        }
+      });
+    }
+    it('with the header (the harness client), Status answers', async () => {
+      serve();
+      await expect(call<StatusResponse>(h, 'status', {})).resolves.toMatchObject({ state: State.SERVING });
+    });
+  });
 
   describe('Status', () => {
     it('answers before any identity: pending, with the reason and the revocation view', async () => {
@@ -510,8 +575,11 @@ describe('delegateFromParent checks what the parent returns', () => {
     const socket = join(dir, 'p.sock');
     const server = new grpc.Server();
     server.addService(grpcServiceDefinition(AgentService), {
+      // As a real sidecar does: a request without the security header is refused, so delegateFromParent must send it.
       delegate: (c: grpc.ServerUnaryCall<{ childJkt: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-        cb(null, create(DelegateResponseSchema, { grants: answer(c.request) })),
+        c.metadata.get(SECURITY_HEADER)[0] !== 'true'
+          ? cb({ code: grpc.status.INVALID_ARGUMENT, details: 'security header missing from request' })
+          : cb(null, create(DelegateResponseSchema, { grants: answer(c.request) })),
     });
     await new Promise<void>((res, rej) => server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
     return {

@@ -5,11 +5,14 @@
  * passes before it is served (src/sidecar/identity-source.ts `identityFrom`).
  */
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { GrpcCallError } from '../../src/agent/attest-client.js';
 import { jwkThumbprint as jwkThumbprintOf, keySigner } from '../../src/jose/jws.js';
 import {
   MAX_JWT_CACHE_ENTRIES,
   MAX_JWT_HANDSHAKES_PER_MINUTE,
+  MAX_NEW_JWT_AUDIENCES_PER_HOUR,
   RETRY_CAP_MS,
   Sidecar,
   checkAudiences,
@@ -106,19 +109,26 @@ class ScriptedSource implements IdentitySource {
     await flush();
     return identity;
   }
-  async fail(msg = 'connection refused'): Promise<void> {
+  async fail(msg: string | Error = 'connection refused'): Promise<void> {
     await flush();
     const w = this.waiting.shift();
     if (!w) throw new Error('no obtain is waiting');
-    w.reject(new Error(msg));
+    w.reject(typeof msg === 'string' ? new Error(msg) : msg);
     await flush();
   }
 }
 
-function setup(ttlMs = 10_000, random = 0.5, jwtAudiences: string[] = [], jwtTtlMs = 60_000) {
+function setup(ttlMs = 10_000, random = 0.5, jwtAudiences: string[] = [], jwtTtlMs = 60_000, maxNewJwtAudiencesPerHour?: number) {
   const timers = new ManualTimers();
   const source = new ScriptedSource(timers, ttlMs, jwtTtlMs);
-  const sc = new Sidecar({ source, now: () => timers.now, random: () => random, timers, jwtAudiences });
+  const sc = new Sidecar({
+    source,
+    now: () => timers.now,
+    random: () => random,
+    timers,
+    jwtAudiences,
+    ...(maxNewJwtAudiencesPerHour !== undefined ? { maxNewJwtAudiencesPerHour } : {}),
+  });
   const seen: SidecarStatus[] = [];
   sc.subscribe((s) => seen.push(s));
   return { timers, source, sc, seen };
@@ -260,6 +270,66 @@ describe('the sidecar state machine', () => {
     expect(seen).toHaveLength(2);
   });
 
+  const refused = (writCode: string) => new GrpcCallError(grpc.status.PERMISSION_DENIED, `refused (${writCode})`, writCode);
+
+  it('a renewal the issuer refuses with ERR_REVOKED is terminal: revoked at once, nothing retried or served until notAfter', async () => {
+    const { source, sc, timers, seen } = setup(10_000);
+    sc.start();
+    await source.answer();
+    await timers.advance(5_000);
+    await source.fail(refused('ERR_REVOKED'));
+    expect(sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_REVOKED: refused/) });
+    await timers.advance(3_600_000);
+    expect(source.open).toBe(0);
+    expect(timers.pending).toBe(0);
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
+  });
+
+  it('the first attestation refused with ERR_REVOKED is terminal too', async () => {
+    const { source, sc, timers } = setup(10_000);
+    sc.start();
+    await source.fail(refused('ERR_REVOKED'));
+    expect(sc.current().state).toBe('revoked');
+    await timers.advance(RETRY_CAP_MS);
+    expect(source.open).toBe(0);
+  });
+
+  it('ERR_NO_MATCHING_ENTRY: terminal on a renewal (the entry is gone), retried on the first attestation (not registered yet)', async () => {
+    const first = setup(10_000);
+    first.sc.start();
+    await first.source.fail(refused('ERR_NO_MATCHING_ENTRY'));
+    expect(first.sc.current().state).toBe('pending');
+    await first.timers.advance(RETRY_CAP_MS);
+    expect(first.source.open).toBe(1);
+    await first.source.answer();
+    await first.timers.advance(5_000);
+    await first.source.fail(refused('ERR_NO_MATCHING_ENTRY'));
+    expect(first.sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_NO_MATCHING_ENTRY/) });
+    await first.timers.advance(3_600_000);
+    expect(first.source.open).toBe(0);
+  });
+
+  it('other refusals (ERR_INTERNAL, unreachable) are still retried while the identity is served', async () => {
+    const { source, sc, timers } = setup(10_000);
+    sc.start();
+    await source.answer();
+    await timers.advance(5_000);
+    await source.fail(refused('ERR_INTERNAL'));
+    expect(sc.current().state).toBe('serving');
+    await timers.advance(RETRY_CAP_MS);
+    expect(source.open).toBe(1);
+  });
+
+  it('a JWT-SVID handshake refused with ERR_REVOKED revokes the sidecar', async () => {
+    const { source, sc } = setup(3_600_000);
+    sc.start();
+    await source.answer();
+    const p = sc.jwtSvid(['new-aud']);
+    await source.fail(refused('ERR_REVOKED'));
+    await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'ERR_REVOKED');
+    expect(sc.current().state).toBe('revoked');
+  });
+
   it('a revocation while a JWT-SVID is being fetched: the caller gets nothing', async () => {
     const { source, sc } = setup();
     sc.start();
@@ -311,8 +381,9 @@ describe('the JWT-SVID cache', () => {
   });
 
   it(`holds at most ${MAX_JWT_CACHE_ENTRIES} audiences, dropping the oldest`, async () => {
-    // Long-lived X.509- and JWT-SVIDs, and time moving so the handshake rate limit is never hit.
-    const { source, sc, timers } = setup(30 * 86_400_000, 0.5, [], 30 * 86_400_000);
+    // Long-lived X.509- and JWT-SVIDs, time moving so the handshake rate limit is never hit, and
+    // the cap on new audiences an hour above the cache size (that cap has its own test).
+    const { source, sc, timers } = setup(30 * 86_400_000, 0.5, [], 30 * 86_400_000, MAX_JWT_CACHE_ENTRIES + 10);
     sc.start();
     await source.answer();
     for (let i = 0; i <= MAX_JWT_CACHE_ENTRIES; i++) {
@@ -350,6 +421,52 @@ describe('the JWT-SVID cache', () => {
     const p = sc.jwtSvid(['one-more']);
     await source.answer();
     expect((await p).spiffeId).toBe(ID);
+  });
+
+  it(`fetches JWT-SVIDs for at most ${MAX_NEW_JWT_AUDIENCES_PER_HOUR} distinct on-demand audiences an hour (RESOURCE_EXHAUSTED past it), however slowly they are cycled`, async () => {
+    const { source, sc, timers } = setup(3 * 3_600_000, 0.5, ['pre']);
+    sc.start();
+    await source.answer();
+    for (let i = 0; i < MAX_NEW_JWT_AUDIENCES_PER_HOUR; i++) {
+      // Slower than the per-minute limit: only the hourly cap stops this.
+      await timers.advance(2_000);
+      const p = sc.jwtSvid([`aud-${i}`]);
+      await source.answer();
+      await p;
+    }
+    const opened = source.requests.length;
+    await expectWritError(sc.jwtSvid(['one-more']), 'ERR_LIMIT_EXCEEDED', 'distinct audiences');
+    expect(source.requests.length).toBe(opened);
+    // One fetched in the hour is fetched again once its cached JWT-SVID is past half its life.
+    await timers.advance(40_000);
+    const again = sc.jwtSvid(['aud-0']);
+    await source.answer();
+    await expect(again).resolves.toMatchObject({ spiffeId: ID });
+    // Once the first ones age out of the hour, new audiences are fetched again.
+    await timers.advance(3_600_000 - MAX_NEW_JWT_AUDIENCES_PER_HOUR * 2_000);
+    const later = sc.jwtSvid(['one-more']);
+    await source.answer();
+    await expect(later).resolves.toMatchObject({ spiffeId: ID });
+  });
+
+  it('the hourly audience cap is configurable, and --jwt-audience ones do not count against it', async () => {
+    const timers = new ManualTimers();
+    const source = new ScriptedSource(timers, 3 * 3_600_000);
+    const sc = new Sidecar({ source, now: () => timers.now, random: () => 0.5, timers, jwtAudiences: ['pre'], maxNewJwtAudiencesPerHour: 2 });
+    sc.start();
+    await source.answer();
+    for (const a of ['x', 'y']) {
+      const p = sc.jwtSvid([a]);
+      await source.answer();
+      await p;
+    }
+    await expectWritError(sc.jwtSvid(['z']), 'ERR_LIMIT_EXCEEDED', 'for 2 distinct audiences');
+    // The pre-minted audience, past half its life, is still re-fetched.
+    await timers.advance(40_000);
+    const p = sc.jwtSvid(['pre']);
+    await source.answer();
+    await expect(p).resolves.toMatchObject({ spiffeId: ID });
+    expect(() => new Sidecar({ source, now: () => 0, maxNewJwtAudiencesPerHour: -1 })).toThrow(/whole number/);
   });
 
   it('refuses audiences the issuer would refuse, before any handshake', async () => {

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { LimitError } from '../../src/errors.js';
 import { keySigner } from '../../src/jose/jws.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
 import { MAX_STREAMS, workloadApiService } from '../../src/sidecar/workload-api/service.js';
@@ -126,5 +127,24 @@ describe('Workload API streams', () => {
       state.serve(identity(2));
       expect(call.written).toHaveLength(1);
     }
+  });
+});
+
+describe('FetchJWTSVID refusals', () => {
+  it('a JWT-SVID refused by the audience cap (ERR_LIMIT_EXCEEDED) is RESOURCE_EXHAUSTED, not UNAVAILABLE', async () => {
+    const state = new FakeSidecarState();
+    state.serve(identity(1));
+    state.jwtSvid = () => Promise.reject(new LimitError('sidecar: JWT-SVIDs for 64 distinct audiences were fetched in the last hour'));
+    const impl = workloadApiService().implementation({ state, now: () => now, log: () => {} }) as unknown as Record<
+      string,
+      (call: unknown, cb: (e: { code: grpc.status; details: string } | null) => void) => void
+    >;
+    const metadata = new grpc.Metadata();
+    metadata.set('workload.spiffe.io', 'true');
+    const e = await new Promise<{ code: grpc.status; details: string } | null>((r) =>
+      impl.fetchJWTSVID!({ metadata, request: { audience: ['new'], spiffeId: '' } }, (err) => r(err)),
+    );
+    expect(e?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(e?.details).toMatch(/distinct audiences/);
   });
 });

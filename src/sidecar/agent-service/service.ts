@@ -6,6 +6,8 @@
  * sidecar/revocation-guard.ts do), and it signs with the identity's signer, so the agent process
  * never holds the key.
  *
+ * Every request must carry the SPIFFE security header `workload.spiffe.io: true`, as on the
+ * Workload API (sidecar/security-header.ts); without it: INVALID_ARGUMENT, before anything else.
  * Every request is UNTRUSTED input (from whoever can open the socket) and is checked field by
  * field before anything is signed. Every refusal fails closed: a sidecar that is pending,
  * expired or revoked signs nothing; one whose revocation view is stale delegates nothing.
@@ -38,6 +40,7 @@ import { isJkt, jwkThumbprint } from '../../jose/jws.js';
 import { DEFAULT_MAX_STALENESS_MS } from '../../revocation/watch-source.js';
 import { DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S } from '../../writ/proof.js';
 import { parseWritCached } from '../../writ/writ.js';
+import { SECURITY_HEADER_MISSING, securityHeaderMissing } from '../security-header.js';
 import type { SocketService, SocketServiceContext } from '../socket-service.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from '../state.js';
 import { agentFailure } from './status.js';
@@ -76,6 +79,11 @@ export interface AgentServiceOptions {
 const invalid = (msg: string): never => {
   throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar(agent): ${msg}`);
 };
+
+/** First in every method: a request without `workload.spiffe.io: true` (a forging proxy, a browser) is refused before anything else. */
+function requireSecurityHeader(metadata: grpc.Metadata): void {
+  if (securityHeaderMissing(metadata)) invalid(SECURITY_HEADER_MISSING);
+}
 
 /** The identity being served now, or the refusal for the state the sidecar is in. */
 function servingIdentity(s: SidecarStatus, now: number): SidecarIdentity {
@@ -156,6 +164,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
         let run: Promise<Res>;
         try {
+          requireSecurityHeader(call.metadata);
           run = fn(call.request);
         } catch (e) {
           run = Promise.reject(e);
@@ -184,6 +193,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       };
       let sent: string;
       try {
+        requireSecurityHeader(call.metadata);
         if (streams.size >= maxStreams) throw new LimitError(`sidecar(agent): ${maxStreams} FetchWrit streams are open already`);
         sent = currentWrit(servingIdentity(state.current(), ctx.now()), ctx.now());
       } catch (e) {

@@ -29,13 +29,13 @@ import {
 import { BundleSet, parseSpiffeBundle } from '../../spiffe/bundle.js';
 import { parseSpiffeId } from '../../spiffe/id.js';
 import { MAX_JWT_BYTES, validateJwtSvid } from '../../svid/jwt-svid.js';
+import { SECURITY_HEADER_MISSING, securityHeaderMissing } from '../security-header.js';
 import type { SocketService, SocketServiceContext } from '../socket-service.js';
 import type { SidecarIdentity, SidecarStatus, TrustBundle } from '../state.js';
 import { jwtBundlesResponse, x509BundlesResponse, x509SvidResponse } from './messages.js';
 
-/** The metadata every Workload API request must carry (SPIFFE Workload Endpoint §5). */
-export const SECURITY_HEADER = 'workload.spiffe.io';
-export const SECURITY_HEADER_MISSING = 'security header missing from request';
+// The metadata every request on the socket must carry (SPIFFE Workload Endpoint §5); shared with the AgentService.
+export { SECURITY_HEADER, SECURITY_HEADER_MISSING } from '../security-header.js';
 /** Longest SPIFFE ID accepted in a request (SPIFFE-ID §2.3: 2048 bytes). */
 export const MAX_SPIFFE_ID_BYTES = 2048;
 /** Most Workload API streams open at once on one sidecar. */
@@ -49,8 +49,7 @@ interface Refusal {
 const refuse = (code: grpc.status, details: string): Refusal => ({ code, details });
 
 function headerMissing(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): Refusal | undefined {
-  const v = call.metadata.get(SECURITY_HEADER);
-  return v.length === 1 && v[0] === 'true' ? undefined : refuse(grpc.status.INVALID_ARGUMENT, SECURITY_HEADER_MISSING);
+  return securityHeaderMissing(call.metadata) ? refuse(grpc.status.INVALID_ARGUMENT, SECURITY_HEADER_MISSING) : undefined;
 }
 
 /** What a caller gets when there is no identity to serve (`now`: an identity past notAfter is never served, whatever a timer did). */
@@ -74,6 +73,7 @@ const TPM_KEY = refuse(
 
 function errorStatus(e: unknown, state: SidecarStatus, now: number): Refusal {
   if (isWritError(e) && e.code === 'ERR_SIDECAR_REQUEST_INVALID') return refuse(grpc.status.INVALID_ARGUMENT, e.message);
+  if (isWritError(e) && e.code === 'ERR_LIMIT_EXCEEDED') return refuse(grpc.status.RESOURCE_EXHAUSTED, e.message);
   return notServing(state, now) ?? refuse(grpc.status.UNAVAILABLE, isWritError(e) ? e.message : 'the sidecar could not answer');
 }
 

@@ -13,7 +13,7 @@ import { parsePermissionFlag } from '../../../delegation/scope.js';
 import { jwkThumbprint } from '../../../jose/jws.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
 import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
-import { renewingSource } from '../../../sidecar/identity-source.js';
+import { LatestBundle, renewingSource } from '../../../sidecar/identity-source.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { StepUpHolder } from '../../../sidecar/step-ups.js';
 import { runSidecar } from '../../../sidecar/run.js';
@@ -122,21 +122,25 @@ export const agentRunVerb: Verb = {
     const now = () => Date.now();
     // Approvals of this agent's escalations, presented on every renewal (AgentService.Escalate).
     const stepUps = new StepUpHolder();
+    const latest = new LatestBundle(bundlePem);
     const running = await runSidecar({
       source: renewingSource(
         { server, bundlePem, producer, values, ...(key ? { key } : {}), grants, writAudiences, stepUps: () => stepUps.current(now()) },
         now,
         log,
       ),
-      ...(grants.length > 0 ? { escalation: { server, bundlePem: () => bundlePem, stepUps } } : {}),
+      ...(grants.length > 0 ? { escalation: { server, bundlePem: () => latest.current(), stepUps } } : {}),
       jwtAudiences: listOption(values, 'jwt-audience'),
       now,
       log,
       socketPath: path,
       ...(gid !== undefined ? { socketGid: gid } : {}),
-      revocation: { addresses: [server], connector: grpcWatchConnector(bundlePem) },
+      // The bundle the issuer last served (renewals follow its CA rotations), else the startup file's.
+      revocation: { addresses: [server], connector: grpcWatchConnector(() => latest.current()) },
       ...(maxStaleMs !== undefined ? { maxRevocationStalenessMs: maxStaleMs } : {}),
     });
+    const offBundle = running.sidecar.subscribe((s) => latest.observe(s));
+    latest.observe(running.sidecar.current());
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
     const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now) : undefined;
     const metricsServer = metrics && metricsAt ? await metrics.serve(metricsAt.host, metricsAt.port) : undefined;
@@ -162,6 +166,7 @@ export const agentRunVerb: Verb = {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     off();
+    offBundle();
     metrics?.close();
     if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
     await running.close();
