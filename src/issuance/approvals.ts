@@ -33,7 +33,7 @@ import { MAX_STEP_UPS, parseWritCached } from '../writ/writ.js';
 import { canonicalize } from '../jose/jcs.js';
 import { approvalDigest, approvalRequestBytes, checkApprovalId, checkReason, newApprovalId, type ApprovalRequestDoc } from '../approval/request.js';
 import type { ApprovalSettings } from '../approval/settings.js';
-import { APPROVAL_REQUEST_V, approvalChallenge, mintStepUpGrant, verifyStepUpGrant, type ApprovalRequest } from '../delegation/step-up.js';
+import { approvalChallenge, approvalRequestFor, mintStepUpGrant, verifyStepUpGrant, type ApprovalRequest } from '../delegation/step-up.js';
 import { WebAuthnError } from '../errors.js';
 import { BoundedCache } from '../cache/bounded.js';
 import type { PolicySnapshots } from './policies.js';
@@ -532,19 +532,22 @@ export class Approvals {
    */
   private approvalRequestFor(r: ApprovalRecord, approver: Principal): ApprovalRequest {
     const doc = JSON.parse(r.request) as ApprovalRequestDoc;
-    return {
-      v: APPROVAL_REQUEST_V,
-      id: r.id,
+    const task = { id: doc.task.id, goal: doc.task.goal, exp: doc.task.exp };
+    const agent = {
       iss: this.issuerId(),
-      task: { id: doc.task.id, goal: doc.task.goal, exp: doc.task.exp },
+      sub: r.actor,
+      cnf: { jkt: r.actorJkt },
+      task,
       principal: { iss: r.principalIss, sub: r.principalSub },
-      agent: { sub: r.actor, jkt: r.actorJkt, grant: r.lineage[r.lineage.length - 1]! },
+      lineage: r.lineage,
+    };
+    return approvalRequestFor(agent, {
+      id: r.id,
       permission: { action: r.action, resource: r.resource },
-      inherit: false,
       reason: r.reason,
       approver: { iss: approver.iss, sub: approver.sub },
-      exp: doc.task.exp,
-    };
+      inherit: false,
+    });
   }
 
   /** WebAuthn request options whose challenge is the SHA-256 of the canonical approval request. */
