@@ -182,6 +182,13 @@ describe('verifyAssertion refuses', () => {
     refused(() => verifyAssertion(make()), msg);
   });
 
+  it('a raw r‖s ES256 signature that happens to start with 0x30 (one in 256) is still named raw', () => {
+    const o = opts(a, { rawSignature: true });
+    const sig = Buffer.from(o.signature);
+    sig[0] = 0x30;
+    refused(() => verifyAssertion({ ...o, signature: sig }), /raw r‖s/);
+  });
+
   it('accepts BE and BS together, extension outputs, and client data members it does not know', () => {
     const v = verifyAssertion(
       opts(a, {
