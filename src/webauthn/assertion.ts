@@ -10,7 +10,7 @@
  */
 import { createHash, timingSafeEqual, verify, constants } from 'node:crypto';
 import { WebAuthnError } from '../errors.js';
-import { parseOne, children, integerBytes, TAG, type Tlv } from '../der/der.js';
+import { parseOne, children, integerBytes, TAG } from '../der/der.js';
 import { parseStrictJson } from '../jose/strict-json.js';
 import { decodeCborAt, type CborValue } from './cbor.js';
 import { parseCoseKey, type CoseAlgorithm, type CoseKey } from './cose.js';
@@ -132,10 +132,12 @@ export function parseClientData(json: Buffer | Uint8Array): ClientData {
 }
 
 /** Runs a DER reader, reporting its refusal as a WebAuthn one. */
-function der<T>(f: () => T, what: string): T {
+/** `f()`, its DER failure refused as `what`, or by `instead` when it is given. */
+function der<T>(f: () => T, what: string, instead?: () => never): T {
   try {
     return f();
   } catch (e) {
+    if (instead) instead();
     return fail(`${what}: ${(e as Error).message}`, e);
   }
 }
@@ -153,13 +155,11 @@ function checkEcdsaDer(sig: Buffer, alg: CoseAlgorithm): void {
   // A raw r ‖ s starts with 0x30 one time in 256, so the length alone names it once DER has failed.
   const raw = () => fail(`${alg} signature is raw r‖s (${sig.length} bytes); WebAuthn requires DER (§6.5.6)`);
   if (sig.length === 2 * size && sig[0] !== 0x30) raw();
-  let parts: Tlv[];
-  try {
-    parts = children(parseOne(sig, TAG.SEQUENCE));
-  } catch (e) {
-    if (sig.length === 2 * size) raw();
-    return fail(`${alg} signature is not strict DER Ecdsa-Sig-Value: ${(e as Error).message}`, e);
-  }
+  const parts = der(
+    () => children(parseOne(sig, TAG.SEQUENCE)),
+    `${alg} signature is not strict DER Ecdsa-Sig-Value`,
+    sig.length === 2 * size ? raw : undefined,
+  );
   if (parts.length !== 2) fail(`${alg} signature is not a SEQUENCE of two INTEGERs`);
   for (const p of parts) {
     const v = der(() => integerBytes(p), `${alg} signature`);
