@@ -9,9 +9,9 @@ import type { KeyObject } from 'node:crypto';
 import { keySigner, type JwsSigner } from '../jose/jws.js';
 import { create } from '@bufbuild/protobuf';
 import { ApprovalService, WatchApprovalRequestSchema, type Approval, type WatchApprovalResponse } from '../gen/writ/v1/approval_pb.js';
-import { escalateMethodName, getApprovalMethodName, watchApprovalMethodName } from './approval-methods.js';
 import { grpcClientConstructor, unaryCall, unaryClient, type UnaryClient } from '../rpc/grpc-adapter.js';
 import { createProofWith } from '../writ/proof.js';
+import { escalateMethod, getApprovalMethod, watchApprovalMethod } from '../writ/proof-methods.js';
 import { issuerCallError, issuerChannelCredentials } from './attest-client.js';
 
 const CHANNEL = { 'grpc.ssl_target_name_override': 'writ-issuer' };
@@ -46,12 +46,12 @@ const proofFor = async (a: AgentAuth, method: string) => ({
 
 /** Escalate: a pending approval request (or the refusal, as a GrpcCallError). */
 export async function escalate(server: string, bundlePem: string, a: AgentAuth, req: { action: string; resource: string; reason: string }) {
-  return approvalClient(server, bundlePem).escalate({ credential: await proofFor(a, escalateMethodName(req.action, req.resource)), ...req });
+  return approvalClient(server, bundlePem).escalate({ credential: await proofFor(a, escalateMethod(req.action, req.resource)), ...req });
 }
 
 /** GetApproval as the requesting agent. */
 export async function getApproval(server: string, bundlePem: string, a: AgentAuth, id: string) {
-  return approvalClient(server, bundlePem).getApproval({ id, credential: { case: 'agent', value: await proofFor(a, getApprovalMethodName(id)) } });
+  return approvalClient(server, bundlePem).getApproval({ id, credential: { case: 'agent', value: await proofFor(a, getApprovalMethod(id)) } });
 }
 
 /** Streams WatchApproval until the request is decided or expires; resolves with its last state. */
@@ -62,7 +62,7 @@ export async function watchApproval(
   id: string,
   o: { timeoutMs?: number; onUpdate?: (x: Approval) => void } = {},
 ): Promise<Approval> {
-  const req = create(WatchApprovalRequestSchema, { id, credential: { case: 'agent', value: await proofFor(a, watchApprovalMethodName(id)) } });
+  const req = create(WatchApprovalRequestSchema, { id, credential: { case: 'agent', value: await proofFor(a, watchApprovalMethod(id)) } });
   const Client = grpcClientConstructor(ApprovalService);
   const client = new Client(server, issuerChannelCredentials(bundlePem), CHANNEL);
   return new Promise<Approval>((resolve, reject) => {

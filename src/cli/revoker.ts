@@ -11,7 +11,7 @@ import { proveWrit } from '../agent/delegate.js';
 import { revokeRemote } from '../agent/grant-client.js';
 import { keyOptions, openAgentKey } from '../agent/keys.js';
 import type { RevokeResponse } from '../gen/writ/v1/revocation_pb.js';
-import { revokeMethod } from '../revocation/target.js';
+import { revokeMethod } from '../writ/proof-methods.js';
 import { trustDomainId } from '../spiffe/id.js';
 import { ADMIN_OPTIONS, adminClients, adminSocketPath } from './admin-client.js';
 import type { CliCatalog, VerbContext } from './verb.js';

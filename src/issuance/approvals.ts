@@ -28,6 +28,7 @@ import type { Principal, PrincipalVerifier } from '../principal/oidc.js';
 import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
 import type { ApprovalRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
 import type { ReplayCache } from '../writ/proof.js';
+import { escalateMethod } from '../writ/proof-methods.js';
 import { verifyWrit, type VerifiedWrit } from '../writ/verify.js';
 import { MAX_STEP_UPS, parseWritCached } from '../writ/writ.js';
 import { canonicalize } from '../jose/jcs.js';
@@ -91,11 +92,6 @@ const webauthnFailed = (msg: string, cause?: unknown): never => {
 };
 const bounded = (s: string, what: string): string => (Buffer.byteLength(s) > MAX_APPROVAL_INPUT_BYTES ? invalid(`${what} is too large`) : s);
 const who = (p: { iss: string; sub: string }): string => `${p.iss}#${p.sub}`;
-
-/** The escalation method a proof binds to: the permission asked for. */
-export const escalateMethod = (action: string, resource: string): string => `writ.v1.ApprovalService/Escalate ${action}=${resource}`;
-export const getApprovalMethod = (id: string): string => `writ.v1.ApprovalService/GetApproval ${id}`;
-export const watchApprovalMethod = (id: string): string => `writ.v1.ApprovalService/WatchApproval ${id}`;
 
 function parseJsonDoc<T>(s: string, what: string): T {
   bounded(s, what);

@@ -23,16 +23,6 @@ export interface RevocationTarget {
   readonly id: string;
 }
 
-/** The RPC an agent's proof of possession names to revoke (its audience: the issuer's trust domain ID). */
-export const REVOKE_METHOD = 'writ.v1.RevocationService/Revoke';
-
-/**
- * The `htm` of an agent's proof for revoking exactly this target: the RPC, the kind and the id
- * (`writ.v1.RevocationService/Revoke grant <jti>`), so that a captured proof revokes nothing else,
- * even where its one-time id is not remembered (after a restart, on another replica).
- */
-export const revokeMethod = (kind: string, id: string): string => `${REVOKE_METHOD} ${kind} ${id}`;
-
 /** Longest reason an operator, principal or agent may give, bytes. */
 export const MAX_REASON_BYTES = 512;
 

@@ -301,6 +301,16 @@ export class WatchRevocationSource implements RevocationSource {
 
   check(writ: { readonly claims: WritClaims; readonly grants: readonly Grant[] }, _now: Date): RevocationStatus {
     const source = this.freshness();
+    const reason = this.heldRevocation(writ);
+    return reason === undefined ? { revoked: false, source } : { revoked: true, reason, source };
+  }
+
+  /**
+   * The revocation held now that kills the writ (as `check` words it), whatever the source's
+   * freshness, or undefined. What was seen stays in force however old the last heartbeat is, so
+   * this is enough to refuse; only `check` can say a writ is not revoked.
+   */
+  heldRevocation(writ: { readonly claims: WritClaims; readonly grants: readonly Grant[] }): string | undefined {
     let keys = keysOf.get(writ.claims);
     if (!keys) {
       keys = revocationKeys(writFacts(writ.claims, writ.grants));
@@ -310,10 +320,10 @@ export class WatchRevocationSource implements RevocationSource {
       const seq = this.revoked.get(k);
       if (seq !== undefined) {
         const colon = k.indexOf(':');
-        return { revoked: true, reason: `${k.slice(0, colon)} ${k.slice(colon + 1)} revoked at sequence ${seq}`, source };
+        return `${k.slice(0, colon)} ${k.slice(colon + 1)} revoked at sequence ${seq}`;
       }
     }
-    return { revoked: false, source };
+    return undefined;
   }
 
   private emit<T>(listeners: Set<(x: T) => void>, x: T): void {

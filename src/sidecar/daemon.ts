@@ -131,6 +131,7 @@ export class Sidecar implements SidecarState {
   private release: (() => Promise<void>) | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private freshness: () => RevocationFreshness = () => ({ sequence: 0, confirmedAt: 0, connected: false });
+  private screen: (id: SidecarIdentity) => string | undefined = () => undefined;
   /** Renewals that succeeded, and attempts that failed (for Status and metrics). */
   renewals = 0;
   failures = 0;
@@ -190,6 +191,15 @@ export class Sidecar implements SidecarState {
   /** Where revocation freshness comes from (the revocation guard, once started). */
   setFreshnessSource(f: () => RevocationFreshness): void {
     this.freshness = f;
+  }
+
+  /**
+   * What every new identity is checked against before it is published to a stream or the
+   * JWT-SVID cache (the revocation guard's `screen`): a reason refuses it and revokes the
+   * sidecar, terminally, as a revocation on the Watch stream does.
+   */
+  setRevocationScreen(screen: (id: SidecarIdentity) => string | undefined): void {
+    this.screen = screen;
   }
 
   /**
@@ -303,6 +313,8 @@ export class Sidecar implements SidecarState {
   private set(s: SidecarStatus): void {
     this.status = s;
     for (const l of [...this.listeners]) {
+      // A listener changed the status (the guard revoked it): the rest have the newer one already.
+      if (this.status !== s) return;
       try {
         l(s);
       } catch (e) {
@@ -345,12 +357,25 @@ export class Sidecar implements SidecarState {
 
   /**
    * Serves a newly obtained identity (a renewal is a change: every stream gets it), schedules its
-   * renewal and expiry. Returns undefined, serving nothing, when revoked or stopped meanwhile.
+   * renewal and expiry. Returns undefined, serving nothing, when revoked or stopped meanwhile, or
+   * when the revocation screen refuses it (which revokes the sidecar).
    */
   private adopt(obtained: Obtained): SidecarIdentity | undefined {
-    if (this.stopped || this.status.state === 'revoked') {
+    const discard = () => {
       if (!obtained.sameKeySession) void obtained.release?.().catch(() => {});
       return undefined;
+    };
+    if (this.stopped || this.status.state === 'revoked') return discard();
+    // Checked against the revocations already known before anything can see it.
+    let refused: string | undefined;
+    try {
+      refused = this.screen(obtained.identity);
+    } catch (e) {
+      refused = `the new identity could not be checked against revocations (${(e as Error).message})`;
+    }
+    if (refused !== undefined) {
+      this.revoke(refused);
+      return discard();
     }
     this.attempt = 0;
     if (this.status.state === 'serving') this.renewals++;

@@ -20,6 +20,10 @@
  * authority: Delegate fails closed once `freshness().confirmedAt` is older than its maximum
  * staleness (sidecar/agent-service/service.ts). An identity obtained while the source is stale is
  * checked again at the next heartbeat.
+ *
+ * Before a renewed (or late first) identity is published, the daemon asks `screen`: a revocation
+ * the guard already holds that matches it revokes the sidecar there, and the identity never
+ * reaches a stream or the JWT-SVID cache.
  */
 import { systemClock, type Clock } from '../clock.js';
 import { parseGrantCached, type Grant } from '../delegation/grant.js';
@@ -160,6 +164,27 @@ export class RevocationGuard {
   freshness(): RevocationFreshness {
     const st = this.source.status();
     return { sequence: st.sequence, confirmedAt: this.confirmedAt, connected: st.connected };
+  }
+
+  /**
+   * Why `id`, about to be served (a renewal, a late first identity), must not be, by what the
+   * guard holds now; undefined when nothing held matches. Asked by the daemon before the identity
+   * reaches any stream or cache (`Sidecar.setRevocationScreen`). A revocation already seen is in
+   * force whatever the view's freshness, so a stale view refuses what it holds too (a stale view
+   * that finds nothing is asked again at the next heartbeat, once the identity is served:
+   * `recheck`). Facts that cannot be read fail closed. A refusal fires `onRevoked` as a Watch
+   * event does: the sidecar's identity is revoked, terminally.
+   */
+  screen(id: SidecarIdentity): string | undefined {
+    if (this.revokedReason !== undefined) return this.revokedReason;
+    let reason: string | undefined;
+    try {
+      reason = this.source.heldRevocation(probeOf(id));
+    } catch (e) {
+      reason = `the new identity cannot be matched against revocations (${(e as Error).message})`;
+    }
+    if (reason !== undefined) this.fire(`${reason}; the new identity was not served`);
+    return this.revokedReason;
   }
 
   close(): void {

@@ -78,6 +78,7 @@ export async function runSidecar(o: RunSidecarOptions): Promise<RunningSidecar> 
     : undefined;
   if (guard) {
     sidecar.setFreshnessSource(() => guard.freshness());
+    sidecar.setRevocationScreen((id) => guard.screen(id));
     guard.start();
   }
   sidecar.start();

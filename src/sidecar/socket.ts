@@ -2,12 +2,15 @@
  * The sidecar's Unix socket (the SPIFFE Workload Endpoint): one gRPC server with every
  * `SocketService` of `SOCKET_SERVICES`, plus health and reflection derived from that list.
  * The socket is created owner-only (0600; 0660 with a group) in a private directory and linked into place, a socket another process still
- * answers on is never taken over, a stale one is replaced, and it is removed on close.
+ * answers on is never taken over, a stale one is replaced (one start at a time, under `<path>.lock`),
+ * and it is removed on close.
  */
 import * as grpc from '@grpc/grpc-js';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdtempSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, linkSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
 import { UsageError } from '../config/options.js';
 import { HealthState, Serving } from '../rpc/health.js';
 import { markAll, mountWithHealthAndReflection } from '../rpc/mount.js';
@@ -60,7 +63,133 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
-/** Refuses a live socket or a non-socket at `path`; removes a stale socket. */
+/** Longest a start waits for another sidecar starting on the same path, ms. */
+export const SOCKET_LOCK_WAIT_MS = 5_000;
+/**
+ * Age past which a start lock counts as abandoned whoever holds it, ms. It is held only from
+ * the liveness check to the link into place (milliseconds); a holder that is still alive keeps
+ * it until then, one that has exited loses it at once.
+ */
+export const SOCKET_LOCK_STALE_MS = 30_000;
+/** Age past which a breaker left by a process that crashed inside it is removed, ms. */
+const SOCKET_LOCK_BREAKER_STALE_MS = 5_000;
+
+/**
+ * This process's pid namespace (`pid:[INODE]` on Linux): a holder's pid means something here only
+ * when it was written in the same one (sidecars in two containers may share a socket directory).
+ */
+const PID_NAMESPACE = (() => {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return 'none';
+  }
+})();
+
+/**
+ * A lock's holder: pid, pid namespace, and the whole text, unique to one start (two sidecars in
+ * one process share a pid). Undefined when the lock is gone or not in this shape.
+ */
+function lockHolder(lockPath: string): { pid: number; namespace: string; token: string } | undefined {
+  try {
+    const text = readFileSync(lockPath, 'utf8');
+    const m = /^(\d{1,10}) (\S{1,64}) ([0-9a-f]{32})$/.exec(text);
+    return m ? { pid: Number(m[1]), namespace: m[2]!, token: text } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function lockAbandoned(lockPath: string, now: number): boolean {
+  let mtimeMs: number;
+  try {
+    mtimeMs = statSync(lockPath).mtimeMs;
+  } catch {
+    return false; // gone: nothing to break
+  }
+  if (now - mtimeMs > SOCKET_LOCK_STALE_MS) return true;
+  const holder = lockHolder(lockPath);
+  // Not in our shape, or from another pid namespace: only its age can tell (a lock is written
+  // whole, by link, so a lock being taken is never seen half-written).
+  if (!holder || holder.namespace !== PID_NAMESPACE) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+}
+
+/**
+ * Removes an abandoned lock, judged again while holding `<lock>.break` (O_EXCL), so that two
+ * starts that both saw it abandoned cannot both remove something: the second would remove the
+ * lock the first has just taken.
+ */
+function breakAbandoned(lockPath: string, now: number): void {
+  const breaker = `${lockPath}.break`;
+  try {
+    writeFileSync(breaker, String(process.pid), { flag: 'wx', mode: 0o600 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    try {
+      if (now - statSync(breaker).mtimeMs > SOCKET_LOCK_BREAKER_STALE_MS) rmSync(breaker, { force: true });
+    } catch {}
+    return;
+  }
+  try {
+    if (lockAbandoned(lockPath, now)) rmSync(lockPath, { force: true });
+  } finally {
+    rmSync(breaker, { force: true });
+  }
+}
+
+/**
+ * Takes `<path>.lock` for one start on `path`, so that two sidecars starting at once on a stale
+ * socket check and replace it one after the other: without it both could judge it stale, and
+ * the later one's unlink would remove the socket the other had just linked into place. The lock
+ * is written whole to a private file and hard-linked into place (link fails when it exists);
+ * one whose holder has exited (a pid of our pid namespace that is gone), or older than
+ * SOCKET_LOCK_STALE_MS, is broken. Returns the
+ * release, which removes the lock only if it is still this start's. `clock` is what ages are
+ * measured on (file times are the system's).
+ */
+export async function lockSocketPath(path: string, clock: Clock = systemClock): Promise<() => void> {
+  const lockPath = `${path}.lock`;
+  const token = `${process.pid} ${PID_NAMESPACE} ${randomBytes(16).toString('hex')}`;
+  const until = clock.now().getTime() + SOCKET_LOCK_WAIT_MS;
+  for (;;) {
+    const tmp = `${lockPath}.${randomBytes(6).toString('hex')}`;
+    writeFileSync(tmp, token, { flag: 'wx', mode: 0o600 });
+    try {
+      linkSync(tmp, lockPath);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    const now = clock.now().getTime();
+    if (lockAbandoned(lockPath, now)) {
+      breakAbandoned(lockPath, now);
+      continue;
+    }
+    if (now > until) {
+      const holder = lockHolder(lockPath);
+      throw new Error(`sidecar: another sidecar is starting on ${path} (${lockPath} is held${holder ? ` by process ${holder.pid}` : ''}); refusing to start`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10 + Math.floor(Math.random() * 20)));
+  }
+  return () => {
+    if (lockHolder(lockPath)?.token === token) rmSync(lockPath, { force: true });
+  };
+}
+
+/**
+ * Refuses a live socket or a non-socket at `path`; removes a stale socket. Call it holding
+ * `lockSocketPath(path)`: between the check and the unlink another sidecar could otherwise link
+ * its live socket into place, and this would remove it.
+ */
 export async function claimSocketPath(path: string): Promise<void> {
   let st: ReturnType<typeof lstatSync>;
   try {
@@ -90,6 +219,17 @@ export interface SocketServer {
 }
 
 export async function startSocketServer(o: SocketServerOptions): Promise<SocketServer> {
+  // From the liveness check to the link into place, one start at a time on this path: a
+  // contender then finds the winner's socket answering and refuses (claimSocketPath).
+  const unlock = await lockSocketPath(o.path);
+  try {
+    return await startLocked(o);
+  } finally {
+    unlock();
+  }
+}
+
+async function startLocked(o: SocketServerOptions): Promise<SocketServer> {
   await claimSocketPath(o.path);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': MAX_SOCKET_REQUEST_BYTES,
@@ -113,7 +253,7 @@ export async function startSocketServer(o: SocketServerOptions): Promise<SocketS
   // state) is never touched, and link() refuses a path someone created since it was claimed.
   const staging = mkdtempSync(join(dirname(o.path), '.ws-'));
   const staged = join(staging, 's');
-  let ino: number;
+  let ours: { dev: number; ino: number };
   try {
     if (Buffer.byteLength(staged) > MAX_SOCKET_PATH_BYTES) throw new UsageError(`--socket: ${o.path} is too long for a Unix socket`);
     await new Promise<void>((resolve, reject) =>
@@ -131,7 +271,8 @@ export async function startSocketServer(o: SocketServerOptions): Promise<SocketS
         throw new Error(`sidecar: ${o.path} was created by another process while starting; refusing to replace it`);
       throw e;
     }
-    ino = lstatSync(o.path).ino;
+    const st = lstatSync(o.path);
+    ours = { dev: st.dev, ino: st.ino };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
@@ -144,6 +285,15 @@ export async function startSocketServer(o: SocketServerOptions): Promise<SocketS
         off();
         for (const n of ['', ...names]) health.set(n, Serving.NOT_SERVING);
         for (const s of o.services) s.closeStreams?.({ code: grpc.status.UNAVAILABLE, details: 'the sidecar is shutting down' });
+        // Only our own socket: a successor may already have bound the path. Compared while the
+        // server is still bound, which keeps our inode allocated (even if the path was unlinked),
+        // so a successor's socket cannot carry the same device and inode numbers.
+        try {
+          const st = lstatSync(o.path);
+          if (st.dev === ours.dev && st.ino === ours.ino) unlinkSync(o.path);
+        } catch {
+          // already gone
+        }
         await new Promise<void>((resolve) => {
           const t = setTimeout(() => {
             server.forceShutdown();
@@ -155,12 +305,6 @@ export async function startSocketServer(o: SocketServerOptions): Promise<SocketS
             resolve();
           });
         });
-        // Only our own socket: a successor may already have bound the path.
-        try {
-          if (lstatSync(o.path).ino === ino) unlinkSync(o.path);
-        } catch {
-          // already gone
-        }
       })();
       return closed;
     },

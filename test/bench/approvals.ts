@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { escalateMethod } from '../../src/issuance/approvals.js';
+import { escalateMethod } from '../../src/writ/proof-methods.js';
 import { escalationRequests } from '../../src/policy/requests.js';
 import { trustDomainId } from '../../src/spiffe/id.js';
 import { createProof } from '../../src/writ/proof.js';

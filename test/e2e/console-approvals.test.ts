@@ -11,7 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issuerChannelCredentials } from '../../src/agent/attest-client.js';
 import { ApprovalService, type EscalateResponse, type GetApprovalResponse } from '../../src/gen/writ/v1/approval_pb.js';
-import { escalateMethod, getApprovalMethod } from '../../src/issuance/approvals.js';
+import { escalateMethod, getApprovalMethod } from '../../src/writ/proof-methods.js';
 import { unaryCall } from '../../src/rpc/grpc-adapter.js';
 import { createProof } from '../../src/writ/proof.js';
 import { HAVE_CHROMIUM, launchChromium, screenshotDir } from '../helpers/browser.js';

@@ -17,7 +17,7 @@ import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
-import { REVOKE_METHOD, revokeMethod } from '../../src/revocation/target.js';
+import { REVOKE_METHOD, revokeMethod } from '../../src/writ/proof-methods.js';
 import { WritServer } from '../../src/server/server.js';
 import { serverSettings } from '../../src/server/settings.js';
 import { createProof } from '../../src/writ/proof.js';

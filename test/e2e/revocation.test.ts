@@ -16,7 +16,7 @@ import { createGrant, revokeRemote, verifyRemote } from '../../src/agent/grant-c
 import { adminClients } from '../../src/cli/admin-client.js';
 import { delegateGrant } from '../../src/delegation/grant.js';
 import { jwkThumbprint } from '../../src/jose/jws.js';
-import { revokeMethod } from '../../src/revocation/target.js';
+import { revokeMethod } from '../../src/writ/proof-methods.js';
 import { createProof } from '../../src/writ/proof.js';
 import { parseWrit, type WritClaims } from '../../src/writ/writ.js';
 import { runCli } from '../helpers/cli.js';

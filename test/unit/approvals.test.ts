@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { trustDomainId } from '../../src/spiffe/id.js';
-import { escalateMethod, getApprovalMethod } from '../../src/issuance/approvals.js';
+import { escalateMethod, getApprovalMethod } from '../../src/writ/proof-methods.js';
 import { createProof } from '../../src/writ/proof.js';
 import { authorize, verifyWrit } from '../../src/writ/verify.js';
 import { parseWrit } from '../../src/writ/writ.js';

@@ -346,6 +346,61 @@ describe('the sidecar state machine', () => {
     await expectWritError(q, 'ERR_SIDECAR_NOT_SERVING', 'revoked');
     expect(source.open).toBe(0);
   });
+
+  it('the revocation screen refuses a new identity before any listener, the JWT-SVID cache or a caller sees it', async () => {
+    const { source, sc, seen } = setup(10_000, 0.5, ['aud-1']);
+    const screened: SidecarIdentity[] = [];
+    let refuse = false;
+    sc.setRevocationScreen((id) => {
+      screened.push(id);
+      return refuse ? 'grant g-1 revoked at sequence 3' : undefined;
+    });
+    sc.start();
+    const first = await source.answer();
+    expect(screened).toEqual([first]);
+    refuse = true;
+    // An on-demand JWT-SVID's handshake renews the X.509-SVID too: the screen refuses that identity.
+    const p = sc.jwtSvid(['aud-2']);
+    p.catch(() => {});
+    const renewed = await source.answer();
+    await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+    expect(screened).toEqual([first, renewed]);
+    expect(sc.current()).toMatchObject({ state: 'revoked', reason: 'grant g-1 revoked at sequence 3' });
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
+    expect(seen.some((s) => s.state === 'serving' && s.identity === renewed)).toBe(false);
+    await expectWritError(sc.jwtSvid(['aud-1']), 'ERR_SIDECAR_NOT_SERVING', 'revoked');
+    // Its key session is released: it is never served.
+    expect(source.released).toContain(renewed);
+    expect(sc.renewals).toBe(0);
+  });
+
+  it('a screen that throws fails closed: the identity is refused', async () => {
+    const { source, sc, seen } = setup();
+    sc.setRevocationScreen(() => {
+      throw new Error('unreadable writ');
+    });
+    sc.start();
+    await source.answer();
+    expect(sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/could not be checked against revocations \(unreadable writ\)/) });
+    expect(seen.map((s) => s.state)).toEqual(['revoked']);
+  });
+
+  it('a listener that revokes the identity it is told about: the listeners after it never see that identity', async () => {
+    const { source, sc, seen } = setup();
+    const early: string[] = [];
+    // `seen` (subscribed in setup) runs before these two; `late` runs after the one that revokes.
+    sc.subscribe((s) => {
+      early.push(s.state);
+      if (s.state === 'serving') sc.revoke('revoked by a listener');
+    });
+    const late: string[] = [];
+    sc.subscribe((s) => late.push(s.state));
+    sc.start();
+    await source.answer();
+    expect(early).toEqual(['serving', 'revoked']);
+    expect(late).toEqual(['revoked']);
+    expect(seen.map((s) => s.state)).toEqual(['serving', 'revoked']);
+  });
 });
 
 describe('the JWT-SVID cache', () => {

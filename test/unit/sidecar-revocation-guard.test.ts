@@ -94,6 +94,33 @@ describe('RevocationGuard', () => {
     w.guard.close();
   });
 
+  it('screens a new identity before it is served: what it holds refuses it even when stale, and fires once', async () => {
+    const w = world();
+    w.guard.start();
+    // Nothing held, never synced: nothing to refuse (the identity is checked again once served).
+    expect(w.guard.screen(w.identity())).toBeUndefined();
+    w.issuer.heartbeat();
+    await w.guard.synced();
+    w.issuer.revoke('task', 'another-task');
+    expect(w.guard.screen(w.identity())).toBeUndefined();
+    w.issuer.revoke('grant', parseGrant(w.root).claims.jti);
+    w.clock.advance(15_001);
+    const reason = w.guard.screen(w.identity());
+    expect(reason).toMatch(/^grant .* revoked at sequence 2; the new identity was not served$/);
+    expect(w.reasons).toEqual([reason]);
+    expect(w.guard.screen(w.identity())).toBe(reason);
+    expect(w.reasons).toHaveLength(1);
+    w.guard.close();
+  });
+
+  it('screening an identity whose revocation facts cannot be read fails closed', () => {
+    const w = world();
+    w.guard.start();
+    expect(w.guard.screen(w.identity({ writ: 'not.a.writ' }))).toMatch(/^the new identity cannot be matched against revocations/);
+    expect(w.reasons).toHaveLength(1);
+    w.guard.close();
+  });
+
   it('reports freshness: confirmed by heartbeats, not connected after a drop, its sequence kept', async () => {
     const w = world();
     w.guard.start();

@@ -30,7 +30,8 @@ import {
   type WatchApprovalResponse,
 } from '../../gen/writ/v1/approval_pb.js';
 import { ApprovalError } from '../../errors.js';
-import { type ApprovalCaller, type Approvals, type ApprovalView, getApprovalMethod, watchApprovalMethod } from '../../issuance/approvals.js';
+import type { ApprovalCaller, Approvals, ApprovalView } from '../../issuance/approvals.js';
+import { getApprovalMethod, watchApprovalMethod } from '../../writ/proof-methods.js';
 import { toGrpcFailure } from '../status.js';
 import { unary } from '../unary.js';
 import { peerHost, type RateLimiter } from '../rate-limit.js';

@@ -22,7 +22,7 @@ import { trustDomainId } from '../../spiffe/id.js';
 import type { ReplayCache } from '../../writ/proof.js';
 import { verifyWrit } from '../../writ/verify.js';
 import { parseWritCached } from '../../writ/writ.js';
-import { revokeMethod } from '../../revocation/target.js';
+import { revokeMethod } from '../../writ/proof-methods.js';
 import { newRequestId, toGrpcFailure } from '../status.js';
 import { unary } from '../unary.js';
 import { peerHost, type RateLimiter } from '../rate-limit.js';
