@@ -86,7 +86,11 @@ export async function openDatastore(s: DatastoreSettings, o: { env: NodeJS.Proce
     ...common,
     poolSize: s.poolSize,
     statementTimeoutMs: s.statementTimeoutMs,
-    onIdleError: (err) => logger.warn({ err }, 'datastore: an idle connection failed (dropped from the pool)'),
+    onIdleError: (err) => {
+      metrics.datastoreIdleErrors.inc();
+      logger.warn({ err }, 'datastore: an idle connection failed (dropped from the pool)');
+    },
+    onConnect: () => metrics.datastoreConnects.inc(),
   });
   let changes: PgChangeFeed;
   try {
