@@ -140,7 +140,8 @@ clusterDescribe('the database restarts under load', () => {
       expect((refused as GrpcCallError).details).toMatch(/datastore unavailable/);
       const revokeRefused = await failure(revokeAsOperator(r1!.adminSocket, 'entry', targets[0]!.entryId!));
       expect(String(revokeRefused)).toMatch(/datastore unavailable/);
-      for (const r of replicas) await until(async () => (await metric(r, 'writ_change_feed_connected')) === 0, `${r.name} sees its LISTEN connection drop`, 20_000);
+      for (const r of replicas)
+        await until(async () => (await metric(r, 'writ_change_feed_connected')) === 0, `${r.name} sees its LISTEN connection drop`, 20_000);
       phase = round;
       await sleep(1_000);
 
@@ -152,14 +153,22 @@ clusterDescribe('the database restarts under load', () => {
       report.push(`${mode}: replica 2's LISTEN ${r2ListenDown ? 'still down' : 'already back'} when replica 1 revoked`);
       await until(() => watcher.sequence >= made[2]!, `the Watch subscriber of replica 2 sees the revocations made after the ${mode} restart`, 60_000);
       // The LISTEN connection of every replica is back by itself, and counted.
-      await until(async () => (await Promise.all(replicas.map((r) => metric(r, 'writ_change_feed_connected')))).every((v) => v === 1), `every LISTEN reconnects after the ${mode} restart`, 30_000);
+      await until(
+        async () => (await Promise.all(replicas.map((r) => metric(r, 'writ_change_feed_connected')))).every((v) => v === 1),
+        `every LISTEN reconnects after the ${mode} restart`,
+        30_000,
+      );
       const feedAfter = await reconnects();
       for (const [i, v] of feedAfter.entries()) expect(v, `${replicas[i]!.name} change feed reconnects`).toBeGreaterThan(feedBefore[i]!);
       // Nothing of the refused handshake was written: its token still works, once.
       const o = await handshakeOn(r2!.address, probe.token);
       expect(o.spiffeId).toBe(`spiffe://example.org/agent/probe-${mode}`);
       // Load resumes on every replica: each one's pool opened new connections.
-      await until(() => replicas.every((r) => acked.some((a) => a.phase === round && a.via === r.name)), `every replica issues again after the ${mode} restart`, 60_000);
+      await until(
+        () => replicas.every((r) => acked.some((a) => a.phase === round && a.via === r.name)),
+        `every replica issues again after the ${mode} restart`,
+        60_000,
+      );
       const connectsAfter = await poolConnects();
       for (const [i, v] of connectsAfter.entries()) expect(v, `${replicas[i]!.name} pool connects`).toBeGreaterThan(connectsBefore[i]!);
     };
@@ -176,7 +185,10 @@ clusterDescribe('the database restarts under load', () => {
     // Every replica lived through both restarts.
     for (const r of replicas) expect(r.proc.exitCode, `${r.name} exited:\n${r.log().slice(-3000)}`).toBeNull();
     // Every credential acknowledged to a client is recorded, under its SPIFFE ID, and none twice.
-    const rows = (await db.query("SELECT ltrim(id, '0') AS id, spiffe_id FROM issued_svids WHERE kind = 'x509'")).rows as Array<{ id: string; spiffe_id: string }>;
+    const rows = (await db.query("SELECT ltrim(id, '0') AS id, spiffe_id FROM issued_svids WHERE kind = 'x509'")).rows as Array<{
+      id: string;
+      spiffe_id: string;
+    }>;
     const recorded = new Map(rows.map((x) => [x.id, x.spiffe_id]));
     for (const a of acked) expect(recorded.get(a.serial), `${a.spiffeId} (${a.serial}) acknowledged but not recorded`).toBe(a.spiffeId);
     const perId = new Map<string, number>();
