@@ -4,14 +4,20 @@
  * drops the connections the restart ended (told through `onIdleError`, never an unhandled
  * 'error'), fails closed with StoreError while the database is down, and serves the first call
  * after it from new connections; a transaction cut by the crash leaves nothing behind; the
- * LISTEN connection reconnects by itself, and at once when told the database is back.
+ * LISTEN connection reconnects by itself, and at once when told the database is back;
+ * `writ datastore migrate` cut by a restart fails with StoreError and commits nothing.
  */
+import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
+import { copySqliteToPostgres } from '../../src/store/copy.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { PgChangeFeed } from '../../src/store/postgres-changes.js';
 import { PG_CLUSTER_UNAVAILABLE, type PgCluster, startPgCluster } from '../helpers/pg-cluster.js';
-import { gate, rejection, revocation, warm } from './conformance.js';
+import { SqliteStore } from '../../src/store/sqlite.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { gate, rejection, revocation, token, warm } from './conformance.js';
 
 const clusterDescribe = PG_CLUSTER_UNAVAILABLE === undefined ? describe : describe.skip;
 
@@ -133,6 +139,53 @@ clusterDescribe('PostgreSQL restarts', () => {
       await until(() => woken >= 1, 'listeners woken after the reconnection');
     } finally {
       await feed.close();
+    }
+  });
+
+  it('a datastore migrate cut by a restart fails with StoreError (the process does not crash) and commits nothing', { timeout: 90_000 }, async () => {
+    const dir = tmpDir();
+    const sqlite = new SqliteStore(join(dir, 'writ.db'));
+    await sqlite.createJoinToken(token());
+    await sqlite.close();
+    const admin = new pg.Client({ connectionString: pgc.url() });
+    await admin.connect();
+    await admin.query('CREATE DATABASE migrate_cut');
+    await admin.end();
+    const target = pgc.url('migrate_cut');
+    await (await PostgresStore.open({ connectionString: target })).close();
+    // Every table of writ's locked by another session: the copy waits on the first one, in its transaction.
+    const locker = new pg.Client({ connectionString: target });
+    locker.on('error', () => undefined);
+    await locker.connect();
+    const tables = (
+      await locker.query("SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> 'schema_migrations'")
+    ).rows.map((r: { t: string }) => r.t);
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE ${tables.join(', ')} IN ACCESS EXCLUSIVE MODE`);
+    const copy = rejection(copySqliteToPostgres(join(dir, 'writ.db'), { connectionString: target }));
+    // Watched from a session of its own: inside a transaction pg_stat_activity is a snapshot.
+    const watch = new pg.Client({ connectionString: pgc.url() });
+    watch.on('error', () => undefined);
+    await watch.connect();
+    await until(
+      async () =>
+        (await watch.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'writ-datastore-migrate' AND wait_event_type = 'Lock'"))
+          .rows[0].n === 1,
+      'the copy waits on a lock',
+    );
+    await watch.end();
+    await pgc.stop('fast');
+    const e = await copy;
+    expect(e).toBeInstanceOf(StoreError);
+    expect((e as Error).message).toMatch(/^store\(postgres\): datastore migrate: /);
+    await locker.end().catch(() => undefined);
+    await pgc.start();
+    const check = new pg.Client({ connectionString: target });
+    await check.connect();
+    try {
+      expect((await check.query('SELECT count(*)::int AS n FROM join_tokens')).rows[0].n).toBe(0);
+    } finally {
+      await check.end();
     }
   });
 
