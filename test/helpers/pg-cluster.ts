@@ -23,16 +23,13 @@ const PG_ROOT = '/usr/lib/postgresql';
 
 /** The newest PostgreSQL bin directory holding initdb, pg_ctl and pg_isready. */
 function findBin(): string | undefined {
-  if (process.env.WRIT_TEST_PG_BIN) return process.env.WRIT_TEST_PG_BIN;
+  const complete = (bin: string) => ['initdb', 'pg_ctl', 'postgres'].every((x) => existsSync(join(bin, x)));
+  if (process.env.WRIT_TEST_PG_BIN) return complete(process.env.WRIT_TEST_PG_BIN) ? process.env.WRIT_TEST_PG_BIN : undefined;
   if (!existsSync(PG_ROOT)) return undefined;
   const versions = readdirSync(PG_ROOT)
     .filter((v) => /^\d+$/.test(v))
     .sort((a, b) => Number(b) - Number(a));
-  for (const v of versions) {
-    const bin = join(PG_ROOT, v, 'bin');
-    if (['initdb', 'pg_ctl', 'postgres'].every((x) => existsSync(join(bin, x)))) return bin;
-  }
-  return undefined;
+  return versions.map((v) => join(PG_ROOT, v, 'bin')).find(complete);
 }
 
 /** The uid/gid the cluster runs as when we are root (PostgreSQL will not), from /etc/passwd. */
@@ -50,7 +47,10 @@ const AS_ROOT = userInfo().uid === 0;
 const RUN_AS = AS_ROOT ? postgresUser() : undefined;
 
 function unavailable(): string | undefined {
-  if (!PG_BIN) return `no initdb/pg_ctl under ${PG_ROOT}/*/bin (set WRIT_TEST_PG_BIN)`;
+  if (!PG_BIN)
+    return process.env.WRIT_TEST_PG_BIN
+      ? `no initdb/pg_ctl/postgres in WRIT_TEST_PG_BIN=${process.env.WRIT_TEST_PG_BIN}`
+      : `no initdb/pg_ctl/postgres under ${PG_ROOT}/*/bin (set WRIT_TEST_PG_BIN)`;
   if (AS_ROOT && !RUN_AS) return 'running as root and there is no postgres user to run the cluster as';
   if (AS_ROOT && !existsSync('/usr/sbin/runuser') && !existsSync('/sbin/runuser') && !existsSync('/usr/bin/runuser')) return 'running as root without runuser';
   return undefined;
@@ -143,7 +143,8 @@ const alive = (pid: number) => {
 /** initdb, then start on a free loopback port. */
 export async function startPgCluster(): Promise<PgCluster> {
   if (PG_CLUSTER_UNAVAILABLE !== undefined) throw new Error(`private PostgreSQL cluster: ${PG_CLUSTER_UNAVAILABLE}`);
-  const dir = mkdtempSync(join(tmpdir(), 'writ-pgc-'));
+  // As root, under /tmp whatever TMPDIR says: the postgres user must reach the directory.
+  const dir = mkdtempSync(join(AS_ROOT ? '/tmp' : tmpdir(), 'writ-pgc-'));
   if (RUN_AS) chownSync(dir, RUN_AS.uid, RUN_AS.gid);
   live.add(dir);
   const data = join(dir, 'data');
