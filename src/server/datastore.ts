@@ -82,11 +82,21 @@ export async function openDatastore(s: DatastoreSettings, o: { env: NodeJS.Proce
     ...(s.schema ? { schema: s.schema } : {}),
     ...(ssl ? { ssl } : {}),
   };
+  // Set once the feed is open; a connection the pool opens meanwhile proves the database is back.
+  let feed: PgChangeFeed | undefined;
   const store = await PostgresStore.open({
     ...common,
     poolSize: s.poolSize,
     statementTimeoutMs: s.statementTimeoutMs,
-    onIdleError: (err) => logger.warn({ err }, 'datastore: an idle connection failed (dropped from the pool)'),
+    onIdleError: (err) => {
+      metrics.datastoreIdleErrors.inc();
+      logger.warn({ err }, 'datastore: an idle connection failed (dropped from the pool)');
+    },
+    onConnect: () => {
+      metrics.datastoreConnects.inc();
+      // After a restart the pool reconnects on demand; the LISTEN connection follows at once instead of after its backoff.
+      if (feed && !feed.connected) feed.retryNow();
+    },
   });
   let changes: PgChangeFeed;
   try {
@@ -116,6 +126,7 @@ export async function openDatastore(s: DatastoreSettings, o: { env: NodeJS.Proce
     await store.close();
     throw e;
   }
+  feed = changes;
   metrics.changeFeedConnected.set(1);
   metrics.watchPool(() => store.poolStats());
   metrics.watchNotifyQueue(() => store.notificationQueueUsage());

@@ -76,6 +76,16 @@ export class Metrics {
     help: 'Reconnections of the LISTEN connection (each followed by a catch-up read)',
     registers: [this.registry],
   });
+  readonly datastoreConnects = new Counter({
+    name: 'writ_datastore_pool_connects_total',
+    help: 'Connections the datastore pool opened (after a database restart it opens new ones on demand)',
+    registers: [this.registry],
+  });
+  readonly datastoreIdleErrors = new Counter({
+    name: 'writ_datastore_idle_connection_errors_total',
+    help: 'Idle pooled connections that failed (the database restarted or cut them) and were dropped',
+    registers: [this.registry],
+  });
   readonly changeNotifications = new Counter({
     name: 'writ_change_notifications_total',
     help: 'Wake-ups received from the datastore, by kind of change',

@@ -40,6 +40,9 @@ export async function copySqliteToPostgres(sqlitePath: string, target: PostgresS
     ...(target.schema ? { options: `-c search_path=${target.schema}` } : {}),
     application_name: 'writ-datastore-migrate',
   });
+  // A connection lost mid-copy (the database restarted) fails the statement in flight, which ends
+  // the copy below with StoreError; node-postgres also emits 'error', which unheard would crash the process.
+  client.on('error', () => undefined);
   const report: Array<{ table: string; rows: number }> = [];
   try {
     const srcVersion = Number((src.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: bigint }).v);

@@ -28,6 +28,9 @@ export const PG_FEED_RECONNECT_MAX_MS = 5_000;
 export interface PgChangeFeedOptions extends Pick<PostgresStoreOptions, 'connectionString' | 'password' | 'schema' | 'ssl' | 'connectTimeoutMs'> {
   readonly pingIntervalMs?: number;
   readonly pingTimeoutMs?: number;
+  /** Reconnect backoff, first and most (default PG_FEED_RECONNECT_INITIAL_MS, PG_FEED_RECONNECT_MAX_MS). */
+  readonly reconnectInitialMs?: number;
+  readonly reconnectMaxMs?: number;
   /** Told of connection state changes and listener failures (the log); messages carry no secret. */
   readonly onEvent?: (e: PgFeedEvent) => void;
 }
@@ -53,6 +56,12 @@ export class PgChangeFeed implements ChangeFeed {
 
   private constructor(private readonly o: PgChangeFeedOptions) {
     if (o.schema !== undefined && !SCHEMA_NAME.test(o.schema)) throw new StoreError(`store(postgres): schema must match ${SCHEMA_NAME.source}`);
+    for (const [name, v] of [
+      ['reconnectInitialMs', o.reconnectInitialMs],
+      ['reconnectMaxMs', o.reconnectMaxMs],
+    ] as const) {
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 1)) throw new StoreError(`store(postgres): change feed: ${name} must be a positive integer`);
+    }
     this.errors = new ErrorMapper(o.connectionString, o.password);
     this.listeners = new ChangeListeners((error) => o.onEvent?.({ type: 'listener-error', error }));
     this.byChannel = new Map(CHANGE_KINDS.map((k) => [pgChannel(o.schema, k), k]));
@@ -73,6 +82,19 @@ export class PgChangeFeed implements ChangeFeed {
   changed(kind: ChangeKind): void {
     this.listeners.fire(kind);
   }
+
+  /**
+   * The database answered another connection (the pool's, after a restart): when the feed is
+   * waiting out its reconnect backoff, it tries now instead, so wake-ups resume with the pool
+   * rather than up to `PG_FEED_RECONNECT_MAX_MS` later. Does nothing while connected.
+   */
+  retryNow(): void {
+    if (this.closed || this.client || !this.backingOff) return;
+    this.wakeLoop?.();
+  }
+
+  /** Whether the loop is sleeping between two connection attempts. */
+  private backingOff = false;
 
   private async connect(): Promise<void> {
     const client = new pg.Client({
@@ -159,7 +181,9 @@ export class PgChangeFeed implements ChangeFeed {
 
   /** Waits for the connection to drop, reconnects with backoff, and wakes every listener when back. */
   private async run(): Promise<void> {
-    let delay = PG_FEED_RECONNECT_INITIAL_MS;
+    const initial = this.o.reconnectInitialMs ?? PG_FEED_RECONNECT_INITIAL_MS;
+    const most = this.o.reconnectMaxMs ?? PG_FEED_RECONNECT_MAX_MS;
+    let delay = initial;
     while (!this.closed) {
       if (this.client) {
         await this.pause();
@@ -167,18 +191,20 @@ export class PgChangeFeed implements ChangeFeed {
       }
       const retryIn = Math.round(delay / 2 + (Math.random() * delay) / 2);
       this.o.onEvent?.({ type: 'disconnected', error: this.lastError ?? new StoreError('store(postgres): change feed: disconnected'), retryInMs: retryIn });
+      this.backingOff = true;
       await this.pause(retryIn);
+      this.backingOff = false;
       if (this.closed) return;
       try {
         await this.connect();
         this.reconnects++;
-        delay = PG_FEED_RECONNECT_INITIAL_MS;
+        delay = initial;
         this.o.onEvent?.({ type: 'connected', reconnects: this.reconnects });
         // Whatever was announced while we were away is read now.
         this.listeners.fireAll();
       } catch (e) {
         this.lastError = e instanceof StoreError ? e : this.errors.map(e, 'change feed');
-        delay = Math.min(PG_FEED_RECONNECT_MAX_MS, delay * 2);
+        delay = Math.min(most, delay * 2);
       }
     }
   }

@@ -65,6 +65,8 @@ export interface PostgresStoreOptions {
   readonly ssl?: PoolConfig['ssl'];
   /** Told of errors on idle pooled connections (the pool drops the connection); default: none. */
   readonly onIdleError?: (err: StoreError) => void;
+  /** Told of every connection the pool opens (metrics: reconnections after the database restarted). */
+  readonly onConnect?: () => void;
 }
 
 function positive(name: string, v: number | undefined, dflt: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -168,6 +170,7 @@ class PgDriver implements SqlDriver {
       ...(o.ssl !== undefined ? { ssl: o.ssl } : {}),
     });
     this.pool.on('error', (e) => o.onIdleError?.(this.errors.map(e, 'idle connection')));
+    if (o.onConnect) this.pool.on('connect', () => o.onConnect?.());
     const query = async (s: Statement, params: readonly SqlValue[]) => {
       this.assertOpen();
       try {
