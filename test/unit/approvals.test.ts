@@ -280,6 +280,16 @@ describe('refusals', () => {
     expect((await w.store.getApproval(v.record.id))!.state).toBe('pending');
   });
 
+  it('a reason with a bidi override or a zero-width character, at Escalate and at Deny (ERR_APPROVAL_INVALID)', async () => {
+    const a = await agentWithWrit();
+    expect(await code(escalate(a, WRITE, 'push the fix \u202Eetad\u202C'))).toBe('ERR_APPROVAL_INVALID');
+    expect(await w.store.listApprovals({}, 10)).toEqual([]);
+    const v = await escalate(a);
+    expect(await code(w.approvals.deny(v.record.id, approverToken(), 'no\u2066 freeze\u2069'))).toBe('ERR_APPROVAL_INVALID');
+    expect(await code(w.approvals.deny(v.record.id, approverToken(), 'no\u200B'))).toBe('ERR_APPROVAL_INVALID');
+    expect((await w.store.getApproval(v.record.id))!.state).toBe('pending');
+  });
+
   it('a registration without user verification', async () => {
     const token = approverToken();
     const opts = JSON.parse(await w.approvals.beginRegistration(token)) as { challenge: string };
