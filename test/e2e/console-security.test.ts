@@ -194,6 +194,10 @@ describe('web console security', () => {
     expect(js.status).toBe(200);
     expect(js.headers['cache-control']).toBe('public, max-age=31536000, immutable');
     expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(js.headers['x-content-type-options']).toBe('nosniff');
+    expect(js.headers['referrer-policy']).toBe('no-referrer');
+    expect(String(js.headers['content-security-policy'])).toContain("default-src 'none'");
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
     expect((await c.https('/console/assets/..%2F..%2Fpackage.json')).status).toBe(404);
     expect((await c.https('/console/assets/nope-123.js')).status).toBe(404);
   });

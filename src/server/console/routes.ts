@@ -55,21 +55,62 @@ export interface ConsoleRoutesDeps extends Omit<ConsoleServiceDeps, 'endSession'
   isOperator(p: Principal): boolean;
 }
 
+/** A built asset's policy: it is no page (an SVG opened on its own runs nothing, loads nothing). */
+export const CONSOLE_ASSET_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/**
+ * On every console reply, whatever listener serves it (the HTTPS listener sets them too): no
+ * content sniffing (a hashed asset is only ever its declared type), no referrer (the callback's
+ * URL carries the authorization code and state), no framing.
+ */
+export const CONSOLE_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+
+/** index.html: revalidated on every load (it names the current hashed bundles), under the page CSP. */
 const page = (body: Buffer): HttpReply => ({
   status: 200,
-  headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache', 'content-security-policy': CONSOLE_CSP },
+  headers: {
+    ...CONSOLE_HEADERS,
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-cache',
+    'content-security-policy': CONSOLE_CSP,
+    'cross-origin-opener-policy': 'same-origin',
+  },
   body,
+});
+
+/** A hashed asset: immutable (a new build has new names), same-origin only. */
+const asset = (a: { body: Buffer; type: string }): HttpReply => ({
+  status: 200,
+  headers: {
+    ...CONSOLE_HEADERS,
+    'content-type': a.type,
+    'cache-control': 'public, max-age=31536000, immutable',
+    'content-security-policy': CONSOLE_ASSET_CSP,
+    'cross-origin-resource-policy': 'same-origin',
+  },
+  body: a.body,
 });
 
 const redirect = (location: string, cookies: string[]): HttpReply => ({
   status: 303,
-  headers: { location, 'cache-control': 'no-store', 'set-cookie': cookies },
+  headers: { ...CONSOLE_HEADERS, location, 'cache-control': 'no-store', 'set-cookie': cookies },
 });
+
+const text = (status: number, body: string, headers: Record<string, string> = {}): HttpReply => textReply(status, body, { ...CONSOLE_HEADERS, ...headers });
 
 /** A plain-text refusal of a console call, in the Connect error form (JSON) so the client reads its code. */
 function refuse(res: ServerResponse, status: number, code: string, message: string): void {
   const body = JSON.stringify({ code, message });
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(body)) });
+  res.writeHead(status, {
+    ...CONSOLE_HEADERS,
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': String(Buffer.byteLength(body)),
+  });
   res.end(body);
 }
 
@@ -90,7 +131,7 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
     path,
     prefix: true,
     summary,
-    get: () => textReply(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
+    get: () => text(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
     async node(req: IncomingMessage, res: ServerResponse) {
       if (req.method !== 'POST') return refuse(res, 405, 'invalid_argument', 'console calls are POST (Connect unary)');
       if (!CALL_TYPES.test(req.headers['content-type'] ?? ''))
@@ -105,10 +146,14 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
     },
   });
 
-  const notBuilt = () => textReply(503, 'the console is not built: run `make build` (npm run build:console), then restart the issuer');
+  const notBuilt = () => text(503, 'the console is not built: run `make build` (npm run build:console), then restart the issuer');
 
   return [
-    { path: '/console', summary: 'web console (redirect)', get: () => ({ status: 308, headers: { location: CONSOLE_PATH, 'cache-control': 'no-store' } }) },
+    {
+      path: '/console',
+      summary: 'web console (redirect)',
+      get: () => ({ status: 308, headers: { ...CONSOLE_HEADERS, location: CONSOLE_PATH, 'cache-control': 'no-store' } }),
+    },
     { path: CONSOLE_PATH, summary: 'web console', get: () => (d.files ? page(d.files.index) : notBuilt()) },
     {
       path: `${CONSOLE_PATH}assets/`,
@@ -117,8 +162,8 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
       summary: 'web console assets (hashed names, immutable)',
       get(req) {
         const a = d.files?.assets.get(req.param);
-        if (!a) return textReply(404, 'not found');
-        return { status: 200, headers: { 'content-type': a.type, 'cache-control': 'public, max-age=31536000, immutable' }, body: a.body };
+        if (!a) return text(404, 'not found');
+        return asset(a);
       },
     },
     {
@@ -144,7 +189,8 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
         } catch (e) {
           const msg = e instanceof LoginError || isWritError(e) ? e.message : 'console: sign-in failed';
           d.logger.warn({ err: (e as Error).message }, 'console: sign-in refused');
-          return { ...textReply(403, `${msg}\n\nStart again at ${CONSOLE_PATH}login`), headers: { ...textReply(403, '').headers, 'set-cookie': [clear] } };
+          const refused = text(403, `${msg}\n\nStart again at ${CONSOLE_PATH}login`);
+          return { ...refused, headers: { ...refused.headers, 'set-cookie': [clear] } };
         }
       },
     },
