@@ -15,7 +15,7 @@ import { matchRoute, type HttpReply, type HttpRoute } from '../../src/server/htt
 const ISSUER = 'https://idp.example.com';
 const discovery = JSON.stringify({ issuer: ISSUER, authorization_endpoint: `${ISSUER}/authorize`, token_endpoint: `${ISSUER}/token` });
 
-export function routes(over: Partial<ConsoleRoutesDeps> = {}): HttpRoute[] {
+function routes(over: Partial<ConsoleRoutesDeps> = {}): HttpRoute[] {
   const now = () => Date.now();
   const login = new OidcLogin(
     { issuer: ISSUER, clientId: 'writ', redirectUri: () => 'https://writ.example:8444/console/callback' },
@@ -45,7 +45,7 @@ export function routes(over: Partial<ConsoleRoutesDeps> = {}): HttpRoute[] {
   });
 }
 
-export async function get(rs: HttpRoute[], path: string, query = '', headers: Record<string, string> = {}): Promise<HttpReply> {
+async function get(rs: HttpRoute[], path: string, query = '', headers: Record<string, string> = {}): Promise<HttpReply> {
   const m = matchRoute(rs, path);
   if (!m) throw new Error(`no route for ${path}`);
   return m.route.get({ path, param: m.param, query, headers, peer: '127.0.0.1' });
