@@ -1,8 +1,9 @@
 /**
  * The console on the HTTPS listener, as routes of its table (http/router.ts):
  * - `GET /console/` the page, `GET /console/assets/<hashed name>` its script and styles;
- * - `GET /console/login` starts the OpenID Connect sign-in, `GET /console/callback` ends it and
- *   sets the session cookie; both answer 303 (a redirect);
+ * - `GET /console/login[?fresh=1]` starts the OpenID Connect sign-in (its state sealed in a
+ *   cookie, oidc-login.ts; `fresh` asks the provider to authenticate again), `GET
+ *   /console/callback` ends it and sets the session cookie; both answer 303 (a redirect);
  * - `POST /writ.v1.ConsoleService/<Method>`: the Connect protocol (connect-node), for the
  *   console's typed client. Before a call reaches the service it must pass, in order: the
  *   Connect unary content type (`application/json` or `application/proto`; a cross-site form
@@ -20,7 +21,7 @@ import type { Approvals } from '../../issuance/approvals.js';
 import { consoleApprovalService } from './approvals.js';
 import type { HttpReply, HttpRoute } from '../http/router.js';
 import { textReply } from '../http/router.js';
-import { LoginError, type OidcLogin } from './oidc-login.js';
+import { LOGIN_TTL_MS, LoginError, type OidcLogin } from './oidc-login.js';
 import { isWritError } from '../../errors.js';
 import { consoleService, kSession, kSessionToken, type ConsoleServiceDeps } from './service.js';
 import { type ConsoleSessions, LOGIN_COOKIE, SESSION_COOKIE, cookieValue, setCookie } from './sessions.js';
@@ -169,9 +170,10 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
     {
       path: `${CONSOLE_PATH}login`,
       summary: 'web console sign-in (OpenID Connect, authorization code + PKCE)',
-      async get() {
-        const { location, state } = await d.login.start();
-        return redirect(location, [setCookie(LOGIN_COOKIE, state, 600, 'Lax')]);
+      async get(req) {
+        // `?fresh=1`: ask the provider to authenticate again (a first passkey needs a recent sign-in).
+        const { location, cookie } = await d.login.start({ fresh: new URLSearchParams(req.query).get('fresh') === '1' });
+        return redirect(location, [setCookie(LOGIN_COOKIE, cookie, LOGIN_TTL_MS / 1000, 'Lax')]);
       },
     },
     {
