@@ -83,9 +83,8 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
     page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
     const cdp = await ctx.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
-    await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
-    });
+    const authenticator = { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true } as const;
+    const firstAuthenticator = (await cdp.send('WebAuthn.addVirtualAuthenticator', { options: authenticator })) as { authenticatorId: string };
     await page.goto(`${c.url}/console/`);
     await page.getByRole('link', { name: 'Sign in' }).click();
     await page.getByLabel('Subject').fill('sam');
@@ -98,6 +97,23 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
     await page.locator('[data-passkey]').waitFor();
     expect(await page.locator('[data-passkey]').getAttribute('data-passkey')).toBe('registered');
     await shot(page, '11-passkey-registered');
+
+    // A second passkey, on a second authenticator: the session alone cannot add it. The console
+    // first has the registered passkey confirm (a WebAuthn get over the registration statement),
+    // then, on a second click, the new authenticator creates its passkey.
+    const firstKey = (await cdp.send('WebAuthn.getCredentials', { authenticatorId: firstAuthenticator.authenticatorId })) as { credentials: unknown[] };
+    expect(firstKey.credentials).toHaveLength(1);
+    await page.getByRole('button', { name: 'Register a passkey' }).click();
+    await page.locator('[data-step="create"]').waitFor();
+    // The user puts the first authenticator away (it holds an excluded credential) and uses the new one.
+    await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: firstAuthenticator.authenticatorId });
+    const secondAuthenticator = (await cdp.send('WebAuthn.addVirtualAuthenticator', { options: authenticator })) as { authenticatorId: string };
+    await page.getByRole('button', { name: 'Create the new passkey' }).click();
+    await page.waitForFunction(() => document.querySelector('[data-passkey]') !== null);
+    const secondStatus = await page.locator('[data-passkey]').textContent();
+    expect(await page.locator('[data-passkey]').getAttribute('data-passkey'), secondStatus ?? '').toBe('registered');
+    const onSecond = (await cdp.send('WebAuthn.getCredentials', { authenticatorId: secondAuthenticator.authenticatorId })) as { credentials: unknown[] };
+    expect(onSecond.credentials).toHaveLength(1);
 
     await page.goto(`${c.url}/console/#/approvals`);
     const req1 = page.locator(`[data-approval="${first.approval!.id}"]`);
