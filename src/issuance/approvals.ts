@@ -39,11 +39,12 @@ import {
   passkeyRegistrationBytes,
   passkeyRegistrationChallenge,
   passkeyRegistrationStatement,
+  registrationChallengeOf,
+  verifyRegistrationAuthorization,
   type PasskeyRegistrationStatement,
 } from '../approval/passkey-registration.js';
 import { DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS } from '../approval/settings.js';
 import { TOKEN_SKEW_S } from '../principal/oidc.js';
-import { parseClientData, verifyAssertion } from '../webauthn/assertion.js';
 import type { PolicySnapshots } from './policies.js';
 import { issuerRevocationSource } from './revocation-status.js';
 
@@ -565,11 +566,9 @@ export class Approvals {
    * and live.
    */
   private takeRegistration(response: RegistrationResponseJSON, owner: string, now: number): { challenge: string; pending: PendingRegistration } {
-    const cdj = response.response?.clientDataJSON;
-    if (typeof cdj !== 'string' || !/^[A-Za-z0-9_-]{1,8192}$/.test(cdj)) return invalid('the registration response has no clientDataJSON');
     let challenge: string;
     try {
-      challenge = parseClientData(Buffer.from(cdj, 'base64url')).challenge;
+      challenge = registrationChallengeOf(response.response?.clientDataJSON);
     } catch (e) {
       return webauthnFailed(`registration rejected: ${(e as Error).message}`, e);
     }
@@ -589,7 +588,6 @@ export class Approvals {
     authorizationJson: string,
     statement: PasskeyRegistrationStatement,
     existing: readonly PasskeyRecord[],
-    rp: { rpId: string; origin: string },
   ): { key: PasskeyRecord; newCount: number } {
     if (authorizationJson === '')
       throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: adding a passkey needs an assertion from one of the approver’s registered passkeys');
@@ -597,23 +595,13 @@ export class Approvals {
     if (typeof response.id !== 'string' || response.id === '') invalid('the authorizing assertion names no credential');
     const key = existing.find((k) => k.id === response.id);
     if (!key) return webauthnFailed(`credential ${response.id.slice(0, 64)} is not a passkey registered to ${statement.owner.iss}#${statement.owner.sub}`);
-    const r = response.response as Partial<AuthenticationResponseJSON['response']> | undefined;
-    const field = (v: unknown, what: string): Buffer =>
-      typeof v === 'string' && /^[A-Za-z0-9_-]{1,8192}$/.test(v) ? Buffer.from(v, 'base64url') : invalid(`the authorizing assertion has no ${what}`);
-    const verified = verifyAssertion({
-      authenticatorData: field(r?.authenticatorData, 'authenticatorData'),
-      clientDataJSON: field(r?.clientDataJSON, 'clientDataJSON'),
-      signature: field(r?.signature, 'signature'),
+    const newCount = verifyRegistrationAuthorization({
+      response: response.response as Partial<AuthenticationResponseJSON['response']> | undefined,
+      statement,
       credentialPublicKey: key.publicKey,
-      expectedChallenge: passkeyRegistrationChallenge(statement),
-      expectedOrigin: rp.origin,
-      expectedRpId: rp.rpId,
-      requireUserVerification: true,
+      storedSignCount: key.signCount,
     });
-    // WebAuthn §7.2 step 22: a counter that did not move on (when either is non-zero) is a clone or a replay.
-    if ((verified.signCount !== 0 || key.signCount !== 0) && verified.signCount <= key.signCount)
-      return webauthnFailed(`the authorizing passkey's sign count ${verified.signCount} did not move past ${key.signCount}`);
-    return { key, newCount: verified.signCount };
+    return { key, newCount };
   }
 
   /**
@@ -638,7 +626,7 @@ export class Approvals {
     } else {
       // Begun as a first passkey, and meanwhile another was registered: no statement was signed.
       if (!pending.statement) throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: a passkey was registered meanwhile; begin again and authorize with it');
-      authorizer = this.authorizingPasskey(authorizationJson, pending.statement, existing, rp);
+      authorizer = this.authorizingPasskey(authorizationJson, pending.statement, existing);
     }
     let out;
     try {
