@@ -26,7 +26,7 @@ import type { PolicyDecision, PolicyEngine } from '../policy/engine.js';
 import { approveRequest, escalationRequests } from '../policy/requests.js';
 import type { Principal, PrincipalVerifier } from '../principal/oidc.js';
 import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
-import type { ApprovalRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
+import type { ApprovalRecord, PasskeyCeremonyRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
 import type { ReplayCache } from '../writ/proof.js';
 import { verifyWrit, type VerifiedWrit } from '../writ/verify.js';
 import { MAX_STEP_UPS, parseWritCached } from '../writ/writ.js';
@@ -96,11 +96,11 @@ export interface ApprovalsDeps {
   readonly registrationLimits?: { readonly total: number; readonly perApprover: number };
 }
 
-/** A registration ceremony in flight: for whom, until when, and whether an existing passkey must authorize it. */
+/** A registration ceremony in flight (the store's, so any replica finishes it): for whom, until when, and the statement an existing passkey must sign. */
 interface PendingRegistration {
   readonly owner: string;
   readonly expiresAt: number;
-  /** The statement an existing passkey signs (absent: the owner had none when it began). */
+  /** Absent: the owner had no passkey when it began. */
   readonly statement?: PasskeyRegistrationStatement;
 }
 
@@ -138,8 +138,6 @@ function parseJsonDoc<T>(s: string, what: string): T {
 }
 
 export class Approvals {
-  /** Registration ceremonies by challenge (base64url); insertion order is age order. */
-  private readonly registrations = new Map<string, PendingRegistration>();
   private readonly listeners = new Set<() => void>();
 
   constructor(private readonly deps: ApprovalsDeps) {}
@@ -491,17 +489,21 @@ export class Approvals {
       );
   }
 
-  /** Forgets expired ceremonies; then this owner's oldest past the per-approver cap; refuses when the table is full of others'. */
-  private makeRoomFor(owner: string, now: number): void {
+  /**
+   * Records a ceremony, in one transaction: forgets expired ones, then this owner's oldest past
+   * the per-approver cap (never another's), and refuses when the ceremonies in flight reach the
+   * overall bound.
+   */
+  private async recordCeremony(c: PasskeyCeremonyRecord, now: number): Promise<void> {
     const limits = this.deps.registrationLimits ?? { total: MAX_PENDING_REGISTRATIONS, perApprover: MAX_PENDING_REGISTRATIONS_PER_APPROVER };
-    const mine: string[] = [];
-    for (const [ch, p] of this.registrations) {
-      if (p.expiresAt <= now) this.registrations.delete(ch);
-      else if (p.owner === owner) mine.push(ch);
-    }
-    while (mine.length >= limits.perApprover) this.registrations.delete(mine.shift()!);
-    if (this.registrations.size >= limits.total)
-      throw new LimitError(`approval: ${this.registrations.size} passkey registrations are in flight; try again in a few minutes`);
+    await this.deps.store.transaction(async (tx) => {
+      await tx.prunePasskeyCeremonies(now);
+      const mine = await tx.listPasskeyCeremonies(c.owner, now);
+      for (const old of mine.slice(0, Math.max(0, mine.length - limits.perApprover + 1))) await tx.takePasskeyCeremony(old.challenge);
+      const inFlight = await tx.countPasskeyCeremonies(now);
+      if (inFlight >= limits.total) throw new LimitError(`approval: ${inFlight} passkey registrations are in flight; try again in a few minutes`);
+      await tx.putPasskeyCeremony(c);
+    });
   }
 
   /**
@@ -517,7 +519,6 @@ export class Approvals {
     const existing = await this.deps.store.listPasskeys(a.iss, a.sub);
     if (existing.length >= MAX_PASSKEYS_PER_APPROVER) invalid(`an approver may register at most ${MAX_PASSKEYS_PER_APPROVER} passkeys`);
     if (existing.length === 0) this.freshSignIn(a, now);
-    this.makeRoomFor(who(a), now);
     const challenge = randomBytes(32);
     const options = await generateRegistrationOptions({
       rpName: rp.rpName,
@@ -545,7 +546,16 @@ export class Approvals {
             origin: rp.origin,
             exp: Math.floor(expiresAt / 1000),
           });
-    this.registrations.set(challenge.toString('base64url'), { owner: who(a), expiresAt, ...(statement ? { statement } : {}) });
+    await this.recordCeremony(
+      {
+        challenge: challenge.toString('base64url'),
+        owner: who(a),
+        statement: statement ? passkeyRegistrationBytes(statement).toString('utf8') : null,
+        createdAt: now,
+        expiresAt,
+      },
+      now,
+    );
     if (!statement) return { options: JSON.stringify(options) };
     const authorization = await generateAuthenticationOptions({
       rpID: rp.rpId,
@@ -565,18 +575,26 @@ export class Approvals {
    * table whatever happens next (one challenge, one try); refused unless it is this approver's
    * and live.
    */
-  private takeRegistration(response: RegistrationResponseJSON, owner: string, now: number): { challenge: string; pending: PendingRegistration } {
+  private async takeRegistration(response: RegistrationResponseJSON, owner: string, now: number): Promise<{ challenge: string; pending: PendingRegistration }> {
     let challenge: string;
     try {
       challenge = registrationChallengeOf(response.response?.clientDataJSON);
     } catch (e) {
       return webauthnFailed(`registration rejected: ${(e as Error).message}`, e);
     }
-    const pending = this.registrations.get(challenge);
-    if (pending) this.registrations.delete(challenge);
-    if (!pending || pending.owner !== owner || pending.expiresAt <= now)
+    // Bounded before it reaches the store: a challenge is 43 base64url characters.
+    if (!/^[A-Za-z0-9_-]{43}$/.test(challenge)) return webauthnFailed('registration rejected: the challenge is not one this issuer gives');
+    const c = await this.deps.store.takePasskeyCeremony(challenge);
+    if (!c || c.owner !== owner || c.expiresAt <= now)
       return webauthnFailed('registration rejected: the challenge is not one given to this approver, or it expired or was used');
-    return { challenge, pending };
+    return {
+      challenge,
+      pending: {
+        owner: c.owner,
+        expiresAt: c.expiresAt,
+        ...(c.statement !== null ? { statement: JSON.parse(c.statement) as PasskeyRegistrationStatement } : {}),
+      },
+    };
   }
 
   /**
@@ -617,7 +635,7 @@ export class Approvals {
     const rp = this.relyingParty();
     const now = this.deps.clock.now().getTime();
     // One ceremony, one try: the challenge is gone whatever follows, verified or not.
-    const { challenge, pending } = this.takeRegistration(response, who(a), now);
+    const { challenge, pending } = await this.takeRegistration(response, who(a), now);
     const existing = await this.deps.store.listPasskeys(a.iss, a.sub);
     let authorizer: { key: PasskeyRecord; newCount: number } | undefined;
     if (existing.length === 0) {

@@ -302,6 +302,30 @@ describe('registration challenges', () => {
   });
 });
 
+describe('replicas share ceremonies (the store)', () => {
+  it('a registration begun on one replica finishes on another, once', async () => {
+    const replica = new Approvals({
+      ca: w.ca,
+      store: w.store,
+      clock: w.clock,
+      principals: w.principals,
+      policies: w.policies,
+      engine: w.engine,
+      replayCache: new ProofReplayCache(),
+      settings: { rpId: APPROVAL_RP_ID, origin: APPROVAL_ORIGIN, rpName: 'writ', requestTtlMs: 15 * 60_000, retryAfterSeconds: 2 },
+    });
+    const t = token();
+    const b = await w.approvals.beginRegistration(t);
+    const k = new SoftAuthenticator('ES256', APPROVAL_RP_ID);
+    const response = registrationJson(k, challengeOf(b));
+    await replica.finishRegistration(t, response);
+    expect(await w.store.listPasskeys(ISS, 'bob')).toHaveLength(1);
+    // Used: neither replica takes it again.
+    expect(await code(w.approvals.finishRegistration(t, response))).toBe('ERR_WEBAUTHN_INVALID');
+    expect(await w.store.countPasskeyCeremonies(now())).toBe(0);
+  });
+});
+
 describe('the passkey cap', () => {
   it(`holds at ${MAX_PASSKEYS_PER_APPROVER} when ceremonies that each passed it at begin finish (checked again in the transaction)`, async () => {
     const bobs = await first();
