@@ -52,7 +52,7 @@ import { issuerRevocationSource } from './revocation-status.js';
 export const MAX_APPROVAL_INPUT_BYTES = 64 * 1024;
 /** Most requests one ListApprovals answers. */
 export const MAX_APPROVAL_LIST = 500;
-/** Registration ceremonies in flight (a challenge each), across approvers: past it a new one is refused, none is evicted. */
+/** Registration ceremonies in flight (a challenge each, in the store), across approvers: past it a new one is refused, none is evicted. */
 export const MAX_PENDING_REGISTRATIONS = 10_000;
 /** Registration ceremonies one approver may have in flight: a new one past it drops that approver's oldest, never another's. */
 export const MAX_PENDING_REGISTRATIONS_PER_APPROVER = 4;
@@ -572,8 +572,8 @@ export class Approvals {
 
   /**
    * UNTRUSTED: the registration response's client data. The ceremony it names, taken out of the
-   * table whatever happens next (one challenge, one try); refused unless it is this approver's
-   * and live.
+   * store whatever happens next (one challenge, one try, on any replica); refused unless it is
+   * this approver's and live.
    */
   private async takeRegistration(response: RegistrationResponseJSON, owner: string, now: number): Promise<{ challenge: string; pending: PendingRegistration }> {
     let challenge: string;
