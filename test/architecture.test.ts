@@ -54,7 +54,8 @@ const ALLOWED: Record<string, string[]> = {
   rp: ['writ', 'delegation', 'jose', 'clock', 'errors', 'cache'],
   // The audit log: records, Merkle tree, checkpoints; its key is sealed as the CA's are.
   audit: ['ca', 'jose', 'store', 'clock', 'errors', 'cache'],
-  approval: ['delegation', 'jose', 'config', 'errors', 'cache'],
+  // Approval requests and passkey registration statements; the assertion over a statement is checked with webauthn/.
+  approval: ['delegation', 'webauthn', 'jose', 'config', 'errors', 'cache'],
   issuance: [
     'approval',
     'audit',

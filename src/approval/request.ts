@@ -47,10 +47,22 @@ export function checkApprovalId(id: string): string {
   return id;
 }
 
-/** A reason: 1..MAX_APPROVAL_REASON_BYTES bytes of one line of text (it reaches approvers' screens and the audit log). */
+/**
+ * What a reason may not hold: control characters (C0, DEL, C1), format characters (Unicode Cf:
+ * the bidi embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, the zero-width
+ * U+200B–U+200F and U+2060–U+2064, U+FEFF, soft hyphen, tag characters), lone surrogates, and
+ * the line and paragraph separators. A reason is shown to an approver who decides on it: none of
+ * these may reorder or hide what they read (Trojan Source, CVE-2021-42574).
+ */
+export const REASON_REFUSED = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+
+/** A reason: 1..MAX_APPROVAL_REASON_BYTES bytes of one line of visible text (it reaches approvers' screens and the audit log). */
 export function checkReason(reason: string, who: string): string {
-  if (reason.trim() === '' || Buffer.byteLength(reason) > MAX_APPROVAL_REASON_BYTES || /[\x00-\x1f\x7f]/.test(reason))
-    throw new ApprovalError('ERR_APPROVAL_INVALID', `approval: ${who} reason must be 1..${MAX_APPROVAL_REASON_BYTES} bytes of one line of text`);
+  if (reason.trim() === '' || Buffer.byteLength(reason) > MAX_APPROVAL_REASON_BYTES || REASON_REFUSED.test(reason))
+    throw new ApprovalError(
+      'ERR_APPROVAL_INVALID',
+      `approval: ${who} reason must be 1..${MAX_APPROVAL_REASON_BYTES} bytes of one line of text, without control or format (bidi, zero-width) characters`,
+    );
   return reason;
 }
 

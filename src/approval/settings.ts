@@ -15,7 +15,19 @@ export interface ApprovalSettings {
   readonly requestTtlMs: number;
   /** The Retry-After hint for polling agents, seconds. */
   readonly retryAfterSeconds: number;
+  /**
+   * How recent the sign-in (the ID token's auth_time) must be to register an approver's first
+   * passkey, ms (absent: DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS).
+   */
+  readonly registrationMaxAuthAgeMs?: number;
 }
+
+/** The first passkey needs a sign-in at most this old (docs/policy.md §Registering a passkey). */
+export const DEFAULT_REGISTRATION_MAX_AUTH_AGE = '5m';
+export const DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS = 5 * 60_000;
+/** Bounds of approvals.registration_max_auth_age: long enough to click through, short enough that a day-old token is useless. */
+export const MIN_REGISTRATION_MAX_AUTH_AGE_MS = 30_000;
+export const MAX_REGISTRATION_MAX_AUTH_AGE_MS = 3_600_000;
 
 export const DEFAULT_REQUEST_TTL = '15m';
 /** Shortest and longest pending time: a human must be able to answer; a forgotten request must die. */
@@ -25,12 +37,15 @@ export const MAX_REQUEST_TTL_MS = 24 * 3_600_000;
 export const approvalsSection: ConfigSection<ApprovalSettings> = {
   key: 'approvals',
   parse(top) {
-    const s = top.section('approvals').only(['rp_id', 'rp_name', 'origin', 'request_ttl', 'retry_after']);
+    const s = top.section('approvals').only(['rp_id', 'rp_name', 'origin', 'request_ttl', 'retry_after', 'registration_max_auth_age']);
     const requestTtlMs = s.duration('request_ttl', DEFAULT_REQUEST_TTL);
     if (requestTtlMs < MIN_REQUEST_TTL_MS || requestTtlMs > MAX_REQUEST_TTL_MS)
       s.problem(`approvals.request_ttl must be between ${MIN_REQUEST_TTL_MS / 1000}s and ${MAX_REQUEST_TTL_MS / 3_600_000}h`);
     const retryAfterSeconds = Math.round(s.duration('retry_after', '2s') / 1000);
     if (retryAfterSeconds < 1 || retryAfterSeconds > 60) s.problem('approvals.retry_after must be between 1s and 60s');
+    const registrationMaxAuthAgeMs = s.duration('registration_max_auth_age', DEFAULT_REGISTRATION_MAX_AUTH_AGE);
+    if (registrationMaxAuthAgeMs < MIN_REGISTRATION_MAX_AUTH_AGE_MS || registrationMaxAuthAgeMs > MAX_REGISTRATION_MAX_AUTH_AGE_MS)
+      s.problem('approvals.registration_max_auth_age must be between 30s and 1h');
     const origin = s.str('origin', '');
     let parsedOrigin: string | undefined;
     if (origin) {
@@ -55,6 +70,7 @@ export const approvalsSection: ConfigSection<ApprovalSettings> = {
       rpName: s.str('rp_name', 'writ'),
       requestTtlMs,
       retryAfterSeconds,
+      registrationMaxAuthAgeMs,
     };
   },
 };

@@ -81,7 +81,7 @@ export interface DevIdp {
   /** Requests served so far. */
   readonly requests: { readonly discovery: number; readonly jwks: number; readonly token: number; readonly authorize: number };
   /**
-   * A signed ID token for `sub`: iss, sub, aud, iat, exp, jti and `"dev": true`, then `claims`
+   * A signed ID token for `sub`: iss, sub, aud, iat, exp, auth_time (= iat), jti and `"dev": true`, then `claims`
    * over them (which may replace any but `dev`). `header` members replace kid or typ.
    */
   token(sub: string, claims?: Record<string, unknown>, opts?: { ttlSeconds?: number; header?: Record<string, unknown> }): string;
@@ -263,7 +263,19 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     checkSubject(sub);
     const ttl = checkTtl(o.ttlSeconds);
     const iat = Math.floor(opts.clock.now().getTime() / 1000);
-    const payload = { iss: issuer, sub, aud: audience, iat, exp: iat + ttl, jti: randomBytes(12).toString('base64url'), ...claims, [DEV_CLAIM]: true };
+    // auth_time: the provider has no sessions, so every token follows a fresh "authentication" (a
+    // form answered, or a token asked for); a caller may replace it (or drop it with undefined).
+    const payload = {
+      iss: issuer,
+      sub,
+      aud: audience,
+      iat,
+      exp: iat + ttl,
+      auth_time: iat,
+      jti: randomBytes(12).toString('base64url'),
+      ...claims,
+      [DEV_CLAIM]: true,
+    };
     return signJws({ alg, typ: 'JWT', kid, ...o.header }, payload, key);
   };
 
@@ -337,7 +349,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         token_endpoint_auth_methods_supported: ['none'],
         subject_types_supported: ['public'],
         id_token_signing_alg_values_supported: [alg],
-        claims_supported: ['iss', 'sub', 'aud', 'iat', 'exp', 'jti', 'nonce', 'groups', DEV_CLAIM],
+        claims_supported: ['iss', 'sub', 'aud', 'iat', 'exp', 'auth_time', 'jti', 'nonce', 'groups', DEV_CLAIM],
         writ_dev_token_endpoint: `${issuer}/token`,
         writ_dev: 'FOR DEVELOPMENT ONLY: this provider signs a token for any subject',
       });
@@ -409,7 +421,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
           });
         const t = token(
           c.sub,
-          { ...(c.groups.length ? { groups: c.groups } : {}), ...(c.nonce ? { nonce: c.nonce } : {}) },
+          { ...(c.groups.length ? { groups: c.groups } : {}), ...(c.nonce ? { nonce: c.nonce } : {}), auth_time: Math.floor(c.at / 1000) },
           { ttlSeconds: DEFAULT_DEV_TOKEN_TTL_S },
         );
         requests.token++;

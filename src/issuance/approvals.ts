@@ -26,7 +26,7 @@ import type { PolicyDecision, PolicyEngine } from '../policy/engine.js';
 import { approveRequest, escalationRequests } from '../policy/requests.js';
 import type { Principal, PrincipalVerifier } from '../principal/oidc.js';
 import { parseSpiffeId, trustDomainId } from '../spiffe/id.js';
-import type { ApprovalRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
+import type { ApprovalRecord, PasskeyCeremonyRecord, PasskeyRecord, Store, StoreTx } from '../store/store.js';
 import type { ReplayCache } from '../writ/proof.js';
 import { escalateMethod } from '../writ/proof-methods.js';
 import { verifyWrit, type VerifiedWrit } from '../writ/verify.js';
@@ -35,8 +35,17 @@ import { canonicalize } from '../jose/jcs.js';
 import { approvalDigest, approvalRequestBytes, checkApprovalId, checkReason, newApprovalId, type ApprovalRequestDoc } from '../approval/request.js';
 import type { ApprovalSettings } from '../approval/settings.js';
 import { approvalChallenge, approvalRequestFor, mintStepUpGrant, verifyStepUpGrant, type ApprovalRequest } from '../delegation/step-up.js';
-import { WebAuthnError } from '../errors.js';
-import { BoundedCache } from '../cache/bounded.js';
+import { LimitError, WebAuthnError } from '../errors.js';
+import {
+  passkeyRegistrationBytes,
+  passkeyRegistrationChallenge,
+  passkeyRegistrationStatement,
+  registrationChallengeOf,
+  verifyRegistrationAuthorization,
+  type PasskeyRegistrationStatement,
+} from '../approval/passkey-registration.js';
+import { DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS } from '../approval/settings.js';
+import { TOKEN_SKEW_S } from '../principal/oidc.js';
 import type { PolicySnapshots } from './policies.js';
 import { issuerRevocationSource } from './revocation-status.js';
 
@@ -44,8 +53,10 @@ import { issuerRevocationSource } from './revocation-status.js';
 export const MAX_APPROVAL_INPUT_BYTES = 64 * 1024;
 /** Most requests one ListApprovals answers. */
 export const MAX_APPROVAL_LIST = 500;
-/** Registration ceremonies in flight (a challenge each), across approvers. */
+/** Registration ceremonies in flight (a challenge each, in the store), across approvers: past it a new one is refused, none is evicted. */
 export const MAX_PENDING_REGISTRATIONS = 10_000;
+/** Registration ceremonies one approver may have in flight: a new one past it drops that approver's oldest, never another's. */
+export const MAX_PENDING_REGISTRATIONS_PER_APPROVER = 4;
 /** How long a registration challenge is good for, ms (WebAuthn's recommended ceiling). */
 export const REGISTRATION_TTL_MS = 5 * 60_000;
 /** Most passkeys one approver may register. */
@@ -82,6 +93,24 @@ export interface ApprovalsDeps {
   readonly settings: ApprovalSettings;
   /** The HTTPS listener's URL, the default WebAuthn origin (resolved once the listener is bound). */
   readonly publicUrl?: () => string | undefined;
+  /** Registration ceremonies in flight, overall and per approver (tests; default the constants). */
+  readonly registrationLimits?: { readonly total: number; readonly perApprover: number };
+}
+
+/** A registration ceremony in flight (the store's, so any replica finishes it): for whom, until when, and the statement an existing passkey must sign. */
+interface PendingRegistration {
+  readonly owner: string;
+  readonly expiresAt: number;
+  /** Absent: the owner had no passkey when it began. */
+  readonly statement?: PasskeyRegistrationStatement;
+}
+
+/** What BeginPasskeyRegistration answers. */
+export interface RegistrationBegun {
+  /** PublicKeyCredentialCreationOptionsJSON. */
+  readonly options: string;
+  /** For an owner who has passkeys: request options over the statement's digest, and the statement. */
+  readonly authorization?: { readonly options: string; readonly statement: string };
 }
 
 const invalid = (msg: string): never => {
@@ -105,7 +134,6 @@ function parseJsonDoc<T>(s: string, what: string): T {
 }
 
 export class Approvals {
-  private readonly registrations = new BoundedCache<string, { owner: string; expiresAt: number }>(MAX_PENDING_REGISTRATIONS);
   private readonly listeners = new Set<() => void>();
 
   constructor(private readonly deps: ApprovalsDeps) {}
@@ -435,12 +463,58 @@ export class Approvals {
     };
   }
 
-  /** Registration options for a passkey bound to this approver's OIDC identity (user verification required). */
-  async beginRegistration(token: string): Promise<string> {
+  /**
+   * Whether this token shows a sign-in recent enough to register a first passkey: its
+   * `auth_time` at most approvals.registration_max_auth_age ago (and not in the future).
+   * A token without `auth_time` is refused: the issuer cannot tell a fresh sign-in from a stolen
+   * token replayed later.
+   */
+  private freshSignIn(a: Principal, now: number): void {
+    const maxAge = this.deps.settings.registrationMaxAuthAgeMs ?? DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS;
+    const nowS = Math.floor(now / 1000);
+    const at = a.authTime;
+    if (at === undefined)
+      throw new ApprovalError(
+        'ERR_APPROVAL_DENIED',
+        `approval: ${who(a)} has no passkey yet, and the first one needs a fresh sign-in: the ID token has no auth_time`,
+      );
+    if (at > nowS + TOKEN_SKEW_S || (nowS - at) * 1000 > maxAge)
+      throw new ApprovalError(
+        'ERR_APPROVAL_DENIED',
+        `approval: ${who(a)} has no passkey yet, and the first one needs a sign-in within the last ${Math.round(maxAge / 1000)} s (auth_time ${at}): sign in again`,
+      );
+  }
+
+  /**
+   * Records a ceremony, in one transaction: forgets expired ones, then this owner's oldest past
+   * the per-approver cap (never another's), and refuses when the ceremonies in flight reach the
+   * overall bound.
+   */
+  private async recordCeremony(c: PasskeyCeremonyRecord, now: number): Promise<void> {
+    const limits = this.deps.registrationLimits ?? { total: MAX_PENDING_REGISTRATIONS, perApprover: MAX_PENDING_REGISTRATIONS_PER_APPROVER };
+    await this.deps.store.transaction(async (tx) => {
+      await tx.prunePasskeyCeremonies(now);
+      const mine = await tx.listPasskeyCeremonies(c.owner, now);
+      for (const old of mine.slice(0, Math.max(0, mine.length - limits.perApprover + 1))) await tx.takePasskeyCeremony(old.challenge);
+      const inFlight = await tx.countPasskeyCeremonies(now);
+      if (inFlight >= limits.total) throw new LimitError(`approval: ${inFlight} passkey registrations are in flight; try again in a few minutes`);
+      await tx.putPasskeyCeremony(c);
+    });
+  }
+
+  /**
+   * Registration options for a passkey bound to this approver's OIDC identity (user
+   * verification required). An approver who has passkeys also gets request options for them,
+   * over the SHA-256 of a statement naming this registration: one of them must sign it
+   * (finishRegistration). The first passkey needs a fresh sign-in instead.
+   */
+  async beginRegistration(token: string): Promise<RegistrationBegun> {
     const a = await this.approver(token);
     const rp = this.relyingParty();
+    const now = this.deps.clock.now().getTime();
     const existing = await this.deps.store.listPasskeys(a.iss, a.sub);
     if (existing.length >= MAX_PASSKEYS_PER_APPROVER) invalid(`an approver may register at most ${MAX_PASSKEYS_PER_APPROVER} passkeys`);
+    if (existing.length === 0) this.freshSignIn(a, now);
     const challenge = randomBytes(32);
     const options = await generateRegistrationOptions({
       rpName: rp.rpName,
@@ -454,28 +528,125 @@ export class Approvals {
       excludeCredentials: existing.map((k) => ({ id: k.id })),
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'required' },
       supportedAlgorithmIDs: PASSKEY_ALGORITHMS,
+      timeout: REGISTRATION_TTL_MS,
     });
-    this.registrations.set(challenge.toString('base64url'), { owner: who(a), expiresAt: this.deps.clock.now().getTime() + REGISTRATION_TTL_MS });
-    return JSON.stringify(options);
+    const expiresAt = now + REGISTRATION_TTL_MS;
+    const statement =
+      existing.length === 0
+        ? undefined
+        : passkeyRegistrationStatement({
+            iss: this.issuerId(),
+            owner: { iss: a.iss, sub: a.sub },
+            challenge: challenge.toString('base64url'),
+            rpId: rp.rpId,
+            origin: rp.origin,
+            exp: Math.floor(expiresAt / 1000),
+          });
+    await this.recordCeremony(
+      {
+        challenge: challenge.toString('base64url'),
+        owner: who(a),
+        statement: statement ? passkeyRegistrationBytes(statement).toString('utf8') : null,
+        createdAt: now,
+        expiresAt,
+      },
+      now,
+    );
+    if (!statement) return { options: JSON.stringify(options) };
+    const authorization = await generateAuthenticationOptions({
+      rpID: rp.rpId,
+      challenge: new Uint8Array(passkeyRegistrationChallenge(statement)),
+      allowCredentials: existing.map((k) => ({ id: k.id })),
+      userVerification: 'required',
+      timeout: REGISTRATION_TTL_MS,
+    });
+    return {
+      options: JSON.stringify(options),
+      authorization: { options: JSON.stringify(authorization), statement: passkeyRegistrationBytes(statement).toString('utf8') },
+    };
   }
 
-  /** Verifies a registration response for a challenge this approver was given, and stores the passkey. */
-  async finishRegistration(token: string, responseJson: string): Promise<string> {
+  /**
+   * UNTRUSTED: the registration response's client data. The ceremony it names, taken out of the
+   * store whatever happens next (one challenge, one try, on any replica); refused unless it is
+   * this approver's and live.
+   */
+  private async takeRegistration(response: RegistrationResponseJSON, owner: string, now: number): Promise<{ challenge: string; pending: PendingRegistration }> {
+    let challenge: string;
+    try {
+      challenge = registrationChallengeOf(response.response?.clientDataJSON);
+    } catch (e) {
+      return webauthnFailed(`registration rejected: ${(e as Error).message}`, e);
+    }
+    // Bounded before it reaches the store: a challenge is 43 base64url characters.
+    if (!/^[A-Za-z0-9_-]{43}$/.test(challenge)) return webauthnFailed('registration rejected: the challenge is not one this issuer gives');
+    const c = await this.deps.store.takePasskeyCeremony(challenge);
+    if (!c || c.owner !== owner || c.expiresAt <= now)
+      return webauthnFailed('registration rejected: the challenge is not one given to this approver, or it expired or was used');
+    return {
+      challenge,
+      pending: {
+        owner: c.owner,
+        expiresAt: c.expiresAt,
+        ...(c.statement !== null ? { statement: JSON.parse(c.statement) as PasskeyRegistrationStatement } : {}),
+      },
+    };
+  }
+
+  /**
+   * The authorizing assertion of a registration for an owner who has passkeys: one of theirs,
+   * over the SHA-256 of the statement given at begin, user verified, its sign count moved on.
+   * Returns the passkey and its new count (moved in the registering transaction).
+   */
+  private authorizingPasskey(
+    authorizationJson: string,
+    statement: PasskeyRegistrationStatement,
+    existing: readonly PasskeyRecord[],
+  ): { key: PasskeyRecord; newCount: number } {
+    if (authorizationJson === '')
+      throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: adding a passkey needs an assertion from one of the approver’s registered passkeys');
+    const response = parseJsonDoc<AuthenticationResponseJSON>(authorizationJson, 'the authorizing assertion');
+    if (typeof response.id !== 'string' || response.id === '') invalid('the authorizing assertion names no credential');
+    const key = existing.find((k) => k.id === response.id);
+    if (!key) return webauthnFailed(`credential ${response.id.slice(0, 64)} is not a passkey registered to ${statement.owner.iss}#${statement.owner.sub}`);
+    const newCount = verifyRegistrationAuthorization({
+      response: response.response as Partial<AuthenticationResponseJSON['response']> | undefined,
+      statement,
+      credentialPublicKey: key.publicKey,
+      storedSignCount: key.signCount,
+    });
+    return { key, newCount };
+  }
+
+  /**
+   * Verifies a registration response for a challenge this approver was given, and stores the
+   * passkey: authorized by an assertion of one of the approver's passkeys (over the statement of
+   * beginRegistration) when they have one, by a fresh sign-in when it is their first. The cap and
+   * the rule are checked again in the transaction that stores it.
+   */
+  async finishRegistration(token: string, responseJson: string, authorizationJson = ''): Promise<string> {
     const a = await this.approver(token);
     const response = parseJsonDoc<RegistrationResponseJSON>(responseJson, 'the registration response');
+    bounded(authorizationJson, 'the authorizing assertion');
     const rp = this.relyingParty();
     const now = this.deps.clock.now().getTime();
-    let used: string | undefined;
+    // One ceremony, one try: the challenge is gone whatever follows, verified or not.
+    const { challenge, pending } = await this.takeRegistration(response, who(a), now);
+    const existing = await this.deps.store.listPasskeys(a.iss, a.sub);
+    let authorizer: { key: PasskeyRecord; newCount: number } | undefined;
+    if (existing.length === 0) {
+      if (authorizationJson !== '') invalid('an authorizing assertion is for adding a passkey; this approver has none');
+      this.freshSignIn(a, now);
+    } else {
+      // Begun as a first passkey, and meanwhile another was registered: no statement was signed.
+      if (!pending.statement) throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: a passkey was registered meanwhile; begin again and authorize with it');
+      authorizer = this.authorizingPasskey(authorizationJson, pending.statement, existing);
+    }
     let out;
     try {
       out = await verifyRegistrationResponse({
         response,
-        expectedChallenge: (ch: string) => {
-          const pending = this.registrations.get(ch);
-          if (!pending || pending.owner !== who(a) || pending.expiresAt <= now) return false;
-          used = ch;
-          return true;
-        },
+        expectedChallenge: challenge,
         expectedOrigin: rp.origin,
         expectedRPID: rp.rpId,
         requireUserVerification: true,
@@ -485,8 +656,6 @@ export class Approvals {
       return webauthnFailed(`registration rejected: ${(e as Error).message}`, e);
     }
     if (!out.verified || !out.registrationInfo) return webauthnFailed('registration did not verify');
-    // One ceremony, one credential: the challenge is gone whatever follows.
-    if (used) this.registrations.delete(used);
     const cred = out.registrationInfo.credential;
     const record: PasskeyRecord = {
       id: cred.id,
@@ -498,19 +667,29 @@ export class Approvals {
       usedAt: null,
     };
     await this.deps.store.transaction(async (tx) => {
+      const current = await tx.listPasskeys(a.iss, a.sub);
+      // The cap, again where it counts: concurrent ceremonies each passed it at begin.
+      if (current.length >= MAX_PASSKEYS_PER_APPROVER) invalid(`an approver may register at most ${MAX_PASSKEYS_PER_APPROVER} passkeys`);
+      // A first passkey registered concurrently: this one would have needed its assertion.
+      if (!authorizer && current.length > 0)
+        throw new ApprovalError('ERR_APPROVAL_DENIED', 'approval: a passkey was registered meanwhile; begin again and authorize with it');
       if (await tx.getPasskey(record.id)) throw new WebAuthnError('approval(webauthn): this credential is already registered');
+      // The authorizing assertion is used once: its sign count moves from what was read.
+      if (authorizer && !(await tx.usePasskey(authorizer.key.id, authorizer.key.signCount, authorizer.newCount, now)))
+        throw new WebAuthnError('approval(webauthn): the authorizing passkey was used concurrently (sign count moved)');
       await tx.putPasskey(record);
       await appendAudit(tx, {
         at: now,
         event: 'passkey.registered',
         actor: { kind: 'principal', iss: a.iss, sub: a.sub },
-        principal: null,
+        // The owner's record: it shows in their own audit list (a passkey they did not add is their alarm).
+        principal: { iss: a.iss, sub: a.sub },
         task: null,
         lineage: [],
         action: 'register passkey',
         resource: `passkey:${record.id}`,
         decision: null,
-        reason: null,
+        reason: authorizer ? `authorized by passkey:${authorizer.key.id}` : `first passkey: sign-in at auth_time ${a.authTime}`,
         policies: [],
         snapshot: null,
         evidence: null,

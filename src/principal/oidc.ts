@@ -57,6 +57,12 @@ export interface Principal {
   readonly iss: string;
   readonly sub: string;
   readonly groups: readonly string[];
+  /**
+   * The token's `auth_time` (OpenID Connect Core §2): when the human last authenticated to the
+   * provider, Unix seconds. Absent when the token has none (or not a whole number of seconds).
+   * Passkey registration asks for a recent one (issuance/approvals.ts).
+   */
+  readonly authTime?: number;
 }
 
 /** Subject token types accepted (RFC 8693 §3). */
@@ -286,6 +292,7 @@ export class PrincipalVerifier {
     if (typeof c.sub !== 'string' || c.sub === '' || c.sub.length > 255) fail('token has no valid sub');
     const g = c[issuer!.settings.groupsClaim];
     const groups = Array.isArray(g) ? g.filter((x): x is string => typeof x === 'string' && x.length <= 256).slice(0, MAX_GROUPS) : [];
-    return { iss: c.iss as string, sub: c.sub as string, groups };
+    const at = c.auth_time;
+    return { iss: c.iss as string, sub: c.sub as string, groups, ...(Number.isSafeInteger(at) && (at as number) >= 0 ? { authTime: at as number } : {}) };
   }
 }

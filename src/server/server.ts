@@ -216,6 +216,7 @@ export class WritServer {
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
           // An agent whose latest SVID has expired cannot renew: it attests again.
           { name: 'prune attested agents', run: async () => void (await store.pruneAttestedAgents(clock.now().getTime())) },
+          { name: 'prune passkey ceremonies', run: async () => void (await store.prunePasskeyCeremonies(clock.now().getTime())) },
           // Revocations whose target can no longer match anything valid leave the event log (never the newest).
           { name: 'prune revocations', run: async () => void (await store.pruneRevocations(clock.now().getTime() - core.revocationSettings.retentionMs)) },
         ],

@@ -22,6 +22,7 @@ import type {
   IssuedSvidRecord,
   JoinTokenRecord,
   NewRevocation,
+  PasskeyCeremonyRecord,
   PasskeyRecord,
   PolicySnapshotRecord,
   RevocationRecord,
@@ -648,4 +649,22 @@ export const decodePasskey = (r: Row): PasskeyRecord => ({
   signCount: int(r.sign_count, 'passkeys.sign_count'),
   createdAt: int(r.created_at, 'passkeys.created_at'),
   usedAt: intOrNull(r.used_at, 'passkeys.used_at'),
+});
+
+export const PASSKEY_CEREMONIES = table('passkey_ceremonies', ['challenge', 'owner', 'statement', 'created_at', 'expires_at']);
+
+export const encodePasskeyCeremony = (c: PasskeyCeremonyRecord): RowOf<typeof PASSKEY_CEREMONIES> => ({
+  challenge: c.challenge,
+  owner: c.owner,
+  statement: c.statement,
+  created_at: c.createdAt,
+  expires_at: c.expiresAt,
+});
+
+export const decodePasskeyCeremony = (r: Row): PasskeyCeremonyRecord => ({
+  challenge: str(r.challenge, 'passkey_ceremonies.challenge'),
+  owner: str(r.owner, 'passkey_ceremonies.owner'),
+  statement: strOrNull(r.statement, 'passkey_ceremonies.statement'),
+  createdAt: int(r.created_at, 'passkey_ceremonies.created_at'),
+  expiresAt: int(r.expires_at, 'passkey_ceremonies.expires_at'),
 });

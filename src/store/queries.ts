@@ -15,6 +15,7 @@ import {
   GRANTS,
   ISSUED_SVIDS,
   JOIN_TOKENS,
+  PASSKEY_CEREMONIES,
   PASSKEYS,
   POLICY_DECISIONS,
   POLICY_SNAPSHOTS,
@@ -110,6 +111,12 @@ export function buildQueries(d: Dialect) {
     getPasskey: `${select(PASSKEYS)} WHERE id = ?`,
     listPasskeys: `${select(PASSKEYS)} WHERE owner_iss = ? AND owner_sub = ? ORDER BY created_at, id`,
     usePasskey: 'UPDATE passkeys SET sign_count = ?, used_at = ? WHERE id = ? AND sign_count = ?',
+    putPasskeyCeremony: insert(PASSKEY_CEREMONIES),
+    // One statement: of concurrent takers of a challenge, exactly one gets the row.
+    takePasskeyCeremony: `DELETE FROM passkey_ceremonies WHERE challenge = ? RETURNING ${cols(PASSKEY_CEREMONIES)}`,
+    listPasskeyCeremonies: `${select(PASSKEY_CEREMONIES)} WHERE owner = ? AND expires_at > ? ORDER BY created_at, challenge`,
+    countPasskeyCeremonies: 'SELECT COUNT(*) AS n FROM passkey_ceremonies WHERE expires_at > ?',
+    prunePasskeyCeremonies: 'DELETE FROM passkey_ceremonies WHERE expires_at <= ?',
 
     putAttestedAgent: insert(ATTESTED_AGENTS),
     attestedAgentBySerial: `${select(ATTESTED_AGENTS)} WHERE serial = ?`,

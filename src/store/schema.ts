@@ -293,6 +293,17 @@ export const MIGRATIONS: readonly Migration[] = [
      used_at ${int}
    )${tableOptions};
    CREATE INDEX passkeys_owner ON passkeys (owner_iss, owner_sub);`,
+  // Passkey registration ceremonies (issue 14): shared by replicas, so a registration may finish
+  // on any of them; a challenge is deleted on first use.
+  ({ int, text, tableOptions }) => `CREATE TABLE passkey_ceremonies (
+     challenge ${text} PRIMARY KEY,
+     owner ${text} NOT NULL,
+     statement ${text},
+     created_at ${int} NOT NULL,
+     expires_at ${int} NOT NULL
+   )${tableOptions};
+   CREATE INDEX passkey_ceremonies_owner ON passkey_ceremonies (owner, created_at);
+   CREATE INDEX passkey_ceremonies_expires ON passkey_ceremonies (expires_at);`,
 ];
 
 /** The schema version this binary migrates to. */

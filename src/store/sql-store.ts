@@ -16,6 +16,7 @@ import {
   decodeApproval,
   decodeAttestedAgent,
   decodePasskey,
+  decodePasskeyCeremony,
   decodeAuditCheckpoint,
   decodeAuditKey,
   decodeAuditRecord,
@@ -45,6 +46,7 @@ import {
   encodeApproval,
   encodeAttestedAgent,
   encodePasskey,
+  encodePasskeyCeremony,
   encodeTpm,
   encodeRevocation,
   encodeStatusList,
@@ -54,6 +56,7 @@ import {
   int,
   ISSUED_SVIDS,
   JOIN_TOKENS,
+  PASSKEY_CEREMONIES,
   PASSKEYS,
   POLICY_DECISIONS,
   POLICY_SNAPSHOTS,
@@ -73,6 +76,7 @@ import type {
   ApprovalDecision,
   ApprovalRecord,
   ApprovalState,
+  PasskeyCeremonyRecord,
   PasskeyRecord,
   KillRoot,
   ActivePolicyRecord,
@@ -409,6 +413,23 @@ class SqlOps implements StoreTx {
   async usePasskey(id: string, from: number, to: number, at: number): Promise<boolean> {
     return (await this.x.run(this.q.usePasskey, [to, at, id, from])) === 1;
   }
+  async putPasskeyCeremony(c: PasskeyCeremonyRecord): Promise<void> {
+    await this.x.run(this.q.putPasskeyCeremony, bind(PASSKEY_CEREMONIES, encodePasskeyCeremony(c)));
+  }
+  async takePasskeyCeremony(challenge: string): Promise<PasskeyCeremonyRecord | undefined> {
+    const r = await this.x.get(this.q.takePasskeyCeremony, [challenge]);
+    return r && decodePasskeyCeremony(r);
+  }
+  async listPasskeyCeremonies(owner: string, now: number): Promise<PasskeyCeremonyRecord[]> {
+    return (await this.x.all(this.q.listPasskeyCeremonies, [owner, now])).map(decodePasskeyCeremony);
+  }
+  async countPasskeyCeremonies(now: number): Promise<number> {
+    const r = await this.x.get(this.q.countPasskeyCeremonies, [now]);
+    return int(r?.n, 'count(passkey_ceremonies)');
+  }
+  prunePasskeyCeremonies(now: number): Promise<number> {
+    return this.x.run(this.q.prunePasskeyCeremonies, [now]);
+  }
 
   async putAttestedAgent(r: AttestedAgentRecord): Promise<void> {
     await this.x.run(this.q.putAttestedAgent, bind(ATTESTED_AGENTS, encodeAttestedAgent(r)));
@@ -557,6 +578,11 @@ export class SqlStore implements Store {
   getPasskey = (id: string) => this.direct.getPasskey(id);
   listPasskeys = (iss: string, sub: string) => this.direct.listPasskeys(iss, sub);
   usePasskey = (id: string, from: number, to: number, at: number) => this.direct.usePasskey(id, from, to, at);
+  putPasskeyCeremony = (c: PasskeyCeremonyRecord) => this.direct.putPasskeyCeremony(c);
+  takePasskeyCeremony = (challenge: string) => this.direct.takePasskeyCeremony(challenge);
+  listPasskeyCeremonies = (owner: string, now: number) => this.direct.listPasskeyCeremonies(owner, now);
+  countPasskeyCeremonies = (now: number) => this.direct.countPasskeyCeremonies(now);
+  prunePasskeyCeremonies = (now: number) => this.direct.prunePasskeyCeremonies(now);
   recordWrit = (r: WritRecord) => this.transaction((tx) => tx.recordWrit(r));
   getWrit = (jti: string) => this.direct.getWrit(jti);
   recordDecision = (r: DecisionRecord) => this.direct.recordDecision(r);

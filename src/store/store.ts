@@ -352,6 +352,21 @@ export interface PasskeyRecord {
 }
 
 /**
+ * A passkey registration ceremony in flight (docs/policy.md §Registering a passkey), shared by
+ * every replica: its challenge is taken out on first use.
+ */
+export interface PasskeyCeremonyRecord {
+  /** The registration challenge, base64url (32 random bytes). */
+  readonly challenge: string;
+  /** The approver it was given to, `iss#sub`. */
+  readonly owner: string;
+  /** The canonical registration statement an existing passkey must sign; null for a first passkey. */
+  readonly statement: string | null;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/**
  * Operations available inside and outside a transaction. Called on the Store (outside a
  * transaction) each one is atomic on its own.
  */
@@ -529,6 +544,16 @@ export interface StoreTx {
   listPasskeys(ownerIss: string, ownerSub: string): Promise<PasskeyRecord[]>;
   /** Moves a passkey's sign count from `from` to `to` (a use at `at`); false when it no longer is `from`. */
   usePasskey(id: string, from: number, to: number, at: number): Promise<boolean>;
+  /** Records a registration ceremony; throws StoreError if its challenge exists. */
+  putPasskeyCeremony(c: PasskeyCeremonyRecord): Promise<void>;
+  /** Removes and returns the ceremony of `challenge` (one statement: of racing takers, one gets it), or undefined. */
+  takePasskeyCeremony(challenge: string): Promise<PasskeyCeremonyRecord | undefined>;
+  /** An owner's ceremonies still live at `now`, oldest first. */
+  listPasskeyCeremonies(owner: string, now: number): Promise<PasskeyCeremonyRecord[]>;
+  /** Ceremonies still live at `now`, all owners. */
+  countPasskeyCeremonies(now: number): Promise<number>;
+  /** Forgets ceremonies that ended at or before `now`; returns how many. */
+  prunePasskeyCeremonies(now: number): Promise<number>;
 }
 
 export interface Store extends StoreTx {

@@ -82,7 +82,7 @@ describe('writ escalate / writ approval through bin/writ', { timeout: 120_000 },
 
   const issuer = () => ['--server', w.address, '--bundle', f('bundle.pem')];
 
-  it('escalate → list pending → show → deny with a reason (escaped)', async () => {
+  it('escalate → list pending → show → deny with a reason (a bidi override refused)', async () => {
     const esc = await cli([
       'escalate',
       ...issuer(),
@@ -114,9 +114,12 @@ describe('writ escalate / writ approval through bin/writ', { timeout: 120_000 },
     expect(show.code).toBe(0);
     expect(show.stdout).toContain('repo:write on repo://acme/app');
 
-    const deny = await cli(['approval', 'deny', a.id, ...issuer(), '--token-file', f('bob.jwt'), '--reason', 'freeze\u202e']);
+    // A reason with a bidi override is refused by the issuer (it would reorder what the agent and auditors read).
+    const bidi = await cli(['approval', 'deny', a.id, ...issuer(), '--token-file', f('bob.jwt'), '--reason', 'freeze\u202e']);
+    expect(bidi.code).toBe(1);
+    expect(bidi.stderr).toMatch(/ERR_APPROVAL_INVALID|format \(bidi, zero-width\) characters/);
+    const deny = await cli(['approval', 'deny', a.id, ...issuer(), '--token-file', f('bob.jwt'), '--reason', 'freeze']);
     expect(deny.code).toBe(0);
-    expect(deny.stdout).not.toContain('\u202e');
     const after = await cli(['approval', 'show', a.id, ...issuer(), '--token-file', f('bob.jwt'), '--json']);
     expect(JSON.parse(after.stdout).state).toBe('denied');
   });

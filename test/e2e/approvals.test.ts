@@ -180,4 +180,44 @@ describe('approvals over gRPC', () => {
       writCode: 'ERR_APPROVAL_NOT_FOUND',
     });
   });
+
+  it('a passkey is added over gRPC only with an assertion of one already registered; the first only after a fresh sign-in', async () => {
+    const client = approvalClient(w.address, w.bundlePem);
+    const regJson = (auth: SoftAuthenticator, optionsJson: string) => {
+      const made = auth.makeCredential({ challenge: Buffer.from((JSON.parse(optionsJson) as { challenge: string }).challenge, 'base64url'), origin: ORIGIN });
+      return JSON.stringify({
+        id: b64(made.credentialId),
+        rawId: b64(made.credentialId),
+        type: 'public-key',
+        response: { attestationObject: b64(made.attestationObject), clientDataJSON: b64(made.clientDataJSON) },
+        clientExtensionResults: {},
+      });
+    };
+    // A token from a sign-in an hour ago cannot add a first passkey; one without auth_time neither.
+    const old = oidc.token('carol', { auth_time: Math.floor(Date.now() / 1000) - 3600 });
+    await expect(client.beginPasskeyRegistration({ approverToken: old })).rejects.toMatchObject({ writCode: 'ERR_APPROVAL_DENIED' });
+    await expect(client.beginPasskeyRegistration({ approverToken: oidc.token('carol', { auth_time: undefined }) })).rejects.toMatchObject({
+      writCode: 'ERR_APPROVAL_DENIED',
+    });
+    const carol = oidc.token('carol');
+    const firstKey = new SoftAuthenticator('ES256', RP_ID);
+    const b1 = await client.beginPasskeyRegistration({ approverToken: carol });
+    expect(b1.authorizationOptionsJson).toBe('');
+    await client.finishPasskeyRegistration({ approverToken: carol, responseJson: regJson(firstKey, b1.optionsJson) });
+
+    // The second: the token alone is refused; with the first passkey's assertion over the statement it is added.
+    const b2 = await client.beginPasskeyRegistration({ approverToken: old });
+    expect(JSON.parse(b2.registrationStatement)).toMatchObject({ typ: 'writ-passkey-registration', owner: { iss: oidc.issuer, sub: 'carol' } });
+    await expect(
+      client.finishPasskeyRegistration({ approverToken: old, responseJson: regJson(new SoftAuthenticator('ES256', RP_ID), b2.optionsJson) }),
+    ).rejects.toMatchObject({ writCode: 'ERR_APPROVAL_DENIED' });
+    const b3 = await client.beginPasskeyRegistration({ approverToken: old });
+    const challenge = Buffer.from((JSON.parse(b3.authorizationOptionsJson) as { challenge: string }).challenge, 'base64url');
+    const done = await client.finishPasskeyRegistration({
+      approverToken: old,
+      responseJson: regJson(new SoftAuthenticator('ES256', RP_ID), b3.optionsJson),
+      authorizationJson: assertionJson(firstKey.getAssertion({ challenge, origin: ORIGIN })),
+    });
+    expect(done.credentialId).toMatch(/^[A-Za-z0-9_-]+$/);
+  });
 });

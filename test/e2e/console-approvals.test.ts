@@ -26,8 +26,17 @@ permit(principal, action == Writ::Action::"approve", resource)
 when { principal.groups.contains("sec-oncall") };
 `;
 
+/** Real time plus an offset a test moves (TLS and OIDC tokens stay on real time). */
+class OffsetClock {
+  offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.offsetMs);
+  }
+}
+
 describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authenticator)', { timeout: 180_000 }, () => {
   let c: ConsoleWorld;
+  const clock = new OffsetClock();
   let chrome: Awaited<ReturnType<typeof launchChromium>>;
   let browser: Browser;
   let reader: Hop;
@@ -60,7 +69,7 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
     });
 
   beforeAll(async () => {
-    c = await startConsoleWorld({ localhost: true, policy: APPROVAL_POLICY });
+    c = await startConsoleWorld({ localhost: true, policy: APPROVAL_POLICY, clock });
     ({ C: reader } = await threeHops({ address: c.w.address, bundlePem: c.w.bundlePem, adminSocket: c.w.adminSocket }, c.oidc, {
       taskId: 'ship-9',
       principal: 'alice',
@@ -83,9 +92,8 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
     page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
     const cdp = await ctx.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
-    await cdp.send('WebAuthn.addVirtualAuthenticator', {
-      options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
-    });
+    const authenticator = { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true } as const;
+    const firstAuthenticator = (await cdp.send('WebAuthn.addVirtualAuthenticator', { options: authenticator })) as { authenticatorId: string };
     await page.goto(`${c.url}/console/`);
     await page.getByRole('link', { name: 'Sign in' }).click();
     await page.getByLabel('Subject').fill('sam');
@@ -98,6 +106,23 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
     await page.locator('[data-passkey]').waitFor();
     expect(await page.locator('[data-passkey]').getAttribute('data-passkey')).toBe('registered');
     await shot(page, '11-passkey-registered');
+
+    // A second passkey, on a second authenticator: the session alone cannot add it. The console
+    // first has the registered passkey confirm (a WebAuthn get over the registration statement),
+    // then, on a second click, the new authenticator creates its passkey.
+    const firstKey = (await cdp.send('WebAuthn.getCredentials', { authenticatorId: firstAuthenticator.authenticatorId })) as { credentials: unknown[] };
+    expect(firstKey.credentials).toHaveLength(1);
+    await page.getByRole('button', { name: 'Register a passkey' }).click();
+    await page.locator('[data-step="create"]').waitFor();
+    // The user puts the first authenticator away (it holds an excluded credential) and uses the new one.
+    await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: firstAuthenticator.authenticatorId });
+    const secondAuthenticator = (await cdp.send('WebAuthn.addVirtualAuthenticator', { options: authenticator })) as { authenticatorId: string };
+    await page.getByRole('button', { name: 'Create the new passkey' }).click();
+    await page.locator('[data-passkey]').waitFor();
+    const secondStatus = await page.locator('[data-passkey]').textContent();
+    expect(await page.locator('[data-passkey]').getAttribute('data-passkey'), secondStatus ?? '').toBe('registered');
+    const onSecond = (await cdp.send('WebAuthn.getCredentials', { authenticatorId: secondAuthenticator.authenticatorId })) as { credentials: unknown[] };
+    expect(onSecond.credentials).toHaveLength(1);
 
     await page.goto(`${c.url}/console/#/approvals`);
     const req1 = page.locator(`[data-approval="${first.approval!.id}"]`);
@@ -164,5 +189,30 @@ describe.skipIf(!HAVE_CHROMIUM)('web console approvals (chromium, virtual authen
       body: '{}',
     });
     expect(noType.status).toBe(415);
+  });
+
+  it('a first passkey needs a recent sign-in: a session signed in 6 minutes ago is refused and offered a fresh sign-in', async () => {
+    const s = (await c.signIn('gina')).session!;
+    clock.offsetMs = 6 * 60_000;
+    try {
+      const r = await c.rpc('BeginPasskeyRegistration', {}, { cookie: s, service: 'ApprovalService' });
+      expect(r.status).toBe(403);
+      expect(JSON.parse(r.body).message).toMatch(/sign in again/);
+      // Adding without an existing passkey's assertion is refused too, whatever the body says.
+      const f = await c.rpc('FinishPasskeyRegistration', { responseJson: '{}', authorizationJson: '{}' }, { cookie: s, service: 'ApprovalService' });
+      expect(f.status).not.toBe(200);
+    } finally {
+      clock.offsetMs = 0;
+    }
+    const fresh = await c.https('/console/login?fresh=1');
+    expect(fresh.status).toBe(303);
+    const u = new URL(String(fresh.headers.location));
+    expect(u.searchParams.get('prompt')).toBe('login');
+    expect(u.searchParams.get('max_age')).toBe('0');
+    // Just signed in: the ceremony begins (the dev provider's auth_time is the form's answer).
+    const now = (await c.signIn('gina')).session!;
+    const ok = await c.rpc('BeginPasskeyRegistration', {}, { cookie: now, service: 'ApprovalService' });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).authorizationOptionsJson ?? '').toBe('');
   });
 });

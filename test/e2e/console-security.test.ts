@@ -61,18 +61,26 @@ describe('web console security', () => {
     expect(u.searchParams.get('nonce')).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(u.searchParams.get('redirect_uri')).toBe(`${c.url}/console/callback`);
     const cookie = (r.headers['set-cookie'] ?? [])[0]!;
-    expect(cookie).toMatch(/^__Host-writ-login=[A-Za-z0-9_-]{43}; Path=\/; Secure; HttpOnly; SameSite=Lax; Max-Age=600$/);
+    // The sign-in in flight, sealed: not the state, nothing the issuer keeps (a flood of these evicts no one's).
+    expect(cookie).toMatch(/^__Host-writ-login=[A-Za-z0-9_-]{100,1024}; Path=\/; Secure; HttpOnly; SameSite=Lax; Max-Age=600$/);
+    expect(cookie).not.toContain(u.searchParams.get('state')!);
   });
 
   it('refuses a callback whose state this browser was not given (login CSRF), and a code used twice', async () => {
     const s = await c.signIn('dave');
     expect(s.session).toBeDefined();
-    // The same callback again (a replayed code): the sign-in is over.
-    const again = await c.https(`${s.callback.pathname}${s.callback.search}`, {
+    // The same callback again, with the same login cookie (a replayed code): the provider redeems a code once.
+    const loginCookie = /^__Host-writ-login=([^;]*)/.exec((s.login.headers['set-cookie'] ?? [])[0] ?? '')![1]!;
+    const again = await c.https(`${s.callback.pathname}${s.callback.search}`, { headers: { cookie: `__Host-writ-login=${loginCookie}` } });
+    expect(again.status).toBe(403);
+    expect(again.body).toMatch(/refused the code/);
+    expect(again.headers['set-cookie']?.some((x) => x.startsWith('__Host-writ-console='))).toBeFalsy();
+    // The raw state as the cookie (what a page that saw the redirect knows) opens nothing.
+    const raw = await c.https(`${s.callback.pathname}${s.callback.search}`, {
       headers: { cookie: `__Host-writ-login=${s.callback.searchParams.get('state')}` },
     });
-    expect(again.status).toBe(403);
-    expect(again.body).toMatch(/expired or was used/);
+    expect(raw.status).toBe(403);
+    expect(raw.body).toMatch(/not started in this browser/);
     // Someone else's callback in a browser without (or with another) login cookie.
     const login = await c.https('/console/login');
     const state = new URL(String(login.headers.location)).searchParams.get('state')!;
@@ -194,6 +202,10 @@ describe('web console security', () => {
     expect(js.status).toBe(200);
     expect(js.headers['cache-control']).toBe('public, max-age=31536000, immutable');
     expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(js.headers['x-content-type-options']).toBe('nosniff');
+    expect(js.headers['referrer-policy']).toBe('no-referrer');
+    expect(String(js.headers['content-security-policy'])).toContain("default-src 'none'");
+    expect(page.headers['referrer-policy']).toBe('no-referrer');
     expect((await c.https('/console/assets/..%2F..%2Fpackage.json')).status).toBe(404);
     expect((await c.https('/console/assets/nope-123.js')).status).toBe(404);
   });

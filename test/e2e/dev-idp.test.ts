@@ -117,7 +117,9 @@ describe('dev idp: tokens accepted through discovery', () => {
     expect((d.payload.exp as number) - (d.payload.iat as number)).toBe(120);
 
     const v = new PrincipalVerifier([{ issuer: idp.issuer, audience: 'writ', groupsClaim: 'groups' }], { fetcher: httpFetch, now: () => Date.now() });
-    await expect(v.verify(token, ID_TOKEN)).resolves.toEqual({ iss: idp.issuer, sub: 'alice', groups: ['eng', 'ops'] });
+    // auth_time: the provider has no sessions, so the token's sign-in is its issuance.
+    expect(d.payload.auth_time).toBe(d.payload.iat);
+    await expect(v.verify(token, ID_TOKEN)).resolves.toEqual({ iss: idp.issuer, sub: 'alice', groups: ['eng', 'ops'], authTime: d.payload.iat });
     expect(idp.requests).toEqual({ discovery: 1, jwks: 1, token: 1, authorize: 0 });
     // Another provider's token, same issuer URL shape, is refused by the signature check.
     const other = await startDevIdp({ host: '127.0.0.1', port: 0, keyType: keyType as DevIdpKeyType, clock });
@@ -290,7 +292,7 @@ describe('dev idp: runDevIdp and requestDevToken (the CLI verbs)', () => {
 
     const token = await requestDevToken({ issuer, sub: 'alice', groups: 'eng, ops', ttlSeconds: 90 });
     const v = new PrincipalVerifier([{ issuer, audience: 'writ', groupsClaim: 'groups' }], { fetcher: httpFetch, now: () => Date.now() });
-    await expect(v.verify(token, ID_TOKEN)).resolves.toEqual({ iss: issuer, sub: 'alice', groups: ['eng', 'ops'] });
+    await expect(v.verify(token, ID_TOKEN)).resolves.toMatchObject({ iss: issuer, sub: 'alice', groups: ['eng', 'ops'], authTime: expect.any(Number) });
     expect(err).toContain('issued a development ID token for "alice" (groups eng, ops), valid 90 s');
     await expect(requestDevToken({ issuer, sub: '' })).rejects.toThrow(/answered HTTP 400: sub must be a string/);
 

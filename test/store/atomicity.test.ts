@@ -12,7 +12,7 @@ import type { Statement } from '../../src/store/queries.js';
 import { type SqlDriver, type SqlExecutor, SqlStore } from '../../src/store/sql-store.js';
 import { SqliteDriver } from '../../src/store/sqlite.js';
 import type { StoreTx } from '../../src/store/store.js';
-import { approval, attestedAgent, passkey, caKey, entry, grant, token, tpm, writ } from './conformance.js';
+import { approval, attestedAgent, ceremony, passkey, caKey, entry, grant, token, tpm, writ } from './conformance.js';
 
 /** Counts statements run directly and inside transactions, around a real SQLite driver. */
 function recording(inner: SqlDriver) {
@@ -124,6 +124,11 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   getPasskey: ['c1'],
   listPasskeys: ['i', 's'],
   usePasskey: ['c1', 0, 1, 1],
+  putPasskeyCeremony: [ceremony('ch')],
+  takePasskeyCeremony: ['ch'],
+  listPasskeyCeremonies: ['i#s', 1],
+  countPasskeyCeremonies: [1],
+  prunePasskeyCeremonies: [1],
   putAttestedAgent: [attestedAgent('a1')],
   getAttestedAgentBySerial: ['5ea1'],
   renewAttestedAgent: ['a1', '5ea1', { serial: '5ea2', jkt: 'j', svidExpiresAt: 3, keyResidency: '', renewedAt: 2 }],

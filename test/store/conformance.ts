@@ -26,6 +26,7 @@ import type {
   IssuedSvidRecord,
   JoinTokenRecord,
   NewRevocation,
+  PasskeyCeremonyRecord,
   PasskeyRecord,
   PolicySnapshotRecord,
   Store,
@@ -225,6 +226,15 @@ export const passkey = (id: string, over: Partial<PasskeyRecord> = {}): PasskeyR
   signCount: 0,
   createdAt: 1_000,
   usedAt: null,
+  ...over,
+});
+
+export const ceremony = (challenge: string, over: Partial<PasskeyCeremonyRecord> = {}): PasskeyCeremonyRecord => ({
+  challenge,
+  owner: 'https://idp.example#bob',
+  statement: null,
+  createdAt: 1_000,
+  expiresAt: 2_000,
   ...over,
 });
 
@@ -908,6 +918,29 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expect(await s.usePasskey('c1', 0, 6, 1_300)).toBe(false);
         expect(await s.getPasskey('c1')).toEqual({ ...k, signCount: 5, usedAt: 1_200 });
         expectStoreError(await rejection(s.putPasskey(passkey('c1', { ownerSub: 'mallory' }))), UNIQUE);
+      });
+
+      it('keeps registration ceremonies for every replica: listed by owner oldest first, counted while live, taken once, pruned', async () => {
+        const a = ceremony('ch-a', { statement: '{"typ":"writ-passkey-registration"}' });
+        await s.putPasskeyCeremony(a);
+        await s.putPasskeyCeremony(ceremony('ch-b', { createdAt: 1_100 }));
+        await s.putPasskeyCeremony(ceremony('ch-c', { owner: 'https://idp.example#carol', expiresAt: 1_500 }));
+        expectStoreError(await rejection(s.putPasskeyCeremony(ceremony('ch-a', { owner: 'https://idp.example#mallory' }))), UNIQUE);
+        expect((await s.listPasskeyCeremonies('https://idp.example#bob', 1_200)).map((c) => c.challenge)).toEqual(['ch-a', 'ch-b']);
+        expect(await s.listPasskeyCeremonies('https://idp.example#carol', 1_500)).toEqual([]);
+        expect(await s.countPasskeyCeremonies(1_200)).toBe(3);
+        expect(await s.countPasskeyCeremonies(1_500)).toBe(2);
+        expect(await s.takePasskeyCeremony('ch-a')).toEqual(a);
+        expect(await s.takePasskeyCeremony('ch-a')).toBeUndefined();
+        expect(await s.takePasskeyCeremony('nope')).toBeUndefined();
+        expect(await s.prunePasskeyCeremonies(1_500)).toBe(1);
+        expect(await s.countPasskeyCeremonies(0)).toBe(1);
+      });
+
+      it('gives a ceremony to exactly one of concurrent takers', async () => {
+        await s.putPasskeyCeremony(ceremony('ch-race'));
+        const got = await Promise.all(Array.from({ length: 10 }, () => s.transaction((tx) => tx.takePasskeyCeremony('ch-race'))));
+        expect(got.filter((c) => c !== undefined)).toHaveLength(1);
       });
     });
 

@@ -353,6 +353,7 @@ pgDescribe('PostgresStore', () => {
         'issued_svids',
         'join_tokens',
         'meta',
+        'passkey_ceremonies',
         'passkeys',
         'policy_active',
         'policy_decisions',

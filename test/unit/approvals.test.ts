@@ -41,7 +41,8 @@ afterEach(async () => {
 
 const b64 = (b: Buffer) => b.toString('base64url');
 const now = () => w.clock.now().getTime();
-const approverToken = (sub = 'bob', groups = ['sec-oncall']) => w.idp.tokenWith(now(), { sub, groups });
+/** An approver's ID token from a sign-in just now (auth_time: a first passkey needs a fresh one). */
+const approverToken = (sub = 'bob', groups = ['sec-oncall']) => w.idp.tokenWith(now(), { sub, groups, auth_time: Math.floor(now() / 1000) });
 
 interface AgentWrit {
   agent: TestAgent;
@@ -62,7 +63,7 @@ function escalate(a: AgentWrit, perm = WRITE, reason = 'push the fix') {
 
 /** Registers a passkey for `token`'s approver through the real ceremony. */
 async function register(token: string, auth = new SoftAuthenticator('ES256', APPROVAL_RP_ID)): Promise<SoftAuthenticator> {
-  const opts = JSON.parse(await w.approvals.beginRegistration(token)) as { challenge: string; authenticatorSelection: { userVerification: string } };
+  const opts = JSON.parse((await w.approvals.beginRegistration(token)).options) as { challenge: string; authenticatorSelection: { userVerification: string } };
   expect(opts.authenticatorSelection.userVerification).toBe('required');
   const c = auth.makeCredential({ challenge: Buffer.from(opts.challenge, 'base64url'), origin: APPROVAL_ORIGIN });
   const response = {
@@ -280,9 +281,19 @@ describe('refusals', () => {
     expect((await w.store.getApproval(v.record.id))!.state).toBe('pending');
   });
 
+  it('a reason with a bidi override or a zero-width character, at Escalate and at Deny (ERR_APPROVAL_INVALID)', async () => {
+    const a = await agentWithWrit();
+    expect(await code(escalate(a, WRITE, 'push the fix \u202Eetad\u202C'))).toBe('ERR_APPROVAL_INVALID');
+    expect(await w.store.listApprovals({}, 10)).toEqual([]);
+    const v = await escalate(a);
+    expect(await code(w.approvals.deny(v.record.id, approverToken(), 'no\u2066 freeze\u2069'))).toBe('ERR_APPROVAL_INVALID');
+    expect(await code(w.approvals.deny(v.record.id, approverToken(), 'no\u200B'))).toBe('ERR_APPROVAL_INVALID');
+    expect((await w.store.getApproval(v.record.id))!.state).toBe('pending');
+  });
+
   it('a registration without user verification', async () => {
     const token = approverToken();
-    const opts = JSON.parse(await w.approvals.beginRegistration(token)) as { challenge: string };
+    const opts = JSON.parse((await w.approvals.beginRegistration(token)).options) as { challenge: string };
     const auth = new SoftAuthenticator('ES256', APPROVAL_RP_ID);
     const c = auth.makeCredential({ challenge: Buffer.from(opts.challenge, 'base64url'), origin: APPROVAL_ORIGIN, flags: 0x01 });
     const response = {

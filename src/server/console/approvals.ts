@@ -48,11 +48,12 @@ export function consoleApprovalService(deps: { approvals: Approvals; logger: Log
       logger.info({ approval: v.record.id, by: v.record.decidedBy }, 'console: escalation denied');
       return create(DenyResponseSchema, { approval: toApprovalPb(v, false) });
     }),
-    beginPasskeyRegistration: mapped(logger, 'BeginPasskeyRegistration', async (req, ctx) => ({
-      optionsJson: await approvals.beginRegistration(tokenOf(ctx, req.approverToken)),
-    })),
+    beginPasskeyRegistration: mapped(logger, 'BeginPasskeyRegistration', async (req, ctx) => {
+      const b = await approvals.beginRegistration(tokenOf(ctx, req.approverToken));
+      return { optionsJson: b.options, authorizationOptionsJson: b.authorization?.options ?? '', registrationStatement: b.authorization?.statement ?? '' };
+    }),
     finishPasskeyRegistration: mapped(logger, 'FinishPasskeyRegistration', async (req, ctx) => {
-      const id = await approvals.finishRegistration(tokenOf(ctx, req.approverToken), req.responseJson);
+      const id = await approvals.finishRegistration(tokenOf(ctx, req.approverToken), req.responseJson, req.authorizationJson);
       logger.info({ credential: id }, 'console: passkey registered');
       return { credentialId: id };
     }),

@@ -1,8 +1,9 @@
 /**
  * The console on the HTTPS listener, as routes of its table (http/router.ts):
  * - `GET /console/` the page, `GET /console/assets/<hashed name>` its script and styles;
- * - `GET /console/login` starts the OpenID Connect sign-in, `GET /console/callback` ends it and
- *   sets the session cookie; both answer 303 (a redirect);
+ * - `GET /console/login[?fresh=1]` starts the OpenID Connect sign-in (its state sealed in a
+ *   cookie, oidc-login.ts; `fresh` asks the provider to authenticate again), `GET
+ *   /console/callback` ends it and sets the session cookie; both answer 303 (a redirect);
  * - `POST /writ.v1.ConsoleService/<Method>`: the Connect protocol (connect-node), for the
  *   console's typed client. Before a call reaches the service it must pass, in order: the
  *   Connect unary content type (`application/json` or `application/proto`; a cross-site form
@@ -20,7 +21,7 @@ import type { Approvals } from '../../issuance/approvals.js';
 import { consoleApprovalService } from './approvals.js';
 import type { HttpReply, HttpRoute } from '../http/router.js';
 import { textReply } from '../http/router.js';
-import { LoginError, type OidcLogin } from './oidc-login.js';
+import { LOGIN_TTL_MS, LoginError, type OidcLogin } from './oidc-login.js';
 import { isWritError } from '../../errors.js';
 import { consoleService, kSession, kSessionToken, type ConsoleServiceDeps } from './service.js';
 import { type ConsoleSessions, LOGIN_COOKIE, SESSION_COOKIE, cookieValue, setCookie } from './sessions.js';
@@ -55,21 +56,62 @@ export interface ConsoleRoutesDeps extends Omit<ConsoleServiceDeps, 'endSession'
   isOperator(p: Principal): boolean;
 }
 
+/** A built asset's policy: it is no page (an SVG opened on its own runs nothing, loads nothing). */
+export const CONSOLE_ASSET_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox";
+
+/**
+ * On every console reply, whatever listener serves it (the HTTPS listener sets them too): no
+ * content sniffing (a hashed asset is only ever its declared type), no referrer (the callback's
+ * URL carries the authorization code and state), no framing.
+ */
+export const CONSOLE_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+
+/** index.html: revalidated on every load (it names the current hashed bundles), under the page CSP. */
 const page = (body: Buffer): HttpReply => ({
   status: 200,
-  headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache', 'content-security-policy': CONSOLE_CSP },
+  headers: {
+    ...CONSOLE_HEADERS,
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-cache',
+    'content-security-policy': CONSOLE_CSP,
+    'cross-origin-opener-policy': 'same-origin',
+  },
   body,
+});
+
+/** A hashed asset: immutable (a new build has new names), same-origin only. */
+const asset = (a: { body: Buffer; type: string }): HttpReply => ({
+  status: 200,
+  headers: {
+    ...CONSOLE_HEADERS,
+    'content-type': a.type,
+    'cache-control': 'public, max-age=31536000, immutable',
+    'content-security-policy': CONSOLE_ASSET_CSP,
+    'cross-origin-resource-policy': 'same-origin',
+  },
+  body: a.body,
 });
 
 const redirect = (location: string, cookies: string[]): HttpReply => ({
   status: 303,
-  headers: { location, 'cache-control': 'no-store', 'set-cookie': cookies },
+  headers: { ...CONSOLE_HEADERS, location, 'cache-control': 'no-store', 'set-cookie': cookies },
 });
+
+const text = (status: number, body: string, headers: Record<string, string> = {}): HttpReply => textReply(status, body, { ...CONSOLE_HEADERS, ...headers });
 
 /** A plain-text refusal of a console call, in the Connect error form (JSON) so the client reads its code. */
 function refuse(res: ServerResponse, status: number, code: string, message: string): void {
   const body = JSON.stringify({ code, message });
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': String(Buffer.byteLength(body)) });
+  res.writeHead(status, {
+    ...CONSOLE_HEADERS,
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': String(Buffer.byteLength(body)),
+  });
   res.end(body);
 }
 
@@ -90,7 +132,7 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
     path,
     prefix: true,
     summary,
-    get: () => textReply(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
+    get: () => text(405, 'console calls are POST (Connect unary)', { allow: 'POST' }),
     async node(req: IncomingMessage, res: ServerResponse) {
       if (req.method !== 'POST') return refuse(res, 405, 'invalid_argument', 'console calls are POST (Connect unary)');
       if (!CALL_TYPES.test(req.headers['content-type'] ?? ''))
@@ -105,10 +147,14 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
     },
   });
 
-  const notBuilt = () => textReply(503, 'the console is not built: run `make build` (npm run build:console), then restart the issuer');
+  const notBuilt = () => text(503, 'the console is not built: run `make build` (npm run build:console), then restart the issuer');
 
   return [
-    { path: '/console', summary: 'web console (redirect)', get: () => ({ status: 308, headers: { location: CONSOLE_PATH, 'cache-control': 'no-store' } }) },
+    {
+      path: '/console',
+      summary: 'web console (redirect)',
+      get: () => ({ status: 308, headers: { ...CONSOLE_HEADERS, location: CONSOLE_PATH, 'cache-control': 'no-store' } }),
+    },
     { path: CONSOLE_PATH, summary: 'web console', get: () => (d.files ? page(d.files.index) : notBuilt()) },
     {
       path: `${CONSOLE_PATH}assets/`,
@@ -117,16 +163,17 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
       summary: 'web console assets (hashed names, immutable)',
       get(req) {
         const a = d.files?.assets.get(req.param);
-        if (!a) return textReply(404, 'not found');
-        return { status: 200, headers: { 'content-type': a.type, 'cache-control': 'public, max-age=31536000, immutable' }, body: a.body };
+        if (!a) return text(404, 'not found');
+        return asset(a);
       },
     },
     {
       path: `${CONSOLE_PATH}login`,
       summary: 'web console sign-in (OpenID Connect, authorization code + PKCE)',
-      async get() {
-        const { location, state } = await d.login.start();
-        return redirect(location, [setCookie(LOGIN_COOKIE, state, 600, 'Lax')]);
+      async get(req) {
+        // `?fresh=1`: ask the provider to authenticate again (a first passkey needs a recent sign-in).
+        const { location, cookie } = await d.login.start({ fresh: new URLSearchParams(req.query).get('fresh') === '1' });
+        return redirect(location, [setCookie(LOGIN_COOKIE, cookie, LOGIN_TTL_MS / 1000, 'Lax')]);
       },
     },
     {
@@ -144,7 +191,8 @@ export function consoleRoutes(d: ConsoleRoutesDeps): HttpRoute[] {
         } catch (e) {
           const msg = e instanceof LoginError || isWritError(e) ? e.message : 'console: sign-in failed';
           d.logger.warn({ err: (e as Error).message }, 'console: sign-in refused');
-          return { ...textReply(403, `${msg}\n\nStart again at ${CONSOLE_PATH}login`), headers: { ...textReply(403, '').headers, 'set-cookie': [clear] } };
+          const refused = text(403, `${msg}\n\nStart again at ${CONSOLE_PATH}login`);
+          return { ...refused, headers: { ...refused.headers, 'set-cookie': [clear] } };
         }
       },
     },

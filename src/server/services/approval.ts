@@ -134,15 +134,21 @@ export function approvalService(deps: {
     beginPasskeyRegistration: unary(
       logger,
       'BeginPasskeyRegistration',
-      async (req: BeginPasskeyRegistrationRequest) =>
-        create(BeginPasskeyRegistrationResponseSchema, { optionsJson: await approvals.beginRegistration(req.approverToken) }),
+      async (req: BeginPasskeyRegistrationRequest) => {
+        const b = await approvals.beginRegistration(req.approverToken);
+        return create(BeginPasskeyRegistrationResponseSchema, {
+          optionsJson: b.options,
+          authorizationOptionsJson: b.authorization?.options ?? '',
+          registrationStatement: b.authorization?.statement ?? '',
+        });
+      },
       limiter,
     ),
     finishPasskeyRegistration: unary(
       logger,
       'FinishPasskeyRegistration',
       async (req: FinishPasskeyRegistrationRequest) => {
-        const id = await approvals.finishRegistration(req.approverToken, req.responseJson);
+        const id = await approvals.finishRegistration(req.approverToken, req.responseJson, req.authorizationJson);
         logger.info({ credential: id }, 'passkey registered');
         return create(FinishPasskeyRegistrationResponseSchema, { credentialId: id });
       },
