@@ -170,7 +170,7 @@ const exited = (p: ChildProcess, ms = 30_000): Promise<boolean> =>
  * SIGTERM, then SIGCONT (a process frozen by SIGSTOP acts on its SIGTERM only once it runs
  * again), then SIGKILL if it has not exited within `graceMs`; resolves once it has exited.
  */
-async function terminate(p: ChildProcess, graceMs = 15_000): Promise<void> {
+export async function terminate(p: ChildProcess, graceMs = 15_000): Promise<void> {
   if (p.exitCode !== null || p.signalCode !== null) return;
   p.kill('SIGTERM');
   p.kill('SIGCONT');
