@@ -7,7 +7,23 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, linkSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants as fsConstants,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readlinkSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
@@ -86,28 +102,58 @@ const PID_NAMESPACE = (() => {
   }
 })();
 
+/** Longest lock text read: a holder's line is at most 10 + 1 + 64 + 1 + 32 bytes. */
+const MAX_LOCK_BYTES = 128;
+
+/**
+ * The lock (or its breaker) at `lockPath` when it is a regular file: its mtime; undefined when
+ * it is gone. Anything else there (a FIFO, a symlink, a directory) is refused, never followed,
+ * read, broken or removed: no start of ours made it.
+ */
+function lockStat(lockPath: string): { mtimeMs: number } | undefined {
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(lockPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  if (!st.isFile()) throw new Error(`sidecar: ${lockPath} is not a regular file (no sidecar lock is); refusing to start until it is removed`);
+  return { mtimeMs: st.mtimeMs };
+}
+
 /**
  * A lock's holder: pid, pid namespace, and the whole text, unique to one start (two sidecars in
- * one process share a pid). Undefined when the lock is gone or not in this shape.
+ * one process share a pid). Undefined when the lock is gone or not in this shape. Read without
+ * following a symlink or blocking on a FIFO, and at most MAX_LOCK_BYTES of it.
  */
 function lockHolder(lockPath: string): { pid: number; namespace: string; token: string } | undefined {
+  let fd: number;
   try {
-    const text = readFileSync(lockPath, 'utf8');
-    const m = /^(\d{1,10}) (\S{1,64}) ([0-9a-f]{32})$/.exec(text);
-    return m ? { pid: Number(m[1]), namespace: m[2]!, token: text } : undefined;
-  } catch {
-    return undefined;
+    fd = openSync(lockPath, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') lockStat(lockPath); // a symlink: refused by name
+    throw e;
   }
+  let text: string;
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`sidecar: ${lockPath} is not a regular file (no sidecar lock is); refusing to start until it is removed`);
+    const buf = Buffer.alloc(MAX_LOCK_BYTES);
+    const n = readSync(fd, buf, 0, MAX_LOCK_BYTES, 0);
+    text = buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+  const m = /^(\d{1,10}) (\S{1,64}) ([0-9a-f]{32})$/.exec(text);
+  return m ? { pid: Number(m[1]), namespace: m[2]!, token: text } : undefined;
 }
 
 function lockAbandoned(lockPath: string, now: number): boolean {
-  let mtimeMs: number;
-  try {
-    mtimeMs = statSync(lockPath).mtimeMs;
-  } catch {
-    return false; // gone: nothing to break
-  }
-  if (now - mtimeMs > SOCKET_LOCK_STALE_MS) return true;
+  const st = lockStat(lockPath);
+  if (!st) return false; // gone: nothing to break
+  if (now - st.mtimeMs > SOCKET_LOCK_STALE_MS) return true;
   const holder = lockHolder(lockPath);
   // Not in our shape, or from another pid namespace: only its age can tell (a lock is written
   // whole, by link, so a lock being taken is never seen half-written).
@@ -132,9 +178,9 @@ function breakAbandoned(lockPath: string, now: number): void {
     writeFileSync(breaker, String(process.pid), { flag: 'wx', mode: 0o600 });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    try {
-      if (now - statSync(breaker).mtimeMs > SOCKET_LOCK_BREAKER_STALE_MS) rmSync(breaker, { force: true });
-    } catch {}
+    // Another start is breaking it: wait (the caller sleeps), unless that one crashed inside.
+    const st = lockStat(breaker);
+    if (st && now - st.mtimeMs > SOCKET_LOCK_BREAKER_STALE_MS) rmSync(breaker, { force: true });
     return;
   }
   try {
@@ -170,18 +216,21 @@ export async function lockSocketPath(path: string, clock: Clock = systemClock): 
       rmSync(tmp, { force: true });
     }
     const now = clock.now().getTime();
-    if (lockAbandoned(lockPath, now)) {
-      breakAbandoned(lockPath, now);
-      continue;
-    }
-    if (now > until) {
+    // A break attempt is followed by the same sleep and deadline as any wait: when another
+    // start holds the breaker, retrying at once would spin without yielding, for ever.
+    if (lockAbandoned(lockPath, now)) breakAbandoned(lockPath, now);
+    if (now > until && lockStat(lockPath)) {
       const holder = lockHolder(lockPath);
       throw new Error(`sidecar: another sidecar is starting on ${path} (${lockPath} is held${holder ? ` by process ${holder.pid}` : ''}); refusing to start`);
     }
     await new Promise((resolve) => setTimeout(resolve, 10 + Math.floor(Math.random() * 20)));
   }
   return () => {
-    if (lockHolder(lockPath)?.token === token) rmSync(lockPath, { force: true });
+    try {
+      if (lockHolder(lockPath)?.token === token) rmSync(lockPath, { force: true });
+    } catch {
+      // Replaced by something that is not a regular file: not ours, left alone.
+    }
   };
 }
 

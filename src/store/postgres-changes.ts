@@ -86,12 +86,20 @@ export class PgChangeFeed implements ChangeFeed {
   /**
    * The database answered another connection (the pool's, after a restart): when the feed is
    * waiting out its reconnect backoff, it tries now instead, so wake-ups resume with the pool
-   * rather than up to `PG_FEED_RECONNECT_MAX_MS` later. Does nothing while connected.
+   * rather than up to `PG_FEED_RECONNECT_MAX_MS` later. Does nothing while connected, and wakes
+   * the loop early at most once per `reconnectInitialMs`: every pooled connection calls it, and
+   * a database that accepts connections but refuses the feed's must not be retried in a tight loop.
    */
   retryNow(): void {
     if (this.closed || this.client || !this.backingOff) return;
+    const now = performance.now();
+    if (now - this.lastEarlyWake < (this.o.reconnectInitialMs ?? PG_FEED_RECONNECT_INITIAL_MS)) return;
+    this.lastEarlyWake = now;
     this.wakeLoop?.();
   }
+
+  /** When `retryNow` last cut a backoff short (performance.now()). */
+  private lastEarlyWake = Number.NEGATIVE_INFINITY;
 
   /** Whether the loop is sleeping between two connection attempts. */
   private backingOff = false;

@@ -137,7 +137,7 @@ export interface Replica {
   log(): string;
   bundlePem(): string;
   bundleJwks(): string;
-  /** SIGTERM, waits for the exit. */
+  /** SIGTERM (and SIGCONT, in case it is frozen), SIGKILL after a grace period; waits for the exit. */
   stop(): Promise<void>;
   /** SIGKILL, waits for the exit. */
   kill(): Promise<void>;
@@ -146,12 +146,38 @@ export interface Replica {
 export interface Cluster {
   readonly dir: string;
   readonly replicas: Replica[];
-  /** Starts one more replica on the database (through `port` instead of PostgreSQL's when given). */
-  start(o?: { pgPort?: number; extraConfig?: string; env?: NodeJS.ProcessEnv }): Promise<Replica>;
+  /**
+   * Starts one more replica on the database (through `port` instead of PostgreSQL's when given;
+   * on `connectionString`, whole, when given: a private cluster's socket URL).
+   */
+  start(o?: { pgPort?: number; connectionString?: string; extraConfig?: string; env?: NodeJS.ProcessEnv }): Promise<Replica>;
   stop(): Promise<void>;
 }
 
-const exited = (p: ChildProcess) => (p.exitCode !== null || p.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => p.once('exit', () => r())));
+/** Resolves once `p` has exited, or after `ms` (false then). */
+const exited = (p: ChildProcess, ms = 30_000): Promise<boolean> =>
+  p.exitCode !== null || p.signalCode !== null
+    ? Promise.resolve(true)
+    : new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), ms);
+        p.once('exit', () => {
+          clearTimeout(t);
+          r(true);
+        });
+      });
+
+/**
+ * SIGTERM, then SIGCONT (a process frozen by SIGSTOP acts on its SIGTERM only once it runs
+ * again), then SIGKILL if it has not exited within `graceMs`; resolves once it has exited.
+ */
+export async function terminate(p: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  p.kill('SIGCONT');
+  if (await exited(p, graceMs)) return;
+  p.kill('SIGKILL');
+  if (!(await exited(p, 10_000))) throw new Error(`process ${p.pid} did not exit after SIGKILL`);
+}
 
 /** Replicas of one issuer on database `db` (with `sqlite`, one server on its own SQLite file instead); `config` is YAML added to every replica's configuration. */
 export function cluster(db: string, o: { config?: string; trustDomain?: string; sqlite?: boolean } = {}): Cluster {
@@ -162,7 +188,7 @@ export function cluster(db: string, o: { config?: string; trustDomain?: string; 
   let started = 0;
   /** Every process spawned, started or not, so that `stop` ends each by its PID. */
   const procs: ChildProcess[] = [];
-  const start = async (s: { pgPort?: number; extraConfig?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Replica> => {
+  const start = async (s: { pgPort?: number; connectionString?: string; extraConfig?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Replica> => {
     const name = `r${++started}`;
     const dataDir = join(dir, name);
     mkdirSync(dataDir, { mode: 0o700 });
@@ -180,7 +206,7 @@ export function cluster(db: string, o: { config?: string; trustDomain?: string; 
           : [
               'datastore:',
               '  type: postgres',
-              `  connection_string: ${urlOf(db, s.pgPort)}`,
+              `  connection_string: ${s.connectionString ?? urlOf(db, s.pgPort)}`,
               '  password_env: WRIT_TEST_PG_PASSWORD',
               '  pool_size: 8',
               '  statement_timeout: 5s',
@@ -232,10 +258,7 @@ export function cluster(db: string, o: { config?: string; trustDomain?: string; 
       log: () => out,
       bundlePem: () => readFileSync(join(dataDir, 'bundle.pem'), 'utf8'),
       bundleJwks: () => readFileSync(join(dataDir, 'bundle.jwks'), 'utf8'),
-      async stop() {
-        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-        await exited(proc);
-      },
+      stop: () => terminate(proc),
       async kill() {
         if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
         await exited(proc);
@@ -249,12 +272,7 @@ export function cluster(db: string, o: { config?: string; trustDomain?: string; 
     replicas,
     start,
     async stop() {
-      await Promise.all(
-        procs.map((p) => {
-          if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
-          return exited(p);
-        }),
-      );
+      await Promise.all(procs.map((p) => terminate(p)));
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,23 +1,30 @@
 /**
- * A private PostgreSQL cluster for one test: `initdb` into a fresh temporary directory (trust
- * auth, superuser `postgres`), started on a free loopback port with its Unix socket in that
- * directory, so a test may stop it (`pg_ctl stop -m fast`), crash it (`-m immediate`) and start
- * it again on the same port and data directory without touching the system PostgreSQL.
- * PostgreSQL refuses to run as root: when the tests run as root (CI), every command runs as the
- * `postgres` user (`runuser -u postgres --`) and the directory is handed to it.
+ * A private PostgreSQL cluster for one test: `initdb` into a fresh temporary directory (0700;
+ * trust auth, superuser `postgres`), listening on no TCP address at all, only on its Unix socket
+ * in that directory: trust auth then admits no other local user (the directory keeps them out),
+ * and no other test can take its "port" while it is stopped (the number only names the socket
+ * file, `.s.PGSQL.<port>`, inside the directory). A test may stop it (`pg_ctl stop -m fast`),
+ * crash it (`-m immediate`) and start it again on the same socket and data directory without
+ * touching the system PostgreSQL. `url()` points at the socket (`?host=<dir>`), which pg and
+ * writ's datastore settings accept as they are. PostgreSQL refuses to run as root: when the
+ * tests run as root (CI), every command runs as the `postgres` user (`runuser -u postgres --`)
+ * and the directory is handed to it.
  *
  * `destroy()` always ends the cluster (pg_ctl, else SIGKILL of the postmaster by the PID in
- * postmaster.pid) and removes the directory; a test process that exits without calling it sends
- * the postmaster SIGQUIT (immediate shutdown) on its way out.
+ * postmaster.pid) and removes the directory. pg_ctl detaches the postmaster, so a test process
+ * that never calls it would leave it running: vitest stops its forks with SIGTERM, and Node then
+ * runs no 'exit' listener. So SIGTERM/SIGINT here send every live postmaster SIGQUIT (immediate
+ * shutdown) before the process goes, and the run's globalTeardown (test/helpers/pg-teardown.ts)
+ * sweeps whatever is left of this run's clusters (directories `writ-pgc-<run>-*`).
  *
  * No initdb: `PG_CLUSTER_UNAVAILABLE` says why; tests skip loudly, unless CI is set.
  */
 import { execFile } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { PG_CLUSTER_DIR_PREFIX } from './pg-teardown.js';
 
 const PG_ROOT = '/usr/lib/postgresql';
 
@@ -79,27 +86,22 @@ function run(tool: string, args: string[], timeoutMs = 60_000): Promise<Run> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const a = srv.address();
-  const port = typeof a === 'object' && a ? a.port : 0;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
+/** Names the socket file only (`<dir>/.s.PGSQL.5432`): no TCP port is bound. */
+const SOCKET_PORT = 5432;
 
 export type StopMode = 'fast' | 'immediate';
 
 export interface PgCluster {
   readonly dir: string;
+  /** The number in the socket's name (`<dir>/.s.PGSQL.<port>`); no TCP port is bound. */
   readonly port: number;
-  /** `postgres://postgres@127.0.0.1:<port>/<db>`. */
+  /** `postgres://postgres@localhost:<port>/<db>?host=<dir>`: the Unix socket in `dir`. */
   url(db?: string): string;
   /** Whether the postmaster runs now (as far as this helper knows). */
   readonly running: boolean;
   /** `pg_ctl stop -m <mode>`: `fast` rolls back and disconnects every session and checkpoints; `immediate` is a crash (recovery at the next start). */
   stop(mode: StopMode): Promise<void>;
-  /** Starts it again on the same port and data directory; resolves once it accepts connections. */
+  /** Starts it again on the same socket and data directory; resolves once it accepts connections. */
   start(): Promise<void>;
   /** The server's log so far. */
   log(): string;
@@ -108,19 +110,28 @@ export interface PgCluster {
 }
 
 const live = new Set<string>();
-/** The postmaster of every cluster still running when the test process exits gets SIGQUIT (immediate shutdown). */
-process.once('exit', () => {
-  for (const dir of live) {
-    const pid = postmasterPid(dir);
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGQUIT');
-      } catch {
-        // Already gone.
+/**
+ * SIGTERM (how vitest stops a fork) or SIGINT: every live postmaster gets SIGQUIT (immediate
+ * shutdown) first; Node runs no 'exit' listener then, and pg_ctl detached the postmaster.
+ */
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  const onSignal = () => {
+    for (const dir of live) {
+      const pid = postmasterPid(dir);
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGQUIT');
+        } catch {
+          // Already gone.
+        }
       }
     }
-  }
-});
+    process.off(sig, onSignal);
+    // Nobody else handles it: end as the signal would have.
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+  process.on(sig, onSignal);
+}
 
 function postmasterPid(dir: string): number | undefined {
   try {
@@ -140,16 +151,16 @@ const alive = (pid: number) => {
   }
 };
 
-/** initdb, then start on a free loopback port. */
+/** initdb, then start on the Unix socket in its directory. */
 export async function startPgCluster(): Promise<PgCluster> {
   if (PG_CLUSTER_UNAVAILABLE !== undefined) throw new Error(`private PostgreSQL cluster: ${PG_CLUSTER_UNAVAILABLE}`);
   // As root, under /tmp whatever TMPDIR says: the postgres user must reach the directory.
-  const dir = mkdtempSync(join(AS_ROOT ? '/tmp' : tmpdir(), 'writ-pgc-'));
+  const dir = mkdtempSync(join(AS_ROOT ? '/tmp' : tmpdir(), PG_CLUSTER_DIR_PREFIX));
   if (RUN_AS) chownSync(dir, RUN_AS.uid, RUN_AS.gid);
   live.add(dir);
   const data = join(dir, 'data');
   const logFile = join(dir, 'postgres.log');
-  let port = 0;
+  const port = SOCKET_PORT;
   let running = false;
   const cluster: PgCluster = {
     dir,
@@ -159,7 +170,7 @@ export async function startPgCluster(): Promise<PgCluster> {
     get running() {
       return running;
     },
-    url: (db = 'postgres') => `postgres://postgres@127.0.0.1:${port}/${db}`,
+    url: (db = 'postgres') => `postgres://postgres@localhost:${port}/${db}?host=${encodeURIComponent(dir)}`,
     log: () => {
       try {
         return readFileSync(logFile, 'utf8');
@@ -178,12 +189,12 @@ export async function startPgCluster(): Promise<PgCluster> {
         '60',
         '-o',
         // fsync off: a crash here is of the server processes, never of the machine, so the page cache keeps every commit.
-        `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=16MB -c max_connections=100`,
+        `-p ${port} -c listen_addresses='' -c unix_socket_directories=${dir} -c fsync=off -c shared_buffers=16MB -c max_connections=100`,
         'start',
       ]);
-      if (r.code !== 0) throw new Error(`pg_ctl start (port ${port}) failed (${r.code}): ${r.out}\n${cluster.log().slice(-2000)}`);
+      if (r.code !== 0) throw new Error(`pg_ctl start (socket ${dir}) failed (${r.code}): ${r.out}\n${cluster.log().slice(-2000)}`);
       running = true;
-      // pg_ctl -w waited for the socket; a real connection over TCP proves it.
+      // pg_ctl -w waited for the socket; a real connection proves it.
       const end = Date.now() + 60_000;
       for (;;) {
         const c = new pg.Client({ connectionString: cluster.url(), connectionTimeoutMillis: 2_000 });
@@ -192,7 +203,7 @@ export async function startPgCluster(): Promise<PgCluster> {
           await c.query('SELECT 1');
           return;
         } catch (e) {
-          if (Date.now() > end) throw new Error(`the private PostgreSQL on port ${port} does not accept connections: ${(e as Error).message}`);
+          if (Date.now() > end) throw new Error(`the private PostgreSQL on ${dir} does not accept connections: ${(e as Error).message}`);
           await new Promise((res) => setTimeout(res, 100));
         } finally {
           await c.end().catch(() => undefined);
@@ -224,16 +235,7 @@ export async function startPgCluster(): Promise<PgCluster> {
   try {
     const init = await run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--no-locale', '--no-sync'], 120_000);
     if (init.code !== 0) throw new Error(`initdb failed (${init.code}): ${init.out}`);
-    // A port taken between our probe and the postmaster's bind: try another.
-    for (let attempt = 1; ; attempt++) {
-      port = await freePort();
-      try {
-        await cluster.start();
-        break;
-      } catch (e) {
-        if (attempt >= 3 || !/could not bind|Address already in use/i.test(`${(e as Error).message}`)) throw e;
-      }
-    }
+    await cluster.start();
     return cluster;
   } catch (e) {
     await cluster.destroy();

@@ -6,9 +6,9 @@
  * winner has linked its socket into place (node:net's `connect` is wrapped for socket.ts alone;
  * the probes here use the real one). Without the lock the loser then unlinks the winner's socket.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, lstatSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import type * as Net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,5 +164,75 @@ describe('the start lock (<socket>.lock)', () => {
     await expect(p).rejects.toThrow(`(${path}.lock is held by process ${dead}); refusing to start`);
     (await lockSocketPath(path, new ManualClock(Date.now() + SOCKET_LOCK_STALE_MS + 1_000)))();
     expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  it('an abandoned lock whose breaker another start keeps holding: waits without spinning, and refuses at the deadline', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsl-'));
+    dirs.push(dir);
+    const path = join(dir, 'agent.sock');
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(`${path}.lock`, `${dead} ${ns} ${'0'.repeat(32)}`);
+    writeFileSync(`${path}.lock.break`, '1');
+    // The other breaker stays fresh; each tick also shows the event loop still turns.
+    let ticks = 0;
+    const t = setInterval(() => {
+      ticks++;
+      const now = new Date();
+      utimesSync(`${path}.lock.break`, now, now);
+    }, 100);
+    const started = Date.now();
+    try {
+      await expect(lockSocketPath(path)).rejects.toThrow(
+        `sidecar: another sidecar is starting on ${path} (${path}.lock is held by process ${dead}); refusing to start`,
+      );
+    } finally {
+      clearInterval(t);
+    }
+    const took = Date.now() - started;
+    expect(took).toBeGreaterThanOrEqual(SOCKET_LOCK_WAIT_MS);
+    expect(took).toBeLessThan(SOCKET_LOCK_WAIT_MS + 3_000);
+    expect(ticks).toBeGreaterThan(SOCKET_LOCK_WAIT_MS / 100 / 2);
+    expect(existsSync(`${path}.lock`)).toBe(true); // never broken under someone else's breaker
+  });
+
+  it('a FIFO at the lock path is refused at once, never opened (a read would block the event loop)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsl-'));
+    dirs.push(dir);
+    const path = join(dir, 'agent.sock');
+    expect(spawnSync('mkfifo', [`${path}.lock`]).status).toBe(0);
+    // A writer that answers every open with a byte (for 20 s at most): a read of the FIFO (what
+    // this guards against) then returns instead of hanging the test for ever.
+    const writer = spawn(process.execPath, [
+      '-e',
+      `const fs=require('fs');setTimeout(()=>process.exit(0),20000);(function w(){fs.open(${JSON.stringify(`${path}.lock`)},'w',(e,fd)=>{if(e)return;fs.write(fd,'x',()=>fs.close(fd,w))})})()`,
+    ]);
+    try {
+      const started = Date.now();
+      await expect(lockSocketPath(path)).rejects.toThrow(
+        `sidecar: ${path}.lock is not a regular file (no sidecar lock is); refusing to start until it is removed`,
+      );
+      expect(Date.now() - started).toBeLessThan(500);
+      expect(lstatSync(`${path}.lock`).isFIFO()).toBe(true);
+    } finally {
+      writer.kill('SIGKILL');
+    }
+  });
+
+  it('a symlink at the lock path is refused at once, neither followed nor removed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wsl-'));
+    dirs.push(dir);
+    const path = join(dir, 'agent.sock');
+    symlinkSync('/dev/zero', `${path}.lock`);
+    const started = Date.now();
+    await expect(lockSocketPath(path)).rejects.toThrow(
+      `sidecar: ${path}.lock is not a regular file (no sidecar lock is); refusing to start until it is removed`,
+    );
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(lstatSync(`${path}.lock`).isSymbolicLink()).toBe(true);
+    // A symlink to a lock-shaped regular file is refused as well: the lock is only ever a file.
+    rmSync(`${path}.lock`);
+    writeFileSync(join(dir, 'elsewhere'), `${process.pid} ${ns} ${'0'.repeat(32)}`);
+    symlinkSync(join(dir, 'elsewhere'), `${path}.lock`);
+    await expect(lockSocketPath(path)).rejects.toThrow(`${path}.lock is not a regular file`);
   });
 });
