@@ -463,6 +463,10 @@ export const StateSchema: GenEnum<State> = /*@__PURE__*/
  *
  * Who may call: whoever can open the socket (mode 0600 or a configured group); the socket is the
  * credential, as for the Workload API. Every request is bounded (MAX_AGENT_REQUEST_BYTES, 64 KiB).
+ * Every request, to every method, must carry the metadata `workload.spiffe.io: true` (the SPIFFE
+ * security header, SPIFFE Workload Endpoint §5, as the Workload API requires); without it the
+ * sidecar answers INVALID_ARGUMENT ERR_SIDECAR_REQUEST_INVALID "security header missing from
+ * request" before reading anything else.
  *
  * Failures carry the writ error code in the `writ-error-code` trailer (docs/errors.md), as the
  * issuer's do:
@@ -476,8 +480,8 @@ export const StateSchema: GenEnum<State> = /*@__PURE__*/
  *                       a dropped boundary, past the parent grant or the task, too deep).
  *   FAILED_PRECONDITION ERR_SIDECAR_NO_WRIT: the sidecar was started without a grant chain; it
  *                       serves an SVID but has no writ to prove, renew or delegate.
- *   INVALID_ARGUMENT    ERR_SIDECAR_REQUEST_INVALID: a malformed request (thumbprint, pattern,
- *                       audience, method, lifetime).
+ *   INVALID_ARGUMENT    ERR_SIDECAR_REQUEST_INVALID: no security header, or a malformed request
+ *                       (thumbprint, pattern, audience, method, lifetime).
  *
  * @generated from service writ.agent.v1.AgentService
  */
