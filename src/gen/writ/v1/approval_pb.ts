@@ -190,6 +190,12 @@ export type EscalateRequest = Message<"writ.v1.EscalateRequest"> & {
   /**
    * Why the agent needs it (1..1024 bytes), shown to approvers.
    *
+   * The same writ asking again for the same action and resource while a request is pending gets
+   * that request back (its reason unchanged), nothing new recorded. At most
+   * approvals.max_pending_per_writ (default 16) requests pending per writ and
+   * approvals.max_pending_per_task (default 256) per task: past either, RESOURCE_EXHAUSTED
+   * ERR_APPROVAL_LIMIT. A request nobody decides expires (approval.expired in the audit log).
+   *
    * @generated from field: string reason = 4;
    */
   reason: string;
