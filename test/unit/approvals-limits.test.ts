@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { approvalsSection, DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
-import { escalateMethod, MAX_APPROVAL_SCAN, parsePageToken } from '../../src/issuance/approvals.js';
+import { escalateMethod, MAX_APPROVAL_SCAN, MAX_EXPIRED_PER_RUN, parsePageToken } from '../../src/issuance/approvals.js';
 import { trustDomainId } from '../../src/spiffe/id.js';
 import type { ApprovalRecord } from '../../src/store/store.js';
 import { createProof } from '../../src/writ/proof.js';
@@ -223,6 +223,7 @@ describe('ListApprovals: filtered in the store, paged by keyset', () => {
     ['a page token with a leading zero', { pageToken: Buffer.from(`012:${'A'.repeat(22)}`).toString('base64url') }, /page token/],
     ['a principal filter with no #', { principal: 'https://idp.example' }, /ISSUER#SUBJECT/],
     ['a principal filter with an empty subject', { principal: 'https://idp.example#' }, /ISSUER#SUBJECT/],
+    ['a principal filter past 2048 bytes', { principal: `https://idp.example#${'a'.repeat(2030)}` }, /at most 2048 bytes/],
     ['an unknown state', { state: 'stale' }, /state must be/],
   ])('refuses %s (ERR_APPROVAL_INVALID)', async (_name, over, msg) => {
     await world();
@@ -267,6 +268,16 @@ describe('expiry', () => {
     // Stored expired: neither decided nor listed as pending, and the agent sees it expired.
     expect(await code(w.approvals.deny(v.record.id, approverToken(), 'late'))).toMatch(/^ERR_APPROVAL_CLOSED/);
     expect((await w.approvals.refresh(v.record.id)).state).toBe('expired');
+  });
+
+  it(`stores at most MAX_EXPIRED_PER_RUN (${MAX_EXPIRED_PER_RUN}) per run; the next run takes the rest`, async () => {
+    await world();
+    const v = await escalate(await agentWithWrit());
+    await flood(v.record, MAX_EXPIRED_PER_RUN + 5, { expiresAt: now() + 60_000 });
+    w.clock.advance(15 * 60_000);
+    expect(await w.approvals.expireDue()).toBe(MAX_EXPIRED_PER_RUN);
+    expect(await w.approvals.expireDue()).toBe(6);
+    expect(await w.store.listExpiredPending(now(), 10)).toEqual([]);
   });
 
   it('never expires a decided request', async () => {
