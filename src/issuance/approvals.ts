@@ -343,12 +343,12 @@ export class Approvals {
       const t = now.getTime();
       const same = await tx.findPendingApproval(c.jti, r.action, r.resource, t);
       if (same) return same;
-      if ((await tx.countPendingApprovals(c.task.id, c.jti, t)) >= settings.maxPendingPerWrit)
+      if ((await tx.countPendingApprovals(c.task.id, c.jti, t, settings.maxPendingPerWrit)) >= settings.maxPendingPerWrit)
         throw new ApprovalError(
           'ERR_APPROVAL_LIMIT',
           `approval: writ ${c.jti} already has ${settings.maxPendingPerWrit} escalations pending (approvals.max_pending_per_writ); wait for a decision or an expiry`,
         );
-      if ((await tx.countPendingApprovals(c.task.id, undefined, t)) >= settings.maxPendingPerTask)
+      if ((await tx.countPendingApprovals(c.task.id, undefined, t, settings.maxPendingPerTask)) >= settings.maxPendingPerTask)
         throw new ApprovalError(
           'ERR_APPROVAL_LIMIT',
           `approval: task ${c.task.id} already has ${settings.maxPendingPerTask} escalations pending (approvals.max_pending_per_task); wait for a decision or an expiry`,

@@ -111,7 +111,9 @@ export function buildQueries(d: Dialect) {
       AND (? = 0 OR (principal_iss = ? AND principal_sub = ?))
       AND (? = 0 OR created_at < ? OR (created_at = ? AND id < ?))
       ORDER BY created_at DESC, id DESC LIMIT ?`,
-    countPendingApprovals: "SELECT COUNT(*) AS n FROM approvals WHERE task_id = ? AND state = 'pending' AND expires_at > ? AND (? = '' OR writ_jti = ?)",
+    // Bounded by LIMIT: a cap check reads no more index entries than the cap.
+    countPendingApprovals:
+      "SELECT COUNT(*) AS n FROM (SELECT 1 FROM approvals WHERE task_id = ? AND state = 'pending' AND expires_at > ? AND (? = '' OR writ_jti = ?) LIMIT ?) AS pending",
     findPendingApproval: `${select(APPROVALS)} WHERE writ_jti = ? AND action = ? AND resource = ? AND state = 'pending' AND expires_at > ? ORDER BY created_at DESC, id DESC LIMIT 1`,
     listExpiredPending: `${select(APPROVALS)} WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
     // One conditional statement: exactly one decision over a pending, unexpired request wins.

@@ -326,7 +326,8 @@ export const MIGRATIONS: readonly Migration[] = [
    ALTER TABLE approvals_v2 RENAME TO approvals;
    CREATE INDEX approvals_task ON approvals (task_id, created_at, id);
    CREATE INDEX approvals_state ON approvals (state, created_at, id);
-   CREATE INDEX approvals_writ ON approvals (writ_jti, state);
+   CREATE INDEX approvals_pending ON approvals (task_id, state, expires_at);
+   CREATE INDEX approvals_writ ON approvals (writ_jti, state, expires_at);
    CREATE INDEX approvals_principal ON approvals (principal_iss, principal_sub, created_at, id);
    CREATE INDEX approvals_created ON approvals (created_at, id);`,
 ];

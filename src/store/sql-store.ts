@@ -394,8 +394,8 @@ class SqlOps implements StoreTx {
     const params = [st, st, now, st, now, task, task, p ? 1 : 0, p?.iss ?? '', p?.sub ?? '', a ? 1 : 0, a?.createdAt ?? 0, a?.createdAt ?? 0, a?.id ?? ''];
     return (await this.x.all(this.q.listApprovals, [...params, this.limit(limit, 'approvals')])).map(decodeApproval);
   }
-  async countPendingApprovals(taskId: string, writJti: string | undefined, now: number): Promise<number> {
-    const r = await this.x.get(this.q.countPendingApprovals, [taskId, now, writJti ?? '', writJti ?? '']);
+  async countPendingApprovals(taskId: string, writJti: string | undefined, now: number, atMost: number): Promise<number> {
+    const r = await this.x.get(this.q.countPendingApprovals, [taskId, now, writJti ?? '', writJti ?? '', this.limit(atMost, 'countPendingApprovals')]);
     return int(r?.n, 'count(approvals)');
   }
   async findPendingApproval(writJti: string, action: string, resource: string, now: number): Promise<ApprovalRecord | undefined> {
@@ -572,7 +572,8 @@ export class SqlStore implements Store {
   createApproval = (r: ApprovalRecord) => this.transaction((tx) => tx.createApproval(r));
   getApproval = (id: string) => this.direct.getApproval(id);
   listApprovals = (filter: ApprovalFilter, limit: number) => this.direct.listApprovals(filter, limit);
-  countPendingApprovals = (taskId: string, writJti: string | undefined, now: number) => this.direct.countPendingApprovals(taskId, writJti, now);
+  countPendingApprovals = (taskId: string, writJti: string | undefined, now: number, atMost: number) =>
+    this.direct.countPendingApprovals(taskId, writJti, now, atMost);
   findPendingApproval = (writJti: string, action: string, resource: string, now: number) => this.direct.findPendingApproval(writJti, action, resource, now);
   listExpiredPending = (now: number, limit: number) => this.direct.listExpiredPending(now, limit);
   decideApproval = (id: string, d: ApprovalDecision, now: number) => this.transaction((tx) => tx.decideApproval(id, d, now));

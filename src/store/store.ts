@@ -539,8 +539,11 @@ export interface StoreTx {
   getApproval(id: string): Promise<ApprovalRecord | undefined>;
   /** Newest first, filtered in SQL (ApprovalFilter), at most `limit`. */
   listApprovals(filter: ApprovalFilter, limit: number): Promise<ApprovalRecord[]>;
-  /** How many requests are pending and unexpired at `now` for this task (and, given, this writ). */
-  countPendingApprovals(taskId: string, writJti: string | undefined, now: number): Promise<number>;
+  /**
+   * How many requests are pending and unexpired at `now` for this task (and, given, this writ),
+   * counting no further than `atMost` (a cap check reads at most that many index entries).
+   */
+  countPendingApprovals(taskId: string, writJti: string | undefined, now: number, atMost: number): Promise<number>;
   /** The newest request pending and unexpired at `now` from this writ for exactly this permission. */
   findPendingApproval(writJti: string, action: string, resource: string, now: number): Promise<ApprovalRecord | undefined>;
   /** Requests still stored as pending whose expiry is at or before `now`, soonest expired first, at most `limit`. */

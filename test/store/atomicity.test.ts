@@ -120,7 +120,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   getApproval: ['r1'],
   listApprovals: [{ state: 'pending', taskId: 'task-1', now: 1 }, 10],
   decideApproval: ['r1', { state: 'denied', decidedAt: 1, decidedBy: 'i#s', decisionReason: 'no', credentialId: null, stepUp: null }, 1],
-  countPendingApprovals: ['task-1', undefined, 1],
+  countPendingApprovals: ['task-1', undefined, 1, 16],
   findPendingApproval: ['w1', 'repo:write', 'repo://acme/app', 1],
   listExpiredPending: [1, 10],
   expireApproval: ['r1', 1],

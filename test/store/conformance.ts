@@ -947,7 +947,8 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         }
         expect(seen).toHaveLength(1001);
         expect(seen[1000]).toBe('other');
-        expect(await s.countPendingApprovals('task-1', undefined, 2_000)).toBe(1000);
+        expect(await s.countPendingApprovals('task-1', undefined, 2_000, 5_000)).toBe(1000);
+        expect(await s.countPendingApprovals('task-1', undefined, 2_000, 256)).toBe(256);
       });
 
       it('counts pending, unexpired requests per task and writ, and finds the pending one for a permission', async () => {
@@ -956,10 +957,11 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         await s.createApproval(approval('r3', { writJti: 'w2', expiresAt: 1_200 }));
         await s.createApproval(approval('r4', { writJti: 'w2', state: 'denied' }));
         await s.createApproval(approval('r5', { taskId: 'task-2', writJti: 'w3' }));
-        expect(await s.countPendingApprovals('task-1', undefined, 1_500)).toBe(2);
-        expect(await s.countPendingApprovals('task-1', 'w2', 1_500)).toBe(1);
-        expect(await s.countPendingApprovals('task-1', 'w2', 1_100)).toBe(2);
-        expect(await s.countPendingApprovals('task-3', undefined, 1_500)).toBe(0);
+        expect(await s.countPendingApprovals('task-1', undefined, 1_500, 10)).toBe(2);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_500, 10)).toBe(1);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_100, 10)).toBe(2);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_100, 1)).toBe(1);
+        expect(await s.countPendingApprovals('task-3', undefined, 1_500, 10)).toBe(0);
         expect((await s.findPendingApproval('w2', 'deploy:prod', 'svc://payments', 1_500))?.id).toBe('r2');
         expect(await s.findPendingApproval('w2', 'deploy:prod', 'svc://payments', 3_000)).toBeUndefined();
         expect(await s.findPendingApproval('w2', 'deploy:prod', 'svc://other', 1_500)).toBeUndefined();

@@ -132,7 +132,7 @@ describe('pending escalation caps and repeats', () => {
     const a = await agentWithWrit();
     const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => escalate(a, `repo://acme/c${i}`)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(3);
-    expect(await w.store.countPendingApprovals('task-1', undefined, now())).toBe(3);
+    expect(await w.store.countPendingApprovals('task-1', undefined, now(), 100)).toBe(3);
   });
 
   it('approvals.max_pending_per_writ / _per_task: defaults 16 and 256, bounded, per writ at most per task', () => {
