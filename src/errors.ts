@@ -64,6 +64,7 @@ export const ERROR_CODES = [
   'ERR_APPROVAL_NOT_FOUND',
   'ERR_APPROVAL_DENIED',
   'ERR_APPROVAL_CLOSED',
+  'ERR_APPROVAL_LIMIT',
   'ERR_WEBAUTHN_INVALID',
   'ERR_STEP_UP_INVALID',
 ] as const;
@@ -266,9 +267,11 @@ export class SidecarError extends WritError<'ERR_SIDECAR_NOT_SERVING' | 'ERR_SID
 /**
  * An approval request or decision was refused (docs/policy.md §Approvals): malformed input, an
  * unknown request (or one the caller may not see), an approver the `approve` policy does not
- * name, or a request no longer pending (decided, expired, its task ended).
+ * name, a request no longer pending (decided, expired, its task ended), or too many pending.
  */
-export class ApprovalError extends WritError<'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED'> {
+export class ApprovalError extends WritError<
+  'ERR_APPROVAL_INVALID' | 'ERR_APPROVAL_NOT_FOUND' | 'ERR_APPROVAL_DENIED' | 'ERR_APPROVAL_CLOSED' | 'ERR_APPROVAL_LIMIT'
+> {
   constructor(code: ApprovalError['code'], message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'ApprovalError';

@@ -60,7 +60,7 @@ export async function watchApproval(
   bundlePem: string,
   a: AgentAuth,
   id: string,
-  o: { timeoutMs?: number; onUpdate?: (x: Approval) => void } = {},
+  o: { timeoutMs?: number; onUpdate?: (x: Approval) => void; signal?: AbortSignal } = {},
 ): Promise<Approval> {
   const req = create(WatchApprovalRequestSchema, { id, credential: { case: 'agent', value: await proofFor(a, watchApprovalMethod(id)) } });
   const Client = grpcClientConstructor(ApprovalService);
@@ -71,6 +71,15 @@ export async function watchApproval(
     const call = (
       client as unknown as Record<string, (r: unknown, opts: grpc.CallOptions) => grpc.ClientReadableStream<WatchApprovalResponse>>
     ).watchApproval!.call(client, req, deadline ? { deadline } : {});
+    // Aborted (Ctrl-C): the stream is cancelled and the channel closed, so nothing keeps the process alive.
+    const abort = () => {
+      call.cancel();
+      client.close();
+      reject(o.signal?.reason ?? new Error(`approval ${id}: stopped waiting`));
+    };
+    if (o.signal?.aborted) abort();
+    o.signal?.addEventListener('abort', abort, { once: true });
+    call.on('close', () => o.signal?.removeEventListener('abort', abort));
     call.on('data', (m: WatchApprovalResponse) => {
       if (!m.approval) return;
       last = m.approval;

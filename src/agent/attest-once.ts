@@ -24,6 +24,8 @@ export interface AttestAgentRequest {
   /** A PKCS#8 key file to use instead of a new key. */
   readonly keyFile?: string;
   readonly grants?: readonly string[];
+  /** Step-up grants (approvals) the writ is to carry, with `grants`. */
+  readonly stepUps?: readonly string[];
   readonly jwtAudiences?: readonly string[];
   readonly writAudiences?: readonly string[];
 }
@@ -62,13 +64,18 @@ export async function attestAgent(r: AttestAgentRequest): Promise<AttestedAgent>
           jwtAudiences: r.jwtAudiences ?? [],
           grants: r.grants ?? [],
           writAudiences: r.writAudiences ?? [],
+          ...((r.stepUps ?? []).length > 0 ? { stepUps: r.stepUps } : {}),
         }),
       r.onFailover,
     );
     if ((r.grants ?? []).length > 0) {
       if (!outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
       // The writ must be bound to the key we hold; refuse to keep one that is not.
-      if (parseWrit(outcome.writ).claims.cnf.jkt !== jwkThumbprint(signer.publicKey)) throw new Error('the issued writ is bound to another key');
+      const claims = parseWrit(outcome.writ).claims;
+      if (claims.cnf.jkt !== jwkThumbprint(signer.publicKey)) throw new Error('the issued writ is bound to another key');
+      // Every approval presented must be carried: a writ without one is not what was asked for.
+      const carried = claims.stepup ?? [];
+      if ((r.stepUps ?? []).some((g) => !carried.includes(g))) throw new Error('the issued writ does not carry every step-up grant presented');
     }
     return { outcome, ...(newKeyPem ? { newKeyPem } : {}), keyFiles: session.key?.files ?? [] };
   } finally {

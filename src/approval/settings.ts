@@ -20,6 +20,9 @@ export interface ApprovalSettings {
    * passkey, ms (absent: DEFAULT_REGISTRATION_MAX_AUTH_AGE_MS).
    */
   readonly registrationMaxAuthAgeMs?: number;
+  /** Most requests pending at once from one writ (jti), and from one task. */
+  readonly maxPendingPerWrit: number;
+  readonly maxPendingPerTask: number;
 }
 
 /** The first passkey needs a sign-in at most this old (docs/policy.md §Registering a passkey). */
@@ -33,11 +36,22 @@ export const DEFAULT_REQUEST_TTL = '15m';
 /** Shortest and longest pending time: a human must be able to answer; a forgotten request must die. */
 export const MIN_REQUEST_TTL_MS = 30_000;
 export const MAX_REQUEST_TTL_MS = 24 * 3_600_000;
+/**
+ * Pending requests at once: an agent that loops on Escalate must not bury an approver's queue
+ * (each request is a row, an audit record and a line on a human's screen). 16 per writ is more
+ * than any agent asks a human at once; 256 per task leaves room for a large agent tree.
+ */
+export const DEFAULT_MAX_PENDING_PER_WRIT = 16;
+export const DEFAULT_MAX_PENDING_PER_TASK = 256;
+/** The most an operator may raise either to. */
+export const MAX_PENDING_CEILING = 10_000;
 
 export const approvalsSection: ConfigSection<ApprovalSettings> = {
   key: 'approvals',
   parse(top) {
-    const s = top.section('approvals').only(['rp_id', 'rp_name', 'origin', 'request_ttl', 'retry_after', 'registration_max_auth_age']);
+    const s = top
+      .section('approvals')
+      .only(['rp_id', 'rp_name', 'origin', 'request_ttl', 'retry_after', 'registration_max_auth_age', 'max_pending_per_writ', 'max_pending_per_task']);
     const requestTtlMs = s.duration('request_ttl', DEFAULT_REQUEST_TTL);
     if (requestTtlMs < MIN_REQUEST_TTL_MS || requestTtlMs > MAX_REQUEST_TTL_MS)
       s.problem(`approvals.request_ttl must be between ${MIN_REQUEST_TTL_MS / 1000}s and ${MAX_REQUEST_TTL_MS / 3_600_000}h`);
@@ -46,6 +60,9 @@ export const approvalsSection: ConfigSection<ApprovalSettings> = {
     const registrationMaxAuthAgeMs = s.duration('registration_max_auth_age', DEFAULT_REGISTRATION_MAX_AUTH_AGE);
     if (registrationMaxAuthAgeMs < MIN_REGISTRATION_MAX_AUTH_AGE_MS || registrationMaxAuthAgeMs > MAX_REGISTRATION_MAX_AUTH_AGE_MS)
       s.problem('approvals.registration_max_auth_age must be between 30s and 1h');
+    const maxPendingPerWrit = s.int('max_pending_per_writ', DEFAULT_MAX_PENDING_PER_WRIT, 1, MAX_PENDING_CEILING);
+    const maxPendingPerTask = s.int('max_pending_per_task', DEFAULT_MAX_PENDING_PER_TASK, 1, MAX_PENDING_CEILING);
+    if (maxPendingPerWrit > maxPendingPerTask) s.problem('approvals.max_pending_per_writ must not exceed approvals.max_pending_per_task');
     const origin = s.str('origin', '');
     let parsedOrigin: string | undefined;
     if (origin) {
@@ -71,6 +88,8 @@ export const approvalsSection: ConfigSection<ApprovalSettings> = {
       requestTtlMs,
       retryAfterSeconds,
       registrationMaxAuthAgeMs,
+      maxPendingPerWrit,
+      maxPendingPerTask,
     };
   },
 };

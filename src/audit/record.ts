@@ -41,6 +41,7 @@ export const AUDIT_EVENTS = [
   'approval.requested',
   'approval.granted',
   'approval.denied',
+  'approval.expired',
   'passkey.registered',
 ] as const;
 export type AuditEvent = (typeof AUDIT_EVENTS)[number];

@@ -1,6 +1,7 @@
 /**
  * The `writ` executable: argv → the verb table (verbs/index.ts) → one verb's run. No domain
- * logic. Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error.
+ * logic. Exit codes: 0 success, 1 failure (one line on stderr), 2 usage error, 130 a wait
+ * stopped by Ctrl-C (`writ escalate --wait`).
  */
 import { BUILTIN_EVIDENCE } from '../attestation/builtins.js';
 import type { CommandIo } from '../attestation/plugin.js';

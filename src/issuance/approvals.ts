@@ -51,8 +51,20 @@ import { issuerRevocationSource } from './revocation-status.js';
 
 /** Largest writ, proof, token or WebAuthn JSON document accepted, bytes. */
 export const MAX_APPROVAL_INPUT_BYTES = 64 * 1024;
-/** Most requests one ListApprovals answers. */
+/** Most requests one ListApprovals page answers. */
 export const MAX_APPROVAL_LIST = 500;
+/**
+ * Most stored requests one ListApprovals call reads and runs the `approve` policy over: past it
+ * the page ends early with a next page token, so a page costs the issuer a bounded amount of
+ * work whatever is stored (requests this approver may not decide are read, never shown).
+ */
+export const MAX_APPROVAL_SCAN = 2_000;
+/** Most requests one housekeeping run stores as expired (the rest wait for the next tick). */
+export const MAX_EXPIRED_PER_RUN = 500;
+/** Rows read from the store per query while filling a page. */
+const APPROVAL_SCAN_CHUNK = 250;
+/** Longest principal filter (ISSUER#SUBJECT), bytes. */
+const MAX_PRINCIPAL_FILTER_BYTES = 2048;
 /** Registration ceremonies in flight (a challenge each, in the store), across approvers: past it a new one is refused, none is evicted. */
 export const MAX_PENDING_REGISTRATIONS = 10_000;
 /** Registration ceremonies one approver may have in flight: a new one past it drops that approver's oldest, never another's. */
@@ -348,12 +360,30 @@ export class Approvals {
       credentialId: null,
       stepUp: null,
     };
-    await store.transaction(async (tx) => {
+    // The repeat check and the caps read what this transaction inserts into: two racing
+    // escalations cannot both pass a cap with one slot left, nor both create the same request.
+    const existing = await store.transaction(async (tx) => {
       await refuseEndedTask(tx, c.task.id);
+      const t = now.getTime();
+      const same = await tx.findPendingApproval(c.jti, r.action, r.resource, t);
+      if (same) return same;
+      if ((await tx.countPendingApprovals(c.task.id, c.jti, t, settings.maxPendingPerWrit)) >= settings.maxPendingPerWrit)
+        throw new ApprovalError(
+          'ERR_APPROVAL_LIMIT',
+          `approval: writ ${c.jti} already has ${settings.maxPendingPerWrit} escalations pending (approvals.max_pending_per_writ); wait for a decision or an expiry`,
+        );
+      if ((await tx.countPendingApprovals(c.task.id, undefined, t, settings.maxPendingPerTask)) >= settings.maxPendingPerTask)
+        throw new ApprovalError(
+          'ERR_APPROVAL_LIMIT',
+          `approval: task ${c.task.id} already has ${settings.maxPendingPerTask} escalations pending (approvals.max_pending_per_task); wait for a decision or an expiry`,
+        );
       await tx.recordDecision({ ...decisionRecord, decision: 'escalate' });
       await tx.createApproval(record);
       await appendAudit(tx, { ...audited, event: 'approval.requested', decision: 'escalate', reason: null, policies: asked, created: [approvalId] });
+      return undefined;
     });
+    // The same writ asking again for the same permission: the request already waiting (idempotent).
+    if (existing) return this.view(existing, now.getTime());
     this.changed();
     return this.view(record, now.getTime());
   }
@@ -380,28 +410,81 @@ export class Approvals {
     return this.view(r, this.deps.clock.now().getTime());
   }
 
-  /** The requests this approver may decide, newest first. */
-  async list(token: string, filter: { state: string; taskId: string; limit: number }): Promise<ApprovalView[]> {
+  /**
+   * One page of the requests this approver may decide, newest first: state, task and principal
+   * filtered by the store in SQL, pages by keyset (created_at, id), and the `approve` policy run
+   * over at most MAX_APPROVAL_SCAN stored requests per call. A page may be short, even empty,
+   * with a next page token (the scan budget ran out): callers follow the token until it is ''.
+   */
+  async list(
+    token: string,
+    filter: { state: string; taskId: string; principal?: string; pageSize: number; pageToken?: string },
+  ): Promise<{ approvals: ApprovalView[]; nextPageToken: string }> {
     const a = await this.approver(token);
-    const limit = filter.limit === 0 ? 100 : filter.limit;
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_APPROVAL_LIST) invalid(`limit must be 1..${MAX_APPROVAL_LIST}`);
+    const pageSize = filter.pageSize === 0 ? 100 : filter.pageSize;
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_APPROVAL_LIST) invalid(`page size must be 1..${MAX_APPROVAL_LIST}`);
     const st = filter.state === '' ? 'pending' : filter.state;
     if (!['pending', 'approved', 'denied', 'expired', 'all'].includes(st)) invalid('state must be pending, approved, denied, expired or all');
-    const stored = st === 'all' ? undefined : st === 'expired' ? 'pending' : st;
+    bounded(filter.taskId, 'the task id');
+    const principal = filter.principal ? parsePrincipalFilter(filter.principal) : undefined;
+    let after = filter.pageToken ? parsePageToken(filter.pageToken) : undefined;
     const now = this.deps.clock.now().getTime();
-    const rows = await this.deps.store.listApprovals(
-      { ...(stored ? { state: stored as ApprovalRecord['state'] } : {}), ...(filter.taskId ? { taskId: filter.taskId } : {}) },
-      MAX_APPROVAL_LIST,
-    );
+    const query = {
+      ...(st === 'all' ? {} : { state: st as ApprovalRecord['state'] }),
+      ...(filter.taskId ? { taskId: filter.taskId } : {}),
+      ...(principal ? { principal } : {}),
+      now,
+    };
     const out: ApprovalView[] = [];
-    for (const r of rows) {
-      if (out.length >= limit) break;
-      const state = this.stateOf(r, now);
-      if (st !== 'all' && state !== st) continue;
-      if ((await this.mayApprove(a, r)).decision !== 'allow') continue;
-      out.push(this.view(r, now));
+    let scanned = 0;
+    while (scanned < MAX_APPROVAL_SCAN) {
+      const n = Math.min(APPROVAL_SCAN_CHUNK, MAX_APPROVAL_SCAN - scanned);
+      const rows = await this.deps.store.listApprovals({ ...query, ...(after ? { after } : {}) }, n);
+      for (const r of rows) {
+        scanned++;
+        after = { createdAt: r.createdAt, id: r.id };
+        if ((await this.mayApprove(a, r)).decision === 'allow') out.push(this.view(r, now));
+        if (out.length >= pageSize) return { approvals: out, nextPageToken: pageToken(after) };
+      }
+      if (rows.length < n) return { approvals: out, nextPageToken: '' };
     }
-    return out;
+    return { approvals: out, nextPageToken: after ? pageToken(after) : '' };
+  }
+
+  /**
+   * Stores each pending request past its expiry as expired, with its `approval.expired` audit
+   * record in the same transaction (housekeeping). The conditional update from pending decides:
+   * with any number of replicas running this at once, each request gets exactly one record.
+   */
+  async expireDue(): Promise<number> {
+    const { store, clock } = this.deps;
+    const now = clock.now().getTime();
+    let expired = 0;
+    for (const r of await store.listExpiredPending(now, MAX_EXPIRED_PER_RUN)) {
+      const done = await store.transaction(async (tx) => {
+        if (!(await tx.expireApproval(r.id, now))) return false;
+        await appendAudit(tx, {
+          at: now,
+          event: 'approval.expired',
+          actor: { kind: 'issuer' },
+          principal: { iss: r.principalIss, sub: r.principalSub },
+          task: r.taskId,
+          lineage: [...r.lineage],
+          action: `expire ${r.action}`,
+          resource: r.resource,
+          decision: null,
+          reason: null,
+          policies: [...r.policies],
+          snapshot: r.snapshot,
+          evidence: null,
+          created: [],
+        });
+        return true;
+      });
+      if (done) expired++;
+    }
+    if (expired > 0) this.changed();
+    return expired;
   }
 
   /** The checks every decision shares: the approver, the request pending and unexpired, the task live, the `approve` policy. */
@@ -873,6 +956,29 @@ export class Approvals {
     }
     return added;
   }
+}
+
+/** A ListApprovals principal filter: ISSUER#SUBJECT, split at the first '#' (an OIDC issuer URL has no fragment). */
+function parsePrincipalFilter(p: string): { iss: string; sub: string } {
+  const i = p.indexOf('#');
+  if (Buffer.byteLength(p) > MAX_PRINCIPAL_FILTER_BYTES || i <= 0 || i === p.length - 1 || /[\x00-\x1f\x7f]/.test(p))
+    return invalid(`the principal filter must be ISSUER#SUBJECT, at most ${MAX_PRINCIPAL_FILTER_BYTES} bytes`);
+  return { iss: p.slice(0, i), sub: p.slice(i + 1) };
+}
+
+/** The page token: base64url of `CREATED_AT:ID`, the last request the previous page read (no secret: it only says where to resume). */
+const pageToken = (p: { createdAt: number; id: string }): string => Buffer.from(`${p.createdAt}:${p.id}`).toString('base64url');
+
+/** UNTRUSTED (a caller's page_token): parsed strictly, canonical base64url, a safe integer and an approval id. */
+export function parsePageToken(t: string): { createdAt: number; id: string } {
+  const bad = (): never => invalid('the page token is not one this issuer issued');
+  if (t.length > 64 || !/^[A-Za-z0-9_-]+$/.test(t)) return bad();
+  const text = Buffer.from(t, 'base64url').toString('latin1');
+  const m = /^(0|[1-9][0-9]{0,15}):([A-Za-z0-9_-]{22})$/.exec(text);
+  if (!m || Buffer.from(text, 'latin1').toString('base64url') !== t) return bad();
+  const createdAt = Number(m[1]);
+  if (!Number.isSafeInteger(createdAt)) return bad();
+  return { createdAt, id: m[2]! };
 }
 
 async function refuseEndedTask(store: Pick<StoreTx, 'findRevocations'>, taskId: string): Promise<void> {

@@ -212,6 +212,8 @@ export class WritServer {
               lastCheckpointAt = now;
             },
           },
+          // Each pending request past its expiry, stored as expired with its approval.expired record (once, whatever the replicas).
+          { name: 'expire approvals', run: async () => void (await core.approvals.expireDue()) },
           { name: 'prune join tokens', run: async () => void (await store.pruneJoinTokens(clock.now().getTime())) },
           { name: 'prune issuance records', run: async () => void (await store.pruneIssued(clock.now().getTime())) },
           // An agent whose latest SVID has expired cannot renew: it attests again.

@@ -85,6 +85,7 @@ export const STATUS_BY_CODE: Readonly<Record<WritErrorCode, Mapping>> = {
   ERR_APPROVAL_NOT_FOUND: { status: status.NOT_FOUND, showMessage: true },
   ERR_APPROVAL_DENIED: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_APPROVAL_CLOSED: { status: status.FAILED_PRECONDITION, showMessage: true },
+  ERR_APPROVAL_LIMIT: { status: status.RESOURCE_EXHAUSTED, showMessage: true },
   ERR_WEBAUTHN_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
   ERR_STEP_UP_INVALID: { status: status.PERMISSION_DENIED, showMessage: true },
 };

@@ -597,7 +597,7 @@ export const encodeApproval = (a: ApprovalRecord): RowOf<typeof APPROVALS> => ({
   step_up: a.stepUp,
 });
 
-const APPROVAL_STATES: readonly string[] = ['pending', 'approved', 'denied'];
+const APPROVAL_STATES: readonly string[] = ['pending', 'approved', 'denied', 'expired'];
 
 export const decodeApproval = (r: Row): ApprovalRecord => {
   const state = str(r.state, 'approvals.state');

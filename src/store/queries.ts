@@ -103,10 +103,25 @@ export function buildQueries(d: Dialect) {
 
     createApproval: insert(APPROVALS),
     getApproval: `${select(APPROVALS)} WHERE id = ?`,
-    listApprovals: `${select(APPROVALS)} WHERE (? = '' OR state = ?) AND (? = '' OR task_id = ?) ORDER BY created_at DESC, id LIMIT ?`,
+    // Parameters: state ×3, now ×2 (-1: no clock, the stored state), task ×2, principal flag, iss,
+    // sub, keyset flag, created_at, id, limit. The order matches the indexes, newest first.
+    listApprovals: `${select(APPROVALS)} WHERE (? = ''
+        OR (state = ? AND (state <> 'pending' OR expires_at > ?))
+        OR (? = 'expired' AND state = 'pending' AND expires_at <= ?))
+      AND (? = '' OR task_id = ?)
+      AND (? = 0 OR (principal_iss = ? AND principal_sub = ?))
+      AND (? = 0 OR created_at < ? OR (created_at = ? AND id < ?))
+      ORDER BY created_at DESC, id DESC LIMIT ?`,
+    // Bounded by LIMIT: a cap check reads no more index entries than the cap.
+    countPendingApprovals:
+      "SELECT COUNT(*) AS n FROM (SELECT 1 FROM approvals WHERE task_id = ? AND state = 'pending' AND expires_at > ? AND (? = '' OR writ_jti = ?) LIMIT ?) AS pending",
+    findPendingApproval: `${select(APPROVALS)} WHERE writ_jti = ? AND action = ? AND resource = ? AND state = 'pending' AND expires_at > ? ORDER BY created_at DESC, id DESC LIMIT 1`,
+    listExpiredPending: `${select(APPROVALS)} WHERE state = 'pending' AND expires_at <= ? ORDER BY expires_at, id LIMIT ?`,
     // One conditional statement: exactly one decision over a pending, unexpired request wins.
     decideApproval:
       "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, decision_reason = ?, credential_id = ?, step_up = ? WHERE id = ? AND state = 'pending' AND expires_at > ?",
+    // The same for expiry: of any number of replicas, one moves it (and writes its audit record).
+    expireApproval: "UPDATE approvals SET state = 'expired' WHERE id = ? AND state = 'pending' AND expires_at <= ?",
     putPasskey: insert(PASSKEYS),
     getPasskey: `${select(PASSKEYS)} WHERE id = ?`,
     listPasskeys: `${select(PASSKEYS)} WHERE owner_iss = ? AND owner_sub = ? ORDER BY created_at, id`,

@@ -304,6 +304,43 @@ export const MIGRATIONS: readonly Migration[] = [
    )${tableOptions};
    CREATE INDEX passkey_ceremonies_owner ON passkey_ceremonies (owner, created_at);
    CREATE INDEX passkey_ceremonies_expires ON passkey_ceremonies (expires_at);`,
+  // Approvals, second form: 'expired' is stored (housekeeping moves a pending request past its
+  // expiry there once, with its approval.expired audit record), and the indexes that let
+  // ListApprovals filter by writ, principal and page newest first in SQL (keyset on created_at, id).
+  ({ int, text, tableOptions }) => `CREATE TABLE approvals_v2 (
+     id ${text} PRIMARY KEY,
+     task_id ${text} NOT NULL,
+     principal_iss ${text} NOT NULL,
+     principal_sub ${text} NOT NULL,
+     actor ${text} NOT NULL,
+     actor_jkt ${text} NOT NULL,
+     writ_jti ${text} NOT NULL,
+     lineage ${text} NOT NULL,
+     action ${text} NOT NULL,
+     resource ${text} NOT NULL,
+     reason ${text} NOT NULL,
+     policies ${text} NOT NULL,
+     snapshot ${text} NOT NULL,
+     request ${text} NOT NULL,
+     digest ${text} NOT NULL,
+     created_at ${int} NOT NULL,
+     expires_at ${int} NOT NULL,
+     state ${text} NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+     decided_at ${int},
+     decided_by ${text},
+     decision_reason ${text},
+     credential_id ${text},
+     step_up ${text}
+   )${tableOptions};
+   INSERT INTO approvals_v2 SELECT * FROM approvals;
+   DROP TABLE approvals;
+   ALTER TABLE approvals_v2 RENAME TO approvals;
+   CREATE INDEX approvals_task ON approvals (task_id, created_at, id);
+   CREATE INDEX approvals_state ON approvals (state, created_at, id);
+   CREATE INDEX approvals_pending ON approvals (task_id, state, expires_at);
+   CREATE INDEX approvals_writ ON approvals (writ_jti, state, expires_at);
+   CREATE INDEX approvals_principal ON approvals (principal_iss, principal_sub, created_at, id);
+   CREATE INDEX approvals_created ON approvals (created_at, id);`,
 ];
 
 /** The schema version this binary migrates to. */

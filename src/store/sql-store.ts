@@ -74,8 +74,8 @@ import type { Dialect } from './dialect.js';
 import { buildQueries, type Queries, type Statement } from './queries.js';
 import type {
   ApprovalDecision,
+  ApprovalFilter,
   ApprovalRecord,
-  ApprovalState,
   PasskeyCeremonyRecord,
   PasskeyRecord,
   KillRoot,
@@ -389,14 +389,34 @@ class SqlOps implements StoreTx {
     const r = await this.x.get(this.q.getApproval, [id]);
     return r && decodeApproval(r);
   }
-  async listApprovals(filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number): Promise<ApprovalRecord[]> {
+  async listApprovals(filter: ApprovalFilter, limit: number): Promise<ApprovalRecord[]> {
     const st = filter.state ?? '';
+    const now = filter.now ?? -1;
     const task = filter.taskId ?? '';
-    return (await this.x.all(this.q.listApprovals, [st, st, task, task, this.limit(limit, 'approvals')])).map(decodeApproval);
+    const p = filter.principal;
+    const a = filter.after;
+    const params = [st, st, now, st, now, task, task, p ? 1 : 0, p?.iss ?? '', p?.sub ?? '', a ? 1 : 0, a?.createdAt ?? 0, a?.createdAt ?? 0, a?.id ?? ''];
+    return (await this.x.all(this.q.listApprovals, [...params, this.limit(limit, 'approvals')])).map(decodeApproval);
+  }
+  async countPendingApprovals(taskId: string, writJti: string | undefined, now: number, atMost: number): Promise<number> {
+    const r = await this.x.get(this.q.countPendingApprovals, [taskId, now, writJti ?? '', writJti ?? '', this.limit(atMost, 'countPendingApprovals')]);
+    return int(r?.n, 'count(approvals)');
+  }
+  async findPendingApproval(writJti: string, action: string, resource: string, now: number): Promise<ApprovalRecord | undefined> {
+    const r = await this.x.get(this.q.findPendingApproval, [writJti, action, resource, now]);
+    return r && decodeApproval(r);
+  }
+  async listExpiredPending(now: number, limit: number): Promise<ApprovalRecord[]> {
+    return (await this.x.all(this.q.listExpiredPending, [now, this.limit(limit, 'listExpiredPending')])).map(decodeApproval);
   }
   async decideApproval(id: string, d: ApprovalDecision, now: number): Promise<boolean> {
     const params = [d.state, d.decidedAt, d.decidedBy, d.decisionReason, d.credentialId, d.stepUp, id, now];
     const done = (await this.x.run(this.q.decideApproval, params)) === 1;
+    if (done) await this.announce('approval');
+    return done;
+  }
+  async expireApproval(id: string, now: number): Promise<boolean> {
+    const done = (await this.x.run(this.q.expireApproval, [id, now])) === 1;
     if (done) await this.announce('approval');
     return done;
   }
@@ -572,8 +592,13 @@ export class SqlStore implements Store {
   // Announcing writes are transactions of their own (as recordWrit's several statements are).
   createApproval = (r: ApprovalRecord) => this.transaction((tx) => tx.createApproval(r));
   getApproval = (id: string) => this.direct.getApproval(id);
-  listApprovals = (filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number) => this.direct.listApprovals(filter, limit);
+  listApprovals = (filter: ApprovalFilter, limit: number) => this.direct.listApprovals(filter, limit);
+  countPendingApprovals = (taskId: string, writJti: string | undefined, now: number, atMost: number) =>
+    this.direct.countPendingApprovals(taskId, writJti, now, atMost);
+  findPendingApproval = (writJti: string, action: string, resource: string, now: number) => this.direct.findPendingApproval(writJti, action, resource, now);
+  listExpiredPending = (now: number, limit: number) => this.direct.listExpiredPending(now, limit);
   decideApproval = (id: string, d: ApprovalDecision, now: number) => this.transaction((tx) => tx.decideApproval(id, d, now));
+  expireApproval = (id: string, now: number) => this.transaction((tx) => tx.expireApproval(id, now));
   putPasskey = (r: PasskeyRecord) => this.direct.putPasskey(r);
   getPasskey = (id: string) => this.direct.getPasskey(id);
   listPasskeys = (iss: string, sub: string) => this.direct.listPasskeys(iss, sub);

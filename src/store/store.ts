@@ -285,8 +285,25 @@ export interface AuditKeyRecord {
   readonly createdAt: number;
 }
 
-/** The state of an approval request as stored; a pending one past its expiry is expired (never stored as such). */
-export type ApprovalState = 'pending' | 'approved' | 'denied';
+/**
+ * The state of an approval request as stored. A pending one past its expiry is expired whether
+ * or not housekeeping has stored it so yet (`expireApproval`, once, with its audit record).
+ */
+export type ApprovalState = 'pending' | 'approved' | 'denied' | 'expired';
+
+/**
+ * Which approval requests `listApprovals` returns, newest first (created_at, then id, both
+ * descending). With `now`, `state: 'pending'` means pending and unexpired at `now`, and
+ * `state: 'expired'` also takes in pending requests past their expiry; without it, the stored state.
+ */
+export interface ApprovalFilter {
+  readonly state?: ApprovalState;
+  readonly taskId?: string;
+  readonly principal?: { readonly iss: string; readonly sub: string };
+  /** Keyset paging: only requests after this one in that order. */
+  readonly after?: { readonly createdAt: number; readonly id: string };
+  readonly now?: number;
+}
 
 /** An escalation request an approver decides (issue 14; docs/policy.md §Approvals). */
 export interface ApprovalRecord {
@@ -535,10 +552,21 @@ export interface StoreTx {
 
   createApproval(r: ApprovalRecord): Promise<void>;
   getApproval(id: string): Promise<ApprovalRecord | undefined>;
-  /** Newest first; `state` and `taskId` filter when given. */
-  listApprovals(filter: { readonly state?: ApprovalState; readonly taskId?: string }, limit: number): Promise<ApprovalRecord[]>;
+  /** Newest first, filtered in SQL (ApprovalFilter), at most `limit`. */
+  listApprovals(filter: ApprovalFilter, limit: number): Promise<ApprovalRecord[]>;
+  /**
+   * How many requests are pending and unexpired at `now` for this task (and, given, this writ),
+   * counting no further than `atMost` (a cap check reads at most that many index entries).
+   */
+  countPendingApprovals(taskId: string, writJti: string | undefined, now: number, atMost: number): Promise<number>;
+  /** The newest request pending and unexpired at `now` from this writ for exactly this permission. */
+  findPendingApproval(writJti: string, action: string, resource: string, now: number): Promise<ApprovalRecord | undefined>;
+  /** Requests still stored as pending whose expiry is at or before `now`, soonest expired first, at most `limit`. */
+  listExpiredPending(now: number, limit: number): Promise<ApprovalRecord[]>;
   /** Decides a request that is pending and unexpired at `now`; false (nothing written) otherwise. */
   decideApproval(id: string, d: ApprovalDecision, now: number): Promise<boolean>;
+  /** Stores a pending request past its expiry at `now` as expired; false (nothing written) when it is not. */
+  expireApproval(id: string, now: number): Promise<boolean>;
   putPasskey(r: PasskeyRecord): Promise<void>;
   getPasskey(id: string): Promise<PasskeyRecord | undefined>;
   listPasskeys(ownerIss: string, ownerSub: string): Promise<PasskeyRecord[]>;

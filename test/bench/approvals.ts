@@ -4,6 +4,7 @@
  * two Cedar decisions, the request, decision and audit record in one SQLite transaction), as a
  * ratio to the bare Cedar decision of the same escalation (decideAll of its delegate and receive
  * requests) measured in the same run. Proofs are made before the timed part (the agent's cost).
+ * Then approval-click.ts: approvals_click_to_writ_p50/p99_ms, from Approve to the renewed writ.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { escalationRequests } from '../../src/policy/requests.js';
 import { trustDomainId } from '../../src/spiffe/id.js';
 import { createProof } from '../../src/writ/proof.js';
 import { issuanceWorld, newAgent, TD } from '../helpers/issuance.js';
+import { approvalClickBench } from './approval-click.js';
 
 type Record = (name: string, value: number, unit: string, floor?: number) => void;
 
@@ -20,7 +22,8 @@ const REQUESTS = Number(process.env.BENCH_APPROVAL_REQUESTS ?? 500);
 
 export async function approvalsBench(record: Record): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'writ-bench-approvals-'));
-  const w = await issuanceWorld({ storePath: join(dir, 'w.db') });
+  // One writ asks REQUESTS times: the pending caps raised to let it (their checks still run).
+  const w = await issuanceWorld({ storePath: join(dir, 'w.db'), approvalLimits: { maxPendingPerWrit: REQUESTS, maxPendingPerTask: REQUESTS } });
   try {
     const sel = ['fake:agent:bench'];
     await w.register('/agent/bench', sel);
@@ -62,4 +65,5 @@ export async function approvalsBench(record: Record): Promise<void> {
     await w.close();
     rmSync(dir, { recursive: true, force: true });
   }
+  await approvalClickBench(record);
 }

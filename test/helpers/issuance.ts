@@ -19,6 +19,7 @@ import type { Permission } from '../../src/delegation/scope.js';
 import type { AuditAppender } from '../../src/audit/log.js';
 import { Admin } from '../../src/issuance/admin.js';
 import { Approvals } from '../../src/issuance/approvals.js';
+import { DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
 import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
@@ -89,6 +90,8 @@ export interface WorldOptions {
   readonly appendAudit?: AuditAppender;
   /** As server/core.ts passes one (audit/tally.ts NamedRefusalGate); absent: every named refusal is recorded. */
   readonly refusalGate?: { admit(actor: string, reason: string): boolean };
+  /** Pending-escalation caps (default: the server's, 16 per writ and 256 per task). */
+  readonly approvalLimits?: { readonly maxPendingPerWrit: number; readonly maxPendingPerTask: number };
 }
 
 export async function issuanceWorld(o: WorldOptions = {}) {
@@ -121,7 +124,14 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     policies,
     engine,
     replayCache: new ProofReplayCache(),
-    settings: { rpId: APPROVAL_RP_ID, origin: APPROVAL_ORIGIN, rpName: 'writ', requestTtlMs: 15 * 60_000, retryAfterSeconds: 2 },
+    settings: {
+      rpId: APPROVAL_RP_ID,
+      origin: APPROVAL_ORIGIN,
+      rpName: 'writ',
+      requestTtlMs: 15 * 60_000,
+      retryAfterSeconds: 2,
+      ...(o.approvalLimits ?? { maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT, maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK }),
+    },
   });
   const issuer = new Issuer({
     ca,

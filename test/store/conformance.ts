@@ -904,7 +904,93 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
       it('refuses a second request with the same id, and an unknown state', async () => {
         await s.createApproval(approval('r1'));
         expectStoreError(await rejection(s.createApproval(approval('r1', { reason: 'other' }))), UNIQUE);
-        expect(await rejection(s.createApproval(approval('r3', { state: 'expired' as never })))).toBeInstanceOf(StoreError);
+        expect(await rejection(s.createApproval(approval('r3', { state: 'revoked' as never })))).toBeInstanceOf(StoreError);
+      });
+
+      it('filters by live state at now, task and principal in SQL, and pages newest first by (created_at, id)', async () => {
+        await s.createApproval(approval('r1', { createdAt: 1_000, expiresAt: 1_500 }));
+        await s.createApproval(approval('r2', { createdAt: 1_100, taskId: 'task-2', principalSub: 'carol' }));
+        await s.createApproval(approval('r3', { createdAt: 1_100 }));
+        await s.createApproval(approval('r4', { createdAt: 1_200, state: 'expired' }));
+        await s.createApproval(approval('r5', { createdAt: 1_300, state: 'denied', decidedAt: 1_301, decidedBy: 'i#b', decisionReason: 'no' }));
+        const ids = async (f: Parameters<typeof s.listApprovals>[0], n = 10) => (await s.listApprovals(f, n)).map((r) => r.id);
+        expect(await ids({})).toEqual(['r5', 'r4', 'r3', 'r2', 'r1']);
+        expect(await ids({ state: 'pending', now: 1_600 })).toEqual(['r3', 'r2']);
+        expect(await ids({ state: 'expired', now: 1_600 })).toEqual(['r4', 'r1']);
+        expect(await ids({ state: 'pending' })).toEqual(['r3', 'r2', 'r1']);
+        expect(await ids({ state: 'expired' })).toEqual(['r4']);
+        expect(await ids({ state: 'denied', now: 1_600 })).toEqual(['r5']);
+        expect(await ids({ principal: { iss: 'https://idp.example', sub: 'carol' } })).toEqual(['r2']);
+        expect(await ids({ principal: { iss: 'https://other.example', sub: 'carol' } })).toEqual([]);
+        expect(await ids({ taskId: 'task-2', state: 'pending', now: 1_600 })).toEqual(['r2']);
+        // Keyset: strictly after the given position; equal created_at ordered by id, descending.
+        expect(await ids({ after: { createdAt: 1_100, id: 'r3' } })).toEqual(['r2', 'r1']);
+        expect(await ids({ after: { createdAt: 1_100, id: 'r2' } })).toEqual(['r1']);
+        expect(await ids({ after: { createdAt: 1_000, id: 'r1' } })).toEqual([]);
+        const pages: string[][] = [];
+        let after: { createdAt: number; id: string } | undefined;
+        for (;;) {
+          const page = await s.listApprovals({ ...(after ? { after } : {}) }, 2);
+          if (page.length === 0) break;
+          pages.push(page.map((r) => r.id));
+          const last = page[page.length - 1]!;
+          after = { createdAt: last.createdAt, id: last.id };
+        }
+        expect(pages).toEqual([['r5', 'r4'], ['r3', 'r2'], ['r1']]);
+      });
+
+      it('a flood of 1000 requests from one task hides no other task’s request: filtered in SQL, not after the newest 500', async () => {
+        await s.createApproval(approval('other', { createdAt: 500, taskId: 'task-2', expiresAt: 1_000_000 }));
+        await s.transaction(async (tx) => {
+          for (let i = 0; i < 1000; i++)
+            await tx.createApproval(approval(`flood-${String(i).padStart(4, '0')}`, { createdAt: 1_000 + i, expiresAt: 1_000_000 }));
+        });
+        expect((await s.listApprovals({ taskId: 'task-2', state: 'pending', now: 2_000 }, 100)).map((r) => r.id)).toEqual(['other']);
+        // Paging through everything pending reaches it, past the flood.
+        const seen: string[] = [];
+        let after: { createdAt: number; id: string } | undefined;
+        for (let pages = 0; pages < 20; pages++) {
+          const page = await s.listApprovals({ state: 'pending', now: 2_000, ...(after ? { after } : {}) }, 100);
+          if (page.length === 0) break;
+          seen.push(...page.map((r) => r.id));
+          after = { createdAt: page[page.length - 1]!.createdAt, id: page[page.length - 1]!.id };
+        }
+        expect(seen).toHaveLength(1001);
+        expect(seen[1000]).toBe('other');
+        expect(await s.countPendingApprovals('task-1', undefined, 2_000, 5_000)).toBe(1000);
+        expect(await s.countPendingApprovals('task-1', undefined, 2_000, 256)).toBe(256);
+      });
+
+      it('counts pending, unexpired requests per task and writ, and finds the pending one for a permission', async () => {
+        await s.createApproval(approval('r1', { expiresAt: 2_000 }));
+        await s.createApproval(approval('r2', { writJti: 'w2', expiresAt: 3_000 }));
+        await s.createApproval(approval('r3', { writJti: 'w2', expiresAt: 1_200 }));
+        await s.createApproval(approval('r4', { writJti: 'w2', state: 'denied' }));
+        await s.createApproval(approval('r5', { taskId: 'task-2', writJti: 'w3' }));
+        expect(await s.countPendingApprovals('task-1', undefined, 1_500, 10)).toBe(2);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_500, 10)).toBe(1);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_100, 10)).toBe(2);
+        expect(await s.countPendingApprovals('task-1', 'w2', 1_100, 1)).toBe(1);
+        expect(await s.countPendingApprovals('task-3', undefined, 1_500, 10)).toBe(0);
+        expect((await s.findPendingApproval('w2', 'deploy:prod', 'svc://payments', 1_500))?.id).toBe('r2');
+        expect(await s.findPendingApproval('w2', 'deploy:prod', 'svc://payments', 3_000)).toBeUndefined();
+        expect(await s.findPendingApproval('w2', 'deploy:prod', 'svc://other', 1_500)).toBeUndefined();
+        expect(await s.findPendingApproval('w1', 'deploy:prod', 'svc://payments', 2_000)).toBeUndefined();
+      });
+
+      it('stores expiry once, only past it, only from pending; an expired request is not decided', async () => {
+        await s.createApproval(approval('r1', { expiresAt: 2_000 }));
+        await s.createApproval(approval('r2', { expiresAt: 1_500 }));
+        await s.createApproval(approval('r3', { expiresAt: 1_000, state: 'denied' }));
+        expect((await s.listExpiredPending(2_000, 10)).map((r) => r.id)).toEqual(['r2', 'r1']);
+        expect((await s.listExpiredPending(1_600, 10)).map((r) => r.id)).toEqual(['r2']);
+        expect(await s.expireApproval('r1', 1_999)).toBe(false);
+        expect(await s.expireApproval('r3', 2_000)).toBe(false);
+        const won = await Promise.all(Array.from({ length: 10 }, () => s.transaction((tx) => tx.expireApproval('r1', 2_000))));
+        expect(won.filter(Boolean)).toHaveLength(1);
+        expect((await s.getApproval('r1'))!.state).toBe('expired');
+        expect(await s.decideApproval('r1', approved, 1_000)).toBe(false);
+        expect((await s.listExpiredPending(2_000, 10)).map((r) => r.id)).toEqual(['r2']);
       });
 
       it('keeps passkeys by owner and moves a sign count only from its current value', async () => {

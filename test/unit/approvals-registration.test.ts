@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
 import { PASSKEY_REGISTRATION_TYP } from '../../src/approval/passkey-registration.js';
 import { Approvals, MAX_PASSKEYS_PER_APPROVER, MAX_PENDING_REGISTRATIONS_PER_APPROVER, type RegistrationBegun } from '../../src/issuance/approvals.js';
 import { trustDomainId } from '../../src/spiffe/id.js';
@@ -132,6 +133,8 @@ describe('the first passkey needs a fresh sign-in', () => {
         rpName: 'writ',
         requestTtlMs: 15 * 60_000,
         retryAfterSeconds: 2,
+        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
+        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
         registrationMaxAuthAgeMs: 60_000,
       },
     });
@@ -289,7 +292,15 @@ describe('registration challenges', () => {
       policies: w.policies,
       engine: w.engine,
       replayCache: new ProofReplayCache(),
-      settings: { rpId: APPROVAL_RP_ID, origin: APPROVAL_ORIGIN, rpName: 'writ', requestTtlMs: 15 * 60_000, retryAfterSeconds: 2 },
+      settings: {
+        rpId: APPROVAL_RP_ID,
+        origin: APPROVAL_ORIGIN,
+        rpName: 'writ',
+        requestTtlMs: 15 * 60_000,
+        retryAfterSeconds: 2,
+        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
+        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
+      },
       registrationLimits: { total: 3, perApprover: 2 },
     });
     const bobT = token('bob');
@@ -315,7 +326,15 @@ describe('replicas share ceremonies (the store)', () => {
       policies: w.policies,
       engine: w.engine,
       replayCache: new ProofReplayCache(),
-      settings: { rpId: APPROVAL_RP_ID, origin: APPROVAL_ORIGIN, rpName: 'writ', requestTtlMs: 15 * 60_000, retryAfterSeconds: 2 },
+      settings: {
+        rpId: APPROVAL_RP_ID,
+        origin: APPROVAL_ORIGIN,
+        rpName: 'writ',
+        requestTtlMs: 15 * 60_000,
+        retryAfterSeconds: 2,
+        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
+        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
+      },
     });
     const t = token();
     const b = await w.approvals.beginRegistration(t);

@@ -181,8 +181,8 @@ describe('escalation', () => {
     expect(await code(w.approvals.get(v.record.id, as(other)))).toBe('ERR_APPROVAL_NOT_FOUND');
     expect((await w.approvals.get(v.record.id, { kind: 'approver', token: approverToken() })).record.id).toBe(v.record.id);
     expect(await code(w.approvals.get(v.record.id, { kind: 'approver', token: approverToken('carol', ['eng']) }))).toBe('ERR_APPROVAL_NOT_FOUND');
-    expect((await w.approvals.list(approverToken(), { state: '', taskId: '', limit: 0 })).map((x) => x.record.id)).toEqual([v.record.id]);
-    expect(await w.approvals.list(approverToken('carol', ['eng']), { state: '', taskId: '', limit: 0 })).toEqual([]);
+    expect((await w.approvals.list(approverToken(), { state: '', taskId: '', pageSize: 0 })).approvals.map((x) => x.record.id)).toEqual([v.record.id]);
+    expect((await w.approvals.list(approverToken('carol', ['eng']), { state: '', taskId: '', pageSize: 0 })).approvals).toEqual([]);
   });
 });
 

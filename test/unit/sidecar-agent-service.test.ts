@@ -18,7 +18,8 @@ import { AgentService, DelegateResponseSchema, State, type CreateProofResponse, 
 import { keySigner, type JwsSigner } from '../../src/jose/jws.js';
 import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { STATUS_BY_CODE } from '../../src/server/status.js';
-import { AGENT_STATUS_BY_CODE } from '../../src/sidecar/agent-service/status.js';
+import { AGENT_STATUS_BY_CODE, agentFailure, ISSUER_REFUSALS_PASSED_ON } from '../../src/sidecar/agent-service/status.js';
+import { GrpcCallError } from '../../src/agent/attest-client.js';
 import { MAX_AGENT_REQUEST_BYTES, agentService } from '../../src/sidecar/agent-service/service.js';
 import { delegateFromParent, socketTarget } from '../../src/sidecar/parent-client.js';
 import { SECURITY_HEADER } from '../../src/sidecar/security-header.js';
@@ -664,6 +665,22 @@ describe('the AgentService contract', () => {
       expect(ERROR_CODES).toContain(code);
       expect(grpc.status[st!], code).toBe(grpc.status[STATUS_BY_CODE[code as keyof typeof STATUS_BY_CODE].status]);
     }
+  });
+
+  it('passes on the issuer’s escalation refusals with their status and code (ERR_APPROVAL_LIMIT: RESOURCE_EXHAUSTED), and nothing else', () => {
+    for (const [code, st] of Object.entries(ISSUER_REFUSALS_PASSED_ON)) {
+      expect(grpc.status[st!], code).toBe(grpc.status[STATUS_BY_CODE[code as keyof typeof STATUS_BY_CODE].status]);
+    }
+    const limit = agentFailure(new GrpcCallError(grpc.status.RESOURCE_EXHAUSTED, 'approval: writ w already has 16 escalations pending', 'ERR_APPROVAL_LIMIT'));
+    expect(limit).toMatchObject({
+      code: grpc.status.RESOURCE_EXHAUSTED,
+      writCode: 'ERR_APPROVAL_LIMIT',
+      details: 'issuer: approval: writ w already has 16 escalations pending',
+    });
+    expect(limit.metadata.get('writ-error-code')).toEqual(['ERR_APPROVAL_LIMIT']);
+    // A code outside the table, or a status that does not match it: INTERNAL, the reason in the log only.
+    expect(agentFailure(new GrpcCallError(grpc.status.UNAVAILABLE, 'datastore unavailable', 'ERR_STORE')).code).toBe(grpc.status.INTERNAL);
+    expect(agentFailure(new GrpcCallError(grpc.status.OK, 'x', 'ERR_APPROVAL_LIMIT')).code).toBe(grpc.status.INTERNAL);
   });
 
   it('refuses Escalate without an issuer to ask (FAILED_PRECONDITION, ERR_SIDECAR_NO_WRIT)', async () => {

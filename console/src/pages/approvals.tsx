@@ -78,14 +78,32 @@ function Request(p: { a: Approval; onDone: () => void; onSignedOut: () => void }
   );
 }
 
+/** Most pending requests the page shows; past it the approver narrows with the CLI (--task, --principal). */
+const MAX_SHOWN_PENDING = 1000;
+
+/** Every page of pending requests (the issuer may answer a short page with a token: follow it), up to MAX_SHOWN_PENDING. */
+async function pendingPages(): Promise<{ approvals: Approval[]; more: boolean }> {
+  const out: Approval[] = [];
+  let pageToken = '';
+  for (let pages = 0; pages < 50 && out.length < MAX_SHOWN_PENDING; pages++) {
+    const res = await approvals.listApprovals({ state: 'pending', pageSize: 100, pageToken });
+    out.push(...res.approvals);
+    pageToken = res.nextPageToken;
+    if (!pageToken) return { approvals: out.slice(0, MAX_SHOWN_PENDING), more: out.length > MAX_SHOWN_PENDING };
+  }
+  return { approvals: out.slice(0, MAX_SHOWN_PENDING), more: true };
+}
+
 export function ApprovalsPage(p: { onSignedOut: () => void }) {
   const [list, setList] = useState<Approval[]>();
+  const [more, setMore] = useState(false);
   const [decided, setDecided] = useState<Approval[]>([]);
   const [error, setError] = useState('');
   const load = async () => {
     try {
-      const [pending, done] = await Promise.all([approvals.listApprovals({ state: 'pending' }), approvals.listApprovals({ state: 'all', limit: 20 })]);
+      const [pending, done] = await Promise.all([pendingPages(), approvals.listApprovals({ state: 'all', pageSize: 20 })]);
       setList(pending.approvals);
+      setMore(pending.more);
       setDecided(done.approvals.filter((a) => a.state !== 'pending'));
       setError('');
     } catch (e) {
@@ -109,6 +127,7 @@ export function ApprovalsPage(p: { onSignedOut: () => void }) {
           {list.map((a) => <Request key={a.id} a={a} onDone={() => void load()} onSignedOut={p.onSignedOut} />)}
         </ul>
       )}
+      {more && <p class="muted">Showing the newest {MAX_SHOWN_PENDING} pending requests; narrow the list with <code>writ approval list --task</code> or <code>--principal</code>.</p>}
       {decided.length > 0 && (
         <>
           <h2>Decided</h2>

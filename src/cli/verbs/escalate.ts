@@ -1,7 +1,9 @@
 /**
  * `writ escalate`: the agent asks a human approver for one concrete permission (Escalate, with a
  * proof signed by the writ's key); with --wait it follows WatchApproval until the decision
- * (Ctrl-C stops waiting; the request stays pending) and writes the step-up grant if approved.
+ * and writes the step-up grant if approved. Ctrl-C stops waiting (exit 130, the id printed, the
+ * request still pending, nothing written); the same command again resumes, since a repeated
+ * escalation from the same writ for the same permission answers the pending request.
  */
 import { readInputFile, writeFileAtomic } from '../../config/files.js';
 import { stringOption, UsageError, type OptionSpecs } from '../../config/options.js';
@@ -13,6 +15,11 @@ import { oneLine } from './task/format.js';
 import { required, type CliCatalog, type Verb } from '../verb.js';
 import { approvalJson, ISSUER_OPTIONS } from './approval/common.js';
 
+/** The exit code of a wait stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it). */
+export const EXIT_INTERRUPTED = 130;
+
+class Interrupted extends Error {}
+
 function options(catalog: CliCatalog): OptionSpecs {
   return {
     ...ISSUER_OPTIONS,
@@ -21,7 +28,7 @@ function options(catalog: CliCatalog): OptionSpecs {
     action: { type: 'string', value: 'A', help: 'the action wanted (concrete, no *)' },
     resource: { type: 'string', value: 'R', help: 'the resource wanted (concrete, no *)' },
     reason: { type: 'string', value: 'TEXT', help: 'why, shown to the approver' },
-    wait: { type: 'boolean', help: 'wait for the decision (exit 1 if denied or expired)' },
+    wait: { type: 'boolean', help: 'wait for the decision (exit 1 if denied or expired, 130 on Ctrl-C: run it again to resume)' },
     out: { type: 'string', value: 'FILE', help: 'with --wait: where to write the step-up grant (default: print it)' },
     json: { type: 'boolean', help: 'print JSON' },
   };
@@ -62,16 +69,27 @@ export const escalateVerb: Verb = {
         io.out(values.json ? `${JSON.stringify(approvalJson(pending))}\n` : `approval ${pending.id}: ${pending.state}\n`);
         return 0;
       }
-      if (!values.json) io.err(`approval ${pending.id}: ${pending.state}, waiting for an approver (Ctrl-C stops waiting)\n`);
-      let onInt = () => {};
-      const stop = new Promise<never>((_, reject) => {
-        onInt = () => reject(new Error(`approval ${pending.id}: stopped waiting (still ${pending.state})`));
-        process.once('SIGINT', onInt);
-      });
-      const done =
-        pending.state === 'pending'
-          ? await Promise.race([watchApproval(server, bundlePem, auth, pending.id), stop]).finally(() => process.off('SIGINT', onInt))
-          : pending;
+      let done = pending;
+      if (pending.state === 'pending') {
+        // Ctrl-C (or SIGTERM): the watch is cancelled, nothing is written, the request stays
+        // pending; the same command again resumes (Escalate answers the pending request).
+        const interrupted = new AbortController();
+        const onSignal = () => interrupted.abort(new Interrupted());
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+        // Printed once Ctrl-C is handled: whoever reads it may interrupt.
+        if (!values.json) io.err(`approval ${pending.id}: pending, waiting for an approver (Ctrl-C stops waiting)\n`);
+        try {
+          done = await watchApproval(server, bundlePem, auth, pending.id, { signal: interrupted.signal });
+        } catch (e) {
+          if (!(e instanceof Interrupted)) throw e;
+          io.err(`writ: approval ${pending.id}: stopped waiting; the request is still pending. Run the same command again to resume waiting for it\n`);
+          return EXIT_INTERRUPTED;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+        }
+      }
       if (values.json) io.out(`${JSON.stringify(approvalJson(done))}\n`);
       if (done.state === 'approved') {
         if (out) writeFileAtomic(out, `${done.stepUpGrant}\n`);

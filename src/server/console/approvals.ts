@@ -19,7 +19,7 @@ import {
   ListApprovalsResponseSchema,
 } from '../../gen/writ/v1/approval_pb.js';
 import type { Approvals } from '../../issuance/approvals.js';
-import { toApprovalPb } from '../services/approval.js';
+import { listFilter, toApprovalPb } from '../services/approval.js';
 import { mapped } from './service.js';
 import { kSession } from './service.js';
 
@@ -35,8 +35,8 @@ export function consoleApprovalService(deps: { approvals: Approvals; logger: Log
   const retry = (state: string) => (state === 'pending' ? approvals.retryAfterSeconds : 0);
   return {
     listApprovals: mapped(logger, 'ListApprovals', async (req, ctx) => {
-      const vs = await approvals.list(tokenOf(ctx, req.approverToken), { state: req.state, taskId: req.taskId, limit: req.limit });
-      return create(ListApprovalsResponseSchema, { approvals: vs.map((v) => toApprovalPb(v, false)) });
+      const page = await approvals.list(tokenOf(ctx, req.approverToken), listFilter(req));
+      return create(ListApprovalsResponseSchema, { approvals: page.approvals.map((v) => toApprovalPb(v, false)), nextPageToken: page.nextPageToken });
     }),
     getApproval: mapped(logger, 'GetApproval', async (req, ctx) => {
       if (req.credential.case) throw new ConnectError('console: the session is the approver; send no credential', Code.InvalidArgument);

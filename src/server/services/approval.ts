@@ -67,6 +67,11 @@ export function toApprovalPb(v: ApprovalView, withGrant: boolean): Approval {
   });
 }
 
+/** A ListApprovals request's filter and page (the deprecated `limit` when `page_size` is 0). */
+export function listFilter(req: ListApprovalsRequest) {
+  return { state: req.state, taskId: req.taskId, principal: req.principal, pageSize: req.pageSize || req.limit, pageToken: req.pageToken };
+}
+
 type Cred = GetApprovalRequest['credential'] | WatchApprovalRequest['credential'];
 
 function callerOf(c: Cred, method: string): ApprovalCaller {
@@ -116,8 +121,8 @@ export function approvalService(deps: {
       logger,
       'ListApprovals',
       async (req: ListApprovalsRequest) => {
-        const vs = await approvals.list(req.approverToken, { state: req.state, taskId: req.taskId, limit: req.limit });
-        return create(ListApprovalsResponseSchema, { approvals: vs.map((v) => toApprovalPb(v, true)) });
+        const page = await approvals.list(req.approverToken, listFilter(req));
+        return create(ListApprovalsResponseSchema, { approvals: page.approvals.map((v) => toApprovalPb(v, true)), nextPageToken: page.nextPageToken });
       },
       limiter,
     ),

@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { GrpcCallError } from '../../agent/attest-client.js';
 import { isWritError, type WritErrorCode } from '../../errors.js';
 
 /** The codes the AgentService raises on purpose, and their status. Their messages are shown: the caller is the local agent, and each names its own request. */
@@ -18,6 +19,20 @@ export const AGENT_STATUS_BY_CODE: Readonly<Partial<Record<WritErrorCode, grpc.s
   ERR_GRANT_INVALID: grpc.status.PERMISSION_DENIED,
   ERR_REVOCATION_UNAVAILABLE: grpc.status.UNAVAILABLE,
   ERR_LIMIT_EXCEEDED: grpc.status.RESOURCE_EXHAUSTED,
+};
+
+/**
+ * The issuer's refusals of an escalation (Escalate, WatchApproval) the agent is told as the issuer
+ * said them, status and code: policy refused it, too many pending, malformed, closed. The issuer
+ * shows these messages to the agent itself (server/status.ts); anything else stays INTERNAL.
+ */
+export const ISSUER_REFUSALS_PASSED_ON: Readonly<Partial<Record<WritErrorCode, grpc.status>>> = {
+  ERR_POLICY_DENIED: grpc.status.PERMISSION_DENIED,
+  ERR_APPROVAL_INVALID: grpc.status.INVALID_ARGUMENT,
+  ERR_APPROVAL_NOT_FOUND: grpc.status.NOT_FOUND,
+  ERR_APPROVAL_DENIED: grpc.status.PERMISSION_DENIED,
+  ERR_APPROVAL_CLOSED: grpc.status.FAILED_PRECONDITION,
+  ERR_APPROVAL_LIMIT: grpc.status.RESOURCE_EXHAUSTED,
 };
 
 export interface AgentFailure {
@@ -36,6 +51,16 @@ export function agentFailure(e: unknown): AgentFailure {
   if (isWritError(e) && mapped !== undefined) {
     metadata.set('writ-error-code', e.code);
     return { code: mapped, details: e.message, metadata, internal: e.message, writCode: e.code };
+  }
+  // UNTRUSTED only as far as the issuer is: its status and code must agree with the table.
+  if (e instanceof GrpcCallError && e.writCode !== undefined) {
+    const code = e.writCode as WritErrorCode;
+    const passed = ISSUER_REFUSALS_PASSED_ON[code];
+    if (passed !== undefined && passed === e.code) {
+      metadata.set('writ-error-code', code);
+      const details = `issuer: ${e.details.slice(0, 1024)}`;
+      return { code: passed, details, metadata, internal: details, writCode: code };
+    }
   }
   const requestId = randomBytes(6).toString('hex');
   metadata.set('writ-error-code', 'ERR_INTERNAL');

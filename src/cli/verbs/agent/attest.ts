@@ -7,6 +7,7 @@ import { writeCredentials } from '../../../agent/credentials.js';
 import { KEY_FILE_OPTION } from '../../../agent/keys.js';
 import { readPemBundle } from '../../bundle-file.js';
 import { readGrantFiles } from '../../grant-files.js';
+import { readInputFile } from '../../../config/files.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 
 const CORE: OptionSpecs = {
@@ -20,6 +21,12 @@ const CORE: OptionSpecs = {
   ...KEY_FILE_OPTION,
   grant: { type: 'string', multiple: true, value: 'FILE', help: 'grant chain files (compact grants, one per line, root first): the issuer returns a writ' },
   'writ-audience': { type: 'string', multiple: true, value: 'AUD', help: 'an audience the writ names (with --grant)' },
+  'step-up': {
+    type: 'string',
+    multiple: true,
+    value: 'FILE',
+    help: 'a step-up grant (an approval, `writ escalate --wait --out`) for the writ to carry (with --grant)',
+  },
   'jwt-audience': { type: 'string', multiple: true, value: 'AUD', help: 'also issue a JWT-SVID for this audience' },
   evidence: { type: 'string', value: 'TYPE', help: 'the evidence type, for types selected by name (see below)' },
 };
@@ -60,6 +67,8 @@ export const agentAttestVerb: Verb = {
     const grants = readGrantFiles(listOption(values, 'grant'));
     const writAudiences = listOption(values, 'writ-audience');
     if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant');
+    const stepUps = listOption(values, 'step-up').map((f) => readInputFile(f, '--step-up').toString('utf8').trim());
+    if (stepUps.length && grants.length === 0) throw new UsageError('--step-up needs --grant');
     const keyFile = stringOption(values, 'key');
     const attested = await attestAgent({
       server,
@@ -68,6 +77,7 @@ export const agentAttestVerb: Verb = {
       values,
       ...(keyFile ? { keyFile } : {}),
       grants,
+      stepUps,
       jwtAudiences: listOption(values, 'jwt-audience'),
       writAudiences,
       onFailover: (at, e) => io.err(`writ: ${at} could not serve the handshake (${(e as Error).message}); trying the next issuer\n`),
