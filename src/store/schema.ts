@@ -293,6 +293,27 @@ export const MIGRATIONS: readonly Migration[] = [
      used_at ${int}
    )${tableOptions};
    CREATE INDEX passkeys_owner ON passkeys (owner_iss, owner_sub);`,
+  // The audit log's query index in batches (docs/audit.md "Storage"): (kind, value, seq) for each
+  // record's task, principal and actor (empty ones left out), written by the transaction that
+  // appends record 64k + 63 for records 64k to 64k + 63, instead of three indexes on
+  // audit_records that every append wrote a page of. Filled here for the complete batches of an
+  // existing log. 64 is AUDIT_INDEX_BATCH (sql-store.ts), which this migration fixes.
+  ({ int, text, tableOptions }) => `CREATE TABLE audit_index (
+     kind ${text} NOT NULL CHECK (kind IN ('task', 'principal', 'actor')),
+     value ${text} NOT NULL,
+     seq ${int} NOT NULL,
+     PRIMARY KEY (kind, value, seq)
+   )${tableOptions};
+   INSERT INTO audit_index (kind, value, seq)
+     SELECT 'task', task_id, seq FROM audit_records
+       WHERE task_id <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size')
+     UNION ALL SELECT 'principal', principal, seq FROM audit_records
+       WHERE principal <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size')
+     UNION ALL SELECT 'actor', actor, seq FROM audit_records
+       WHERE actor <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size');
+   DROP INDEX audit_records_task;
+   DROP INDEX audit_records_principal;
+   DROP INDEX audit_records_actor;`,
 ];
 
 /** The schema version this binary migrates to. */

@@ -136,6 +136,12 @@ export interface SqlDriver {
 export const MAX_DECISIONS_PER_READ = 10_000;
 /** Most audit tree nodes read at once: a proof needs fewer than 128 (src/audit/merkle.ts). */
 export const MAX_AUDIT_NODES_PER_READ = 1024;
+/**
+ * Audit records are indexed for findAuditRecords in batches of this many (migration 9): the
+ * transaction that appends record 64k + 63 indexes records 64k to 64k + 63, so appends do not
+ * write index pages each; a lookup reads the records past the last complete batch by position.
+ */
+export const AUDIT_INDEX_BATCH = 64;
 /** Most rows any other listing reads at once. */
 export const MAX_ROWS_PER_READ = 100_000;
 
@@ -448,6 +454,11 @@ class SqlOps implements StoreTx {
   }
   async insertAuditRecord(r: AuditRecordRow): Promise<void> {
     await this.x.run(this.q.insertAuditRecord, bind(AUDIT_RECORDS, encodeAuditRecord(r)));
+    // The record that completes a batch indexes the batch (appends are in order, so the others are stored).
+    if ((r.seq + 1) % AUDIT_INDEX_BATCH === 0) {
+      const from = r.seq + 1 - AUDIT_INDEX_BATCH;
+      await this.x.run(this.q.indexAuditRecords, [from, r.seq + 1, from, r.seq + 1, from, r.seq + 1]);
+    }
   }
   async getAuditRecord(seq: number): Promise<AuditRecordRow | undefined> {
     const r = await this.x.get(this.q.getAuditRecord, [seq]);
@@ -462,7 +473,11 @@ class SqlOps implements StoreTx {
     limit: number,
   ): Promise<AuditRecordRow[]> {
     const n = this.limit(limit, 'findAuditRecords');
-    const rows = by ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [by.value, before, n]) : await this.x.all(this.q.auditRecordsBefore, [before, n]);
+    // '' is "no task" or "no principal", never indexed: nothing has it.
+    if (by?.value === '') return [];
+    const rows = by
+      ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [before, by.value, by.value, before, n, n])
+      : await this.x.all(this.q.auditRecordsBefore, [before, n]);
     return rows.map(decodeAuditRecord);
   }
   async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
@@ -598,7 +613,8 @@ export class SqlStore implements Store {
   reserveAuditSeq = () => this.direct.reserveAuditSeq();
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));
-  insertAuditRecord = (r: AuditRecordRow) => this.direct.insertAuditRecord(r);
+  // The record that completes an index batch also writes the batch: a transaction of its own.
+  insertAuditRecord = (r: AuditRecordRow) => this.transaction((tx) => tx.insertAuditRecord(r));
   getAuditRecord = (seq: number) => this.direct.getAuditRecord(seq);
   listAuditRecords = (from: number, limit: number) => this.direct.listAuditRecords(from, limit);
   findAuditRecords = (by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined, before: number, limit: number) =>

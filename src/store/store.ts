@@ -499,7 +499,9 @@ export interface StoreTx {
   listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]>;
   /**
    * Records with `seq < before`, newest first, at most `limit`; with `by`, only those whose
-   * derived column (task id, principal `iss#sub`, actor) equals the value.
+   * derived column (task id, principal `iss#sub`, actor) equals the value (never `''`, which
+   * stands for "none" and finds nothing). Served by an index kept in batches (sql-store.ts
+   * AUDIT_INDEX_BATCH) plus the records past the last complete batch, in one statement.
    */
   findAuditRecords(
     by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,

@@ -139,7 +139,8 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
     ],
   ],
   insertAuditRecord: [
-    { seq: 0, at: 1, event: 'revocation', actor: 'issuer', principal: '', task: '', canonical: Buffer.from('{}'), leafHash: Buffer.alloc(32) },
+    // 63: the record that completes an index batch (sql-store.ts AUDIT_INDEX_BATCH) also writes the batch.
+    { seq: 63, at: 1, event: 'revocation', actor: 'issuer', principal: '', task: '', canonical: Buffer.from('{}'), leafHash: Buffer.alloc(32) },
   ],
   getAuditRecord: [0],
   listAuditRecords: [0, 10],
@@ -175,6 +176,6 @@ describe('SqlStore: every method outside a transaction is atomic on its own', ()
       if (counts.inTransaction > 1) multi.push(name);
       await store.close();
     }
-    expect(multi.sort()).toEqual(['createEntry', 'putAuditNodes', 'recordWrit']);
+    expect(multi.sort()).toEqual(['createEntry', 'insertAuditRecord', 'putAuditNodes', 'recordWrit']);
   });
 });

@@ -1305,6 +1305,36 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expectStoreError(await rejection(s.findAuditRecords(undefined, 100, -1)), /limit/);
       });
 
+      it('finds the same records through the batched index (audit_index) as by reading every record, at every batch edge', async () => {
+        // 150 records: batches [0, 64) and [64, 128) indexed, 22 past them; some without task or principal (not indexed for those).
+        const rec = (i: number) =>
+          auditRecord(i, {
+            task: i % 5 === 0 ? null : `task-${i % 3}`,
+            principal: i % 7 === 0 ? null : { iss: 'https://idp.example.org', sub: `user-${i % 4}` },
+            actor: { kind: 'agent', spiffeId: `spiffe://example.org/agent/${i % 2}`, jkt: 'j' },
+          });
+        for (let from = 0; from < 150; from += 10)
+          await s.transaction(async (tx) => {
+            for (let i = from; i < from + 10; i++) await appendAudit(tx, rec(i));
+          });
+        const all = (await s.listAuditRecords(0, 200)).reverse();
+        const seqs = (rs: { seq: number }[]) => rs.map((r) => r.seq);
+        const filters = [
+          ...[0, 1, 2].map((t) => ({ column: 'task' as const, value: `task-${t}` })),
+          ...[0, 1, 2, 3].map((u) => ({ column: 'principal' as const, value: `https://idp.example.org#user-${u}` })),
+          ...[0, 1].map((a) => ({ column: 'actor' as const, value: `spiffe://example.org/agent/${a}` })),
+          { column: 'task' as const, value: '' },
+          { column: 'principal' as const, value: '' },
+        ];
+        for (const by of filters)
+          for (const before of [150, 149, 128, 127, 100, 64, 63, 1, 0])
+            for (const limit of [1, 7, 200]) {
+              const want = all.filter((r) => r.seq < before && r[by.column] === by.value && by.value !== '').slice(0, limit);
+              expect(seqs(await s.findAuditRecords(by, before, limit)), `${by.column}=${by.value} before ${before} limit ${limit}`).toEqual(seqs(want));
+            }
+        expect(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 150, 200)).toEqual(all.filter((r) => r.task === 'task-1'));
+      });
+
       it('a rolled-back transaction takes its records and their places back', async () => {
         await append(2);
         await expect(
