@@ -1,11 +1,13 @@
 /**
  * The audit log over the store: appending a record inside the caller's transaction (so the
- * record commits with the change it describes, or neither does), signed checkpoints, proofs.
+ * record commits with the change it describes, or neither does; a transaction's records are
+ * written together just before it commits), signed checkpoints, proofs.
  * The tree's nodes are stored as they are completed (merkle.ts), so an append reads and writes
  * O(log n) rows and a proof reads O(log n) rows.
  */
 import { AuditError } from '../errors.js';
-import type { AuditRecordRow, Store, StoreTx } from '../store/store.js';
+import { beforeCommit } from '../store/before-commit.js';
+import type { AuditNode, AuditRecordRow, Store, StoreTx } from '../store/store.js';
 import { type Checkpoint, checkNextCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import type { HighWater, HighWaterStore } from './high-water.js';
 import {
@@ -18,11 +20,12 @@ import {
   MemoryTree,
   type NodeReader,
   nodeId,
+  rangeNodes,
   rootHash,
   verifyConsistency,
 } from './merkle.js';
 import type { NoteSigner, NoteVerifier } from './note.js';
-import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
+import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, checkRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
 
 /** The tree as the store holds it, read through one transaction or the store itself. */
 export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes'>): NodeReader {
@@ -46,36 +49,78 @@ export function actorKey(a: AuditActor): string {
 /** What appends records inside a transaction (appendAudit; a benchmark's baseline injects a no-op). */
 export type AuditAppender = (tx: StoreTx, r: NewAuditRecord) => Promise<unknown>;
 
+/** The records appended in each transaction so far, written when it commits. */
+const pending = new WeakMap<StoreTx, NewAuditRecord[]>();
+
 /**
- * Appends one record inside `tx`, the transaction that makes the change it records; returns
- * the record with its place. A rollback of `tx` takes the record (and its place) back too.
+ * Appends one record inside `tx`, the transaction that makes the change it records. The record
+ * is checked now (a bad one fails this call); it takes its place, and is written with the other
+ * records of `tx`, just before `tx` commits (appendRecords), in the order appended. A rollback
+ * of `tx` takes the record (and its place) back too. `tx` must be a Store.transaction's.
  */
-export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<AuditRecord> {
-  const seq = await tx.reserveAuditSeq();
-  if (seq >= MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
-  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq, ...r };
-  const canonical = encodeRecord(record);
-  const leaf = leafHash(canonical);
-  const wanted = appendSiblings(seq);
-  const got = wanted.length === 0 ? new Map<number, Buffer>() : await tx.getAuditNodes(wanted.map((n) => nodeId(n.level, n.index)));
-  const siblings = wanted.map((n) => {
-    const h = got.get(nodeId(n.level, n.index));
-    if (!h) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: tree node (${n.level}, ${n.index}) is missing; run writ audit verify-log`);
-    return h;
-  });
-  await tx.putAuditNodes(appendNodes(seq, leaf, siblings).map((n) => ({ id: nodeId(n.level, n.index), hash: n.hash })));
-  const row: AuditRecordRow = {
-    seq,
-    at: record.at,
-    event: record.event,
-    actor: actorKey(record.actor),
-    principal: record.principal ? `${record.principal.iss}#${record.principal.sub}` : '',
-    task: record.task ?? '',
-    canonical,
-    leafHash: leaf,
-  };
-  await tx.insertAuditRecord(row);
-  return record;
+export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void> {
+  // seq 0 stands in for the place the record takes at commit; every other field is as written.
+  checkRecord({ v: AUDIT_RECORD_VERSION, seq: 0, ...r });
+  let list = pending.get(tx);
+  if (!list) {
+    const records: NewAuditRecord[] = [];
+    beforeCommit(tx, async () => {
+      pending.delete(tx);
+      await appendRecords(tx, records);
+    });
+    pending.set(tx, records);
+    list = records;
+  }
+  list.push(r);
+}
+
+/**
+ * Appends records in order as one step inside `tx`: one reservation of their places, one read
+ * of the tree's right frontier (the complete subtrees the new leaves combine with), the nodes
+ * and records written after. The rows and nodes written are exactly those of appending the
+ * records one by one (test/unit/audit-log.test.ts compares the two). Returns them with their places.
+ */
+export async function appendRecords(tx: StoreTx, rs: readonly NewAuditRecord[]): Promise<AuditRecord[]> {
+  if (rs.length === 0) return [];
+  const first = await tx.reserveAuditSeq(rs.length);
+  if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
+  // Every left sibling a new leaf needs is a complete subtree of the tree of `first` leaves
+  // (rangeNodes(0, first)) or a node completed by an earlier leaf of this batch.
+  const frontier = rangeNodes(0, first).map((n) => nodeId(n.level, n.index));
+  const known = new Map<number, Buffer>(frontier.length === 0 ? [] : await tx.getAuditNodes(frontier));
+  const nodes: AuditNode[] = [];
+  const rows: AuditRecordRow[] = [];
+  const out: AuditRecord[] = [];
+  for (let k = 0; k < rs.length; k++) {
+    const seq = first + k;
+    const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq, ...rs[k]! };
+    const canonical = encodeRecord(record);
+    const leaf = leafHash(canonical);
+    const siblings = appendSiblings(seq).map((n) => {
+      const h = known.get(nodeId(n.level, n.index));
+      if (!h) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: tree node (${n.level}, ${n.index}) is missing; run writ audit verify-log`);
+      return h;
+    });
+    for (const n of appendNodes(seq, leaf, siblings)) {
+      const id = nodeId(n.level, n.index);
+      known.set(id, n.hash);
+      nodes.push({ id, hash: n.hash });
+    }
+    rows.push({
+      seq,
+      at: record.at,
+      event: record.event,
+      actor: actorKey(record.actor),
+      principal: record.principal ? `${record.principal.iss}#${record.principal.sub}` : '',
+      task: record.task ?? '',
+      canonical,
+      leafHash: leaf,
+    });
+    out.push(record);
+  }
+  await tx.putAuditNodes(nodes);
+  for (const row of rows) await tx.insertAuditRecord(row);
+  return out;
 }
 
 /** Rows read per page and at most per listing (a listing with several filters reads through one index). */

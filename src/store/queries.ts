@@ -188,7 +188,7 @@ export function buildQueries(d: Dialect) {
 
     getAuditSize: "SELECT value FROM meta WHERE key = 'audit_size'",
     // The row lock (PostgreSQL) or the write lock (SQLite) serializes appenders on this one row.
-    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + 1 AS TEXT) WHERE key = 'audit_size' RETURNING value`,
+    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + CAST(? AS ${d.int}) AS TEXT) WHERE key = 'audit_size' RETURNING value`,
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
     putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',
     insertAuditRecord: insert(AUDIT_RECORDS),

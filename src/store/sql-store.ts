@@ -3,6 +3,7 @@
  * one statement, and transactions; this file maps every Store method to statements
  * (queries.ts) and rows to records (codecs.ts). See README.md for how to add a backend.
  */
+import { transactionHooks } from './before-commit.js';
 import { StoreError } from '../errors.js';
 import type { Entry } from '../registration/entry.js';
 import {
@@ -439,8 +440,10 @@ class SqlOps implements StoreTx {
   async getAuditSize(): Promise<number> {
     return auditSize(await this.x.get(this.q.getAuditSize, []));
   }
-  async reserveAuditSeq(): Promise<number> {
-    return auditSize(await this.x.get(this.q.bumpAuditSize, [])) - 1;
+  async reserveAuditSeq(count = 1): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 1 || count > MAX_ROWS_PER_READ)
+      throw new StoreError(`store(${this.d.backend}): reserveAuditSeq count must be an integer from 1 to ${MAX_ROWS_PER_READ}`);
+    return auditSize(await this.x.get(this.q.bumpAuditSize, [count])) - count;
   }
   async getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>> {
     if (ids.length === 0) return new Map();
@@ -530,7 +533,14 @@ export class SqlStore implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.driver.transaction((x) => fn(new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver))));
+    return this.driver.transaction(async (x) => {
+      const tx = new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver));
+      const hooks = transactionHooks(tx);
+      const out = await fn(tx);
+      // By index: a hook may add another (it runs too).
+      for (let i = 0; i < hooks.length; i++) await hooks[i]!();
+      return out;
+    });
   }
 
   close(): Promise<void> {
@@ -610,7 +620,7 @@ export class SqlStore implements Store {
   attestedAgentKnown = (by: 'jkt' | 'platform', value: string) => this.direct.attestedAgentKnown(by, value);
   pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
-  reserveAuditSeq = () => this.direct.reserveAuditSeq();
+  reserveAuditSeq = (count?: number) => this.direct.reserveAuditSeq(count);
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));
   // The record that completes an index batch also writes the batch: a transaction of its own.

@@ -483,11 +483,11 @@ export interface StoreTx {
   /** How many audit records the log holds (the tree size). */
   getAuditSize(): Promise<number>;
   /**
-   * Takes the next audit position and returns it (the size before). Concurrent callers get
-   * distinct positions; call it in the transaction that appends the record, so a rollback gives
-   * the position back.
+   * Takes the next `count` (default 1) audit positions and returns the first (the size before).
+   * Concurrent callers get distinct positions; call it in the transaction that appends the
+   * records, so a rollback gives the positions back.
    */
-  reserveAuditSeq(): Promise<number>;
+  reserveAuditSeq(count?: number): Promise<number>;
   /** The stored tree nodes among these ids (missing ones are absent from the map). */
   getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
   /** Stores new tree nodes; throws StoreError if one exists (nodes are written once). */

@@ -129,3 +129,93 @@ describe('audit list --since', () => {
     expect((await log.list({ since: 150 }, 2)).map((r) => r.seq)).toEqual([3, 2]);
   });
 });
+
+describe('appending a transaction’s records together, at its commit', () => {
+  /** A store whose records 0..n-1 were appended in transactions of these sizes, in turn. */
+  async function appended(sizes: readonly number[]) {
+    const store = new SqliteStore(join(tmpDir('writ-audit-'), 'w.db'));
+    open.push(store);
+    let i = 0;
+    for (const size of sizes)
+      await store.transaction(async (tx) => {
+        for (const end = i + size; i < end; i++) await appendAudit(tx, auditRecord(i));
+      });
+    return { store, n: i };
+  }
+
+  it('stores exactly the rows and nodes of appending one record per transaction, and the same roots and proofs', async () => {
+    // One at a time against batches across every kind of boundary (odd starts, powers of two, one big batch).
+    const one = await appended(Array.from({ length: 150 }, () => 1));
+    const reference = new MemoryTree();
+    for (const r of await one.store.listAuditRecords(0, 200)) reference.append(r.canonical);
+    for (const sizes of [[150], [1, 2, 3, 5, 8, 13, 21, 34, 63], [2, 2, 60, 1, 64, 21], [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 10]]) {
+      const batched = await appended(sizes);
+      expect(batched.n).toBe(150);
+      expect(await batched.store.getAuditSize()).toBe(150);
+      expect(await batched.store.listAuditRecords(0, 200)).toEqual(await one.store.listAuditRecords(0, 200));
+      // Every node id a tree of 150 leaves can have (2n − 1 in-order ids), in pages the store reads.
+      const ids = Array.from({ length: 2 * 150 }, (_, id) => id);
+      for (let from = 0; from < ids.length; from += 100) {
+        const page = ids.slice(from, from + 100);
+        const want = await reference.nodes(page);
+        expect(await batched.store.getAuditNodes(page)).toEqual(want);
+        expect(await one.store.getAuditNodes(page)).toEqual(want);
+      }
+      const log = new AuditLog({ store: batched.store, signer, clock });
+      const cp = await log.checkpoint();
+      expect(cp.checkpoint.root).toEqual(await new AuditLog({ store: one.store, signer, clock }).checkpoint().then((c) => c.checkpoint.root));
+      for (const seq of [0, 1, 63, 64, 127, 149]) {
+        const b = await log.prove(seq, 150);
+        expect(b.proof).toEqual((await new AuditLog({ store: one.store, signer, clock }).prove(seq, 150)).proof);
+        verifyInclusion(seq, 150, leafHash(b.record), b.proof, cp.checkpoint.root);
+      }
+      expect(await log.consistency(37, 150)).toEqual(await new AuditLog({ store: one.store, signer, clock }).consistency(37, 150));
+      expect(await verifyStoredLog(batched.store, signer)).toEqual({ ok: true, size: 150, root: cp.checkpoint.root });
+    }
+  });
+
+  it('writes a transaction’s records at its commit: nothing before, nothing if it rolls back, a bad record refused at the call', async () => {
+    const { store } = await appended([3]);
+    await store.transaction(async (tx) => {
+      await appendAudit(tx, auditRecord(3));
+      await appendAudit(tx, auditRecord(4));
+      // Not yet written: the place is taken at commit.
+      expect(await tx.getAuditSize()).toBe(3);
+      await expect(appendAudit(tx, auditRecord(5, { reason: 'x'.repeat(5000) }))).rejects.toThrow(/reason must be 1 to 4096/);
+    });
+    expect((await store.listAuditRecords(0, 10)).map((r) => parseRecord(r.canonical).created)).toEqual([0, 1, 2, 3, 4].map((i) => [`w-${i}`]));
+    await expect(
+      store.transaction(async (tx) => {
+        await appendAudit(tx, auditRecord(5));
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    expect(await store.getAuditSize()).toBe(5);
+    // A failure while writing them (a node already there) rolls the whole transaction back.
+    await store.putAuditNodes([{ id: nodeId(0, 5), hash: Buffer.alloc(32) }]);
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.createTask({
+          id: 't-1',
+          principalIss: 'i',
+          principalSub: 's',
+          goal: 'g',
+          expiresAt: 2,
+          createdAt: 1,
+          endedAt: null,
+          endedBy: null,
+          endReason: null,
+        });
+        await appendAudit(tx, auditRecord(5));
+      }),
+    ).rejects.toThrow(/unique constraint/);
+    expect(await store.getAuditSize()).toBe(5);
+    expect(await store.getTask('t-1')).toBeUndefined();
+  });
+
+  it('needs a transaction: refused on the Store itself', async () => {
+    const { store } = await appended([]);
+    await expect(appendAudit(store, auditRecord(0))).rejects.toThrow(/beforeCommit needs the tx of a Store\.transaction/);
+    expect(await store.getAuditSize()).toBe(0);
+  });
+});
