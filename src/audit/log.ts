@@ -20,12 +20,11 @@ import {
   MemoryTree,
   type NodeReader,
   nodeId,
-  rangeNodes,
   rootHash,
   verifyConsistency,
 } from './merkle.js';
 import type { NoteSigner, NoteVerifier } from './note.js';
-import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, checkRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
+import { type AuditActor, type AuditRecord, type CheckedNewRecord, checkNewRecord, type NewAuditRecord, parseRecord, placeRecord } from './record.js';
 
 /** The tree as the store holds it, read through one transaction or the store itself. */
 export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes'>): NodeReader {
@@ -49,8 +48,8 @@ export function actorKey(a: AuditActor): string {
 /** What appends records inside a transaction (appendAudit; a benchmark's baseline injects a no-op). */
 export type AuditAppender = (tx: StoreTx, r: NewAuditRecord) => Promise<unknown>;
 
-/** The records appended in each transaction so far, written when it commits. */
-const pending = new WeakMap<StoreTx, NewAuditRecord[]>();
+/** The records appended in each transaction so far (checked), written when it commits. */
+const pending = new WeakMap<StoreTx, CheckedNewRecord[]>();
 
 /**
  * Appends one record inside `tx`, the transaction that makes the change it records. The record
@@ -59,19 +58,18 @@ const pending = new WeakMap<StoreTx, NewAuditRecord[]>();
  * of `tx` takes the record (and its place) back too. `tx` must be a Store.transaction's.
  */
 export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void> {
-  // seq 0 stands in for the place the record takes at commit; every other field is as written.
-  checkRecord({ v: AUDIT_RECORD_VERSION, seq: 0, ...r });
+  const checked = checkNewRecord(r);
   let list = pending.get(tx);
   if (!list) {
-    const records: NewAuditRecord[] = [];
+    const records: CheckedNewRecord[] = [];
     beforeCommit(tx, async () => {
       pending.delete(tx);
-      await appendRecords(tx, records);
+      await appendChecked(tx, records);
     });
     pending.set(tx, records);
     list = records;
   }
-  list.push(r);
+  list.push(checked);
 }
 
 /**
@@ -81,20 +79,33 @@ export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void>
  * records one by one (test/unit/audit-log.test.ts compares the two). Returns them with their places.
  */
 export async function appendRecords(tx: StoreTx, rs: readonly NewAuditRecord[]): Promise<AuditRecord[]> {
+  return appendChecked(tx, rs.map(checkNewRecord));
+}
+
+async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
   if (rs.length === 0) return [];
   const first = await tx.reserveAuditSeq(rs.length);
   if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
-  // Every left sibling a new leaf needs is a complete subtree of the tree of `first` leaves
-  // (rangeNodes(0, first)) or a node completed by an earlier leaf of this batch.
-  const frontier = rangeNodes(0, first).map((n) => nodeId(n.level, n.index));
-  const known = new Map<number, Buffer>(frontier.length === 0 ? [] : await tx.getAuditNodes(frontier));
+  // The left siblings the new leaves combine with that no earlier leaf of this batch completes:
+  // complete subtrees of the tree of `first` leaves (its right frontier), read in one statement
+  // (none at all for many batches).
+  const made = new Set<number>();
+  const wanted: number[] = [];
+  for (let seq = first; seq < first + rs.length; seq++) {
+    made.add(nodeId(0, seq));
+    for (const n of appendSiblings(seq)) {
+      const id = nodeId(n.level, n.index);
+      if (!made.has(id)) wanted.push(id);
+      made.add(nodeId(n.level + 1, Math.floor(n.index / 2)));
+    }
+  }
+  const known = new Map<number, Buffer>(wanted.length === 0 ? [] : await tx.getAuditNodes(wanted));
   const nodes: AuditNode[] = [];
   const rows: AuditRecordRow[] = [];
   const out: AuditRecord[] = [];
   for (let k = 0; k < rs.length; k++) {
     const seq = first + k;
-    const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq, ...rs[k]! };
-    const canonical = encodeRecord(record);
+    const { record, canonical } = placeRecord(rs[k]!, seq);
     const leaf = leafHash(canonical);
     const siblings = appendSiblings(seq).map((n) => {
       const h = known.get(nodeId(n.level, n.index));

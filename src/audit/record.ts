@@ -115,12 +115,15 @@ const ACTOR_KEYS: Readonly<Record<AuditActor['kind'], readonly string[]>> = {
   issuer: ['kind'],
 };
 const HEX64 = /^[0-9a-f]{64}$/;
+const SURROGATE = /[\uD800-\uDFFF]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /** What a join token (`<16 hex>.<43 base64url>`) or a PEM private key looks like, anywhere in a string. */
 const SECRET_SHAPES: readonly RegExp[] = [/(?<![0-9a-f])[0-9a-f]{16}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/, /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/];
 
 /** True when `s` holds what a join token or a PEM private key looks like (callers refuse such text before it is published anywhere). */
 export function looksLikeSecret(s: string): boolean {
+  // Neither shape fits a string without its fixed part: 60 characters around a '.', or "PRIVATE KEY-----".
+  if (!(s.length >= 60 && s.includes('.')) && !s.includes('PRIVATE KEY-----')) return false;
   return SECRET_SHAPES.some((re) => re.test(s));
 }
 
@@ -143,7 +146,7 @@ function text(v: unknown, field: string): string {
   if (v.length === 0 || v.length > MAX_AUDIT_STRING) bad(`${field} must be 1 to ${MAX_AUDIT_STRING} characters`);
   if (looksLikeSecret(v)) bad(`${field} looks like a secret (a join token or a private key); secrets never enter the audit log`);
   // RFC 8785 has no form for one (jcs.ts refuses it too); checked here because encodeRecord does not go through jcs.ts.
-  if (LONE_SURROGATE.test(v)) bad(`${field} holds a lone surrogate`);
+  if (SURROGATE.test(v) && LONE_SURROGATE.test(v)) bad(`${field} holds a lone surrogate`);
   return v;
 }
 const textOrNull = (v: unknown, field: string): string | null => (v === null ? null : text(v, field));
@@ -256,11 +259,33 @@ function sortedForm(r: AuditRecord): object {
   };
 }
 
-/** The record's RFC 8785 bytes: the Merkle leaf. Refuses anything checkRecord refuses. */
-export function encodeRecord(r: AuditRecord): Buffer {
-  const bytes = Buffer.from(JSON.stringify(sortedForm(checkRecord(r))), 'utf8');
+/** The bytes of a record checkRecord returned. */
+function serialize(r: AuditRecord): Buffer {
+  const bytes = Buffer.from(JSON.stringify(sortedForm(r)), 'utf8');
   if (bytes.length > MAX_AUDIT_RECORD_BYTES) bad(`record of ${bytes.length} bytes is larger than ${MAX_AUDIT_RECORD_BYTES}`);
   return bytes;
+}
+
+/** The record's RFC 8785 bytes: the Merkle leaf. Refuses anything checkRecord refuses. */
+export function encodeRecord(r: AuditRecord): Buffer {
+  return serialize(checkRecord(r));
+}
+
+declare const CHECKED: unique symbol;
+/** A new record as checkNewRecord returned it: checked, and a copy its caller cannot change. */
+export type CheckedNewRecord = NewAuditRecord & { readonly [CHECKED]: true };
+
+/** Checks a record before it has its place (the audit log places it at commit); returns a checked copy. */
+export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
+  // seq 0 stands in for the place; a `v` or `seq` the caller passed is overwritten, never kept.
+  const { v: _v, seq: _seq, ...rest } = checkRecord({ ...r, v: AUDIT_RECORD_VERSION, seq: 0 });
+  return rest as CheckedNewRecord;
+}
+
+/** A checked new record at its place `seq`, and its RFC 8785 bytes (the Merkle leaf), without checking it again. */
+export function placeRecord(r: CheckedNewRecord, seq: number): { record: AuditRecord; canonical: Buffer } {
+  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq: integer(seq, 'seq'), ...r };
+  return { record, canonical: serialize(record) };
 }
 
 /**

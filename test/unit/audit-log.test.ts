@@ -213,6 +213,17 @@ describe('appending a transaction’s records together, at its commit', () => {
     expect(await store.getTask('t-1')).toBeUndefined();
   });
 
+  it('writes the record as it was at the call: a change the caller makes before the commit is not written', async () => {
+    const { store } = await appended([]);
+    const r = { ...auditRecord(0), lineage: ['g-0'], seq: 99 } as ReturnType<typeof auditRecord> & { seq: number };
+    await store.transaction(async (tx) => {
+      await appendAudit(tx, r);
+      (r.lineage as string[]).push('g-late');
+      (r as { reason: string | null }).reason = 'late';
+    });
+    expect(parseRecord((await store.getAuditRecord(0))!.canonical)).toEqual({ v: 1, seq: 0, ...auditRecord(0) });
+  });
+
   it('needs a transaction: refused on the Store itself', async () => {
     const { store } = await appended([]);
     await expect(appendAudit(store, auditRecord(0))).rejects.toThrow(/beforeCommit needs the tx of a Store\.transaction/);
