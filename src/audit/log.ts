@@ -2,8 +2,9 @@
  * The audit log over the store: appending a record inside the caller's transaction (so the
  * record commits with the change it describes, or neither does; a transaction's records are
  * written together just before it commits), signed checkpoints, proofs.
- * The tree's nodes are stored as they are completed (merkle.ts), so an append reads and writes
- * O(log n) rows and a proof reads O(log n) rows.
+ * The tree's nodes of 16 leaves and up are stored as they are completed (merkle.ts), the lower
+ * ones hashed again from the records' leaf hashes, so an append reads and writes O(log n) rows
+ * and a proof reads O(log n) rows.
  */
 import { AuditError } from '../errors.js';
 import { beforeCommit } from '../store/before-commit.js';
@@ -19,6 +20,7 @@ import {
   MAX_TREE_SIZE,
   MemoryTree,
   type NodeReader,
+  nodeHash,
   nodeId,
   rootHash,
   verifyConsistency,
@@ -26,9 +28,54 @@ import {
 import type { NoteSigner, NoteVerifier } from './note.js';
 import { type AuditActor, type AuditRecord, type CheckedNewRecord, checkNewRecord, type NewAuditRecord, parseRecord, placeRecord } from './record.js';
 
-/** The tree as the store holds it, read through one transaction or the store itself. */
-export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes'>): NodeReader {
-  return { nodes: (ids) => tx.getAuditNodes(ids) };
+/**
+ * The lowest level of the tree the store keeps nodes of (docs/audit.md "Storage"): complete
+ * subtrees of 16 leaves and more. A node below it is hashed again from its at most 8 leaf
+ * hashes, which the records hold; so an append writes a node for one record in 8, not two for
+ * every record.
+ */
+export const STORED_LEVEL = 4;
+
+/** The level of the node with in-order id `id`: the number of trailing one bits of the id. */
+export function nodeLevel(id: number): number {
+  let level = 0;
+  for (let x = id + 1; x % 2 === 0; x /= 2) level++;
+  return level;
+}
+
+/** The hash of the complete subtree over these leaf hashes (a power of two of them, in order). */
+function subtreeHash(leaves: readonly Buffer[]): Buffer {
+  let level = leaves;
+  while (level.length > 1) level = Array.from({ length: level.length / 2 }, (_, j) => nodeHash(level[2 * j]!, level[2 * j + 1]!));
+  return level[0]!;
+}
+
+/**
+ * The tree as the store holds it, read through one transaction or the store itself: nodes of
+ * STORED_LEVEL and up as stored, lower ones hashed from the records' leaf hashes (one read
+ * each; a node whose leaves are not all there is absent).
+ */
+export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes' | 'getAuditLeafHashes'>): NodeReader {
+  return {
+    async nodes(ids) {
+      const stored = ids.filter((id) => nodeLevel(id) >= STORED_LEVEL);
+      const out = stored.length === 0 ? new Map<number, Buffer>() : await tx.getAuditNodes(stored);
+      const spans = ids
+        .filter((id) => nodeLevel(id) < STORED_LEVEL)
+        .map((id) => {
+          const level = nodeLevel(id);
+          const start = ((id + 1 - 2 ** level) / 2 ** (level + 1)) * 2 ** level;
+          return { id, seqs: Array.from({ length: 2 ** level }, (_, k) => start + k) };
+        });
+      if (spans.length === 0) return out;
+      const leaves = await tx.getAuditLeafHashes([...new Set(spans.flatMap((s) => s.seqs))]);
+      for (const { id, seqs } of spans) {
+        const hs = seqs.map((seq) => leaves.get(seq));
+        if (hs.every((h) => h !== undefined)) out.set(id, subtreeHash(hs as Buffer[]));
+      }
+      return out;
+    },
+  };
 }
 
 /** The actor as the query column holds it. */
@@ -99,7 +146,7 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
       made.add(nodeId(n.level + 1, Math.floor(n.index / 2)));
     }
   }
-  const known = new Map<number, Buffer>(wanted.length === 0 ? [] : await tx.getAuditNodes(wanted));
+  const known = new Map<number, Buffer>(wanted.length === 0 ? [] : await storeNodes(tx).nodes(wanted));
   const nodes: AuditNode[] = [];
   const rows: AuditRecordRow[] = [];
   const out: AuditRecord[] = [];
@@ -115,7 +162,7 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
     for (const n of appendNodes(seq, leaf, siblings)) {
       const id = nodeId(n.level, n.index);
       known.set(id, n.hash);
-      nodes.push({ id, hash: n.hash });
+      if (n.level >= STORED_LEVEL) nodes.push({ id, hash: n.hash });
     }
     rows.push({
       seq,
@@ -129,7 +176,7 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
     });
     out.push(record);
   }
-  await tx.putAuditNodes(nodes);
+  if (nodes.length > 0) await tx.putAuditNodes(nodes);
   for (const row of rows) await tx.insertAuditRecord(row);
   return out;
 }
@@ -359,11 +406,21 @@ export async function verifyStoredLog(store: Store, verifier: NoteVerifier): Pro
       if (r.seq !== seq) return { ok: false, seq, problem: `record ${seq} holds the bytes of record ${r.seq}` };
       const nodes = tree.appendWithNodes(row.canonical);
       if (!nodes[0]!.hash.equals(row.leafHash)) return { ok: false, seq, problem: `record ${seq}: its bytes do not hash to its stored leaf hash` };
-      for (const n of nodes) made.push({ seq, ...n });
+      // Below STORED_LEVEL a node is hashed from the leaf hashes just checked: nothing stored to compare.
+      for (const n of nodes) if (nodeLevel(n.id) >= STORED_LEVEL) made.push({ seq, ...n });
     }
-    const stored = await store.getAuditNodes(made.map((n) => n.id));
+    const stored = made.length === 0 ? new Map<number, Buffer>() : await store.getAuditNodes(made.map((n) => n.id));
     const wrong = made.find((n) => !stored.get(n.id)?.equals(n.hash));
-    if (wrong) return { ok: false, seq: wrong.seq, problem: `record ${wrong.seq}: the stored tree does not match the records from here on` };
+    if (wrong) {
+      // The records' leaf hashes are the only copy below STORED_LEVEL: the node names its span, not one record.
+      const level = nodeLevel(wrong.id);
+      const start = ((wrong.id + 1 - 2 ** level) / 2 ** (level + 1)) * 2 ** level;
+      return {
+        ok: false,
+        seq: start,
+        problem: `records ${start} to ${wrong.seq}: the stored tree does not match them (one was rewritten with its leaf hash, or the tree was)`,
+      };
+    }
   }
   const root = await rootHash(tree, size);
   if (last) {

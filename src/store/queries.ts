@@ -190,6 +190,7 @@ export function buildQueries(d: Dialect) {
     // The row lock (PostgreSQL) or the write lock (SQLite) serializes appenders on this one row.
     bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + CAST(? AS ${d.int}) AS TEXT) WHERE key = 'audit_size' RETURNING value`,
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
+    auditLeafHashes: `SELECT seq, leaf_hash FROM audit_records WHERE seq IN ${d.intSet}`,
     putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',
     insertAuditRecord: insert(AUDIT_RECORDS),
     getAuditRecord: `${select(AUDIT_RECORDS)} WHERE seq = ?`,

@@ -297,7 +297,10 @@ export const MIGRATIONS: readonly Migration[] = [
   // record's task, principal and actor (empty ones left out), written by the transaction that
   // appends record 64k + 63 for records 64k to 64k + 63, instead of three indexes on
   // audit_records that every append wrote a page of. Filled here for the complete batches of an
-  // existing log. 64 is AUDIT_INDEX_BATCH (sql-store.ts), which this migration fixes.
+  // existing log. 64 is AUDIT_INDEX_BATCH (sql-store.ts), which this migration fixes. And the
+  // tree keeps nodes of level 4 (16 leaves) and up only (src/audit/log.ts STORED_LEVEL; the
+  // level is the number of trailing one bits of the in-order id): lower ones are hashed again
+  // from the leaf hashes in audit_records.
   ({ int, text, tableOptions }) => `CREATE TABLE audit_index (
      kind ${text} NOT NULL CHECK (kind IN ('task', 'principal', 'actor')),
      value ${text} NOT NULL,
@@ -313,7 +316,8 @@ export const MIGRATIONS: readonly Migration[] = [
        WHERE actor <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size');
    DROP INDEX audit_records_task;
    DROP INDEX audit_records_principal;
-   DROP INDEX audit_records_actor;`,
+   DROP INDEX audit_records_actor;
+   DELETE FROM audit_nodes WHERE (id + 1) % 16 <> 0;`,
 ];
 
 /** The schema version this binary migrates to. */

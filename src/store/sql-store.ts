@@ -452,6 +452,13 @@ class SqlOps implements StoreTx {
     const rows = await this.x.all(this.q.auditNodes, [this.d.encodeIntSet(ids)]);
     return new Map(rows.map((r) => [int(r.id, 'audit_nodes.id'), bytesOf(r.hash)]));
   }
+  async getAuditLeafHashes(seqs: readonly number[]): Promise<Map<number, Buffer>> {
+    if (seqs.length === 0) return new Map();
+    if (seqs.length > MAX_AUDIT_NODES_PER_READ)
+      throw new StoreError(`store(${this.d.backend}): at most ${MAX_AUDIT_NODES_PER_READ} audit leaf hashes are read at once`);
+    const rows = await this.x.all(this.q.auditLeafHashes, [this.d.encodeIntSet(seqs)]);
+    return new Map(rows.map((r) => [int(r.seq, 'audit_records.seq'), bytesOf(r.leaf_hash)]));
+  }
   async putAuditNodes(nodes: readonly AuditNode[]): Promise<void> {
     for (const n of nodes) await this.x.run(this.q.putAuditNode, [n.id, n.hash]);
   }
@@ -508,7 +515,7 @@ function auditSize(r: Row | undefined): number {
 }
 
 function bytesOf(v: unknown): Buffer {
-  if (!Buffer.isBuffer(v)) throw new StoreError('store: column audit_nodes.hash does not hold bytes');
+  if (!Buffer.isBuffer(v)) throw new StoreError('store: an audit hash column does not hold bytes');
   return v;
 }
 
@@ -622,6 +629,7 @@ export class SqlStore implements Store {
   getAuditSize = () => this.direct.getAuditSize();
   reserveAuditSeq = (count?: number) => this.direct.reserveAuditSeq(count);
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
+  getAuditLeafHashes = (seqs: readonly number[]) => this.direct.getAuditLeafHashes(seqs);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));
   // The record that completes an index batch also writes the batch: a transaction of its own.
   insertAuditRecord = (r: AuditRecordRow) => this.transaction((tx) => tx.insertAuditRecord(r));

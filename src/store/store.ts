@@ -490,6 +490,8 @@ export interface StoreTx {
   reserveAuditSeq(count?: number): Promise<number>;
   /** The stored tree nodes among these ids (missing ones are absent from the map). */
   getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
+  /** The stored leaf hashes of these records (missing ones are absent from the map). */
+  getAuditLeafHashes(seqs: readonly number[]): Promise<Map<number, Buffer>>;
   /** Stores new tree nodes; throws StoreError if one exists (nodes are written once). */
   putAuditNodes(nodes: readonly AuditNode[]): Promise<void>;
   /** Inserts a record; throws StoreError if its seq exists. */

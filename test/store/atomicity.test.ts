@@ -132,6 +132,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   getAuditSize: [],
   reserveAuditSeq: [],
   getAuditNodes: [[0, 1, 2]],
+  getAuditLeafHashes: [[0, 1]],
   putAuditNodes: [
     [
       { id: 0, hash: Buffer.alloc(32) },

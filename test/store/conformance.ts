@@ -9,7 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
 import { openAuditSigner } from '../../src/audit/keys.js';
 import { AuditLog, appendAudit, storeNodes } from '../../src/audit/log.js';
-import { leafHash, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
+import { leafHash, MemoryTree, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
 import { noteSigner } from '../../src/audit/note.js';
 import { type NewAuditRecord, parseRecord } from '../../src/audit/record.js';
 import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
@@ -1366,12 +1366,20 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         for (const r of rows) verifyInclusion(r.seq, 6, r.leafHash, (await log.prove(r.seq, 6)).proof, root);
       });
 
-      it('stores nodes once, and reads them in one statement', async () => {
-        await append(3);
-        const got = await s.getAuditNodes([0, 1, 2, 4, 99]);
-        expect([...got.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 4]);
-        expectStoreError(await rejection(s.putAuditNodes([{ id: 0, hash: Buffer.alloc(32) }])), UNIQUE);
-        expect((await s.getAuditNodes([0])).get(0)!.equals((await s.getAuditRecord(0))!.leafHash)).toBe(true);
+      it('stores the tree nodes of 16 leaves and up once, and the lower ones hashed from the records’ leaf hashes', async () => {
+        await append(40);
+        // Of these ids only (4, 0), (5, 0) and (4, 1) are stored: 15, 31 and 47.
+        const got = await s.getAuditNodes([0, 1, 2, 4, 15, 31, 47, 79, 99]);
+        expect([...got.keys()].sort((a, b) => a - b)).toEqual([15, 31, 47]);
+        expectStoreError(await rejection(s.putAuditNodes([{ id: 15, hash: Buffer.alloc(32) }])), UNIQUE);
+        const leaves = await s.getAuditLeafHashes([0, 1, 39, 40]);
+        expect([...leaves.keys()].sort((a, b) => a - b)).toEqual([0, 1, 39]);
+        expect(leaves.get(39)!.equals((await s.getAuditRecord(39))!.leafHash)).toBe(true);
+        // Through storeNodes, every node of the tree of 40 is what MemoryTree (which stores all) has.
+        const tree = new MemoryTree();
+        for (const r of await s.listAuditRecords(0, 40)) tree.append(r.canonical);
+        const ids = Array.from({ length: 100 }, (_, i) => i);
+        expect(await storeNodes(s).nodes(ids)).toEqual(await tree.nodes(ids));
       });
 
       it('signs checkpoints that extend each other, proves inclusion and consistency', async () => {
