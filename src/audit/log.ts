@@ -1,11 +1,14 @@
 /**
  * The audit log over the store: appending a record inside the caller's transaction (so the
- * record commits with the change it describes, or neither does), signed checkpoints, proofs.
- * The tree's nodes are stored as they are completed (merkle.ts), so an append reads and writes
- * O(log n) rows and a proof reads O(log n) rows.
+ * record commits with the change it describes, or neither does; a transaction's records are
+ * written together just before it commits), signed checkpoints, proofs.
+ * The tree's nodes of 16 leaves and up are stored as they are completed (merkle.ts), the lower
+ * ones hashed again from the records' leaf hashes, so an append reads and writes O(log n) rows
+ * and a proof reads O(log n) rows.
  */
 import { AuditError } from '../errors.js';
-import type { AuditRecordRow, Store, StoreTx } from '../store/store.js';
+import { beforeCommit } from '../store/before-commit.js';
+import type { AuditNode, AuditRecordRow, Store, StoreTx } from '../store/store.js';
 import { type Checkpoint, checkNextCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import type { HighWater, HighWaterStore } from './high-water.js';
 import {
@@ -17,16 +20,62 @@ import {
   MAX_TREE_SIZE,
   MemoryTree,
   type NodeReader,
+  nodeHash,
   nodeId,
   rootHash,
   verifyConsistency,
 } from './merkle.js';
 import type { NoteSigner, NoteVerifier } from './note.js';
-import { AUDIT_RECORD_VERSION, type AuditActor, type AuditRecord, encodeRecord, type NewAuditRecord, parseRecord } from './record.js';
+import { type AuditActor, type AuditRecord, type CheckedNewRecord, checkNewRecord, type NewAuditRecord, parseRecord, placeRecord } from './record.js';
 
-/** The tree as the store holds it, read through one transaction or the store itself. */
-export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes'>): NodeReader {
-  return { nodes: (ids) => tx.getAuditNodes(ids) };
+/**
+ * The lowest level of the tree the store keeps nodes of (docs/audit.md "Storage"): complete
+ * subtrees of 16 leaves and more. A node below it is hashed again from its at most 8 leaf
+ * hashes, which the records hold; so an append writes a node for one record in 8, not two for
+ * every record.
+ */
+export const STORED_LEVEL = 4;
+
+/** The level of the node with in-order id `id`: the number of trailing one bits of the id. */
+export function nodeLevel(id: number): number {
+  let level = 0;
+  for (let x = id + 1; x % 2 === 0; x /= 2) level++;
+  return level;
+}
+
+/** The hash of the complete subtree over these leaf hashes (a power of two of them, in order). */
+function subtreeHash(leaves: readonly Buffer[]): Buffer {
+  let level = leaves;
+  while (level.length > 1) level = Array.from({ length: level.length / 2 }, (_, j) => nodeHash(level[2 * j]!, level[2 * j + 1]!));
+  return level[0]!;
+}
+
+/**
+ * The tree as the store holds it, read through one transaction or the store itself: nodes of
+ * STORED_LEVEL and up as stored, lower ones hashed from the records' leaf hashes (one read
+ * each; a node whose leaves are not all there is absent).
+ */
+export function storeNodes(tx: Pick<StoreTx, 'getAuditNodes' | 'getAuditLeafHashes'>): NodeReader {
+  return {
+    async nodes(ids) {
+      const stored = ids.filter((id) => nodeLevel(id) >= STORED_LEVEL);
+      const out = stored.length === 0 ? new Map<number, Buffer>() : await tx.getAuditNodes(stored);
+      const spans = ids
+        .filter((id) => nodeLevel(id) < STORED_LEVEL)
+        .map((id) => {
+          const level = nodeLevel(id);
+          const start = ((id + 1 - 2 ** level) / 2 ** (level + 1)) * 2 ** level;
+          return { id, seqs: Array.from({ length: 2 ** level }, (_, k) => start + k) };
+        });
+      if (spans.length === 0) return out;
+      const leaves = await tx.getAuditLeafHashes([...new Set(spans.flatMap((s) => s.seqs))]);
+      for (const { id, seqs } of spans) {
+        const hs = seqs.map((seq) => leaves.get(seq));
+        if (hs.every((h) => h !== undefined)) out.set(id, subtreeHash(hs as Buffer[]));
+      }
+      return out;
+    },
+  };
 }
 
 /** The actor as the query column holds it. */
@@ -46,36 +95,90 @@ export function actorKey(a: AuditActor): string {
 /** What appends records inside a transaction (appendAudit; a benchmark's baseline injects a no-op). */
 export type AuditAppender = (tx: StoreTx, r: NewAuditRecord) => Promise<unknown>;
 
+/** The records appended in each transaction so far (checked), written when it commits. */
+const pending = new WeakMap<StoreTx, CheckedNewRecord[]>();
+
 /**
- * Appends one record inside `tx`, the transaction that makes the change it records; returns
- * the record with its place. A rollback of `tx` takes the record (and its place) back too.
+ * Appends one record inside `tx`, the transaction that makes the change it records. The record
+ * is checked now (a bad one fails this call); it takes its place, and is written with the other
+ * records of `tx`, just before `tx` commits (appendRecords), in the order appended. A rollback
+ * of `tx` takes the record (and its place) back too. `tx` must be a Store.transaction's.
  */
-export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<AuditRecord> {
-  const seq = await tx.reserveAuditSeq();
-  if (seq >= MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
-  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq, ...r };
-  const canonical = encodeRecord(record);
-  const leaf = leafHash(canonical);
-  const wanted = appendSiblings(seq);
-  const got = wanted.length === 0 ? new Map<number, Buffer>() : await tx.getAuditNodes(wanted.map((n) => nodeId(n.level, n.index)));
-  const siblings = wanted.map((n) => {
-    const h = got.get(nodeId(n.level, n.index));
-    if (!h) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: tree node (${n.level}, ${n.index}) is missing; run writ audit verify-log`);
-    return h;
-  });
-  await tx.putAuditNodes(appendNodes(seq, leaf, siblings).map((n) => ({ id: nodeId(n.level, n.index), hash: n.hash })));
-  const row: AuditRecordRow = {
-    seq,
-    at: record.at,
-    event: record.event,
-    actor: actorKey(record.actor),
-    principal: record.principal ? `${record.principal.iss}#${record.principal.sub}` : '',
-    task: record.task ?? '',
-    canonical,
-    leafHash: leaf,
-  };
-  await tx.insertAuditRecord(row);
-  return record;
+export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void> {
+  const checked = checkNewRecord(r);
+  let list = pending.get(tx);
+  if (!list) {
+    const records: CheckedNewRecord[] = [];
+    beforeCommit(tx, async () => {
+      pending.delete(tx);
+      await appendChecked(tx, records);
+    });
+    pending.set(tx, records);
+    list = records;
+  }
+  list.push(checked);
+}
+
+/**
+ * Appends records in order as one step inside `tx`: one reservation of their places, one read
+ * of the tree's right frontier (the complete subtrees the new leaves combine with), the nodes
+ * and records written after. The rows and nodes written are exactly those of appending the
+ * records one by one (test/unit/audit-log.test.ts compares the two). Returns them with their places.
+ */
+export async function appendRecords(tx: StoreTx, rs: readonly NewAuditRecord[]): Promise<AuditRecord[]> {
+  return appendChecked(tx, rs.map(checkNewRecord));
+}
+
+async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
+  if (rs.length === 0) return [];
+  const first = await tx.reserveAuditSeq(rs.length);
+  if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
+  // The left siblings the new leaves combine with that no earlier leaf of this batch completes:
+  // complete subtrees of the tree of `first` leaves (its right frontier), read in one statement
+  // (none at all for many batches).
+  const made = new Set<number>();
+  const wanted: number[] = [];
+  for (let seq = first; seq < first + rs.length; seq++) {
+    made.add(nodeId(0, seq));
+    for (const n of appendSiblings(seq)) {
+      const id = nodeId(n.level, n.index);
+      if (!made.has(id)) wanted.push(id);
+      made.add(nodeId(n.level + 1, Math.floor(n.index / 2)));
+    }
+  }
+  const known = new Map<number, Buffer>(wanted.length === 0 ? [] : await storeNodes(tx).nodes(wanted));
+  const nodes: AuditNode[] = [];
+  const rows: AuditRecordRow[] = [];
+  const out: AuditRecord[] = [];
+  for (let k = 0; k < rs.length; k++) {
+    const seq = first + k;
+    const { record, canonical } = placeRecord(rs[k]!, seq);
+    const leaf = leafHash(canonical);
+    const siblings = appendSiblings(seq).map((n) => {
+      const h = known.get(nodeId(n.level, n.index));
+      if (!h) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: tree node (${n.level}, ${n.index}) is missing; run writ audit verify-log`);
+      return h;
+    });
+    for (const n of appendNodes(seq, leaf, siblings)) {
+      const id = nodeId(n.level, n.index);
+      known.set(id, n.hash);
+      if (n.level >= STORED_LEVEL) nodes.push({ id, hash: n.hash });
+    }
+    rows.push({
+      seq,
+      at: record.at,
+      event: record.event,
+      actor: actorKey(record.actor),
+      principal: record.principal ? `${record.principal.iss}#${record.principal.sub}` : '',
+      task: record.task ?? '',
+      canonical,
+      leafHash: leaf,
+    });
+    out.push(record);
+  }
+  if (nodes.length > 0) await tx.putAuditNodes(nodes);
+  for (const row of rows) await tx.insertAuditRecord(row);
+  return out;
 }
 
 /** Rows read per page and at most per listing (a listing with several filters reads through one index). */
@@ -303,11 +406,21 @@ export async function verifyStoredLog(store: Store, verifier: NoteVerifier): Pro
       if (r.seq !== seq) return { ok: false, seq, problem: `record ${seq} holds the bytes of record ${r.seq}` };
       const nodes = tree.appendWithNodes(row.canonical);
       if (!nodes[0]!.hash.equals(row.leafHash)) return { ok: false, seq, problem: `record ${seq}: its bytes do not hash to its stored leaf hash` };
-      for (const n of nodes) made.push({ seq, ...n });
+      // Below STORED_LEVEL a node is hashed from the leaf hashes just checked: nothing stored to compare.
+      for (const n of nodes) if (nodeLevel(n.id) >= STORED_LEVEL) made.push({ seq, ...n });
     }
-    const stored = await store.getAuditNodes(made.map((n) => n.id));
+    const stored = made.length === 0 ? new Map<number, Buffer>() : await store.getAuditNodes(made.map((n) => n.id));
     const wrong = made.find((n) => !stored.get(n.id)?.equals(n.hash));
-    if (wrong) return { ok: false, seq: wrong.seq, problem: `record ${wrong.seq}: the stored tree does not match the records from here on` };
+    if (wrong) {
+      // The records' leaf hashes are the only copy below STORED_LEVEL: the node names its span, not one record.
+      const level = nodeLevel(wrong.id);
+      const start = ((wrong.id + 1 - 2 ** level) / 2 ** (level + 1)) * 2 ** level;
+      return {
+        ok: false,
+        seq: start,
+        problem: `records ${start} to ${wrong.seq}: the stored tree does not match them (one was rewritten with its leaf hash, or the tree was)`,
+      };
+    }
   }
   const root = await rootHash(tree, size);
   if (last) {

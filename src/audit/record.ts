@@ -116,11 +116,15 @@ const ACTOR_KEYS: Readonly<Record<AuditActor['kind'], readonly string[]>> = {
   issuer: ['kind'],
 };
 const HEX64 = /^[0-9a-f]{64}$/;
+const SURROGATE = /[\uD800-\uDFFF]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /** What a join token (`<16 hex>.<43 base64url>`) or a PEM private key looks like, anywhere in a string. */
 const SECRET_SHAPES: readonly RegExp[] = [/(?<![0-9a-f])[0-9a-f]{16}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/, /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/];
 
 /** True when `s` holds what a join token or a PEM private key looks like (callers refuse such text before it is published anywhere). */
 export function looksLikeSecret(s: string): boolean {
+  // Neither shape fits a string without its fixed part: 60 characters around a '.', or "PRIVATE KEY-----".
+  if (!(s.length >= 60 && s.includes('.')) && !s.includes('PRIVATE KEY-----')) return false;
   return SECRET_SHAPES.some((re) => re.test(s));
 }
 
@@ -132,16 +136,18 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** `keys` sorted. As many (distinct, enumerable, own) keys as `keys`, each one of them, is exactly that set. */
 function exactKeys(o: Record<string, unknown>, keys: readonly string[], what: string): void {
-  const got = Object.keys(o).sort();
-  const want = [...keys].sort();
-  if (got.length !== want.length || got.some((k, i) => k !== want[i])) bad(`${what} must have exactly the fields ${want.join(', ')}`);
+  const got = Object.keys(o);
+  if (got.length !== keys.length || !got.every((k) => keys.includes(k))) bad(`${what} must have exactly the fields ${keys.join(', ')}`);
 }
 
 function text(v: unknown, field: string): string {
   if (typeof v !== 'string') return bad(`${field} must be a string`);
   if (v.length === 0 || v.length > MAX_AUDIT_STRING) bad(`${field} must be 1 to ${MAX_AUDIT_STRING} characters`);
   if (looksLikeSecret(v)) bad(`${field} looks like a secret (a join token or a private key); secrets never enter the audit log`);
+  // RFC 8785 has no form for one (jcs.ts refuses it too); checked here because encodeRecord does not go through jcs.ts.
+  if (SURROGATE.test(v) && LONE_SURROGATE.test(v)) bad(`${field} holds a lone surrogate`);
   return v;
 }
 const textOrNull = (v: unknown, field: string): string | null => (v === null ? null : text(v, field));
@@ -215,11 +221,72 @@ export function checkRecord(v: unknown): AuditRecord {
   };
 }
 
-/** The record's RFC 8785 bytes: the Merkle leaf. Refuses anything checkRecord refuses. */
-export function encodeRecord(r: AuditRecord): Buffer {
-  const bytes = canonicalBytes(checkRecord(r));
+/**
+ * The checked record as a plain object whose keys (and the actor's and principal's) are in
+ * RFC 8785 §3.2.3 order. For such an object JSON.stringify writes exactly the RFC 8785 text:
+ * its strings are escaped as §3.2.2.2 says (checkRecord refused lone surrogates, which
+ * JSON.stringify would escape and RFC 8785 has no form for), its numbers are safe integers
+ * (§3.2.2.3: ECMAScript's Number::toString, which JSON.stringify uses), and nothing is dropped
+ * (no undefined, no functions). parseRecord checks every stored record against jcs.ts, and
+ * test/unit/audit-record.test.ts holds the two to the same bytes.
+ */
+function sortedForm(r: AuditRecord): object {
+  const a = r.actor;
+  const actor =
+    a.kind === 'agent'
+      ? { jkt: a.jkt, kind: a.kind, spiffeId: a.spiffeId }
+      : a.kind === 'operator'
+        ? { id: a.id, kind: a.kind }
+        : a.kind === 'principal'
+          ? { iss: a.iss, kind: a.kind, sub: a.sub }
+          : { kind: a.kind };
+  return {
+    action: r.action,
+    actor,
+    at: r.at,
+    created: r.created,
+    decision: r.decision,
+    event: r.event,
+    evidence: r.evidence,
+    lineage: r.lineage,
+    policies: r.policies,
+    principal: r.principal && { iss: r.principal.iss, sub: r.principal.sub },
+    reason: r.reason,
+    resource: r.resource,
+    seq: r.seq,
+    snapshot: r.snapshot,
+    task: r.task,
+    v: r.v,
+  };
+}
+
+/** The bytes of a record checkRecord returned. */
+function serialize(r: AuditRecord): Buffer {
+  const bytes = Buffer.from(JSON.stringify(sortedForm(r)), 'utf8');
   if (bytes.length > MAX_AUDIT_RECORD_BYTES) bad(`record of ${bytes.length} bytes is larger than ${MAX_AUDIT_RECORD_BYTES}`);
   return bytes;
+}
+
+/** The record's RFC 8785 bytes: the Merkle leaf. Refuses anything checkRecord refuses. */
+export function encodeRecord(r: AuditRecord): Buffer {
+  return serialize(checkRecord(r));
+}
+
+declare const CHECKED: unique symbol;
+/** A new record as checkNewRecord returned it: checked, and a copy its caller cannot change. */
+export type CheckedNewRecord = NewAuditRecord & { readonly [CHECKED]: true };
+
+/** Checks a record before it has its place (the audit log places it at commit); returns a checked copy. */
+export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
+  // seq 0 stands in for the place; a `v` or `seq` the caller passed is overwritten, never kept.
+  const { v: _v, seq: _seq, ...rest } = checkRecord({ ...r, v: AUDIT_RECORD_VERSION, seq: 0 });
+  return rest as CheckedNewRecord;
+}
+
+/** A checked new record at its place `seq`, and its RFC 8785 bytes (the Merkle leaf), without checking it again. */
+export function placeRecord(r: CheckedNewRecord, seq: number): { record: AuditRecord; canonical: Buffer } {
+  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq: integer(seq, 'seq'), ...r };
+  return { record, canonical: serialize(record) };
 }
 
 /**

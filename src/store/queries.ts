@@ -39,6 +39,16 @@ export interface Statement {
 const cols = (t: Table) => t.columns.join(', ');
 const insert = (t: Table) => `INSERT INTO ${t.name} (${cols(t)}) VALUES (${t.columns.map(() => '?').join(', ')})`;
 const select = (t: Table) => `SELECT ${cols(t)} FROM ${t.name}`;
+/** findAuditRecords by one derived column (see auditRecordsBy_task below). */
+const auditRecordsBy = (d: Dialect, kind: string, column: string) => {
+  const indexed = `(SELECT CAST(value AS ${d.int}) / 64 * 64 FROM meta WHERE key = 'audit_size')`;
+  return `${select(AUDIT_RECORDS)} WHERE seq IN (
+      SELECT seq FROM audit_records WHERE seq >= ${indexed} AND seq < ? AND ${column} = ?
+      UNION ALL SELECT seq FROM (
+        SELECT seq FROM audit_index WHERE kind = '${kind}' AND value = ? AND seq < ? AND seq < ${indexed} ORDER BY seq DESC LIMIT ?
+      ) AS indexed
+    ) ORDER BY seq DESC LIMIT ?`;
+};
 /** `col = excluded.col` for every column but the conflict key. */
 const replaceAll = (t: Table, key: string) =>
   t.columns
@@ -200,16 +210,24 @@ export function buildQueries(d: Dialect) {
 
     getAuditSize: "SELECT value FROM meta WHERE key = 'audit_size'",
     // The row lock (PostgreSQL) or the write lock (SQLite) serializes appenders on this one row.
-    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + 1 AS TEXT) WHERE key = 'audit_size' RETURNING value`,
+    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + CAST(? AS ${d.int}) AS TEXT) WHERE key = 'audit_size' RETURNING value`,
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
+    auditLeafHashes: `SELECT seq, leaf_hash FROM audit_records WHERE seq IN ${d.intSet}`,
     putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',
     insertAuditRecord: insert(AUDIT_RECORDS),
     getAuditRecord: `${select(AUDIT_RECORDS)} WHERE seq = ?`,
     listAuditRecords: `${select(AUDIT_RECORDS)} WHERE seq >= ? ORDER BY seq LIMIT ?`,
-    // Newest first, from position `before` down (each served by its (column, seq) index).
-    auditRecordsBy_task: `${select(AUDIT_RECORDS)} WHERE task_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
-    auditRecordsBy_principal: `${select(AUDIT_RECORDS)} WHERE principal = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
-    auditRecordsBy_actor: `${select(AUDIT_RECORDS)} WHERE actor = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+    // The batch of AUDIT_INDEX_BATCH records [from, to) into audit_index (migration 11): from, to three times.
+    indexAuditRecords: `INSERT INTO audit_index (kind, value, seq)
+      SELECT 'task', task_id, seq FROM audit_records WHERE seq >= ? AND seq < ? AND task_id <> ''
+      UNION ALL SELECT 'principal', principal, seq FROM audit_records WHERE seq >= ? AND seq < ? AND principal <> ''
+      UNION ALL SELECT 'actor', actor, seq FROM audit_records WHERE seq >= ? AND seq < ? AND actor <> ''`,
+    // Newest first, from position `before` down: the records past the last complete batch
+    // (fewer than 64, read by position) and, below it, audit_index. One statement, so one
+    // snapshot; params: before, value, value, before, limit, limit.
+    auditRecordsBy_task: auditRecordsBy(d, 'task', 'task_id'),
+    auditRecordsBy_principal: auditRecordsBy(d, 'principal', 'principal'),
+    auditRecordsBy_actor: auditRecordsBy(d, 'actor', 'actor'),
     auditRecordsBefore: `${select(AUDIT_RECORDS)} WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
     putAuditCheckpoint: insert(AUDIT_CHECKPOINTS),
     latestAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} ORDER BY size DESC LIMIT 1`,

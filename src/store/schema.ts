@@ -341,6 +341,31 @@ export const MIGRATIONS: readonly Migration[] = [
    CREATE INDEX approvals_writ ON approvals (writ_jti, state, expires_at);
    CREATE INDEX approvals_principal ON approvals (principal_iss, principal_sub, created_at, id);
    CREATE INDEX approvals_created ON approvals (created_at, id);`,
+  // The audit log's query index in batches (docs/audit.md "Storage"): (kind, value, seq) for each
+  // record's task, principal and actor (empty ones left out), written by the transaction that
+  // appends record 64k + 63 for records 64k to 64k + 63, instead of three indexes on
+  // audit_records that every append wrote a page of. Filled here for the complete batches of an
+  // existing log. 64 is AUDIT_INDEX_BATCH (sql-store.ts), which this migration fixes. And the
+  // tree keeps nodes of level 4 (16 leaves) and up only (src/audit/log.ts STORED_LEVEL; the
+  // level is the number of trailing one bits of the in-order id): lower ones are hashed again
+  // from the leaf hashes in audit_records.
+  ({ int, text, tableOptions }) => `CREATE TABLE audit_index (
+     kind ${text} NOT NULL CHECK (kind IN ('task', 'principal', 'actor')),
+     value ${text} NOT NULL,
+     seq ${int} NOT NULL,
+     PRIMARY KEY (kind, value, seq)
+   )${tableOptions};
+   INSERT INTO audit_index (kind, value, seq)
+     SELECT 'task', task_id, seq FROM audit_records
+       WHERE task_id <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size')
+     UNION ALL SELECT 'principal', principal, seq FROM audit_records
+       WHERE principal <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size')
+     UNION ALL SELECT 'actor', actor, seq FROM audit_records
+       WHERE actor <> '' AND seq < (SELECT CAST(value AS ${int}) / 64 * 64 FROM meta WHERE key = 'audit_size');
+   DROP INDEX audit_records_task;
+   DROP INDEX audit_records_principal;
+   DROP INDEX audit_records_actor;
+   DELETE FROM audit_nodes WHERE (id + 1) % 16 <> 0;`,
 ];
 
 /** The schema version this binary migrates to. */

@@ -3,6 +3,7 @@
  * one statement, and transactions; this file maps every Store method to statements
  * (queries.ts) and rows to records (codecs.ts). See README.md for how to add a backend.
  */
+import { transactionHooks } from './before-commit.js';
 import { StoreError } from '../errors.js';
 import type { Entry } from '../registration/entry.js';
 import {
@@ -140,6 +141,12 @@ export interface SqlDriver {
 export const MAX_DECISIONS_PER_READ = 10_000;
 /** Most audit tree nodes read at once: a proof needs fewer than 128 (src/audit/merkle.ts). */
 export const MAX_AUDIT_NODES_PER_READ = 1024;
+/**
+ * Audit records are indexed for findAuditRecords in batches of this many (migration 11): the
+ * transaction that appends record 64k + 63 indexes records 64k to 64k + 63, so appends do not
+ * write index pages each; a lookup reads the records past the last complete batch by position.
+ */
+export const AUDIT_INDEX_BATCH = 64;
 /** Most rows any other listing reads at once. */
 export const MAX_ROWS_PER_READ = 100_000;
 
@@ -474,8 +481,10 @@ class SqlOps implements StoreTx {
   async getAuditSize(): Promise<number> {
     return auditSize(await this.x.get(this.q.getAuditSize, []));
   }
-  async reserveAuditSeq(): Promise<number> {
-    return auditSize(await this.x.get(this.q.bumpAuditSize, [])) - 1;
+  async reserveAuditSeq(count = 1): Promise<number> {
+    if (!Number.isSafeInteger(count) || count < 1 || count > MAX_ROWS_PER_READ)
+      throw new StoreError(`store(${this.d.backend}): reserveAuditSeq count must be an integer from 1 to ${MAX_ROWS_PER_READ}`);
+    return auditSize(await this.x.get(this.q.bumpAuditSize, [count])) - count;
   }
   async getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>> {
     if (ids.length === 0) return new Map();
@@ -484,11 +493,23 @@ class SqlOps implements StoreTx {
     const rows = await this.x.all(this.q.auditNodes, [this.d.encodeIntSet(ids)]);
     return new Map(rows.map((r) => [int(r.id, 'audit_nodes.id'), bytesOf(r.hash)]));
   }
+  async getAuditLeafHashes(seqs: readonly number[]): Promise<Map<number, Buffer>> {
+    if (seqs.length === 0) return new Map();
+    if (seqs.length > MAX_AUDIT_NODES_PER_READ)
+      throw new StoreError(`store(${this.d.backend}): at most ${MAX_AUDIT_NODES_PER_READ} audit leaf hashes are read at once`);
+    const rows = await this.x.all(this.q.auditLeafHashes, [this.d.encodeIntSet(seqs)]);
+    return new Map(rows.map((r) => [int(r.seq, 'audit_records.seq'), bytesOf(r.leaf_hash)]));
+  }
   async putAuditNodes(nodes: readonly AuditNode[]): Promise<void> {
     for (const n of nodes) await this.x.run(this.q.putAuditNode, [n.id, n.hash]);
   }
   async insertAuditRecord(r: AuditRecordRow): Promise<void> {
     await this.x.run(this.q.insertAuditRecord, bind(AUDIT_RECORDS, encodeAuditRecord(r)));
+    // The record that completes a batch indexes the batch (appends are in order, so the others are stored).
+    if ((r.seq + 1) % AUDIT_INDEX_BATCH === 0) {
+      const from = r.seq + 1 - AUDIT_INDEX_BATCH;
+      await this.x.run(this.q.indexAuditRecords, [from, r.seq + 1, from, r.seq + 1, from, r.seq + 1]);
+    }
   }
   async getAuditRecord(seq: number): Promise<AuditRecordRow | undefined> {
     const r = await this.x.get(this.q.getAuditRecord, [seq]);
@@ -503,7 +524,11 @@ class SqlOps implements StoreTx {
     limit: number,
   ): Promise<AuditRecordRow[]> {
     const n = this.limit(limit, 'findAuditRecords');
-    const rows = by ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [by.value, before, n]) : await this.x.all(this.q.auditRecordsBefore, [before, n]);
+    // '' is "no task" or "no principal", never indexed: nothing has it.
+    if (by?.value === '') return [];
+    const rows = by
+      ? await this.x.all(this.q[`auditRecordsBy_${by.column}`], [before, by.value, by.value, before, n, n])
+      : await this.x.all(this.q.auditRecordsBefore, [before, n]);
     return rows.map(decodeAuditRecord);
   }
   async putAuditCheckpoint(c: AuditCheckpointRecord): Promise<void> {
@@ -531,7 +556,7 @@ function auditSize(r: Row | undefined): number {
 }
 
 function bytesOf(v: unknown): Buffer {
-  if (!Buffer.isBuffer(v)) throw new StoreError('store: column audit_nodes.hash does not hold bytes');
+  if (!Buffer.isBuffer(v)) throw new StoreError('store: an audit hash column does not hold bytes');
   return v;
 }
 
@@ -556,7 +581,14 @@ export class SqlStore implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.driver.transaction((x) => fn(new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver))));
+    return this.driver.transaction(async (x) => {
+      const tx = new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver));
+      const hooks = transactionHooks(tx);
+      const out = await fn(tx);
+      // By index: a hook may add another (it runs too).
+      for (let i = 0; i < hooks.length; i++) await hooks[i]!();
+      return out;
+    });
   }
 
   close(): Promise<void> {
@@ -646,10 +678,12 @@ export class SqlStore implements Store {
   attestedAgentKnown = (by: 'jkt' | 'platform', value: string) => this.direct.attestedAgentKnown(by, value);
   pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
-  reserveAuditSeq = () => this.direct.reserveAuditSeq();
+  reserveAuditSeq = (count?: number) => this.direct.reserveAuditSeq(count);
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
+  getAuditLeafHashes = (seqs: readonly number[]) => this.direct.getAuditLeafHashes(seqs);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));
-  insertAuditRecord = (r: AuditRecordRow) => this.direct.insertAuditRecord(r);
+  // The record that completes an index batch also writes the batch: a transaction of its own.
+  insertAuditRecord = (r: AuditRecordRow) => this.transaction((tx) => tx.insertAuditRecord(r));
   getAuditRecord = (seq: number) => this.direct.getAuditRecord(seq);
   listAuditRecords = (from: number, limit: number) => this.direct.listAuditRecords(from, limit);
   findAuditRecords = (by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined, before: number, limit: number) =>

@@ -515,13 +515,15 @@ export interface StoreTx {
   /** How many audit records the log holds (the tree size). */
   getAuditSize(): Promise<number>;
   /**
-   * Takes the next audit position and returns it (the size before). Concurrent callers get
-   * distinct positions; call it in the transaction that appends the record, so a rollback gives
-   * the position back.
+   * Takes the next `count` (default 1) audit positions and returns the first (the size before).
+   * Concurrent callers get distinct positions; call it in the transaction that appends the
+   * records, so a rollback gives the positions back.
    */
-  reserveAuditSeq(): Promise<number>;
+  reserveAuditSeq(count?: number): Promise<number>;
   /** The stored tree nodes among these ids (missing ones are absent from the map). */
   getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
+  /** The stored leaf hashes of these records (missing ones are absent from the map). */
+  getAuditLeafHashes(seqs: readonly number[]): Promise<Map<number, Buffer>>;
   /** Stores new tree nodes; throws StoreError if one exists (nodes are written once). */
   putAuditNodes(nodes: readonly AuditNode[]): Promise<void>;
   /** Inserts a record; throws StoreError if its seq exists. */
@@ -531,7 +533,9 @@ export interface StoreTx {
   listAuditRecords(from: number, limit: number): Promise<AuditRecordRow[]>;
   /**
    * Records with `seq < before`, newest first, at most `limit`; with `by`, only those whose
-   * derived column (task id, principal `iss#sub`, actor) equals the value.
+   * derived column (task id, principal `iss#sub`, actor) equals the value (never `''`, which
+   * stands for "none" and finds nothing). Served by an index kept in batches (sql-store.ts
+   * AUDIT_INDEX_BATCH) plus the records past the last complete batch, in one statement.
    */
   findAuditRecords(
     by: { readonly column: 'task' | 'principal' | 'actor'; readonly value: string } | undefined,

@@ -141,6 +141,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   getAuditSize: [],
   reserveAuditSeq: [],
   getAuditNodes: [[0, 1, 2]],
+  getAuditLeafHashes: [[0, 1]],
   putAuditNodes: [
     [
       { id: 0, hash: Buffer.alloc(32) },
@@ -148,7 +149,8 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
     ],
   ],
   insertAuditRecord: [
-    { seq: 0, at: 1, event: 'revocation', actor: 'issuer', principal: '', task: '', canonical: Buffer.from('{}'), leafHash: Buffer.alloc(32) },
+    // 63: the record that completes an index batch (sql-store.ts AUDIT_INDEX_BATCH) also writes the batch.
+    { seq: 63, at: 1, event: 'revocation', actor: 'issuer', principal: '', task: '', canonical: Buffer.from('{}'), leafHash: Buffer.alloc(32) },
   ],
   getAuditRecord: [0],
   listAuditRecords: [0, 10],
@@ -184,6 +186,6 @@ describe('SqlStore: every method outside a transaction is atomic on its own', ()
       if (counts.inTransaction > 1) multi.push(name);
       await store.close();
     }
-    expect(multi.sort()).toEqual(['createEntry', 'putAuditNodes', 'recordWrit']);
+    expect(multi.sort()).toEqual(['createEntry', 'insertAuditRecord', 'putAuditNodes', 'recordWrit']);
   });
 });

@@ -9,7 +9,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { verifyCheckpoint } from '../../src/audit/checkpoint.js';
 import { openAuditSigner } from '../../src/audit/keys.js';
 import { AuditLog, appendAudit, storeNodes } from '../../src/audit/log.js';
-import { leafHash, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
+import { leafHash, MemoryTree, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle.js';
 import { noteSigner } from '../../src/audit/note.js';
 import { type NewAuditRecord, parseRecord } from '../../src/audit/record.js';
 import { KeyEncryptor } from '../../src/ca/key-encryptor.js';
@@ -1424,6 +1424,36 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         expectStoreError(await rejection(s.findAuditRecords(undefined, 100, -1)), /limit/);
       });
 
+      it('finds the same records through the batched index (audit_index) as by reading every record, at every batch edge', async () => {
+        // 150 records: batches [0, 64) and [64, 128) indexed, 22 past them; some without task or principal (not indexed for those).
+        const rec = (i: number) =>
+          auditRecord(i, {
+            task: i % 5 === 0 ? null : `task-${i % 3}`,
+            principal: i % 7 === 0 ? null : { iss: 'https://idp.example.org', sub: `user-${i % 4}` },
+            actor: { kind: 'agent', spiffeId: `spiffe://example.org/agent/${i % 2}`, jkt: 'j' },
+          });
+        for (let from = 0; from < 150; from += 10)
+          await s.transaction(async (tx) => {
+            for (let i = from; i < from + 10; i++) await appendAudit(tx, rec(i));
+          });
+        const all = (await s.listAuditRecords(0, 200)).reverse();
+        const seqs = (rs: { seq: number }[]) => rs.map((r) => r.seq);
+        const filters = [
+          ...[0, 1, 2].map((t) => ({ column: 'task' as const, value: `task-${t}` })),
+          ...[0, 1, 2, 3].map((u) => ({ column: 'principal' as const, value: `https://idp.example.org#user-${u}` })),
+          ...[0, 1].map((a) => ({ column: 'actor' as const, value: `spiffe://example.org/agent/${a}` })),
+          { column: 'task' as const, value: '' },
+          { column: 'principal' as const, value: '' },
+        ];
+        for (const by of filters)
+          for (const before of [150, 149, 128, 127, 100, 64, 63, 1, 0])
+            for (const limit of [1, 7, 200]) {
+              const want = all.filter((r) => r.seq < before && r[by.column] === by.value && by.value !== '').slice(0, limit);
+              expect(seqs(await s.findAuditRecords(by, before, limit)), `${by.column}=${by.value} before ${before} limit ${limit}`).toEqual(seqs(want));
+            }
+        expect(await s.findAuditRecords({ column: 'task', value: 'task-1' }, 150, 200)).toEqual(all.filter((r) => r.task === 'task-1'));
+      });
+
       it('a rolled-back transaction takes its records and their places back', async () => {
         await append(2);
         await expect(
@@ -1455,12 +1485,20 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         for (const r of rows) verifyInclusion(r.seq, 6, r.leafHash, (await log.prove(r.seq, 6)).proof, root);
       });
 
-      it('stores nodes once, and reads them in one statement', async () => {
-        await append(3);
-        const got = await s.getAuditNodes([0, 1, 2, 4, 99]);
-        expect([...got.keys()].sort((a, b) => a - b)).toEqual([0, 1, 2, 4]);
-        expectStoreError(await rejection(s.putAuditNodes([{ id: 0, hash: Buffer.alloc(32) }])), UNIQUE);
-        expect((await s.getAuditNodes([0])).get(0)!.equals((await s.getAuditRecord(0))!.leafHash)).toBe(true);
+      it('stores the tree nodes of 16 leaves and up once, and the lower ones hashed from the records’ leaf hashes', async () => {
+        await append(40);
+        // Of these ids only (4, 0), (5, 0) and (4, 1) are stored: 15, 31 and 47.
+        const got = await s.getAuditNodes([0, 1, 2, 4, 15, 31, 47, 79, 99]);
+        expect([...got.keys()].sort((a, b) => a - b)).toEqual([15, 31, 47]);
+        expectStoreError(await rejection(s.putAuditNodes([{ id: 15, hash: Buffer.alloc(32) }])), UNIQUE);
+        const leaves = await s.getAuditLeafHashes([0, 1, 39, 40]);
+        expect([...leaves.keys()].sort((a, b) => a - b)).toEqual([0, 1, 39]);
+        expect(leaves.get(39)!.equals((await s.getAuditRecord(39))!.leafHash)).toBe(true);
+        // Through storeNodes, every node of the tree of 40 is what MemoryTree (which stores all) has.
+        const tree = new MemoryTree();
+        for (const r of await s.listAuditRecords(0, 40)) tree.append(r.canonical);
+        const ids = Array.from({ length: 100 }, (_, i) => i);
+        expect(await storeNodes(s).nodes(ids)).toEqual(await tree.nodes(ids));
       });
 
       it('signs checkpoints that extend each other, proves inclusion and consistency', async () => {

@@ -343,6 +343,7 @@ pgDescribe('PostgresStore', () => {
         'approvals',
         'attested_agents',
         'audit_checkpoints',
+        'audit_index',
         'audit_keys',
         'audit_nodes',
         'audit_records',

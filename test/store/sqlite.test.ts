@@ -11,6 +11,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
 import { SQLITE } from '../../src/store/dialect.js';
+import { buildQueries } from '../../src/store/queries.js';
 import { renderMigrations, SCHEMA_VERSION } from '../../src/store/schema.js';
 import { MIGRATIONS, SqliteStore } from '../../src/store/sqlite.js';
 import { REPO_ROOT } from '../helpers/shared.js';
@@ -192,6 +193,56 @@ describe('SqliteStore: migrations', () => {
     await s.putGrant(grant('g1'));
     expect(await s.getGrant('g1')).toEqual(grant('g1'));
     await s.close();
+  });
+});
+
+describe('SqliteStore: the audit index in batches (migration 11)', () => {
+  it('indexes the complete batches of an existing log, and lookups read through indexes, not the whole table', async () => {
+    const path = join(tmpDir(), 'w.db');
+    const db = shippedDatabase(path, 8);
+    const insert = db.prepare('INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    for (let seq = 0; seq < 100; seq++)
+      insert.run(
+        seq,
+        seq,
+        'revocation',
+        `actor-${seq % 2}`,
+        seq % 4 === 0 ? '' : `iss#sub-${seq % 3}`,
+        seq % 5 === 0 ? '' : `task-${seq % 3}`,
+        Buffer.alloc(0),
+        Buffer.alloc(32),
+      );
+    db.prepare("UPDATE meta SET value = '100' WHERE key = 'audit_size'").run();
+    db.close();
+
+    const s = new SqliteStore(path);
+    const seqs = async (column: 'task' | 'principal' | 'actor', value: string, before = 100) =>
+      (await s.findAuditRecords({ column, value }, before, 200)).map((r) => r.seq);
+    const want = (f: (seq: number) => boolean, before = 100) => Array.from({ length: before }, (_, i) => before - 1 - i).filter(f);
+    expect(await seqs('task', 'task-1')).toEqual(want((q) => q % 5 !== 0 && q % 3 === 1));
+    expect(await seqs('principal', 'iss#sub-2', 70)).toEqual(want((q) => q % 4 !== 0 && q % 3 === 2, 70));
+    expect(await seqs('actor', 'actor-0')).toEqual(want((q) => q % 2 === 0));
+    await s.close();
+
+    const raw = new Database(path, { readonly: true });
+    // Only the first complete batch (0..63) went into the index; 64..99 are read by position.
+    expect(raw.prepare('SELECT COUNT(DISTINCT seq) AS n, MAX(seq) AS top FROM audit_index').get()).toEqual({ n: 64, top: 63 });
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_records'").pluck().all()).toEqual([]);
+    const query = buildQueries(SQLITE).auditRecordsBy_task.text;
+    const plan = (raw.prepare(`EXPLAIN QUERY PLAN ${query}`).all(100, 'task-1', 'task-1', 100, 10, 10) as { detail: string }[]).map((r) => r.detail);
+    expect(
+      plan.some((d) => /SEARCH audit_index USING (COVERING )?INDEX sqlite_autoindex_audit_index_1 \(kind=\? AND value=\? AND seq<\?\)/.test(d)),
+      plan.join('\n'),
+    ).toBe(true);
+    expect(
+      plan.some((d) => /SEARCH audit_records USING INTEGER PRIMARY KEY \(rowid>\? AND rowid<\?\)/.test(d)),
+      plan.join('\n'),
+    ).toBe(true);
+    expect(
+      plan.some((d) => /SCAN audit_records(?! USING)/.test(d) && !/INTEGER PRIMARY KEY/.test(d)),
+      plan.join('\n'),
+    ).toBe(false);
+    raw.close();
   });
 });
 

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog, appendAudit, verifyStoredLog } from '../../src/audit/log.js';
+import { AuditLog, appendAudit, nodeLevel, STORED_LEVEL, storeNodes, verifyStoredLog } from '../../src/audit/log.js';
 import { leafHash, MemoryTree, nodeId, verifyInclusion } from '../../src/audit/merkle.js';
 import { noteSigner } from '../../src/audit/note.js';
 import { encodeRecord, parseRecord } from '../../src/audit/record.js';
@@ -66,14 +66,18 @@ describe('verify-log: recomputing the tree from the store', () => {
     expect(() => verifyInclusion(7, 20, leafHash(b.record), b.proof, cp.checkpoint.root)).toThrow(/does not lead/);
   });
 
-  it('names the record whose decision and leaf hash were both rewritten (the tree still holds the old leaf)', async () => {
+  it('names the 16 records among which one had its decision and leaf hash rewritten (the tree still holds the old subtree)', async () => {
     const { path, store } = await logOf(20);
     edit(path, (db) => {
       const row = db.prepare('SELECT canonical FROM audit_records WHERE seq = 3').get() as { canonical: Buffer };
       const changed = Buffer.from(row.canonical.toString().replace('"decision":"allow"', '"decision":"deny"'));
       db.prepare('UPDATE audit_records SET canonical = ?, leaf_hash = ? WHERE seq = 3').run(changed, leafHash(changed));
     });
-    expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: 3, problem: expect.stringMatching(/stored tree/) });
+    expect(await verifyStoredLog(store, signer)).toEqual({
+      ok: false,
+      seq: 0,
+      problem: 'records 0 to 15: the stored tree does not match them (one was rewritten with its leaf hash, or the tree was)',
+    });
   });
 
   it('names a deleted row', async () => {
@@ -102,7 +106,7 @@ describe('verify-log: recomputing the tree from the store', () => {
       for (const [i, b] of forged.entries()) db.prepare('UPDATE audit_records SET canonical = ?, leaf_hash = ? WHERE seq = ?').run(b, leafHash(b), i);
       for (const n of nodes) db.prepare('UPDATE audit_nodes SET hash = ? WHERE id = ?').run(n.hash, n.id);
     });
-    expect((await store.getAuditNodes([nodeId(0, 2)])).get(nodeId(0, 2))!.equals(leafHash(forged[2]!))).toBe(true);
+    expect((await storeNodes(store).nodes([nodeId(0, 2)])).get(nodeId(0, 2))!.equals(leafHash(forged[2]!))).toBe(true);
     expect(await verifyStoredLog(store, signer)).toMatchObject({ ok: false, seq: null, problem: expect.stringMatching(/rewritten/) });
     // And the issuer refuses to sign over it.
     await expect(new AuditLog({ store, signer, clock }).checkpoint()).rejects.toMatchObject({ code: 'ERR_AUDIT_INCONSISTENT' });
@@ -127,5 +131,111 @@ describe('audit list --since', () => {
     expect((await log.list({ since: 150 }, 10)).map((r) => r.seq)).toEqual([3, 2, 0]);
     expect((await log.list({ since: 150, task: 'task-0' }, 10)).map((r) => r.seq)).toEqual([2, 0]);
     expect((await log.list({ since: 150 }, 2)).map((r) => r.seq)).toEqual([3, 2]);
+  });
+});
+
+describe('appending a transaction’s records together, at its commit', () => {
+  /** A store whose records 0..n-1 were appended in transactions of these sizes, in turn. */
+  async function appended(sizes: readonly number[]) {
+    const store = new SqliteStore(join(tmpDir('writ-audit-'), 'w.db'));
+    open.push(store);
+    let i = 0;
+    for (const size of sizes)
+      await store.transaction(async (tx) => {
+        for (const end = i + size; i < end; i++) await appendAudit(tx, auditRecord(i));
+      });
+    return { store, n: i };
+  }
+
+  it('stores exactly the rows and nodes of appending one record per transaction, and the same roots and proofs', async () => {
+    // One at a time against batches across every kind of boundary (odd starts, powers of two, one big batch).
+    const one = await appended(Array.from({ length: 150 }, () => 1));
+    const reference = new MemoryTree();
+    for (const r of await one.store.listAuditRecords(0, 200)) reference.append(r.canonical);
+    for (const sizes of [[150], [1, 2, 3, 5, 8, 13, 21, 34, 63], [2, 2, 60, 1, 64, 21], [7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 10]]) {
+      const batched = await appended(sizes);
+      expect(batched.n).toBe(150);
+      expect(await batched.store.getAuditSize()).toBe(150);
+      expect(await batched.store.listAuditRecords(0, 200)).toEqual(await one.store.listAuditRecords(0, 200));
+      // Every node id a tree of 150 leaves can have (2n − 1 in-order ids), in pages the store reads.
+      const ids = Array.from({ length: 2 * 150 }, (_, id) => id);
+      for (let from = 0; from < ids.length; from += 100) {
+        const page = ids.slice(from, from + 100);
+        const want = await reference.nodes(page);
+        expect(await storeNodes(batched.store).nodes(page)).toEqual(want);
+        expect(await storeNodes(one.store).nodes(page)).toEqual(want);
+        // Stored: the nodes of STORED_LEVEL and up, the same in both.
+        const stored = new Map([...want].filter(([id]) => nodeLevel(id) >= STORED_LEVEL));
+        expect(await batched.store.getAuditNodes(page)).toEqual(stored);
+        expect(await one.store.getAuditNodes(page)).toEqual(stored);
+      }
+      const log = new AuditLog({ store: batched.store, signer, clock });
+      const cp = await log.checkpoint();
+      expect(cp.checkpoint.root).toEqual(await new AuditLog({ store: one.store, signer, clock }).checkpoint().then((c) => c.checkpoint.root));
+      for (const seq of [0, 1, 63, 64, 127, 149]) {
+        const b = await log.prove(seq, 150);
+        expect(b.proof).toEqual((await new AuditLog({ store: one.store, signer, clock }).prove(seq, 150)).proof);
+        verifyInclusion(seq, 150, leafHash(b.record), b.proof, cp.checkpoint.root);
+      }
+      expect(await log.consistency(37, 150)).toEqual(await new AuditLog({ store: one.store, signer, clock }).consistency(37, 150));
+      expect(await verifyStoredLog(batched.store, signer)).toEqual({ ok: true, size: 150, root: cp.checkpoint.root });
+    }
+  });
+
+  it('writes a transaction’s records at its commit: nothing before, nothing if it rolls back, a bad record refused at the call', async () => {
+    const { store } = await appended([3]);
+    await store.transaction(async (tx) => {
+      await appendAudit(tx, auditRecord(3));
+      await appendAudit(tx, auditRecord(4));
+      // Not yet written: the place is taken at commit.
+      expect(await tx.getAuditSize()).toBe(3);
+      await expect(appendAudit(tx, auditRecord(5, { reason: 'x'.repeat(5000) }))).rejects.toThrow(/reason must be 1 to 4096/);
+    });
+    expect((await store.listAuditRecords(0, 10)).map((r) => parseRecord(r.canonical).created)).toEqual([0, 1, 2, 3, 4].map((i) => [`w-${i}`]));
+    await expect(
+      store.transaction(async (tx) => {
+        await appendAudit(tx, auditRecord(5));
+        throw new Error('the change failed');
+      }),
+    ).rejects.toThrow('the change failed');
+    expect(await store.getAuditSize()).toBe(5);
+    // A failure while writing them (a record already there) rolls the whole transaction back.
+    await store.insertAuditRecord({ ...(await store.getAuditRecord(4))!, seq: 5 });
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.createTask({
+          id: 't-1',
+          principalIss: 'i',
+          principalSub: 's',
+          goal: 'g',
+          expiresAt: 2,
+          createdAt: 1,
+          endedAt: null,
+          endedBy: null,
+          endReason: null,
+        });
+        await appendAudit(tx, auditRecord(5));
+      }),
+    ).rejects.toThrow(/unique constraint/);
+    expect(await store.getAuditSize()).toBe(5);
+    expect(await store.getTask('t-1')).toBeUndefined();
+    expect(await store.getAuditRecord(5)).toEqual({ ...(await store.getAuditRecord(4))!, seq: 5 });
+  });
+
+  it('writes the record as it was at the call: a change the caller makes before the commit is not written', async () => {
+    const { store } = await appended([]);
+    const r = { ...auditRecord(0), lineage: ['g-0'], seq: 99 } as ReturnType<typeof auditRecord> & { seq: number };
+    await store.transaction(async (tx) => {
+      await appendAudit(tx, r);
+      (r.lineage as string[]).push('g-late');
+      (r as { reason: string | null }).reason = 'late';
+    });
+    expect(parseRecord((await store.getAuditRecord(0))!.canonical)).toEqual({ v: 1, seq: 0, ...auditRecord(0) });
+  });
+
+  it('needs a transaction: refused on the Store itself', async () => {
+    const { store } = await appended([]);
+    await expect(appendAudit(store, auditRecord(0))).rejects.toThrow(/beforeCommit needs the tx of a Store\.transaction/);
+    expect(await store.getAuditSize()).toBe(0);
   });
 });

@@ -1,7 +1,9 @@
 /** The audit record: one shape, one canonical encoding, actor and principal apart, no secrets. */
 import { generateKeyPairSync } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { newJoinToken } from '../../src/attestation/join-token/join-token.js';
+import { canonicalBytes } from '../../src/audit/jcs.js';
 import { type AuditRecord, encodeRecord, MAX_AUDIT_RECORD_BYTES, parseRecord } from '../../src/audit/record.js';
 import { AuditError } from '../../src/errors.js';
 
@@ -69,6 +71,70 @@ describe('audit record encoding', () => {
     const r = structuredClone(RECORD) as unknown as Record<string, unknown>;
     mutate(r);
     refused(() => encodeRecord(r as unknown as AuditRecord));
+  });
+
+  // encodeRecord writes the canonical text with JSON.stringify over a sorted copy; jcs.ts is the reference.
+  it('writes exactly the bytes of RFC 8785 (jcs.ts) for every record, escapes and non-ASCII included', () => {
+    // Any code point (never a lone surrogate: refused, tested below), with the characters JSON escapes made common.
+    const unit = fc.oneof(
+      fc.constantFrom('"', '\\', '\b', '\f', '\n', '\r', '\t', '\u0000', '\u001f', '\u007f', '\u2028', '😀'),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+    );
+    const text = fc.string({ unit, minLength: 1, maxLength: 24 });
+    const opt = fc.option(text, { nil: null });
+    const digest = fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: null });
+    const actor = fc.oneof(
+      fc.record({ kind: fc.constant('agent' as const), spiffeId: text, jkt: text }),
+      fc.record({ kind: fc.constant('operator' as const), id: text }),
+      fc.record({ kind: fc.constant('principal' as const), iss: text, sub: text }),
+      fc.constant({ kind: 'issuer' as const }),
+    );
+    const record = fc.record({
+      v: fc.constant(1 as const),
+      seq: fc.nat({ max: 2 ** 50 }),
+      at: fc.maxSafeNat(),
+      event: fc.constantFrom('handshake.issued' as const, 'revocation' as const, 'approval.denied' as const),
+      actor,
+      principal: fc.option(fc.record({ iss: text, sub: text }), { nil: null }),
+      task: opt,
+      lineage: fc.array(text, { maxLength: 4 }),
+      action: opt,
+      resource: opt,
+      decision: fc.constantFrom(null, 'allow' as const, 'deny' as const, 'escalate' as const),
+      reason: opt,
+      policies: fc.array(text, { maxLength: 4 }),
+      snapshot: digest,
+      evidence: digest,
+      created: fc.array(text, { maxLength: 4 }),
+    });
+    fc.assert(
+      fc.property(record, (r) => {
+        let bytes: Buffer;
+        try {
+          bytes = encodeRecord(r);
+        } catch (e) {
+          // Only the secret guard refuses a record of this shape.
+          expect((e as Error).message).toMatch(/looks like a secret/);
+          return;
+        }
+        expect(bytes.equals(canonicalBytes(r))).toBe(true);
+        expect(parseRecord(bytes)).toEqual(r);
+      }),
+      { numRuns: 300 },
+    );
+    // The escapes RFC 8785 §3.2.2.2 names, a control character without a short form, DEL, U+2028, an astral character.
+    const odd = { ...RECORD, reason: 'a"b\\c\b\f\n\r\t\u0001\u001f\u007f\u2028 é 😀' };
+    expect(encodeRecord(odd).equals(canonicalBytes(odd))).toBe(true);
+    expect(encodeRecord(odd).toString()).toContain('"reason":"a\\"b\\\\c\\b\\f\\n\\r\\t\\u0001\\u001f\u007f\u2028 é 😀"');
+  });
+
+  it.each([
+    ['a high surrogate alone', '\ud800'],
+    ['a low surrogate alone', 'x\udc00'],
+    ['two high surrogates', '\ud800\ud800'],
+  ])('refuses a string with %s (RFC 8785 has no form for it)', (_n, s) => {
+    expect(refused(() => encodeRecord({ ...RECORD, reason: s }))).toMatch(/reason holds a lone surrogate/);
+    expect(refused(() => encodeRecord({ ...RECORD, lineage: ['g', s] }))).toMatch(/lineage\[1\] holds a lone surrogate/);
   });
 
   describe('secrets never appear', () => {
