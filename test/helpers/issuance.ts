@@ -18,8 +18,8 @@ import { delegateGrant } from '../../src/delegation/grant.js';
 import type { Permission } from '../../src/delegation/scope.js';
 import type { AuditAppender } from '../../src/audit/log.js';
 import { Admin } from '../../src/issuance/admin.js';
-import { Approvals } from '../../src/issuance/approvals.js';
-import { DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
+import { Approvals, type ApprovalsDeps } from '../../src/issuance/approvals.js';
+import { type ApprovalSettings, DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
 import { auditKeyChange } from '../../src/issuance/audit.js';
 import { type CreateGrantRequest, GrantIssuer } from '../../src/issuance/grants.js';
@@ -77,6 +77,38 @@ export function nonceOf(step: HandshakeStep): Buffer {
 
 export type World = Awaited<ReturnType<typeof issuanceWorld>>;
 
+/** The approval settings of every test world: the WebAuthn relying party at APPROVAL_ORIGIN, the default caps. */
+export const TEST_APPROVAL_SETTINGS: ApprovalSettings = {
+  rpId: APPROVAL_RP_ID,
+  origin: APPROVAL_ORIGIN,
+  rpName: 'writ',
+  requestTtlMs: 15 * 60_000,
+  retryAfterSeconds: 2,
+  maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
+  maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
+};
+
+/**
+ * An Approvals over a world's pieces (another replica on the same store, or other settings), with
+ * a replay cache of its own: TEST_APPROVAL_SETTINGS with `o.settings` over them.
+ */
+export function approvalsOver(
+  w: Pick<ApprovalsDeps, 'ca' | 'store' | 'clock' | 'principals' | 'policies' | 'engine'>,
+  o: { settings?: Partial<ApprovalSettings> | undefined; registrationLimits?: ApprovalsDeps['registrationLimits'] } = {},
+): Approvals {
+  return new Approvals({
+    ca: w.ca,
+    store: w.store,
+    clock: w.clock,
+    principals: w.principals,
+    policies: w.policies,
+    engine: w.engine,
+    replayCache: new ProofReplayCache(),
+    settings: { ...TEST_APPROVAL_SETTINGS, ...o.settings },
+    ...(o.registrationLimits ? { registrationLimits: o.registrationLimits } : {}),
+  });
+}
+
 export interface WorldOptions {
   readonly statusLists?: boolean;
   /** Push the end-to-end policy set (default); false: no policy is active. */
@@ -116,23 +148,7 @@ export async function issuanceWorld(o: WorldOptions = {}) {
     now: () => clock.now().getTime(),
   });
   // Approvals as server/core.ts wires them, the WebAuthn relying party at APPROVAL_ORIGIN.
-  const approvals = new Approvals({
-    ca,
-    store,
-    clock,
-    principals,
-    policies,
-    engine,
-    replayCache: new ProofReplayCache(),
-    settings: {
-      rpId: APPROVAL_RP_ID,
-      origin: APPROVAL_ORIGIN,
-      rpName: 'writ',
-      requestTtlMs: 15 * 60_000,
-      retryAfterSeconds: 2,
-      ...(o.approvalLimits ?? { maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT, maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK }),
-    },
-  });
+  const approvals = approvalsOver({ ca, store, clock, principals, policies, engine }, { settings: o.approvalLimits });
   const issuer = new Issuer({
     ca,
     store,

@@ -9,12 +9,10 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_PENDING_PER_TASK, DEFAULT_MAX_PENDING_PER_WRIT } from '../../src/approval/settings.js';
 import { PASSKEY_REGISTRATION_TYP } from '../../src/approval/passkey-registration.js';
-import { Approvals, MAX_PASSKEYS_PER_APPROVER, MAX_PENDING_REGISTRATIONS_PER_APPROVER, type RegistrationBegun } from '../../src/issuance/approvals.js';
+import { MAX_PASSKEYS_PER_APPROVER, MAX_PENDING_REGISTRATIONS_PER_APPROVER, type RegistrationBegun } from '../../src/issuance/approvals.js';
 import { trustDomainId } from '../../src/spiffe/id.js';
-import { ProofReplayCache } from '../../src/writ/proof.js';
-import { APPROVAL_ORIGIN, APPROVAL_RP_ID, issuanceWorld, TD, type World } from '../helpers/issuance.js';
+import { APPROVAL_ORIGIN, APPROVAL_RP_ID, approvalsOver, issuanceWorld, TD, type World } from '../helpers/issuance.js';
 import { SoftAuthenticator, type SoftAssertion } from '../helpers/soft-authenticator.js';
 
 let w: World;
@@ -119,25 +117,7 @@ describe('the first passkey needs a fresh sign-in', () => {
   });
 
   it('honours approvals.registration_max_auth_age', async () => {
-    const strict = new Approvals({
-      ca: w.ca,
-      store: w.store,
-      clock: w.clock,
-      principals: w.principals,
-      policies: w.policies,
-      engine: w.engine,
-      replayCache: new ProofReplayCache(),
-      settings: {
-        rpId: APPROVAL_RP_ID,
-        origin: APPROVAL_ORIGIN,
-        rpName: 'writ',
-        requestTtlMs: 15 * 60_000,
-        retryAfterSeconds: 2,
-        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
-        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
-        registrationMaxAuthAgeMs: 60_000,
-      },
-    });
+    const strict = approvalsOver(w, { settings: { registrationMaxAuthAgeMs: 60_000 } });
     expect(await code(strict.beginRegistration(token('bob', 90)))).toBe('ERR_APPROVAL_DENIED');
     await expect(strict.beginRegistration(token('bob', 30))).resolves.toMatchObject({ options: expect.any(String) });
   });
@@ -284,25 +264,7 @@ describe('registration challenges', () => {
   });
 
   it('past the overall bound a new ceremony is refused (ERR_LIMIT_EXCEEDED); the ones in flight still finish', async () => {
-    const small = new Approvals({
-      ca: w.ca,
-      store: w.store,
-      clock: w.clock,
-      principals: w.principals,
-      policies: w.policies,
-      engine: w.engine,
-      replayCache: new ProofReplayCache(),
-      settings: {
-        rpId: APPROVAL_RP_ID,
-        origin: APPROVAL_ORIGIN,
-        rpName: 'writ',
-        requestTtlMs: 15 * 60_000,
-        retryAfterSeconds: 2,
-        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
-        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
-      },
-      registrationLimits: { total: 3, perApprover: 2 },
-    });
+    const small = approvalsOver(w, { registrationLimits: { total: 3, perApprover: 2 } });
     const bobT = token('bob');
     const bobs = await small.beginRegistration(bobT);
     await small.beginRegistration(token('m1'));
@@ -318,24 +280,7 @@ describe('registration challenges', () => {
 
 describe('replicas share ceremonies (the store)', () => {
   it('a registration begun on one replica finishes on another, once', async () => {
-    const replica = new Approvals({
-      ca: w.ca,
-      store: w.store,
-      clock: w.clock,
-      principals: w.principals,
-      policies: w.policies,
-      engine: w.engine,
-      replayCache: new ProofReplayCache(),
-      settings: {
-        rpId: APPROVAL_RP_ID,
-        origin: APPROVAL_ORIGIN,
-        rpName: 'writ',
-        requestTtlMs: 15 * 60_000,
-        retryAfterSeconds: 2,
-        maxPendingPerWrit: DEFAULT_MAX_PENDING_PER_WRIT,
-        maxPendingPerTask: DEFAULT_MAX_PENDING_PER_TASK,
-      },
-    });
+    const replica = approvalsOver(w);
     const t = token();
     const b = await w.approvals.beginRegistration(t);
     const k = new SoftAuthenticator('ES256', APPROVAL_RP_ID);
