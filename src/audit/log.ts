@@ -7,7 +7,7 @@
  * and a proof reads O(log n) rows.
  */
 import { AuditError } from '../errors.js';
-import { beforeCommit } from '../store/before-commit.js';
+import { afterCommit, beforeCommit, transactionOwner } from '../store/before-commit.js';
 import type { AuditNode, AuditRecordRow, Store, StoreTx } from '../store/store.js';
 import { type Checkpoint, checkNextCheckpoint, signCheckpoint, verifyCheckpoint } from './checkpoint.js';
 import type { HighWater, HighWaterStore } from './high-water.js';
@@ -22,6 +22,7 @@ import {
   type NodeReader,
   nodeHash,
   nodeId,
+  rangeNodes,
   rootHash,
   verifyConsistency,
 } from './merkle.js';
@@ -120,33 +121,45 @@ export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void>
 }
 
 /**
- * Appends records in order as one step inside `tx`: one reservation of their places, one read
- * of the tree's right frontier (the complete subtrees the new leaves combine with), the nodes
- * and records written after. The rows and nodes written are exactly those of appending the
- * records one by one (test/unit/audit-log.test.ts compares the two). Returns them with their places.
+ * Appends records in order as one step inside `tx`: one reservation of their places, the tree's
+ * right frontier (the complete subtrees the new leaves combine with; remembered, or read in one
+ * statement), the nodes and records written after. The rows and nodes written are exactly those
+ * of appending the records one by one (test/unit/audit-log.test.ts compares the two). Returns
+ * them with their places.
  */
 export async function appendRecords(tx: StoreTx, rs: readonly NewAuditRecord[]): Promise<AuditRecord[]> {
   return appendChecked(tx, rs.map(checkNewRecord));
 }
 
+/**
+ * The right frontier of the tree as this process last committed it, per store (the key
+ * transactionOwner gives): the complete subtrees that make up the tree of `size` leaves
+ * (rangeNodes(0, size)), with their hashes. An append whose first place is `size` takes its
+ * left siblings from here instead of reading them; any other place (another replica appended
+ * since, or this process never did) reads the frontier from the store. It is set only after a
+ * commit (afterCommit), so a rolled-back append, whose places the next one takes again, never
+ * leaves its hashes behind; and the log only grows, so a tree of the same size is the same tree
+ * (a database rewritten under a running issuer is what verify-log finds, docs/audit.md).
+ */
+interface Frontier {
+  readonly size: number;
+  readonly hashes: ReadonlyMap<number, Buffer>;
+}
+const frontiers = new WeakMap<object, Frontier>();
+
+const frontierIds = (size: number): number[] => rangeNodes(0, size).map((n) => nodeId(n.level, n.index));
+
 async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
   if (rs.length === 0) return [];
   const first = await tx.reserveAuditSeq(rs.length);
   if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
-  // The left siblings the new leaves combine with that no earlier leaf of this batch completes:
-  // complete subtrees of the tree of `first` leaves (its right frontier), read in one statement
-  // (none at all for many batches).
-  const made = new Set<number>();
-  const wanted: number[] = [];
-  for (let seq = first; seq < first + rs.length; seq++) {
-    made.add(nodeId(0, seq));
-    for (const n of appendSiblings(seq)) {
-      const id = nodeId(n.level, n.index);
-      if (!made.has(id)) wanted.push(id);
-      made.add(nodeId(n.level + 1, Math.floor(n.index / 2)));
-    }
-  }
-  const known = new Map<number, Buffer>(wanted.length === 0 ? [] : await storeNodes(tx).nodes(wanted));
+  // Every left sibling the new leaves combine with that no earlier leaf of this batch completes
+  // is a complete subtree of the tree of `first` leaves: its right frontier, remembered from
+  // this process's last append or read in one statement (and a node missing from the store is
+  // named when a leaf needs it).
+  const owner = transactionOwner(tx);
+  const cached = frontiers.get(owner);
+  const known = new Map<number, Buffer>(cached?.size === first ? cached.hashes : first === 0 ? [] : await storeNodes(tx).nodes(frontierIds(first)));
   const nodes: AuditNode[] = [];
   const rows: AuditRecordRow[] = [];
   const out: AuditRecord[] = [];
@@ -178,6 +191,16 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
   }
   if (nodes.length > 0) await tx.putAuditNodes(nodes);
   for (const row of rows) await tx.insertAuditRecord(row);
+  // The frontier of the tree these records make, if every part of it is known (one the store
+  // lacked is read again, and named, by the next append that needs it).
+  const size = first + rs.length;
+  const next = new Map<number, Buffer>();
+  for (const id of frontierIds(size)) {
+    const h = known.get(id);
+    if (!h) return out;
+    next.set(id, h);
+  }
+  afterCommit(tx, () => frontiers.set(owner, { size, hashes: next }));
   return out;
 }
 

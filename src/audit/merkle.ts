@@ -12,7 +12,7 @@
  *
  * Indices are ordinary numbers (no 32-bit bitwise operators): up to MAX_TREE_SIZE leaves.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { AuditError } from '../errors.js';
 
 export const HASH_BYTES = 32;
@@ -21,11 +21,20 @@ export const MAX_TREE_SIZE = 2 ** 50;
 /** Longest proof accepted: a tree of MAX_TREE_SIZE leaves needs at most 50 (+1 for consistency). */
 export const MAX_PROOF_HASHES = 64;
 
+const LEAF_PREFIX = Buffer.of(0x00);
+
 /** RFC 9162 §2.1.1: the hash of the empty tree. */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
-export const leafHash = (entry: Uint8Array): Buffer => createHash('sha256').update(Buffer.of(0)).update(entry).digest();
-export const nodeHash = (left: Uint8Array, right: Uint8Array): Buffer => createHash('sha256').update(Buffer.of(1)).update(left).update(right).digest();
+export const leafHash = (entry: Uint8Array): Buffer => createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
+/** One-shot (the tree hashes nodes on every append and proof): the 65 bytes `0x01 ‖ left ‖ right` hashed at once. */
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  const input = Buffer.allocUnsafe(1 + left.length + right.length);
+  input[0] = 0x01;
+  input.set(left, 1);
+  input.set(right, 1 + left.length);
+  return hash('sha256', input, 'buffer');
+}
 
 export interface NodeRef {
   readonly level: number;

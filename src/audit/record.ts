@@ -169,6 +169,9 @@ function integer(v: unknown, field: string): number {
   return v;
 }
 
+// Every object made here has its keys inserted in RFC 8785 §3.2.3 order (code-unit order), so
+// that JSON.stringify of a checked or placed record writes its canonical bytes (serialize).
+
 function actor(v: unknown): AuditActor {
   if (!isObject(v)) return bad('actor must be an object');
   const kind = v.kind;
@@ -176,11 +179,11 @@ function actor(v: unknown): AuditActor {
   exactKeys(v, ACTOR_KEYS[kind as AuditActor['kind']], `a ${kind} actor`);
   switch (kind as AuditActor['kind']) {
     case 'agent':
-      return { kind: 'agent', spiffeId: text(v.spiffeId, 'actor.spiffeId'), jkt: text(v.jkt, 'actor.jkt') };
+      return { jkt: text(v.jkt, 'actor.jkt'), kind: 'agent', spiffeId: text(v.spiffeId, 'actor.spiffeId') };
     case 'operator':
-      return { kind: 'operator', id: text(v.id, 'actor.id') };
+      return { id: text(v.id, 'actor.id'), kind: 'operator' };
     case 'principal':
-      return { kind: 'principal', iss: text(v.iss, 'actor.iss'), sub: text(v.sub, 'actor.sub') };
+      return { iss: text(v.iss, 'actor.iss'), kind: 'principal', sub: text(v.sub, 'actor.sub') };
     case 'issuer':
       return { kind: 'issuer' };
   }
@@ -193,76 +196,54 @@ function principal(v: unknown): AuditPrincipal | null {
   return { iss: text(v.iss, 'principal.iss'), sub: text(v.sub, 'principal.sub') };
 }
 
-/** Checks a value is a well-formed record and returns it as one (fields in a fixed order). */
+function event(v: unknown): AuditEvent {
+  if (typeof v !== 'string' || !(AUDIT_EVENTS as readonly string[]).includes(v)) return bad('event is not an audit event');
+  return v as AuditEvent;
+}
+
+function decision(v: unknown): AuditDecision | null {
+  if (v !== null && v !== 'allow' && v !== 'deny' && v !== 'escalate') return bad('decision must be allow, deny, escalate or null');
+  return v;
+}
+
+/** Checks a value is a well-formed record and returns it as one (a copy, keys in RFC 8785 order). */
 export function checkRecord(v: unknown): AuditRecord {
   if (!isObject(v)) return bad('a record must be an object');
   exactKeys(v, KEYS, 'a record');
   if (v.v !== AUDIT_RECORD_VERSION) bad(`v must be ${AUDIT_RECORD_VERSION}`);
-  if (typeof v.event !== 'string' || !(AUDIT_EVENTS as readonly string[]).includes(v.event)) bad('event is not an audit event');
-  if (v.decision !== null && v.decision !== 'allow' && v.decision !== 'deny' && v.decision !== 'escalate')
-    bad('decision must be allow, deny, escalate or null');
+  const ev = event(v.event);
+  const dec = decision(v.decision);
   return {
-    v: AUDIT_RECORD_VERSION,
-    seq: integer(v.seq, 'seq'),
-    at: integer(v.at, 'at'),
-    event: v.event as AuditEvent,
-    actor: actor(v.actor),
-    principal: principal(v.principal),
-    task: textOrNull(v.task, 'task'),
-    lineage: list(v.lineage, 'lineage'),
     action: textOrNull(v.action, 'action'),
-    resource: textOrNull(v.resource, 'resource'),
-    decision: v.decision as AuditDecision | null,
-    reason: textOrNull(v.reason, 'reason'),
-    policies: list(v.policies, 'policies'),
-    snapshot: digest(v.snapshot, 'snapshot'),
-    evidence: digest(v.evidence, 'evidence'),
+    actor: actor(v.actor),
+    at: integer(v.at, 'at'),
     created: list(v.created, 'created'),
+    decision: dec,
+    event: ev,
+    evidence: digest(v.evidence, 'evidence'),
+    lineage: list(v.lineage, 'lineage'),
+    policies: list(v.policies, 'policies'),
+    principal: principal(v.principal),
+    reason: textOrNull(v.reason, 'reason'),
+    resource: textOrNull(v.resource, 'resource'),
+    seq: integer(v.seq, 'seq'),
+    snapshot: digest(v.snapshot, 'snapshot'),
+    task: textOrNull(v.task, 'task'),
+    v: AUDIT_RECORD_VERSION,
   };
 }
 
 /**
- * The checked record as a plain object whose keys (and the actor's and principal's) are in
- * RFC 8785 §3.2.3 order. For such an object JSON.stringify writes exactly the RFC 8785 text:
- * its strings are escaped as §3.2.2.2 says (checkRecord refused lone surrogates, which
- * JSON.stringify would escape and RFC 8785 has no form for), its numbers are safe integers
- * (§3.2.2.3: ECMAScript's Number::toString, which JSON.stringify uses), and nothing is dropped
- * (no undefined, no functions). parseRecord checks every stored record against jcs.ts, and
- * test/unit/audit-record.test.ts holds the two to the same bytes.
+ * The RFC 8785 bytes of a record checkRecord or placeRecord made. Their keys (and the actor's
+ * and principal's) are in RFC 8785 §3.2.3 order, and for such an object JSON.stringify writes
+ * exactly the RFC 8785 text: its strings are escaped as §3.2.2.2 says (the checks refused lone
+ * surrogates, which JSON.stringify would escape and RFC 8785 has no form for), its numbers are
+ * safe integers (§3.2.2.3: ECMAScript's Number::toString, which JSON.stringify uses), and
+ * nothing is dropped (no undefined, no functions). parseRecord checks every stored record
+ * against jcs.ts, and test/unit/audit-record.test.ts holds the two to the same bytes.
  */
-function sortedForm(r: AuditRecord): object {
-  const a = r.actor;
-  const actor =
-    a.kind === 'agent'
-      ? { jkt: a.jkt, kind: a.kind, spiffeId: a.spiffeId }
-      : a.kind === 'operator'
-        ? { id: a.id, kind: a.kind }
-        : a.kind === 'principal'
-          ? { iss: a.iss, kind: a.kind, sub: a.sub }
-          : { kind: a.kind };
-  return {
-    action: r.action,
-    actor,
-    at: r.at,
-    created: r.created,
-    decision: r.decision,
-    event: r.event,
-    evidence: r.evidence,
-    lineage: r.lineage,
-    policies: r.policies,
-    principal: r.principal && { iss: r.principal.iss, sub: r.principal.sub },
-    reason: r.reason,
-    resource: r.resource,
-    seq: r.seq,
-    snapshot: r.snapshot,
-    task: r.task,
-    v: r.v,
-  };
-}
-
-/** The bytes of a record checkRecord returned. */
 function serialize(r: AuditRecord): Buffer {
-  const bytes = Buffer.from(JSON.stringify(sortedForm(r)), 'utf8');
+  const bytes = Buffer.from(JSON.stringify(r), 'utf8');
   if (bytes.length > MAX_AUDIT_RECORD_BYTES) bad(`record of ${bytes.length} bytes is larger than ${MAX_AUDIT_RECORD_BYTES}`);
   return bytes;
 }
@@ -276,16 +257,61 @@ declare const CHECKED: unique symbol;
 /** A new record as checkNewRecord returned it: checked, and a copy its caller cannot change. */
 export type CheckedNewRecord = NewAuditRecord & { readonly [CHECKED]: true };
 
-/** Checks a record before it has its place (the audit log places it at commit); returns a checked copy. */
+/** The fields of a new record: those of a record but its place and version. */
+const PLACE_KEYS = ['seq', 'v'];
+const NEW_KEYS = KEYS.filter((k) => !PLACE_KEYS.includes(k));
+
+/**
+ * Checks a record before it has its place (the audit log places it at commit); returns a
+ * checked copy (keys in RFC 8785 order). A `v` or `seq` the caller passed is ignored, never kept.
+ */
 export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
-  // seq 0 stands in for the place; a `v` or `seq` the caller passed is overwritten, never kept.
-  const { v: _v, seq: _seq, ...rest } = checkRecord({ ...r, v: AUDIT_RECORD_VERSION, seq: 0 });
-  return rest as CheckedNewRecord;
+  const v: unknown = r;
+  if (!isObject(v)) return bad('a record must be an object');
+  const ignored = PLACE_KEYS.filter((k) => Object.hasOwn(v, k));
+  exactKeys(v, ignored.length === 0 ? NEW_KEYS : [...NEW_KEYS, ...ignored], 'a record');
+  const ev = event(v.event);
+  const dec = decision(v.decision);
+  const checked: NewAuditRecord = {
+    action: textOrNull(v.action, 'action'),
+    actor: actor(v.actor),
+    at: integer(v.at, 'at'),
+    created: list(v.created, 'created'),
+    decision: dec,
+    event: ev,
+    evidence: digest(v.evidence, 'evidence'),
+    lineage: list(v.lineage, 'lineage'),
+    policies: list(v.policies, 'policies'),
+    principal: principal(v.principal),
+    reason: textOrNull(v.reason, 'reason'),
+    resource: textOrNull(v.resource, 'resource'),
+    snapshot: digest(v.snapshot, 'snapshot'),
+    task: textOrNull(v.task, 'task'),
+  };
+  return checked as CheckedNewRecord;
 }
 
 /** A checked new record at its place `seq`, and its RFC 8785 bytes (the Merkle leaf), without checking it again. */
 export function placeRecord(r: CheckedNewRecord, seq: number): { record: AuditRecord; canonical: Buffer } {
-  const record: AuditRecord = { v: AUDIT_RECORD_VERSION, seq: integer(seq, 'seq'), ...r };
+  // Built key by key in RFC 8785 order (serialize), from checkNewRecord's copy.
+  const record: AuditRecord = {
+    action: r.action,
+    actor: r.actor,
+    at: r.at,
+    created: r.created,
+    decision: r.decision,
+    event: r.event,
+    evidence: r.evidence,
+    lineage: r.lineage,
+    policies: r.policies,
+    principal: r.principal,
+    reason: r.reason,
+    resource: r.resource,
+    seq: integer(seq, 'seq'),
+    snapshot: r.snapshot,
+    task: r.task,
+    v: AUDIT_RECORD_VERSION,
+  };
   return { record, canonical: serialize(record) };
 }
 

@@ -580,15 +580,21 @@ export class SqlStore implements Store {
     this.direct = new SqlOps(driver.direct, this.queries, driver.dialect, driver.channel?.bind(driver));
   }
 
-  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.driver.transaction(async (x) => {
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    // A driver may run the function again after a serialization failure (postgres.ts): the
+    // after-commit hooks are those of the last run, the one that committed.
+    let after: readonly (() => void)[] = [];
+    const out = await this.driver.transaction(async (x) => {
       const tx = new SqlOps(x, this.queries, this.driver.dialect, this.driver.channel?.bind(this.driver));
-      const hooks = transactionHooks(tx);
-      const out = await fn(tx);
+      const hooks = transactionHooks(tx, this);
+      after = hooks.after;
+      const result = await fn(tx);
       // By index: a hook may add another (it runs too).
-      for (let i = 0; i < hooks.length; i++) await hooks[i]!();
-      return out;
+      for (let i = 0; i < hooks.before.length; i++) await hooks.before[i]!();
+      return result;
     });
+    for (const hook of after) hook();
+    return out;
   }
 
   close(): Promise<void> {

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog, appendAudit, nodeLevel, STORED_LEVEL, storeNodes, verifyStoredLog } from '../../src/audit/log.js';
-import { leafHash, MemoryTree, nodeId, verifyInclusion } from '../../src/audit/merkle.js';
+import { leafHash, MemoryTree, nodeId, rootHash, verifyInclusion } from '../../src/audit/merkle.js';
 import { noteSigner } from '../../src/audit/note.js';
 import { encodeRecord, parseRecord } from '../../src/audit/record.js';
 import { ManualClock } from '../../src/clock.js';
+import { beforeCommit } from '../../src/store/before-commit.js';
 import { SqliteStore } from '../../src/store/sqlite.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { auditRecord } from '../store/conformance.js';
@@ -231,6 +232,67 @@ describe('appending a transaction’s records together, at its commit', () => {
       (r as { reason: string | null }).reason = 'late';
     });
     expect(parseRecord((await store.getAuditRecord(0))!.canonical)).toEqual({ v: 1, seq: 0, ...auditRecord(0) });
+  });
+
+  /** Two stores (two replicas) on one SQLite file. */
+  function twoOnOneFile() {
+    const path = join(tmpDir('writ-audit-'), 'w.db');
+    const a = new SqliteStore(path);
+    const b = new SqliteStore(path);
+    open.push(a, b);
+    return { a, b };
+  }
+  /** Appends records `from`..`to`-1 in one transaction of `store`. */
+  const appendRange = (store: SqliteStore, from: number, to: number) =>
+    store.transaction(async (tx) => {
+      for (let i = from; i < to; i++) await appendAudit(tx, auditRecord(i));
+    });
+  /** The log in `store` verifies, and its root is that of the records it holds, hashed afresh. */
+  async function expectSound(store: SqliteStore, n: number) {
+    const reference = new MemoryTree();
+    for (const r of await store.listAuditRecords(0, n + 1)) reference.append(r.canonical);
+    expect(reference.size).toBe(n);
+    const r = await verifyStoredLog(store, signer);
+    expect(r).toEqual({ ok: true, size: n, root: await rootHash(reference, n) });
+  }
+
+  it('appends after another replica did: the right frontier is read from the store, not taken from what this one remembers', async () => {
+    // Each store remembers the frontier of its own last commit; every switch of writer lands on a
+    // size the other never committed, across odd sizes, powers of two and stored-level boundaries.
+    const { a, b } = twoOnOneFile();
+    let n = 0;
+    for (const [k, size] of [3, 1, 12, 16, 5, 27, 64, 2, 1, 33].entries()) {
+      await appendRange(k % 2 === 0 ? a : b, n, n + size);
+      n += size;
+    }
+    await expectSound(a, n);
+    // Then each one again, right after itself and after the other.
+    await appendRange(a, n, n + 7);
+    await appendRange(a, n + 7, n + 9);
+    await appendRange(b, n + 9, n + 30);
+    await expectSound(b, n + 30);
+  });
+
+  it('remembers a frontier only once its transaction commits: an append rolled back after its records were placed leaves nothing behind', async () => {
+    const { a, b } = twoOnOneFile();
+    await appendRange(a, 0, 5);
+    // The audit hook runs first (it was registered first) and places record 5; the hook after it
+    // fails, so the transaction rolls back with the place and the hashes of that record.
+    await expect(
+      a.transaction(async (tx) => {
+        await appendAudit(tx, auditRecord(500));
+        beforeCommit(tx, async () => {
+          throw new Error('a later step failed');
+        });
+      }),
+    ).rejects.toThrow('a later step failed');
+    expect(await a.getAuditSize()).toBe(5);
+    // Another replica takes place 5 with another record; had `a` remembered the rolled-back
+    // frontier (of size 6), its next append would combine with a leaf that is not in the log, up
+    // to the stored node of leaves 0..15 (the first level the store keeps, STORED_LEVEL).
+    await appendRange(b, 5, 6);
+    await appendRange(a, 6, 20);
+    await expectSound(a, 20);
   });
 
   it('needs a transaction: refused on the Store itself', async () => {
