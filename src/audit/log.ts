@@ -121,7 +121,7 @@ export async function appendAudit(tx: StoreTx, r: NewAuditRecord): Promise<void>
 }
 
 /**
- * Appends records in order as one step inside `tx`: one reservation of their places, the tree's
+ * Appends records in order as one step inside `tx`: one read of their first place, the tree's
  * right frontier (the complete subtrees the new leaves combine with; remembered, or read in one
  * statement), the nodes and records written after. The rows and nodes written are exactly those
  * of appending the records one by one (test/unit/audit-log.test.ts compares the two). Returns
@@ -151,7 +151,7 @@ const frontierIds = (size: number): number[] => rangeNodes(0, size).map((n) => n
 
 async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
   if (rs.length === 0) return [];
-  const first = await tx.reserveAuditSeq(rs.length);
+  const first = await tx.getAuditSize();
   if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
   // Every left sibling the new leaves combine with that no earlier leaf of this batch completes
   // is a complete subtree of the tree of `first` leaves: its right frontier, remembered from

@@ -109,11 +109,19 @@ const KEYS = [
   'task',
   'v',
 ];
-const ACTOR_KEYS: Readonly<Record<AuditActor['kind'], readonly string[]>> = {
-  agent: ['jkt', 'kind', 'spiffeId'],
-  operator: ['id', 'kind'],
-  principal: ['iss', 'kind', 'sub'],
-  issuer: ['kind'],
+/** A set of field names, listed in order for messages. */
+interface Fields {
+  readonly names: readonly string[];
+  readonly set: ReadonlySet<string>;
+}
+const fields = (names: readonly string[]): Fields => ({ names, set: new Set(names) });
+const RECORD_FIELDS = fields(KEYS);
+const PRINCIPAL_FIELDS = fields(['iss', 'sub']);
+const ACTOR_FIELDS: Readonly<Record<AuditActor['kind'], Fields>> = {
+  agent: fields(['jkt', 'kind', 'spiffeId']),
+  operator: fields(['id', 'kind']),
+  principal: fields(['iss', 'kind', 'sub']),
+  issuer: fields(['kind']),
 };
 const HEX64 = /^[0-9a-f]{64}$/;
 const SURROGATE = /[\uD800-\uDFFF]/;
@@ -136,11 +144,15 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** `keys` sorted. As many (distinct, enumerable, own) keys as `keys`, each one of them, is exactly that set. */
-function exactKeys(o: Record<string, unknown>, keys: readonly string[], what: string): void {
+/**
+ * True when `o`'s own enumerable keys are `count` of `f` (default: all of them). They are
+ * distinct, so `count` of them, each one of `f`, is exactly a set of that many.
+ */
+function hasFields(o: Record<string, unknown>, f: Fields, count = f.names.length): boolean {
   const got = Object.keys(o);
-  if (got.length !== keys.length || !got.every((k) => keys.includes(k))) bad(`${what} must have exactly the fields ${keys.join(', ')}`);
+  return got.length === count && got.every((k) => f.set.has(k));
 }
+const exactly = (what: string, f: Fields) => `${what} must have exactly the fields ${f.names.join(', ')}`;
 
 function text(v: unknown, field: string): string {
   if (typeof v !== 'string') return bad(`${field} must be a string`);
@@ -175,8 +187,9 @@ function integer(v: unknown, field: string): number {
 function actor(v: unknown): AuditActor {
   if (!isObject(v)) return bad('actor must be an object');
   const kind = v.kind;
-  if (typeof kind !== 'string' || !Object.hasOwn(ACTOR_KEYS, kind)) return bad('actor.kind must be agent, operator, principal or issuer');
-  exactKeys(v, ACTOR_KEYS[kind as AuditActor['kind']], `a ${kind} actor`);
+  if (typeof kind !== 'string' || !Object.hasOwn(ACTOR_FIELDS, kind)) return bad('actor.kind must be agent, operator, principal or issuer');
+  const f = ACTOR_FIELDS[kind as AuditActor['kind']];
+  if (!hasFields(v, f)) bad(exactly(`a ${kind} actor`, f));
   switch (kind as AuditActor['kind']) {
     case 'agent':
       return { jkt: text(v.jkt, 'actor.jkt'), kind: 'agent', spiffeId: text(v.spiffeId, 'actor.spiffeId') };
@@ -192,7 +205,7 @@ function actor(v: unknown): AuditActor {
 function principal(v: unknown): AuditPrincipal | null {
   if (v === null) return null;
   if (!isObject(v)) return bad('principal must be an object or null');
-  exactKeys(v, ['iss', 'sub'], 'principal');
+  if (!hasFields(v, PRINCIPAL_FIELDS)) bad(exactly('principal', PRINCIPAL_FIELDS));
   return { iss: text(v.iss, 'principal.iss'), sub: text(v.sub, 'principal.sub') };
 }
 
@@ -209,7 +222,7 @@ function decision(v: unknown): AuditDecision | null {
 /** Checks a value is a well-formed record and returns it as one (a copy, keys in RFC 8785 order). */
 export function checkRecord(v: unknown): AuditRecord {
   if (!isObject(v)) return bad('a record must be an object');
-  exactKeys(v, KEYS, 'a record');
+  if (!hasFields(v, RECORD_FIELDS)) bad(exactly('a record', RECORD_FIELDS));
   if (v.v !== AUDIT_RECORD_VERSION) bad(`v must be ${AUDIT_RECORD_VERSION}`);
   const ev = event(v.event);
   const dec = decision(v.decision);
@@ -258,8 +271,7 @@ declare const CHECKED: unique symbol;
 export type CheckedNewRecord = NewAuditRecord & { readonly [CHECKED]: true };
 
 /** The fields of a new record: those of a record but its place and version. */
-const PLACE_KEYS = ['seq', 'v'];
-const NEW_KEYS = KEYS.filter((k) => !PLACE_KEYS.includes(k));
+const NEW_FIELDS = fields(KEYS.filter((k) => k !== 'seq' && k !== 'v'));
 
 /**
  * Checks a record before it has its place (the audit log places it at commit); returns a
@@ -268,8 +280,9 @@ const NEW_KEYS = KEYS.filter((k) => !PLACE_KEYS.includes(k));
 export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
   const v: unknown = r;
   if (!isObject(v)) return bad('a record must be an object');
-  const ignored = PLACE_KEYS.filter((k) => Object.hasOwn(v, k));
-  exactKeys(v, ignored.length === 0 ? NEW_KEYS : [...NEW_KEYS, ...ignored], 'a record');
+  // All of NEW_FIELDS, and `seq` or `v` (or both) when present.
+  const placed = (Object.hasOwn(v, 'seq') ? 1 : 0) + (Object.hasOwn(v, 'v') ? 1 : 0);
+  if (!hasFields(v, RECORD_FIELDS, NEW_FIELDS.names.length + placed)) bad(exactly('a new record', NEW_FIELDS));
   const ev = event(v.event);
   const dec = decision(v.decision);
   const checked: NewAuditRecord = {

@@ -26,7 +26,7 @@ export const PG_DEFAULT_STATEMENT_TIMEOUT_MS = 5_000;
 export const PG_DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 30_000;
 /** Waiting for a connection (new, or a free one from the pool) fails after this. */
 export const PG_DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-/** Runs of a transaction that keeps failing to serialize (SQLSTATE 40001, 40P01) before it fails. */
+/** Runs of a transaction that keeps failing to serialize (SQLSTATE 40001, 40P01, RETRYABLE_UNIQUE) before it fails. */
 export const PG_DEFAULT_TRANSACTION_ATTEMPTS = 8;
 /** Retry backoff: a random delay up to min(cap, base * 2^attempt) ms, so racers spread out. */
 export const PG_RETRY_BASE_MS = 2;
@@ -42,6 +42,13 @@ export const PG_MIGRATION_LOCK_KEY = 0x77726974;
 const NOTIFY_QUEUE_USAGE: Statement = { name: 'writ_notify_queue_usage', text: 'SELECT pg_notification_queue_usage() AS usage' };
 export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 const RETRYABLE = new Set(['40001', '40P01']);
+/**
+ * Unique keys whose violation is a lost race rather than bad data, retried like a serialization
+ * failure (PostgreSQL's own advice for a key chosen by reading the stored ones, "Serialization
+ * Failure Handling"): an audit record's seq is the tree size its transaction read (queries.ts),
+ * and two transactions that read the same size collide on it.
+ */
+const RETRYABLE_UNIQUE = new Set(['audit_records_pkey']);
 const CONSTRAINT: Readonly<Record<string, string>> = {
   '23505': 'unique constraint violated',
   '23503': 'foreign key constraint violated',
@@ -107,7 +114,7 @@ export class ErrorMapper {
     if (e instanceof DatabaseError) {
       const kind = e.code ? CONSTRAINT[e.code] : undefined;
       const err = new StoreError(`${pre}${kind ? `${kind}: ` : ''}${this.scrub(e.message)}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, { cause: e });
-      if (e.code && RETRYABLE.has(e.code)) retryable.add(err);
+      if ((e.code && RETRYABLE.has(e.code)) || (e.code === '23505' && e.constraint !== undefined && RETRYABLE_UNIQUE.has(e.constraint))) retryable.add(err);
       return err;
     }
     const err = e instanceof Error ? e : new Error(String(e));
@@ -276,7 +283,7 @@ class PgDriver implements SqlDriver {
     const onError = (e: Error) => (conn.broken = e);
     client.on('error', onError);
     // A rerun waits for the other reruns first, before BEGIN (so its snapshot is taken after the
-    // wait): transactions that lost a race on one hot row (the audit log's size) then queue up
+    // wait): transactions that lost a race on one hot key (the audit log's next seq) then queue up
     // instead of colliding again; first runs stay optimistic.
     let queued = false;
     if (retry) {

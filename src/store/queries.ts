@@ -39,9 +39,11 @@ export interface Statement {
 const cols = (t: Table) => t.columns.join(', ');
 const insert = (t: Table) => `INSERT INTO ${t.name} (${cols(t)}) VALUES (${t.columns.map(() => '?').join(', ')})`;
 const select = (t: Table) => `SELECT ${cols(t)} FROM ${t.name}`;
+/** The audit tree's size: the number of records, whose seq runs from 0 without a gap (migration 12). */
+const AUDIT_SIZE = '(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_records)';
 /** findAuditRecords by one derived column (see auditRecordsBy_task below). */
-const auditRecordsBy = (d: Dialect, kind: string, column: string) => {
-  const indexed = `(SELECT CAST(value AS ${d.int}) / 64 * 64 FROM meta WHERE key = 'audit_size')`;
+const auditRecordsBy = (kind: string, column: string) => {
+  const indexed = `(${AUDIT_SIZE} / 64 * 64)`;
   return `${select(AUDIT_RECORDS)} WHERE seq IN (
       SELECT seq FROM audit_records WHERE seq >= ${indexed} AND seq < ? AND ${column} = ?
       UNION ALL SELECT seq FROM (
@@ -208,9 +210,10 @@ export function buildQueries(d: Dialect) {
     countStatusAllocation: 'UPDATE status_lists SET allocated = allocated + 1 WHERE id = ?',
     revokedStatusIndexes: 'SELECT status_idx FROM writs WHERE status_list = ? AND revoked_at IS NOT NULL ORDER BY status_idx',
 
-    getAuditSize: "SELECT value FROM meta WHERE key = 'audit_size'",
-    // The row lock (PostgreSQL) or the write lock (SQLite) serializes appenders on this one row.
-    bumpAuditSize: `UPDATE meta SET value = CAST(CAST(value AS ${d.int}) + CAST(? AS ${d.int}) AS TEXT) WHERE key = 'audit_size' RETURNING value`,
+    // Appenders serialize on the records' key: SQLite has one writer at a time (BEGIN IMMEDIATE);
+    // on PostgreSQL the loser of two transactions placing the same seq fails on audit_records'
+    // primary key and runs again (postgres.ts).
+    getAuditSize: `SELECT ${AUDIT_SIZE} AS value`,
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
     auditLeafHashes: `SELECT seq, leaf_hash FROM audit_records WHERE seq IN ${d.intSet}`,
     putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',
@@ -225,9 +228,9 @@ export function buildQueries(d: Dialect) {
     // Newest first, from position `before` down: the records past the last complete batch
     // (fewer than 64, read by position) and, below it, audit_index. One statement, so one
     // snapshot; params: before, value, value, before, limit, limit.
-    auditRecordsBy_task: auditRecordsBy(d, 'task', 'task_id'),
-    auditRecordsBy_principal: auditRecordsBy(d, 'principal', 'principal'),
-    auditRecordsBy_actor: auditRecordsBy(d, 'actor', 'actor'),
+    auditRecordsBy_task: auditRecordsBy('task', 'task_id'),
+    auditRecordsBy_principal: auditRecordsBy('principal', 'principal'),
+    auditRecordsBy_actor: auditRecordsBy('actor', 'actor'),
     auditRecordsBefore: `${select(AUDIT_RECORDS)} WHERE seq < ? ORDER BY seq DESC LIMIT ?`,
     putAuditCheckpoint: insert(AUDIT_CHECKPOINTS),
     latestAuditCheckpoint: `${select(AUDIT_CHECKPOINTS)} ORDER BY size DESC LIMIT 1`,

@@ -366,6 +366,12 @@ export const MIGRATIONS: readonly Migration[] = [
    DROP INDEX audit_records_principal;
    DROP INDEX audit_records_actor;
    DELETE FROM audit_nodes WHERE (id + 1) % 16 <> 0;`,
+  // The audit tree's size is the number of its records (seq runs from 0 without a gap), read
+  // from audit_records' primary key, instead of a meta row that every appending transaction
+  // rewrote (on SQLite a page more in every commit). Appenders still serialize: SQLite has one
+  // writer; on PostgreSQL two transactions placing the same seq collide on the key and the loser
+  // runs again (postgres.ts).
+  () => `DELETE FROM meta WHERE key = 'audit_size';`,
 ];
 
 /** The schema version this binary migrates to. */

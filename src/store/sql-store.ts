@@ -481,11 +481,6 @@ class SqlOps implements StoreTx {
   async getAuditSize(): Promise<number> {
     return auditSize(await this.x.get(this.q.getAuditSize, []));
   }
-  async reserveAuditSeq(count = 1): Promise<number> {
-    if (!Number.isSafeInteger(count) || count < 1 || count > MAX_ROWS_PER_READ)
-      throw new StoreError(`store(${this.d.backend}): reserveAuditSeq count must be an integer from 1 to ${MAX_ROWS_PER_READ}`);
-    return auditSize(await this.x.get(this.q.bumpAuditSize, [count])) - count;
-  }
   async getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>> {
     if (ids.length === 0) return new Map();
     if (ids.length > MAX_AUDIT_NODES_PER_READ)
@@ -551,8 +546,8 @@ class SqlOps implements StoreTx {
 }
 
 function auditSize(r: Row | undefined): number {
-  if (!r) throw new StoreError('store: the audit size row is missing');
-  return int(r.value, 'meta.audit_size');
+  if (!r) throw new StoreError('store: the audit size query returned no row');
+  return int(r.value, 'audit size');
 }
 
 function bytesOf(v: unknown): Buffer {
@@ -684,7 +679,6 @@ export class SqlStore implements Store {
   attestedAgentKnown = (by: 'jkt' | 'platform', value: string) => this.direct.attestedAgentKnown(by, value);
   pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
-  reserveAuditSeq = (count?: number) => this.direct.reserveAuditSeq(count);
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
   getAuditLeafHashes = (seqs: readonly number[]) => this.direct.getAuditLeafHashes(seqs);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));

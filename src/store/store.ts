@@ -512,14 +512,13 @@ export interface StoreTx {
   /** Deletes attested agents whose latest SVID expired before `before` (they cannot renew); returns how many. */
   pruneAttestedAgents(before: number): Promise<number>;
 
-  /** How many audit records the log holds (the tree size). */
-  getAuditSize(): Promise<number>;
   /**
-   * Takes the next `count` (default 1) audit positions and returns the first (the size before).
-   * Concurrent callers get distinct positions; call it in the transaction that appends the
-   * records, so a rollback gives the positions back.
+   * How many audit records the log holds (the tree size): also the place the next record
+   * takes. Read it in the transaction that appends there; of concurrent transactions inserting
+   * the same place, one commits and the others fail (on PostgreSQL as a retryable conflict, so
+   * Store.transaction runs them again), so places are never given twice.
    */
-  reserveAuditSeq(count?: number): Promise<number>;
+  getAuditSize(): Promise<number>;
   /** The stored tree nodes among these ids (missing ones are absent from the map). */
   getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
   /** The stored leaf hashes of these records (missing ones are absent from the map). */

@@ -136,6 +136,11 @@ describe('audit list --since', () => {
 });
 
 describe('appending a transaction’s records together, at its commit', () => {
+  /** Appends records `from`..`to`-1 in one transaction of `store`. */
+  const appendRange = (store: SqliteStore, from: number, to: number) =>
+    store.transaction(async (tx) => {
+      for (let i = from; i < to; i++) await appendAudit(tx, auditRecord(i));
+    });
   /** A store whose records 0..n-1 were appended in transactions of these sizes, in turn. */
   async function appended(sizes: readonly number[]) {
     const store = new SqliteStore(join(tmpDir('writ-audit-'), 'w.db'));
@@ -200,8 +205,10 @@ describe('appending a transaction’s records together, at its commit', () => {
       }),
     ).rejects.toThrow('the change failed');
     expect(await store.getAuditSize()).toBe(5);
-    // A failure while writing them (a record already there) rolls the whole transaction back.
-    await store.insertAuditRecord({ ...(await store.getAuditRecord(4))!, seq: 5 });
+    // A failure while writing them (a tree node already there: the one record 15 completes,
+    // planted) rolls the whole transaction back.
+    await appendRange(store, 5, 15);
+    await store.putAuditNodes([{ id: nodeId(STORED_LEVEL, 0), hash: Buffer.alloc(32, 7) }]);
     await expect(
       store.transaction(async (tx) => {
         await tx.createTask({
@@ -215,12 +222,12 @@ describe('appending a transaction’s records together, at its commit', () => {
           endedBy: null,
           endReason: null,
         });
-        await appendAudit(tx, auditRecord(5));
+        await appendAudit(tx, auditRecord(15));
       }),
     ).rejects.toThrow(/unique constraint/);
-    expect(await store.getAuditSize()).toBe(5);
+    expect(await store.getAuditSize()).toBe(15);
     expect(await store.getTask('t-1')).toBeUndefined();
-    expect(await store.getAuditRecord(5)).toEqual({ ...(await store.getAuditRecord(4))!, seq: 5 });
+    expect(await store.getAuditRecord(15)).toBeUndefined();
   });
 
   it('writes the record as it was at the call: a change the caller makes before the commit is not written', async () => {
@@ -242,11 +249,6 @@ describe('appending a transaction’s records together, at its commit', () => {
     open.push(a, b);
     return { a, b };
   }
-  /** Appends records `from`..`to`-1 in one transaction of `store`. */
-  const appendRange = (store: SqliteStore, from: number, to: number) =>
-    store.transaction(async (tx) => {
-      for (let i = from; i < to; i++) await appendAudit(tx, auditRecord(i));
-    });
   /** The log in `store` verifies, and its root is that of the records it holds, hashed afresh. */
   async function expectSound(store: SqliteStore, n: number) {
     const reference = new MemoryTree();
