@@ -118,18 +118,22 @@ export class CaManager {
     return true;
   }
 
-  /** Applies every due state change in one transaction; returns true if the bundle changed. */
+  /**
+   * Applies every due state change in one transaction, then reloads if the bundle sequence the
+   * transaction saw (or made) is not the one loaded: another replica may have committed since the
+   * last load, e.g. the first CA while this one was starting. True if the loaded bundle changed.
+   */
   async rotate(): Promise<boolean> {
     const now = this.deps.clock.now().getTime();
-    const changed = await this.deps.store.transaction(async (tx) => {
+    const { changed, sequence } = await this.deps.store.transaction(async (tx) => {
       let changed = false;
       const kinds: CaKeyKind[] = this.deps.settings.upstream ? ['x509-intermediate', 'jwt', 'writ'] : ['x509-root', 'x509-intermediate', 'jwt', 'writ'];
       for (const kind of kinds) changed = (await this.rotateKind(tx, kind, now)) || changed;
-      if (changed) await tx.bumpBundleSequence();
-      return changed;
+      return { changed, sequence: changed ? await tx.bumpBundleSequence() : await tx.getBundleSequence() };
     });
-    if (changed || this.keys.length === 0) await this.load();
-    return changed;
+    if (!changed && sequence === this.sequence && this.keys.length > 0) return false;
+    await this.load();
+    return true;
   }
 
   private async rotateKind(tx: StoreTx, kind: CaKeyKind, now: number): Promise<boolean> {
@@ -199,8 +203,10 @@ export class CaManager {
   }
 
   private async load(): Promise<void> {
-    const sequence = await this.deps.store.getBundleSequence();
-    const records = await this.deps.store.listCaKeys();
+    // The sequence and the keys it numbers, from one snapshot. Read apart, a replica committing
+    // between the two reads left keys newer than the sequence loaded: published under the old
+    // sequence (bundle.jwks, GetBundle) until a later wake-up reloaded them.
+    const { sequence, records } = await this.deps.store.transaction(async (tx) => ({ sequence: await tx.getBundleSequence(), records: await tx.listCaKeys() }));
     const previous = new Map(this.keys.map((k) => [k.record.id, k]));
     const keys: LoadedKey[] = [];
     for (const r of records) {

@@ -254,6 +254,8 @@ export class WritServer {
         // Approval decisions on any replica wake this one's WatchApproval streams.
         changes.on('approval', () => core.approvals.changed()),
       );
+      // A bundle change another replica committed after init and before the subscription woke nobody: read it now.
+      await keys().catch((e: unknown) => logger.error({ err: e }, 'reloading the trust bundle failed'));
       // Each heartbeat reads the store first: one missed wake-up costs at most a heartbeat, and a replica cut from the database stops vouching for freshness.
       server.heartbeat = setInterval(() => void syncFeed().then(() => core.feed.heartbeat()), core.revocationSettings.heartbeatMs);
       server.heartbeat.unref();

@@ -187,6 +187,25 @@ describe('CA keys shared by replicas', () => {
     await a.store.close();
     await b.store.close();
   });
+
+  it('a rotation with nothing due reloads when another manager committed since the last load (and says the bundle changed)', async () => {
+    const t0 = Date.UTC(2030, 0, 1);
+    const clock = new ManualClock(t0);
+    const dir = tmpDir();
+    const a = await setup(clock, dir);
+    const b = await setup(clock, dir);
+    const jwtIds = (ca: CaManager) => [...ca.bundle().jwtAuthorities.keys()].sort();
+    clock.set(t0 + 13 * H);
+    expect(await b.ca.rotate()).toBe(true);
+    // A rotates before any wake-up told it of B's commit: nothing is left due, yet its keys are old.
+    expect(await a.ca.rotate()).toBe(true);
+    expect(jwtIds(a.ca)).toEqual(jwtIds(b.ca));
+    expect(a.ca.loadedSequence).toBe(b.ca.loadedSequence);
+    expect(await a.ca.rotate()).toBe(false);
+    expect(await a.ca.refresh()).toBe(false);
+    await a.store.close();
+    await b.store.close();
+  });
 });
 
 describe('rotation policy (planRotation)', () => {
