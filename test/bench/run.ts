@@ -94,9 +94,11 @@ async function rateAsync(fn: () => Promise<unknown>): Promise<number> {
 }
 
 function record(name: string, value: number, unit: string, floor?: number): void {
-  results[name] = floor === undefined ? { value: round(value), unit } : { value: round(value), unit, floor: round(floor), ratio: round(value / floor, 3) };
+  results[name] = floor === undefined ? { value: keep(value), unit } : { value: keep(value), unit, floor: keep(floor), ratio: round(value / floor, 3) };
 }
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+/** A recorded value: one decimal, or three below 10 (ratios such as audit_handshake_ratio, times under a millisecond). */
+const keep = (x: number) => round(x, Math.abs(x) < 10 ? 3 : 1);
 
 async function cryptoBenches(): Promise<void> {
   const ca = makeCert({ subjectCn: 'bench signing CA', ca: true, pathLen: 0, uris: ['spiffe://example.org'], notAfter: new Date(Date.now() + 86400_000) });
