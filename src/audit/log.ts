@@ -134,15 +134,17 @@ export async function appendRecords(tx: StoreTx, rs: readonly NewAuditRecord[]):
 /**
  * The right frontier of the tree as this process last committed it, per store (the key
  * transactionOwner gives): the complete subtrees that make up the tree of `size` leaves
- * (rangeNodes(0, size)), with their hashes. An append whose first place is `size` takes its
- * left siblings from here instead of reading them; any other place (another replica appended
- * since, or this process never did) reads the frontier from the store. It is set only after a
- * commit (afterCommit), so a rolled-back append, whose places the next one takes again, never
- * leaves its hashes behind; and the log only grows, so a tree of the same size is the same tree
- * (a database rewritten under a running issuer is what verify-log finds, docs/audit.md).
+ * (rangeNodes(0, size)), with their hashes, and the leaf hash of its last record. An append
+ * takes its left siblings from here only when the store's tree has that size and that last
+ * leaf (read in one statement, getAuditTail); any other tree (another replica appended since,
+ * this process never did, or the database lost records and others took their places, as after
+ * a failover to a standby that lacked them) has the frontier read from the store. It is set
+ * only after a commit (afterCommit), so a rolled-back append, whose places the next one takes
+ * again, never leaves its hashes behind.
  */
 interface Frontier {
   readonly size: number;
+  readonly lastLeaf: Buffer;
   readonly hashes: ReadonlyMap<number, Buffer>;
 }
 const frontiers = new WeakMap<object, Frontier>();
@@ -151,7 +153,8 @@ const frontierIds = (size: number): number[] => rangeNodes(0, size).map((n) => n
 
 async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
   if (rs.length === 0) return [];
-  const first = await tx.getAuditSize();
+  const tail = await tx.getAuditTail();
+  const first = tail.size;
   if (first + rs.length > MAX_TREE_SIZE) throw new AuditError('ERR_AUDIT_PROOF_INVALID', `audit: the log holds at most ${MAX_TREE_SIZE} records`);
   // Every left sibling the new leaves combine with that no earlier leaf of this batch completes
   // is a complete subtree of the tree of `first` leaves: its right frontier, remembered from
@@ -159,7 +162,8 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
   // named when a leaf needs it).
   const owner = transactionOwner(tx);
   const cached = frontiers.get(owner);
-  const known = new Map<number, Buffer>(cached?.size === first ? cached.hashes : first === 0 ? [] : await storeNodes(tx).nodes(frontierIds(first)));
+  const remembered = cached !== undefined && cached.size === first && tail.lastLeaf !== undefined && cached.lastLeaf.equals(tail.lastLeaf);
+  const known = new Map<number, Buffer>(remembered ? cached.hashes : first === 0 ? [] : await storeNodes(tx).nodes(frontierIds(first)));
   const nodes: AuditNode[] = [];
   const rows: AuditRecordRow[] = [];
   const out: AuditRecord[] = [];
@@ -189,8 +193,10 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
     });
     out.push(record);
   }
-  if (nodes.length > 0) await tx.putAuditNodes(nodes);
+  // Records first: two transactions that read the same size collide on the first record's key
+  // (the conflict PostgreSQL retries, postgres.ts), before either writes a node.
   for (const row of rows) await tx.insertAuditRecord(row);
+  if (nodes.length > 0) await tx.putAuditNodes(nodes);
   // The frontier of the tree these records make, if every part of it is known (one the store
   // lacked is read again, and named, by the next append that needs it).
   const size = first + rs.length;
@@ -200,7 +206,8 @@ async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Prom
     if (!h) return out;
     next.set(id, h);
   }
-  afterCommit(tx, () => frontiers.set(owner, { size, hashes: next }));
+  const lastLeaf = rows[rows.length - 1]!.leafHash;
+  afterCommit(tx, () => frontiers.set(owner, { size, lastLeaf, hashes: next }));
   return out;
 }
 

@@ -12,7 +12,7 @@
  *
  * Indices are ordinary numbers (no 32-bit bitwise operators): up to MAX_TREE_SIZE leaves.
  */
-import { createHash, hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { AuditError } from '../errors.js';
 
 export const HASH_BYTES = 32;
@@ -27,13 +27,13 @@ const LEAF_PREFIX = Buffer.of(0x00);
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
 export const leafHash = (entry: Uint8Array): Buffer => createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
-/** One-shot (the tree hashes nodes on every append and proof): the 65 bytes `0x01 ‖ left ‖ right` hashed at once. */
+/** The bytes `0x01 ‖ left ‖ right` hashed in one update (the tree hashes nodes on every append and proof). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   const input = Buffer.allocUnsafe(1 + left.length + right.length);
   input[0] = 0x01;
   input.set(left, 1);
   input.set(right, 1 + left.length);
-  return hash('sha256', input, 'buffer');
+  return createHash('sha256').update(input).digest();
 }
 
 export interface NodeRef {

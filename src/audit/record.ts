@@ -281,7 +281,7 @@ export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
   const v: unknown = r;
   if (!isObject(v)) return bad('a record must be an object');
   // All of NEW_FIELDS, and `seq` or `v` (or both) when present.
-  const placed = (Object.hasOwn(v, 'seq') ? 1 : 0) + (Object.hasOwn(v, 'v') ? 1 : 0);
+  const placed = (Object.prototype.propertyIsEnumerable.call(v, 'seq') ? 1 : 0) + (Object.prototype.propertyIsEnumerable.call(v, 'v') ? 1 : 0);
   if (!hasFields(v, RECORD_FIELDS, NEW_FIELDS.names.length + placed)) bad(exactly('a new record', NEW_FIELDS));
   const ev = event(v.event);
   const dec = decision(v.decision);

@@ -11,7 +11,7 @@
  * back or its outcome is unknown (a failed COMMIT, a lost connection): what a process keeps in
  * memory about the database (the audit log's right frontier) is only ever what was committed.
  * `fn` is synchronous and must not throw: the transaction has committed, so a failure cannot
- * be reported as its own.
+ * be reported as its own (one that does is reported as a process warning).
  *
  * A Store implementation marks each transaction's `tx` with `transactionHooks`, naming the
  * store it belongs to (`transactionOwner`: the key of what a process keeps per database), runs

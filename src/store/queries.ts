@@ -214,6 +214,7 @@ export function buildQueries(d: Dialect) {
     // on PostgreSQL the loser of two transactions placing the same seq fails on audit_records'
     // primary key and runs again (postgres.ts).
     getAuditSize: `SELECT ${AUDIT_SIZE} AS value`,
+    getAuditTail: 'SELECT seq, leaf_hash FROM audit_records ORDER BY seq DESC LIMIT 1',
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
     auditLeafHashes: `SELECT seq, leaf_hash FROM audit_records WHERE seq IN ${d.intSet}`,
     putAuditNode: 'INSERT INTO audit_nodes (id, hash) VALUES (?, ?)',

@@ -481,6 +481,10 @@ class SqlOps implements StoreTx {
   async getAuditSize(): Promise<number> {
     return auditSize(await this.x.get(this.q.getAuditSize, []));
   }
+  async getAuditTail(): Promise<{ size: number; lastLeaf: Buffer | undefined }> {
+    const r = await this.x.get(this.q.getAuditTail, []);
+    return r ? { size: int(r.seq, 'audit_records.seq') + 1, lastLeaf: bytesOf(r.leaf_hash) } : { size: 0, lastLeaf: undefined };
+  }
   async getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>> {
     if (ids.length === 0) return new Map();
     if (ids.length > MAX_AUDIT_NODES_PER_READ)
@@ -588,7 +592,14 @@ export class SqlStore implements Store {
       for (let i = 0; i < hooks.before.length; i++) await hooks.before[i]!();
       return result;
     });
-    for (const hook of after) hook();
+    // Committed: a hook that throws (a bug: they must not) cannot make the transaction fail.
+    for (const hook of after) {
+      try {
+        hook();
+      } catch (e) {
+        process.emitWarning(`store: an after-commit hook threw: ${(e as Error).message}`, 'WritStoreWarning');
+      }
+    }
     return out;
   }
 
@@ -679,6 +690,7 @@ export class SqlStore implements Store {
   attestedAgentKnown = (by: 'jkt' | 'platform', value: string) => this.direct.attestedAgentKnown(by, value);
   pruneAttestedAgents = (before: number) => this.direct.pruneAttestedAgents(before);
   getAuditSize = () => this.direct.getAuditSize();
+  getAuditTail = () => this.direct.getAuditTail();
   getAuditNodes = (ids: readonly number[]) => this.direct.getAuditNodes(ids);
   getAuditLeafHashes = (seqs: readonly number[]) => this.direct.getAuditLeafHashes(seqs);
   putAuditNodes = (nodes: readonly AuditNode[]) => this.transaction((tx) => tx.putAuditNodes(nodes));

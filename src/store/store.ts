@@ -519,6 +519,12 @@ export interface StoreTx {
    * Store.transaction runs them again), so places are never given twice.
    */
   getAuditSize(): Promise<number>;
+  /**
+   * The tree size and the leaf hash of the last record (none in an empty log), from one
+   * statement: what an append reads, in its transaction, to take its place and to know the tree
+   * it extends is the one it remembers (src/audit/log.ts).
+   */
+  getAuditTail(): Promise<{ readonly size: number; readonly lastLeaf: Buffer | undefined }>;
   /** The stored tree nodes among these ids (missing ones are absent from the map). */
   getAuditNodes(ids: readonly number[]): Promise<Map<number, Buffer>>;
   /** The stored leaf hashes of these records (missing ones are absent from the map). */

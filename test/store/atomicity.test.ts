@@ -139,6 +139,7 @@ const CALLS: { readonly [K in keyof StoreTx]: Parameters<StoreTx[K]> } = {
   attestedAgentKnown: ['jkt', 'j'],
   pruneAttestedAgents: [1],
   getAuditSize: [],
+  getAuditTail: [],
   getAuditNodes: [[0, 1, 2]],
   getAuditLeafHashes: [[0, 1]],
   putAuditNodes: [

@@ -6,13 +6,14 @@
  *
  * PostgreSQL unreachable: the tests skip with a warning, unless CI is set, where that fails.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { appendAudit } from '../../src/audit/log.js';
+import { appendAudit, verifyStoredLog } from '../../src/audit/log.js';
+import { noteSigner } from '../../src/audit/note.js';
 import { StoreError } from '../../src/errors.js';
 import type { ChangeKind } from '../../src/store/changes.js';
 import { PG_MIGRATION_LOCK_KEY, PostgresStore, type PostgresStoreOptions } from '../../src/store/postgres.js';
@@ -313,30 +314,39 @@ pgDescribe('PostgresStore', () => {
   });
 
   describe('two appenders that read the same audit size', () => {
-    /** Two transactions that both read the tree size before either appends, so both place record 0. */
-    async function race(s: PostgresStore) {
+    /** Two transactions that both read the tree size (`at`) before either appends, so both place record `at`. */
+    async function race(s: PostgresStore, at = 0) {
+      // Records before `at` from this store: it remembers their frontier (src/audit/log.ts).
+      if (at > 0)
+        await s.transaction(async (tx) => {
+          for (let i = 0; i < at; i++) await appendAudit(tx, auditRecord(i));
+        });
       let runs = 0;
       let arrived = 0;
       const bothRead = gate();
       const one = (i: number) =>
         s.transaction(async (tx) => {
           const first = ++runs <= 2;
-          expect(await tx.getAuditSize()).toBe(first ? 0 : 1);
+          expect(await tx.getAuditSize()).toBe(first ? at : at + 1);
           if (first && ++arrived === 2) bothRead.open();
           if (first) await bothRead.wait;
           await appendAudit(tx, auditRecord(i));
         });
-      const settled = await Promise.allSettled([one(0), one(1)]);
+      const settled = await Promise.allSettled([one(at), one(at + 1)]);
       return { settled, runs: () => runs };
     }
 
-    it('collide on the record’s key; the loser runs again and takes the next place', async () => {
+    it.each([0, 15])('collide on the record’s key; the loser runs again and takes the next place (at %i)', async (at) => {
+      // At 15 both also complete the first stored tree node (16 leaves): the record is written
+      // first, so the collision is on its key, which is retried, not on the node's.
       const s = await openIn(await freshSchema());
       try {
-        const { settled, runs } = await race(s);
+        const { settled, runs } = await race(s, at);
         expect(settled.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
         expect(runs()).toBe(3);
-        expect((await s.listAuditRecords(0, 10)).map((r) => r.seq)).toEqual([0, 1]);
+        expect((await s.listAuditRecords(0, 100)).map((r) => r.seq)).toEqual(Array.from({ length: at + 2 }, (_, i) => i));
+        const signer = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+        expect(await verifyStoredLog(s, signer)).toMatchObject({ ok: true, size: at + 2 });
       } finally {
         await s.close();
       }

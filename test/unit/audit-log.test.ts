@@ -297,6 +297,27 @@ describe('appending a transaction’s records together, at its commit', () => {
     await expectSound(a, 20);
   });
 
+  it('does not take a remembered frontier for a tree of the same size that holds other records (records lost, their places taken again)', async () => {
+    // As after a failover to a standby that lacked this replica's last commits: records 8..15
+    // (and the stored node over 0..15) are gone, and another replica appends other records at
+    // those places. The tree has the size this store remembers, but not its last leaf.
+    const path = join(tmpDir('writ-audit-'), 'w.db');
+    const a = new SqliteStore(path);
+    const b = new SqliteStore(path);
+    open.push(a, b);
+    await appendRange(a, 0, 16);
+    edit(path, (db) => {
+      db.prepare('DELETE FROM audit_records WHERE seq >= 8').run();
+      db.prepare('DELETE FROM audit_nodes').run();
+    });
+    await b.transaction(async (tx) => {
+      for (let i = 8; i < 16; i++) await appendAudit(tx, auditRecord(100 + i));
+    });
+    expect(await a.getAuditSize()).toBe(16);
+    await appendRange(a, 16, 40);
+    await expectSound(a, 40);
+  });
+
   it('needs a transaction: refused on the Store itself', async () => {
     const { store } = await appended([]);
     await expect(appendAudit(store, auditRecord(0))).rejects.toThrow(/beforeCommit needs the tx of a Store\.transaction/);
