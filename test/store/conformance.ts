@@ -1387,6 +1387,7 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
 
       it('starts empty: size 0, no records, the empty root, no checkpoint', async () => {
         expect(await s.getAuditSize()).toBe(0);
+        expect(await s.getAuditTail()).toEqual({ size: 0, lastLeaf: undefined });
         expect(await s.listAuditRecords(0, 10)).toEqual([]);
         expect((await rootHash(storeNodes(s), 0)).toString('hex')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
         expect(await s.latestAuditCheckpoint()).toBeUndefined();
@@ -1396,6 +1397,7 @@ export function storeConformance({ backend, open }: ConformanceOptions): void {
         await append(5);
         expect(await s.getAuditSize()).toBe(5);
         const rows = await s.listAuditRecords(0, 10);
+        expect(await s.getAuditTail()).toEqual({ size: 5, lastLeaf: rows[4]!.leafHash });
         expect(rows.map((r) => r.seq)).toEqual([0, 1, 2, 3, 4]);
         const r3 = rows[3]!;
         expect(parseRecord(r3.canonical)).toEqual({ v: 1, seq: 3, ...auditRecord(3) });
