@@ -352,6 +352,34 @@ pgDescribe('PostgresStore', () => {
       }
     });
 
+    it('every one of many concurrent audited transactions on three stores commits, and the log verifies', { timeout: 60_000 }, async () => {
+      // 12 writers, each transaction a change and its two records (as a handshake is): every
+      // one of them places its records at the end of the one log.
+      const schema = await freshSchema();
+      const stores = [await openIn(schema), await openIn(schema), await openIn(schema)];
+      try {
+        let n = 0;
+        const results = await Promise.allSettled(
+          Array.from({ length: 12 }, async (_, w) => {
+            for (let k = 0; k < 20; k++) {
+              const i = n++;
+              await stores[w % 3]!.transaction(async (tx) => {
+                await tx.createTask(task(`t-${i}`));
+                await appendAudit(tx, auditRecord(2 * i));
+                await appendAudit(tx, auditRecord(2 * i + 1));
+              });
+            }
+          }),
+        );
+        expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).toEqual([]);
+        expect(await stores[0]!.getAuditSize()).toBe(480);
+        const signer = noteSigner('example.org/audit', generateKeyPairSync('ed25519').privateKey);
+        expect(await verifyStoredLog(stores[1]!, signer)).toMatchObject({ ok: true, size: 480 });
+      } finally {
+        for (const s of stores) await s.close();
+      }
+    });
+
     it('a violation of audit_records_pkey is retried like a serialization failure; one of another key is not', async () => {
       // PostgreSQL usually reports the race above as a serialization failure (both read the key
       // range); where it reports the duplicate key instead, that is retried too. Pinned here with
