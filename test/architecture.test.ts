@@ -242,6 +242,12 @@ describe('architecture', () => {
     expect(missing, 'test-only packages belong in devDependencies; what src/ imports must be in dependencies').toEqual([]);
   });
 
+  it('only src/policy/cedar.ts imports Cedar (it turns off the V8 inlining that aborts the process first)', () => {
+    const importers = files(SRC).filter((f) => /from '@cedar-policy\/cedar-wasm[^']*'|import\('@cedar-policy\/cedar-wasm/.test(readFileSync(f, 'utf8')));
+    expect(importers.map((f) => relative(SRC, f))).toEqual(['policy/cedar.ts']);
+    expect(readFileSync(join(SRC, 'policy/cedar.ts'), 'utf8')).toMatch(/^setFlagsFromString\('--no-turbo-inline-js-wasm-calls'\);$/m);
+  });
+
   it('nothing below server/, agent/ and cli/ reads the wall clock', () => {
     for (const i of imports.filter((x) => !['server', 'agent', 'cli', 'clock', 'store'].includes(x.mod))) {
       expect(/Date\.now\(\)|new Date\(\)/.test(i.text), relative(REPO_ROOT, i.f)).toBe(false);

@@ -7,7 +7,7 @@
  * the schema. Policy sets are parsed once per snapshot (`preparsePolicySet`) and evaluated
  * with `statefulIsAuthorized`.
  */
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import * as cedar from './cedar.js';
 import { PolicyError } from '../errors.js';
 import { CEDAR_SCHEMA } from './schema.js';
 import type { Snapshot } from './snapshot.js';

@@ -7,7 +7,7 @@
  * columns count from 1, columns in characters (Unicode code points).
  */
 import { createHash } from 'node:crypto';
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import * as cedar from './cedar.js';
 import { PolicyError } from '../errors.js';
 import { CEDAR_SCHEMA, SCHEMA_VERSION } from './schema.js';
 

@@ -1,0 +1,17 @@
+/**
+ * The one door to Cedar (`@cedar-policy/cedar-wasm`): every module of writ that calls Cedar
+ * imports it from here, so that this runs first.
+ *
+ * V8 11.3 (Node 20) aborts the whole process ("Fatal error in , line 0 / unreachable code", in
+ * `Deoptimizer::DoComputeBuiltinContinuation`) when optimized code that inlined a call from
+ * JavaScript into Cedar's WebAssembly is deoptimized lazily while that call is under way. It was
+ * found by `BENCH_ONLY=audit,approvals make bench` (the same at 2099446), which it ended every
+ * time in `PolicyEngine.evaluate` until inlining those calls was turned off; an issuer deciding
+ * policy under load is exposed to the same abort. Turning it off costs nothing measurable (the
+ * same benchmark's escalations/s did not fall) and keeps every other optimization.
+ */
+import { setFlagsFromString } from 'node:v8';
+
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+
+export * from '@cedar-policy/cedar-wasm/nodejs';
