@@ -22,6 +22,7 @@ import {
   type NodeReader,
   nodeHash,
   nodeId,
+  rangeNodes,
   rootHash,
   verifyConsistency,
 } from './merkle.js';
@@ -148,25 +149,7 @@ interface Frontier {
 }
 const frontiers = new WeakMap<object, Frontier>();
 
-/**
- * The in-order ids of the complete subtrees that make up a tree of `size` leaves, left to right
- * (rangeNodes(0, size)): one per one bit of `size`, highest first. Indices stay below 2^53
- * (MAX_TREE_SIZE), so no 32-bit bitwise operator.
- */
-function frontierIds(size: number): number[] {
-  const ids: number[] = [];
-  let start = 0;
-  let top = 1;
-  while (top * 2 <= size) top *= 2;
-  for (let width = top; width >= 1; width /= 2) {
-    if (start + width <= size) {
-      // Node (level, start / width) with width = 2^level: in-order id 2·start + width − 1.
-      ids.push(2 * start + width - 1);
-      start += width;
-    }
-  }
-  return ids;
-}
+const frontierIds = (size: number): number[] => rangeNodes(0, size).map((n) => nodeId(n.level, n.index));
 
 async function appendChecked(tx: StoreTx, rs: readonly CheckedNewRecord[]): Promise<AuditRecord[]> {
   if (rs.length === 0) return [];

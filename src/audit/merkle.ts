@@ -22,19 +22,13 @@ export const MAX_TREE_SIZE = 2 ** 50;
 export const MAX_PROOF_HASHES = 64;
 
 const LEAF_PREFIX = Buffer.of(0x00);
+const NODE_PREFIX = Buffer.of(0x01);
 
 /** RFC 9162 §2.1.1: the hash of the empty tree. */
 export const EMPTY_ROOT: Buffer = createHash('sha256').digest();
 
 export const leafHash = (entry: Uint8Array): Buffer => createHash('sha256').update(LEAF_PREFIX).update(entry).digest();
-/** The bytes `0x01 ‖ left ‖ right` hashed in one update (the tree hashes nodes on every append and proof). */
-export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  const input = Buffer.allocUnsafe(1 + left.length + right.length);
-  input[0] = 0x01;
-  input.set(left, 1);
-  input.set(right, 1 + left.length);
-  return createHash('sha256').update(input).digest();
-}
+export const nodeHash = (left: Uint8Array, right: Uint8Array): Buffer => createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
 
 export interface NodeRef {
   readonly level: number;

@@ -219,11 +219,8 @@ function decision(v: unknown): AuditDecision | null {
   return v;
 }
 
-/** Checks a value is a well-formed record and returns it as one (a copy, keys in RFC 8785 order). */
-export function checkRecord(v: unknown): AuditRecord {
-  if (!isObject(v)) return bad('a record must be an object');
-  if (!hasFields(v, RECORD_FIELDS)) bad(exactly('a record', RECORD_FIELDS));
-  if (v.v !== AUDIT_RECORD_VERSION) bad(`v must be ${AUDIT_RECORD_VERSION}`);
+/** The fields of a checked object that has exactly the fields of a record, or of a new one: a copy, keys in RFC 8785 order. */
+function checkFields(v: Record<string, unknown>): NewAuditRecord {
   const ev = event(v.event);
   const dec = decision(v.decision);
   return {
@@ -239,11 +236,39 @@ export function checkRecord(v: unknown): AuditRecord {
     principal: principal(v.principal),
     reason: textOrNull(v.reason, 'reason'),
     resource: textOrNull(v.resource, 'resource'),
-    seq: integer(v.seq, 'seq'),
     snapshot: digest(v.snapshot, 'snapshot'),
     task: textOrNull(v.task, 'task'),
+  };
+}
+
+/** The record of fields `r` at place `seq` (checked), built key by key in RFC 8785 order (serialize). */
+function placed(r: NewAuditRecord, seq: unknown): AuditRecord {
+  return {
+    action: r.action,
+    actor: r.actor,
+    at: r.at,
+    created: r.created,
+    decision: r.decision,
+    event: r.event,
+    evidence: r.evidence,
+    lineage: r.lineage,
+    policies: r.policies,
+    principal: r.principal,
+    reason: r.reason,
+    resource: r.resource,
+    seq: integer(seq, 'seq'),
+    snapshot: r.snapshot,
+    task: r.task,
     v: AUDIT_RECORD_VERSION,
   };
+}
+
+/** Checks a value is a well-formed record and returns it as one (a copy, keys in RFC 8785 order). */
+export function checkRecord(v: unknown): AuditRecord {
+  if (!isObject(v)) return bad('a record must be an object');
+  if (!hasFields(v, RECORD_FIELDS)) bad(exactly('a record', RECORD_FIELDS));
+  if (v.v !== AUDIT_RECORD_VERSION) bad(`v must be ${AUDIT_RECORD_VERSION}`);
+  return placed(checkFields(v), v.seq);
 }
 
 /**
@@ -281,50 +306,14 @@ export function checkNewRecord(r: NewAuditRecord): CheckedNewRecord {
   const v: unknown = r;
   if (!isObject(v)) return bad('a record must be an object');
   // All of NEW_FIELDS, and `seq` or `v` (or both) when present.
-  const placed = (Object.prototype.propertyIsEnumerable.call(v, 'seq') ? 1 : 0) + (Object.prototype.propertyIsEnumerable.call(v, 'v') ? 1 : 0);
-  if (!hasFields(v, RECORD_FIELDS, NEW_FIELDS.names.length + placed)) bad(exactly('a new record', NEW_FIELDS));
-  const ev = event(v.event);
-  const dec = decision(v.decision);
-  const checked: NewAuditRecord = {
-    action: textOrNull(v.action, 'action'),
-    actor: actor(v.actor),
-    at: integer(v.at, 'at'),
-    created: list(v.created, 'created'),
-    decision: dec,
-    event: ev,
-    evidence: digest(v.evidence, 'evidence'),
-    lineage: list(v.lineage, 'lineage'),
-    policies: list(v.policies, 'policies'),
-    principal: principal(v.principal),
-    reason: textOrNull(v.reason, 'reason'),
-    resource: textOrNull(v.resource, 'resource'),
-    snapshot: digest(v.snapshot, 'snapshot'),
-    task: textOrNull(v.task, 'task'),
-  };
-  return checked as CheckedNewRecord;
+  const placedKeys = (Object.prototype.propertyIsEnumerable.call(v, 'seq') ? 1 : 0) + (Object.prototype.propertyIsEnumerable.call(v, 'v') ? 1 : 0);
+  if (!hasFields(v, RECORD_FIELDS, NEW_FIELDS.names.length + placedKeys)) bad(exactly('a new record', NEW_FIELDS));
+  return checkFields(v) as CheckedNewRecord;
 }
 
 /** A checked new record at its place `seq`, and its RFC 8785 bytes (the Merkle leaf), without checking it again. */
 export function placeRecord(r: CheckedNewRecord, seq: number): { record: AuditRecord; canonical: Buffer } {
-  // Built key by key in RFC 8785 order (serialize), from checkNewRecord's copy.
-  const record: AuditRecord = {
-    action: r.action,
-    actor: r.actor,
-    at: r.at,
-    created: r.created,
-    decision: r.decision,
-    event: r.event,
-    evidence: r.evidence,
-    lineage: r.lineage,
-    policies: r.policies,
-    principal: r.principal,
-    reason: r.reason,
-    resource: r.resource,
-    seq: integer(seq, 'seq'),
-    snapshot: r.snapshot,
-    task: r.task,
-    v: AUDIT_RECORD_VERSION,
-  };
+  const record = placed(r, seq);
   return { record, canonical: serialize(record) };
 }
 

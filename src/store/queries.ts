@@ -210,10 +210,10 @@ export function buildQueries(d: Dialect) {
     countStatusAllocation: 'UPDATE status_lists SET allocated = allocated + 1 WHERE id = ?',
     revokedStatusIndexes: 'SELECT status_idx FROM writs WHERE status_list = ? AND revoked_at IS NOT NULL ORDER BY status_idx',
 
-    // Appenders serialize on the records' key: SQLite has one writer at a time (BEGIN IMMEDIATE);
-    // on PostgreSQL the loser of two transactions placing the same seq fails on audit_records'
-    // primary key and runs again (postgres.ts).
-    getAuditSize: `SELECT ${AUDIT_SIZE} AS value`,
+    // The tree size is the last record's seq + 1 (migration 12). Appenders serialize on the
+    // records' key: SQLite has one writer at a time (BEGIN IMMEDIATE); on PostgreSQL the loser of
+    // two transactions placing the same seq fails on audit_records' primary key and runs again
+    // (postgres.ts).
     getAuditTail: 'SELECT seq, leaf_hash FROM audit_records ORDER BY seq DESC LIMIT 1',
     auditNodes: `SELECT id, hash FROM audit_nodes WHERE id IN ${d.intSet}`,
     auditLeafHashes: `SELECT seq, leaf_hash FROM audit_records WHERE seq IN ${d.intSet}`,

@@ -479,7 +479,7 @@ class SqlOps implements StoreTx {
   }
 
   async getAuditSize(): Promise<number> {
-    return auditSize(await this.x.get(this.q.getAuditSize, []));
+    return (await this.getAuditTail()).size;
   }
   async getAuditTail(): Promise<{ size: number; lastLeaf: Buffer | undefined }> {
     const r = await this.x.get(this.q.getAuditTail, []);
@@ -547,11 +547,6 @@ class SqlOps implements StoreTx {
   async listAuditKeys(): Promise<AuditKeyRecord[]> {
     return (await this.x.all(this.q.listAuditKeys, [])).map(decodeAuditKey);
   }
-}
-
-function auditSize(r: Row | undefined): number {
-  if (!r) throw new StoreError('store: the audit size query returned no row');
-  return int(r.value, 'audit size');
 }
 
 function bytesOf(v: unknown): Buffer {

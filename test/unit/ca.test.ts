@@ -166,13 +166,17 @@ describe('CA keys at rest', () => {
 });
 
 describe('CA keys shared by replicas', () => {
-  it('a manager reloads keys and bundle when another one on the same store rotated (the bundle sequence moved)', async () => {
-    const t0 = Date.UTC(2030, 0, 1);
+  const t0 = Date.UTC(2030, 0, 1);
+  /** Two managers (two replicas) on one store, at t0. */
+  async function twoReplicas() {
     const clock = new ManualClock(t0);
     const dir = tmpDir();
-    const a = await setup(clock, dir);
-    const b = await setup(clock, dir);
-    const jwtIds = (ca: CaManager) => [...ca.bundle().jwtAuthorities.keys()].sort();
+    return { clock, a: await setup(clock, dir), b: await setup(clock, dir) };
+  }
+  const jwtIds = (ca: CaManager) => [...ca.bundle().jwtAuthorities.keys()].sort();
+
+  it('a manager reloads keys and bundle when another one on the same store rotated (the bundle sequence moved)', async () => {
+    const { clock, a, b } = await twoReplicas();
     expect(jwtIds(b.ca)).toEqual(jwtIds(a.ca));
     clock.set(t0 + 13 * H); // past half of the 24 h JWT key: B prepares the next one
     expect(await b.ca.rotate()).toBe(true);
@@ -189,12 +193,7 @@ describe('CA keys shared by replicas', () => {
   });
 
   it('a rotation with nothing due reloads when another manager committed since the last load (and says the bundle changed)', async () => {
-    const t0 = Date.UTC(2030, 0, 1);
-    const clock = new ManualClock(t0);
-    const dir = tmpDir();
-    const a = await setup(clock, dir);
-    const b = await setup(clock, dir);
-    const jwtIds = (ca: CaManager) => [...ca.bundle().jwtAuthorities.keys()].sort();
+    const { clock, a, b } = await twoReplicas();
     clock.set(t0 + 13 * H);
     expect(await b.ca.rotate()).toBe(true);
     // A rotates before any wake-up told it of B's commit: nothing is left due, yet its keys are old.
