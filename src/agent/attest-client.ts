@@ -51,6 +51,9 @@ export interface AttestOutcome {
   readonly jwtSvids: Array<{ audience: string; token: string }>;
   /** The writ, when grants were sent. */
   readonly writ?: string;
+  /** The registration entry the identity was issued under, and the attested selectors (`type:value`); absent from an issuer older than these fields. */
+  readonly entryId?: string;
+  readonly selectors?: readonly string[];
 }
 
 /** The trust domain the bundle's first root names in its URI SAN. */
@@ -171,6 +174,8 @@ export async function attest(opts: AttestOptions): Promise<AttestOutcome> {
               bundlePem: r.bundlePem,
               jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
               ...(r.writ ? { writ: r.writ } : {}),
+              ...(r.entryId ? { entryId: r.entryId } : {}),
+              ...(r.selectors.length > 0 ? { selectors: [...r.selectors] } : {}),
             }),
           );
         }

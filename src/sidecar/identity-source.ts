@@ -96,6 +96,8 @@ export function identityFrom(outcome: AttestOutcome, signer: JwsSigner, privateK
     bundle,
     notAfter: chain[0]!.notAfter.getTime(),
     ...writFields,
+    ...(outcome.entryId ? { entryId: outcome.entryId } : {}),
+    ...(outcome.selectors?.length ? { selectors: [...outcome.selectors] } : {}),
     obtainedAt: now,
   };
 }

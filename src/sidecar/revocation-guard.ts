@@ -5,11 +5,11 @@
  * matcher (revocation/target.ts `matches` over `writFacts`): does it kill the identity this
  * sidecar serves — a grant of its lineage, its task, principal, SPIFFE ID or a delegator above
  * it, its key or a key above it, its writ or one it was delegated from, its entry or its platform?
- * (Entry and platform only with a writ, which names them in `reg` and `att.sel`. An identity
- * without a writ is matched by its SPIFFE ID (`agent`) and key (`key`) only: the issuer's
- * AttestResult carries neither the entry id nor the attested selectors. An entry or platform
- * revocation reaches such a sidecar at its next renewal, which the issuer refuses with
- * ERR_REVOKED and the daemon treats as terminal, so within half the SVID's lifetime.)
+ * (A writ names its entry and platform in `reg` and `att.sel`; an identity without a writ is
+ * matched by its SPIFFE ID (`agent`), its key (`key`), and the entry and selectors the issuer's
+ * AttestResult named. From an issuer that did not name them, an entry or platform revocation
+ * reaches such a sidecar at its next renewal, which the issuer refuses with ERR_REVOKED and the
+ * daemon treats as terminal, so within half the SVID's lifetime.)
  * If so, `onRevoked(reason)` is called once, synchronously, inside the event that carried it; the
  * daemon then marks the state revoked (terminal), which ends every stream and refuses every call.
  *
@@ -67,8 +67,7 @@ function identityFacts(id: SidecarIdentity): WritFacts {
     );
   }
   // No writ: no lineage, task or principal to match; the empty strings match no parsed target.
-  // No entry or selectors either (the issuer's answer does not carry them): entry and platform
-  // revocations arrive as the next renewal's ERR_REVOKED, terminal in the daemon.
+  // The entry and selectors are those the issuer's answer named (none from an older issuer).
   return {
     jti: '',
     sub: id.spiffeId,
@@ -79,14 +78,16 @@ function identityFacts(id: SidecarIdentity): WritFacts {
     delegators: [],
     ancestors: [],
     ancestorKeys: [],
-    selectors: [],
+    selectors: id.selectors ?? [],
+    ...(id.entryId !== undefined ? { entry: id.entryId } : {}),
   };
 }
 
 /**
  * What the source's `check` takes, for the identity: its writ, or for a bare SVID a writ-shaped
- * probe with only its SPIFFE ID and key (its empty jti, task and principal yield keys no parsed
- * revocation target can have), so that the held set is searched by the same keys either way.
+ * probe with only its SPIFFE ID, key, entry and selectors (its empty jti, task and principal
+ * yield keys no parsed revocation target can have), so that the held set is searched by the same
+ * keys either way.
  */
 function probeOf(id: SidecarIdentity): { claims: WritClaims; grants: Grant[] } {
   if (id.writ !== undefined) {
@@ -100,7 +101,8 @@ function probeOf(id: SidecarIdentity): { claims: WritClaims; grants: Grant[] } {
     task: { id: '' },
     principal: { iss: '', sub: '' },
     lineage: [],
-    att: { sel: [] },
+    att: { sel: id.selectors ?? [] },
+    ...(id.entryId !== undefined ? { reg: id.entryId } : {}),
   } as unknown as WritClaims;
   return { claims, grants: [] };
 }

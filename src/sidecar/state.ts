@@ -40,6 +40,13 @@ export interface SidecarIdentity {
   readonly writExpiresAt?: number;
   /** The task the writ's lineage belongs to, when there is one. */
   readonly task?: string;
+  /**
+   * The registration entry and attested selectors (`type:value`) the issuer named in its answer:
+   * how the revocation guard recognizes an entry or platform revocation of an identity without a
+   * writ (a writ names both itself, in `reg` and `att.sel`).
+   */
+  readonly entryId?: string;
+  readonly selectors?: readonly string[];
   /** When this identity was obtained, ms since the epoch. */
   readonly obtainedAt: number;
 }

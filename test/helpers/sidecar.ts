@@ -13,8 +13,7 @@ import { join } from 'node:path';
 import { BUILTIN_EVIDENCE } from '../../src/attestation/builtins.js';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { renewingSource, type IdentitySource } from '../../src/sidecar/identity-source.js';
-import { runSidecar, type RunningSidecar } from '../../src/sidecar/run.js';
-import type { SidecarOptions } from '../../src/sidecar/daemon.js';
+import { runSidecar, type RunningSidecar, type RunSidecarOptions } from '../../src/sidecar/run.js';
 import { FAKE_TYPE, fakePlugin, fakeProducer } from '../fakes/evidence-fake/plugin.js';
 import { SHARED } from './shared.js';
 import { startServer } from './server.js';
@@ -100,7 +99,7 @@ export function hsmSource(i: { address: string; bundlePem: string; deviceKey: st
 /** An in-process sidecar on a fresh socket. */
 export async function startSidecar(
   source: IdentitySource,
-  extra: Partial<SidecarOptions> & { socketGid?: number } = {},
+  extra: Partial<Omit<RunSidecarOptions, 'source' | 'socketPath'>> = {},
 ): Promise<RunningSidecar & { dir: string; path: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'wsk-'));
   const path = join(dir, 'agent.sock');

@@ -121,6 +121,43 @@ describe('RevocationGuard', () => {
     w.guard.close();
   });
 
+  // An identity without a writ is recognized by the entry and selectors the issuer's answer named.
+  const bare = { writ: undefined, entryId: '6f1c2a34-0b7d-4e5f-9a81-2c3d4e5f6a7b', selectors: ['tpm:ek_hash:ab12', 'tpm:pcr:7:cd34'] } as const;
+
+  it.each([
+    ['entry', '6f1c2a34-0b7d-4e5f-9a81-2c3d4e5f6a7b'],
+    ['platform', 'tpm:ek_hash:ab12'],
+    ['platform', 'tpm:pcr:7:cd34'],
+  ] as const)('an identity without a writ: revoking its %s %s fires', async (kind, id) => {
+    const w = world();
+    w.state.serve(w.identity(bare));
+    w.guard.start();
+    w.issuer.heartbeat();
+    await w.guard.synced();
+    w.issuer.revoke(kind, kind === 'entry' ? '6f1c2a34-0b7d-4e5f-9a81-2c3d4e5f6a7c' : 'tpm:ek_hash:ab13');
+    w.issuer.revoke('task', 'task-7');
+    expect(w.reasons).toEqual([]);
+    w.issuer.revoke(kind, id);
+    expect(w.reasons).toEqual([`${kind} ${id} revoked at sequence 3 (test)`]);
+    w.guard.close();
+  });
+
+  it('an identity without a writ: an entry or platform revocation already held refuses it at screening', async () => {
+    for (const [kind, id] of [
+      ['entry', '6f1c2a34-0b7d-4e5f-9a81-2c3d4e5f6a7b'],
+      ['platform', 'tpm:ek_hash:ab12'],
+    ] as const) {
+      const w = world();
+      w.guard.start();
+      w.issuer.heartbeat();
+      await w.guard.synced();
+      w.issuer.revoke(kind, id);
+      expect(w.guard.screen(w.identity({ writ: undefined }))).toBeUndefined();
+      expect(w.guard.screen(w.identity(bare))).toMatch(new RegExp(`^${kind} ${id} revoked at sequence 1; the new identity was not served$`));
+      w.guard.close();
+    }
+  });
+
   it('reports freshness: confirmed by heartbeats, not connected after a drop, its sequence kept', async () => {
     const w = world();
     w.guard.start();

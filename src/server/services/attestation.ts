@@ -7,6 +7,7 @@ import { AttestationError, DelegationError, JwsError, LimitError, RevocationErro
 import type { RefusalTally } from '../../audit/tally.js';
 import { bundleDocuments } from '../bundle-documents.js';
 import { type Handshake, type HandshakeStep, type Issuer, isAuditedRefusal, isRefusal } from '../../issuance/issuer.js';
+import { formatSelector } from '../../registration/entry.js';
 import type { Metrics } from '../metrics.js';
 import { toGrpcFailure } from '../status.js';
 import { peerHost, type RateLimiter } from '../rate-limit.js';
@@ -71,6 +72,8 @@ export function attestationService(deps: {
                 bundlePem: docs.pem,
                 jwtSvids: r.jwtSvids.map((j) => ({ audience: j.audience, token: j.token })),
                 writ: r.writ ?? '',
+                entryId: r.entryId,
+                selectors: r.selectors.map(formatSelector),
               },
             },
           }),

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/v1/attestation.proto.
  */
 export const file_writ_v1_attestation: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCKWAQoFSGVsbG8SFQoNZXZpZGVuY2VfdHlwZRgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEgsKA2NzchgDIAEoDBIOCgZncmFudHMYBCADKAkSFQoNand0X2F1ZGllbmNlcxgFIAMoCRIWCg53cml0X2F1ZGllbmNlcxgGIAMoCRIWCg5zdGVwX3VwX2dyYW50cxgHIAMoCSIrCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwSDwoHcGF5bG9hZBgCIAEoDCIuCghFdmlkZW5jZRIPCgdwYXlsb2FkGAEgASgMEhEKCWtleV9wcm9vZhgCIAEoDCKRAQoMQXR0ZXN0UmVzdWx0EhEKCXNwaWZmZV9pZBgBIAEoCRISCgpzdmlkX2NoYWluGAIgAygMEhMKC2J1bmRsZV9qd2tzGAMgASgJEhIKCmJ1bmRsZV9wZW0YBCABKAkSIwoJand0X3N2aWRzGAUgAygLMhAud3JpdC52MS5Kd3RTdmlkEgwKBHdyaXQYBiABKAkiKgoHSnd0U3ZpZBIQCghhdWRpZW5jZRgBIAEoCRINCgV0b2tlbhgCIAEoCTJTChJBdHRlc3RhdGlvblNlcnZpY2USPQoGQXR0ZXN0EhYud3JpdC52MS5BdHRlc3RSZXF1ZXN0Ghcud3JpdC52MS5BdHRlc3RSZXNwb25zZSgBMAFiBnByb3RvMw");
+  fileDesc("Chl3cml0L3YxL2F0dGVzdGF0aW9uLnByb3RvEgd3cml0LnYxIl8KDUF0dGVzdFJlcXVlc3QSHwoFaGVsbG8YASABKAsyDi53cml0LnYxLkhlbGxvSAASJQoIZXZpZGVuY2UYAiABKAsyES53cml0LnYxLkV2aWRlbmNlSABCBgoEc3RlcCJqCg5BdHRlc3RSZXNwb25zZRInCgljaGFsbGVuZ2UYASABKAsyEi53cml0LnYxLkNoYWxsZW5nZUgAEicKBnJlc3VsdBgCIAEoCzIVLndyaXQudjEuQXR0ZXN0UmVzdWx0SABCBgoEc3RlcCKWAQoFSGVsbG8SFQoNZXZpZGVuY2VfdHlwZRgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEgsKA2NzchgDIAEoDBIOCgZncmFudHMYBCADKAkSFQoNand0X2F1ZGllbmNlcxgFIAMoCRIWCg53cml0X2F1ZGllbmNlcxgGIAMoCRIWCg5zdGVwX3VwX2dyYW50cxgHIAMoCSIrCglDaGFsbGVuZ2USDQoFbm9uY2UYASABKAwSDwoHcGF5bG9hZBgCIAEoDCIuCghFdmlkZW5jZRIPCgdwYXlsb2FkGAEgASgMEhEKCWtleV9wcm9vZhgCIAEoDCK2AQoMQXR0ZXN0UmVzdWx0EhEKCXNwaWZmZV9pZBgBIAEoCRISCgpzdmlkX2NoYWluGAIgAygMEhMKC2J1bmRsZV9qd2tzGAMgASgJEhIKCmJ1bmRsZV9wZW0YBCABKAkSIwoJand0X3N2aWRzGAUgAygLMhAud3JpdC52MS5Kd3RTdmlkEgwKBHdyaXQYBiABKAkSEAoIZW50cnlfaWQYByABKAkSEQoJc2VsZWN0b3JzGAggAygJIioKB0p3dFN2aWQSEAoIYXVkaWVuY2UYASABKAkSDQoFdG9rZW4YAiABKAkyUwoSQXR0ZXN0YXRpb25TZXJ2aWNlEj0KBkF0dGVzdBIWLndyaXQudjEuQXR0ZXN0UmVxdWVzdBoXLndyaXQudjEuQXR0ZXN0UmVzcG9uc2UoATABYgZwcm90bzM");
 
 /**
  * @generated from message writ.v1.AttestRequest
@@ -231,6 +231,21 @@ export type AttestResult = Message<"writ.v1.AttestResult"> & {
    * @generated from field: string writ = 6;
    */
   writ: string;
+
+  /**
+   * The registration entry the identity was issued under (a writ's `reg`), and the attested
+   * selectors, `type:value` (a writ's `att.sel`; for a renewal by SVID, the original
+   * attestation's). The holder of a bare SVID (no writ) needs them to see that a revocation of
+   * its entry or platform is one of its own, as RevocationService.Watch publishes those.
+   *
+   * @generated from field: string entry_id = 7;
+   */
+  entryId: string;
+
+  /**
+   * @generated from field: repeated string selectors = 8;
+   */
+  selectors: string[];
 };
 
 /**
