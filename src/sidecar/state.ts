@@ -76,7 +76,8 @@ export interface SidecarState {
   subscribe(listener: (s: SidecarStatus) => void): () => void;
   /**
    * A JWT-SVID for these audiences (the first is `aud[0]`), from the cache while it has more
-   * than half its lifetime left, else freshly issued. Rejects when not serving.
+   * than half its lifetime left, else freshly issued; while that fails (the issuer unreachable),
+   * the cached one until it expires. Rejects when not serving.
    */
   jwtSvid(audiences: readonly string[]): Promise<{ readonly spiffeId: string; readonly token: string }>;
   revocationFreshness(): RevocationFreshness;
