@@ -6,10 +6,12 @@
  * ERR_NO_MATCHING_ENTRY: the entry is gone), see `terminalRefusal` in identity-source.ts. Socket
  * services read it through `SidecarState` (state.ts); they never attest or renew.
  */
+import * as grpc from '@grpc/grpc-js';
+import { GrpcCallError } from '../agent/attest-client.js';
 import { LimitError, SidecarError } from '../errors.js';
 import { decodeJwt } from '../svid/jwt-svid.js';
 import { terminalRefusal, type IdentitySource, type Obtained } from './identity-source.js';
-import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
+import type { RenewalCounts, RenewalFailure, RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
 
 /** Renewal at half the lifetime, ±10% (SPIRE agents rotate at half; the jitter spreads a fleet). */
 export const RENEW_FRACTION = 0.5;
@@ -95,6 +97,17 @@ export function checkAudiences(audiences: readonly string[]): void {
   }
 }
 
+/**
+ * Why a renewal failed, a bounded label: `terminal` (ERR_REVOKED, or the entry gone: the sidecar
+ * is revoked), `refused` (the issuer answered with another refusal), `unavailable` (no answer:
+ * unreachable, timed out), `error` (this side: the evidence, the key, an answer it refused).
+ */
+export function renewalFailure(e: unknown, terminal: boolean): RenewalFailure {
+  if (terminal) return 'terminal';
+  if (!(e instanceof GrpcCallError)) return 'error';
+  return e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED || e.code === grpc.status.CANCELLED ? 'unavailable' : 'refused';
+}
+
 interface CachedJwt {
   readonly spiffeId: string;
   readonly token: string;
@@ -134,9 +147,15 @@ export class Sidecar implements SidecarState {
   private queue: Promise<unknown> = Promise.resolve();
   private freshness: () => RevocationFreshness = () => ({ sequence: 0, confirmedAt: 0, connected: false });
   private screen: (id: SidecarIdentity) => string | undefined = () => undefined;
-  /** Renewals that succeeded, and attempts that failed (for Status and metrics). */
+  /**
+   * Renewals that succeeded (scheduled, step-up, or an on-demand JWT-SVID handshake: each renews
+   * the X.509-SVID; the first attestation and a re-attestation after expiry are not renewals), and
+   * attestations and scheduled renewals that failed.
+   */
   renewals = 0;
   failures = 0;
+  /** Renewals (as `renewals` counts them) that failed, by why. */
+  private readonly renewalFailures: Record<RenewalFailure, number> = { unavailable: 0, refused: 0, terminal: 0, error: 0 };
 
   constructor(private readonly o: SidecarOptions) {
     this.random = o.random ?? Math.random;
@@ -188,6 +207,10 @@ export class Sidecar implements SidecarState {
 
   revocationFreshness(): RevocationFreshness {
     return this.freshness();
+  }
+
+  renewalCounts(): RenewalCounts {
+    return { renewals: this.renewals, failures: { ...this.renewalFailures } };
   }
 
   /** Where revocation freshness comes from (the revocation guard, once started). */
@@ -297,7 +320,9 @@ export class Sidecar implements SidecarState {
     try {
       obtained = await this.obtain(audiences);
     } catch (e) {
-      const terminal = terminalRefusal(e, this.status.state === 'serving');
+      const renewing = this.status.state === 'serving';
+      const terminal = terminalRefusal(e, renewing);
+      if (renewing && !this.stopped) this.renewalFailures[renewalFailure(e, terminal !== undefined)]++;
       if (terminal) this.revoke(terminal);
       else this.backOffJwt(audiences.join('\n'));
       throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
@@ -388,6 +413,7 @@ export class Sidecar implements SidecarState {
       this.failures++;
       // Revoked (or, renewing, the entry gone): retrying cannot succeed and the SVID must not be served on.
       const terminal = terminalRefusal(e, renewing);
+      if (renewing) this.renewalFailures[renewalFailure(e, terminal !== undefined)]++;
       if (terminal) {
         this.revoke(terminal);
         return;

@@ -67,6 +67,15 @@ export interface RevocationFreshness {
   readonly connected: boolean;
 }
 
+/** Why a renewal failed (daemon.ts `renewalFailure`): a bounded set, a metric label. */
+export type RenewalFailure = 'unavailable' | 'refused' | 'terminal' | 'error';
+
+/** Renewals since the start: successful ones (the first attestation excluded), failed ones by why. */
+export interface RenewalCounts {
+  readonly renewals: number;
+  readonly failures: Readonly<Record<RenewalFailure, number>>;
+}
+
 export interface SidecarState {
   current(): SidecarStatus;
   /**
@@ -83,4 +92,6 @@ export interface SidecarState {
   revocationFreshness(): RevocationFreshness;
   /** Renews now (an approval arrived); absent in states that cannot. */
   renewNow?(): void;
+  /** Renewal counts (the daemon's), for metrics; absent where nothing renews. */
+  renewalCounts?(): RenewalCounts;
 }

@@ -279,6 +279,7 @@ describe('the sidecar state machine', () => {
     await timers.advance(5_000);
     await source.fail(refused('ERR_REVOKED'));
     expect(sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_REVOKED: refused/) });
+    expect(sc.renewalCounts()).toEqual({ renewals: 0, failures: { unavailable: 0, refused: 0, terminal: 1, error: 0 } });
     await timers.advance(3_600_000);
     expect(source.open).toBe(0);
     expect(timers.pending).toBe(0);
@@ -549,6 +550,8 @@ describe('the JWT-SVID cache', () => {
     expect(source.open).toBe(1);
     await source.fail('14 UNAVAILABLE: connection refused');
     expect((await Promise.all(calls)).map((g) => g.token)).toEqual([a.token, a.token]);
+    // An on-demand handshake renews the X.509-SVID too: its failure is a failed renewal (here not a gRPC status: `error`).
+    expect(sc.renewalCounts().failures.error).toBe(1);
     // Within the backoff: served from the cache, no handshake.
     const opened = source.requests.length;
     expect((await sc.jwtSvid(['aud'])).token).toBe(a.token);

@@ -49,7 +49,11 @@ const CORE: OptionSpecs = {
   },
   ...PERMISSION_OPTIONS,
   'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
-  'metrics-listen': { type: 'string', value: 'HOST:PORT', help: 'serve Prometheus metrics on GET /metrics there (identities, expiry, revocation staleness)' },
+  'metrics-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    help: 'serve Prometheus metrics on GET /metrics there (identities, renewals and failures, expiry, revocation staleness and lag)',
+  },
   'revocation-max-staleness': {
     type: 'string',
     value: 'D',
@@ -240,7 +244,7 @@ export const agentRunVerb: Verb = {
     const offBundle = running.sidecar.subscribe((s) => latest.observe(s));
     latest.observe(running.sidecar.current());
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
-    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now) : undefined;
+    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now, running.guard) : undefined;
     const metricsServer = metrics && metricsAt ? await metrics.serve(metricsAt.host, metricsAt.port) : undefined;
     if (metricsServer) log(`sidecar: metrics on http://${metricsAt!.host}:${metricsServer.port}/metrics`);
     // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
