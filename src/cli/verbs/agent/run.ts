@@ -180,7 +180,7 @@ export const agentRunVerb: Verb = {
   summary: 'the sidecar: attest, serve the SPIFFE Workload API on a Unix socket, renew; stops cleanly on SIGINT/SIGTERM',
   required: ['server', 'bundle'],
   options,
-  note: 'Evidence: exactly one of the evidence options below selects the type. A one-time evidence (a join token) attests once; later renewals need fresh evidence. Logs are JSON lines on stderr.',
+  note: 'Evidence: exactly one of the evidence options below selects the type, whose evidence makes the first attestation. Renewals are by the current X.509-SVID (what a one-time join token needs); fresh evidence from the type again only when the issuer answers ERR_FRESH_EVIDENCE_REQUIRED (its policy, by default for every type but one-time tokens) or refuses the SVID (ERR_SVID_SUPERSEDED, ERR_SVID_RENEWAL_INVALID). Logs are JSON lines on stderr.',
   async run({ values: flags, env, catalog, io }) {
     const configFile = stringOption(flags, 'config');
     const file = configFile ? readConfigFile(configFile, options(catalog), flags) : undefined;
