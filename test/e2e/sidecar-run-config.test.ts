@@ -28,12 +28,13 @@ async function writ(...args: string[]): Promise<{ code: number; stdout: string; 
   }
 }
 
-/** Six bad values and one bad shape; the join token and the metrics port are fine. */
+/** Seven bad values (one of them twice wrong) and one bad shape; the join token is fine. */
 const BAD = `server: nowhere
 bundle: ${join(dir, 'no-such-bundle.pem')}
 socket: relative/agent.sock
 revocation-max-staleness: soon
 scope: [read=repo://acme/x]
+boundary: [nonsense]
 metrics-listen: 127.0.0.1:notaport
 jwt-audience: [1]
 join-token: abc
@@ -61,10 +62,12 @@ describe('writ agent run --config', () => {
       '--socket must be an absolute path (got "relative/agent.sock")',
       '--revocation-max-staleness: ',
       '--scope needs --parent-socket',
+      '--boundary needs --parent-socket',
+      '--boundary: delegation: "nonsense" is not ACTION=RESOURCE',
       '--metrics-listen: ',
     ])
       expect(line).toContain(named);
-    expect(line!.split('; ')).toHaveLength(7);
+    expect(line!.split('; ')).toHaveLength(9);
   });
 
   it('a flag overrides a bad value of the file, which is then not reported', async () => {

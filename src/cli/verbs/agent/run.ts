@@ -105,17 +105,18 @@ function checkRunOptions(
   catalog: CliCatalog,
   file: { readonly problems: readonly string[]; readonly invalid: ReadonlySet<string> } | undefined,
 ): RunOptions {
-  const problems: unknown[] = [];
+  /** Each problem, and the option to name in the list when its message does not. */
+  const problems: Array<{ readonly error: unknown; readonly option?: string }> = [];
   const reported = (name: string) => file?.invalid.has(name) === true;
-  const check = <T>(f: () => T): T | undefined => {
+  const check = <T>(f: () => T, option?: string): T | undefined => {
     try {
       return f();
-    } catch (e) {
-      problems.push(e);
+    } catch (error) {
+      problems.push(option ? { error, option } : { error });
       return undefined;
     }
   };
-  const problem = (message: string) => problems.push(new UsageError(message));
+  const problem = (message: string) => problems.push({ error: new UsageError(message) });
   const producer = check(() => selectProducer(catalog.producers, values, CORE));
   const server = reported('server') ? undefined : check(() => checkServerAddress(required(values, 'server')));
   const bundlePem = reported('bundle') ? undefined : check(() => readPemBundle(required(values, 'bundle')));
@@ -137,7 +138,7 @@ function checkRunOptions(
         })
       : undefined;
   const parent = stringOption(values, 'parent-socket');
-  const perms = (flag: string) => check(() => listOption(values, flag).map(parsePermissionFlag)) ?? [];
+  const perms = (flag: string) => check(() => listOption(values, flag).map(parsePermissionFlag), flag) ?? [];
   for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl']) if (!parent && values[f] !== undefined) problem(`--${f} needs --parent-socket`);
   if (parent && values.grant !== undefined) problem('--grant and --parent-socket are exclusive: the parent sidecar supplies the chain');
   const keyFile = stringOption(values, 'key');
@@ -151,12 +152,15 @@ function checkRunOptions(
   const writAudiences = listOption(values, 'writ-audience');
   if (writAudiences.length && !parent && values.grant === undefined) problem('--writ-audience needs --grant or --parent-socket');
   const jwtAudiences = listOption(values, 'jwt-audience');
-  for (const a of jwtAudiences) check(() => checkAudiences([a]));
+  for (const a of jwtAudiences) check(() => checkAudiences([a]), 'jwt-audience');
   if (jwtAudiences.length > MAX_JWT_AUDIENCES) problem(`at most ${MAX_JWT_AUDIENCES} --jwt-audience`);
   const result = { scope: perms('scope'), boundaries: perms('boundary'), escalate: perms('escalate') };
   if (file && (file.problems.length > 0 || problems.length > 0))
-    throw new ConfigError([...file.problems, ...problems.map((e) => (e instanceof Error ? e.message : String(e)))]);
-  if (problems.length > 0) throw problems[0];
+    throw new ConfigError([
+      ...file.problems,
+      ...problems.map(({ error, option }) => `${option ? `--${option}: ` : ''}${error instanceof Error ? error.message : String(error)}`),
+    ]);
+  if (problems.length > 0) throw problems[0]!.error;
   return {
     producer: producer!,
     server: server!,
