@@ -6,10 +6,12 @@
  * ERR_NO_MATCHING_ENTRY: the entry is gone), see `terminalRefusal` in identity-source.ts. Socket
  * services read it through `SidecarState` (state.ts); they never attest or renew.
  */
+import * as grpc from '@grpc/grpc-js';
+import { GrpcCallError } from '../agent/attest-client.js';
 import { LimitError, SidecarError } from '../errors.js';
 import { decodeJwt } from '../svid/jwt-svid.js';
 import { terminalRefusal, type IdentitySource, type Obtained } from './identity-source.js';
-import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
+import type { RenewalCounts, RenewalFailure, RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from './state.js';
 
 /** Renewal at half the lifetime, ±10% (SPIRE agents rotate at half; the jitter spreads a fleet). */
 export const RENEW_FRACTION = 0.5;
@@ -95,6 +97,17 @@ export function checkAudiences(audiences: readonly string[]): void {
   }
 }
 
+/**
+ * Why a renewal failed, a bounded label: `terminal` (ERR_REVOKED, or the entry gone: the sidecar
+ * is revoked), `refused` (the issuer answered with another refusal), `unavailable` (no answer:
+ * unreachable, timed out), `error` (this side: the evidence, the key, an answer it refused).
+ */
+export function renewalFailure(e: unknown, terminal: boolean): RenewalFailure {
+  if (terminal) return 'terminal';
+  if (!(e instanceof GrpcCallError)) return 'error';
+  return e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED || e.code === grpc.status.CANCELLED ? 'unavailable' : 'refused';
+}
+
 interface CachedJwt {
   readonly spiffeId: string;
   readonly token: string;
@@ -114,6 +127,8 @@ export class Sidecar implements SidecarState {
   private readonly listeners = new Set<(s: SidecarStatus) => void>();
   private readonly jwtCache = new Map<string, CachedJwt>();
   private readonly jwtInflight = new Map<string, Promise<CachedJwt>>();
+  /** Cached audiences whose refresh failed: failures in a row, and when the next may start (ms). */
+  private readonly jwtBackoff = new Map<string, { readonly failures: number; readonly retryAt: number }>();
   /** When each recent JWT-SVID handshake started (ms), oldest first. */
   private readonly jwtHandshakes: number[] = [];
   /** On-demand audiences fetched in the last hour, and when first (insertion order is time order). */
@@ -132,9 +147,15 @@ export class Sidecar implements SidecarState {
   private queue: Promise<unknown> = Promise.resolve();
   private freshness: () => RevocationFreshness = () => ({ sequence: 0, confirmedAt: 0, connected: false });
   private screen: (id: SidecarIdentity) => string | undefined = () => undefined;
-  /** Renewals that succeeded, and attempts that failed (for Status and metrics). */
+  /**
+   * Renewals that succeeded (scheduled, step-up, or an on-demand JWT-SVID handshake: each renews
+   * the X.509-SVID; the first attestation and a re-attestation after expiry are not renewals), and
+   * attestations and scheduled renewals that failed.
+   */
   renewals = 0;
   failures = 0;
+  /** Renewals (as `renewals` counts them) that failed, by why. */
+  private readonly renewalFailures: Record<RenewalFailure, number> = { unavailable: 0, refused: 0, terminal: 0, error: 0 };
 
   constructor(private readonly o: SidecarOptions) {
     this.random = o.random ?? Math.random;
@@ -188,6 +209,10 @@ export class Sidecar implements SidecarState {
     return this.freshness();
   }
 
+  renewalCounts(): RenewalCounts {
+    return { renewals: this.renewals, failures: { ...this.renewalFailures } };
+  }
+
   /** Where revocation freshness comes from (the revocation guard, once started). */
   setFreshnessSource(f: () => RevocationFreshness): void {
     this.freshness = f;
@@ -209,7 +234,7 @@ export class Sidecar implements SidecarState {
   revoke(reason: string): void {
     if (this.status.state === 'revoked') return;
     this.clearTimers();
-    this.jwtCache.clear();
+    this.clearJwts();
     this.set({ state: 'revoked', reason, at: this.o.now() });
     this.log(`sidecar: revoked: ${reason}`);
   }
@@ -229,40 +254,65 @@ export class Sidecar implements SidecarState {
     await r?.();
   }
 
+  /**
+   * From the cache while more than half the JWT-SVID's lifetime is left; past that, refreshed.
+   * A refresh that fails (the issuer unreachable, or a limit below refusing the handshake) does
+   * not drop the JWT-SVID while it is valid: the cached one is served until its `exp` (as the
+   * X.509-SVID is until notAfter, workload-api/service.ts), never after it, never after a
+   * revocation or terminal refusal, never for a SPIFFE ID no longer served. The refresh of an
+   * audience is retried with backoff (`retryDelay`), one in flight at a time.
+   */
   async jwtSvid(audiences: readonly string[]): Promise<{ readonly spiffeId: string; readonly token: string }> {
     checkAudiences(audiences);
     const s = this.serving();
     const key = audiences.join('\n');
     const now = this.o.now();
-    const hit = this.jwtCache.get(key);
-    if (hit && hit.spiffeId === s.spiffeId && now < hit.issuedAt + (hit.expiresAt - hit.issuedAt) / 2) return hit;
-    let p = this.jwtInflight.get(key);
-    if (!p) {
-      if (this.jwtInflight.size >= MAX_JWT_INFLIGHT) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: too many JWT-SVID requests in flight; retry');
-      while (this.jwtHandshakes.length && this.jwtHandshakes[0]! <= now - 60_000) this.jwtHandshakes.shift();
-      if (this.jwtHandshakes.length >= MAX_JWT_HANDSHAKES_PER_MINUTE)
-        throw new SidecarError(
-          'ERR_SIDECAR_NOT_SERVING',
-          `sidecar: more than ${MAX_JWT_HANDSHAKES_PER_MINUTE} new JWT-SVID audiences in a minute; retry later`,
-        );
-      for (const [k, at] of this.jwtAudiencesThisHour) {
-        if (at > now - HOUR_MS) break;
-        this.jwtAudiencesThisHour.delete(k);
-      }
-      const isNew = !this.defaultAudiences.includes(key) && !this.jwtAudiencesThisHour.has(key);
-      if (isNew && this.jwtAudiencesThisHour.size >= this.maxNewAudiencesPerHour)
-        throw new LimitError(
-          `sidecar: JWT-SVIDs for ${this.maxNewAudiencesPerHour} distinct audiences were fetched in the last hour; this new audience is refused until one ages out`,
-        );
-      if (isNew) this.jwtAudiencesThisHour.set(key, now);
-      this.jwtHandshakes.push(now);
-      p = this.fetchJwt(audiences).finally(() => this.jwtInflight.delete(key));
-      this.jwtInflight.set(key, p);
+    const hit = this.validJwt(key, s, now);
+    if (hit && now < hit.issuedAt + (hit.expiresAt - hit.issuedAt) / 2) return hit;
+    const backoff = this.jwtBackoff.get(key);
+    if (hit && backoff && now < backoff.retryAt) return hit;
+    let got: CachedJwt;
+    try {
+      got = await this.refreshJwt(audiences, key, now);
+    } catch (e) {
+      // Revoked or terminally refused: the error. Else the cached one while it is valid.
+      const stale = this.status.state === 'serving' ? this.validJwt(key, this.status.identity, this.o.now()) : undefined;
+      if (!stale) throw e;
+      return stale;
     }
-    const got = await p;
     // Revoked or expired while waiting: serve nothing.
     this.serving();
     return got;
+  }
+
+  /** The cached JWT-SVID of `key` if it is unexpired and of the SPIFFE ID served. */
+  private validJwt(key: string, s: SidecarIdentity, now: number): CachedJwt | undefined {
+    const hit = this.jwtCache.get(key);
+    return hit && hit.spiffeId === s.spiffeId && now < hit.expiresAt ? hit : undefined;
+  }
+
+  /** A handshake for `key`'s JWT-SVID, or the one in flight; the limits are checked before a new one. */
+  private refreshJwt(audiences: readonly string[], key: string, now: number): Promise<CachedJwt> {
+    const inflight = this.jwtInflight.get(key);
+    if (inflight) return inflight;
+    if (this.jwtInflight.size >= MAX_JWT_INFLIGHT) throw new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: too many JWT-SVID requests in flight; retry');
+    while (this.jwtHandshakes.length && this.jwtHandshakes[0]! <= now - 60_000) this.jwtHandshakes.shift();
+    if (this.jwtHandshakes.length >= MAX_JWT_HANDSHAKES_PER_MINUTE)
+      throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: more than ${MAX_JWT_HANDSHAKES_PER_MINUTE} new JWT-SVID audiences in a minute; retry later`);
+    for (const [k, at] of this.jwtAudiencesThisHour) {
+      if (at > now - HOUR_MS) break;
+      this.jwtAudiencesThisHour.delete(k);
+    }
+    const isNew = !this.defaultAudiences.includes(key) && !this.jwtAudiencesThisHour.has(key);
+    if (isNew && this.jwtAudiencesThisHour.size >= this.maxNewAudiencesPerHour)
+      throw new LimitError(
+        `sidecar: JWT-SVIDs for ${this.maxNewAudiencesPerHour} distinct audiences were fetched in the last hour; this new audience is refused until one ages out`,
+      );
+    if (isNew) this.jwtAudiencesThisHour.set(key, now);
+    this.jwtHandshakes.push(now);
+    const p = this.fetchJwt(audiences).finally(() => this.jwtInflight.delete(key));
+    this.jwtInflight.set(key, p);
+    return p;
   }
 
   private async fetchJwt(audiences: readonly string[]): Promise<CachedJwt> {
@@ -270,8 +320,11 @@ export class Sidecar implements SidecarState {
     try {
       obtained = await this.obtain(audiences);
     } catch (e) {
-      const terminal = terminalRefusal(e, this.status.state === 'serving');
+      const renewing = this.status.state === 'serving';
+      const terminal = terminalRefusal(e, renewing);
+      if (renewing && !this.stopped) this.renewalFailures[renewalFailure(e, terminal !== undefined)]++;
       if (terminal) this.revoke(terminal);
+      else this.backOffJwt(audiences.join('\n'));
       throw new SidecarError('ERR_SIDECAR_NOT_SERVING', `sidecar: cannot obtain a JWT-SVID for this audience: ${(e as Error).message}`, { cause: e });
     }
     // The handshake renewed the X.509-SVID too (and, by SVID, superseded the one held): serve it.
@@ -301,7 +354,25 @@ export class Sidecar implements SidecarState {
   private remember(key: string, c: CachedJwt): void {
     this.jwtCache.delete(key);
     this.jwtCache.set(key, c);
-    while (this.jwtCache.size > MAX_JWT_CACHE_ENTRIES) this.jwtCache.delete(this.jwtCache.keys().next().value as string);
+    this.jwtBackoff.delete(key);
+    while (this.jwtCache.size > MAX_JWT_CACHE_ENTRIES) this.forgetJwt(this.jwtCache.keys().next().value as string);
+  }
+
+  private forgetJwt(key: string): void {
+    this.jwtCache.delete(key);
+    this.jwtBackoff.delete(key);
+  }
+
+  private clearJwts(): void {
+    this.jwtCache.clear();
+    this.jwtBackoff.clear();
+  }
+
+  /** A refresh of a cached JWT-SVID failed: the next waits `retryDelay` (only cached audiences are tracked). */
+  private backOffJwt(key: string): void {
+    if (!this.jwtCache.has(key)) return;
+    const failures = (this.jwtBackoff.get(key)?.failures ?? 0) + 1;
+    this.jwtBackoff.set(key, { failures, retryAt: this.o.now() + retryDelay(failures - 1, this.random()) });
   }
 
   private serving(): SidecarIdentity {
@@ -342,6 +413,7 @@ export class Sidecar implements SidecarState {
       this.failures++;
       // Revoked (or, renewing, the entry gone): retrying cannot succeed and the SVID must not be served on.
       const terminal = terminalRefusal(e, renewing);
+      if (renewing) this.renewalFailures[renewalFailure(e, terminal !== undefined)]++;
       if (terminal) {
         this.revoke(terminal);
         return;
@@ -383,7 +455,7 @@ export class Sidecar implements SidecarState {
     if (!obtained.sameKeySession) this.release = obtained.release;
     const id = obtained.identity;
     // JWT-SVIDs of the previous SPIFFE ID are never served for this one.
-    for (const [k, v] of this.jwtCache) if (v.spiffeId !== id.spiffeId) this.jwtCache.delete(k);
+    for (const [k, v] of this.jwtCache) if (v.spiffeId !== id.spiffeId) this.forgetJwt(k);
     for (const j of obtained.jwtSvids) this.remember(j.audience, cachedJwt(id.spiffeId, j.token));
     this.clearTimers();
     this.set({ state: 'serving', identity: id });
@@ -418,7 +490,7 @@ export class Sidecar implements SidecarState {
     this.expiryTimer = undefined;
     const s = this.status;
     if (s.state !== 'serving' || s.identity !== id) return;
-    this.jwtCache.clear();
+    this.clearJwts();
     this.set({ state: 'expired', reason: `the X.509-SVID expired at ${new Date(id.notAfter).toISOString()} and could not be renewed` });
     this.log('sidecar: credentials expired; serving nothing until the issuer answers');
   }

@@ -121,6 +121,7 @@ export class RevocationGuard {
   private recheckPending = false;
   private confirmedAt = 0;
   private readonly unsubscribe: Array<() => void> = [];
+  private readonly lagListeners = new Set<(seconds: number) => void>();
 
   constructor(o: RevocationGuardOptions) {
     this.o = o;
@@ -142,6 +143,7 @@ export class RevocationGuard {
       this.source.onMessage((m) => {
         if (m.type !== 'heartbeat' && m.type !== 'revocation') return;
         this.confirmedAt = this.clock.now().getTime();
+        if (m.type === 'revocation' && !m.revocation.snapshot) this.lag(this.confirmedAt - m.revocation.at);
         if (m.type === 'heartbeat' && this.recheckPending) this.recheck();
       }),
       this.o.state.subscribe(() => this.recheck()),
@@ -187,6 +189,22 @@ export class RevocationGuard {
     }
     if (reason !== undefined) this.fire(`${reason}; the new identity was not served`);
     return this.revokedReason;
+  }
+
+  /**
+   * Told, for each revocation applied from the stream (live or catch-up after a reconnect; not
+   * a snapshot's re-sends, which may be days old), the seconds from the issuer recording it
+   * (`at`, its clock) to its arrival here (this clock): the revocation lag, the two hosts' clock
+   * offset included (never below 0). Returns the unsubscribe function.
+   */
+  onLag(listener: (seconds: number) => void): () => void {
+    this.lagListeners.add(listener);
+    return () => this.lagListeners.delete(listener);
+  }
+
+  private lag(ms: number): void {
+    const seconds = Math.max(0, ms) / 1000;
+    for (const l of [...this.lagListeners]) l(seconds);
   }
 
   close(): void {

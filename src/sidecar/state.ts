@@ -74,6 +74,15 @@ export interface RevocationFreshness {
   readonly connected: boolean;
 }
 
+/** Why a renewal failed (daemon.ts `renewalFailure`): a bounded set, a metric label. */
+export type RenewalFailure = 'unavailable' | 'refused' | 'terminal' | 'error';
+
+/** Renewals since the start: successful ones (the first attestation excluded), failed ones by why. */
+export interface RenewalCounts {
+  readonly renewals: number;
+  readonly failures: Readonly<Record<RenewalFailure, number>>;
+}
+
 export interface SidecarState {
   current(): SidecarStatus;
   /**
@@ -83,10 +92,13 @@ export interface SidecarState {
   subscribe(listener: (s: SidecarStatus) => void): () => void;
   /**
    * A JWT-SVID for these audiences (the first is `aud[0]`), from the cache while it has more
-   * than half its lifetime left, else freshly issued. Rejects when not serving.
+   * than half its lifetime left, else freshly issued; while that fails (the issuer unreachable),
+   * the cached one until it expires. Rejects when not serving.
    */
   jwtSvid(audiences: readonly string[]): Promise<{ readonly spiffeId: string; readonly token: string }>;
   revocationFreshness(): RevocationFreshness;
   /** Renews now (an approval arrived); absent in states that cannot. */
   renewNow?(): void;
+  /** Renewal counts (the daemon's), for metrics; absent where nothing renews. */
+  renewalCounts?(): RenewalCounts;
 }

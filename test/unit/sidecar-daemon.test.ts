@@ -64,6 +64,8 @@ class ManualTimers implements Timers {
   }
 }
 
+const refused = (writCode: string) => new GrpcCallError(grpc.status.PERMISSION_DENIED, `refused (${writCode})`, writCode);
+
 const flush = async () => {
   for (let i = 0; i < 20; i++) await Promise.resolve();
 };
@@ -270,8 +272,6 @@ describe('the sidecar state machine', () => {
     expect(seen).toHaveLength(2);
   });
 
-  const refused = (writCode: string) => new GrpcCallError(grpc.status.PERMISSION_DENIED, `refused (${writCode})`, writCode);
-
   it('a renewal the issuer refuses with ERR_REVOKED is terminal: revoked at once, nothing retried or served until notAfter', async () => {
     const { source, sc, timers, seen } = setup(10_000);
     sc.start();
@@ -279,6 +279,7 @@ describe('the sidecar state machine', () => {
     await timers.advance(5_000);
     await source.fail(refused('ERR_REVOKED'));
     expect(sc.current()).toMatchObject({ state: 'revoked', reason: expect.stringMatching(/ERR_REVOKED: refused/) });
+    expect(sc.renewalCounts()).toEqual({ renewals: 0, failures: { unavailable: 0, refused: 0, terminal: 1, error: 0 } });
     await timers.advance(3_600_000);
     expect(source.open).toBe(0);
     expect(timers.pending).toBe(0);
@@ -534,6 +535,93 @@ describe('the JWT-SVID cache', () => {
     ] as const)
       await expectWritError(() => checkAudiences(aud), 'ERR_SIDECAR_REQUEST_INVALID', msg);
     checkAudiences(['x'.repeat(256)]);
+  });
+
+  it('an issuer outage past the renewal point: the cached JWT-SVID is served until exp, refreshed with backoff one at a time, never after exp', async () => {
+    const { source, sc, timers } = setup(3_600_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    const exp = timers.now + 60_000;
+    await timers.advance(31_000);
+    // Concurrent callers past the renewal point: one refresh; it fails; both get the cached token.
+    const calls = [sc.jwtSvid(['aud']), sc.jwtSvid(['aud'])];
+    await flush();
+    expect(source.open).toBe(1);
+    await source.fail('14 UNAVAILABLE: connection refused');
+    expect((await Promise.all(calls)).map((g) => g.token)).toEqual([a.token, a.token]);
+    // An on-demand handshake renews the X.509-SVID too: its failure is a failed renewal (here not a gRPC status: `error`).
+    expect(sc.renewalCounts().failures.error).toBe(1);
+    // Within the backoff: served from the cache, no handshake.
+    const opened = source.requests.length;
+    expect((await sc.jwtSvid(['aud'])).token).toBe(a.token);
+    expect(source.requests.length).toBe(opened);
+    // After it: retried, and on failure again the cached token; the backoff grows.
+    await timers.advance(retryDelay(0, 0.5));
+    const retry = sc.jwtSvid(['aud']);
+    await flush();
+    expect(source.requests.length).toBe(opened + 1);
+    await source.fail();
+    expect((await retry).token).toBe(a.token);
+    await timers.advance(retryDelay(0, 0.5));
+    expect((await sc.jwtSvid(['aud'])).token).toBe(a.token);
+    expect(source.requests.length).toBe(opened + 1);
+    // At exp: never the expired token, whatever the backoff.
+    await timers.advance(exp - timers.now);
+    const late = sc.jwtSvid(['aud']);
+    await source.fail();
+    await expectWritError(late, 'ERR_SIDECAR_NOT_SERVING', 'connection refused');
+    // The issuer back: a fresh one.
+    const back = sc.jwtSvid(['aud']);
+    await source.answer();
+    expect((await back).token).not.toBe(a.token);
+  });
+
+  it('the handshake limits refusing a refresh: the cached JWT-SVID is served while valid', async () => {
+    const { source, sc, timers } = setup(3_600_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    for (let i = 0; i < MAX_JWT_HANDSHAKES_PER_MINUTE; i++) {
+      const p = sc.jwtSvid([`aud-${i}`]);
+      await source.answer();
+      await p;
+    }
+    await timers.advance(31_000);
+    // Every refresh was past the limit: still a's token, no handshake.
+    const opened = source.requests.length;
+    await expect(sc.jwtSvid(['aud'])).resolves.toMatchObject({ token: a.token });
+    expect(source.requests.length).toBe(opened);
+    await expectWritError(sc.jwtSvid(['new']), 'ERR_SIDECAR_NOT_SERVING', 'in a minute');
+  });
+
+  it('a failed refresh serves nothing after a terminal refusal, or once the SPIFFE ID changed', async () => {
+    const revoked = setup(3_600_000, 0.5, ['aud']);
+    revoked.sc.start();
+    await revoked.source.answer();
+    await revoked.sc.jwtSvid(['aud']);
+    await revoked.timers.advance(31_000);
+    const p = revoked.sc.jwtSvid(['aud']);
+    await revoked.source.fail(refused('ERR_REVOKED'));
+    await expectWritError(p, 'ERR_SIDECAR_NOT_SERVING', 'ERR_REVOKED');
+    expect(revoked.sc.current().state).toBe('revoked');
+
+    // An on-demand audience served stale through an outage, then a renewal maps the agent elsewhere.
+    const moved = setup(100_000, 0.5, [], 60_000);
+    moved.sc.start();
+    await moved.source.answer();
+    const x = moved.sc.jwtSvid(['x']);
+    await moved.source.answer();
+    const tx = (await x).token;
+    await moved.timers.advance(31_000);
+    const stale = moved.sc.jwtSvid(['x']);
+    await moved.source.fail();
+    expect((await stale).token).toBe(tx);
+    await moved.timers.advance(50_000 - 31_000);
+    await moved.source.answer('spiffe://example.org/agent/b');
+    const after = moved.sc.jwtSvid(['x']);
+    await moved.source.fail();
+    await expectWritError(after, 'ERR_SIDECAR_NOT_SERVING', 'connection refused');
   });
 
   it('never serves a cached JWT-SVID of another SPIFFE ID after a renewal maps the agent elsewhere', async () => {

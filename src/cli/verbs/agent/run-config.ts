@@ -13,7 +13,24 @@ import type { OptionSpecs, OptionValue, OptionValues } from '../../../config/opt
 export const MAX_CONFIG_BYTES = 64 * 1024;
 
 export function withConfigFile(file: string, specs: OptionSpecs, flags: OptionValues): OptionValues {
+  const read = readConfigFile(file, specs, flags);
+  if (read.problems.length) throw new ConfigError(read.problems);
+  return read.values;
+}
+
+/**
+ * The file's options merged with the flags, and what is wrong with the file's shape: each
+ * problem names the file and the option (`invalid` lists those options, left out of `values`, so
+ * the caller can report value problems of the rest in the same run). A file that cannot be read,
+ * is not YAML or not a mapping throws ConfigError at once.
+ */
+export function readConfigFile(
+  file: string,
+  specs: OptionSpecs,
+  flags: OptionValues,
+): { values: OptionValues; problems: string[]; invalid: ReadonlySet<string> } {
   const problems: string[] = [];
+  const invalid = new Set<string>();
   let doc: unknown;
   try {
     if (statSync(file).size > MAX_CONFIG_BYTES) throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
@@ -40,8 +57,8 @@ export function withConfigFile(file: string, specs: OptionSpecs, flags: OptionVa
     } else if (typeof v !== 'string' || v === '') problems.push(`${k}: must be a non-empty string`);
     else out[k] = v;
   }
-  if (problems.length) throw new ConfigError(problems.map((p) => `${file}: ${p}`));
   const merged: Record<string, OptionValue> = { ...out };
   for (const [k, v] of Object.entries(flags)) if (v !== undefined && k !== 'config') merged[k] = v;
-  return merged;
+  for (const p of problems) invalid.add(p.slice(0, p.indexOf(':')));
+  return { values: merged, problems: problems.map((p) => `${file}: ${p}`), invalid };
 }

@@ -9,10 +9,13 @@ import { statSync } from 'node:fs';
 import { checkServerAddress } from '../../../agent/attest-client.js';
 import { readPrivateKey } from '../../../agent/keys.js';
 import { grpcWatchConnector } from '../../../agent/revocation-client.js';
-import { parsePermissionFlag } from '../../../delegation/scope.js';
+import type { EvidenceProducer } from '../../../attestation/plugin.js';
+import { parsePermissionFlag, type Permission } from '../../../delegation/scope.js';
+import { ConfigError } from '../../../errors.js';
 import { jwkThumbprint } from '../../../jose/jws.js';
 import { delegateFromParent } from '../../../sidecar/parent-client.js';
-import { listOption, stringOption, UsageError, type OptionSpecs } from '../../../config/options.js';
+import { listOption, stringOption, UsageError, type OptionSpecs, type OptionValues } from '../../../config/options.js';
+import { checkAudiences, MAX_JWT_AUDIENCES } from '../../../sidecar/daemon.js';
 import { LatestBundle, renewingSource } from '../../../sidecar/identity-source.js';
 import { SidecarMetrics } from '../../../sidecar/metrics.js';
 import { StepUpHolder } from '../../../sidecar/step-ups.js';
@@ -26,7 +29,7 @@ import { readGrantFiles } from '../../grant-files.js';
 import { PERMISSION_OPTIONS } from '../grant/permissions.js';
 import { required, type CliCatalog, type Verb } from '../../verb.js';
 import { selectProducer } from './attest.js';
-import { withConfigFile } from './run-config.js';
+import { readConfigFile } from './run-config.js';
 
 const CORE: OptionSpecs = {
   config: { type: 'string', value: 'FILE', help: 'a YAML mapping of these options (e.g. `server: HOST:PORT`, lists for repeatable ones); flags override it' },
@@ -46,7 +49,11 @@ const CORE: OptionSpecs = {
   },
   ...PERMISSION_OPTIONS,
   'grant-ttl': { type: 'string', value: 'D', help: "with --parent-socket: the child grant's lifetime (default: what is left of the parent's)" },
-  'metrics-listen': { type: 'string', value: 'HOST:PORT', help: 'serve Prometheus metrics on GET /metrics there (identities, expiry, revocation staleness)' },
+  'metrics-listen': {
+    type: 'string',
+    value: 'HOST:PORT',
+    help: 'serve Prometheus metrics on GET /metrics there (identities, renewals and failures, expiry, revocation staleness and lag)',
+  },
   'revocation-max-staleness': {
     type: 'string',
     value: 'D',
@@ -66,58 +73,157 @@ function readOwnerOnlyKey(file: string): KeyObject {
   return key;
 }
 
+/** What `writ agent run` starts with, every option checked. */
+interface RunOptions {
+  readonly producer: EvidenceProducer;
+  readonly server: string;
+  readonly bundlePem: string;
+  readonly path: string;
+  readonly gid: number | undefined;
+  readonly maxStaleMs: number | undefined;
+  readonly metricsAt: { host: string; port: number } | undefined;
+  readonly parent: string | undefined;
+  readonly scope: Permission[];
+  readonly boundaries: Permission[];
+  readonly escalate: Permission[];
+  readonly ttlSeconds: number | undefined;
+  readonly key: KeyObject | undefined;
+  readonly grants: readonly string[];
+  readonly writAudiences: readonly string[];
+  readonly jwtAudiences: readonly string[];
+}
+
+/**
+ * Checks every option's value before anything starts. With --config, every problem at once, the
+ * file's shape and the values (ConfigError, as `writ server --config`: exit 1, "invalid
+ * configuration: a; b; c"); an option whose file value has the wrong shape is reported once,
+ * not again as missing. From flags alone, the first, as before (a usage error, exit 2).
+ */
+function checkRunOptions(
+  values: OptionValues,
+  env: Record<string, string | undefined>,
+  catalog: CliCatalog,
+  file: { readonly problems: readonly string[]; readonly invalid: ReadonlySet<string> } | undefined,
+): RunOptions {
+  /** Each problem, and the option to name in the list when its message does not. */
+  const problems: Array<{ readonly error: unknown; readonly option?: string }> = [];
+  const reported = (name: string) => file?.invalid.has(name) === true;
+  const check = <T>(f: () => T, option?: string): T | undefined => {
+    try {
+      return f();
+    } catch (error) {
+      problems.push(option ? { error, option } : { error });
+      return undefined;
+    }
+  };
+  const problem = (message: string) => problems.push({ error: new UsageError(message) });
+  const producer = check(() => selectProducer(catalog.producers, values, CORE));
+  const server = reported('server') ? undefined : check(() => checkServerAddress(required(values, 'server')));
+  const bundlePem = reported('bundle') ? undefined : check(() => readPemBundle(required(values, 'bundle')));
+  const path = reported('socket') ? undefined : check(() => socketPath(stringOption(values, 'socket'), env));
+  const group = stringOption(values, 'socket-group');
+  const gid = group !== undefined ? check(() => resolveGroup(group)) : undefined;
+  const staleness = stringOption(values, 'revocation-max-staleness');
+  const maxStaleMs = staleness !== undefined ? check(() => seconds(staleness, '--revocation-max-staleness') * 1000) : undefined;
+  if (maxStaleMs !== undefined && maxStaleMs < 1000) problem('--revocation-max-staleness must be at least 1s');
+  const ml = stringOption(values, 'metrics-listen');
+  const metricsAt =
+    ml !== undefined
+      ? check(() => {
+          try {
+            return parseHostPort(ml);
+          } catch (e) {
+            throw new UsageError(`--metrics-listen: ${(e as Error).message}`);
+          }
+        })
+      : undefined;
+  const parent = stringOption(values, 'parent-socket');
+  const perms = (flag: string) => check(() => listOption(values, flag).map(parsePermissionFlag), flag) ?? [];
+  for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl']) if (!parent && values[f] !== undefined) problem(`--${f} needs --parent-socket`);
+  if (parent && values.grant !== undefined) problem('--grant and --parent-socket are exclusive: the parent sidecar supplies the chain');
+  const keyFile = stringOption(values, 'key');
+  const evidenceKey = producer?.keys?.selected(values) ?? false;
+  if (keyFile && evidenceKey) problem(`--key cannot be used with a key the ${producer!.type} evidence holds`);
+  if (parent && evidenceKey) problem('--parent-socket needs a key in this process (--key, or none: a new one)');
+  const key = keyFile ? check(() => readOwnerOnlyKey(keyFile)) : undefined;
+  const grants = check(() => readGrantFiles(listOption(values, 'grant'))) ?? [];
+  const ttl = stringOption(values, 'grant-ttl');
+  const ttlSeconds = ttl !== undefined && parent ? check(() => seconds(ttl, '--grant-ttl')) : undefined;
+  const writAudiences = listOption(values, 'writ-audience');
+  if (writAudiences.length && !parent && values.grant === undefined) problem('--writ-audience needs --grant or --parent-socket');
+  const jwtAudiences = listOption(values, 'jwt-audience');
+  for (const a of jwtAudiences) check(() => checkAudiences([a]), 'jwt-audience');
+  if (jwtAudiences.length > MAX_JWT_AUDIENCES) problem(`at most ${MAX_JWT_AUDIENCES} --jwt-audience`);
+  const result = { scope: perms('scope'), boundaries: perms('boundary'), escalate: perms('escalate') };
+  if (file && (file.problems.length > 0 || problems.length > 0))
+    throw new ConfigError([
+      ...file.problems,
+      ...problems.map(({ error, option }) => `${option ? `--${option}: ` : ''}${error instanceof Error ? error.message : String(error)}`),
+    ]);
+  if (problems.length > 0) throw problems[0]!.error;
+  return {
+    producer: producer!,
+    server: server!,
+    bundlePem: bundlePem!,
+    path: path!,
+    gid,
+    maxStaleMs,
+    metricsAt,
+    parent,
+    ...result,
+    ttlSeconds,
+    key,
+    grants,
+    writAudiences,
+    jwtAudiences,
+  };
+}
+
 export const agentRunVerb: Verb = {
   name: ['agent', 'run'],
   summary: 'the sidecar: attest, serve the SPIFFE Workload API on a Unix socket, renew; stops cleanly on SIGINT/SIGTERM',
   required: ['server', 'bundle'],
   options,
-  note: 'Evidence: exactly one of the evidence options below selects the type. A one-time evidence (a join token) attests once; later renewals need fresh evidence. Logs are JSON lines on stderr.',
+  note: 'Evidence: exactly one of the evidence options below selects the type, whose evidence makes the first attestation. Renewals are by the current X.509-SVID (what a one-time join token needs); fresh evidence from the type again only when the issuer answers ERR_FRESH_EVIDENCE_REQUIRED (its policy, by default for every type but one-time tokens) or refuses the SVID (ERR_SVID_SUPERSEDED, ERR_SVID_RENEWAL_INVALID). Logs are JSON lines on stderr.',
   async run({ values: flags, env, catalog, io }) {
     const configFile = stringOption(flags, 'config');
-    const values = configFile ? withConfigFile(configFile, options(catalog), flags) : flags;
-    const producer = selectProducer(catalog.producers, values, CORE);
-    const server = checkServerAddress(required(values, 'server'));
-    const bundlePem = readPemBundle(required(values, 'bundle'));
-    const path = socketPath(stringOption(values, 'socket'), env);
-    const group = stringOption(values, 'socket-group');
-    const gid = group !== undefined ? resolveGroup(group) : undefined;
-    const staleness = stringOption(values, 'revocation-max-staleness');
-    const maxStaleMs = staleness !== undefined ? seconds(staleness, '--revocation-max-staleness') * 1000 : undefined;
-    if (maxStaleMs !== undefined && maxStaleMs < 1000) throw new UsageError('--revocation-max-staleness must be at least 1s');
-    const ml = stringOption(values, 'metrics-listen');
-    let metricsAt: { host: string; port: number } | undefined;
-    try {
-      metricsAt = ml !== undefined ? parseHostPort(ml) : undefined;
-    } catch (e) {
-      throw new UsageError(`--metrics-listen: ${(e as Error).message}`);
-    }
+    const file = configFile ? readConfigFile(configFile, options(catalog), flags) : undefined;
+    const {
+      producer,
+      server,
+      bundlePem,
+      path,
+      gid,
+      maxStaleMs,
+      metricsAt,
+      parent,
+      scope,
+      boundaries,
+      escalate,
+      ttlSeconds,
+      key: keyRead,
+      grants: grantsRead,
+      writAudiences,
+      jwtAudiences,
+    } = checkRunOptions(file?.values ?? flags, env, catalog, file);
+    const values = file?.values ?? flags;
     const log = (msg: string) => io.err(`${JSON.stringify({ time: new Date().toISOString(), msg })}\n`);
-    const parent = stringOption(values, 'parent-socket');
-    const perms = (flag: string) => listOption(values, flag).map(parsePermissionFlag);
-    for (const f of ['scope', 'boundary', 'escalate', 'grant-ttl'])
-      if (!parent && values[f] !== undefined) throw new UsageError(`--${f} needs --parent-socket`);
-    if (parent && values.grant !== undefined) throw new UsageError('--grant and --parent-socket are exclusive: the parent sidecar supplies the chain');
-    const keyFile = stringOption(values, 'key');
-    if (keyFile && producer.keys?.selected(values)) throw new UsageError(`--key cannot be used with a key the ${producer.type} evidence holds`);
-    if (parent && producer.keys?.selected(values)) throw new UsageError('--parent-socket needs a key in this process (--key, or none: a new one)');
-    let key = keyFile ? readOwnerOnlyKey(keyFile) : undefined;
-    let grants: readonly string[] = readGrantFiles(listOption(values, 'grant'));
+    let key = keyRead;
+    let grants = grantsRead;
     if (parent) {
       // The child's key must exist before the parent delegates to it: a new one, never written.
       key ??= generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-      const ttl = stringOption(values, 'grant-ttl');
       const d = await delegateFromParent({
         socket: parent,
         childJkt: jwkThumbprint(createPublicKey(key)),
-        scope: perms('scope'),
-        boundaries: perms('boundary'),
-        escalate: perms('escalate'),
-        ...(ttl ? { ttlSeconds: seconds(ttl, '--grant-ttl') } : {}),
+        scope,
+        boundaries,
+        escalate,
+        ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
       });
       grants = d.grants;
       log(`sidecar: the parent sidecar delegated grant ${d.grantId} (depth ${d.grants.length - 1}, until ${new Date(d.expiresAt).toISOString()})`);
     }
-    const writAudiences = listOption(values, 'writ-audience');
     if (writAudiences.length && grants.length === 0) throw new UsageError('--writ-audience needs --grant or --parent-socket');
     const now = () => Date.now();
     // Approvals of this agent's escalations, presented on every renewal (AgentService.Escalate).
@@ -130,7 +236,7 @@ export const agentRunVerb: Verb = {
         log,
       ),
       ...(grants.length > 0 ? { escalation: { server, bundlePem: () => latest.current(), stepUps } } : {}),
-      jwtAudiences: listOption(values, 'jwt-audience'),
+      jwtAudiences,
       now,
       log,
       socketPath: path,
@@ -142,7 +248,7 @@ export const agentRunVerb: Verb = {
     const offBundle = running.sidecar.subscribe((s) => latest.observe(s));
     latest.observe(running.sidecar.current());
     log(`sidecar: Workload API and writ.agent.v1.AgentService on unix://${path}`);
-    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now) : undefined;
+    const metrics = metricsAt ? new SidecarMetrics(running.sidecar, now, running.guard) : undefined;
     const metricsServer = metrics && metricsAt ? await metrics.serve(metricsAt.host, metricsAt.port) : undefined;
     if (metricsServer) log(`sidecar: metrics on http://${metricsAt!.host}:${metricsServer.port}/metrics`);
     // The SPIFFE ID on stdout once, when the first identity is served (a supervisor's readiness signal).
