@@ -346,7 +346,12 @@ describe('RevocationGuard against a real issuer', () => {
       expect(await g.revoked).toMatch(new RegExp(`^${kind} ${id} revoked at sequence`));
       const e = await s.ended();
       expect({ code: e.code, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({ code: grpc.status.PERMISSION_DENIED, writCode: 'ERR_REVOKED' });
-      await expectStatus(call(h, 'delegate', { childJkt: agent('e').jkt }), grpc.status.PERMISSION_DENIED, 'ERR_REVOKED', /revoked: [a-z]+ .* revoked at sequence/);
+      await expectStatus(
+        call(h, 'delegate', { childJkt: agent('e').jkt }),
+        grpc.status.PERMISSION_DENIED,
+        'ERR_REVOKED',
+        /revoked: [a-z]+ .* revoked at sequence/,
+      );
       await expectStatus(
         call(h, 'createProof', { audience: 'spiffe://example.org/x', method: 'GET /' }),
         grpc.status.PERMISSION_DENIED,
