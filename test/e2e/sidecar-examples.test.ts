@@ -4,7 +4,9 @@
  * process with the README's flags, and `node examples/sidecar/agent.mjs https://rp.example` with
  * SPIFFE_ENDPOINT_SOCKET as the README sets it. Its output is the README's: one x509-svid line for
  * the first SVID and one per rotation, one jwt-svid line, and once the sidecar is stopped
- * (SIGTERM, `kill %1`) the stream ending with UNAVAILABLE. A second case serves the example a
+ * (SIGTERM, `kill %1`) the stream ending with UNAVAILABLE; and, before that, the README's Node
+ * relying party, `node examples/sidecar/relying-party.mjs` (mTLS by SPIFFE ID both ways, a
+ * JWT-SVID valid for its audience and refused for another), its output as the README shows it. A second case serves the example a
  * chain whose leaf's DER length takes three bytes (0x83), which the example's chain split must
  * read as DER does.
  */
@@ -27,6 +29,7 @@ import { ecKey, makeCert } from '../helpers/testca.js';
 
 const WRIT = join(REPO_ROOT, 'bin', 'writ');
 const EXAMPLE = join(REPO_ROOT, 'examples', 'sidecar', 'agent.mjs');
+const RELYING_PARTY = join(REPO_ROOT, 'examples', 'sidecar', 'relying-party.mjs');
 const ID = 'spiffe://writ.local/agent/demo';
 if (!existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js')))
   throw new Error('dist/ is missing: run `make build` (make test does) before the sidecar process tests');
@@ -68,7 +71,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv) {
 
 const stopped = (c: ChildProcess) => c.exitCode !== null || c.signalCode !== null;
 
-describe('README: a sidecar next to an agent (examples/sidecar/agent.mjs)', () => {
+describe('README: a sidecar next to an agent (examples/sidecar/agent.mjs, relying-party.mjs)', () => {
   let dir: string;
   let w: Awaited<ReturnType<typeof startServer>>;
   const children: ChildProcess[] = [];
@@ -83,7 +86,7 @@ describe('README: a sidecar next to an agent (examples/sidecar/agent.mjs)', () =
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('prints the first X.509-SVID, a JWT-SVID, each rotation, and the stream ending when the sidecar stops', async () => {
+  it('agent.mjs prints the first X.509-SVID, a JWT-SVID, each rotation, and the stream ending when the sidecar stops; relying-party.mjs serves and checks mTLS and JWT-SVIDs', async () => {
     const bundle = join(dir, 'bundle.pem');
     writeFileSync(bundle, w.bundlePem);
     const socket = join(dir, 'agent.sock');
@@ -117,6 +120,17 @@ describe('README: a sidecar next to an agent (examples/sidecar/agent.mjs)', () =
     expect(svids[1]!.until).toBeGreaterThan(svids[0]!.until);
     const jwt = agent.lines.find((l) => l.startsWith('jwt-svid '))!;
     expect(jwt).toMatch(/^jwt-svid sub spiffe:\/\/writ\.local\/agent\/demo aud https:\/\/rp\.example exp \d{4}-\d\d-\d\dT[\d:.]+Z$/);
+
+    // The relying party beside it: mTLS between two holders of the agent's SVID, each naming the
+    // other's SPIFFE ID; a JWT-SVID valid for its audience and refused for another.
+    const rp = run(process.execPath, [RELYING_PARTY, ID, 'https://rp.example'], { SPIFFE_ENDPOINT_SOCKET: `unix://${socket}` });
+    children.push(rp.child);
+    expect(await rp.exited, rp.stderr()).toBe(0);
+    expect(rp.lines[0]).toBe(`mtls: hello ${ID}`);
+    expect(rp.lines[1]).toBe(`jwt-svid valid: sub ${ID} aud https://rp.example`);
+    expect(rp.lines[2]).toBe(
+      'jwt-svid for https://other.example refused: jwtsvid: expected audience in ["https://other.example"] (audience=["https://rp.example"])',
+    );
 
     // kill %1: the stream ends with UNAVAILABLE, the socket is removed, the example exits 0.
     sidecar.child.kill('SIGTERM');
