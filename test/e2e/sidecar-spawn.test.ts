@@ -2,8 +2,9 @@
  * Spawning and revocation through real sidecar processes: principal → A → B → C, each a
  * `writ agent run` child process (bin/writ, join tokens), A holding the principal's root grant,
  * B obtaining its chain from A's sidecar through `--parent-socket`, C from B's. Revoking the root
- * grant ends every writ.agent.v1 and Workload API stream of the three with an error, refuses new
- * calls, and stops the three processes (nothing renewed afterwards). A wider scope is refused by
+ * grant ends every writ.agent.v1 and Workload API stream of the three with an error (C's, the third
+ * hop's, timed from Revoke returning against a loose CI bound), refuses new calls, and stops the
+ * three processes (with 4 s SVIDs renewing before it, nothing renewed afterwards). A wider scope is refused by
  * A's sidecar, and, when forced with a grant made by hand with A's key, by the issuer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
