@@ -15,10 +15,14 @@ const client = new SpiffeWorkloadAPI(`unix:${socket.slice('unix://'.length)}`, g
 const header = new grpc.Metadata();
 header.set('workload.spiffe.io', 'true');
 
+// x509_svid is the chain as DER certificates back to back, leaf first: the leaf is its SEQUENCE's
+// tag, length and contents (a DER length is one byte below 0x80, else 0x81..0x84 and that many bytes).
+const derLength = (b) => (b[1] < 0x80 ? 2 + b[1] : 2 + (b[1] & 0x7f) + b.readUIntBE(2, b[1] & 0x7f));
+
 const stream = client.FetchX509SVID({}, header);
 stream.on('data', (m) => {
   const s = m.svids[0];
-  const leaf = new X509Certificate(s.x509_svid.subarray(0, 4 + s.x509_svid.readUInt16BE(2)));
+  const leaf = new X509Certificate(s.x509_svid.subarray(0, derLength(s.x509_svid)));
   console.log(`x509-svid ${s.spiffe_id} serial ${leaf.serialNumber} until ${new Date(leaf.validTo).toISOString()} (key ${s.x509_svid_key.length} bytes of PKCS#8)`);
 });
 stream.on('error', (e) => {

@@ -240,7 +240,10 @@ export class WritServer {
         server.metricsPort = m.port;
       }
       markServing(health, table);
-      housekeeping.start(opts.rotationIntervalMs ?? ROTATION_INTERVAL_MS);
+      // The serving certificate lives svid.x509_ttl and is renewed by this tick at half-life: with
+      // a TTL under two ticks it would expire between them and every handshake fail (4 s SVIDs:
+      // renewals refused with "certificate has expired"), so the tick is at most a quarter of it.
+      housekeeping.start(opts.rotationIntervalMs ?? Math.min(ROTATION_INTERVAL_MS, Math.max(250, settings.svid.x509TtlMs / 4)));
       await core.feed.newest();
       // Other replicas' commits: revocations to the Watch feed, bundle changes to the keys (store/changes.ts).
       const syncFeed = () =>

@@ -79,6 +79,8 @@ function fakeVerifier(settings: FakeSettings): EvidenceVerifier {
             kind: 'attested',
             result: {
               selectors: [{ type: FAKE_TYPE, value: `device:${deviceHash(device)}` }],
+              // The device is the hardware instance: what a platform revocation names, as tpm:ek_hash: does.
+              platform: `${FAKE_TYPE}:device:${deviceHash(device)}`,
               evidenceDigest: createHash('sha256').update(evidence).digest(),
               publicEvidence: evidence,
             },
