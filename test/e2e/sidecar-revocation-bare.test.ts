@@ -1,6 +1,6 @@
 /**
- * A sidecar serving a bare X.509-SVID (no grants, so no writ) learns of its entry's revocation
- * from RevocationService.Watch at once, not at its next renewal: the issuer's AttestResult names
+ * A sidecar serving a bare X.509-SVID (no grants, so no writ) learns of its entry's or its
+ * platform's revocation from RevocationService.Watch at once, not at its next renewal: the issuer's AttestResult names
  * the registration entry and the attested selectors (attestation.proto `entry_id`, `selectors`),
  * and the guard matches entry and platform revocations against them. The SVIDs live 120 s, so
  * the first renewal is ~54 s away: a refusal within the test came through the Watch.
@@ -14,7 +14,7 @@ import { hsmSource, nextMessages, securityHeader, startHsmIssuer, startSidecar, 
 
 const ID = 'spiffe://example.org/agent/bare';
 
-describe('a sidecar without a writ, its entry revoked', () => {
+describe.each(['entry', 'platform'] as const)('a sidecar without a writ, its %s revoked', (kind) => {
   let issuer: HsmIssuer;
   let sc: Awaited<ReturnType<typeof startSidecar>>;
   let entryId: string;
@@ -35,7 +35,7 @@ describe('a sidecar without a writ, its entry revoked', () => {
     await issuer?.stop();
   });
 
-  it('holds the entry and selectors the issuer named, and stops serving as soon as the entry is revoked', async () => {
+  it(`holds the entry and selectors the issuer named, and stops serving as soon as the ${kind} is revoked`, async () => {
     const st = sc.sidecar.current();
     if (st.state !== 'serving') throw new Error(`not serving: ${st.state}`);
     expect(st.identity.writ).toBeUndefined();
@@ -51,11 +51,12 @@ describe('a sidecar without a writ, its entry revoked', () => {
       expect(first!.svids[0]!.spiffe_id).toBe(ID);
       const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
       const t0 = performance.now();
-      await revokeAsOperator(issuer.s.adminSocket, 'entry', entryId, 'e2e: decommissioned');
+      const target = kind === 'entry' ? entryId : st.identity.selectors![0]!;
+      await revokeAsOperator(issuer.s.adminSocket, kind, target, 'e2e: decommissioned');
       const e = await ended;
       const ms = performance.now() - t0;
       expect(e.code).toBe(grpc.status.PERMISSION_DENIED);
-      expect(e.details).toContain(`entry ${entryId} revoked`);
+      expect(e.details).toContain(`${kind} ${target} revoked`);
       // Far below the ~54 s to the first renewal: the Watch carried it (make bench measures the latency).
       expect(ms).toBeLessThan(5_000);
       const after = sc.sidecar.current();

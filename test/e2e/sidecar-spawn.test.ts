@@ -281,10 +281,6 @@ describe('sidecar processes: spawn through --parent-socket, revocation at three 
     // streams would show a renewal after the revocation if there were one.
     await expect.poll(() => new Set(svidStreams[2]!.log.messages.map((m) => m.serial)).size, { timeout: 10_000 }).toBeGreaterThanOrEqual(2);
     const jti = parseGrant(root).claims.jti;
-    // Each identity a sidecar serves, the first and every renewal, is one "serving" line of its log.
-    const servingLines = (p: AgentProcess) => p.stderr().match(/sidecar: serving /g)?.length ?? 0;
-    const servedBefore = [A, B, C].map(servingLines);
-    const revokeCalled = stamp();
     await revokeAsOperator(w.adminSocket, 'grant', jti, 'spawn e2e');
     const revoked = stamp();
     for (const [i, s] of writStreams.entries()) {
@@ -308,24 +304,28 @@ describe('sidecar processes: spawn through --parent-socket, revocation at three 
       expect(s.log.endedAt - revoked, `hop ${i}`).toBeLessThan(2000);
       expect(svidStreams[i]!.log.endedAt - revoked, `hop ${i}`).toBeLessThan(2000);
     }
-    // Nothing renewed after the revocation: no writ and no SVID arrived on any stream once Revoke was called.
+    // Nothing renewed after the revocation: no writ and no SVID arrived on any stream once Revoke
+    // had returned. (Between calling Revoke and its answer a renewal the issuer committed just
+    // before the revocation may still be served, and is then ended with the rest.)
     for (const [i, s] of writStreams.entries())
       expect(
-        s.log.messages.filter((at) => at >= revokeCalled),
+        s.log.messages.filter((at) => at >= revoked),
         `writs of hop ${i}`,
       ).toEqual([]);
     for (const [i, s] of svidStreams.entries())
       expect(
-        s.log.messages.filter((m) => m.at >= revokeCalled),
+        s.log.messages.filter((m) => m.at >= revoked),
         `SVIDs of hop ${i}`,
       ).toEqual([]);
-    // Each sidecar stops for good: exit status 1, its log naming the revocation; nothing more is renewed.
-    for (const [i, p] of [A, B, C].entries()) {
+    // Each sidecar stops for good: exit status 1, its log naming the revocation, and no identity
+    // served after that line (each identity served, the first and every renewal, logs "serving").
+    for (const p of [A, B, C]) {
       expect(await p.exited, p.name).toBe(1);
-      expect(p.stderr()).toMatch(new RegExp(`sidecar: revoked: grant ${jti} revoked`));
-      expect(servingLines(p), p.name).toBe(servedBefore[i]);
+      const log = p.stderr();
+      const at = log.search(new RegExp(`sidecar: revoked: grant ${jti} revoked`));
+      expect(at, p.name).toBeGreaterThan(-1);
+      expect(log.slice(at), p.name).not.toMatch(/sidecar: serving /);
     }
-    expect(servedBefore[2]).toBeGreaterThanOrEqual(2);
     // New calls are refused: the socket is gone with its process.
     for (const p of [A, B, C]) {
       expect(existsSync(p.socket), p.name).toBe(false);
