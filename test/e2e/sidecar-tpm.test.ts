@@ -132,7 +132,7 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
   }, 60_000);
 
   it.skipIf(!HAVE_TPM2_OPENSSL)(
-    'a TLS 1.3 handshake signed inside the TPM: openssl s_server (tpm2-openssl) with the SVID from the socket and the TPM key; a node:tls client checking the SPIFFE ID exchanges bytes; another expected ID or another TPM key fails',
+    'a TLS 1.3 handshake signed inside the TPM: openssl s_server (tpm2-openssl) with the SVID from the socket and the TPM key; a node:tls client checking the SPIFFE ID exchanges bytes; another expected ID, another TPM key or no TPM provider fails',
     async () => {
       const m = await fetchSvid(sc.path);
       const chain = m.x509Svid.map((c) => Buffer.from(c));
@@ -176,6 +176,11 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
       const other = await sServer(tpm, dir, 'other.key.pem', chain.length > 1, false);
       expect(await other.exited).not.toBe(0);
       expect(other.stderr()).toMatch(/key values mismatch/);
+
+      // The PEM alone is no key: OpenSSL without the TPM provider cannot load it.
+      const noTpm = await sServer(tpm, dir, 'agent.key.pem', chain.length > 1, false, false);
+      expect(await noTpm.exited).not.toBe(0);
+      expect(noTpm.stderr()).toMatch(/Could not read server certificate private key/);
     },
     120_000,
   );
@@ -222,18 +227,16 @@ async function freePort(): Promise<number> {
 /**
  * `openssl s_server` for one connection with the SVID and a TPM key through tpm2-openssl
  * (TPM2OPENSSL_TCTI: the swtpm), TLS 1.3 only, `-rev` (each line read is sent back reversed).
- * Resolves once it listens (or, with `listens` false, at once: it is expected to refuse).
+ * Resolves once it listens (or, with `listens` false, at once: it is expected to refuse); `tpm2`
+ * false: the default provider only.
  */
-async function sServer(s: Swtpm, dir: string, key: string, withChain: boolean, listens = true) {
+async function sServer(s: Swtpm, dir: string, key: string, withChain: boolean, listens = true, tpm2 = true) {
   const port = await freePort();
   const args = [
     's_server',
     '-provider',
     'default',
-    '-provider',
-    'tpm2',
-    '-propquery',
-    '?provider=tpm2,tpm2.digest!=yes,tpm2.cipher!=yes',
+    ...(tpm2 ? ['-provider', 'tpm2', '-propquery', '?provider=tpm2,tpm2.digest!=yes,tpm2.cipher!=yes'] : []),
     '-cert',
     join(dir, 'svid.pem'),
     ...(withChain ? ['-cert_chain', join(dir, 'chain.pem')] : []),
