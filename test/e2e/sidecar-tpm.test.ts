@@ -1,37 +1,67 @@
 /**
  * A sidecar whose agent key is resident in a TPM (swtpm): it serves the identity while the
  * private key stays in the TPM, so the Workload API cannot deliver an X.509-SVID with its key
- * (FAILED_PRECONDITION, saying why); JWT-SVIDs and bundles are still served.
+ * (FAILED_PRECONDITION, saying why); JWT-SVIDs and bundles are still served, and writ's own
+ * AgentService.FetchX509SVID serves the SVID itself (chain and bundle, no key).
  *
- * A TLS handshake signed inside the TPM: node:tls cannot take a key it does not hold. Its
- * `privateKeyEngine`/`privateKeyIdentifier` options load a key through an OpenSSL ENGINE only
- * (ENGINE_load_private_key), there is no option for an OpenSSL 3 provider key (tpm2-openssl is a
- * provider, and is not packaged on this machine), and node's OpenSSL is linked statically
- * (node_shared_openssl false), so a system provider or engine built against libcrypto.so.3 is not
- * the library node uses. So the test below builds a TLS 1.3 CertificateVerify (RFC 8446 §4.4.3)
- * over a handshake transcript it makes itself, has the TPM sign it, and verifies it with
- * node:crypto against the X.509-SVID's key, as a TLS peer would. It is NOT a node:tls handshake.
+ * A real TLS 1.3 handshake signed inside the TPM: node:tls cannot take a key it does not hold
+ * (its privateKeyEngine loads ENGINE keys only, and node's OpenSSL is linked statically, so no
+ * system provider reaches it). The system OpenSSL 3 can, through tpm2-openssl: the test takes
+ * the SVID chain from the sidecar's socket, gives `openssl s_server` that chain and the agent key
+ * as a "TSS2 PRIVATE KEY" (the TPM-wrapped blob the sidecar loads, parent: the owner-hierarchy
+ * SRK), and a node:tls client that trusts only the issuer's bundle and checks the server's SPIFFE
+ * ID completes the handshake (the server's CertificateVerify is a TPM2_Sign) and exchanges bytes.
+ * swtpm serves one connection at a time and the sidecar keeps its TPM connection while it serves,
+ * so the use is sequenced: the sidecar attests and serves, then stops (flushing what it loaded),
+ * then openssl uses the TPM. The provider is loaded after the default one and is asked for keys
+ * and signatures only (`tpm2.digest!=yes,tpm2.cipher!=yes`): with TPM digests, the handshake
+ * hash copies need more TPM object slots than swtpm has (TPM_RC_OBJECT_MEMORY).
  */
 import * as grpc from '@grpc/grpc-js';
-import { X509Certificate, createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate, createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tpmProducer } from '../../src/attestation/tpm/producer.js';
+import { TpmAttestor } from '../../src/attestation/tpm/attestor.js';
+import { residentBlobText, tpmProducer } from '../../src/attestation/tpm/producer.js';
 import { adminClients } from '../../src/cli/admin-client.js';
+import { encodePem } from '../../src/der/pem.js';
+import { AgentService, KeyResidency, type FetchX509SVIDResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { grpcClientConstructor } from '../../src/rpc/grpc-adapter.js';
 import { renewingSource } from '../../src/sidecar/identity-source.js';
+import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
+import { BundleSet, parseX509BundlePem } from '../../src/spiffe/bundle.js';
+import { verifyX509Svid } from '../../src/svid/x509-svid.js';
+import { authorizeID } from '../../src/workload/tls.js';
 import { parseCertificate } from '../../src/x509/certificate.js';
 import { startServer } from '../helpers/server.js';
 import { nextMessages, securityHeader, startSidecar, unary, workloadClient } from '../helpers/sidecar.js';
-import { HAVE_SWTPM, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
+import { HAVE_SWTPM, HAVE_TPM2_OPENSSL, startSwtpm, tss2PrivateKeyPem, type Swtpm } from '../helpers/swtpm.js';
 
 const ID = 'spiffe://example.org/agent/tpm-sidecar';
+
+if (HAVE_SWTPM && !HAVE_TPM2_OPENSSL) {
+  if (process.env.CI) throw new Error('CI requires tpm2-openssl, the OpenSSL 3 TPM provider (scripts/install-test-deps.sh)');
+  console.warn('\n*** tpm2-openssl not installed: the TLS handshake signed inside the TPM is SKIPPED (apt-get install tpm2-openssl) ***\n');
+}
 
 describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => {
   let tpm: Swtpm;
   let s: Awaited<ReturnType<typeof startServer>>;
   let sc: Awaited<ReturnType<typeof startSidecar>>;
+  let dir: string;
+  /** The agent key as `writ agent keygen --tpm` makes it: TPMT_PUBLIC and the SRK-wrapped TPM2B_PRIVATE. */
+  let agentKey: { spki: Buffer; public: Buffer; private: Buffer };
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'writ-tpmtls-'));
     tpm = await startSwtpm();
+    agentKey = await residentKey(tpm);
+    writeFileSync(join(dir, 'agent.key.tpm'), residentBlobText(agentKey));
     s = await startServer({
       attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
     });
@@ -44,7 +74,13 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     await adminClients(s.adminSocket).admin.createEntry({ entry: { spiffeId: ID, selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] } });
     sc = await startSidecar(
       renewingSource(
-        { server: s.address, bundlePem: s.bundlePem, producer: tpmProducer, values: { tpm: tpm.spec, 'tpm-key': true }, timeoutMs: 60_000 },
+        {
+          server: s.address,
+          bundlePem: s.bundlePem,
+          producer: tpmProducer,
+          values: { tpm: tpm.spec, 'tpm-key-file': join(dir, 'agent.key.tpm') },
+          timeoutMs: 60_000,
+        },
         Date.now,
       ),
       { jwtAudiences: ['https://rp.example'] },
@@ -55,6 +91,7 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     await sc?.close();
     await s?.stop();
     await tpm?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves the identity with no key in the process; FetchX509SVID says why it cannot deliver it; JWT-SVIDs still work', async () => {
@@ -82,42 +119,206 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     }
   }, 60_000);
 
-  it('the TPM signs a TLS 1.3 CertificateVerify over a transcript built here (not a node:tls handshake), verifying with the X.509-SVID key', async () => {
+  it("AgentService.FetchX509SVID serves the SVID over the socket: the sidecar's chain and bundle, residency TPM, the TPM key's public key, no private key", async () => {
     const st = sc.sidecar.current();
     if (st.state !== 'serving') throw new Error('not serving');
-    const leaf = parseCertificate(st.identity.svidChain[0]!);
-    const leafKey = createPublicKey({ key: leaf.spki, format: 'der', type: 'spki' });
-    expect(leaf.keyResidency).toBe('tpm');
-    expect(st.identity.signer.alg).toBe('ES256');
-    // ClientHello ‖ ServerHello ‖ EncryptedExtensions ‖ CertificateRequest ‖ Certificate, stand-ins of this test.
-    const handshake = [randomBytes(512), randomBytes(122), randomBytes(10), randomBytes(40), Buffer.concat(st.identity.svidChain)];
-    const transcriptHash = createHash('sha256').update(Buffer.concat(handshake)).digest();
-    // RFC 8446 §4.4.3: 64 spaces, the context string, a zero byte, the transcript hash.
-    const content = (side: string, hash: Buffer) =>
-      Buffer.concat([Buffer.alloc(64, 0x20), Buffer.from(`TLS 1.3, ${side} CertificateVerify`), Buffer.from([0]), hash]);
-    const p1363 = await st.identity.signer.sign(content('client', transcriptHash));
-    expect(p1363).toHaveLength(64);
-    const der = p1363ToDer(p1363);
-    // The CertificateVerify message: type 15, ecdsa_secp256r1_sha256 (0x0403), the DER signature.
-    const body = Buffer.concat([Buffer.from([0x04, 0x03, der.length >> 8, der.length & 0xff]), der]);
-    const msg = Buffer.concat([Buffer.from([15, 0, body.length >> 8, body.length & 0xff]), body]);
-    const sig = msg.subarray(8);
-    expect(verify('sha256', content('client', transcriptHash), { key: leafKey, dsaEncoding: 'der' }, sig)).toBe(true);
-    // Bound to the transcript and the side: another handshake or the server context does not verify.
-    expect(verify('sha256', content('client', createHash('sha256').update('other').digest()), { key: leafKey, dsaEncoding: 'der' }, sig)).toBe(false);
-    expect(verify('sha256', content('server', transcriptHash), { key: leafKey, dsaEncoding: 'der' }, sig)).toBe(false);
+    const m = await fetchSvid(sc.path);
+    expect(m.spiffeId).toBe(ID);
+    expect(m.keyResidency).toBe(KeyResidency.TPM);
+    expect(m.x509Svid.map((c) => Buffer.from(c))).toEqual(st.identity.svidChain);
+    expect(m.bundle.map((c) => Buffer.from(c))).toEqual(st.identity.bundle.x509Authorities);
+    expect(Number(m.expiresAt)).toBe(st.identity.notAfter);
+    expect(parseCertificate(Buffer.from(m.x509Svid[0]!)).spki).toEqual(agentKey.spki);
   }, 60_000);
+
+  it.skipIf(!HAVE_TPM2_OPENSSL)(
+    'a TLS 1.3 handshake signed inside the TPM: openssl s_server (tpm2-openssl) with the SVID from the socket and the TPM key; a node:tls client checking the SPIFFE ID exchanges bytes; another expected ID, another TPM key or no TPM provider fails',
+    async () => {
+      const m = await fetchSvid(sc.path);
+      const chain = m.x509Svid.map((c) => Buffer.from(c));
+      const bundlePem = m.bundle.map((c) => encodePem('CERTIFICATE', c)).join('');
+      // swtpm serves one connection at a time: the sidecar lets go of the TPM before openssl uses it.
+      await sc.close();
+      writeFileSync(join(dir, 'svid.pem'), encodePem('CERTIFICATE', chain[0]!));
+      writeFileSync(
+        join(dir, 'chain.pem'),
+        chain
+          .slice(1)
+          .map((c) => encodePem('CERTIFICATE', c))
+          .join('') || '\n',
+      );
+      writeFileSync(join(dir, 'agent.key.pem'), tss2PrivateKeyPem(agentKey));
+
+      const srv = await sServer(tpm, dir, 'agent.key.pem', chain.length > 1);
+      try {
+        const got = await tlsExchange(srv.port, bundlePem, ID);
+        expect(got.protocol).toBe('TLSv1.3');
+        expect(got.peerId).toBe(ID);
+        // -rev: the server answers each line reversed, so the bytes went both ways through the session.
+        expect(got.reply).toBe('tirw\n');
+        expect(await srv.exited).toBe(0);
+      } finally {
+        srv.kill();
+      }
+
+      // The client expecting another SPIFFE ID refuses the same server.
+      const srv2 = await sServer(tpm, dir, 'agent.key.pem', chain.length > 1);
+      try {
+        await expect(tlsExchange(srv2.port, bundlePem, 'spiffe://example.org/agent/someone-else')).rejects.toThrow(
+          /peer refused: unexpected ID "spiffe:\/\/example.org\/agent\/tpm-sidecar"/,
+        );
+      } finally {
+        srv2.kill();
+      }
+
+      // Another TPM key with the SVID: openssl refuses the pair before serving anything.
+      writeFileSync(join(dir, 'other.key.pem'), tss2PrivateKeyPem(await residentKey(tpm)));
+      const other = await sServer(tpm, dir, 'other.key.pem', chain.length > 1, false);
+      expect(await other.exited).not.toBe(0);
+      expect(other.stderr()).toMatch(/key values mismatch/);
+
+      // The PEM alone is no key: OpenSSL without the TPM provider cannot load it.
+      const noTpm = await sServer(tpm, dir, 'agent.key.pem', chain.length > 1, false, false);
+      expect(await noTpm.exited).not.toBe(0);
+      expect(noTpm.stderr()).toMatch(/Could not read server certificate private key/);
+    },
+    120_000,
+  );
 });
 
-/** IEEE P1363 r‖s → the DER ECDSA-Sig-Value TLS carries. */
-function p1363ToDer(rs: Buffer): Buffer {
-  const int = (b: Buffer) => {
-    let i = 0;
-    while (i < b.length - 1 && b[i] === 0) i++;
-    let v = b.subarray(i);
-    if (v[0]! & 0x80) v = Buffer.concat([Buffer.from([0]), v]);
-    return Buffer.concat([Buffer.from([0x02, v.length]), v]);
+/** A TPM-resident key made under the SRK and flushed, as `writ agent keygen --tpm` makes one (noDA: residentKeyTemplate). */
+async function residentKey(s: Swtpm): Promise<{ spki: Buffer; public: Buffer; private: Buffer }> {
+  const t = await s.open();
+  const a = new TpmAttestor(t);
+  try {
+    return await a.createResidentKey();
+  } finally {
+    await a.close();
+    await t.close();
+  }
+}
+
+/** The first message of AgentService.FetchX509SVID on the sidecar's socket. */
+async function fetchSvid(path: string): Promise<FetchX509SVIDResponse> {
+  const Client = grpcClientConstructor(AgentService);
+  const c = new Client(`unix:${path}`, grpc.credentials.createInsecure(), { interceptors: [securityHeaderInterceptor] }) as grpc.Client &
+    Record<string, (r: unknown) => grpc.ClientReadableStream<FetchX509SVIDResponse>>;
+  try {
+    const call = c.fetchX509SVID!.call(c, {});
+    const [m] = await nextMessages(call, 1);
+    call.cancel();
+    return m!;
+  } finally {
+    c.close();
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * `openssl s_server` for one connection with the SVID and a TPM key through tpm2-openssl
+ * (TPM2OPENSSL_TCTI: the swtpm), TLS 1.3 only, `-rev` (each line read is sent back reversed).
+ * Resolves once it listens (or, with `listens` false, at once: it is expected to refuse); `tpm2`
+ * false: the default provider only.
+ */
+async function sServer(s: Swtpm, dir: string, key: string, withChain: boolean, listens = true, tpm2 = true) {
+  const port = await freePort();
+  const args = [
+    's_server',
+    '-provider',
+    'default',
+    ...(tpm2 ? ['-provider', 'tpm2', '-propquery', '?provider=tpm2,tpm2.digest!=yes,tpm2.cipher!=yes'] : []),
+    '-cert',
+    join(dir, 'svid.pem'),
+    ...(withChain ? ['-cert_chain', join(dir, 'chain.pem')] : []),
+    '-key',
+    join(dir, key),
+    '-accept',
+    `127.0.0.1:${port}`,
+    '-tls1_3',
+    '-naccept',
+    '1',
+    '-rev',
+  ];
+  const child: ChildProcess = spawn('openssl', args, { env: { ...process.env, TPM2OPENSSL_TCTI: s.spec }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  if (listens) {
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('ACCEPT')) {
+      if (child.exitCode !== null) throw new Error(`openssl s_server exited ${child.exitCode}: ${err}`);
+      if (Date.now() > deadline) throw new Error(`openssl s_server did not listen: ${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return {
+    port,
+    exited,
+    stderr: () => err,
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
   };
-  const seq = Buffer.concat([int(rs.subarray(0, 32)), int(rs.subarray(32))]);
-  return Buffer.concat([Buffer.from([0x30, seq.length]), seq]);
+}
+
+/**
+ * A node:tls client: TLS 1.3, trusting only the issuer's bundle, the server's chain verified
+ * again to the SPIFFE X.509-SVID profile and its ID authorized (workload/tls.ts's authorizeID),
+ * never a host name; sends one line and reads the reply.
+ */
+function tlsExchange(port: number, bundlePem: string, expectedId: string): Promise<{ protocol: string | null; peerId: string; reply: string }> {
+  const bundles = new BundleSet([parseX509BundlePem('example.org', bundlePem)]);
+  let peerId = '';
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: bundlePem,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, cert) => {
+        try {
+          const chain: Buffer[] = [];
+          for (
+            let c: tls.DetailedPeerCertificate | undefined = cert as tls.DetailedPeerCertificate;
+            c?.raw && !chain.some((x) => x.equals(c!.raw));
+            c = c.issuerCertificate
+          )
+            chain.push(c.raw);
+          const { id } = verifyX509Svid(chain, bundles, new Date());
+          const problem = authorizeID(expectedId)(id);
+          if (problem) return new Error(`peer refused: ${problem}`);
+          peerId = id.uri;
+          return undefined;
+        } catch (e) {
+          return e as Error;
+        }
+      },
+    });
+    let reply = '';
+    sock.once('secureConnect', () => sock.write('writ\n'));
+    sock.on('data', (d) => {
+      reply += d;
+      if (reply.endsWith('\n')) {
+        const protocol = sock.getProtocol();
+        sock.end();
+        resolve({ protocol, peerId, reply });
+      }
+    });
+    sock.once('error', reject);
+    sock.setTimeout(30_000, () => sock.destroy(new Error('TLS exchange timed out')));
+  });
 }

@@ -1,7 +1,7 @@
 /**
  * writ's AgentService (src/sidecar/agent-service/) mounted alone on a real Unix socket, over a
  * SidecarState the test provides, with a client and the few assertions its tests share: one
- * call, a FetchWrit stream that collects what arrives, and a refusal's status and writ error code.
+ * call, a server stream (FetchWrit, FetchX509SVID) that collects what arrives, and a refusal's status and writ error code.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'vitest';
-import { AgentService, type FetchWritResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import { AgentService, type FetchWritResponse, type FetchX509SVIDResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { agentService } from '../../src/sidecar/agent-service/service.js';
 import { securityHeaderInterceptor } from '../../src/sidecar/security-header.js';
@@ -84,15 +84,20 @@ export async function expectStatus(p: Promise<unknown>, code: grpc.status, writC
 }
 
 /** A FetchWrit stream, collecting what arrives and how it ends. */
-export function fetchWrit(h: Pick<Harness, 'client'>) {
-  const got: FetchWritResponse[] = [];
-  const call = (h.client.fetchWrit as (r: unknown) => grpc.ClientReadableStream<FetchWritResponse>).call(h.client, {});
+export const fetchWrit = (h: Pick<Harness, 'client'>) => serverStream<FetchWritResponse>(h, 'fetchWrit');
+/** A FetchX509SVID stream, collecting what arrives and how it ends. */
+export const fetchX509Svid = (h: Pick<Harness, 'client'>) => serverStream<FetchX509SVIDResponse>(h, 'fetchX509SVID');
+
+/** One of AgentService's server streams, collecting what arrives and how it ends. */
+export function serverStream<T>(h: Pick<Harness, 'client'>, method: string) {
+  const got: T[] = [];
+  const call = (h.client[method] as (r: unknown) => grpc.ClientReadableStream<T>).call(h.client, {});
   const waiters: Array<() => void> = [];
   const wake = () => {
     for (const w of waiters.splice(0)) w();
   };
   let error: grpc.ServiceError | undefined;
-  call.on('data', (m: FetchWritResponse) => {
+  call.on('data', (m: T) => {
     got.push(m);
     wake();
   });

@@ -4,10 +4,12 @@
  * TPM2_Shutdown. Tests that need it skip loudly when swtpm is absent, except in CI.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as der from '../../src/der/der.js';
+import { encodePem } from '../../src/der/pem.js';
 import { Tpm } from '../../src/tpm/client.js';
 
 export const HAVE_SWTPM = ['swtpm', 'swtpm_setup', 'swtpm_localca'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
@@ -132,4 +134,36 @@ export async function startSwtpm(): Promise<Swtpm> {
 
 export function pem(path: string): string {
   return readFileSync(path, 'utf8');
+}
+
+/**
+ * tpm2-openssl (the OpenSSL 3 provider for TPM keys) for the system `openssl`: a module, found as
+ * tpm2.so in OpenSSL's MODULESDIR. The test that needs it skips loudly when it is absent, except
+ * in CI (test/e2e/sidecar-tpm.test.ts).
+ */
+export const HAVE_TPM2_OPENSSL = (() => {
+  const v = spawnSync('openssl', ['version', '-m'], { encoding: 'utf8' });
+  const dir = /^MODULESDIR: "(.*)"$/m.exec(v.stdout ?? '')?.[1];
+  return v.status === 0 && dir !== undefined && existsSync(join(dir, 'tpm2.so'));
+})();
+
+/**
+ * A TPM key made under the SRK (`TpmAttestor.createResidentKey`, `writ agent keygen --tpm`) as a
+ * "TSS2 PRIVATE KEY" PEM (the format tpm2-openssl and openssl_tpm2_engine load): TPMKey ::=
+ * SEQUENCE { type OID 2.23.133.10.1.3 (loadable key), emptyAuth [0] EXPLICIT BOOLEAN, parent
+ * INTEGER, pubkey OCTET STRING (TPM2B_PUBLIC), privkey OCTET STRING (TPM2B_PRIVATE) }. The parent
+ * is the owner hierarchy (0x40000001): the provider recreates the primary from the TCG ECC P-256
+ * SRK template, the same template as srkTemplate() (src/tpm/structures.ts), so the same parent.
+ * The PEM holds nothing secret: the private part is wrapped by that TPM's SRK.
+ */
+export function tss2PrivateKeyPem(blob: { public: Buffer; private: Buffer }): string {
+  const tpm2b = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+  const key = der.seq(
+    der.oid('2.23.133.10.1.3'),
+    der.ctx(0, true, der.bool(true)),
+    der.uint(Buffer.from([0x40, 0x00, 0x00, 0x01])),
+    der.octets(tpm2b(blob.public)),
+    der.octets(tpm2b(blob.private)),
+  );
+  return encodePem('TSS2 PRIVATE KEY', key);
 }

@@ -8,13 +8,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { create } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/delegation/chain.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { ERROR_CODES, isWritError } from '../../src/errors.js';
-import { AgentService, DelegateResponseSchema, State, type CreateProofResponse, type StatusResponse } from '../../src/gen/writ/agent/v1/agent_pb.js';
+import {
+  AgentService,
+  DelegateResponseSchema,
+  FetchX509SVIDResponseSchema,
+  KeyResidency,
+  State,
+  type CreateProofResponse,
+  type StatusResponse,
+} from '../../src/gen/writ/agent/v1/agent_pb.js';
 import { keySigner, type JwsSigner } from '../../src/jose/jws.js';
 import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc-adapter.js';
 import { STATUS_BY_CODE } from '../../src/server/status.js';
@@ -27,7 +35,11 @@ import type { SidecarIdentity } from '../../src/sidecar/state.js';
 import { ProofReplayCache } from '../../src/writ/proof.js';
 import { parseWrit } from '../../src/writ/writ.js';
 import { verifyWrit } from '../../src/writ/verify.js';
-import { call, expectStatus, fetchWrit, harness, type AgentClient, type Harness } from '../helpers/agent-socket.js';
+import { call, expectStatus, fetchWrit, fetchX509Svid, harness, type AgentClient, type Harness } from '../helpers/agent-socket.js';
+import { generateKeyPairSync } from 'node:crypto';
+import * as der from '../../src/der/der.js';
+import * as t from '../../src/svid/template.js';
+import { OID } from '../../src/x509/oids.js';
 import { FakeIssuer, agent, hop, rawHop, type Agent } from '../helpers/writ-fixture.js';
 
 const AUD = 'spiffe://example.org/tool/github';
@@ -68,6 +80,17 @@ function world(o: { maxDepth?: number; grantTtl?: number; taskTtl?: number } = {
 }
 
 const fresh = () => ({ sequence: 7, confirmedAt: Date.now(), connected: true });
+
+/** A certificate for the SVID stream's tests (parsed, never verified there), with the key-residency extension when given. */
+function leafDer(serial: number, residency?: string): Buffer {
+  const spki = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'der' });
+  const alg = der.seq(der.oid(OID.ecdsaSha256));
+  const name = t.encodeName([{ oid: OID.commonName, value: 'svid' }]);
+  const exts = [t.basicConstraints(false), ...(residency ? [t.extension(OID.writKeyResidency, false, der.utf8(residency))] : [])];
+  const validity = der.seq(der.time(new Date(Date.UTC(2030, 0, 1))), der.time(new Date(Date.UTC(2031, 0, 1))));
+  const tbs = der.seq(der.ctx(0, true, der.smallInt(2)), der.uint(Buffer.from([serial])), alg, name, validity, name, spki, der.ctx(3, true, der.seq(...exts)));
+  return der.seq(tbs, alg, der.bitString(Buffer.alloc(64, 1)));
+}
 
 describe('AgentService over a Unix socket', () => {
   let h: Harness;
@@ -130,16 +153,17 @@ describe('AgentService over a Unix socket', () => {
           }
         });
       }
-      it(`fetchWrit with the header ${md ? JSON.stringify(md) : 'absent'}: INVALID_ARGUMENT, no writ sent`, async () => {
-        serve();
+      it.each(['fetchWrit', 'fetchX509SVID'])(`%s with the header ${md ? JSON.stringify(md) : 'absent'}: INVALID_ARGUMENT, nothing sent`, async (method) => {
+        serve({ svidChain: [leafDer(1)] });
         const c = bare();
         try {
           const got: unknown[] = [];
-          const st = (c.fetchWrit as (r: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>).call(c, {}, headers(md));
+          const st = (c[method] as (r: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>).call(c, {}, headers(md));
           st.on('data', (m) => got.push(m));
           const e = await new Promise<grpc.ServiceError>((r) => st.on('error', r));
           expect(e.code).toBe(grpc.status.INVALID_ARGUMENT);
           expect(e.details).toMatch(/security header missing from request/);
+          expect(e.metadata.get('writ-error-code')).toEqual(['ERR_SIDECAR_REQUEST_INVALID']);
           expect(got).toEqual([]);
         } finally {
           c.close();
@@ -259,6 +283,116 @@ describe('AgentService over a Unix socket', () => {
     it('closeStreams ends every open stream with the status given (shutdown)', async () => {
       serve();
       const streams = [fetchWrit(h), fetchWrit(h), fetchWrit(h)];
+      await Promise.all(streams.map((s) => s.messages(1)));
+      h.svc.closeStreams!({ code: grpc.status.UNAVAILABLE, details: 'sidecar: shutting down' });
+      for (const s of streams) {
+        const e = await s.ended();
+        expect({ code: e.code, details: e.details, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
+          code: grpc.status.UNAVAILABLE,
+          details: 'sidecar: shutting down',
+          writCode: 'ERR_SIDECAR_NOT_SERVING',
+        });
+      }
+    });
+  });
+
+  describe('FetchX509SVID', () => {
+    const pkcs8 = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'der' });
+
+    it('sends the current SVID (chain leaf first, bundle, expiry, residency; no key), then each new identity once, and unsubscribes on cancel', async () => {
+      const key = pkcs8();
+      const chain = [leafDer(1), leafDer(2)];
+      serve({ svidChain: chain, privateKeyPkcs8: key, bundle: { trustDomain: 'example.org', x509Authorities: [leafDer(9)], jwks: '{"keys":[]}', pem: '' } });
+      const first = (h.state.current() as { identity: SidecarIdentity }).identity;
+      const before = h.state.subscribers;
+      const s = fetchX509Svid(h);
+      const [m] = await s.messages(1);
+      expect(m).toMatchObject({ spiffeId: w.a.spiffeId, expiresAt: BigInt(first.notAfter), keyResidency: KeyResidency.SIDECAR });
+      expect(m!.x509Svid.map((c) => Buffer.from(c))).toEqual(chain);
+      expect(m!.bundle.map((c) => Buffer.from(c))).toEqual(first.bundle.x509Authorities);
+      // The same identity again (a revocation-view change, a re-publish): nothing new.
+      h.state.serve(first);
+      const chain2 = [leafDer(3, 'tpm'), leafDer(2)];
+      const chain3 = [leafDer(4), leafDer(2)];
+      h.state.serve(w.identity({ svidChain: chain2, notAfter: Date.now() + 7_200_000 }));
+      h.state.serve(w.identity({ svidChain: chain3 }));
+      const got = await s.messages(3);
+      expect(got.map((x) => Buffer.from(x.x509Svid[0]!))).toEqual([chain[0], chain2[0], chain3[0]]);
+      // Without PKCS#8 in the sidecar: TPM as the leaf says, else not known.
+      expect(got.map((x) => x.keyResidency)).toEqual([KeyResidency.SIDECAR, KeyResidency.TPM, KeyResidency.UNSPECIFIED]);
+      expect(h.state.subscribers).toBe(before + 1);
+      s.call.cancel();
+      expect((await s.ended()).code).toBe(grpc.status.CANCELLED);
+      await expect.poll(() => h.state.subscribers).toBe(before);
+    });
+
+    it('never carries a private key: the message has no field for one, and the bytes sent hold none even when the sidecar has one', async () => {
+      expect(FetchX509SVIDResponseSchema.fields.map((f) => f.name)).toEqual(['spiffe_id', 'x509_svid', 'bundle', 'expires_at', 'key_residency']);
+      const key = pkcs8();
+      serve({ svidChain: [leafDer(1)], privateKeyPkcs8: key });
+      const s = fetchX509Svid(h);
+      const [m] = await s.messages(1);
+      s.call.cancel();
+      await s.ended();
+      const bytes = Buffer.from(toBinary(FetchX509SVIDResponseSchema, m!));
+      // The PKCS#8 key's private scalar (the 32 bytes after its OCTET STRING header) appears nowhere.
+      const scalar = key.subarray(key.indexOf(Buffer.from([0x04, 0x20])) + 2).subarray(0, 32);
+      expect(bytes.includes(scalar)).toBe(false);
+      expect(bytes.includes(key)).toBe(false);
+    });
+
+    it('ends as the Workload API stream does: PERMISSION_DENIED with ERR_REVOKED on revocation, with ERR_SIDECAR_NOT_SERVING on expiry', async () => {
+      for (const [end, writCode, details] of [
+        [() => h.state.revoke('task task-1 revoked at sequence 3'), 'ERR_REVOKED', /revoked: task task-1 revoked at sequence 3/],
+        [() => h.state.set({ state: 'expired', reason: 'the X.509-SVID expired at ...' }), 'ERR_SIDECAR_NOT_SERVING', /the X.509-SVID expired at/],
+      ] as const) {
+        serve({ svidChain: [leafDer(1)] });
+        await expect.poll(() => h.state.subscribers).toBe(0);
+        const s = fetchX509Svid(h);
+        await s.messages(1);
+        end();
+        const e = await s.ended();
+        expect({ code: grpc.status[e.code], writCode: e.metadata.get('writ-error-code')[0] }).toEqual({ code: 'PERMISSION_DENIED', writCode });
+        expect(e.details).toMatch(details);
+        expect(h.state.subscribers).toBe(0);
+      }
+    });
+
+    it("ends at the SVID's notAfter by its own timer when no renewal comes, whatever the daemon does", async () => {
+      serve({ svidChain: [leafDer(1)], notAfter: h.now + 40 });
+      const s = fetchX509Svid(h);
+      await s.messages(1);
+      const e = await s.ended();
+      expect({ code: grpc.status[e.code], writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
+        code: 'PERMISSION_DENIED',
+        writCode: 'ERR_SIDECAR_NOT_SERVING',
+      });
+      expect(e.details).toMatch(/expired and was not renewed/);
+    });
+
+    it('refuses at once with the Workload API codes: pending UNAVAILABLE, revoked or past notAfter PERMISSION_DENIED; a sidecar without a writ still serves the SVID', async () => {
+      const cases: Array<[() => void, grpc.status, string]> = [
+        [() => h.state.set({ state: 'pending' }), grpc.status.UNAVAILABLE, 'ERR_SIDECAR_NOT_SERVING'],
+        [() => h.state.revoke('key revoked'), grpc.status.PERMISSION_DENIED, 'ERR_REVOKED'],
+        [() => serve({ svidChain: [leafDer(1)], notAfter: h.now - 1 }), grpc.status.PERMISSION_DENIED, 'ERR_SIDECAR_NOT_SERVING'],
+      ];
+      for (const [setup, code, writCode] of cases) {
+        setup();
+        const s = fetchX509Svid(h);
+        const e = await s.ended();
+        expect(s.got).toEqual([]);
+        expect({ code: grpc.status[e.code], writCode: e.metadata.get('writ-error-code')[0] }).toEqual({ code: grpc.status[code], writCode });
+      }
+      serve({ svidChain: [leafDer(1)], writ: undefined, writExpiresAt: undefined });
+      const s = fetchX509Svid(h);
+      expect(await s.messages(1)).toHaveLength(1);
+      s.call.cancel();
+      await s.ended();
+    });
+
+    it('closeStreams ends every open SVID stream with the status given (shutdown), beside the FetchWrit ones', async () => {
+      serve({ svidChain: [leafDer(1)] });
+      const streams = [fetchX509Svid(h), fetchX509Svid(h), fetchWrit(h)];
       await Promise.all(streams.map((s) => s.messages(1)));
       h.svc.closeStreams!({ code: grpc.status.UNAVAILABLE, details: 'sidecar: shutting down' });
       for (const s of streams) {
@@ -528,6 +662,30 @@ describe('the staleness limit is configurable', () => {
   });
 });
 
+describe('FetchX509SVID streams are bounded', () => {
+  it('refuses a stream past the limit with RESOURCE_EXHAUSTED (ERR_LIMIT_EXCEEDED), apart from FetchWrit streams, and admits one again once a stream closes', async () => {
+    const h = await harness({ maxSvidStreams: 2, maxWritStreams: 1 });
+    try {
+      h.state.serve(world().identity({ svidChain: [leafDer(1)] }));
+      const [s1, s2] = [fetchX509Svid(h), fetchX509Svid(h)];
+      await Promise.all([s1.messages(1), s2.messages(1)]);
+      const e = await fetchX509Svid(h).ended();
+      expect({ code: e.code, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        writCode: 'ERR_LIMIT_EXCEEDED',
+      });
+      expect(e.details).toMatch(/2 FetchX509SVID streams are open already/);
+      expect(await fetchWrit(h).messages(1)).toHaveLength(1);
+      s1.call.cancel();
+      await s1.ended();
+      await expect.poll(() => h.state.subscribers).toBe(2);
+      expect(await fetchX509Svid(h).messages(1)).toHaveLength(1);
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
 describe('FetchWrit streams are bounded', () => {
   it('refuses a stream past the limit with RESOURCE_EXHAUSTED (ERR_LIMIT_EXCEEDED), and admits one again once a stream closes', async () => {
     const h = await harness({ maxWritStreams: 2 });
@@ -708,6 +866,7 @@ describe('the AgentService contract', () => {
       'Delegate:unary',
       'Status:unary',
       'Escalate:unary',
+      'FetchX509SVID:server_streaming',
     ]);
   });
 });

@@ -24,6 +24,8 @@ import {
   CreateProofResponseSchema,
   DelegateResponseSchema,
   FetchWritResponseSchema,
+  FetchX509SVIDResponseSchema,
+  KeyResidency,
   State,
   StatusResponseSchema,
   file_writ_agent_v1_agent,
@@ -33,6 +35,8 @@ import {
   type DelegateResponse,
   type FetchWritRequest,
   type FetchWritResponse,
+  type FetchX509SVIDRequest,
+  type FetchX509SVIDResponse,
   type StatusRequest,
   type StatusResponse,
 } from '../../gen/writ/agent/v1/agent_pb.js';
@@ -40,6 +44,8 @@ import { isJkt, jwkThumbprint } from '../../jose/jws.js';
 import { DEFAULT_MAX_STALENESS_MS } from '../../revocation/watch-source.js';
 import { DEFAULT_PROOF_LIFETIME_S, MAX_PROOF_LIFETIME_S } from '../../writ/proof.js';
 import { parseWritCached } from '../../writ/writ.js';
+import { parseCertificate } from '../../x509/certificate.js';
+import { notServing } from '../workload-api/service.js';
 import { SECURITY_HEADER_MISSING, securityHeaderMissing } from '../security-header.js';
 import type { SocketService, SocketServiceContext } from '../socket-service.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from '../state.js';
@@ -60,6 +66,8 @@ export const MAX_PROOF_FIELD_BYTES = 512;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Most FetchWrit streams open at once on one sidecar: each holds a listener on the state. */
 export const MAX_WRIT_STREAMS = 1024;
+/** Most FetchX509SVID streams open at once on one sidecar (apart from FetchWrit's): each holds a listener on the state. */
+export const MAX_SVID_STREAMS = 1024;
 
 export interface AgentServiceOptions {
   /**
@@ -72,6 +80,8 @@ export interface AgentServiceOptions {
   readonly maxRevocationStalenessMs?: number;
   /** Most FetchWrit streams open at once (default MAX_WRIT_STREAMS). */
   readonly maxWritStreams?: number;
+  /** Most FetchX509SVID streams open at once (default MAX_SVID_STREAMS). */
+  readonly maxSvidStreams?: number;
   /** Where Escalate asks (the issuer) and keeps what approvers grant; absent: Escalate is refused. */
   readonly escalation?: { readonly server: string; readonly bundlePem: () => string; readonly stepUps: StepUpHolder };
 }
@@ -149,11 +159,56 @@ interface OpenStream {
   end(status: { code: grpc.status; details: string; metadata?: grpc.Metadata }): void;
 }
 
+/** A refusal with its `writ-error-code` trailer. */
+const withCode = (code: grpc.status, details: string, writCode: string) => {
+  const metadata = new grpc.Metadata();
+  metadata.set('writ-error-code', writCode);
+  return { code, details, metadata };
+};
+
+/**
+ * Why no X.509-SVID is served now, as the Workload API's FetchX509SVID says it (the same status
+ * codes, so one client logic serves both streams): UNAVAILABLE before the first identity,
+ * PERMISSION_DENIED once expired or revoked; undefined while serving an unexpired identity.
+ */
+function svidRefusal(s: SidecarStatus, now: number): ReturnType<typeof withCode> | undefined {
+  const r = notServing(s, now);
+  if (!r) return undefined;
+  return withCode(r.code, `sidecar(agent): ${r.details}`, s.state === 'revoked' ? 'ERR_REVOKED' : 'ERR_SIDECAR_NOT_SERVING');
+}
+
+// One frozen message per identity: built (and its leaf parsed) once however many streams send it.
+const svidMessages = new WeakMap<SidecarIdentity, FetchX509SVIDResponse>();
+/** The SVID message for an identity: chain and bundle, never a key (whether or not the sidecar holds one). */
+function svidMessage(id: SidecarIdentity): FetchX509SVIDResponse {
+  let m = svidMessages.get(id);
+  if (m) return m;
+  const residency =
+    id.privateKeyPkcs8 !== undefined
+      ? KeyResidency.SIDECAR
+      : id.svidChain.length > 0 && parseCertificate(id.svidChain[0]!).keyResidency === 'tpm'
+        ? KeyResidency.TPM
+        : KeyResidency.UNSPECIFIED;
+  m = Object.freeze(
+    create(FetchX509SVIDResponseSchema, {
+      spiffeId: id.spiffeId,
+      x509Svid: id.svidChain.map((c) => new Uint8Array(c)),
+      bundle: id.bundle.x509Authorities.map((c) => new Uint8Array(c)),
+      expiresAt: BigInt(id.notAfter),
+      keyResidency: residency,
+    }),
+  );
+  svidMessages.set(id, m);
+  return m;
+}
+
 /** The AgentService as one of the sidecar's socket services. */
 export function agentService(o: AgentServiceOptions = {}): SocketService {
   const maxStale = o.maxRevocationStalenessMs ?? DEFAULT_MAX_STALENESS_MS;
   const streams = new Set<OpenStream>();
   const maxStreams = o.maxWritStreams ?? MAX_WRIT_STREAMS;
+  const svidStreams = new Set<OpenStream>();
+  const maxSvidStreams = o.maxSvidStreams ?? MAX_SVID_STREAMS;
 
   const implementation = (ctx: SocketServiceContext): grpc.UntypedServiceImplementation => {
     const state: SidecarState = ctx.state;
@@ -252,6 +307,80 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       });
       arm(sent);
       call.write(message(sent));
+    };
+
+    /**
+     * FetchX509SVID: the current SVID at once, then one complete message per new identity (a
+     * renewal is one), latest-wins while the client does not read (one message pending at most).
+     * Ends as the Workload API's stream does (svidRefusal), also at the SVID's notAfter by its own
+     * timer, whatever the daemon's did.
+     */
+    const fetchX509Svid = (call: grpc.ServerWritableStream<FetchX509SVIDRequest, FetchX509SVIDResponse>) => {
+      const refuse = (st: ReturnType<typeof withCode>) => {
+        ctx.log(`agent-service: FetchX509SVID ended: ${st.metadata.get('writ-error-code')[0]}: ${st.details}`);
+        call.emit('error', st);
+      };
+      if (securityHeaderMissing(call.metadata))
+        return refuse(withCode(grpc.status.INVALID_ARGUMENT, `sidecar(agent): ${SECURITY_HEADER_MISSING}`, 'ERR_SIDECAR_REQUEST_INVALID'));
+      const first = svidRefusal(state.current(), ctx.now());
+      if (first) return refuse(first);
+      if (svidStreams.size >= maxSvidStreams)
+        return refuse(
+          withCode(grpc.status.RESOURCE_EXHAUSTED, `sidecar(agent): ${maxSvidStreams} FetchX509SVID streams are open already`, 'ERR_LIMIT_EXCEEDED'),
+        );
+      let over = false;
+      let blocked = false;
+      let pending: FetchX509SVIDResponse | undefined;
+      let sent: SidecarIdentity | undefined;
+      let expiry: ReturnType<typeof setTimeout> | undefined;
+      const close = () => {
+        over = true;
+        clearTimeout(expiry);
+        unsubscribe();
+        svidStreams.delete(entry);
+      };
+      const entry: OpenStream = {
+        end: (st) => {
+          if (over) return;
+          close();
+          call.emit('error', st);
+        },
+      };
+      const finish = (st: ReturnType<typeof withCode>) => {
+        if (over) return;
+        close();
+        refuse(st);
+      };
+      const send = (m: FetchX509SVIDResponse) => {
+        if (blocked) pending = m;
+        else if (!call.write(m)) blocked = true;
+      };
+      const onStatus = (s: SidecarStatus) => {
+        if (over) return;
+        const r = svidRefusal(s, ctx.now());
+        if (r) return finish(r);
+        if (s.state !== 'serving' || s.identity === sent) return;
+        sent = s.identity;
+        clearTimeout(expiry);
+        expiry = setTimeout(
+          () => finish(svidRefusal(state.current(), Number.POSITIVE_INFINITY)!),
+          Math.min(Math.max(0, sent.notAfter - ctx.now()), MAX_TIMER_MS),
+        );
+        expiry.unref?.();
+        send(svidMessage(sent));
+      };
+      const unsubscribe = state.subscribe(onStatus);
+      svidStreams.add(entry);
+      call.on('drain', () => {
+        blocked = false;
+        const m = pending;
+        pending = undefined;
+        if (m !== undefined && !over) send(m);
+      });
+      call.on('cancelled', () => {
+        if (!over) close();
+      });
+      onStatus(state.current());
     };
 
     const createProof = async (req: CreateProofRequest): Promise<CreateProofResponse> => {
@@ -386,6 +515,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
 
     return {
       fetchWrit,
+      fetchX509SVID: fetchX509Svid,
       escalate: unary('Escalate', escalate),
       createProof: unary('CreateProof', createProof),
       delegate: unary('Delegate', delegate),
@@ -398,7 +528,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
     file: file_writ_agent_v1_agent,
     implementation,
     closeStreams(st) {
-      for (const s of [...streams]) {
+      for (const s of [...streams, ...svidStreams]) {
         const metadata = new grpc.Metadata();
         if (st.code === grpc.status.PERMISSION_DENIED) metadata.set('writ-error-code', 'ERR_REVOKED');
         else if (st.code === grpc.status.UNAVAILABLE) metadata.set('writ-error-code', 'ERR_SIDECAR_NOT_SERVING');

@@ -12,7 +12,65 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file writ/agent/v1/agent.proto.
  */
 export const file_writ_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Chl3cml0L2FnZW50L3YxL2FnZW50LnByb3RvEg13cml0LmFnZW50LnYxIlEKD0VzY2FsYXRlUmVxdWVzdBIOCgZhY3Rpb24YASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDgoGcmVhc29uGAMgASgJEgwKBHdhaXQYBCABKAgidwoQRXNjYWxhdGVSZXNwb25zZRITCgthcHByb3ZhbF9pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRISCgpkZWNpZGVkX2J5GAMgASgJEhcKD2RlY2lzaW9uX3JlYXNvbhgEIAEoCRISCgpleHBpcmVzX2F0GAUgASgDIhIKEEZldGNoV3JpdFJlcXVlc3QiWQoRRmV0Y2hXcml0UmVzcG9uc2USDAoEd3JpdBgBIAEoCRIRCglzcGlmZmVfaWQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAxIPCgd0YXNrX2lkGAQgASgJIlAKEkNyZWF0ZVByb29mUmVxdWVzdBIQCghhdWRpZW5jZRgBIAEoCRIOCgZtZXRob2QYAiABKAkSGAoQbGlmZXRpbWVfc2Vjb25kcxgDIAEoDSJGChNDcmVhdGVQcm9vZlJlc3BvbnNlEg0KBXByb29mGAEgASgJEgwKBHdyaXQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAyKtAQoPRGVsZWdhdGVSZXF1ZXN0EhEKCWNoaWxkX2prdBgBIAEoCRIiCgVzY29wZRgCIAMoCzITLndyaXQudjEuUGVybWlzc2lvbhInCgpib3VuZGFyaWVzGAMgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEiUKCGVzY2FsYXRlGAQgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEhMKC3R0bF9zZWNvbmRzGAUgASgNIkgKEERlbGVnYXRlUmVzcG9uc2USDgoGZ3JhbnRzGAEgAygJEhAKCGdyYW50X2lkGAIgASgJEhIKCmV4cGlyZXNfYXQYAyABKAMiDwoNU3RhdHVzUmVxdWVzdCJfChNSZXZvY2F0aW9uRnJlc2huZXNzEhAKCHNlcXVlbmNlGAEgASgEEhQKDGNvbmZpcm1lZF9hdBgCIAEoAxIRCgljb25uZWN0ZWQYAyABKAgSDQoFc3RhbGUYBCABKAgi/AEKDlN0YXR1c1Jlc3BvbnNlEiMKBXN0YXRlGAEgASgOMhQud3JpdC5hZ2VudC52MS5TdGF0ZRIOCgZyZWFzb24YAiABKAkSEQoJc3BpZmZlX2lkGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSFwoPc3ZpZF9leHBpcmVzX2F0GAUgASgDEhcKD3dyaXRfZXhwaXJlc19hdBgGIAEoAxI2CgpyZXZvY2F0aW9uGAcgASgLMiIud3JpdC5hZ2VudC52MS5SZXZvY2F0aW9uRnJlc2huZXNzEhIKCnJldm9rZWRfYXQYCCABKAMSEwoLb2J0YWluZWRfYXQYCSABKAMqagoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfU0VSVklORxACEhEKDVNUQVRFX0VYUElSRUQQAxIRCg1TVEFURV9SRVZPS0VEEAQylwMKDEFnZW50U2VydmljZRJQCglGZXRjaFdyaXQSHy53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlcXVlc3QaIC53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlc3BvbnNlMAESVAoLQ3JlYXRlUHJvb2YSIS53cml0LmFnZW50LnYxLkNyZWF0ZVByb29mUmVxdWVzdBoiLndyaXQuYWdlbnQudjEuQ3JlYXRlUHJvb2ZSZXNwb25zZRJLCghEZWxlZ2F0ZRIeLndyaXQuYWdlbnQudjEuRGVsZWdhdGVSZXF1ZXN0Gh8ud3JpdC5hZ2VudC52MS5EZWxlZ2F0ZVJlc3BvbnNlEkUKBlN0YXR1cxIcLndyaXQuYWdlbnQudjEuU3RhdHVzUmVxdWVzdBodLndyaXQuYWdlbnQudjEuU3RhdHVzUmVzcG9uc2USSwoIRXNjYWxhdGUSHi53cml0LmFnZW50LnYxLkVzY2FsYXRlUmVxdWVzdBofLndyaXQuYWdlbnQudjEuRXNjYWxhdGVSZXNwb25zZWIGcHJvdG8z", [file_writ_v1_grant]);
+  fileDesc("Chl3cml0L2FnZW50L3YxL2FnZW50LnByb3RvEg13cml0LmFnZW50LnYxIhYKFEZldGNoWDUwOVNWSURSZXF1ZXN0IpUBChVGZXRjaFg1MDlTVklEUmVzcG9uc2USEQoJc3BpZmZlX2lkGAEgASgJEhEKCXg1MDlfc3ZpZBgCIAMoDBIOCgZidW5kbGUYAyADKAwSEgoKZXhwaXJlc19hdBgEIAEoAxIyCg1rZXlfcmVzaWRlbmN5GAUgASgOMhsud3JpdC5hZ2VudC52MS5LZXlSZXNpZGVuY3kiUQoPRXNjYWxhdGVSZXF1ZXN0Eg4KBmFjdGlvbhgBIAEoCRIQCghyZXNvdXJjZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDAoEd2FpdBgEIAEoCCJ3ChBFc2NhbGF0ZVJlc3BvbnNlEhMKC2FwcHJvdmFsX2lkGAEgASgJEg0KBXN0YXRlGAIgASgJEhIKCmRlY2lkZWRfYnkYAyABKAkSFwoPZGVjaXNpb25fcmVhc29uGAQgASgJEhIKCmV4cGlyZXNfYXQYBSABKAMiEgoQRmV0Y2hXcml0UmVxdWVzdCJZChFGZXRjaFdyaXRSZXNwb25zZRIMCgR3cml0GAEgASgJEhEKCXNwaWZmZV9pZBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDEg8KB3Rhc2tfaWQYBCABKAkiUAoSQ3JlYXRlUHJvb2ZSZXF1ZXN0EhAKCGF1ZGllbmNlGAEgASgJEg4KBm1ldGhvZBgCIAEoCRIYChBsaWZldGltZV9zZWNvbmRzGAMgASgNIkYKE0NyZWF0ZVByb29mUmVzcG9uc2USDQoFcHJvb2YYASABKAkSDAoEd3JpdBgCIAEoCRISCgpleHBpcmVzX2F0GAMgASgDIq0BCg9EZWxlZ2F0ZVJlcXVlc3QSEQoJY2hpbGRfamt0GAEgASgJEiIKBXNjb3BlGAIgAygLMhMud3JpdC52MS5QZXJtaXNzaW9uEicKCmJvdW5kYXJpZXMYAyADKAsyEy53cml0LnYxLlBlcm1pc3Npb24SJQoIZXNjYWxhdGUYBCADKAsyEy53cml0LnYxLlBlcm1pc3Npb24SEwoLdHRsX3NlY29uZHMYBSABKA0iSAoQRGVsZWdhdGVSZXNwb25zZRIOCgZncmFudHMYASADKAkSEAoIZ3JhbnRfaWQYAiABKAkSEgoKZXhwaXJlc19hdBgDIAEoAyIPCg1TdGF0dXNSZXF1ZXN0Il8KE1Jldm9jYXRpb25GcmVzaG5lc3MSEAoIc2VxdWVuY2UYASABKAQSFAoMY29uZmlybWVkX2F0GAIgASgDEhEKCWNvbm5lY3RlZBgDIAEoCBINCgVzdGFsZRgEIAEoCCL8AQoOU3RhdHVzUmVzcG9uc2USIwoFc3RhdGUYASABKA4yFC53cml0LmFnZW50LnYxLlN0YXRlEg4KBnJlYXNvbhgCIAEoCRIRCglzcGlmZmVfaWQYAyABKAkSDwoHdGFza19pZBgEIAEoCRIXCg9zdmlkX2V4cGlyZXNfYXQYBSABKAMSFwoPd3JpdF9leHBpcmVzX2F0GAYgASgDEjYKCnJldm9jYXRpb24YByABKAsyIi53cml0LmFnZW50LnYxLlJldm9jYXRpb25GcmVzaG5lc3MSEgoKcmV2b2tlZF9hdBgIIAEoAxITCgtvYnRhaW5lZF9hdBgJIAEoAypfCgxLZXlSZXNpZGVuY3kSHQoZS0VZX1JFU0lERU5DWV9VTlNQRUNJRklFRBAAEhkKFUtFWV9SRVNJREVOQ1lfU0lERUNBUhABEhUKEUtFWV9SRVNJREVOQ1lfVFBNEAIqagoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfU0VSVklORxACEhEKDVNUQVRFX0VYUElSRUQQAxIRCg1TVEFURV9SRVZPS0VEEAQy9QMKDEFnZW50U2VydmljZRJQCglGZXRjaFdyaXQSHy53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlcXVlc3QaIC53cml0LmFnZW50LnYxLkZldGNoV3JpdFJlc3BvbnNlMAESVAoLQ3JlYXRlUHJvb2YSIS53cml0LmFnZW50LnYxLkNyZWF0ZVByb29mUmVxdWVzdBoiLndyaXQuYWdlbnQudjEuQ3JlYXRlUHJvb2ZSZXNwb25zZRJLCghEZWxlZ2F0ZRIeLndyaXQuYWdlbnQudjEuRGVsZWdhdGVSZXF1ZXN0Gh8ud3JpdC5hZ2VudC52MS5EZWxlZ2F0ZVJlc3BvbnNlEkUKBlN0YXR1cxIcLndyaXQuYWdlbnQudjEuU3RhdHVzUmVxdWVzdBodLndyaXQuYWdlbnQudjEuU3RhdHVzUmVzcG9uc2USSwoIRXNjYWxhdGUSHi53cml0LmFnZW50LnYxLkVzY2FsYXRlUmVxdWVzdBofLndyaXQuYWdlbnQudjEuRXNjYWxhdGVSZXNwb25zZRJcCg1GZXRjaFg1MDlTVklEEiMud3JpdC5hZ2VudC52MS5GZXRjaFg1MDlTVklEUmVxdWVzdBokLndyaXQuYWdlbnQudjEuRmV0Y2hYNTA5U1ZJRFJlc3BvbnNlMAFiBnByb3RvMw", [file_writ_v1_grant]);
+
+/**
+ * @generated from message writ.agent.v1.FetchX509SVIDRequest
+ */
+export type FetchX509SVIDRequest = Message<"writ.agent.v1.FetchX509SVIDRequest"> & {
+};
+
+/**
+ * Describes the message writ.agent.v1.FetchX509SVIDRequest.
+ * Use `create(FetchX509SVIDRequestSchema)` to create a new message.
+ */
+export const FetchX509SVIDRequestSchema: GenMessage<FetchX509SVIDRequest> = /*@__PURE__*/
+  messageDesc(file_writ_agent_v1_agent, 0);
+
+/**
+ * @generated from message writ.agent.v1.FetchX509SVIDResponse
+ */
+export type FetchX509SVIDResponse = Message<"writ.agent.v1.FetchX509SVIDResponse"> & {
+  /**
+   * The leaf's URI SAN.
+   *
+   * @generated from field: string spiffe_id = 1;
+   */
+  spiffeId: string;
+
+  /**
+   * The X.509-SVID chain, DER, leaf first.
+   *
+   * @generated from field: repeated bytes x509_svid = 2;
+   */
+  x509Svid: Uint8Array[];
+
+  /**
+   * The trust domain's X.509 authorities (the bundle), DER.
+   *
+   * @generated from field: repeated bytes bundle = 3;
+   */
+  bundle: Uint8Array[];
+
+  /**
+   * The leaf's notAfter, Unix milliseconds.
+   *
+   * @generated from field: int64 expires_at = 4;
+   */
+  expiresAt: bigint;
+
+  /**
+   * @generated from field: writ.agent.v1.KeyResidency key_residency = 5;
+   */
+  keyResidency: KeyResidency;
+};
+
+/**
+ * Describes the message writ.agent.v1.FetchX509SVIDResponse.
+ * Use `create(FetchX509SVIDResponseSchema)` to create a new message.
+ */
+export const FetchX509SVIDResponseSchema: GenMessage<FetchX509SVIDResponse> = /*@__PURE__*/
+  messageDesc(file_writ_agent_v1_agent, 1);
 
 /**
  * @generated from message writ.agent.v1.EscalateRequest
@@ -48,7 +106,7 @@ export type EscalateRequest = Message<"writ.agent.v1.EscalateRequest"> & {
  * Use `create(EscalateRequestSchema)` to create a new message.
  */
 export const EscalateRequestSchema: GenMessage<EscalateRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 0);
+  messageDesc(file_writ_agent_v1_agent, 2);
 
 /**
  * @generated from message writ.agent.v1.EscalateResponse
@@ -91,7 +149,7 @@ export type EscalateResponse = Message<"writ.agent.v1.EscalateResponse"> & {
  * Use `create(EscalateResponseSchema)` to create a new message.
  */
 export const EscalateResponseSchema: GenMessage<EscalateResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 1);
+  messageDesc(file_writ_agent_v1_agent, 3);
 
 /**
  * @generated from message writ.agent.v1.FetchWritRequest
@@ -104,7 +162,7 @@ export type FetchWritRequest = Message<"writ.agent.v1.FetchWritRequest"> & {
  * Use `create(FetchWritRequestSchema)` to create a new message.
  */
 export const FetchWritRequestSchema: GenMessage<FetchWritRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 2);
+  messageDesc(file_writ_agent_v1_agent, 4);
 
 /**
  * @generated from message writ.agent.v1.FetchWritResponse
@@ -144,7 +202,7 @@ export type FetchWritResponse = Message<"writ.agent.v1.FetchWritResponse"> & {
  * Use `create(FetchWritResponseSchema)` to create a new message.
  */
 export const FetchWritResponseSchema: GenMessage<FetchWritResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 3);
+  messageDesc(file_writ_agent_v1_agent, 5);
 
 /**
  * @generated from message writ.agent.v1.CreateProofRequest
@@ -177,7 +235,7 @@ export type CreateProofRequest = Message<"writ.agent.v1.CreateProofRequest"> & {
  * Use `create(CreateProofRequestSchema)` to create a new message.
  */
 export const CreateProofRequestSchema: GenMessage<CreateProofRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 4);
+  messageDesc(file_writ_agent_v1_agent, 6);
 
 /**
  * @generated from message writ.agent.v1.CreateProofResponse
@@ -210,7 +268,7 @@ export type CreateProofResponse = Message<"writ.agent.v1.CreateProofResponse"> &
  * Use `create(CreateProofResponseSchema)` to create a new message.
  */
 export const CreateProofResponseSchema: GenMessage<CreateProofResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 5);
+  messageDesc(file_writ_agent_v1_agent, 7);
 
 /**
  * @generated from message writ.agent.v1.DelegateRequest
@@ -258,7 +316,7 @@ export type DelegateRequest = Message<"writ.agent.v1.DelegateRequest"> & {
  * Use `create(DelegateRequestSchema)` to create a new message.
  */
 export const DelegateRequestSchema: GenMessage<DelegateRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 6);
+  messageDesc(file_writ_agent_v1_agent, 8);
 
 /**
  * @generated from message writ.agent.v1.DelegateResponse
@@ -291,7 +349,7 @@ export type DelegateResponse = Message<"writ.agent.v1.DelegateResponse"> & {
  * Use `create(DelegateResponseSchema)` to create a new message.
  */
 export const DelegateResponseSchema: GenMessage<DelegateResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 7);
+  messageDesc(file_writ_agent_v1_agent, 9);
 
 /**
  * @generated from message writ.agent.v1.StatusRequest
@@ -304,7 +362,7 @@ export type StatusRequest = Message<"writ.agent.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 8);
+  messageDesc(file_writ_agent_v1_agent, 10);
 
 /**
  * @generated from message writ.agent.v1.RevocationFreshness
@@ -342,7 +400,7 @@ export type RevocationFreshness = Message<"writ.agent.v1.RevocationFreshness"> &
  * Use `create(RevocationFreshnessSchema)` to create a new message.
  */
 export const RevocationFreshnessSchema: GenMessage<RevocationFreshness> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 9);
+  messageDesc(file_writ_agent_v1_agent, 11);
 
 /**
  * @generated from message writ.agent.v1.StatusResponse
@@ -411,7 +469,38 @@ export type StatusResponse = Message<"writ.agent.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_writ_agent_v1_agent, 10);
+  messageDesc(file_writ_agent_v1_agent, 12);
+
+/**
+ * @generated from enum writ.agent.v1.KeyResidency
+ */
+export enum KeyResidency {
+  /**
+   * @generated from enum value: KEY_RESIDENCY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The agent key is in the sidecar's memory (`--key`, or made at start).
+   *
+   * @generated from enum value: KEY_RESIDENCY_SIDECAR = 1;
+   */
+  SIDECAR = 1,
+
+  /**
+   * The agent key is resident in a TPM, as the issuer verified (TPM2_Certify) and wrote in the
+   * leaf's key-residency extension.
+   *
+   * @generated from enum value: KEY_RESIDENCY_TPM = 2;
+   */
+  TPM = 2,
+}
+
+/**
+ * Describes the enum writ.agent.v1.KeyResidency.
+ */
+export const KeyResidencySchema: GenEnum<KeyResidency> = /*@__PURE__*/
+  enumDesc(file_writ_agent_v1_agent, 0);
 
 /**
  * @generated from enum writ.agent.v1.State
@@ -453,7 +542,7 @@ export enum State {
  * Describes the enum writ.agent.v1.State.
  */
 export const StateSchema: GenEnum<State> = /*@__PURE__*/
-  enumDesc(file_writ_agent_v1_agent, 0);
+  enumDesc(file_writ_agent_v1_agent, 1);
 
 /**
  * AgentService: writ's own API on the sidecar's Unix socket (`writ agent run`), beside the
@@ -544,6 +633,25 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof EscalateRequestSchema;
     output: typeof EscalateResponseSchema;
+  },
+  /**
+   * The current X.509-SVID at once, then a complete new message on every rotation: the chain and
+   * the bundle, NEVER a private key (in any mode: the sidecar signs with the key, and a
+   * TPM-resident key cannot leave the TPM). It is how an agent whose key is TPM-resident gets its
+   * certificate: the SPIFFE Workload API's FetchX509SVID must deliver the key with the SVID
+   * (X509SVID.x509_svid_key), so it answers FAILED_PRECONDITION for such a key. The agent then
+   * signs with the key where it lives (a TLS stack with a TPM provider, e.g. tpm2-openssl; see
+   * src/sidecar/README.md, "A TPM-resident key"). The stream ends as the Workload API's does:
+   * UNAVAILABLE (ERR_SIDECAR_NOT_SERVING) before the first identity and on shutdown,
+   * PERMISSION_DENIED with ERR_REVOKED on revocation and with ERR_SIDECAR_NOT_SERVING when the
+   * SVID expires without a renewal (Workload API §5.2.1: no longer entitled).
+   *
+   * @generated from rpc writ.agent.v1.AgentService.FetchX509SVID
+   */
+  fetchX509SVID: {
+    methodKind: "server_streaming";
+    input: typeof FetchX509SVIDRequestSchema;
+    output: typeof FetchX509SVIDResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_writ_agent_v1_agent, 0);
