@@ -72,6 +72,12 @@ export interface ProducerSession {
   /** Set when the evidence type holds the agent key itself (e.g. `--tpm-key`): the handshake uses this key. */
   readonly key?: HeldKey;
   respond(challenge: { readonly nonce: Uint8Array; readonly payload: Uint8Array }): Promise<Buffer>;
+  /**
+   * Readies the session for another handshake with the same key: how a sidecar whose key the
+   * evidence holds attests afresh while the identity that key signs for is still served (a TPM
+   * may serve one connection at a time, and its object slots are few). Absent: a new session.
+   */
+  restart?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -105,13 +105,45 @@ export function identityFrom(outcome: AttestOutcome, signer: JwsSigner, privateK
 /**
  * An identity source that attests with fresh evidence every time. A one-time evidence type (a
  * join token) succeeds once; renewing it needs the SVID itself (`x509_svid` evidence).
+ *
+ * A key the evidence holds (a TPM-resident key) signs through the session that attested it,
+ * kept open while an identity it made is held (until `release`). Attesting afresh meanwhile
+ * reuses that session (`restart`, same key) instead of opening a second one: a TPM reached
+ * over one connection (swtpm, /dev/tpm0) serves one client at a time, and a second session's
+ * objects would not fit beside the first's.
  */
 export function producerSource(o: ProducerSourceOptions, now: () => number): IdentitySource {
   let own: { signer: JwsSigner; pkcs8: Buffer } | undefined;
   const ownKey = (k: KeyObject) => ({ signer: keySigner(k), pkcs8: k.export({ type: 'pkcs8', format: 'der' }) as Buffer });
   if (o.key) own = ownKey(o.key);
+  /** The open session whose key signs for the identity held now, when it can attest again. */
+  let held: { readonly session: ProducerSession; readonly signer: JwsSigner; readonly restart: () => Promise<void> } | undefined;
+  const handshake = async (req: ObtainRequest, signer: JwsSigner, session: ProducerSession) => {
+    const outcome = await attest({
+      server: o.server,
+      bundlePem: req.current?.bundle.pem ?? o.bundlePem,
+      evidenceType: o.producer.type,
+      key: signer,
+      respond: (c) => session.respond(c),
+      jwtAudiences: req.jwtAudiences,
+      grants: o.grants ?? [],
+      writAudiences: o.writAudiences ?? [],
+      ...((o.grants ?? []).length > 0 && o.stepUps ? { stepUps: o.stepUps() } : {}),
+      ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+    });
+    if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
+    return outcome;
+  };
   return {
     async obtain(req) {
+      if (held) {
+        // Fresh evidence from the session that holds the key (a renewal with the same key): the
+        // identity it replaces signs through this session too, so the session stays open.
+        const { session, signer, restart } = held;
+        await restart();
+        const outcome = await handshake(req, signer, session);
+        return { identity: identityFrom(outcome, signer, undefined, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
+      }
       const session: ProducerSession = await o.producer.open(o.values);
       let keep = false;
       try {
@@ -119,23 +151,18 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
           throw new SidecarError('ERR_SIDECAR_REQUEST_INVALID', `sidecar: --key cannot be used with a key the ${o.producer.type} evidence holds`);
         if (!session.key && !own) own = ownKey(generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
         const signer = session.key?.signer ?? own!.signer;
-        const outcome = await attest({
-          server: o.server,
-          bundlePem: req.current?.bundle.pem ?? o.bundlePem,
-          evidenceType: o.producer.type,
-          key: signer,
-          respond: (c) => session.respond(c),
-          jwtAudiences: req.jwtAudiences,
-          grants: o.grants ?? [],
-          writAudiences: o.writAudiences ?? [],
-          ...((o.grants ?? []).length > 0 && o.stepUps ? { stepUps: o.stepUps() } : {}),
-          ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
-        });
-        if ((o.grants ?? []).length > 0 && !outcome.writ) throw new Error('the issuer returned no writ for the grant chain');
+        const outcome = await handshake(req, signer, session);
         const identity = identityFrom(outcome, signer, session.key ? undefined : own!.pkcs8, now());
         // A key the evidence holds (a TPM) is used through its session: keep it open while this identity is served.
         keep = session.key !== undefined;
-        return { identity, jwtSvids: outcome.jwtSvids, ...(keep ? { release: () => session.close() } : {}) };
+        if (!keep) return { identity, jwtSvids: outcome.jwtSvids };
+        const mine = session.restart ? { session, signer, restart: session.restart.bind(session) } : undefined;
+        if (mine) held = mine;
+        const release = async () => {
+          if (held === mine) held = undefined;
+          await session.close();
+        };
+        return { identity, jwtSvids: outcome.jwtSvids, release };
       } finally {
         if (!keep) await session.close();
       }

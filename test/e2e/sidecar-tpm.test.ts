@@ -19,7 +19,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, createPublicKey, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -131,6 +131,36 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     expect(parseCertificate(Buffer.from(m.x509Svid[0]!)).spki).toEqual(agentKey.spki);
   }, 60_000);
 
+  it('attests afresh through the TPM session it holds (a new audience costs a handshake; the issuer wants a new quote for a tpm identity): a new SVID for the same TPM key, no second TPM connection', async () => {
+    const before = sc.sidecar.current();
+    if (before.state !== 'serving') throw new Error('not serving');
+    const renewals = sc.sidecar.renewals;
+    const client = workloadClient(sc.path);
+    try {
+      // Before the session was reused, this opened a second connection to swtpm, which serves one
+      // at a time, and hung until the handshake's timeout.
+      const t0 = performance.now();
+      const jwt = await unary<unknown, { svids: Array<{ spiffe_id: string }> }>(client, 'FetchJWTSVID', { audience: ['https://other.example'] });
+      expect(performance.now() - t0).toBeLessThan(20_000);
+      expect(jwt.svids[0]!.spiffe_id).toBe(ID);
+    } finally {
+      client.close();
+    }
+    const after = sc.sidecar.current();
+    if (after.state !== 'serving') throw new Error('not serving');
+    expect(sc.sidecar.renewals).toBe(renewals + 1);
+    const [was, now] = [before, after].map((x) => parseCertificate(x.identity.svidChain[0]!));
+    expect(now!.serial.equals(was!.serial)).toBe(false);
+    expect(now!.spki).toEqual(agentKey.spki);
+    expect(now!.keyResidency).toBe('tpm');
+    // The renewed identity signs inside the TPM, through the same session.
+    const sig = await after.identity.signer.sign(Buffer.from('renewed'));
+    expect(
+      verify('sha256', Buffer.from('renewed'), { key: createPublicKey({ key: agentKey.spki, format: 'der', type: 'spki' }), dsaEncoding: 'ieee-p1363' }, sig),
+    ).toBe(true);
+    expect((await fetchSvid(sc.path)).x509Svid.map((c) => Buffer.from(c))).toEqual(after.identity.svidChain);
+  }, 60_000);
+
   it.skipIf(!HAVE_TPM2_OPENSSL)(
     'a TLS 1.3 handshake signed inside the TPM: openssl s_server (tpm2-openssl) with the SVID from the socket and the TPM key; a node:tls client checking the SPIFFE ID exchanges bytes; another expected ID, another TPM key or no TPM provider fails',
     async () => {
@@ -184,6 +214,62 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     },
     120_000,
   );
+});
+
+describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key renewing at half-life (swtpm, 4 s SVIDs)', () => {
+  let tpm: Swtpm;
+  let s: Awaited<ReturnType<typeof startServer>>;
+  let sc: Awaited<ReturnType<typeof startSidecar>>;
+
+  beforeAll(async () => {
+    tpm = await startSwtpm();
+    s = await startServer({
+      attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
+    });
+    const t = await tpm.open();
+    const cert = new X509Certificate(await t.nvRead(0x01c00002));
+    await t.close();
+    const ekHash = createHash('sha256')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
+    await adminClients(s.adminSocket).admin.createEntry({
+      entry: { spiffeId: ID, selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }], x509SvidTtl: 4 },
+    });
+    sc = await startSidecar(
+      renewingSource(
+        { server: s.address, bundlePem: s.bundlePem, producer: tpmProducer, values: { tpm: tpm.spec, 'tpm-key': true }, timeoutMs: 30_000 },
+        Date.now,
+      ),
+    );
+    await sc.sidecar.ready();
+  }, 120_000);
+  afterAll(async () => {
+    await sc?.close();
+    await s?.stop();
+    await tpm?.stop();
+  });
+
+  it('each renewal is a fresh TPM quote through the session that holds the key: three rotations, one key, never an expired SVID, no failure', async () => {
+    const first = sc.sidecar.current();
+    if (first.state !== 'serving') throw new Error('not serving');
+    const key = parseCertificate(first.identity.svidChain[0]!).spki;
+    const served: Array<{ serial: string; notAfter: number; at: number }> = [];
+    const off = sc.sidecar.subscribe((st) => {
+      if (st.state === 'serving')
+        served.push({ serial: parseCertificate(st.identity.svidChain[0]!).serial.toString('hex'), notAfter: st.identity.notAfter, at: Date.now() });
+    });
+    try {
+      await expect.poll(() => new Set(served.map((x) => x.serial)).size, { timeout: 20_000, interval: 100 }).toBeGreaterThanOrEqual(3);
+    } finally {
+      off();
+    }
+    for (const x of served) expect(x.notAfter).toBeGreaterThan(x.at);
+    const now = sc.sidecar.current();
+    if (now.state !== 'serving') throw new Error('not serving');
+    expect(parseCertificate(now.identity.svidChain[0]!).spki).toEqual(key);
+    expect(parseCertificate(now.identity.svidChain[0]!).keyResidency).toBe('tpm');
+    expect(sc.sidecar.renewalCounts().failures).toEqual({ unavailable: 0, refused: 0, terminal: 0, error: 0 });
+  }, 60_000);
 });
 
 /** A TPM-resident key made under the SRK and flushed, as `writ agent keygen --tpm` makes one (noDA: residentKeyTemplate). */

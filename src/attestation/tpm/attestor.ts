@@ -168,6 +168,18 @@ export class TpmAttestor {
     return { ...(await this.tpm.createPrimary(TPM_RH.ENDORSEMENT, which.template)), persistent: false };
   }
 
+  /**
+   * Ends the handshake answered so far and readies another on this connection: its AK is flushed
+   * (the next first evidence recreates it, the same key: a primary), the EK and the resident key
+   * stay loaded, so a handshake needs no more object slots than the first did.
+   */
+  async restart(): Promise<void> {
+    const ak = this.ak;
+    this.ak = undefined;
+    this.rounds = 0;
+    if (ak) await this.tpm.flush(ak.handle);
+  }
+
   /** Flushes the transient EK, AK and resident key (never a persistent EK). */
   async close(): Promise<void> {
     const ek = this.ek && !this.ek.persistent ? this.ek.handle : undefined;

@@ -223,7 +223,7 @@ export const tpmProducer: EvidenceProducer = {
         const spki = await attestor.loadResidentKey(blob.public, blob.private);
         key = { signer: attestor.residentSigner(), spki };
       }
-      return { ...(key ? { key } : {}), respond: (c) => attestor.respond(c), close };
+      return { ...(key ? { key } : {}), respond: (c) => attestor.respond(c), restart: () => attestor.restart(), close };
     } catch (e) {
       await close();
       throw e;
