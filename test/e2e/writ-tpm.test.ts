@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminClients } from '../../src/cli/admin-client.js';
 import { parseSpiffeBundle } from '../../src/spiffe/bundle.js';
 import { parseEvidence1 } from '../../src/tpm/evidence.js';
+import { tss2PrivateKeyPem } from '../../src/attestation/tpm/tss2-key.js';
 import { parseAttest } from '../../src/tpm/structures.js';
 import { tpmReverifier } from '../../src/attestation/tpm/reverify.js';
 import { certificatesInFile } from '../../src/config/files.js';
@@ -506,6 +507,11 @@ describe.skipIf(!HAVE_SWTPM)('writs on TPM evidence (swtpm), in-process issuer: 
     const jkt = (await writ('agent', 'keygen', '--tpm', tpmA.spec, '--out', f('resident'))).stdout.trim();
     expect(jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(existsSync(f('resident', 'agent.key'))).toBe(false);
+    // The same wrapped key for OpenSSL's tpm2 provider (test/e2e/sidecar-tpm.test.ts signs a TLS handshake with one).
+    const blob = JSON.parse(readFileSync(f('resident', 'agent.key.tpm'), 'utf8')) as { public: string; private: string };
+    expect(readFileSync(f('resident', 'agent.key.tss2.pem'), 'utf8')).toBe(
+      tss2PrivateKeyPem({ public: Buffer.from(blob.public, 'base64'), private: Buffer.from(blob.private, 'base64') }),
+    );
     const g = await writ(
       'grant',
       'create',

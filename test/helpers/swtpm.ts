@@ -8,8 +8,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as der from '../../src/der/der.js';
-import { encodePem } from '../../src/der/pem.js';
 import { Tpm } from '../../src/tpm/client.js';
 
 export const HAVE_SWTPM = ['swtpm', 'swtpm_setup', 'swtpm_localca'].every((c) => spawnSync('sh', ['-c', `command -v ${c}`]).status === 0);
@@ -147,23 +145,5 @@ export const HAVE_TPM2_OPENSSL = (() => {
   return v.status === 0 && dir !== undefined && existsSync(join(dir, 'tpm2.so'));
 })();
 
-/**
- * A TPM key made under the SRK (`TpmAttestor.createResidentKey`, `writ agent keygen --tpm`) as a
- * "TSS2 PRIVATE KEY" PEM (the format tpm2-openssl and openssl_tpm2_engine load): TPMKey ::=
- * SEQUENCE { type OID 2.23.133.10.1.3 (loadable key), emptyAuth [0] EXPLICIT BOOLEAN, parent
- * INTEGER, pubkey OCTET STRING (TPM2B_PUBLIC), privkey OCTET STRING (TPM2B_PRIVATE) }. The parent
- * is the owner hierarchy (0x40000001): the provider recreates the primary from the TCG ECC P-256
- * SRK template, the same template as srkTemplate() (src/tpm/structures.ts), so the same parent.
- * The PEM holds nothing secret: the private part is wrapped by that TPM's SRK.
- */
-export function tss2PrivateKeyPem(blob: { public: Buffer; private: Buffer }): string {
-  const tpm2b = (b: Buffer) => Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
-  const key = der.seq(
-    der.oid('2.23.133.10.1.3'),
-    der.ctx(0, true, der.bool(true)),
-    der.uint(Buffer.from([0x40, 0x00, 0x00, 0x01])),
-    der.octets(tpm2b(blob.public)),
-    der.octets(tpm2b(blob.private)),
-  );
-  return encodePem('TSS2 PRIVATE KEY', key);
-}
+/** The TSS2 PRIVATE KEY PEM of a key made under the SRK (src/attestation/tpm/tss2-key.ts). */
+export { tss2PrivateKeyPem } from '../../src/attestation/tpm/tss2-key.js';

@@ -7,6 +7,7 @@ import { certificatesInFile, readInputFile } from '../../config/files.js';
 import { stringOption, UsageError, type OptionSpecs, type OptionValues } from '../../config/options.js';
 import { Tpm } from '../../tpm/client.js';
 import { parsePcrSelectionSpec } from '../../tpm/structures.js';
+import { tss2PrivateKeyPem } from './tss2-key.js';
 import type { EvidenceProducer, HeldKey, KeyCustody, PluginCommand } from '../plugin.js';
 import { TpmAttestor, type TpmAttestorOptions } from './attestor.js';
 import { checkQuoteOffline } from './check-quote.js';
@@ -94,13 +95,26 @@ const residentKeys: KeyCustody = {
       throw e;
     }
   },
-  keygenOptions: { tpm: { ...TPM_SPEC, help: 'make the key inside this TPM (only its wrapped blob agent.key.tpm is written)' } },
+  keygenOptions: {
+    tpm: {
+      ...TPM_SPEC,
+      help: 'make the key inside this TPM (only its wrapped blob is written: agent.key.tpm, and agent.key.tss2.pem for OpenSSL’s tpm2 provider)',
+    },
+  },
   async keygen(values) {
     const tpm = await openTpm(values);
     const attestor = new TpmAttestor(tpm);
     try {
       const k = await attestor.createResidentKey();
-      return { signer: attestor.residentSigner(), spki: k.spki, files: [{ name: 'agent.key.tpm', text: residentBlobText(k) }] };
+      return {
+        signer: attestor.residentSigner(),
+        spki: k.spki,
+        files: [
+          { name: 'agent.key.tpm', text: residentBlobText(k) },
+          // The same key for OpenSSL's tpm2 provider (a TLS server signing inside this TPM).
+          { name: 'agent.key.tss2.pem', text: tss2PrivateKeyPem(k) },
+        ],
+      };
     } finally {
       await attestor.close();
       await tpm.close();
