@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyChain } from '../../src/delegation/chain.js';
 import { parseGrant } from '../../src/delegation/grant.js';
 import { ERROR_CODES, isWritError } from '../../src/errors.js';
@@ -28,7 +28,7 @@ import { grpcClientConstructor, grpcServiceDefinition } from '../../src/rpc/grpc
 import { STATUS_BY_CODE } from '../../src/server/status.js';
 import { AGENT_STATUS_BY_CODE, agentFailure, ISSUER_REFUSALS_PASSED_ON } from '../../src/sidecar/agent-service/status.js';
 import { GrpcCallError } from '../../src/agent/attest-client.js';
-import { MAX_AGENT_REQUEST_BYTES, agentService } from '../../src/sidecar/agent-service/service.js';
+import { MAX_AGENT_REQUEST_BYTES, MAX_TIMER_MS, agentService, atDeadline } from '../../src/sidecar/agent-service/service.js';
 import { delegateFromParent, socketTarget } from '../../src/sidecar/parent-client.js';
 import { SECURITY_HEADER } from '../../src/sidecar/security-header.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
@@ -868,5 +868,41 @@ describe('the AgentService contract', () => {
       'Escalate:unary',
       'FetchX509SVID:server_streaming',
     ]);
+  });
+});
+
+describe("atDeadline (the streams' expiry timers)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('waits for a deadline further than one Node timer can (an SVID of 60 days) in steps, and fires once, at it', () => {
+    vi.useFakeTimers();
+    const t0 = Date.now();
+    const deadline = t0 + 60 * 86_400_000;
+    let fired = 0;
+    atDeadline(deadline, Date.now, () => fired++);
+    vi.advanceTimersByTime(MAX_TIMER_MS + 1);
+    expect(fired).toBe(0);
+    vi.advanceTimersByTime(MAX_TIMER_MS);
+    expect(fired).toBe(0);
+    vi.advanceTimersByTime(deadline - Date.now() - 1);
+    expect(fired).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(fired).toBe(1);
+    vi.advanceTimersByTime(10 * MAX_TIMER_MS);
+    expect(fired).toBe(1);
+  });
+
+  it('fires at once for a deadline passed, never after cancel', () => {
+    vi.useFakeTimers();
+    let fired = 0;
+    atDeadline(Date.now() - 5, Date.now, () => fired++);
+    vi.advanceTimersByTime(0);
+    expect(fired).toBe(1);
+    const t = atDeadline(Date.now() + 1000, Date.now, () => fired++);
+    t.cancel();
+    vi.advanceTimersByTime(5000);
+    expect(fired).toBe(1);
   });
 });

@@ -62,8 +62,25 @@ import { EscalateResponseSchema, type EscalateRequest, type EscalateResponse } f
 export const MAX_AGENT_REQUEST_BYTES = 64 * 1024;
 /** Longest audience and method a proof may be asked for, bytes. */
 export const MAX_PROOF_FIELD_BYTES = 512;
-/** Longest a Node timer can wait (a writ lives far less; a longer wait is re-armed by the next renewal). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Longest a Node timer can wait (~24.8 days); atDeadline waits again for a later deadline. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `fire` when `deadline` (ms, on the clock `now`) comes, on an unref'd timer. A deadline
+ * further than one timer can wait (an SVID may live as long as its CA) is waited for in steps:
+ * each full step reads the clock again and waits for what is left. `cancel` stops it.
+ */
+export function atDeadline(deadline: number, now: () => number, fire: () => void): { cancel(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = () => {
+    const left = Math.max(0, deadline - now());
+    const step = Math.min(left, MAX_TIMER_MS);
+    timer = setTimeout(() => (step < left ? wait() : fire()), step);
+    timer.unref?.();
+  };
+  wait();
+  return { cancel: () => clearTimeout(timer) };
+}
 /** Most FetchWrit streams open at once on one sidecar: each holds a listener on the state. */
 export const MAX_WRIT_STREAMS = 1024;
 /** Most FetchX509SVID streams open at once on one sidecar (apart from FetchWrit's): each holds a listener on the state. */
@@ -260,10 +277,10 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
         return create(FetchWritResponseSchema, { writ, spiffeId: c.sub, expiresAt: BigInt(c.exp) * 1000n, taskId: c.task.id });
       };
       let over = false;
-      let expiry: ReturnType<typeof setTimeout> | undefined;
+      let expiry: { cancel(): void } | undefined;
       const close = () => {
         over = true;
-        clearTimeout(expiry);
+        expiry?.cancel();
         unsubscribe();
         streams.delete(entry);
       };
@@ -281,13 +298,10 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       };
       // A writ that reaches its exp without a renewal ends the stream, as an expired identity does.
       const arm = (writ: string) => {
-        clearTimeout(expiry);
-        const left = parseWritCached(writ).claims.exp * 1000 - ctx.now();
-        expiry = setTimeout(
-          () => finish(new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed')),
-          Math.min(Math.max(0, left), MAX_TIMER_MS),
+        expiry?.cancel();
+        expiry = atDeadline(parseWritCached(writ).claims.exp * 1000, ctx.now, () =>
+          finish(new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar(agent): the writ has expired and has not been renewed')),
         );
-        expiry.unref?.();
       };
       const unsubscribe = state.subscribe((s) => {
         if (over) return;
@@ -332,10 +346,10 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       let blocked = false;
       let pending: FetchX509SVIDResponse | undefined;
       let sent: SidecarIdentity | undefined;
-      let expiry: ReturnType<typeof setTimeout> | undefined;
+      let expiry: { cancel(): void } | undefined;
       const close = () => {
         over = true;
-        clearTimeout(expiry);
+        expiry?.cancel();
         unsubscribe();
         svidStreams.delete(entry);
       };
@@ -361,12 +375,8 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
         if (r) return finish(r);
         if (s.state !== 'serving' || s.identity === sent) return;
         sent = s.identity;
-        clearTimeout(expiry);
-        expiry = setTimeout(
-          () => finish(svidRefusal(state.current(), Number.POSITIVE_INFINITY)!),
-          Math.min(Math.max(0, sent.notAfter - ctx.now()), MAX_TIMER_MS),
-        );
-        expiry.unref?.();
+        expiry?.cancel();
+        expiry = atDeadline(sent.notAfter, ctx.now, () => finish(svidRefusal(state.current(), Number.POSITIVE_INFINITY)!));
         send(svidMessage(sent));
       };
       const unsubscribe = state.subscribe(onStatus);
