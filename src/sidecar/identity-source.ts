@@ -9,7 +9,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { EvidenceProducer, ProducerSession } from '../attestation/plugin.js';
 import type { OptionValues } from '../config/options.js';
 import { decodePem } from '../der/pem.js';
-import { SidecarError } from '../errors.js';
+import { SidecarError, TpmError } from '../errors.js';
 import { jwkThumbprint, keySigner, type JwsSigner } from '../jose/jws.js';
 import { BundleSet, parseSpiffeBundle, parseX509BundlePem } from '../spiffe/bundle.js';
 import { verifyX509Svid } from '../svid/x509-svid.js';
@@ -117,7 +117,9 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
   const ownKey = (k: KeyObject) => ({ signer: keySigner(k), pkcs8: k.export({ type: 'pkcs8', format: 'der' }) as Buffer });
   if (o.key) own = ownKey(o.key);
   /** The open session whose key signs for the identity held now, when it can attest again. */
-  let held: { readonly session: ProducerSession; readonly signer: JwsSigner; readonly restart: () => Promise<void> } | undefined;
+  let held:
+    | { readonly session: ProducerSession; readonly signer: JwsSigner; readonly restart: () => Promise<void>; readonly close: () => Promise<void> }
+    | undefined;
   const handshake = async (req: ObtainRequest, signer: JwsSigner, session: ProducerSession) => {
     const outcome = await attest({
       server: o.server,
@@ -139,10 +141,21 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
       if (held) {
         // Fresh evidence from the session that holds the key (a renewal with the same key): the
         // identity it replaces signs through this session too, so the session stays open.
-        const { session, signer, restart } = held;
-        await restart();
-        const outcome = await handshake(req, signer, session);
-        return { identity: identityFrom(outcome, signer, undefined, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
+        const h = held;
+        try {
+          await h.restart();
+          const outcome = await handshake(req, h.signer, h.session);
+          return { identity: identityFrom(outcome, h.signer, undefined, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
+        } catch (e) {
+          // A failure of the TPM (its connection lost, a command refused) ends the session: the
+          // key cannot sign through it any more, and the next attestation opens a new one. The
+          // issuer's refusals and outages leave it as it was, serving the current identity.
+          if (e instanceof TpmError) {
+            if (held === h) held = undefined;
+            await h.close();
+          }
+          throw e;
+        }
       }
       const session: ProducerSession = await o.producer.open(o.values);
       let keep = false;
@@ -156,11 +169,14 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
         // A key the evidence holds (a TPM) is used through its session: keep it open while this identity is served.
         keep = session.key !== undefined;
         if (!keep) return { identity, jwtSvids: outcome.jwtSvids };
-        const mine = session.restart ? { session, signer, restart: session.restart.bind(session) } : undefined;
+        // Closed once, whoever closes it first: the daemon's release, or a failed reuse above.
+        let closing: Promise<void> | undefined;
+        const close = () => (closing ??= session.close().catch(() => {}));
+        const mine = session.restart ? { session, signer, restart: session.restart.bind(session), close } : undefined;
         if (mine) held = mine;
         const release = async () => {
           if (held === mine) held = undefined;
-          await session.close();
+          await close();
         };
         return { identity, jwtSvids: outcome.jwtSvids, release };
       } finally {

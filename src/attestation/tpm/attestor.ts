@@ -174,10 +174,9 @@ export class TpmAttestor {
    * stay loaded, so a handshake needs no more object slots than the first did.
    */
   async restart(): Promise<void> {
-    const ak = this.ak;
+    if (this.ak) await this.tpm.flush(this.ak.handle);
     this.ak = undefined;
     this.rounds = 0;
-    if (ak) await this.tpm.flush(ak.handle);
   }
 
   /** Flushes the transient EK, AK and resident key (never a persistent EK). */
