@@ -26,6 +26,8 @@ export const MAX_JWT_AUDIENCES = 8;
 export const MAX_JWT_CACHE_ENTRIES = 256;
 /** Most JWT-SVID requests waiting on the issuer at once (each is a handshake). */
 export const MAX_JWT_INFLIGHT = 16;
+/** How long a caller holding a valid (past half-life) cached JWT-SVID waits for its refresh before it is served the cached one. */
+export const JWT_REFRESH_WAIT_MS = 1000;
 /**
  * Most handshakes for JWT-SVIDs not in the cache per minute: each renews (and supersedes) the
  * X.509-SVID and costs the issuer a signature, so a caller on the socket cycling through
@@ -271,18 +273,38 @@ export class Sidecar implements SidecarState {
     if (hit && now < hit.issuedAt + (hit.expiresAt - hit.issuedAt) / 2) return hit;
     const backoff = this.jwtBackoff.get(key);
     if (hit && backoff && now < backoff.retryAt) return hit;
-    let got: CachedJwt;
+    // Revoked or terminally refused: the error. Else the cached one while it is valid.
+    const stale = (e: unknown): CachedJwt => {
+      const v = this.status.state === 'serving' ? this.validJwt(key, this.status.identity, this.o.now()) : undefined;
+      if (!v) throw e;
+      return v;
+    };
+    let refresh: Promise<CachedJwt>;
     try {
-      got = await this.refreshJwt(audiences, key, now);
+      refresh = this.refreshJwt(audiences, key, now);
     } catch (e) {
-      // Revoked or terminally refused: the error. Else the cached one while it is valid.
-      const stale = this.status.state === 'serving' ? this.validJwt(key, this.status.identity, this.o.now()) : undefined;
-      if (!stale) throw e;
-      return stale;
+      return stale(e);
+    }
+    let got: CachedJwt | undefined;
+    try {
+      if (!hit) got = await refresh;
+      else {
+        // A valid one is held: the refresh is waited for JWT_REFRESH_WAIT_MS at most, so that an
+        // issuer that does not answer (its handshake may take its whole timeout) does not hold
+        // the caller past its deadline; the refresh goes on, and its result is cached.
+        refresh.catch(() => {});
+        let timer: unknown;
+        const late = new Promise<undefined>((resolve) => {
+          timer = this.timers.setTimeout(() => resolve(undefined), JWT_REFRESH_WAIT_MS);
+        });
+        got = await Promise.race([refresh, late]).finally(() => this.timers.clearTimeout(timer));
+      }
+    } catch (e) {
+      return stale(e);
     }
     // Revoked or expired while waiting: serve nothing.
     this.serving();
-    return got;
+    return got ?? stale(new SidecarError('ERR_SIDECAR_NOT_SERVING', 'sidecar: the JWT-SVID for this audience expired while it was being renewed'));
   }
 
   /** The cached JWT-SVID of `key` if it is unexpired and of the SPIFFE ID served. */

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { GrpcCallError } from '../../src/agent/attest-client.js';
 import { jwkThumbprint as jwkThumbprintOf, keySigner } from '../../src/jose/jws.js';
 import {
+  JWT_REFRESH_WAIT_MS,
   MAX_JWT_CACHE_ENTRIES,
   MAX_JWT_HANDSHAKES_PER_MINUTE,
   MAX_NEW_JWT_AUDIENCES_PER_HOUR,
@@ -575,6 +576,44 @@ describe('the JWT-SVID cache', () => {
     const back = sc.jwtSvid(['aud']);
     await source.answer();
     expect((await back).token).not.toBe(a.token);
+  });
+
+  it(`an issuer that does not answer a refresh: the cached JWT-SVID is served after ${JWT_REFRESH_WAIT_MS} ms, and the refresh's answer when it comes is cached`, async () => {
+    const { source, sc, timers } = setup(3_600_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    await timers.advance(31_000);
+    let served: string | undefined;
+    const call = sc.jwtSvid(['aud']).then((g) => {
+      served = g.token;
+    });
+    await flush();
+    expect(source.open).toBe(1);
+    await timers.advance(JWT_REFRESH_WAIT_MS - 1);
+    expect(served).toBeUndefined();
+    await timers.advance(1);
+    await call;
+    expect(served).toBe(a.token);
+    // The refresh was not given up: its answer is what the next caller gets, with no handshake.
+    await source.answer();
+    await flush();
+    const opened = source.requests.length;
+    const b = await sc.jwtSvid(['aud']);
+    expect(b.token).not.toBe(a.token);
+    expect(source.requests.length).toBe(opened);
+  });
+
+  it('a refresh answered within the wait gives the caller the new JWT-SVID', async () => {
+    const { source, sc, timers } = setup(3_600_000, 0.5, ['aud']);
+    sc.start();
+    await source.answer();
+    const a = await sc.jwtSvid(['aud']);
+    await timers.advance(31_000);
+    const call = sc.jwtSvid(['aud']);
+    await flush();
+    await source.answer();
+    expect((await call).token).not.toBe(a.token);
   });
 
   it('the handshake limits refusing a refresh: the cached JWT-SVID is served while valid', async () => {
