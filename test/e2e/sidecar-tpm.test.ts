@@ -65,13 +65,7 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key (swtpm)', () => 
     s = await startServer({
       attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
     });
-    const t = await tpm.open();
-    const cert = new X509Certificate(await t.nvRead(0x01c00002));
-    await t.close();
-    const ekHash = createHash('sha256')
-      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('hex');
-    await adminClients(s.adminSocket).admin.createEntry({ entry: { spiffeId: ID, selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }] } });
+    await registerTpm(s, tpm);
     sc = await startSidecar(
       renewingSource(
         {
@@ -226,15 +220,7 @@ describe.skipIf(!HAVE_SWTPM)('a sidecar with a TPM-resident key renewing at half
     s = await startServer({
       attestation: { tpm: { manufacturer_roots: [tpm.rootPem], intermediates: [tpm.intermediatePem], pcr_selection: 'sha256:0,1,2,3,7' } },
     });
-    const t = await tpm.open();
-    const cert = new X509Certificate(await t.nvRead(0x01c00002));
-    await t.close();
-    const ekHash = createHash('sha256')
-      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-      .digest('hex');
-    await adminClients(s.adminSocket).admin.createEntry({
-      entry: { spiffeId: ID, selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }], x509SvidTtl: 4 },
-    });
+    await registerTpm(s, tpm, 4);
     sc = await startSidecar(
       renewingSource(
         { server: s.address, bundlePem: s.bundlePem, producer: tpmProducer, values: { tpm: tpm.spec, 'tpm-key': true }, timeoutMs: 30_000 },
@@ -285,6 +271,19 @@ async function residentKey(s: Swtpm): Promise<{ spki: Buffer; public: Buffer; pr
 }
 
 /** The first message of AgentService.FetchX509SVID on the sidecar's socket. */
+/** Registers ID for the swtpm's EK (its hash from the RSA EK certificate in NV), with an X.509-SVID TTL in seconds if given. */
+async function registerTpm(s: Awaited<ReturnType<typeof startServer>>, tpm: Swtpm, x509SvidTtl?: number): Promise<void> {
+  const t = await tpm.open();
+  const cert = new X509Certificate(await t.nvRead(0x01c00002));
+  await t.close();
+  const ekHash = createHash('sha256')
+    .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+  await adminClients(s.adminSocket).admin.createEntry({
+    entry: { spiffeId: ID, selectors: [{ type: 'tpm', value: `ek_hash:${ekHash}` }], ...(x509SvidTtl ? { x509SvidTtl } : {}) },
+  });
+}
+
 async function fetchSvid(path: string): Promise<FetchX509SVIDResponse> {
   const Client = grpcClientConstructor(AgentService);
   const c = new Client(`unix:${path}`, grpc.credentials.createInsecure(), { interceptors: [securityHeaderInterceptor] }) as grpc.Client &
