@@ -226,7 +226,7 @@ class IssuerKeys {
     // Refreshed every JWKS_TTL_MS, and always before the keys would be too old to use.
     const stale = age > Math.min(JWKS_TTL_MS, this.maxKeyAgeMs);
     let failure: Error | undefined;
-    if (stale || (!this.keys.has(kid) && age > this.cooldownMs)) {
+    if (stale || (!this.keys.has(kid) && age >= this.cooldownMs)) {
       try {
         await this.refresh();
       } catch (e) {

@@ -19,10 +19,14 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const ID = 'urn:ietf:params:oauth:token-type:id_token';
 
-function setup(issuer: string, over: Partial<PrincipalIssuerSettings> = {}, jwksUri?: string) {
+function setup(issuer: string, over: Partial<PrincipalIssuerSettings> = {}, jwksUri?: string, refetchCooldownMs?: number) {
   const idp = new FakeProvider(issuer, jwksUri);
   let now = T0;
-  const v = new PrincipalVerifier([{ issuer, audience: 'writ', groupsClaim: 'groups', ...over }], { fetcher: idp.fetcher, now: () => now });
+  const v = new PrincipalVerifier([{ issuer, audience: 'writ', groupsClaim: 'groups', ...over }], {
+    fetcher: idp.fetcher,
+    now: () => now,
+    ...(refetchCooldownMs !== undefined ? { refetchCooldownMs } : {}),
+  });
   return {
     idp,
     v,
@@ -219,6 +223,14 @@ describe('principal: refresh behaviour within the age bound', () => {
     expect(idp.jwksFetches).toBe(2);
     const e = await rejected(verify(idp.token(clock.now, 'alice', idp.key, 'k3')));
     expect(e.message).toMatch(/signed by a key the issuer does not publish/);
+    expect(idp.jwksFetches).toBe(2);
+  });
+
+  it('a cooldown of 0 refetches for an unknown kid even within the millisecond of the last fetch', async () => {
+    const { idp, verify } = setup('https://idp.example.com', {}, undefined, 0);
+    await verify();
+    idp.rotate('k2');
+    await expect(verify()).resolves.toMatchObject({ sub: 'alice' });
     expect(idp.jwksFetches).toBe(2);
   });
 
