@@ -24,3 +24,25 @@ export interface SocketService {
   /** Ends every open stream of this service with `status` (revocation, expiry, shutdown). */
   readonly closeStreams?: (status: { code: grpc.status; details: string }) => void;
 }
+
+/**
+ * A writer for a server stream, latest-wins while the client is not reading: at most one message
+ * waits (the newest, replacing an older one), written when the stream drains, and none once
+ * `over()`. Both services' identity streams write this way, so a client that never reads holds
+ * one message, never a queue.
+ */
+export function latestWins<T>(call: grpc.ServerWritableStream<unknown, T>, over: () => boolean): (m: T) => void {
+  let blocked = false;
+  let pending: T | undefined;
+  const send = (m: T): void => {
+    if (blocked) pending = m;
+    else if (!call.write(m)) blocked = true;
+  };
+  call.on('drain', () => {
+    blocked = false;
+    const m = pending;
+    pending = undefined;
+    if (m !== undefined && !over()) send(m);
+  });
+  return send;
+}

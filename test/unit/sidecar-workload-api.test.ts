@@ -2,6 +2,7 @@
  * The Workload API's streams against a hand-driven SidecarState and fake server calls (no
  * socket): a client that never reads holds one pending message at most, and gets the latest on
  * drain; the stream limit; an identity past its notAfter is never sent, whatever the daemon's timer.
+ * And AgentService.FetchX509SVID, which writes through the same latest-wins writer.
  */
 import * as grpc from '@grpc/grpc-js';
 import { EventEmitter } from 'node:events';
@@ -10,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { LimitError } from '../../src/errors.js';
 import { keySigner } from '../../src/jose/jws.js';
 import type { SidecarIdentity } from '../../src/sidecar/state.js';
+import { agentService } from '../../src/sidecar/agent-service/service.js';
 import { MAX_STREAMS, workloadApiService } from '../../src/sidecar/workload-api/service.js';
 import { FakeSidecarState } from '../fakes/sidecar-state.js';
 
@@ -146,5 +148,26 @@ describe('FetchJWTSVID refusals', () => {
     );
     expect(e?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(e?.details).toMatch(/distinct audiences/);
+  });
+});
+
+describe('AgentService.FetchX509SVID writes latest-wins too', () => {
+  it('a client that never reads holds one pending message at most, and gets the latest on drain', () => {
+    const state = new FakeSidecarState();
+    const impl = agentService().implementation({ state, now: () => now, log: () => {} }) as unknown as Record<string, (call: StuckCall) => void>;
+    state.serve(identity(1));
+    const call = new StuckCall();
+    impl.fetchX509SVID!(call);
+    const leafByte = (m: unknown) => (m as { x509Svid: Uint8Array[] }).x509Svid[0]![2];
+    expect(call.written.map(leafByte)).toEqual([1]);
+    for (let n = 2; n <= 50; n++) state.serve(identity(n));
+    expect(call.written.map(leafByte)).toEqual([1]);
+    call.reading = true;
+    call.drain();
+    expect(call.written.map(leafByte)).toEqual([1, 50]);
+    state.serve(identity(51));
+    expect(call.written.map(leafByte)).toEqual([1, 50, 51]);
+    call.emit('cancelled');
+    expect(state.subscribers).toBe(0);
   });
 });

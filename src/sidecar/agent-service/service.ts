@@ -47,7 +47,7 @@ import { parseWritCached } from '../../writ/writ.js';
 import { parseCertificate } from '../../x509/certificate.js';
 import { notServing } from '../workload-api/service.js';
 import { SECURITY_HEADER_MISSING, securityHeaderMissing } from '../security-header.js';
-import type { SocketService, SocketServiceContext } from '../socket-service.js';
+import { latestWins, type SocketService, type SocketServiceContext } from '../socket-service.js';
 import type { RevocationFreshness, SidecarIdentity, SidecarState, SidecarStatus } from '../state.js';
 import { agentFailure } from './status.js';
 import { escalate as escalateRemote, watchApproval } from '../../agent/approval-client.js';
@@ -343,8 +343,6 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
           withCode(grpc.status.RESOURCE_EXHAUSTED, `sidecar(agent): ${maxSvidStreams} FetchX509SVID streams are open already`, 'ERR_LIMIT_EXCEEDED'),
         );
       let over = false;
-      let blocked = false;
-      let pending: FetchX509SVIDResponse | undefined;
       let sent: SidecarIdentity | undefined;
       let expiry: { cancel(): void } | undefined;
       const close = () => {
@@ -365,10 +363,7 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
         close();
         refuse(st);
       };
-      const send = (m: FetchX509SVIDResponse) => {
-        if (blocked) pending = m;
-        else if (!call.write(m)) blocked = true;
-      };
+      const send = latestWins(call, () => over);
       const onStatus = (s: SidecarStatus) => {
         if (over) return;
         const r = svidRefusal(s, ctx.now());
@@ -381,12 +376,6 @@ export function agentService(o: AgentServiceOptions = {}): SocketService {
       };
       const unsubscribe = state.subscribe(onStatus);
       svidStreams.add(entry);
-      call.on('drain', () => {
-        blocked = false;
-        const m = pending;
-        pending = undefined;
-        if (m !== undefined && !over) send(m);
-      });
       call.on('cancelled', () => {
         if (!over) close();
       });

@@ -30,7 +30,7 @@ import { BundleSet, parseSpiffeBundle } from '../../spiffe/bundle.js';
 import { parseSpiffeId } from '../../spiffe/id.js';
 import { MAX_JWT_BYTES, validateJwtSvid } from '../../svid/jwt-svid.js';
 import { SECURITY_HEADER_MISSING, securityHeaderMissing } from '../security-header.js';
-import type { SocketService, SocketServiceContext } from '../socket-service.js';
+import { latestWins, type SocketService, type SocketServiceContext } from '../socket-service.js';
 import type { SidecarIdentity, SidecarStatus, TrustBundle } from '../state.js';
 import { jwtBundlesResponse, x509BundlesResponse, x509SvidResponse } from './messages.js';
 
@@ -116,8 +116,6 @@ function streamFromState<T>(
     return;
   }
   let over = false;
-  let blocked = false;
-  let pending: T | undefined;
   let last: SidecarIdentity | undefined;
   const end = (r: Refusal) => {
     if (over) return;
@@ -126,13 +124,7 @@ function streamFromState<T>(
     remove();
     call.emit('error', { code: r.code, details: r.details });
   };
-  const send = (m: T) => {
-    if (blocked) {
-      pending = m;
-      return;
-    }
-    if (!call.write(m)) blocked = true;
-  };
+  const send = latestWins(call, () => over);
   const onIdentity = (id: SidecarIdentity) => {
     if (last && !changed(last, id)) return;
     last = id;
@@ -146,12 +138,6 @@ function streamFromState<T>(
     else end(notServing(s, ctx.now()) ?? refuse(grpc.status.UNAVAILABLE, 'no identity'));
   });
   const remove = streams.add(end);
-  call.on('drain', () => {
-    blocked = false;
-    const m = pending;
-    pending = undefined;
-    if (m !== undefined && !over) send(m);
-  });
   call.on('cancelled', () => {
     over = true;
     unsubscribe();
