@@ -76,6 +76,8 @@ export interface ProducerSession {
    * Readies the session for another handshake with the same key: how a sidecar whose key the
    * evidence holds attests afresh while the identity that key signs for is still served (a TPM
    * may serve one connection at a time, and its object slots are few). Absent: a new session.
+   * Throws when the session cannot serve another handshake (its device failed, in this call or
+   * in an earlier handshake's evidence): the caller then closes it and opens another.
    */
   restart?(): Promise<void>;
   close(): Promise<void>;

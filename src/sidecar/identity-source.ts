@@ -9,7 +9,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { EvidenceProducer, ProducerSession } from '../attestation/plugin.js';
 import type { OptionValues } from '../config/options.js';
 import { decodePem } from '../der/pem.js';
-import { SidecarError, TpmError } from '../errors.js';
+import { SidecarError } from '../errors.js';
 import { jwkThumbprint, keySigner, type JwsSigner } from '../jose/jws.js';
 import { BundleSet, parseSpiffeBundle, parseX509BundlePem } from '../spiffe/bundle.js';
 import { verifyX509Svid } from '../svid/x509-svid.js';
@@ -144,18 +144,16 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
         const h = held;
         try {
           await h.restart();
-          const outcome = await handshake(req, h.signer, h.session);
-          return { identity: identityFrom(outcome, h.signer, undefined, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
         } catch (e) {
-          // A failure of the TPM (its connection lost, a command refused) ends the session: the
-          // key cannot sign through it any more, and the next attestation opens a new one. The
-          // issuer's refusals and outages leave it as it was, serving the current identity.
-          if (e instanceof TpmError) {
-            if (held === h) held = undefined;
-            await h.close();
-          }
+          // The session cannot serve another handshake (its device is gone): closed, and the next
+          // attestation opens a new one. A failed handshake leaves it as it was (the issuer's
+          // refusals and outages); the session says at its next restart if it failed itself.
+          if (held === h) held = undefined;
+          await h.close();
           throw e;
         }
+        const outcome = await handshake(req, h.signer, h.session);
+        return { identity: identityFrom(outcome, h.signer, undefined, now()), jwtSvids: outcome.jwtSvids, sameKeySession: true };
       }
       const session: ProducerSession = await o.producer.open(o.values);
       let keep = false;
@@ -169,7 +167,7 @@ export function producerSource(o: ProducerSourceOptions, now: () => number): Ide
         // A key the evidence holds (a TPM) is used through its session: keep it open while this identity is served.
         keep = session.key !== undefined;
         if (!keep) return { identity, jwtSvids: outcome.jwtSvids };
-        // Closed once, whoever closes it first: the daemon's release, or a failed reuse above.
+        // Closed once, whoever closes it first: the daemon's release, or a failed restart above.
         let closing: Promise<void> | undefined;
         const close = () => (closing ??= session.close().catch(() => {}));
         const mine = session.restart ? { session, signer, restart: session.restart.bind(session), close } : undefined;

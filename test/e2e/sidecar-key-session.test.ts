@@ -2,7 +2,7 @@
  * The identity source's key session (src/sidecar/identity-source.ts `producerSource`), against a
  * real issuer: evidence that holds the agent key (as a TPM does) attests afresh through the
  * session it opened (`restart`), never a second one while an identity it signs for is held; a
- * failure of that session (a TpmError: its connection lost) closes it once and the next
+ * session whose restart fails (here a TpmError: its connection lost) is closed once and the next
  * attestation opens a new one; the issuer being unreachable leaves it as it was. The producer is
  * the fake HSM's with a key it "holds" (a software key standing in for a TPM-resident one).
  */

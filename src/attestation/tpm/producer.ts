@@ -3,6 +3,7 @@
  * evidence (attestor.ts), TPM-resident agent keys for every verb that signs with the agent
  * key, and the verbs `writ tpm check-quote` and `writ tpm ek-hash`.
  */
+import { TpmError } from '../../errors.js';
 import { certificatesInFile, readInputFile } from '../../config/files.js';
 import { stringOption, UsageError, type OptionSpecs, type OptionValues } from '../../config/options.js';
 import { Tpm } from '../../tpm/client.js';
@@ -237,7 +238,22 @@ export const tpmProducer: EvidenceProducer = {
         const spki = await attestor.loadResidentKey(blob.public, blob.private);
         key = { signer: attestor.residentSigner(), spki };
       }
-      return { ...(key ? { key } : {}), respond: (c) => attestor.respond(c), restart: () => attestor.restart(), close };
+      // A TPM failure while answering (its connection lost, a command refused) is kept, so that
+      // restart says the session is done: the agent key signs through this TPM connection too.
+      let failed: TpmError | undefined;
+      const respond = async (c: { readonly nonce: Uint8Array; readonly payload: Uint8Array }) => {
+        try {
+          return await attestor.respond(c);
+        } catch (e) {
+          if (e instanceof TpmError) failed = e;
+          throw e;
+        }
+      };
+      const restart = async () => {
+        if (failed) throw failed;
+        await attestor.restart();
+      };
+      return { ...(key ? { key } : {}), respond, restart, close };
     } catch (e) {
       await close();
       throw e;
