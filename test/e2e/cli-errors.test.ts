@@ -8,7 +8,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +18,7 @@ import { startDevIdp } from '../../src/dev/idp.js';
 import { keySigner, type JwsSigner } from '../../src/jose/jws.js';
 import { startOidc, type TestOidc } from '../helpers/oidc.js';
 import { REPO_ROOT } from '../helpers/shared.js';
+import { freePort } from '../helpers/ports.js';
 import { HAVE_SWTPM, startSwtpm, type Swtpm } from '../helpers/swtpm.js';
 
 const run = promisify(execFile);
@@ -84,17 +84,6 @@ async function expectFailure(args: string[], line: string | RegExp): Promise<str
 async function expectUsage(args: string[], line: string): Promise<void> {
   const r = await writ(...args);
   expect(r).toEqual({ code: 2, stdout: '', stderr: `writ: ${line}\n${USAGE_HINT}` });
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 /** The server's JSON log line (on its stdout) that carries `requestId`, once it is written. */

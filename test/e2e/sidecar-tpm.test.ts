@@ -21,7 +21,6 @@ import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createHash, createPublicKey, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -39,6 +38,7 @@ import { verifyX509Svid } from '../../src/svid/x509-svid.js';
 import { authorizeID } from '../../src/workload/tls.js';
 import { parseCertificate } from '../../src/x509/certificate.js';
 import { startServer } from '../helpers/server.js';
+import { freePort } from '../helpers/ports.js';
 import { nextMessages, securityHeader, startSidecar, unary, workloadClient } from '../helpers/sidecar.js';
 import { HAVE_SWTPM, HAVE_TPM2_OPENSSL, startSwtpm, tss2PrivateKeyPem, type Swtpm } from '../helpers/swtpm.js';
 
@@ -270,7 +270,6 @@ async function residentKey(s: Swtpm): Promise<{ spki: Buffer; public: Buffer; pr
   }
 }
 
-/** The first message of AgentService.FetchX509SVID on the sidecar's socket. */
 /** Registers ID for the swtpm's EK (its hash from the RSA EK certificate in NV), with an X.509-SVID TTL in seconds if given. */
 async function registerTpm(s: Awaited<ReturnType<typeof startServer>>, tpm: Swtpm, x509SvidTtl?: number): Promise<void> {
   const t = await tpm.open();
@@ -284,6 +283,7 @@ async function registerTpm(s: Awaited<ReturnType<typeof startServer>>, tpm: Swtp
   });
 }
 
+/** The first message of AgentService.FetchX509SVID on the sidecar's socket. */
 async function fetchSvid(path: string): Promise<FetchX509SVIDResponse> {
   const Client = grpcClientConstructor(AgentService);
   const c = new Client(`unix:${path}`, grpc.credentials.createInsecure(), { interceptors: [securityHeaderInterceptor] }) as grpc.Client &
@@ -296,17 +296,6 @@ async function fetchSvid(path: string): Promise<FetchX509SVIDResponse> {
   } finally {
     c.close();
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 /**

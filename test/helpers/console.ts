@@ -13,6 +13,7 @@ import { adminClients } from '../../src/cli/admin-client.js';
 import { startOidc, type TestOidc } from './oidc.js';
 import { POLICY } from './policies.js';
 import { startServer } from './server.js';
+import { freePort } from './ports.js';
 import { REPO_ROOT } from './shared.js';
 
 export interface Reply {
@@ -29,19 +30,6 @@ export function ensureConsoleBuilt(): void {
 }
 
 export const OPERATOR_GROUP = 'writ-operators';
-
-/** A free TCP port on 127.0.0.1 (for a listener whose public URL must be known before it binds). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * `localhost`: the console at https://localhost:PORT, as WebAuthn needs (an IP address is no RP

@@ -92,6 +92,19 @@ function leafDer(serial: number, residency?: string): Buffer {
   return der.seq(tbs, alg, der.bitString(Buffer.alloc(64, 1)));
 }
 
+/** closeStreams with the shutdown status ends each of `streams` with it (UNAVAILABLE, ERR_SIDECAR_NOT_SERVING). */
+async function expectShutdown(h: Harness, streams: ReadonlyArray<{ ended(): Promise<grpc.ServiceError> }>): Promise<void> {
+  h.svc.closeStreams!({ code: grpc.status.UNAVAILABLE, details: 'sidecar: shutting down' });
+  for (const s of streams) {
+    const e = await s.ended();
+    expect({ code: e.code, details: e.details, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
+      code: grpc.status.UNAVAILABLE,
+      details: 'sidecar: shutting down',
+      writCode: 'ERR_SIDECAR_NOT_SERVING',
+    });
+  }
+}
+
 describe('AgentService over a Unix socket', () => {
   let h: Harness;
   let w: World;
@@ -284,15 +297,7 @@ describe('AgentService over a Unix socket', () => {
       serve();
       const streams = [fetchWrit(h), fetchWrit(h), fetchWrit(h)];
       await Promise.all(streams.map((s) => s.messages(1)));
-      h.svc.closeStreams!({ code: grpc.status.UNAVAILABLE, details: 'sidecar: shutting down' });
-      for (const s of streams) {
-        const e = await s.ended();
-        expect({ code: e.code, details: e.details, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
-          code: grpc.status.UNAVAILABLE,
-          details: 'sidecar: shutting down',
-          writCode: 'ERR_SIDECAR_NOT_SERVING',
-        });
-      }
+      await expectShutdown(h, streams);
     });
   });
 
@@ -394,15 +399,7 @@ describe('AgentService over a Unix socket', () => {
       serve({ svidChain: [leafDer(1)] });
       const streams = [fetchX509Svid(h), fetchX509Svid(h), fetchWrit(h)];
       await Promise.all(streams.map((s) => s.messages(1)));
-      h.svc.closeStreams!({ code: grpc.status.UNAVAILABLE, details: 'sidecar: shutting down' });
-      for (const s of streams) {
-        const e = await s.ended();
-        expect({ code: e.code, details: e.details, writCode: e.metadata.get('writ-error-code')[0] }).toEqual({
-          code: grpc.status.UNAVAILABLE,
-          details: 'sidecar: shutting down',
-          writCode: 'ERR_SIDECAR_NOT_SERVING',
-        });
-      }
+      await expectShutdown(h, streams);
     });
   });
 
